@@ -1,0 +1,9 @@
+// inferjit's public entry point.
+import './ops/index.js';
+
+export { Tensor, GraphBreakError, type Device, type TensorLike, type NestedArray } from './tensor/tensor.js';
+export { type DType, DTYPES, promoteTypes } from './tensor/dtype.js';
+export { type Dim, type Shape } from './tensor/shape.js';
+export { zeros, ones, full, arange, fromArray, tensor, randn, rand, scalar } from './tensor/creation.js';
+export { manualSeed, Rng } from './tensor/random.js';
+export * as ops from './ops/index.js';

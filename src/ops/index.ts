@@ -1,0 +1,13 @@
+// Loads every op definition into the registry (import for side effects), and re-exports the API.
+import './unary.js';
+import './binary.js';
+import './reduce.js';
+import './norm.js';
+import './linalg.js';
+import './movement.js';
+import './model.js';
+
+export * from './api.js';
+export { dispatch, dispatch1, withTraceHook, setEagerBackend, getEagerBackend, withEagerBackend, isNativeAvailable } from './dispatch.js';
+export { defineOp, getOp, hasOp, listOps, registerKernel, kernelBackends } from './registry.js';
+export type { OpDef, TensorMeta, Kernel, OpKind, BackendName } from './registry.js';

@@ -1,0 +1,71 @@
+// The op registry: every op is defined once here (name, inputs, attribute schema, shape/dtype
+// inference, reference kernel), and backends register kernels for op names.
+import type { DType } from '../tensor/dtype.js';
+import type { Shape } from '../tensor/shape.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { type AttrSchema, type AttrValues } from './attrs.js';
+
+/** What shape inference sees of a tensor: no data, dims may be symbolic. */
+export interface TensorMeta { readonly dtype: DType; readonly shape: Shape }
+
+/** How fusion passes and exporters classify an op. */
+export type OpKind = 'elementwise' | 'reduction' | 'movement' | 'linalg' | 'norm' | 'model' | 'other';
+
+/** A kernel computes outputs from concrete inputs; `outs` holds the inferred output metadata
+ *  (shapes are concrete at this point). Absent optional inputs are `null`. */
+export type Kernel<A = AttrValues> = (inputs: (Tensor | null)[], attrs: A, outs: TensorMeta[]) => Tensor[];
+
+export interface OpDef<A = AttrValues> {
+  name: string;
+  kind: OpKind;
+  /** Input names; a trailing `?` marks an optional input (may be null), a leading `...` a variadic tail. */
+  inputs: string[];
+  attrs: AttrSchema;
+  /** Pure shape and dtype inference; throws a specific error for invalid inputs. */
+  infer(inputs: (TensorMeta | null)[], attrs: A): TensorMeta[];
+  /** The pure TypeScript kernel: the oracle every other backend is tested against. */
+  reference: Kernel<A>;
+  doc?: string;
+}
+
+export type BackendName = 'reference' | 'cpu';
+
+interface KernelEntry { kernel: Kernel<any>; supports?: (inputs: (Tensor | null)[], attrs: any) => boolean }
+
+const ops = new Map<string, OpDef<any>>();
+const kernels = new Map<string, Map<BackendName, KernelEntry>>();
+
+export function defineOp<A extends object>(def: OpDef<A>): OpDef<A> {
+  if (ops.has(def.name)) throw new Error(`defineOp: op "${def.name}" is already defined`);
+  ops.set(def.name, def);
+  registerKernel(def.name, 'reference', def.reference);
+  return def;
+}
+
+export function getOp(name: string): OpDef<any> {
+  const def = ops.get(name);
+  if (!def) throw new Error(`unknown op "${name}"; registered ops: ${[...ops.keys()].sort().join(', ')}`);
+  return def;
+}
+
+export const hasOp = (name: string): boolean => ops.has(name);
+export const listOps = (): OpDef<any>[] => [...ops.values()];
+
+/** Registers a backend kernel. `supports` lets a kernel decline inputs it does not handle (e.g. a
+ *  dtype), in which case dispatch uses the next backend in priority order. */
+export function registerKernel<A>(op: string, backend: BackendName, kernel: Kernel<A>, supports?: (inputs: (Tensor | null)[], attrs: A) => boolean): void {
+  let m = kernels.get(op);
+  if (!m) kernels.set(op, (m = new Map()));
+  m.set(backend, { kernel, supports });
+}
+
+export function getKernel(op: string, backend: BackendName, inputs: (Tensor | null)[], attrs: unknown): Kernel<any> | undefined {
+  const e = kernels.get(op)?.get(backend);
+  if (!e) return undefined;
+  if (e.supports && !e.supports(inputs, attrs)) return undefined;
+  return e.kernel;
+}
+
+export function kernelBackends(op: string): BackendName[] {
+  return [...(kernels.get(op)?.keys() ?? [])];
+}
