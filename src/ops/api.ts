@@ -2,16 +2,21 @@
 // negative axes, optional tensors) into a dispatch call; all semantics live in the op definitions.
 import { Tensor, type TensorLike } from '../tensor/tensor.js';
 import { type DType, isFloatDType } from '../tensor/dtype.js';
-import { type Dim, normalizeAxis } from '../tensor/shape.js';
-import { fromNumbers } from '../tensor/dtype.js';
+import { type Dim, normalizeAxis, dimMul } from '../tensor/shape.js';
+import { fromNumbers, readElement } from '../tensor/dtype.js';
 import { dispatch, dispatch1 } from './dispatch.js';
 
-/** Turns a JS number into a rank-0 tensor of a dtype compatible with `like`. */
+/** Turns a JS number into a rank-0 tensor for an op with `like`. The number takes `like`'s dtype
+ *  when it is exactly representable there (so `halfTensor.mul(0.5)` stays f16); otherwise it widens
+ *  (i64 for integers, f32 for fractions or float tensors) so its value is never silently changed,
+ *  and the op's result promotes accordingly (e.g. `u8.add(300)` gives i64 [301, ...]). */
 function asTensor(x: TensorLike, like: Tensor): Tensor {
   if (x instanceof Tensor) return x;
   if (typeof x !== 'number') throw new TypeError(`expected a Tensor or a number, got ${typeof x}`);
-  const dtype: DType = isFloatDType(like.dtype) || Number.isInteger(x) ? like.dtype : 'f32';
-  return Tensor.fromStorage(dtype, [], fromNumbers(dtype, [x]));
+  const exact = fromNumbers(like.dtype, [x]);
+  const roundTrips = like.dtype !== 'bool' && (Object.is(readElement(like.dtype, exact, 0), x) || Number.isNaN(x) && isFloatDType(like.dtype));
+  const dtype: DType = roundTrips ? like.dtype : isFloatDType(like.dtype) || !Number.isInteger(x) ? 'f32' : 'i64';
+  return Tensor.fromStorage(dtype, [], dtype === like.dtype ? exact : fromNumbers(dtype, [x]));
 }
 function binary(op: string, a: TensorLike, b: TensorLike): Tensor {
   if (!(a instanceof Tensor) && !(b instanceof Tensor)) throw new TypeError(`${op}: at least one argument must be a Tensor`);
@@ -75,7 +80,7 @@ export const logSoftmax = (x: Tensor, axis = -1): Tensor => dispatch1('log_softm
 export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
   const ns = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
   const tail = x.metaShape.slice(x.rank - ns.length);
-  if (ns.length > x.rank || ns.some((d, i) => d !== tail[i])) {
+  if (ns.length > x.rank || ns.some((d, i) => typeof tail[i] === 'number' && d !== tail[i])) {
     throw new RangeError(`layer_norm: normalizedShape [${ns.join(', ')}] does not match the last dims of x [${x.metaShape.join(', ')}]`);
   }
   return dispatch1('layer_norm', [x, weight ?? null, bias ?? null], { normalized_ndim: ns.length, eps });
@@ -111,7 +116,7 @@ export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
   if (x.rank === 0) return reshape(x, [1]);
   const s = normalizeAxis(startAxis, x.rank, 'flatten', 'startAxis'), e = normalizeAxis(endAxis, x.rank, 'flatten', 'endAxis');
   const dims = x.metaShape;
-  return reshape(x, [...dims.slice(0, s), -1, ...dims.slice(e + 1)].map((d, i) => (i === s ? -1 : d)));
+  return reshape(x, [...dims.slice(0, s), dimMul(...dims.slice(s, e + 1)), ...dims.slice(e + 1)]);
 }
 export function unsqueeze(x: Tensor, axis: number): Tensor {
   const a = normalizeAxis(axis, x.rank + 1, 'unsqueeze');
@@ -131,10 +136,12 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
   const a = normalizeAxis(axis, x.rank, 'split');
   let list: number[];
   if (typeof sizes === 'number') {
-    const n = x.shape[a];
+    const n = x.metaShape[a];
+    if (typeof n !== 'number') throw new RangeError(`split: axis ${a} is dynamic (${n}); equal-size splits need a static dim — pass explicit sizes or mark the dim static`);
     if (!Number.isInteger(sizes) || sizes <= 0) throw new RangeError(`split: split size must be a positive integer, got ${sizes}`);
     list = [];
     for (let s = 0; s < n; s += sizes) list.push(Math.min(sizes, n - s));
+    if (list.length === 0) list.push(0); // a size-0 dim splits into one empty piece, as in PyTorch
   } else list = [...sizes];
   return dispatch('split', [x], { axis: a, sizes: list });
 }
@@ -142,7 +149,9 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
 export function chunk(x: Tensor, chunks: number, axis = 0): Tensor[] {
   const a = normalizeAxis(axis, x.rank, 'chunk');
   if (!Number.isInteger(chunks) || chunks <= 0) throw new RangeError(`chunk: chunks must be a positive integer, got ${chunks}`);
-  return split(x, Math.ceil(x.shape[a] / chunks), a);
+  const n = x.metaShape[a];
+  if (typeof n !== 'number') throw new RangeError(`chunk: axis ${a} is dynamic (${n}); chunking needs a static dim`);
+  return split(x, Math.max(1, Math.ceil(n / chunks)), a);
 }
 /** General slice: per listed axis, start (inclusive), end (exclusive), step (> 0). Negative indices count from the end. */
 export function slice(x: Tensor, starts: readonly number[], ends: readonly number[], axes?: readonly number[], steps?: readonly number[]): Tensor {

@@ -25,13 +25,36 @@ export const formatShape = (shape: Shape): string => `[${shape.join(', ')}]`;
 
 export function dimEq(a: Dim, b: Dim): boolean { return a === b; }
 
+/** Top-level factors of a product expression ("2*batch*(seq+1)" -> ["2", "batch", "(seq+1)"]). */
+function splitFactors(d: string): string[] {
+  const out: string[] = [];
+  let depth = 0, start = 0;
+  for (let i = 0; i < d.length; i++) {
+    const c = d[i];
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '*' && depth === 0) { out.push(d.slice(start, i)); start = i + 1; }
+  }
+  out.push(d.slice(start));
+  return out;
+}
+
+function factors(d: Dim): { coeff: number; syms: string[] } {
+  if (typeof d === 'number') return { coeff: d, syms: [] };
+  let coeff = 1;
+  const syms: string[] = [];
+  for (const f of splitFactors(d)) { if (/^\d+$/.test(f)) coeff *= Number(f); else syms.push(f); }
+  return { coeff, syms };
+}
+
 /** Product of dims; symbolic factors are kept sorted so equal products compare equal. */
 export function dimMul(...dims: Dim[]): Dim {
   let coeff = 1;
   const syms: string[] = [];
   for (const d of dims) {
-    if (typeof d === 'number') coeff *= d;
-    else for (const f of d.split('*')) { if (/^\d+$/.test(f)) coeff *= Number(f); else syms.push(f); }
+    const f = factors(d);
+    coeff *= f.coeff;
+    syms.push(...f.syms);
   }
   if (syms.length === 0 || coeff === 0) return coeff;
   syms.sort();
@@ -42,7 +65,8 @@ export function dimAdd(a: Dim, b: Dim): Dim {
   if (typeof a === 'number' && typeof b === 'number') return a + b;
   if (a === 0) return b;
   if (b === 0) return a;
-  return `(${a}+${b})`;
+  if (a === b) return dimMul(2, a);
+  return typeof b === 'number' && b < 0 ? `(${a}-${-b})` : `(${a}+${b})`;
 }
 
 /** a / b where b divides a; returns undefined when that cannot be shown. */
@@ -60,13 +84,6 @@ export function dimDiv(a: Dim, b: Dim): Dim | undefined {
   return dimMul(fa.coeff / fb.coeff, ...rest);
 }
 
-function factors(d: Dim): { coeff: number; syms: string[] } {
-  if (typeof d === 'number') return { coeff: d, syms: [] };
-  let coeff = 1;
-  const syms: string[] = [];
-  for (const f of d.split('*')) { if (/^\d+$/.test(f)) coeff *= Number(f); else syms.push(f); }
-  return { coeff, syms };
-}
 
 /** NumPy broadcasting of two shapes; returns undefined when they are incompatible. */
 export function broadcastShapes(a: Shape, b: Shape): Dim[] | undefined {

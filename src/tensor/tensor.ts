@@ -147,6 +147,7 @@ export class Tensor {
   relu(): Tensor { return ops.relu(this); }
   silu(): Tensor { return ops.silu(this); }
   gelu(approximate: 'none' | 'tanh' = 'none'): Tensor { return ops.gelu(this, approximate); }
+  erf(): Tensor { return ops.erf(this); }
   sin(): Tensor { return ops.sin(this); }
   cos(): Tensor { return ops.cos(this); }
   sum(axes?: number | number[], keepdim = false): Tensor { return ops.sum(this, axes, keepdim); }
