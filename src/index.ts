@@ -7,3 +7,5 @@ export { type Dim, type Shape } from './tensor/shape.js';
 export { zeros, ones, full, arange, fromArray, tensor, randn, rand, scalar } from './tensor/creation.js';
 export { manualSeed, Rng } from './tensor/random.js';
 export * as ops from './ops/index.js';
+export * as nn from './nn/index.js';
+export * as F from './nn/functional.js';
