@@ -7,5 +7,7 @@ export { type Dim, type Shape } from './tensor/shape.js';
 export { zeros, ones, full, arange, fromArray, tensor, randn, rand, scalar } from './tensor/creation.js';
 export { manualSeed, Rng } from './tensor/random.js';
 export * as ops from './ops/index.js';
+export { backendInfo, setNumThreads, getNumThreads, prepackWeight, type BackendInfo } from './backends/cpu/index.js';
 export * as nn from './nn/index.js';
 export * as F from './nn/functional.js';
+export { inferenceJit, jitOptions, jitStats, configure, resetConfig, DiskCache, registerPass, type JitOptions, type JitStats, type InputSpec, type CompiledModule, type CompiledFunction } from './jit/index.js';

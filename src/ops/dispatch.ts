@@ -18,6 +18,14 @@ export function withTraceHook<T>(hook: TraceHook, fn: () => T): T {
   try { return fn(); } finally { traceHook = prev; }
 }
 
+/** Runs fn with tracing switched off, so ops on concrete tensors compute (the tracer uses this to
+ *  fold ops on literals into constants). */
+export function withoutTraceHook<T>(fn: () => T): T {
+  const prev = traceHook;
+  traceHook = null;
+  try { return fn(); } finally { traceHook = prev; }
+}
+
 export type EagerBackend = 'auto' | BackendName;
 let eagerBackend: EagerBackend = 'auto';
 let nativeAvailable = false;

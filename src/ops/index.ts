@@ -6,6 +6,7 @@ import './norm.js';
 import './linalg.js';
 import './movement.js';
 import './model.js';
+import './fused.js';
 
 export * from './api.js';
 export { dispatch, dispatch1, withTraceHook, setEagerBackend, getEagerBackend, withEagerBackend, isNativeAvailable } from './dispatch.js';

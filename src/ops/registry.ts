@@ -4,6 +4,7 @@ import type { DType } from '../tensor/dtype.js';
 import type { Shape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type AttrSchema, type AttrValues } from './attrs.js';
+import type { OnnxMapping } from '../onnx/mapping.js';
 
 /** What shape inference sees of a tensor: no data, dims may be symbolic. */
 export interface TensorMeta { readonly dtype: DType; readonly shape: Shape }
@@ -26,6 +27,9 @@ export interface OpDef<A = AttrValues> {
   /** The pure TypeScript kernel: the oracle every other backend is tested against. */
   reference: Kernel<A>;
   doc?: string;
+  /** How the op is written in ONNX. Mappings live in src/onnx/ops/<same file name as the op's
+   *  src/ops file>.ts and are attached with registerOnnxMapping (src/onnx/mapping.ts). */
+  onnx?: OnnxMapping<A>;
 }
 
 export type BackendName = 'reference' | 'cpu';

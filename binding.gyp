@@ -1,0 +1,32 @@
+# Builds the native CPU backend (native/) with node-gyp. The target architecture comes from
+# INFERJIT_NATIVE_ARCH (default "native": optimize for the installing machine; "x86-64-v3" gives a
+# portable AVX2+FMA build). scripts/build-native.mjs runs this during `npm install`.
+{
+  "variables": {
+    "inferjit_arch%": "<!(node -p \"process.env.INFERJIT_NATIVE_ARCH || 'native'\")"
+  },
+  "targets": [
+    {
+      "target_name": "inferjit_native",
+      "sources": [
+        "native/addon.cc",
+        "native/threadpool.cc",
+        "native/gemm/gemm.cc",
+        "native/attention/attention.cc",
+        "native/ops/elementwise.cc",
+        "native/ops/norm.cc",
+        "native/ops/movement.cc",
+        "native/ops/conv.cc"
+      ],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "defines": ["NAPI_VERSION=8", "INFERJIT_ARCH=\"<(inferjit_arch)\""],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O3", "-march=<(inferjit_arch)", "-fno-math-errno", "-fno-trapping-math", "-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-Wno-maybe-uninitialized", "-Wno-uninitialized"],
+      "ldflags": ["-pthread"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-march=<(inferjit_arch)"]
+      }
+    }
+  ]
+}

@@ -1,0 +1,328 @@
+// fp32 GEMM driver: B panels packed once (or per call), A packed per (row block, K block) into
+// per-thread scratch, a register-blocked kMR×kNR microkernel, and the epilogue applied to each
+// tile on its final K block. Threads take (batch, row block, panel group) tasks dynamically.
+#include "gemm.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "../threadpool.h"
+
+namespace inferjit {
+namespace {
+
+float* alignedFloats(size_t n) {
+  void* p = nullptr;
+  if (posix_memalign(&p, 64, std::max<size_t>(n, 1) * sizeof(float)) != 0) throw std::bad_alloc();
+  return static_cast<float*>(p);
+}
+
+struct Scratch {
+  float* p = nullptr;
+  size_t cap = 0;
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      p = alignedFloats(n);
+      cap = n;
+    }
+    return p;
+  }
+  ~Scratch() { std::free(p); }
+};
+thread_local Scratch tPackA;
+
+// The epilogue as one tile sees it (pointers already moved to the tile's first row/column).
+struct TileEpi {
+  const float* bias;
+  bool biasPerRow;
+  int act;
+  const float* res;
+  int64_t ldr;
+  float alpha;
+};
+
+inline VecF loadN(const float* p, int off, int nc) {
+  if (nc >= off + kW) return VecF::load(p + off);
+  if (nc > off) return VecF::loadPartial(p + off, nc - off);
+  return VecF::zero();
+}
+inline void storeN(float* p, int off, int nc, VecF v) {
+  if (nc >= off + kW) v.store(p + off);
+  else if (nc > off) v.storePartial(p + off, nc - off);
+}
+
+inline VecF finish(VecF v, const TileEpi* ep, int r, int off, int nc) {
+  if (ep->alpha != 1.0f) v = v * VecF::set1(ep->alpha);
+  if (ep->bias) v = v + (ep->biasPerRow ? VecF::set1(ep->bias[r]) : loadN(ep->bias, off, nc));
+  v = activateDyn(ep->act, v);
+  if (ep->res) v = v + loadN(ep->res + r * ep->ldr, off, nc);
+  return v;
+}
+
+// R rows (R <= kMR) × kNR columns (nc of them stored). With few rows the FMA chains are too
+// short to hide latency, so S independent accumulator sets take alternate k steps.
+template <int R>
+void micro(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc, int nc,
+           bool accumulate, const TileEpi* ep) {
+  constexpr int S = R >= 4 ? 1 : (R == 1 ? 4 : 2);
+  VecF acc[S][R][2];
+#pragma GCC unroll 64
+  for (int s = 0; s < S; s++)
+#pragma GCC unroll 64
+    for (int r = 0; r < R; r++) acc[s][r][0] = acc[s][r][1] = VecF::zero();
+  int64_t k = 0;
+  if constexpr (S == 1) {
+#pragma GCC unroll 4
+    for (; k < kc; k++) {
+      const VecF b0 = VecF::load(b + k * kNR), b1 = VecF::load(b + k * kNR + kW);
+#pragma GCC unroll 64
+      for (int r = 0; r < R; r++) {
+        const VecF av = VecF::set1(a[k * kMR + r]);
+        acc[0][r][0] = fmadd(av, b0, acc[0][r][0]);
+        acc[0][r][1] = fmadd(av, b1, acc[0][r][1]);
+      }
+    }
+  } else {
+    for (; k + S <= kc; k += S) {
+#pragma GCC unroll 64
+      for (int s = 0; s < S; s++) {
+        const VecF b0 = VecF::load(b + (k + s) * kNR), b1 = VecF::load(b + (k + s) * kNR + kW);
+#pragma GCC unroll 64
+        for (int r = 0; r < R; r++) {
+          const VecF av = VecF::set1(a[(k + s) * kMR + r]);
+          acc[s][r][0] = fmadd(av, b0, acc[s][r][0]);
+          acc[s][r][1] = fmadd(av, b1, acc[s][r][1]);
+        }
+      }
+    }
+    for (; k < kc; k++) {
+      const VecF b0 = VecF::load(b + k * kNR), b1 = VecF::load(b + k * kNR + kW);
+#pragma GCC unroll 64
+      for (int r = 0; r < R; r++) {
+        const VecF av = VecF::set1(a[k * kMR + r]);
+        acc[0][r][0] = fmadd(av, b0, acc[0][r][0]);
+        acc[0][r][1] = fmadd(av, b1, acc[0][r][1]);
+      }
+    }
+#pragma GCC unroll 64
+    for (int s = 1; s < S; s++)
+#pragma GCC unroll 64
+      for (int r = 0; r < R; r++) {
+        acc[0][r][0] = acc[0][r][0] + acc[s][r][0];
+        acc[0][r][1] = acc[0][r][1] + acc[s][r][1];
+      }
+  }
+#pragma GCC unroll 64
+  for (int r = 0; r < R; r++) {
+    float* cr = c + r * ldc;
+    VecF v0 = acc[0][r][0], v1 = acc[0][r][1];
+    if (accumulate) {
+      v0 = v0 + loadN(cr, 0, nc);
+      v1 = v1 + loadN(cr, kW, nc);
+    }
+    if (ep) {
+      v0 = finish(v0, ep, r, 0, nc);
+      v1 = finish(v1, ep, r, kW, nc);
+    }
+    storeN(cr, 0, nc, v0);
+    storeN(cr, kW, nc, v1);
+  }
+}
+
+using MicroFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, const TileEpi*);
+template <size_t... I>
+constexpr std::array<MicroFn, sizeof...(I)> makeMicroTable(std::index_sequence<I...>) {
+  return {{(I == 0 ? nullptr : &micro<(I == 0 ? 1 : static_cast<int>(I))>)...}};
+}
+// The single dispatch table: microkernel by row count, for the ISA compiled in (simd.h).
+constexpr auto kMicro = makeMicroTable(std::make_index_sequence<kMR + 1>{});
+
+void packPanelBImpl(const float* b, int64_t ldb, bool transB, int64_t K, int64_t N, int64_t p, float* dst) {
+  const int64_t j0 = p * kNR;
+  const int nc = static_cast<int>(std::min<int64_t>(kNR, N - j0));
+  if (!transB) {
+    for (int64_t k = 0; k < K; k++) {
+      const float* src = b + k * ldb + j0;
+      float* d = dst + k * kNR;
+      std::memcpy(d, src, nc * sizeof(float));
+      if (nc < kNR) std::memset(d + nc, 0, (kNR - nc) * sizeof(float));
+    }
+    return;
+  }
+  // B stored as [N, K]: column j of op(B) is storage row j; transpose in k chunks that stay in L1.
+  for (int64_t k0 = 0; k0 < K; k0 += 64) {
+    const int64_t k1 = std::min<int64_t>(K, k0 + 64);
+    for (int j = 0; j < kNR; j++) {
+      if (j < nc) {
+        const float* src = b + (j0 + j) * ldb;
+        for (int64_t k = k0; k < k1; k++) dst[k * kNR + j] = src[k];
+      } else {
+        for (int64_t k = k0; k < k1; k++) dst[k * kNR + j] = 0.0f;
+      }
+    }
+  }
+}
+
+// Rows [i0, i0+mc) × cols [k0, k0+kc) of op(A) into micro-panels of kMR rows (k-major inside).
+void packA(const float* a, int64_t lda, bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += kMR) {
+    const int mr = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
+    float* d = dst + ir * kc;
+    if (!transA) {
+      for (int r = 0; r < mr; r++) {
+        const float* src = a + (i0 + ir + r) * lda + k0;
+        for (int64_t k = 0; k < kc; k++) d[k * kMR + r] = src[k];
+      }
+    } else {
+      for (int64_t k = 0; k < kc; k++) std::memcpy(d + k * kMR, a + (k0 + k) * lda + i0 + ir, mr * sizeof(float));
+    }
+  }
+}
+
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+PackedB::~PackedB() { std::free(data); }
+
+void packBPanel(const float* b, int64_t ldb, bool transB, int64_t K, int64_t N, int64_t p, float* dst) {
+  packPanelBImpl(b, ldb, transB, K, N, p, dst);
+}
+
+void gemmPackedTile(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b, int64_t panelStride,
+                    float* c, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  const int64_t kBlocks = ceilDiv(std::max<int64_t>(K, 1), 320);
+  const int64_t KC = ceilDiv(std::max<int64_t>(K, 1), kBlocks);
+  const int64_t MC = ceilDiv(M, kMR) * kMR;
+  float* ap = tPackA.get(static_cast<size_t>(MC * KC));
+  const int64_t panels = ceilDiv(N, kNR);
+  for (int64_t k0 = 0; k0 < K; k0 += KC) {
+    const int64_t kc = std::min(KC, K - k0);
+    packA(a, lda, false, 0, M, k0, kc, ap);
+    for (int64_t p = 0; p < panels; p++) {
+      const int64_t j0 = p * kNR;
+      const int nc = static_cast<int>(std::min<int64_t>(kNR, N - j0));
+      for (int64_t ir = 0; ir < M; ir += kMR) {
+        const int mr = static_cast<int>(std::min<int64_t>(kMR, M - ir));
+        kMicro[mr](kc, ap + ir * kc, b + p * panelStride + k0 * kNR, c + ir * ldc + j0, ldc, nc, accumulate || k0 > 0, nullptr);
+      }
+    }
+  }
+}
+
+std::unique_ptr<PackedB> packB(const float* b, int64_t ldb, bool transB, int64_t K, int64_t N) {
+  auto pb = std::make_unique<PackedB>();
+  pb->K = K;
+  pb->N = N;
+  pb->panels = ceilDiv(N, kNR);
+  pb->data = alignedFloats(static_cast<size_t>(pb->panels * K * kNR));
+  PackedB* raw = pb.get();
+  parallelFor(raw->panels, [&](int64_t p, int) { packPanelBImpl(b, ldb, transB, K, N, p, raw->data + p * K * kNR); });
+  return pb;
+}
+
+void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool transA, const float* b, int64_t ldb,
+          bool transB, const PackedB* packed, float* c, int64_t ldc, const Epilogue& epi, const GemmBatch& batch) {
+  const int64_t count = batch.count;
+  if (M <= 0 || N <= 0 || count <= 0) return;
+  auto off = [](const int64_t* offs, int64_t i) { return offs ? offs[i] : 0; };
+
+  if (K == 0) {  // empty product: the epilogue of zeros
+    for (int64_t bi = 0; bi < count; bi++) {
+      float* cb = c + off(batch.cOffsets, bi);
+      const float* rb = epi.residual ? epi.residual + off(batch.rOffsets, bi) : nullptr;
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+          float v = 0.0f;
+          if (epi.bias) v += epi.biasPerRow ? epi.bias[i] : epi.bias[j];
+          float lanes[kW];
+          activateDyn(epi.act, VecF::set1(v)).store(lanes);
+          v = lanes[0];
+          if (rb) v += rb[i * epi.ldr + j];
+          cb[i * ldc + j] = v;
+        }
+    }
+    return;
+  }
+
+  const int64_t panels = ceilDiv(N, kNR);
+  // B: pre-packed, or packed now (once if every batch uses the same B).
+  std::unique_ptr<float, decltype(&std::free)> ownB(nullptr, &std::free);
+  const float* bp;
+  int64_t bStride = 0;
+  if (packed) {
+    bp = packed->data;
+  } else {
+    bool shared = true;
+    for (int64_t i = 1; i < count && batch.bOffsets; i++) shared = shared && batch.bOffsets[i] == batch.bOffsets[0];
+    const int64_t nb = shared ? 1 : count;
+    bStride = panels * K * kNR;
+    ownB.reset(alignedFloats(static_cast<size_t>(nb * bStride)));
+    float* dst = ownB.get();
+    parallelFor(nb * panels, [&](int64_t t, int) {
+      const int64_t bi = t / panels, p = t % panels;
+      packPanelBImpl(b + off(batch.bOffsets, bi), ldb, transB, K, N, p, dst + bi * bStride + p * K * kNR);
+    });
+    bp = dst;
+    if (shared) bStride = 0;
+  }
+
+  const int T = numThreads();
+  // K blocks of at most ~320 (B micro-panel kc×kNR stays in L1), split evenly.
+  const int64_t kBlocks = ceilDiv(K, 320);
+  const int64_t KC = ceilDiv(K, kBlocks);
+  // Row blocks of at most 12 micro-panels (A block in L2), split evenly.
+  const int64_t mBlocks = ceilDiv(M, kMR * 12);
+  const int64_t MC = ceilDiv(ceilDiv(M, mBlocks), kMR) * kMR;
+  const int64_t mBlocksReal = ceilDiv(M, MC);
+  // Panel groups: enough tasks for dynamic balance (~4 per thread), at most 16 panels each.
+  const int64_t units = count * mBlocksReal * panels;
+  const int64_t ppt = std::max<int64_t>(1, std::min<int64_t>(16, units / (4 * T)));
+  const int64_t nGroups = ceilDiv(panels, ppt);
+  const int64_t tasks = count * mBlocksReal * nGroups;
+
+  parallelFor(tasks, [&](int64_t task, int) {
+    const int64_t g = task % nGroups, rest = task / nGroups;
+    const int64_t ib = rest % mBlocksReal, bi = rest / mBlocksReal;
+    const int64_t i0 = ib * MC, mc = std::min(MC, M - i0);
+    const int64_t p0 = g * ppt, p1 = std::min(panels, p0 + ppt);
+    const float* ab = a + off(batch.aOffsets, bi);
+    float* cb = c + off(batch.cOffsets, bi);
+    const float* bb = bp + bi * bStride;
+    const float* rb = epi.residual ? epi.residual + off(batch.rOffsets, bi) : nullptr;
+    float* ap = tPackA.get(static_cast<size_t>(MC * KC));
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0);
+      const bool last = k0 + kc >= K;
+      packA(ab, lda, transA, i0, mc, k0, kc, ap);
+      for (int64_t p = p0; p < p1; p++) {
+        const int64_t j0 = p * kNR;
+        const int nc = static_cast<int>(std::min<int64_t>(kNR, N - j0));
+        const float* bpanel = bb + (p * K + k0) * kNR;
+        for (int64_t ir = 0; ir < mc; ir += kMR) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
+          const int64_t row = i0 + ir;
+          TileEpi te;
+          if (last) {
+            te.bias = epi.bias ? (epi.biasPerRow ? epi.bias + row : epi.bias + j0) : nullptr;
+            te.biasPerRow = epi.biasPerRow;
+            te.act = epi.act;
+            te.res = rb ? rb + row * epi.ldr + j0 : nullptr;
+            te.ldr = epi.ldr;
+            te.alpha = epi.alpha;
+          }
+          kMicro[mr](kc, ap + ir * kc, bpanel, cb + row * ldc + j0, ldc, nc, k0 > 0, last ? &te : nullptr);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace inferjit

@@ -1,0 +1,200 @@
+// Normalization kernels: layer_norm and rms_norm (optionally fused with a residual add that also
+// writes the sum), group_norm, and rotary position embedding. Statistics are two-pass (mean,
+// then squared deviations) with fp32 vector partial sums combined in double.
+#include <cmath>
+#include <vector>
+
+#include "../common.h"
+#include "../simd.h"
+#include "../threadpool.h"
+#include "registry.h"
+
+namespace inferjit {
+namespace {
+
+template <typename F>
+void parallelRows(int64_t rows, int64_t cols, F&& fn) {
+  const int64_t T = numThreads();
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
+  const int64_t chunks = std::min<int64_t>(std::max<int64_t>(1, rows / grain), T * 4);
+  const int64_t step = (rows + chunks - 1) / std::max<int64_t>(chunks, 1);
+  parallelFor(chunks, [&](int64_t c, int) {
+    for (int64_t r = c * step; r < std::min(rows, (c + 1) * step); r++) fn(r);
+  });
+}
+
+double sumOf(const float* v, int64_t n) {
+  VecF a = VecF::zero(), b = VecF::zero();
+  int64_t i = 0;
+  for (; i + 2 * kW <= n; i += 2 * kW) {
+    a = a + VecF::load(v + i);
+    b = b + VecF::load(v + i + kW);
+  }
+  for (; i + kW <= n; i += kW) a = a + VecF::load(v + i);
+  double s = (a + b).sum();
+  for (; i < n; i++) s += v[i];
+  return s;
+}
+// sum((v - c)^2)
+double sqDevOf(const float* v, int64_t n, float c) {
+  const VecF cv = VecF::set1(c);
+  VecF a = VecF::zero(), b = VecF::zero();
+  int64_t i = 0;
+  for (; i + 2 * kW <= n; i += 2 * kW) {
+    VecF d0 = VecF::load(v + i) - cv, d1 = VecF::load(v + i + kW) - cv;
+    a = fmadd(d0, d0, a);
+    b = fmadd(d1, d1, b);
+  }
+  for (; i + kW <= n; i += kW) {
+    VecF d = VecF::load(v + i) - cv;
+    a = fmadd(d, d, a);
+  }
+  double s = (a + b).sum();
+  for (; i < n; i++) s += static_cast<double>(v[i] - c) * (v[i] - c);
+  return s;
+}
+
+// y = (s - mean) * inv * w + b for one row (w, b optional).
+void scaleRow(const float* s, float* y, int64_t n, float mean, float inv, const float* w, const float* b) {
+  const VecF mv = VecF::set1(mean), iv = VecF::set1(inv);
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) {
+    VecF v = (VecF::load(s + i) - mv) * iv;
+    if (w) v = v * VecF::load(w + i);
+    if (b) v = v + VecF::load(b + i);
+    v.store(y + i);
+  }
+  for (; i < n; i++) {
+    float v = (s[i] - mean) * inv;
+    if (w) v *= w[i];
+    if (b) v += b[i];
+    y[i] = v;
+  }
+}
+
+// norm(rms, x, residual, weight, bias, out, sumOut, rows, cols, eps)
+Napi::Value Norm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool rms = flag(info[0]);
+  auto x = viewOf<float>(env, info[1], "norm: x");
+  auto res = viewOf<float>(env, info[2], "norm: residual", true);
+  auto w = viewOf<float>(env, info[3], "norm: weight", true);
+  auto b = viewOf<float>(env, info[4], "norm: bias", true);
+  auto y = viewOf<float>(env, info[5], "norm: out");
+  auto sum = viewOf<float>(env, info[6], "norm: sum", true);
+  const int64_t rows = i64(info[7]), cols = i64(info[8]);
+  const float eps = static_cast<float>(f64(info[9]));
+  const size_t n = static_cast<size_t>(rows * cols);
+  need(env, x.length == n && y.length == n, "norm: x/out sizes do not match rows*cols");
+  need(env, !res || (res.length == n && sum && sum.length == n), "norm: residual needs a sum output of the same size");
+  need(env, (!w || w.length == static_cast<size_t>(cols)) && (!b || b.length == static_cast<size_t>(cols)), "norm: weight/bias must have cols elements");
+  parallelRows(rows, cols, [&](int64_t r) {
+    const float* xr = x.data + r * cols;
+    const float* s = xr;
+    if (res) {
+      float* sr = sum.data + r * cols;
+      const float* rr = res.data + r * cols;
+      int64_t i = 0;
+      for (; i + kW <= cols; i += kW) (VecF::load(xr + i) + VecF::load(rr + i)).store(sr + i);
+      for (; i < cols; i++) sr[i] = xr[i] + rr[i];
+      s = sr;
+    }
+    float mean = 0.0f, inv;
+    if (rms) {
+      inv = static_cast<float>(1.0 / std::sqrt(sqDevOf(s, cols, 0.0f) / static_cast<double>(cols) + eps));
+    } else {
+      mean = cols > 0 ? static_cast<float>(sumOf(s, cols) / static_cast<double>(cols)) : 0.0f;
+      const double var = cols > 0 ? sqDevOf(s, cols, mean) / static_cast<double>(cols) : 0.0;
+      inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+    }
+    scaleRow(s, y.data + r * cols, cols, mean, inv, w.data, b.data);
+  });
+  return env.Undefined();
+}
+
+// groupNorm(x, weight, bias, out, N, C, spatial, groups, eps): channels of a group are contiguous.
+Napi::Value GroupNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto x = viewOf<float>(env, info[0], "groupNorm: x");
+  auto w = viewOf<float>(env, info[1], "groupNorm: weight", true);
+  auto b = viewOf<float>(env, info[2], "groupNorm: bias", true);
+  auto y = viewOf<float>(env, info[3], "groupNorm: out");
+  const int64_t N = i64(info[4]), C = i64(info[5]), spatial = i64(info[6]), G = i64(info[7]);
+  const float eps = static_cast<float>(f64(info[8]));
+  need(env, G > 0 && C % G == 0, "groupNorm: channels must divide into groups");
+  need(env, x.length == static_cast<size_t>(N * C * spatial) && y.length == x.length, "groupNorm: sizes do not match");
+  need(env, (!w || w.length == static_cast<size_t>(C)) && (!b || b.length == static_cast<size_t>(C)), "groupNorm: weight/bias must have C elements");
+  const int64_t cg = C / G, per = cg * spatial;
+  parallelFor(N * G, [&](int64_t t, int) {
+    const int64_t g = t % G;
+    const float* s = x.data + t * per;
+    float* o = y.data + t * per;
+    const float mean = per > 0 ? static_cast<float>(sumOf(s, per) / static_cast<double>(per)) : 0.0f;
+    const double var = per > 0 ? sqDevOf(s, per, mean) / static_cast<double>(per) : 0.0;
+    const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+    for (int64_t c = 0; c < cg; c++) {
+      const int64_t ch = g * cg + c;
+      // Per channel: y = (x - mean) * (inv * w) + b, folded into one scale and shift.
+      const float sc = inv * (w ? w.data[ch] : 1.0f);
+      const float sh = (b ? b.data[ch] : 0.0f) - mean * sc;
+      const VecF scv = VecF::set1(sc), shv = VecF::set1(sh);
+      const float* sr = s + c * spatial;
+      float* orow = o + c * spatial;
+      int64_t i = 0;
+      for (; i + kW <= spatial; i += kW) fmadd(VecF::load(sr + i), scv, shv).store(orow + i);
+      for (; i < spatial; i++) orow[i] = sr[i] * sc + sh;
+    }
+  });
+  return env.Undefined();
+}
+
+// rotary(x, cos, sin, out, rows, seq, d, half, interleaved); row r sits at position r % seq.
+Napi::Value Rotary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto x = viewOf<float>(env, info[0], "rotary: x");
+  auto cs = viewOf<float>(env, info[1], "rotary: cos");
+  auto sn = viewOf<float>(env, info[2], "rotary: sin");
+  auto y = viewOf<float>(env, info[3], "rotary: out");
+  const int64_t rows = i64(info[4]), seq = i64(info[5]), d = i64(info[6]), half = i64(info[7]);
+  const bool interleaved = flag(info[8]);
+  need(env, x.length == static_cast<size_t>(rows * d) && y.length == x.length, "rotary: sizes do not match");
+  need(env, 2 * half <= d && cs.length == static_cast<size_t>(seq * half) && sn.length == cs.length, "rotary: cos/sin sizes do not match");
+  parallelRows(rows, d, [&](int64_t r) {
+    const float* xr = x.data + r * d;
+    float* yr = y.data + r * d;
+    const float* c = cs.data + (r % seq) * half;
+    const float* s = sn.data + (r % seq) * half;
+    if (!interleaved) {
+      int64_t i = 0;
+      for (; i + kW <= half; i += kW) {
+        const VecF x1 = VecF::load(xr + i), x2 = VecF::load(xr + half + i);
+        const VecF cv = VecF::load(c + i), sv = VecF::load(s + i);
+        (x1 * cv - x2 * sv).store(yr + i);
+        (x2 * cv + x1 * sv).store(yr + half + i);
+      }
+      for (; i < half; i++) {
+        const float x1 = xr[i], x2 = xr[half + i];
+        yr[i] = x1 * c[i] - x2 * s[i];
+        yr[half + i] = x2 * c[i] + x1 * s[i];
+      }
+    } else {
+      for (int64_t i = 0; i < half; i++) {
+        const float x1 = xr[2 * i], x2 = xr[2 * i + 1];
+        yr[2 * i] = x1 * c[i] - x2 * s[i];
+        yr[2 * i + 1] = x2 * c[i] + x1 * s[i];
+      }
+    }
+    for (int64_t i = 2 * half; i < d; i++) yr[i] = xr[i];
+  });
+  return env.Undefined();
+}
+
+}  // namespace
+
+void registerNorm(Napi::Env env, Napi::Object exports) {
+  exports.Set("norm", Napi::Function::New(env, Norm));
+  exports.Set("groupNorm", Napi::Function::New(env, GroupNorm));
+  exports.Set("rotary", Napi::Function::New(env, Rotary));
+}
+
+}  // namespace inferjit

@@ -1,0 +1,242 @@
+// The runtime of one compiled function (a module instance's forward, a decorated method, or a
+// plain function): guards each call, serves it from the in-memory cache, or compiles a new entry
+// (through the disk cache) and keeps counters for stats().
+import { GraphBreakError, Tensor } from '../tensor/tensor.js';
+import { rebuildOutput } from '../trace/index.js';
+import { DiskCache, canonicalJson, sha256 } from './disk-cache.js';
+import { compile, type CompileCounters, type CompiledEntry } from './compile.js';
+import { LruCache } from './lru.js';
+import { getConfigGeneration, resolveOptions, type JitOptions, type ResolvedOptions } from './options.js';
+import {
+  checkParams, computeSignature, diffSignatures, flattenArgs, normalizeInputSpec, snapshotParams,
+  type ParamSnapshot, type Signature,
+} from './signature.js';
+import { codeFingerprint, configFingerprint, hashFiles, inferjitVersion, namedTensors, toolchainFingerprint, type ModuleLike } from './fingerprint.js';
+
+/** What stats() reports. Times are milliseconds summed over all compiles. */
+export interface JitStats {
+  /** Calls served (compiled, eager fallback or passed through inside an outer trace). */
+  calls: number;
+  /** Calls served by an existing in-memory entry. */
+  hits: number;
+  /** Calls that found no usable entry and compiled one. */
+  misses: number;
+  /** Compiles after the first, each with the guard that failed (most recent last, last 32 kept). */
+  recompiles: number;
+  recompileReasons: { guard: string; detail: string }[];
+  /** Times forward was traced (0 when every graph came from the disk cache). */
+  captures: number;
+  /** Compiles whose captured graph came from the disk cache. */
+  diskHits: number;
+  /** Disk lookups for a captured graph that found nothing usable. */
+  diskMisses: number;
+  /** Compiles whose optimized graph came from the disk cache. */
+  artifactHits: number;
+  diskWrites: number;
+  /** Disk entries found but not used, and why (a source file changed, ...). */
+  diskRejects: { key: string; reason: string }[];
+  /** Graph breaks met while capturing; with fallback 'eager' those signatures run eagerly. */
+  graphBreaks: number;
+  eagerCalls: number;
+  /** In-memory entries now, and entries dropped by the LRU bound. */
+  entries: number;
+  evictions: number;
+  captureMs: number;
+  compileMs: number;
+}
+
+interface EagerEntry { eager: true; signature: Signature; error: GraphBreakError }
+interface GraphEntry { eager: false; compiled: CompiledEntry; params: ParamSnapshot; config: string }
+type Entry = EagerEntry | GraphEntry;
+
+export interface RunnerTarget {
+  /** Used in cache listings, debug folders and messages: 'Model.forward', 'gelu'. */
+  label: string;
+  /** The original (uncompiled) function; called with `thisArg`. */
+  fn: (...args: any[]) => unknown;
+  thisArg: unknown;
+  /** The module whose parameters the function reads (null for plain functions). */
+  module: ModuleLike | null;
+  method: string;
+  /** Options given at the call site, already merged over class metadata; read lazily so that
+   *  configure() calls after decoration still apply. */
+  options: () => JitOptions;
+  /** The file that applied inferenceJit (its contents are part of the disk key). */
+  callerFile: string | null;
+}
+
+const MAX_REASONS = 32;
+
+export class JitRunner {
+  private readonly entries: LruCache<string, Entry>;
+  /** Signature of the latest call; a miss names the guard that differs from it. */
+  private lastSignature: Signature | null = null;
+  private readonly compiledKeys = new Set<string>();
+  private resolved: { generation: number; options: ResolvedOptions } | null = null;
+  private warnedBreak = false;
+  private codePrint: string | null = null;
+  private readonly counters: CompileCounters = { captures: 0, diskHits: 0, diskMisses: 0, artifactHits: 0, diskWrites: 0, diskRejects: [], captureMs: 0, compileMs: 0 };
+  private calls = 0;
+  private hits = 0;
+  private misses = 0;
+  private recompiles = 0;
+  private readonly reasons: { guard: string; detail: string }[] = [];
+  private graphBreaks = 0;
+  private eagerCalls = 0;
+  private evictions = 0;
+
+  constructor(private readonly target: RunnerTarget) {
+    this.entries = new LruCache<string, Entry>(8, () => { this.evictions++; });
+  }
+
+  /** Runs one call through the cache. */
+  call(args: unknown[]): unknown {
+    const t = this.target;
+    this.calls++;
+    const flat = flattenArgs(args);
+    // Inside an outer trace (a compiled submodule called from a compiled model) the call is
+    // simply part of the outer graph.
+    if (flat.tensors.some((x) => x.isSymbolic)) return t.fn.apply(t.thisArg, args);
+
+    const options = this.options();
+    this.entries.capacity = options.maxEntries;
+    const where = `inferenceJit(${t.label})`;
+    const spec = normalizeInputSpec(options.inputSpec, flat.tensors, where);
+    const training = typeof t.module?.training === 'boolean' ? t.module.training : null;
+    const signature = computeSignature(flat, spec, { training, device: options.device, precision: options.precision }, where);
+
+    let reason: { guard: string; detail: string } | null = null;
+    let reuse: { graph: CompiledEntry['capture']['graph']; outputTree: unknown } | undefined;
+    const entry = options.cache === 'off' ? undefined : this.entries.get(signature.key);
+    if (entry) this.lastSignature = signature;
+    if (entry?.eager) {
+      this.hits++;
+      this.eagerCalls++;
+      return t.fn.apply(t.thisArg, args);
+    }
+    const config = configFingerprint(t.module);
+    if (entry) {
+      const changed = checkParams(entry.params, namedTensors(t.module));
+      if (!changed && entry.config === config) {
+        this.hits++;
+        return this.execute(entry.compiled, flat.tensors);
+      }
+      if (changed) {
+        reason = { guard: changed.guard, detail: changed.detail };
+        // Same code and signature, new weights: reuse the captured graph unless shapes changed.
+        if (!changed.structural && entry.config === config) reuse = { graph: entry.compiled.capture.graph, outputTree: entry.compiled.capture.outputTree };
+      } else {
+        reason = { guard: 'module config', detail: `a module field changed since compiling (${firstDifference(entry.config, config)})` };
+      }
+      this.entries.delete(signature.key);
+    } else if (options.cache === 'off') {
+      if (this.lastSignature) reason = { guard: 'cache off', detail: "cache: 'off' compiles every call" };
+    } else if (this.compiledKeys.has(signature.key)) {
+      reason = { guard: 'evicted', detail: `this signature was compiled before and evicted from the in-memory cache (maxEntries ${options.maxEntries})` };
+    } else if (this.lastSignature) {
+      reason = diffSignatures(this.lastSignature, signature);
+    }
+    this.misses++;
+    if (reason) {
+      this.recompiles++;
+      this.reasons.push(reason);
+      if (this.reasons.length > MAX_REASONS) this.reasons.shift();
+    }
+    this.lastSignature = signature;
+    if (this.compiledKeys.size >= 4096) this.compiledKeys.clear();
+    this.compiledKeys.add(signature.key);
+
+    let compiled: CompiledEntry;
+    try {
+      compiled = compile({
+        label: t.label,
+        fn: (...a: unknown[]) => t.fn.apply(t.thisArg, a),
+        args,
+        flat,
+        module: t.module,
+        options,
+        spec,
+        signature,
+        captureKey: options.cache === 'disk' && flat.portable ? this.captureKey(signature, options, config) : null,
+        disk: options.cache === 'disk' ? new DiskCache(options.cacheDir, { maxBytes: options.cacheMaxBytes }) : null,
+        counters: this.counters,
+        reuse,
+      });
+    } catch (e) {
+      if (!(e instanceof GraphBreakError)) throw e;
+      this.graphBreaks++;
+      if (options.fallback === 'error') throw e;
+      if (!this.warnedBreak) {
+        this.warnedBreak = true;
+        process.emitWarning(`${where}: ${e.message} Running this signature eagerly (fallback: 'eager'); set fallback: 'error' to make this an error.`, { type: 'InferjitWarning', code: 'INFERJIT_GRAPH_BREAK' });
+      }
+      if (options.cache !== 'off') this.entries.set(signature.key, { eager: true, signature, error: e });
+      this.eagerCalls++;
+      return t.fn.apply(t.thisArg, args);
+    }
+    const params = snapshotParams(namedTensors(t.module) ?? compiled.capture.constants);
+    if (options.cache !== 'off') this.entries.set(signature.key, { eager: false, compiled, params, config });
+    return this.execute(compiled, flat.tensors);
+  }
+
+  stats(): JitStats {
+    const c = this.counters;
+    return {
+      calls: this.calls, hits: this.hits, misses: this.misses, recompiles: this.recompiles, recompileReasons: [...this.reasons],
+      captures: c.captures, diskHits: c.diskHits, diskMisses: c.diskMisses, artifactHits: c.artifactHits, diskWrites: c.diskWrites,
+      diskRejects: [...c.diskRejects], graphBreaks: this.graphBreaks, eagerCalls: this.eagerCalls,
+      entries: this.entries.size, evictions: this.evictions,
+      captureMs: round(c.captureMs), compileMs: round(c.compileMs),
+    };
+  }
+
+  /** Drops every in-memory entry (the disk cache is untouched). */
+  clear(): void {
+    this.entries.clear();
+    this.lastSignature = null;
+    this.compiledKeys.clear();
+  }
+
+  /** The graphs compiled so far, most recently used first (for inspection and tests). */
+  compiledEntries(): CompiledEntry[] {
+    return [...this.entries.values()].filter((e): e is GraphEntry => !e.eager).map((e) => e.compiled);
+  }
+
+  private execute(entry: CompiledEntry, inputs: Tensor[]): unknown {
+    return rebuildOutput(entry.capture.outputTree, entry.executable.run(inputs));
+  }
+
+  private options(): ResolvedOptions {
+    const gen = getConfigGeneration();
+    if (!this.resolved || this.resolved.generation !== gen) {
+      this.resolved = { generation: gen, options: resolveOptions(this.target.options()) };
+    }
+    return this.resolved.options;
+  }
+
+  /** The disk key of the captured graph, computable before tracing (see fingerprint.ts). */
+  private captureKey(signature: Signature, options: ResolvedOptions, config: string): string {
+    const t = this.target;
+    this.codePrint ??= codeFingerprint({ module: t.module, fn: t.fn, method: t.method });
+    return sha256(canonicalJson({
+      entry: 'capture',
+      inferjit: inferjitVersion(),
+      toolchain: toolchainFingerprint(),
+      code: this.codePrint,
+      config,
+      caller: t.callerFile ? hashFiles([t.callerFile]) : null,
+      signature: signature.key,
+      inputSpec: options.inputSpec,
+      passesDisabled: options.passesDisabled,
+    }));
+  }
+}
+
+/** A short excerpt around the first differing character of two fingerprints. */
+function firstDifference(a: string, b: string): string {
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  return `at …${b.slice(Math.max(0, i - 40), i + 40)}…`;
+}
+
+const round = (ms: number): number => Math.round(ms * 1000) / 1000;

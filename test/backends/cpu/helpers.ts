@@ -1,0 +1,51 @@
+// Shared helpers for the native-vs-reference tests: skipping when the addon is not built, running
+// one computation on both backends, and element-wise comparison against a stated tolerance.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { backendInfo, type Tensor } from '../../../src/index.js';
+import { withEagerBackend } from '../../../src/ops/dispatch.js';
+
+export const U = 2 ** -24; // unit roundoff of fp32 (half an ulp of 1)
+
+const info = backendInfo();
+export const nativeSkip: string | false = info.native ? false : `native addon not available: ${info.reason}`;
+if (nativeSkip) console.log(`# skipping native CPU kernel tests: ${nativeSkip}`);
+
+/** A test that only runs when the native addon is loaded. */
+export function nativeTest(name: string, fn: () => void | Promise<void>): void {
+  test(name, { skip: nativeSkip }, fn);
+}
+
+/** The same computation on the reference kernels and on the native kernels. */
+export function both<T>(fn: () => T): { ref: T; cpu: T } {
+  return { ref: withEagerBackend('reference', fn), cpu: withEagerBackend('cpu', fn) };
+}
+export const onRef = <T>(fn: () => T): T => withEagerBackend('reference', fn);
+
+/** Asserts |actual - expected| <= tol(i) for every element, reporting the worst offender. NaNs
+ *  and infinities must match exactly. */
+export function assertClose(actual: Tensor, expected: Tensor, tol: (i: number, expected: number) => number, what: string): void {
+  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  assert.equal(actual.dtype, expected.dtype, `${what}: dtype`);
+  const a = actual.toFlatArray(), e = expected.toFlatArray();
+  let worst = -1, worstRatio = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(e[i]) || !Number.isFinite(a[i])) {
+      if (!Object.is(a[i], e[i]) && !(Number.isNaN(a[i]) && Number.isNaN(e[i]))) assert.fail(`${what}: element ${i} is ${a[i]}, expected ${e[i]}`);
+      continue;
+    }
+    const t = tol(i, e[i]);
+    const r = Math.abs(a[i] - e[i]) / (t || Number.MIN_VALUE);
+    if (r > worstRatio) { worstRatio = r; worst = i; }
+  }
+  if (worstRatio > 1) {
+    assert.fail(`${what}: element ${worst} is ${a[worst]}, expected ${e[worst]} (|diff| ${Math.abs(a[worst] - e[worst]).toExponential(3)} > tolerance ${tol(worst, e[worst]).toExponential(3)})`);
+  }
+}
+
+/** Bitwise equality of two tensors' storage. */
+export function assertSame(actual: Tensor, expected: Tensor, what: string): void {
+  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  assert.equal(actual.dtype, expected.dtype, `${what}: dtype`);
+  assert.deepEqual(actual.data, expected.data, `${what}: values`);
+}
