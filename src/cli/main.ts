@@ -1,5 +1,6 @@
 // The `inferjit` command line: for now, `inferjit cache ls|info|clear` to inspect and empty the
 // disk cache. The cache folder comes from --dir, else INFERJIT_CACHE_DIR, else ~/.cache/inferjit.
+import { runExportCommand } from './export.js';
 import { resolve } from 'node:path';
 import { DiskCache, CACHE_FORMAT } from '../jit/disk-cache.js';
 import { DEFAULT_CACHE_MAX_BYTES, defaultCacheDir, envOptions } from '../jit/options.js';
@@ -9,6 +10,7 @@ export interface Io { out(line: string): void; err(line: string): void }
 const stdio: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
 
 const USAGE = `usage: inferjit cache <command> [--dir PATH] [--json]
+       inferjit export model.ts --out model.onnx   (see inferjit export --help)
 
 commands:
   cache ls      list entries, most recently used first (key, kind, size, last use, label)
@@ -17,6 +19,12 @@ commands:
 
 The cache folder is --dir, else $INFERJIT_CACHE_DIR, else ~/.cache/inferjit.
   inferjit --version   print the version`;
+
+/** The `inferjit` command: `export` (src/cli/export.ts; loading the model file is async) or the cache commands. */
+export async function runCli(argv: readonly string[], io: Io = stdio): Promise<number> {
+  if (argv[0] === 'export') return runExportCommand(argv.slice(1), io);
+  return main(argv, io);
+}
 
 /** Runs the CLI with `argv` (without node and script); returns the exit code. */
 export function main(argv: readonly string[], io: Io = stdio): number {

@@ -1,13 +1,15 @@
 // Lowering: turns an (optimized) graph plus its live constants into an Executable for a device.
 // For now the executable devices interpret the graph node by node through dispatch: 'cpu' uses
 // native kernels where the addon provides them (reference kernels otherwise), 'reference' only
-// the pure-TS kernels. 'onnxruntime' and 'tensorrt' are known names whose backends are not built
-// yet; asking for them fails with a clear message instead of silently running something else.
+// the pure-TS kernels. 'onnxruntime' and 'tensorrt' export the graph to ONNX and run it in ONNX
+// Runtime (src/backends/onnxruntime, src/backends/tensorrt).
 import type { Tensor } from '../tensor/tensor.js';
 import type { Graph } from '../ir/index.js';
 import { interpret } from '../trace/index.js';
 import { withEagerBackend, isNativeAvailable } from '../ops/dispatch.js';
 import type { JitDevice, Precision } from './options.js';
+import { onnxRuntimeJitBackend } from '../backends/onnxruntime/jit.js';
+import { tensorRtJitBackend } from '../backends/tensorrt/jit.js';
 
 /** A compiled graph ready to run: flat tensor inputs in graph-input order -> graph outputs. */
 export interface Executable {
@@ -21,6 +23,9 @@ export interface LowerContext {
    *  engines) below it. No cache key is passed: the JIT's keys cover the graph, not weight values,
    *  so a backend that bakes weights into an artifact must key it by the weights itself. */
   cacheDir?: string;
+  /** Backend-specific options from inferenceJit's `onnxruntime` / `tensorrt` options. */
+  onnxruntime?: Record<string, unknown>;
+  tensorrt?: Record<string, unknown>;
 }
 
 export interface JitBackend {
@@ -45,18 +50,11 @@ const interpreterBackend = (id: 'cpu' | 'reference'): JitBackend => ({
   },
 });
 
-const notYet = (id: JitDevice): JitBackend => ({
-  id,
-  version: () => 'none',
-  unavailableReason: () => `backend ${id} is not available yet in this version of inferjit; use device 'cpu' or 'reference'`,
-  lower() { throw new Error(`inferenceJit: backend ${id} is not available yet in this version of inferjit; use device 'cpu' or 'reference'`); },
-});
-
 const backends = new Map<JitDevice, JitBackend>([
   ['cpu', interpreterBackend('cpu')],
   ['reference', interpreterBackend('reference')],
-  ['onnxruntime', notYet('onnxruntime')],
-  ['tensorrt', notYet('tensorrt')],
+  ['onnxruntime', onnxRuntimeJitBackend],
+  ['tensorrt', tensorRtJitBackend],
 ]);
 
 /** Installs (or replaces) the backend for a device; later backends plug in here. */

@@ -80,7 +80,7 @@ export function compile(req: CompileRequest): CompiledEntry {
   const artifactKey = sha256(canonicalJson({
     entry: 'artifact', graphHash, inputs: req.signature.inputs, device: req.options.device, precision: req.options.precision,
     passesDisabled: req.options.passesDisabled, passes: listPasses().map((p) => p.name), inferjit: inferjitVersion(),
-    backend: { id: backend.id, version: backendVersion },
+    backend: { id: backend.id, version: backendVersion }, backendOptions: req.options.backendOptions,
   }));
   let optimized: Graph | null = null;
   if (req.disk) {
@@ -107,7 +107,9 @@ export function compile(req: CompileRequest): CompiledEntry {
       files: { [ARTIFACT_FILE]: graphJson },
     }), null)) req.counters.diskWrites++;
   }
-  const executable = backend.lower(optimized, capture.constants, { precision: req.options.precision, ...(req.disk ? { cacheDir: req.disk.root } : {}) });
+  const executable = backend.lower(optimized, capture.constants, {
+    precision: req.options.precision, ...req.options.backendOptions, ...(req.disk ? { cacheDir: req.disk.root } : {}),
+  });
   // compileMs is everything but tracing: disk lookups, passes, lowering.
   req.counters.compileMs += performance.now() - t0 - (req.counters.captureMs - traceMsBefore);
   return { signature: req.signature, capture, optimized, graphHash, executable, captureKey: req.captureKey };

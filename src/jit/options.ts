@@ -45,6 +45,10 @@ export interface JitOptions {
   maxEntries?: number;
   /** Name used in cache listings and debug dumps (default: the class or function name). */
   name?: string;
+  /** Session options for device 'onnxruntime' (graphOptimizationLevel, intraOpNumThreads, executionProviders). */
+  onnxruntime?: Record<string, unknown>;
+  /** Options for device 'tensorrt' (profiles, fallback providers, workspaceSize, deviceId). */
+  tensorrt?: Record<string, unknown>;
 }
 
 /** Options after merging, every field present. */
@@ -60,6 +64,8 @@ export interface ResolvedOptions {
   fallback: FallbackMode;
   maxEntries: number;
   name: string | null;
+  /** Backend-specific options, passed to the backend's lower() and part of the artifact key. */
+  backendOptions: { onnxruntime?: Record<string, unknown>; tensorrt?: Record<string, unknown> };
 }
 
 /** Default disk cache cap (INFERJIT_CACHE_MAX_BYTES / cacheMaxBytes change it). */
@@ -70,7 +76,7 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(xdg && xdg.length > 0 ? xdg : join(homedir(), '.cache'), 'inferjit');
 }
 
-const KNOWN_KEYS = new Set<string>(['device', 'precision', 'inputSpec', 'cacheDir', 'cache', 'cacheMaxBytes', 'passes', 'debug', 'fallback', 'maxEntries', 'name']);
+const KNOWN_KEYS = new Set<string>(['device', 'precision', 'inputSpec', 'cacheDir', 'cache', 'cacheMaxBytes', 'passes', 'debug', 'fallback', 'maxEntries', 'name', 'onnxruntime', 'tensorrt']);
 
 /** Checks an options object and throws a specific error for the first bad field. `where` names
  *  the source ('inferenceJit options', 'configure()', 'INFERJIT_DEVICE'). */
@@ -223,6 +229,10 @@ export function resolveOptions(callSite: JitOptions = {}, env: NodeJS.ProcessEnv
     fallback: deploy.fallback ?? 'eager',
     maxEntries: callSite.maxEntries ?? g.maxEntries ?? 8,
     name: callSite.name ?? null,
+    backendOptions: {
+      ...(callSite.onnxruntime ?? g.onnxruntime ? { onnxruntime: callSite.onnxruntime ?? g.onnxruntime } : {}),
+      ...(callSite.tensorrt ?? g.tensorrt ? { tensorrt: callSite.tensorrt ?? g.tensorrt } : {}),
+    },
   };
 }
 
