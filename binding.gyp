@@ -16,7 +16,10 @@
         "native/ops/elementwise.cc",
         "native/ops/norm.cc",
         "native/ops/movement.cc",
-        "native/ops/conv.cc"
+        "native/ops/conv.cc",
+        "native/quant/qmatmul.cc",
+        "native/llm/paged_attention.cc",
+        "native/llm/llama.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "INFERJIT_ARCH=\"<(inferjit_arch)\""],

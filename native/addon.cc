@@ -7,6 +7,7 @@
 #include "gemm/gemm.h"
 #include "ops/ops.h"
 #include "attention/attention.h"
+#include "llm/llm.h"
 #include "threadpool.h"
 
 #ifndef INFERJIT_ARCH
@@ -135,6 +136,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm));
   registerOps(env, exports);
   registerAttention(env, exports);
+  registerLlm(env, exports);
   return exports;
 }
 

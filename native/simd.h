@@ -48,9 +48,11 @@ inline VecF pow2i(VecF n) {
   __m512i i = _mm512_cvtps_epi32(n.v);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(i, _mm512_set1_epi32(127)), 23));
 }
-// v where x >= lo, else 0.
-inline VecF zeroBelow(VecF v, VecF x, float lo) {
-  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(lo), _CMP_GE_OQ), v.v);
+// exp's special cases on the original input x: 0 below lo, +inf above hi, NaN stays NaN.
+inline VecF expSpecial(VecF v, VecF x, float lo, float hi) {
+  __m512 r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(lo), _CMP_NLT_UQ), v.v);
+  r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(hi), _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
+  return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q), x.v);
 }
 inline VecF roundv(VecF a) { return _mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 
@@ -100,8 +102,10 @@ inline VecF pow2i(VecF n) {
   __m256i i = _mm256_cvtps_epi32(n.v);
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(i, _mm256_set1_epi32(127)), 23));
 }
-inline VecF zeroBelow(VecF v, VecF x, float lo) {
-  return _mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_set1_ps(lo), _CMP_GE_OQ), v.v);
+inline VecF expSpecial(VecF v, VecF x, float lo, float hi) {
+  __m256 r = _mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_set1_ps(lo), _CMP_NLT_UQ), v.v);
+  r = _mm256_blendv_ps(r, _mm256_set1_ps(__builtin_inff()), _mm256_cmp_ps(x.v, _mm256_set1_ps(hi), _CMP_GT_OQ));
+  return _mm256_blendv_ps(r, x.v, _mm256_cmp_ps(x.v, x.v, _CMP_UNORD_Q));
 }
 inline VecF roundv(VecF a) { return _mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 
@@ -131,7 +135,9 @@ inline VecF vmin(VecF a, VecF b) { return a.v < b.v ? a.v : b.v; }
 inline VecF vabs(VecF a) { return std::fabs(a.v); }
 inline VecF copysignv(VecF mag, VecF sgn) { return std::copysign(mag.v, sgn.v); }
 inline VecF pow2i(VecF n) { return std::ldexp(1.0f, static_cast<int>(n.v)); }
-inline VecF zeroBelow(VecF v, VecF x, float lo) { return x.v >= lo ? v.v : 0.0f; }
+inline VecF expSpecial(VecF v, VecF x, float lo, float hi) {
+  return x.v != x.v ? x.v : x.v < lo ? 0.0f : x.v > hi ? __builtin_inff() : v.v;
+}
 inline VecF roundv(VecF a) { return std::nearbyint(a.v); }
 #endif
 
@@ -139,7 +145,7 @@ constexpr int kW = VecF::W;
 
 // exp(x): x = n·ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial (max rel. error
 // ~2 ulp on the reduced range); inputs are clamped to [-87.3, 88.7] so 2^n stays a normal float
-// and inputs below the clamp (masked scores, -inf) give exactly 0.
+// inputs below the clamp (masked scores, -inf) give exactly 0, above it +inf, and NaN stays NaN.
 inline VecF expv(VecF x0) {
   VecF x = x0;
   x = vmin(vmax(x, VecF::set1(-87.33654f)), VecF::set1(88.72283f));
@@ -156,7 +162,7 @@ inline VecF expv(VecF x0) {
   p = fmadd(p, r, VecF::set1(1.0f));
   // n can reach 128 at the top clamp; split the scale in two so 2^n never overflows the exponent.
   VecF half = roundv(n * VecF::set1(0.5f));
-  return zeroBelow(p * pow2i(half) * pow2i(n - half), x0, -87.33654f);
+  return expSpecial(p * pow2i(half) * pow2i(n - half), x0, -87.33654f, 88.72283f);
 }
 
 inline VecF sigmoidv(VecF x) { return VecF::set1(1.0f) / (VecF::set1(1.0f) + expv(VecF::zero() - x)); }

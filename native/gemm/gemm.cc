@@ -10,6 +10,9 @@
 #include <new>
 #include <utility>
 #include <vector>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "../threadpool.h"
 
@@ -18,7 +21,15 @@ namespace {
 
 float* alignedFloats(size_t n) {
   void* p = nullptr;
-  if (posix_memalign(&p, 64, std::max<size_t>(n, 1) * sizeof(float)) != 0) throw std::bad_alloc();
+  const size_t bytes = std::max<size_t>(n, 1) * sizeof(float);
+  // Large packed operands are streamed panel by panel; 2 MB pages cut the TLB misses of
+  // jumping between panels (Linux THP in "madvise" mode needs the hint).
+  constexpr size_t kHuge = size_t(2) << 20;
+  const bool huge = bytes >= 2 * kHuge;
+  if (posix_memalign(&p, huge ? kHuge : 64, bytes) != 0) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  if (huge) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
   return static_cast<float*>(p);
 }
 
@@ -69,7 +80,7 @@ inline VecF finish(VecF v, const TileEpi* ep, int r, int off, int nc) {
 // short to hide latency, so S independent accumulator sets take alternate k steps.
 template <int R>
 void micro(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c, int64_t ldc, int nc,
-           bool accumulate, const TileEpi* ep) {
+           bool accumulate, const TileEpi* ep, const float* bNext) {
   constexpr int S = R >= 4 ? 1 : (R == 1 ? 4 : 2);
   VecF acc[S][R][2];
 #pragma GCC unroll 64
@@ -78,6 +89,21 @@ void micro(int64_t kc, const float* __restrict a, const float* __restrict b, flo
     for (int r = 0; r < R; r++) acc[s][r][0] = acc[s][r][1] = VecF::zero();
   int64_t k = 0;
   if constexpr (S == 1) {
+    if (bNext) {
+      // Pull the next B micro-panel toward L1 while this one is consumed (one per k step).
+#pragma GCC unroll 4
+      for (; k < kc; k++) {
+        __builtin_prefetch(bNext + k * kNR, 0, 3);
+        __builtin_prefetch(bNext + k * kNR + kNR - 1, 0, 3);
+        const VecF b0 = VecF::load(b + k * kNR), b1 = VecF::load(b + k * kNR + kW);
+#pragma GCC unroll 64
+        for (int r = 0; r < R; r++) {
+          const VecF av = VecF::set1(a[k * kMR + r]);
+          acc[0][r][0] = fmadd(av, b0, acc[0][r][0]);
+          acc[0][r][1] = fmadd(av, b1, acc[0][r][1]);
+        }
+      }
+    }
 #pragma GCC unroll 4
     for (; k < kc; k++) {
       const VecF b0 = VecF::load(b + k * kNR), b1 = VecF::load(b + k * kNR + kW);
@@ -135,7 +161,7 @@ void micro(int64_t kc, const float* __restrict a, const float* __restrict b, flo
   }
 }
 
-using MicroFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, const TileEpi*);
+using MicroFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, const TileEpi*, const float*);
 template <size_t... I>
 constexpr std::array<MicroFn, sizeof...(I)> makeMicroTable(std::index_sequence<I...>) {
   return {{(I == 0 ? nullptr : &micro<(I == 0 ? 1 : static_cast<int>(I))>)...}};
@@ -169,11 +195,19 @@ void packPanelBImpl(const float* b, int64_t ldb, bool transB, int64_t K, int64_t
   }
 }
 
-// Rows [i0, i0+mc) × cols [k0, k0+kc) of op(A) into micro-panels of kMR rows (k-major inside).
+// Row tiles of a block of mc rows: ceil(mc/kMR) tiles of near-equal size (e.g. 128 rows are
+// 8×13 + 2×12 rather than 9×14 + 2: a 2-row tile cannot keep the FMA units busy; 12 rows can).
+inline int64_t tileCount(int64_t mc) { return (mc + kMR - 1) / kMR; }
+inline int64_t tileStart(int64_t mc, int64_t t, int64_t nt) { return mc * t / nt; }
+
+// Rows [i0, i0+mc) × cols [k0, k0+kc) of op(A) into one micro-panel per row tile (panel t at
+// dst + t·kMR·kc, k-major inside: element (r, k) at k·kMR + r).
 void packA(const float* a, int64_t lda, bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
-  for (int64_t ir = 0; ir < mc; ir += kMR) {
-    const int mr = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
-    float* d = dst + ir * kc;
+  const int64_t nt = tileCount(mc);
+  for (int64_t t = 0; t < nt; t++) {
+    const int64_t ir = tileStart(mc, t, nt);
+    const int mr = static_cast<int>(tileStart(mc, t + 1, nt) - ir);
+    float* d = dst + t * kMR * kc;
     if (!transA) {
       for (int r = 0; r < mr; r++) {
         const float* src = a + (i0 + ir + r) * lda + k0;
@@ -187,6 +221,13 @@ void packA(const float* a, int64_t lda, bool transA, int64_t i0, int64_t mc, int
 
 inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Cache blocking, tuned on Sapphire Rapids (48 KB L1d, 2 MB L2 per core): K blocks of up to 512
+// (a 14×512 A micro-panel is 28 KB of L1; the 512×32 B micro-panel streams from L2 under the
+// prefetch of the previous tile) halve the read-modify-write passes over C compared with 256.
+// INFERJIT_GEMM_KC / INFERJIT_GEMM_MC (row tiles per block) override them for tuning.
+const int64_t kKC = [] { const char* e = std::getenv("INFERJIT_GEMM_KC"); return e ? std::max(16LL, std::atoll(e)) : 512LL; }();
+const int64_t kMcTiles = [] { const char* e = std::getenv("INFERJIT_GEMM_MC"); return e ? std::max(1LL, std::atoll(e)) : 12LL; }();
+
 }  // namespace
 
 PackedB::~PackedB() { std::free(data); }
@@ -198,7 +239,7 @@ void packBPanel(const float* b, int64_t ldb, bool transB, int64_t K, int64_t N, 
 void gemmPackedTile(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b, int64_t panelStride,
                     float* c, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  const int64_t kBlocks = ceilDiv(std::max<int64_t>(K, 1), 320);
+  const int64_t kBlocks = ceilDiv(std::max<int64_t>(K, 1), kKC);
   const int64_t KC = ceilDiv(std::max<int64_t>(K, 1), kBlocks);
   const int64_t MC = ceilDiv(M, kMR) * kMR;
   float* ap = tPackA.get(static_cast<size_t>(MC * KC));
@@ -209,9 +250,11 @@ void gemmPackedTile(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda
     for (int64_t p = 0; p < panels; p++) {
       const int64_t j0 = p * kNR;
       const int nc = static_cast<int>(std::min<int64_t>(kNR, N - j0));
-      for (int64_t ir = 0; ir < M; ir += kMR) {
-        const int mr = static_cast<int>(std::min<int64_t>(kMR, M - ir));
-        kMicro[mr](kc, ap + ir * kc, b + p * panelStride + k0 * kNR, c + ir * ldc + j0, ldc, nc, accumulate || k0 > 0, nullptr);
+      const int64_t nt = tileCount(M);
+      for (int64_t t = 0; t < nt; t++) {
+        const int64_t ir = tileStart(M, t, nt);
+        const int mr = static_cast<int>(tileStart(M, t + 1, nt) - ir);
+        kMicro[mr](kc, ap + t * kMR * kc, b + p * panelStride + k0 * kNR, c + ir * ldc + j0, ldc, nc, accumulate || k0 > 0, nullptr, nullptr);
       }
     }
   }
@@ -275,50 +318,58 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
   }
 
   const int T = numThreads();
-  // K blocks of at most ~320 (B micro-panel kc×kNR stays in L1), split evenly.
-  const int64_t kBlocks = ceilDiv(K, 320);
+  // K blocks of at most kKC, split evenly.
+  const int64_t kBlocks = ceilDiv(K, kKC);
   const int64_t KC = ceilDiv(K, kBlocks);
-  // Row blocks of at most 12 micro-panels (A block in L2), split evenly.
-  const int64_t mBlocks = ceilDiv(M, kMR * 12);
-  const int64_t MC = ceilDiv(ceilDiv(M, mBlocks), kMR) * kMR;
-  const int64_t mBlocksReal = ceilDiv(M, MC);
-  // Panel groups: enough tasks for dynamic balance (~4 per thread), at most 16 panels each.
-  const int64_t units = count * mBlocksReal * panels;
-  const int64_t ppt = std::max<int64_t>(1, std::min<int64_t>(16, units / (4 * T)));
-  const int64_t nGroups = ceilDiv(panels, ppt);
-  const int64_t tasks = count * mBlocksReal * nGroups;
+  // Work split: each task owns a range of row tiles × a range of B panels. Splitting N first
+  // means every thread packs its A block once and streams only its own B panels; M is split
+  // only when N is too narrow. About two tasks per thread absorbs uneven tails.
+  const int64_t rowTiles = ceilDiv(M, kMR);
+  const int64_t perBatch = std::max<int64_t>(1, ceilDiv(2 * T, count));
+  const int64_t nParts = std::min(panels, perBatch);
+  const int64_t mParts = std::min(rowTiles, ceilDiv(perBatch, nParts));
+  const int64_t tasks = count * mParts * nParts;
+  const int64_t MC = kMR * kMcTiles;
 
   parallelFor(tasks, [&](int64_t task, int) {
-    const int64_t g = task % nGroups, rest = task / nGroups;
-    const int64_t ib = rest % mBlocksReal, bi = rest / mBlocksReal;
-    const int64_t i0 = ib * MC, mc = std::min(MC, M - i0);
-    const int64_t p0 = g * ppt, p1 = std::min(panels, p0 + ppt);
+    const int64_t np = task % nParts, rest = task / nParts;
+    const int64_t mp = rest % mParts, bi = rest / mParts;
+    const int64_t r0 = std::min(M, (rowTiles * mp / mParts) * kMR), r1 = std::min(M, (rowTiles * (mp + 1) / mParts) * kMR);
+    const int64_t p0 = panels * np / nParts, p1 = panels * (np + 1) / nParts;
+    if (r0 >= r1 || p0 >= p1) return;
     const float* ab = a + off(batch.aOffsets, bi);
     float* cb = c + off(batch.cOffsets, bi);
     const float* bb = bp + bi * bStride;
     const float* rb = epi.residual ? epi.residual + off(batch.rOffsets, bi) : nullptr;
     float* ap = tPackA.get(static_cast<size_t>(MC * KC));
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-      const int64_t kc = std::min(KC, K - k0);
-      const bool last = k0 + kc >= K;
-      packA(ab, lda, transA, i0, mc, k0, kc, ap);
-      for (int64_t p = p0; p < p1; p++) {
-        const int64_t j0 = p * kNR;
-        const int nc = static_cast<int>(std::min<int64_t>(kNR, N - j0));
-        const float* bpanel = bb + (p * K + k0) * kNR;
-        for (int64_t ir = 0; ir < mc; ir += kMR) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
-          const int64_t row = i0 + ir;
-          TileEpi te;
-          if (last) {
-            te.bias = epi.bias ? (epi.biasPerRow ? epi.bias + row : epi.bias + j0) : nullptr;
-            te.biasPerRow = epi.biasPerRow;
-            te.act = epi.act;
-            te.res = rb ? rb + row * epi.ldr + j0 : nullptr;
-            te.ldr = epi.ldr;
-            te.alpha = epi.alpha;
+    for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+      const int64_t mc = std::min(MC, r1 - i0);
+      for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        const bool last = k0 + kc >= K;
+        packA(ab, lda, transA, i0, mc, k0, kc, ap);
+        for (int64_t p = p0; p < p1; p++) {
+          const int64_t j0 = p * kNR;
+          const int nc = static_cast<int>(std::min<int64_t>(kNR, N - j0));
+          const float* bpanel = bb + (p * K + k0) * kNR;
+          const int64_t nt = tileCount(mc);
+          for (int64_t t = 0; t < nt; t++) {
+            const int64_t ir = tileStart(mc, t, nt);
+            const int mr = static_cast<int>(tileStart(mc, t + 1, nt) - ir);
+            const int64_t row = i0 + ir;
+            TileEpi te;
+            if (last) {
+              te.bias = epi.bias ? (epi.biasPerRow ? epi.bias + row : epi.bias + j0) : nullptr;
+              te.biasPerRow = epi.biasPerRow;
+              te.act = epi.act;
+              te.res = rb ? rb + row * epi.ldr + j0 : nullptr;
+              te.ldr = epi.ldr;
+              te.alpha = epi.alpha;
+            }
+            // The first row tile of each panel prefetches the next panel's rows of this K block.
+            const float* next = (ir == 0 && p + 1 < p1) ? bpanel + K * kNR : nullptr;
+            kMicro[mr](kc, ap + t * kMR * kc, bpanel, cb + row * ldc + j0, ldc, nc, k0 > 0, last ? &te : nullptr, next);
           }
-          kMicro[mr](kc, ap + ir * kc, bpanel, cb + row * ldc + j0, ldc, nc, k0 > 0, last ? &te : nullptr);
         }
       }
     }

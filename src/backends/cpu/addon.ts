@@ -72,7 +72,8 @@ export interface BackendInfo {
   threads?: number;
 }
 
-const addonPath = fileURLToPath(new URL('../../../build/Release/inferjit_native.node', import.meta.url));
+// INFERJIT_NATIVE_ADDON points at another build (e.g. a portable x86-64-v3 one under test).
+const addonPath = process.env.INFERJIT_NATIVE_ADDON || fileURLToPath(new URL('../../../build/Release/inferjit_native.node', import.meta.url));
 
 function load(): { addon: NativeAddon | null; reason?: string } {
   if (process.env.INFERJIT_DISABLE_NATIVE === '1') return { addon: null, reason: 'disabled by INFERJIT_DISABLE_NATIVE=1' };

@@ -205,3 +205,14 @@ nativeTest('native results do not depend on rand() of big inputs: a large softma
   const s = ops.sum(ops.softmax(x), [-1]).toFlatArray();
   for (const v of s) assert.ok(Math.abs(v - 1) < 1e-4, `row sum ${v}`);
 });
+
+nativeTest('vectorized exp keeps IEEE special values: overflow to +Inf, underflow to 0, NaN stays NaN', () => {
+  const x = fromArray([100, -100, NaN, Infinity, -Infinity, 88, -87, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  for (const op of ['exp', 'sigmoid', 'silu']) {
+    const { ref, cpu } = both(() => dispatch(op, [x])[0]);
+    // finite results: 8u relative plus the |x|·u of the rounded argument (see the unary test);
+    // results below the smallest normal float (2^-126) flush to 0 instead of becoming subnormal
+    const xv = x.toFlatArray();
+    assertClose(cpu, ref, (i, e) => (8 + Math.abs(xv[i])) * U * Math.abs(e) + 2 ** -126, `${op} special values`);
+  }
+});

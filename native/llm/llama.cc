@@ -1,0 +1,479 @@
+// The Llama-family forward pass as one native call (prefill of T tokens, or a decode step with
+// T = 1), and the N-API bindings of the LLM kernels. Every op of the step runs on the shared
+// thread pool with the calling thread taking part, so a decode step never hops threads and never
+// returns to JavaScript between layers.
+//
+// Weights are not copied: the model keeps pointers into the JS typed arrays it was created with
+// (GGUF tensor bytes, quantized buffers), and the JS wrapper (src/llm/engine.ts) keeps those
+// arrays alive for the model's lifetime. Same for the KV pages attached with llmAttachCache.
+#include <napi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../common.h"
+#include "../quant/qmatmul.h"
+#include "../simd.h"
+#include "../threadpool.h"
+#include "llm.h"
+#include "paged_attention.h"
+
+namespace inferjit {
+namespace {
+
+struct Bytes {
+  const uint8_t* data = nullptr;
+  size_t bytes = 0;
+};
+
+// Any typed array as raw bytes.
+Bytes bytesOf(const Napi::Env& env, const Napi::Value& v, const std::string& what) {
+  napi_typedarray_type type;
+  size_t length = 0, byteOffset = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &type, &length, &data, &buffer, &byteOffset) != napi_ok) {
+    throw Napi::TypeError::New(env, what + ": expected a typed array");
+  }
+  size_t size = 1;
+  switch (type) {
+    case napi_int16_array: case napi_uint16_array: size = 2; break;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: size = 4; break;
+    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: size = 8; break;
+    default: size = 1;
+  }
+  return {static_cast<const uint8_t*>(data), length * size};
+}
+
+const char* kFormatNames[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "int8", "int4"};
+
+// [format, data, scales | null, N, K, group] -> WeightRef, checked against the expected shape.
+WeightRef weightOf(const Napi::Env& env, const Napi::Value& v, const std::string& what, int64_t N, int64_t K) {
+  need(env, v.IsArray(), what + ": expected [format, data, scales, N, K, group]");
+  Napi::Array a = v.As<Napi::Array>();
+  need(env, a.Length() == 6, what + ": expected [format, data, scales, N, K, group]");
+  WeightRef w;
+  w.format = static_cast<int>(i64(a.Get(0u)));
+  w.N = i64(a.Get(3u));
+  w.K = i64(a.Get(4u));
+  w.group = static_cast<int>(i64(a.Get(5u)));
+  if (const char* bad = checkWeight(w.format, w.K, w.group)) throw Napi::RangeError::New(env, what + ": " + bad);
+  if (N >= 0 && K >= 0 && (w.N != N || w.K != K)) {
+    throw Napi::RangeError::New(env, what + ": shape is [" + std::to_string(w.N) + ", " + std::to_string(w.K) +
+                                         "], expected [" + std::to_string(N) + ", " + std::to_string(K) + "]");
+  }
+  Bytes b = bytesOf(env, a.Get(1u), what + " data");
+  const size_t want = weightDataBytes(w.format, w.N, w.K);
+  if (b.bytes < want) {
+    throw Napi::RangeError::New(env, what + ": " + kFormatNames[w.format] + " data holds " + std::to_string(b.bytes) +
+                                         " bytes, the shape needs " + std::to_string(want));
+  }
+  w.data = b.data;
+  const size_t nScales = weightScaleCount(w.format, w.N, w.K, w.group);
+  if (nScales > 0) {
+    auto s = viewOf<float>(env, a.Get(2u), (what + " scales").c_str());
+    need(env, s.length >= nScales, what + ": scales are too short");
+    w.scales = s.data;
+  }
+  return w;
+}
+
+struct Layer {
+  const float* attnNorm = nullptr;
+  const float* ffnNorm = nullptr;
+  WeightRef wq, wk, wv, wo, gate, up, down;
+};
+
+struct LlamaModel {
+  int64_t dim = 0, nLayers = 0, nHeads = 0, nKv = 0, headDim = 0, ffn = 0, vocab = 0, ropeDim = 0;
+  bool interleaved = false;
+  float eps = 1e-5f;
+  std::vector<double> invFreq;
+  WeightRef embed, output;
+  const float* outNorm = nullptr;
+  std::vector<Layer> layers;
+  // Paged KV cache (attached later).
+  std::vector<void*> kPages, vPages;
+  int64_t numBlocks = 0, blockSize = 0;
+  bool f16Cache = false;
+  // Scratch, grown on demand and reused by every call.
+  std::vector<float> x, xn, q, k, v, att, tmp, g, u, cosT, sinT;
+  std::vector<BlockQ8> xq;
+};
+
+using ModelHandle = Napi::External<LlamaModel>;
+
+void rmsNormRows(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) {
+  parallelFor(rows, [&](int64_t r, int) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    VecF acc = VecF::zero();
+    int64_t i = 0;
+    for (; i + kW <= dim; i += kW) {
+      const VecF a = VecF::load(xr + i);
+      acc = fmadd(a, a, acc);
+    }
+    double ss = acc.sum();
+    for (; i < dim; i++) ss += static_cast<double>(xr[i]) * xr[i];
+    const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+    const VecF sv = VecF::set1(scale);
+    i = 0;
+    for (; i + kW <= dim; i += kW) (VecF::load(xr + i) * sv * VecF::load(w + i)).store(yr + i);
+    for (; i < dim; i++) yr[i] = xr[i] * scale * w[i];
+  });
+}
+
+void addInPlace(float* x, const float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) (VecF::load(x + i) + VecF::load(y + i)).store(x + i);
+  for (; i < n; i++) x[i] += y[i];
+}
+
+// x[t][h][...]: rotates the first ropeDim dims of every head at position start + t.
+void applyRope(const LlamaModel& m, float* x, int64_t T, int64_t heads) {
+  const int64_t hd = m.headDim, half = m.ropeDim / 2;
+  for (int64_t t = 0; t < T; t++) {
+    const float* c = m.cosT.data() + t * half;
+    const float* s = m.sinT.data() + t * half;
+    for (int64_t h = 0; h < heads; h++) {
+      float* r = x + (t * heads + h) * hd;
+      if (m.interleaved) {
+        for (int64_t i = 0; i < half; i++) {
+          const float x0 = r[2 * i], x1 = r[2 * i + 1];
+          r[2 * i] = x0 * c[i] - x1 * s[i];
+          r[2 * i + 1] = x0 * s[i] + x1 * c[i];
+        }
+      } else {
+        for (int64_t i = 0; i < half; i++) {
+          const float x0 = r[i], x1 = r[i + half];
+          r[i] = x0 * c[i] - x1 * s[i];
+          r[i + half] = x0 * s[i] + x1 * c[i];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+// The input of a matmul in the form its weight needs: quantized blocks for quantized weights.
+const BlockQ8* prepareInput(LlamaModel& m, const float* x, int64_t rows, int64_t K, bool quantized) {
+  if (!quantized) return nullptr;
+  grow(m.xq, static_cast<size_t>(rows * (K / kQK)));
+  quantizeRowsQ8(x, rows, K, m.xq.data());
+  return m.xq.data();
+}
+
+// llmCreate(hparams: number[10], invFreq: Float64Array, weights: WeightSpec[]) -> handle
+// hparams = [dim, nLayers, nHeads, nKv, headDim, ffn, vocab, ropeDim, interleaved, eps]
+// weights = [embed, outNorm, output, then per layer: attnNorm, wq, wk, wv, wo, ffnNorm, gate, up, down]
+Napi::Value LlmCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto hp = ints(env, info[0]);
+  need(env, hp.size() == 10, "llmCreate: hparams needs 10 entries");
+  auto m = std::make_unique<LlamaModel>();
+  m->dim = hp[0];
+  m->nLayers = hp[1];
+  m->nHeads = hp[2];
+  m->nKv = hp[3];
+  m->headDim = hp[4];
+  m->ffn = hp[5];
+  m->vocab = hp[6];
+  m->ropeDim = hp[7];
+  m->interleaved = hp[8] != 0;
+  m->eps = static_cast<float>(info[0].As<Napi::Array>().Get(9u).As<Napi::Number>().DoubleValue());
+  need(env, m->dim > 0 && m->nLayers > 0 && m->nHeads > 0 && m->nKv > 0 && m->headDim > 0 && m->ffn > 0 && m->vocab > 0,
+       "llmCreate: sizes must be positive");
+  need(env, m->nHeads % m->nKv == 0, "llmCreate: head count must be a multiple of the kv head count");
+  need(env, m->ropeDim % 2 == 0 && m->ropeDim <= m->headDim, "llmCreate: rope dims must be even and <= head dim");
+  auto inv = viewOf<double>(env, info[1], "llmCreate: invFreq");
+  need(env, inv.length == static_cast<size_t>(m->ropeDim / 2), "llmCreate: invFreq needs ropeDim/2 entries");
+  m->invFreq.assign(inv.data, inv.data + inv.length);
+  need(env, info[2].IsArray(), "llmCreate: weights must be an array");
+  Napi::Array ws = info[2].As<Napi::Array>();
+  need(env, ws.Length() == static_cast<uint32_t>(3 + 9 * m->nLayers), "llmCreate: wrong number of weights");
+  const int64_t D = m->dim, Hq = m->nHeads * m->headDim, Hk = m->nKv * m->headDim, Fh = m->ffn;
+  auto norm = [&](uint32_t i, const std::string& what) {
+    auto w = weightOf(env, ws.Get(i), what, 1, D);
+    need(env, w.format == kWF32, what + ": norm weights must be f32");
+    return reinterpret_cast<const float*>(w.data);
+  };
+  m->embed = weightOf(env, ws.Get(0u), "token embedding", m->vocab, D);
+  m->outNorm = norm(1, "output norm");
+  m->output = weightOf(env, ws.Get(2u), "output", m->vocab, D);
+  for (int64_t l = 0; l < m->nLayers; l++) {
+    const uint32_t b = static_cast<uint32_t>(3 + 9 * l);
+    const std::string p = "layer " + std::to_string(l) + " ";
+    Layer L;
+    L.attnNorm = norm(b, p + "attn norm");
+    L.wq = weightOf(env, ws.Get(b + 1), p + "wq", Hq, D);
+    L.wk = weightOf(env, ws.Get(b + 2), p + "wk", Hk, D);
+    L.wv = weightOf(env, ws.Get(b + 3), p + "wv", Hk, D);
+    L.wo = weightOf(env, ws.Get(b + 4), p + "wo", D, Hq);
+    L.ffnNorm = norm(b + 5, p + "ffn norm");
+    L.gate = weightOf(env, ws.Get(b + 6), p + "gate", Fh, D);
+    L.up = weightOf(env, ws.Get(b + 7), p + "up", Fh, D);
+    L.down = weightOf(env, ws.Get(b + 8), p + "down", D, Fh);
+    m->layers.push_back(L);
+  }
+  return ModelHandle::New(env, m.release(), [](Napi::Env, LlamaModel* p) { delete p; });
+}
+
+// llmAttachCache(model, kPages: TypedArray[], vPages: TypedArray[], numBlocks, blockSize, f16)
+Napi::Value LlmAttachCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LlamaModel* m = info[0].As<ModelHandle>().Data();
+  Napi::Array ks = info[1].As<Napi::Array>(), vs = info[2].As<Napi::Array>();
+  const int64_t numBlocks = i64(info[3]), blockSize = i64(info[4]);
+  const bool f16 = flag(info[5]);
+  need(env, ks.Length() == static_cast<uint32_t>(m->nLayers) && vs.Length() == ks.Length(), "llmAttachCache: need one K and one V array per layer");
+  need(env, numBlocks > 0 && blockSize > 0, "llmAttachCache: numBlocks and blockSize must be positive");
+  const size_t want = static_cast<size_t>(numBlocks * m->nKv * blockSize * m->headDim) * (f16 ? 2 : 4);
+  m->kPages.clear();
+  m->vPages.clear();
+  for (uint32_t l = 0; l < ks.Length(); l++) {
+    Bytes k = bytesOf(env, ks.Get(l), "llmAttachCache: K pages"), v = bytesOf(env, vs.Get(l), "llmAttachCache: V pages");
+    need(env, k.bytes >= want && v.bytes >= want, "llmAttachCache: page arrays are smaller than numBlocks·nKv·blockSize·headDim");
+    m->kPages.push_back(const_cast<uint8_t*>(k.data));
+    m->vPages.push_back(const_cast<uint8_t*>(v.data));
+  }
+  m->numBlocks = numBlocks;
+  m->blockSize = blockSize;
+  m->f16Cache = f16;
+  return env.Undefined();
+}
+
+// llmForward(model, tokens: Int32Array, startPos, blockTable: Int32Array, logits: Float32Array, allLogits)
+// Runs T = tokens.length positions start..start+T-1 of one sequence, writing their K/V into the
+// pages of blockTable, and the logits of the last position (or of all T when allLogits).
+Napi::Value LlmForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LlamaModel& m = *info[0].As<ModelHandle>().Data();
+  auto tokens = viewOf<int32_t>(env, info[1], "llmForward: tokens");
+  const int64_t start = i64(info[2]);
+  auto table = viewOf<int32_t>(env, info[3], "llmForward: blockTable");
+  auto logits = viewOf<float>(env, info[4], "llmForward: logits");
+  const bool all = flag(info[5]);
+  const int64_t T = static_cast<int64_t>(tokens.length);
+  need(env, !m.kPages.empty(), "llmForward: no KV cache attached");
+  need(env, T > 0 && start >= 0, "llmForward: need at least one token and start >= 0");
+  need(env, start + T <= static_cast<int64_t>(table.length) * m.blockSize,
+       "llmForward: the block table covers " + std::to_string(table.length * m.blockSize) + " positions, the call needs " +
+           std::to_string(start + T));
+  for (int64_t b = 0; b < (start + T + m.blockSize - 1) / m.blockSize; b++) {
+    need(env, table.data[b] >= 0 && table.data[b] < m.numBlocks, "llmForward: block table entry " + std::to_string(b) + " is not a valid page");
+  }
+  for (int64_t t = 0; t < T; t++) {
+    need(env, tokens.data[t] >= 0 && tokens.data[t] < m.vocab,
+         "llmForward: token id " + std::to_string(tokens.data[t]) + " at index " + std::to_string(t) + " is outside the vocabulary [0, " +
+             std::to_string(m.vocab) + ")");
+  }
+  const int64_t outRows = all ? T : 1;
+  need(env, logits.length >= static_cast<size_t>(outRows * m.vocab), "llmForward: logits buffer is too small");
+
+  const int64_t D = m.dim, hd = m.headDim, Hq = m.nHeads * hd, Hk = m.nKv * hd, Fh = m.ffn;
+  grow(m.x, T * D);
+  grow(m.xn, T * D);
+  grow(m.tmp, T * D);
+  grow(m.q, T * Hq);
+  grow(m.att, T * Hq);
+  grow(m.k, T * Hk);
+  grow(m.v, T * Hk);
+  grow(m.g, T * Fh);
+  grow(m.u, T * Fh);
+  const int64_t half = m.ropeDim / 2;
+  grow(m.cosT, T * half);
+  grow(m.sinT, T * half);
+  for (int64_t t = 0; t < T; t++) {
+    for (int64_t i = 0; i < half; i++) {
+      const double a = static_cast<double>(start + t) * m.invFreq[i];
+      m.cosT[t * half + i] = static_cast<float>(std::cos(a));
+      m.sinT[t * half + i] = static_cast<float>(std::sin(a));
+    }
+  }
+  float* x = m.x.data();
+  parallelFor(T, [&](int64_t t, int) { dequantRow(m.embed, tokens.data[t], x + t * D); });
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (int64_t l = 0; l < m.nLayers; l++) {
+    const Layer& L = m.layers[l];
+    rmsNormRows(x, L.attnNorm, m.xn.data(), T, D, m.eps);
+    const bool qkvQuant = L.wq.quantized() || L.wk.quantized() || L.wv.quantized();
+    const BlockQ8* xq = prepareInput(m, m.xn.data(), T, D, qkvQuant);
+    {
+      const WeightRef ws[3] = {L.wq, L.wk, L.wv};
+      float* ys[3] = {m.q.data(), m.k.data(), m.v.data()};
+      matmulWeights(ws, 3, T, m.xn.data(), xq, ys);
+    }
+    applyRope(m, m.q.data(), T, m.nHeads);
+    applyRope(m, m.k.data(), T, m.nKv);
+    PagedKv kv;
+    kv.k = m.kPages[l];
+    kv.v = m.vPages[l];
+    kv.f16 = m.f16Cache;
+    kv.blockSize = m.blockSize;
+    kv.nKv = m.nKv;
+    kv.headDim = hd;
+    kv.table = table.data;
+    pagedStore(kv, m.k.data(), m.v.data(), T, start);
+    pagedAttention(kv, m.q.data(), m.att.data(), T, start, m.nHeads, scale);
+    xq = prepareInput(m, m.att.data(), T, Hq, L.wo.quantized());
+    {
+      float* ys[1] = {m.tmp.data()};
+      matmulWeights(&L.wo, 1, T, m.att.data(), xq, ys);
+    }
+    addInPlace(x, m.tmp.data(), T * D);
+    rmsNormRows(x, L.ffnNorm, m.xn.data(), T, D, m.eps);
+    xq = prepareInput(m, m.xn.data(), T, D, L.gate.quantized() || L.up.quantized());
+    {
+      const WeightRef ws[2] = {L.gate, L.up};
+      float* ys[2] = {m.g.data(), m.u.data()};
+      matmulWeights(ws, 2, T, m.xn.data(), xq, ys);
+    }
+    float* g = m.g.data();
+    const float* u = m.u.data();
+    parallelFor(T, [&](int64_t t, int) {
+      float* gr = g + t * Fh;
+      const float* ur = u + t * Fh;
+      int64_t i = 0;
+      for (; i + kW <= Fh; i += kW) (activate<kActSilu>(VecF::load(gr + i)) * VecF::load(ur + i)).store(gr + i);
+      for (; i < Fh; i++) gr[i] = gr[i] / (1.0f + std::exp(-gr[i])) * ur[i];
+    });
+    xq = prepareInput(m, g, T, Fh, L.down.quantized());
+    {
+      float* ys[1] = {m.tmp.data()};
+      matmulWeights(&L.down, 1, T, g, xq, ys);
+    }
+    addInPlace(x, m.tmp.data(), T * D);
+  }
+  const float* last = x + (T - outRows) * D;
+  rmsNormRows(last, m.outNorm, m.xn.data(), outRows, D, m.eps);
+  const BlockQ8* xq = prepareInput(m, m.xn.data(), outRows, D, m.output.quantized());
+  float* ys[1] = {logits.data};
+  matmulWeights(&m.output, 1, outRows, m.xn.data(), xq, ys);
+  return env.Undefined();
+}
+
+// quantMatmul(weight: WeightSpec, x: Float32Array, M, y: Float32Array): y[M, N] = x[M, K]·Wᵀ
+Napi::Value QuantMatmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  WeightRef w = weightOf(env, info[0], "quantMatmul: weight", -1, -1);
+  auto x = viewOf<float>(env, info[1], "quantMatmul: x");
+  const int64_t M = i64(info[2]);
+  auto y = viewOf<float>(env, info[3], "quantMatmul: y");
+  need(env, M >= 0 && x.length >= static_cast<size_t>(M * w.K), "quantMatmul: x is smaller than M·K");
+  need(env, y.length >= static_cast<size_t>(M * w.N), "quantMatmul: y is smaller than M·N");
+  std::vector<BlockQ8> xq;
+  if (w.quantized()) {
+    xq.resize(M * (w.K / kQK));
+    quantizeRowsQ8(x.data, M, w.K, xq.data());
+  }
+  float* ys[1] = {y.data};
+  matmulWeights(&w, 1, M, x.data, w.quantized() ? xq.data() : nullptr, ys);
+  return env.Undefined();
+}
+
+// quantizeWeight(format, src: Float32Array | Uint16Array (f16/bf16 bits), srcFormat, N, K, group, data: Uint8Array,
+//                scales: Float32Array | null). format: q8_0, q4_0 (ggml's reference rounding), int8, int4.
+Napi::Value QuantizeWeight(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int format = static_cast<int>(i64(info[0]));
+  const int srcFormat = static_cast<int>(i64(info[2]));
+  const int64_t N = i64(info[3]), K = i64(info[4]);
+  const int group = static_cast<int>(i64(info[5]));
+  need(env, format >= kWQ8_0 && format <= kWI4, "quantizeWeight: target format must be q8_0, q4_0, int8 or int4");
+  need(env, srcFormat >= kWF32 && srcFormat <= kWBF16, "quantizeWeight: source must be f32, f16 or bf16");
+  if (const char* bad = checkWeight(format, K, group)) throw Napi::RangeError::New(env, std::string("quantizeWeight: ") + bad);
+  Bytes src = bytesOf(env, info[1], "quantizeWeight: src");
+  need(env, src.bytes >= weightDataBytes(srcFormat, N, K), "quantizeWeight: src is smaller than N·K");
+  Bytes dst = bytesOf(env, info[6], "quantizeWeight: data");
+  need(env, dst.bytes >= weightDataBytes(format, N, K), "quantizeWeight: data is too small");
+  float* scales = nullptr;
+  if (weightScaleCount(format, N, K, group) > 0) {
+    auto s = viewOf<float>(env, info[7], "quantizeWeight: scales");
+    need(env, s.length >= weightScaleCount(format, N, K, group), "quantizeWeight: scales is too small");
+    scales = s.data;
+  }
+  WeightRef in;
+  in.format = srcFormat;
+  in.data = src.data;
+  in.N = N;
+  in.K = K;
+  uint8_t* out = const_cast<uint8_t*>(dst.data);
+  const int64_t nb = K / kQK;
+  parallelFor(N, [&](int64_t n, int) {
+    std::vector<float> row(K);
+    dequantRow(in, n, row.data());
+    if (format == kWI8) {
+      float amax = 0;
+      for (float v : row) amax = std::max(amax, std::fabs(v));
+      const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+      scales[n] = d;
+      int8_t* q = reinterpret_cast<int8_t*>(out) + n * K;
+      for (int64_t k = 0; k < K; k++) q[k] = static_cast<int8_t>(std::nearbyint(row[k] * id));
+      return;
+    }
+    if (format == kWQ8_0) {
+      for (int64_t b = 0; b < nb; b++) {
+        const float* xb = row.data() + b * kQK;
+        float amax = 0;
+        for (int j = 0; j < kQK; j++) amax = std::max(amax, std::fabs(xb[j]));
+        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        uint8_t* p = out + (n * nb + b) * 34;
+        const uint16_t dh = floatToHalf(d);
+        std::memcpy(p, &dh, 2);
+        for (int j = 0; j < kQK; j++) p[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::round(xb[j] * id)));
+      }
+      return;
+    }
+    // Q4_0 and int4: d = (value of largest magnitude) / −8, q = min(15, (int)(x/d + 8.5)), as ggml.
+    const int64_t gsz = format == kWQ4_0 ? kQK : group;
+    for (int64_t g0 = 0; g0 < K; g0 += gsz) {
+      float amax = 0, mx = 0;
+      for (int64_t j = 0; j < gsz; j++) {
+        const float v = row[g0 + j];
+        if (std::fabs(v) > amax) {
+          amax = std::fabs(v);
+          mx = v;
+        }
+      }
+      const float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+      for (int64_t b0 = g0; b0 < g0 + gsz; b0 += kQK) {
+        uint8_t* qs;
+        if (format == kWQ4_0) {
+          uint8_t* p = out + (n * nb + b0 / kQK) * 18;
+          const uint16_t dh = floatToHalf(d);
+          std::memcpy(p, &dh, 2);
+          qs = p + 2;
+        } else {
+          qs = out + n * (K / 2) + (b0 / kQK) * 16;
+        }
+        for (int j = 0; j < 16; j++) {
+          const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(row[b0 + j] * id + 8.5f)));
+          const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(row[b0 + 16 + j] * id + 8.5f)));
+          qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
+        }
+      }
+      if (format == kWI4) scales[n * (K / group) + g0 / group] = d;
+    }
+  });
+  return env.Undefined();
+}
+
+}  // namespace
+
+void registerLlm(Napi::Env env, Napi::Object exports) {
+  exports.Set("llmCreate", Napi::Function::New(env, LlmCreate));
+  exports.Set("llmAttachCache", Napi::Function::New(env, LlmAttachCache));
+  exports.Set("llmForward", Napi::Function::New(env, LlmForward));
+  exports.Set("quantMatmul", Napi::Function::New(env, QuantMatmul));
+  exports.Set("quantizeWeight", Napi::Function::New(env, QuantizeWeight));
+}
+
+}  // namespace inferjit

@@ -1,0 +1,434 @@
+// Weight-only matmul kernels (layouts in qmatmul.h). Each task owns a range of output features
+// (weight rows) and a range of input rows; inside it, register tiles of RM input rows × RN weight
+// rows run the whole K loop, so a weight block is loaded (and unpacked) once per RM rows and an
+// activation block once per RN weight rows.
+//   dense:     acc[i][j] (VecF lanes) += x·w after converting w (f16/bf16) to fp32 in registers.
+//   quantized: per 32-block, int8 dot in 8 int32 lanes via |w| · sign(x, w) (VNNI vpdpbusd, or
+//              AVX2 maddubs+madd), converted to float and scaled by d_x·d_w into float lanes.
+#include "qmatmul.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../simd.h"
+#include "../threadpool.h"
+
+namespace inferjit {
+
+float halfToFloat(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalize
+      int e = -1;
+      uint32_t m = man;
+      do { e++; m <<= 1; } while ((m & 0x400u) == 0);
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (m & 0x3ffu) << 13;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | man << 13;
+  } else {
+    bits = sign | (exp + 112) << 23 | man << 13;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
+
+uint16_t floatToHalf(float f) {
+#if defined(__F16C__)
+  return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#else
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xff) - 127 + 15;
+  uint32_t man = x & 0x7fffffu;
+  if (((x >> 23) & 0xff) == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u : 0));
+  if (exp >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (exp <= 0) {
+    if (exp < -10) return static_cast<uint16_t>(sign);
+    man |= 0x800000u;
+    const int shift = 14 - exp;
+    uint32_t h = man >> shift;
+    const uint32_t rem = man & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (h & 1))) h++;
+    return static_cast<uint16_t>(sign | h);
+  }
+  uint32_t h = sign | static_cast<uint32_t>(exp) << 10 | man >> 13;
+  const uint32_t rem = man & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+  return static_cast<uint16_t>(h);
+#endif
+}
+
+static inline float bf16ToFloat(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+size_t weightDataBytes(int format, int64_t N, int64_t K) {
+  const size_t n = static_cast<size_t>(N), k = static_cast<size_t>(K);
+  switch (format) {
+    case kWF32: return n * k * 4;
+    case kWF16: case kWBF16: return n * k * 2;
+    case kWQ8_0: return n * (k / kQK) * 34;
+    case kWQ4_0: return n * (k / kQK) * 18;
+    case kWI8: return n * k;
+    case kWI4: return n * k / 2;
+    default: return 0;
+  }
+}
+
+size_t weightScaleCount(int format, int64_t N, int64_t K, int group) {
+  if (format == kWI8) return static_cast<size_t>(N);
+  if (format == kWI4) return static_cast<size_t>(N * (K / group));
+  return 0;
+}
+
+const char* checkWeight(int format, int64_t K, int group) {
+  if (format < kWF32 || format > kWI4) return "unknown weight format";
+  if (format >= kWQ8_0 && K % kQK != 0) return "quantized weights need K to be a multiple of 32";
+  if (format == kWI4 && (group != 32 && group != 64 && group != 128)) return "int4 group size must be 32, 64 or 128";
+  if (format == kWI4 && K % group != 0) return "int4 weights need K to be a multiple of the group size";
+  return nullptr;
+}
+
+void quantizeRowQ8(const float* x, int64_t K, BlockQ8* out) {
+  const int64_t nb = K / kQK;
+  for (int64_t b = 0; b < nb; b++) {
+    const float* xb = x + b * kQK;
+    VecF m = VecF::zero();
+    for (int i = 0; i < kQK; i += kW) m = vmax(m, vabs(VecF::load(xb + i)));
+    const float amax = m.max();
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    out[b].d = d;
+    for (int i = 0; i < kQK; i++) out[b].q[i] = static_cast<int8_t>(std::nearbyint(xb[i] * id));
+  }
+}
+
+void quantizeRowsQ8(const float* x, int64_t M, int64_t K, BlockQ8* out) {
+  const int64_t nb = K / kQK;
+  parallelFor(M, [&](int64_t m, int) { quantizeRowQ8(x + m * K, K, out + m * nb); });
+}
+
+void dequantRow(const WeightRef& w, int64_t r, float* out) {
+  const int64_t K = w.K, nb = K / kQK;
+  switch (w.format) {
+    case kWF32: std::memcpy(out, reinterpret_cast<const float*>(w.data) + r * K, K * 4); return;
+    case kWF16: {
+      const uint16_t* p = reinterpret_cast<const uint16_t*>(w.data) + r * K;
+      for (int64_t k = 0; k < K; k++) out[k] = halfToFloat(p[k]);
+      return;
+    }
+    case kWBF16: {
+      const uint16_t* p = reinterpret_cast<const uint16_t*>(w.data) + r * K;
+      for (int64_t k = 0; k < K; k++) out[k] = bf16ToFloat(p[k]);
+      return;
+    }
+    case kWQ8_0:
+      for (int64_t b = 0; b < nb; b++) {
+        const uint8_t* p = w.data + (r * nb + b) * 34;
+        uint16_t dh;
+        std::memcpy(&dh, p, 2);
+        const float d = halfToFloat(dh);
+        const int8_t* q = reinterpret_cast<const int8_t*>(p + 2);
+        for (int j = 0; j < kQK; j++) out[b * kQK + j] = d * q[j];
+      }
+      return;
+    case kWQ4_0: case kWI4:
+      for (int64_t b = 0; b < nb; b++) {
+        const uint8_t* qs;
+        float d;
+        if (w.format == kWQ4_0) {
+          const uint8_t* p = w.data + (r * nb + b) * 18;
+          uint16_t dh;
+          std::memcpy(&dh, p, 2);
+          d = halfToFloat(dh);
+          qs = p + 2;
+        } else {
+          qs = w.data + r * (K / 2) + b * 16;
+          d = w.scales[r * (K / w.group) + (b * kQK) / w.group];
+        }
+        for (int j = 0; j < 16; j++) {
+          out[b * kQK + j] = d * static_cast<float>((qs[j] & 15) - 8);
+          out[b * kQK + j + 16] = d * static_cast<float>((qs[j] >> 4) - 8);
+        }
+      }
+      return;
+    case kWI8: {
+      const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + r * K;
+      const float s = w.scales[r];
+      for (int64_t k = 0; k < K; k++) out[k] = s * q[k];
+      return;
+    }
+  }
+}
+
+namespace {
+
+// ---------------------------------------------------------------- dense (fp32 activations)
+
+template <int F>
+inline float elemW(const uint8_t* base, int64_t idx) {
+  if constexpr (F == kWF32) return reinterpret_cast<const float*>(base)[idx];
+  if constexpr (F == kWF16) return halfToFloat(reinterpret_cast<const uint16_t*>(base)[idx]);
+  return bf16ToFloat(reinterpret_cast<const uint16_t*>(base)[idx]);
+}
+
+template <int F>
+inline VecF loadW(const uint8_t* base, int64_t idx) {
+  if constexpr (F == kWF32) {
+    return VecF::load(reinterpret_cast<const float*>(base) + idx);
+  } else {
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(base) + idx;
+#if defined(IJ_AVX512)
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    if constexpr (F == kWF16) return VecF(_mm512_cvtph_ps(h));
+    else return VecF(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+#elif defined(IJ_AVX2)
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (F == kWF16) return VecF(_mm256_cvtph_ps(h));
+    else return VecF(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+#else
+    return VecF(elemW<F>(base, idx));
+#endif
+  }
+}
+
+template <int F, int RM, int RN>
+void denseTile(const WeightRef& w, const float* x, int64_t m0, int64_t n0, float* y, int64_t ldy) {
+  const int64_t K = w.K;
+  VecF acc[RM][RN];
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) acc[i][j] = VecF::zero();
+  int64_t k = 0;
+  for (; k + kW <= K; k += kW) {
+    VecF wv[RN];
+    for (int j = 0; j < RN; j++) wv[j] = loadW<F>(w.data, (n0 + j) * K + k);
+    for (int i = 0; i < RM; i++) {
+      const VecF xv = VecF::load(x + (m0 + i) * K + k);
+      for (int j = 0; j < RN; j++) acc[i][j] = fmadd(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < RM; i++) {
+    for (int j = 0; j < RN; j++) {
+      float s = acc[i][j].sum();
+      for (int64_t kk = k; kk < K; kk++) s += x[(m0 + i) * K + kk] * elemW<F>(w.data, (n0 + j) * K + kk);
+      y[(m0 + i) * ldy + n0 + j] = s;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- quantized (int8 activations)
+
+// Unpacks weight block b of row n to 32 signed int8 values and its scale.
+template <int F>
+inline void unpackBlock(const WeightRef& w, int64_t n, int64_t b, int8_t* q, float* d) {
+  const int64_t nb = w.K / kQK;
+  if constexpr (F == kWQ8_0) {
+    const uint8_t* p = w.data + (n * nb + b) * 34;
+    uint16_t dh;
+    std::memcpy(&dh, p, 2);
+    *d = halfToFloat(dh);
+    std::memcpy(q, p + 2, kQK);
+  } else if constexpr (F == kWI8) {
+    *d = 1.0f;
+    std::memcpy(q, w.data + n * w.K + b * kQK, kQK);
+  } else {
+    const uint8_t* qs;
+    if constexpr (F == kWQ4_0) {
+      const uint8_t* p = w.data + (n * nb + b) * 18;
+      uint16_t dh;
+      std::memcpy(&dh, p, 2);
+      *d = halfToFloat(dh);
+      qs = p + 2;
+    } else {
+      qs = w.data + n * (w.K / 2) + b * 16;
+      *d = w.scales[n * (w.K / w.group) + (b * kQK) / w.group];
+    }
+    for (int j = 0; j < 16; j++) {
+      q[j] = static_cast<int8_t>((qs[j] & 15) - 8);
+      q[j + 16] = static_cast<int8_t>((qs[j] >> 4) - 8);
+    }
+  }
+}
+
+inline float postScale(const WeightRef& w, int64_t n) { return w.format == kWI8 ? w.scales[n] : 1.0f; }
+
+#if defined(__AVX2__)
+template <int F>
+inline __m256i loadBlock(const WeightRef& w, int64_t n, int64_t b, float* d) {
+  const int64_t nb = w.K / kQK;
+  if constexpr (F == kWQ8_0) {
+    const uint8_t* p = w.data + (n * nb + b) * 34;
+    uint16_t dh;
+    std::memcpy(&dh, p, 2);
+    *d = halfToFloat(dh);
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+  } else if constexpr (F == kWI8) {
+    *d = 1.0f;
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.data + n * w.K + b * kQK));
+  } else {
+    const uint8_t* qs;
+    if constexpr (F == kWQ4_0) {
+      const uint8_t* p = w.data + (n * nb + b) * 18;
+      uint16_t dh;
+      std::memcpy(&dh, p, 2);
+      *d = halfToFloat(dh);
+      qs = p + 2;
+    } else {
+      qs = w.data + n * (w.K / 2) + b * 16;
+      *d = w.scales[n * (w.K / w.group) + (b * kQK) / w.group];
+    }
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i mask = _mm_set1_epi8(15);
+    const __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+  }
+}
+
+// Σ over 32 int8 pairs as 8 float lanes: |w| (unsigned) · (x with w's sign) (signed).
+inline __m256 dotBlock(__m256i wabs, __m256i x, __m256i w) {
+  const __m256i sx = _mm256_sign_epi8(x, w);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wabs, sx);
+#else
+  // |w|·|x| <= 128·127, so the pair sums of maddubs cannot saturate int16.
+  const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, sx), _mm256_set1_epi16(1));
+#endif
+  return _mm256_cvtepi32_ps(s);
+}
+
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+template <int F, int RM, int RN>
+void quantTile(const WeightRef& w, const BlockQ8* xq, int64_t m0, int64_t n0, float* y, int64_t ldy) {
+  const int64_t nb = w.K / kQK;
+  __m256 acc[RM][RN];
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    __m256i wq[RN], wa[RN];
+    float wd[RN];
+    for (int j = 0; j < RN; j++) {
+      wq[j] = loadBlock<F>(w, n0 + j, b, &wd[j]);
+      wa[j] = _mm256_sign_epi8(wq[j], wq[j]);
+    }
+    for (int i = 0; i < RM; i++) {
+      const BlockQ8& a = xq[(m0 + i) * nb + b];
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q));
+      for (int j = 0; j < RN; j++) {
+        acc[i][j] = _mm256_fmadd_ps(dotBlock(wa[j], av, wq[j]), _mm256_set1_ps(a.d * wd[j]), acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) y[(m0 + i) * ldy + n0 + j] = hsum256(acc[i][j]) * postScale(w, n0 + j);
+}
+#else
+template <int F, int RM, int RN>
+void quantTile(const WeightRef& w, const BlockQ8* xq, int64_t m0, int64_t n0, float* y, int64_t ldy) {
+  const int64_t nb = w.K / kQK;
+  float acc[RM][RN] = {};
+  int8_t q[RN][kQK];
+  float wd[RN];
+  for (int64_t b = 0; b < nb; b++) {
+    for (int j = 0; j < RN; j++) unpackBlock<F>(w, n0 + j, b, q[j], &wd[j]);
+    for (int i = 0; i < RM; i++) {
+      const BlockQ8& a = xq[(m0 + i) * nb + b];
+      for (int j = 0; j < RN; j++) {
+        int32_t s = 0;
+        for (int t = 0; t < kQK; t++) s += static_cast<int32_t>(q[j][t]) * a.q[t];
+        acc[i][j] += static_cast<float>(s) * a.d * wd[j];
+      }
+    }
+  }
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) y[(m0 + i) * ldy + n0 + j] = acc[i][j] * postScale(w, n0 + j);
+}
+#endif
+
+constexpr int kRN = 4;
+
+template <int F, int RN>
+inline void tileDispatch(const WeightRef& w, int64_t rm, const float* x, const BlockQ8* xq, int64_t m0, int64_t n0,
+                         float* y, int64_t ldy) {
+  constexpr bool Q = F >= kWQ8_0;
+  switch (rm) {
+#define IJ_TILE(R)                                        \
+  case R:                                                 \
+    if constexpr (Q) quantTile<F, R, RN>(w, xq, m0, n0, y, ldy); \
+    else denseTile<F, R, RN>(w, x, m0, n0, y, ldy);       \
+    break;
+    IJ_TILE(1)
+    IJ_TILE(2)
+    IJ_TILE(3)
+    IJ_TILE(4)
+#undef IJ_TILE
+  }
+}
+
+template <int F>
+void rangeImpl(const WeightRef& w, int64_t M, const float* x, const BlockQ8* xq, float* y, int64_t ldy, int64_t n0,
+               int64_t n1) {
+  for (int64_t m0 = 0; m0 < M; m0 += 4) {
+    const int64_t rm = std::min<int64_t>(4, M - m0);
+    int64_t n = n0;
+    for (; n + kRN <= n1; n += kRN) tileDispatch<F, kRN>(w, rm, x, xq, m0, n, y, ldy);
+    for (; n < n1; n++) tileDispatch<F, 1>(w, rm, x, xq, m0, n, y, ldy);
+  }
+}
+
+}  // namespace
+
+void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* xq, float* y, int64_t ldy, int64_t n0,
+                 int64_t n1) {
+  switch (w.format) {
+    case kWF32: rangeImpl<kWF32>(w, M, x, xq, y, ldy, n0, n1); break;
+    case kWF16: rangeImpl<kWF16>(w, M, x, xq, y, ldy, n0, n1); break;
+    case kWBF16: rangeImpl<kWBF16>(w, M, x, xq, y, ldy, n0, n1); break;
+    case kWQ8_0: rangeImpl<kWQ8_0>(w, M, x, xq, y, ldy, n0, n1); break;
+    case kWQ4_0: rangeImpl<kWQ4_0>(w, M, x, xq, y, ldy, n0, n1); break;
+    case kWI8: rangeImpl<kWI8>(w, M, x, xq, y, ldy, n0, n1); break;
+    case kWI4: rangeImpl<kWI4>(w, M, x, xq, y, ldy, n0, n1); break;
+  }
+}
+
+void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys) {
+  // Tasks: (weight, block of output rows, block of input rows). Small row blocks keep a task's
+  // weight slice in L2 while its input rows stream past; decode (M = 1) gets many small tasks so
+  // the two cores finish together.
+  const int64_t nc = M <= 4 ? 16 : 32, mc = 64;
+  const int64_t mBlocks = (M + mc - 1) / mc;
+  std::vector<int64_t> firstTask(count + 1, 0);
+  for (int i = 0; i < count; i++) firstTask[i + 1] = firstTask[i] + ((ws[i].N + nc - 1) / nc) * mBlocks;
+  parallelFor(firstTask[count], [&](int64_t t, int) {
+    int i = 0;
+    while (t >= firstTask[i + 1]) i++;
+    const int64_t local = t - firstTask[i];
+    const int64_t nBlock = local / mBlocks, mBlock = local % mBlocks;
+    const WeightRef& w = ws[i];
+    const int64_t n0 = nBlock * nc, n1 = std::min(w.N, n0 + nc);
+    const int64_t m0 = mBlock * mc, m1 = std::min(M, m0 + mc);
+    const int64_t nb = w.K / kQK;
+    matmulRange(w, m1 - m0, x ? x + m0 * w.K : nullptr, xq ? xq + m0 * nb : nullptr, ys[i] + m0 * w.N, w.N, n0, n1);
+  });
+}
+
+}  // namespace inferjit

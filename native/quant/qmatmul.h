@@ -1,0 +1,63 @@
+// Weight-only matmul y = x·Wᵀ for every weight storage the LLM path runs: fp32, f16, bf16 (dense,
+// fp32 activations, FMA in registers), GGUF Q8_0 / Q4_0 blocks read in place, and inferjit's INT8
+// per-channel and INT4 group-wise formats (activations quantized to int8 per 32 values, integer dot
+// products with AVX-512 VNNI / AVX2, one float scale multiply per 32-block).
+//
+// Weight layouts (W is [N, K], row n = output feature n; K % 32 == 0 for every quantized format):
+//   F32   float[N][K]                       F16 / BF16  uint16 bits [N][K]
+//   Q8_0  per row K/32 blocks of 34 bytes:  { f16 d; int8 q[32] }            w = d·q
+//   Q4_0  per row K/32 blocks of 18 bytes:  { f16 d; uint8 qs[16] }          w[j] = d·((qs[j] & 15) − 8),
+//                                                                            w[j+16] = d·((qs[j] >> 4) − 8)
+//   I8    int8 q[N][K] + float scale[N]                                      w = scale[n]·q  (per channel)
+//   I4    uint8 nibbles[N][K/2] in Q4_0's order within each 32-block
+//         + float scale[N][K/group], group ∈ {32, 64, 128}                   w = scale[n][k/group]·(nib − 8)
+// Activation blocks (BlockQ8): { float d; int8 q[32] } per 32 inputs, d = max|x|/127 (llama.cpp's
+// block_q8_0 with an fp32 scale).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace inferjit {
+
+enum WeightFormat : int { kWF32 = 0, kWF16 = 1, kWBF16 = 2, kWQ8_0 = 3, kWQ4_0 = 4, kWI8 = 5, kWI4 = 6 };
+constexpr int kQK = 32;
+
+struct WeightRef {
+  int format = kWF32;
+  const uint8_t* data = nullptr;
+  const float* scales = nullptr;  // I8: [N]; I4: [N][K/group]
+  int64_t N = 0, K = 0;
+  int group = 32;
+  bool quantized() const { return format >= kWQ8_0; }
+};
+
+struct BlockQ8 {
+  float d;
+  int8_t q[kQK];
+};
+
+// Bytes of `data` and floats of `scales` a weight of this format and shape needs.
+size_t weightDataBytes(int format, int64_t N, int64_t K);
+size_t weightScaleCount(int format, int64_t N, int64_t K, int group);
+// Checks format/shape/group; returns nullptr or a message.
+const char* checkWeight(int format, int64_t K, int group);
+
+// x[M][K] -> M·K/32 blocks (row-major). Single-threaded per call; callers parallelize over rows.
+void quantizeRowQ8(const float* x, int64_t K, BlockQ8* out);
+void quantizeRowsQ8(const float* x, int64_t M, int64_t K, BlockQ8* out);
+
+// y[m][n] (row stride ldy) = Σ_k x[m][k]·W[n][k] for rows n in [n0, n1), m in [0, M). Single-threaded.
+// xq must hold x quantized (quantizeRowsQ8) when W is quantized; x (fp32) when W is dense.
+void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* xq, float* y, int64_t ldy, int64_t n0,
+                 int64_t n1);
+
+// Several weights sharing one input (Q/K/V, gate/up) in one parallel job on the pool.
+void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys);
+
+// Row r of W as fp32 (embedding lookup).
+void dequantRow(const WeightRef& w, int64_t r, float* out);
+
+float halfToFloat(uint16_t h);
+uint16_t floatToHalf(float f);
+
+}  // namespace inferjit
