@@ -19,7 +19,9 @@
         "native/ops/conv.cc",
         "native/quant/qmatmul.cc",
         "native/llm/paged_attention.cc",
-        "native/llm/llama.cc"
+        "native/llm/llama.cc",
+        "native/plan/kernels.cc",
+        "native/plan/plan.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "INFERJIT_ARCH=\"<(inferjit_arch)\""],

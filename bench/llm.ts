@@ -205,9 +205,10 @@ async function runLlamaCpp(file: string, nPrompt: number, nGen: number, threads:
     seq.dispose();
     if (rep > 0) best = { prefill: Math.max(best.prefill, prefill), decode: Math.max(best.decode, decode) };
   }
+  const rssMiB = process.memoryUsage().rss / 2 ** 20; // while the model is loaded (mapped pages it touched count)
   await ctx.dispose();
   await model.dispose();
-  return { engine: 'llama.cpp', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs };
+  return { engine: 'llama.cpp', prefillTps: best.prefill, decodeTps: best.decode, rssMiB, loadMs };
 }
 
 /** Streaming read bandwidth: an f32 GEMV over 1 GiB of weights on the native pool (best of 3). */

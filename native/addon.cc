@@ -8,6 +8,7 @@
 #include "ops/ops.h"
 #include "attention/attention.h"
 #include "llm/llm.h"
+#include "plan/plan.h"
 #include "threadpool.h"
 
 #ifndef INFERJIT_ARCH
@@ -137,6 +138,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerOps(env, exports);
   registerAttention(env, exports);
   registerLlm(env, exports);
+  registerPlan(env, exports);
   return exports;
 }
 

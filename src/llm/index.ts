@@ -1,0 +1,12 @@
+// LLM inference: Llama-family configs and weights (GGUF, safetensors), weight-only quantization,
+// the native runtime with a paged KV cache, sampling and streaming generation, tokenizers.
+export { type LlamaConfig, type RopeScaling, type Llama3RopeScaling, type LinearRopeScaling, llamaConfigFromGguf, llamaConfigFromHuggingFace, ropeInverseFrequencies } from './config.js';
+export {
+  type WeightFormat, type WeightMatrix, type LlamaWeights, type LlamaLayerWeights, type LoadedLlama, type Precision,
+  WEIGHT_FORMAT_CODES, loadLlama, loadLlamaGguf, loadLlamaSafetensors, dequantizeMatrix, quantizeMatrix, quantizeWeights, weightBytes,
+} from './weights.js';
+export { PagedKvCache, KvCacheFullError, type KvDType, type PagedKvCacheOptions } from './kv-cache.js';
+export { LlamaEngine, type EngineOptions } from './engine.js';
+export { Sampler, type SamplingOptions, argmax, topIndices, logSoftmax, klDivergence } from './sampling.js';
+export { generate, greedyTokens, Generation, type GenerateOptions, type GenerationChunk, type GenerationStats, type FinishReason } from './generate.js';
+export * from './tokenizer/index.js';

@@ -1,0 +1,287 @@
+// Llama weights as they are stored: each matrix keeps its file encoding (f32/f16/bf16 values, GGUF
+// Q8_0/Q4_0 blocks) or inferjit's weight-only INT8 per-channel / INT4 group-wise formats, so the
+// native kernels read them in place and every weight lives in memory once. Loaders for GGUF and
+// Hugging Face safetensors map the two naming schemes onto one layout.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readGguf, type GgufFile, dequantize } from '../io/gguf/index.js';
+import { readSafetensors } from '../io/safetensors.js';
+import { f16BitsToFloat, bf16BitsToFloat } from '../tensor/half.js';
+import { type Tensor } from '../tensor/tensor.js';
+import { addon, loadFailure } from '../backends/cpu/addon.js';
+import { type LlamaConfig, llamaConfigFromGguf, llamaConfigFromHuggingFace } from './config.js';
+
+export type WeightFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'int8' | 'int4';
+/** Codes shared with native/quant/qmatmul.h (enum WeightFormat). */
+export const WEIGHT_FORMAT_CODES: Record<WeightFormat, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, int8: 5, int4: 6 };
+
+/** A [rows, cols] weight matrix (rows = output features) in its storage format (native/quant/qmatmul.h). */
+export interface WeightMatrix {
+  format: WeightFormat;
+  rows: number;
+  cols: number;
+  /** f32: Float32Array; f16/bf16: Uint16Array bits; q8_0/q4_0/int4: Uint8Array blocks; int8: Int8Array. */
+  data: Float32Array | Uint16Array | Uint8Array | Int8Array;
+  /** int8: one per row; int4: [rows, cols/groupSize]; otherwise null. */
+  scales: Float32Array | null;
+  /** int4 group size (32, 64 or 128); 32 for the other formats. */
+  groupSize: number;
+}
+
+export interface LlamaLayerWeights {
+  attnNorm: Float32Array;
+  wq: WeightMatrix;
+  wk: WeightMatrix;
+  wv: WeightMatrix;
+  wo: WeightMatrix;
+  ffnNorm: Float32Array;
+  gate: WeightMatrix;
+  up: WeightMatrix;
+  down: WeightMatrix;
+}
+
+export interface LlamaWeights {
+  embed: WeightMatrix;
+  outNorm: Float32Array;
+  /** The output head; the same object as `embed` when the embeddings are tied. */
+  output: WeightMatrix;
+  layers: LlamaLayerWeights[];
+  /** Per-pair rotary frequency divisors (GGUF rope_freqs, Llama 3). */
+  ropeFreqFactors?: Float32Array;
+}
+
+export interface LoadedLlama {
+  config: LlamaConfig;
+  weights: LlamaWeights;
+  /** The GGUF file, when loaded from one (its tokenizer metadata builds the tokenizer). */
+  gguf?: GgufFile;
+}
+
+const GGUF_FORMATS: Partial<Record<string, WeightFormat>> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
+
+function aligned(bytes: Uint8Array, align: number): Uint8Array {
+  return bytes.byteOffset % align === 0 ? bytes : bytes.slice();
+}
+
+function matrixFromGguf(file: GgufFile, name: string, rows: number, cols: number): WeightMatrix {
+  const info = file.tensorInfo(name);
+  const format = GGUF_FORMATS[info.type];
+  if (!format) {
+    throw new TypeError(`${file.path}: tensor ${JSON.stringify(name)} has type ${info.type}; the Llama runtime executes F32, F16, BF16, Q8_0 and Q4_0`);
+  }
+  if (info.shape.length !== 2 || info.shape[0] !== rows || info.shape[1] !== cols) {
+    throw new RangeError(`${file.path}: tensor ${JSON.stringify(name)} has shape [${info.shape.join(', ')}], expected [${rows}, ${cols}]`);
+  }
+  const raw = file.tensorData(name);
+  let data: WeightMatrix['data'];
+  if (format === 'f32') { const b = aligned(raw, 4); data = new Float32Array(b.buffer, b.byteOffset, rows * cols); }
+  else if (format === 'f16' || format === 'bf16') { const b = aligned(raw, 2); data = new Uint16Array(b.buffer, b.byteOffset, rows * cols); }
+  else data = raw;
+  return { format, rows, cols, data, scales: null, groupSize: 32 };
+}
+
+function vectorFromGguf(file: GgufFile, name: string, n: number): Float32Array {
+  const t = file.toTensor(name, { dtype: 'f32' });
+  if (t.size !== n) throw new RangeError(`${file.path}: tensor ${JSON.stringify(name)} has ${t.size} values, expected ${n}`);
+  return t.data as Float32Array;
+}
+
+/** Loads a llama-architecture GGUF file (config from its metadata, tensors kept in their encoding). */
+export function loadLlamaGguf(source: string | GgufFile): LoadedLlama {
+  const file = typeof source === 'string' ? readGguf(source) : source;
+  const config = llamaConfigFromGguf(file);
+  const { hiddenSize: D, intermediateSize: F, numHeads, numKvHeads, headDim, vocabSize: V } = config;
+  const embed = matrixFromGguf(file, 'token_embd.weight', V, D);
+  const layers: LlamaLayerWeights[] = [];
+  for (let l = 0; l < config.numLayers; l++) {
+    const p = `blk.${l}.`;
+    layers.push({
+      attnNorm: vectorFromGguf(file, `${p}attn_norm.weight`, D),
+      wq: matrixFromGguf(file, `${p}attn_q.weight`, numHeads * headDim, D),
+      wk: matrixFromGguf(file, `${p}attn_k.weight`, numKvHeads * headDim, D),
+      wv: matrixFromGguf(file, `${p}attn_v.weight`, numKvHeads * headDim, D),
+      wo: matrixFromGguf(file, `${p}attn_output.weight`, D, numHeads * headDim),
+      ffnNorm: vectorFromGguf(file, `${p}ffn_norm.weight`, D),
+      gate: matrixFromGguf(file, `${p}ffn_gate.weight`, F, D),
+      up: matrixFromGguf(file, `${p}ffn_up.weight`, F, D),
+      down: matrixFromGguf(file, `${p}ffn_down.weight`, D, F),
+    });
+  }
+  const weights: LlamaWeights = {
+    embed,
+    outNorm: vectorFromGguf(file, 'output_norm.weight', D),
+    output: config.tieWordEmbeddings ? embed : matrixFromGguf(file, 'output.weight', V, D),
+    layers,
+  };
+  if (file.hasTensor('rope_freqs.weight')) weights.ropeFreqFactors = vectorFromGguf(file, 'rope_freqs.weight', config.ropeDim / 2);
+  return { config, weights, gguf: file };
+}
+
+function matrixFromTensor(t: Tensor, name: string, rows: number, cols: number): WeightMatrix {
+  if (t.rank !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) {
+    throw new RangeError(`${name} has shape [${t.shape.join(', ')}], expected [${rows}, ${cols}]`);
+  }
+  if (t.dtype === 'f32') return { format: 'f32', rows, cols, data: t.data as Float32Array, scales: null, groupSize: 32 };
+  if (t.dtype === 'f16' || t.dtype === 'bf16') return { format: t.dtype, rows, cols, data: t.data as Uint16Array, scales: null, groupSize: 32 };
+  throw new TypeError(`${name} has dtype ${t.dtype}; Llama weights must be f32, f16 or bf16`);
+}
+
+function vectorFromTensor(t: Tensor, name: string, n: number): Float32Array {
+  if (t.size !== n) throw new RangeError(`${name} has ${t.size} values, expected ${n}`);
+  return t.dtype === 'f32' ? (t.data as Float32Array) : (t.cast('f32').data as Float32Array);
+}
+
+/**
+ * Loads a Hugging Face Llama checkpoint: a directory with config.json and model.safetensors (or a
+ * sharded model.safetensors.index.json). Parameter names are transformers' LlamaForCausalLM names.
+ */
+export function loadLlamaSafetensors(dir: string): LoadedLlama {
+  const cfgPath = path.join(dir, 'config.json');
+  let json: Record<string, unknown>;
+  try { json = JSON.parse(fs.readFileSync(cfgPath, 'utf8')); } catch (e) { throw new TypeError(`${cfgPath}: cannot read the model config: ${(e as Error).message}`); }
+  const config = llamaConfigFromHuggingFace(json, cfgPath);
+  const st = readSafetensors(dir);
+  const { hiddenSize: D, intermediateSize: F, numHeads, numKvHeads, headDim, vocabSize: V } = config;
+  const mat = (name: string, r: number, c: number) => matrixFromTensor(st.toTensor(name), name, r, c);
+  const vec = (name: string, n: number) => vectorFromTensor(st.toTensor(name), name, n);
+  const embed = mat('model.embed_tokens.weight', V, D);
+  const layers: LlamaLayerWeights[] = [];
+  for (let l = 0; l < config.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    layers.push({
+      attnNorm: vec(`${p}input_layernorm.weight`, D),
+      wq: mat(`${p}self_attn.q_proj.weight`, numHeads * headDim, D),
+      wk: mat(`${p}self_attn.k_proj.weight`, numKvHeads * headDim, D),
+      wv: mat(`${p}self_attn.v_proj.weight`, numKvHeads * headDim, D),
+      wo: mat(`${p}self_attn.o_proj.weight`, D, numHeads * headDim),
+      ffnNorm: vec(`${p}post_attention_layernorm.weight`, D),
+      gate: mat(`${p}mlp.gate_proj.weight`, F, D),
+      up: mat(`${p}mlp.up_proj.weight`, F, D),
+      down: mat(`${p}mlp.down_proj.weight`, D, F),
+    });
+  }
+  const tied = config.tieWordEmbeddings || !st.hasTensor('lm_head.weight');
+  return {
+    config: { ...config, tieWordEmbeddings: tied },
+    weights: { embed, outNorm: vec('model.norm.weight', D), output: tied ? embed : mat('lm_head.weight', V, D), layers },
+  };
+}
+
+/** Loads a model from a .gguf file or a Hugging Face checkpoint directory. */
+export function loadLlama(source: string): LoadedLlama {
+  if (fs.existsSync(source) && fs.statSync(source).isDirectory()) return loadLlamaSafetensors(source);
+  return loadLlamaGguf(source);
+}
+
+/** The matrix as fp32 values [rows·cols] (for the reference path and for re-quantization). */
+export function dequantizeMatrix(w: WeightMatrix): Float32Array {
+  const n = w.rows * w.cols;
+  switch (w.format) {
+    case 'f32': return w.data as Float32Array;
+    case 'f16': { const s = w.data as Uint16Array, o = new Float32Array(n); for (let i = 0; i < n; i++) o[i] = f16BitsToFloat(s[i]); return o; }
+    case 'bf16': { const s = w.data as Uint16Array, o = new Float32Array(n); for (let i = 0; i < n; i++) o[i] = bf16BitsToFloat(s[i]); return o; }
+    case 'q8_0': return dequantize('Q8_0', w.data as Uint8Array, n);
+    case 'q4_0': return dequantize('Q4_0', w.data as Uint8Array, n);
+    case 'int8': {
+      const q = w.data as Int8Array, s = w.scales!, o = new Float32Array(n);
+      for (let r = 0; r < w.rows; r++) for (let c = 0; c < w.cols; c++) o[r * w.cols + c] = s[r] * q[r * w.cols + c];
+      return o;
+    }
+    case 'int4': {
+      const q = w.data as Uint8Array, s = w.scales!, o = new Float32Array(n), g = w.groupSize, K = w.cols;
+      for (let r = 0; r < w.rows; r++) {
+        for (let b = 0; b < K / 32; b++) {
+          const d = s[r * (K / g) + Math.floor((b * 32) / g)];
+          for (let j = 0; j < 16; j++) {
+            const byte = q[r * (K / 2) + b * 16 + j];
+            o[r * K + b * 32 + j] = d * ((byte & 15) - 8);
+            o[r * K + b * 32 + j + 16] = d * ((byte >> 4) - 8);
+          }
+        }
+      }
+      return o;
+    }
+  }
+}
+
+function requireAddon(what: string) {
+  if (!addon) throw new Error(`${what} needs the native CPU backend: ${loadFailure ?? 'not loaded'}`);
+  return addon as unknown as LlmAddon;
+}
+
+/** The LLM entry points of the native addon (native/llm/llama.cc). */
+export interface LlmAddon {
+  llmCreate(hparams: number[], invFreq: Float64Array, weights: NativeWeightSpec[]): object;
+  llmAttachCache(model: object, k: ArrayBufferView[], v: ArrayBufferView[], numBlocks: number, blockSize: number, f16: boolean): void;
+  llmForward(model: object, tokens: Int32Array, startPos: number, blockTable: Int32Array, logits: Float32Array, allLogits: boolean): void;
+  quantMatmul(weight: NativeWeightSpec, x: Float32Array, M: number, y: Float32Array): void;
+  quantizeWeight(format: number, src: ArrayBufferView, srcFormat: number, N: number, K: number, group: number, data: Uint8Array, scales: Float32Array | null): void;
+}
+export type NativeWeightSpec = [number, ArrayBufferView, Float32Array | null, number, number, number];
+
+export const llmAddon = (what: string): LlmAddon => requireAddon(what);
+
+export function nativeWeightSpec(w: WeightMatrix): NativeWeightSpec {
+  return [WEIGHT_FORMAT_CODES[w.format], w.data, w.scales, w.rows, w.cols, w.groupSize];
+}
+
+/**
+ * Quantizes a matrix to a weight-only format: 'int8' (per output channel, symmetric), 'int4'
+ * (group-wise, symmetric, groupSize 32/64/128), or GGUF 'q8_0'/'q4_0' blocks (ggml's reference
+ * rounding). The source may be f32, f16 or bf16; already-quantized sources are dequantized first.
+ */
+export function quantizeMatrix(w: WeightMatrix, format: 'int8' | 'int4' | 'q8_0' | 'q4_0', groupSize = 32): WeightMatrix {
+  const native = llmAddon('quantizeMatrix');
+  let src: WeightMatrix = w;
+  if (w.format !== 'f32' && w.format !== 'f16' && w.format !== 'bf16') src = { ...w, format: 'f32', data: dequantizeMatrix(w), scales: null };
+  if (w.cols % 32 !== 0) throw new RangeError(`quantizeMatrix: cols ${w.cols} must be a multiple of 32`);
+  if (format === 'int4' && (![32, 64, 128].includes(groupSize) || w.cols % groupSize !== 0)) {
+    throw new RangeError(`quantizeMatrix: int4 groupSize must be 32, 64 or 128 and divide cols ${w.cols}, got ${groupSize}`);
+  }
+  const n = w.rows * w.cols;
+  const bytes = format === 'int8' ? n : format === 'int4' ? n / 2 : format === 'q8_0' ? (n / 32) * 34 : (n / 32) * 18;
+  const data = new Uint8Array(bytes);
+  const scales = format === 'int8' ? new Float32Array(w.rows) : format === 'int4' ? new Float32Array((w.rows * w.cols) / groupSize) : null;
+  native.quantizeWeight(WEIGHT_FORMAT_CODES[format], src.data, WEIGHT_FORMAT_CODES[src.format], w.rows, w.cols, groupSize, data, scales);
+  return {
+    format, rows: w.rows, cols: w.cols,
+    data: format === 'int8' ? new Int8Array(data.buffer) : data,
+    scales, groupSize: format === 'int4' ? groupSize : 32,
+  };
+}
+
+export type Precision = 'fp32' | 'int8' | 'int4';
+
+/**
+ * The weights with every linear layer quantized to `precision` ('int8' per channel, 'int4'
+ * group-wise); embeddings and norms stay as loaded (a tied head is quantized as its own copy
+ * only when the precision asks for it, since the embedding lookup keeps the original).
+ */
+export function quantizeWeights(weights: LlamaWeights, precision: Precision, options: { groupSize?: number } = {}): LlamaWeights {
+  if (precision === 'fp32') return weights;
+  const g = options.groupSize ?? 32;
+  const q = (w: WeightMatrix) => quantizeMatrix(w, precision, g);
+  return {
+    embed: weights.embed,
+    outNorm: weights.outNorm,
+    output: q(weights.output),
+    ropeFreqFactors: weights.ropeFreqFactors,
+    layers: weights.layers.map((l) => ({
+      attnNorm: l.attnNorm, ffnNorm: l.ffnNorm,
+      wq: q(l.wq), wk: q(l.wk), wv: q(l.wv), wo: q(l.wo), gate: q(l.gate), up: q(l.up), down: q(l.down),
+    })),
+  };
+}
+
+/** Bytes the weights occupy (data + scales, a tied head counted once). */
+export function weightBytes(weights: LlamaWeights): number {
+  const seen = new Set<WeightMatrix>();
+  let total = weights.outNorm.byteLength;
+  const add = (w: WeightMatrix) => { if (!seen.has(w)) { seen.add(w); total += w.data.byteLength + (w.scales?.byteLength ?? 0); } };
+  add(weights.embed); add(weights.output);
+  for (const l of weights.layers) {
+    total += l.attnNorm.byteLength + l.ffnNorm.byteLength;
+    [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down].forEach(add);
+  }
+  return total;
+}
