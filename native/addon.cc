@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "gemm/gemm.h"
+#include "gemm/gemm_bf16_napi.h"
 #include "ops/ops.h"
 #include "attention/attention.h"
 #include "llm/llm.h"
@@ -137,6 +138,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm));
   registerOps(env, exports);
   registerAttention(env, exports);
+  registerBf16(env, exports);
   registerLlm(env, exports);
   registerPlan(env, exports);
   return exports;

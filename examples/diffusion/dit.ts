@@ -1,7 +1,8 @@
 // DiT (Peebles & Xie, "Scalable Diffusion Models with Transformers", 2023) written as plain user
 // code on inferjit's nn modules. It follows facebookresearch/DiT models.py layer for layer, and its
 // fields carry the original snake_case names so a converted checkpoint loads by name unchanged.
-import { nn, ops, F, Rng, fromArray, rand, randn, zeros, type Tensor, type DType } from '../../src/index.js';
+// `DiT` is the eager model; `CompiledDiT` (and `CompiledDiT512`) add the one line, @inferenceJit.
+import { nn, ops, F, Rng, fromArray, rand, randn, zeros, inferenceJit, type Tensor, type DType, type InputSpec } from '../../src/index.js';
 
 // ---- configuration ----
 
@@ -273,6 +274,13 @@ export class DiT extends nn.Module {
     return this.unpatchify(this.final_layer.forward(h, c)); // [N, outChannels, H, W]
   }
 
+  /** The forward pass as written, never compiled: on a CompiledDiT (whose decorator replaces
+   *  `forward` on its own prototype, not on DiT's) this is the eager oracle the compiled output is
+   *  checked against and the baseline of the benchmark. */
+  eager(x: Tensor, t: Tensor, y: Tensor): Tensor {
+    return DiT.prototype.forward.call(this, x, t, y);
+  }
+
   /** Tokens [N, T, p·p·C] -> images [N, C, h·p, w·p]: token (i, j) holds the p×p patch at row i,
    *  column j, laid out (p_row, p_col, channel). */
   unpatchify(x: Tensor): Tensor {
@@ -365,7 +373,62 @@ function validateConfig(c: DiTConfig): void {
   if (!(c.mlpRatio > 0)) throw new RangeError(`DiT: mlpRatio must be positive, got ${c.mlpRatio}`);
 }
 
-/** A DiT by name ('DiT-S/2', ...) with config overrides and init options. */
-export function createDiT(name: DiTName, overrides: Partial<DiTConfig> = {}, options: DiTInitOptions = {}): DiT {
-  return new DiT(ditConfig(name, overrides), options);
+// ---- compiled ----
+
+/** The inferenceJit input spec of forward(x, t, y): the batch is dynamic, so one compiled graph
+ *  serves plain batches and the doubled classifier-free-guidance batch alike; the latent size is
+ *  static (the position table fixes the token count). */
+export function ditInputSpec(config: Pick<DiTConfig, 'inChannels' | 'inputSize'>): InputSpec[] {
+  return [
+    { shape: ['batch', config.inChannels, config.inputSize, config.inputSize] },
+    { shape: ['batch'] },
+    { shape: ['batch'] },
+  ];
+}
+
+/**
+ * DiT for 256×256 images (latents [batch, 4, 32, 32]: every named config at its default size) with
+ * the one line that compiles it. The first call traces forward, optimizes the graph and lowers it to
+ * the device (native CPU plans by default; INFERJIT_DEVICE or configure() moves it without touching
+ * this line); later calls with any batch size reuse it, and the disk cache makes later processes
+ * skip tracing. Everything else (checkpoints, forwardWithCfg, eager()) is DiT's.
+ */
+@inferenceJit({ inputSpec: ditInputSpec({ inChannels: 4, inputSize: 32 }) })
+export class CompiledDiT extends DiT {
+  constructor(config: Partial<DiTConfig> = {}, options: DiTInitOptions = {}) {
+    super(config, options);
+    checkCompiledSize(this, 'CompiledDiT', 32);
+  }
+}
+
+/** The same for 512×512 images (latents [batch, 4, 64, 64]), DiT's other released resolution. */
+@inferenceJit({ inputSpec: ditInputSpec({ inChannels: 4, inputSize: 64 }) })
+export class CompiledDiT512 extends DiT {
+  constructor(config: Partial<DiTConfig> = {}, options: DiTInitOptions = {}) {
+    super({ inputSize: 64, ...config }, options);
+    checkCompiledSize(this, 'CompiledDiT512', 64);
+  }
+}
+
+// The decorators' input specs fix the latent size, so a mismatched config fails here, not at the
+// first call.
+function checkCompiledSize(model: DiT, name: string, inputSize: number): void {
+  const c = model.config;
+  if (c.inputSize !== inputSize || c.inChannels !== 4) {
+    throw new RangeError(
+      `${name}: compiled for latents [batch, 4, ${inputSize}, ${inputSize}] (${inputSize * 8}×${inputSize * 8} images), ` +
+      `got inChannels ${c.inChannels}, inputSize ${c.inputSize}; for other sizes declare your own: ` +
+      '@inferenceJit({ inputSpec: ditInputSpec(config) }) class MyDiT extends DiT {}',
+    );
+  }
+}
+
+/** A DiT by name ('DiT-S/2', ...) with config overrides and init options; `compiled: true` gives a
+ *  CompiledDiT (256×256) or CompiledDiT512 (512×512) with the same weights as the eager one. */
+export function createDiT(name: DiTName, overrides: Partial<DiTConfig> = {}, options: DiTInitOptions & { compiled?: boolean } = {}): DiT {
+  const { compiled = false, ...init } = options;
+  const config = ditConfig(name, overrides);
+  if (!compiled) return new DiT(config, init);
+  if (config.inputSize === 64) return new CompiledDiT512(config, init);
+  return new CompiledDiT(config, init); // any other size is rejected by its constructor, with the way out
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../gemm/gemm.h"
 #include "../simd.h"
 #include "../threadpool.h"
 
@@ -86,6 +87,8 @@ size_t weightDataBytes(int format, int64_t N, int64_t K) {
     case kWQ4_0: return n * (k / kQK) * 18;
     case kWI8: return n * k;
     case kWI4: return n * k / 2;
+    case kWQ8_0X16: return ((n + kPackRows - 1) / kPackRows) * kPackRows * (k / kQK) * 34;
+    case kWQ4_0X16: return ((n + kPackRows - 1) / kPackRows) * kPackRows * (k / kQK) * 18;
     default: return 0;
   }
 }
@@ -97,7 +100,7 @@ size_t weightScaleCount(int format, int64_t N, int64_t K, int group) {
 }
 
 const char* checkWeight(int format, int64_t K, int group) {
-  if (format < kWF32 || format > kWI4) return "unknown weight format";
+  if (format < kWF32 || format > kWLastFormat) return "unknown weight format";
   if (format >= kWQ8_0 && K % kQK != 0) return "quantized weights need K to be a multiple of 32";
   if (format == kWI4 && (group != 32 && group != 64 && group != 128)) return "int4 group size must be 32, 64 or 128";
   if (format == kWI4 && K % group != 0) return "int4 weights need K to be a multiple of the group size";
@@ -108,12 +111,30 @@ void quantizeRowQ8(const float* x, int64_t K, BlockQ8* out) {
   const int64_t nb = K / kQK;
   for (int64_t b = 0; b < nb; b++) {
     const float* xb = x + b * kQK;
+#if defined(IJ_AVX512)
+    const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    // cvtps_epi32 rounds with the current mode (nearest even), as nearbyint does below.
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
+    out[b].d = d;
+    out[b].s = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b].q), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out[b].q + 16), _mm512_cvtsepi32_epi8(q1));
+#else
     VecF m = VecF::zero();
     for (int i = 0; i < kQK; i += kW) m = vmax(m, vabs(VecF::load(xb + i)));
     const float amax = m.max();
     const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     out[b].d = d;
-    for (int i = 0; i < kQK; i++) out[b].q[i] = static_cast<int8_t>(std::nearbyint(xb[i] * id));
+    int32_t sum = 0;
+    for (int i = 0; i < kQK; i++) {
+      out[b].q[i] = static_cast<int8_t>(std::nearbyint(xb[i] * id));
+      sum += out[b].q[i];
+    }
+    out[b].s = sum;
+#endif
   }
 }
 
@@ -172,7 +193,69 @@ void dequantRow(const WeightRef& w, int64_t r, float* out) {
       for (int64_t k = 0; k < K; k++) out[k] = s * q[k];
       return;
     }
+    case kWQ8_0X16: case kWQ4_0X16: {
+      const bool q8 = w.format == kWQ8_0X16;
+      const int64_t g = r / kPackRows, rr = r % kPackRows, S = q8 ? 544 : 288;
+      for (int64_t b = 0; b < nb; b++) {
+        const uint8_t* p = w.data + (g * nb + b) * S;
+        uint16_t dh;
+        std::memcpy(&dh, p + 2 * rr, 2);
+        const float d = halfToFloat(dh);
+        for (int j = 0; j < 8; j++) {
+          for (int i = 0; i < 4; i++) {
+            if (q8) {
+              out[b * kQK + 4 * j + i] = d * static_cast<float>(static_cast<int>(p[32 + 64 * j + 4 * rr + i]) - 128);
+            } else if (j < 4) {
+              const uint8_t byte = p[32 + 64 * j + 4 * rr + i];
+              out[b * kQK + 4 * j + i] = d * static_cast<float>((byte & 15) - 8);
+              out[b * kQK + 16 + 4 * j + i] = d * static_cast<float>((byte >> 4) - 8);
+            }
+          }
+        }
+      }
+      return;
+    }
   }
+}
+
+int packedFormatOf(int format) {
+  if (format == kWQ8_0) return kWQ8_0X16;
+  if (format == kWQ4_0) return kWQ4_0X16;
+  return -1;
+}
+
+bool packedKernelsFast() {
+#if defined(__AVX512VNNI__) && defined(IJ_AVX512)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void packWeight(const WeightRef& src, uint8_t* dst) {
+  const int64_t N = src.N, nb = src.K / kQK, groups = (N + kPackRows - 1) / kPackRows;
+  const bool q8 = src.format == kWQ8_0;
+  const int64_t S = q8 ? 544 : 288, srcBlock = q8 ? 34 : 18;
+  parallelFor(groups, [&](int64_t g, int) {
+    for (int64_t b = 0; b < nb; b++) {
+      uint8_t* o = dst + (g * nb + b) * S;
+      for (int r = 0; r < kPackRows; r++) {
+        const int64_t n = g * kPackRows + r;
+        if (n >= N) {  // padding row: scale 0, quants 0 (stored 128 for Q8)
+          std::memset(o + 2 * r, 0, 2);
+          for (int j = 0; j < (q8 ? 8 : 4); j++) std::memset(o + 32 + 64 * j + 4 * r, q8 ? 128 : 0, 4);
+          continue;
+        }
+        const uint8_t* p = src.data + (n * nb + b) * srcBlock;
+        std::memcpy(o + 2 * r, p, 2);
+        for (int j = 0; j < (q8 ? 8 : 4); j++) {
+          for (int i = 0; i < 4; i++) {
+            o[32 + 64 * j + 4 * r + i] = q8 ? static_cast<uint8_t>(p[2 + 4 * j + i] ^ 0x80) : p[2 + 4 * j + i];
+          }
+        }
+      }
+    }
+  });
 }
 
 namespace {
@@ -364,6 +447,142 @@ void quantTile(const WeightRef& w, const BlockQ8* xq, int64_t m0, int64_t n0, fl
 }
 #endif
 
+
+// ---------------------------------------------------------------- packed X16 (int8 activations)
+
+inline int32_t loadI32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+template <int F>
+constexpr int64_t packedBlockBytes() { return F == kWQ8_0X16 ? 544 : 288; }
+// The stored weights are w + o (unsigned); Σ(w + o)·x = Σw·x + o·s.
+template <int F>
+constexpr int32_t packedOffset() { return F == kWQ8_0X16 ? 128 : 8; }
+
+#if defined(__AVX512VNNI__) && defined(IJ_AVX512)
+// RM activation rows × the 16 rows of group g: per block, the 8 unsigned weight vectors (16 rows ×
+// 4 k each) are loaded (and, for Q4, unpacked) once; each activation row then needs 8 vpdpbusd with
+// a broadcast 4-byte group, an offset correction, and one scale FMA for all 16 rows.
+template <int F, int RM>
+void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid) {
+  constexpr int64_t S = packedBlockBytes<F>();
+  constexpr int32_t off = packedOffset<F>();
+  const int64_t nb = w.K / kQK;
+  const uint8_t* base = w.data + g * nb * S;
+  __m512 acc[RM];
+  for (int i = 0; i < RM; i++) acc[i] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(15);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* p = base + b * S;
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    __m512i wv[8];
+    if constexpr (F == kWQ8_0X16) {
+      for (int j = 0; j < 8; j++) wv[j] = _mm512_loadu_si512(p + 32 + 64 * j);
+    } else {
+      for (int j = 0; j < 4; j++) {
+        const __m512i raw = _mm512_loadu_si512(p + 32 + 64 * j);
+        wv[j] = _mm512_and_si512(raw, m4);
+        wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+      }
+    }
+    for (int i = 0; i < RM; i++) {
+      const BlockQ8& a = xq[i * ldx + b];
+      // Two independent chains of 4 so the dot products of one row overlap.
+      __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[0], _mm512_set1_epi32(loadI32(a.q)));
+      __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[1], _mm512_set1_epi32(loadI32(a.q + 4)));
+      s0 = _mm512_dpbusd_epi32(s0, wv[2], _mm512_set1_epi32(loadI32(a.q + 8)));
+      s1 = _mm512_dpbusd_epi32(s1, wv[3], _mm512_set1_epi32(loadI32(a.q + 12)));
+      s0 = _mm512_dpbusd_epi32(s0, wv[4], _mm512_set1_epi32(loadI32(a.q + 16)));
+      s1 = _mm512_dpbusd_epi32(s1, wv[5], _mm512_set1_epi32(loadI32(a.q + 20)));
+      s0 = _mm512_dpbusd_epi32(s0, wv[6], _mm512_set1_epi32(loadI32(a.q + 24)));
+      s1 = _mm512_dpbusd_epi32(s1, wv[7], _mm512_set1_epi32(loadI32(a.q + 28)));
+      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(off * a.s));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(a.d)), acc[i]);
+    }
+  }
+  const __mmask16 mask = valid >= kPackRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1u);
+  for (int i = 0; i < RM; i++) _mm512_mask_storeu_ps(y + i * ldy, mask, acc[i]);
+}
+#else
+// Portable loop over the same layout (builds without AVX-512 VNNI; the engine does not pack there).
+template <int F, int RM>
+void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid) {
+  constexpr int64_t S = packedBlockBytes<F>();
+  constexpr int32_t off = packedOffset<F>();
+  const int64_t nb = w.K / kQK;
+  const uint8_t* base = w.data + g * nb * S;
+  for (int i = 0; i < RM; i++) {
+    for (int r = 0; r < valid; r++) {
+      float acc = 0.0f;
+      for (int64_t b = 0; b < nb; b++) {
+        const uint8_t* p = base + b * S;
+        const BlockQ8& a = xq[i * ldx + b];
+        uint16_t dh;
+        std::memcpy(&dh, p + 2 * r, 2);
+        int32_t dot = 0;
+        for (int j = 0; j < 8; j++) {
+          for (int t = 0; t < 4; t++) {
+            int32_t wq;
+            if constexpr (F == kWQ8_0X16) wq = p[32 + 64 * j + 4 * r + t];
+            else wq = j < 4 ? (p[32 + 64 * j + 4 * r + t] & 15) : (p[32 + 64 * (j - 4) + 4 * r + t] >> 4);
+            dot += wq * a.q[4 * j + t];
+          }
+        }
+        dot -= off * a.s;
+        acc += static_cast<float>(dot) * (halfToFloat(dh) * a.d);
+      }
+      y[i * ldy + r] = acc;
+    }
+  }
+}
+#endif
+
+// Groups covering rows [n0, n1) for all M rows: group outer, so a group's weights stay in L1 while
+// the activation rows pass over them in tiles of up to 8.
+template <int F>
+void packedRange(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  const int64_t nb = w.K / kQK;
+  for (int64_t g = n0 / kPackRows; g * kPackRows < n1; g++) {
+    const int valid = static_cast<int>(std::min<int64_t>(kPackRows, n1 - g * kPackRows));
+    float* yg = y + g * kPackRows;
+    int64_t m = 0;
+    for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid);
+    switch (M - m) {
+#define IJ_PT(R) \
+  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid); break;
+      IJ_PT(1) IJ_PT(2) IJ_PT(3) IJ_PT(4) IJ_PT(5) IJ_PT(6) IJ_PT(7)
+#undef IJ_PT
+      default: break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- dense GEMM (prefill)
+
+// Rows [n0, n0+nr) of a dense weight as fp32, row-major [nr][K].
+void denseRowsF32(const WeightRef& w, int64_t n0, int64_t nr, float* dst) {
+  const int64_t K = w.K;
+  if (w.format == kWF32) {
+    std::memcpy(dst, reinterpret_cast<const float*>(w.data) + n0 * K, static_cast<size_t>(nr * K) * 4);
+    return;
+  }
+  for (int64_t r = 0; r < nr; r++) {
+    const int64_t base = (n0 + r) * K;
+    float* o = dst + r * K;
+    int64_t k = 0;
+    if (w.format == kWF16) {
+      for (; k + kW <= K; k += kW) loadW<kWF16>(w.data, base + k).store(o + k);
+      for (; k < K; k++) o[k] = elemW<kWF16>(w.data, base + k);
+    } else {
+      for (; k + kW <= K; k += kW) loadW<kWBF16>(w.data, base + k).store(o + k);
+      for (; k < K; k++) o[k] = elemW<kWBF16>(w.data, base + k);
+    }
+  }
+}
+
 constexpr int kRN = 4;
 
 template <int F, int RN>
@@ -407,14 +626,69 @@ void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* x
     case kWQ4_0: rangeImpl<kWQ4_0>(w, M, x, xq, y, ldy, n0, n1); break;
     case kWI8: rangeImpl<kWI8>(w, M, x, xq, y, ldy, n0, n1); break;
     case kWI4: rangeImpl<kWI4>(w, M, x, xq, y, ldy, n0, n1); break;
+    case kWQ8_0X16: packedRange<kWQ8_0X16>(w, M, xq, y, ldy, n0, n1); break;
+    case kWQ4_0X16: packedRange<kWQ4_0X16>(w, M, xq, y, ldy, n0, n1); break;
   }
 }
 
+namespace {
+
+// Below this many input rows a dense weight runs the register-tile GEMV above (weights read once,
+// converted in registers); from it on, the fp32 packed GEMM: the activations are packed once as
+// B panels (x^T), each task converts a block of weight rows to fp32 and multiplies them as A.
+constexpr int64_t kDenseGemmMinRows = 16;
+
+struct DenseScratch {
+  std::vector<float> rows, out;
+};
+thread_local DenseScratch tDense;
+thread_local std::vector<float> tPackedX;
+
+void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float* const* ys) {
+  const int64_t K = ws[0].K;
+  const int64_t panels = (M + kNR - 1) / kNR;
+  std::vector<float>& xp = tPackedX;
+  if (xp.size() < static_cast<size_t>(panels * K * kNR)) xp.resize(static_cast<size_t>(panels * K * kNR));
+  float* xpd = xp.data();
+  parallelFor(panels, [&](int64_t p, int) { packBPanel(x, K, true, K, M, p, xpd + p * K * kNR); });
+  // Row blocks: a multiple of the microkernel's kMR rows; smaller for narrow weights so both
+  // cores get work.
+  int64_t totalN = 0;
+  for (int i = 0; i < count; i++) totalN += ws[i].N;
+  int64_t nr = kMR * 8;
+  while (nr > kMR && totalN / nr < 8 * numThreads()) nr -= kMR;
+  std::vector<int64_t> firstTask(count + 1, 0);
+  for (int i = 0; i < count; i++) firstTask[i + 1] = firstTask[i] + (ws[i].N + nr - 1) / nr;
+  parallelFor(firstTask[count], [&](int64_t t, int) {
+    int i = 0;
+    while (t >= firstTask[i + 1]) i++;
+    const WeightRef& w = ws[i];
+    const int64_t n0 = (t - firstTask[i]) * nr, rows = std::min(nr, w.N - n0);
+    DenseScratch& sc = tDense;
+    if (sc.rows.size() < static_cast<size_t>(rows * K)) sc.rows.resize(static_cast<size_t>(rows * K));
+    if (sc.out.size() < static_cast<size_t>(rows * M)) sc.out.resize(static_cast<size_t>(rows * M));
+    denseRowsF32(w, n0, rows, sc.rows.data());
+    // yᵀ[rows, M] = W[rows, K] · xᵀ[K, M]
+    gemmPackedTile(rows, M, K, sc.rows.data(), K, xpd, K * kNR, sc.out.data(), M, false);
+    float* y = ys[i];
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t r = 0; r < rows; r++) y[m * w.N + n0 + r] = sc.out[r * M + m];
+  });
+}
+
+}  // namespace
+
 void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys) {
+  bool allDense = x != nullptr;
+  for (int i = 0; i < count; i++) allDense = allDense && !ws[i].quantized() && ws[i].K == ws[0].K;
+  if (allDense && M >= kDenseGemmMinRows) {
+    denseGemm(ws, count, M, x, ys);
+    return;
+  }
   // Tasks: (weight, block of output rows, block of input rows). Small row blocks keep a task's
   // weight slice in L2 while its input rows stream past; decode (M = 1) gets many small tasks so
-  // the two cores finish together.
-  const int64_t nc = M <= 4 ? 16 : 32, mc = 64;
+  // the two cores finish together. Blocks are multiples of 16 rows (the packed groups).
+  const int64_t nc = M <= 4 ? 16 : 32, mc = M <= 4 ? M : 64;
   const int64_t mBlocks = (M + mc - 1) / mc;
   std::vector<int64_t> firstTask(count + 1, 0);
   for (int i = 0; i < count; i++) firstTask[i + 1] = firstTask[i] + ((ws[i].N + nc - 1) / nc) * mBlocks;

@@ -11,16 +11,31 @@
 //   I8    int8 q[N][K] + float scale[N]                                      w = scale[n]·q  (per channel)
 //   I4    uint8 nibbles[N][K/2] in Q4_0's order within each 32-block
 //         + float scale[N][K/group], group ∈ {32, 64, 128}                   w = scale[n][k/group]·(nib − 8)
-// Activation blocks (BlockQ8): { float d; int8 q[32] } per 32 inputs, d = max|x|/127 (llama.cpp's
-// block_q8_0 with an fp32 scale).
+//   Q8_0X16 / Q4_0X16  the GGUF blocks of 16 consecutive rows interleaved (made by packWeight at load,
+//         so one VNNI instruction serves 16 rows). Rows are padded to a multiple of 16 (padded rows have
+//         d = 0). Group g (rows 16g..16g+15), block b, at byte (g·K/32 + b)·S:
+//           f16 d[16]                        the 16 rows' block scales
+//           Q8_0X16 (S = 544): 8 chunks c of 64 bytes, byte 4r+i = q_r[4c+i] + 128 (stored unsigned)
+//           Q4_0X16 (S = 288): 4 chunks c of 64 bytes, byte 4r+i = qs_r[4c+i] (low nibble: k = 4c+i,
+//                              high nibble: k = 16+4c+i; value = nibble − 8)
+//         so chunk c (Q8) or the low/high nibbles of chunk c (Q4: k-group c / 4+c) hold, in the 32-bit
+//         lane of row r, the 4 weights of k-group j ∈ [0, 8) that meet activation bytes q[4j..4j+3].
+// Activation blocks (BlockQ8): { float d; int32 s; int8 q[32] } per 32 inputs, d = max|x|/127,
+// s = Σq (llama.cpp's block_q8_1 with an fp32 scale and an integer sum: the packed kernels multiply
+// unsigned weights w+o by signed activations and subtract o·s).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 namespace inferjit {
 
-enum WeightFormat : int { kWF32 = 0, kWF16 = 1, kWBF16 = 2, kWQ8_0 = 3, kWQ4_0 = 4, kWI8 = 5, kWI4 = 6 };
+enum WeightFormat : int {
+  kWF32 = 0, kWF16 = 1, kWBF16 = 2, kWQ8_0 = 3, kWQ4_0 = 4, kWI8 = 5, kWI4 = 6, kWQ8_0X16 = 7, kWQ4_0X16 = 8
+};
+constexpr int kWLastFormat = kWQ4_0X16;
 constexpr int kQK = 32;
+constexpr int kPackRows = 16;  // rows interleaved by the X16 formats
+inline bool isPacked(int format) { return format == kWQ8_0X16 || format == kWQ4_0X16; }
 
 struct WeightRef {
   int format = kWF32;
@@ -33,6 +48,7 @@ struct WeightRef {
 
 struct BlockQ8 {
   float d;
+  int32_t s;
   int8_t q[kQK];
 };
 
@@ -48,8 +64,17 @@ void quantizeRowsQ8(const float* x, int64_t M, int64_t K, BlockQ8* out);
 
 // y[m][n] (row stride ldy) = Σ_k x[m][k]·W[n][k] for rows n in [n0, n1), m in [0, M). Single-threaded.
 // xq must hold x quantized (quantizeRowsQ8) when W is quantized; x (fp32) when W is dense.
+// Packed formats: n0 and n1 are multiples of 16 (or n1 = N).
 void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* xq, float* y, int64_t ldy, int64_t n0,
                  int64_t n1);
+
+// Packs a Q8_0 / Q4_0 weight into its X16 layout (dst: weightDataBytes(packed format, N, K) bytes).
+// Runs on the pool. Returns the packed format, or -1 when `src` has no packed layout.
+int packedFormatOf(int format);
+void packWeight(const WeightRef& src, uint8_t* dst);
+// Whether the packed kernels are the fast path on this build (AVX-512 VNNI); elsewhere they run a
+// portable loop and the engine keeps the GGUF layout.
+bool packedKernelsFast();
 
 // Several weights sharing one input (Q/K/V, gate/up) in one parallel job on the pool.
 void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys);

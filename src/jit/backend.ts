@@ -1,8 +1,9 @@
 // Lowering: turns an (optimized) graph plus its live constants into an Executable for a device.
-// For now the executable devices interpret the graph node by node through dispatch: 'cpu' uses
-// native kernels where the addon provides them (reference kernels otherwise), 'reference' only
-// the pure-TS kernels. 'onnxruntime' and 'tensorrt' export the graph to ONNX and run it in ONNX
-// Runtime (src/backends/onnxruntime, src/backends/tensorrt).
+// 'cpu' lowers to native plans (src/backends/cpu/plan: one native call per forward, plans per
+// concrete shape) when the addon is built and every node has a plan kernel; otherwise, and on
+// 'reference', the graph is interpreted node by node through dispatch, and describe() says why.
+// 'onnxruntime' and 'tensorrt' export the graph to ONNX and run it in ONNX Runtime
+// (src/backends/onnxruntime, src/backends/tensorrt).
 import type { Tensor } from '../tensor/tensor.js';
 import type { Graph } from '../ir/index.js';
 import { interpret } from '../trace/index.js';
@@ -10,11 +11,17 @@ import { withEagerBackend, isNativeAvailable } from '../ops/dispatch.js';
 import type { JitDevice, Precision } from './options.js';
 import { onnxRuntimeJitBackend } from '../backends/onnxruntime/jit.js';
 import { tensorRtJitBackend } from '../backends/tensorrt/jit.js';
+import { PlanExecutable, planSupportReason } from '../backends/cpu/plan/executable.js';
 
 /** A compiled graph ready to run: flat tensor inputs in graph-input order -> graph outputs. */
 export interface Executable {
   readonly backend: string;
   run(inputs: Tensor[]): Tensor[];
+  /** The same computation off the JS thread where the backend can (native plans); otherwise it
+   *  runs synchronously and resolves. */
+  runAsync?(inputs: Tensor[]): Promise<Tensor[]>;
+  /** One line saying how the graph runs (e.g. native plan vs interpreter, and why). */
+  describe?(): string;
 }
 
 export interface LowerContext {
@@ -39,14 +46,17 @@ export interface JitBackend {
 
 const interpreterBackend = (id: 'cpu' | 'reference'): JitBackend => ({
   id,
-  version: () => (id === 'cpu' ? `interpret-1+native:${isNativeAvailable() ? 'yes' : 'no'}` : 'interpret-1'),
+  version: () => (id === 'cpu' ? `plan-1+native:${isNativeAvailable() ? 'yes' : 'no'}` : 'interpret-1'),
   unavailableReason: () => null,
   lower(graph, constants, context) {
     if (context.precision !== 'fp32') {
       throw new Error(`inferenceJit: precision '${context.precision}' is not available yet on device '${id}' (only 'fp32' is implemented)`);
     }
+    if (id === 'cpu' && planSupportReason() === null) return new PlanExecutable(graph, constants);
     const eager = id === 'cpu' ? 'auto' : 'reference';
-    return { backend: id, run: (inputs) => withEagerBackend(eager, () => interpret(graph, inputs, constants)) };
+    const why = id === 'cpu' ? `cpu interpreter (${planSupportReason()})` : 'reference interpreter';
+    const run = (inputs: Tensor[]): Tensor[] => withEagerBackend(eager, () => interpret(graph, inputs, constants));
+    return { backend: id, run, runAsync: async (inputs) => run(inputs), describe: () => why };
   },
 });
 

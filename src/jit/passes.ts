@@ -1,8 +1,12 @@
 // The list of graph passes the compile pipeline runs, in order. Passes are functions Graph -> Graph
-// with a name; src/passes/ registers them here, `passes: { disable: [...] }` switches them off by
-// name, and the debug dump writes the IR after each one. (No pass is registered yet.)
+// with a name; the optimizer's default pipeline (src/passes/) is registered here at load time,
+// `passes: { disable: [...] }` switches passes off by name, and the debug dump writes the IR after
+// each one. Each optimizer pass runs on a copy of its input graph, is verified afterwards when
+// debugging or testing, and only emits fused ops the compile's device has fast kernels for.
 import type { Graph } from '../ir/index.js';
 import type { ResolvedOptions } from './options.js';
+import { DEFAULT_PASSES } from '../passes/index.js';
+import { runPass, targetFor, verifyByDefault, type Pass } from '../passes/manager.js';
 
 export interface PassContext {
   /** The resolved jit options of the compile that runs the pass (device, precision, ...). */
@@ -16,7 +20,20 @@ export interface GraphPass {
   run(graph: Graph, context: PassContext): Graph;
 }
 
-const passes: GraphPass[] = [];
+/** A JIT pass running an optimizer pass on a copy of the graph. */
+export function jitPass(pass: Pass): GraphPass {
+  return {
+    name: pass.name,
+    description: pass.description,
+    run(graph, context) {
+      const g = graph.clone();
+      runPass(pass, g, { target: targetFor(context.options.device), verify: verifyByDefault() || context.options.debug !== null });
+      return g;
+    },
+  };
+}
+
+const passes: GraphPass[] = DEFAULT_PASSES.map(jitPass);
 
 /** Appends a pass to the pipeline (or inserts it before the pass named `before`). */
 export function registerPass(pass: GraphPass, options: { before?: string } = {}): void {

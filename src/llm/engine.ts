@@ -5,7 +5,7 @@ import { type LlamaConfig, ropeInverseFrequencies } from './config.js';
 import { PagedKvCache, type KvDType } from './kv-cache.js';
 import {
   type LlamaWeights, type Precision, type LoadedLlama, type WeightMatrix,
-  loadLlama, quantizeWeights, nativeWeightSpec, llmAddon, weightBytes,
+  loadLlama, quantizeWeights, nativeWeightSpec, llmAddon, weightBytes, packWeights, packedKernelsFast,
 } from './weights.js';
 import { type GgufFile } from '../io/gguf/index.js';
 import { setNumThreads } from '../backends/cpu/index.js';
@@ -23,6 +23,12 @@ export interface EngineOptions {
   cacheTokens?: number;
   /** Native thread pool size (default: physical cores). */
   threads?: number;
+  /**
+   * Interleave Q8_0/Q4_0 weights 16 rows at a time at load (a second copy while loading; the GGUF
+   * layout is dropped unless the caller keeps it). Default: when the build's packed kernels are
+   * the fast path (AVX-512 VNNI).
+   */
+  pack?: boolean;
 }
 
 export class LlamaEngine {
@@ -35,7 +41,8 @@ export class LlamaEngine {
 
   constructor(readonly config: LlamaConfig, weights: LlamaWeights, options: EngineOptions = {}, readonly gguf?: GgufFile) {
     if (options.threads !== undefined) setNumThreads(options.threads);
-    this.weights = quantizeWeights(weights, options.precision ?? 'fp32', { groupSize: options.groupSize });
+    const quantized = quantizeWeights(weights, options.precision ?? 'fp32', { groupSize: options.groupSize });
+    this.weights = (options.pack ?? packedKernelsFast()) ? packWeights(quantized) : quantized;
     const w = this.weights, c = config;
     const norm = (v: Float32Array) => nativeWeightSpec({ format: 'f32', rows: 1, cols: v.length, data: v, scales: null, groupSize: 32 });
     const specs = [nativeWeightSpec(w.embed), norm(w.outNorm), nativeWeightSpec(w.output)];

@@ -4,6 +4,7 @@ export { type LlamaConfig, type RopeScaling, type Llama3RopeScaling, type Linear
 export {
   type WeightFormat, type WeightMatrix, type LlamaWeights, type LlamaLayerWeights, type LoadedLlama, type Precision,
   WEIGHT_FORMAT_CODES, loadLlama, loadLlamaGguf, loadLlamaSafetensors, dequantizeMatrix, quantizeMatrix, quantizeWeights, weightBytes,
+  packMatrix, packWeights, packedKernelsFast,
 } from './weights.js';
 export { PagedKvCache, KvCacheFullError, type KvDType, type PagedKvCacheOptions } from './kv-cache.js';
 export { LlamaEngine, type EngineOptions } from './engine.js';

@@ -11,16 +11,21 @@ import { type Tensor } from '../tensor/tensor.js';
 import { addon, loadFailure } from '../backends/cpu/addon.js';
 import { type LlamaConfig, llamaConfigFromGguf, llamaConfigFromHuggingFace } from './config.js';
 
-export type WeightFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'int8' | 'int4';
+/**
+ * Storage formats. 'q8_0x16' / 'q4_0x16' are GGUF Q8_0 / Q4_0 with the blocks of 16 consecutive rows
+ * interleaved (rows padded to a multiple of 16), made at load by packMatrix so the AVX-512 VNNI
+ * kernels serve 16 rows per instruction; the byte layout is in native/quant/qmatmul.h.
+ */
+export type WeightFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'int8' | 'int4' | 'q8_0x16' | 'q4_0x16';
 /** Codes shared with native/quant/qmatmul.h (enum WeightFormat). */
-export const WEIGHT_FORMAT_CODES: Record<WeightFormat, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, int8: 5, int4: 6 };
+export const WEIGHT_FORMAT_CODES: Record<WeightFormat, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, int8: 5, int4: 6, q8_0x16: 7, q4_0x16: 8 };
 
 /** A [rows, cols] weight matrix (rows = output features) in its storage format (native/quant/qmatmul.h). */
 export interface WeightMatrix {
   format: WeightFormat;
   rows: number;
   cols: number;
-  /** f32: Float32Array; f16/bf16: Uint16Array bits; q8_0/q4_0/int4: Uint8Array blocks; int8: Int8Array. */
+  /** f32: Float32Array; f16/bf16: Uint16Array bits; q8_0/q4_0/int4 and the x16 formats: Uint8Array blocks; int8: Int8Array. */
   data: Float32Array | Uint16Array | Uint8Array | Int8Array;
   /** int8: one per row; int4: [rows, cols/groupSize]; otherwise null. */
   scales: Float32Array | null;
@@ -187,6 +192,30 @@ export function dequantizeMatrix(w: WeightMatrix): Float32Array {
       for (let r = 0; r < w.rows; r++) for (let c = 0; c < w.cols; c++) o[r * w.cols + c] = s[r] * q[r * w.cols + c];
       return o;
     }
+    case 'q8_0x16': case 'q4_0x16': {
+      // Group g (16 rows), block b: f16 d[16], then 64-byte chunks whose byte 4r+i is row r's k-group value.
+      const q8 = w.format === 'q8_0x16', S = q8 ? 544 : 288, K = w.cols, nb = K / 32, bytes = w.data as Uint8Array;
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const o = new Float32Array(n);
+      for (let r = 0; r < w.rows; r++) {
+        const g = Math.floor(r / 16), rr = r % 16;
+        for (let b = 0; b < nb; b++) {
+          const at = (g * nb + b) * S;
+          const d = f16BitsToFloat(view.getUint16(at + 2 * rr, true));
+          for (let j = 0; j < (q8 ? 8 : 4); j++) {
+            for (let i = 0; i < 4; i++) {
+              const byte = bytes[at + 32 + 64 * j + 4 * rr + i];
+              if (q8) o[r * K + b * 32 + 4 * j + i] = d * (byte - 128);
+              else {
+                o[r * K + b * 32 + 4 * j + i] = d * ((byte & 15) - 8);
+                o[r * K + b * 32 + 16 + 4 * j + i] = d * ((byte >> 4) - 8);
+              }
+            }
+          }
+        }
+      }
+      return o;
+    }
     case 'int4': {
       const q = w.data as Uint8Array, s = w.scales!, o = new Float32Array(n), g = w.groupSize, K = w.cols;
       for (let r = 0; r < w.rows; r++) {
@@ -216,6 +245,9 @@ export interface LlmAddon {
   llmForward(model: object, tokens: Int32Array, startPos: number, blockTable: Int32Array, logits: Float32Array, allLogits: boolean): void;
   quantMatmul(weight: NativeWeightSpec, x: Float32Array, M: number, y: Float32Array): void;
   quantizeWeight(format: number, src: ArrayBufferView, srcFormat: number, N: number, K: number, group: number, data: Uint8Array, scales: Float32Array | null): void;
+  packWeight(weight: NativeWeightSpec): Uint8Array | null;
+  /** Whether the packed (x16) kernels are this build's fast path (AVX-512 VNNI). */
+  llmPackedFast: boolean;
 }
 export type NativeWeightSpec = [number, ArrayBufferView, Float32Array | null, number, number, number];
 
@@ -247,6 +279,43 @@ export function quantizeMatrix(w: WeightMatrix, format: 'int8' | 'int4' | 'q8_0'
     format, rows: w.rows, cols: w.cols,
     data: format === 'int8' ? new Int8Array(data.buffer) : data,
     scales, groupSize: format === 'int4' ? groupSize : 32,
+  };
+}
+
+const PACKED: Partial<Record<WeightFormat, WeightFormat>> = { q8_0: 'q8_0x16', q4_0: 'q4_0x16' };
+
+/** The matrix in its 16-row interleaved layout ('q8_0' -> 'q8_0x16', 'q4_0' -> 'q4_0x16'); other formats as they are. */
+export function packMatrix(w: WeightMatrix): WeightMatrix {
+  const format = PACKED[w.format];
+  if (!format) return w;
+  const data = llmAddon('packMatrix').packWeight(nativeWeightSpec(w));
+  if (!data) return w;
+  return { format, rows: w.rows, cols: w.cols, data, scales: null, groupSize: 32 };
+}
+
+/** Whether the native build runs packed weights faster than the GGUF layout (AVX-512 VNNI). */
+export function packedKernelsFast(): boolean {
+  return Boolean(addon && (addon as unknown as LlmAddon).llmPackedFast);
+}
+
+/**
+ * The weights with every Q8_0/Q4_0 linear layer packed (packMatrix). The embedding table stays as
+ * it is (it is only read row by row) unless it is also the tied output head, which is packed once
+ * and serves both.
+ */
+export function packWeights(weights: LlamaWeights): LlamaWeights {
+  const done = new Map<WeightMatrix, WeightMatrix>();
+  const p = (w: WeightMatrix) => { let r = done.get(w); if (!r) { r = packMatrix(w); done.set(w, r); } return r; };
+  const output = p(weights.output);
+  return {
+    embed: weights.embed === weights.output ? output : weights.embed,
+    outNorm: weights.outNorm,
+    output,
+    ropeFreqFactors: weights.ropeFreqFactors,
+    layers: weights.layers.map((l) => ({
+      attnNorm: l.attnNorm, ffnNorm: l.ffnNorm,
+      wq: p(l.wq), wk: p(l.wk), wv: p(l.wv), wo: p(l.wo), gate: p(l.gate), up: p(l.up), down: p(l.down),
+    })),
   };
 }
 

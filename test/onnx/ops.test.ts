@@ -247,6 +247,20 @@ CASES.linear_fused = [
 ];
 CASES.add_layer_norm = [{ inputs: [r([2, 3, 8]), r([2, 3, 8]), r([8]), r([8])], atol: ACC_ATOL }];
 CASES.add_rms_norm = [{ inputs: [r([2, 3, 8]), r([2, 3, 8]), r([8])], atol: ACC_ATOL }];
+CASES.layer_norm_modulate = [
+  { inputs: [r([2, 3, 8]), r([2, 8]), r([2, 8]), null, null], attrs: { eps: 1e-6 }, atol: ACC_ATOL },
+  { label: 'affine, rank 4', inputs: [r([2, 2, 3, 8]), r([2, 8]), r([2, 8]), r([8]), r([8])], atol: ACC_ATOL },
+];
+CASES.fused_elementwise = [
+  // (x * y + z) then gelu_tanh, y broadcast over rows
+  { inputs: [r([3, 4]), r([4]), r([3, 4])], attrs: { program: 'mul(0,1) add(3,2) gelu_tanh(4)' }, atol: 1e-5 },
+  { label: 'where with a bool condition, broadcast scalar', inputs: [bools([2, 5]), r([2, 5]), r([])], attrs: { program: 'where(0,1,2) silu(3)' } },
+];
+CASES.attention_fused = [
+  { label: 'bshd', inputs: [r([2, 3, 2, 4]), r([2, 5, 2, 4]), r([2, 5, 2, 4]), null], atol: ACC_ATOL },
+  { label: 'bshd, causal, float mask, scale', inputs: [r([1, 4, 2, 4]), r([1, 4, 2, 4]), r([1, 4, 2, 4]), r([1, 1, 4, 4])], attrs: { causal: true, scale: 0.4 }, atol: ACC_ATOL },
+  { label: 'bhsd', inputs: [r([1, 2, 3, 4]), r([1, 2, 3, 4]), r([1, 2, 3, 4]), null], attrs: { layout: 'bhsd' }, atol: ACC_ATOL },
+];
 
 /** Ops deliberately left without an export test, with the reason. */
 const SKIP: Record<string, string> = {};

@@ -1,0 +1,232 @@
+// DiT benchmark (issue 7): per-forward latency of DiT-S/2 and DiT-B/2 (256×256 images, latents
+// [N, 4, 32, 32]) at batch 1 and 2 for our eager mode (native kernels), our compiled cpu backend
+// (@inferenceJit: CompiledDiT), onnxruntime-node on our ONNX export (graphOptimizationLevel 'all',
+// the same intra-op thread count) and our compiled path with each pass family disabled, all in one
+// process, in alternating rounds. Peak RSS of the compiled path and of ORT is measured in child
+// processes. Prints markdown tables and a final JSON line:
+//   {"bench":"dit","ratio_vs_ort":{"DiT-S/2 b1": ORT ms / compiled ms, ...},"ratio_vs_eager":{... eager ms / compiled ms}, ...}
+// (ratios > 1: the compiled path is faster).
+// Run: npx tsx bench/dit.ts [--quick] [--models DiT-S/2,DiT-B/2] [--batches 1,2] [--rounds 5]
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { backendInfo, getNumThreads, fromArray, randn, inferenceJit, type Tensor } from '../src/index.js';
+import { listPassNames } from '../src/jit/passes.js';
+import { jitRunner } from '../src/jit/index.js';
+import { trace } from '../src/trace/index.js';
+import { exportGraphToBytes } from '../src/onnx/export.js';
+import { OrtSession, ortVersion } from '../src/backends/onnxruntime/session.js';
+import { graphIO } from '../src/backends/onnxruntime/index.js';
+import { createDiT, ditInputSpec, type DiT, type DiTName } from '../examples/diffusion/dit.js';
+import { settle, table } from './lib/timing.js';
+
+// A benchmark must not read or fill the user's disk cache: every compile here is in memory.
+process.env.INFERJIT_CACHE = 'memory';
+
+interface Args { quick: boolean; models: DiTName[]; batches: number[]; rounds: number; perRound: number; rss: boolean; child: null | { kind: 'compiled' | 'ort'; model: DiTName; batch: number } }
+
+function parseArgs(argv: string[]): Args {
+  const quick = argv.includes('--quick');
+  const a: Args = { quick, models: quick ? ['DiT-S/2'] : ['DiT-S/2', 'DiT-B/2'], batches: [1, 2], rounds: quick ? 2 : 5, perRound: quick ? 2 : 3, rss: true, child: null };
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i + 1];
+    switch (argv[i]) {
+      case '--quick': break;
+      case '--models': a.models = v.split(',') as DiTName[]; i++; break;
+      case '--batches': a.batches = v.split(',').map(Number); i++; break;
+      case '--rounds': a.rounds = Number(v); i++; break;
+      case '--no-rss': a.rss = false; break;
+      case '--rss-child': a.child = { kind: v as 'compiled' | 'ort', model: argv[i + 2] as DiTName, batch: Number(argv[i + 3]) }; i += 3; break;
+      default: throw new RangeError(`bench/dit: unknown flag ${argv[i]}; flags: --quick --models --batches --rounds --no-rss`);
+    }
+  }
+  return a;
+}
+
+const inputs = (n: number): [Tensor, Tensor, Tensor] => [
+  randn([n, 4, 32, 32], { seed: 10 + n }),
+  fromArray(Array.from({ length: n }, (_, i) => 999 - 37 * i), [n]),
+  fromArray(Array.from({ length: n }, (_, i) => (207 + 153 * i) % 1000), [n], 'i64'),
+];
+
+/** ONNX Runtime on our export of the traced (unoptimized) graph; ORT applies its own fusions. */
+function ortSession(model: DiT, threads: number): OrtSession {
+  const traced = trace((x: Tensor, t: Tensor, y: Tensor) => model.eager(x, t, y), inputs(2), { inputSpec: ditInputSpec(model.config), module: model });
+  const names = { inputNames: ['x', 't', 'y'], outputNames: ['out'] };
+  const { inputs: ins, outputs: outs } = graphIO(traced.graph, names);
+  const bytes = exportGraphToBytes(traced.graph, traced.constants, names).bytes;
+  return new OrtSession(bytes, { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', logSeverityLevel: 3 }, ins, outs);
+}
+
+// ---- pass families ----
+
+/** The registered passes grouped into the families the issue names; any pass not matched (new
+ *  ones included) lands in "clean-up and others". Memory planning is not a graph pass (the plan
+ *  lowering does it), so "plan executor off" stands for it: the graph interpreted on eager kernels. */
+function passFamilies(): { name: string; passes: string[] }[] {
+  const all = listPassNames();
+  const families: [string, RegExp][] = [
+    ['attention fusion', /attention/],
+    ['norm fusion', /norm/],
+    ['GEMM epilogue', /epilogue/],
+    ['horizontal GEMM', /horizontal/],
+    ['elementwise fusion', /elementwise/],
+  ];
+  const taken = new Set<string>();
+  const out = families.map(([name, re]) => {
+    const passes = all.filter((p) => re.test(p) && !taken.has(p));
+    passes.forEach((p) => taken.add(p));
+    return { name, passes };
+  }).filter((f) => f.passes.length > 0);
+  const rest = all.filter((p) => !taken.has(p));
+  if (rest.length) out.push({ name: 'clean-up and others', passes: rest });
+  return out;
+}
+
+// ---- timing ----
+
+interface Contender { label: string; run: (x: [Tensor, Tensor, Tensor]) => Tensor; note?: string }
+
+const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+const maxAbsDiff = (a: Tensor, b: Tensor): number => {
+  const x = a.toFlatArray(), y = b.toFlatArray();
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
+  return m;
+};
+
+/** Every contender runs `perRound` times per round; the order rotates each round so drift in the
+ *  machine's load hits all alike. Returns all samples per contender. */
+async function timeRounds(contenders: Contender[], x: [Tensor, Tensor, Tensor], rounds: number, perRound: number): Promise<number[][]> {
+  const samples = contenders.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < contenders.length; k++) {
+      const i = (k + r) % contenders.length;
+      await settle(30); // lets ORT's spinning pool go idle before our pool runs, and vice versa
+      for (let j = 0; j < perRound; j++) {
+        const t0 = performance.now();
+        contenders[i].run(x);
+        samples[i].push(performance.now() - t0);
+      }
+    }
+  }
+  return samples;
+}
+
+// ---- RSS (child processes) ----
+
+function rssChild(kind: 'compiled' | 'ort', name: DiTName, batch: number): void {
+  const model = createDiT(name, {}, { seed: 0, compiled: true });
+  const afterModel = process.memoryUsage().rss;
+  const x = inputs(batch);
+  if (kind === 'compiled') for (let i = 0; i < 3; i++) model.forward(...x);
+  else {
+    const s = ortSession(model, getNumThreads());
+    for (let i = 0; i < 3; i++) s.runSync(x);
+  }
+  process.stdout.write(`${JSON.stringify({ peakMiB: peakRss() / 2 ** 20, modelMiB: afterModel / 2 ** 20 })}\n`);
+}
+
+/** This process's peak RSS in bytes. VmHWM belongs to the address space, which exec replaces;
+ *  getrusage's maxRSS is not used because Linux carries it over from the forking parent. */
+function peakRss(): number {
+  const m = /VmHWM:\s*(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
+}
+
+function measureRss(kind: 'compiled' | 'ort', name: DiTName, batch: number): { peakMiB: number; modelMiB: number } | null {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--rss-child', kind, name, String(batch)], { encoding: 'utf8' });
+  if (r.status !== 0) { console.error(`rss child (${kind} ${name} b${batch}) failed: ${r.stderr}`); return null; }
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+// ---- main ----
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.child) return rssChild(args.child.kind, args.child.model, args.child.batch);
+  const info = backendInfo();
+  if (!info.native) console.error(`bench/dit: the native backend is not available (${info.reason}); eager and compiled run on reference kernels`);
+  const threads = getNumThreads();
+  const families = passFamilies();
+  console.log(`inferjit ${info.isa ?? 'reference'} (${info.gemmTile ?? '-'} tile), ${threads} threads; onnxruntime-node ${ortVersion()} intraOpNumThreads=${threads}, graphOptimizationLevel 'all'`);
+  console.log(`${args.rounds} rounds × ${args.perRound} runs per contender after warm-up (median of ${args.rounds * args.perRound}); pass families: ${families.map((f) => `${f.name} = ${f.passes.join('+')}`).join('; ')}\n`);
+
+  const ratioVsOrt: Record<string, number> = {}, ratioVsEager: Record<string, number> = {};
+  const msTable: Record<string, Record<string, number>> = {}, rssTable: Record<string, unknown> = {};
+  const mainRows: (string | number)[][] = [], familyRows: (string | number)[][] = [];
+
+  for (const name of args.models) {
+    const model = createDiT(name, {}, { seed: 0, compiled: true });
+    const ort = ortSession(model, threads);
+    // The decorated class is the compiled path; the function form on the same instance (sharing its
+    // weights) compiles the variants with pass families disabled.
+    const variants = families.map((f) => ({ f, fn: inferenceJit(model, { passes: { disable: f.passes } }) }));
+    const noPlan = inferenceJit(model, { name: 'no-plan' });
+    try {
+      for (const batch of args.batches) {
+        const x = inputs(batch);
+        const key = `${name} b${batch}`;
+        const contenders: Contender[] = [
+          { label: 'eager', run: (a) => model.eager(...a) },
+          { label: 'compiled', run: (a) => model.forward(...a) },
+          { label: 'onnxruntime', run: (a) => ort.runSync(a)[0] },
+          ...variants.map(({ f, fn }) => ({ label: `no ${f.name}`, run: (a: [Tensor, Tensor, Tensor]) => fn(...a) as Tensor })),
+          { label: 'plan executor off', run: (a) => noPlan(...a) as Tensor },
+        ];
+        // Warm-up: the first call compiles (timed), the second settles caches; and every contender
+        // is checked against eager.
+        const want = model.eager(...x);
+        const firstMs: number[] = [], diffs: number[] = [];
+        for (const c of contenders) {
+          // INFERJIT_PLAN=0 is read when the executable is built (the first call): the interpreter path.
+          if (c.label === 'plan executor off') process.env.INFERJIT_PLAN = '0';
+          const t0 = performance.now();
+          const out = c.run(x);
+          firstMs.push(performance.now() - t0);
+          delete process.env.INFERJIT_PLAN;
+          diffs.push(maxAbsDiff(out, want));
+          c.run(x);
+        }
+        const path = jitRunner(model)?.compiledEntries()[0]?.executable.describe?.() ?? '?';
+        const samples = await timeRounds(contenders, x, args.rounds, args.perRound);
+        const med = samples.map(median);
+        const m = (label: string): number => med[contenders.findIndex((c) => c.label === label)];
+        msTable[key] = Object.fromEntries(contenders.map((c, i) => [c.label, round(med[i])]));
+        ratioVsOrt[key] = round(m('onnxruntime') / m('compiled'));
+        ratioVsEager[key] = round(m('eager') / m('compiled'));
+        mainRows.push([key, m('eager').toFixed(1), m('compiled').toFixed(1), m('onnxruntime').toFixed(1), ratioVsEager[key].toFixed(2), ratioVsOrt[key].toFixed(2),
+          firstMs[1].toFixed(0), diffs[1].toExponential(1), diffs[2].toExponential(1)]);
+        for (let i = 3; i < contenders.length; i++) {
+          familyRows.push([key, contenders[i].label, med[i].toFixed(1), (med[i] / m('compiled')).toFixed(2), diffs[i].toExponential(1)]);
+        }
+        console.error(`${key}: compiled = ${path}`);
+        console.error(`${key}: ${contenders.map((c, i) => `${c.label} ${med[i].toFixed(1)}`).join(', ')} ms`);
+      }
+    } finally { ort.dispose(); }
+  }
+
+  console.log('Per-forward latency, ms (median):\n');
+  console.log(table(['model, batch', 'eager', 'compiled', 'ORT', 'vs eager', 'vs ORT', 'first call ms', 'max|Δ| compiled', 'max|Δ| ORT'], mainRows));
+  console.log("(first call: the compile (trace, passes, lowering) at a model's first batch; at the next batch only a new concrete plan. max|Δ|: max abs difference from eager.)");
+  console.log('\nCompiled path with one pass family disabled (slowdown = ms / compiled ms):\n');
+  console.log(table(['model, batch', 'variant', 'ms', 'slowdown', 'max|Δ| vs eager'], familyRows));
+
+  if (args.rss) {
+    const rows: (string | number)[][] = [];
+    for (const name of args.models) {
+      const batch = Math.max(...args.batches);
+      const c = measureRss('compiled', name, batch), o = measureRss('ort', name, batch);
+      rssTable[`${name} b${batch}`] = { compiled: c, onnxruntime: o };
+      const f = (v: { peakMiB: number; modelMiB: number } | null): string => (v ? `${v.peakMiB.toFixed(0)} (+${(v.peakMiB - v.modelMiB).toFixed(0)})` : 'failed');
+      rows.push([`${name} b${batch}`, f(c), f(o)]);
+    }
+    console.log('\nPeak RSS, MiB, each in its own process (in parentheses: above the RSS after building the eager model):\n');
+    console.log(table(['model, batch', 'compiled', 'onnxruntime'], rows));
+  }
+  console.log(JSON.stringify({ bench: 'dit', ratio_vs_ort: ratioVsOrt, ratio_vs_eager: ratioVsEager, ms: msTable, rss_mib: rssTable, threads }));
+}
+
+const round = (v: number): number => Math.round(v * 1000) / 1000;
+
+await main();

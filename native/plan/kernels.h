@@ -1,0 +1,103 @@
+// Raw-pointer kernels the plan executor runs between two JS calls: no N-API types, no argument
+// parsing, every size already checked when the plan was built. GEMM and the thread pool are the
+// shared ones (gemm/, threadpool.h); the rest are written here against the same SIMD layer.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../gemm/gemm.h"
+
+namespace inferjit {
+namespace plan {
+
+// Element dtypes as the plan encodes them (src/backends/cpu/plan/encode.ts DTYPE_CODES).
+enum DType : int { kF32 = 0, kI32 = 1, kI64 = 2, kBool = 3, kI8 = 4, kU8 = 5, kF16 = 6, kBF16 = 7 };
+int dtypeBytes(int dtype);
+
+// A kernel failure that must surface as a JS error (bad index, ...). Thrown only from the calling
+// thread, before or after a parallel section, never from inside one.
+struct KernelError {
+  std::string message;
+};
+
+// dst[i] = src[i] over `shape` with element strides on both sides (any element size). Adjacent dims
+// are merged, contiguous rows become memcpy, transposes are tiled.
+void stridedCopy(const uint8_t* src, uint8_t* dst, int elemSize, std::vector<int64_t> shape, std::vector<int64_t> srcStrides,
+                 std::vector<int64_t> dstStrides);
+
+// ---- elementwise programs ----
+// Instruction codes: unary 0..14 (as UNARY_CODES), binary 20.. , comparisons 40.., where 60.
+struct EwInstr {
+  int op;
+  int args[3];
+};
+struct EwInput {
+  const void* data;
+  int dtype;                      // kF32 or kBool (conditions)
+  std::vector<int64_t> strides;   // element strides over the output shape (0: broadcast)
+};
+void elementwise(const std::vector<EwInput>& inputs, const std::vector<EwInstr>& prog, void* out, int outDtype,
+                 const std::vector<int64_t>& shape);
+
+// ---- norms ----
+// Row-wise layer/RMS norm over `cols`, optionally after a residual add (sum written to sumOut) and
+// followed by adaLN modulation y·(1 + scale[n]) + shift[n], n = row / rowsPerSample.
+struct NormArgs {
+  const float* x = nullptr;
+  const float* residual = nullptr;
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+  const float* shift = nullptr;
+  const float* scale = nullptr;
+  float* out = nullptr;
+  float* sumOut = nullptr;
+  int64_t rows = 0, cols = 0, rowsPerSample = 1;
+  int64_t shiftStride = 0, scaleStride = 0;  // elements between samples' rows of shift / scale
+  float eps = 1e-5f;
+  bool rms = false;
+};
+void norm(const NormArgs& a);
+
+void softmax(const float* x, float* y, int64_t outer, int64_t size, int64_t inner, bool logMode);
+// op: 0 sum, 1 mean, 2 max, 3 min over the middle axis of [outer, size, inner].
+void reduce(int op, const float* x, float* y, int64_t outer, int64_t size, int64_t inner);
+
+// ---- attention ----
+// Operands addressed by element strides (batch, head, position; the last dim is contiguous), so
+// [B, H, L, D] and [B, L, H, D] layouts (and permuted views of either) run without copies.
+struct AttnArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  const void* mask = nullptr;
+  bool maskIsBool = false;
+  int64_t maskStrides[4] = {0, 0, 0, 0};
+  float* out;
+  int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
+  int64_t qs[3], ks[3], vs[3], os[3];
+  float scale;
+  bool causal;
+};
+void attention(const AttnArgs& a);
+
+// ---- conv2d (NCHW) as im2col + GEMM ----
+struct ConvArgs {
+  const float* x;
+  const float* w;
+  const float* bias;
+  float* out;
+  int64_t N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+  int act;
+};
+void conv2d(const ConvArgs& a);
+
+// out[o, j] = x[o, idx[j]] for x [outer, size, inner] (any element size, i32/i64 indices).
+// Throws KernelError naming the first bad index.
+void gather(const uint8_t* x, const void* indices, int indexBytes, int64_t count, uint8_t* out, int elemSize, int64_t outer,
+            int64_t size, int64_t inner, bool allowNegative, const char* op);
+
+void cast(const void* x, int from, void* y, int to, int64_t n);
+
+}  // namespace plan
+}  // namespace inferjit

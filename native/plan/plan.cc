@@ -1,0 +1,419 @@
+// The native plan executor. A plan (built once per concrete shape by src/backends/cpu/plan/) is a
+// kernel list over one arena: every operand is a slot (arena offset, graph input, graph output or
+// constant) resolved to a pointer when the plan runs. runPlan executes the whole list in one call
+// on the shared thread pool; runPlanAsync does the same on a libuv worker thread so the JS thread
+// stays free. One plan runs at a time (a process-wide lock): plans share kernel scratch, and two
+// plans would only fight over the same cores anyway.
+#include "plan.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "../common.h"
+#include "../gemm/gemm.h"
+#include "kernels.h"
+
+namespace inferjit {
+namespace {
+
+using namespace plan;
+
+enum RefKind : int { kNone = 0, kArena = 1, kInput = 2, kOutput = 3, kConst = 4 };
+// Kernel codes (src/backends/cpu/plan/encode.ts KERNELS).
+enum KernelOp : int { kCopy = 1, kElementwise = 2, kGemm = 3, kNorm = 4, kSoftmax = 5, kReduce = 6, kAttention = 7, kConv = 8, kGather = 9, kCast = 10 };
+
+struct Ref {
+  int kind = kNone;
+  int index = 0;
+  int64_t offset = 0;  // bytes
+};
+
+struct Kernel {
+  int op = 0;
+  std::string name;
+  std::vector<Ref> refs;
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+  const PackedB* packed = nullptr;
+  // decoded once for elementwise programs
+  std::vector<EwInstr> prog;
+};
+
+struct Plan {
+  std::vector<Kernel> kernels;
+  std::vector<int64_t> inputBytes, outputBytes;
+  std::vector<uint8_t*> consts;
+  uint8_t* arena = nullptr;
+  int64_t arenaBytes = 0;
+  std::vector<double> profileNs;
+  int64_t runs = 0;
+  Napi::ObjectReference keep;  // the descriptor: keeps constants and packed weights alive
+  ~Plan() { std::free(arena); }
+};
+
+std::mutex gRunMutex;
+
+struct RawArray {
+  uint8_t* data = nullptr;
+  size_t bytes = 0;
+};
+RawArray rawOf(const Napi::Env& env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(env, what + ": expected a typed array");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  napi_typedarray_type type;
+  size_t length = 0, off = 0;
+  void* data = nullptr;
+  napi_value buf;
+  napi_get_typedarray_info(env, v, &type, &length, &data, &buf, &off);
+  return {static_cast<uint8_t*>(data), length * ta.ElementSize()};
+}
+
+std::vector<int64_t> intList(const Napi::Env& env, const Napi::Value& v) { return ints(env, v); }
+std::vector<double> floatList(const Napi::Value& v) {
+  std::vector<double> out;
+  if (!v.IsArray()) return out;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
+  return out;
+}
+
+// ---- execution ----
+
+struct Bound {
+  const Plan& p;
+  const std::vector<uint8_t*>& in;
+  const std::vector<uint8_t*>& out;
+  uint8_t* at(const Ref& r) const {
+    switch (r.kind) {
+      case kArena: return p.arena + r.offset;
+      case kInput: return in[r.index] + r.offset;
+      case kOutput: return out[r.index] + r.offset;
+      case kConst: return p.consts[r.index] + r.offset;
+      default: return nullptr;
+    }
+  }
+  float* f(const Ref& r) const { return reinterpret_cast<float*>(at(r)); }
+};
+
+void runKernel(const Kernel& k, const Bound& b) {
+  const auto& I = k.ints;
+  const auto& R = k.refs;
+  switch (k.op) {
+    case kCopy: {
+      const int es = static_cast<int>(I[0]), rank = static_cast<int>(I[1]);
+      std::vector<int64_t> shape(I.begin() + 2, I.begin() + 2 + rank), ss(I.begin() + 2 + rank, I.begin() + 2 + 2 * rank),
+          ds(I.begin() + 2 + 2 * rank, I.begin() + 2 + 3 * rank);
+      stridedCopy(b.at(R[0]), b.at(R[1]), es, shape, ss, ds);
+      break;
+    }
+    case kElementwise: {
+      const int nIn = static_cast<int>(I[0]), rank = static_cast<int>(I[1]), outDtype = static_cast<int>(I[2]);
+      std::vector<int64_t> shape(I.begin() + 3, I.begin() + 3 + rank);
+      std::vector<EwInput> ins(nIn);
+      size_t pos = 3 + rank;
+      for (int i = 0; i < nIn; i++) {
+        ins[i].data = b.at(R[i]);
+        ins[i].dtype = static_cast<int>(I[pos++]);
+        ins[i].strides.assign(I.begin() + pos, I.begin() + pos + rank);
+        pos += rank;
+      }
+      elementwise(ins, k.prog, b.at(R[nIn]), outDtype, shape);
+      break;
+    }
+    case kGemm: {
+      const int64_t M = I[0], N = I[1], K = I[2];
+      const bool transA = I[3] != 0, transB = I[4] != 0;
+      const int act = static_cast<int>(I[5]);
+      const int64_t count = I[6];
+      const bool hasOffsets = I[7] != 0;
+      Epilogue epi;
+      epi.bias = b.f(R[2]);
+      epi.act = act;
+      epi.residual = b.f(R[3]);
+      epi.ldr = I[11];
+      epi.alpha = static_cast<float>(k.floats.empty() ? 1.0 : k.floats[0]);
+      GemmBatch batch;
+      batch.count = count;
+      if (hasOffsets) {
+        batch.aOffsets = I.data() + 12;
+        batch.bOffsets = I.data() + 12 + count;
+        batch.cOffsets = I.data() + 12 + 2 * count;
+        batch.rOffsets = I.data() + 12 + 3 * count;
+      }
+      gemm(M, N, K, b.f(R[0]), I[8], transA, k.packed ? nullptr : b.f(R[1]), I[9], transB, k.packed, b.f(R[4]), I[10], epi, batch);
+      break;
+    }
+    case kNorm: {
+      NormArgs a;
+      a.x = b.f(R[0]);
+      a.residual = b.f(R[1]);
+      a.weight = b.f(R[2]);
+      a.bias = b.f(R[3]);
+      a.shift = b.f(R[4]);
+      a.scale = b.f(R[5]);
+      a.out = b.f(R[6]);
+      a.sumOut = b.f(R[7]);
+      a.rms = I[0] != 0;
+      a.rows = I[1];
+      a.cols = I[2];
+      a.rowsPerSample = I[3];
+      a.shiftStride = I[4];
+      a.scaleStride = I[5];
+      a.eps = static_cast<float>(k.floats[0]);
+      norm(a);
+      break;
+    }
+    case kSoftmax: softmax(b.f(R[0]), b.f(R[1]), I[0], I[1], I[2], I[3] != 0); break;
+    case kReduce: reduce(static_cast<int>(I[0]), b.f(R[0]), b.f(R[1]), I[1], I[2], I[3]); break;
+    case kAttention: {
+      AttnArgs a;
+      a.q = b.f(R[0]);
+      a.k = b.f(R[1]);
+      a.v = b.f(R[2]);
+      a.mask = b.at(R[3]);
+      a.out = b.f(R[4]);
+      a.B = I[0]; a.Hq = I[1]; a.Hkv = I[2]; a.Lq = I[3]; a.Lk = I[4]; a.D = I[5]; a.Dv = I[6];
+      a.causal = I[7] != 0;
+      a.maskIsBool = I[8] != 0;
+      for (int j = 0; j < 3; j++) {
+        a.qs[j] = I[9 + j];
+        a.ks[j] = I[12 + j];
+        a.vs[j] = I[15 + j];
+        a.os[j] = I[18 + j];
+      }
+      for (int j = 0; j < 4; j++) a.maskStrides[j] = I[21 + j];
+      a.scale = static_cast<float>(k.floats[0]);
+      attention(a);
+      break;
+    }
+    case kConv: {
+      ConvArgs a;
+      a.x = b.f(R[0]);
+      a.w = b.f(R[1]);
+      a.bias = b.f(R[2]);
+      a.out = b.f(R[3]);
+      a.N = I[0]; a.C = I[1]; a.H = I[2]; a.W = I[3]; a.O = I[4]; a.kh = I[5]; a.kw = I[6];
+      a.sh = I[7]; a.sw = I[8]; a.ph = I[9]; a.pw = I[10]; a.dh = I[11]; a.dw = I[12]; a.groups = I[13];
+      a.act = static_cast<int>(I[14]);
+      conv2d(a);
+      break;
+    }
+    case kGather:
+      gather(b.at(R[0]), b.at(R[1]), static_cast<int>(I[4]), I[5], b.at(R[2]), static_cast<int>(I[0]), I[1], I[2], I[3], I[6] != 0,
+             I[7] != 0 ? "embedding" : "gather");
+      break;
+    case kCast: cast(b.at(R[0]), static_cast<int>(I[0]), b.at(R[1]), static_cast<int>(I[1]), I[2]); break;
+    default: throw KernelError{"runPlan: unknown kernel code " + std::to_string(k.op)};
+  }
+}
+
+void execute(Plan& p, const std::vector<uint8_t*>& in, const std::vector<uint8_t*>& out) {
+  std::lock_guard<std::mutex> lock(gRunMutex);
+  Bound b{p, in, out};
+  for (size_t i = 0; i < p.kernels.size(); i++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      runKernel(p.kernels[i], b);
+    } catch (KernelError& e) {
+      e.message = "kernel " + std::to_string(i) + " (" + p.kernels[i].name + "): " + e.message;
+      throw;
+    }
+    p.profileNs[i] += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+  }
+  p.runs++;
+}
+
+// ---- N-API ----
+
+using PlanHandle = Napi::External<Plan>;
+
+Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsExternal()) throw Napi::TypeError::New(env, "runPlan: expected a plan handle from createPlan");
+  return v.As<PlanHandle>().Data();
+}
+
+// createPlan({ arenaBytes, inputBytes, outputBytes, constants: TypedArray[], packed: handle[],
+//              kernels: { op, name, refs: number[] (kind, index, byteOffset triples), ints, floats, packed }[] })
+Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createPlan: expected a plan descriptor");
+  Napi::Object desc = info[0].As<Napi::Object>();
+  auto plan = std::make_unique<Plan>();
+  plan->arenaBytes = i64(desc.Get("arenaBytes"));
+  plan->inputBytes = ints(env, desc.Get("inputBytes"));
+  plan->outputBytes = ints(env, desc.Get("outputBytes"));
+  Napi::Array consts = desc.Get("constants").As<Napi::Array>();
+  std::vector<size_t> constBytes;
+  for (uint32_t i = 0; i < consts.Length(); i++) {
+    RawArray r = rawOf(env, consts.Get(i), "createPlan: constant " + std::to_string(i));
+    plan->consts.push_back(r.data);
+    constBytes.push_back(r.bytes);
+  }
+  Napi::Array packed = desc.Get("packed").As<Napi::Array>();
+  std::vector<const PackedB*> packs;
+  for (uint32_t i = 0; i < packed.Length(); i++) {
+    Napi::Value h = packed.Get(i);
+    need(env, h.IsExternal(), "createPlan: packed[" + std::to_string(i) + "] is not a packB handle");
+    packs.push_back(h.As<Napi::External<PackedB>>().Data());
+  }
+  Napi::Array kernels = desc.Get("kernels").As<Napi::Array>();
+  for (uint32_t i = 0; i < kernels.Length(); i++) {
+    Napi::Object ko = kernels.Get(i).As<Napi::Object>();
+    Kernel k;
+    k.op = static_cast<int>(i64(ko.Get("op")));
+    k.name = ko.Get("name").ToString().Utf8Value();
+    std::vector<int64_t> refs = ints(env, ko.Get("refs"));
+    need(env, refs.size() % 3 == 0, "createPlan: kernel " + std::to_string(i) + " refs must be (kind, index, offset) triples");
+    for (size_t j = 0; j < refs.size(); j += 3) {
+      Ref r{static_cast<int>(refs[j]), static_cast<int>(refs[j + 1]), refs[j + 2]};
+      const std::string where = "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") operand " + std::to_string(j / 3);
+      switch (r.kind) {
+        case kNone: break;
+        case kArena: need(env, r.offset >= 0 && r.offset <= plan->arenaBytes, where + " lies outside the arena"); break;
+        case kInput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->inputBytes.size(), where + ": no such input"); break;
+        case kOutput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->outputBytes.size(), where + ": no such output"); break;
+        case kConst:
+          need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->consts.size(), where + ": no such constant");
+          need(env, static_cast<size_t>(r.offset) <= constBytes[r.index], where + " lies outside its constant");
+          break;
+        default: need(env, false, where + ": unknown operand kind");
+      }
+      k.refs.push_back(r);
+    }
+    k.ints = ints(env, ko.Get("ints"));
+    k.floats = floatList(ko.Get("floats"));
+    Napi::Value pk = ko.Get("packed");
+    if (pk.IsNumber() && i64(pk) >= 0) {
+      need(env, static_cast<size_t>(i64(pk)) < packs.size(), "createPlan: kernel " + std::to_string(i) + " names a missing packed weight");
+      k.packed = packs[i64(pk)];
+    }
+    if (k.op == kElementwise) {
+      const int64_t nIn = k.ints[0], rank = k.ints[1];
+      size_t pos = 3 + rank + nIn * (1 + rank);
+      const int64_t n = k.ints[pos++];
+      need(env, nIn + n <= 64, "createPlan: elementwise programs are limited to 64 registers");
+      for (int64_t j = 0; j < n; j++) {
+        EwInstr ins{static_cast<int>(k.ints[pos]), {static_cast<int>(k.ints[pos + 1]), static_cast<int>(k.ints[pos + 2]), static_cast<int>(k.ints[pos + 3])}};
+        pos += 4;
+        k.prog.push_back(ins);
+      }
+    }
+    plan->kernels.push_back(std::move(k));
+  }
+  plan->profileNs.assign(plan->kernels.size(), 0.0);
+  if (plan->arenaBytes > 0) {
+    void* p = nullptr;
+    if (posix_memalign(&p, 64, static_cast<size_t>(plan->arenaBytes)) != 0) throw Napi::Error::New(env, "createPlan: cannot allocate the arena");
+    plan->arena = static_cast<uint8_t*>(p);
+  }
+  plan->keep = Napi::Persistent(desc);
+  const int64_t bytes = plan->arenaBytes;
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return PlanHandle::New(env, plan.release(), [bytes](Napi::Env e, Plan* p) {
+    Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
+    delete p;
+  });
+}
+
+void bindArrays(const Napi::Env& env, const Plan& p, const Napi::Value& inV, const Napi::Value& outV, std::vector<uint8_t*>& in,
+                std::vector<uint8_t*>& out) {
+  need(env, inV.IsArray() && outV.IsArray(), "runPlan: inputs and outputs must be arrays of typed arrays");
+  Napi::Array ia = inV.As<Napi::Array>(), oa = outV.As<Napi::Array>();
+  need(env, ia.Length() == p.inputBytes.size(), "runPlan: the plan takes " + std::to_string(p.inputBytes.size()) + " inputs, got " + std::to_string(ia.Length()));
+  need(env, oa.Length() == p.outputBytes.size(), "runPlan: the plan writes " + std::to_string(p.outputBytes.size()) + " outputs, got " + std::to_string(oa.Length()));
+  for (uint32_t i = 0; i < ia.Length(); i++) {
+    RawArray r = rawOf(env, ia.Get(i), "runPlan: input " + std::to_string(i));
+    need(env, static_cast<int64_t>(r.bytes) == p.inputBytes[i], "runPlan: input " + std::to_string(i) + " has " + std::to_string(r.bytes) + " bytes; the plan expects " + std::to_string(p.inputBytes[i]));
+    in.push_back(r.data);
+  }
+  for (uint32_t i = 0; i < oa.Length(); i++) {
+    RawArray r = rawOf(env, oa.Get(i), "runPlan: output " + std::to_string(i));
+    need(env, static_cast<int64_t>(r.bytes) == p.outputBytes[i], "runPlan: output " + std::to_string(i) + " has " + std::to_string(r.bytes) + " bytes; the plan expects " + std::to_string(p.outputBytes[i]));
+    out.push_back(r.data);
+  }
+}
+
+// runPlan(plan, inputs, outputs)
+Napi::Value RunPlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Plan* p = planOf(env, info[0]);
+  std::vector<uint8_t*> in, out;
+  bindArrays(env, *p, info[1], info[2], in, out);
+  try {
+    execute(*p, in, out);
+  } catch (const KernelError& e) {
+    throw Napi::RangeError::New(env, e.message);
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "runPlan: out of memory");
+  }
+  return env.Undefined();
+}
+
+class PlanWorker : public Napi::AsyncWorker {
+ public:
+  PlanWorker(Napi::Function cb, Plan* p, std::vector<uint8_t*> in, std::vector<uint8_t*> out, Napi::Array keep)
+      : Napi::AsyncWorker(cb, "inferjit.runPlan"), plan_(p), in_(std::move(in)), out_(std::move(out)), keep_(Napi::Persistent(static_cast<Napi::Object>(keep))) {}
+  void Execute() override {
+    try {
+      execute(*plan_, in_, out_);
+    } catch (const KernelError& e) {
+      SetError(e.message);
+    } catch (const std::exception& e) {
+      SetError(std::string("runPlan: ") + e.what());
+    }
+  }
+
+ private:
+  Plan* plan_;
+  std::vector<uint8_t*> in_, out_;
+  Napi::ObjectReference keep_;  // plan handle, inputs and outputs stay alive until the callback
+};
+
+// runPlanAsync(plan, inputs, outputs, callback(err?))
+Napi::Value RunPlanAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Plan* p = planOf(env, info[0]);
+  std::vector<uint8_t*> in, out;
+  bindArrays(env, *p, info[1], info[2], in, out);
+  need(env, info[3].IsFunction(), "runPlanAsync: expected a callback");
+  Napi::Array keep = Napi::Array::New(env, 3);
+  keep.Set(0u, info[0]);
+  keep.Set(1u, info[1]);
+  keep.Set(2u, info[2]);
+  auto* w = new PlanWorker(info[3].As<Napi::Function>(), p, std::move(in), std::move(out), keep);
+  w->Queue();
+  return env.Undefined();
+}
+
+// planProfile(plan) -> { runs, ns: Float64Array (cumulative per kernel) }
+Napi::Value PlanProfile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Plan* p = planOf(env, info[0]);
+  Napi::Object o = Napi::Object::New(env);
+  std::lock_guard<std::mutex> lock(gRunMutex);
+  o.Set("runs", Napi::Number::New(env, static_cast<double>(p->runs)));
+  Napi::Float64Array ns = Napi::Float64Array::New(env, p->profileNs.size());
+  for (size_t i = 0; i < p->profileNs.size(); i++) ns[i] = p->profileNs[i];
+  o.Set("ns", ns);
+  if (info.Length() > 1 && flag(info[1])) {
+    std::fill(p->profileNs.begin(), p->profileNs.end(), 0.0);
+    p->runs = 0;
+  }
+  return o;
+}
+
+}  // namespace
+
+void registerPlan(Napi::Env env, Napi::Object exports) {
+  exports.Set("createPlan", Napi::Function::New(env, CreatePlan));
+  exports.Set("runPlan", Napi::Function::New(env, RunPlan));
+  exports.Set("runPlanAsync", Napi::Function::New(env, RunPlanAsync));
+  exports.Set("planProfile", Napi::Function::New(env, PlanProfile));
+}
+
+}  // namespace inferjit

@@ -1,0 +1,200 @@
+// The cpu backend's Executable: runs an optimized graph as native plans, one per concrete shape
+// binding (LRU), each a single call into native code (runPlan) or off the JS thread (runAsync).
+// The graph's passes ran once; a new concrete shape only lowers a new plan. Derived constants
+// (concatenated QKV weights, ...) are computed once by BoundConstants, GEMM weights are packed
+// once per executable, and both are rebuilt when a parameter's version counter moves. A graph with
+// an op or dtype the plan kernels do not cover runs on the interpreter instead, and says why.
+import { Tensor } from '../../../tensor/tensor.js';
+import { fromNumbers } from '../../../tensor/dtype.js';
+import type { Graph } from '../../../ir/graph.js';
+import { bindInputs, interpret } from '../../../trace/interpret.js';
+import { withEagerBackend } from '../../../ops/dispatch.js';
+import { bindConstants, type BoundConstants } from '../../../passes/derived.js';
+import { LruCache } from '../../../jit/lru.js';
+import type { PackedHandle } from '../addon.js';
+import { planAddon, planUnavailable, type PlanAddon, type PlanHandle } from './native.js';
+import { lowerPlan, PlanUnsupportedError, type LoweredPlan, type PlanStats } from './lower.js';
+
+/** Ops the plan lowering has kernels for (dtype and layout limits are checked when lowering). */
+export const PLAN_OPS: ReadonlySet<string> = new Set([
+  'neg', 'abs', 'relu', 'exp', 'log', 'sqrt', 'rsqrt', 'tanh', 'sigmoid', 'silu', 'gelu', 'gelu_tanh', 'erf', 'sin', 'cos',
+  'add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'pow', 'equal', 'less', 'greater', 'where', 'fused_elementwise',
+  'reshape', 'permute', 'split', 'slice', 'expand', 'concat', 'cast', 'gather', 'embedding',
+  'linear', 'linear_fused', 'matmul', 'conv2d',
+  'layer_norm', 'rms_norm', 'add_layer_norm', 'add_rms_norm', 'layer_norm_modulate', 'softmax', 'log_softmax',
+  'sum', 'mean', 'max', 'min', 'scaled_dot_product_attention', 'attention_fused',
+]);
+
+export interface PlanExecutableOptions {
+  /** Concrete-shape plans kept (LRU); default 8. */
+  maxPlans?: number;
+}
+
+interface CachedPlan { handle: PlanHandle; lowered: LoweredPlan }
+
+// Async runs are queued so at most one occupies a libuv thread (plans execute one at a time anyway).
+let asyncTail: Promise<unknown> = Promise.resolve();
+
+export class PlanExecutable {
+  readonly backend = 'cpu';
+  private readonly bound: BoundConstants;
+  private readonly body: Graph;
+  private readonly plans: LruCache<string, CachedPlan>;
+  private readonly packs = new Map<string, PackedHandle>();
+  private readonly literals = new Map<string, Tensor>();
+  private consts: Map<string, Tensor>;
+  private snapshot: { tensor: Tensor; version: number }[];
+  private fallback: string | null;
+  private lastPlan: CachedPlan | null = null;
+  /** Plans lowered so far (a new concrete shape, or a weight update). */
+  plansBuilt = 0;
+
+  constructor(graph: Graph, private readonly params: ReadonlyMap<string, Tensor>, options: PlanExecutableOptions = {}) {
+    this.bound = bindConstants(graph, params);
+    this.body = this.bound.graph;
+    this.plans = new LruCache(options.maxPlans ?? 8);
+    this.consts = this.bound.constants();
+    this.snapshot = this.takeSnapshot(graph);
+    for (const c of this.body.constants) {
+      if (c.kind === 'literal') this.literals.set(c.name, Tensor.fromStorage(c.dtype, c.shape as number[], fromNumbers(c.dtype, c.data ?? [])));
+    }
+    this.fallback = planUnavailable ?? null;
+    if (!this.fallback && process.env.INFERJIT_PLAN === '0') this.fallback = 'plans disabled by INFERJIT_PLAN=0';
+    if (!this.fallback) {
+      const bad = this.body.nodes.findIndex((n) => !PLAN_OPS.has(n.op));
+      if (bad >= 0) this.fallback = `node ${bad} (${this.body.nodes[bad].op}) has no plan kernel`;
+    }
+  }
+
+  /** 'plan' (native kernel lists) or 'interpreter' (node by node through eager dispatch). */
+  get path(): 'plan' | 'interpreter' { return this.fallback ? 'interpreter' : 'plan'; }
+  /** Why the interpreter runs this graph (null on the plan path). */
+  get fallbackReason(): string | null { return this.fallback; }
+
+  run(inputs: Tensor[]): Tensor[] {
+    const prepared = this.prepare(inputs);
+    if (!prepared) return this.interpret(inputs);
+    const { plan, outs } = prepared;
+    (planAddon as PlanAddon).runPlan(plan.handle, inputs.map((t) => t.data as ArrayBufferView), outs.map((t) => t.data as ArrayBufferView));
+    return this.collect(plan, inputs, outs);
+  }
+
+  /** Runs on a libuv worker thread; the JS thread stays free. Inputs must not be modified until it settles. */
+  runAsync(inputs: Tensor[]): Promise<Tensor[]> {
+    const job = asyncTail.then(() => new Promise<Tensor[]>((resolve, reject) => {
+      const prepared = this.prepare(inputs);
+      if (!prepared) { resolve(this.interpret(inputs)); return; }
+      const { plan, outs } = prepared;
+      (planAddon as PlanAddon).runPlanAsync(plan.handle, inputs.map((t) => t.data as ArrayBufferView), outs.map((t) => t.data as ArrayBufferView), (err) => {
+        if (err) reject(err);
+        else resolve(this.collect(plan, inputs, outs));
+      });
+    }));
+    asyncTail = job.catch(() => undefined);
+    return job;
+  }
+
+  /** One line: which path runs the graph and, for plans, the latest plan's shape. */
+  describe(): string {
+    if (this.fallback) return `cpu interpreter (${this.fallback})`;
+    const s = this.lastPlan?.lowered.stats;
+    if (!s) return 'cpu plan (no plan built yet)';
+    const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
+    return `cpu plan: ${s.kernels} kernels, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
+      + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached`;
+  }
+
+  /** Stats of the plan for these inputs (built if needed), or null on the interpreter path. */
+  planStats(inputs?: Tensor[]): PlanStats | null {
+    if (inputs) return this.prepare(inputs)?.plan.lowered.stats ?? null;
+    return this.lastPlan?.lowered.stats ?? null;
+  }
+
+  /** Cumulative native time per kernel name of the latest plan (ms), for benchmarks. */
+  profile(reset = false): { runs: number; byKernel: Record<string, number> } | null {
+    if (!this.lastPlan || !planAddon) return null;
+    const p = planAddon.planProfile(this.lastPlan.handle, reset);
+    const byKernel: Record<string, number> = {};
+    this.lastPlan.lowered.stats.kernelNames.forEach((name, i) => { byKernel[name] = (byKernel[name] ?? 0) + p.ns[i] / 1e6; });
+    return { runs: p.runs, byKernel };
+  }
+
+  // ---- internals ----
+
+  private prepare(inputs: Tensor[]): { plan: CachedPlan; outs: Tensor[] } | null {
+    if (this.fallback) return null;
+    const bindings = bindInputs(this.body, inputs);
+    this.refresh();
+    const key = [...bindings].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',');
+    let plan = this.plans.get(key);
+    if (!plan) {
+      let lowered: LoweredPlan;
+      try {
+        lowered = lowerPlan(this.body, bindings, {
+          constant: (name) => this.constant(name),
+          pack: (name, t, K, N, transB) => this.pack(name, t, K, N, transB),
+        });
+      } catch (e) {
+        if (!(e instanceof PlanUnsupportedError)) throw e;
+        this.fallback = e.message;
+        return null;
+      }
+      plan = { handle: (planAddon as PlanAddon).createPlan(lowered.desc), lowered };
+      this.plans.set(key, plan);
+      this.plansBuilt++;
+    }
+    this.lastPlan = plan;
+    return { plan, outs: plan.lowered.slots.map((s) => Tensor.empty(s.dtype, s.shape)) };
+  }
+
+  private collect(plan: CachedPlan, inputs: Tensor[], outs: Tensor[]): Tensor[] {
+    return plan.lowered.outputs.map((o) => (o.kind === 'slot' ? outs[o.slot] : o.kind === 'input' ? inputs[o.index] : this.constant(o.name)));
+  }
+
+  private interpret(inputs: Tensor[]): Tensor[] {
+    this.refresh();
+    const consts = new Map(this.consts);
+    for (const [k, t] of this.literals) consts.set(k, t);
+    return withEagerBackend('auto', () => interpret(this.body, inputs, consts));
+  }
+
+  private constant(name: string): Tensor {
+    const t = this.consts.get(name) ?? this.literals.get(name);
+    if (!t) throw new Error(`cpu plan: constant @${name} has no tensor`);
+    return t;
+  }
+
+  private pack(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle {
+    const key = `${name}|${transB ? 't' : 'n'}`;
+    let h = this.packs.get(key);
+    if (!h) {
+      h = (planAddon as PlanAddon).packB(t.data as Float32Array, K, N, transB);
+      this.packs.set(key, h);
+    }
+    return h;
+  }
+
+  /** Parameters updated in place since the plans were built: recompute derived constants, repack
+   *  weights and lower plans again (their constant pointers stay valid; packed copies do not). */
+  private refresh(): void {
+    if (this.snapshot.every((s) => s.tensor.version === s.version)) return;
+    this.consts = this.bound.constants();
+    this.packs.clear();
+    this.plans.clear();
+    this.lastPlan = null;
+    this.snapshot = this.snapshot.map((s) => ({ tensor: s.tensor, version: s.tensor.version }));
+  }
+
+  private takeSnapshot(graph: Graph): { tensor: Tensor; version: number }[] {
+    const out: { tensor: Tensor; version: number }[] = [];
+    for (const c of graph.constants) {
+      if (c.kind !== 'param') continue;
+      const t = this.params.get(c.name);
+      if (t) out.push({ tensor: t, version: t.version });
+    }
+    return out;
+  }
+}
+
+/** Whether native plans can run here (else why not). */
+export const planSupportReason = (): string | null => planUnavailable ?? null;

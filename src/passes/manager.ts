@@ -1,0 +1,100 @@
+// The pass manager: an ordered list of named passes run over a copy of the graph, any of which can
+// be disabled by name; optional verification after every pass (on in debug and test runs) and an
+// IR dump hook. Passes that profit from it are re-run until they stop changing the graph.
+import { performance } from 'node:perf_hooks';
+import type { Graph } from '../ir/graph.js';
+import { kernelBackends } from '../ops/registry.js';
+import { isNativeAvailable } from '../ops/dispatch.js';
+
+/** What the graph will run on, as far as passes care: whether a fused op they could emit has a
+ *  fast kernel there. Fusing into an op that only has the pure-TS reference kernel would make a
+ *  natively-executed graph slower, so such rewrites are skipped for that target. */
+export interface Target {
+  readonly name: string;
+  canEmit(op: string): boolean;
+}
+
+/** Every op is welcome (reference execution, tests, exporters). */
+export const ANY_TARGET: Target = { name: 'any', canEmit: () => true };
+
+/** The target for a JIT device: on 'cpu' with the native addon loaded, only ops that have a native
+ *  kernel may be emitted; everywhere else (reference, onnxruntime, tensorrt, cpu without the
+ *  addon) every op may (exporters lower fused ops through their ONNX mappings). */
+export function targetFor(device: string): Target {
+  if (device === 'cpu' && isNativeAvailable()) {
+    return { name: 'cpu-native', canEmit: (op) => kernelBackends(op).includes('cpu') };
+  }
+  return { name: device, canEmit: () => true };
+}
+
+export interface PassContext {
+  target: Target;
+  /** Check the graph after each pass (GraphVerifyError names the first problem). */
+  verify: boolean;
+}
+
+export interface Pass {
+  name: string;
+  /** One line for listings: what the pass rewrites. */
+  description: string;
+  /** Rewrites `graph` in place; returns how many rewrites it made (0 = unchanged). */
+  run(graph: Graph, context: PassContext): number;
+  /** Re-run until a run makes no rewrite (bounded), for passes whose rewrites expose more work. */
+  fixpoint?: boolean;
+}
+
+export interface PassStat { name: string; rewrites: number; ms: number; nodesAfter: number }
+
+export interface RunPassesOptions {
+  /** Default: the full pipeline (src/passes/index.ts). */
+  passes?: readonly Pass[];
+  disable?: readonly string[];
+  target?: Target;
+  verify?: boolean;
+  /** Called after each pass that ran, with the graph as it is then. */
+  dump?: (passName: string, graph: Graph, index: number) => void;
+}
+
+const FIXPOINT_LIMIT = 8;
+
+/** Whether to verify after each pass by default: under the test runner or when asked for. */
+export function verifyByDefault(): boolean {
+  return process.env.NODE_TEST_CONTEXT !== undefined || process.env.INFERJIT_VERIFY_PASSES === '1';
+}
+
+/** Runs one pass in place (to its fixpoint when it asks for one); returns its rewrite count. */
+export function runPass(pass: Pass, graph: Graph, context: PassContext): number {
+  let total = 0;
+  for (let round = 0; round < (pass.fixpoint ? FIXPOINT_LIMIT : 1); round++) {
+    const n = pass.run(graph, context);
+    total += n;
+    if (context.verify) {
+      try { graph.verify(); } catch (e) {
+        if (e instanceof Error) e.message = `after pass ${pass.name}: ${e.message}`;
+        throw e;
+      }
+    }
+    if (n === 0) break;
+  }
+  return total;
+}
+
+/** Runs the pipeline on a copy of `graph` (the input is never modified). */
+export function runPasses(graph: Graph, passes: readonly Pass[], options: Omit<RunPassesOptions, 'passes'> = {}): { graph: Graph; stats: PassStat[] } {
+  const known = new Set(passes.map((p) => p.name));
+  for (const d of options.disable ?? []) {
+    if (!known.has(d)) throw new RangeError(`runPasses: cannot disable unknown pass "${d}"; passes: ${[...known].join(', ')}`);
+  }
+  const context: PassContext = { target: options.target ?? ANY_TARGET, verify: options.verify ?? verifyByDefault() };
+  const g = graph.clone();
+  const stats: PassStat[] = [];
+  let i = 0;
+  for (const pass of passes) {
+    if (options.disable?.includes(pass.name)) continue;
+    const t0 = performance.now();
+    const rewrites = runPass(pass, g, context);
+    stats.push({ name: pass.name, rewrites, ms: performance.now() - t0, nodesAfter: g.nodes.length });
+    options.dump?.(pass.name, g, ++i);
+  }
+  return { graph: g, stats };
+}
