@@ -3,7 +3,8 @@
 // Until the native plan executor lands, a compiled graph is interpreted node by node on the native
 // eager kernels, so a pass pays off when it removes nodes or swaps several kernels for one fused
 // kernel. Also prints each pass's rewrite count and the memory plan of the optimized graph.
-// Run: npx tsx bench/passes.ts [--dim 384] [--heads 6] [--depth 4] [--seq 256] [--batch 1] [--rounds 5]
+// Run: node --expose-gc --import tsx bench/passes.ts [--dim 384] [--heads 6] [--depth 4] [--seq 256] [--batch 1] [--rounds 5]
+// (npx tsx bench/passes.ts works too, without the collections between timings)
 import { backendInfo, getNumThreads, inferenceJit, randn, type Tensor } from '../src/index.js';
 import { trace } from '../src/trace/index.js';
 import { DEFAULT_PASSES, runPasses, targetFor, planMemory, describePlan } from '../src/passes/index.js';
@@ -42,10 +43,14 @@ configs.push({ label: 'eager', run: () => model.forward(x), nodes: null });
 
 // Round robin: every config is timed once per round and keeps its best round median, so load from
 // other processes on the machine hits every config alike instead of whichever ran last.
+// Each round also rotates the order, so no config always runs right after the garbage-heavy eager
+// one; with --expose-gc the heap is collected before each timing.
 const rounds = arg('rounds', 5);
+const gc = (globalThis as { gc?: () => void }).gc;
 const times = new Map<string, number>();
 for (let r = 0; r < rounds; r++) {
-  for (const c of configs) {
+  for (const c of [...configs.slice(r % configs.length), ...configs.slice(0, r % configs.length)]) {
+    gc?.();
     await settle(20);
     const t = (await timeIt(c.run, 300, 3, r === 0 ? 2 : 1)).medianMs;
     times.set(c.label, Math.min(times.get(c.label) ?? Infinity, t));

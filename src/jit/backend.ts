@@ -7,6 +7,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import type { Graph } from '../ir/index.js';
 import { interpret } from '../trace/index.js';
+import { bindConstants } from '../passes/derived.js';
 import { withEagerBackend, isNativeAvailable } from '../ops/dispatch.js';
 import type { JitDevice, Precision } from './options.js';
 import { onnxRuntimeJitBackend } from '../backends/onnxruntime/jit.js';
@@ -55,7 +56,10 @@ const interpreterBackend = (id: 'cpu' | 'reference'): JitBackend => ({
     if (id === 'cpu' && planSupportReason() === null) return new PlanExecutable(graph, constants);
     const eager = id === 'cpu' ? 'auto' : 'reference';
     const why = id === 'cpu' ? `cpu interpreter (${planSupportReason()})` : 'reference interpreter';
-    const run = (inputs: Tensor[]): Tensor[] => withEagerBackend(eager, () => interpret(graph, inputs, constants));
+    // Values the passes derived from weights (transposed or concatenated weights) are computed once
+    // and recomputed only when a source weight changes.
+    const bound = bindConstants(graph, constants);
+    const run = (inputs: Tensor[]): Tensor[] => withEagerBackend(eager, () => interpret(bound.graph, inputs, bound.constants()));
     return { backend: id, run, runAsync: async (inputs) => run(inputs), describe: () => why };
   },
 });

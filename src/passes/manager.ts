@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { Graph } from '../ir/graph.js';
 import { kernelBackends } from '../ops/registry.js';
 import { isNativeAvailable } from '../ops/dispatch.js';
+import { PLAN_OPS, planSupportReason } from '../backends/cpu/plan/executable.js';
 
 /** What the graph will run on, as far as passes care: whether a fused op they could emit has a
  *  fast kernel there. Fusing into an op that only has the pure-TS reference kernel would make a
@@ -22,7 +23,11 @@ export const ANY_TARGET: Target = { name: 'any', canEmit: () => true };
  *  addon) every op may (exporters lower fused ops through their ONNX mappings). */
 export function targetFor(device: string): Target {
   if (device === 'cpu' && isNativeAvailable()) {
-    return { name: 'cpu-native', canEmit: (op) => kernelBackends(op).includes('cpu') };
+    // An op is worth emitting when it runs natively: as an eager cpu kernel, or as a kernel of the
+    // native plan executor (which runs compiled cpu graphs; fused_elementwise, layer_norm_modulate
+    // and attention_fused exist only there).
+    const planned = planSupportReason() === null;
+    return { name: 'cpu-native', canEmit: (op) => kernelBackends(op).includes('cpu') || (planned && PLAN_OPS.has(op)) };
   }
   return { name: device, canEmit: () => true };
 }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nn, randn, fromArray, Tensor, GraphBreakError, inferenceJit, configure, resetConfig, jitStats } from '../../src/index.js';
 import { doubleIfPositive } from './fixtures/graph-break.js';
+import { listPassNames } from '../../src/jit/passes.js';
 
 class Mlp extends nn.Module {
   fc1 = new nn.Linear(8, 16, { seed: 1 });
@@ -206,7 +207,12 @@ test('cache "off" compiles every call; debug dumps the captured IR', () => {
   const [folder] = readdirSync(dir);
   assert.match(folder, /^addOne-[0-9a-f]{10}$/);
   const files = readdirSync(join(dir, folder)).sort();
-  assert.deepEqual(files, ['00-capture.json', '00-capture.txt', 'signature.json']);
+  // The captured IR, then the IR after each registered pass, in pipeline order.
+  const perPass = listPassNames().flatMap((name, i) => {
+    const stem = `${String(i + 1).padStart(2, '0')}-${name}`;
+    return [`${stem}.json`, `${stem}.txt`];
+  });
+  assert.deepEqual(files, ['00-capture.json', '00-capture.txt', ...perPass, 'signature.json'].sort());
   assert.match(readFileSync(join(dir, folder, '00-capture.txt'), 'utf8'), /= add\(%0, /);
   rmSync(dir, { recursive: true });
 });

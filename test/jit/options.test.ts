@@ -53,13 +53,15 @@ test('bad options and bad environment values fail with the option or variable na
 });
 
 test('passes.disable is checked against the registered passes', () => {
-  assert.deepEqual(listPassNames(), []); // no passes exist yet
-  assert.throws(() => validateOptions({ passes: { disable: ['cse'] } }, 'inferenceJit options'), /passes.disable names unknown pass "cse"; registered passes: \(none yet\)/);
+  const defaults = listPassNames();
+  assert.ok(defaults.includes('cse') && defaults.includes('gemm-epilogue'), `default pipeline: ${defaults.join(', ')}`);
+  validateOptions({ passes: { disable: ['cse'] } }, 'inferenceJit options');
+  assert.throws(() => validateOptions({ passes: { disable: ['cse-typo'] } }, 'inferenceJit options'), /passes.disable names unknown pass "cse-typo"; registered passes: simplify, cse/);
   registerPass({ name: 'test-identity', description: 'returns its input', run: (g: Graph) => g });
   try {
     validateOptions({ passes: { disable: ['test-identity'] } }, 'x');
     assert.throws(() => registerPass({ name: 'test-identity', description: '', run: (g: Graph) => g }), /already registered/);
-    assert.throws(() => validateOptions({ passes: { disable: ['dce'] } }, 'x'), /registered passes: test-identity/);
+    assert.throws(() => validateOptions({ passes: { disable: ['nope'] } }, 'x'), /registered passes: .*test-identity/);
   } finally {
     unregisterPass('test-identity');
   }
