@@ -2,6 +2,8 @@
 //   linear_fused    act(x · weightᵀ + bias) + residual     (GEMM epilogue fusion)
 //   add_layer_norm  [layer_norm(x + residual), x + residual] (residual stream + pre-norm)
 //   add_rms_norm    [rms_norm(x + residual), x + residual]
+//   add_group_norm  [group_norm(x + residual), x + residual]
+//   add_softmax     softmax(x + addend), addend broadcast to x (attention scores plus a mask or bias)
 //   layer_norm_modulate  layer_norm(x) * (1 + scale) + shift, per-sample scale/shift (DiT's adaLN)
 //   fused_elementwise    a small program of elementwise ops evaluated in one pass over memory
 //   attention_fused      scaled_dot_product_attention on [B, L, H, D] operands (head-split absorbed)
@@ -20,6 +22,8 @@ export type FusedActivation = (typeof FUSED_ACTIVATIONS)[number];
 interface LinearFusedAttrs { activation: FusedActivation }
 interface AddLayerNormAttrs { normalized_ndim: number; eps: number }
 interface AddRmsNormAttrs { eps: number }
+interface AddGroupNormAttrs { num_groups: number; eps: number }
+interface AddSoftmaxAttrs { axis: number }
 
 const mayEqual = (a: Dim, b: Dim): boolean => typeof a !== 'number' || typeof b !== 'number' || a === b;
 const shapesMayEqual = (a: Shape, b: Shape): boolean => a.length === b.length && a.every((d, i) => mayEqual(d, b[i]));
@@ -94,6 +98,43 @@ export const addRmsNorm = defineOp<AddRmsNormAttrs>({
   reference([x, residual, weight], attrs) {
     const sum = ref('add', [x, residual])[0];
     return [ref('rms_norm', [sum, weight], { ...attrs })[0], sum];
+  },
+});
+
+export const addGroupNorm = defineOp<AddGroupNormAttrs>({
+  name: 'add_group_norm',
+  kind: 'norm',
+  inputs: ['x', 'residual', 'weight?', 'bias?'],
+  attrs: { num_groups: { type: 'int' }, eps: { type: 'float', default: 1e-5 } },
+  doc: 'sum = x + residual (same shape [N, C, *]); outputs [group_norm(sum, weight, bias), sum].',
+  infer([x, residual, weight, bias], attrs) {
+    checkResidual('add_group_norm', x!, residual!);
+    const [normed] = getOp('group_norm').infer([x, weight, bias], attrs);
+    return [normed, { dtype: x!.dtype, shape: x!.shape }];
+  },
+  reference([x, residual, weight, bias], attrs) {
+    const sum = ref('add', [x, residual])[0];
+    return [ref('group_norm', [sum, weight, bias], { ...attrs })[0], sum];
+  },
+});
+
+export const addSoftmax = defineOp<AddSoftmaxAttrs>({
+  name: 'add_softmax',
+  kind: 'reduction',
+  inputs: ['x', 'addend'],
+  attrs: { axis: { type: 'int', default: -1 } },
+  doc: 'softmax(x + addend) along axis; addend (same dtype) broadcasts to x\'s shape, e.g. a [B, 1, Lq, Lk] mask added to [B, H, Lq, Lk] scores.',
+  infer([x, addend], attrs) {
+    const [out] = getOp('softmax').infer([x], attrs);
+    if (addend!.dtype !== x!.dtype) throw new TypeError(`add_softmax: addend has dtype ${addend!.dtype} but x has dtype ${x!.dtype}; they must match`);
+    const b = broadcastShapes(x!.shape, addend!.shape);
+    if (!b || !shapesMayEqual(b, x!.shape)) {
+      throw new RangeError(`add_softmax: addend ${formatShape(addend!.shape)} does not broadcast to x ${formatShape(x!.shape)}`);
+    }
+    return [out];
+  },
+  reference([x, addend], attrs) {
+    return ref('softmax', [ref('add', [x, addend])[0]], { ...attrs });
   },
 });
 

@@ -247,6 +247,14 @@ CASES.linear_fused = [
 ];
 CASES.add_layer_norm = [{ inputs: [r([2, 3, 8]), r([2, 3, 8]), r([8]), r([8])], atol: ACC_ATOL }];
 CASES.add_rms_norm = [{ inputs: [r([2, 3, 8]), r([2, 3, 8]), r([8])], atol: ACC_ATOL }];
+CASES.add_group_norm = [
+  { inputs: [r([2, 6, 3, 3]), r([2, 6, 3, 3]), r([6]), r([6])], attrs: { num_groups: 3 }, atol: ACC_ATOL },
+  { label: 'rank 3, no params', inputs: [r([2, 4, 5]), r([2, 4, 5]), null, null], attrs: { num_groups: 2, eps: 1e-3 }, atol: ACC_ATOL },
+];
+CASES.add_softmax = [
+  { label: 'mask broadcast over heads and query rows', inputs: [r([2, 3, 4, 5]), r([2, 1, 1, 5])] },
+  { label: 'same shape, axis 1', inputs: [r([3, 4, 2]), r([3, 4, 2])], attrs: { axis: 1 } },
+];
 CASES.layer_norm_modulate = [
   { inputs: [r([2, 3, 8]), r([2, 8]), r([2, 8]), null, null], attrs: { eps: 1e-6 }, atol: ACC_ATOL },
   { label: 'affine, rank 4', inputs: [r([2, 2, 3, 8]), r([2, 8]), r([2, 8]), r([8]), r([8])], atol: ACC_ATOL },

@@ -36,6 +36,17 @@ registerOnnxMapping<NormAttrs>('add_rms_norm', (ctx, [x, residual, weight], { ep
   return [normed.names[0], sum.names[0]];
 });
 
+registerOnnxMapping<{ num_groups: number; eps: number }>('add_group_norm', (ctx, [x, residual, weight, bias], { num_groups, eps }, _outs, [mx, mr, mw, mb]) => {
+  const sum = emit(ctx, 'add', [x, residual], [mx, mr]);
+  const normed = emit(ctx, 'group_norm', [sum.names[0], weight, bias], [sum.metas[0], mw, mb], { num_groups, eps });
+  return [normed.names[0], sum.names[0]];
+});
+
+registerOnnxMapping<{ axis: number }>('add_softmax', (ctx, [x, addend], { axis }, _outs, [mx, ma]) => {
+  const sum = emit(ctx, 'add', [x, addend], [mx, ma]);
+  return emit(ctx, 'softmax', sum.names, sum.metas, { axis }).names;
+});
+
 interface LayerNormModulateAttrs { eps: number }
 
 registerOnnxMapping<LayerNormModulateAttrs>('layer_norm_modulate', (ctx, [x, shift, scale, weight, bias], { eps }, _outs, [mx, msh, msc, mw, mb]) => {
