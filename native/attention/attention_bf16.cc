@@ -71,6 +71,7 @@ void attentionBf16(const AttentionProblem& pr, Bf16Kernel kernel) {
   const float negInf = -std::numeric_limits<float>::infinity();
   const float scale = pr.scale;
   parallelFor(B * Hq * qBlocks, [&](int64_t task, int) {
+    if (kernel == Bf16Kernel::kAmx) amx::configureTiles();
     const int64_t qb = task % qBlocks, bh = task / qBlocks;
     const int64_t h = bh % Hq, b = bh / Hq;
     const int64_t hk = b * Hkv + h / group;

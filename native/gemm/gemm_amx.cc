@@ -24,20 +24,6 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// Every tile is 16 rows × 64 bytes; configured once per thread (the configuration is thread state
-// and nothing else in the process uses tiles).
-thread_local bool tConfigured = false;
-
-IJ_TGT_AMX void configure() {
-  TileConfig cfg;
-  for (int t = 0; t < 8; t++) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
-  tConfigured = true;
-}
-
 thread_local float tC[32 * 32];  // C staging for partial tiles (rows < 16 or < 32 columns)
 
 IJ_TGT_AMX void panelProduct(int rows, int64_t Kp, const uint16_t* a, int64_t lda, const uint16_t* bp, int nc, float* c, int64_t ldc,
@@ -96,9 +82,27 @@ IJ_TGT_AMX void panelProduct(int rows, int64_t Kp, const uint16_t* a, int64_t ld
 
 }  // namespace
 
+// Every tile is 16 rows × 64 bytes. The configuration is per-thread state that other AMX users in
+// the process (e.g. a peer runtime's int8 kernels running on the same thread) may change, so it
+// is loaded at the start of every task rather than cached in a flag.
+// A static object, not a stack one: GCC 12's _tile_loadconfig tells the compiler it reads only the
+// first 8 bytes, so stores to a local config's row/column fields can be dropped as dead.
+const TileConfig kTileConfig = [] {
+  TileConfig cfg;
+  for (int t = 0; t < 8; t++) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  return cfg;
+}();
+
+IJ_TGT_AMX void configureTiles() {
+  __asm__ volatile("" ::: "memory");
+  _tile_loadconfig(&kTileConfig);
+}
+
 void blockProduct(int rows, int64_t Kp, const uint16_t* a, int64_t lda, const uint16_t* b, int64_t panelStride, int64_t q0, int64_t p0,
                   int64_t p1, int64_t N, float* c, int64_t ldc, bool accumulate) {
-  if (!tConfigured) configure();
   for (int64_t p = p0; p < p1; p++) {
     const int64_t j0 = p * kBf16NR;
     const int nc = static_cast<int>(std::min<int64_t>(kBf16NR, N - j0));

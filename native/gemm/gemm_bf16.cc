@@ -57,6 +57,14 @@ Bf16Caps probe() {
 #endif
   }
 #endif
+  // INFERJIT_DISABLE_ISA=avx512bf16,amx,avx512 hides features, so the fallbacks and their error
+  // messages can be exercised (and kernels compared) on a machine that has everything.
+  if (const char* off = std::getenv("INFERJIT_DISABLE_ISA")) {
+    const std::string s = std::string(",") + off + ",";
+    if (s.find(",avx512,") != std::string::npos) caps.avx512f = false;
+    if (s.find(",avx512bf16,") != std::string::npos || !caps.avx512f) caps.avx512bf16 = false;
+    if (s.find(",amx,") != std::string::npos || !caps.avx512bf16) caps.amxBf16 = caps.amxUsable = false;
+  }
   return caps;
 }
 }  // namespace
@@ -452,10 +460,15 @@ constexpr auto kMicroF16 = makeF16Table(std::make_index_sequence<kMRh + 1>{});
 
 // ---- AMX A packing: bf16 rows [mcPad][kcPad], zero rows and columns past the block ----
 
+// Row stride of packed A for AMX: kcPad plus one cache line, so the 16 rows of an A tile do not
+// all fall into the same few L1 sets (a power-of-two stride such as 2 KB maps them to 2 of 64).
+inline int64_t amxStride(int64_t kcPad) { return kcPad + 32; }
+
 IJ_TGT_BF16 void packAAmx(const float* a, int64_t lda, bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int64_t mcPad,
                           int64_t kcPad, uint16_t* dst) {
+  const int64_t ld = amxStride(kcPad);
   for (int64_t r = 0; r < mcPad; r++) {
-    uint16_t* d = dst + r * kcPad;
+    uint16_t* d = dst + r * ld;
     if (r >= mc) {
       std::memset(d, 0, static_cast<size_t>(kcPad) * 2);
     } else if (!transA) {
@@ -490,11 +503,14 @@ void splitTasks(int64_t M, int64_t panels, int64_t count, int64_t rowAlign, cons
 inline int64_t offAt(const int64_t* offs, int64_t i) { return offs ? offs[i] : 0; }
 
 // Cache blocking. bf16 halves the bytes per element, so the AVX512 kernel's K block is twice the
-// fp32 one (a 14×1024 A micro-panel is 28 KB, like fp32's 14×512). Env overrides for tuning.
+// fp32 one (a 14×1024 A micro-panel is 28 KB, like fp32's 14×512). AMX keeps C in tile registers
+// for a whole K block, so long K blocks (1024) and 256-row A blocks (~0.5 MB of bf16, in L2) won
+// on Sapphire Rapids: shorter ones re-load and re-store C tiles more often than they save in cache
+// misses (measured 512×768×3072, one thread: KC 256 -> 1024 gave +35%). Env overrides for tuning.
 const int64_t kKCb = roundUp(envInt("INFERJIT_BF16_KC", 1024, 32), 32);
 const int64_t kMcTilesB = envInt("INFERJIT_BF16_MC", 12, 1);
 const int64_t kKCa = roundUp(envInt("INFERJIT_AMX_KC", 1024, 32), 32);
-const int64_t kMCa = roundUp(envInt("INFERJIT_AMX_MC", 128, 32), 32);
+const int64_t kMCa = roundUp(envInt("INFERJIT_AMX_MC", 256, 32), 32);
 const int64_t kKCh = 512;
 constexpr int64_t kMcTilesH = 12;
 
@@ -541,21 +557,25 @@ void gemmBf16Amx(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, b
   const int64_t kBlocks = ceilDiv(Kp, kKCa);
   const int64_t KC = roundUp(ceilDiv(Kp, kBlocks), 32);
   splitTasks(M, panels, batch.count, 32, [&](int64_t bi, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
+    amx::configureTiles();
     const float* ab = a + offAt(batch.aOffsets, bi);
     float* cb = c + offAt(batch.cOffsets, bi);
     const float* rb = epi.residual ? epi.residual + offAt(batch.rOffsets, bi) : nullptr;
-    uint16_t* ap = tPackAmxA.get(static_cast<size_t>(kMCa * KC));
+    uint16_t* ap = tPackAmxA.get(static_cast<size_t>(kMCa * amxStride(KC)));
     for (int64_t i0 = r0; i0 < r1; i0 += kMCa) {
       const int64_t mc = std::min(kMCa, r1 - i0), mcPad = roundUp(mc, 16);
       for (int64_t k0 = 0; k0 < Kp; k0 += KC) {
         const int64_t kcPad = std::min(KC, Kp - k0), kc = std::max<int64_t>(0, std::min(kcPad, K - k0));
         const bool last = k0 + kcPad >= Kp;
         packAAmx(ab, lda, transA, i0, mc, k0, kc, mcPad, kcPad, ap);
+        // Panel-outer: a panel's K block (≤ 64 KB) stays in L1/L2 while every 32-row block of the
+        // packed A (in L2) passes over it; C tiles stay in tile registers for the whole K block.
         for (int64_t p = p0; p < p1; p++) {
           for (int64_t ir = 0; ir < mc; ir += 32) {
             const int rows = static_cast<int>(std::min<int64_t>(32, mc - ir));
             float* ct = cb + (i0 + ir) * ldc;
-            amx::blockProduct(rows, kcPad, ap + ir * kcPad, kcPad, pb.data, pb.panelStride(), k0 / 2, p, p + 1, N, ct, ldc, k0 > 0);
+            amx::blockProduct(rows, kcPad, ap + ir * amxStride(kcPad), amxStride(kcPad), pb.data, pb.panelStride(), k0 / 2, p, p + 1, N, ct,
+                              ldc, k0 > 0);
             if (last) {
               const int64_t j0 = p * kBf16NR;
               const int nc = static_cast<int>(std::min<int64_t>(kBf16NR, N - j0));
@@ -655,11 +675,11 @@ void gemmBf16PackedTile(int64_t M, int64_t N, int64_t K, const float* a, int64_t
   const int64_t panels = ceilDiv(N, kBf16NR);
   if (kernel == Bf16Kernel::kAmx) {
     const int64_t Kp = roundUp(std::max<int64_t>(K, 1), 32), mPad = roundUp(M, 16);
-    uint16_t* ap = tPackAmxA.get(static_cast<size_t>(mPad * Kp));
+    uint16_t* ap = tPackAmxA.get(static_cast<size_t>(mPad * amxStride(Kp)));
     packAAmx(a, lda, false, 0, M, 0, K, mPad, Kp, ap);
     for (int64_t ir = 0; ir < M; ir += 32) {
       const int rows = static_cast<int>(std::min<int64_t>(32, M - ir));
-      amx::blockProduct(rows, Kp, ap + ir * Kp, Kp, b, panelStride, 0, 0, panels, N, c + ir * ldc, ldc, accumulate);
+      amx::blockProduct(rows, Kp, ap + ir * amxStride(Kp), amxStride(Kp), b, panelStride, 0, 0, panels, N, c + ir * ldc, ldc, accumulate);
     }
     return;
   }

@@ -84,7 +84,7 @@ void gemmF16(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool 
 // Single-threaded tile product for kernels that run their own parallel loop (attention):
 // C[M, N] (ldc) = or += bf16(A)[M, K] (fp32 row-major, lda) · B, where B is given as packed-bf16
 // panels (panel p at b + p·panelStride, pair row q at +q·64) and K is even or the panels are
-// zero-padded past K. Uses AMX when kernel == kAmx.
+// zero-padded past K. Uses AMX when kernel == kAmx (after amx::configureTiles() on this thread).
 void gemmBf16PackedTile(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const uint16_t* b,
                         int64_t panelStride, float* c, int64_t ldc, bool accumulate, Bf16Kernel kernel);
 
@@ -94,6 +94,9 @@ float bf16ToFloatScalar(uint16_t h);
 
 // AMX kernels (gemm_amx.cc). Tile state is configured per thread on first use.
 namespace amx {
+// Loads this kernel's tile configuration on the calling thread; call it at the start of every task
+// that then calls blockProduct or gemmBf16PackedTile(kAmx).
+void configureTiles();
 // C[rows, N] (ldc) (+)= A · B for a block of up to 32 rows: `a` is bf16 row-major [rows, Kp]
 // (stride lda elements, Kp a multiple of 32, rows past `rows` readable and zero), B packed panels
 // [p0, p1) over pair rows [q0, q0 + Kp/2) of a panel (panel p at b + p·panelStride).

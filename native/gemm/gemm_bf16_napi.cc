@@ -1,9 +1,13 @@
 // N-API bindings of the reduced-precision kernels: capability report, bf16 / f16 weight packing
-// (handles tagged by type, so a fp32 PackedB can never be read as bf16 panels), the two GEMMs with
-// the fp32 GEMM's argument conventions, and bf16 attention (registered from attention_bf16.cc).
+// (handles tagged by type, so a fp32 PackedB can never be read as bf16 panels), export/import of
+// packed panels for the disk cache, the two GEMMs with the fp32 GEMM's argument conventions, and
+// bf16 attention (registered from attention_bf16.cc).
 #include "gemm_bf16_napi.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "../attention/attention_bf16.h"
 #include "../common.h"
@@ -164,6 +168,50 @@ void parseGemm(const Napi::CallbackInfo& info, const char* name, int64_t packedK
   g.batch.rOffsets = g.rOff.empty() ? nullptr : g.rOff.data();
 }
 
+// packedData(handle) -> [Uint16Array copy of the panels, K, N]: what a disk cache stores. The layout
+// (gemm_bf16.h) does not depend on the CPU or the kernel, so the panels can be loaded back as they are.
+template <typename T>
+Napi::Value packedData(const Napi::CallbackInfo& info, const T* pb) {
+  Napi::Env env = info.Env();
+  const size_t n = pb->bytes() / 2;
+  auto out = Napi::Uint16Array::New(env, n);
+  std::memcpy(out.Data(), pb->data, pb->bytes());
+  Napi::Array r = Napi::Array::New(env, 3);
+  r.Set(0u, out);
+  r.Set(1u, Napi::Number::New(env, static_cast<double>(pb->K)));
+  r.Set(2u, Napi::Number::New(env, static_cast<double>(pb->N)));
+  return r;
+}
+Napi::Value PackedBf16Data(const Napi::CallbackInfo& info) {
+  return packedData(info, unwrap<PackedBf16>(info.Env(), info[0], kBf16Tag, "packedBf16Data: handle"));
+}
+Napi::Value PackedF16Data(const Napi::CallbackInfo& info) {
+  return packedData(info, unwrap<PackedF16>(info.Env(), info[0], kF16Tag, "packedF16Data: handle"));
+}
+
+// loadPackedBf16(panels: Uint16Array, K, N) / loadPackedF16(...) -> handle (a copy of the panels).
+template <typename T>
+Napi::Value loadPacked(const Napi::CallbackInfo& info, const char* name, const napi_type_tag& tag) {
+  Napi::Env env = info.Env();
+  auto src = viewOf<uint16_t>(env, info[0], (std::string(name) + ": panels").c_str());
+  const int64_t K = i64(info[1]), N = i64(info[2]);
+  need(env, K >= 0 && N >= 0, std::string(name) + ": bad sizes");
+  auto pb = std::make_unique<T>();
+  pb->K = K;
+  pb->N = N;
+  pb->panels = (N + kBf16NR - 1) / kBf16NR;
+  if constexpr (std::is_same_v<T, PackedBf16>) pb->Kp = (std::max<int64_t>(K, 1) + kBf16KAlign - 1) / kBf16KAlign * kBf16KAlign;
+  need(env, src.length == pb->bytes() / 2, std::string(name) + ": expected " + std::to_string(pb->bytes() / 2) + " elements for K=" +
+                                               std::to_string(K) + ", N=" + std::to_string(N) + ", got " + std::to_string(src.length));
+  void* p = nullptr;
+  if (posix_memalign(&p, 64, std::max<size_t>(pb->bytes(), 64)) != 0) throw Napi::Error::New(env, std::string(name) + ": out of memory");
+  pb->data = static_cast<uint16_t*>(p);
+  std::memcpy(pb->data, src.data, pb->bytes());
+  return wrap(env, std::move(pb), tag);
+}
+Napi::Value LoadPackedBf16(const Napi::CallbackInfo& info) { return loadPacked<PackedBf16>(info, "loadPackedBf16", kBf16Tag); }
+Napi::Value LoadPackedF16(const Napi::CallbackInfo& info) { return loadPacked<PackedF16>(info, "loadPackedF16", kF16Tag); }
+
 // gemmBf16(<gemm args>, kernel (0 auto/env | 1 avx512 | 2 amx))
 Napi::Value GemmBf16(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -186,12 +234,19 @@ Napi::Value GemmF16(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+const PackedBf16* packedBf16FromValue(Napi::Env env, const Napi::Value& v, const char* what) { return unwrap<PackedBf16>(env, v, kBf16Tag, what); }
+const PackedF16* packedF16FromValue(Napi::Env env, const Napi::Value& v, const char* what) { return unwrap<PackedF16>(env, v, kF16Tag, what); }
+
 void registerBf16(Napi::Env env, Napi::Object exports) {
   exports.Set("bf16Info", Napi::Function::New(env, Bf16Info));
   exports.Set("packBf16", Napi::Function::New(env, PackBf16));
   exports.Set("packF16", Napi::Function::New(env, PackF16));
   exports.Set("gemmBf16", Napi::Function::New(env, GemmBf16));
   exports.Set("gemmF16", Napi::Function::New(env, GemmF16));
+  exports.Set("packedBf16Data", Napi::Function::New(env, PackedBf16Data));
+  exports.Set("packedF16Data", Napi::Function::New(env, PackedF16Data));
+  exports.Set("loadPackedBf16", Napi::Function::New(env, LoadPackedBf16));
+  exports.Set("loadPackedF16", Napi::Function::New(env, LoadPackedF16));
   registerAttentionBf16(env, exports);
 }
 
