@@ -3,7 +3,9 @@
 // constant) resolved to a pointer when the plan runs. runPlan executes the whole list in one call
 // on the shared thread pool; runPlanAsync does the same on a libuv worker thread so the JS thread
 // stays free. One plan runs at a time (a process-wide lock): plans share kernel scratch, and two
-// plans would only fight over the same cores anyway.
+// plans would only fight over the same cores anyway. Plans lowered with precision 'bf16' run their
+// packed-weight GEMMs on bf16 panels (gemmBf16, same epilogues) and flagged attention kernels with
+// bf16 products (attentionBf16); activations stay fp32 in the arena either way.
 #include "plan.h"
 
 #include <chrono>
@@ -15,7 +17,10 @@
 #include <vector>
 
 #include "../common.h"
+#include "../attention/attention_bf16.h"
 #include "../gemm/gemm.h"
+#include "../gemm/gemm_bf16.h"
+#include "../gemm/gemm_bf16_napi.h"
 #include "kernels.h"
 
 namespace inferjit {
@@ -40,6 +45,8 @@ struct Kernel {
   std::vector<int64_t> ints;
   std::vector<double> floats;
   const PackedB* packed = nullptr;
+  const PackedBf16* packedBf16 = nullptr;  // set instead of `packed` for bf16 GEMMs
+  bool bf16 = false;                       // attention: bf16 QK / PV products
   // decoded once for elementwise programs
   std::vector<EwInstr> prog;
 };
@@ -50,6 +57,7 @@ struct Plan {
   std::vector<uint8_t*> consts;
   uint8_t* arena = nullptr;
   int64_t arenaBytes = 0;
+  Bf16Kernel bf16Kernel = Bf16Kernel::kAuto;  // resolved at createPlan when a kernel runs in bf16
   std::vector<double> profileNs;
   int64_t runs = 0;
   Napi::ObjectReference keep;  // the descriptor: keeps constants and packed weights alive
@@ -101,6 +109,7 @@ struct Bound {
 };
 
 void runKernel(const Kernel& k, const Bound& b) {
+  const Plan& plan = b.p;
   const auto& I = k.ints;
   const auto& R = k.refs;
   switch (k.op) {
@@ -145,7 +154,12 @@ void runKernel(const Kernel& k, const Bound& b) {
         batch.cOffsets = I.data() + 12 + 2 * count;
         batch.rOffsets = I.data() + 12 + 3 * count;
       }
-      gemm(M, N, K, b.f(R[0]), I[8], transA, k.packed ? nullptr : b.f(R[1]), I[9], transB, k.packed, b.f(R[4]), I[10], epi, batch);
+      if (k.packedBf16) {
+        // B is one shared packed weight (the lowering packs only unbatched B operands)
+        gemmBf16(M, N, K, b.f(R[0]), I[8], transA, *k.packedBf16, b.f(R[4]), I[10], epi, batch, plan.bf16Kernel);
+      } else {
+        gemm(M, N, K, b.f(R[0]), I[8], transA, k.packed ? nullptr : b.f(R[1]), I[9], transB, k.packed, b.f(R[4]), I[10], epi, batch);
+      }
       break;
     }
     case kNorm: {
@@ -171,6 +185,22 @@ void runKernel(const Kernel& k, const Bound& b) {
     case kSoftmax: softmax(b.f(R[0]), b.f(R[1]), I[0], I[1], I[2], I[3] != 0); break;
     case kReduce: reduce(static_cast<int>(I[0]), b.f(R[0]), b.f(R[1]), I[1], I[2], I[3]); break;
     case kAttention: {
+      if (k.bf16) {
+        // the lowering made q, k, v and out contiguous [B, H, L, D] for this kernel
+        AttentionProblem pr;
+        pr.q = b.f(R[0]);
+        pr.k = b.f(R[1]);
+        pr.v = b.f(R[2]);
+        if (I[8] != 0) pr.maskB = b.at(R[3]);
+        else pr.maskF = b.f(R[3]);
+        for (int j = 0; j < 4; j++) pr.maskStrides[j] = I[21 + j];
+        pr.out = b.f(R[4]);
+        pr.B = I[0]; pr.Hq = I[1]; pr.Hkv = I[2]; pr.Lq = I[3]; pr.Lk = I[4]; pr.D = I[5]; pr.Dv = I[6];
+        pr.causal = I[7] != 0;
+        pr.scale = static_cast<float>(k.floats[0]);
+        attentionBf16(pr, plan.bf16Kernel);
+        break;
+      }
       AttnArgs a;
       a.q = b.f(R[0]);
       a.k = b.f(R[1]);
@@ -237,8 +267,10 @@ Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
   return v.As<PlanHandle>().Data();
 }
 
-// createPlan({ arenaBytes, inputBytes, outputBytes, constants: TypedArray[], packed: handle[],
-//              kernels: { op, name, refs: number[] (kind, index, byteOffset triples), ints, floats, packed }[] })
+// createPlan({ arenaBytes, inputBytes, outputBytes, constants: TypedArray[], packed: handle[], packedBf16?: handle[],
+//              kernels: { op, name, refs: number[] (kind, index, byteOffset triples), ints, floats, packed, packedBf16? }[] })
+// A GEMM kernel with packedBf16 >= 0 runs on that bf16 weight; an attention kernel with a 26th int
+// of 1 runs in bf16.
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createPlan: expected a plan descriptor");
@@ -261,6 +293,12 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     need(env, h.IsExternal(), "createPlan: packed[" + std::to_string(i) + "] is not a packB handle");
     packs.push_back(h.As<Napi::External<PackedB>>().Data());
   }
+  std::vector<const PackedBf16*> packsBf16;
+  if (desc.Has("packedBf16") && desc.Get("packedBf16").IsArray()) {
+    Napi::Array pb = desc.Get("packedBf16").As<Napi::Array>();
+    for (uint32_t i = 0; i < pb.Length(); i++) packsBf16.push_back(packedBf16FromValue(env, pb.Get(i), "createPlan: packedBf16"));
+  }
+  bool usesBf16 = false;
   Napi::Array kernels = desc.Get("kernels").As<Napi::Array>();
   for (uint32_t i = 0; i < kernels.Length(); i++) {
     Napi::Object ko = kernels.Get(i).As<Napi::Object>();
@@ -292,6 +330,19 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
       need(env, static_cast<size_t>(i64(pk)) < packs.size(), "createPlan: kernel " + std::to_string(i) + " names a missing packed weight");
       k.packed = packs[i64(pk)];
     }
+    Napi::Value pkb = ko.Get("packedBf16");
+    if (pkb.IsNumber() && i64(pkb) >= 0) {
+      need(env, k.op == kGemm && !k.packed, "createPlan: kernel " + std::to_string(i) + " takes a bf16 weight but is not an unpacked GEMM");
+      need(env, static_cast<size_t>(i64(pkb)) < packsBf16.size(), "createPlan: kernel " + std::to_string(i) + " names a missing bf16 packed weight");
+      k.packedBf16 = packsBf16[i64(pkb)];
+      need(env, k.ints.size() >= 12 && k.ints[6] == 1 && k.ints[3] == 0 && k.ints[2] == k.packedBf16->K && k.ints[1] == k.packedBf16->N,
+           "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its bf16 weight's [K, N]");
+      usesBf16 = true;
+    }
+    if (k.op == kAttention && k.ints.size() > 25 && k.ints[25] != 0) {
+      k.bf16 = true;
+      usesBf16 = true;
+    }
     if (k.op == kElementwise) {
       const int64_t nIn = k.ints[0], rank = k.ints[1];
       size_t pos = 3 + rank + nIn * (1 + rank);
@@ -304,6 +355,10 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
       }
     }
     plan->kernels.push_back(std::move(k));
+  }
+  if (usesBf16) {
+    std::string why;
+    if (!resolveBf16Kernel(bf16KernelFromEnv(), &plan->bf16Kernel, &why)) throw Napi::Error::New(env, "createPlan: precision 'bf16': " + why);
   }
   plan->profileNs.assign(plan->kernels.size(), 0.0);
   if (plan->arenaBytes > 0) {

@@ -2,6 +2,8 @@
 // 'cpu' lowers to native plans (src/backends/cpu/plan: one native call per forward, plans per
 // concrete shape) when the addon is built and every node has a plan kernel; otherwise, and on
 // 'reference', the graph is interpreted node by node through dispatch, and describe() says why.
+// precision 'bf16' on 'cpu' runs the plans' weight GEMMs and attention with bf16 products
+// (AVX512_BF16); it never falls back to fp32 silently.
 // 'onnxruntime' and 'tensorrt' export the graph to ONNX and run it in ONNX Runtime
 // (src/backends/onnxruntime, src/backends/tensorrt).
 import type { Tensor } from '../tensor/tensor.js';
@@ -13,6 +15,7 @@ import type { JitDevice, Precision } from './options.js';
 import { onnxRuntimeJitBackend } from '../backends/onnxruntime/jit.js';
 import { tensorRtJitBackend } from '../backends/tensorrt/jit.js';
 import { PlanExecutable, planSupportReason } from '../backends/cpu/plan/executable.js';
+import { reducedPrecisionSupport } from '../backends/cpu/bf16.js';
 
 /** A compiled graph ready to run: flat tensor inputs in graph-input order -> graph outputs. */
 export interface Executable {
@@ -50,8 +53,16 @@ const interpreterBackend = (id: 'cpu' | 'reference'): JitBackend => ({
   version: () => (id === 'cpu' ? `plan-1+native:${isNativeAvailable() ? 'yes' : 'no'}` : 'interpret-1'),
   unavailableReason: () => null,
   lower(graph, constants, context) {
+    if (id === 'cpu' && context.precision === 'bf16') {
+      const support = reducedPrecisionSupport();
+      if (!support.bf16) throw new Error(`inferenceJit: precision 'bf16' on device 'cpu' needs AVX512_BF16: ${support.missing}`);
+      const why = planSupportReason();
+      if (why !== null) throw new Error(`inferenceJit: precision 'bf16' on device 'cpu' runs only as native plans, which are unavailable: ${why}`);
+      return new PlanExecutable(graph, constants, { precision: 'bf16' });
+    }
     if (context.precision !== 'fp32') {
-      throw new Error(`inferenceJit: precision '${context.precision}' is not available yet on device '${id}' (only 'fp32' is implemented)`);
+      const have = id === 'cpu' ? `'fp32' and 'bf16' are` : `'fp32' is`;
+      throw new Error(`inferenceJit: precision '${context.precision}' is not available yet on device '${id}' (only ${have} implemented)`);
     }
     if (id === 'cpu' && planSupportReason() === null) return new PlanExecutable(graph, constants);
     const eager = id === 'cpu' ? 'auto' : 'reference';

@@ -4,6 +4,8 @@
 // (concatenated QKV weights, ...) are computed once by BoundConstants, GEMM weights are packed
 // once per executable, and both are rebuilt when a parameter's version counter moves. A graph with
 // an op or dtype the plan kernels do not cover runs on the interpreter instead, and says why.
+// With precision 'bf16' the weights are packed as bf16 panels instead (see lower.ts); the
+// interpreter fallback has no bf16 path, so a bf16 graph the plans cannot run is an error.
 import { Tensor } from '../../../tensor/tensor.js';
 import { fromNumbers } from '../../../tensor/dtype.js';
 import type { Graph } from '../../../ir/graph.js';
@@ -12,8 +14,9 @@ import { withEagerBackend } from '../../../ops/dispatch.js';
 import { bindConstants, type BoundConstants } from '../../../passes/derived.js';
 import { LruCache } from '../../../jit/lru.js';
 import type { PackedHandle } from '../addon.js';
+import type { PackedBf16Handle } from '../bf16.js';
 import { planAddon, planUnavailable, type PlanAddon, type PlanHandle } from './native.js';
-import { lowerPlan, PlanUnsupportedError, type LoweredPlan, type PlanStats } from './lower.js';
+import { lowerPlan, PlanUnsupportedError, type LoweredPlan, type PlanPrecision, type PlanStats } from './lower.js';
 
 /** Ops the plan lowering has kernels for (dtype and layout limits are checked when lowering). */
 export const PLAN_OPS: ReadonlySet<string> = new Set([
@@ -28,6 +31,8 @@ export const PLAN_OPS: ReadonlySet<string> = new Set([
 export interface PlanExecutableOptions {
   /** Concrete-shape plans kept (LRU); default 8. */
   maxPlans?: number;
+  /** 'fp32' (default) or 'bf16' (weight GEMMs and attention with bf16 products; needs AVX512_BF16). */
+  precision?: PlanPrecision;
 }
 
 interface CachedPlan { handle: PlanHandle; lowered: LoweredPlan }
@@ -41,6 +46,8 @@ export class PlanExecutable {
   private readonly body: Graph;
   private readonly plans: LruCache<string, CachedPlan>;
   private readonly packs = new Map<string, PackedHandle>();
+  private readonly packsBf16 = new Map<string, PackedBf16Handle>();
+  readonly precision: PlanPrecision;
   private readonly literals = new Map<string, Tensor>();
   private consts: Map<string, Tensor>;
   private snapshot: { tensor: Tensor; version: number }[];
@@ -58,12 +65,14 @@ export class PlanExecutable {
     for (const c of this.body.constants) {
       if (c.kind === 'literal') this.literals.set(c.name, Tensor.fromStorage(c.dtype, c.shape as number[], fromNumbers(c.dtype, c.data ?? [])));
     }
+    this.precision = options.precision ?? 'fp32';
     this.fallback = planUnavailable ?? null;
     if (!this.fallback && process.env.INFERJIT_PLAN === '0') this.fallback = 'plans disabled by INFERJIT_PLAN=0';
     if (!this.fallback) {
       const bad = this.body.nodes.findIndex((n) => !PLAN_OPS.has(n.op));
       if (bad >= 0) this.fallback = `node ${bad} (${this.body.nodes[bad].op}) has no plan kernel`;
     }
+    if (this.fallback) this.noBf16Fallback(this.fallback);
   }
 
   /** 'plan' (native kernel lists) or 'interpreter' (node by node through eager dispatch). */
@@ -100,7 +109,8 @@ export class PlanExecutable {
     const s = this.lastPlan?.lowered.stats;
     if (!s) return 'cpu plan (no plan built yet)';
     const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
-    return `cpu plan: ${s.kernels} kernels, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
+    const bf16 = s.precision === 'bf16' ? ` bf16 (${s.bf16Weights} bf16 weights, ${s.bf16Attention} bf16 attention)` : '';
+    return `cpu plan${bf16}: ${s.kernels} kernels, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
       + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached`;
   }
 
@@ -133,9 +143,12 @@ export class PlanExecutable {
         lowered = lowerPlan(this.body, bindings, {
           constant: (name) => this.constant(name),
           pack: (name, t, K, N, transB) => this.pack(name, t, K, N, transB),
+          precision: this.precision,
+          packBf16: (name, t, K, N, transB) => this.packBf16(name, t, K, N, transB),
         });
       } catch (e) {
         if (!(e instanceof PlanUnsupportedError)) throw e;
+        this.noBf16Fallback(e.message);
         this.fallback = e.message;
         return null;
       }
@@ -174,12 +187,28 @@ export class PlanExecutable {
     return h;
   }
 
+  private packBf16(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle {
+    const key = `${name}|${transB ? 't' : 'n'}`;
+    let h = this.packsBf16.get(key);
+    if (!h) {
+      h = (planAddon as PlanAddon).packBf16(t.data as Float32Array, 0, K, N, transB);
+      this.packsBf16.set(key, h);
+    }
+    return h;
+  }
+
+  /** A bf16 executable must not silently run in fp32 on the interpreter. */
+  private noBf16Fallback(why: string): void {
+    if (this.precision === 'bf16') throw new Error(`inferenceJit: precision 'bf16' runs only as a native cpu plan, and this graph cannot: ${why}`);
+  }
+
   /** Parameters updated in place since the plans were built: recompute derived constants, repack
    *  weights and lower plans again (their constant pointers stay valid; packed copies do not). */
   private refresh(): void {
     if (this.snapshot.every((s) => s.tensor.version === s.version)) return;
     this.consts = this.bound.constants();
     this.packs.clear();
+    this.packsBf16.clear();
     this.plans.clear();
     this.lastPlan = null;
     this.snapshot = this.snapshot.map((s) => ({ tensor: s.tensor, version: s.tensor.version }));

@@ -5,12 +5,15 @@
 // must be filled. Arena buffers are placed by liveness (greedy by size, as TFLite's planner does);
 // a view keeps its buffer alive, and an elementwise kernel writes over an input buffer that dies
 // at it. Constants are read in place; linear/matmul weights are pre-packed once per executable.
+// With precision 'bf16' those weights are packed as bf16 panels (fp32 accumulation, same fused
+// epilogues) and attention runs with bf16 products; everything else, and the arena, stays fp32.
 import type { Graph, Node } from '../../../ir/graph.js';
 import { evalShape, type DimBindings } from '../../../ir/dims.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import { dtypeBytes, type DType } from '../../../tensor/dtype.js';
 import { parseElementwiseProgram } from '../../../ops/fused.js';
 import type { PackedHandle } from '../addon.js';
+import type { PackedBf16Handle } from '../bf16.js';
 import { ACT_CODES, COMPARISONS, DTYPE_CODES, EW_CODES, KERNEL, REDUCE_CODES, REF, type KernelDesc, type PlanDesc } from './native.js';
 import { broadcastTo, contiguousStrides, isContiguous, numelOf, reshapeStrides, sliceBounds } from './views.js';
 
@@ -28,7 +31,7 @@ const align = (n: number): number => Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
 type Store = { kind: 'arena' | 'input' | 'output' | 'const'; index: number };
 interface View { store: Store; offset: number; shape: number[]; strides: number[]; dtype: DType }
 
-interface Draft { op: number; name: string; refs: (View | null)[]; ints: number[]; floats: number[]; packed: number }
+interface Draft { op: number; name: string; refs: (View | null)[]; ints: number[]; floats: number[]; packed: number; packedBf16: number }
 interface Buffer { bytes: number; def: number; end: number; aliases: Set<number> }
 
 /** How a graph output is produced: a slot the plan writes, or a tensor handed through. */
@@ -56,19 +59,35 @@ export interface PlanStats {
   inPlace: number;
   /** Linear/matmul weights read pre-packed. */
   packedWeights: number;
+  /** Compute precision of the weight GEMMs and attention ('fp32' or 'bf16'). */
+  precision: PlanPrecision;
+  /** Of packedWeights, those packed as bf16 panels. */
+  bf16Weights: number;
+  /** Attention kernels with bf16 products. */
+  bf16Attention: number;
   kernelNames: string[];
 }
+
+/** Precisions the plan executor computes in. */
+export type PlanPrecision = 'fp32' | 'bf16';
 
 export interface LowerContext {
   /** The live tensor of a constant value (parameters, derived constants, literals). */
   constant(name: string): Tensor;
   /** A packed handle for weight `t` viewed as B [K, N] (stored [N, K] when transB), cached by the caller. */
   pack(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle;
+  /** Default 'fp32'. 'bf16' needs packBf16. */
+  precision?: PlanPrecision;
+  /** As pack, into bf16 panels (rounded to nearest even), cached by the caller. */
+  packBf16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle;
 }
 
 const normAxis = (a: number, rank: number): number => (a < 0 ? a + rank : a);
 
 export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext): LoweredPlan {
+  const precision: PlanPrecision = ctx.precision ?? 'fp32';
+  const bf16 = precision === 'bf16';
+  if (bf16 && !ctx.packBf16) throw new Error('lowerPlan: precision \'bf16\' needs a packBf16 callback');
   const shapeOf = new Map<number, number[]>();
   for (const [id, v] of graph.values) shapeOf.set(id, evalShape(v.shape, bindings));
   const dtypeOf = (v: number): DType => graph.value(v).dtype;
@@ -105,7 +124,9 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const constIndex = new Map<string, number>();
   const packed: PackedHandle[] = [];
   const packedIndex = new Map<string, number>();
-  const stats = { views: 0, copies: 0, inPlace: 0 };
+  const packedBf16: PackedBf16Handle[] = [];
+  const packedBf16Index = new Map<string, number>();
+  const stats = { views: 0, copies: 0, inPlace: 0, bf16Attention: 0 };
 
   const contiguousView = (store: Store, s: number[], dtype: DType, offset = 0): View => ({ store, offset, shape: s, strides: contiguousStrides(s), dtype });
   const setView = (v: number, view: View): void => {
@@ -136,7 +157,7 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const emit = (op: number, name: string, refs: (View | null)[], ints: number[], floats: number[] = [], pk = -1): void => {
     const k = drafts.length;
     for (const r of refs) if (r && r.store.kind === 'arena') { const b = buffers[r.store.index]; b.end = Math.max(b.end, k); }
-    drafts.push({ op, name, refs, ints, floats, packed: pk });
+    drafts.push({ op, name, refs, ints, floats, packed: pk, packedBf16: -1 });
   };
   const emitCopy = (src: View, dst: View, name: string): void => {
     stats.copies++;
@@ -196,6 +217,19 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
       packedIndex.set(key, idx);
     }
     return idx;
+  };
+  /** A constant weight as a GEMM's B operand: fp32 panels, or bf16 panels in a bf16 plan. */
+  const weightOf = (v: number, K: number, N: number, transB: boolean): { packed: number; packedBf16: number } => {
+    if (!bf16) return { packed: packOf(v, K, N, transB), packedBf16: -1 };
+    const c = constByValue.get(v)!;
+    const key = `${c.name}|${transB ? 't' : 'n'}`;
+    let idx = packedBf16Index.get(key);
+    if (idx === undefined) {
+      idx = packedBf16.length;
+      packedBf16.push(ctx.packBf16!(c.name, ctx.constant(c.name), K, N, transB));
+      packedBf16Index.set(key, idx);
+    }
+    return { packed: -1, packedBf16: idx };
   };
   const isF32 = (v: number | null): boolean => v === null || dtypeOf(v) === 'f32';
 
@@ -373,8 +407,8 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
         const outShape = shape(outV);
         const M = numelOf(outShape) / N;
         const A = asMatrix(xv!, M, K);
-        let bRef: View | null = null, pk = -1;
-        if (constByValue.has(wv!)) pk = packOf(wv!, K, N, true);
+        let bRef: View | null = null, pk = -1, pkb = -1;
+        if (constByValue.has(wv!)) ({ packed: pk, packedBf16: pkb } = weightOf(wv!, K, N, true));
         else bRef = contiguous(wv!);
         const bias = optional(bv ?? null);
         const dst = dest(outV);
@@ -389,6 +423,7 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
         }
         const act = ACT_CODES[(a.activation as string | undefined) ?? 'none'];
         emit(KERNEL.gemm, op, [A.view, bRef, bias, res, dst], [M, N, K, 0, 1, act, 1, 0, A.ld, K, N, ldr], [1], pk);
+        drafts[drafts.length - 1].packedBf16 = pkb;
         setView(outV, dst);
         if (lateResidual !== null) {
           // a broadcast residual is added in place afterwards
@@ -409,11 +444,12 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
         const dst = dest(outV);
         if (numelOf(bBatch) === 1) {
           const A = asMatrix(av, count * M, K);
-          let bRef: View | null = null, pk = -1;
-          if (constByValue.has(bv) && bs.length <= 2) pk = packOf(bv, K, N, false);
+          let bRef: View | null = null, pk = -1, pkb = -1;
+          if (constByValue.has(bv) && bs.length <= 2) ({ packed: pk, packedBf16: pkb } = weightOf(bv, K, N, false));
           else bRef = contiguous(bv);
           emit(KERNEL.gemm, op, [A.view, bRef, null, null, dst], [count * M, N, K, 0, 0, 0, 1, 0, A.ld, N, N, N], [1]);
           drafts[drafts.length - 1].packed = pk;
+          drafts[drafts.length - 1].packedBf16 = pkb;
         } else {
           const A = contiguous(av), B = contiguous(bv);
           const offs = (batch: number[]): number[] => {
@@ -524,6 +560,7 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
           if (view.shape[3] > 1 && view.strides[3] !== 1) view = contiguous(v);
           return { view, st: perm.slice(0, 3).map((p) => view.strides[p]), dims: perm.map((p) => view.shape[p]) };
         };
+        if (bf16) return lowerAttentionBf16(node, qv!, kv!, vv!, mv ?? null, bshd);
         const q = operand(qv!), k = operand(kv!), v = operand(vv!);
         const [B, Hq, Lq, D] = q.dims;
         const [, Hkv, Lk] = k.dims;
@@ -557,6 +594,44 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     }
   }
 
+  /** Attention with bf16 products (attentionBf16): it reads q, k, v and writes out as contiguous
+   *  [B, H, L, D], so strided or [B, L, H, D] operands are copied into that layout first (the
+   *  kernel repacks K and V per call anyway; these copies are small next to the products). */
+  function lowerAttentionBf16(node: Node, qv: number, kv: number, vv: number, mv: number | null, bshd: boolean): void {
+    const a = node.attrs as Record<string, any>;
+    const outV = node.outputs[0];
+    const bhld = (v: number): View => {
+      const view = viewOf(v);
+      const t = bshd ? { ...view, shape: [0, 2, 1, 3].map((p) => view.shape[p]), strides: [0, 2, 1, 3].map((p) => view.strides[p]) } : view;
+      if (isContiguous(t.shape, t.strides)) return t;
+      const dst = alloc(t.shape, 'f32');
+      emitCopy(t, dst, 'attention-layout');
+      return dst;
+    };
+    const q = bhld(qv), k = bhld(kv), v = bhld(vv);
+    if ([q, k, v].some((w) => w.shape.length !== 4)) throw new PlanUnsupportedError(`attention operands must be rank 4, got [${q.shape.join(', ')}]`);
+    const [B, Hq, Lq, D] = q.shape;
+    const [, Hkv, Lk] = k.shape;
+    const Dv = v.shape[3];
+    let mask: View | null = null, ms = [0, 0, 0, 0];
+    if (mv !== null) {
+      mask = viewOf(mv);
+      ms = broadcastTo(mask.shape, mask.strides, [B, Hq, Lq, Lk]);
+    }
+    const outShape = [B, Hq, Lq, Dv];
+    const dst = bshd ? alloc(outShape, 'f32') : dest(outV);
+    const scale = (a.scale as number) === 0 ? 1 / Math.sqrt(D) : (a.scale as number);
+    emit(KERNEL.attention, node.op, [q, k, v, mask, dst],
+      [B, Hq, Hkv, Lq, Lk, D, Dv, a.causal ? 1 : 0, mask?.dtype === 'bool' ? 1 : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...ms, 1], [scale]);
+    stats.bf16Attention++;
+    if (bshd) {
+      // back to the [B, L, H, Dv] the op returns
+      const out = dest(outV);
+      emitCopy({ ...dst, shape: [B, Lq, Hq, Dv], strides: [Hq * Lq * Dv, Dv, Lq * Dv, 1] }, out, 'attention-layout');
+      setView(outV, out);
+    } else setView(outV, dst);
+  }
+
   // ---- placement: greedy by size over kernel-index lifetimes ----
   const order = buffers.map((_, b) => b).sort((p, q) => buffers[q].bytes - buffers[p].bytes || buffers[p].def - buffers[q].def);
   const placed: { offset: number; end: number; def: number; last: number }[] = [];
@@ -585,7 +660,10 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
       default: return [REF.constant, r.store.index, bytes];
     }
   };
-  const kernels: KernelDesc[] = drafts.map((d) => ({ op: d.op, name: d.name, refs: d.refs.flatMap(refOf), ints: d.ints, floats: d.floats, packed: d.packed }));
+  const kernels: KernelDesc[] = drafts.map((d) => ({
+    op: d.op, name: d.name, refs: d.refs.flatMap(refOf), ints: d.ints, floats: d.floats, packed: d.packed,
+    ...(d.packedBf16 >= 0 ? { packedBf16: d.packedBf16 } : {}),
+  }));
 
   let naiveBytes = 0;
   for (const n of graph.nodes) for (const v of n.outputs) if (!slotOf.has(v)) naiveBytes += align(numelOf(shape(v)) * dtypeBytes(dtypeOf(v)));
@@ -593,12 +671,13 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const inputBytes = graph.inputs.map((inp) => numelOf(shape(inp.value)) * dtypeBytes(dtypeOf(inp.value)));
   const outputBytes = slots.map((s) => numelOf(s.shape) * dtypeBytes(s.dtype));
   return {
-    desc: { arenaBytes, inputBytes, outputBytes, constants, packed, kernels },
+    desc: { arenaBytes, inputBytes, outputBytes, constants, packed, ...(bf16 ? { packedBf16 } : {}), kernels },
     outputs,
     slots,
     stats: {
       kernels: kernels.length, arenaBytes, naiveBytes, views: stats.views, copies: stats.copies, inPlace: stats.inPlace,
-      packedWeights: packed.length, kernelNames: drafts.map((d) => d.name),
+      packedWeights: packed.length + packedBf16.length, precision, bf16Weights: packedBf16.length, bf16Attention: stats.bf16Attention,
+      kernelNames: drafts.map((d) => d.name),
     },
   };
 }

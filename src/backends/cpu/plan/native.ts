@@ -3,6 +3,7 @@
 // why) when the addon is missing or was built before the plan executor existed.
 import { addon, loadFailure, type PackedHandle } from '../addon.js';
 import type { DType } from '../../../tensor/dtype.js';
+import type { PackedBf16Handle } from '../bf16.js';
 
 /** An opaque handle to a native plan (freed by the GC with its arena). */
 export type PlanHandle = { readonly __plan: unique symbol };
@@ -16,6 +17,8 @@ export interface KernelDesc {
   floats: number[];
   /** Index into PlanDesc.packed, or -1. */
   packed: number;
+  /** GEMM on a bf16 weight: index into PlanDesc.packedBf16, or -1 / absent. */
+  packedBf16?: number;
 }
 
 export interface PlanDesc {
@@ -25,6 +28,8 @@ export interface PlanDesc {
   /** Storage arrays of the constants the kernels read (kept alive by the plan). */
   constants: ArrayBufferView[];
   packed: PackedHandle[];
+  /** bf16 weights (handles from packBf16) of precision-'bf16' plans. */
+  packedBf16?: PackedBf16Handle[];
   kernels: KernelDesc[];
 }
 
@@ -35,6 +40,8 @@ export interface PlanAddon {
   /** Cumulative nanoseconds per kernel since creation (or the last reset). */
   planProfile(plan: PlanHandle, reset?: boolean): { runs: number; ns: Float64Array };
   packB(b: Float32Array, K: number, N: number, transB: boolean): PackedHandle;
+  /** srcType 0: fp32 source. B is [K, N], or stored [N, K] when transB (native/gemm/gemm_bf16_napi.cc). */
+  packBf16(b: Float32Array, srcType: number, K: number, N: number, transB: boolean): PackedBf16Handle;
 }
 
 function load(): { plan: PlanAddon | null; reason?: string } {
