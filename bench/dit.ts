@@ -9,8 +9,9 @@
 // Run: npx tsx bench/dit.ts [--quick] [--models DiT-S/2,DiT-B/2] [--batches 1,2] [--rounds 5]
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { backendInfo, getNumThreads, fromArray, randn, inferenceJit, type Tensor } from '../src/index.js';
+import { backendInfo, getNumThreads, fromArray, randn, inferenceJit, Rng, type Tensor } from '../src/index.js';
 import { listPassNames } from '../src/jit/passes.js';
 import { jitRunner } from '../src/jit/index.js';
 import { trace } from '../src/trace/index.js';
@@ -23,11 +24,11 @@ import { settle, table } from './lib/timing.js';
 // A benchmark must not read or fill the user's disk cache: every compile here is in memory.
 process.env.INFERJIT_CACHE = 'memory';
 
-interface Args { quick: boolean; models: DiTName[]; batches: number[]; rounds: number; perRound: number; rss: boolean; child: null | { kind: 'compiled' | 'ort'; model: DiTName; batch: number } }
+interface Args { quick: boolean; models: DiTName[]; batches: number[]; rounds: number; rss: boolean; child: null | { kind: 'compiled' | 'ort'; model: DiTName; batch: number } }
 
 function parseArgs(argv: string[]): Args {
   const quick = argv.includes('--quick');
-  const a: Args = { quick, models: quick ? ['DiT-S/2'] : ['DiT-S/2', 'DiT-B/2'], batches: [1, 2], rounds: quick ? 2 : 5, perRound: quick ? 2 : 3, rss: true, child: null };
+  const a: Args = { quick, models: quick ? ['DiT-S/2'] : ['DiT-S/2', 'DiT-B/2'], batches: [1, 2], rounds: quick ? 4 : 12, rss: true, child: null };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
     switch (argv[i]) {
@@ -95,23 +96,30 @@ const maxAbsDiff = (a: Tensor, b: Tensor): number => {
   return m;
 };
 
-/** Every contender runs `perRound` times per round; the order rotates each round so drift in the
- *  machine's load hits all alike. Returns all samples per contender. */
-async function timeRounds(contenders: Contender[], x: [Tensor, Tensor, Tensor], rounds: number, perRound: number): Promise<number[][]> {
-  const samples = contenders.map(() => [] as number[]);
+/** Each round runs every contender once, so neighbouring samples of different contenders see the
+ *  same background load, in a fresh seeded-random order: a fixed order would always put the same
+ *  predecessor (e.g. eager's garbage) before a contender. Returns samples[contender][round]. */
+async function timeRounds(contenders: Contender[], x: [Tensor, Tensor, Tensor], rounds: number): Promise<number[][]> {
+  const samples = contenders.map(() => new Array<number>(rounds).fill(0));
+  const rng = new Rng(rounds);
   for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < contenders.length; k++) {
-      const i = (k + r) % contenders.length;
-      await settle(30); // lets ORT's spinning pool go idle before our pool runs, and vice versa
-      for (let j = 0; j < perRound; j++) {
-        const t0 = performance.now();
-        contenders[i].run(x);
-        samples[i].push(performance.now() - t0);
-      }
+    const order = contenders.map((_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = rng.nextU32() % (i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    for (const i of order) {
+      await settle(20); // lets ORT's spinning pool go idle before our pool runs, and vice versa
+      const t0 = performance.now();
+      contenders[i].run(x);
+      samples[i][r] = performance.now() - t0;
     }
   }
   return samples;
 }
+
+/** The median over rounds of a[r] / b[r]: a ratio that drifting machine load mostly cancels out of. */
+const pairedRatio = (a: number[], b: number[]): number => median(a.map((v, r) => v / b[r]));
 
 // ---- RSS (child processes) ----
 
@@ -150,7 +158,8 @@ async function main(): Promise<void> {
   const threads = getNumThreads();
   const families = passFamilies();
   console.log(`inferjit ${info.isa ?? 'reference'} (${info.gemmTile ?? '-'} tile), ${threads} threads; onnxruntime-node ${ortVersion()} intraOpNumThreads=${threads}, graphOptimizationLevel 'all'`);
-  console.log(`${args.rounds} rounds × ${args.perRound} runs per contender after warm-up (median of ${args.rounds * args.perRound}); pass families: ${families.map((f) => `${f.name} = ${f.passes.join('+')}`).join('; ')}\n`);
+  console.log(`${args.rounds} rounds, each running every contender once (seeded random order), after warm-up; ms = median over rounds, ratios = median over rounds of the per-round ratio; load average at start ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}`);
+  console.log(`pass families: ${families.map((f) => `${f.name} = ${f.passes.join('+')}`).join('; ')}\n`);
 
   const ratioVsOrt: Record<string, number> = {}, ratioVsEager: Record<string, number> = {};
   const msTable: Record<string, Record<string, number>> = {}, rssTable: Record<string, unknown> = {};
@@ -163,6 +172,8 @@ async function main(): Promise<void> {
     // weights) compiles the variants with pass families disabled.
     const variants = families.map((f) => ({ f, fn: inferenceJit(model, { passes: { disable: f.passes } }) }));
     const noPlan = inferenceJit(model, { name: 'no-plan' });
+    // Nothing disabled, function form: a control whose ratio to 'compiled' shows the noise floor.
+    const control = inferenceJit(model, { name: 'control' });
     try {
       for (const batch of args.batches) {
         const x = inputs(batch);
@@ -173,6 +184,7 @@ async function main(): Promise<void> {
           { label: 'onnxruntime', run: (a) => ort.runSync(a)[0] },
           ...variants.map(({ f, fn }) => ({ label: `no ${f.name}`, run: (a: [Tensor, Tensor, Tensor]) => fn(...a) as Tensor })),
           { label: 'plan executor off', run: (a) => noPlan(...a) as Tensor },
+          { label: 'control: nothing off (function form)', run: (a) => control(...a) as Tensor },
         ];
         // Warm-up: the first call compiles (timed), the second settles caches; and every contender
         // is checked against eager.
@@ -189,16 +201,18 @@ async function main(): Promise<void> {
           c.run(x);
         }
         const path = jitRunner(model)?.compiledEntries()[0]?.executable.describe?.() ?? '?';
-        const samples = await timeRounds(contenders, x, args.rounds, args.perRound);
+        const samples = await timeRounds(contenders, x, args.rounds);
         const med = samples.map(median);
-        const m = (label: string): number => med[contenders.findIndex((c) => c.label === label)];
+        const idx = (label: string): number => contenders.findIndex((c) => c.label === label);
+        const m = (label: string): number => med[idx(label)];
+        const compiledSamples = samples[idx('compiled')];
         msTable[key] = Object.fromEntries(contenders.map((c, i) => [c.label, round(med[i])]));
-        ratioVsOrt[key] = round(m('onnxruntime') / m('compiled'));
-        ratioVsEager[key] = round(m('eager') / m('compiled'));
+        ratioVsOrt[key] = round(pairedRatio(samples[idx('onnxruntime')], compiledSamples));
+        ratioVsEager[key] = round(pairedRatio(samples[idx('eager')], compiledSamples));
         mainRows.push([key, m('eager').toFixed(1), m('compiled').toFixed(1), m('onnxruntime').toFixed(1), ratioVsEager[key].toFixed(2), ratioVsOrt[key].toFixed(2),
           firstMs[1].toFixed(0), diffs[1].toExponential(1), diffs[2].toExponential(1)]);
         for (let i = 3; i < contenders.length; i++) {
-          familyRows.push([key, contenders[i].label, med[i].toFixed(1), (med[i] / m('compiled')).toFixed(2), diffs[i].toExponential(1)]);
+          familyRows.push([key, contenders[i].label, med[i].toFixed(1), pairedRatio(samples[i], compiledSamples).toFixed(2), diffs[i].toExponential(1)]);
         }
         console.error(`${key}: compiled = ${path}`);
         console.error(`${key}: ${contenders.map((c, i) => `${c.label} ${med[i].toFixed(1)}`).join(', ')} ms`);
@@ -209,7 +223,7 @@ async function main(): Promise<void> {
   console.log('Per-forward latency, ms (median):\n');
   console.log(table(['model, batch', 'eager', 'compiled', 'ORT', 'vs eager', 'vs ORT', 'first call ms', 'max|Δ| compiled', 'max|Δ| ORT'], mainRows));
   console.log("(first call: the compile (trace, passes, lowering) at a model's first batch; at the next batch only a new concrete plan. max|Δ|: max abs difference from eager.)");
-  console.log('\nCompiled path with one pass family disabled (slowdown = ms / compiled ms):\n');
+  console.log('\nCompiled path with one pass family disabled (slowdown: median over rounds of variant ms / compiled ms):\n');
   console.log(table(['model, batch', 'variant', 'ms', 'slowdown', 'max|Δ| vs eager'], familyRows));
 
   if (args.rss) {
@@ -224,6 +238,7 @@ async function main(): Promise<void> {
     console.log('\nPeak RSS, MiB, each in its own process (in parentheses: above the RSS after building the eager model):\n');
     console.log(table(['model, batch', 'compiled', 'onnxruntime'], rows));
   }
+  console.log(`\nload average at end ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}`);
   console.log(JSON.stringify({ bench: 'dit', ratio_vs_ort: ratioVsOrt, ratio_vs_eager: ratioVsEager, ms: msTable, rss_mib: rssTable, threads }));
 }
 

@@ -1,6 +1,6 @@
 // Class-conditional image sampling with DiT: classifier-free guidance, DDIM or DDPM, a progress bar
 // on stderr, and the result written as a PNG grid. Run it:
-//   npx tsx examples/diffusion/sample.ts --model DiT-S/2 --steps 10 --cfg 4 --classes 207,360 --out out.png
+//   npx tsx examples/diffusion/sample.ts --model DiT-S/2 --steps 10 --cfg 4 --classes 207,360 --out out.png [--compile]
 // Without --ckpt the weights are seeded random (the image is structured noise); with a converted
 // checkpoint (safetensors, original DiT names) it draws ImageNet classes.
 import { pathToFileURL } from 'node:url';
@@ -87,13 +87,15 @@ export function progressBar(label: string): (info: StepInfo) => void {
 interface CliOptions {
   model: DiTName; steps: number; cfg: number; classes: number[]; seed: number; out: string;
   sampler: 'ddim' | 'ddpm'; imageSize: number; ckpt?: string; eta: number;
+  /** Run the model compiled (CompiledDiT, @inferenceJit) rather than eagerly. */
+  compile: boolean;
 }
 
 const USAGE = `usage: tsx examples/diffusion/sample.ts [--model DiT-S/2] [--steps 10] [--cfg 4] [--classes 207,360]
-       [--seed 0] [--out out.png] [--sampler ddim|ddpm] [--eta 0] [--image-size 256] [--ckpt model.safetensors]`;
+       [--seed 0] [--out out.png] [--sampler ddim|ddpm] [--eta 0] [--image-size 256] [--ckpt model.safetensors] [--compile]`;
 
 export function parseArgs(argv: string[]): CliOptions {
-  const o: CliOptions = { model: 'DiT-S/2', steps: 10, cfg: 4, classes: [207, 360], seed: 0, out: 'out.png', sampler: 'ddim', imageSize: 256, eta: 0 };
+  const o: CliOptions = { model: 'DiT-S/2', steps: 10, cfg: 4, classes: [207, 360], seed: 0, out: 'out.png', sampler: 'ddim', imageSize: 256, eta: 0, compile: false };
   const num = (flag: string, v: string, integer: boolean): number => {
     const x = Number(v);
     if (v === '' || !Number.isFinite(x) || (integer && !Number.isInteger(x))) throw new RangeError(`${flag}: expected ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(v)}\n${USAGE}`);
@@ -102,6 +104,7 @@ export function parseArgs(argv: string[]): CliOptions {
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--help' || flag === '-h') { process.stdout.write(`${USAGE}\n`); process.exit(0); }
+    if (flag === '--compile') { o.compile = true; continue; }
     const eq = flag.indexOf('=');
     const [name, inline] = eq > 0 ? [flag.slice(0, eq), flag.slice(eq + 1)] : [flag, undefined];
     const value = inline ?? argv[++i];
@@ -133,14 +136,14 @@ export function parseArgs(argv: string[]): CliOptions {
 function main(): void {
   const o = parseArgs(process.argv.slice(2));
   const t0 = performance.now();
-  const model = createDiT(o.model, { inputSize: o.imageSize / 8 }, { seed: o.seed });
+  const model = createDiT(o.model, { inputSize: o.imageSize / 8 }, { seed: o.seed, compiled: o.compile });
   if (o.ckpt) {
     const report = loadDiTCheckpoint(model, o.ckpt);
     process.stderr.write(`${report.summary}\n`);
   } else {
     process.stderr.write(`${o.model}: seeded random weights (seed ${o.seed}); pass --ckpt for a trained model\n`);
   }
-  process.stderr.write(`built ${o.model} (${(model.numParameters() / 1e6).toFixed(1)}M parameters) in ${(performance.now() - t0).toFixed(0)} ms\n`);
+  process.stderr.write(`built ${o.model} (${(model.numParameters() / 1e6).toFixed(1)}M parameters, ${o.compile ? 'compiled on its first step' : 'eager'}) in ${(performance.now() - t0).toFixed(0)} ms\n`);
   const result = generate(model, {
     classes: o.classes, steps: o.steps, cfgScale: o.cfg, sampler: o.sampler, seed: o.seed, eta: o.eta,
     onStep: progressBar(`${o.sampler} ${o.model}`),

@@ -21,7 +21,8 @@ process.env.INFERJIT_CACHE = 'memory';
 // Tolerances. Outputs are O(1). The compiled plan runs fused f32 kernels (GEMM epilogues, fused
 // norms, fused attention) whose summation order may differ from the eager op-by-op chain: a few
 // f32 ulps per op through ~20 ops of width ≤ 256, so 1e-5 relative to (1 + |eager|). Against the
-// reference backend (float64 per op, rounded to f32 after each) the same argument gives 1e-4.
+// reference backend (float64 per op, rounded to f32 after each) allow 1e-4. Measured: ~1e-6 against
+// both, on outputs of magnitude ~2.5.
 const TOL_EAGER = 1e-5;
 const TOL_REFERENCE = 1e-4;
 
@@ -86,9 +87,14 @@ test('guided sampling through the compiled forward equals eager sampling', () =>
   // forwardWithCfg calls this.call(), which must reach the compiled forward: one call per step.
   const stats = jitStats(compiled)!;
   assert.deepEqual([stats.calls, stats.misses, stats.eagerCalls], [3, 1, 0]);
-  // Three DDIM steps rescale eps by at most ~1/√ᾱ (≈ 160 at t = 999 for 3 steps), so allow
-  // TOL_EAGER amplified accordingly on O(1..100) latents.
-  assertClose(b.latents, a.latents, 2e-3, 'latents after 3 steps');
+  // With random weights the latents grow to O(10³) in three steps, and each step feeds the previous
+  // step's few-ulp differences back through the model and the DDIM update (coefficients up to
+  // ~1/√ᾱ), so an element's error tracks the scale of the whole latent, not its own value: bound
+  // the max difference by 1e-5 of the largest latent (measured: ~1e-6 of it).
+  const want = a.latents.toFlatArray(), got = b.latents.toFlatArray();
+  const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const diff = got.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+  assert.ok(diff <= 1e-5 * (1 + scale), `latents after 3 steps: max |compiled - eager| = ${diff}, largest latent ${scale}`);
 });
 
 test('a second CompiledDiT compiles from the disk cache the first one filled', () => {

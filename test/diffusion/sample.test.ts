@@ -86,9 +86,9 @@ test('generate: deterministic, guided batch of [z | z] with null labels, PNG rou
 });
 
 test('parseArgs: the documented flags, defaults and errors', () => {
-  assert.deepEqual(parseArgs([]), { model: 'DiT-S/2', steps: 10, cfg: 4, classes: [207, 360], seed: 0, out: 'out.png', sampler: 'ddim', imageSize: 256, eta: 0 });
-  const o = parseArgs(['--model', 'DiT-B/4', '--steps=25', '--cfg', '1.5', '--classes', '1, 2,3', '--seed', '7', '--out', '/tmp/x.png', '--sampler', 'ddpm', '--image-size', '512', '--ckpt', 'm.safetensors']);
-  assert.deepEqual(o, { model: 'DiT-B/4', steps: 25, cfg: 1.5, classes: [1, 2, 3], seed: 7, out: '/tmp/x.png', sampler: 'ddpm', imageSize: 512, eta: 0, ckpt: 'm.safetensors' });
+  assert.deepEqual(parseArgs([]), { model: 'DiT-S/2', steps: 10, cfg: 4, classes: [207, 360], seed: 0, out: 'out.png', sampler: 'ddim', imageSize: 256, eta: 0, compile: false });
+  const o = parseArgs(['--model', 'DiT-B/4', '--steps=25', '--cfg', '1.5', '--classes', '1, 2,3', '--seed', '7', '--out', '/tmp/x.png', '--sampler', 'ddpm', '--image-size', '512', '--ckpt', 'm.safetensors', '--compile']);
+  assert.deepEqual(o, { model: 'DiT-B/4', steps: 25, cfg: 1.5, classes: [1, 2, 3], seed: 7, out: '/tmp/x.png', sampler: 'ddpm', imageSize: 512, eta: 0, ckpt: 'm.safetensors', compile: true });
   assert.throws(() => parseArgs(['--model', 'DiT-Q/2']), /--model: unknown model "DiT-Q\/2"/);
   assert.throws(() => parseArgs(['--steps', 'ten']), /--steps: expected an integer, got "ten"/);
   assert.throws(() => parseArgs(['--sampler', 'euler']), /--sampler: expected ddim or ddpm/);
