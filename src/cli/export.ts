@@ -1,6 +1,7 @@
 // `inferjit export <model.ts> --out <model.onnx>`: loads a model file, traces it on the example
 // inputs the file provides and writes the ONNX model (see USAGE for what the file must export).
 import { resolve } from 'node:path';
+import { ArgReader, UsageError } from './args.js';
 import { pathToFileURL } from 'node:url';
 import { Tensor } from '../tensor/tensor.js';
 import type { InputSpec } from '../trace/index.js';
@@ -33,7 +34,6 @@ options:
 
 Writes ONNX opset ${ONNX_OPSET} with standard operators.`;
 
-class UsageError extends Error {}
 
 interface ExportSpec {
   model: ModelLike | ((...args: any[]) => unknown);
@@ -65,21 +65,10 @@ async function loadSpec(file: string): Promise<ExportSpec> {
 
 /** Runs `inferjit export` with the arguments after "export"; resolves to the exit code. */
 export async function runExportCommand(argv: readonly string[], io: ExportIo = stdio): Promise<number> {
-  const args = [...argv];
-  const flag = (name: string): boolean => {
-    const i = args.indexOf(name);
-    if (i >= 0) args.splice(i, 1);
-    return i >= 0;
-  };
-  const option = (name: string): string | undefined => {
-    const i = args.findIndex((a) => a === name || a.startsWith(`${name}=`));
-    if (i < 0) return undefined;
-    const [a] = args.splice(i, 1);
-    if (a.includes('=')) return a.slice(name.length + 1);
-    const v = args.splice(i, 1)[0];
-    if (v === undefined) throw new UsageError(`${name} needs a value`);
-    return v;
-  };
+  const reader = new ArgReader(argv);
+  const args = reader.rest;
+  const flag = (name: string): boolean => reader.flag(name);
+  const option = (name: string): string | undefined => reader.option(name);
   try {
     if (flag('--help') || flag('-h')) { io.out(EXPORT_USAGE); return 0; }
     const json = flag('--json');

@@ -2,6 +2,7 @@
 // disk cache. The cache folder comes from --dir, else INFERJIT_CACHE_DIR, else ~/.cache/inferjit.
 import { runExportCommand } from './export.js';
 import { resolve } from 'node:path';
+import { ArgReader, UsageError } from './args.js';
 import { DiskCache, CACHE_FORMAT } from '../jit/disk-cache.js';
 import { DEFAULT_CACHE_MAX_BYTES, defaultCacheDir, envOptions } from '../jit/options.js';
 import { inferjitVersion } from '../jit/fingerprint.js';
@@ -28,21 +29,10 @@ export async function runCli(argv: readonly string[], io: Io = stdio): Promise<n
 
 /** Runs the CLI with `argv` (without node and script); returns the exit code. */
 export function main(argv: readonly string[], io: Io = stdio): number {
-  const args = [...argv];
-  const flag = (name: string): boolean => {
-    const i = args.indexOf(name);
-    if (i >= 0) args.splice(i, 1);
-    return i >= 0;
-  };
-  const option = (name: string): string | undefined => {
-    const i = args.findIndex((a) => a === name || a.startsWith(`${name}=`));
-    if (i < 0) return undefined;
-    const [a] = args.splice(i, 1);
-    if (a.includes('=')) return a.slice(name.length + 1);
-    const v = args.splice(i, 1)[0];
-    if (v === undefined) throw new UsageError(`${name} needs a value`);
-    return v;
-  };
+  const reader = new ArgReader(argv);
+  const args = reader.rest;
+  const flag = (name: string): boolean => reader.flag(name);
+  const option = (name: string): string | undefined => reader.option(name);
   try {
     if (flag('--help') || flag('-h')) { io.out(USAGE); return 0; }
     if (flag('--version')) { io.out(inferjitVersion()); return 0; }
@@ -70,7 +60,6 @@ export function main(argv: readonly string[], io: Io = stdio): number {
   }
 }
 
-class UsageError extends Error {}
 
 function ls(cache: DiskCache, json: boolean, io: Io): number {
   const list = cache.list();
