@@ -8,6 +8,7 @@
 #include "../common.h"
 #include "../simd.h"
 #include "../threadpool.h"
+#include "kernels_core.h"
 #include "ops.h"
 #include "registry.h"
 
@@ -41,12 +42,6 @@ void mapUnary(const float* x, float* y, int64_t n, VF vf, SF sf) {
     for (; i + kW <= hi; i += kW) vf(VecF::load(x + i)).store(y + i);
     for (; i < hi; i++) y[i] = sf(x[i]);
   });
-}
-
-float scalarVia(VecF (*f)(VecF), float x) {
-  float lanes[kW];
-  f(VecF::set1(x)).store(lanes);
-  return lanes[0];
 }
 
 void unary(int op, const float* x, float* y, int64_t n) {
@@ -279,24 +274,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   const int64_t outer = i64(info[2]), size = i64(info[3]), inner = i64(info[4]);
   const bool logMode = flag(info[5]);
   need(env, static_cast<size_t>(outer * size * inner) == x.length && x.length == y.length, "softmax: sizes do not match");
-  if (inner == 1) {
-    parallelRange(outer, std::max<int64_t>(1, 4096 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t o = lo; o < hi; o++) softmaxRow(x.data + o * size, y.data + o * size, size, logMode);
-    });
-    return env.Undefined();
-  }
-  // Strided axis: gather each column into a contiguous buffer.
-  parallelRange(outer * inner, 64, [&](int64_t lo, int64_t hi) {
-    std::vector<float> in(size), out(size);
-    for (int64_t t = lo; t < hi; t++) {
-      const int64_t o = t / inner, j = t % inner;
-      const float* xb = x.data + o * size * inner + j;
-      for (int64_t k = 0; k < size; k++) in[k] = xb[k * inner];
-      softmaxRow(in.data(), out.data(), size, logMode);
-      float* yb = y.data + o * size * inner + j;
-      for (int64_t k = 0; k < size; k++) yb[k * inner] = out[k];
-    }
-  });
+  softmaxAxis(x.data, y.data, outer, size, inner, logMode);
   return env.Undefined();
 }
 
@@ -370,6 +348,27 @@ Napi::Value ReduceOp(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+void softmaxAxis(const float* x, float* y, int64_t outer, int64_t size, int64_t inner, bool logMode) {
+  if (inner == 1) {
+    parallelRange(outer, std::max<int64_t>(1, 4096 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t o = lo; o < hi; o++) softmaxRow(x + o * size, y + o * size, size, logMode);
+    });
+    return;
+  }
+  // Strided axis: gather each column into a contiguous buffer.
+  parallelRange(outer * inner, 64, [&](int64_t lo, int64_t hi) {
+    std::vector<float> in(size), out(size);
+    for (int64_t t = lo; t < hi; t++) {
+      const int64_t o = t / inner, j = t % inner;
+      const float* xb = x + o * size * inner + j;
+      for (int64_t k = 0; k < size; k++) in[k] = xb[k * inner];
+      softmaxRow(in.data(), out.data(), size, logMode);
+      float* yb = y + o * size * inner + j;
+      for (int64_t k = 0; k < size; k++) yb[k * inner] = out[k];
+    }
+  });
+}
 
 void registerElementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary));

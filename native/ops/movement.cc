@@ -1,11 +1,13 @@
-// Data movement for any element size: permute (blocked transposes, memcpy runs where the last
-// dim stays contiguous) and gather/embedding along one axis with i32 or i64 indices.
+// Data movement for any element size: strided copies (blocked transposes, memcpy runs where the
+// last dim stays contiguous), permute on top of them, and gather/embedding along one axis with i32
+// or i64 indices.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "../common.h"
 #include "../threadpool.h"
+#include "kernels_core.h"
 #include "registry.h"
 
 namespace inferjit {
@@ -27,69 +29,6 @@ RawView rawOf(const Napi::Env& env, const Napi::Value& v, const char* what) {
   return {static_cast<uint8_t*>(data), length * ta.ElementSize(), ta.ElementSize()};
 }
 
-template <typename T>
-void permuteTyped(const T* x, T* y, const std::vector<int64_t>& os, const std::vector<int64_t>& is) {
-  const int rank = static_cast<int>(os.size());
-  std::vector<int64_t> ostr(rank);
-  int64_t acc = 1;
-  for (int d = rank - 1; d >= 0; d--) {
-    ostr[d] = acc;
-    acc *= os[d];
-  }
-  const int64_t total = acc;
-  if (total == 0) return;
-  const int last = rank - 1;
-  if (is[last] == 1) {
-    // Rows of the last dim are contiguous in both: copy them whole.
-    const int64_t len = os[last], rows = total / len;
-    parallelFor(std::min<int64_t>(rows, numThreads() * 4), [&](int64_t c, int) {
-      const int64_t chunks = std::min<int64_t>(rows, numThreads() * 4);
-      const int64_t lo = rows * c / chunks, hi = rows * (c + 1) / chunks;
-      for (int64_t r = lo; r < hi; r++) {
-        int64_t rem = r, src = 0;
-        for (int d = last - 1; d >= 0; d--) {
-          src += (rem % os[d]) * is[d];
-          rem /= os[d];
-        }
-        std::memcpy(y + r * len, x + src, len * sizeof(T));
-      }
-    });
-    return;
-  }
-  // A true transpose: out dim j reads the input's contiguous dim. Tile (j, last) in 32×32 blocks
-  // so both the reads and the writes stay within a few cache lines.
-  int j = 0;
-  for (int d = 0; d < rank; d++)
-    if (is[d] == 1 && os[d] > 1) j = d;
-  std::vector<int> others;
-  for (int d = 0; d < rank; d++)
-    if (d != j && d != last) others.push_back(d);
-  int64_t outerCount = 1;
-  for (int d : others) outerCount *= os[d];
-  const int64_t A = os[j], B = os[last];
-  const int64_t tilesA = (A + 31) / 32, tilesB = (B + 31) / 32;
-  parallelFor(outerCount * tilesA, [&](int64_t t, int) {
-    const int64_t o = t / tilesA, ta = t % tilesA;
-    int64_t rem = o, src = 0, dst = 0;
-    for (int k = static_cast<int>(others.size()) - 1; k >= 0; k--) {
-      const int d = others[k];
-      const int64_t idx = rem % os[d];
-      rem /= os[d];
-      src += idx * is[d];
-      dst += idx * ostr[d];
-    }
-    const int64_t a0 = ta * 32, a1 = std::min(A, a0 + 32);
-    for (int64_t tb = 0; tb < tilesB; tb++) {
-      const int64_t b0 = tb * 32, b1 = std::min(B, b0 + 32);
-      for (int64_t a = a0; a < a1; a++) {
-        T* yr = y + dst + a * ostr[j];
-        const T* xr = x + src + a * is[j];
-        for (int64_t b = b0; b < b1; b++) yr[b] = xr[b * is[last]];
-      }
-    }
-  });
-}
-
 // permute(x, out, inShape, perm)
 Napi::Value Permute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -106,30 +45,20 @@ Napi::Value Permute(const Napi::CallbackInfo& info) {
   }
   need(env, static_cast<size_t>(acc) * x.elemSize == x.bytes, "permute: shape does not match x");
   if (acc == 0) return env.Undefined();
-  // Out dims (dropping size-1 dims), their input strides, then merge dims that stay adjacent.
-  std::vector<int64_t> os, is;
+  // The output walks x through the permuted input strides; it is itself contiguous.
+  std::vector<int64_t> os(rank), is(rank), ostr(rank);
   for (int d = 0; d < rank; d++) {
     need(env, perm[d] >= 0 && perm[d] < rank, "permute: bad perm");
-    const int64_t n = shape[perm[d]];
-    if (n == 1) continue;
-    if (!os.empty() && is.back() == inStr[perm[d]] * n) {
-      os.back() *= n;
-      is.back() = inStr[perm[d]];
-    } else {
-      os.push_back(n);
-      is.push_back(inStr[perm[d]]);
-    }
+    os[d] = shape[perm[d]];
+    is[d] = inStr[perm[d]];
   }
-  if (os.empty()) {
-    std::memcpy(y.data, x.data, x.bytes);
-    return env.Undefined();
+  acc = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    ostr[d] = acc;
+    acc *= os[d];
   }
-  switch (x.elemSize) {
-    case 1: permuteTyped(reinterpret_cast<const uint8_t*>(x.data), reinterpret_cast<uint8_t*>(y.data), os, is); break;
-    case 2: permuteTyped(reinterpret_cast<const uint16_t*>(x.data), reinterpret_cast<uint16_t*>(y.data), os, is); break;
-    case 4: permuteTyped(reinterpret_cast<const uint32_t*>(x.data), reinterpret_cast<uint32_t*>(y.data), os, is); break;
-    default: permuteTyped(reinterpret_cast<const uint64_t*>(x.data), reinterpret_cast<uint64_t*>(y.data), os, is); break;
-  }
+  need(env, static_cast<size_t>(acc) * x.elemSize == y.bytes, "permute: bad perm");
+  copyStrided(x.data, y.data, static_cast<int>(x.elemSize), os, is, ostr);
   return env.Undefined();
 }
 
@@ -165,6 +94,112 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+namespace {
+
+template <typename T>
+void copyTyped(const T* src, T* dst, const std::vector<int64_t>& sh, const std::vector<int64_t>& s, const std::vector<int64_t>& d) {
+  const int rank = static_cast<int>(sh.size());
+  const int last = rank - 1;
+  int64_t total = 1;
+  for (int64_t x : sh) total *= x;
+  const int64_t len = sh[last], rows = total / len;
+  auto rowOffsets = [&](int64_t r, int skip, int64_t& so, int64_t& dof) {
+    so = 0;
+    dof = 0;
+    for (int k = last - 1; k >= 0; k--) {
+      if (k == skip) continue;
+      const int64_t idx = r % sh[k];
+      r /= sh[k];
+      so += idx * s[k];
+      dof += idx * d[k];
+    }
+  };
+  if (s[last] == 1 && d[last] == 1) {
+    parallelSpans(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; r++) {
+        int64_t so, dof;
+        rowOffsets(r, -1, so, dof);
+        std::memcpy(dst + dof, src + so, len * sizeof(T));
+      }
+    });
+    return;
+  }
+  // A transpose: some dim j reads the source's contiguous dim while the destination's last dim is
+  // contiguous. Tile (j, last) in 32×32 blocks so reads and writes both stay in a few cache lines.
+  int j = -1;
+  if (d[last] == 1)
+    for (int k = 0; k < last; k++)
+      if (s[k] == 1) j = k;
+  if (j >= 0) {
+    int64_t outer = 1;
+    for (int k = 0; k < last; k++)
+      if (k != j) outer *= sh[k];
+    const int64_t A = sh[j], Bn = sh[last];
+    const int64_t tilesA = (A + 31) / 32, tilesB = (Bn + 31) / 32;
+    parallelSpans(outer * tilesA, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; t++) {
+        const int64_t o = t / tilesA, ta = t % tilesA;
+        // offsets of the "other" dims (all but j and last)
+        int64_t rem = o, so = 0, dof = 0;
+        for (int k = last - 1; k >= 0; k--) {
+          if (k == j) continue;
+          const int64_t idx = rem % sh[k];
+          rem /= sh[k];
+          so += idx * s[k];
+          dof += idx * d[k];
+        }
+        const int64_t a0 = ta * 32, a1 = std::min(A, a0 + 32);
+        for (int64_t tb = 0; tb < tilesB; tb++) {
+          const int64_t b0 = tb * 32, b1 = std::min(Bn, b0 + 32);
+          for (int64_t a = a0; a < a1; a++) {
+            T* yr = dst + dof + a * d[j];
+            const T* xr = src + so + a;
+            for (int64_t b = b0; b < b1; b++) yr[b] = xr[b * s[last]];
+          }
+        }
+      }
+    });
+    return;
+  }
+  parallelSpans(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(len, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+      int64_t so, dof;
+      rowOffsets(r, -1, so, dof);
+      for (int64_t i = 0; i < len; i++) dst[dof + i * d[last]] = src[so + i * s[last]];
+    }
+  });
+}
+
+}  // namespace
+
+void copyStrided(const uint8_t* src, uint8_t* dst, int elemSize, const std::vector<int64_t>& shape, const std::vector<int64_t>& ss,
+                 const std::vector<int64_t>& ds) {
+  std::vector<int64_t> sh, s, d;
+  for (size_t i = 0; i < shape.size(); i++) {
+    if (shape[i] == 0) return;
+    if (shape[i] == 1) continue;
+    if (!sh.empty() && s.back() == ss[i] * shape[i] && d.back() == ds[i] * shape[i]) {
+      sh.back() *= shape[i];
+      s.back() = ss[i];
+      d.back() = ds[i];
+    } else {
+      sh.push_back(shape[i]);
+      s.push_back(ss[i]);
+      d.push_back(ds[i]);
+    }
+  }
+  if (sh.empty()) {
+    std::memcpy(dst, src, elemSize);
+    return;
+  }
+  switch (elemSize) {
+    case 1: copyTyped(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<uint8_t*>(dst), sh, s, d); break;
+    case 2: copyTyped(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint16_t*>(dst), sh, s, d); break;
+    case 4: copyTyped(reinterpret_cast<const uint32_t*>(src), reinterpret_cast<uint32_t*>(dst), sh, s, d); break;
+    default: copyTyped(reinterpret_cast<const uint64_t*>(src), reinterpret_cast<uint64_t*>(dst), sh, s, d); break;
+  }
+}
 
 void registerMovement(Napi::Env env, Napi::Object exports) {
   exports.Set("permute", Napi::Function::New(env, Permute));

@@ -9,6 +9,7 @@
 #include "../common.h"
 #include "../simd.h"
 #include "../threadpool.h"
+#include "kernels_core.h"
 #include "registry.h"
 
 namespace inferjit {
@@ -25,6 +26,8 @@ void parallelRows(int64_t rows, int64_t cols, F&& fn) {
   });
 }
 
+}  // namespace
+
 double sumOf(const float* v, int64_t n) {
   VecF a = VecF::zero(), b = VecF::zero();
   int64_t i = 0;
@@ -37,7 +40,7 @@ double sumOf(const float* v, int64_t n) {
   for (; i < n; i++) s += v[i];
   return s;
 }
-// sum((v - c)^2)
+
 double sqDevOf(const float* v, int64_t n, float c) {
   const VecF cv = VecF::set1(c);
   VecF a = VecF::zero(), b = VecF::zero();
@@ -56,23 +59,42 @@ double sqDevOf(const float* v, int64_t n, float c) {
   return s;
 }
 
-// y = (s - mean) * inv * w + b for one row (w, b optional).
-void scaleRow(const float* s, float* y, int64_t n, float mean, float inv, const float* w, const float* b) {
-  const VecF mv = VecF::set1(mean), iv = VecF::set1(inv);
+void normRow(const float* x, const float* residual, float* sumOut, float* y, int64_t cols, bool rms, float eps,
+             const float* w, const float* b, const float* shift, const float* scale) {
+  const float* s = x;
+  if (residual) {
+    int64_t i = 0;
+    for (; i + kW <= cols; i += kW) (VecF::load(x + i) + VecF::load(residual + i)).store(sumOut + i);
+    for (; i < cols; i++) sumOut[i] = x[i] + residual[i];
+    s = sumOut;
+  }
+  float mean = 0.0f, inv;
+  if (rms) {
+    inv = static_cast<float>(1.0 / std::sqrt(sqDevOf(s, cols, 0.0f) / static_cast<double>(cols) + eps));
+  } else {
+    mean = cols > 0 ? static_cast<float>(sumOf(s, cols) / static_cast<double>(cols)) : 0.0f;
+    const double var = cols > 0 ? sqDevOf(s, cols, mean) / static_cast<double>(cols) : 0.0;
+    inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+  }
+  const VecF mv = VecF::set1(mean), iv = VecF::set1(inv), one = VecF::set1(1.0f);
   int64_t i = 0;
-  for (; i + kW <= n; i += kW) {
+  for (; i + kW <= cols; i += kW) {
     VecF v = (VecF::load(s + i) - mv) * iv;
     if (w) v = v * VecF::load(w + i);
     if (b) v = v + VecF::load(b + i);
+    if (scale) v = v * (VecF::load(scale + i) + one) + VecF::load(shift + i);
     v.store(y + i);
   }
-  for (; i < n; i++) {
+  for (; i < cols; i++) {
     float v = (s[i] - mean) * inv;
     if (w) v *= w[i];
     if (b) v += b[i];
+    if (scale) v = v * (scale[i] + 1.0f) + shift[i];
     y[i] = v;
   }
 }
+
+namespace {
 
 // norm(rms, x, residual, weight, bias, out, sumOut, rows, cols, eps)
 Napi::Value Norm(const Napi::CallbackInfo& info) {
@@ -91,25 +113,8 @@ Napi::Value Norm(const Napi::CallbackInfo& info) {
   need(env, !res || (res.length == n && sum && sum.length == n), "norm: residual needs a sum output of the same size");
   need(env, (!w || w.length == static_cast<size_t>(cols)) && (!b || b.length == static_cast<size_t>(cols)), "norm: weight/bias must have cols elements");
   parallelRows(rows, cols, [&](int64_t r) {
-    const float* xr = x.data + r * cols;
-    const float* s = xr;
-    if (res) {
-      float* sr = sum.data + r * cols;
-      const float* rr = res.data + r * cols;
-      int64_t i = 0;
-      for (; i + kW <= cols; i += kW) (VecF::load(xr + i) + VecF::load(rr + i)).store(sr + i);
-      for (; i < cols; i++) sr[i] = xr[i] + rr[i];
-      s = sr;
-    }
-    float mean = 0.0f, inv;
-    if (rms) {
-      inv = static_cast<float>(1.0 / std::sqrt(sqDevOf(s, cols, 0.0f) / static_cast<double>(cols) + eps));
-    } else {
-      mean = cols > 0 ? static_cast<float>(sumOf(s, cols) / static_cast<double>(cols)) : 0.0f;
-      const double var = cols > 0 ? sqDevOf(s, cols, mean) / static_cast<double>(cols) : 0.0;
-      inv = static_cast<float>(1.0 / std::sqrt(var + eps));
-    }
-    scaleRow(s, y.data + r * cols, cols, mean, inv, w.data, b.data);
+    normRow(x.data + r * cols, res.data ? res.data + r * cols : nullptr, sum.data ? sum.data + r * cols : nullptr, y.data + r * cols,
+            cols, rms, eps, w.data, b.data, nullptr, nullptr);
   });
   return env.Undefined();
 }

@@ -1,12 +1,14 @@
 // Raw-pointer kernels the plan executor runs between two JS calls: no N-API types, no argument
 // parsing, every size already checked when the plan was built. GEMM and the thread pool are the
-// shared ones (gemm/, threadpool.h); the rest are written here against the same SIMD layer.
+// shared ones (gemm/, threadpool.h), as are the kernel cores of native/ops/kernels_core.h; the
+// rest are written in kernels.cc against the same SIMD layer.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "../gemm/gemm.h"
+#include "../ops/kernels_core.h"
 
 namespace inferjit {
 namespace plan {
@@ -64,32 +66,11 @@ void softmax(const float* x, float* y, int64_t outer, int64_t size, int64_t inne
 void reduce(int op, const float* x, float* y, int64_t outer, int64_t size, int64_t inner);
 
 // ---- attention ----
-// Operands addressed by element strides (batch, head, position; the last dim is contiguous), so
-// [B, H, L, D] and [B, L, H, D] layouts (and permuted views of either) run without copies.
-struct AttnArgs {
-  const float* q;
-  const float* k;
-  const float* v;
-  const void* mask = nullptr;
-  bool maskIsBool = false;
-  int64_t maskStrides[4] = {0, 0, 0, 0};
-  float* out;
-  int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
-  int64_t qs[3], ks[3], vs[3], os[3];
-  float scale;
-  bool causal;
-};
+using AttnArgs = inferjit::AttnArgs;  // native/ops/kernels_core.h
 void attention(const AttnArgs& a);
 
 // ---- conv2d (NCHW) as im2col + GEMM ----
-struct ConvArgs {
-  const float* x;
-  const float* w;
-  const float* bias;
-  float* out;
-  int64_t N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups;
-  int act;
-};
+using ConvArgs = inferjit::Conv2dArgs;  // native/ops/kernels_core.h
 void conv2d(const ConvArgs& a);
 
 // out[o, j] = x[o, idx[j]] for x [outer, size, inner] (any element size, i32/i64 indices).

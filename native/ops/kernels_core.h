@@ -1,0 +1,93 @@
+// Raw-pointer kernel cores shared by the eager N-API kernels (native/ops, native/attention) and the
+// plan executor (native/plan/kernels.cc): one definition each, so a compiled plan and eager
+// execution run the same arithmetic. No N-API types; callers check sizes first.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../simd.h"
+#include "../threadpool.h"
+
+namespace inferjit {
+
+// f applied to x through the vector path and read back from lane 0: scalar tails then round
+// exactly as the vector body does.
+inline float scalarVia(VecF (*f)(VecF), float x) {
+  float lanes[kW];
+  f(VecF::set1(x)).store(lanes);
+  return lanes[0];
+}
+
+// Splits [0, n) into at most 4·threads chunks of at least `grain` items and runs them on the pool.
+template <typename F>
+inline void parallelSpans(int64_t n, int64_t grain, F&& fn) {
+  if (n <= 0) return;
+  const int64_t T = numThreads();
+  const int64_t chunks = std::min<int64_t>(std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)), T * 4);
+  if (chunks <= 1) {
+    fn(0, n);
+    return;
+  }
+  parallelFor(chunks, [&](int64_t c, int) {
+    const int64_t lo = n * c / chunks, hi = n * (c + 1) / chunks;
+    if (lo < hi) fn(lo, hi);
+  });
+}
+
+
+// ---- data movement (defined in movement.cc) ----
+// dst[i] = src[i] over `shape` with element strides on both sides (any element size). Size-1 dims
+// are dropped and adjacent dims merged; contiguous rows become memcpy, transposes are tiled.
+void copyStrided(const uint8_t* src, uint8_t* dst, int elemSize, const std::vector<int64_t>& shape, const std::vector<int64_t>& srcStrides,
+                 const std::vector<int64_t>& dstStrides);
+
+// ---- norms (defined in norm.cc) ----
+// sum(v) with fp32 vector partial sums combined in double.
+double sumOf(const float* v, int64_t n);
+// sum((v - c)^2), likewise.
+double sqDevOf(const float* v, int64_t n, float c);
+// One row of layer norm (or RMS norm when rms): with a residual, sumOut = x + residual is written
+// and normalized; then y = (s - mean)·inv·w + b (w, b optional), then adaLN modulation
+// y·(1 + scale) + shift when scale is given (shift must be given with it).
+void normRow(const float* x, const float* residual, float* sumOut, float* y, int64_t cols, bool rms, float eps,
+             const float* w, const float* b, const float* shift, const float* scale);
+
+// ---- softmax (defined in elementwise.cc) ----
+// softmax (or log_softmax) of x viewed as [outer, size, inner] along the middle axis.
+void softmaxAxis(const float* x, float* y, int64_t outer, int64_t size, int64_t inner, bool logMode);
+
+// ---- conv2d (defined in conv.cc) ----
+// NCHW conv2d with groups, stride, padding, dilation and a fused activation, as im2col + GEMM.
+struct Conv2dArgs {
+  const float* x;
+  const float* w;
+  const float* bias;  // may be null
+  float* out;
+  int64_t N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+  int act;
+};
+// `col` is the im2col scratch, grown as needed (callers may keep it across calls).
+void conv2dNchw(const Conv2dArgs& a, std::vector<float>& col);
+
+// ---- attention (defined in native/attention/attention.cc) ----
+// Flash-style scaled-dot-product attention. Operands are addressed by element strides (batch,
+// head, position; the last dim is contiguous), so [B, H, L, D] and [B, L, H, D] layouts (and
+// permuted views of either) run without copies. Hq is a multiple of Hkv (grouped-query heads).
+struct AttnArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  const void* mask = nullptr;  // f32 (added to the scores) or bool (false hides the key)
+  bool maskIsBool = false;
+  int64_t maskStrides[4] = {0, 0, 0, 0};
+  float* out;
+  int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
+  int64_t qs[3], ks[3], vs[3], os[3];
+  float scale;
+  bool causal;
+};
+// kpBuf / vpBuf receive K and V packed into GEMM panels, grown as needed (callers may keep them).
+void flashAttention(const AttnArgs& a, std::vector<float>& kpBuf, std::vector<float>& vpBuf);
+
+}  // namespace inferjit
