@@ -76,7 +76,11 @@ class Pool {
     work(0);
     tInsideJob = false;
     // Wait for helpers still finishing their last task; this is inside the kernel call.
-    while (pending_.load(std::memory_order_acquire) != 0) IJ_PAUSE();
+    // Spin briefly, then yield: when another process holds a core, a descheduled worker only
+    // acknowledges in its next time slice, and spinning would steal that slice from it.
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; spins++) {
+      if (spins < 4096) IJ_PAUSE(); else std::this_thread::yield();
+    }
     job_ = nullptr;
   }
 

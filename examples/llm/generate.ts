@@ -7,7 +7,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { LlamaEngine, generate, loadLlama, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer } from '../../src/llm/index.js';
+import {
+  LlamaEngine, generate, loadLlama, packMatrix, packedKernelsFast, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer,
+} from '../../src/llm/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -37,7 +39,8 @@ const precision = values.precision as 'fp32' | 'int8' | 'int4';
 if (!['fp32', 'int8', 'int4'].includes(precision)) throw new RangeError(`--precision must be fp32, int8 or int4, got ${values.precision}`);
 
 const t0 = performance.now();
-const loaded = loadLlama(values.model);
+// Q8_0/Q4_0 matrices are packed for the fast kernels as they are read (the file layout is not kept).
+const loaded = loadLlama(values.model, precision === 'fp32' && packedKernelsFast() ? { transform: packMatrix } : {});
 let tokenizer: Tokenizer;
 if (loaded.gguf) tokenizer = tokenizerFromGguf(loaded.gguf);
 else {

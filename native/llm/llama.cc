@@ -106,55 +106,50 @@ struct LlamaModel {
 
 using ModelHandle = Napi::External<LlamaModel>;
 
-void rmsNormRows(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) {
-  parallelFor(rows, [&](int64_t r, int) {
-    const float* xr = x + r * dim;
-    float* yr = y + r * dim;
-    VecF acc = VecF::zero();
-    int64_t i = 0;
-    for (; i + kW <= dim; i += kW) {
-      const VecF a = VecF::load(xr + i);
-      acc = fmadd(a, a, acc);
-    }
-    double ss = acc.sum();
-    for (; i < dim; i++) ss += static_cast<double>(xr[i]) * xr[i];
-    const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
-    const VecF sv = VecF::set1(scale);
-    i = 0;
-    for (; i + kW <= dim; i += kW) (VecF::load(xr + i) * sv * VecF::load(w + i)).store(yr + i);
-    for (; i < dim; i++) yr[i] = xr[i] * scale * w[i];
-  });
-}
-
 void addInPlace(float* x, const float* y, int64_t n) {
   int64_t i = 0;
   for (; i + kW <= n; i += kW) (VecF::load(x + i) + VecF::load(y + i)).store(x + i);
   for (; i < n; i++) x[i] += y[i];
 }
 
-// x[t][h][...]: rotates the first ropeDim dims of every head at position start + t.
-void applyRope(const LlamaModel& m, float* x, int64_t T, int64_t heads) {
+// Row t of x ([t][h][...]): rotates the first ropeDim dims of every head at position start + t.
+void ropeRow(const LlamaModel& m, float* x, int64_t t, int64_t heads) {
   const int64_t hd = m.headDim, half = m.ropeDim / 2;
-  for (int64_t t = 0; t < T; t++) {
-    const float* c = m.cosT.data() + t * half;
-    const float* s = m.sinT.data() + t * half;
-    for (int64_t h = 0; h < heads; h++) {
-      float* r = x + (t * heads + h) * hd;
-      if (m.interleaved) {
-        for (int64_t i = 0; i < half; i++) {
-          const float x0 = r[2 * i], x1 = r[2 * i + 1];
-          r[2 * i] = x0 * c[i] - x1 * s[i];
-          r[2 * i + 1] = x0 * s[i] + x1 * c[i];
-        }
-      } else {
-        for (int64_t i = 0; i < half; i++) {
-          const float x0 = r[i], x1 = r[i + half];
-          r[i] = x0 * c[i] - x1 * s[i];
-          r[i + half] = x0 * s[i] + x1 * c[i];
-        }
+  const float* c = m.cosT.data() + t * half;
+  const float* s = m.sinT.data() + t * half;
+  for (int64_t h = 0; h < heads; h++) {
+    float* r = x + (t * heads + h) * hd;
+    if (m.interleaved) {
+      for (int64_t i = 0; i < half; i++) {
+        const float x0 = r[2 * i], x1 = r[2 * i + 1];
+        r[2 * i] = x0 * c[i] - x1 * s[i];
+        r[2 * i + 1] = x0 * s[i] + x1 * c[i];
+      }
+    } else {
+      for (int64_t i = 0; i < half; i++) {
+        const float x0 = r[i], x1 = r[i + half];
+        r[i] = x0 * c[i] - x1 * s[i];
+        r[i + half] = x0 * s[i] + x1 * c[i];
       }
     }
   }
+}
+
+// One row of rmsNorm: y = x / rms(x) · w.
+void rmsNormRow(const float* xr, const float* w, float* yr, int64_t dim, float eps) {
+  VecF acc = VecF::zero();
+  int64_t i = 0;
+  for (; i + kW <= dim; i += kW) {
+    const VecF a = VecF::load(xr + i);
+    acc = fmadd(a, a, acc);
+  }
+  double ss = acc.sum();
+  for (; i < dim; i++) ss += static_cast<double>(xr[i]) * xr[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+  const VecF sv = VecF::set1(scale);
+  i = 0;
+  for (; i + kW <= dim; i += kW) (VecF::load(xr + i) * sv * VecF::load(w + i)).store(yr + i);
+  for (; i < dim; i++) yr[i] = xr[i] * scale * w[i];
 }
 
 template <typename T>
@@ -162,12 +157,21 @@ void grow(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
-// The input of a matmul in the form its weight needs: quantized blocks for quantized weights.
-const BlockQ8* prepareInput(LlamaModel& m, const float* x, int64_t rows, int64_t K, bool quantized) {
-  if (!quantized) return nullptr;
+// The matmul inputs of one step are prepared row by row in one pool job each, so a layer has few
+// synchronization points: [residual add +] rmsNorm [+ quantize] for the norms, SwiGLU [+ quantize]
+// for the down projection, [quantize] for the attention output.
+BlockQ8* quantScratch(LlamaModel& m, int64_t rows, int64_t K) {
   grow(m.xq, static_cast<size_t>(rows * (K / kQK)));
-  quantizeRowsQ8(x, rows, K, m.xq.data());
   return m.xq.data();
+}
+
+// x[r] += add[r] (when add), xn[r] = rmsNorm(x[r])·w, xq[r] = Q8(xn[r]) (when xq), for every row.
+void addNormQuant(float* x, const float* add, const float* w, float* xn, BlockQ8* xq, int64_t rows, int64_t D, float eps) {
+  parallelFor(rows, [&](int64_t r, int) {
+    if (add) addInPlace(x + r * D, add + r * D, D);
+    rmsNormRow(x + r * D, w, xn + r * D, D, eps);
+    if (xq) quantizeRowQ8(xn + r * D, D, xq + r * (D / kQK));
+  });
 }
 
 // llmCreate(hparams: number[10], invFreq: Float64Array, weights: WeightSpec[]) -> handle
@@ -301,18 +305,18 @@ Napi::Value LlmForward(const Napi::CallbackInfo& info) {
   parallelFor(T, [&](int64_t t, int) { dequantRow(m.embed, tokens.data[t], x + t * D); });
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // The residual add of the previous sublayer is folded into the next norm's job (pending = tmp).
+  const float* pending = nullptr;
   for (int64_t l = 0; l < m.nLayers; l++) {
     const Layer& L = m.layers[l];
-    rmsNormRows(x, L.attnNorm, m.xn.data(), T, D, m.eps);
     const bool qkvQuant = L.wq.quantized() || L.wk.quantized() || L.wv.quantized();
-    const BlockQ8* xq = prepareInput(m, m.xn.data(), T, D, qkvQuant);
+    BlockQ8* xq = qkvQuant ? quantScratch(m, T, D) : nullptr;
+    addNormQuant(x, pending, L.attnNorm, m.xn.data(), xq, T, D, m.eps);
     {
       const WeightRef ws[3] = {L.wq, L.wk, L.wv};
       float* ys[3] = {m.q.data(), m.k.data(), m.v.data()};
       matmulWeights(ws, 3, T, m.xn.data(), xq, ys);
     }
-    applyRope(m, m.q.data(), T, m.nHeads);
-    applyRope(m, m.k.data(), T, m.nKv);
     PagedKv kv;
     kv.k = m.kPages[l];
     kv.v = m.vPages[l];
@@ -321,16 +325,25 @@ Napi::Value LlmForward(const Napi::CallbackInfo& info) {
     kv.nKv = m.nKv;
     kv.headDim = hd;
     kv.table = table.data;
-    pagedStore(kv, m.k.data(), m.v.data(), T, start);
+    parallelFor(T, [&](int64_t t, int) {
+      ropeRow(m, m.q.data(), t, m.nHeads);
+      ropeRow(m, m.k.data(), t, m.nKv);
+      pagedStore(kv, m.k.data() + t * Hk, m.v.data() + t * Hk, 1, start + t);
+    });
     pagedAttention(kv, m.q.data(), m.att.data(), T, start, m.nHeads, scale);
-    xq = prepareInput(m, m.att.data(), T, Hq, L.wo.quantized());
+    xq = nullptr;
+    if (L.wo.quantized()) {
+      xq = quantScratch(m, T, Hq);
+      BlockQ8* xqp = xq;
+      const float* att = m.att.data();
+      parallelFor(T, [&](int64_t t, int) { quantizeRowQ8(att + t * Hq, Hq, xqp + t * (Hq / kQK)); });
+    }
     {
       float* ys[1] = {m.tmp.data()};
       matmulWeights(&L.wo, 1, T, m.att.data(), xq, ys);
     }
-    addInPlace(x, m.tmp.data(), T * D);
-    rmsNormRows(x, L.ffnNorm, m.xn.data(), T, D, m.eps);
-    xq = prepareInput(m, m.xn.data(), T, D, L.gate.quantized() || L.up.quantized());
+    xq = L.gate.quantized() || L.up.quantized() ? quantScratch(m, T, D) : nullptr;
+    addNormQuant(x, m.tmp.data(), L.ffnNorm, m.xn.data(), xq, T, D, m.eps);
     {
       const WeightRef ws[2] = {L.gate, L.up};
       float* ys[2] = {m.g.data(), m.u.data()};
@@ -338,23 +351,26 @@ Napi::Value LlmForward(const Napi::CallbackInfo& info) {
     }
     float* g = m.g.data();
     const float* u = m.u.data();
+    xq = L.down.quantized() ? quantScratch(m, T, Fh) : nullptr;
+    BlockQ8* xqd = xq;
     parallelFor(T, [&](int64_t t, int) {
       float* gr = g + t * Fh;
       const float* ur = u + t * Fh;
       int64_t i = 0;
       for (; i + kW <= Fh; i += kW) (activate<kActSilu>(VecF::load(gr + i)) * VecF::load(ur + i)).store(gr + i);
       for (; i < Fh; i++) gr[i] = gr[i] / (1.0f + std::exp(-gr[i])) * ur[i];
+      if (xqd) quantizeRowQ8(gr, Fh, xqd + t * (Fh / kQK));
     });
-    xq = prepareInput(m, g, T, Fh, L.down.quantized());
     {
       float* ys[1] = {m.tmp.data()};
       matmulWeights(&L.down, 1, T, g, xq, ys);
     }
-    addInPlace(x, m.tmp.data(), T * D);
+    pending = m.tmp.data();
   }
-  const float* last = x + (T - outRows) * D;
-  rmsNormRows(last, m.outNorm, m.xn.data(), outRows, D, m.eps);
-  const BlockQ8* xq = prepareInput(m, m.xn.data(), outRows, D, m.output.quantized());
+  // Only the rows whose logits are wanted need the last residual add and the output norm.
+  const int64_t first = T - outRows;
+  BlockQ8* xq = m.output.quantized() ? quantScratch(m, outRows, D) : nullptr;
+  addNormQuant(x + first * D, pending ? pending + first * D : nullptr, m.outNorm, m.xn.data(), xq, outRows, D, m.eps);
   float* ys[1] = {logits.data};
   matmulWeights(&m.output, 1, outRows, m.xn.data(), xq, ys);
   return env.Undefined();

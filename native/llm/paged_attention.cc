@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "../gemm/gemm.h"
 #include "../quant/qmatmul.h"
 #include "../simd.h"
 #include "../threadpool.h"
@@ -21,6 +22,17 @@ struct Scratch {
   std::vector<float> s, row;
 };
 thread_local Scratch tScratch;
+
+struct TileScratch {
+  std::vector<float> q, s, k, v, o, row;
+};
+thread_local TileScratch tTile;
+
+template <typename T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
 
 inline float dotF(const float* a, const float* b, int64_t n) {
   VecF acc = VecF::zero();
@@ -108,6 +120,96 @@ void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int6
   }
 }
 
+
+// Prefill: one task per (kv head, tile of queries). The tile's rows (query t, head g of the group)
+// are gathered and scaled into Q [R][hd]; the keys it may see, 0..start+t_last, are packed once as
+// GEMM panels (Kᵀ and V, converted from f16 once per task), so S = Q·Kᵀ and O = softmax(S)·V run on
+// the fp32 GEMM microkernel instead of one dot product per (query, key). S holds R × ctx floats
+// per thread (R ≤ 128).
+void prefillTile(const PagedKv& kv, const float* q, float* out, int64_t t0, int64_t nq, int64_t start, int64_t nHeads,
+                 int64_t kvh, float scale) {
+  const int64_t hd = kv.headDim, G = nHeads / kv.nKv, width = nHeads * hd, R = nq * G;
+  const int64_t ctx = start + t0 + nq;  // keys the last query of the tile sees
+  const int64_t kPanels = (ctx + kNR - 1) / kNR, ctxPad = kPanels * kNR, vPanels = (hd + kNR - 1) / kNR;
+  TileScratch& sc = tTile;
+  float* qs = sized(sc.q, R * hd);
+  float* S = sized(sc.s, R * ctxPad);
+  float* kp = sized(sc.k, kPanels * hd * kNR);
+  float* vp = sized(sc.v, vPanels * ctx * kNR);
+  float* o = sized(sc.o, R * hd);
+  float* row = sized(sc.row, hd);
+  const VecF sv = VecF::set1(scale);
+  for (int64_t t = 0; t < nq; t++) {
+    for (int64_t g = 0; g < G; g++) {
+      const float* src = q + (t0 + t) * width + (kvh * G + g) * hd;
+      float* dst = qs + (t * G + g) * hd;
+      int64_t i = 0;
+      for (; i + kW <= hd; i += kW) (VecF::load(src + i) * sv).store(dst + i);
+      for (; i < hd; i++) dst[i] = src[i] * scale;
+    }
+  }
+  // Kᵀ panels: panel p, row d, column jj = K[p·kNR + jj][d] (zero past ctx).
+  std::fill(kp + (kPanels - 1) * hd * kNR, kp + kPanels * hd * kNR, 0.0f);
+  // V panels: panel p, row j, column dd = V[j][p·kNR + dd] (zero past hd).
+  if (hd % kNR != 0) std::fill(vp + (vPanels - 1) * ctx * kNR, vp + vPanels * ctx * kNR, 0.0f);
+  for (int64_t j = 0; j < ctx; j++) {
+    const float* kr = cacheRow(kv, kv.k, j, kvh, row);
+    float* kd = kp + (j / kNR) * hd * kNR + (j % kNR);
+    for (int64_t d = 0; d < hd; d++) kd[d * kNR] = kr[d];
+    const float* vr = cacheRow(kv, kv.v, j, kvh, row);
+    for (int64_t p = 0; p < vPanels; p++) {
+      const int64_t n = std::min<int64_t>(kNR, hd - p * kNR);
+      std::memcpy(vp + p * ctx * kNR + j * kNR, vr + p * kNR, static_cast<size_t>(n) * 4);
+    }
+  }
+  gemmPackedTile(R, ctx, hd, qs, hd, kp, hd * kNR, S, ctxPad, false);
+  // Causal softmax per row, normalized; row (t, g) sees keys 0..start+t0+t, the rest are zeroed so
+  // the P·V product over all ctx keys ignores them.
+  for (int64_t r = 0; r < R; r++) {
+    float* sr = S + r * ctxPad;
+    const int64_t n = start + t0 + r / G + 1;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; j++) mx = std::max(mx, sr[j]);
+    const VecF mv = VecF::set1(mx);
+    VecF sum = VecF::zero();
+    int64_t j = 0;
+    for (; j + kW <= n; j += kW) {
+      const VecF e = expv(VecF::load(sr + j) - mv);
+      e.store(sr + j);
+      sum = sum + e;
+    }
+    float total = sum.sum();
+    for (; j < n; j++) {
+      sr[j] = std::exp(sr[j] - mx);
+      total += sr[j];
+    }
+    const float invf = 1.0f / total;
+    const VecF inv = VecF::set1(invf);
+    for (j = 0; j + kW <= n; j += kW) (VecF::load(sr + j) * inv).store(sr + j);
+    for (; j < n; j++) sr[j] *= invf;
+    std::fill(sr + n, sr + ctx, 0.0f);
+  }
+  gemmPackedTile(R, hd, ctx, S, ctxPad, vp, ctx * kNR, o, hd, false);
+  for (int64_t t = 0; t < nq; t++)
+    for (int64_t g = 0; g < G; g++)
+      std::memcpy(out + (t0 + t) * width + (kvh * G + g) * hd, o + (t * G + g) * hd, static_cast<size_t>(hd) * 4);
+}
+
+void prefillAttention(const PagedKv& kv, const float* q, float* out, int64_t T, int64_t start, int64_t nHeads,
+                      float scale) {
+  const int64_t G = nHeads / kv.nKv;
+  // Tiles of up to 128 rows (queries × group heads), at least 2 tasks per thread when T allows.
+  int64_t nq = std::max<int64_t>(1, 128 / G);
+  while (nq > 8 && ((T + nq - 1) / nq) * kv.nKv < 2 * numThreads()) nq /= 2;
+  const int64_t tiles = (T + nq - 1) / nq;
+  // Later tiles see more keys: hand them out first so the short ones fill in at the end.
+  parallelFor(tiles * kv.nKv, [&](int64_t task, int) {
+    const int64_t tile = tiles - 1 - task / kv.nKv, kvh = task % kv.nKv;
+    const int64_t t0 = tile * nq;
+    prefillTile(kv, q, out, t0, std::min(nq, T - t0), start, nHeads, kvh, scale);
+  });
+}
+
 }  // namespace
 
 void pagedStore(const PagedKv& kv, const float* k, const float* v, int64_t T, int64_t start) {
@@ -130,18 +232,9 @@ void pagedStore(const PagedKv& kv, const float* k, const float* v, int64_t T, in
 
 void pagedAttention(const PagedKv& kv, const float* q, float* out, int64_t T, int64_t start, int64_t nHeads,
                     float scale) {
-  const int64_t hd = kv.headDim, nKv = kv.nKv, G = nHeads / nKv, width = nHeads * hd;
+  const int64_t hd = kv.headDim, nKv = kv.nKv, G = nHeads / nKv;
   if (T > 1) {
-    parallelFor(nKv * T, [&](int64_t task, int) {
-      const int64_t kvh = task % nKv, t = task / nKv;
-      std::vector<float> ml(2 * G);
-      float* o = out + t * width + kvh * G * hd;
-      attendRange(kv, kvh, q + t * width + kvh * G * hd, G, 0, start + t + 1, scale, ml.data(), ml.data() + G, o);
-      for (int64_t g = 0; g < G; g++) {
-        const float inv = 1.0f / ml[G + g];
-        for (int64_t i = 0; i < hd; i++) o[g * hd + i] *= inv;
-      }
-    });
+    prefillAttention(kv, q, out, T, start, nHeads, scale);
     return;
   }
   // Decode: split the keys into chunks (whole pages) so every thread has work even when nKv is

@@ -24,8 +24,9 @@ void pagedStore(const PagedKv& kv, const float* k, const float* v, int64_t T, in
 
 // out[T][nHeads·headDim] = softmax(q·Kᵀ·scale, causal) · V, query t at position start + t attending
 // to positions 0..start+t. T == 1 (decode) splits each head's keys into chunks run on different
-// threads and merges their partial softmaxes (flash-decoding); T > 1 runs one task per
-// (kv head, query) that shares every K/V row it loads across the kv head's query heads.
+// threads and merges their partial softmaxes (flash-decoding); T > 1 runs one task per (kv head,
+// tile of queries) that packs the visible K/V rows once and computes the tile's scores and output
+// with the fp32 GEMM microkernel, sharing every K/V row across the kv head's query heads.
 void pagedAttention(const PagedKv& kv, const float* q, float* out, int64_t T, int64_t start, int64_t nHeads,
                     float scale);
 

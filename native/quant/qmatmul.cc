@@ -1,18 +1,29 @@
 // Weight-only matmul kernels (layouts in qmatmul.h). Each task owns a range of output features
-// (weight rows) and a range of input rows; inside it, register tiles of RM input rows × RN weight
-// rows run the whole K loop, so a weight block is loaded (and unpacked) once per RM rows and an
-// activation block once per RN weight rows.
-//   dense:     acc[i][j] (VecF lanes) += x·w after converting w (f16/bf16) to fp32 in registers.
-//   quantized: per 32-block, int8 dot in 8 int32 lanes via |w| · sign(x, w) (VNNI vpdpbusd, or
-//              AVX2 maddubs+madd), converted to float and scaled by d_x·d_w into float lanes.
+// (weight rows) and a range of input rows.
+//   dense, few rows:  register tiles of RM input rows × RN weight rows run the whole K loop,
+//                     converting f16/bf16 to fp32 in registers (decode reads each weight once).
+//   dense, >= 16 rows: a register-blocked fp32 GEMM: x packed once per call, each task converts
+//                     one panel of weight rows to fp32 (transposed in registers) and runs it
+//                     against every packed row block.
+//   GGUF-layout quantized: per 32-block, int8 dot in 8 int32 lanes via |w| · sign(x, w) (VNNI
+//                     vpdpbusd, or AVX2 maddubs+madd), converted and scaled by d_x·d_w.
+//   packed X16 quantized: one vpdpbusd serves 16 weight rows (4 k each) against a broadcast
+//                     activation group; the 16 rows' scales apply as one vector per block.
+//                     Decode streams two row groups at once; prefill runs tiles of 8 activation
+//                     rows per group, or AMX-INT8 tiles of 16 where the CPU and OS allow it.
 #include "qmatmul.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
-#include "../gemm/gemm.h"
 #include "../simd.h"
 #include "../threadpool.h"
 
@@ -463,6 +474,10 @@ template <int F>
 constexpr int32_t packedOffset() { return F == kWQ8_0X16 ? 128 : 8; }
 
 #if defined(__AVX512VNNI__) && defined(IJ_AVX512)
+#ifndef IJ_PREFETCH_AHEAD
+#define IJ_PREFETCH_AHEAD 8
+#endif
+constexpr int64_t kPrefetchAhead = IJ_PREFETCH_AHEAD;
 // RM activation rows × the 16 rows of group g: per block, the 8 unsigned weight vectors (16 rows ×
 // 4 k each) are loaded (and, for Q4, unpacked) once; each activation row then needs 8 vpdpbusd with
 // a broadcast 4-byte group, an offset correction, and one scale FMA for all 16 rows.
@@ -477,6 +492,11 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
   const __m512i m4 = _mm512_set1_epi8(15);
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* p = base + b * S;
+    if constexpr (RM <= 2) {
+      // Decode streams each weight byte once: request the blocks ~2 KiB ahead (a task's group is
+      // contiguous, K/32 blocks).
+      for (int64_t c = 0; c < S; c += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead * S + c), _MM_HINT_T0);
+    }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     __m512i wv[8];
     if constexpr (F == kWQ8_0X16) {
@@ -490,22 +510,74 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
     }
     for (int i = 0; i < RM; i++) {
       const BlockQ8& a = xq[i * ldx + b];
-      // Two independent chains of 4 so the dot products of one row overlap.
-      __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[0], _mm512_set1_epi32(loadI32(a.q)));
-      __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[1], _mm512_set1_epi32(loadI32(a.q + 4)));
-      s0 = _mm512_dpbusd_epi32(s0, wv[2], _mm512_set1_epi32(loadI32(a.q + 8)));
-      s1 = _mm512_dpbusd_epi32(s1, wv[3], _mm512_set1_epi32(loadI32(a.q + 12)));
-      s0 = _mm512_dpbusd_epi32(s0, wv[4], _mm512_set1_epi32(loadI32(a.q + 16)));
-      s1 = _mm512_dpbusd_epi32(s1, wv[5], _mm512_set1_epi32(loadI32(a.q + 20)));
-      s0 = _mm512_dpbusd_epi32(s0, wv[6], _mm512_set1_epi32(loadI32(a.q + 24)));
-      s1 = _mm512_dpbusd_epi32(s1, wv[7], _mm512_set1_epi32(loadI32(a.q + 28)));
-      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(off * a.s));
+      // The chain starts from the offset correction −o·Σq. Tiles of several rows have independent
+      // chains per row; a single row splits its 8 steps over two chains so they overlap.
+      const __m512i corr = _mm512_set1_epi32(-off * a.s);
+      __m512i dot;
+      if constexpr (RM >= 4) {
+        dot = corr;
+        for (int j = 0; j < 8; j++) dot = _mm512_dpbusd_epi32(dot, wv[j], _mm512_set1_epi32(loadI32(a.q + 4 * j)));
+      } else {
+        __m512i s0 = corr, s1 = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j += 2) {
+          s0 = _mm512_dpbusd_epi32(s0, wv[j], _mm512_set1_epi32(loadI32(a.q + 4 * j)));
+          s1 = _mm512_dpbusd_epi32(s1, wv[j + 1], _mm512_set1_epi32(loadI32(a.q + 4 * j + 4)));
+        }
+        dot = _mm512_add_epi32(s0, s1);
+      }
       acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(a.d)), acc[i]);
     }
   }
   const __mmask16 mask = valid >= kPackRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1u);
   for (int i = 0; i < RM; i++) _mm512_mask_storeu_ps(y + i * ldy, mask, acc[i]);
 }
+// Decode (one activation row): two groups at once, so each thread keeps two weight streams in
+// flight (one stream alone leaves DRAM bandwidth unused on a core).
+template <int F>
+void packedTile1x2(const WeightRef& w, const BlockQ8* xq, int64_t g, float* y, int valid1) {
+  constexpr int64_t S = packedBlockBytes<F>();
+  constexpr int32_t off = packedOffset<F>();
+  const int64_t nb = w.K / kQK;
+  const uint8_t* base0 = w.data + g * nb * S;
+  const uint8_t* base1 = base0 + nb * S;
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(15);
+  for (int64_t b = 0; b < nb; b++) {
+    const BlockQ8& a = xq[b];
+    __m512i d0 = _mm512_set1_epi32(-off * a.s), d1 = d0;
+    const uint8_t* p0 = base0 + b * S;
+    const uint8_t* p1 = base1 + b * S;
+    for (int64_t c = 0; c < S; c += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(p0 + kPrefetchAhead * S + c), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(p1 + kPrefetchAhead * S + c), _MM_HINT_T0);
+    }
+    if constexpr (F == kWQ8_0X16) {
+      for (int j = 0; j < 8; j++) {
+        const __m512i xb = _mm512_set1_epi32(loadI32(a.q + 4 * j));
+        d0 = _mm512_dpbusd_epi32(d0, _mm512_loadu_si512(p0 + 32 + 64 * j), xb);
+        d1 = _mm512_dpbusd_epi32(d1, _mm512_loadu_si512(p1 + 32 + 64 * j), xb);
+      }
+    } else {
+      for (int j = 0; j < 4; j++) {
+        const __m512i xl = _mm512_set1_epi32(loadI32(a.q + 4 * j)), xh = _mm512_set1_epi32(loadI32(a.q + 16 + 4 * j));
+        const __m512i r0 = _mm512_loadu_si512(p0 + 32 + 64 * j), r1 = _mm512_loadu_si512(p1 + 32 + 64 * j);
+        d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(r0, m4), xl);
+        d1 = _mm512_dpbusd_epi32(d1, _mm512_and_si512(r1, m4), xl);
+        d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4), xh);
+        d1 = _mm512_dpbusd_epi32(d1, _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4), xh);
+      }
+    }
+    const __m512 dx = _mm512_set1_ps(a.d);
+    const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p0)));
+    const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p1)));
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_mul_ps(dw0, dx), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_mul_ps(dw1, dx), acc1);
+  }
+  _mm512_storeu_ps(y, acc0);
+  const __mmask16 mask = valid1 >= kPackRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid1) - 1u);
+  _mm512_mask_storeu_ps(y + kPackRows, mask, acc1);
+}
+#define IJ_HAVE_TILE1X2 1
 #else
 // Portable loop over the same layout (builds without AVX-512 VNNI; the engine does not pack there).
 template <int F, int RM>
@@ -540,14 +612,145 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
 }
 #endif
 
+// ---------------------------------------------------------------- AMX-INT8 (prefill)
+// Selected at run time (cpuid AMX-TILE + AMX-INT8 and the kernel granting this process the tile
+// state; INFERJIT_LLM_AMX=0 turns it off), for packed weights and at least 16 activation rows.
+// Per group, the 16 rows' weights are first materialized as signed int8 B tiles (8 k-groups × 16
+// rows × 4, exactly the packed chunk layout) in per-thread scratch, once for all activation rows.
+// Then per 16 activation rows and per block: C = A (16 rows × 32 int8, read in place from the
+// BlockQ8 array) · B with tdpbssd, stored, and scaled into 16 fp32 row accumulators (one zmm per
+// activation row holds its 16 outputs): 16·16·32 multiply-adds per tile instruction instead of 8
+// vpdpbusd per activation row.
+#if defined(__x86_64__) && defined(IJ_AVX512)
+#define IJ_HAVE_AMX 1
+#define IJ_TGT_AMX_INT8 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,f16c")))
+
+struct alignas(64) AmxConfig {
+  uint8_t palette = 1;
+  uint8_t startRow = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+bool amxInt8Usable() {
+  static const bool ok = [] {
+    if (const char* env = std::getenv("INFERJIT_LLM_AMX")) {
+      if (std::strcmp(env, "0") == 0) return false;
+    }
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!(d & (1u << 24)) || !(d & (1u << 25))) return false;  // AMX-TILE, AMX-INT8
+    // Linux hands out the 8 KiB tile state on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) return false;
+    return true;
+  }();
+  return ok;
+}
+
+thread_local std::vector<uint8_t> tAmxB;
+thread_local int32_t tAmxC[2][16 * 16] __attribute__((aligned(64)));
+
+// Signed B tiles of group g, block after block (512 bytes each).
+template <int F>
+IJ_TGT_AMX_INT8 void amxMaterialize(const WeightRef& w, int64_t g, uint8_t* dst) {
+  constexpr int64_t S = packedBlockBytes<F>();
+  const int64_t nb = w.K / kQK;
+  const uint8_t* base = w.data + g * nb * S;
+  const __m512i m4 = _mm512_set1_epi8(15), x80 = _mm512_set1_epi8(static_cast<char>(0x80)), eight = _mm512_set1_epi8(8);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* p = base + b * S + 32;
+    uint8_t* o = dst + b * 512;
+    if constexpr (F == kWQ8_0X16) {
+      for (int j = 0; j < 8; j++) _mm512_store_si512(o + 64 * j, _mm512_xor_si512(_mm512_loadu_si512(p + 64 * j), x80));
+    } else {
+      for (int j = 0; j < 4; j++) {
+        const __m512i raw = _mm512_loadu_si512(p + 64 * j);
+        _mm512_store_si512(o + 64 * j, _mm512_sub_epi8(_mm512_and_si512(raw, m4), eight));
+        _mm512_store_si512(o + 64 * (j + 4), _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(raw, 4), m4), eight));
+      }
+    }
+  }
+}
+
+// Rows [m0, m0+16) × group g. bt: the group's B tiles; xq: BlockQ8 rows (row stride nb blocks).
+template <int F>
+IJ_TGT_AMX_INT8 void amxTile16(const WeightRef& w, const uint8_t* bt, const BlockQ8* xq, int64_t g, float* y, int64_t ldy,
+                               int valid) {
+  constexpr int64_t S = packedBlockBytes<F>();
+  const int64_t nb = w.K / kQK;
+  const uint8_t* base = w.data + g * nb * S;
+  __m512 acc[16];
+  for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+  const int64_t aStride = nb * static_cast<int64_t>(sizeof(BlockQ8));
+  // Two C tiles and buffers alternate between blocks so a block's tile product need not wait for
+  // the previous block's scaling to read its buffer. (Issuing block b+1's product explicitly
+  // before block b's scaling measured no faster: out-of-order execution already overlaps them.)
+  auto product = [&](int64_t b) IJ_TGT_AMX_INT8 {
+    if (b & 1) {
+      _tile_zero(1);
+      _tile_loadd(2, xq[b].q, aStride);
+      _tile_loadd(3, bt + b * 512, 64);
+      _tile_dpbssd(1, 2, 3);
+      _tile_stored(1, tAmxC[1], 64);
+    } else {
+      _tile_zero(0);
+      _tile_loadd(2, xq[b].q, aStride);
+      _tile_loadd(3, bt + b * 512, 64);
+      _tile_dpbssd(0, 2, 3);
+      _tile_stored(0, tAmxC[0], 64);
+    }
+  };
+  for (int64_t b = 0; b < nb; b++) {
+    product(b);
+    const int32_t* cbuf = tAmxC[b & 1];
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + b * S)));
+    for (int i = 0; i < 16; i++) {
+      const __m512 c = _mm512_cvtepi32_ps(_mm512_load_si512(cbuf + 16 * i));
+      acc[i] = _mm512_fmadd_ps(c, _mm512_mul_ps(dw, _mm512_set1_ps(xq[i * nb + b].d)), acc[i]);
+    }
+  }
+  const __mmask16 mask = valid >= kPackRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1u);
+  for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(y + i * ldy, mask, acc[i]);
+}
+
+IJ_TGT_AMX_INT8 void amxConfigure() {
+  AmxConfig cfg;
+  cfg.colsb[0] = cfg.colsb[1] = 64;  // C: 16 rows × 16 int32
+  cfg.rows[0] = cfg.rows[1] = 16;
+  cfg.colsb[2] = 32;                 // A: 16 rows × 32 int8 (one block)
+  cfg.rows[2] = 16;
+  cfg.colsb[3] = 64;                 // B: 8 k-groups × 16 rows × 4 int8
+  cfg.rows[3] = 8;
+  _tile_loadconfig(&cfg);
+}
+
+// Groups covering rows [n0, n1) for M >= 16 rows on AMX; the last M % 16 rows on the VNNI tiles.
+template <int F>
+void packedRangeAmx(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int64_t ldy, int64_t n0, int64_t n1);
+#endif
+
 // Groups covering rows [n0, n1) for all M rows: group outer, so a group's weights stay in L1 while
 // the activation rows pass over them in tiles of up to 8.
 template <int F>
 void packedRange(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int64_t ldy, int64_t n0, int64_t n1) {
   const int64_t nb = w.K / kQK;
+#if defined(IJ_HAVE_AMX)
+  if (M >= 16 && amxInt8Usable()) {
+    packedRangeAmx<F>(w, M, xq, y, ldy, n0, n1);
+    return;
+  }
+#endif
   for (int64_t g = n0 / kPackRows; g * kPackRows < n1; g++) {
     const int valid = static_cast<int>(std::min<int64_t>(kPackRows, n1 - g * kPackRows));
     float* yg = y + g * kPackRows;
+#if defined(IJ_HAVE_TILE1X2)
+    if (M == 1 && valid == kPackRows && (g + 1) * kPackRows < n1) {
+      packedTile1x2<F>(w, xq, g, yg, static_cast<int>(std::min<int64_t>(kPackRows, n1 - (g + 1) * kPackRows)));
+      g++;
+      continue;
+    }
+#endif
     int64_t m = 0;
     for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid);
     switch (M - m) {
@@ -559,6 +762,33 @@ void packedRange(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int
     }
   }
 }
+
+#if defined(IJ_HAVE_AMX)
+template <int F>
+void packedRangeAmx(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  const int64_t nb = w.K / kQK;
+  std::vector<uint8_t>& bt = tAmxB;
+  if (bt.size() < static_cast<size_t>(nb * 512 + 64)) bt.resize(static_cast<size_t>(nb * 512 + 64));
+  uint8_t* b64 = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(bt.data()) + 63) & ~uintptr_t(63));
+  amxConfigure();  // per task: other AMX users on this thread load their own configurations
+  const int64_t m16 = M / 16 * 16;
+  for (int64_t g = n0 / kPackRows; g * kPackRows < n1; g++) {
+    const int valid = static_cast<int>(std::min<int64_t>(kPackRows, n1 - g * kPackRows));
+    float* yg = y + g * kPackRows;
+    amxMaterialize<F>(w, g, b64);
+    for (int64_t m = 0; m < m16; m += 16) amxTile16<F>(w, b64, xq + m * nb, g, yg + m * ldy, ldy, valid);
+    int64_t m = m16;
+    for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid);
+    switch (M - m) {
+#define IJ_PT(R) \
+  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid); break;
+      IJ_PT(1) IJ_PT(2) IJ_PT(3) IJ_PT(4) IJ_PT(5) IJ_PT(6) IJ_PT(7)
+#undef IJ_PT
+      default: break;
+    }
+  }
+}
+#endif
 
 // ---------------------------------------------------------------- dense GEMM (prefill)
 
@@ -634,45 +864,160 @@ void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* x
 namespace {
 
 // Below this many input rows a dense weight runs the register-tile GEMV above (weights read once,
-// converted in registers); from it on, the fp32 packed GEMM: the activations are packed once as
-// B panels (x^T), each task converts a block of weight rows to fp32 and multiplies them as A.
+// converted in registers); from it on, a GEMM: x is packed once per call into micro-panels of kDMR
+// rows (shared by every task), each task converts one panel of kDNR weight rows to fp32 in
+// transposed (k-major) order into per-thread scratch, and a kDMR × kDNR register tile runs the
+// whole K loop for every micro-panel. Converting in the task keeps f16/bf16 weights as stored
+// (decode reads them) and costs one pass over a weight panel per call, against M multiply-adds
+// per weight value.
 constexpr int64_t kDenseGemmMinRows = 16;
+constexpr int kDNR = 2 * kW;
+constexpr int kDMR = kW == 16 ? 14 : kW == 8 ? 6 : 4;
 
-struct DenseScratch {
-  std::vector<float> rows, out;
-};
-thread_local DenseScratch tDense;
-thread_local std::vector<float> tPackedX;
+thread_local std::vector<float> tPackedX, tPanelW;
+
+// x rows [mp·kDMR, +kDMR) as dst[k·kDMR + i] (zero past M).
+void packXPanel(const float* x, int64_t M, int64_t K, int64_t mp, float* dst) {
+  const int64_t m0 = mp * kDMR;
+  const int rows = static_cast<int>(std::min<int64_t>(kDMR, M - m0));
+  for (int64_t k = 0; k < K; k++) {
+    for (int i = 0; i < rows; i++) dst[k * kDMR + i] = x[(m0 + i) * K + k];
+    for (int i = rows; i < kDMR; i++) dst[k * kDMR + i] = 0.0f;
+  }
+}
+
+#if defined(IJ_AVX512)
+// 16×16 fp32 transpose in registers (r[i] = row i on entry, column i on exit).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+  }
+}
+#endif
+
+// Weight rows [n0, n0+kDNR) as dst[k·kDNR + j] (fp32, zero past N).
+template <int F>
+void packWPanel(const WeightRef& w, int64_t n0, float* dst) {
+  const int64_t K = w.K;
+  const int rows = static_cast<int>(std::min<int64_t>(kDNR, w.N - n0));
+  int64_t k = 0;
+#if defined(IJ_AVX512)
+  if (rows == kDNR) {
+    for (; k + 16 <= K; k += 16) {
+      for (int h = 0; h < 2; h++) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) {
+          // 32 row streams are more than the hardware prefetcher follows: ask ~512 bytes ahead.
+          _mm_prefetch(reinterpret_cast<const char*>(w.data) + ((n0 + 16 * h + i) * K + k) * (F == kWF32 ? 4 : 2) + 512, _MM_HINT_T0);
+          r[i] = loadW<F>(w.data, (n0 + 16 * h + i) * K + k).v;
+        }
+        transpose16(r);
+        for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (k + i) * kDNR + 16 * h, r[i]);
+      }
+    }
+  }
+#endif
+  for (; k < K; k++) {
+    for (int j = 0; j < rows; j++) dst[k * kDNR + j] = elemW<F>(w.data, (n0 + j) * K + k);
+    for (int j = rows; j < kDNR; j++) dst[k * kDNR + j] = 0.0f;
+  }
+}
+
+// y[i][j] (i < mr, j < nc) = Σ_k a[k·kDMR + i] · b[k·kDNR + j].
+template <int MR>
+void denseMicro(int64_t K, const float* __restrict a, const float* __restrict b, float* y, int64_t ldy, int nc) {
+  VecF acc[MR][2];
+  for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = VecF::zero();
+  for (int64_t k = 0; k < K; k++) {
+    const VecF b0 = VecF::load(b + k * kDNR), b1 = VecF::load(b + k * kDNR + kW);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+      const VecF av = VecF::set1(a[k * kDMR + i]);
+      acc[i][0] = fmadd(av, b0, acc[i][0]);
+      acc[i][1] = fmadd(av, b1, acc[i][1]);
+    }
+  }
+  for (int i = 0; i < MR; i++) {
+    float* yr = y + i * ldy;
+    if (nc >= kDNR) {
+      acc[i][0].store(yr);
+      acc[i][1].store(yr + kW);
+    } else {
+      if (nc >= kW) {
+        acc[i][0].store(yr);
+        if (nc > kW) acc[i][1].storePartial(yr + kW, nc - kW);
+      } else if (nc > 0) {
+        acc[i][0].storePartial(yr, nc);
+      }
+    }
+  }
+}
+
+template <int F>
+void denseGemmTask(const WeightRef& w, int64_t M, const float* xp, int64_t n0, float* y) {
+  const int64_t K = w.K;
+  std::vector<float>& panel = tPanelW;
+  if (panel.size() < static_cast<size_t>(K * kDNR)) panel.resize(static_cast<size_t>(K * kDNR));
+  packWPanel<F>(w, n0, panel.data());
+  const int nc = static_cast<int>(std::min<int64_t>(kDNR, w.N - n0));
+  for (int64_t m0 = 0, mp = 0; m0 < M; m0 += kDMR, mp++) {
+    const float* a = xp + mp * K * kDMR;
+    float* yt = y + m0 * w.N + n0;
+    switch (std::min<int64_t>(kDMR, M - m0)) {
+#define IJ_DM(R) \
+  case R: denseMicro<R>(K, a, panel.data(), yt, w.N, nc); break;
+      IJ_DM(1) IJ_DM(2) IJ_DM(3) IJ_DM(4)
+#if defined(IJ_AVX512) || defined(IJ_AVX2)
+      IJ_DM(5) IJ_DM(6)
+#endif
+#if defined(IJ_AVX512)
+      IJ_DM(7) IJ_DM(8) IJ_DM(9) IJ_DM(10) IJ_DM(11) IJ_DM(12) IJ_DM(13) IJ_DM(14)
+#endif
+#undef IJ_DM
+      default: break;
+    }
+  }
+}
 
 void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float* const* ys) {
   const int64_t K = ws[0].K;
-  const int64_t panels = (M + kNR - 1) / kNR;
+  const int64_t mPanels = (M + kDMR - 1) / kDMR;
   std::vector<float>& xp = tPackedX;
-  if (xp.size() < static_cast<size_t>(panels * K * kNR)) xp.resize(static_cast<size_t>(panels * K * kNR));
+  if (xp.size() < static_cast<size_t>(mPanels * K * kDMR)) xp.resize(static_cast<size_t>(mPanels * K * kDMR));
   float* xpd = xp.data();
-  parallelFor(panels, [&](int64_t p, int) { packBPanel(x, K, true, K, M, p, xpd + p * K * kNR); });
-  // Row blocks: a multiple of the microkernel's kMR rows; smaller for narrow weights so both
-  // cores get work.
-  int64_t totalN = 0;
-  for (int i = 0; i < count; i++) totalN += ws[i].N;
-  int64_t nr = kMR * 8;
-  while (nr > kMR && totalN / nr < 8 * numThreads()) nr -= kMR;
+  parallelFor(mPanels, [&](int64_t mp, int) { packXPanel(x, M, K, mp, xpd + mp * K * kDMR); });
   std::vector<int64_t> firstTask(count + 1, 0);
-  for (int i = 0; i < count; i++) firstTask[i + 1] = firstTask[i] + (ws[i].N + nr - 1) / nr;
+  for (int i = 0; i < count; i++) firstTask[i + 1] = firstTask[i] + (ws[i].N + kDNR - 1) / kDNR;
   parallelFor(firstTask[count], [&](int64_t t, int) {
     int i = 0;
     while (t >= firstTask[i + 1]) i++;
     const WeightRef& w = ws[i];
-    const int64_t n0 = (t - firstTask[i]) * nr, rows = std::min(nr, w.N - n0);
-    DenseScratch& sc = tDense;
-    if (sc.rows.size() < static_cast<size_t>(rows * K)) sc.rows.resize(static_cast<size_t>(rows * K));
-    if (sc.out.size() < static_cast<size_t>(rows * M)) sc.out.resize(static_cast<size_t>(rows * M));
-    denseRowsF32(w, n0, rows, sc.rows.data());
-    // yᵀ[rows, M] = W[rows, K] · xᵀ[K, M]
-    gemmPackedTile(rows, M, K, sc.rows.data(), K, xpd, K * kNR, sc.out.data(), M, false);
-    float* y = ys[i];
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t r = 0; r < rows; r++) y[m * w.N + n0 + r] = sc.out[r * M + m];
+    const int64_t n0 = (t - firstTask[i]) * kDNR;
+    switch (w.format) {
+      case kWF32: denseGemmTask<kWF32>(w, M, xpd, n0, ys[i]); break;
+      case kWF16: denseGemmTask<kWF16>(w, M, xpd, n0, ys[i]); break;
+      default: denseGemmTask<kWBF16>(w, M, xpd, n0, ys[i]); break;
+    }
   });
 }
 
@@ -688,7 +1033,7 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
   // Tasks: (weight, block of output rows, block of input rows). Small row blocks keep a task's
   // weight slice in L2 while its input rows stream past; decode (M = 1) gets many small tasks so
   // the two cores finish together. Blocks are multiples of 16 rows (the packed groups).
-  const int64_t nc = M <= 4 ? 16 : 32, mc = M <= 4 ? M : 64;
+  const int64_t nc = 32, mc = M <= 4 ? M : 64;
   const int64_t mBlocks = (M + mc - 1) / mc;
   std::vector<int64_t> firstTask(count + 1, 0);
   for (int i = 0; i < count; i++) firstTask[i + 1] = firstTask[i] + ((ws[i].N + nc - 1) / nc) * mBlocks;

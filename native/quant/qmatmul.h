@@ -72,8 +72,9 @@ void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* x
 // Runs on the pool. Returns the packed format, or -1 when `src` has no packed layout.
 int packedFormatOf(int format);
 void packWeight(const WeightRef& src, uint8_t* dst);
-// Whether the packed kernels are the fast path on this build (AVX-512 VNNI); elsewhere they run a
-// portable loop and the engine keeps the GGUF layout.
+// Whether the packed kernels are the fast path on this build (AVX-512 VNNI; AMX-INT8 for 16+
+// activation rows when available at run time); elsewhere they run a portable loop and the
+// engine keeps the GGUF layout.
 bool packedKernelsFast();
 
 // Several weights sharing one input (Q/K/V, gate/up) in one parallel job on the pool.

@@ -5,7 +5,7 @@ import { type LlamaConfig, ropeInverseFrequencies } from './config.js';
 import { PagedKvCache, type KvDType } from './kv-cache.js';
 import {
   type LlamaWeights, type Precision, type LoadedLlama, type WeightMatrix,
-  loadLlama, quantizeWeights, nativeWeightSpec, llmAddon, weightBytes, packWeights, packedKernelsFast,
+  loadLlama, quantizeWeights, nativeWeightSpec, llmAddon, weightBytes, packWeights, packMatrix, packedKernelsFast,
 } from './weights.js';
 import { type GgufFile } from '../io/gguf/index.js';
 import { setNumThreads } from '../backends/cpu/index.js';
@@ -65,7 +65,9 @@ export class LlamaEngine {
 
   /** Loads a .gguf file or a Hugging Face checkpoint directory. */
   static load(source: string | LoadedLlama, options: EngineOptions = {}): LlamaEngine {
-    const m = typeof source === 'string' ? loadLlama(source) : source;
+    // Weights run as stored: pack each matrix as it is read, so the file layout is never held in full.
+    const packNow = (options.precision ?? 'fp32') === 'fp32' && (options.pack ?? packedKernelsFast());
+    const m = typeof source === 'string' ? loadLlama(source, packNow ? { transform: packMatrix } : {}) : source;
     return new LlamaEngine(m.config, m.weights, options, m.gguf);
   }
 

@@ -91,31 +91,43 @@ function vectorFromGguf(file: GgufFile, name: string, n: number): Float32Array {
   return t.data as Float32Array;
 }
 
+export interface LoadOptions {
+  /**
+   * Applied to each linear-layer matrix (and an untied output head) right after it is read, e.g.
+   * packMatrix: the file's layout is then garbage as soon as the next tensor is read, so loading
+   * never holds the whole model twice.
+   */
+  transform?: (w: WeightMatrix) => WeightMatrix;
+}
+
 /** Loads a llama-architecture GGUF file (config from its metadata, tensors kept in their encoding). */
-export function loadLlamaGguf(source: string | GgufFile): LoadedLlama {
+export function loadLlamaGguf(source: string | GgufFile, options: LoadOptions = {}): LoadedLlama {
   const file = typeof source === 'string' ? readGguf(source) : source;
   const config = llamaConfigFromGguf(file);
   const { hiddenSize: D, intermediateSize: F, numHeads, numKvHeads, headDim, vocabSize: V } = config;
   const embed = matrixFromGguf(file, 'token_embd.weight', V, D);
+  const t = options.transform ?? ((w: WeightMatrix) => w);
+  const mat = (name: string, rows: number, cols: number) => t(matrixFromGguf(file, name, rows, cols));
   const layers: LlamaLayerWeights[] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const p = `blk.${l}.`;
     layers.push({
       attnNorm: vectorFromGguf(file, `${p}attn_norm.weight`, D),
-      wq: matrixFromGguf(file, `${p}attn_q.weight`, numHeads * headDim, D),
-      wk: matrixFromGguf(file, `${p}attn_k.weight`, numKvHeads * headDim, D),
-      wv: matrixFromGguf(file, `${p}attn_v.weight`, numKvHeads * headDim, D),
-      wo: matrixFromGguf(file, `${p}attn_output.weight`, D, numHeads * headDim),
+      wq: mat(`${p}attn_q.weight`, numHeads * headDim, D),
+      wk: mat(`${p}attn_k.weight`, numKvHeads * headDim, D),
+      wv: mat(`${p}attn_v.weight`, numKvHeads * headDim, D),
+      wo: mat(`${p}attn_output.weight`, D, numHeads * headDim),
       ffnNorm: vectorFromGguf(file, `${p}ffn_norm.weight`, D),
-      gate: matrixFromGguf(file, `${p}ffn_gate.weight`, F, D),
-      up: matrixFromGguf(file, `${p}ffn_up.weight`, F, D),
-      down: matrixFromGguf(file, `${p}ffn_down.weight`, D, F),
+      gate: mat(`${p}ffn_gate.weight`, F, D),
+      up: mat(`${p}ffn_up.weight`, F, D),
+      down: mat(`${p}ffn_down.weight`, D, F),
     });
   }
   const weights: LlamaWeights = {
     embed,
     outNorm: vectorFromGguf(file, 'output_norm.weight', D),
-    output: config.tieWordEmbeddings ? embed : matrixFromGguf(file, 'output.weight', V, D),
+    // A tied head is the embedding table itself, which stays as read (the engine packs it once).
+    output: config.tieWordEmbeddings ? embed : mat('output.weight', V, D),
     layers,
   };
   if (file.hasTensor('rope_freqs.weight')) weights.ropeFreqFactors = vectorFromGguf(file, 'rope_freqs.weight', config.ropeDim / 2);
@@ -173,9 +185,9 @@ export function loadLlamaSafetensors(dir: string): LoadedLlama {
 }
 
 /** Loads a model from a .gguf file or a Hugging Face checkpoint directory. */
-export function loadLlama(source: string): LoadedLlama {
+export function loadLlama(source: string, options: LoadOptions = {}): LoadedLlama {
   if (fs.existsSync(source) && fs.statSync(source).isDirectory()) return loadLlamaSafetensors(source);
-  return loadLlamaGguf(source);
+  return loadLlamaGguf(source, options);
 }
 
 /** The matrix as fp32 values [rows·cols] (for the reference path and for re-quantization). */

@@ -76,6 +76,57 @@ test('GGUF Q8_0 and Q4_0 blocks run in place and track the dequantized reference
   checkModel({ type: 'F32', embedType: 'Q4_0', seed: 9 }, 1e-4); // quantized embedding rows are dequantized exactly
 });
 
+// Longer prompts take the other prefill paths: from 16 rows on, dense weights run the packed fp32
+// GEMM and quantized ones the 8-row tiles of the packed kernels; attention over T > 1 queries runs
+// the tiled GEMM kernel, here also with start > 0 (a second prompt chunk over cached keys).
+// 24-token prefill, a 10-token chunk, then decode steps; tolerances as for the short runs above.
+const LONG_IDS = Array.from({ length: 38 }, (_, i) => 3 + ((i * 53 + 7) % 280));
+function chunkedLogits(engine: LlamaEngine, ids: number[]): Float32Array {
+  const V = engine.vocabSize, out = new Float32Array(ids.length * V);
+  const seq = engine.newSequence();
+  out.set(engine.forward(seq, ids.slice(0, 24), { allLogits: true }));
+  out.set(engine.forward(seq, ids.slice(24, 34), { allLogits: true }), 24 * V);
+  for (let t = 34; t < ids.length; t++) out.set(engine.forward(seq, [ids[t]]), t * V);
+  engine.releaseSequence(seq);
+  return out;
+}
+
+test('long prompts: GEMM prefill, tiled attention over cached keys (chunked prefill) = reference', () => {
+  const cases: [TinyLlamaSpec, number, object][] = [
+    [{ type: 'F32', seed: 11 }, 1e-4, {}],
+    [{ type: 'F16', seed: 12, kvHeads: 1 }, 1e-4, {}],
+    [{ type: 'F32', seed: 13, heads: 4, kvHeads: 4 }, 2e-2, { kvDtype: 'f16' }],
+    [{ type: 'Q4_0', seed: 14 }, 0.5, {}],
+    [{ type: 'Q8_0', seed: 15, ffn: 96 }, 0.5, {}],
+  ];
+  for (const [spec, tol, options] of cases) {
+    const file = path.join(dir, `long-${JSON.stringify(spec).replace(/[^a-z0-9]/gi, '')}.gguf`);
+    writeTinyLlamaGguf(file, spec);
+    const model = LlamaForCausalLM.load(file);
+    const ref = referenceLogits(model, LONG_IDS);
+    const got = chunkedLogits(model.compile({ blockSize: 4, ...options }), LONG_IDS);
+    const d = maxAbsDiff(ref, got);
+    assert.ok(d < tol, `${JSON.stringify(spec)}: max |native - reference| = ${d} (tolerance ${tol})`);
+  }
+});
+
+// Packing Q8_0/Q4_0 rows 16 at a time is a pure relayout; the packed and GGUF-layout kernels quantize
+// activations the same way and differ only in fp32 summation order (~1e-6 relative).
+test('packed (x16) and GGUF-layout quantized weights give the same logits, tied head included', () => {
+  for (const spec of [{ type: 'Q4_0', seed: 16, tied: true, embedType: 'Q4_0' }, { type: 'Q8_0', seed: 17 }] as TinyLlamaSpec[]) {
+    const file = path.join(dir, `pack-${spec.seed}.gguf`);
+    writeTinyLlamaGguf(file, spec);
+    const loaded = loadLlama(file);
+    const packed = new LlamaEngine(loaded.config, loaded.weights, { pack: true });
+    const plain = new LlamaEngine(loaded.config, loaded.weights, { pack: false });
+    assert.match(packed.weights.layers[0].wq.format, /x16$/);
+    assert.equal(plain.weights.layers[0].wq.format, spec.type!.toLowerCase());
+    if (spec.tied) assert.equal(packed.weights.embed, packed.weights.output, 'the tied head is packed once and serves the lookup');
+    const d = maxAbsDiff(chunkedLogits(packed, LONG_IDS), chunkedLogits(plain, LONG_IDS));
+    assert.ok(d < 1e-3, `${spec.type}: packed vs GGUF layout ${d}`);
+  }
+});
+
 test('the Hugging Face form of the same model (rotate-half rotary, HF names) gives the same logits', () => {
   const file = path.join(dir, 'hf-src.gguf');
   writeTinyLlamaGguf(file, { type: 'F32', seed: 10 });

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randn } from '../../src/index.js';
 import {
-  LlamaEngine, loadLlama, quantizeMatrix, dequantizeMatrix, klDivergence, argmax, type WeightMatrix,
+  LlamaEngine, loadLlama, quantizeMatrix, dequantizeMatrix, packMatrix, klDivergence, argmax, type WeightMatrix,
 } from '../../src/llm/index.js';
 import { llmAddon, nativeWeightSpec } from '../../src/llm/weights.js';
 import { writeTinyLlamaGguf } from './llama-fixtures.js';
@@ -78,6 +78,62 @@ test('f16 and bf16 weights: the kernel converts in registers', () => {
       let s = 0;
       for (let k = 0; k < K; k++) s += X[m * K + k] * deq[n * K + k];
       assert.ok(Math.abs(s - y[m * N + n]) < 1e-4, `${dtype} [${m}, ${n}]`);
+    }
+  }
+});
+
+test('packed x16 layouts: same values as the GGUF blocks, kernels equal an explicit loop (row tails, tile tails)', () => {
+  const native = llmAddon('test');
+  // N = 37: two full 16-row groups and a 5-row tail (padded rows must not leak into the output);
+  // N = 20: decode's two-group tile with a partial second group. K = 96: not a multiple of 64 or
+  // 256; M covers decode (1), the 8-row VNNI tile and its tails (5, 13), and AMX's 16-row tiles
+  // with a VNNI tail (37) where the CPU has AMX-INT8.
+  const K = 96;
+  for (const N of [37, 20]) {
+    const W = randn([N, K], { seed: 13 + N }).data as Float32Array;
+    const src: WeightMatrix = { format: 'f32', rows: N, cols: K, data: W, scales: null, groupSize: 32 };
+    // Formats without a packed layout come back unchanged.
+    assert.equal(packMatrix(src), src);
+    for (const format of ['q8_0', 'q4_0'] as const) {
+      const plain = quantizeMatrix(src, format);
+      const packed = packMatrix(plain);
+      assert.equal(packed.format, `${format}x16`);
+      assert.equal(packed.data.byteLength, (Math.ceil(N / 16) * 16 * K / 32) * (format === 'q8_0' ? 34 : 18), 'rows padded to a multiple of 16');
+      // The relayout loses nothing: the same values, bit for bit.
+      assert.deepEqual(dequantizeMatrix(packed), dequantizeMatrix(plain), `${format}: packed values`);
+      const deq = dequantizeMatrix(plain);
+      for (const M of [1, 5, 13, 37]) {
+        const X = randn([M, K], { seed: 20 + M }).data as Float32Array;
+        const xs = quantizeActivations(X);
+        const y = new Float32Array(M * N).fill(NaN);
+        native.quantMatmul(nativeWeightSpec(packed), X, M, y);
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let s = 0;
+            for (let k = 0; k < K; k++) s += xs[m * K + k] * deq[n * K + k];
+            // Integer dot per block, one fp32 scale product per block: 1e-4 absolute as above.
+            assert.ok(Math.abs(s - y[m * N + n]) < 1e-4, `${format} M=${M} [${m}, ${n}]: ${y[m * N + n]} vs ${s}`);
+          }
+        }
+      }
+    }
+  }
+});
+
+test('dense weights from 16 input rows on (packed fp32 GEMM path) equal an explicit loop', () => {
+  const native = llmAddon('test');
+  const N = 45, K = 40, M = 37; // none a multiple of the 14x32 microkernel tile or the vector width
+  const W = randn([N, K], { seed: 31 }), X = randn([M, K], { seed: 32 }).data as Float32Array;
+  for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+    const stored = dtype === 'f32' ? W : W.cast(dtype);
+    const w: WeightMatrix = { format: dtype, rows: N, cols: K, data: stored.data as Float32Array | Uint16Array, scales: null, groupSize: 32 };
+    const deq = stored.cast('f32').data as Float32Array;
+    const y = new Float32Array(M * N).fill(NaN);
+    native.quantMatmul(nativeWeightSpec(w), X, M, y);
+    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += X[m * K + k] * deq[n * K + k];
+      assert.ok(Math.abs(s - y[m * N + n]) < 1e-4, `${dtype} [${m}, ${n}]: ${y[m * N + n]} vs ${s}`);
     }
   }
 });
