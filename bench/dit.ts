@@ -20,6 +20,7 @@ import { OrtSession, ortVersion } from '../src/backends/onnxruntime/session.js';
 import { graphIO } from '../src/backends/onnxruntime/index.js';
 import { createDiT, ditInputSpec, type DiT, type DiTName } from '../examples/diffusion/dit.js';
 import { settle, table } from './lib/timing.js';
+import { reducedPrecisionSupport } from '../src/backends/cpu/bf16.js';
 
 // A benchmark must not read or fill the user's disk cache: every compile here is in memory.
 process.env.INFERJIT_CACHE = 'memory';
@@ -163,7 +164,9 @@ async function main(): Promise<void> {
 
   const ratioVsOrt: Record<string, number> = {}, ratioVsEager: Record<string, number> = {};
   const msTable: Record<string, Record<string, number>> = {}, rssTable: Record<string, unknown> = {};
-  const mainRows: (string | number)[][] = [], familyRows: (string | number)[][] = [];
+  const mainRows: (string | number)[][] = [], familyRows: (string | number)[][] = [], bf16Rows: (string | number)[][] = [];
+  const ratioBf16VsOrt: Record<string, number> = {}, relErrBf16: Record<string, number> = {};
+  const bf16Support = reducedPrecisionSupport();
 
   for (const name of args.models) {
     const model = createDiT(name, {}, { seed: 0, compiled: true });
@@ -174,6 +177,8 @@ async function main(): Promise<void> {
     const noPlan = inferenceJit(model, { name: 'no-plan' });
     // Nothing disabled, function form: a control whose ratio to 'compiled' shows the noise floor.
     const control = inferenceJit(model, { name: 'control' });
+    // Issue 9: the same model compiled with precision 'bf16' (bf16 GEMMs and attention, fp32 norms).
+    const bf16 = bf16Support.bf16 ? inferenceJit(model, { name: 'bf16', precision: 'bf16' }) : null;
     try {
       for (const batch of args.batches) {
         const x = inputs(batch);
@@ -185,6 +190,7 @@ async function main(): Promise<void> {
           ...variants.map(({ f, fn }) => ({ label: `no ${f.name}`, run: (a: [Tensor, Tensor, Tensor]) => fn(...a) as Tensor })),
           { label: 'plan executor off', run: (a) => noPlan(...a) as Tensor },
           { label: 'control: nothing off (function form)', run: (a) => control(...a) as Tensor },
+          ...(bf16 ? [{ label: BF16_LABEL, run: (a: [Tensor, Tensor, Tensor]) => bf16(...a) as Tensor }] : []),
         ];
         // Warm-up: the first call compiles (timed), the second settles caches; and every contender
         // is checked against eager.
@@ -211,7 +217,15 @@ async function main(): Promise<void> {
         ratioVsEager[key] = round(pairedRatio(samples[idx('eager')], compiledSamples));
         mainRows.push([key, m('eager').toFixed(1), m('compiled').toFixed(1), m('onnxruntime').toFixed(1), ratioVsEager[key].toFixed(2), ratioVsOrt[key].toFixed(2),
           firstMs[1].toFixed(0), diffs[1].toExponential(1), diffs[2].toExponential(1)]);
+        if (bf16) {
+          const b = idx(BF16_LABEL);
+          ratioBf16VsOrt[key] = round(pairedRatio(samples[idx('onnxruntime')], samples[b]));
+          const rel = relativeError(contenders[b].run(x), want);
+          bf16Rows.push([key, m('compiled').toFixed(1), med[b].toFixed(1), m('onnxruntime').toFixed(1), pairedRatio(compiledSamples, samples[b]).toFixed(2), ratioBf16VsOrt[key].toFixed(2), rel.toExponential(1)]);
+          relErrBf16[key] = Number(rel.toExponential(2));
+        }
         for (let i = 3; i < contenders.length; i++) {
+          if (contenders[i].label === BF16_LABEL) continue;
           familyRows.push([key, contenders[i].label, med[i].toFixed(1), pairedRatio(samples[i], compiledSamples).toFixed(2), diffs[i].toExponential(1)]);
         }
         console.error(`${key}: compiled = ${path}`);
@@ -226,6 +240,11 @@ async function main(): Promise<void> {
   console.log('\nCompiled path with one pass family disabled (slowdown: median over rounds of variant ms / compiled ms):\n');
   console.log(table(['model, batch', 'variant', 'ms', 'slowdown', 'max|Δ| vs eager'], familyRows));
 
+  if (bf16Rows.length) {
+    console.log(`\nprecision 'bf16' (kernel: ${bf16Support.bf16Kernel}) vs fp32 compiled and ORT fp32 (ratios: median over rounds; rel. error ||y - y_eager|| / ||y_eager||):\n`);
+    console.log(table(['model, batch', 'compiled fp32', 'compiled bf16', 'ORT fp32', 'bf16 vs fp32', 'bf16 vs ORT', 'rel. error'], bf16Rows));
+  } else console.log(`\nno bf16 rows: ${bf16Support.missing ?? 'bf16 unavailable'}`);
+
   if (args.rss) {
     const rows: (string | number)[][] = [];
     for (const name of args.models) {
@@ -239,9 +258,17 @@ async function main(): Promise<void> {
     console.log(table(['model, batch', 'compiled', 'onnxruntime'], rows));
   }
   console.log(`\nload average at end ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}`);
-  console.log(JSON.stringify({ bench: 'dit', ratio_vs_ort: ratioVsOrt, ratio_vs_eager: ratioVsEager, ms: msTable, rss_mib: rssTable, threads }));
+  console.log(JSON.stringify({ bench: 'dit', ratio_vs_ort: ratioVsOrt, ratio_vs_eager: ratioVsEager, ratio_bf16_vs_ort: ratioBf16VsOrt, rel_error_bf16: relErrBf16, ms: msTable, rss_mib: rssTable, threads }));
 }
 
 const round = (v: number): number => Math.round(v * 1000) / 1000;
+const BF16_LABEL = 'compiled bf16';
+
+function relativeError(y: Tensor, ref: Tensor): number {
+  const a = y.toFlatArray(), b = ref.toFlatArray();
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
+  return Math.sqrt(num / den);
+}
 
 await main();
