@@ -332,6 +332,21 @@ IJ_TGT_512 inline void storeTile2(float* cr, int nc, __m512 v0, __m512 v1, bool 
   _mm512_mask_storeu_ps(cr + 16, m1, v1);
 }
 
+// Shared tail of the microkernels: sum the S independent accumulator sets (kept apart to hide FMA
+// latency for small R) and store the R x 32 tile through the epilogue-aware store.
+template <int S, int R>
+IJ_TGT_512 inline void reduceAndStore(__m512 (&acc)[S][R][2], float* c, int64_t ldc, int nc, bool accumulate) {
+#pragma GCC unroll 64
+  for (int s = 1; s < S; s++)
+#pragma GCC unroll 64
+    for (int r = 0; r < R; r++) {
+      acc[0][r][0] = _mm512_add_ps(acc[0][r][0], acc[s][r][0]);
+      acc[0][r][1] = _mm512_add_ps(acc[0][r][1], acc[s][r][1]);
+    }
+#pragma GCC unroll 64
+  for (int r = 0; r < R; r++) storeTile2(c + r * ldc, nc, acc[0][r][0], acc[0][r][1], accumulate);
+}
+
 // R rows (R <= kMRb) × 32 columns (nc stored), qc pair rows. Few rows give short dependency
 // chains, so S independent accumulator sets take alternate pair rows (as in the fp32 kernel).
 template <int R>
@@ -367,15 +382,7 @@ IJ_TGT_BF16 void microBf16(int64_t qc, const uint32_t* __restrict a, const uint1
       acc[0][r][1] = _mm512_dpbf16_ps(acc[0][r][1], av, b1);
     }
   }
-#pragma GCC unroll 64
-  for (int s = 1; s < S; s++)
-#pragma GCC unroll 64
-    for (int r = 0; r < R; r++) {
-      acc[0][r][0] = _mm512_add_ps(acc[0][r][0], acc[s][r][0]);
-      acc[0][r][1] = _mm512_add_ps(acc[0][r][1], acc[s][r][1]);
-    }
-#pragma GCC unroll 64
-  for (int r = 0; r < R; r++) storeTile2(c + r * ldc, nc, acc[0][r][0], acc[0][r][1], accumulate);
+  reduceAndStore<S, R>(acc, c, ldc, nc, accumulate);
 }
 
 using MicroBf16Fn = void (*)(int64_t, const uint32_t*, const uint16_t*, float*, int64_t, int, bool);
@@ -440,15 +447,7 @@ IJ_TGT_512 void microF16(int64_t kc, const float* __restrict a, const uint16_t* 
       acc[0][r][1] = _mm512_fmadd_ps(av, b1, acc[0][r][1]);
     }
   }
-#pragma GCC unroll 64
-  for (int s = 1; s < S; s++)
-#pragma GCC unroll 64
-    for (int r = 0; r < R; r++) {
-      acc[0][r][0] = _mm512_add_ps(acc[0][r][0], acc[s][r][0]);
-      acc[0][r][1] = _mm512_add_ps(acc[0][r][1], acc[s][r][1]);
-    }
-#pragma GCC unroll 64
-  for (int r = 0; r < R; r++) storeTile2(c + r * ldc, nc, acc[0][r][0], acc[0][r][1], accumulate);
+  reduceAndStore<S, R>(acc, c, ldc, nc, accumulate);
 }
 
 using MicroF16Fn = void (*)(int64_t, const float*, const uint16_t*, float*, int64_t, int, bool);
