@@ -29,6 +29,9 @@ nativeTest('matmul matches the reference for odd sizes (1, 3, 17, 127, 1000) and
   const cases: [number, number, number][] = [
     [1, 1, 1], [1, 3, 17], [3, 17, 127], [17, 127, 3], [127, 17, 1000], [1000, 3, 17], [1, 1000, 127],
     [127, 1000, 17], [17, 1000, 127], [200, 333, 65], [15, 29, 33],
+    // A packed once and shared by column-range tasks: several row blocks (uneven last tile),
+    // several K blocks, K not a multiple of the 16-column pack transpose.
+    [512, 1100, 96], [15, 16, 64], [16, 17, 65], [389, 37, 97],
   ];
   for (const [M, K, N] of cases) {
     const a = rnd([M, K]), b = rnd([K, N]);
@@ -80,8 +83,7 @@ nativeTest('linear and linear_fused match the reference for every epilogue combi
 });
 
 nativeTest('raw gemm: transposed operands, batches with offsets, per-row bias and alpha', () => {
-  const M = 37, K = 45, N = 70, batch = 3;
-  for (const transA of [false, true]) {
+  for (const [M, K, N, batch] of [[37, 45, 70, 3], [181, 45, 200, 1]] as const) for (const transA of [false, true]) {
     for (const transB of [false, true]) {
       const aStored = rnd([batch, transA ? K : M, transA ? M : K]);
       const bStored = rnd([batch, transB ? N : K, transB ? K : N]);
