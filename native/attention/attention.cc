@@ -1,8 +1,11 @@
-// Fused scaled-dot-product attention, flash-attention style: each task owns (batch, head, block
-// of BQ queries) and walks the keys in blocks of BK, keeping a running max and sum per query
-// (online softmax) so the [Lq × Lk] score matrix never exists; only a BQ×BK tile does.
-// K and V are packed once per call into GEMM panels (Kᵀ panels over keys, V panels over Dv) so
-// both tile products (S = Q·Kᵀ and O += P·V) run on the GEMM microkernel.
+// Fused scaled-dot-product attention, flash-attention style, computed transposed: each task owns
+// (batch, head, block of kNR queries) and walks the keys in blocks of kBK, keeping a running max
+// and sum per query (online softmax) so the [Lq × Lk] score matrix never exists.
+// Why transposed: with the queries of a task as ONE packed GEMM panel (kNR columns), the score
+// tile Sᵀ = K·Qᵀ [keys × queries] that the microkernel writes is itself a packed B panel, so the
+// second product Oᵀ = Vᵀ·P needs no packing of P; the softmax runs down the columns, one vector
+// lane per query, with no horizontal reductions. K and Vᵀ are packed once per call into GEMM
+// A micro-panels (per kv head and key block), Q per task into one B panel.
 #include "attention.h"
 
 #include <algorithm>
@@ -14,78 +17,43 @@
 #include "../gemm/gemm.h"
 #include "../ops/kernels_core.h"
 #include "../threadpool.h"
+#include "../transpose.h"
 
 namespace inferjit {
 namespace {
 
-constexpr int64_t kBQ = 64;
-constexpr int64_t kBK = 256;  // a multiple of kNR so key blocks start on a panel boundary
-static_assert(kBK % kNR == 0, "key blocks must align with packed panels");
+constexpr int64_t kBK = 256;   // keys per block: an Sᵀ tile is kBK × kNR floats (32 KB, L1)
+constexpr int kNV = kNR / kW;   // vectors per panel row
+static_assert(kNR == kNV * kW, "a panel row is a whole number of vectors");
 
 inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// exp for softmax weights (arguments <= 0 or -inf; NaN propagates). On AVX-512 the 2^n scaling
+// is one vscalefps, which also takes care of the underflow range that expv's general path
+// (any argument, overflow to inf) checks by hand: half the instructions of expv, same polynomial.
+inline VecF softmaxExp(VecF x) {
+#if defined(IJ_AVX512)
+  x = vmax(VecF::set1(-104.0f), x);  // exp(-104) is 0 in fp32; max(c, NaN) keeps the NaN
+  const VecF n = roundv(x * VecF::set1(1.44269504088896341f));
+  VecF r = fmadd(n, VecF::set1(-0.693359375f), x);
+  r = fmadd(n, VecF::set1(2.12194440e-4f), r);
+  VecF p = VecF::set1(1.0f / 720.0f);
+  p = fmadd(p, r, VecF::set1(1.0f / 120.0f));
+  p = fmadd(p, r, VecF::set1(1.0f / 24.0f));
+  p = fmadd(p, r, VecF::set1(1.0f / 6.0f));
+  p = fmadd(p, r, VecF::set1(0.5f));
+  p = fmadd(p, r, VecF::set1(1.0f));
+  p = fmadd(p, r, VecF::set1(1.0f));
+  return _mm512_scalef_ps(p.v, n.v);
+#else
+  return expv(x);
+#endif
+}
+
 struct Scratch {
-  std::vector<float> s, o, m, l;
+  std::vector<float> qp, st, ot;
 };
 thread_local Scratch tScratch;
-
-// One query row of a key block: see flashAttention. sr holds the bk raw scores q·k, the first
-// nLive visible. Scales them, applies the mask (already offset to this row and the block's first
-// key, element stride ms3), folds the block into the running max m and sum l (rescaling the
-// output row when the max grows) and leaves exp(s - m) in sr. False (sr zeroed): nothing visible.
-bool attnBlockRow(float* sr, int64_t bk, int64_t nLive, float scale, const uint8_t* maskB, const float* maskF, int64_t ms3,
-                  float& m, float& l, float* orow, int64_t Dv) {
-  const float negInf = -std::numeric_limits<float>::infinity();
-  const VecF scv = VecF::set1(scale);
-  int64_t j = 0;
-  for (; j + kW <= nLive; j += kW) (VecF::load(sr + j) * scv).store(sr + j);
-  for (; j < nLive; j++) sr[j] *= scale;
-  for (j = nLive; j < bk; j++) sr[j] = negInf;
-  if (maskB) {
-    for (j = 0; j < nLive; j++)
-      if (!maskB[j * ms3]) sr[j] = negInf;
-  } else if (maskF && ms3 == 1) {
-    for (j = 0; j + kW <= nLive; j += kW) (VecF::load(sr + j) + VecF::load(maskF + j)).store(sr + j);
-    for (; j < nLive; j++) sr[j] += maskF[j];
-  } else if (maskF) {
-    for (j = 0; j < nLive; j++) sr[j] += maskF[j * ms3];
-  }
-  VecF mv = VecF::set1(negInf);
-  j = 0;
-  for (; j + kW <= bk; j += kW) mv = vmax(mv, VecF::load(sr + j));
-  float mx = mv.max();
-  for (; j < bk; j++) mx = std::max(mx, sr[j]);
-  const float mOld = m;
-  const float mNew = std::max(mOld, mx);
-  if (mNew == negInf) {  // nothing visible yet: contributes nothing
-    std::fill(sr, sr + bk, 0.0f);
-    return false;
-  }
-  const VecF mb = VecF::set1(mNew);
-  VecF sum = VecF::zero();
-  j = 0;
-  for (; j + kW <= bk; j += kW) {
-    VecF p = expv(VecF::load(sr + j) - mb);
-    p.store(sr + j);
-    sum = sum + p;
-  }
-  float s = sum.sum();
-  for (; j < bk; j++) {
-    sr[j] = scalarVia(expv, sr[j] - mNew);
-    s += sr[j];
-  }
-  if (mOld != mNew && mOld != negInf) {
-    const float corr = scalarVia(expv, mOld - mNew);
-    l *= corr;
-    const VecF cv = VecF::set1(corr);
-    int64_t t = 0;
-    for (; t + kW <= Dv; t += kW) (VecF::load(orow + t) * cv).store(orow + t);
-    for (; t < Dv; t++) orow[t] *= corr;
-  }
-  l += s;
-  m = mNew;
-  return true;
-}
 
 // sdpa(q, k, v, mask, maskIsBool, maskStrides[4], out, [B, Hq, Hkv, Lq, Lk, D, Dv], scale, causal)
 Napi::Value Sdpa(const Napi::CallbackInfo& info) {
@@ -154,30 +122,29 @@ void flashAttention(const AttnArgs& a, std::vector<float>& kpBuf, std::vector<fl
         for (int64_t i = 0; i < Lq; i++) std::fill_n(a.out + b * a.os[0] + h * a.os[1] + i * a.os[2], Dv, 0.0f);
     return;
   }
-  const int64_t kPanels = ceilDiv(Lk, kNR), vPanels = ceilDiv(Dv, kNR);
-  const int64_t kHead = kPanels * D * kNR, vHead = vPanels * Lk * kNR;
+  // K [keys × D] and Vᵀ [Dv × keys] as A micro-panels, per kv head and key block (a block's
+  // tiles are laid out for its own row count, so every product below uses whole blocks).
+  const int64_t kBlocks = ceilDiv(Lk, kBK);
+  const int64_t kBlockFloats = packedATileFloats(kBK, D), vBlockFloats = packedATileFloats(Dv, kBK);
+  const int64_t kHead = kBlocks * kBlockFloats, vHead = kBlocks * vBlockFloats;
   const int64_t heads = B * Hkv;
   if (kpBuf.size() < static_cast<size_t>(heads * kHead)) kpBuf.resize(static_cast<size_t>(heads * kHead));
   if (vpBuf.size() < static_cast<size_t>(heads * vHead)) vpBuf.resize(static_cast<size_t>(heads * vHead));
   float* kp = kpBuf.data();
   float* vp = vpBuf.data();
-  parallelFor(heads * (kPanels + vPanels), [&](int64_t t, int) {
-    const int64_t hd = t / (kPanels + vPanels), p = t % (kPanels + vPanels);
-    const int64_t b = hd / Hkv, h = hd % Hkv;
-    if (p < kPanels) {
-      packBPanel(a.k + b * a.ks[0] + h * a.ks[1], a.ks[2], true, D, Lk, p, kp + hd * kHead + p * D * kNR);
-    } else {
-      const int64_t pv = p - kPanels;
-      packBPanel(a.v + b * a.vs[0] + h * a.vs[1], a.vs[2], false, Lk, Dv, pv, vp + hd * vHead + pv * Lk * kNR);
-    }
+  parallelFor(heads * kBlocks * 2, [&](int64_t t, int) {
+    const int64_t hd = t / (2 * kBlocks), kb = (t / 2) % kBlocks;
+    const int64_t b = hd / Hkv, h = hd % Hkv, j0 = kb * kBK, nb = std::min(kBK, Lk - j0);
+    if (t % 2 == 0) packATiles(a.k + b * a.ks[0] + h * a.ks[1] + j0 * a.ks[2], a.ks[2], false, nb, 0, D, kp + hd * kHead + kb * kBlockFloats);
+    else packATiles(a.v + b * a.vs[0] + h * a.vs[1], a.vs[2], true, Dv, j0, nb, vp + hd * vHead + kb * vBlockFloats);
   });
 
   const int64_t group = Hq / Hkv;
-  const int64_t bq = std::min(kBQ, Lq);
-  const int64_t qBlocks = ceilDiv(Lq, bq);
-  const int64_t diag = Lk - Lq;
+  const int64_t qBlocks = ceilDiv(Lq, kNR);
+  const int64_t diag = Lk - Lq;  // causal: query i sees keys j <= i + diag
   const float negInf = -std::numeric_limits<float>::infinity();
-  const float scale = a.scale;
+  const VecF scale = VecF::set1(a.scale);
+  const bool unitScale = a.scale == 1.0f;
   const uint8_t* maskB = a.maskIsBool ? static_cast<const uint8_t*>(a.mask) : nullptr;
   const float* maskF = a.maskIsBool ? nullptr : static_cast<const float*>(a.mask);
   const int64_t* ms = a.maskStrides;
@@ -185,38 +152,92 @@ void flashAttention(const AttnArgs& a, std::vector<float>& kpBuf, std::vector<fl
     const int64_t qb = task % qBlocks, bh = task / qBlocks;
     const int64_t h = bh % Hq, b = bh / Hq;
     const int64_t hk = b * Hkv + h / group;
-    const int64_t i0 = qb * bq, rows = std::min(bq, Lq - i0);
-    const float* qblk = a.q + b * a.qs[0] + h * a.qs[1] + i0 * a.qs[2];
+    const int64_t i0 = qb * kNR, rows = std::min<int64_t>(kNR, Lq - i0);
     Scratch& sc = tScratch;
-    sc.s.resize(static_cast<size_t>(bq * kBK));
-    sc.o.assign(static_cast<size_t>(bq * Dv), 0.0f);
-    sc.m.assign(static_cast<size_t>(bq), negInf);
-    sc.l.assign(static_cast<size_t>(bq), 0.0f);
-    float* S = sc.s.data();
-    float* O = sc.o.data();
+    sc.qp.resize(static_cast<size_t>(D * kNR));
+    sc.st.resize(static_cast<size_t>(kBK * kNR));
+    sc.ot.resize(static_cast<size_t>(Dv * kNR));
+    float* qp = sc.qp.data();
+    float* st = sc.st.data();
+    float* ot = sc.ot.data();
+    // Qᵀ as one B panel: qp[d·kNR + c] = q[i0 + c][d], zero columns past the last query.
+    packBPanel(a.q + b * a.qs[0] + h * a.qs[1] + i0 * a.qs[2], a.qs[2], true, D, rows, 0, qp);
+    // The softmax scale goes into Q (D·kNR products per task instead of a pass over kBK·kNR scores).
+    if (!unitScale)
+      for (int64_t i = 0; i < D * kNR; i += kW) (VecF::load(qp + i) * scale).store(qp + i);
+    VecF m[kNV], l[kNV];
+    for (int v = 0; v < kNV; v++) {
+      m[v] = VecF::set1(negInf);
+      l[v] = VecF::zero();
+    }
     const int64_t kEnd = a.causal ? std::min(Lk, std::max<int64_t>(0, i0 + rows + diag)) : Lk;
+    bool started = false;
     for (int64_t j0 = 0; j0 < kEnd; j0 += kBK) {
-      const int64_t bk = std::min(kBK, kEnd - j0);
-      gemmPackedTile(rows, bk, D, qblk, a.qs[2], kp + hk * kHead + (j0 / kNR) * D * kNR, D * kNR, S, kBK, false);
-      bool anyLive = false;
-      for (int64_t r = 0; r < rows; r++) {
-        float* sr = S + r * kBK;
-        const int64_t i = i0 + r;
-        const int64_t jLim = a.causal ? std::min(j0 + bk, std::max<int64_t>(j0, i + diag + 1)) : j0 + bk;
-        const int64_t nLive = jLim - j0;
-        const int64_t base = b * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
-        anyLive |= attnBlockRow(sr, bk, nLive, scale, maskB ? maskB + base : nullptr, maskF ? maskF + base : nullptr, ms[3], sc.m[r],
-                                sc.l[r], O + r * Dv, Dv);
+      const int64_t kb = j0 / kBK, nb = std::min(kBK, Lk - j0);
+      gemmPanel(nb, D, kp + hk * kHead + kb * kBlockFloats, qp, st, kNR, kNR, false);  // st[key][query]
+      // Mask, and the block's max per query (column).
+      VecF bm[kNV];
+      for (int v = 0; v < kNV; v++) bm[v] = VecF::set1(negInf);
+      for (int64_t r = 0; r < nb; r++) {
+        float* sr = st + r * kNR;
+        const int64_t j = j0 + r;
+        if (a.causal) {  // queries c < j - diag - i0 do not see key j
+          const int64_t hidden = std::min<int64_t>(kNR, j - diag - i0);
+          for (int64_t c = 0; c < hidden; c++) sr[c] = negInf;
+        }
+        if (maskB || maskF) {
+          const int64_t base = b * ms[0] + h * ms[1] + i0 * ms[2] + j * ms[3];
+          for (int64_t c = 0; c < rows; c++) {
+            if (maskB) {
+              if (!maskB[base + c * ms[2]]) sr[c] = negInf;
+            } else {
+              sr[c] += maskF[base + c * ms[2]];
+            }
+          }
+        }
+        for (int v = 0; v < kNV; v++) bm[v] = vmax(bm[v], VecF::load(sr + v * kW));
       }
-      if (anyLive) gemmPackedTile(rows, Dv, bk, S, kBK, vp + hk * vHead + j0 * kNR, Lk * kNR, O, Dv, true);
+      // Online softmax per column: new max, the factor for what was summed so far, exp and sums.
+      // A column with nothing visible yet keeps max -inf; subtracting -FLT_MAX instead keeps its
+      // exps (and the factor) at exactly 0 rather than NaN.
+      VecF safe[kNV], corr[kNV], sum[kNV];
+      for (int v = 0; v < kNV; v++) {
+        const VecF mNew = vmax(m[v], bm[v]);
+        safe[v] = vmax(mNew, VecF::set1(-std::numeric_limits<float>::max()));
+        corr[v] = softmaxExp(m[v] - safe[v]);
+        m[v] = mNew;
+        sum[v] = VecF::zero();
+      }
+      for (int64_t r = 0; r < nb; r++) {
+        float* sr = st + r * kNR;
+        for (int v = 0; v < kNV; v++) {
+          const VecF p = softmaxExp(VecF::load(sr + v * kW) - safe[v]);
+          p.store(sr + v * kW);
+          sum[v] = sum[v] + p;
+        }
+      }
+      for (int v = 0; v < kNV; v++) l[v] = l[v] * corr[v] + sum[v];
+      if (started)
+        for (int64_t d = 0; d < Dv; d++)
+          for (int v = 0; v < kNV; v++) (VecF::load(ot + d * kNR + v * kW) * corr[v]).store(ot + d * kNR + v * kW);
+      gemmPanel(Dv, nb, vp + hk * vHead + kb * vBlockFloats, st, ot, kNR, kNR, started);  // ot[dv][query]
+      started = true;
     }
-    for (int64_t r = 0; r < rows; r++) {
-      float* dst = a.out + b * a.os[0] + h * a.os[1] + (i0 + r) * a.os[2];
-      const float l = sc.l[r];
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      const float* orow = O + r * Dv;
-      for (int64_t t = 0; t < Dv; t++) dst[t] = orow[t] * inv;
+    float* dst = a.out + b * a.os[0] + h * a.os[1] + i0 * a.os[2];
+    if (!started) {  // causal rows before the first key: nothing visible
+      for (int64_t r = 0; r < rows; r++) std::fill_n(dst + r * a.os[2], Dv, 0.0f);
+      return;
     }
+    VecF inv[kNV];
+    for (int v = 0; v < kNV; v++) {
+      alignas(64) float lv[kW];
+      l[v].store(lv);
+      for (int c = 0; c < kW; c++) lv[c] = lv[c] > 0.0f ? 1.0f / lv[c] : 0.0f;  // fully masked queries give zeros
+      inv[v] = VecF::load(lv);
+    }
+    for (int64_t d = 0; d < Dv; d++)
+      for (int v = 0; v < kNV; v++) (VecF::load(ot + d * kNR + v * kW) * inv[v]).store(ot + d * kNR + v * kW);
+    transposeCopy(ot, kNR, Dv, rows, dst, a.os[2]);
   });
 }
 

@@ -15,6 +15,7 @@
 #endif
 
 #include "../threadpool.h"
+#include "../transpose.h"
 #if defined(IJ_AVX512)
 #include "micro_avx512_asm.h"
 #endif
@@ -218,66 +219,17 @@ void packPanelBImpl(const float* b, int64_t ldb, bool transB, int64_t K, int64_t
     }
     return;
   }
-  // B stored as [N, K]: column j of op(B) is storage row j; transpose in k chunks that stay in L1.
-  for (int64_t k0 = 0; k0 < K; k0 += 64) {
-    const int64_t k1 = std::min<int64_t>(K, k0 + 64);
-    for (int j = 0; j < kNR; j++) {
-      if (j < nc) {
-        const float* src = b + (j0 + j) * ldb;
-        for (int64_t k = k0; k < k1; k++) dst[k * kNR + j] = src[k];
-      } else {
-        for (int64_t k = k0; k < k1; k++) dst[k * kNR + j] = 0.0f;
-      }
-    }
-  }
+  // B stored as [N, K]: column j of op(B) is storage row j, so the panel is a transpose of nc
+  // storage rows (zero columns past N).
+  transposeCopy(b + j0 * ldb, ldb, nc, K, dst, kNR);
+  if (nc < kNR)
+    for (int64_t k = 0; k < K; k++) std::memset(dst + k * kNR + nc, 0, (kNR - nc) * sizeof(float));
 }
 
 // Row tiles of a block of mc rows: ceil(mc/kMR) tiles of near-equal size (e.g. 128 rows are
 // 8×13 + 2×12 rather than 9×14 + 2: a 2-row tile cannot keep the FMA units busy; 12 rows can).
 inline int64_t tileCount(int64_t mc) { return (mc + kMR - 1) / kMR; }
 inline int64_t tileStart(int64_t mc, int64_t t, int64_t nt) { return mc * t / nt; }
-
-#if defined(__AVX512F__)
-// In-register transpose of 16 rows × 16 columns: on return r[c] holds column c (lane i = row i).
-// Three shuffle stages (pairs, quads within 128-bit lanes, then lanes across registers).
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  // u[4i + j], 128-bit lane L, holds column 4L + j of rows 4i..4i+3.
-  for (int j = 0; j < 4; j++) {
-    const __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-    r[j] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
-    r[4 + j] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-    r[12 + j] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
-  }
-}
-
-// mr (<= 16) rows of row-major A, kc columns, into the k-major micro-panel d[k·kMR + r]: 16 columns
-// at a time through transpose16 (the scalar strided loop it replaces cost ~10% of GEMM time).
-inline void packRowsTransposed(const float* src, int64_t lda, int mr, int64_t kc, float* d) {
-  const __mmask16 rowMask = static_cast<__mmask16>((1u << mr) - 1);
-  for (int64_t k = 0; k < kc; k += 16) {
-    const int cols = static_cast<int>(std::min<int64_t>(16, kc - k));
-    const __mmask16 colMask = static_cast<__mmask16>((1u << cols) - 1);
-    __m512 r[16];
-    for (int i = 0; i < 16; i++) r[i] = i < mr ? _mm512_maskz_loadu_ps(colMask, src + i * lda + k) : _mm512_setzero_ps();
-    transpose16(r);
-    for (int c = 0; c < cols; c++) _mm512_mask_storeu_ps(d + (k + c) * kMR, rowMask, r[c]);
-  }
-}
-static_assert(kMR <= 16, "packRowsTransposed handles up to 16 rows per micro-panel");
-#endif
 
 // Rows [i0, i0+mc) × cols [k0, k0+kc) of op(A) into one micro-panel per row tile (panel t at
 // dst + t·kMR·kc, k-major inside: element (r, k) at k·kMR + r).
@@ -288,14 +240,9 @@ void packA(const float* a, int64_t lda, bool transA, int64_t i0, int64_t mc, int
     const int mr = static_cast<int>(tileStart(mc, t + 1, nt) - ir);
     float* d = dst + t * kMR * kc;
     if (!transA) {
-#if defined(__AVX512F__)
-      packRowsTransposed(a + (i0 + ir) * lda + k0, lda, mr, kc, d);
-#else
-      for (int r = 0; r < mr; r++) {
-        const float* src = a + (i0 + ir + r) * lda + k0;
-        for (int64_t k = 0; k < kc; k++) d[k * kMR + r] = src[k];
-      }
-#endif
+      // k-major from row-major: a transpose (16×16 blocks in registers on AVX-512; the scalar
+      // strided loop it replaced cost ~10% of GEMM time)
+      transposeCopy(a + (i0 + ir) * lda + k0, lda, mr, kc, d, kMR);
     } else {
       for (int64_t k = 0; k < kc; k++) std::memcpy(d + k * kMR, a + (k0 + k) * lda + i0 + ir, mr * sizeof(float));
     }
@@ -341,6 +288,21 @@ void gemmPackedTile(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda
         kMicro[mr](kc, ap + t * kMR * kc, b + p * panelStride + k0 * kNR, c + ir * ldc + j0, ldc, nc, accumulate || k0 > 0, nullptr, nullptr);
       }
     }
+  }
+}
+
+int64_t packedATileFloats(int64_t M, int64_t kc) { return tileCount(M) * kMR * kc; }
+
+void packATiles(const float* a, int64_t lda, bool transA, int64_t M, int64_t k0, int64_t kc, float* dst) {
+  packA(a, lda, transA, 0, M, k0, kc, dst);
+}
+
+void gemmPanel(int64_t M, int64_t kc, const float* aTiles, const float* bPanel, float* c, int64_t ldc, int nc, bool accumulate) {
+  const int64_t nt = tileCount(M);
+  for (int64_t t = 0; t < nt; t++) {
+    const int64_t ir = tileStart(M, t, nt);
+    const int mr = static_cast<int>(tileStart(M, t + 1, nt) - ir);
+    kMicro[mr](kc, aTiles + t * kMR * kc, bPanel, c + ir * ldc, ldc, nc, accumulate, nullptr, nullptr);
   }
 }
 

@@ -63,4 +63,15 @@ void packBPanel(const float* b, int64_t ldb, bool transB, int64_t K, int64_t N, 
 void gemmPackedTile(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b, int64_t panelStride,
                     float* c, int64_t ldc, bool accumulate);
 
+// Row-tile micro-panels of packed A (the layout the microkernel reads): rows [0, M) × columns
+// [k0, k0+kc) of op(A) (A [M, K] with leading dim lda, or when transA stored as [K, M]).
+// packedATileFloats(M, kc) floats at dst. Single-threaded.
+int64_t packedATileFloats(int64_t M, int64_t kc);
+void packATiles(const float* a, int64_t lda, bool transA, int64_t M, int64_t k0, int64_t kc, float* dst);
+
+// C[M, nc] (ldc) = or += packed A (M × kc, from packATiles) · one packed B panel (kc rows of kNR
+// floats; the first nc <= kNR columns are stored). Single-threaded, for kernels with their own
+// parallel loop that keep both operands packed (attention).
+void gemmPanel(int64_t M, int64_t kc, const float* aTiles, const float* bPanel, float* c, int64_t ldc, int nc, bool accumulate);
+
 }  // namespace inferjit

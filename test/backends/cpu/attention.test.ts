@@ -1,7 +1,7 @@
 // Native fused attention (flash-style, online softmax) against the reference
 // scaled_dot_product_attention: GQA, causal with Lq < Lk and Lq > Lk, bool and float masks with
 // broadcasting, custom scale, fully masked rows, and sequences long enough to cross several key
-// and query blocks (the native kernel tiles 64 queries × 256 keys).
+// and query blocks (the native kernel tiles 32 queries × 256 keys).
 //
 // Tolerance: a score's error is at most (D+2)·u·scale·Σ_t|q_t||k_t| (fp32 dot product); the
 // softmax turns an absolute score error δ into a relative weight error of at most 2δ, and exp,
@@ -75,6 +75,8 @@ nativeTest('bool and float masks broadcast to [B, Hq, Lq, Lk]; fully masked rows
 nativeTest('custom scale and -inf float masks', () => {
   const q = rnd([1, 3, 20, 24]), k = rnd([1, 3, 40, 24]), v = rnd([1, 3, 40, 24]);
   check(q, k, v, { scale: 0.37 }, 'scale 0.37');
+  check(q, k, v, { scale: -0.5 }, 'negative scale (the max is taken after scaling)');
+  check(q, k, v, { scale: 1 }, 'unit scale');
   const mv = rnd([20, 40]).toFlatArray().map((x) => (x > 0.8 ? -Infinity : x));
   check(q, k, v, { mask: fromArray(mv, [20, 40]) }, 'float mask with -inf entries');
 });
