@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Generates native/gemm/micro_avx512_asm.h: the k loop of the AVX-512 fp32 GEMM microkernel
-for R rows x 32 columns, as inline assembly.
+for R rows x 32 columns (R = 8..14), as inline assembly, in two flavours:
+
+- kLoopAsm{R}: A from a packed micro-panel (k-major, KMR floats per k step);
+- kLoopAsmDirect{R}: A read in place from R rows of a row-major matrix (leading dimension in
+  bytes), so a GEMM needs no separate pass that packs A — that pass is memory-bound and cannot
+  overlap the FMAs, while loads issued by the kernel are prefetched and hidden behind them.
 
 Why assembly: written with intrinsics and unrolled, GCC 12's register allocator spills
 accumulators inside the loop (28 accumulators + 2 B vectors + broadcasts need all 32 zmm
 registers), and without unrolling the loop carries one pointer bump per k step that competes with
 the FMAs for ports. Here the accumulators live in zmm0..zmm(2R-1), B in zmm28/29, broadcasts
-alternate between zmm30/31, and pointers move once per 4 k steps.
+alternate between zmm30/31, and pointers move once per 4 k steps. Each step also prefetches the
+matching lines of the next B micro-panel (pf) into L2.
 
 Run: python3 scripts/gen-gemm-asm.py > native/gemm/micro_avx512_asm.h
 """
@@ -17,48 +23,68 @@ KNR = 32  # columns per B panel (kNR)
 ROWS = range(8, KMR + 1)  # smaller tiles leave registers spare: the intrinsics loop does not spill there
 UNROLL = 4
 
+# Direct A: row r lives at base + index*scale with three bases (rows 0, 5, 10) and two index
+# registers (lda and 3*lda bytes); x86 scales are 1, 2, 4 or 8.
+DIRECT_ROW = {
+    0: "(%[a0])", 1: "(%[a0],%[lda],1)", 2: "(%[a0],%[lda],2)", 3: "(%[a0],%[lda3],1)", 4: "(%[a0],%[lda],4)",
+    6: "(%[a0],%[lda3],2)", 8: "(%[a0],%[lda],8)", 12: "(%[a0],%[lda3],4)",
+    5: "(%[a5])", 7: "(%[a5],%[lda],2)", 9: "(%[a5],%[lda],4)", 13: "(%[a5],%[lda],8)",
+    10: "(%[a10])", 11: "(%[a10],%[lda],1)",
+}
 
-def step(rows, s, prefetch):
+
+def step(rows, s, direct):
     """One k step, s steps past the loop pointers."""
-    out = [f"vmovups {s * KNR * 4}(%[b]), %%zmm28", f"vmovups {s * KNR * 4 + 64}(%[b]), %%zmm29"]
-    if prefetch:
-        out += [f"prefetcht0 {s * KNR * 4}(%[pf])", f"prefetcht0 {s * KNR * 4 + 64}(%[pf])"]
+    out = [f"vmovups {s * KNR * 4}(%[b]), %%zmm28", f"vmovups {s * KNR * 4 + 64}(%[b]), %%zmm29",
+           f"prefetcht1 {s * KNR * 4}(%[pf])", f"prefetcht1 {s * KNR * 4 + 64}(%[pf])"]
     for r in range(rows):
         bc = 30 + (r & 1)
+        src = f"{s * 4}{DIRECT_ROW[r]}" if direct else f"{(s * KMR + r) * 4}(%[a])"
         out += [
-            f"vbroadcastss {(s * KMR + r) * 4}(%[a]), %%zmm{bc}",
+            f"vbroadcastss {src}, %%zmm{bc}",
             f"vfmadd231ps %%zmm28, %%zmm{bc}, %%zmm{2 * r}",
             f"vfmadd231ps %%zmm29, %%zmm{bc}, %%zmm{2 * r + 1}",
         ]
     return out
 
 
-def kernel(rows, prefetch):
-    name = f"kLoopAsm{rows}"
-    lines = []
-    lines += [f"vpxord %%zmm{i}, %%zmm{i}, %%zmm{i}" for i in range(2 * rows)]
+def bump(steps, direct):
+    a = [f"add ${steps * 4}, %[a0]", f"add ${steps * 4}, %[a5]", f"add ${steps * 4}, %[a10]"] if direct else [f"add ${steps * KMR * 4}, %[a]"]
+    return a + [f"add ${steps * KNR * 4}, %[b]", f"add ${steps * KNR * 4}, %[pf]"]
+
+
+def kernel(rows, direct):
+    name = f"kLoopAsm{'Direct' if direct else ''}{rows}"
+    lines = [f"vpxord %%zmm{i}, %%zmm{i}, %%zmm{i}" for i in range(2 * rows)]
     lines += ["test %[n4], %[n4]", "jz 2f", "1:"]
     for s in range(UNROLL):
-        lines += step(rows, s, prefetch)
-    lines += [f"add ${UNROLL * KMR * 4}, %[a]", f"add ${UNROLL * KNR * 4}, %[b]"]
-    if prefetch:
-        lines += [f"add ${UNROLL * KNR * 4}, %[pf]"]
+        lines += step(rows, s, direct)
+    lines += bump(UNROLL, direct)
     lines += ["dec %[n4]", "jnz 1b", "2:", "test %[n1], %[n1]", "jz 4f", "3:"]
-    lines += step(rows, 0, prefetch)
-    lines += [f"add ${KMR * 4}, %[a]", f"add ${KNR * 4}, %[b]"]
-    if prefetch:
-        lines += [f"add ${KNR * 4}, %[pf]"]
+    lines += step(rows, 0, direct)
+    lines += bump(1, direct)
     lines += ["dec %[n1]", "jnz 3b", "4:"]
     lines += [f"vmovups %%zmm{i}, {i * 64}(%[acc])" for i in range(2 * rows)]
     body = "\n".join(f'      "{l}\\n\\t"' for l in lines)
     clobbers = ", ".join(f'"xmm{i}"' for i in list(range(2 * rows)) + [28, 29, 30, 31])
-    pf_operand = ', [pf] "+r"(pf)' if prefetch else ""
-    return f"""inline void {name}(int64_t kc, const float* a, const float* b, const float* pf, float* acc) {{
+    if direct:
+        return f"""inline void {name}(int64_t kc, const float* a, int64_t lda, const float* b, const float* pf, float* acc) {{
   int64_t n4 = kc / {UNROLL}, n1 = kc % {UNROLL};
-  {"(void)pf;" if not prefetch else ""}
+  const int64_t ldaBytes = lda * 4, lda3Bytes = 3 * lda * 4;
+  // base addresses of rows 0, 5 and 10 (the latter two may lie past a short tile: never read)
+  uintptr_t a0 = reinterpret_cast<uintptr_t>(a), a5 = a0 + 5 * ldaBytes, a10 = a0 + 10 * ldaBytes;
   asm volatile(
 {body}
-      : [a] "+r"(a), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1){pf_operand}
+      : [a0] "+r"(a0), [a5] "+r"(a5), [a10] "+r"(a10), [b] "+r"(b), [pf] "+r"(pf), [n4] "+r"(n4), [n1] "+r"(n1)
+      : [lda] "r"(ldaBytes), [lda3] "r"(lda3Bytes), [acc] "r"(acc)
+      : {clobbers}, "memory", "cc");
+}}
+"""
+    return f"""inline void {name}(int64_t kc, const float* a, const float* b, const float* pf, float* acc) {{
+  int64_t n4 = kc / {UNROLL}, n1 = kc % {UNROLL};
+  asm volatile(
+{body}
+      : [a] "+r"(a), [b] "+r"(b), [pf] "+r"(pf), [n4] "+r"(n4), [n1] "+r"(n1)
       : [acc] "r"(acc)
       : {clobbers}, "memory", "cc");
 }}
@@ -71,13 +97,19 @@ def main():
            "// see the generator for why. acc receives the 2R accumulators (R rows x 2 vectors, row-major).",
            "#pragma once", "#include <cstdint>", "", "namespace inferjit {", ""]
     for rows in ROWS:
+        out.append(kernel(rows, False))
         out.append(kernel(rows, True))
-    out.append("using KLoopAsmFn = void (*)(int64_t, const float*, const float*, const float*, float*);")
-    out.append(f"// By row count (index R; null below {ROWS[0]}). pf: the next B micro-panel to pull toward L1,")
-    out.append("// read at the same pace as b (pass b itself when there is none).")
     entries = ", ".join("nullptr" if r < ROWS[0] else f"&kLoopAsm{r}" for r in range(KMR + 1))
-    out.append(f"constexpr KLoopAsmFn kKLoopAsm[{KMR + 1}] = {{{entries}}};")
-    out += ["", "}  // namespace inferjit", ""]
+    direct = ", ".join("nullptr" if r < ROWS[0] else f"&kLoopAsmDirect{r}" for r in range(KMR + 1))
+    out += [
+        "using KLoopAsmFn = void (*)(int64_t kc, const float* a, const float* b, const float* pf, float* acc);",
+        "using KLoopAsmDirectFn = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, const float* pf, float* acc);",
+        f"// By row count (index R; null below {ROWS[0]}). pf: the next B micro-panel, prefetched at the",
+        "// pace b is read (pass b itself when there is none). lda: A's leading dimension in floats.",
+        f"constexpr KLoopAsmFn kKLoopAsm[{KMR + 1}] = {{{entries}}};",
+        f"constexpr KLoopAsmDirectFn kKLoopAsmDirect[{KMR + 1}] = {{{direct}}};",
+        f"constexpr int kAsmMinRows = {ROWS[0]};",
+        "", "}  // namespace inferjit", ""]
     sys.stdout.write("\n".join(out))
 
 

@@ -109,6 +109,39 @@ inline __attribute__((always_inline)) void kLoop(VecF (&acc)[R][2], int64_t kc, 
   }
 }
 
+// The C tile is read after the k loop (a later K block, or a residual in the epilogue): start
+// fetching it before the loop so those loads do not wait on L2.
+template <int R>
+inline __attribute__((always_inline)) void prefetchCTile(const float* c, int64_t ldc, bool accumulate, const TileEpi* ep) {
+  if (!accumulate && !(ep && ep->res)) return;
+#pragma GCC unroll 64
+  for (int r = 0; r < R; r++) {
+    const float* cr = accumulate ? c + r * ldc : ep->res + r * ep->ldr;
+    __builtin_prefetch(cr, 0, 3);
+    __builtin_prefetch(cr + kNR - 1, 0, 3);
+  }
+}
+
+// Adds what C holds (later K blocks), applies the epilogue (last K block) and stores nc columns.
+template <int R>
+inline __attribute__((always_inline)) void storeTile(VecF (&acc)[R][2], float* c, int64_t ldc, int nc, bool accumulate, const TileEpi* ep) {
+#pragma GCC unroll 64
+  for (int r = 0; r < R; r++) {
+    float* cr = c + r * ldc;
+    VecF v0 = acc[r][0], v1 = acc[r][1];
+    if (accumulate) {
+      v0 = v0 + loadN(cr, 0, nc);
+      v1 = v1 + loadN(cr, kW, nc);
+    }
+    if (ep) {
+      v0 = finish(v0, ep, r, 0, nc);
+      v1 = finish(v1, ep, r, kW, nc);
+    }
+    storeN(cr, 0, nc, v0);
+    storeN(cr, kW, nc, v1);
+  }
+}
+
 #if defined(IJ_AVX512)
 // The generated assembly k loop (micro_avx512_asm.h), its accumulators handed back through memory.
 template <int R>
@@ -136,16 +169,7 @@ void micro(int64_t kc, const float* __restrict a, const float* __restrict b, flo
     for (int r = 0; r < R; r++) acc[s][r][0] = acc[s][r][1] = VecF::zero();
   int64_t k = 0;
   if constexpr (S == 1) {
-    // The C tile is read after the k loop (a later K block, or a residual in the epilogue):
-    // start fetching it now so those loads do not wait on L2.
-    if (accumulate || (ep && ep->res)) {
-#pragma GCC unroll 64
-      for (int r = 0; r < R; r++) {
-        const float* cr = accumulate ? c + r * ldc : ep->res + r * ep->ldr;
-        __builtin_prefetch(cr, 0, 3);
-        __builtin_prefetch(cr + kNR - 1, 0, 3);
-      }
-    }
+    prefetchCTile<R>(c, ldc, accumulate, ep);
 #if defined(IJ_AVX512)
     if constexpr (R >= 8) kLoopAsmTile<R>(acc[0], kc, a, b, bNext);
     else
@@ -191,22 +215,36 @@ void micro(int64_t kc, const float* __restrict a, const float* __restrict b, flo
         acc[0][r][1] = acc[0][r][1] + acc[s][r][1];
       }
   }
+  storeTile<R>(acc[0], c, ldc, nc, accumulate, ep);
+}
+
+#if defined(IJ_AVX512)
+// As micro (R >= kAsmMinRows), with A read in place: R rows of a row-major matrix, leading
+// dimension lda, no packing pass.
+template <int R>
+void microDirect(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, int nc, bool accumulate,
+                 const TileEpi* ep, const float* bNext) {
+  prefetchCTile<R>(c, ldc, accumulate, ep);
+  alignas(64) float accBuf[R * 2 * kW];
+  kKLoopAsmDirect[R](kc, a, lda, b, bNext ? bNext : b, accBuf);
+  VecF acc[R][2];
 #pragma GCC unroll 64
   for (int r = 0; r < R; r++) {
-    float* cr = c + r * ldc;
-    VecF v0 = acc[0][r][0], v1 = acc[0][r][1];
-    if (accumulate) {
-      v0 = v0 + loadN(cr, 0, nc);
-      v1 = v1 + loadN(cr, kW, nc);
-    }
-    if (ep) {
-      v0 = finish(v0, ep, r, 0, nc);
-      v1 = finish(v1, ep, r, kW, nc);
-    }
-    storeN(cr, 0, nc, v0);
-    storeN(cr, kW, nc, v1);
+    acc[r][0] = VecF::load(accBuf + (2 * r) * kW);
+    acc[r][1] = VecF::load(accBuf + (2 * r + 1) * kW);
   }
+  storeTile<R>(acc, c, ldc, nc, accumulate, ep);
 }
+using MicroDirectFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool, const TileEpi*, const float*);
+template <size_t... I>
+constexpr std::array<MicroDirectFn, sizeof...(I)> makeMicroDirectTable(std::index_sequence<I...>) {
+  return {{(I < kAsmMinRows ? nullptr : &microDirect<(I < kAsmMinRows ? kAsmMinRows : static_cast<int>(I))>)...}};
+}
+constexpr auto kMicroDirect = makeMicroDirectTable(std::make_index_sequence<kMR + 1>{});
+constexpr bool kDirectA = true;
+#else
+constexpr bool kDirectA = false;
+#endif
 
 using MicroFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, const TileEpi*, const float*);
 template <size_t... I>
@@ -377,20 +415,14 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
   // few rows, and one block keeps the B panels one contiguous stream for the prefetcher.
   const int64_t kBlocks = M < 4 ? 1 : ceilDiv(K, kKC);
   const int64_t KC = ceilDiv(K, kBlocks);
-  // Work split: each task owns a range of row tiles × a range of B panels. Splitting N first
-  // means every thread packs its A block once and streams only its own B panels; M is split
-  // only when N is too narrow. About two tasks per thread absorbs uneven tails.
   const int64_t rowTiles = ceilDiv(M, kMR);
-  const int64_t perBatch = std::max<int64_t>(1, ceilDiv(2 * T, count));
-  const int64_t nParts = std::min(panels, perBatch);
-  const int64_t mParts = std::min(rowTiles, ceilDiv(perBatch, nParts));
-  const int64_t tasks = count * mParts * nParts;
   const int64_t MC = kMR * kMcTiles;
 
-  // One row tile of the microkernel: the epilogue pointers moved to the tile, the next panel
-  // prefetched by the first row tile of each panel.
-  auto tiles = [&](const float* apBlock, int64_t mc, int64_t row0, int64_t kc, int64_t k0, int64_t p, int64_t p1,
-                   const float* bb, float* cb, const float* rb) {
+  // The row tiles of one (row block, K block) against panel p. A is either packed (apBlock, tile
+  // t at t·kMR·kc) or read in place (aDirect: row-major at the block's first row and k0). Every
+  // tile's epilogue pointers are moved to it; the first tile prefetches the next panel.
+  auto tiles = [&](const float* apBlock, const float* aDirect, int64_t mc, int64_t row0, int64_t kc, int64_t k0, int64_t p,
+                   int64_t p1, const float* bb, float* cb, const float* rb) {
     const bool last = k0 + kc >= K;
     const int64_t j0 = p * kNR;
     const int nc = static_cast<int>(std::min<int64_t>(kNR, N - j0));
@@ -410,42 +442,75 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
         te.alpha = epi.alpha;
       }
       const float* next = (ir == 0 && p + 1 < p1) ? bpanel + K * kNR : nullptr;
-      kMicro[mr](kc, apBlock + t * kMR * kc, bpanel, cb + row * ldc + j0, ldc, nc, k0 > 0, last ? &te : nullptr, next);
+      float* ct = cb + row * ldc + j0;
+#if defined(IJ_AVX512)
+      if (aDirect) {
+        kMicroDirect[mr](kc, aDirect + ir * lda, lda, bpanel, ct, ldc, nc, k0 > 0, last ? &te : nullptr, next);
+        continue;
+      }
+#endif
+      kMicro[mr](kc, apBlock + t * kMR * kc, bpanel, ct, ldc, nc, k0 > 0, last ? &te : nullptr, next);
     }
   };
 
-  // One A, several column ranges: pack A once into a buffer all threads read (a task per row
-  // block × column range), instead of every column-range task packing the same rows again —
-  // with 2 threads and N split 4 ways that repacking was ~10% of a DiT GEMM.
-  const bool shareA = count == 1 && nParts > 1 && rowTiles >= 2;
-  if (shareA) {
+  // Blocked path: tasks of (batch, row block, column range). Row blocks have near-equal tile
+  // counts (512 rows: 126+126+126+134, not 168×3 + 8). A is read in place by the assembly
+  // microkernel where it can be (AVX-512, A not transposed, every tile of the block >= 8 rows):
+  // no pass packs it, so nothing memory-bound runs apart from the FMAs. Otherwise, with one A and
+  // several column ranges, A is packed once into a buffer all threads read, rather than by every
+  // column-range task again.
+  const bool direct = kDirectA && !transA;
+  const int64_t nPartsIfSplit = std::min(panels, std::max<int64_t>(1, ceilDiv(2 * T, count)));
+  if (direct || (count == 1 && nPartsIfSplit > 1 && rowTiles >= 2)) {
     const int64_t rowBlocks = ceilDiv(rowTiles, kMcTiles);
-    // Row blocks of near-equal tile counts (512 rows: 126+126+126+134, not 168×3 + 8).
     auto blockRow = [&](int64_t b) { return std::min(M, (rowTiles * b / rowBlocks) * kMR); };
-    float* shared = tSharedA.get(static_cast<size_t>(rowBlocks * kBlocks * MC * KC));
-    const float* ab = a + off(batch.aOffsets, 0);
-    parallelFor(rowBlocks * kBlocks, [&](int64_t t, int) {
-      const int64_t b = t / kBlocks, kb = t % kBlocks;
-      const int64_t i0 = blockRow(b), k0 = kb * KC;
-      packA(ab, lda, transA, i0, blockRow(b + 1) - i0, k0, std::min(KC, K - k0), shared + t * MC * KC);
-    });
-    const int64_t colParts = std::min(panels, std::max<int64_t>(1, ceilDiv(4 * T, rowBlocks)));
-    float* cb = c + off(batch.cOffsets, 0);
-    const float* rb = epi.residual ? epi.residual + off(batch.rOffsets, 0) : nullptr;
-    parallelFor(rowBlocks * colParts, [&](int64_t task, int) {
-      const int64_t b = task / colParts, cp = task % colParts;
+    float* shared = nullptr;
+    if (!direct) {
+      shared = tSharedA.get(static_cast<size_t>(rowBlocks * kBlocks * MC * KC));
+      const float* ab = a + off(batch.aOffsets, 0);
+      parallelFor(rowBlocks * kBlocks, [&](int64_t t, int) {
+        const int64_t b = t / kBlocks, kb = t % kBlocks;
+        const int64_t i0 = blockRow(b), k0 = kb * KC;
+        packA(ab, lda, transA, i0, blockRow(b + 1) - i0, k0, std::min(KC, K - k0), shared + t * MC * KC);
+      });
+    }
+    const int64_t colParts = std::min(panels, std::max<int64_t>(1, ceilDiv(4 * T, count * rowBlocks)));
+    parallelFor(count * rowBlocks * colParts, [&](int64_t task, int) {
+      const int64_t cp = task % colParts, b = (task / colParts) % rowBlocks, bi = task / (colParts * rowBlocks);
       const int64_t i0 = blockRow(b), mc = blockRow(b + 1) - i0;
       const int64_t p0 = panels * cp / colParts, p1 = panels * (cp + 1) / colParts;
+      if (mc <= 0 || p0 >= p1) return;
+      const float* ab = a + off(batch.aOffsets, bi);
+      float* cb = c + off(batch.cOffsets, bi);
+      const float* bb = bp + bi * bStride;
+      const float* rb = epi.residual ? epi.residual + off(batch.rOffsets, bi) : nullptr;
+      const int64_t nt = tileCount(mc);
+      const bool inPlace = direct && mc / nt >= kAsmMinRows;  // the smallest tile of the block
       for (int64_t kb = 0; kb < kBlocks; kb++) {
         const int64_t k0 = kb * KC, kc = std::min(KC, K - k0);
-        const float* apBlock = shared + (b * kBlocks + kb) * MC * KC;
-        for (int64_t p = p0; p < p1; p++) tiles(apBlock, mc, i0, kc, k0, p, p1, bp, cb, rb);
+        const float* apBlock = nullptr;
+        if (shared) {
+          apBlock = shared + (b * kBlocks + kb) * MC * KC;
+        } else if (!inPlace) {  // a block of few rows: pack it (cheap) for the intrinsics kernels
+          float* ap = tPackA.get(static_cast<size_t>(MC * KC));
+          packA(ab, lda, transA, i0, mc, k0, kc, ap);
+          apBlock = ap;
+        }
+        const float* aDirect = inPlace ? ab + i0 * lda + k0 : nullptr;
+        for (int64_t p = p0; p < p1; p++) tiles(apBlock, aDirect, mc, i0, kc, k0, p, p1, bb, cb, rb);
       }
     });
     return;
   }
 
-  parallelFor(tasks, [&](int64_t task, int) {
+  // Packed path without sharing (transposed A in batches, or one column range): each task owns
+  // a range of row tiles × a range of B panels and packs its own A rows. Splitting N first means
+  // every thread packs its A block once and streams only its own B panels; M is split only when
+  // N is too narrow. About two tasks per thread absorbs uneven tails.
+  const int64_t perBatch = std::max<int64_t>(1, ceilDiv(2 * T, count));
+  const int64_t nParts = std::min(panels, perBatch);
+  const int64_t mParts = std::min(rowTiles, ceilDiv(perBatch, nParts));
+  parallelFor(count * mParts * nParts, [&](int64_t task, int) {
     const int64_t np = task % nParts, rest = task / nParts;
     const int64_t mp = rest % mParts, bi = rest / mParts;
     const int64_t r0 = std::min(M, (rowTiles * mp / mParts) * kMR), r1 = std::min(M, (rowTiles * (mp + 1) / mParts) * kMR);
@@ -461,7 +526,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
       for (int64_t k0 = 0; k0 < K; k0 += KC) {
         const int64_t kc = std::min(KC, K - k0);
         packA(ab, lda, transA, i0, mc, k0, kc, ap);
-        for (int64_t p = p0; p < p1; p++) tiles(ap, mc, i0, kc, k0, p, p1, bb, cb, rb);
+        for (int64_t p = p0; p < p1; p++) tiles(ap, nullptr, mc, i0, kc, k0, p, p1, bb, cb, rb);
       }
     }
   });
