@@ -52,17 +52,47 @@ export interface ReducedPrecisionSupport {
   missing?: string;
 }
 
-/** What this machine (and build) can do in reduced precision. */
+/** What this machine (and build) can do in reduced precision.
+ *
+ *  INFERJIT_DISABLE_ISA (a comma list of avx512, avx512bf16, amx) hides instruction sets, so the
+ *  errors and the fp32 fallback of machines without them can be exercised on one that has them. The
+ *  native probe reads it once, when the addon first asks; this function also reads it on every call
+ *  (avx512 and avx512bf16), so setting it in a running process turns reduced precision off for
+ *  later compiles too. */
 export function reducedPrecisionSupport(): ReducedPrecisionSupport {
   if (!native) {
     const why = `the native addon is not available (${loadFailure})`;
     return { bf16: false, bf16Kernel: null, avx512bf16: false, amx: false, f16Storage: false, missing: why };
   }
-  const i = native.bf16Info();
+  const i = hideIsa(native.bf16Info(), process.env.INFERJIT_DISABLE_ISA);
   return {
     bf16: i.kernel !== null, bf16Kernel: i.kernel, avx512bf16: i.avx512bf16, amx: i.amxUsable, f16Storage: i.avx512f && i.f16c,
     ...(i.missing ? { missing: i.missing } : {}),
   };
+}
+
+type Bf16Info = ReturnType<ReducedPrecisionAddon['bf16Info']>;
+
+/** The probe's answer with the instruction sets named in `disabled` removed (the same rules and
+ *  messages as the native probe in native/gemm/gemm_bf16.cc). */
+function hideIsa(info: Bf16Info, disabled: string | undefined): Bf16Info {
+  const off = new Set((disabled ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+  if (off.size === 0) return info;
+  const i = { ...info };
+  const why = ' (hidden by INFERJIT_DISABLE_ISA)';
+  if (off.has('avx512') && i.avx512f) {
+    i.avx512f = i.avx512bf16 = i.amxBf16 = i.amxUsable = false;
+    i.kernel = null;
+    i.missing = `bf16 kernels need AVX-512 (F/BW/DQ/VL) and AVX512_BF16 (vdpbf16ps); this CPU lacks AVX-512${why}`;
+  }
+  if (off.has('avx512bf16') && i.avx512bf16) {
+    i.avx512bf16 = i.amxBf16 = i.amxUsable = false;
+    i.kernel = null;
+    i.missing = `bf16 kernels need AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16); this CPU has AVX-512 but lacks AVX512_BF16${why}`;
+  }
+  // 'amx' only changes which kernel runs, which the native side decides: it takes effect when set
+  // before the process starts.
+  return i;
 }
 
 function requireBf16(op: string): ReducedPrecisionAddon {

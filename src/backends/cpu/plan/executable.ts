@@ -33,6 +33,8 @@ export interface PlanExecutableOptions {
   maxPlans?: number;
   /** 'fp32' (default) or 'bf16' (weight GEMMs and attention with bf16 products; needs AVX512_BF16). */
   precision?: PlanPrecision;
+  /** Appended to describe() (e.g. that a requested precision fell back to fp32). */
+  note?: string;
 }
 
 interface CachedPlan { handle: PlanHandle; lowered: LoweredPlan }
@@ -53,6 +55,7 @@ export class PlanExecutable {
   private snapshot: { tensor: Tensor; version: number }[];
   private fallback: string | null;
   private lastPlan: CachedPlan | null = null;
+  private readonly note: string | null;
   /** Plans lowered so far (a new concrete shape, or a weight update). */
   plansBuilt = 0;
 
@@ -66,6 +69,7 @@ export class PlanExecutable {
       if (c.kind === 'literal') this.literals.set(c.name, Tensor.fromStorage(c.dtype, c.shape as number[], fromNumbers(c.dtype, c.data ?? [])));
     }
     this.precision = options.precision ?? 'fp32';
+    this.note = options.note ?? null;
     this.fallback = planUnavailable ?? null;
     if (!this.fallback && process.env.INFERJIT_PLAN === '0') this.fallback = 'plans disabled by INFERJIT_PLAN=0';
     if (!this.fallback) {
@@ -105,13 +109,14 @@ export class PlanExecutable {
 
   /** One line: which path runs the graph and, for plans, the latest plan's shape. */
   describe(): string {
-    if (this.fallback) return `cpu interpreter (${this.fallback})`;
+    const note = this.note ? `; ${this.note}` : '';
+    if (this.fallback) return `cpu interpreter (${this.fallback})${note}`;
     const s = this.lastPlan?.lowered.stats;
-    if (!s) return 'cpu plan (no plan built yet)';
+    if (!s) return `cpu plan (no plan built yet)${note}`;
     const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
     const bf16 = s.precision === 'bf16' ? ` bf16 (${s.bf16Weights} bf16 weights, ${s.bf16Attention} bf16 attention)` : '';
     return `cpu plan${bf16}: ${s.kernels} kernels, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
-      + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached`;
+      + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached${note}`;
   }
 
   /** Stats of the plan for these inputs (built if needed), or null on the interpreter path. */
