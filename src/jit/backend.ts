@@ -9,6 +9,7 @@
 // (src/backends/onnxruntime, src/backends/tensorrt).
 import type { Tensor } from '../tensor/tensor.js';
 import type { Graph } from '../ir/index.js';
+import type { DiskCache } from './disk-cache.js';
 import { interpret } from '../trace/index.js';
 import { bindConstants } from '../passes/derived.js';
 import { withEagerBackend, isNativeAvailable } from '../ops/dispatch.js';
@@ -27,6 +28,8 @@ export interface Executable {
   runAsync?(inputs: Tensor[]): Promise<Tensor[]>;
   /** One line saying how the graph runs (e.g. native plan vs interpreter, and why). */
   describe?(): string;
+  /** Reduced-precision weights packed in this process and loaded from the disk cache (cpu plans). */
+  weightStats?(): { packed: number; loaded: number };
 }
 
 export interface LowerContext {
@@ -37,6 +40,9 @@ export interface LowerContext {
    *  engines) below it. No cache key is passed: the JIT's keys cover the graph, not weight values,
    *  so a backend that bakes weights into an artifact must key it by the weights itself. */
   cacheDir?: string;
+  /** The disk cache itself when it is on: backends may keep entries of their own in it, keyed by
+   *  what their contents depend on (packed weights: by the weights' bytes). */
+  disk?: DiskCache;
   /** Backend-specific options from inferenceJit's `onnxruntime` / `tensorrt` options. */
   onnxruntime?: Record<string, unknown>;
   tensorrt?: Record<string, unknown>;
@@ -59,7 +65,7 @@ const interpreterBackend = (id: 'cpu' | 'reference'): JitBackend => ({
     let note: string | undefined;
     if (id === 'cpu' && context.precision === 'bf16') {
       const missing = cpuPrecisionMissing(context.precision);
-      if (missing === null) return new PlanExecutable(graph, constants, { precision: 'bf16' });
+      if (missing === null) return new PlanExecutable(graph, constants, { precision: 'bf16', disk: context.disk ?? null });
       note = fallBackToFp32(context, missing);
     } else if (context.precision !== 'fp32') {
       const have = id === 'cpu' ? `'fp32' and 'bf16' are` : `'fp32' is`;

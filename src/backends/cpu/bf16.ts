@@ -134,19 +134,29 @@ function dims2(op: string, t: Tensor, transposed: boolean): [number, number] {
 
 /** Packs a weight (f32, bf16 or f16) into bf16 GEMM panels (f32/f16 round to nearest-even bf16). */
 export function packBf16Weight(weight: Tensor, { transposed = true }: PackOptions = {}): PackedWeight {
-  const a = requireBf16('packBf16Weight');
-  const code = srcCode('packBf16Weight', weight, ['f32', 'bf16', 'f16']);
   const [K, N] = dims2('packBf16Weight', weight, transposed);
-  return new PackedWeight('bf16', K, N, a.packBf16(weight.data as F32 | Uint16Array, code, K, N, transposed));
+  return packWeightAs('bf16', weight, K, N, transposed);
 }
 
 /** Packs a weight (f16, or f32 rounded to f16) into f16 panels for the fp32 GEMM: an f16 model file's
  *  weights never need an fp32 copy. */
 export function packF16Weight(weight: Tensor, { transposed = true }: PackOptions = {}): PackedWeight {
-  const a = requireF16('packF16Weight');
-  const code = srcCode('packF16Weight', weight, ['f32', 'f16']);
   const [K, N] = dims2('packF16Weight', weight, transposed);
-  return new PackedWeight('f16', K, N, a.packF16(weight.data as F32 | Uint16Array, code, K, N, transposed));
+  return packWeightAs('f16', weight, K, N, transposed);
+}
+
+/** Packs the K·N elements of `weight` (any shape) as the B operand [K, N] of a reduced-precision
+ *  GEMM, reading them as [N, K] when `transposed`: what the plan executor packs its weights with. */
+export function packWeightAs(precision: 'bf16' | 'f16', weight: Tensor, K: number, N: number, transposed: boolean): PackedWeight {
+  const op = precision === 'bf16' ? 'packBf16Weight' : 'packF16Weight';
+  const a = precision === 'bf16' ? requireBf16(op) : requireF16(op);
+  const code = srcCode(op, weight, precision === 'bf16' ? ['f32', 'bf16', 'f16'] : ['f32', 'f16']);
+  if (!Number.isInteger(K) || !Number.isInteger(N) || K < 0 || N < 0 || K * N !== weight.size) {
+    throw new RangeError(`${op}: weight [${weight.shape.join(', ')}] cannot be read as [K=${K}, N=${N}]`);
+  }
+  const data = weight.data as F32 | Uint16Array;
+  const handle = precision === 'bf16' ? a.packBf16(data, code, K, N, transposed) : a.packF16(data, code, K, N, transposed);
+  return new PackedWeight(precision, K, N, handle);
 }
 
 /** A packed weight's panels as plain data (for the disk cache). The layout is documented in

@@ -15,6 +15,8 @@ import { bindConstants, type BoundConstants } from '../../../passes/derived.js';
 import { LruCache } from '../../../jit/lru.js';
 import type { PackedHandle } from '../addon.js';
 import type { PackedBf16Handle } from '../bf16.js';
+import type { DiskCache } from '../../../jit/disk-cache.js';
+import { WeightCache, type WeightCacheStats } from './weight-cache.js';
 import { planAddon, planUnavailable, type PlanAddon, type PlanHandle } from './native.js';
 import { lowerPlan, PlanUnsupportedError, type LoweredPlan, type PlanPrecision, type PlanStats } from './lower.js';
 
@@ -35,6 +37,8 @@ export interface PlanExecutableOptions {
   precision?: PlanPrecision;
   /** Appended to describe() (e.g. that a requested precision fell back to fp32). */
   note?: string;
+  /** The JIT's disk cache: reduced-precision panels are stored in it and loaded from it. */
+  disk?: DiskCache | null;
 }
 
 interface CachedPlan { handle: PlanHandle; lowered: LoweredPlan }
@@ -48,7 +52,8 @@ export class PlanExecutable {
   private readonly body: Graph;
   private readonly plans: LruCache<string, CachedPlan>;
   private readonly packs = new Map<string, PackedHandle>();
-  private readonly packsBf16 = new Map<string, PackedBf16Handle>();
+  /** Reduced-precision weights (null in fp32 plans). */
+  private readonly weights: WeightCache | null;
   readonly precision: PlanPrecision;
   private readonly literals = new Map<string, Tensor>();
   private consts: Map<string, Tensor>;
@@ -69,6 +74,7 @@ export class PlanExecutable {
       if (c.kind === 'literal') this.literals.set(c.name, Tensor.fromStorage(c.dtype, c.shape as number[], fromNumbers(c.dtype, c.data ?? [])));
     }
     this.precision = options.precision ?? 'fp32';
+    this.weights = this.precision === 'bf16' ? new WeightCache('bf16', options.disk ?? null) : null;
     this.note = options.note ?? null;
     this.fallback = planUnavailable ?? null;
     if (!this.fallback && process.env.INFERJIT_PLAN === '0') this.fallback = 'plans disabled by INFERJIT_PLAN=0';
@@ -114,9 +120,17 @@ export class PlanExecutable {
     const s = this.lastPlan?.lowered.stats;
     if (!s) return `cpu plan (no plan built yet)${note}`;
     const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
-    const bf16 = s.precision === 'bf16' ? ` bf16 (${s.bf16Weights} bf16 weights, ${s.bf16Attention} bf16 attention)` : '';
+    const w = this.weights?.stats;
+    const from = w ? `: ${w.packed} packed here, ${w.loaded} loaded from the disk cache` : '';
+    const bf16 = s.precision === 'bf16' ? ` bf16 (${s.bf16Weights} bf16 weights${from}; ${s.bf16Attention} bf16 attention)` : '';
     return `cpu plan${bf16}: ${s.kernels} kernels, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
       + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached${note}`;
+  }
+
+  /** Reduced-precision weights packed in this process and loaded from the disk cache (all zero in
+   *  fp32 plans, whose fp32 panels are always packed in memory). */
+  weightStats(): WeightCacheStats {
+    return { ...(this.weights?.stats ?? { packed: 0, loaded: 0, written: 0, fromF16: 0 }) };
   }
 
   /** Stats of the plan for these inputs (built if needed), or null on the interpreter path. */
@@ -157,6 +171,7 @@ export class PlanExecutable {
         this.fallback = e.message;
         return null;
       }
+      this.weights?.flush();
       plan = { handle: (planAddon as PlanAddon).createPlan(lowered.desc), lowered };
       this.plans.set(key, plan);
       this.plansBuilt++;
@@ -193,13 +208,7 @@ export class PlanExecutable {
   }
 
   private packBf16(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle {
-    const key = `${name}|${transB ? 't' : 'n'}`;
-    let h = this.packsBf16.get(key);
-    if (!h) {
-      h = (planAddon as PlanAddon).packBf16(t.data as Float32Array, 0, K, N, transB);
-      this.packsBf16.set(key, h);
-    }
-    return h;
+    return this.weights!.get(name, t, K, N, transB) as PackedBf16Handle;
   }
 
   /** A bf16 executable must not silently run in fp32 on the interpreter. */
@@ -213,7 +222,7 @@ export class PlanExecutable {
     if (this.snapshot.every((s) => s.tensor.version === s.version)) return;
     this.consts = this.bound.constants();
     this.packs.clear();
-    this.packsBf16.clear();
+    this.weights?.clear();
     this.plans.clear();
     this.lastPlan = null;
     this.snapshot = this.snapshot.map((s) => ({ tensor: s.tensor, version: s.tensor.version }));
