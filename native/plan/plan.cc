@@ -186,7 +186,7 @@ void runKernel(const Kernel& k, const Bound& b) {
     case kReduce: reduce(static_cast<int>(I[0]), b.f(R[0]), b.f(R[1]), I[1], I[2], I[3]); break;
     case kAttention: {
       if (k.bf16) {
-        // the lowering made q, k, v and out contiguous [B, H, L, D] for this kernel
+        // the same operands and strided views as the fp32 kernel below
         AttentionProblem pr;
         pr.q = b.f(R[0]);
         pr.k = b.f(R[1]);
@@ -196,6 +196,12 @@ void runKernel(const Kernel& k, const Bound& b) {
         for (int j = 0; j < 4; j++) pr.maskStrides[j] = I[21 + j];
         pr.out = b.f(R[4]);
         pr.B = I[0]; pr.Hq = I[1]; pr.Hkv = I[2]; pr.Lq = I[3]; pr.Lk = I[4]; pr.D = I[5]; pr.Dv = I[6];
+        for (int j = 0; j < 3; j++) {
+          pr.qs[j] = I[9 + j];
+          pr.ks[j] = I[12 + j];
+          pr.vs[j] = I[15 + j];
+          pr.os[j] = I[18 + j];
+        }
         pr.causal = I[7] != 0;
         pr.scale = static_cast<float>(k.floats[0]);
         attentionBf16(pr, plan.bf16Kernel);

@@ -28,8 +28,9 @@ interface ReducedPrecisionAddon {
   packedF16Data(h: PackedF16Handle): [Uint16Array, number, number];
   loadPackedBf16(panels: Uint16Array, K: number, N: number): PackedBf16Handle;
   loadPackedF16(panels: Uint16Array, K: number, N: number): PackedF16Handle;
+  /** strides: [q, k, v, out] × (batch, head, row) element strides; default dense [B, H, L, D]. */
   sdpaBf16(q: F32, k: F32, v: F32, mask: F32 | Uint8Array | null, maskIsBool: boolean, maskStrides: number[], out: F32, dims: number[],
-    scale: number, causal: boolean, kernel: number): void;
+    scale: number, causal: boolean, kernel: number, strides?: number[]): void;
 }
 
 const native = baseAddon as unknown as (ReducedPrecisionAddon | null);
@@ -258,19 +259,29 @@ export interface Bf16AttentionOptions {
   /** Score scale; default 1/sqrt(D). */
   scale?: number;
   kernel?: Bf16KernelChoice;
+  /** 'bhsd' (default): q [B, Hq, Lq, D], k/v [B, Hkv, Lk, D|Dv], out [B, Hq, Lq, Dv]; 'bshd': sequence
+   *  before heads, q [B, Lq, Hq, D], k/v [B, Lk, Hkv, D|Dv], out [B, Lq, Hq, Dv] (the layout of a QKV
+   *  projection's output, read in place without transposing). */
+  layout?: 'bhsd' | 'bshd';
 }
 
 /** Scaled dot-product attention with bf16 QKᵀ and PV products and an fp32 online softmax.
- *  q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] (f32; Hq a multiple of Hkv) -> [B, Hq, Lq, Dv]. */
+ *  q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] (f32; Hq a multiple of Hkv) -> [B, Hq, Lq, Dv],
+ *  or all with sequence and heads swapped under layout 'bshd'. */
 export function attentionBf16(q: Tensor, k: Tensor, v: Tensor, options: Bf16AttentionOptions = {}): Tensor {
   const a = requireBf16('attentionBf16');
-  const { mask = null, causal = false, kernel = 'auto' } = options;
+  const { mask = null, causal = false, kernel = 'auto', layout = 'bhsd' } = options;
+  if (layout !== 'bhsd' && layout !== 'bshd') throw new RangeError(`attentionBf16: layout must be 'bhsd' or 'bshd', got '${String(layout)}'`);
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (t.dtype !== 'f32' || t.rank !== 4) throw new TypeError(`attentionBf16: ${name} must be a 4-D f32 tensor, got ${t.dtype}[${t.shape.join(', ')}]`);
   }
-  const [B, Hq, Lq, D] = q.shape;
-  const [Bk, Hkv, Lk, Dk] = k.shape;
-  const [Bv, Hv, Lv, Dv] = v.shape;
+  // [B, H, L, D] view of a stored tensor, with its (batch, head, row) element strides
+  const bshd = layout === 'bshd';
+  const logical = (s: readonly number[]): number[] => (bshd ? [s[0], s[2], s[1], s[3]] : [...s]);
+  const strides = (s: readonly number[]): number[] => (bshd ? [s[1] * s[2] * s[3], s[3], s[2] * s[3]] : [s[1] * s[2] * s[3], s[2] * s[3], s[3]]);
+  const [B, Hq, Lq, D] = logical(q.shape);
+  const [Bk, Hkv, Lk, Dk] = logical(k.shape);
+  const [Bv, Hv, Lv, Dv] = logical(v.shape);
   if (Bk !== B || Bv !== B || Hv !== Hkv || Lv !== Lk || Dk !== D || Hkv === 0 || Hq % Hkv !== 0) {
     throw new RangeError(`attentionBf16: q [${q.shape.join(', ')}], k [${k.shape.join(', ')}] and v [${v.shape.join(', ')}] do not fit together`);
   }
@@ -283,8 +294,10 @@ export function attentionBf16(q: Tensor, k: Tensor, v: Tensor, options: Bf16Atte
     }
   }
   const scale = options.scale ?? 1 / Math.sqrt(D);
-  const y = Tensor.empty('f32', [B, Hq, Lq, Dv]);
+  const outShape = bshd ? [B, Lq, Hq, Dv] : [B, Hq, Lq, Dv];
+  const y = Tensor.empty('f32', outShape);
   a.sdpaBf16(q.data as F32, k.data as F32, v.data as F32, mask ? (mask.data as F32 | Uint8Array) : null, mask?.dtype === 'bool',
-    mask ? broadcastStrides(full, mask.shape) : [0, 0, 0, 0], y.data as F32, [B, Hq, Hkv, Lq, Lk, D, Dv], scale, causal, KERNEL_CODES[kernel]);
+    mask ? broadcastStrides(full, mask.shape) : [0, 0, 0, 0], y.data as F32, [B, Hq, Hkv, Lq, Lk, D, Dv], scale, causal, KERNEL_CODES[kernel],
+    [...strides(q.shape), ...strides(k.shape), ...strides(v.shape), ...strides(outShape)]);
   return y;
 }

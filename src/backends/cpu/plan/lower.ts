@@ -560,7 +560,6 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
           if (view.shape[3] > 1 && view.strides[3] !== 1) view = contiguous(v);
           return { view, st: perm.slice(0, 3).map((p) => view.strides[p]), dims: perm.map((p) => view.shape[p]) };
         };
-        if (bf16) return lowerAttentionBf16(node, qv!, kv!, vv!, mv ?? null, bshd);
         const q = operand(qv!), k = operand(kv!), v = operand(vv!);
         const [B, Hq, Lq, D] = q.dims;
         const [, Hkv, Lk] = k.dims;
@@ -584,52 +583,16 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
           os = [Hq * Lq * Dv, Lq * Dv, Dv];
         }
         const scale = (a.scale as number) === 0 ? 1 / Math.sqrt(D) : (a.scale as number);
+        // the bf16 kernel reads the same strided views (int 25 selects it)
         emit(KERNEL.attention, op, [q.view, k.view, v.view, mask, dst],
-          [B, Hq, Hkv, Lq, Lk, D, Dv, a.causal ? 1 : 0, mask?.dtype === 'bool' ? 1 : 0, ...q.st, ...k.st, ...v.st, ...os, ...ms], [scale]);
+          [B, Hq, Hkv, Lq, Lk, D, Dv, a.causal ? 1 : 0, mask?.dtype === 'bool' ? 1 : 0, ...q.st, ...k.st, ...v.st, ...os, ...ms, ...(bf16 ? [1] : [])], [scale]);
+        if (bf16) stats.bf16Attention++;
         setView(outV, dst);
         return;
       }
       default:
         unsupported('no plan kernel for this op');
     }
-  }
-
-  /** Attention with bf16 products (attentionBf16): it reads q, k, v and writes out as contiguous
-   *  [B, H, L, D], so strided or [B, L, H, D] operands are copied into that layout first (the
-   *  kernel repacks K and V per call anyway; these copies are small next to the products). */
-  function lowerAttentionBf16(node: Node, qv: number, kv: number, vv: number, mv: number | null, bshd: boolean): void {
-    const a = node.attrs as Record<string, any>;
-    const outV = node.outputs[0];
-    const bhld = (v: number): View => {
-      const view = viewOf(v);
-      const t = bshd ? { ...view, shape: [0, 2, 1, 3].map((p) => view.shape[p]), strides: [0, 2, 1, 3].map((p) => view.strides[p]) } : view;
-      if (isContiguous(t.shape, t.strides)) return t;
-      const dst = alloc(t.shape, 'f32');
-      emitCopy(t, dst, 'attention-layout');
-      return dst;
-    };
-    const q = bhld(qv), k = bhld(kv), v = bhld(vv);
-    if ([q, k, v].some((w) => w.shape.length !== 4)) throw new PlanUnsupportedError(`attention operands must be rank 4, got [${q.shape.join(', ')}]`);
-    const [B, Hq, Lq, D] = q.shape;
-    const [, Hkv, Lk] = k.shape;
-    const Dv = v.shape[3];
-    let mask: View | null = null, ms = [0, 0, 0, 0];
-    if (mv !== null) {
-      mask = viewOf(mv);
-      ms = broadcastTo(mask.shape, mask.strides, [B, Hq, Lq, Lk]);
-    }
-    const outShape = [B, Hq, Lq, Dv];
-    const dst = bshd ? alloc(outShape, 'f32') : dest(outV);
-    const scale = (a.scale as number) === 0 ? 1 / Math.sqrt(D) : (a.scale as number);
-    emit(KERNEL.attention, node.op, [q, k, v, mask, dst],
-      [B, Hq, Hkv, Lq, Lk, D, Dv, a.causal ? 1 : 0, mask?.dtype === 'bool' ? 1 : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...ms, 1], [scale]);
-    stats.bf16Attention++;
-    if (bshd) {
-      // back to the [B, L, H, Dv] the op returns
-      const out = dest(outV);
-      emitCopy({ ...dst, shape: [B, Lq, Hq, Dv], strides: [Hq * Lq * Dv, Dv, Lq * Dv, 1] }, out, 'attention-layout');
-      setView(outV, out);
-    } else setView(outV, dst);
   }
 
   // ---- placement: greedy by size over kernel-index lifetimes ----
