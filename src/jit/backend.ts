@@ -3,7 +3,7 @@
 // concrete shape) when the addon is built and every node has a plan kernel; otherwise, and on
 // 'reference', the graph is interpreted node by node through dispatch, and describe() says why.
 // precision 'bf16' on 'cpu' runs the plans' weight GEMMs and attention with bf16 products
-// (AVX512_BF16). Where the CPU lacks the instructions it fails naming them, or, only when the user
+// (AVX512_BF16); 'fp16' stores their weights as f16 (F16C) and computes in fp32. Where the CPU lacks the instructions it fails naming them, or, only when the user
 // allowed it (precisionFallback: 'fp32'), warns once and compiles fp32; never silently.
 // 'onnxruntime' and 'tensorrt' export the graph to ONNX and run it in ONNX Runtime
 // (src/backends/onnxruntime, src/backends/tensorrt).
@@ -63,12 +63,12 @@ const interpreterBackend = (id: 'cpu' | 'reference'): JitBackend => ({
   unavailableReason: () => null,
   lower(graph, constants, context) {
     let note: string | undefined;
-    if (id === 'cpu' && context.precision === 'bf16') {
+    if (id === 'cpu' && (context.precision === 'bf16' || context.precision === 'fp16')) {
       const missing = cpuPrecisionMissing(context.precision);
-      if (missing === null) return new PlanExecutable(graph, constants, { precision: 'bf16', disk: context.disk ?? null });
+      if (missing === null) return new PlanExecutable(graph, constants, { precision: context.precision, disk: context.disk ?? null });
       note = fallBackToFp32(context, missing);
     } else if (context.precision !== 'fp32') {
-      const have = id === 'cpu' ? `'fp32' and 'bf16' are` : `'fp32' is`;
+      const have = id === 'cpu' ? `'fp32', 'bf16' and 'fp16' are` : `'fp32' is`;
       throw new Error(`inferenceJit: precision '${context.precision}' is not available yet on device '${id}' (only ${have} implemented)`);
     }
     if (id === 'cpu' && planSupportReason() === null) return new PlanExecutable(graph, constants, note ? { note } : {});
@@ -84,9 +84,10 @@ const interpreterBackend = (id: 'cpu' | 'reference'): JitBackend => ({
 
 /** Why this machine cannot run a reduced precision on 'cpu' (naming the missing instruction set),
  *  or null when it can. Reduced precision runs only as native plans, so those must exist too. */
-function cpuPrecisionMissing(precision: 'bf16'): string | null {
+function cpuPrecisionMissing(precision: 'bf16' | 'fp16'): string | null {
   const support = reducedPrecisionSupport();
-  if (!support.bf16) return `needs AVX512_BF16: ${support.missing}`;
+  if (precision === 'bf16' && !support.bf16) return `needs AVX512_BF16: ${support.missing}`;
+  if (precision === 'fp16' && !support.f16Storage) return `needs AVX-512 and F16C: ${support.f16Missing}`;
   const why = planSupportReason();
   return why === null ? null : `runs only as native plans, which are unavailable: ${why}`;
 }

@@ -51,6 +51,8 @@ export interface ReducedPrecisionSupport {
   f16Storage: boolean;
   /** Why bf16 cannot run (names the missing instruction set), when it cannot. */
   missing?: string;
+  /** Why fp16 weight storage cannot run, when it cannot. */
+  f16Missing?: string;
 }
 
 /** What this machine (and build) can do in reduced precision.
@@ -63,12 +65,14 @@ export interface ReducedPrecisionSupport {
 export function reducedPrecisionSupport(): ReducedPrecisionSupport {
   if (!native) {
     const why = `the native addon is not available (${loadFailure})`;
-    return { bf16: false, bf16Kernel: null, avx512bf16: false, amx: false, f16Storage: false, missing: why };
+    return { bf16: false, bf16Kernel: null, avx512bf16: false, amx: false, f16Storage: false, missing: why, f16Missing: why };
   }
   const i = hideIsa(native.bf16Info(), process.env.INFERJIT_DISABLE_ISA);
+  const f16Missing = !i.avx512f ? 'fp16 weight storage needs AVX-512 (F/BW/DQ/VL) and F16C; this CPU lacks AVX-512'
+    : !i.f16c ? 'fp16 weight storage needs AVX-512 (F/BW/DQ/VL) and F16C; this CPU lacks F16C' : null;
   return {
-    bf16: i.kernel !== null, bf16Kernel: i.kernel, avx512bf16: i.avx512bf16, amx: i.amxUsable, f16Storage: i.avx512f && i.f16c,
-    ...(i.missing ? { missing: i.missing } : {}),
+    bf16: i.kernel !== null, bf16Kernel: i.kernel, avx512bf16: i.avx512bf16, amx: i.amxUsable, f16Storage: f16Missing === null,
+    ...(i.missing ? { missing: i.missing } : {}), ...(f16Missing ? { f16Missing } : {}),
   };
 }
 
@@ -104,7 +108,7 @@ function requireBf16(op: string): ReducedPrecisionAddon {
 function requireF16(op: string): ReducedPrecisionAddon {
   const s = reducedPrecisionSupport();
   if (!native) throw new Error(`${op}: precision 'fp16' is not available: ${s.missing}`);
-  if (!s.f16Storage) throw new Error(`${op}: fp16 weight storage needs AVX-512 (F/BW/DQ/VL) and F16C, which this CPU lacks`);
+  if (!s.f16Storage) throw new Error(`${op}: ${s.f16Missing}`);
   return native;
 }
 

@@ -93,3 +93,23 @@ test('bf16 panels in the disk cache: a second process packs nothing and matches 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('f16 panels (precision fp16) go through the disk cache the same way', { skip: !planAddon ? 'native plan executor not built' : !support.f16Storage ? `no fp16 storage here: ${support.f16Missing}` : false }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'inferjit-panels16-'));
+  try {
+    const env = { WORKER_PRECISION: 'fp16' };
+    const first = await runWorker(dir, env);
+    assert.ok(first.weights.packed >= 8 && first.weights.written === first.weights.packed);
+    assert.equal(first.output, first.fresh);
+    const second = await runWorker(dir, env);
+    assert.equal(second.weights.packed, 0);
+    assert.equal(second.weights.loaded, first.weights.packed);
+    assert.equal(second.output, first.output);
+    assert.match(second.describe, /^cpu plan fp16 /);
+    // bf16 and f16 panels of the same weights are different entries
+    const bf16 = await runWorker(dir);
+    assert.equal(bf16.weights.loaded, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -97,7 +97,7 @@ test('cpu precision errors: unsupported precisions are rejected by name', () => 
   const model = new TinyTransformer({ dim: 16, heads: 2, depth: 1 });
   const x = randn([1, 4, 16], { seed: 1 });
   const int8 = inferenceJit(model, { device: 'cpu', cache: 'memory', precision: 'int8' });
-  assert.throws(() => int8.forward(x), /precision 'int8' is not available yet on device 'cpu' \(only 'fp32' and 'bf16' are implemented\)/);
+  assert.throws(() => int8.forward(x), /precision 'int8' is not available yet on device 'cpu' \(only 'fp32', 'bf16' and 'fp16' are implemented\)/);
   if (!support.bf16) {
     const bf16 = inferenceJit(model, { device: 'cpu', cache: 'memory', precision: 'bf16' });
     assert.throws(() => bf16.forward(x), /precision 'bf16' on device 'cpu' needs AVX512_BF16/);

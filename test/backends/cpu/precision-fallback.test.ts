@@ -85,3 +85,19 @@ test('precisionFallback via INFERJIT_PRECISION_FALLBACK, and bad values rejected
     delete process.env.INFERJIT_PRECISION_FALLBACK;
   }
 });
+
+test('precision fp16 without AVX-512: an error naming AVX-512 and F16C, or the fp32 result with precisionFallback', { skip }, async () => {
+  const model = new TinyTransformer({ dim: 32, heads: 2, depth: 1 });
+  const x = randn([1, 7, 32], { seed: 8 });
+  const fp32 = inferenceJit(model, { cache: 'memory' }).forward(x) as Tensor;
+  const strict = inferenceJit(model, { cache: 'memory', precision: 'fp16' });
+  const { result: error } = await withoutIsa('avx512', () => { try { strict.forward(x); return null; } catch (e) { return e as Error; } });
+  assert.ok(error, 'compiling fp16 without AVX-512 must fail');
+  assert.match(error.message, /precision 'fp16' on device 'cpu' needs AVX-512 and F16C: fp16 weight storage needs AVX-512 \(F\/BW\/DQ\/VL\) and F16C; this CPU lacks AVX-512/);
+  assert.match(error.message, /precisionFallback: 'fp32'/);
+  const lenient = inferenceJit(model, { cache: 'memory', precision: 'fp16', precisionFallback: 'fp32' });
+  const { result, warnings } = await withoutIsa('avx512', () => lenient.forward(x) as Tensor);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /precision 'fp16' on device 'cpu' needs AVX-512 and F16C/);
+  assert.deepEqual(result.data, fp32.data);
+});

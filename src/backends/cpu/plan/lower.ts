@@ -7,13 +7,18 @@
 // at it. Constants are read in place; linear/matmul weights are pre-packed once per executable.
 // With precision 'bf16' those weights are packed as bf16 panels (fp32 accumulation, same fused
 // epilogues) and attention runs with bf16 products; everything else, and the arena, stays fp32.
+// With precision 'fp16' they are stored as f16 panels (converted to fp32 as the GEMM loads them)
+// and everything else computes in fp32. An f16 model (f16 parameters, inputs, outputs) is widened:
+// its f16 activations are computed as f32, f16 inputs are converted once on entry and f16 outputs
+// on exit, GEMM weights are packed straight from their f16 storage and only the other f16
+// constants (biases, norm weights, tables) are read from f32 copies.
 import type { Graph, Node } from '../../../ir/graph.js';
 import { evalShape, type DimBindings } from '../../../ir/dims.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import { dtypeBytes, type DType } from '../../../tensor/dtype.js';
 import { parseElementwiseProgram } from '../../../ops/fused.js';
 import type { PackedHandle } from '../addon.js';
-import type { PackedBf16Handle } from '../bf16.js';
+import type { PackedBf16Handle, PackedF16Handle } from '../bf16.js';
 import { ACT_CODES, COMPARISONS, DTYPE_CODES, EW_CODES, KERNEL, REDUCE_CODES, REF, type KernelDesc, type PlanDesc } from './native.js';
 import { broadcastTo, contiguousStrides, isContiguous, numelOf, reshapeStrides, sliceBounds } from './views.js';
 
@@ -31,7 +36,9 @@ const align = (n: number): number => Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
 type Store = { kind: 'arena' | 'input' | 'output' | 'const'; index: number };
 interface View { store: Store; offset: number; shape: number[]; strides: number[]; dtype: DType }
 
-interface Draft { op: number; name: string; refs: (View | null)[]; ints: number[]; floats: number[]; packed: number; packedBf16: number }
+interface Draft { op: number; name: string; refs: (View | null)[]; ints: number[]; floats: number[]; packed: number; packedBf16: number; packedF16: number }
+/** A GEMM's constant B operand: an index into one of the plan's packed-weight lists (else -1). */
+interface WeightRef { packed: number; packedBf16: number; packedF16: number }
 interface Buffer { bytes: number; def: number; end: number; aliases: Set<number> }
 
 /** How a graph output is produced: a slot the plan writes, or a tensor handed through. */
@@ -59,17 +66,21 @@ export interface PlanStats {
   inPlace: number;
   /** Linear/matmul weights read pre-packed. */
   packedWeights: number;
-  /** Compute precision of the weight GEMMs and attention ('fp32' or 'bf16'). */
+  /** Compute precision of the weight GEMMs and attention ('fp32', 'bf16', or 'fp16' storage). */
   precision: PlanPrecision;
   /** Of packedWeights, those packed as bf16 panels. */
   bf16Weights: number;
+  /** Of packedWeights, those stored as f16 panels. */
+  f16Weights: number;
+  /** fp16 plans: f16 constants read from f32 copies (not GEMM weights: biases, norms, tables). */
+  widened: string[];
   /** Attention kernels with bf16 products. */
   bf16Attention: number;
   kernelNames: string[];
 }
 
 /** Precisions the plan executor computes in. */
-export type PlanPrecision = 'fp32' | 'bf16';
+export type PlanPrecision = 'fp32' | 'bf16' | 'fp16';
 
 export interface LowerContext {
   /** The live tensor of a constant value (parameters, derived constants, literals). */
@@ -80,17 +91,25 @@ export interface LowerContext {
   precision?: PlanPrecision;
   /** As pack, into bf16 panels (rounded to nearest even), cached by the caller. */
   packBf16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle;
+  /** 'fp16': as pack, into f16 panels (f16 weights as they are, f32 rounded to nearest even). */
+  packF16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedF16Handle;
+  /** 'fp16': an f32 copy of an f16 constant, cached by the caller. */
+  constantF32?(name: string): Tensor;
 }
 
 const normAxis = (a: number, rank: number): number => (a < 0 ? a + rank : a);
 
 export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext): LoweredPlan {
   const precision: PlanPrecision = ctx.precision ?? 'fp32';
-  const bf16 = precision === 'bf16';
+  const bf16 = precision === 'bf16', fp16 = precision === 'fp16';
   if (bf16 && !ctx.packBf16) throw new Error('lowerPlan: precision \'bf16\' needs a packBf16 callback');
+  if (fp16 && (!ctx.packF16 || !ctx.constantF32)) throw new Error('lowerPlan: precision \'fp16\' needs packF16 and constantF32 callbacks');
   const shapeOf = new Map<number, number[]>();
   for (const [id, v] of graph.values) shapeOf.set(id, evalShape(v.shape, bindings));
-  const dtypeOf = (v: number): DType => graph.value(v).dtype;
+  /** The dtype a value is stored as (graph inputs, outputs, constants). */
+  const storedDtype = (v: number): DType => graph.value(v).dtype;
+  /** The dtype a value is computed as: fp16 plans widen f16 to f32. */
+  const dtypeOf = (v: number): DType => { const d = storedDtype(v); return fp16 && d === 'f16' ? 'f32' : d; };
   const shape = (v: number): number[] => shapeOf.get(v)!;
 
   const constByValue = graph.constantByValue();
@@ -112,7 +131,7 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     if (s === undefined) {
       s = slots.length;
       slotOf.set(o.value, s);
-      slots.push({ dtype: dtypeOf(o.value), shape: shape(o.value) });
+      slots.push({ dtype: storedDtype(o.value), shape: shape(o.value) });
     }
     return { kind: 'slot', slot: s };
   });
@@ -126,6 +145,9 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const packedIndex = new Map<string, number>();
   const packedBf16: PackedBf16Handle[] = [];
   const packedBf16Index = new Map<string, number>();
+  const packedF16: PackedF16Handle[] = [];
+  const packedF16Index = new Map<string, number>();
+  const widened: string[] = [];
   const stats = { views: 0, copies: 0, inPlace: 0, bf16Attention: 0 };
 
   const contiguousView = (store: Store, s: number[], dtype: DType, offset = 0): View => ({ store, offset, shape: s, strides: contiguousStrides(s), dtype });
@@ -152,12 +174,17 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
    *  are then free views of the slot), else a new arena buffer. */
   const dest = (v: number, s = shape(v)): View => {
     const slot = slotThroughReshapes(v);
-    return slot !== undefined ? contiguousView({ kind: 'output', index: slot }, s, dtypeOf(v)) : alloc(s, dtypeOf(v));
+    // a widened f16 output is computed in the arena and converted into its slot at the end
+    return slot !== undefined && slots[slot].dtype === dtypeOf(v) ? contiguousView({ kind: 'output', index: slot }, s, dtypeOf(v)) : alloc(s, dtypeOf(v));
   };
   const emit = (op: number, name: string, refs: (View | null)[], ints: number[], floats: number[] = [], pk = -1): void => {
     const k = drafts.length;
     for (const r of refs) if (r && r.store.kind === 'arena') { const b = buffers[r.store.index]; b.end = Math.max(b.end, k); }
-    drafts.push({ op, name, refs, ints, floats, packed: pk, packedBf16: -1 });
+    drafts.push({ op, name, refs, ints, floats, packed: pk, packedBf16: -1, packedF16: -1 });
+  };
+  /** Converts contiguous src into dst (same shape) with the plan's cast kernel. */
+  const emitCast = (src: View, dst: View, name: string): void => {
+    emit(KERNEL.cast, name, [src, dst], [DTYPE_CODES[src.dtype]!, DTYPE_CODES[dst.dtype]!, numelOf(src.shape)]);
   };
   const emitCopy = (src: View, dst: View, name: string): void => {
     stats.copies++;
@@ -170,21 +197,29 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     if (have) return have;
     const c = constByValue.get(v);
     if (c) {
+      const widen = fp16 && c.dtype === 'f16';
       let idx = constIndex.get(c.name);
       if (idx === undefined) {
-        const t = ctx.constant(c.name);
+        const t = widen ? ctx.constantF32!(c.name) : ctx.constant(c.name);
+        if (widen) widened.push(c.name);
         idx = constants.length;
         constants.push(t.data as ArrayBufferView);
         constIndex.set(c.name, idx);
       }
-      const view = contiguousView({ kind: 'const', index: idx }, shape(v), c.dtype);
+      const view = contiguousView({ kind: 'const', index: idx }, shape(v), widen ? 'f32' : c.dtype);
       env.set(v, view);
       return view;
     }
     const inp = inputIndex.get(v);
     if (inp !== undefined) {
-      const view = contiguousView({ kind: 'input', index: inp }, shape(v), dtypeOf(v));
-      env.set(v, view);
+      let view = contiguousView({ kind: 'input', index: inp }, shape(v), storedDtype(v));
+      if (view.dtype !== dtypeOf(v)) {
+        // a widened f16 input: converted once, on first use
+        const wide = alloc(shape(v), dtypeOf(v));
+        emitCast(view, wide, `input ${inp} (${view.dtype} -> ${wide.dtype})`);
+        view = wide;
+      }
+      setView(v, view);
       return view;
     }
     throw new PlanUnsupportedError(`value %${v} is read before it is defined`);
@@ -218,18 +253,28 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     }
     return idx;
   };
-  /** A constant weight as a GEMM's B operand: fp32 panels, or bf16 panels in a bf16 plan. */
-  const weightOf = (v: number, K: number, N: number, transB: boolean): { packed: number; packedBf16: number } => {
-    if (!bf16) return { packed: packOf(v, K, N, transB), packedBf16: -1 };
+  /** A constant weight as a GEMM's B operand: fp32 panels, bf16 panels in a bf16 plan, f16 panels
+   *  (packed from the stored constant, f16 or f32) in an fp16 plan. */
+  const weightOf = (v: number, K: number, N: number, transB: boolean): WeightRef => {
+    if (!bf16 && !fp16) return { packed: packOf(v, K, N, transB), packedBf16: -1, packedF16: -1 };
     const c = constByValue.get(v)!;
     const key = `${c.name}|${transB ? 't' : 'n'}`;
-    let idx = packedBf16Index.get(key);
+    const [list, index, pack] = bf16
+      ? [packedBf16 as unknown[], packedBf16Index, ctx.packBf16!] as const
+      : [packedF16 as unknown[], packedF16Index, ctx.packF16!] as const;
+    let idx = index.get(key);
     if (idx === undefined) {
-      idx = packedBf16.length;
-      packedBf16.push(ctx.packBf16!(c.name, ctx.constant(c.name), K, N, transB));
-      packedBf16Index.set(key, idx);
+      idx = list.length;
+      list.push(pack(c.name, ctx.constant(c.name), K, N, transB));
+      index.set(key, idx);
     }
-    return { packed: -1, packedBf16: idx };
+    return bf16 ? { packed: -1, packedBf16: idx, packedF16: -1 } : { packed: -1, packedBf16: -1, packedF16: idx };
+  };
+  const useWeight = (w: WeightRef): void => {
+    const d = drafts[drafts.length - 1];
+    d.packed = w.packed;
+    d.packedBf16 = w.packedBf16;
+    d.packedF16 = w.packedF16;
   };
   const isF32 = (v: number | null): boolean => v === null || dtypeOf(v) === 'f32';
 
@@ -248,8 +293,9 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
       if (slot === undefined) continue;
       const view = env.get(v)!;
       if (view.store.kind === 'output' && view.store.index === slot && view.offset === 0 && isContiguous(view.shape, view.strides)) continue;
-      const dst = contiguousView({ kind: 'output', index: slot }, shape(v), dtypeOf(v));
-      emitCopy(view, dst, `output ${slot}`);
+      const dst = contiguousView({ kind: 'output', index: slot }, shape(v), slots[slot].dtype);
+      if (dst.dtype === view.dtype) emitCopy(view, dst, `output ${slot}`);
+      else emitCast(contiguous(v), dst, `output ${slot} (${view.dtype} -> ${dst.dtype})`);
       setView(v, dst);
     }
   });
@@ -378,6 +424,12 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
       case 'cast': {
         const from = DTYPE_CODES[dtypeOf(node.inputs[0]!)], to = DTYPE_CODES[dtypeOf(outV)];
         if (from === undefined || to === undefined) unsupported(`cast ${dtypeOf(node.inputs[0]!)} -> ${dtypeOf(outV)}`);
+        if (fp16 && from === to) {
+          // f32 <-> f16 in a widened f16 model: both sides are f32 here, the value passes through
+          stats.views++;
+          setView(outV, viewOf(node.inputs[0]!));
+          return;
+        }
         const x = contiguous(node.inputs[0]!);
         const dst = dest(outV);
         emit(KERNEL.cast, op, [x, dst], [from!, to!, numelOf(x.shape)]);
@@ -407,8 +459,8 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
         const outShape = shape(outV);
         const M = numelOf(outShape) / N;
         const A = asMatrix(xv!, M, K);
-        let bRef: View | null = null, pk = -1, pkb = -1;
-        if (constByValue.has(wv!)) ({ packed: pk, packedBf16: pkb } = weightOf(wv!, K, N, true));
+        let bRef: View | null = null, w: WeightRef | null = null;
+        if (constByValue.has(wv!)) w = weightOf(wv!, K, N, true);
         else bRef = contiguous(wv!);
         const bias = optional(bv ?? null);
         const dst = dest(outV);
@@ -422,8 +474,8 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
           } else lateResidual = rv;
         }
         const act = ACT_CODES[(a.activation as string | undefined) ?? 'none'];
-        emit(KERNEL.gemm, op, [A.view, bRef, bias, res, dst], [M, N, K, 0, 1, act, 1, 0, A.ld, K, N, ldr], [1], pk);
-        drafts[drafts.length - 1].packedBf16 = pkb;
+        emit(KERNEL.gemm, op, [A.view, bRef, bias, res, dst], [M, N, K, 0, 1, act, 1, 0, A.ld, K, N, ldr], [1]);
+        if (w) useWeight(w);
         setView(outV, dst);
         if (lateResidual !== null) {
           // a broadcast residual is added in place afterwards
@@ -444,12 +496,11 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
         const dst = dest(outV);
         if (numelOf(bBatch) === 1) {
           const A = asMatrix(av, count * M, K);
-          let bRef: View | null = null, pk = -1, pkb = -1;
-          if (constByValue.has(bv) && bs.length <= 2) ({ packed: pk, packedBf16: pkb } = weightOf(bv, K, N, false));
+          let bRef: View | null = null, w: WeightRef | null = null;
+          if (constByValue.has(bv) && bs.length <= 2) w = weightOf(bv, K, N, false);
           else bRef = contiguous(bv);
           emit(KERNEL.gemm, op, [A.view, bRef, null, null, dst], [count * M, N, K, 0, 0, 0, 1, 0, A.ld, N, N, N], [1]);
-          drafts[drafts.length - 1].packed = pk;
-          drafts[drafts.length - 1].packedBf16 = pkb;
+          if (w) useWeight(w);
         } else {
           const A = contiguous(av), B = contiguous(bv);
           const offs = (batch: number[]): number[] => {
@@ -626,20 +677,22 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const kernels: KernelDesc[] = drafts.map((d) => ({
     op: d.op, name: d.name, refs: d.refs.flatMap(refOf), ints: d.ints, floats: d.floats, packed: d.packed,
     ...(d.packedBf16 >= 0 ? { packedBf16: d.packedBf16 } : {}),
+    ...(d.packedF16 >= 0 ? { packedF16: d.packedF16 } : {}),
   }));
 
   let naiveBytes = 0;
   for (const n of graph.nodes) for (const v of n.outputs) if (!slotOf.has(v)) naiveBytes += align(numelOf(shape(v)) * dtypeBytes(dtypeOf(v)));
 
-  const inputBytes = graph.inputs.map((inp) => numelOf(shape(inp.value)) * dtypeBytes(dtypeOf(inp.value)));
+  const inputBytes = graph.inputs.map((inp) => numelOf(shape(inp.value)) * dtypeBytes(storedDtype(inp.value)));
   const outputBytes = slots.map((s) => numelOf(s.shape) * dtypeBytes(s.dtype));
   return {
-    desc: { arenaBytes, inputBytes, outputBytes, constants, packed, ...(bf16 ? { packedBf16 } : {}), kernels },
+    desc: { arenaBytes, inputBytes, outputBytes, constants, packed, ...(bf16 ? { packedBf16 } : {}), ...(fp16 ? { packedF16 } : {}), kernels },
     outputs,
     slots,
     stats: {
       kernels: kernels.length, arenaBytes, naiveBytes, views: stats.views, copies: stats.copies, inPlace: stats.inPlace,
-      packedWeights: packed.length + packedBf16.length, precision, bf16Weights: packedBf16.length, bf16Attention: stats.bf16Attention,
+      packedWeights: packed.length + packedBf16.length + packedF16.length, precision, bf16Weights: packedBf16.length, f16Weights: packedF16.length,
+      widened, bf16Attention: stats.bf16Attention,
       kernelNames: drafts.map((d) => d.name),
     },
   };
