@@ -87,7 +87,7 @@ export interface LowerContext {
   constant(name: string): Tensor;
   /** A packed handle for weight `t` viewed as B [K, N] (stored [N, K] when transB), cached by the caller. */
   pack(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle;
-  /** Default 'fp32'. 'bf16' needs packBf16. */
+  /** Default 'fp32'. 'bf16' needs packBf16; 'fp16' needs packF16 and constantF32. */
   precision?: PlanPrecision;
   /** As pack, into bf16 panels (rounded to nearest even), cached by the caller. */
   packBf16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle;

@@ -44,8 +44,6 @@ export interface PlanAddon {
   /** Cumulative nanoseconds per kernel since creation (or the last reset). */
   planProfile(plan: PlanHandle, reset?: boolean): { runs: number; ns: Float64Array };
   packB(b: Float32Array, K: number, N: number, transB: boolean): PackedHandle;
-  /** srcType 0: fp32 source. B is [K, N], or stored [N, K] when transB (native/gemm/gemm_bf16_napi.cc). */
-  packBf16(b: Float32Array, srcType: number, K: number, N: number, transB: boolean): PackedBf16Handle;
 }
 
 function load(): { plan: PlanAddon | null; reason?: string } {
