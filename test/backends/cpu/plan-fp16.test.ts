@@ -122,7 +122,7 @@ test('a model with f16 parameters compiles in fp16: weights packed from f16 stor
   const exe = executable(fast);
   const s = exe.planStats()!, w = exe.weightStats();
   assert.equal(s.f16Weights, 8);
-  assert.equal(w.fromF16, 8, 'every GEMM weight was packed from its f16 storage');
+  assert.equal(w.from16Bit, 8, 'every GEMM weight was packed from its f16 storage');
   assert.ok(s.widened.length > 0 && s.widened.every((n) => !/\.(qkv|proj|fc1|fc2)\.weight$/.test(n)), `widened: ${s.widened.join(', ')}`);
   assert.ok(s.kernelNames[0].startsWith('input 0 (f16 -> f32)') && s.kernelNames.at(-1)!.startsWith('output 0 (f32 -> f16)'), s.kernelNames.join(', '));
   assert.match(exe.describe(), /^cpu plan fp16 \(8 f16 weights: 8 packed here, 0 loaded from the disk cache, 8 read from f16 storage; \d+ f16 constants widened to f32\)/);
@@ -152,7 +152,7 @@ function relError(got: Tensor, ref: Tensor): number {
   return Math.sqrt(num / den);
 }
 
-test('plan cast kernel: f32 <-> f16 matches the tensor cast bit for bit (ties, subnormals, overflow, NaN)', { skip: !planAddon ? 'native plan executor not built' : false }, () => {
+test('plan cast kernel: f32 <-> f16 and f32 -> bf16 match the tensor cast bit for bit (ties, subnormals, overflow, NaN)', { skip: !planAddon ? 'native plan executor not built' : false }, () => {
   const h = 2 ** -11;
   const values = [0, -0, 1, -1, 1 + h, 1 + h / 2, 1 + 3 * h / 2, 65504, 65519.99, 65520, -1e6, 2 ** -14, 2 ** -24, 2 ** -25, 2 ** -25 * 1.5, 3 * 2 ** -26,
     1e-8, Infinity, -Infinity, NaN, 0.1, -3.14159, 1234.5678];
@@ -171,4 +171,14 @@ test('plan cast kernel: f32 <-> f16 matches the tensor cast bit for bit (ties, s
   const back = toFloat(want) as Tensor;
   const show = (a: ArrayLike<number>): (number | string)[] => Array.from(a, (v) => (Number.isNaN(v) ? 'NaN' : v));
   assert.deepEqual(show(back.data as Float32Array), show(want.toFlatArray()));
+  // bf16 the same way: ties at 2^-8, values past bf16's range, subnormals
+  const b8 = 2 ** -8;
+  const bvals = [0, -0, 1 + b8 / 2, 1 + 3 * b8 / 2, 3.3895313892515355e38, 3.4e38, 1e-39, 2 ** -133, 0.1, -7.77, NaN, Infinity];
+  const bx = fromArray(bvals, [bvals.length]);
+  const toBf16 = inferenceJit((t: Tensor) => t.mul(1).cast('bf16'), { cache: 'memory' });
+  const gotB = (toBf16(bx) as Tensor).data as Uint16Array, wantB = withEagerBackend('reference', () => bx.cast('bf16')).data as Uint16Array;
+  bvals.forEach((v, i) => {
+    if (Number.isNaN(v)) assert.ok((gotB[i] & 0x7f80) === 0x7f80 && (gotB[i] & 0x7f) !== 0, 'NaN stays NaN');
+    else assert.equal(gotB[i], wantB[i], `bf16 of ${v}: 0x${gotB[i].toString(16)} vs 0x${wantB[i].toString(16)}`);
+  });
 });

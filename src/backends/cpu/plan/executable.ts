@@ -5,7 +5,8 @@
 // once per executable, and both are rebuilt when a parameter's version counter moves. A graph with
 // an op or dtype the plan kernels do not cover runs on the interpreter instead, and says why.
 // With precision 'bf16' the weights are packed as bf16 panels instead, with 'fp16' as f16 panels
-// (see lower.ts), both through the disk cache when one is on (weight-cache.ts); the interpreter
+// (see lower.ts; models stored in that 16-bit type are widened to fp32 compute and their weights
+// packed from it), both through the disk cache when one is on (weight-cache.ts); the interpreter
 // fallback has no reduced-precision path, so such a graph the plans cannot run is an error.
 import { Tensor } from '../../../tensor/tensor.js';
 import { fromNumbers } from '../../../tensor/dtype.js';
@@ -58,7 +59,7 @@ export class PlanExecutable {
   private readonly weights: WeightCache | null;
   readonly precision: PlanPrecision;
   private readonly literals = new Map<string, Tensor>();
-  /** fp16 plans: f32 copies of f16 constants read other than as GEMM weights. */
+  /** Reduced-precision plans: f32 copies of f16/bf16 constants read other than as GEMM weights. */
   private readonly widened = new Map<string, Tensor>();
   private consts: Map<string, Tensor>;
   private snapshot: { tensor: Tensor; version: number }[];
@@ -126,8 +127,9 @@ export class PlanExecutable {
     const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
     const w = this.weights?.stats;
     const from = w ? `: ${w.packed} packed here, ${w.loaded} loaded from the disk cache` : '';
-    const bf16 = s.precision === 'bf16' ? ` bf16 (${s.bf16Weights} bf16 weights${from}; ${s.bf16Attention} bf16 attention)`
-      : s.precision === 'fp16' ? ` fp16 (${s.f16Weights} f16 weights${from}, ${w!.fromF16} read from f16 storage; ${s.widened.length} f16 constants widened to f32)` : '';
+    const bf16 = s.precision === 'bf16'
+      ? ` bf16 (${s.bf16Weights} bf16 weights${from}; ${s.bf16Attention} bf16 attention${w!.from16Bit ? `; ${w!.from16Bit} weights read from bf16 storage, ${s.widened.length} bf16 constants widened to f32` : ''})`
+      : s.precision === 'fp16' ? ` fp16 (${s.f16Weights} f16 weights${from}, ${w!.from16Bit} read from f16 storage; ${s.widened.length} f16 constants widened to f32)` : '';
     return `cpu plan${bf16}: ${s.kernels} kernels, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
       + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached${note}`;
   }
@@ -135,7 +137,7 @@ export class PlanExecutable {
   /** Reduced-precision weights packed in this process and loaded from the disk cache (all zero in
    *  fp32 plans, whose fp32 panels are always packed in memory). */
   weightStats(): WeightCacheStats {
-    return { ...(this.weights?.stats ?? { packed: 0, loaded: 0, written: 0, fromF16: 0 }) };
+    return { ...(this.weights?.stats ?? { packed: 0, loaded: 0, written: 0, from16Bit: 0 }) };
   }
 
   /** Stats of the plan for these inputs (built if needed), or null on the interpreter path. */

@@ -8,10 +8,12 @@
 // With precision 'bf16' those weights are packed as bf16 panels (fp32 accumulation, same fused
 // epilogues) and attention runs with bf16 products; everything else, and the arena, stays fp32.
 // With precision 'fp16' they are stored as f16 panels (converted to fp32 as the GEMM loads them)
-// and everything else computes in fp32. An f16 model (f16 parameters, inputs, outputs) is widened:
-// its f16 activations are computed as f32, f16 inputs are converted once on entry and f16 outputs
-// on exit, GEMM weights are packed straight from their f16 storage and only the other f16
-// constants (biases, norm weights, tables) are read from f32 copies.
+// and everything else computes in fp32. A model stored in the precision's own 16-bit type (f16
+// parameters, inputs, outputs for 'fp16'; bf16 for 'bf16') is widened: its 16-bit activations are
+// computed as f32, 16-bit inputs are converted once on entry and outputs on exit, GEMM weights are
+// packed straight from their 16-bit storage and only the other 16-bit constants (biases, norm
+// weights, tables) are read from f32 copies. Constants the graph derives from parameters (its
+// prologue) are still computed in the graph's own dtype, as eager execution would.
 import type { Graph, Node } from '../../../ir/graph.js';
 import { evalShape, type DimBindings } from '../../../ir/dims.js';
 import type { Tensor } from '../../../tensor/tensor.js';
@@ -72,7 +74,7 @@ export interface PlanStats {
   bf16Weights: number;
   /** Of packedWeights, those stored as f16 panels. */
   f16Weights: number;
-  /** fp16 plans: f16 constants read from f32 copies (not GEMM weights: biases, norms, tables). */
+  /** Reduced-precision plans: 16-bit constants read from f32 copies (not GEMM weights: biases, norms, tables). */
   widened: string[];
   /** Attention kernels with bf16 products. */
   bf16Attention: number;
@@ -87,13 +89,13 @@ export interface LowerContext {
   constant(name: string): Tensor;
   /** A packed handle for weight `t` viewed as B [K, N] (stored [N, K] when transB), cached by the caller. */
   pack(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle;
-  /** Default 'fp32'. 'bf16' needs packBf16; 'fp16' needs packF16 and constantF32. */
+  /** Default 'fp32'. 'bf16' needs packBf16, 'fp16' packF16; both need constantF32 for 16-bit models. */
   precision?: PlanPrecision;
   /** As pack, into bf16 panels (rounded to nearest even), cached by the caller. */
   packBf16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle;
   /** 'fp16': as pack, into f16 panels (f16 weights as they are, f32 rounded to nearest even). */
   packF16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedF16Handle;
-  /** 'fp16': an f32 copy of an f16 constant, cached by the caller. */
+  /** 'fp16' / 'bf16': an f32 copy of an f16 / bf16 constant, cached by the caller. */
   constantF32?(name: string): Tensor;
 }
 
@@ -103,13 +105,14 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const precision: PlanPrecision = ctx.precision ?? 'fp32';
   const bf16 = precision === 'bf16', fp16 = precision === 'fp16';
   if (bf16 && !ctx.packBf16) throw new Error('lowerPlan: precision \'bf16\' needs a packBf16 callback');
-  if (fp16 && (!ctx.packF16 || !ctx.constantF32)) throw new Error('lowerPlan: precision \'fp16\' needs packF16 and constantF32 callbacks');
+  if (fp16 && !ctx.packF16) throw new Error('lowerPlan: precision \'fp16\' needs a packF16 callback');
   const shapeOf = new Map<number, number[]>();
   for (const [id, v] of graph.values) shapeOf.set(id, evalShape(v.shape, bindings));
   /** The dtype a value is stored as (graph inputs, outputs, constants). */
   const storedDtype = (v: number): DType => graph.value(v).dtype;
-  /** The dtype a value is computed as: fp16 plans widen f16 to f32. */
-  const dtypeOf = (v: number): DType => { const d = storedDtype(v); return fp16 && d === 'f16' ? 'f32' : d; };
+  /** The 16-bit type a reduced-precision plan widens to f32, and the dtype a value is computed as. */
+  const narrow: DType | null = fp16 ? 'f16' : bf16 ? 'bf16' : null;
+  const dtypeOf = (v: number): DType => { const d = storedDtype(v); return d === narrow ? 'f32' : d; };
   const shape = (v: number): number[] => shapeOf.get(v)!;
 
   const constByValue = graph.constantByValue();
@@ -197,9 +200,10 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     if (have) return have;
     const c = constByValue.get(v);
     if (c) {
-      const widen = fp16 && c.dtype === 'f16';
+      const widen = c.dtype === narrow;
       let idx = constIndex.get(c.name);
       if (idx === undefined) {
+        if (widen && !ctx.constantF32) throw new Error(`lowerPlan: ${c.dtype} constant @${c.name} needs a constantF32 callback`);
         const t = widen ? ctx.constantF32!(c.name) : ctx.constant(c.name);
         if (widen) widened.push(c.name);
         idx = constants.length;
@@ -424,8 +428,8 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
       case 'cast': {
         const from = DTYPE_CODES[dtypeOf(node.inputs[0]!)], to = DTYPE_CODES[dtypeOf(outV)];
         if (from === undefined || to === undefined) unsupported(`cast ${dtypeOf(node.inputs[0]!)} -> ${dtypeOf(outV)}`);
-        if (fp16 && from === to) {
-          // f32 <-> f16 in a widened f16 model: both sides are f32 here, the value passes through
+        if (narrow && from === to) {
+          // f32 <-> the widened 16-bit type: both sides are f32 here, the value passes through
           stats.views++;
           setView(outV, viewOf(node.inputs[0]!));
           return;

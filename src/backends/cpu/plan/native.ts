@@ -65,8 +65,8 @@ export const REF = { none: 0, arena: 1, input: 2, output: 3, constant: 4 } as co
 /** Kernel codes (enum KernelOp). */
 export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10 } as const;
 
-/** Element dtypes (plan::DType). f16 is only stored, moved and cast (to and from f32), never computed on. */
-export const DTYPE_CODES: Partial<Record<DType, number>> = { f32: 0, i32: 1, i64: 2, bool: 3, i8: 4, u8: 5, f16: 6 };
+/** Element dtypes (plan::DType). f16 and bf16 are only stored, moved and cast, never computed on. */
+export const DTYPE_CODES: Partial<Record<DType, number>> = { f32: 0, i32: 1, i64: 2, bool: 3, i8: 4, u8: 5, f16: 6, bf16: 7 };
 
 /** Elementwise instruction codes (kernels.cc enum Op). */
 export const EW_CODES: Record<string, number> = {

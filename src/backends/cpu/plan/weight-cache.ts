@@ -28,8 +28,8 @@ export interface WeightCacheStats {
   loaded: number;
   /** Panel entries written to the disk cache. */
   written: number;
-  /** Of `packed`, weights read directly from f16 storage (no fp32 copy). */
-  fromF16: number;
+  /** Of `packed`, weights read directly from 16-bit (f16 or bf16) storage: no fp32 copy exists. */
+  from16Bit: number;
 }
 
 export type ReducedPrecision = 'bf16' | 'f16';
@@ -40,7 +40,7 @@ export class WeightCache {
   private readonly packs = new Map<string, PackedWeight>();
   private disk: DiskCache | null;
   private wrote = false;
-  readonly stats: WeightCacheStats = { packed: 0, loaded: 0, written: 0, fromF16: 0 };
+  readonly stats: WeightCacheStats = { packed: 0, loaded: 0, written: 0, from16Bit: 0 };
 
   constructor(readonly precision: ReducedPrecision, disk: DiskCache | null = null) {
     this.disk = disk;
@@ -99,7 +99,7 @@ export class WeightCache {
   private pack(t: Tensor, K: number, N: number, transB: boolean, diskKey: string | null): PackedWeight {
     const w = packWeightAs(this.precision, t, K, N, transB);
     this.stats.packed++;
-    if (t.dtype === 'f16') this.stats.fromF16++;
+    if (t.dtype === 'f16' || t.dtype === 'bf16') this.stats.from16Bit++;
     if (diskKey) {
       const { panels } = exportPackedWeight(w);
       const written = this.diskIo((d) => d.put(diskKey, {
