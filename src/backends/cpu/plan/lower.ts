@@ -429,9 +429,20 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
         const from = DTYPE_CODES[dtypeOf(node.inputs[0]!)], to = DTYPE_CODES[dtypeOf(outV)];
         if (from === undefined || to === undefined) unsupported(`cast ${dtypeOf(node.inputs[0]!)} -> ${dtypeOf(outV)}`);
         if (narrow && from === to) {
-          // f32 <-> the widened 16-bit type: both sides are f32 here, the value passes through
-          stats.views++;
-          setView(outV, viewOf(node.inputs[0]!));
+          // f32 <-> the widened 16-bit type: both sides are f32 here. Widening is exact, so the value
+          // passes through; a cast *to* the 16-bit type is a rounding the code asked for, so it is
+          // kept (a round trip through a 16-bit buffer).
+          if (storedDtype(outV) !== narrow || storedDtype(node.inputs[0]!) === narrow) {
+            stats.views++;
+            setView(outV, viewOf(node.inputs[0]!));
+            return;
+          }
+          const x = contiguous(node.inputs[0]!);
+          const rounded = alloc(x.shape, narrow);
+          emitCast(x, rounded, `${op} (round to ${narrow})`);
+          const dst = dest(outV);
+          emitCast(rounded, dst, `${op} (round to ${narrow})`);
+          setView(outV, dst);
           return;
         }
         const x = contiguous(node.inputs[0]!);
