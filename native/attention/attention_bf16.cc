@@ -2,7 +2,9 @@
 // and walks the keys in blocks of BK with a running max and sum per query, as attention.cc does;
 // here K and V are packed once per call into packed-bf16 GEMM panels (Kᵀ over keys with pairs
 // along D, V over Dv with pairs along keys) and both tile products run on the bf16 tile kernel
-// (vdpbf16ps or AMX), which rounds Q and the probabilities P to bf16 as it packs them.
+// (vdpbf16ps or AMX), which rounds Q and the probabilities P to bf16 as it packs them. Operands are
+// read through their strides (rows of Q, K, V and out need only a unit stride along the head dim):
+// the panel packing and the tile product both take a leading dimension, so views cost nothing.
 #include "attention_bf16.h"
 
 #include <algorithm>
@@ -39,7 +41,12 @@ void attentionBf16(const AttentionProblem& pr, Bf16Kernel kernel) {
   const int64_t B = pr.B, Hq = pr.Hq, Hkv = pr.Hkv, Lq = pr.Lq, Lk = pr.Lk, D = pr.D, Dv = pr.Dv;
   if (B * Hq * Lq * Dv == 0) return;
   if (Lk == 0) {
-    std::fill(pr.out, pr.out + B * Hq * Lq * Dv, 0.0f);
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t h = 0; h < Hq; h++)
+        for (int64_t i = 0; i < Lq; i++) {
+          float* row = pr.out + b * pr.os[0] + h * pr.os[1] + i * pr.os[2];
+          std::fill(row, row + Dv, 0.0f);
+        }
     return;
   }
   const bool hasMask = pr.maskF || pr.maskB;
@@ -56,11 +63,13 @@ void attentionBf16(const AttentionProblem& pr, Bf16Kernel kernel) {
   uint16_t* vp = tV.data();
   parallelFor(heads * (kPanels + vPanels), [&](int64_t t, int) {
     const int64_t hd = t / (kPanels + vPanels), p = t % (kPanels + vPanels);
+    const int64_t b = hd / Hkv, h = hd % Hkv;
     if (p < kPanels) {
-      packBBf16Panel(pr.k + hd * Lk * D, SrcType::kF32, D, true, D, Lk, p, kp + hd * kHead + p * Dp * kBf16NR);
+      // key j is row j of K (stride ks[2]): column j of the "B" = Kᵀ, contiguous along D
+      packBBf16Panel(pr.k + b * pr.ks[0] + h * pr.ks[1], SrcType::kF32, pr.ks[2], true, D, Lk, p, kp + hd * kHead + p * Dp * kBf16NR);
     } else {
       const int64_t pv = p - kPanels;
-      packBBf16Panel(pr.v + hd * Lk * Dv, SrcType::kF32, Dv, false, Lk, Dv, pv, vp + hd * vHead + pv * Lkp * kBf16NR);
+      packBBf16Panel(pr.v + b * pr.vs[0] + h * pr.vs[1], SrcType::kF32, pr.vs[2], false, Lk, Dv, pv, vp + hd * vHead + pv * Lkp * kBf16NR);
     }
   });
 
@@ -76,8 +85,8 @@ void attentionBf16(const AttentionProblem& pr, Bf16Kernel kernel) {
     const int64_t h = bh % Hq, b = bh / Hq;
     const int64_t hk = b * Hkv + h / group;
     const int64_t i0 = qb * bq, rows = std::min(bq, Lq - i0);
-    const float* qblk = pr.q + (bh * Lq + i0) * D;
-    float* oblk = pr.out + (bh * Lq + i0) * Dv;
+    const float* qblk = pr.q + b * pr.qs[0] + h * pr.qs[1] + i0 * pr.qs[2];
+    float* oblk = pr.out + b * pr.os[0] + h * pr.os[1] + i0 * pr.os[2];
     Scratch& sc = tScratch;
     sc.s.resize(static_cast<size_t>(bq * kBK));
     sc.o.assign(static_cast<size_t>(bq * Dv), 0.0f);
@@ -89,7 +98,7 @@ void attentionBf16(const AttentionProblem& pr, Bf16Kernel kernel) {
     const VecF scv = VecF::set1(scale);
     for (int64_t j0 = 0; j0 < kEnd; j0 += kBK) {
       const int64_t bk = std::min(kBK, kEnd - j0);
-      gemmBf16PackedTile(rows, bk, D, qblk, D, kp + hk * kHead + (j0 / kBf16NR) * Dp * kBf16NR, Dp * kBf16NR, S, kBK, false, kernel);
+      gemmBf16PackedTile(rows, bk, D, qblk, pr.qs[2], kp + hk * kHead + (j0 / kBf16NR) * Dp * kBf16NR, Dp * kBf16NR, S, kBK, false, kernel);
       bool anyLive = false;
       for (int64_t r = 0; r < rows; r++) {
         float* sr = S + r * kBK;
@@ -158,7 +167,7 @@ void attentionBf16(const AttentionProblem& pr, Bf16Kernel kernel) {
       if (anyLive) gemmBf16PackedTile(rows, Dv, bk, S, kBK, vp + hk * vHead + (j0 / 2) * 64, Lkp * kBf16NR, O, Dv, true, kernel);
     }
     for (int64_t r = 0; r < rows; r++) {
-      float* dst = oblk + r * Dv;
+      float* dst = oblk + r * pr.os[2];
       const float l = sc.l[r];
       const float inv = l > 0.0f ? 1.0f / l : 0.0f;
       const float* orow = O + r * Dv;
@@ -169,7 +178,14 @@ void attentionBf16(const AttentionProblem& pr, Bf16Kernel kernel) {
 
 namespace {
 
-// sdpaBf16(q, k, v, mask, maskIsBool, maskStrides[4], out, [B, Hq, Hkv, Lq, Lk, D, Dv], scale, causal, kernel)
+// Elements a strided [n0, n1, n2, d] operand reaches (its last dim has unit stride), 0 when empty.
+int64_t extentOf(int64_t n0, int64_t n1, int64_t n2, int64_t d, const int64_t* s) {
+  if (n0 * n1 * n2 * d == 0) return 0;
+  return 1 + (n0 - 1) * s[0] + (n1 - 1) * s[1] + (n2 - 1) * s[2] + (d - 1);
+}
+
+// sdpaBf16(q, k, v, mask, maskIsBool, maskStrides[4], out, [B, Hq, Hkv, Lq, Lk, D, Dv], scale, causal, kernel,
+//          strides?) with strides = [qs0, qs1, qs2, ks.., vs.., os..] (batch, head, row; default dense [B, H, L, D])
 Napi::Value SdpaBf16(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Bf16Kernel kernel;
@@ -200,10 +216,17 @@ Napi::Value SdpaBf16(const Napi::CallbackInfo& info) {
   need(env, dims.size() == 7 && ms.size() == 4, "sdpaBf16: bad arguments");
   pr.B = dims[0], pr.Hq = dims[1], pr.Hkv = dims[2], pr.Lq = dims[3], pr.Lk = dims[4], pr.D = dims[5], pr.Dv = dims[6];
   need(env, pr.Hkv > 0 && pr.Hq % pr.Hkv == 0, "sdpaBf16: Hq must be a multiple of Hkv");
-  need(env, q.length == static_cast<size_t>(pr.B * pr.Hq * pr.Lq * pr.D), "sdpaBf16: q size does not match");
-  need(env, k.length == static_cast<size_t>(pr.B * pr.Hkv * pr.Lk * pr.D), "sdpaBf16: k size does not match");
-  need(env, v.length == static_cast<size_t>(pr.B * pr.Hkv * pr.Lk * pr.Dv), "sdpaBf16: v size does not match");
-  need(env, out.length == static_cast<size_t>(pr.B * pr.Hq * pr.Lq * pr.Dv), "sdpaBf16: out size does not match");
+  pr.contiguous();
+  if (info.Length() > 11 && info[11].IsArray()) {
+    auto st = ints(env, info[11]);
+    need(env, st.size() == 12, "sdpaBf16: strides must be 12 numbers (q, k, v, out: batch, head, row)");
+    for (int64_t x : st) need(env, x >= 0, "sdpaBf16: strides must be non-negative");
+    for (int i = 0; i < 3; i++) pr.qs[i] = st[i], pr.ks[i] = st[3 + i], pr.vs[i] = st[6 + i], pr.os[i] = st[9 + i];
+  }
+  need(env, static_cast<size_t>(extentOf(pr.B, pr.Hq, pr.Lq, pr.D, pr.qs)) <= q.length, "sdpaBf16: q is too small for its shape and strides");
+  need(env, static_cast<size_t>(extentOf(pr.B, pr.Hkv, pr.Lk, pr.D, pr.ks)) <= k.length, "sdpaBf16: k is too small for its shape and strides");
+  need(env, static_cast<size_t>(extentOf(pr.B, pr.Hkv, pr.Lk, pr.Dv, pr.vs)) <= v.length, "sdpaBf16: v is too small for its shape and strides");
+  need(env, static_cast<size_t>(extentOf(pr.B, pr.Hq, pr.Lq, pr.Dv, pr.os)) <= out.length, "sdpaBf16: out is too small for its shape and strides");
   for (int i = 0; i < 4; i++) pr.maskStrides[i] = ms[i];
   if (hasMask) {
     const int64_t extent = 1 + (pr.B - 1) * ms[0] + (pr.Hq - 1) * ms[1] + (pr.Lq - 1) * ms[2] + (pr.Lk - 1) * ms[3];

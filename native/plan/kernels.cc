@@ -10,6 +10,8 @@
 #include <limits>
 
 #include "../ops/kernels_core.h"
+#include "../gemm/gemm_bf16.h"  // bf16ToFloatScalar / floatToBf16 (round to nearest even)
+#include "../quant/qmatmul.h"    // halfToFloat / floatToHalf (round to nearest even)
 #include "../simd.h"
 #include "../threadpool.h"
 
@@ -308,6 +310,8 @@ double readAt(const void* p, int dt, int64_t i) {
     case kI64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
     case kBool: case kU8: return static_cast<const uint8_t*>(p)[i];
     case kI8: return static_cast<const int8_t*>(p)[i];
+    case kF16: return halfToFloat(static_cast<const uint16_t*>(p)[i]);
+    case kBF16: return bf16ToFloatScalar(static_cast<const uint16_t*>(p)[i]);
     default: return 0.0;
   }
 }
@@ -320,6 +324,9 @@ void writeAt(void* p, int dt, int64_t i, double v) {
     case kBool: static_cast<uint8_t*>(p)[i] = v != 0.0 ? 1 : 0; break;
     case kU8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(static_cast<int64_t>(std::trunc(v))); break;
     case kI8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(static_cast<int64_t>(std::trunc(v))); break;
+    // f16/bf16 round once, from the float (the value was a float before it was widened to double)
+    case kF16: static_cast<uint16_t*>(p)[i] = floatToHalf(static_cast<float>(v)); break;
+    case kBF16: static_cast<uint16_t*>(p)[i] = floatToBf16(static_cast<float>(v)); break;
     default: break;
   }
 }

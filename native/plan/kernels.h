@@ -78,6 +78,7 @@ void conv2d(const ConvArgs& a);
 void gather(const uint8_t* x, const void* indices, int indexBytes, int64_t count, uint8_t* out, int elemSize, int64_t outer,
             int64_t size, int64_t inner, bool allowNegative, const char* op);
 
+// Elementwise dtype conversion (float -> int truncates; f16 and bf16 writes round to nearest even).
 void cast(const void* x, int from, void* y, int to, int64_t n);
 
 }  // namespace plan

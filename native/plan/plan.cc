@@ -5,7 +5,8 @@
 // stays free. One plan runs at a time (a process-wide lock): plans share kernel scratch, and two
 // plans would only fight over the same cores anyway. Plans lowered with precision 'bf16' run their
 // packed-weight GEMMs on bf16 panels (gemmBf16, same epilogues) and flagged attention kernels with
-// bf16 products (attentionBf16); activations stay fp32 in the arena either way.
+// bf16 products (attentionBf16); precision 'fp16' runs them on f16-stored panels with fp32 products
+// (gemmF16). Activations stay fp32 in the arena either way.
 #include "plan.h"
 
 #include <chrono>
@@ -46,6 +47,7 @@ struct Kernel {
   std::vector<double> floats;
   const PackedB* packed = nullptr;
   const PackedBf16* packedBf16 = nullptr;  // set instead of `packed` for bf16 GEMMs
+  const PackedF16* packedF16 = nullptr;    // ... or for f16-storage GEMMs
   bool bf16 = false;                       // attention: bf16 QK / PV products
   // decoded once for elementwise programs
   std::vector<EwInstr> prog;
@@ -157,6 +159,8 @@ void runKernel(const Kernel& k, const Bound& b) {
       if (k.packedBf16) {
         // B is one shared packed weight (the lowering packs only unbatched B operands)
         gemmBf16(M, N, K, b.f(R[0]), I[8], transA, *k.packedBf16, b.f(R[4]), I[10], epi, batch, plan.bf16Kernel);
+      } else if (k.packedF16) {
+        gemmF16(M, N, K, b.f(R[0]), I[8], transA, *k.packedF16, b.f(R[4]), I[10], epi, batch);
       } else {
         gemm(M, N, K, b.f(R[0]), I[8], transA, k.packed ? nullptr : b.f(R[1]), I[9], transB, k.packed, b.f(R[4]), I[10], epi, batch);
       }
@@ -186,7 +190,7 @@ void runKernel(const Kernel& k, const Bound& b) {
     case kReduce: reduce(static_cast<int>(I[0]), b.f(R[0]), b.f(R[1]), I[1], I[2], I[3]); break;
     case kAttention: {
       if (k.bf16) {
-        // the lowering made q, k, v and out contiguous [B, H, L, D] for this kernel
+        // the same operands and strided views as the fp32 kernel below
         AttentionProblem pr;
         pr.q = b.f(R[0]);
         pr.k = b.f(R[1]);
@@ -196,6 +200,12 @@ void runKernel(const Kernel& k, const Bound& b) {
         for (int j = 0; j < 4; j++) pr.maskStrides[j] = I[21 + j];
         pr.out = b.f(R[4]);
         pr.B = I[0]; pr.Hq = I[1]; pr.Hkv = I[2]; pr.Lq = I[3]; pr.Lk = I[4]; pr.D = I[5]; pr.Dv = I[6];
+        for (int j = 0; j < 3; j++) {
+          pr.qs[j] = I[9 + j];
+          pr.ks[j] = I[12 + j];
+          pr.vs[j] = I[15 + j];
+          pr.os[j] = I[18 + j];
+        }
         pr.causal = I[7] != 0;
         pr.scale = static_cast<float>(k.floats[0]);
         attentionBf16(pr, plan.bf16Kernel);
@@ -269,8 +279,8 @@ Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
 
 // createPlan({ arenaBytes, inputBytes, outputBytes, constants: TypedArray[], packed: handle[], packedBf16?: handle[],
 //              kernels: { op, name, refs: number[] (kind, index, byteOffset triples), ints, floats, packed, packedBf16? }[] })
-// A GEMM kernel with packedBf16 >= 0 runs on that bf16 weight; an attention kernel with a 26th int
-// of 1 runs in bf16.
+// A GEMM kernel with packedBf16 >= 0 runs on that bf16 weight, one with packedF16 >= 0 (from
+// desc.packedF16) on that f16-stored weight; an attention kernel with a 26th int of 1 runs in bf16.
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createPlan: expected a plan descriptor");
@@ -298,7 +308,12 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     Napi::Array pb = desc.Get("packedBf16").As<Napi::Array>();
     for (uint32_t i = 0; i < pb.Length(); i++) packsBf16.push_back(packedBf16FromValue(env, pb.Get(i), "createPlan: packedBf16"));
   }
-  bool usesBf16 = false;
+  std::vector<const PackedF16*> packsF16;
+  if (desc.Has("packedF16") && desc.Get("packedF16").IsArray()) {
+    Napi::Array pf = desc.Get("packedF16").As<Napi::Array>();
+    for (uint32_t i = 0; i < pf.Length(); i++) packsF16.push_back(packedF16FromValue(env, pf.Get(i), "createPlan: packedF16"));
+  }
+  bool usesBf16 = false, usesF16 = false;
   Napi::Array kernels = desc.Get("kernels").As<Napi::Array>();
   for (uint32_t i = 0; i < kernels.Length(); i++) {
     Napi::Object ko = kernels.Get(i).As<Napi::Object>();
@@ -339,6 +354,15 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
            "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its bf16 weight's [K, N]");
       usesBf16 = true;
     }
+    Napi::Value pkh = ko.Get("packedF16");
+    if (pkh.IsNumber() && i64(pkh) >= 0) {
+      need(env, k.op == kGemm && !k.packed && !k.packedBf16, "createPlan: kernel " + std::to_string(i) + " takes an f16 weight but is not an unpacked GEMM");
+      need(env, static_cast<size_t>(i64(pkh)) < packsF16.size(), "createPlan: kernel " + std::to_string(i) + " names a missing f16 packed weight");
+      k.packedF16 = packsF16[i64(pkh)];
+      need(env, k.ints.size() >= 12 && k.ints[6] == 1 && k.ints[3] == 0 && k.ints[2] == k.packedF16->K && k.ints[1] == k.packedF16->N,
+           "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its f16 weight's [K, N]");
+      usesF16 = true;
+    }
     if (k.op == kAttention && k.ints.size() > 25 && k.ints[25] != 0) {
       k.bf16 = true;
       usesBf16 = true;
@@ -359,6 +383,9 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   if (usesBf16) {
     std::string why;
     if (!resolveBf16Kernel(bf16KernelFromEnv(), &plan->bf16Kernel, &why)) throw Napi::Error::New(env, "createPlan: precision 'bf16': " + why);
+  }
+  if (usesF16 && !(bf16Caps().avx512f && bf16Caps().f16c)) {
+    throw Napi::Error::New(env, "createPlan: precision 'fp16': f16 weight storage needs AVX-512 (F/BW/DQ/VL) and F16C; this CPU lacks them");
   }
   plan->profileNs.assign(plan->kernels.size(), 0.0);
   if (plan->arenaBytes > 0) {

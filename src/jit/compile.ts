@@ -108,7 +108,7 @@ export function compile(req: CompileRequest): CompiledEntry {
     }), null)) req.counters.diskWrites++;
   }
   const executable = backend.lower(optimized, capture.constants, {
-    precision: req.options.precision, ...req.options.backendOptions, ...(req.disk ? { cacheDir: req.disk.root } : {}),
+    precision: req.options.precision, precisionFallback: req.options.precisionFallback, ...req.options.backendOptions, ...(req.disk ? { cacheDir: req.disk.root, disk: req.disk } : {}),
   });
   // compileMs is everything but tracing: disk lookups, passes, lowering.
   req.counters.compileMs += performance.now() - t0 - (req.counters.captureMs - traceMsBefore);

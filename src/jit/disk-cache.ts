@@ -126,8 +126,9 @@ export class DiskCache {
   }
 
   /** Stores an entry atomically. If another process stored the same key first, its (equivalent)
-   *  entry is kept. Returns the manifest written or found. Evicts old entries beyond the cap. */
-  put(key: string, req: PutRequest): EntryManifest {
+   *  entry is kept. Returns the manifest written or found. Evicts old entries beyond the cap, unless
+   *  `evict` is false (a caller writing many entries at once then calls evictIfNeeded itself). */
+  put(key: string, req: PutRequest, { evict = true }: { evict?: boolean } = {}): EntryManifest {
     checkKey(key);
     mkdirSync(this.entriesDir, { recursive: true });
     mkdirSync(this.tmpDir, { recursive: true });
@@ -155,11 +156,11 @@ export class DiskCache {
         if (sound || !tryRename(stage, target)) {
           rmSync(stage, { recursive: true, force: true });
           const existing = this.readManifest(key);
-          this.evictIfNeeded(key);
+          if (evict) this.evictIfNeeded(key);
           return existing ?? manifest;
         }
       }
-      this.evictIfNeeded(key);
+      if (evict) this.evictIfNeeded(key);
       return manifest;
     } catch (e) {
       rmSync(stage, { recursive: true, force: true });

@@ -192,3 +192,16 @@ export function hashFiles(files: Iterable<string>): Record<string, string> {
   }
   return out;
 }
+
+const tensorDigests = new WeakMap<Tensor, { version: number; digest: string }>();
+
+/** sha256 of a tensor's bytes, remembered per tensor until its version changes: the cross-process
+ *  identity of weight values (version counters only mean something inside one process). */
+export function tensorDigest(t: Tensor): string {
+  const hit = tensorDigests.get(t);
+  if (hit && hit.version === t.version) return hit.digest;
+  const d = t.data;
+  const digest = sha256(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+  tensorDigests.set(t, { version: t.version, digest });
+  return digest;
+}

@@ -2,7 +2,8 @@
 // variables and the global configure(), and the precedence rule that merges them.
 //
 // Precedence. Options split in two groups:
-// - deploy-time options (device, precision, cacheDir, cache, cacheMaxBytes, fallback, debug) say
+// - deploy-time options (device, precision, precisionFallback, cacheDir, cache, cacheMaxBytes,
+//   fallback, debug) say
 //   where and how a model runs on one machine. They resolve as
 //       INFERJIT_* environment variable  >  configure()  >  options at the call site
 //       (decorator / function form, over reflect-metadata class options)  >  defaults,
@@ -23,6 +24,9 @@ export type CacheMode = 'memory' | 'disk' | 'off';
 export const CACHE_MODES: readonly CacheMode[] = ['memory', 'disk', 'off'];
 export type FallbackMode = 'eager' | 'error';
 export const FALLBACK_MODES: readonly FallbackMode[] = ['eager', 'error'];
+/** What a reduced precision does where the CPU lacks its instructions: fail (default) or run fp32. */
+export type PrecisionFallback = 'error' | 'fp32';
+export const PRECISION_FALLBACKS: readonly PrecisionFallback[] = ['error', 'fp32'];
 
 /** One tensor input's spec: a string dim (or -1) is dynamic and matches any size; equal names
  *  across inputs must have equal sizes. `null` leaves that input fully static. */
@@ -31,6 +35,9 @@ export interface InputSpec { shape: (number | string)[]; dtype?: DType }
 export interface JitOptions {
   device?: JitDevice;
   precision?: Precision;
+  /** Where this machine cannot run `precision` (e.g. no AVX512_BF16 for 'bf16'): 'error' (default)
+   *  fails naming the missing instruction set; 'fp32' warns once and compiles in fp32 instead. */
+  precisionFallback?: PrecisionFallback;
   /** Per flattened tensor input, in argument order. */
   inputSpec?: (InputSpec | null)[];
   cacheDir?: string;
@@ -55,6 +62,7 @@ export interface JitOptions {
 export interface ResolvedOptions {
   device: JitDevice;
   precision: Precision;
+  precisionFallback: PrecisionFallback;
   inputSpec: (InputSpec | null)[] | null;
   cacheDir: string;
   cache: CacheMode;
@@ -76,7 +84,7 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(xdg && xdg.length > 0 ? xdg : join(homedir(), '.cache'), 'inferjit');
 }
 
-const KNOWN_KEYS = new Set<string>(['device', 'precision', 'inputSpec', 'cacheDir', 'cache', 'cacheMaxBytes', 'passes', 'debug', 'fallback', 'maxEntries', 'name', 'onnxruntime', 'tensorrt']);
+const KNOWN_KEYS = new Set<string>(['device', 'precision', 'precisionFallback', 'inputSpec', 'cacheDir', 'cache', 'cacheMaxBytes', 'passes', 'debug', 'fallback', 'maxEntries', 'name', 'onnxruntime', 'tensorrt']);
 
 /** Checks an options object and throws a specific error for the first bad field. `where` names
  *  the source ('inferenceJit options', 'configure()', 'INFERJIT_DEVICE'). */
@@ -87,6 +95,7 @@ export function validateOptions(o: JitOptions, where: string): JitOptions {
   }
   oneOf(where, 'device', o.device, JIT_DEVICES);
   oneOf(where, 'precision', o.precision, PRECISIONS);
+  oneOf(where, 'precisionFallback', o.precisionFallback, PRECISION_FALLBACKS);
   oneOf(where, 'cache', o.cache, CACHE_MODES);
   oneOf(where, 'fallback', o.fallback, FALLBACK_MODES);
   if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir.length === 0)) {
@@ -179,6 +188,8 @@ export function envOptions(env: NodeJS.ProcessEnv = process.env): JitOptions {
   if (device !== undefined) o.device = device as JitDevice;
   const precision = get('INFERJIT_PRECISION');
   if (precision !== undefined) o.precision = precision as Precision;
+  const precisionFallback = get('INFERJIT_PRECISION_FALLBACK');
+  if (precisionFallback !== undefined) o.precisionFallback = precisionFallback as PrecisionFallback;
   const dir = get('INFERJIT_CACHE_DIR');
   if (dir !== undefined) o.cacheDir = dir;
   const cache = get('INFERJIT_CACHE');
@@ -190,7 +201,7 @@ export function envOptions(env: NodeJS.ProcessEnv = process.env): JitOptions {
   const debug = get('INFERJIT_DEBUG');
   if (debug !== undefined) o.debug = debug === '0' || debug === 'false' ? false : debug;
   // Each variable is validated under its own name so the error says which one is wrong.
-  for (const [k, name] of [['device', 'INFERJIT_DEVICE'], ['precision', 'INFERJIT_PRECISION'], ['cache', 'INFERJIT_CACHE'], ['fallback', 'INFERJIT_FALLBACK']] as const) {
+  for (const [k, name] of [['device', 'INFERJIT_DEVICE'], ['precision', 'INFERJIT_PRECISION'], ['precisionFallback', 'INFERJIT_PRECISION_FALLBACK'], ['cache', 'INFERJIT_CACHE'], ['fallback', 'INFERJIT_FALLBACK']] as const) {
     if (o[k] !== undefined) validateOptions({ [k]: o[k] } as JitOptions, name);
   }
   return o;
@@ -204,7 +215,7 @@ export function parseBytes(s: string): number {
   return Math.round(Number(m[1]) * mult);
 }
 
-const DEPLOY_KEYS = ['device', 'precision', 'cacheDir', 'cache', 'cacheMaxBytes', 'fallback', 'debug'] as const;
+const DEPLOY_KEYS = ['device', 'precision', 'precisionFallback', 'cacheDir', 'cache', 'cacheMaxBytes', 'fallback', 'debug'] as const;
 
 /** Merges call-site options (already combined with class metadata) with configure() and the
  *  environment following the precedence rule above. */
@@ -220,6 +231,7 @@ export function resolveOptions(callSite: JitOptions = {}, env: NodeJS.ProcessEnv
   return {
     device: deploy.device ?? 'cpu',
     precision: deploy.precision ?? 'fp32',
+    precisionFallback: deploy.precisionFallback ?? 'error',
     inputSpec: callSite.inputSpec ?? g.inputSpec ?? null,
     cacheDir: resolve(deploy.cacheDir ?? defaultCacheDir(env)),
     cache: deploy.cache ?? 'disk',

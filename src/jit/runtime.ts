@@ -35,6 +35,10 @@ export interface JitStats {
   diskWrites: number;
   /** Disk entries found but not used, and why (a source file changed, ...). */
   diskRejects: { key: string; reason: string }[];
+  /** Reduced-precision (bf16/f16) weights of the entries in memory: converted and packed in this
+   *  process, and loaded as panels from the disk cache instead. */
+  weightsPacked: number;
+  weightsLoaded: number;
   /** Graph breaks met while capturing; with fallback 'eager' those signatures run eagerly. */
   graphBreaks: number;
   eagerCalls: number;
@@ -181,10 +185,15 @@ export class JitRunner {
 
   stats(): JitStats {
     const c = this.counters;
+    let weightsPacked = 0, weightsLoaded = 0;
+    for (const e of this.compiledEntries()) {
+      const w = e.executable.weightStats?.();
+      if (w) { weightsPacked += w.packed; weightsLoaded += w.loaded; }
+    }
     return {
       calls: this.calls, hits: this.hits, misses: this.misses, recompiles: this.recompiles, recompileReasons: [...this.reasons],
       captures: c.captures, diskHits: c.diskHits, diskMisses: c.diskMisses, artifactHits: c.artifactHits, diskWrites: c.diskWrites,
-      diskRejects: [...c.diskRejects], graphBreaks: this.graphBreaks, eagerCalls: this.eagerCalls,
+      diskRejects: [...c.diskRejects], weightsPacked, weightsLoaded, graphBreaks: this.graphBreaks, eagerCalls: this.eagerCalls,
       entries: this.entries.size, evictions: this.evictions,
       captureMs: round(c.captureMs), compileMs: round(c.compileMs),
     };

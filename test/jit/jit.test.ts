@@ -178,7 +178,7 @@ test('devices route to their backends; ones that cannot run here fail clearly on
   assert.deepEqual(inferenceJit((t: Tensor) => t.neg(), { ...memory, device: 'onnxruntime' })(x).toArray(), x.neg().toArray());
   // No TensorRT provider on this machine: the error names what is missing.
   assert.throws(() => inferenceJit((t: Tensor) => t.neg(), { ...memory, device: 'tensorrt' })(x), /TensorRT/);
-  assert.throws(() => inferenceJit((t: Tensor) => t.neg(), { ...memory, precision: 'fp16' })(x), /precision 'fp16' is not available yet/);
+  assert.throws(() => inferenceJit((t: Tensor) => t.neg(), { ...memory, precision: 'int8' })(x), /precision 'int8' is not available yet/);
   assert.throws(() => inferenceJit((t: Tensor) => t.neg(), { devise: 'cpu' } as never), /unknown option "devise"/);
   assert.deepEqual(inferenceJit((t: Tensor) => t.neg(), { ...memory, device: 'reference' })(fromArray([1, -2])).toArray(), [-1, 2]);
 });

@@ -28,8 +28,9 @@ interface ReducedPrecisionAddon {
   packedF16Data(h: PackedF16Handle): [Uint16Array, number, number];
   loadPackedBf16(panels: Uint16Array, K: number, N: number): PackedBf16Handle;
   loadPackedF16(panels: Uint16Array, K: number, N: number): PackedF16Handle;
+  /** strides: [q, k, v, out] × (batch, head, row) element strides; default dense [B, H, L, D]. */
   sdpaBf16(q: F32, k: F32, v: F32, mask: F32 | Uint8Array | null, maskIsBool: boolean, maskStrides: number[], out: F32, dims: number[],
-    scale: number, causal: boolean, kernel: number): void;
+    scale: number, causal: boolean, kernel: number, strides?: number[]): void;
 }
 
 const native = baseAddon as unknown as (ReducedPrecisionAddon | null);
@@ -50,19 +51,53 @@ export interface ReducedPrecisionSupport {
   f16Storage: boolean;
   /** Why bf16 cannot run (names the missing instruction set), when it cannot. */
   missing?: string;
+  /** Why fp16 weight storage cannot run, when it cannot. */
+  f16Missing?: string;
 }
 
-/** What this machine (and build) can do in reduced precision. */
+/** What this machine (and build) can do in reduced precision.
+ *
+ *  INFERJIT_DISABLE_ISA (a comma list of avx512, avx512bf16, amx) hides instruction sets, so the
+ *  errors and the fp32 fallback of machines without them can be exercised on one that has them. The
+ *  native probe reads it once, when the addon first asks; this function also reads it on every call
+ *  (avx512 and avx512bf16), so setting it in a running process turns reduced precision off for
+ *  later compiles too. */
 export function reducedPrecisionSupport(): ReducedPrecisionSupport {
   if (!native) {
     const why = `the native addon is not available (${loadFailure})`;
-    return { bf16: false, bf16Kernel: null, avx512bf16: false, amx: false, f16Storage: false, missing: why };
+    return { bf16: false, bf16Kernel: null, avx512bf16: false, amx: false, f16Storage: false, missing: why, f16Missing: why };
   }
-  const i = native.bf16Info();
+  const i = hideIsa(native.bf16Info(), process.env.INFERJIT_DISABLE_ISA);
+  const f16Missing = !i.avx512f ? 'fp16 weight storage needs AVX-512 (F/BW/DQ/VL) and F16C; this CPU lacks AVX-512'
+    : !i.f16c ? 'fp16 weight storage needs AVX-512 (F/BW/DQ/VL) and F16C; this CPU lacks F16C' : null;
   return {
-    bf16: i.kernel !== null, bf16Kernel: i.kernel, avx512bf16: i.avx512bf16, amx: i.amxUsable, f16Storage: i.avx512f && i.f16c,
-    ...(i.missing ? { missing: i.missing } : {}),
+    bf16: i.kernel !== null, bf16Kernel: i.kernel, avx512bf16: i.avx512bf16, amx: i.amxUsable, f16Storage: f16Missing === null,
+    ...(i.missing ? { missing: i.missing } : {}), ...(f16Missing ? { f16Missing } : {}),
   };
+}
+
+type Bf16Info = ReturnType<ReducedPrecisionAddon['bf16Info']>;
+
+/** The probe's answer with the instruction sets named in `disabled` removed (the same rules and
+ *  messages as the native probe in native/gemm/gemm_bf16.cc). */
+function hideIsa(info: Bf16Info, disabled: string | undefined): Bf16Info {
+  const off = new Set((disabled ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+  if (off.size === 0) return info;
+  const i = { ...info };
+  const why = ' (hidden by INFERJIT_DISABLE_ISA)';
+  if (off.has('avx512') && i.avx512f) {
+    i.avx512f = i.avx512bf16 = i.amxBf16 = i.amxUsable = false;
+    i.kernel = null;
+    i.missing = `bf16 kernels need AVX-512 (F/BW/DQ/VL) and AVX512_BF16 (vdpbf16ps); this CPU lacks AVX-512${why}`;
+  }
+  if (off.has('avx512bf16') && i.avx512bf16) {
+    i.avx512bf16 = i.amxBf16 = i.amxUsable = false;
+    i.kernel = null;
+    i.missing = `bf16 kernels need AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16); this CPU has AVX-512 but lacks AVX512_BF16${why}`;
+  }
+  // 'amx' only changes which kernel runs, which the native side decides: it takes effect when set
+  // before the process starts.
+  return i;
 }
 
 function requireBf16(op: string): ReducedPrecisionAddon {
@@ -73,7 +108,7 @@ function requireBf16(op: string): ReducedPrecisionAddon {
 function requireF16(op: string): ReducedPrecisionAddon {
   const s = reducedPrecisionSupport();
   if (!native) throw new Error(`${op}: precision 'fp16' is not available: ${s.missing}`);
-  if (!s.f16Storage) throw new Error(`${op}: fp16 weight storage needs AVX-512 (F/BW/DQ/VL) and F16C, which this CPU lacks`);
+  if (!s.f16Storage) throw new Error(`${op}: ${s.f16Missing}`);
   return native;
 }
 
@@ -104,19 +139,29 @@ function dims2(op: string, t: Tensor, transposed: boolean): [number, number] {
 
 /** Packs a weight (f32, bf16 or f16) into bf16 GEMM panels (f32/f16 round to nearest-even bf16). */
 export function packBf16Weight(weight: Tensor, { transposed = true }: PackOptions = {}): PackedWeight {
-  const a = requireBf16('packBf16Weight');
-  const code = srcCode('packBf16Weight', weight, ['f32', 'bf16', 'f16']);
   const [K, N] = dims2('packBf16Weight', weight, transposed);
-  return new PackedWeight('bf16', K, N, a.packBf16(weight.data as F32 | Uint16Array, code, K, N, transposed));
+  return packWeightAs('bf16', weight, K, N, transposed);
 }
 
 /** Packs a weight (f16, or f32 rounded to f16) into f16 panels for the fp32 GEMM: an f16 model file's
  *  weights never need an fp32 copy. */
 export function packF16Weight(weight: Tensor, { transposed = true }: PackOptions = {}): PackedWeight {
-  const a = requireF16('packF16Weight');
-  const code = srcCode('packF16Weight', weight, ['f32', 'f16']);
   const [K, N] = dims2('packF16Weight', weight, transposed);
-  return new PackedWeight('f16', K, N, a.packF16(weight.data as F32 | Uint16Array, code, K, N, transposed));
+  return packWeightAs('f16', weight, K, N, transposed);
+}
+
+/** Packs the K·N elements of `weight` (any shape) as the B operand [K, N] of a reduced-precision
+ *  GEMM, reading them as [N, K] when `transposed`: what the plan executor packs its weights with. */
+export function packWeightAs(precision: 'bf16' | 'f16', weight: Tensor, K: number, N: number, transposed: boolean): PackedWeight {
+  const op = precision === 'bf16' ? 'packBf16Weight' : 'packF16Weight';
+  const a = precision === 'bf16' ? requireBf16(op) : requireF16(op);
+  const code = srcCode(op, weight, precision === 'bf16' ? ['f32', 'bf16', 'f16'] : ['f32', 'f16']);
+  if (!Number.isInteger(K) || !Number.isInteger(N) || K < 0 || N < 0 || K * N !== weight.size) {
+    throw new RangeError(`${op}: weight [${weight.shape.join(', ')}] cannot be read as [K=${K}, N=${N}]`);
+  }
+  const data = weight.data as F32 | Uint16Array;
+  const handle = precision === 'bf16' ? a.packBf16(data, code, K, N, transposed) : a.packF16(data, code, K, N, transposed);
+  return new PackedWeight(precision, K, N, handle);
 }
 
 /** A packed weight's panels as plain data (for the disk cache). The layout is documented in
@@ -218,19 +263,29 @@ export interface Bf16AttentionOptions {
   /** Score scale; default 1/sqrt(D). */
   scale?: number;
   kernel?: Bf16KernelChoice;
+  /** 'bhsd' (default): q [B, Hq, Lq, D], k/v [B, Hkv, Lk, D|Dv], out [B, Hq, Lq, Dv]; 'bshd': sequence
+   *  before heads, q [B, Lq, Hq, D], k/v [B, Lk, Hkv, D|Dv], out [B, Lq, Hq, Dv] (the layout of a QKV
+   *  projection's output, read in place without transposing). */
+  layout?: 'bhsd' | 'bshd';
 }
 
 /** Scaled dot-product attention with bf16 QKᵀ and PV products and an fp32 online softmax.
- *  q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] (f32; Hq a multiple of Hkv) -> [B, Hq, Lq, Dv]. */
+ *  q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] (f32; Hq a multiple of Hkv) -> [B, Hq, Lq, Dv],
+ *  or all with sequence and heads swapped under layout 'bshd'. */
 export function attentionBf16(q: Tensor, k: Tensor, v: Tensor, options: Bf16AttentionOptions = {}): Tensor {
   const a = requireBf16('attentionBf16');
-  const { mask = null, causal = false, kernel = 'auto' } = options;
+  const { mask = null, causal = false, kernel = 'auto', layout = 'bhsd' } = options;
+  if (layout !== 'bhsd' && layout !== 'bshd') throw new RangeError(`attentionBf16: layout must be 'bhsd' or 'bshd', got '${String(layout)}'`);
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (t.dtype !== 'f32' || t.rank !== 4) throw new TypeError(`attentionBf16: ${name} must be a 4-D f32 tensor, got ${t.dtype}[${t.shape.join(', ')}]`);
   }
-  const [B, Hq, Lq, D] = q.shape;
-  const [Bk, Hkv, Lk, Dk] = k.shape;
-  const [Bv, Hv, Lv, Dv] = v.shape;
+  // [B, H, L, D] view of a stored tensor, with its (batch, head, row) element strides
+  const bshd = layout === 'bshd';
+  const logical = (s: readonly number[]): number[] => (bshd ? [s[0], s[2], s[1], s[3]] : [...s]);
+  const strides = (s: readonly number[]): number[] => (bshd ? [s[1] * s[2] * s[3], s[3], s[2] * s[3]] : [s[1] * s[2] * s[3], s[2] * s[3], s[3]]);
+  const [B, Hq, Lq, D] = logical(q.shape);
+  const [Bk, Hkv, Lk, Dk] = logical(k.shape);
+  const [Bv, Hv, Lv, Dv] = logical(v.shape);
   if (Bk !== B || Bv !== B || Hv !== Hkv || Lv !== Lk || Dk !== D || Hkv === 0 || Hq % Hkv !== 0) {
     throw new RangeError(`attentionBf16: q [${q.shape.join(', ')}], k [${k.shape.join(', ')}] and v [${v.shape.join(', ')}] do not fit together`);
   }
@@ -243,8 +298,10 @@ export function attentionBf16(q: Tensor, k: Tensor, v: Tensor, options: Bf16Atte
     }
   }
   const scale = options.scale ?? 1 / Math.sqrt(D);
-  const y = Tensor.empty('f32', [B, Hq, Lq, Dv]);
+  const outShape = bshd ? [B, Lq, Hq, Dv] : [B, Hq, Lq, Dv];
+  const y = Tensor.empty('f32', outShape);
   a.sdpaBf16(q.data as F32, k.data as F32, v.data as F32, mask ? (mask.data as F32 | Uint8Array) : null, mask?.dtype === 'bool',
-    mask ? broadcastStrides(full, mask.shape) : [0, 0, 0, 0], y.data as F32, [B, Hq, Hkv, Lq, Lk, D, Dv], scale, causal, KERNEL_CODES[kernel]);
+    mask ? broadcastStrides(full, mask.shape) : [0, 0, 0, 0], y.data as F32, [B, Hq, Hkv, Lq, Lk, D, Dv], scale, causal, KERNEL_CODES[kernel],
+    [...strides(q.shape), ...strides(k.shape), ...strides(v.shape), ...strides(outShape)]);
   return y;
 }

@@ -10,6 +10,7 @@ import type { Graph } from '../../ir/index.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { exportGraphToBytes, writeOnnxModel, ONNX_EXPORTER_VERSION, ONNX_OPSET, type OnnxExportOptions } from '../../onnx/export.js';
 import { OrtSession, ortVersion, type OrtSessionOptions, type SessionIO } from './session.js';
+import { tensorDigest } from '../../jit/fingerprint.js';
 
 export { OrtSession, loadOrt, ortVersion, listOrtBackends, toOrtTensor, fromOrtTensor } from './session.js';
 
@@ -50,18 +51,6 @@ export interface OnnxRuntimeExecutable {
   runSync(inputs: Tensor[]): Tensor[];
   run(inputs: Tensor[]): Promise<Tensor[]>;
   dispose(): void;
-}
-
-const weightDigests = new WeakMap<Tensor, { version: number; digest: string }>();
-
-/** sha256 of a tensor's bytes, remembered per tensor until its version changes. */
-function tensorDigest(t: Tensor): string {
-  const hit = weightDigests.get(t);
-  if (hit && hit.version === t.version) return hit.digest;
-  const d = t.data;
-  const digest = createHash('sha256').update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)).digest('hex');
-  weightDigests.set(t, { version: t.version, digest });
-  return digest;
 }
 
 /** The cache key of an export: what the .onnx file's bytes depend on. */

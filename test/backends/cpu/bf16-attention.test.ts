@@ -15,9 +15,12 @@
 // So |Δo| <= max|v̂|·((2(D + 2) + 2)·u·scale·S + (Lk + 8)·u + 2^-8 + 2^-16), per output element
 // plus u·|o| for the reference's own rounding to f32.
 import assert from 'node:assert/strict';
-import { randn, rand, fromArray, ops, type Tensor } from '../../../src/index.js';
+import { randn, rand, fromArray, ops, inferenceJit, type Tensor } from '../../../src/index.js';
 import { reducedPrecisionSupport, attentionBf16, type Bf16KernelChoice } from '../../../src/backends/cpu/bf16.js';
 import { nativeTest, onRef, assertClose, U } from './helpers.js';
+import { jitRunner } from '../../../src/jit/index.js';
+import type { PlanExecutable } from '../../../src/backends/cpu/plan/executable.js';
+import type { PlanStats } from '../../../src/backends/cpu/plan/lower.js';
 
 let seed = 1500;
 const rnd = (shape: number[]): Tensor => randn(shape, { seed: seed++ });
@@ -33,16 +36,22 @@ function maxRowL1(t: Tensor): number {
   return m;
 }
 
-function check(q: Tensor, k: Tensor, v: Tensor, o: ops.AttentionOptions, what: string): Tensor[] {
+/** The float64 reference on bf16-rounded q, k, v, and the per-element bound derived above. */
+function reference(q: Tensor, k: Tensor, v: Tensor, o: ops.AttentionOptions): { ref: Tensor; tol: (i: number, e: number) => number } {
   const qb = toBf16(q), kb = toBf16(k), vb = toBf16(v);
   const ref = onRef(() => ops.scaledDotProductAttention(qb, kb, vb, o));
   const D = q.shape[3], Lk = k.shape[2];
   const scale = o.scale ?? 1 / Math.sqrt(D);
   const S = maxRowL1(qb) * maxAbs(kb);
   const tol = maxAbs(vb) * ((2 * (D + 2) + 2) * U * Math.abs(scale) * S + (Lk + 8) * U + 2 ** -8 + 2 ** -16);
+  return { ref, tol: (_, e) => tol + U * Math.abs(e) };
+}
+
+function check(q: Tensor, k: Tensor, v: Tensor, o: ops.AttentionOptions, what: string): Tensor[] {
+  const { ref, tol } = reference(q, k, v, o);
   return kernels.map((kernel) => {
     const got = attentionBf16(q, k, v, { ...o, kernel });
-    assertClose(got, ref, (_, e) => tol + U * Math.abs(e), `${kernel} ${what}`);
+    assertClose(got, ref, tol, `${kernel} ${what}`);
     return got;
   });
 }
@@ -101,5 +110,65 @@ nativeTest('bf16 attention: both kernels agree, and bad shapes are reported', ()
     let worst = 0;
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
     assert.ok(worst <= 2 * maxAbs(v) * 2 ** -8, `kernels differ by ${worst}`);
+  }
+});
+
+// ---- strided operands: the bf16 kernel reads q, k, v and writes out through their strides ----
+
+// eager permute materializes: a dense [B, L, H, D] tensor, which the kernel reads with head stride D
+const bshd = (t: Tensor): Tensor => onRef(() => ops.permute(t, [0, 2, 1, 3]));
+
+nativeTest('bf16 attention reads [B, L, H, D] operands in place: the same bits as the dense layout (L = 1, 17; D = 24, 17)', () => {
+  if (!support.bf16) return;
+  const cases: [number, number, number, number, number, number, number][] = [
+    // B, Hq, Hkv, Lq, Lk, D, Dv
+    [1, 1, 1, 1, 1, 24, 24], [2, 3, 3, 17, 17, 24, 24], [2, 4, 2, 1, 17, 17, 33], [1, 6, 2, 17, 300, 64, 48], [1, 2, 1, 70, 5, 80, 80],
+  ];
+  for (const [B, Hq, Hkv, Lq, Lk, D, Dv] of cases) {
+    const q = rnd([B, Hq, Lq, D]), k = rnd([B, Hkv, Lk, D]), v = rnd([B, Hkv, Lk, Dv]);
+    const what = `B=${B} Hq=${Hq} Hkv=${Hkv} Lq=${Lq} Lk=${Lk} D=${D} Dv=${Dv}`;
+    for (const o of [{}, { causal: true }, { mask: rnd([Lq, Lk]) }] as ops.AttentionOptions[]) {
+      const dense = check(q, k, v, o, `${what} ${Object.keys(o).join()}`);
+      kernels.forEach((kernel, i) => {
+        const strided = attentionBf16(bshd(q), bshd(k), bshd(v), { ...o, kernel, layout: 'bshd' });
+        assert.deepEqual(strided.shape, [B, Lq, Hq, Dv]);
+        // the same values meet the same products in the same order: bit-identical
+        assert.deepEqual(strided.data, bshd(dense[i]).data, `${kernel} ${what}: bshd != permuted bhsd`);
+      });
+    }
+  }
+  assert.throws(() => attentionBf16(rnd([1, 2, 3, 8]), rnd([1, 2, 3, 8]), rnd([1, 2, 3, 8]), { layout: 'bhds' as never }), /layout must be 'bhsd' or 'bshd'/);
+});
+
+nativeTest('bf16 plans read attention operands as views of the QKV projection output: no layout copies (L = 1, 17; D = 24, 17; GQA; causal)', () => {
+  if (!support.bf16) return;
+  const cases: [number, number, number, number, number, boolean][] = [
+    // B, L, Hq, Hkv, D, causal
+    [2, 17, 3, 3, 24, false], [1, 1, 4, 2, 24, true], [2, 17, 4, 1, 40, true], [1, 33, 2, 2, 17, false], [2, 300, 2, 2, 64, false],
+  ];
+  for (const [B, L, Hq, Hkv, D, causal] of cases) {
+    const what = `B=${B} L=${L} Hq=${Hq} Hkv=${Hkv} D=${D}${causal ? ' causal' : ''}`;
+    // what nn.SelfAttention does after its fused qkv projection
+    const attend = (qkv: Tensor): Tensor => {
+      const [q, k, v] = ops.split(qkv, [Hq * D, Hkv * D, Hkv * D], -1);
+      const heads = (t: Tensor, n: number): Tensor => t.reshape([B, L, n, D]).transpose(1, 2);
+      return ops.scaledDotProductAttention(heads(q, Hq), heads(k, Hkv), heads(v, Hkv), { causal }).transpose(1, 2).reshape([B, L, Hq * D]);
+    };
+    const qkv = rnd([B, L, (Hq + 2 * Hkv) * D]);
+    const stats = (precision: 'fp32' | 'bf16'): { out: Tensor; s: PlanStats } => {
+      const fast = inferenceJit(attend, { cache: 'memory', precision });
+      const out = fast(qkv) as Tensor;
+      const exe = jitRunner(fast)!.compiledEntries()[0].executable as unknown as PlanExecutable;
+      assert.equal(exe.path, 'plan', exe.describe());
+      return { out, s: exe.planStats()! };
+    };
+    const fp32 = stats('fp32'), bf16 = stats('bf16');
+    assert.equal(bf16.s.bf16Attention, 1, what);
+    assert.equal(bf16.s.copies, fp32.s.copies, `${what}: bf16 copies ${bf16.s.kernelNames.join(', ')}`);
+    assert.ok(!bf16.s.kernelNames.some((n) => n === 'materialize' || n === 'attention-layout'), `${what}: ${bf16.s.kernelNames.join(', ')}`);
+    // the same heads, extracted eagerly, through the bound of the dense kernel
+    const [q, k, v] = onRef(() => ops.split(qkv, [Hq * D, Hkv * D, Hkv * D], -1)).map((t, j) => onRef(() => t.reshape([B, L, j === 0 ? Hq : Hkv, D]).transpose(1, 2)));
+    const { ref, tol } = reference(q, k, v, { causal });
+    assertClose(bf16.out, onRef(() => bshd(ref).reshape([B, L, Hq * D])), tol, `plan ${what}`);
   }
 });

@@ -97,9 +97,30 @@ test('cpu precision errors: unsupported precisions are rejected by name', () => 
   const model = new TinyTransformer({ dim: 16, heads: 2, depth: 1 });
   const x = randn([1, 4, 16], { seed: 1 });
   const int8 = inferenceJit(model, { device: 'cpu', cache: 'memory', precision: 'int8' });
-  assert.throws(() => int8.forward(x), /precision 'int8' is not available yet on device 'cpu' \(only 'fp32' and 'bf16' are implemented\)/);
+  assert.throws(() => int8.forward(x), /precision 'int8' is not available yet on device 'cpu' \(only 'fp32', 'bf16' and 'fp16' are implemented\)/);
   if (!support.bf16) {
     const bf16 = inferenceJit(model, { device: 'cpu', cache: 'memory', precision: 'bf16' });
     assert.throws(() => bf16.forward(x), /precision 'bf16' on device 'cpu' needs AVX512_BF16/);
   }
+});
+
+test('a model with bf16 parameters compiles in bf16: weights packed from bf16 storage, bf16 in and out', { skip }, () => {
+  const m16 = new TinyTransformer({ dim: 64, heads: 4, depth: 2 }).to('bf16');
+  // the oracle: the same (bf16-valued) weights in f32, run eagerly in fp32
+  const m32 = new TinyTransformer({ dim: 64, heads: 4, depth: 2 });
+  m32.loadStateDict(new Map([...m16.stateDict()].map(([n, t]) => [n, t.cast('f32')])));
+  const fast = inferenceJit(m16, { cache: 'memory', precision: 'bf16' });
+  const x = randn([2, 9, 64], { seed: 5 }).cast('bf16');
+  const got = fast.forward(x) as Tensor;
+  assert.equal(got.dtype, 'bf16');
+  // the bf16 products of the plan (bound above) plus the output's own rounding to bf16 (2^-9)
+  const err = relError(got.cast('f32'), withEagerBackend('cpu', () => m32.forward(x.cast('f32'))));
+  assert.ok(err < BF16_REL + 2 ** -9, `relative error ${err}`);
+  assert.ok(err > BF16_FLOOR, `relative error ${err}`);
+  const [exe] = executables(fast);
+  assert.equal(exe.weightStats().from16Bit, 8, 'every GEMM weight was packed from its bf16 storage');
+  const s = exe.planStats()!;
+  assert.equal(s.bf16Weights, 8);
+  assert.ok(s.widened.length > 0 && s.widened.every((n) => !/\.(qkv|proj|fc1|fc2)\.weight$/.test(n)), `widened: ${s.widened.join(', ')}`);
+  assert.match(exe.describe(), /^cpu plan bf16 \(8 bf16 weights: 8 packed here, 0 loaded from the disk cache; 2 bf16 attention; 8 weights read from bf16 storage, \d+ bf16 constants widened to f32\)/);
 });

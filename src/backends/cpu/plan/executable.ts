@@ -4,8 +4,10 @@
 // (concatenated QKV weights, ...) are computed once by BoundConstants, GEMM weights are packed
 // once per executable, and both are rebuilt when a parameter's version counter moves. A graph with
 // an op or dtype the plan kernels do not cover runs on the interpreter instead, and says why.
-// With precision 'bf16' the weights are packed as bf16 panels instead (see lower.ts); the
-// interpreter fallback has no bf16 path, so a bf16 graph the plans cannot run is an error.
+// With precision 'bf16' the weights are packed as bf16 panels instead, with 'fp16' as f16 panels
+// (see lower.ts; models stored in that 16-bit type are widened to fp32 compute and their weights
+// packed from it), both through the disk cache when one is on (weight-cache.ts); the interpreter
+// fallback has no reduced-precision path, so such a graph the plans cannot run is an error.
 import { Tensor } from '../../../tensor/tensor.js';
 import { fromNumbers } from '../../../tensor/dtype.js';
 import type { Graph } from '../../../ir/graph.js';
@@ -14,7 +16,9 @@ import { withEagerBackend } from '../../../ops/dispatch.js';
 import { bindConstants, type BoundConstants } from '../../../passes/derived.js';
 import { LruCache } from '../../../jit/lru.js';
 import type { PackedHandle } from '../addon.js';
-import type { PackedBf16Handle } from '../bf16.js';
+import type { PackedBf16Handle, PackedF16Handle } from '../bf16.js';
+import type { DiskCache } from '../../../jit/disk-cache.js';
+import { WeightCache, type WeightCacheStats } from './weight-cache.js';
 import { planAddon, planUnavailable, type PlanAddon, type PlanHandle } from './native.js';
 import { lowerPlan, PlanUnsupportedError, type LoweredPlan, type PlanPrecision, type PlanStats } from './lower.js';
 
@@ -31,8 +35,13 @@ export const PLAN_OPS: ReadonlySet<string> = new Set([
 export interface PlanExecutableOptions {
   /** Concrete-shape plans kept (LRU); default 8. */
   maxPlans?: number;
-  /** 'fp32' (default) or 'bf16' (weight GEMMs and attention with bf16 products; needs AVX512_BF16). */
+  /** 'fp32' (default), 'bf16' (weight GEMMs and attention with bf16 products; needs AVX512_BF16) or
+   *  'fp16' (weights stored as f16, fp32 compute; needs AVX-512 and F16C). */
   precision?: PlanPrecision;
+  /** Appended to describe() (e.g. that a requested precision fell back to fp32). */
+  note?: string;
+  /** The JIT's disk cache: reduced-precision panels are stored in it and loaded from it. */
+  disk?: DiskCache | null;
 }
 
 interface CachedPlan { handle: PlanHandle; lowered: LoweredPlan }
@@ -46,13 +55,17 @@ export class PlanExecutable {
   private readonly body: Graph;
   private readonly plans: LruCache<string, CachedPlan>;
   private readonly packs = new Map<string, PackedHandle>();
-  private readonly packsBf16 = new Map<string, PackedBf16Handle>();
+  /** Reduced-precision weights (null in fp32 plans). */
+  private readonly weights: WeightCache | null;
   readonly precision: PlanPrecision;
   private readonly literals = new Map<string, Tensor>();
+  /** Reduced-precision plans: f32 copies of f16/bf16 constants read other than as GEMM weights. */
+  private readonly widened = new Map<string, Tensor>();
   private consts: Map<string, Tensor>;
   private snapshot: { tensor: Tensor; version: number }[];
   private fallback: string | null;
   private lastPlan: CachedPlan | null = null;
+  private readonly note: string | null;
   /** Plans lowered so far (a new concrete shape, or a weight update). */
   plansBuilt = 0;
 
@@ -66,13 +79,15 @@ export class PlanExecutable {
       if (c.kind === 'literal') this.literals.set(c.name, Tensor.fromStorage(c.dtype, c.shape as number[], fromNumbers(c.dtype, c.data ?? [])));
     }
     this.precision = options.precision ?? 'fp32';
+    this.weights = this.precision === 'fp32' ? null : new WeightCache(this.precision === 'bf16' ? 'bf16' : 'f16', options.disk ?? null);
+    this.note = options.note ?? null;
     this.fallback = planUnavailable ?? null;
     if (!this.fallback && process.env.INFERJIT_PLAN === '0') this.fallback = 'plans disabled by INFERJIT_PLAN=0';
     if (!this.fallback) {
       const bad = this.body.nodes.findIndex((n) => !PLAN_OPS.has(n.op));
       if (bad >= 0) this.fallback = `node ${bad} (${this.body.nodes[bad].op}) has no plan kernel`;
     }
-    if (this.fallback) this.noBf16Fallback(this.fallback);
+    if (this.fallback) this.noReducedFallback(this.fallback);
   }
 
   /** 'plan' (native kernel lists) or 'interpreter' (node by node through eager dispatch). */
@@ -105,13 +120,24 @@ export class PlanExecutable {
 
   /** One line: which path runs the graph and, for plans, the latest plan's shape. */
   describe(): string {
-    if (this.fallback) return `cpu interpreter (${this.fallback})`;
+    const note = this.note ? `; ${this.note}` : '';
+    if (this.fallback) return `cpu interpreter (${this.fallback})${note}`;
     const s = this.lastPlan?.lowered.stats;
-    if (!s) return 'cpu plan (no plan built yet)';
+    if (!s) return `cpu plan (no plan built yet)${note}`;
     const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
-    const bf16 = s.precision === 'bf16' ? ` bf16 (${s.bf16Weights} bf16 weights, ${s.bf16Attention} bf16 attention)` : '';
+    const w = this.weights?.stats;
+    const from = w ? `: ${w.packed} packed here, ${w.loaded} loaded from the disk cache` : '';
+    const bf16 = s.precision === 'bf16'
+      ? ` bf16 (${s.bf16Weights} bf16 weights${from}; ${s.bf16Attention} bf16 attention${w!.from16Bit ? `; ${w!.from16Bit} weights read from bf16 storage, ${s.widened.length} bf16 constants widened to f32` : ''})`
+      : s.precision === 'fp16' ? ` fp16 (${s.f16Weights} f16 weights${from}, ${w!.from16Bit} read from f16 storage; ${s.widened.length} f16 constants widened to f32)` : '';
     return `cpu plan${bf16}: ${s.kernels} kernels, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
-      + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached`;
+      + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached${note}`;
+  }
+
+  /** Reduced-precision weights packed in this process and loaded from the disk cache (all zero in
+   *  fp32 plans, whose fp32 panels are always packed in memory). */
+  weightStats(): WeightCacheStats {
+    return { ...(this.weights?.stats ?? { packed: 0, loaded: 0, written: 0, from16Bit: 0 }) };
   }
 
   /** Stats of the plan for these inputs (built if needed), or null on the interpreter path. */
@@ -145,13 +171,16 @@ export class PlanExecutable {
           pack: (name, t, K, N, transB) => this.pack(name, t, K, N, transB),
           precision: this.precision,
           packBf16: (name, t, K, N, transB) => this.packBf16(name, t, K, N, transB),
+          packF16: (name, t, K, N, transB) => this.weights!.get(name, t, K, N, transB) as PackedF16Handle,
+          constantF32: (name) => this.constantF32(name),
         });
       } catch (e) {
         if (!(e instanceof PlanUnsupportedError)) throw e;
-        this.noBf16Fallback(e.message);
+        this.noReducedFallback(e.message);
         this.fallback = e.message;
         return null;
       }
+      this.weights?.flush();
       plan = { handle: (planAddon as PlanAddon).createPlan(lowered.desc), lowered };
       this.plans.set(key, plan);
       this.plansBuilt++;
@@ -177,6 +206,15 @@ export class PlanExecutable {
     return t;
   }
 
+  private constantF32(name: string): Tensor {
+    let t = this.widened.get(name);
+    if (!t) {
+      t = withEagerBackend('auto', () => this.constant(name).cast('f32'));
+      this.widened.set(name, t);
+    }
+    return t;
+  }
+
   private pack(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle {
     const key = `${name}|${transB ? 't' : 'n'}`;
     let h = this.packs.get(key);
@@ -188,18 +226,12 @@ export class PlanExecutable {
   }
 
   private packBf16(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle {
-    const key = `${name}|${transB ? 't' : 'n'}`;
-    let h = this.packsBf16.get(key);
-    if (!h) {
-      h = (planAddon as PlanAddon).packBf16(t.data as Float32Array, 0, K, N, transB);
-      this.packsBf16.set(key, h);
-    }
-    return h;
+    return this.weights!.get(name, t, K, N, transB) as PackedBf16Handle;
   }
 
-  /** A bf16 executable must not silently run in fp32 on the interpreter. */
-  private noBf16Fallback(why: string): void {
-    if (this.precision === 'bf16') throw new Error(`inferenceJit: precision 'bf16' runs only as a native cpu plan, and this graph cannot: ${why}`);
+  /** A reduced-precision executable must not silently run in fp32 on the interpreter. */
+  private noReducedFallback(why: string): void {
+    if (this.precision !== 'fp32') throw new Error(`inferenceJit: precision '${this.precision}' runs only as a native cpu plan, and this graph cannot: ${why}`);
   }
 
   /** Parameters updated in place since the plans were built: recompute derived constants, repack
@@ -208,7 +240,8 @@ export class PlanExecutable {
     if (this.snapshot.every((s) => s.tensor.version === s.version)) return;
     this.consts = this.bound.constants();
     this.packs.clear();
-    this.packsBf16.clear();
+    this.weights?.clear();
+    this.widened.clear();
     this.plans.clear();
     this.lastPlan = null;
     this.snapshot = this.snapshot.map((s) => ({ tensor: s.tensor, version: s.tensor.version }));

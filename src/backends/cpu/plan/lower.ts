@@ -7,13 +7,20 @@
 // at it. Constants are read in place; linear/matmul weights are pre-packed once per executable.
 // With precision 'bf16' those weights are packed as bf16 panels (fp32 accumulation, same fused
 // epilogues) and attention runs with bf16 products; everything else, and the arena, stays fp32.
+// With precision 'fp16' they are stored as f16 panels (converted to fp32 as the GEMM loads them)
+// and everything else computes in fp32. A model stored in the precision's own 16-bit type (f16
+// parameters, inputs, outputs for 'fp16'; bf16 for 'bf16') is widened: its 16-bit activations are
+// computed as f32, 16-bit inputs are converted once on entry and outputs on exit, GEMM weights are
+// packed straight from their 16-bit storage and only the other 16-bit constants (biases, norm
+// weights, tables) are read from f32 copies. Constants the graph derives from parameters (its
+// prologue) are still computed in the graph's own dtype, as eager execution would.
 import type { Graph, Node } from '../../../ir/graph.js';
 import { evalShape, type DimBindings } from '../../../ir/dims.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import { dtypeBytes, type DType } from '../../../tensor/dtype.js';
 import { parseElementwiseProgram } from '../../../ops/fused.js';
 import type { PackedHandle } from '../addon.js';
-import type { PackedBf16Handle } from '../bf16.js';
+import type { PackedBf16Handle, PackedF16Handle } from '../bf16.js';
 import { ACT_CODES, COMPARISONS, DTYPE_CODES, EW_CODES, KERNEL, REDUCE_CODES, REF, type KernelDesc, type PlanDesc } from './native.js';
 import { broadcastTo, contiguousStrides, isContiguous, numelOf, reshapeStrides, sliceBounds } from './views.js';
 
@@ -31,7 +38,9 @@ const align = (n: number): number => Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
 type Store = { kind: 'arena' | 'input' | 'output' | 'const'; index: number };
 interface View { store: Store; offset: number; shape: number[]; strides: number[]; dtype: DType }
 
-interface Draft { op: number; name: string; refs: (View | null)[]; ints: number[]; floats: number[]; packed: number; packedBf16: number }
+interface Draft { op: number; name: string; refs: (View | null)[]; ints: number[]; floats: number[]; packed: number; packedBf16: number; packedF16: number }
+/** A GEMM's constant B operand: an index into one of the plan's packed-weight lists (else -1). */
+interface WeightRef { packed: number; packedBf16: number; packedF16: number }
 interface Buffer { bytes: number; def: number; end: number; aliases: Set<number> }
 
 /** How a graph output is produced: a slot the plan writes, or a tensor handed through. */
@@ -59,38 +68,51 @@ export interface PlanStats {
   inPlace: number;
   /** Linear/matmul weights read pre-packed. */
   packedWeights: number;
-  /** Compute precision of the weight GEMMs and attention ('fp32' or 'bf16'). */
+  /** Compute precision of the weight GEMMs and attention ('fp32', 'bf16', or 'fp16' storage). */
   precision: PlanPrecision;
   /** Of packedWeights, those packed as bf16 panels. */
   bf16Weights: number;
+  /** Of packedWeights, those stored as f16 panels. */
+  f16Weights: number;
+  /** Reduced-precision plans: 16-bit constants read from f32 copies (not GEMM weights: biases, norms, tables). */
+  widened: string[];
   /** Attention kernels with bf16 products. */
   bf16Attention: number;
   kernelNames: string[];
 }
 
 /** Precisions the plan executor computes in. */
-export type PlanPrecision = 'fp32' | 'bf16';
+export type PlanPrecision = 'fp32' | 'bf16' | 'fp16';
 
 export interface LowerContext {
   /** The live tensor of a constant value (parameters, derived constants, literals). */
   constant(name: string): Tensor;
   /** A packed handle for weight `t` viewed as B [K, N] (stored [N, K] when transB), cached by the caller. */
   pack(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle;
-  /** Default 'fp32'. 'bf16' needs packBf16. */
+  /** Default 'fp32'. 'bf16' needs packBf16, 'fp16' packF16; both need constantF32 for 16-bit models. */
   precision?: PlanPrecision;
   /** As pack, into bf16 panels (rounded to nearest even), cached by the caller. */
   packBf16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle;
+  /** 'fp16': as pack, into f16 panels (f16 weights as they are, f32 rounded to nearest even). */
+  packF16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedF16Handle;
+  /** 'fp16' / 'bf16': an f32 copy of an f16 / bf16 constant, cached by the caller. */
+  constantF32?(name: string): Tensor;
 }
 
 const normAxis = (a: number, rank: number): number => (a < 0 ? a + rank : a);
 
 export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext): LoweredPlan {
   const precision: PlanPrecision = ctx.precision ?? 'fp32';
-  const bf16 = precision === 'bf16';
+  const bf16 = precision === 'bf16', fp16 = precision === 'fp16';
   if (bf16 && !ctx.packBf16) throw new Error('lowerPlan: precision \'bf16\' needs a packBf16 callback');
+  if (fp16 && !ctx.packF16) throw new Error('lowerPlan: precision \'fp16\' needs a packF16 callback');
   const shapeOf = new Map<number, number[]>();
   for (const [id, v] of graph.values) shapeOf.set(id, evalShape(v.shape, bindings));
-  const dtypeOf = (v: number): DType => graph.value(v).dtype;
+  /** The dtype a value is stored as (graph inputs, outputs, constants). */
+  const storedDtype = (v: number): DType => graph.value(v).dtype;
+  /** The 16-bit type a reduced-precision plan widens to f32, and the dtype a value is computed as. */
+  const narrow: DType | null = fp16 ? 'f16' : bf16 ? 'bf16' : null;
+  const dtypeOf = (v: number): DType => { const d = storedDtype(v); return d === narrow ? 'f32' : d; };
   const shape = (v: number): number[] => shapeOf.get(v)!;
 
   const constByValue = graph.constantByValue();
@@ -112,7 +134,7 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     if (s === undefined) {
       s = slots.length;
       slotOf.set(o.value, s);
-      slots.push({ dtype: dtypeOf(o.value), shape: shape(o.value) });
+      slots.push({ dtype: storedDtype(o.value), shape: shape(o.value) });
     }
     return { kind: 'slot', slot: s };
   });
@@ -126,6 +148,9 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const packedIndex = new Map<string, number>();
   const packedBf16: PackedBf16Handle[] = [];
   const packedBf16Index = new Map<string, number>();
+  const packedF16: PackedF16Handle[] = [];
+  const packedF16Index = new Map<string, number>();
+  const widened: string[] = [];
   const stats = { views: 0, copies: 0, inPlace: 0, bf16Attention: 0 };
 
   const contiguousView = (store: Store, s: number[], dtype: DType, offset = 0): View => ({ store, offset, shape: s, strides: contiguousStrides(s), dtype });
@@ -152,12 +177,17 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
    *  are then free views of the slot), else a new arena buffer. */
   const dest = (v: number, s = shape(v)): View => {
     const slot = slotThroughReshapes(v);
-    return slot !== undefined ? contiguousView({ kind: 'output', index: slot }, s, dtypeOf(v)) : alloc(s, dtypeOf(v));
+    // a widened f16 output is computed in the arena and converted into its slot at the end
+    return slot !== undefined && slots[slot].dtype === dtypeOf(v) ? contiguousView({ kind: 'output', index: slot }, s, dtypeOf(v)) : alloc(s, dtypeOf(v));
   };
   const emit = (op: number, name: string, refs: (View | null)[], ints: number[], floats: number[] = [], pk = -1): void => {
     const k = drafts.length;
     for (const r of refs) if (r && r.store.kind === 'arena') { const b = buffers[r.store.index]; b.end = Math.max(b.end, k); }
-    drafts.push({ op, name, refs, ints, floats, packed: pk, packedBf16: -1 });
+    drafts.push({ op, name, refs, ints, floats, packed: pk, packedBf16: -1, packedF16: -1 });
+  };
+  /** Converts contiguous src into dst (same shape) with the plan's cast kernel. */
+  const emitCast = (src: View, dst: View, name: string): void => {
+    emit(KERNEL.cast, name, [src, dst], [DTYPE_CODES[src.dtype]!, DTYPE_CODES[dst.dtype]!, numelOf(src.shape)]);
   };
   const emitCopy = (src: View, dst: View, name: string): void => {
     stats.copies++;
@@ -170,21 +200,30 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     if (have) return have;
     const c = constByValue.get(v);
     if (c) {
+      const widen = c.dtype === narrow;
       let idx = constIndex.get(c.name);
       if (idx === undefined) {
-        const t = ctx.constant(c.name);
+        if (widen && !ctx.constantF32) throw new Error(`lowerPlan: ${c.dtype} constant @${c.name} needs a constantF32 callback`);
+        const t = widen ? ctx.constantF32!(c.name) : ctx.constant(c.name);
+        if (widen) widened.push(c.name);
         idx = constants.length;
         constants.push(t.data as ArrayBufferView);
         constIndex.set(c.name, idx);
       }
-      const view = contiguousView({ kind: 'const', index: idx }, shape(v), c.dtype);
+      const view = contiguousView({ kind: 'const', index: idx }, shape(v), widen ? 'f32' : c.dtype);
       env.set(v, view);
       return view;
     }
     const inp = inputIndex.get(v);
     if (inp !== undefined) {
-      const view = contiguousView({ kind: 'input', index: inp }, shape(v), dtypeOf(v));
-      env.set(v, view);
+      let view = contiguousView({ kind: 'input', index: inp }, shape(v), storedDtype(v));
+      if (view.dtype !== dtypeOf(v)) {
+        // a widened f16 input: converted once, on first use
+        const wide = alloc(shape(v), dtypeOf(v));
+        emitCast(view, wide, `input ${inp} (${view.dtype} -> ${wide.dtype})`);
+        view = wide;
+      }
+      setView(v, view);
       return view;
     }
     throw new PlanUnsupportedError(`value %${v} is read before it is defined`);
@@ -218,18 +257,28 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     }
     return idx;
   };
-  /** A constant weight as a GEMM's B operand: fp32 panels, or bf16 panels in a bf16 plan. */
-  const weightOf = (v: number, K: number, N: number, transB: boolean): { packed: number; packedBf16: number } => {
-    if (!bf16) return { packed: packOf(v, K, N, transB), packedBf16: -1 };
+  /** A constant weight as a GEMM's B operand: fp32 panels, bf16 panels in a bf16 plan, f16 panels
+   *  (packed from the stored constant, f16 or f32) in an fp16 plan. */
+  const weightOf = (v: number, K: number, N: number, transB: boolean): WeightRef => {
+    if (!bf16 && !fp16) return { packed: packOf(v, K, N, transB), packedBf16: -1, packedF16: -1 };
     const c = constByValue.get(v)!;
     const key = `${c.name}|${transB ? 't' : 'n'}`;
-    let idx = packedBf16Index.get(key);
+    const [list, index, pack] = bf16
+      ? [packedBf16 as unknown[], packedBf16Index, ctx.packBf16!] as const
+      : [packedF16 as unknown[], packedF16Index, ctx.packF16!] as const;
+    let idx = index.get(key);
     if (idx === undefined) {
-      idx = packedBf16.length;
-      packedBf16.push(ctx.packBf16!(c.name, ctx.constant(c.name), K, N, transB));
-      packedBf16Index.set(key, idx);
+      idx = list.length;
+      list.push(pack(c.name, ctx.constant(c.name), K, N, transB));
+      index.set(key, idx);
     }
-    return { packed: -1, packedBf16: idx };
+    return bf16 ? { packed: -1, packedBf16: idx, packedF16: -1 } : { packed: -1, packedBf16: -1, packedF16: idx };
+  };
+  const useWeight = (w: WeightRef): void => {
+    const d = drafts[drafts.length - 1];
+    d.packed = w.packed;
+    d.packedBf16 = w.packedBf16;
+    d.packedF16 = w.packedF16;
   };
   const isF32 = (v: number | null): boolean => v === null || dtypeOf(v) === 'f32';
 
@@ -248,8 +297,9 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
       if (slot === undefined) continue;
       const view = env.get(v)!;
       if (view.store.kind === 'output' && view.store.index === slot && view.offset === 0 && isContiguous(view.shape, view.strides)) continue;
-      const dst = contiguousView({ kind: 'output', index: slot }, shape(v), dtypeOf(v));
-      emitCopy(view, dst, `output ${slot}`);
+      const dst = contiguousView({ kind: 'output', index: slot }, shape(v), slots[slot].dtype);
+      if (dst.dtype === view.dtype) emitCopy(view, dst, `output ${slot}`);
+      else emitCast(contiguous(v), dst, `output ${slot} (${view.dtype} -> ${dst.dtype})`);
       setView(v, dst);
     }
   });
@@ -378,6 +428,23 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
       case 'cast': {
         const from = DTYPE_CODES[dtypeOf(node.inputs[0]!)], to = DTYPE_CODES[dtypeOf(outV)];
         if (from === undefined || to === undefined) unsupported(`cast ${dtypeOf(node.inputs[0]!)} -> ${dtypeOf(outV)}`);
+        if (narrow && from === to) {
+          // f32 <-> the widened 16-bit type: both sides are f32 here. Widening is exact, so the value
+          // passes through; a cast *to* the 16-bit type is a rounding the code asked for, so it is
+          // kept (a round trip through a 16-bit buffer).
+          if (storedDtype(outV) !== narrow || storedDtype(node.inputs[0]!) === narrow) {
+            stats.views++;
+            setView(outV, viewOf(node.inputs[0]!));
+            return;
+          }
+          const x = contiguous(node.inputs[0]!);
+          const rounded = alloc(x.shape, narrow);
+          emitCast(x, rounded, `${op} (round to ${narrow})`);
+          const dst = dest(outV);
+          emitCast(rounded, dst, `${op} (round to ${narrow})`);
+          setView(outV, dst);
+          return;
+        }
         const x = contiguous(node.inputs[0]!);
         const dst = dest(outV);
         emit(KERNEL.cast, op, [x, dst], [from!, to!, numelOf(x.shape)]);
@@ -407,8 +474,8 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
         const outShape = shape(outV);
         const M = numelOf(outShape) / N;
         const A = asMatrix(xv!, M, K);
-        let bRef: View | null = null, pk = -1, pkb = -1;
-        if (constByValue.has(wv!)) ({ packed: pk, packedBf16: pkb } = weightOf(wv!, K, N, true));
+        let bRef: View | null = null, w: WeightRef | null = null;
+        if (constByValue.has(wv!)) w = weightOf(wv!, K, N, true);
         else bRef = contiguous(wv!);
         const bias = optional(bv ?? null);
         const dst = dest(outV);
@@ -422,8 +489,8 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
           } else lateResidual = rv;
         }
         const act = ACT_CODES[(a.activation as string | undefined) ?? 'none'];
-        emit(KERNEL.gemm, op, [A.view, bRef, bias, res, dst], [M, N, K, 0, 1, act, 1, 0, A.ld, K, N, ldr], [1], pk);
-        drafts[drafts.length - 1].packedBf16 = pkb;
+        emit(KERNEL.gemm, op, [A.view, bRef, bias, res, dst], [M, N, K, 0, 1, act, 1, 0, A.ld, K, N, ldr], [1]);
+        if (w) useWeight(w);
         setView(outV, dst);
         if (lateResidual !== null) {
           // a broadcast residual is added in place afterwards
@@ -444,12 +511,11 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
         const dst = dest(outV);
         if (numelOf(bBatch) === 1) {
           const A = asMatrix(av, count * M, K);
-          let bRef: View | null = null, pk = -1, pkb = -1;
-          if (constByValue.has(bv) && bs.length <= 2) ({ packed: pk, packedBf16: pkb } = weightOf(bv, K, N, false));
+          let bRef: View | null = null, w: WeightRef | null = null;
+          if (constByValue.has(bv) && bs.length <= 2) w = weightOf(bv, K, N, false);
           else bRef = contiguous(bv);
           emit(KERNEL.gemm, op, [A.view, bRef, null, null, dst], [count * M, N, K, 0, 0, 0, 1, 0, A.ld, N, N, N], [1]);
-          drafts[drafts.length - 1].packed = pk;
-          drafts[drafts.length - 1].packedBf16 = pkb;
+          if (w) useWeight(w);
         } else {
           const A = contiguous(av), B = contiguous(bv);
           const offs = (batch: number[]): number[] => {
@@ -560,7 +626,6 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
           if (view.shape[3] > 1 && view.strides[3] !== 1) view = contiguous(v);
           return { view, st: perm.slice(0, 3).map((p) => view.strides[p]), dims: perm.map((p) => view.shape[p]) };
         };
-        if (bf16) return lowerAttentionBf16(node, qv!, kv!, vv!, mv ?? null, bshd);
         const q = operand(qv!), k = operand(kv!), v = operand(vv!);
         const [B, Hq, Lq, D] = q.dims;
         const [, Hkv, Lk] = k.dims;
@@ -584,52 +649,16 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
           os = [Hq * Lq * Dv, Lq * Dv, Dv];
         }
         const scale = (a.scale as number) === 0 ? 1 / Math.sqrt(D) : (a.scale as number);
+        // the bf16 kernel reads the same strided views (int 25 selects it)
         emit(KERNEL.attention, op, [q.view, k.view, v.view, mask, dst],
-          [B, Hq, Hkv, Lq, Lk, D, Dv, a.causal ? 1 : 0, mask?.dtype === 'bool' ? 1 : 0, ...q.st, ...k.st, ...v.st, ...os, ...ms], [scale]);
+          [B, Hq, Hkv, Lq, Lk, D, Dv, a.causal ? 1 : 0, mask?.dtype === 'bool' ? 1 : 0, ...q.st, ...k.st, ...v.st, ...os, ...ms, ...(bf16 ? [1] : [])], [scale]);
+        if (bf16) stats.bf16Attention++;
         setView(outV, dst);
         return;
       }
       default:
         unsupported('no plan kernel for this op');
     }
-  }
-
-  /** Attention with bf16 products (attentionBf16): it reads q, k, v and writes out as contiguous
-   *  [B, H, L, D], so strided or [B, L, H, D] operands are copied into that layout first (the
-   *  kernel repacks K and V per call anyway; these copies are small next to the products). */
-  function lowerAttentionBf16(node: Node, qv: number, kv: number, vv: number, mv: number | null, bshd: boolean): void {
-    const a = node.attrs as Record<string, any>;
-    const outV = node.outputs[0];
-    const bhld = (v: number): View => {
-      const view = viewOf(v);
-      const t = bshd ? { ...view, shape: [0, 2, 1, 3].map((p) => view.shape[p]), strides: [0, 2, 1, 3].map((p) => view.strides[p]) } : view;
-      if (isContiguous(t.shape, t.strides)) return t;
-      const dst = alloc(t.shape, 'f32');
-      emitCopy(t, dst, 'attention-layout');
-      return dst;
-    };
-    const q = bhld(qv), k = bhld(kv), v = bhld(vv);
-    if ([q, k, v].some((w) => w.shape.length !== 4)) throw new PlanUnsupportedError(`attention operands must be rank 4, got [${q.shape.join(', ')}]`);
-    const [B, Hq, Lq, D] = q.shape;
-    const [, Hkv, Lk] = k.shape;
-    const Dv = v.shape[3];
-    let mask: View | null = null, ms = [0, 0, 0, 0];
-    if (mv !== null) {
-      mask = viewOf(mv);
-      ms = broadcastTo(mask.shape, mask.strides, [B, Hq, Lq, Lk]);
-    }
-    const outShape = [B, Hq, Lq, Dv];
-    const dst = bshd ? alloc(outShape, 'f32') : dest(outV);
-    const scale = (a.scale as number) === 0 ? 1 / Math.sqrt(D) : (a.scale as number);
-    emit(KERNEL.attention, node.op, [q, k, v, mask, dst],
-      [B, Hq, Hkv, Lq, Lk, D, Dv, a.causal ? 1 : 0, mask?.dtype === 'bool' ? 1 : 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...ms, 1], [scale]);
-    stats.bf16Attention++;
-    if (bshd) {
-      // back to the [B, L, H, Dv] the op returns
-      const out = dest(outV);
-      emitCopy({ ...dst, shape: [B, Lq, Hq, Dv], strides: [Hq * Lq * Dv, Dv, Lq * Dv, 1] }, out, 'attention-layout');
-      setView(outV, out);
-    } else setView(outV, dst);
   }
 
   // ---- placement: greedy by size over kernel-index lifetimes ----
@@ -663,20 +692,22 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const kernels: KernelDesc[] = drafts.map((d) => ({
     op: d.op, name: d.name, refs: d.refs.flatMap(refOf), ints: d.ints, floats: d.floats, packed: d.packed,
     ...(d.packedBf16 >= 0 ? { packedBf16: d.packedBf16 } : {}),
+    ...(d.packedF16 >= 0 ? { packedF16: d.packedF16 } : {}),
   }));
 
   let naiveBytes = 0;
   for (const n of graph.nodes) for (const v of n.outputs) if (!slotOf.has(v)) naiveBytes += align(numelOf(shape(v)) * dtypeBytes(dtypeOf(v)));
 
-  const inputBytes = graph.inputs.map((inp) => numelOf(shape(inp.value)) * dtypeBytes(dtypeOf(inp.value)));
+  const inputBytes = graph.inputs.map((inp) => numelOf(shape(inp.value)) * dtypeBytes(storedDtype(inp.value)));
   const outputBytes = slots.map((s) => numelOf(s.shape) * dtypeBytes(s.dtype));
   return {
-    desc: { arenaBytes, inputBytes, outputBytes, constants, packed, ...(bf16 ? { packedBf16 } : {}), kernels },
+    desc: { arenaBytes, inputBytes, outputBytes, constants, packed, ...(bf16 ? { packedBf16 } : {}), ...(fp16 ? { packedF16 } : {}), kernels },
     outputs,
     slots,
     stats: {
       kernels: kernels.length, arenaBytes, naiveBytes, views: stats.views, copies: stats.copies, inPlace: stats.inPlace,
-      packedWeights: packed.length + packedBf16.length, precision, bf16Weights: packedBf16.length, bf16Attention: stats.bf16Attention,
+      packedWeights: packed.length + packedBf16.length + packedF16.length, precision, bf16Weights: packedBf16.length, f16Weights: packedF16.length,
+      widened, bf16Attention: stats.bf16Attention,
       kernelNames: drafts.map((d) => d.name),
     },
   };

@@ -3,7 +3,7 @@
 // why) when the addon is missing or was built before the plan executor existed.
 import { addon, loadFailure, type PackedHandle } from '../addon.js';
 import type { DType } from '../../../tensor/dtype.js';
-import type { PackedBf16Handle } from '../bf16.js';
+import type { PackedBf16Handle, PackedF16Handle } from '../bf16.js';
 
 /** An opaque handle to a native plan (freed by the GC with its arena). */
 export type PlanHandle = { readonly __plan: unique symbol };
@@ -19,6 +19,8 @@ export interface KernelDesc {
   packed: number;
   /** GEMM on a bf16 weight: index into PlanDesc.packedBf16, or -1 / absent. */
   packedBf16?: number;
+  /** GEMM on an f16-stored weight: index into PlanDesc.packedF16, or -1 / absent. */
+  packedF16?: number;
 }
 
 export interface PlanDesc {
@@ -30,6 +32,8 @@ export interface PlanDesc {
   packed: PackedHandle[];
   /** bf16 weights (handles from packBf16) of precision-'bf16' plans. */
   packedBf16?: PackedBf16Handle[];
+  /** f16-stored weights (handles from packF16) of precision-'fp16' plans. */
+  packedF16?: PackedF16Handle[];
   kernels: KernelDesc[];
 }
 
@@ -40,8 +44,6 @@ export interface PlanAddon {
   /** Cumulative nanoseconds per kernel since creation (or the last reset). */
   planProfile(plan: PlanHandle, reset?: boolean): { runs: number; ns: Float64Array };
   packB(b: Float32Array, K: number, N: number, transB: boolean): PackedHandle;
-  /** srcType 0: fp32 source. B is [K, N], or stored [N, K] when transB (native/gemm/gemm_bf16_napi.cc). */
-  packBf16(b: Float32Array, srcType: number, K: number, N: number, transB: boolean): PackedBf16Handle;
 }
 
 function load(): { plan: PlanAddon | null; reason?: string } {
@@ -63,8 +65,8 @@ export const REF = { none: 0, arena: 1, input: 2, output: 3, constant: 4 } as co
 /** Kernel codes (enum KernelOp). */
 export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10 } as const;
 
-/** Element dtypes (plan::DType). f16/bf16 are not computed on by plan kernels. */
-export const DTYPE_CODES: Partial<Record<DType, number>> = { f32: 0, i32: 1, i64: 2, bool: 3, i8: 4, u8: 5 };
+/** Element dtypes (plan::DType). f16 and bf16 are only stored, moved and cast, never computed on. */
+export const DTYPE_CODES: Partial<Record<DType, number>> = { f32: 0, i32: 1, i64: 2, bool: 3, i8: 4, u8: 5, f16: 6, bf16: 7 };
 
 /** Elementwise instruction codes (kernels.cc enum Op). */
 export const EW_CODES: Record<string, number> = {
