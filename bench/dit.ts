@@ -110,7 +110,11 @@ async function timeRounds(contenders: Contender[], x: [Tensor, Tensor, Tensor], 
       [order[i], order[j]] = [order[j], order[i]];
     }
     for (const i of order) {
-      await settle(20); // lets ORT's spinning pool go idle before our pool runs, and vice versa
+      // ORT's intra-op workers keep spinning after a run returns; on this 2-core machine they
+      // slowed whatever ran next by up to 40% (DiT-S/2 b1: 69 vs 46 ms) at a 0 ms gap and ~8% at
+      // 20 ms. From 50 ms on the next contender runs on a quiet machine, as it would in an app
+      // that uses one engine. (Our pool yields after a bounded spin; ORT's times did not move.)
+      await settle(100);
       const t0 = performance.now();
       contenders[i].run(x);
       samples[i][r] = performance.now() - t0;
