@@ -36,7 +36,7 @@ DIRECT_ROW = {
 def step(rows, s, direct):
     """One k step, s steps past the loop pointers."""
     out = [f"vmovups {s * KNR * 4}(%[b]), %%zmm28", f"vmovups {s * KNR * 4 + 64}(%[b]), %%zmm29",
-           f"prefetcht1 {s * KNR * 4}(%[pf])", f"prefetcht1 {s * KNR * 4 + 64}(%[pf])"]
+           f"prefetcht0 {s * KNR * 4}(%[pf])", f"prefetcht0 {s * KNR * 4 + 64}(%[pf])"]
     for r in range(rows):
         bc = 30 + (r & 1)
         src = f"{s * 4}{DIRECT_ROW[r]}" if direct else f"{(s * KMR + r) * 4}(%[a])"
