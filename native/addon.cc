@@ -6,6 +6,7 @@
 #include "common.h"
 #include "gemm/gemm.h"
 #include "gemm/gemm_bf16_napi.h"
+#include "ops/hash.h"
 #include "ops/ops.h"
 #include "attention/attention.h"
 #include "llm/llm.h"
@@ -141,6 +142,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerBf16(env, exports);
   registerLlm(env, exports);
   registerPlan(env, exports);
+  registerHash(env, exports);
   return exports;
 }
 

@@ -1,14 +1,14 @@
 // The on-disk artifact cache: one directory per key holding named files (graph JSON, later packed
-// weights, ONNX files, engines) and a manifest with the cache format version, sizes and sha256
-// checksums. Safe across processes: entries appear atomically, damaged entries are rebuilt, the
+// weights, ONNX files, engines) and a manifest with the cache format version, sizes and content
+// checksums (XXH64 with the native addon, sha256 without: content-hash.ts). Safe across processes: entries appear atomically, damaged entries are rebuilt, the
 // folder is kept under a size cap by evicting the least recently used entries.
 //
 // Layout:  <root>/entries/<key>/entry.json + files      <root>/tmp/  (staging and trash)
 // - Writing stages a complete entry in tmp/ and renames the directory into entries/ (atomic on
 //   one filesystem). When two processes build the same key, the second rename fails because the
 //   target exists; the loser keeps its in-memory result and drops its copy, so both succeed.
-// - Reading checks the manifest's own checksum, the format version and every file's size and
-//   sha256. Anything wrong (truncated write from a crash, disk damage, a hand edit) is reported
+// - Reading checks the manifest's own checksum (sha256), the format version and every file's
+//   size and checksum. Anything wrong (truncated write from a crash, disk damage, a hand edit) is reported
 //   once per process and key, the entry is removed and the caller rebuilds it.
 // - Deleting renames the entry into tmp/ first, so other readers see it whole or not at all.
 // - "Last used" is the manifest's mtime, bumped on every hit (atime is unreliable under
@@ -16,11 +16,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { contentHash, hashWith, type ChecksumAlgorithm } from './content-hash.js';
 
 /** Bump when the layout or manifest changes; entries of other formats are rebuilt. */
-export const CACHE_FORMAT = 1;
+export const CACHE_FORMAT = 2;
 
-export interface ManifestFile { name: string; size: number; sha256: string }
+/** hash: `<algorithm>:<hex digest>` of the file's bytes (content-hash.ts). */
+export interface ManifestFile { name: string; size: number; hash: string }
 
 export interface EntryManifest {
   format: number;
@@ -111,7 +113,15 @@ export class DiskCache {
         return this.damaged(key, `file ${f.name} is missing`);
       }
       if (data.length !== f.size) return this.damaged(key, `file ${f.name} has ${data.length} bytes, the manifest says ${f.size} (truncated?)`);
-      if (sha256(data) !== f.sha256) return this.damaged(key, `file ${f.name} does not match its sha256 checksum`);
+      const [algorithm, digest] = String(f.hash).split(':', 2) as [ChecksumAlgorithm, string];
+      if (algorithm !== 'xxh64' && algorithm !== 'sha256') return this.damaged(key, `file ${f.name} has an unknown checksum "${String(f.hash).slice(0, 20)}"`);
+      const actual = hashWith(algorithm, data);
+      if (actual === null) {
+        // Written by a process with the native addon (XXH64); this one cannot check it: rebuild.
+        this.remove(key);
+        return null;
+      }
+      if (actual !== digest) return this.damaged(key, `file ${f.name} does not match its ${algorithm} checksum`);
       files.set(f.name, data);
     }
     try { const now = new Date(); utimesSync(join(dir, 'entry.json'), now, now); } catch { /* removed meanwhile: still a valid read */ }
@@ -140,7 +150,7 @@ export class DiskCache {
         if (!/^[A-Za-z0-9._-]+$/.test(name) || name === 'entry.json') throw new TypeError(`inferjit cache: invalid file name "${name}"`);
         const data = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
         writeFileSync(join(stage, name), data);
-        files.push({ name, size: data.length, sha256: sha256(data) });
+        files.push({ name, size: data.length, hash: contentHash(data) });
       }
       const body: Omit<EntryManifest, 'checksum'> = {
         format: CACHE_FORMAT, key, kind: req.kind, label: req.label, meta: req.meta ?? null, createdAt: new Date().toISOString(), files,

@@ -15,6 +15,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tensor } from '../tensor/tensor.js';
 import { sha256, canonicalJson } from './disk-cache.js';
+import { contentHash } from './content-hash.js';
 
 const SRC_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PACKAGE_ROOT = join(SRC_DIR, '..');
@@ -195,13 +196,13 @@ export function hashFiles(files: Iterable<string>): Record<string, string> {
 
 const tensorDigests = new WeakMap<Tensor, { version: number; digest: string }>();
 
-/** sha256 of a tensor's bytes, remembered per tensor until its version changes: the cross-process
- *  identity of weight values (version counters only mean something inside one process). */
+/** Content hash of a tensor's bytes (XXH64, or sha256 without the native addon: see
+ *  content-hash.ts), remembered per tensor until its version changes: the cross-process identity of
+ *  weight values (version counters only mean something inside one process). */
 export function tensorDigest(t: Tensor): string {
   const hit = tensorDigests.get(t);
   if (hit && hit.version === t.version) return hit.digest;
-  const d = t.data;
-  const digest = sha256(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+  const digest = contentHash(t.data);
   tensorDigests.set(t, { version: t.version, digest });
   return digest;
 }

@@ -44,6 +44,8 @@ export interface NativeAddon {
   conv2d(x: F32, weight: F32, bias: F32 | null, out: F32, xShape: number[], wShape: number[], geometry: number[], groups: number, act: number): void;
   sdpa(q: F32, k: F32, v: F32, mask: F32 | Uint8Array | null, maskIsBool: boolean, maskStrides: number[], out: F32,
     dims: number[], scale: number, causal: boolean): void;
+  /** XXH64 of the bytes (16 hex digits). */
+  xxh64(bytes: Uint8Array, seed: number): string;
 }
 
 /** Activation codes of the GEMM epilogue (native/simd.h enum Act). */
