@@ -146,11 +146,10 @@ constexpr int kW = VecF::W;
 // exp(x): x = n·ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial (max rel. error
 // ~2 ulp on the reduced range); inputs are clamped to [-87.3, 88.7] so 2^n stays a normal float
 // inputs below the clamp (masked scores, -inf) give exactly 0, above it +inf, and NaN stays NaN.
-inline VecF expv(VecF x0) {
-  VecF x = x0;
-  x = vmin(vmax(x, VecF::set1(-87.33654f)), VecF::set1(88.72283f));
-  VecF n = roundv(x * VecF::set1(1.44269504088896341f));
-  // r = x - n*ln2 in two steps (Cody-Waite) to keep r exact to fp32.
+// exp(x) = 2^n · p(r): returns p(r) and sets n = round(x·log2 e), with r = x - n·ln2 reduced in two
+// steps (Cody-Waite) to keep it exact to fp32 and p a degree-6 polynomial. The caller scales by 2^n.
+inline VecF expReduced(VecF x, VecF& n) {
+  n = roundv(x * VecF::set1(1.44269504088896341f));
   VecF r = fmadd(n, VecF::set1(-0.693359375f), x);
   r = fmadd(n, VecF::set1(2.12194440e-4f), r);
   VecF p = VecF::set1(1.0f / 720.0f);
@@ -159,7 +158,14 @@ inline VecF expv(VecF x0) {
   p = fmadd(p, r, VecF::set1(1.0f / 6.0f));
   p = fmadd(p, r, VecF::set1(0.5f));
   p = fmadd(p, r, VecF::set1(1.0f));
-  p = fmadd(p, r, VecF::set1(1.0f));
+  return fmadd(p, r, VecF::set1(1.0f));
+}
+
+inline VecF expv(VecF x0) {
+  VecF x = x0;
+  x = vmin(vmax(x, VecF::set1(-87.33654f)), VecF::set1(88.72283f));
+  VecF n;
+  const VecF p = expReduced(x, n);
   // n can reach 128 at the top clamp; split the scale in two so 2^n never overflows the exponent.
   VecF half = roundv(n * VecF::set1(0.5f));
   return expSpecial(p * pow2i(half) * pow2i(n - half), x0, -87.33654f, 88.72283f);

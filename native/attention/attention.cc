@@ -34,16 +34,8 @@ inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline VecF softmaxExp(VecF x) {
 #if defined(IJ_AVX512)
   x = vmax(VecF::set1(-104.0f), x);  // exp(-104) is 0 in fp32; max(c, NaN) keeps the NaN
-  const VecF n = roundv(x * VecF::set1(1.44269504088896341f));
-  VecF r = fmadd(n, VecF::set1(-0.693359375f), x);
-  r = fmadd(n, VecF::set1(2.12194440e-4f), r);
-  VecF p = VecF::set1(1.0f / 720.0f);
-  p = fmadd(p, r, VecF::set1(1.0f / 120.0f));
-  p = fmadd(p, r, VecF::set1(1.0f / 24.0f));
-  p = fmadd(p, r, VecF::set1(1.0f / 6.0f));
-  p = fmadd(p, r, VecF::set1(0.5f));
-  p = fmadd(p, r, VecF::set1(1.0f));
-  p = fmadd(p, r, VecF::set1(1.0f));
+  VecF n;
+  const VecF p = expReduced(x, n);
   return _mm512_scalef_ps(p.v, n.v);
 #else
   return expv(x);
