@@ -244,6 +244,7 @@ constexpr auto kMicroDirect = makeMicroDirectTable(std::make_index_sequence<kMR 
 constexpr bool kDirectA = true;
 #else
 constexpr bool kDirectA = false;
+constexpr int kAsmMinRows = kMR + 1;  // no in-place kernels: every tile is packed
 #endif
 
 using MicroFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, const TileEpi*, const float*);
