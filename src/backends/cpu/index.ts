@@ -9,6 +9,7 @@ import { registerAttentionKernels } from './kernels/attention.js';
 import { registerElementwiseKernels } from './kernels/elementwise.js';
 import { registerNormKernels } from './kernels/norm.js';
 import { registerMovementKernels } from './kernels/movement.js';
+import { registerFusedKernels } from './kernels/fused.js';
 
 if (addon) {
   registerLinalgKernels(addon);
@@ -16,6 +17,7 @@ if (addon) {
   registerElementwiseKernels(addon);
   registerNormKernels(addon);
   registerMovementKernels(addon);
+  registerFusedKernels();
   markNativeAvailable(true);
 }
 
