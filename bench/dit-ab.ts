@@ -4,31 +4,19 @@
 // `bench/dit.ts` runs (env knobs such as INFERJIT_GEMM_KC / INFERJIT_GEMM_MC apply as usual).
 // Run: npx tsx bench/dit-ab.ts [DiT-B/2] [batch 2] [rounds 12] [pause ms 100]
 process.env.INFERJIT_CACHE = 'memory';
-import { getNumThreads, fromArray, randn, type Tensor } from '../src/index.js';
-import { trace } from '../src/trace/index.js';
-import { exportGraphToBytes } from '../src/onnx/export.js';
-import { OrtSession } from '../src/backends/onnxruntime/session.js';
-import { graphIO } from '../src/backends/onnxruntime/index.js';
-import { createDiT, ditInputSpec, type DiTName } from '../examples/diffusion/dit.js';
+import { getNumThreads } from '../src/index.js';
+import { createDiT, type DiTName } from '../examples/diffusion/dit.js';
 import { settle } from './lib/timing.js';
+import { ditInputs, ditOrtSession } from './lib/dit.js';
 
 const [name = 'DiT-B/2', batchArg = '2', roundsArg = '12', pauseArg = '100'] = process.argv.slice(2);
 const n = Number(batchArg), rounds = Number(roundsArg), pause = Number(pauseArg);
 if (![n, rounds, pause].every(Number.isFinite)) throw new RangeError('bench/dit-ab: usage: [model] [batch] [rounds] [pause ms]');
 
-const inputs = (b: number): [Tensor, Tensor, Tensor] => [
-  randn([b, 4, 32, 32], { seed: 10 + b }),
-  fromArray(Array.from({ length: b }, (_, i) => 999 - 37 * i), [b]),
-  fromArray(Array.from({ length: b }, (_, i) => (207 + 153 * i) % 1000), [b], 'i64'),
-];
 const model = createDiT(name as DiTName, {}, { seed: 0, compiled: true });
-const traced = trace((x: Tensor, t: Tensor, y: Tensor) => model.eager(x, t, y), inputs(2), { inputSpec: ditInputSpec(model.config), module: model });
-const names = { inputNames: ['x', 't', 'y'], outputNames: ['out'] };
-const io = graphIO(traced.graph, names);
-const ort = new OrtSession(exportGraphToBytes(traced.graph, traced.constants, names).bytes,
-  { graphOptimizationLevel: 'all', intraOpNumThreads: getNumThreads(), interOpNumThreads: 1, executionMode: 'sequential', logSeverityLevel: 3 }, io.inputs, io.outputs);
+const ort = ditOrtSession(model, getNumThreads());
 try {
-  const x = inputs(n);
+  const x = ditInputs(n);
   for (let i = 0; i < 2; i++) { model.forward(...x); ort.runSync(x); }
   const ours: number[] = [], theirs: number[] = [], ratio: number[] = [];
   for (let r = 0; r < rounds; r++) {

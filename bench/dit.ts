@@ -11,15 +11,13 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { backendInfo, getNumThreads, fromArray, randn, inferenceJit, Rng, type Tensor } from '../src/index.js';
+import { backendInfo, getNumThreads, inferenceJit, Rng, type Tensor } from '../src/index.js';
 import { listPassNames } from '../src/jit/passes.js';
 import { jitRunner } from '../src/jit/index.js';
-import { trace } from '../src/trace/index.js';
-import { exportGraphToBytes } from '../src/onnx/export.js';
-import { OrtSession, ortVersion } from '../src/backends/onnxruntime/session.js';
-import { graphIO } from '../src/backends/onnxruntime/index.js';
-import { createDiT, ditInputSpec, type DiT, type DiTName } from '../examples/diffusion/dit.js';
+import { ortVersion } from '../src/backends/onnxruntime/session.js';
+import { createDiT, type DiTName } from '../examples/diffusion/dit.js';
 import { settle, table } from './lib/timing.js';
+import { ditInputs as inputs, ditOrtSession as ortSession } from './lib/dit.js';
 import { reducedPrecisionSupport } from '../src/backends/cpu/bf16.js';
 
 // A benchmark must not read or fill the user's disk cache: every compile here is in memory.
@@ -43,21 +41,6 @@ function parseArgs(argv: string[]): Args {
     }
   }
   return a;
-}
-
-const inputs = (n: number): [Tensor, Tensor, Tensor] => [
-  randn([n, 4, 32, 32], { seed: 10 + n }),
-  fromArray(Array.from({ length: n }, (_, i) => 999 - 37 * i), [n]),
-  fromArray(Array.from({ length: n }, (_, i) => (207 + 153 * i) % 1000), [n], 'i64'),
-];
-
-/** ONNX Runtime on our export of the traced (unoptimized) graph; ORT applies its own fusions. */
-function ortSession(model: DiT, threads: number): OrtSession {
-  const traced = trace((x: Tensor, t: Tensor, y: Tensor) => model.eager(x, t, y), inputs(2), { inputSpec: ditInputSpec(model.config), module: model });
-  const names = { inputNames: ['x', 't', 'y'], outputNames: ['out'] };
-  const { inputs: ins, outputs: outs } = graphIO(traced.graph, names);
-  const bytes = exportGraphToBytes(traced.graph, traced.constants, names).bytes;
-  return new OrtSession(bytes, { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', logSeverityLevel: 3 }, ins, outs);
 }
 
 // ---- pass families ----

@@ -143,16 +143,23 @@ inline __attribute__((always_inline)) void storeTile(VecF (&acc)[R][2], float* c
 }
 
 #if defined(IJ_AVX512)
-// The generated assembly k loop (micro_avx512_asm.h), its accumulators handed back through memory.
+// The generated assembly k loops (micro_avx512_asm.h) hand their accumulators back through memory
+// (R rows × 2 vectors, row-major).
 template <int R>
-inline __attribute__((always_inline)) void kLoopAsmTile(VecF (&acc)[R][2], int64_t kc, const float* a, const float* b, const float* bNext) {
-  alignas(64) float accBuf[R * 2 * kW];
-  kKLoopAsm[R](kc, a, b, bNext ? bNext : b, accBuf);
+inline __attribute__((always_inline)) void loadAccumulators(const float* accBuf, VecF (&acc)[R][2]) {
 #pragma GCC unroll 64
   for (int r = 0; r < R; r++) {
     acc[r][0] = VecF::load(accBuf + (2 * r) * kW);
     acc[r][1] = VecF::load(accBuf + (2 * r + 1) * kW);
   }
+}
+
+// The assembly k loop over a packed A micro-panel.
+template <int R>
+inline __attribute__((always_inline)) void kLoopAsmTile(VecF (&acc)[R][2], int64_t kc, const float* a, const float* b, const float* bNext) {
+  alignas(64) float accBuf[R * 2 * kW];
+  kKLoopAsm[R](kc, a, b, bNext ? bNext : b, accBuf);
+  loadAccumulators<R>(accBuf, acc);
 }
 #endif
 
@@ -228,11 +235,7 @@ void microDirect(int64_t kc, const float* a, int64_t lda, const float* b, float*
   alignas(64) float accBuf[R * 2 * kW];
   kKLoopAsmDirect[R](kc, a, lda, b, bNext ? bNext : b, accBuf);
   VecF acc[R][2];
-#pragma GCC unroll 64
-  for (int r = 0; r < R; r++) {
-    acc[r][0] = VecF::load(accBuf + (2 * r) * kW);
-    acc[r][1] = VecF::load(accBuf + (2 * r + 1) * kW);
-  }
+  loadAccumulators<R>(accBuf, acc);
   storeTile<R>(acc, c, ldc, nc, accumulate, ep);
 }
 using MicroDirectFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, int, bool, const TileEpi*, const float*);
@@ -464,8 +467,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
   // several column ranges, A is packed once into a buffer all threads read, rather than by every
   // column-range task again.
   const bool direct = kDirectA && !transA;
-  const int64_t nPartsIfSplit = std::min(panels, std::max<int64_t>(1, ceilDiv(2 * T, count)));
-  if (direct || (count == 1 && nPartsIfSplit > 1 && rowTiles >= 2)) {
+  // Tasks per batch for the packed path below (about two per thread); N is split first.
+  const int64_t perBatch = std::max<int64_t>(1, ceilDiv(2 * T, count));
+  const int64_t nParts = std::min(panels, perBatch);
+  if (direct || (count == 1 && nParts > 1 && rowTiles >= 2)) {
     const int64_t rowBlocks = ceilDiv(rowTiles, kMcTiles);
     auto blockRow = [&](int64_t b) { return std::min(M, (rowTiles * b / rowBlocks) * kMR); };
     float* shared = nullptr;
@@ -511,8 +516,6 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
   // a range of row tiles × a range of B panels and packs its own A rows. Splitting N first means
   // every thread packs its A block once and streams only its own B panels; M is split only when
   // N is too narrow. About two tasks per thread absorbs uneven tails.
-  const int64_t perBatch = std::max<int64_t>(1, ceilDiv(2 * T, count));
-  const int64_t nParts = std::min(panels, perBatch);
   const int64_t mParts = std::min(rowTiles, ceilDiv(perBatch, nParts));
   parallelFor(count * mParts * nParts, [&](int64_t task, int) {
     const int64_t np = task % nParts, rest = task / nParts;

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { Tensor } from '../tensor/tensor.js';
 import { Graph } from '../ir/index.js';
 import { trace } from '../trace/index.js';
-import { DiskCache, canonicalJson, sha256 } from './disk-cache.js';
+import { DiskCache, canonicalJson, sha256, tolerantDiskIo } from './disk-cache.js';
 import { getJitBackend, type Executable } from './backend.js';
 import { listPasses } from './passes.js';
 import type { ResolvedOptions } from './options.js';
@@ -171,23 +171,15 @@ function loadCapture(req: CompileRequest, key: string): CaptureResult | null {
 
 const diskFailures = new Set<string>();
 
-/** Runs a disk cache operation; a filesystem error (read-only folder, disk full, permissions)
- *  is reported once per folder and turns the disk cache off for this compile, so a cache problem
- *  never stops the model from running. Other errors are bugs and propagate. */
+/** Runs a disk cache operation for this compile (see tolerantDiskIo: a filesystem error turns the
+ *  disk cache off for the compile with one warning per folder). */
 function diskIo<T>(req: CompileRequest, op: (disk: DiskCache) => T, fallback: T): T {
-  const disk = req.disk;
-  if (!disk) return fallback;
-  try {
-    return op(disk);
-  } catch (e) {
-    if (typeof (e as NodeJS.ErrnoException)?.code !== 'string') throw e;
-    if (!diskFailures.has(disk.root)) {
-      diskFailures.add(disk.root);
-      process.emitWarning(`inferjit cache: cannot use ${disk.root} (${(e as Error).message}); continuing without the disk cache`, { type: 'InferjitWarning', code: 'INFERJIT_CACHE' });
-    }
-    req.disk = null;
-    return fallback;
-  }
+  return tolerantDiskIo({
+    get disk() { return req.disk; },
+    set disk(d) { req.disk = d; },
+    warned: diskFailures,
+    warning: (root, message) => `inferjit cache: cannot use ${root} (${message}); continuing without the disk cache`,
+  }, op, fallback);
 }
 
 /** Binds the graph's parameter constants to the module's live tensors by name. */

@@ -321,3 +321,31 @@ function statSafe(p: string): number { try { return statSync(p).size; } catch { 
 function dirBytes(dir: string): number {
   try { return readdirSync(dir).reduce((n, f) => n + statSafe(join(dir, f)), 0); } catch { return 0; }
 }
+
+/** A user of the disk cache that can go on without it: `disk` until a filesystem error turns it
+ *  off, the folders it already warned about, and what the warning says happens instead. */
+export interface TolerantDiskUser {
+  disk: DiskCache | null;
+  readonly warned: Set<string>;
+  /** The warning for folder `root` and the error's message. */
+  warning(root: string, message: string): string;
+}
+
+/** Runs a disk cache operation for `user`: a filesystem error (read-only folder, disk full,
+ *  permissions) is reported once per folder and turns the cache off for that user, so a cache
+ *  problem never stops a model from running; other errors are bugs and propagate. */
+export function tolerantDiskIo<T>(user: TolerantDiskUser, op: (disk: DiskCache) => T, fallback: T): T {
+  const disk = user.disk;
+  if (!disk) return fallback;
+  try {
+    return op(disk);
+  } catch (e) {
+    if (typeof (e as NodeJS.ErrnoException)?.code !== 'string') throw e;
+    if (!user.warned.has(disk.root)) {
+      user.warned.add(disk.root);
+      process.emitWarning(user.warning(disk.root, (e as Error).message), { type: 'InferjitWarning', code: 'INFERJIT_CACHE' });
+    }
+    user.disk = null;
+    return fallback;
+  }
+}

@@ -11,7 +11,7 @@
 // reported, removed and repacked.
 import type { Tensor } from '../../../tensor/tensor.js';
 import type { DiskCache } from '../../../jit/disk-cache.js';
-import { canonicalJson, sha256 } from '../../../jit/disk-cache.js';
+import { canonicalJson, sha256, tolerantDiskIo, type TolerantDiskUser } from '../../../jit/disk-cache.js';
 import { inferjitVersion, tensorDigest } from '../../../jit/fingerprint.js';
 import { exportPackedWeight, importPackedWeight, packWeightAs, type PackedWeight, type PackedBf16Handle, type PackedF16Handle } from '../bf16.js';
 
@@ -38,12 +38,15 @@ const diskFailures = new Set<string>();
 
 export class WeightCache {
   private readonly packs = new Map<string, PackedWeight>();
-  private disk: DiskCache | null;
+  private readonly diskUser: TolerantDiskUser;
   private wrote = false;
   readonly stats: WeightCacheStats = { packed: 0, loaded: 0, written: 0, from16Bit: 0 };
 
   constructor(readonly precision: ReducedPrecision, disk: DiskCache | null = null) {
-    this.disk = disk;
+    this.diskUser = {
+      disk, warned: diskFailures,
+      warning: (root, message) => `inferjit cache: cannot store packed weights in ${root} (${message}); packing them in memory only`,
+    };
   }
 
   /** The packed form of weight `name` (tensor `t` read as B [K, N], stored [N, K] when transB). */
@@ -51,7 +54,7 @@ export class WeightCache {
     const memKey = `${name}|${transB ? 't' : 'n'}`;
     let w = this.packs.get(memKey);
     if (!w) {
-      const diskKey = this.disk ? this.diskKey(t, K, N, transB) : null;
+      const diskKey = this.diskUser.disk ? this.diskKey(t, K, N, transB) : null;
       w = (diskKey ? this.load(diskKey, K, N) : null) ?? this.pack(t, K, N, transB, diskKey);
       this.packs.set(memKey, w);
     }
@@ -115,18 +118,6 @@ export class WeightCache {
   /** A filesystem error (read-only folder, disk full) turns the disk off for this cache with one
    *  warning per folder, as the JIT's own cache use does; the weights are still packed. */
   private diskIo<T>(op: (disk: DiskCache) => T, fallback: T): T {
-    const disk = this.disk;
-    if (!disk) return fallback;
-    try {
-      return op(disk);
-    } catch (e) {
-      if (typeof (e as NodeJS.ErrnoException)?.code !== 'string') throw e;
-      if (!diskFailures.has(disk.root)) {
-        diskFailures.add(disk.root);
-        process.emitWarning(`inferjit cache: cannot store packed weights in ${disk.root} (${(e as Error).message}); packing them in memory only`, { type: 'InferjitWarning', code: 'INFERJIT_CACHE' });
-      }
-      this.disk = null;
-      return fallback;
-    }
+    return tolerantDiskIo(this.diskUser, op, fallback);
   }
 }
