@@ -3,9 +3,9 @@
 import { runExportCommand } from './export.js';
 import { resolve } from 'node:path';
 import { ArgReader, UsageError } from './args.js';
-import { DiskCache, CACHE_FORMAT } from '../jit/disk-cache.js';
+import { DiskCache, CACHE_FORMAT } from '../cache/disk-cache.js';
 import { DEFAULT_CACHE_MAX_BYTES, defaultCacheDir, envOptions } from '../jit/options.js';
-import { inferjitVersion } from '../jit/fingerprint.js';
+import { inferjitVersion } from '../cache/fingerprint.js';
 
 export interface Io { out(line: string): void; err(line: string): void }
 const stdio: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };

@@ -9,7 +9,7 @@
 // (src/backends/onnxruntime, src/backends/tensorrt).
 import type { Tensor } from '../tensor/tensor.js';
 import type { Graph } from '../ir/index.js';
-import type { DiskCache } from './disk-cache.js';
+import type { DiskCache } from '../cache/disk-cache.js';
 import { interpret } from '../trace/index.js';
 import { bindConstants } from '../passes/derived.js';
 import { withEagerBackend, isNativeAvailable } from '../ops/dispatch.js';

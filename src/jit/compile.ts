@@ -12,12 +12,12 @@ import { performance } from 'node:perf_hooks';
 import type { Tensor } from '../tensor/tensor.js';
 import { Graph } from '../ir/index.js';
 import { trace } from '../trace/index.js';
-import { DiskCache, canonicalJson, sha256, tolerantDiskIo } from './disk-cache.js';
+import { DiskCache, canonicalJson, sha256, tolerantDiskIo } from '../cache/disk-cache.js';
 import { getJitBackend, type Executable } from './backend.js';
 import { listPasses } from './passes.js';
 import type { ResolvedOptions } from './options.js';
 import type { FlatArgs, NormalizedSpec, Signature } from './signature.js';
-import { fileOfFrame, hashFiles, inferjitVersion, isInferjitSource, namedTensors, type ModuleLike } from './fingerprint.js';
+import { fileOfFrame, hashFiles, inferjitVersion, isInferjitSource, namedTensors, type ModuleLike } from '../cache/fingerprint.js';
 
 /** Mutable counters a compiled function keeps; see JitStats in runtime.ts for their meaning. */
 export interface CompileCounters {

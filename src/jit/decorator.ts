@@ -8,7 +8,7 @@
 import 'reflect-metadata';
 import { JitRunner, type JitStats } from './runtime.js';
 import { mergeOptions, validateOptions, type JitOptions } from './options.js';
-import { callerFile, type ModuleLike } from './fingerprint.js';
+import { callerFile, type ModuleLike } from '../cache/fingerprint.js';
 import type { CompiledEntry } from './compile.js';
 
 export const JIT_OPTIONS_KEY = 'inferjit:options';

@@ -6,7 +6,7 @@ export {
   type JitOptions, type ResolvedOptions, type InputSpec, type JitDevice, type Precision, type CacheMode, type FallbackMode,
 } from './options.js';
 export { JitRunner, type JitStats } from './runtime.js';
-export { DiskCache, CACHE_FORMAT, type EntryInfo, type EntryManifest } from './disk-cache.js';
+export { DiskCache, CACHE_FORMAT, type EntryInfo, type EntryManifest } from '../cache/disk-cache.js';
 export { registerPass, unregisterPass, listPasses, listPassNames, type GraphPass, type PassContext } from './passes.js';
 export { registerJitBackend, getJitBackend, type JitBackend, type Executable } from './backend.js';
 export type { CompiledEntry } from './compile.js';

@@ -3,15 +3,15 @@
 // (through the disk cache) and keeps counters for stats().
 import { GraphBreakError, Tensor } from '../tensor/tensor.js';
 import { rebuildOutput } from '../trace/index.js';
-import { DiskCache, canonicalJson, sha256 } from './disk-cache.js';
+import { DiskCache, canonicalJson, sha256 } from '../cache/disk-cache.js';
 import { compile, type CompileCounters, type CompiledEntry } from './compile.js';
-import { LruCache } from './lru.js';
+import { LruCache } from '../cache/lru.js';
 import { getConfigGeneration, resolveOptions, type JitOptions, type ResolvedOptions } from './options.js';
 import {
   checkParams, computeSignature, diffSignatures, flattenArgs, normalizeInputSpec, snapshotParams,
   type ParamSnapshot, type Signature,
 } from './signature.js';
-import { codeFingerprint, configFingerprint, hashFiles, inferjitVersion, namedTensors, toolchainFingerprint, type ModuleLike } from './fingerprint.js';
+import { codeFingerprint, configFingerprint, hashFiles, inferjitVersion, namedTensors, toolchainFingerprint, type ModuleLike } from '../cache/fingerprint.js';
 
 /** What stats() reports. Times are milliseconds summed over all compiles. */
 export interface JitStats {

@@ -6,7 +6,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
 import type { DType } from '../tensor/dtype.js';
-import { canonicalJson } from './disk-cache.js';
+import { canonicalJson } from '../cache/disk-cache.js';
 import type { InputSpec } from './options.js';
 
 /** The tensor leaves of a call's arguments and the rest of the arguments' structure. */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { main, formatBytes } from '../../src/cli/main.js';
-import { DiskCache, sha256 } from '../../src/jit/disk-cache.js';
+import { DiskCache, sha256 } from '../../src/cache/disk-cache.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');

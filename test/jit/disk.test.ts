@@ -10,7 +10,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DiskCache } from '../../src/jit/disk-cache.js';
+import { DiskCache } from '../../src/cache/disk-cache.js';
 import type { JitStats } from '../../src/jit/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -10,7 +10,7 @@ import type { Graph } from '../../ir/index.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { exportGraphToBytes, writeOnnxModel, ONNX_EXPORTER_VERSION, ONNX_OPSET, type OnnxExportOptions } from '../../onnx/export.js';
 import { OrtSession, ortVersion, type OrtSessionOptions, type SessionIO } from './session.js';
-import { tensorDigest } from '../../jit/fingerprint.js';
+import { tensorDigest } from '../../cache/fingerprint.js';
 
 export { OrtSession, loadOrt, ortVersion, listOrtBackends, toOrtTensor, fromOrtTensor } from './session.js';
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { addon } from '../../../src/backends/cpu/addon.js';
-import { contentHash, hashWith, checksumAlgorithm } from '../../../src/jit/content-hash.js';
+import { contentHash, hashWith, checksumAlgorithm } from '../../../src/cache/content-hash.js';
 
 const nativeTest = addon ? test : test.skip;
 

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DiskCache } from '../../../src/jit/disk-cache.js';
+import { DiskCache } from '../../../src/cache/disk-cache.js';
 import type { JitStats } from '../../../src/jit/index.js';
 import type { WeightCacheStats } from '../../../src/backends/cpu/plan/weight-cache.js';
 import { reducedPrecisionSupport } from '../../../src/backends/cpu/bf16.js';

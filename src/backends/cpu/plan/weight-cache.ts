@@ -10,9 +10,9 @@
 // process that packs them. The cache's own checksums catch damaged panel files, which are then
 // reported, removed and repacked.
 import type { Tensor } from '../../../tensor/tensor.js';
-import type { DiskCache } from '../../../jit/disk-cache.js';
-import { canonicalJson, sha256, tolerantDiskIo, type TolerantDiskUser } from '../../../jit/disk-cache.js';
-import { inferjitVersion, tensorDigest } from '../../../jit/fingerprint.js';
+import type { DiskCache } from '../../../cache/disk-cache.js';
+import { canonicalJson, sha256, tolerantDiskIo, type TolerantDiskUser } from '../../../cache/disk-cache.js';
+import { inferjitVersion, tensorDigest } from '../../../cache/fingerprint.js';
 import { exportPackedWeight, importPackedWeight, packWeightAs, type PackedWeight, type PackedBf16Handle, type PackedF16Handle } from '../bf16.js';
 
 /** Bump whenever the packed-bf16 or packed-f16 layouts of native/gemm/gemm_bf16.h change. */

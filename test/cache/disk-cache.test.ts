@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync, utimesSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DiskCache, CACHE_FORMAT, sha256, canonicalJson } from '../../src/jit/disk-cache.js';
-import { LruCache } from '../../src/jit/lru.js';
+import { DiskCache, CACHE_FORMAT, sha256, canonicalJson } from '../../src/cache/disk-cache.js';
+import { LruCache } from '../../src/cache/lru.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'inferjit-disk-'));
 const key = (s: string): string => sha256(s);
