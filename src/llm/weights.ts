@@ -88,6 +88,11 @@ function matrixFromGguf(file: GgufFile, name: string, rows: number, cols: number
 
 function vectorFromGguf(file: GgufFile, name: string, n: number): Float32Array {
   const info = file.tensorInfo(name);
+  // Norm weights and rope factors are float vectors (llama.cpp keeps them F32); an integer or
+  // quantized type here means a damaged type id, not a model.
+  if (info.type !== 'F32' && info.type !== 'F16' && info.type !== 'BF16') {
+    throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has type ${info.type}; a norm or rope-factor vector must be F32, F16 or BF16`);
+  }
   if (info.numElements !== n) throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has ${info.numElements} values, expected ${n}`);
   const t = file.toTensor(name, { dtype: 'f32' });
   return t.data as Float32Array;
