@@ -237,6 +237,8 @@ export function loadLlamaSafetensors(dir: string): LoadedLlama {
   const output = tied ? embed : mat('lm_head.weight', V, D);
   // transformers stores these non-persistent buffers in some checkpoints; they are recomputed, not weights.
   for (const name of st.names) if (/\.rotary_emb\.inv_freq$/.test(name)) use.used.add(name);
+  // With tie_word_embeddings a saved lm_head is the embedding table again (transformers ties over it).
+  if (tied && st.hasTensor('lm_head.weight')) use.used.add('lm_head.weight');
   use.checkAllUsed(config.numLayers, 'num_hidden_layers');
   return { config: { ...config, tieWordEmbeddings: tied }, weights: { embed, outNorm, output, layers } };
 }

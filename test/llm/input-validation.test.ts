@@ -103,6 +103,13 @@ test('an HF checkpoint with more layers than num_hidden_layers names them', () =
   assert.throws(() => loadLlamaSafetensors(hf), is(SafetensorsError, /num_hidden_layers is 1 but the file holds tensors of later layers: "model\.layers\.1\./));
   writeHfFromGguf(hf, tensors, { ...hfBase, vocab_size: tensors.get('model.embed_tokens.weight')!.shape[0], num_key_value_heads: 2, num_hidden_layers: 2 });
   assert.equal(loadLlamaSafetensors(hf).weights.layers.length, 2);
+  // A saved lm_head under tie_word_embeddings, and transformers' rotary buffers, are not "unused weights".
+  tensors.set('model.layers.0.self_attn.rotary_emb.inv_freq', tensors.get('model.norm.weight')!);
+  writeHfFromGguf(hf, tensors, { ...hfBase, vocab_size: tensors.get('model.embed_tokens.weight')!.shape[0], num_key_value_heads: 2, num_hidden_layers: 2, tie_word_embeddings: true });
+  assert.equal(loadLlamaSafetensors(hf).config.tieWordEmbeddings, true);
+  tensors.set('model.layers.0.self_attn.q_proj.bias', tensors.get('model.norm.weight')!);
+  writeHfFromGguf(hf, tensors, { ...hfBase, vocab_size: tensors.get('model.embed_tokens.weight')!.shape[0], num_key_value_heads: 2, num_hidden_layers: 2 });
+  assert.throws(() => loadLlamaSafetensors(hf), is(SafetensorsError, /the file holds tensors a Llama model does not use: "model\.layers\.0\.self_attn\.q_proj\.bias"/));
   assert.ok(loadSafetensors(path.join(hf, 'model.safetensors')).size > 0);
 });
 
