@@ -62,9 +62,13 @@ export class Generation implements AsyncIterable<GenerationChunk> {
     private readonly prompt: string | readonly number[],
     private readonly options: GenerateOptions,
   ) {
-    // Checked at the call, not at the first iteration, so a typo fails where it was written.
+    // Checked at the call, not at the first iteration, so a typo or a bad value fails where it was written.
     checkOptionNames('generate', options, GENERATE_OPTION_NAMES);
+    const samplingOptions: Record<string, unknown> = {};
+    for (const k of SAMPLING_OPTION_NAMES) if (options[k] !== undefined) samplingOptions[k] = options[k];
+    this.sampler = new Sampler(samplingOptions as SamplingOptions);
   }
+  private readonly sampler: Sampler;
 
   async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
     if (this.started) throw new Error('generate: a Generation can be iterated once');
@@ -93,9 +97,7 @@ export class Generation implements AsyncIterable<GenerationChunk> {
     const stopTokens = new Set<number>(o.ignoreEos ? [] : (o.stopTokens ?? defaultStops(engine, tokenizer)));
     const stops = (o.stop ?? []).filter((s) => s.length > 0);
     const longestStop = stops.reduce((m, s) => Math.max(m, s.length), 0);
-    const samplingOptions: Record<string, unknown> = {};
-    for (const k of SAMPLING_OPTION_NAMES) if (o[k] !== undefined) samplingOptions[k] = o[k];
-    const sampler = new Sampler(samplingOptions as SamplingOptions);
+    const sampler = this.sampler;
     const decoder = tokenizer?.streamDecoder({ stripDummyPrefix: false }) ?? null;
     const seq = engine.newSequence();
     const history = [...promptIds];

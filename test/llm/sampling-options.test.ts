@@ -68,6 +68,7 @@ test('generate(): unknown options throw at the call; the seed used is reported a
     const engine = LlamaEngine.load(file, { cacheTokens: 64 });
     assert.throws(() => generate(engine, null, [1, 2], { maxToken: 3 } as unknown as GenerateOptions),
       (e: unknown) => e instanceof UnknownOptionError && /generate: unknown option "maxToken" \(did you mean "maxTokens"\?\); valid options: .*maxTokens, stopTokens, stop/.test(e.message));
+    assert.throws(() => generate(engine, null, [1, 2], { temperature: -1 }), /sampling: temperature must be >= 0/);
     const o = { maxTokens: 12, temperature: 1.5, ignoreEos: true };
     const a = await generate(engine, null, [1, 2, 3], o).complete();
     const b = await generate(engine, null, [1, 2, 3], { ...o, seed: a.seed }).complete();
