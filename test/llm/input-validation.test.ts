@@ -148,3 +148,14 @@ test('NaN logits raise at sampling, greedy or not; generate() rejects instead of
   await assert.rejects(generate(engine, null, [1, 5, 9], { maxTokens: 4 }).complete(), NonFiniteLogitsError);
   assert.throws(() => greedyTokens(engine, [1, 5, 9], 2), NonFiniteLogitsError);
 });
+
+test('a rope_freqs tensor with a zero, negative or NaN factor is refused (it divides the frequencies)', () => {
+  const f = path.join(dir, 'freqs.gguf');
+  const good = [1, 1, 2, 4, 8, 8, 8, 8];
+  writeTinyLlamaGguf(f, { seed: 3, ropeFreqs: good });
+  assert.equal(loadLlamaGguf(f).weights.ropeFreqFactors?.length, 8);
+  for (const bad of [0, -2, NaN]) {
+    writeTinyLlamaGguf(f, { seed: 3, ropeFreqs: [...good.slice(0, 5), bad, 8, 8] });
+    assert.throws(() => loadLlamaGguf(f), is(ModelConfigError, new RegExp(`tensor "rope_freqs\\.weight" has factor ${bad} at index 5; every rope frequency factor must be a finite number > 0`)), String(bad));
+  }
+});
