@@ -232,7 +232,13 @@ export function loadLlamaSafetensors(dir: string): LoadedLlama {
       down: mat(`${p}mlp.down_proj.weight`, D, F),
     });
   }
-  const tied = config.tieWordEmbeddings || !st.hasTensor('lm_head.weight');
+  // transformers gives an untied model without lm_head a freshly initialized (random) head; running
+  // the embedding table as the head instead would be just as wrong, and silent. Say what is missing.
+  if (!config.tieWordEmbeddings && !st.hasTensor('lm_head.weight')) {
+    throw new SafetensorsError(st.path, `tensor "lm_head.weight" is missing and ${cfgPath} does not set "tie_word_embeddings": true ` +
+      '(set it if the output head shares the embedding table)');
+  }
+  const tied = config.tieWordEmbeddings;
   const outNorm = vec('model.norm.weight', D);
   const output = tied ? embed : mat('lm_head.weight', V, D);
   // transformers stores these non-persistent buffers in some checkpoints; they are recomputed, not weights.

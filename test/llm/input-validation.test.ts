@@ -107,6 +107,11 @@ test('an HF checkpoint with more layers than num_hidden_layers names them', () =
   tensors.set('model.layers.0.self_attn.rotary_emb.inv_freq', tensors.get('model.norm.weight')!);
   writeHfFromGguf(hf, tensors, { ...hfBase, vocab_size: tensors.get('model.embed_tokens.weight')!.shape[0], num_key_value_heads: 2, num_hidden_layers: 2, tie_word_embeddings: true });
   assert.equal(loadLlamaSafetensors(hf).config.tieWordEmbeddings, true);
+  // No lm_head and no tie_word_embeddings: true would silently run the embeddings as the head.
+  const noHead = new Map(tensors);
+  noHead.delete('lm_head.weight');
+  writeHfFromGguf(hf, noHead, { ...hfBase, vocab_size: tensors.get('model.embed_tokens.weight')!.shape[0], num_key_value_heads: 2, num_hidden_layers: 2 });
+  assert.throws(() => loadLlamaSafetensors(hf), is(SafetensorsError, /tensor "lm_head\.weight" is missing and .*config\.json does not set "tie_word_embeddings": true/));
   tensors.set('model.layers.0.self_attn.q_proj.bias', tensors.get('model.norm.weight')!);
   writeHfFromGguf(hf, tensors, { ...hfBase, vocab_size: tensors.get('model.embed_tokens.weight')!.shape[0], num_key_value_heads: 2, num_hidden_layers: 2 });
   assert.throws(() => loadLlamaSafetensors(hf), is(SafetensorsError, /the file holds tensors a Llama model does not use: "model\.layers\.0\.self_attn\.q_proj\.bias"/));
