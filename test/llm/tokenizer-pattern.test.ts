@@ -20,6 +20,8 @@ test('an evil pattern from a tokenizer file is refused at load, quickly, naming 
     ['(?:\\s?x){1,40}y', /a group repeated \{1,40\} contains a repetition \{0,1\}/],
     ['\\s*\\s*x', /one alternative has 2 unbounded repetitions followed by elements that must still match/],
     ['(\\w)\\1+', /back-reference/],
+    ['a?'.repeat(30) + 'a'.repeat(30), /its optional parts and alternatives combine into 1073741824 paths \(at most 10000 allowed\)/],
+    ['(?:a|a)'.repeat(40) + 'b', /combine into more than 10\^12 paths/],
   ] as const) {
     const t0 = performance.now();
     assert.throws(() => tokenizerFromHuggingFace(tokenizerJson(regex)), (e: unknown) => e instanceof TokenizerFileError &&

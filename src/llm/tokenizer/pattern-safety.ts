@@ -14,10 +14,15 @@
 //     patterns end an alternative with their second repetition (`\s*[\r\n]+`, `[A]*[B]+(...)?`).
 //     What remains is at worst quadratic (one repetition retried from every start), as with any
 //     backtracking engine, llama.cpp's std::regex included.
-//  3. No back-references (they make matching NP-hard in general; no tokenizer uses them).
+//  3. At most MAX_PATHS ways through the pattern's bounded choices (`?`, `{m,n}`, alternatives):
+//     `a?a?a?...a?aaa...` and `(a|a)(a|a)...b` have no unbounded repetition at all, yet 2^k paths,
+//     all tried before a failure. Real patterns have a few dozen.
+//  4. No back-references (they make matching NP-hard in general; no tokenizer uses them).
 
 /** Most unbounded repetitions (`*`, `+`, `{n,}`) that may be followed by a mandatory element in one alternative. */
 export const MAX_BACKTRACKING_REPETITIONS = 1;
+/** Most paths through the bounded choices of the pattern (see rule 3). */
+export const MAX_PATHS = 10_000;
 
 interface Quant { min: number; max: number }
 type Node =
@@ -34,7 +39,32 @@ export function unsafePatternReason(pattern: string): string | null {
     if (e instanceof UnsafePattern) return e.message;
     return null; // not parseable here: `new RegExp` reports the syntax error
   }
-  return check(tree);
+  const structural = check(tree);
+  if (structural) return structural;
+  const paths = altPaths(tree);
+  if (paths > MAX_PATHS) {
+    return `its optional parts and alternatives combine into ${paths >= 1e12 ? 'more than 10^12' : paths} paths (at most ${MAX_PATHS} allowed): ` +
+      'backtracking may try each of them at every position';
+  }
+  return null;
+}
+
+/** Paths through the bounded choices (capped at 1e12 to stay a finite number). */
+function altPaths(alt: Alt): number {
+  let sum = 0;
+  for (const b of alt.branches) sum = Math.min(1e12, sum + seqPaths(b));
+  return sum;
+}
+function seqPaths(nodes: Node[]): number {
+  let p = 1;
+  for (const n of nodes) {
+    const base = n.kind === 'group' ? altPaths(n.body) : 1;
+    const q = n.quant;
+    let ways = base;
+    if (q && q.max !== Infinity) ways = q.max <= 1 ? base + (q.min === 0 ? 1 : 0) : Math.pow(base, q.max) * (q.max - q.min + 1);
+    p = Math.min(1e12, p * ways);
+  }
+  return p;
 }
 
 class UnsafePattern extends Error {}
