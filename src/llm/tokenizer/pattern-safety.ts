@@ -37,7 +37,10 @@ export function unsafePatternReason(pattern: string): string | null {
     tree = new Parser(pattern).parse();
   } catch (e) {
     if (e instanceof UnsafePattern) return e.message;
-    return null; // not parseable here: `new RegExp` reports the syntax error
+    // Not parseable here: usually a syntax error, which `new RegExp` then reports. A pattern that
+    // JavaScript accepts but this checker cannot read is refused rather than trusted unchecked.
+    try { new RegExp(pattern, 'u'); } catch { return null; }
+    return `its structure could not be analysed for catastrophic backtracking (${(e as Error).message}), so it is not trusted`;
   }
   const structural = check(tree);
   if (structural) return structural;
