@@ -21,7 +21,7 @@ const { values } = parseArgs({
     'top-p': { type: 'string', default: '1' },
     'min-p': { type: 'string', default: '0' },
     'repeat-penalty': { type: 'string', default: '1' },
-    seed: { type: 'string', default: '0' },
+    seed: { type: 'string' }, // default: a random seed (printed), so sampled runs differ
     precision: { type: 'string', default: 'fp32' },
     'group-size': { type: 'string', default: '32' },
     kv: { type: 'string', default: 'f32' },
@@ -65,7 +65,7 @@ const run = generate(engine, tokenizer, values.prompt!, {
   topP: Number(values['top-p']),
   minP: Number(values['min-p']),
   repetitionPenalty: Number(values['repeat-penalty']),
-  seed: Number(values.seed),
+  seed: values.seed === undefined ? undefined : Number(values.seed),
   stop: values.stop,
   ignoreEos: values['ignore-eos'],
 });
@@ -74,5 +74,5 @@ for await (const chunk of run) process.stdout.write(chunk.text);
 const s = run.stats!;
 process.stdout.write('\n');
 console.error(`prefill: ${s.promptTokens} tokens, ${s.prefillTokensPerSecond.toFixed(1)} tok/s | ` +
-  `decode: ${s.generatedTokens} tokens, ${s.decodeTokensPerSecond.toFixed(1)} tok/s | finish: ${s.finishReason} | ` +
+  `decode: ${s.generatedTokens} tokens, ${s.decodeTokensPerSecond.toFixed(1)} tok/s | finish: ${s.finishReason} | seed ${s.seed} | ` +
   `rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`);

@@ -30,3 +30,31 @@ export class SafetensorsError extends ModelFileError {
     this.name = 'SafetensorsError';
   }
 }
+
+/** A PNG image is malformed, truncated, unsupported, or would decode to more data than its header allows. */
+export class PngError extends ModelFileError {
+  constructor(file: string, detail: string, offset?: number) {
+    super('png', file, detail, offset);
+    this.name = 'PngError';
+  }
+}
+
+/**
+ * A model's configuration (GGUF llama.* metadata, a Hugging Face config.json) holds a value the model
+ * cannot run with: a missing or non-finite hyper-parameter, a tensor the architecture does not expect.
+ * The message names the key and the file.
+ */
+export class ModelConfigError extends ModelFileError {
+  constructor(file: string, detail: string) {
+    super('model config', file, detail);
+    this.name = 'ModelConfigError';
+  }
+}
+
+/** A tokenizer file (tokenizer.json, GGUF tokenizer.ggml.* metadata) is malformed or unsafe to use. */
+export class TokenizerFileError extends ModelFileError {
+  constructor(file: string, detail: string) {
+    super('tokenizer', file, detail);
+    this.name = 'TokenizerFileError';
+  }
+}

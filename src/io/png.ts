@@ -4,6 +4,7 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import { writeFileSync, renameSync, unlinkSync, readFileSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
+import { PngError } from './errors.js';
 
 /** An 8-bit image, row-major, channels interleaved (RGBRGB... or RGBARGBA...). */
 export interface Image {
@@ -137,10 +138,15 @@ export function writePng(path: string, image: Image, options: PngEncodeOptions =
 
 // ---- decoding ----
 
+/** Largest decoded image accepted (bytes of filtered rows): 1 GiB, far above any image this project writes. */
+const MAX_IMAGE_BYTES = 1 << 30;
+
 /** Decodes an 8-bit, non-interlaced PNG (gray, gray+alpha, RGB or RGBA) and checks every CRC.
- *  Palette images, 16-bit and sub-byte depths and Adam7 interlacing are refused by name. */
+ *  Palette images, 16-bit and sub-byte depths and Adam7 interlacing are refused by name. Every
+ *  problem is a PngError naming the file and the byte offset. The image data is inflated with a cap
+ *  at the size the header implies, so a small file cannot expand into gigabytes (a zlib bomb). */
 export function decodePng(bytes: Uint8Array, source = 'png'): Image {
-  const fail = (detail: string): never => { throw new Error(`decodePng: ${source}: ${detail}`); };
+  const fail = (detail: string, at?: number): never => { throw new PngError(source, detail, at); };
   if (bytes.length < 8 || !SIGNATURE.every((b, i) => bytes[i] === b)) fail('not a PNG file (bad signature)');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 8;
@@ -155,16 +161,22 @@ export function decodePng(bytes: Uint8Array, source = 'png'): Image {
     const body = bytes.subarray(pos + 8, pos + 8 + length);
     const stored = view.getUint32(pos + 8 + length);
     if (crc32(bytes.subarray(pos + 4, pos + 8 + length)) !== stored) fail(`CRC mismatch in chunk ${type} at byte ${pos}`);
+    if (pos === 8 && type !== 'IHDR') fail(`the first chunk is ${type}; a PNG must start with IHDR`, pos);
     if (type === 'IHDR') {
+      if (header) fail('a second IHDR chunk (a PNG has exactly one, first)', pos);
       if (length !== 13) fail(`IHDR has length ${length}, expected 13`);
       const width = view.getUint32(pos + 8), height = view.getUint32(pos + 12);
+      if (width === 0 || height === 0 || width > 0x7fffffff || height > 0x7fffffff) fail(`image size ${width}×${height} is invalid (each must be in [1, 2^31 - 1])`, pos + 8);
       const depth = body[8], colorType = body[9], interlace = body[12];
       if (depth !== 8) fail(`bit depth ${depth} is not supported (only 8)`);
       if (!(colorType in CHANNELS_OF)) fail(`color type ${colorType} is not supported (gray, gray+alpha, RGB, RGBA only)`);
       if (body[10] !== 0 || body[11] !== 0) fail('unknown compression or filter method');
       if (interlace !== 0) fail('interlaced images are not supported');
       header = { width, height, channels: CHANNELS_OF[colorType] };
-    } else if (type === 'IDAT') idat.push(body);
+    } else if (type === 'IDAT') {
+      if (!header) fail('IDAT before IHDR', pos);
+      idat.push(body);
+    }
     else if (type === 'IEND') ended = true;
     else if ((bytes[pos + 4] & 0x20) === 0) fail(`unknown critical chunk ${type}`);
     pos += 12 + length;
@@ -173,8 +185,19 @@ export function decodePng(bytes: Uint8Array, source = 'png'): Image {
   if (!ended) fail('missing IEND');
   const { width, height, channels } = header;
   const stride = width * channels;
-  const raw = inflateSync(Buffer.concat(idat));
-  if (raw.length !== (stride + 1) * height) fail(`image data inflates to ${raw.length} bytes, expected ${(stride + 1) * height}`);
+  const expected = (stride + 1) * height;
+  if (expected > MAX_IMAGE_BYTES) fail(`image ${width}×${height}×${channels} needs ${expected} bytes of data, more than the ${MAX_IMAGE_BYTES}-byte limit`);
+  if (idat.length === 0) fail('no IDAT chunk (the image has no data)');
+  let raw: Buffer;
+  try {
+    // One byte of slack tells "too much data" apart from "exactly right".
+    raw = inflateSync(Buffer.concat(idat), { maxOutputLength: expected + 1 });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ERR_BUFFER_TOO_LARGE') return fail(`image data inflates to more than the ${expected} bytes a ${width}×${height}×${channels} image holds`);
+    return fail(`image data is not valid zlib data: ${(e as Error).message}`);
+  }
+  if (raw.length !== expected) fail(`image data inflates to ${raw.length} bytes, expected ${expected}`);
   const data = new Uint8Array(stride * height);
   for (let y = 0; y < height; y++) {
     const type = raw[y * (stride + 1)];

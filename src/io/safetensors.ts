@@ -187,6 +187,15 @@ function openSource(file: string, load: 'lazy' | 'memory'): ByteSource {
   return fileSource(file, (offset, got, want) => new SafetensorsError(file, `file is truncated (changed since it was opened?): read ${got} of ${want} bytes`, offset));
 }
 
+/**
+ * Whether `target` lies inside `dir` (both resolved). A prefix test on the relative path would also
+ * refuse legitimate names that merely start with two dots, such as "..s1.safetensors".
+ */
+function isInside(dir: string, target: string): boolean {
+  const rel = path.relative(path.resolve(dir), path.resolve(target));
+  return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+}
+
 function readIndex(indexFile: string, load: 'lazy' | 'memory'): SafetensorsFile {
   const fail = (detail: string): never => { throw new SafetensorsError(indexFile, detail); };
   let index: unknown;
@@ -198,7 +207,7 @@ function readIndex(indexFile: string, load: 'lazy' | 'memory'): SafetensorsFile 
   for (const [name, shardName] of Object.entries(weightMap)) {
     if (typeof shardName !== 'string') fail(`weight_map[${JSON.stringify(name)}] is not a file name`);
     const shardPath = path.resolve(dir, shardName as string);
-    if (path.relative(dir, shardPath).startsWith('..')) fail(`weight_map[${JSON.stringify(name)}] points outside the checkpoint directory: ${shardName}`);
+    if (!isInside(dir, shardPath)) fail(`weight_map[${JSON.stringify(name)}] points outside the checkpoint directory: ${shardName}`);
     if (!shards.has(shardPath)) shards.set(shardPath, parseShard(openSource(shardPath, load)));
     if (!shards.get(shardPath)!.tensors.some((t) => t.name === name)) {
       fail(`weight_map says tensor ${JSON.stringify(name)} is in ${shardName}, but that shard has no such tensor`);

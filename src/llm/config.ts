@@ -1,6 +1,7 @@
 // Llama-family model configuration, read from GGUF metadata (llama.* keys) or a Hugging Face
 // config.json, and the rotary frequencies it implies (base, linear scaling, Llama-3 scaling).
 import { type GgufFile } from '../io/gguf/index.js';
+import { ModelConfigError } from '../io/errors.js';
 
 /** Llama-3 style frequency scaling (HF `rope_scaling` with rope_type "llama3"). */
 export interface Llama3RopeScaling {
@@ -39,19 +40,54 @@ export interface LlamaConfig {
   eosTokenId?: number | number[];
 }
 
-function positiveInt(value: number, what: string, source: string): number {
-  if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${source}: ${what} must be a positive integer, got ${value}`);
-  return value;
-}
+type NumericField = 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'ropeDim'
+  | 'ropeTheta' | 'rmsNormEps' | 'maxPositionEmbeddings';
+/** The key each field comes from in a file, so an error names what the user can look up and fix. */
+type KeyNames = Record<NumericField | 'ropeScaling', string>;
 
-function validate(c: LlamaConfig, source: string): LlamaConfig {
-  for (const k of ['vocabSize', 'hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'ropeDim'] as const) {
-    positiveInt(c[k], k, source);
+const GGUF_KEYS: KeyNames = {
+  vocabSize: 'llama.vocab_size (or token_embd.weight rows)', hiddenSize: 'llama.embedding_length', intermediateSize: 'llama.feed_forward_length',
+  numLayers: 'llama.block_count', numHeads: 'llama.attention.head_count', numKvHeads: 'llama.attention.head_count_kv',
+  headDim: 'llama.attention.key_length (or embedding_length / head_count)', ropeDim: 'llama.rope.dimension_count',
+  ropeTheta: 'llama.rope.freq_base', rmsNormEps: 'llama.attention.layer_norm_rms_epsilon', maxPositionEmbeddings: 'llama.context_length',
+  ropeScaling: 'llama.rope.scaling.factor',
+};
+const HF_KEYS: KeyNames = {
+  vocabSize: 'vocab_size', hiddenSize: 'hidden_size', intermediateSize: 'intermediate_size', numLayers: 'num_hidden_layers',
+  numHeads: 'num_attention_heads', numKvHeads: 'num_key_value_heads', headDim: 'head_dim (or hidden_size / num_attention_heads)',
+  ropeDim: 'head_dim', ropeTheta: 'rope_theta', rmsNormEps: 'rms_norm_eps', maxPositionEmbeddings: 'max_position_embeddings',
+  ropeScaling: 'rope_scaling',
+};
+
+/**
+ * Every hyper-parameter the runtime computes with is checked here: a zero or NaN rope base, a
+ * negative epsilon or a zero scaling factor does not fail anywhere else, it gives NaN logits.
+ */
+function validate(c: LlamaConfig, source: string, keys: KeyNames): LlamaConfig {
+  const fail = (detail: string): never => { throw new ModelConfigError(source, detail); };
+  for (const k of ['vocabSize', 'hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'ropeDim', 'maxPositionEmbeddings'] as const) {
+    if (!Number.isSafeInteger(c[k]) || c[k] <= 0) fail(`${keys[k]} must be a positive integer, got ${c[k]}`);
   }
   if (c.numHeads % c.numKvHeads !== 0) {
-    throw new RangeError(`${source}: numHeads (${c.numHeads}) must be a multiple of numKvHeads (${c.numKvHeads})`);
+    fail(`${keys.numHeads} (${c.numHeads}) must be a multiple of ${keys.numKvHeads} (${c.numKvHeads})`);
   }
-  if (c.ropeDim % 2 !== 0 || c.ropeDim > c.headDim) throw new RangeError(`${source}: ropeDim ${c.ropeDim} must be even and at most headDim ${c.headDim}`);
+  if (c.ropeDim % 2 !== 0 || c.ropeDim > c.headDim) fail(`${keys.ropeDim} = ${c.ropeDim} must be even and at most the head size ${c.headDim}`);
+  if (!(Number.isFinite(c.ropeTheta) && c.ropeTheta > 0)) fail(`${keys.ropeTheta} must be a finite number > 0, got ${c.ropeTheta}`);
+  if (!(Number.isFinite(c.rmsNormEps) && c.rmsNormEps > 0)) fail(`${keys.rmsNormEps} must be a finite number > 0, got ${c.rmsNormEps}`);
+  const s = c.ropeScaling;
+  if (s) {
+    const pos = (v: number, what: string) => { if (!(Number.isFinite(v) && v > 0)) fail(`${keys.ropeScaling}${what} must be a finite number > 0, got ${v}`); };
+    pos(s.factor, keys.ropeScaling === 'rope_scaling' ? '.factor' : '');
+    if (s.type === 'llama3') {
+      pos(s.lowFreqFactor, '.low_freq_factor');
+      pos(s.highFreqFactor, '.high_freq_factor');
+      pos(s.originalMaxPositionEmbeddings, '.original_max_position_embeddings');
+      // The smoothing interpolates over (low, high); equal factors divide by zero (transformers requires low < high).
+      if (!(s.lowFreqFactor < s.highFreqFactor)) {
+        fail(`${keys.ropeScaling}.low_freq_factor (${s.lowFreqFactor}) must be smaller than high_freq_factor (${s.highFreqFactor})`);
+      }
+    }
+  }
   return c;
 }
 
@@ -59,7 +95,7 @@ function validate(c: LlamaConfig, source: string): LlamaConfig {
 export function llamaConfigFromGguf(file: GgufFile): LlamaConfig {
   const arch = file.architecture;
   if (arch !== 'llama') {
-    throw new TypeError(`${file.path}: general.architecture is ${JSON.stringify(arch)}; only "llama" models are supported`);
+    throw new ModelConfigError(file.path, `general.architecture is ${JSON.stringify(arch)}; only "llama" models are supported`);
   }
   const key = (k: string) => `llama.${k}`;
   const hidden = file.getNumber(key('embedding_length'));
@@ -71,7 +107,7 @@ export function llamaConfigFromGguf(file: GgufFile): LlamaConfig {
   let ropeScaling: RopeScaling | null = null;
   const scalingType = file.getString(key('rope.scaling.type'), 'none');
   if (scalingType === 'linear') ropeScaling = { type: 'linear', factor: file.getNumber(key('rope.scaling.factor')) };
-  else if (scalingType !== 'none') throw new TypeError(`${file.path}: rope scaling type ${JSON.stringify(scalingType)} is not supported (supported: none, linear; Llama-3 scaling comes as a rope_freqs tensor)`);
+  else if (scalingType !== 'none') throw new ModelConfigError(file.path, `rope scaling type ${JSON.stringify(scalingType)} is not supported (supported: none, linear; Llama-3 scaling comes as a rope_freqs tensor)`);
   const eos = file.get('tokenizer.ggml.eos_token_id');
   const bos = file.get('tokenizer.ggml.bos_token_id');
   return validate({
@@ -91,7 +127,7 @@ export function llamaConfigFromGguf(file: GgufFile): LlamaConfig {
     tieWordEmbeddings: !file.hasTensor('output.weight'),
     bosTokenId: typeof bos === 'number' ? bos : undefined,
     eosTokenId: typeof eos === 'number' ? eos : undefined,
-  }, file.path);
+  }, file.path, GGUF_KEYS);
 }
 
 /** The config of a Hugging Face LlamaForCausalLM / MistralForCausalLM config.json object. */
@@ -99,35 +135,44 @@ export function llamaConfigFromHuggingFace(json: Record<string, unknown>, source
   const num = (k: string, fallback?: number): number => {
     const v = json[k];
     if (v === undefined || v === null) {
-      if (fallback === undefined) throw new TypeError(`${source}: "${k}" is missing`);
+      if (fallback === undefined) throw new ModelConfigError(source, `"${k}" is missing`);
       return fallback;
     }
-    if (typeof v !== 'number') throw new TypeError(`${source}: "${k}" must be a number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number') throw new ModelConfigError(source, `"${k}" must be a number, got ${JSON.stringify(v)}`);
     return v;
   };
   const mt = json.model_type;
   if (mt !== undefined && mt !== 'llama' && mt !== 'mistral') {
-    throw new TypeError(`${source}: model_type ${JSON.stringify(mt)} is not a Llama-family model (llama, mistral)`);
+    throw new ModelConfigError(source, `model_type ${JSON.stringify(mt)} is not a Llama-family model (llama, mistral)`);
   }
   const hidden = num('hidden_size');
   const numHeads = num('num_attention_heads');
   const headDim = num('head_dim', hidden / numHeads);
   let ropeScaling: RopeScaling | null = null;
-  const rs = json.rope_scaling as Record<string, unknown> | null | undefined;
-  if (rs) {
-    const type = (rs.rope_type ?? rs.type) as string;
+  const rs = json.rope_scaling;
+  if (rs !== undefined && rs !== null) {
+    if (typeof rs !== 'object' || Array.isArray(rs)) throw new ModelConfigError(source, `rope_scaling must be an object or null, got ${JSON.stringify(rs)}`);
+    const r = rs as Record<string, unknown>;
+    const type = r.rope_type ?? r.type;
+    // A missing field must not become NaN through Number(undefined): name it.
+    const field = (k: string): number => {
+      const v = r[k];
+      if (v === undefined || v === null) throw new ModelConfigError(source, `rope_scaling.${k} is missing (rope_type ${JSON.stringify(type)} needs it)`);
+      if (typeof v !== 'number') throw new ModelConfigError(source, `rope_scaling.${k} must be a number, got ${JSON.stringify(v)}`);
+      return v;
+    };
     if (type === 'llama3') {
       ropeScaling = {
         type: 'llama3',
-        factor: Number(rs.factor),
-        lowFreqFactor: Number(rs.low_freq_factor),
-        highFreqFactor: Number(rs.high_freq_factor),
-        originalMaxPositionEmbeddings: Number(rs.original_max_position_embeddings),
+        factor: field('factor'),
+        lowFreqFactor: field('low_freq_factor'),
+        highFreqFactor: field('high_freq_factor'),
+        originalMaxPositionEmbeddings: field('original_max_position_embeddings'),
       };
     } else if (type === 'linear') {
-      ropeScaling = { type: 'linear', factor: Number(rs.factor) };
+      ropeScaling = { type: 'linear', factor: field('factor') };
     } else if (type !== 'default') {
-      throw new TypeError(`${source}: rope_scaling type ${JSON.stringify(type)} is not supported (supported: llama3, linear)`);
+      throw new ModelConfigError(source, `rope_scaling type ${JSON.stringify(type)} is not supported (supported: llama3, linear)`);
     }
   }
   return validate({
@@ -147,7 +192,7 @@ export function llamaConfigFromHuggingFace(json: Record<string, unknown>, source
     tieWordEmbeddings: json.tie_word_embeddings === true,
     bosTokenId: typeof json.bos_token_id === 'number' ? json.bos_token_id : undefined,
     eosTokenId: (typeof json.eos_token_id === 'number' || Array.isArray(json.eos_token_id)) ? json.eos_token_id as number | number[] : undefined,
-  }, source);
+  }, source, HF_KEYS);
 }
 
 /**

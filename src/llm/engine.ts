@@ -9,6 +9,7 @@ import {
 } from './weights.js';
 import { type GgufFile } from '../io/gguf/index.js';
 import { setNumThreads } from '../backends/cpu/index.js';
+import { InvalidTokenIdError } from './errors.js';
 
 export interface EngineOptions {
   /** 'fp32' (default) runs weights as stored (f32/f16/bf16/Q8_0/Q4_0); 'int8'/'int4' quantize the linear layers at load. */
@@ -87,6 +88,7 @@ export class LlamaEngine {
   forward(seq: number, tokens: ArrayLike<number>, options: { allLogits?: boolean; out?: Float32Array } = {}): Float32Array {
     const T = tokens.length;
     if (T === 0) throw new RangeError('LlamaEngine.forward: tokens is empty');
+    const ids = checkTokenIds(tokens, this.config.vocabSize);
     const start = this.cache.length(seq);
     if (start + T > this.config.maxPositionEmbeddings) {
       // Not an error for rotary models, but past the trained context the output degrades: say so once.
@@ -95,7 +97,6 @@ export class LlamaEngine {
     const table = this.cache.extend(seq, T);
     const rows = options.allLogits ? T : 1;
     const logits = options.out ?? new Float32Array(rows * this.config.vocabSize);
-    const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
     try {
       this.native.llmForward(this.model, ids, start, table, logits, options.allLogits ?? false);
     } catch (e) {
@@ -113,6 +114,18 @@ export class LlamaEngine {
     });
     return out;
   }
+}
+
+/**
+ * The ids as an Int32Array, each checked to be an integer in [0, vocab) first: Int32Array.from
+ * would coerce silently (2^32 + 5 -> 5, 1.7 -> 1, NaN -> 0, "5" -> 5) and run a token nobody asked for.
+ */
+function checkTokenIds(tokens: ArrayLike<number>, vocab: number): Int32Array {
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= vocab) throw new InvalidTokenIdError('LlamaEngine.forward', t, i, vocab);
+  }
+  return tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
 }
 
 let warned = false;

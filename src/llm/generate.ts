@@ -3,7 +3,8 @@
 // tokens, stop strings, a token budget and prefill/decode timings.
 import { type Tokenizer } from './tokenizer/index.js';
 import { type LlamaEngine } from './engine.js';
-import { Sampler, type SamplingOptions } from './sampling.js';
+import { Sampler, type SamplingOptions, SAMPLING_OPTION_NAMES } from './sampling.js';
+import { checkOptionNames } from './errors.js';
 
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate (default 128). */
@@ -20,6 +21,11 @@ export interface GenerateOptions extends SamplingOptions {
   yieldEvery?: number;
   signal?: AbortSignal;
 }
+
+/** Every option generate() accepts (unknown names are errors). */
+export const GENERATE_OPTION_NAMES: readonly (keyof GenerateOptions)[] = [
+  ...SAMPLING_OPTION_NAMES, 'maxTokens', 'stopTokens', 'stop', 'ignoreEos', 'addBos', 'yieldEvery', 'signal',
+];
 
 export interface GenerationChunk {
   token: number;
@@ -39,6 +45,8 @@ export interface GenerationStats {
   /** Generated tokens per second over the decode steps (the first token comes from the prefill). */
   decodeTokensPerSecond: number;
   finishReason: FinishReason;
+  /** The sampling seed (the given one, or the random one drawn): pass it as `seed` to reproduce the run. */
+  seed: number;
   tokens: number[];
   text: string;
 }
@@ -53,7 +61,14 @@ export class Generation implements AsyncIterable<GenerationChunk> {
     private readonly tokenizer: Tokenizer | null,
     private readonly prompt: string | readonly number[],
     private readonly options: GenerateOptions,
-  ) {}
+  ) {
+    // Checked at the call, not at the first iteration, so a typo or a bad value fails where it was written.
+    checkOptionNames('generate', options, GENERATE_OPTION_NAMES);
+    const samplingOptions: Record<string, unknown> = {};
+    for (const k of SAMPLING_OPTION_NAMES) if (options[k] !== undefined) samplingOptions[k] = options[k];
+    this.sampler = new Sampler(samplingOptions as SamplingOptions);
+  }
+  private readonly sampler: Sampler;
 
   async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
     if (this.started) throw new Error('generate: a Generation can be iterated once');
@@ -82,7 +97,7 @@ export class Generation implements AsyncIterable<GenerationChunk> {
     const stopTokens = new Set<number>(o.ignoreEos ? [] : (o.stopTokens ?? defaultStops(engine, tokenizer)));
     const stops = (o.stop ?? []).filter((s) => s.length > 0);
     const longestStop = stops.reduce((m, s) => Math.max(m, s.length), 0);
-    const sampler = new Sampler(o);
+    const sampler = this.sampler;
     const decoder = tokenizer?.streamDecoder({ stripDummyPrefix: false }) ?? null;
     const seq = engine.newSequence();
     const history = [...promptIds];
@@ -144,6 +159,7 @@ export class Generation implements AsyncIterable<GenerationChunk> {
       prefillTokensPerSecond: prefillMs > 0 ? (promptIds.length / prefillMs) * 1000 : 0,
       decodeTokensPerSecond: decodeMs > 0 && steps > 0 ? (steps / decodeMs) * 1000 : 0,
       finishReason: finish,
+      seed: sampler.seed,
       tokens: generated,
       text,
     };
@@ -166,10 +182,10 @@ export function greedyTokens(engine: LlamaEngine, prompt: readonly number[], cou
   const seq = engine.newSequence();
   try {
     const out: number[] = [];
+    const greedy = new Sampler({ temperature: 0 }); // refuses NaN logits rather than picking token 0
     let logits = engine.forward(seq, prompt);
     for (let i = 0; i < count; i++) {
-      let best = 0;
-      for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
+      const best = greedy.sample(logits);
       out.push(best);
       if (i + 1 < count) logits = engine.forward(seq, [best]);
     }

@@ -8,6 +8,8 @@ export {
 } from './weights.js';
 export { PagedKvCache, KvCacheFullError, type KvDType, type PagedKvCacheOptions } from './kv-cache.js';
 export { LlamaEngine, type EngineOptions } from './engine.js';
-export { Sampler, type SamplingOptions, argmax, topIndices, logSoftmax, klDivergence } from './sampling.js';
-export { generate, greedyTokens, Generation, type GenerateOptions, type GenerationChunk, type GenerationStats, type FinishReason } from './generate.js';
+export { Sampler, type SamplingOptions, SAMPLING_OPTION_NAMES, argmax, topIndices, logSoftmax, klDivergence } from './sampling.js';
+export { NonFiniteLogitsError, InvalidTokenIdError, UnknownOptionError } from './errors.js';
+export { ModelFileError, ModelConfigError, TokenizerFileError, GgufError, SafetensorsError } from '../io/errors.js';
+export { generate, greedyTokens, Generation, GENERATE_OPTION_NAMES, type GenerateOptions, type GenerationChunk, type GenerationStats, type FinishReason } from './generate.js';
 export * from './tokenizer/index.js';

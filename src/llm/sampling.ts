@@ -1,8 +1,11 @@
-// Next-token sampling from logits: greedy, temperature, top-k, top-p (nucleus), min-p and a
-// repetition penalty, with a seeded generator so a run can be reproduced exactly.
-// Order (as in transformers' logits processors): repetition penalty -> temperature -> top-k ->
-// softmax -> top-p -> min-p -> draw.
+// Next-token sampling from logits: greedy, temperature, top-k, top-p (nucleus), min-p, a
+// repetition penalty, presence / frequency penalties and a logit bias, with a seeded generator so a
+// run can be reproduced exactly (a random seed when none is given, reported as `sampler.seed`).
+// Order (as in transformers' logits processors): logit bias -> repetition penalty -> presence /
+// frequency penalties -> temperature -> top-k -> softmax -> top-p -> min-p -> draw.
+import { randomInt } from 'node:crypto';
 import { Rng } from '../tensor/random.js';
+import { NonFiniteLogitsError, checkOptionNames } from './errors.js';
 
 export interface SamplingOptions {
   /** 0 (default) picks the most likely token (greedy); higher flattens the distribution. */
@@ -17,9 +20,23 @@ export interface SamplingOptions {
   repetitionPenalty?: number;
   /** How many of the most recent tokens the repetition penalty looks at (default: all). */
   repetitionWindow?: number;
-  /** Seed of the sampling generator (default: 0). */
+  /** Subtracted once from the logit of every token that occurs in the window (OpenAI's presence_penalty; 0 = off). */
+  presencePenalty?: number;
+  /** Subtracted from a token's logit once per occurrence in the window (OpenAI's frequency_penalty; 0 = off). */
+  frequencyPenalty?: number;
+  /** Added to the logits of the given token ids before anything else (-Infinity bans a token). */
+  logitBias?: Readonly<Record<number, number>> | ReadonlyMap<number, number>;
+  /**
+   * Seed of the sampling generator, an integer in [0, 2^32). Default: a random seed per Sampler (read it
+   * back from `sampler.seed` to reproduce a run). Greedy decoding (temperature 0) never draws.
+   */
   seed?: number;
 }
+
+/** Every option a Sampler accepts (unknown names are errors). */
+export const SAMPLING_OPTION_NAMES: readonly (keyof SamplingOptions)[] = [
+  'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'repetitionWindow', 'presencePenalty', 'frequencyPenalty', 'logitBias', 'seed',
+];
 
 function check(o: SamplingOptions): void {
   const bad = (what: string, v: unknown, rule: string) => { throw new RangeError(`sampling: ${what} ${rule}, got ${String(v)}`); };
@@ -27,35 +44,70 @@ function check(o: SamplingOptions): void {
   if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) bad('topK', o.topK, 'must be a non-negative integer');
   if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) bad('topP', o.topP, 'must be in (0, 1]');
   if (o.minP !== undefined && !(o.minP >= 0 && o.minP <= 1)) bad('minP', o.minP, 'must be in [0, 1]');
-  if (o.repetitionPenalty !== undefined && !(o.repetitionPenalty > 0)) bad('repetitionPenalty', o.repetitionPenalty, 'must be > 0');
+  if (o.repetitionPenalty !== undefined && !(o.repetitionPenalty > 0 && Number.isFinite(o.repetitionPenalty))) bad('repetitionPenalty', o.repetitionPenalty, 'must be a finite number > 0');
+  if (o.repetitionWindow !== undefined && !(Number.isInteger(o.repetitionWindow) && o.repetitionWindow >= 0)) bad('repetitionWindow', o.repetitionWindow, 'must be a non-negative integer');
+  if (o.presencePenalty !== undefined && !Number.isFinite(o.presencePenalty)) bad('presencePenalty', o.presencePenalty, 'must be a finite number');
+  if (o.frequencyPenalty !== undefined && !Number.isFinite(o.frequencyPenalty)) bad('frequencyPenalty', o.frequencyPenalty, 'must be a finite number');
+  if (o.seed !== undefined && !(Number.isInteger(o.seed) && o.seed >= 0 && o.seed <= 0xffffffff)) bad('seed', o.seed, 'must be an integer in [0, 2^32)');
+  if (o.logitBias !== undefined) {
+    if (typeof o.logitBias !== 'object' || o.logitBias === null) bad('logitBias', o.logitBias, 'must be an object or Map of token id -> bias');
+    for (const [k, v] of biasEntries(o.logitBias!)) {
+      if (!(Number.isInteger(k) && k >= 0)) bad('logitBias', k, 'keys must be token ids (non-negative integers)');
+      if (Number.isNaN(v) || typeof v !== 'number' || v === Infinity) bad(`logitBias[${k}]`, v, 'must be a number (finite, or -Infinity to ban the token)');
+    }
+  }
+}
+
+function biasEntries(b: NonNullable<SamplingOptions['logitBias']>): [number, number][] {
+  if (b instanceof Map) return [...b.entries()];
+  return Object.entries(b).map(([k, v]) => [Number(k), v as number]);
 }
 
 export class Sampler {
   private readonly rng: Rng;
   readonly options: Readonly<SamplingOptions>;
+  /** The generator's seed: options.seed, or the random one drawn when none was given. */
+  readonly seed: number;
+  private readonly bias: [number, number][];
 
   constructor(options: SamplingOptions = {}) {
+    checkOptionNames('sampling', options, SAMPLING_OPTION_NAMES);
     check(options);
     this.options = { ...options };
-    this.rng = new Rng(options.seed ?? 0);
+    // A fixed default seed would make every "random" run identical; users who want that pass a seed.
+    this.seed = options.seed ?? randomInt(0, 0xffffffff);
+    this.rng = new Rng(this.seed);
+    this.bias = options.logitBias ? biasEntries(options.logitBias) : [];
   }
 
-  /** Picks the next token id from `logits` [vocab]; `history` is the context so far (for the penalty). */
+  /** Picks the next token id from `logits` [vocab]; `history` is the context so far (for the penalties). */
   sample(logits: Float32Array, history: readonly number[] = []): number {
     const o = this.options;
     const penalty = o.repetitionPenalty ?? 1;
+    const presence = o.presencePenalty ?? 0, frequency = o.frequencyPenalty ?? 0;
+    checkLogits(logits);
     let scores: Float32Array = logits;
-    if (penalty !== 1 && history.length > 0) {
-      scores = Float32Array.from(logits);
+    const copy = () => { if (scores === logits) scores = Float32Array.from(logits); };
+    for (const [t, b] of this.bias) if (t < scores.length) { copy(); scores[t] += b; }
+    if ((penalty !== 1 || presence !== 0 || frequency !== 0) && history.length > 0) {
+      copy();
       const start = o.repetitionWindow !== undefined ? Math.max(0, history.length - o.repetitionWindow) : 0;
-      const seen = new Set<number>();
-      for (let i = start; i < history.length; i++) seen.add(history[i]);
-      for (const t of seen) {
-        if (t >= 0 && t < scores.length) scores[t] = scores[t] > 0 ? scores[t] / penalty : scores[t] * penalty;
+      const counts = new Map<number, number>();
+      for (let i = start; i < history.length; i++) counts.set(history[i], (counts.get(history[i]) ?? 0) + 1);
+      for (const [t, n] of counts) {
+        if (!(t >= 0 && t < scores.length)) continue;
+        if (penalty !== 1) scores[t] = scores[t] > 0 ? scores[t] / penalty : scores[t] * penalty;
+        scores[t] -= presence + frequency * n;
       }
     }
+    // A +Infinity score (a bias or the model itself) makes that token certain: choose among those.
+    let inf = -1;
+    for (let i = 0; i < scores.length; i++) if (scores[i] === Infinity) { inf = i; break; }
+    if (inf >= 0) return inf;
     const temperature = o.temperature ?? 0;
-    if (temperature === 0) return argmax(scores);
+    const best = argmax(scores);
+    if (scores[best] === -Infinity) throw new NonFiniteLogitsError('every token has a score of -Infinity (after logit bias and penalties), so none can be chosen');
+    if (temperature === 0) return best;
 
     // Candidates sorted by score, descending (top-k first narrows the sort when set).
     const V = scores.length;
@@ -84,6 +136,18 @@ export class Sampler {
     let r = this.rng.uniform() * total;
     for (let i = 0; i < n; i++) { r -= probs[i]; if (r < 0) return ids[i]; }
     return ids[n - 1];
+  }
+}
+
+/** NaN logits compare false with everything, so argmax would return token 0 and sorting the last id: refuse them. */
+function checkLogits(logits: ArrayLike<number>): void {
+  if (logits.length === 0) throw new NonFiniteLogitsError('the logits are empty');
+  for (let i = 0; i < logits.length; i++) {
+    if (Number.isNaN(logits[i])) {
+      let count = 0;
+      for (let j = i; j < logits.length; j++) if (Number.isNaN(logits[j])) count++;
+      throw new NonFiniteLogitsError(`the logits hold NaN (${count} of ${logits.length} values, the first at token id ${i})`);
+    }
   }
 }
 

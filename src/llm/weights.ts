@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readGguf, type GgufFile, dequantize } from '../io/gguf/index.js';
+import { GgufError, ModelConfigError, SafetensorsError } from '../io/errors.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { f16BitsToFloat, bf16BitsToFloat } from '../tensor/half.js';
 import { type Tensor } from '../tensor/tensor.js';
@@ -72,10 +73,10 @@ function matrixFromGguf(file: GgufFile, name: string, rows: number, cols: number
   const info = file.tensorInfo(name);
   const format = GGUF_FORMATS[info.type];
   if (!format) {
-    throw new TypeError(`${file.path}: tensor ${JSON.stringify(name)} has type ${info.type}; the Llama runtime executes F32, F16, BF16, Q8_0 and Q4_0`);
+    throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has type ${info.type}; the Llama runtime executes F32, F16, BF16, Q8_0 and Q4_0`);
   }
   if (info.shape.length !== 2 || info.shape[0] !== rows || info.shape[1] !== cols) {
-    throw new RangeError(`${file.path}: tensor ${JSON.stringify(name)} has shape [${info.shape.join(', ')}], expected [${rows}, ${cols}]`);
+    throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has shape [${info.shape.join(', ')}], expected [${rows}, ${cols}]`);
   }
   const raw = file.tensorData(name);
   let data: WeightMatrix['data'];
@@ -86,8 +87,14 @@ function matrixFromGguf(file: GgufFile, name: string, rows: number, cols: number
 }
 
 function vectorFromGguf(file: GgufFile, name: string, n: number): Float32Array {
+  const info = file.tensorInfo(name);
+  // Norm weights and rope factors are float vectors (llama.cpp keeps them F32); an integer or
+  // quantized type here means a damaged type id, not a model.
+  if (info.type !== 'F32' && info.type !== 'F16' && info.type !== 'BF16') {
+    throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has type ${info.type}; a norm or rope-factor vector must be F32, F16 or BF16`);
+  }
+  if (info.numElements !== n) throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has ${info.numElements} values, expected ${n}`);
   const t = file.toTensor(name, { dtype: 'f32' });
-  if (t.size !== n) throw new RangeError(`${file.path}: tensor ${JSON.stringify(name)} has ${t.size} values, expected ${n}`);
   return t.data as Float32Array;
 }
 
@@ -100,24 +107,59 @@ export interface LoadOptions {
   transform?: (w: WeightMatrix) => WeightMatrix;
 }
 
+/**
+ * Which tensors a loader read, so it can tell the file's leftovers apart: llama.cpp refuses a file
+ * whose tensor count differs from what the architecture creates, because a tensor nobody reads is
+ * usually a sign that the metadata (block_count, a tied head) does not describe the file.
+ */
+class TensorUse {
+  readonly used = new Set<string>();
+  constructor(private readonly names: readonly string[], private readonly file: string, private readonly layerPrefix: RegExp,
+    private readonly fail: (detail: string) => Error) {}
+  take(name: string, exists: boolean, numLayers: number): string {
+    if (!exists) {
+      const layer = this.layerPrefix.exec(name);
+      throw this.fail(layer
+        ? `tensor ${JSON.stringify(name)} of layer ${layer[1]} is missing (block_count / num_hidden_layers says ${numLayers} layers; the file has ${this.names.length} tensors)`
+        : `tensor ${JSON.stringify(name)} is missing (the file has ${this.names.length} tensors)`);
+    }
+    this.used.add(name);
+    return name;
+  }
+  /** Throws naming the tensors nobody read: layers beyond the configured count, or names the loader does not know. */
+  checkAllUsed(numLayers: number, layerKey: string): void {
+    const left = this.names.filter((n) => !this.used.has(n));
+    if (left.length === 0) return;
+    const beyond = left.filter((n) => { const m = this.layerPrefix.exec(n); return m !== null && Number(m[1]) >= numLayers; });
+    const list = (xs: string[]) => xs.slice(0, 6).map((x) => JSON.stringify(x)).join(', ') + (xs.length > 6 ? `, ... (${xs.length} in all)` : '');
+    if (beyond.length > 0) {
+      throw this.fail(`${layerKey} is ${numLayers} but the file holds tensors of later layers: ${list(beyond)}; the metadata does not match the weights`);
+    }
+    throw this.fail(`the file holds tensors a Llama model does not use: ${list(left)} (a different architecture, or metadata that does not match the weights)`);
+  }
+}
+
 /** Loads a llama-architecture GGUF file (config from its metadata, tensors kept in their encoding). */
 export function loadLlamaGguf(source: string | GgufFile, options: LoadOptions = {}): LoadedLlama {
   const file = typeof source === 'string' ? readGguf(source) : source;
   const config = llamaConfigFromGguf(file);
   const { hiddenSize: D, intermediateSize: F, numHeads, numKvHeads, headDim, vocabSize: V } = config;
-  const embed = matrixFromGguf(file, 'token_embd.weight', V, D);
+  const use = new TensorUse(file.tensors.map((x) => x.name), file.path, /^blk\.(\d+)\./, (d) => new GgufError(file.path, d));
+  const n = (name: string) => use.take(name, file.hasTensor(name), config.numLayers);
+  const embed = matrixFromGguf(file, n('token_embd.weight'), V, D);
   const t = options.transform ?? ((w: WeightMatrix) => w);
-  const mat = (name: string, rows: number, cols: number) => t(matrixFromGguf(file, name, rows, cols));
+  const mat = (name: string, rows: number, cols: number) => t(matrixFromGguf(file, n(name), rows, cols));
+  const vec = (name: string, len: number) => vectorFromGguf(file, n(name), len);
   const layers: LlamaLayerWeights[] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const p = `blk.${l}.`;
     layers.push({
-      attnNorm: vectorFromGguf(file, `${p}attn_norm.weight`, D),
+      attnNorm: vec(`${p}attn_norm.weight`, D),
       wq: mat(`${p}attn_q.weight`, numHeads * headDim, D),
       wk: mat(`${p}attn_k.weight`, numKvHeads * headDim, D),
       wv: mat(`${p}attn_v.weight`, numKvHeads * headDim, D),
       wo: mat(`${p}attn_output.weight`, D, numHeads * headDim),
-      ffnNorm: vectorFromGguf(file, `${p}ffn_norm.weight`, D),
+      ffnNorm: vec(`${p}ffn_norm.weight`, D),
       gate: mat(`${p}ffn_gate.weight`, F, D),
       up: mat(`${p}ffn_up.weight`, F, D),
       down: mat(`${p}ffn_down.weight`, D, F),
@@ -125,26 +167,34 @@ export function loadLlamaGguf(source: string | GgufFile, options: LoadOptions = 
   }
   const weights: LlamaWeights = {
     embed,
-    outNorm: vectorFromGguf(file, 'output_norm.weight', D),
+    outNorm: vec('output_norm.weight', D),
     // A tied head is the embedding table itself, which stays as read (the engine packs it once).
     output: config.tieWordEmbeddings ? embed : mat('output.weight', V, D),
     layers,
   };
-  if (file.hasTensor('rope_freqs.weight')) weights.ropeFreqFactors = vectorFromGguf(file, 'rope_freqs.weight', config.ropeDim / 2);
+  if (file.hasTensor('rope_freqs.weight')) weights.ropeFreqFactors = checkFreqFactors(vec('rope_freqs.weight', config.ropeDim / 2), file.path);
+  use.checkAllUsed(config.numLayers, 'llama.block_count');
   return { config, weights, gguf: file };
 }
 
-function matrixFromTensor(t: Tensor, name: string, rows: number, cols: number): WeightMatrix {
+/** rope_freqs divides each rotary frequency: a zero, negative or non-finite factor gives inf/NaN logits. */
+function checkFreqFactors(f: Float32Array, file: string): Float32Array {
+  const bad = f.findIndex((x) => !(Number.isFinite(x) && x > 0));
+  if (bad >= 0) throw new ModelConfigError(file, `tensor "rope_freqs.weight" has factor ${f[bad]} at index ${bad}; every rope frequency factor must be a finite number > 0`);
+  return f;
+}
+
+function matrixFromTensor(t: Tensor, name: string, rows: number, cols: number, file: string): WeightMatrix {
   if (t.rank !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) {
-    throw new RangeError(`${name} has shape [${t.shape.join(', ')}], expected [${rows}, ${cols}]`);
+    throw new SafetensorsError(file, `tensor ${JSON.stringify(name)} has shape [${t.shape.join(', ')}], expected [${rows}, ${cols}]`);
   }
   if (t.dtype === 'f32') return { format: 'f32', rows, cols, data: t.data as Float32Array, scales: null, groupSize: 32 };
   if (t.dtype === 'f16' || t.dtype === 'bf16') return { format: t.dtype, rows, cols, data: t.data as Uint16Array, scales: null, groupSize: 32 };
-  throw new TypeError(`${name} has dtype ${t.dtype}; Llama weights must be f32, f16 or bf16`);
+  throw new SafetensorsError(file, `tensor ${JSON.stringify(name)} has dtype ${t.dtype}; Llama weights must be f32, f16 or bf16`);
 }
 
-function vectorFromTensor(t: Tensor, name: string, n: number): Float32Array {
-  if (t.size !== n) throw new RangeError(`${name} has ${t.size} values, expected ${n}`);
+function vectorFromTensor(t: Tensor, name: string, n: number, file: string): Float32Array {
+  if (t.size !== n) throw new SafetensorsError(file, `tensor ${JSON.stringify(name)} has ${t.size} values, expected ${n}`);
   return t.dtype === 'f32' ? (t.data as Float32Array) : (t.cast('f32').data as Float32Array);
 }
 
@@ -154,13 +204,18 @@ function vectorFromTensor(t: Tensor, name: string, n: number): Float32Array {
  */
 export function loadLlamaSafetensors(dir: string): LoadedLlama {
   const cfgPath = path.join(dir, 'config.json');
-  let json: Record<string, unknown>;
-  try { json = JSON.parse(fs.readFileSync(cfgPath, 'utf8')); } catch (e) { throw new TypeError(`${cfgPath}: cannot read the model config: ${(e as Error).message}`); }
-  const config = llamaConfigFromHuggingFace(json, cfgPath);
+  let json: unknown;
+  try { json = JSON.parse(fs.readFileSync(cfgPath, 'utf8')); } catch (e) { throw new ModelConfigError(cfgPath, `cannot read the model config: ${(e as Error).message}`); }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ModelConfigError(cfgPath, `the model config must be a JSON object, got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`);
+  }
+  const config = llamaConfigFromHuggingFace(json as Record<string, unknown>, cfgPath);
   const st = readSafetensors(dir);
   const { hiddenSize: D, intermediateSize: F, numHeads, numKvHeads, headDim, vocabSize: V } = config;
-  const mat = (name: string, r: number, c: number) => matrixFromTensor(st.toTensor(name), name, r, c);
-  const vec = (name: string, n: number) => vectorFromTensor(st.toTensor(name), name, n);
+  const use = new TensorUse(st.names, st.path, /^model\.layers\.(\d+)\./, (d) => new SafetensorsError(st.path, d));
+  const n = (name: string) => use.take(name, st.hasTensor(name), config.numLayers);
+  const mat = (name: string, r: number, c: number) => matrixFromTensor(st.toTensor(n(name)), name, r, c, st.path);
+  const vec = (name: string, len: number) => vectorFromTensor(st.toTensor(n(name)), name, len, st.path);
   const embed = mat('model.embed_tokens.weight', V, D);
   const layers: LlamaLayerWeights[] = [];
   for (let l = 0; l < config.numLayers; l++) {
@@ -177,11 +232,21 @@ export function loadLlamaSafetensors(dir: string): LoadedLlama {
       down: mat(`${p}mlp.down_proj.weight`, D, F),
     });
   }
-  const tied = config.tieWordEmbeddings || !st.hasTensor('lm_head.weight');
-  return {
-    config: { ...config, tieWordEmbeddings: tied },
-    weights: { embed, outNorm: vec('model.norm.weight', D), output: tied ? embed : mat('lm_head.weight', V, D), layers },
-  };
+  // transformers gives an untied model without lm_head a freshly initialized (random) head; running
+  // the embedding table as the head instead would be just as wrong, and silent. Say what is missing.
+  if (!config.tieWordEmbeddings && !st.hasTensor('lm_head.weight')) {
+    throw new SafetensorsError(st.path, `tensor "lm_head.weight" is missing and ${cfgPath} does not set "tie_word_embeddings": true ` +
+      '(set it if the output head shares the embedding table)');
+  }
+  const tied = config.tieWordEmbeddings;
+  const outNorm = vec('model.norm.weight', D);
+  const output = tied ? embed : mat('lm_head.weight', V, D);
+  // transformers stores these non-persistent buffers in some checkpoints; they are recomputed, not weights.
+  for (const name of st.names) if (/\.rotary_emb\.inv_freq$/.test(name)) use.used.add(name);
+  // With tie_word_embeddings a saved lm_head is the embedding table again (transformers ties over it).
+  if (tied && st.hasTensor('lm_head.weight')) use.used.add('lm_head.weight');
+  use.checkAllUsed(config.numLayers, 'num_hidden_layers');
+  return { config: { ...config, tieWordEmbeddings: tied }, weights: { embed, outNorm, output, layers } };
 }
 
 /** Loads a model from a .gguf file or a Hugging Face checkpoint directory. */

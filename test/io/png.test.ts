@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { crc32, encodePng, decodePng, writePng, readPng, type Image, type PngFilter } from '../../src/io/png.js';
+import { PngError } from '../../src/io/errors.js';
 
 test('crc32: standard check values', () => {
   assert.equal(crc32(new TextEncoder().encode('123456789')), 0xcbf43926); // the CRC-32/ISO-HDLC check value
@@ -84,7 +85,7 @@ test('decodePng and encodePng errors name the problem', () => {
   assert.throws(() => decodePng(Buffer.from('GIF89a......')), /not a PNG file \(bad signature\)/);
   const corrupt = Buffer.from(png);
   corrupt[20] ^= 1; // inside IHDR
-  assert.throws(() => decodePng(corrupt, 'x.png'), /decodePng: x\.png: CRC mismatch in chunk IHDR at byte 8/);
+  assert.throws(() => decodePng(corrupt, 'x.png'), /png: x\.png: CRC mismatch in chunk IHDR at byte 8/);
   assert.throws(() => decodePng(png.subarray(0, png.length - 20)), /runs past the end of the file|missing IEND/);
   assert.throws(() => encodePng({ width: 2, height: 2, channels: 3, data: new Uint8Array(11) }), /data holds 11 bytes but 2×2×3 needs 12/);
   assert.throws(() => encodePng({ width: 0, height: 2, channels: 3, data: new Uint8Array(0) }), /width and height must be positive integers/);
@@ -109,4 +110,44 @@ test('writePng writes atomically (no temp file left) and readPng reads it back',
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** A PNG assembled chunk by chunk (CRCs computed), to build files the encoder never writes. */
+function pngOf(chunks: [string, Uint8Array][]): Buffer {
+  const parts: Buffer[] = [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])];
+  for (const [type, body] of chunks) {
+    const c = Buffer.alloc(12 + body.length);
+    c.writeUInt32BE(body.length, 0);
+    c.write(type, 4, 'latin1');
+    c.set(body, 8);
+    c.writeUInt32BE(crc32(c.subarray(4, 8 + body.length)), 8 + body.length);
+    parts.push(c);
+  }
+  return Buffer.concat(parts);
+}
+const ihdr = (w: number, h: number, colorType = 0) => { const b = Buffer.alloc(13); b.writeUInt32BE(w, 0); b.writeUInt32BE(h, 4); b[8] = 8; b[9] = colorType; return b; };
+
+test('a zlib bomb is stopped at the size the header implies, not inflated in full', async () => {
+  const { deflateSync } = await import('node:zlib');
+  const bomb = deflateSync(Buffer.alloc(64 << 20)); // 64 MiB of zeros in ~64 KiB
+  const png = pngOf([['IHDR', ihdr(1, 1)], ['IDAT', bomb], ['IEND', new Uint8Array(0)]]);
+  // Before the cap, the 64 MiB were inflated and only then compared with the 2 bytes expected.
+  assert.throws(() => decodePng(png, 'bomb.png'), (e: unknown) => e instanceof PngError &&
+    /png: bomb\.png: image data inflates to more than the 2 bytes a 1×1×1 image holds/.test(e.message));
+});
+
+test('malformed headers: zero size, a second IHDR, IHDR after IDAT, no IDAT, bad zlib', async () => {
+  const { deflateSync } = await import('node:zlib');
+  const data = deflateSync(Buffer.from([0, 7]));
+  const end: [string, Uint8Array] = ['IEND', new Uint8Array(0)];
+  const err = (png: Buffer, re: RegExp) => assert.throws(() => decodePng(png, 'x.png'), (e: unknown) => e instanceof PngError && re.test(e.message), String(re));
+  assert.deepEqual(decodePng(pngOf([['IHDR', ihdr(1, 1)], ['IDAT', data], end])).data, Uint8Array.from([7]));
+  err(pngOf([['IHDR', ihdr(0, 1)], ['IDAT', data], end]), /image size 0×1 is invalid/);
+  err(pngOf([['IHDR', ihdr(1, 0)], ['IDAT', data], end]), /image size 1×0 is invalid/);
+  err(pngOf([['IHDR', ihdr(1, 1)], ['IHDR', ihdr(2, 2)], ['IDAT', data], end]), /a second IHDR chunk/);
+  err(pngOf([['IDAT', data], ['IHDR', ihdr(1, 1)], end]), /the first chunk is IDAT; a PNG must start with IHDR/);
+  err(pngOf([['IHDR', ihdr(1, 1)], ['IDAT', data], ['IHDR', ihdr(1, 1)], end]), /a second IHDR chunk/);
+  err(pngOf([['IHDR', ihdr(1, 1)], end]), /no IDAT chunk/);
+  err(pngOf([['IHDR', ihdr(1, 1)], ['IDAT', Uint8Array.from([1, 2, 3])], end]), /image data is not valid zlib data/);
+  err(pngOf([['IHDR', ihdr(100000, 100000, 6)], ['IDAT', data], end]), /needs 40000100000 bytes of data, more than the 1073741824-byte limit/);
 });

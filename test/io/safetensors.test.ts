@@ -147,3 +147,16 @@ test('writes are atomic: the target is replaced whole and no temp file remains',
   assert.deepEqual(fs.readdirSync(dir), ['w.safetensors']);
   assert.deepEqual(readSafetensors(file).toTensor('x').toArray(), [1]);
 });
+
+test('shard names that merely start with two dots load; names that leave the directory are refused', () => {
+  const dir = path.join(tmp, 'dots');
+  fs.mkdirSync(dir);
+  writeSafetensors(path.join(dir, '..s1.safetensors'), { a: fromArray([1, 2]) });
+  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: '..s1.safetensors' } }));
+  assert.deepEqual(readSafetensors(dir).toTensor('a').toArray(), [1, 2]);
+  writeSafetensors(path.join(tmp, 'outside.safetensors'), { a: fromArray([3]) });
+  for (const name of ['../outside.safetensors', path.join(tmp, 'outside.safetensors'), './../outside.safetensors', 'sub/../../outside.safetensors']) {
+    fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: name } }));
+    assert.throws(() => readSafetensors(dir), (e: unknown) => e instanceof SafetensorsError && /points outside the checkpoint directory/.test(e.message), name);
+  }
+});

@@ -6,4 +6,4 @@ export {
   GGML_TYPES, ggmlType, ggmlTypeById, isGgmlTypeName, ggmlByteSize, QK_K, GGUF_DEFAULT_ALIGNMENT,
   type GgmlTypeInfo, type GgmlTypeName, type GgufMetaValue, type GgufValueType, type GgufScalarType,
 } from './types.js';
-export { GgufError } from '../errors.js';
+export { GgufError, ModelFileError } from '../errors.js';

@@ -414,19 +414,28 @@ function parse(source: ByteSource): GgufFile {
   }
 
   const dataOffset = c.pos + ((alignment - (c.pos % alignment)) % alignment);
+  // As llama.cpp's gguf reader: tensors are packed in the order of their infos, each at the running
+  // offset rounded up to the alignment. Checking every offset against that (rather than only for
+  // overlaps) catches a changed type id (a tensor whose byte size no longer matches the gap to the
+  // next one) and a changed tensor count (the data section no longer starts where the writer put it).
+  let expected = 0;
   for (const t of tensors) {
     t.offset = dataOffset + t.relativeOffset;
+    if (t.relativeOffset !== expected) {
+      c.fail(`tensor ${JSON.stringify(t.name)} (${t.type} ${formatNe(t.ne)}, ${t.byteLength} bytes) has data offset ${t.relativeOffset}, ` +
+        `expected ${expected} (tensors are packed in order at ${alignment}-byte alignment; a tensor's type or shape, or the tensor count, was changed)`, t.offset);
+    }
     if (t.offset + t.byteLength > source.size) {
       c.fail(`file is truncated: tensor ${JSON.stringify(t.name)} (${t.type} ${formatNe(t.ne)}, ${t.byteLength} bytes) spans bytes ${t.offset}..${t.offset + t.byteLength} but the file is ${source.size} bytes long`, t.offset);
     }
+    expected += t.byteLength + ((alignment - (t.byteLength % alignment)) % alignment);
   }
-  // Empty tensors occupy no bytes and cannot overlap anything.
-  const sorted = tensors.filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1], cur = sorted[i];
-    if (cur.offset < prev.offset + prev.byteLength) {
-      c.fail(`tensor ${JSON.stringify(cur.name)} starts at byte ${cur.offset}, inside tensor ${JSON.stringify(prev.name)} (bytes ${prev.offset}..${prev.offset + prev.byteLength})`, cur.offset);
-    }
+  // Only the final alignment padding may follow the last tensor: more bytes mean the tensor infos no
+  // longer describe the data (e.g. a tensor count one too small shifts the data start and drops a tensor).
+  const dataEnd = tensors.length > 0 ? tensors[tensors.length - 1].offset + tensors[tensors.length - 1].byteLength : dataOffset;
+  if (source.size - dataEnd >= alignment && source.size > dataOffset) {
+    c.fail(`${source.size - dataEnd} bytes follow the last tensor's data (at most ${alignment - 1} bytes of padding may): ` +
+      `the tensor infos (count ${tensors.length}) do not describe the whole data section`, dataEnd);
   }
   return new GgufFile(source, version, metadata, metadataTypes, tensors, alignment, dataOffset);
 }

@@ -3,6 +3,8 @@
 // merged by merge rank, lowest first (ties: leftmost first), as llama.cpp's llm_tokenizer_bpe_session.
 import { Heap } from './heap.js';
 import { Tokenizer, TokenType, type VocabSpec } from './vocab.js';
+import { TokenizerFileError } from '../../io/errors.js';
+import { unsafePatternReason } from './pattern-safety.js';
 
 /** Pre-tokenizer patterns (JavaScript syntax; llama.cpp's LLAMA_VOCAB_PRE_TYPE_* regexes). */
 export const PRETOKENIZER_PATTERNS = {
@@ -75,20 +77,27 @@ export class BpeTokenizer extends Tokenizer {
 
   constructor(spec: BpeSpec) {
     super(spec);
+    const source = spec.source ?? 'tokenizer spec';
+    const pattern = spec.pattern ?? PRETOKENIZER_PATTERNS.gpt2;
+    // The pattern may come from a model file: refuse one that could backtrack for minutes (pattern-safety.ts).
+    const unsafe = unsafePatternReason(pattern);
+    if (unsafe) throw new TokenizerFileError(source, `the pre-tokenizer pattern ${JSON.stringify(pattern)} is refused: ${unsafe}`);
     try {
-      this.pattern = new RegExp(spec.pattern ?? PRETOKENIZER_PATTERNS.gpt2, 'gu');
+      this.pattern = new RegExp(pattern, 'gu');
     } catch (e) {
-      throw new TypeError(`bpe tokenizer: the pre-tokenizer pattern is not a valid JavaScript regex: ${(e as Error).message}`);
+      throw new TokenizerFileError(source, `the pre-tokenizer pattern ${JSON.stringify(pattern)} is not a valid JavaScript regex: ${(e as Error).message}`);
     }
     this.ignoreMerges = spec.ignoreMerges ?? false;
     spec.merges.forEach((m, rank) => {
       let left: string, right: string;
       if (typeof m === 'string') {
         const at = m.indexOf(' ', 1);
-        if (at < 0) throw new TypeError(`bpe tokenizer: merge #${rank} ${JSON.stringify(m)} has no space separating its two parts`);
+        if (at < 0) throw new TokenizerFileError(source, `merge #${rank} ${JSON.stringify(m)} has no space separating its two parts`);
         left = m.slice(0, at); right = m.slice(at + 1);
-      } else {
+      } else if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') {
         [left, right] = m;
+      } else {
+        throw new TokenizerFileError(source, `merge #${rank} ${JSON.stringify(m)} is neither "left right" nor a [left, right] pair of strings`);
       }
       const key = `${left} ${right}`;
       if (!this.ranks.has(key)) this.ranks.set(key, rank);

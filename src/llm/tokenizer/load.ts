@@ -2,7 +2,7 @@
 // defaults for what is absent), or a Hugging Face tokenizer.json holding a byte-level BPE model.
 import * as fs from 'node:fs';
 import { type GgufFile } from '../../io/gguf/reader.js';
-import { GgufError } from '../../io/errors.js';
+import { GgufError, TokenizerFileError } from '../../io/errors.js';
 import { SpmTokenizer } from './spm.js';
 import { BpeTokenizer, GGUF_PRETOKENIZERS, PRETOKENIZER_PATTERNS } from './bpe.js';
 import { type Tokenizer, TokenType, type SpecialTokenIds } from './vocab.js';
@@ -34,7 +34,7 @@ export function tokenizerFromGguf(file: GgufFile): Tokenizer {
   const addEos = flag('tokenizer.ggml.add_eos_token');
 
   if (model === 'llama') {
-    return new SpmTokenizer({ tokens, scores, types, special, addBos, addEos, addSpacePrefix: flag('tokenizer.ggml.add_space_prefix') });
+    return new SpmTokenizer({ tokens, scores, types, special, addBos, addEos, addSpacePrefix: flag('tokenizer.ggml.add_space_prefix'), source: file.path });
   }
   if (model === 'gpt2') {
     const pre = file.getString('tokenizer.ggml.pre', 'default');
@@ -45,7 +45,7 @@ export function tokenizerFromGguf(file: GgufFile): Tokenizer {
     const merges = file.getStringArray('tokenizer.ggml.merges');
     return new BpeTokenizer({
       tokens, scores, types, merges, pattern: preset.pattern, ignoreMerges: preset.ignoreMerges,
-      special, addBos: addBos ?? preset.addBos ?? false, addEos,
+      special, addBos: addBos ?? preset.addBos ?? false, addEos, source: file.path,
     });
   }
   throw new GgufError(file.path, `tokenizer.ggml.model = ${JSON.stringify(model)} is not supported (supported: llama, gpt2)`);
@@ -67,7 +67,7 @@ export function convertHfPattern(pattern: string): string {
       if (out[i] === '(') depth++;
       else if (out[i] === ')' && --depth === 0) { end = i; break; }
     }
-    if (end < 0) throw new TypeError(`tokenizer.json: unbalanced (?i: group in pre-tokenizer pattern ${JSON.stringify(pattern)}`);
+    if (end < 0) throw new TokenizerFileError('tokenizer.json', `unbalanced (?i: group in pre-tokenizer pattern ${JSON.stringify(pattern)}`);
     const body = out.slice(at + 4, end).replace(/\\.|[a-zA-Z]/g, (c) => (c.length === 1 ? `[${c.toLowerCase()}${c.toUpperCase()}]` : c));
     out = `${out.slice(0, at)}(?:${body})${out.slice(end + 1)}`;
   }
@@ -95,7 +95,7 @@ export interface HfTokenizerOptions {
 export function tokenizerFromHuggingFace(source: string | Json, options: HfTokenizerOptions = {}): Tokenizer {
   let json: unknown = source;
   const where = typeof source === 'string' && !source.trimStart().startsWith('{') ? source : 'tokenizer.json';
-  const fail = (detail: string): never => { throw new TypeError(`${where}: ${detail}`); };
+  const fail = (detail: string): never => { throw new TokenizerFileError(where, detail); };
   if (typeof source === 'string') {
     try {
       json = JSON.parse(source.trimStart().startsWith('{') ? source : fs.readFileSync(source, 'utf8'));
@@ -116,11 +116,16 @@ export function tokenizerFromHuggingFace(source: string | Json, options: HfToken
     byId.set(id as number, { text, type: TokenType.Normal });
   }
   for (const t of Array.isArray(json.added_tokens) ? json.added_tokens : []) {
-    if (!isObj(t) || !Number.isInteger(t.id) || typeof t.content !== 'string') fail(`added_tokens entry ${JSON.stringify(t)} is malformed`);
+    if (!isObj(t) || !Number.isInteger(t.id) || (t.id as number) < 0 || typeof t.content !== 'string') fail(`added_tokens entry ${JSON.stringify(t)} is malformed`);
     const at = t as { id: number; content: string; special?: boolean };
     byId.set(at.id, { text: at.content, type: at.special ? TokenType.Control : TokenType.UserDefined });
   }
-  const size = Math.max(...byId.keys()) + 1;
+  let maxId = -1;
+  for (const id of byId.keys()) if (id > maxId) maxId = id;
+  if (maxId < 0) fail('the vocabulary is empty');
+  // Ids index an array: a stray huge id would allocate gigabytes of placeholders. Vocabularies are dense.
+  if (maxId >= 4 * byId.size + 1024) fail(`token id ${maxId} is far beyond the ${byId.size} tokens defined (ids must be dense)`);
+  const size = maxId + 1;
   const tokens: string[] = new Array(size);
   const types = new Uint8Array(size);
   for (let i = 0; i < size; i++) {
@@ -132,7 +137,10 @@ export function tokenizerFromHuggingFace(source: string | Json, options: HfToken
 
   // Pre-tokenizer pattern: a Split step's regex, else GPT-2's (ByteLevel with use_regex).
   const split = pres.find((p) => p.type === 'Split' && isObj(p.pattern) && typeof (p.pattern as Json).Regex === 'string');
-  const pattern = split ? convertHfPattern((split.pattern as Json).Regex as string) : PRETOKENIZER_PATTERNS.gpt2;
+  let pattern = PRETOKENIZER_PATTERNS.gpt2 as string;
+  if (split) {
+    try { pattern = convertHfPattern((split.pattern as Json).Regex as string); } catch (e) { fail((e as Error).message); }
+  }
 
   // BOS: the special token the post-processor's single-sequence template starts with.
   const tokenId = (text: string | undefined): number | undefined => {
@@ -153,7 +161,7 @@ export function tokenizerFromHuggingFace(source: string | Json, options: HfToken
   const eos = tokenId(options.eosToken) ?? ['<|end_of_text|>', '<|endoftext|>', '</s>', '<|im_end|>'].map((t) => tokens.indexOf(t)).find((i) => i >= 0);
   const unkText = typeof model.unk_token === 'string' ? model.unk_token : undefined;
   return new BpeTokenizer({
-    tokens, types, merges, pattern, ignoreMerges: model.ignore_merges === true,
+    source: where, tokens, types, merges, pattern, ignoreMerges: model.ignore_merges === true,
     special: { bos, eos, unk: unkText !== undefined && tokens.includes(unkText) ? tokens.indexOf(unkText) : undefined },
     addBos: options.addBos ?? (templateBos && bos !== undefined),
   });

@@ -3,6 +3,7 @@
 // handling, decoding to bytes and UTF-8 text, and a streaming decoder. Subclasses (SentencePiece-style
 // BPE in spm.ts, byte-level BPE in bpe.ts) supply how a plain-text fragment becomes ids and what
 // bytes a token stands for.
+import { TokenizerFileError } from '../../io/errors.js';
 
 /** llama.cpp / GGUF token types (tokenizer.ggml.token_type). */
 export const TokenType = {
@@ -24,6 +25,8 @@ export interface VocabSpec {
   /** Whether encode() adds BOS / EOS by default. */
   addBos?: boolean;
   addEos?: boolean;
+  /** Where the vocabulary came from (a file path), for error messages. Default "tokenizer spec". */
+  source?: string;
 }
 
 export interface EncodeOptions {
@@ -81,19 +84,21 @@ export abstract class Tokenizer {
 
   constructor(spec: VocabSpec) {
     const n = spec.tokens.length;
-    if (n === 0) throw new TypeError('tokenizer: the vocabulary is empty');
+    const fail = (detail: string): never => { throw new TokenizerFileError(spec.source ?? 'tokenizer spec', detail); };
+    if (n === 0) fail('the vocabulary is empty');
     this.tokens = spec.tokens;
     this.scores = Float32Array.from({ length: n }, (_, i) => spec.scores?.[i] ?? 0);
     this.types = Uint8Array.from({ length: n }, (_, i) => spec.types?.[i] ?? TokenType.Normal);
     for (let i = 0; i < n; i++) {
       const t = spec.tokens[i];
       const prev = this.tokenToId.get(t);
-      if (prev !== undefined) throw new TypeError(`tokenizer: duplicate token ${JSON.stringify(t)} has ids ${prev} and ${i}`);
+      if (typeof t !== 'string') fail(`token ${i} is ${JSON.stringify(t)}, not a string`);
+      if (prev !== undefined) fail(`duplicate token ${JSON.stringify(t)} has ids ${prev} and ${i}`);
       this.tokenToId.set(t, i);
     }
     const check = (name: string, id: number | undefined): number | null => {
       if (id === undefined || id === null) return null;
-      if (!Number.isInteger(id) || id < 0 || id >= n) throw new RangeError(`tokenizer: ${name} token id ${id} is outside the vocabulary (size ${n})`);
+      if (!Number.isInteger(id) || id < 0 || id >= n) fail(`${name} token id ${id} is outside the vocabulary (size ${n})`);
       return id;
     };
     const sp = spec.special ?? {};
@@ -104,8 +109,8 @@ export abstract class Tokenizer {
     this.sepId = check('separator', sp.sep);
     this.addBos = spec.addBos ?? false;
     this.addEos = spec.addEos ?? false;
-    if (this.addBos && this.bosId === null) throw new TypeError('tokenizer: add_bos is set but there is no BOS token id');
-    if (this.addEos && this.eosId === null) throw new TypeError('tokenizer: add_eos is set but there is no EOS token id');
+    if (this.addBos && this.bosId === null) fail('add_bos is set but there is no BOS token id');
+    if (this.addEos && this.eosId === null) fail('add_eos is set but there is no EOS token id');
 
     const eog = new Set<number>();
     for (const id of [this.eosId, check('EOT', sp.eot), check('EOM', sp.eom)]) if (id !== null) eog.add(id);
