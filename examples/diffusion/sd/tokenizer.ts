@@ -31,6 +31,8 @@ export class ClipTokenizer extends Tokenizer {
   readonly kind = 'clip-bpe';
   readonly addsDummyPrefix = false;
   readonly maxLength: number;
+  /** The merges in rank order, as given. */
+  readonly merges: readonly string[];
   private readonly ranks = new Map<string, number>();
   private readonly wordCache = new Map<string, string[]>();
 
@@ -49,6 +51,7 @@ export class ClipTokenizer extends Tokenizer {
     super({ tokens, types, special: { bos, eos, unk: eos, pad: eos }, addBos: true, addEos: true });
     this.maxLength = spec.maxLength ?? 77;
     if (!Number.isInteger(this.maxLength) || this.maxLength < 2) throw new RangeError(`ClipTokenizer: maxLength must be an integer ≥ 2 (room for the start and end tokens), got ${spec.maxLength}`);
+    this.merges = [...spec.merges];
     spec.merges.forEach((m, rank) => {
       const parts = m.split(' ');
       if (parts.length !== 2 || !parts[0] || !parts[1]) throw new TypeError(`ClipTokenizer: merge #${rank} ${JSON.stringify(m)} is not two symbols separated by one space`);
@@ -57,6 +60,13 @@ export class ClipTokenizer extends Tokenizer {
   }
 
   get mergeCount(): number { return this.ranks.size; }
+
+  /** The tokenizer as the two files of the original layout (what loadClipTokenizer reads). */
+  files(): { 'vocab.json': string; 'merges.txt': string } {
+    const vocab: Record<string, number> = {};
+    this.tokens.forEach((t, i) => { vocab[t] = i; });
+    return { 'vocab.json': JSON.stringify(vocab), 'merges.txt': ['#version: 0.2', ...this.merges].join('\n') + '\n' };
+  }
 
   /** Text -> ids with <|startoftext|> and <|endoftext|> (unless turned off), after CLIP's cleanup.
    *  Special-token text in the prompt is parsed as those tokens, as the original's regex does. */

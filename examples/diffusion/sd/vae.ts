@@ -133,7 +133,7 @@ export class VaeDecoder extends nn.Module {
 
   /** Sampler latents -> images: divides by scalingFactor, then runs forward (compiled when the
    *  instance is a CompiledVaeDecoder). */
-  decodeLatents(latents: Tensor): Tensor { return this.call(latents.div(this.config.scalingFactor)); }
+  decodeLatents(latents: Tensor): Tensor { return (this as VaeDecoder).call(latents.div(this.config.scalingFactor)); }
 
   override extraRepr(): string { return `blockOutChannels=[${this.config.blockOutChannels}], layersPerBlock=${this.config.layersPerBlock}`; }
 }
