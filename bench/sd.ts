@@ -248,10 +248,10 @@ async function main(): Promise<void> {
           const gflops = (flop: number, ms: number | undefined): number | null => (ms && flop ? round3(flop / 1e9 / (ms / 1000)) : null);
           json.share[row.key] = Object.fromEntries(Object.entries(byFamily).map(([k, v]) => [k, round3(v / total)]));
           json.kernels_ms[row.key] = Object.fromEntries(Object.entries(profile.byKernel).sort((x, y) => y[1] - x[1]).slice(0, 8).map(([k, v]) => [k, round3(v / profile.runs)]));
-          json.conv_gflops[row.key] = gflops(flops.conv, byFamily.convolution);
-          json.gemm_gflops[row.key] = gflops(flops.gemm, byFamily.GEMM);
-          shareRows.push([row.key, share('convolution'), share('attention'), share('norms'), share('GEMM'), share('other'),
-            json.conv_gflops[row.key] ?? '-', json.gemm_gflops[row.key] ?? '-']);
+          const convGflops = gflops(flops.conv, byFamily.convolution), gemmGflops = gflops(flops.gemm, byFamily.GEMM);
+          json.conv_gflops[row.key] = convGflops;
+          json.gemm_gflops[row.key] = gemmGflops;
+          shareRows.push([row.key, share('convolution'), share('attention'), share('norms'), share('GEMM'), share('other'), convGflops ?? '-', gemmGflops ?? '-']);
         } else {
           shareRows.push([row.key, '-', '-', '-', '-', '-', '-', `- (${executable?.describe?.() ?? 'no plan'})`]);
         }
