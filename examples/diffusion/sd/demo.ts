@@ -98,7 +98,7 @@ function main(): void {
   writePng(o.out, result.image);
 
   const rows: [string, string][] = [
-    ['prompt', `${JSON.stringify(o.prompt)} -> ${result.promptIds.filter((id) => id !== sd.tokenizer.padId).length} tokens${result.truncated ? ' (truncated)' : ''}`],
+    ['prompt', `${JSON.stringify(o.prompt)} -> ${result.promptIds.filter((id) => id !== sd.tokenizer.bosId && id !== sd.tokenizer.eosId).length} tokens${result.truncated ? ' (truncated)' : ''}`],
     ['text encoder (prompt + negative, batch 2)', ms(result.timings.textMs)],
     ['UNet step, first (compiles when compiled)', ms(result.timings.stepMs[0])],
     ['UNet step, mean of the rest', result.timings.stepMs.length > 1 ? ms(mean(result.timings.stepMs.slice(1))) : '-'],
@@ -133,7 +133,8 @@ if (import.meta.url === pathToFileURL(resolve(process.argv[1] ?? '')).href) {
   try {
     main();
   } catch (e) {
-    process.stderr.write(`${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    // A bad flag or size is the user's to fix: its message is enough; anything else gets the stack.
+    process.stderr.write(`${e instanceof RangeError ? e.message : e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
     process.exit(1);
   }
 }
