@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fromArray, randn, jitStats, type Tensor } from '../../src/index.js';
 import { withEagerBackend } from '../../src/ops/dispatch.js';
+import { jitRunner } from '../../src/jit/index.js';
 import { CompiledUNet, UNet2DConditionModel } from '../../examples/diffusion/sd/unet.js';
 import { CompiledVaeDecoder, VaeDecoder } from '../../examples/diffusion/sd/vae.js';
 import { CompiledClipTextModel, ClipTextModel, quickGelu } from '../../examples/diffusion/sd/clip.js';
@@ -59,6 +60,8 @@ test('UNet: compiled == eager == reference kernels (batch 2, guided layout), one
   assertClose(unet.forward(y, ty, cy), unet.eager(y, ty, cy), TOL_COMPILED, 'UNet 6×10');
   const s = jitStats(unet)!;
   assert.deepEqual([s.calls, s.misses, s.captures, s.eagerCalls], [3, 2, 2, 0], JSON.stringify(s));
+  // Compiled for device 'cpu' (the default; INFERJIT_DEVICE could move it without touching the decorator).
+  assert.deepEqual(jitRunner(unet)!.compiledEntries().map((e) => e.executable.backend), ['cpu', 'cpu']);
   // The timestep and the text change the output (both conditionings reach it).
   assert.notDeepEqual(unet.eager(x, t2, ctx).toFlatArray(), eager.toFlatArray());
   assert.notDeepEqual(unet.eager(x, t, ctx2).toFlatArray(), eager.toFlatArray());
