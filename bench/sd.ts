@@ -13,7 +13,7 @@
 // Full size holds SD 1.5's weights several times over (the model, our packed fp32 and bf16 copies,
 // ORT's session: ~12 GB for the UNet rows) and writes the UNet's ONNX export (3.4 GB) to a temp dir.
 // --tiny runs the same rows on the tiny seeded configs: a smoke test of this script, not a measurement.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { backendInfo, getNumThreads, inferenceJit, fromArray, randn, full, Rng, type Tensor } from '../src/index.js';
@@ -193,12 +193,15 @@ async function main(): Promise<void> {
   const json: Record<string, Record<string, unknown>> = { ratio_vs_ort: {}, ratio_bf16_vs_ort: {}, ratio_bf16_vs_fp32: {}, ms: {}, rel_error: {}, gflop: {}, share: {}, conv_gflops: {}, gemm_gflops: {}, kernels_ms: {}, path: {} };
   try {
     const rows = buildRows(args);
+    const bf16Handles = new Map<object, unknown>();
     for (const row of rows) {
       const t0 = performance.now();
       const { session, graph } = ortSession(row, threads, dir);
       const exportMs = performance.now() - t0;
       const flops = countFlops(graph);
-      const bf16Fn = bf16 ? inferenceJit(row.model, { name: `sd-${row.id}-bf16`, precision: 'bf16' }) : null;
+      // One bf16 handle per model (the two UNet rows share it, and its packed bf16 weights).
+      if (bf16 && !bf16Handles.has(row.model)) bf16Handles.set(row.model, inferenceJit(row.model, { name: `sd-${row.id}-bf16`, precision: 'bf16' }));
+      const bf16Fn = bf16Handles.get(row.model) ?? null;
       try {
         let contenders: Contender[] = [
           { label: 'compiled fp32', run: (x) => row.model.forward(...x) },
@@ -258,6 +261,8 @@ async function main(): Promise<void> {
         console.error(`${row.key}: compiled = ${json.path[row.key]}; ORT export ${exportMs.toFixed(0)} ms; ${contenders.map((c, i) => `${c.label} ${med[i].toFixed(1)}`).join(', ')} ms`);
       } finally {
         session.dispose();
+        // The UNet's export is 3.4 GB at full size: do not keep one per row on disk.
+        for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
       }
     }
   } finally {

@@ -193,7 +193,7 @@ export class Transformer2DModel extends nn.Module {
 }
 
 /** A spatial dim as a number: the SD models are traced with concrete spatial sizes. */
-function numeric(d: number | string | unknown): number {
+function numeric(d: unknown): number {
   if (typeof d !== 'number') throw new RangeError(`spatial dims must be concrete to flatten the feature map into tokens, got ${String(d)}; compile with a static latent size`);
   return d;
 }
