@@ -62,6 +62,8 @@ export function textToImage(sd: StableDiffusion, o: TextToImageOptions): TextToI
       throw new RangeError(`textToImage: ${name} must be a positive multiple of ${multiple} (VAE upscale ${factor} × UNet latent multiple ${unet.latentMultiple}), got ${v}`);
     }
   }
+  if (!Number.isFinite(o.guidanceScale)) throw new RangeError(`textToImage: guidanceScale must be a finite number, got ${o.guidanceScale}`);
+  if (!Number.isInteger(o.seed)) throw new RangeError(`textToImage: seed must be an integer, got ${o.seed}`);
   const guided = o.guidanceScale > 1;
 
   // 1. Text: [negative; prompt] through the encoder in one batch (diffusers' order: unconditional first).
