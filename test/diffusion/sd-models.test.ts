@@ -1,8 +1,11 @@
 // The SD 1.5 networks at tiny seeded sizes: the compiled forward (@inferenceJit, device 'cpu')
 // against the eager one and against float64 reference kernels, for the UNet, the VAE decoder and the
-// CLIP text encoder; the parameter names and counts of the full SD 1.5 structure (diffusers' 686
+// CLIP text encoder; the disk cache across instances; the parameter names and counts of the full SD 1.5 structure (diffusers' 686
 // UNet tensors, 140 VAE-decoder tensors, transformers' 196 text-encoder tensors); and config errors.
 import { test } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { fromArray, randn, jitStats, type Tensor } from '../../src/index.js';
 import { withEagerBackend } from '../../src/ops/dispatch.js';
@@ -65,6 +68,27 @@ test('UNet: compiled == eager == reference kernels (batch 2, guided layout), one
   // The timestep and the text change the output (both conditionings reach it).
   assert.notDeepEqual(unet.eager(x, t2, ctx).toFlatArray(), eager.toFlatArray());
   assert.notDeepEqual(unet.eager(x, t, ctx2).toFlatArray(), eager.toFlatArray());
+});
+
+test('a second CompiledUNet compiles from the disk cache the first one filled', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'inferjit-sd-disk-'));
+  const saved = { cache: process.env.INFERJIT_CACHE, dir: process.env.INFERJIT_CACHE_DIR };
+  process.env.INFERJIT_CACHE = 'disk';
+  process.env.INFERJIT_CACHE_DIR = dir;
+  try {
+    const x = randn([2, 4, 4, 4], { seed: 1 }), t = fromArray([501, 501], [2]), ctx = randn([2, 77, 32], { seed: 2 });
+    const first = new CompiledUNet(TINY_UNET_CONFIG, { seed: 3 });
+    const out = first.forward(x, t, ctx);
+    assert.ok(jitStats(first)!.diskWrites >= 1);
+    const second = new CompiledUNet(TINY_UNET_CONFIG, { seed: 3 });
+    assertClose(second.forward(x, t, ctx), out, 0, 'second instance');
+    const s = jitStats(second)!;
+    assert.deepEqual([s.captures, s.diskHits], [0, 1], JSON.stringify(s));
+  } finally {
+    process.env.INFERJIT_CACHE = saved.cache;
+    if (saved.dir === undefined) delete process.env.INFERJIT_CACHE_DIR; else process.env.INFERJIT_CACHE_DIR = saved.dir;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('VAE decoder: compiled == eager == reference kernels; output is upscale × the latents', () => {
