@@ -1,7 +1,8 @@
 // The SD 1.5 networks at tiny seeded sizes: the compiled forward (@inferenceJit, device 'cpu')
 // against the eager one and against float64 reference kernels, for the UNet, the VAE decoder and the
-// CLIP text encoder; the disk cache across instances; the parameter names and counts of the full SD 1.5 structure (diffusers' 686
-// UNet tensors, 140 VAE-decoder tensors, transformers' 196 text-encoder tensors); and config errors.
+// CLIP text encoder; the disk cache across instances; the parameter names and counts of the full
+// SD 1.5 structure (diffusers' 686 UNet tensors, 140 VAE-decoder tensors, transformers' 196
+// text-encoder tensors); and config errors.
 import { test } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
