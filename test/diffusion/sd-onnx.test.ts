@@ -3,13 +3,12 @@
 // 'all' (ORT's own fusions on), against our eager forward.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromArray, randn, type Tensor } from '../../src/index.js';
 import { exportModel, decodeModel } from '../../src/onnx/index.js';
 import { OrtSession } from '../../src/backends/onnxruntime/session.js';
-import { readFileSync } from 'node:fs';
 import { UNet2DConditionModel } from '../../examples/diffusion/sd/unet.js';
 import { VaeDecoder } from '../../examples/diffusion/sd/vae.js';
 import { ClipTextModel } from '../../examples/diffusion/sd/clip.js';
