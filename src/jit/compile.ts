@@ -13,8 +13,9 @@ import type { Tensor } from '../tensor/tensor.js';
 import { Graph } from '../ir/index.js';
 import { trace } from '../trace/index.js';
 import { DiskCache, canonicalJson, sha256, tolerantDiskIo } from '../cache/disk-cache.js';
-import { getJitBackend, type Executable } from './backend.js';
-import { listPasses } from './passes.js';
+import { getJitBackend, type Executable, type JitBackend } from './backend.js';
+import { listPasses } from '../passes/pipeline.js';
+import { runPasses as runPipeline, verifyFromEnv } from '../passes/manager.js';
 import type { ResolvedOptions } from './options.js';
 import type { FlatArgs, NormalizedSpec, Signature } from './signature.js';
 import { fileOfFrame, hashFiles, inferjitVersion, isInferjitSource, namedTensors, type ModuleLike } from '../cache/fingerprint.js';
@@ -99,7 +100,7 @@ export function compile(req: CompileRequest): CompiledEntry {
     }
   }
   if (!optimized) {
-    optimized = runPasses(capture.graph, req, dump);
+    optimized = runPasses(capture.graph, req, backend, dump);
     const graphJson = JSON.stringify(optimized.toJSON());
     if (diskIo(req, (d) => d.put(artifactKey, {
       kind: 'artifact', label: `${req.label} ${req.options.device}/${req.options.precision}`,
@@ -211,15 +212,15 @@ export function userSourceFiles(graph: Graph): string[] {
   return [...files];
 }
 
-function runPasses(graph: Graph, req: CompileRequest, dump: ((name: string, g: Graph) => void) | null): Graph {
-  let g = graph;
-  let i = 1;
-  for (const pass of listPasses()) {
-    if (req.options.passesDisabled.includes(pass.name)) continue;
-    g = pass.run(g, { options: req.options });
-    dump?.(`${String(i++).padStart(2, '0')}-${pass.name}`, g);
-  }
-  return g;
+/** The pipeline on a copy of the graph, for the backend's target; verified after each pass when
+ *  debugging or when INFERJIT_VERIFY_IR=1. */
+function runPasses(graph: Graph, req: CompileRequest, backend: JitBackend, dump: ((name: string, g: Graph) => void) | null): Graph {
+  return runPipeline(graph, listPasses(), {
+    disable: req.options.passesDisabled,
+    target: backend.target(),
+    verify: verifyFromEnv() || req.options.debug !== null,
+    ...(dump ? { dump: (name: string, g: Graph, i: number) => dump(`${String(i).padStart(2, '0')}-${name}`, g) } : {}),
+  }).graph;
 }
 
 /** Writes `<debug>/<label>-<signature hash>/<step>.txt|.json` when the debug option is set. */

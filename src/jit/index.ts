@@ -7,6 +7,7 @@ export {
 } from './options.js';
 export { JitRunner, type JitStats } from './runtime.js';
 export { DiskCache, CACHE_FORMAT, type EntryInfo, type EntryManifest } from '../cache/disk-cache.js';
-export { registerPass, unregisterPass, listPasses, listPassNames, type GraphPass, type PassContext } from './passes.js';
+export { registerPass, unregisterPass, listPasses, listPassNames } from '../passes/pipeline.js';
+export type { Pass, PassContext, Target } from '../passes/manager.js';
 export { registerJitBackend, getJitBackend, type JitBackend, type Executable } from './backend.js';
 export type { CompiledEntry } from './compile.js';

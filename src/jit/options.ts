@@ -14,7 +14,7 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DTYPES, type DType } from '../tensor/dtype.js';
-import { listPassNames } from './passes.js';
+import { listPassNames } from '../passes/pipeline.js';
 
 export type JitDevice = 'cpu' | 'reference' | 'onnxruntime' | 'tensorrt';
 export const JIT_DEVICES: readonly JitDevice[] = ['cpu', 'reference', 'onnxruntime', 'tensorrt'];

@@ -28,18 +28,29 @@ export function withoutTraceHook<T>(fn: () => T): T {
 
 export type EagerBackend = 'auto' | BackendName;
 let eagerBackend: EagerBackend = 'auto';
-let nativeAvailable = false;
+/** Null until the native backend's loader has run (see setNativeLoader). */
+let nativeAvailable: boolean | null = null;
+let nativeLoader: (() => boolean) | null = null;
 
 /** Chooses the kernels eager ops run on: 'auto' (native cpu when built, else reference),
  *  'cpu' (native only; ops without a native kernel still use the reference kernel) or 'reference'. */
 export function setEagerBackend(b: EagerBackend): void {
-  if (b === 'cpu' && !nativeAvailable) throw new Error("setEagerBackend('cpu'): the native addon is not built; run `npm run build:native` and check its output");
+  if (b === 'cpu' && !isNativeAvailable()) throw new Error("setEagerBackend('cpu'): the native addon is not built; run `npm run build:native` and check its output");
   eagerBackend = b;
 }
 export const getEagerBackend = (): EagerBackend => eagerBackend;
-/** Called by the native backend once its addon has loaded. */
-export function markNativeAvailable(v: boolean): void { nativeAvailable = v; }
-export const isNativeAvailable = (): boolean => nativeAvailable;
+/** Installs how the native cpu backend loads (src/backends/cpu/index.ts registers it; nothing is
+ *  loaded then). The first eager op or isNativeAvailable() call runs it once, so whether native
+ *  kernels are used is decided at first use, not by which modules happened to be imported. */
+export function setNativeLoader(load: () => boolean): void { nativeLoader = load; nativeAvailable = null; }
+/** Whether eager ops may use native cpu kernels; the first call loads the native backend. */
+export function isNativeAvailable(): boolean {
+  if (nativeAvailable === null) {
+    if (!nativeLoader) return false; // no native backend linked in (yet): ask again later
+    nativeAvailable = nativeLoader();
+  }
+  return nativeAvailable;
+}
 
 /** Runs `fn` with a given eager backend, restoring the previous one afterwards (used by tests
  *  that compare native kernels with the reference). */
@@ -99,7 +110,7 @@ export function dispatch1(name: string, inputs: readonly (Tensor | null | undefi
 }
 
 function selectKernel(def: OpDef<any>, ins: (Tensor | null)[], a: AttrValues) {
-  if (eagerBackend !== 'reference' && nativeAvailable) {
+  if (eagerBackend !== 'reference' && (nativeAvailable ?? isNativeAvailable())) {
     const k = getKernel(def.name, 'cpu', ins, a);
     if (k) return k;
   }

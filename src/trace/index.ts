@@ -1,7 +1,7 @@
 // The tracer's public surface: trace(fn, args, options) captures a function's tensor ops as an IR
 // graph (parameters as named constants, non-tensor arguments folded in and reported as guards,
-// dynamic dims symbolic); interpret() runs such a graph eagerly; rebuildOutput() restores the
-// function's return structure.
+// dynamic dims symbolic); rebuildOutput() restores the function's return structure. Running a
+// graph is the reference backend's job (src/backends/reference).
 import { Tensor, GraphBreakError } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { type Dim, formatShape } from '../tensor/shape.js';
@@ -11,7 +11,6 @@ import { TraceRun } from './tracer.js';
 import { flattenArgs } from './tree.js';
 import { generalize, DIM_PRIMES, DynamicDimError, type DynamicDim } from './dynamic.js';
 
-export { interpret, bindInputs, concreteAttrs } from './interpret.js';
 export { rebuildOutput, flattenArgs, type TreeNode, type FlatArgs } from './tree.js';
 export { DynamicDimError, solveDim } from './dynamic.js';
 export { userSourceLine } from './source.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nn, randn, fromArray, Tensor, GraphBreakError, inferenceJit, configure, resetConfig, jitStats } from '../../src/index.js';
 import { doubleIfPositive } from './fixtures/graph-break.js';
-import { listPassNames } from '../../src/jit/passes.js';
+import { listPassNames } from '../../src/passes/index.js';
 
 class Mlp extends nn.Module {
   fc1 = new nn.Linear(8, 16, { seed: 1 });

@@ -5,9 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nn, inferenceJit, type Tensor } from '../../src/index.js';
 import type { Graph } from '../../src/ir/graph.js';
-import { runPasses, targetFor, type Pass } from '../../src/passes/manager.js';
+import { runPasses, type Pass } from '../../src/passes/manager.js';
+import { getJitBackend } from '../../src/jit/backend.js';
 import { DEFAULT_PASSES } from '../../src/passes/index.js';
-import { listPassNames } from '../../src/jit/passes.js';
+import { listPassNames } from '../../src/passes/index.js';
 import { isNativeAvailable } from '../../src/ops/dispatch.js';
 import { traced, rnd, ops, assertClose } from './helpers.js';
 
@@ -83,7 +84,7 @@ test('inferenceJit runs the passes; passes.disable switches one off; results mat
 });
 
 test('on the native cpu device only ops with native kernels are emitted', { skip: !isNativeAvailable() && 'native addon not built' }, () => {
-  const target = targetFor('cpu');
+  const target = getJitBackend('cpu').target();
   assert.equal(target.name, 'cpu-native');
   assert.ok(target.canEmit('linear_fused'));
   const m = new Block();

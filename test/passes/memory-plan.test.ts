@@ -8,7 +8,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { allocStorage, dtypeBytes, type Storage } from '../../src/tensor/dtype.js';
 import { dispatch, withEagerBackend } from '../../src/ops/dispatch.js';
 import { fromNumbers } from '../../src/tensor/dtype.js';
-import { bindInputs, concreteAttrs } from '../../src/trace/index.js';
+import { bindInputs, concreteAttrs } from '../../src/backends/reference/index.js';
 import { evalShape, type DimBindings } from '../../src/ir/dims.js';
 import { planMemory, describePlan, ARENA_ALIGNMENT, type MemoryPlan } from '../../src/passes/memory-plan.js';
 import { optimize } from '../../src/passes/index.js';
