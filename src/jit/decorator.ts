@@ -34,6 +34,8 @@ type ModuleWithForward = { forward(...args: any[]): any };
  *  `forward` is compiled, callable directly, with the JitHandle methods. */
 export type CompiledModule<M extends ModuleWithForward> = M & ((...args: Parameters<M['forward']>) => ReturnType<M['forward']>) & JitHandle & { readonly module: M };
 export type CompiledFunction<F extends AnyFn> = F & JitHandle;
+/** What the function form returns for a module or a function. */
+export type Compiled<T> = T extends ModuleWithForward ? CompiledModule<T> : T extends AnyFn ? CompiledFunction<T> : never;
 
 type StandardContext = { kind: string; name: string | symbol | undefined; addInitializer?: unknown };
 
@@ -41,9 +43,10 @@ type StandardContext = { kind: string; name: string | symbol | undefined; addIni
 export function inferenceJit<C extends abstract new (...args: any[]) => any>(cls: C, context?: ClassDecoratorContext): C;
 export function inferenceJit<F extends AnyFn>(method: F, context: ClassMethodDecoratorContext): F;
 export function inferenceJit(target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
-// Function forms and the decorator factory (`@inferenceJit(options)`).
-export function inferenceJit<M extends ModuleWithForward>(module: M, options?: JitOptions): CompiledModule<M>;
-export function inferenceJit<F extends AnyFn>(fn: F, options?: JitOptions): CompiledFunction<F>;
+// Function forms (one overload for modules and functions, so that TypeScript's error for a bad
+// options object names the option rather than a mismatch with another overload) and the decorator
+// factory (`@inferenceJit(options)`).
+export function inferenceJit<T extends ModuleWithForward | AnyFn>(target: T, options?: JitOptions): Compiled<T>;
 export function inferenceJit(options?: JitOptions): <T>(target: T, ...rest: any[]) => any;
 export function inferenceJit(...args: any[]): any {
   const [a, b, c] = args;
