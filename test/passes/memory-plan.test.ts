@@ -126,7 +126,8 @@ test('optimized transformer and DiT: live buffers never overlap, and arena execu
     const plan = planMemory(g, bindings);
     checkNoOverlap(plan);
     assert.ok(plan.arenaBytes < plan.naiveBytes / 2, `${label}: ${describePlan(plan)}`);
-    assert.ok(plan.arenaBytes >= plan.liveBytesBound - ARENA_ALIGNMENT * 0, `${label}: below the live bound`);
+    // Buffers live at the same step never share bytes, so the arena holds at least their aligned sum.
+    assert.ok(plan.arenaBytes >= plan.liveBytesBound, `${label}: arena ${plan.arenaBytes} B below the live bound ${plan.liveBytesBound} B`);
     const want = run(g, t.inputs, t.constants);
     const got = runInArena(g, plan, t.inputs, t.constants);
     got.forEach((o, i) => assert.deepEqual([...o.toFlatArray()], [...want[i].toFlatArray()], `${label} output ${i}`));
