@@ -17,7 +17,7 @@ import { getJitBackend, type Executable, type JitBackend } from './backend.js';
 import { listPasses } from '../passes/pipeline.js';
 import { runPasses as runPipeline, verifyFromEnv } from '../passes/manager.js';
 import type { ResolvedOptions } from './options.js';
-import type { FlatArgs, NormalizedSpec, Signature } from './signature.js';
+import type { NormalizedSpec, Signature } from './signature.js';
 import { fileOfFrame, hashFiles, inferjitVersion, isInferjitSource, namedTensors, type ModuleLike } from '../cache/fingerprint.js';
 
 /** Mutable counters a compiled function keeps; see JitStats in runtime.ts for their meaning. */
@@ -53,7 +53,6 @@ export interface CompileRequest {
   label: string;
   fn: (...args: any[]) => unknown;
   args: unknown[];
-  flat: FlatArgs;
   module: ModuleLike | null;
   options: ResolvedOptions;
   spec: NormalizedSpec;
@@ -202,7 +201,7 @@ function isPortable(r: CaptureResult): boolean {
 }
 
 /** User files that created graph nodes (from each node's recorded source location). */
-export function userSourceFiles(graph: Graph): string[] {
+function userSourceFiles(graph: Graph): string[] {
   const files = new Set<string>();
   for (const n of graph.nodes) {
     if (!n.source) continue;

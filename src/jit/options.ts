@@ -13,7 +13,7 @@
 //   site wins: call-site options > configure() > defaults. `passes.disable` lists are united.
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DTYPES, type DType } from '../tensor/dtype.js';
+import { DTYPES } from '../tensor/dtype.js';
 import { listPassNames } from '../passes/pipeline.js';
 import { PRECISIONS, PRECISION_FALLBACKS, type Precision, type PrecisionFallback } from '../backends/backend.js';
 import type { InputSpec } from '../trace/index.js';

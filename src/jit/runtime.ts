@@ -194,7 +194,6 @@ export class JitRunner {
         label: t.label,
         fn: (...a: unknown[]) => t.fn.apply(t.thisArg, a),
         args,
-        flat,
         module: t.module,
         options,
         spec,
