@@ -3,7 +3,7 @@
 // active or an input is symbolic, hands the call to the tracer to record a graph node.
 import { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
-import { getOp, getKernel, type OpDef, type TensorMeta, type BackendName } from './registry.js';
+import { getOp, getKernel, loadKernels, type OpDef, type TensorMeta, type BackendName } from './registry.js';
 import { normalizeAttrs, type AttrValues } from './attrs.js';
 
 /** Receives ops that involve symbolic tensors; returns the symbolic outputs. */
@@ -28,9 +28,8 @@ export function withoutTraceHook<T>(fn: () => T): T {
 
 export type EagerBackend = 'auto' | BackendName;
 let eagerBackend: EagerBackend = 'auto';
-/** Null until the native backend's loader has run (see setNativeLoader). */
+/** Whether native cpu kernels exist; null until the cpu backend's kernel loader has run. */
 let nativeAvailable: boolean | null = null;
-let nativeLoader: (() => boolean) | null = null;
 
 /** Chooses the kernels eager ops run on: 'auto' (native cpu when built, else reference),
  *  'cpu' (native only; ops without a native kernel still use the reference kernel) or 'reference'. */
@@ -39,17 +38,14 @@ export function setEagerBackend(b: EagerBackend): void {
   eagerBackend = b;
 }
 export const getEagerBackend = (): EagerBackend => eagerBackend;
-/** Installs how the native cpu backend loads (src/backends/cpu/index.ts registers it; nothing is
- *  loaded then). The first eager op or isNativeAvailable() call runs it once, so whether native
- *  kernels are used is decided at first use, not by which modules happened to be imported. */
-export function setNativeLoader(load: () => boolean): void { nativeLoader = load; nativeAvailable = null; }
-/** Whether eager ops may use native cpu kernels; the first call loads the native backend. */
+/** Whether eager ops may use native cpu kernels. The first call runs the cpu backend's kernel
+ *  loader (src/backends/cpu/index.ts installs it with setKernelLoader; see registry.ts), so this is
+ *  decided at first use, not by which modules happened to be imported. */
 export function isNativeAvailable(): boolean {
-  if (nativeAvailable === null) {
-    if (!nativeLoader) return false; // no native backend linked in (yet): ask again later
-    nativeAvailable = nativeLoader();
-  }
-  return nativeAvailable;
+  if (nativeAvailable !== null) return nativeAvailable;
+  const ok = loadKernels('cpu');
+  if (ok === null) return false; // no cpu backend linked in yet: ask again later
+  return (nativeAvailable = ok);
 }
 
 /** Runs `fn` with a given eager backend, restoring the previous one afterwards (used by tests

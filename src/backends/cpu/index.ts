@@ -1,8 +1,8 @@
 // The native CPU backend: registers its eager kernels for the 'cpu' backend when the addon is there.
-// Importing this module only tells dispatch how to do that (setNativeLoader); the kernels are
-// registered on first use (the first eager op, isNativeAvailable(), or the JIT's cpu backend calling
-// loadNativeBackend()), so no import order decides whether native kernels run.
-import { setNativeLoader } from '../../ops/dispatch.js';
+// Importing this module only installs the loader (setKernelLoader); the kernels are registered on
+// first use (the first lookup of a cpu kernel: an eager op, isNativeAvailable(), kernelBackends(), or
+// the JIT's cpu backend calling loadNativeBackend()), so no import order decides whether they run.
+import { setKernelLoader } from '../../ops/registry.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { addon, backendInfo, type BackendInfo } from './addon.js';
 import { prepackLinearWeight } from './packed.js';
@@ -30,7 +30,7 @@ export function loadNativeBackend(): boolean {
   }
   return loaded;
 }
-setNativeLoader(loadNativeBackend);
+setKernelLoader('cpu', loadNativeBackend);
 
 export { backendInfo, type BackendInfo };
 
