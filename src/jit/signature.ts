@@ -69,7 +69,7 @@ function identityOf(o: object): number {
 }
 
 /** An input spec with every -1 replaced by a generated name, checked against the tensors. */
-export type NormalizedSpec = ({ shape: (number | string)[]; dtype?: DType } | null)[];
+export type NormalizedSpec = (InputSpec | null)[];
 
 export function normalizeInputSpec(spec: readonly (InputSpec | null)[] | null, tensors: readonly Tensor[], where: string): NormalizedSpec {
   if (spec === null) return tensors.map(() => null);
