@@ -76,6 +76,7 @@ export interface RunnerTarget {
 }
 
 const MAX_REASONS = 32;
+const MAX_FAST_KEYS = 1024;
 
 export class JitRunner {
   private readonly entries: LruCache<string, Entry>;
@@ -151,7 +152,7 @@ export class JitRunner {
     if (entry?.eager) {
       this.hits++;
       this.eagerCalls++;
-      if (fastKey !== null) this.fast.set(fastKey, { key: signature.key, entry });
+      if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry });
       return t.fn.apply(t.thisArg, args);
     }
     const config = configFingerprint(t.module);
@@ -162,7 +163,7 @@ export class JitRunner {
         // Nothing the guards read changed in value (e.g. a field set to an equal value): take the
         // identity snapshot again so the next call is fast.
         if (!entry.structure.check()) entry.structure = this.structure();
-        if (fastKey !== null) this.fast.set(fastKey, { key: signature.key, entry });
+        if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry });
         return this.execute(entry.compiled, flat.tensors);
       }
       if (changed) {
@@ -213,15 +214,22 @@ export class JitRunner {
       }
       const eager: EagerEntry = { eager: true, signature, error: e };
       this.entries.set(signature.key, eager);
-      if (fastKey !== null) this.fast.set(fastKey, { key: signature.key, entry: eager });
+      if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry: eager });
       this.eagerCalls++;
       return t.fn.apply(t.thisArg, args);
     }
     const params = snapshotParams(namedTensors(t.module) ?? compiled.capture.constants);
     const created: GraphEntry = { eager: false, compiled, params, config, structure: this.structure() };
     this.entries.set(signature.key, created);
-    if (fastKey !== null) this.fast.set(fastKey, { key: signature.key, entry: created });
+    if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry: created });
     return this.execute(compiled, flat.tensors);
+  }
+
+  /** Records which entry an all-tensor call's input types resolve to. Dynamic dims make one entry
+   *  serve many concrete shapes, so the map is bounded (cleared when full; it refills on use). */
+  private remember(fastKey: string, value: { key: string; entry: Entry }): void {
+    if (this.fast.size >= MAX_FAST_KEYS) this.fast.clear();
+    this.fast.set(fastKey, value);
   }
 
   /** The identity snapshot of the module tree's fields (see guards.ts). */

@@ -153,3 +153,19 @@ test('a cached call does not walk the module tree (no namedParameters/namedModul
   fast(x);
   assert.ok(walks > 0);
 });
+
+test('dynamic dims: one entry serves every batch size through the fast path; an evicted entry is not served', () => {
+  const m = new Scaled();
+  const dyn = inferenceJit(m, { ...memory, inputSpec: [{ shape: ['batch', 4] }] });
+  for (const b of [2, 3, 4, 2, 3]) { const xb = randn([b, 4], { seed: b }); same(dyn(xb), m.forward(xb)); }
+  let s = dyn.stats();
+  assert.deepEqual([s.misses, s.hits, s.captures], [1, 4, 1]);
+
+  const small = inferenceJit(m, { ...memory, maxEntries: 1 });
+  const x5 = randn([5, 4], { seed: 5 });
+  small(x); small(x5); // x's entry is evicted by x5's
+  same(small(x), m.forward(x));
+  s = small.stats();
+  assert.equal(s.misses, 3);
+  assert.equal(s.recompileReasons.at(-1)!.guard, 'evicted');
+});
