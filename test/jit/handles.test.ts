@@ -35,11 +35,16 @@ test('module form: describe() names the backend path per signature, most recent 
   assert.equal(jitDescribe(fast), fast.describe());
 });
 
-test('a graph break shows in describe() as an eager signature', () => {
+test('a graph break shows in describe() as an eager signature', async () => {
   const f = inferenceJit((t: Tensor) => (t.sum().item() > 0 ? t : t.neg()), { cache: 'memory', fallback: 'eager' });
   const prev = process.listeners('warning');
-  process.removeAllListeners('warning');
-  try { f(x); } finally { for (const l of prev) process.on('warning', l); }
+  process.removeAllListeners('warning'); // the expected graph-break warning (emitted on the next tick)
+  try {
+    f(x);
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    for (const l of prev) process.on('warning', l);
+  }
   assert.match(f.describe(), /\n {2}f32\[1,8\] -> eager \(graph break: /);
 });
 
@@ -60,4 +65,15 @@ test('a bad options argument fails naming what is wrong', () => {
   assert.throws(() => jit(m, { devcie: 'cpu' }), /inferenceJit options: unknown option "devcie" \(did you mean "device"\?\); valid options: /);
   assert.throws(() => jit({ devcie: 'cpu' }), /unknown option "devcie"/); // decorator factory form
   assert.throws(() => jit(m, { cache: 'off' }), /cache 'off' is no longer an option .*cache: 'memory'/);
+});
+
+test('the types reject a bad options object at the call (checked by tsc over test/)', () => {
+  const m = new nn.Linear(2, 2);
+  const jit = (): unknown => [
+    // @ts-expect-error an unknown option name is a type error, reported against the options
+    inferenceJit(m, { devcie: 'cpu' }),
+    // @ts-expect-error 'off' is no longer a cache mode
+    inferenceJit((t: Tensor) => t, { cache: 'off' }),
+  ];
+  assert.throws(jit, /unknown option "devcie"/); // and at run time, for JavaScript callers
 });
