@@ -20,15 +20,23 @@ import type { ResolvedOptions } from './options.js';
 import type { NormalizedSpec, Signature } from './signature.js';
 import { fileOfFrame, hashFiles, inferjitVersion, isInferjitSource, namedTensors, type ModuleLike } from '../cache/fingerprint.js';
 
-/** Mutable counters a compiled function keeps; see JitStats in runtime.ts for their meaning. */
+/** Counters the compiles of one compiled function keep (part of JitStats). Times are milliseconds
+ *  summed over all compiles. */
 export interface CompileCounters {
+  /** Times forward was traced (0 when every graph came from the disk cache). */
   captures: number;
+  /** Compiles whose captured graph came from the disk cache. */
   diskHits: number;
+  /** Disk lookups for a captured graph that found nothing usable. */
   diskMisses: number;
+  /** Compiles whose optimized graph came from the disk cache. */
   artifactHits: number;
   diskWrites: number;
+  /** Disk entries found but not used, and why (a source file changed, ...). */
   diskRejects: { key: string; reason: string }[];
+  /** Time spent tracing. */
   captureMs: number;
+  /** Everything else compiling took: disk lookups, passes, lowering. */
   compileMs: number;
 }
 

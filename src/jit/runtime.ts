@@ -19,8 +19,8 @@ import {
 import { codeFingerprint, configFingerprint, hashFiles, inferjitVersion, namedTensors, toolchainFingerprint, type ModuleLike } from '../cache/fingerprint.js';
 import { StructureSnapshot } from './guards.js';
 
-/** What stats() reports. Times are milliseconds summed over all compiles. */
-export interface JitStats {
+/** What stats() reports: the compile counters (compile.ts) and the cache's own. */
+export interface JitStats extends CompileCounters {
   /** Calls served (compiled, eager fallback or passed through inside an outer trace). */
   calls: number;
   /** Calls served by an existing in-memory entry. */
@@ -30,17 +30,6 @@ export interface JitStats {
   /** Compiles after the first, each with the guard that failed (most recent last, last 32 kept). */
   recompiles: number;
   recompileReasons: { guard: string; detail: string }[];
-  /** Times forward was traced (0 when every graph came from the disk cache). */
-  captures: number;
-  /** Compiles whose captured graph came from the disk cache. */
-  diskHits: number;
-  /** Disk lookups for a captured graph that found nothing usable. */
-  diskMisses: number;
-  /** Compiles whose optimized graph came from the disk cache. */
-  artifactHits: number;
-  diskWrites: number;
-  /** Disk entries found but not used, and why (a source file changed, ...). */
-  diskRejects: { key: string; reason: string }[];
   /** Reduced-precision (bf16/f16) weights of the entries in memory: converted and packed in this
    *  process, and loaded as panels from the disk cache instead. */
   weightsPacked: number;
@@ -51,8 +40,6 @@ export interface JitStats {
   /** In-memory entries now, and entries dropped by the LRU bound. */
   entries: number;
   evictions: number;
-  captureMs: number;
-  compileMs: number;
 }
 
 interface EagerEntry { eager: true; signature: Signature; error: GraphBreakError }
