@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { backendInfo, getNumThreads, inferenceJit, Rng, type Tensor } from '../src/index.js';
-import { listPassNames } from '../src/jit/passes.js';
+import { listPassNames } from '../src/passes/index.js';
 import { jitRunner } from '../src/jit/index.js';
 import { ortVersion } from '../src/backends/onnxruntime/session.js';
 import { createDiT, type DiTName } from '../examples/diffusion/dit.js';

@@ -7,7 +7,8 @@
 // (npx tsx bench/passes.ts works too, without the collections between timings)
 import { backendInfo, getNumThreads, inferenceJit, randn, type Tensor } from '../src/index.js';
 import { trace } from '../src/trace/index.js';
-import { DEFAULT_PASSES, runPasses, targetFor, planMemory, describePlan } from '../src/passes/index.js';
+import { DEFAULT_PASSES, runPasses, planMemory, describePlan } from '../src/passes/index.js';
+import { getJitBackend } from '../src/jit/backend.js';
 import { TinyTransformer } from '../examples/models/transformer.js';
 import { timeIt, settle, table } from './lib/timing.js';
 
@@ -26,7 +27,7 @@ const x = randn([batch, seq, dim], { seed: 1 });
 
 // Rewrites per pass and the memory plan, on the graph the cpu device compiles.
 const traced = trace((t: Tensor) => model.forward(t), [x], { module: model });
-const { graph: optimized, stats } = runPasses(traced.graph, DEFAULT_PASSES, { target: targetFor('cpu'), verify: false });
+const { graph: optimized, stats } = runPasses(traced.graph, DEFAULT_PASSES, { target: getJitBackend('cpu').target(), verify: false });
 const plan = planMemory(optimized, new Map());
 
 const names = DEFAULT_PASSES.map((p) => p.name);

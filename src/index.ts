@@ -10,4 +10,4 @@ export * as ops from './ops/index.js';
 export { backendInfo, setNumThreads, getNumThreads, prepackWeight, type BackendInfo } from './backends/cpu/index.js';
 export * as nn from './nn/index.js';
 export * as F from './nn/functional.js';
-export { inferenceJit, jitOptions, jitStats, configure, resetConfig, DiskCache, registerPass, type JitOptions, type JitStats, type InputSpec, type CompiledModule, type CompiledFunction } from './jit/index.js';
+export { inferenceJit, jitOptions, jitHandle, jitStats, jitDescribe, configure, resetConfig, DiskCache, registerPass, type JitOptions, type JitStats, type JitHandle, type InputSpec, type CompiledModule, type CompiledFunction } from './jit/index.js';

@@ -13,21 +13,30 @@ import type { Tensor } from '../tensor/tensor.js';
 import { Graph } from '../ir/index.js';
 import { trace } from '../trace/index.js';
 import { DiskCache, canonicalJson, sha256, tolerantDiskIo } from '../cache/disk-cache.js';
-import { getJitBackend, type Executable } from './backend.js';
-import { listPasses } from './passes.js';
+import { getJitBackend, type Executable, type JitBackend } from './backend.js';
+import { listPasses } from '../passes/pipeline.js';
+import { runPasses as runPipeline, verifyFromEnv } from '../passes/manager.js';
 import type { ResolvedOptions } from './options.js';
-import type { FlatArgs, NormalizedSpec, Signature } from './signature.js';
+import type { NormalizedSpec, Signature } from './signature.js';
 import { fileOfFrame, hashFiles, inferjitVersion, isInferjitSource, namedTensors, type ModuleLike } from '../cache/fingerprint.js';
 
-/** Mutable counters a compiled function keeps; see JitStats in runtime.ts for their meaning. */
+/** Counters the compiles of one compiled function keep (part of JitStats). Times are milliseconds
+ *  summed over all compiles. */
 export interface CompileCounters {
+  /** Times forward was traced (0 when every graph came from the disk cache). */
   captures: number;
+  /** Compiles whose captured graph came from the disk cache. */
   diskHits: number;
+  /** Disk lookups for a captured graph that found nothing usable. */
   diskMisses: number;
+  /** Compiles whose optimized graph came from the disk cache. */
   artifactHits: number;
   diskWrites: number;
+  /** Disk entries found but not used, and why (a source file changed, ...). */
   diskRejects: { key: string; reason: string }[];
+  /** Time spent tracing. */
   captureMs: number;
+  /** Everything else compiling took: disk lookups, passes, lowering. */
   compileMs: number;
 }
 
@@ -52,7 +61,6 @@ export interface CompileRequest {
   label: string;
   fn: (...args: any[]) => unknown;
   args: unknown[];
-  flat: FlatArgs;
   module: ModuleLike | null;
   options: ResolvedOptions;
   spec: NormalizedSpec;
@@ -99,7 +107,7 @@ export function compile(req: CompileRequest): CompiledEntry {
     }
   }
   if (!optimized) {
-    optimized = runPasses(capture.graph, req, dump);
+    optimized = runPasses(capture.graph, req, backend, dump);
     const graphJson = JSON.stringify(optimized.toJSON());
     if (diskIo(req, (d) => d.put(artifactKey, {
       kind: 'artifact', label: `${req.label} ${req.options.device}/${req.options.precision}`,
@@ -201,7 +209,7 @@ function isPortable(r: CaptureResult): boolean {
 }
 
 /** User files that created graph nodes (from each node's recorded source location). */
-export function userSourceFiles(graph: Graph): string[] {
+function userSourceFiles(graph: Graph): string[] {
   const files = new Set<string>();
   for (const n of graph.nodes) {
     if (!n.source) continue;
@@ -211,15 +219,15 @@ export function userSourceFiles(graph: Graph): string[] {
   return [...files];
 }
 
-function runPasses(graph: Graph, req: CompileRequest, dump: ((name: string, g: Graph) => void) | null): Graph {
-  let g = graph;
-  let i = 1;
-  for (const pass of listPasses()) {
-    if (req.options.passesDisabled.includes(pass.name)) continue;
-    g = pass.run(g, { options: req.options });
-    dump?.(`${String(i++).padStart(2, '0')}-${pass.name}`, g);
-  }
-  return g;
+/** The pipeline on a copy of the graph, for the backend's target; verified after each pass when
+ *  debugging or when INFERJIT_VERIFY_IR=1. */
+function runPasses(graph: Graph, req: CompileRequest, backend: JitBackend, dump: ((name: string, g: Graph) => void) | null): Graph {
+  return runPipeline(graph, listPasses(), {
+    disable: req.options.passesDisabled,
+    target: backend.target(),
+    verify: verifyFromEnv() || req.options.debug !== null,
+    ...(dump ? { dump: (name: string, g: Graph, i: number) => dump(`${String(i).padStart(2, '0')}-${name}`, g) } : {}),
+  }).graph;
 }
 
 /** Writes `<debug>/<label>-<signature hash>/<step>.txt|.json` when the debug option is set. */

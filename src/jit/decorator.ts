@@ -7,15 +7,20 @@
 // can refine them; they are read on the first call, when the instance's real class is known.
 import 'reflect-metadata';
 import { JitRunner, type JitStats } from './runtime.js';
-import { mergeOptions, validateOptions, type JitOptions } from './options.js';
+import { describeValue, mergeOptions, validateOptions, type JitOptions } from './options.js';
 import { callerFile, type ModuleLike } from '../cache/fingerprint.js';
 import type { CompiledEntry } from './compile.js';
 
 export const JIT_OPTIONS_KEY = 'inferjit:options';
 
-/** What every compiled form exposes. */
+/** What every compiled form exposes: the function and module forms carry these methods; for a
+ *  decorated instance, `jitHandle(instance)` returns them (or use jitStats / jitDescribe). */
 export interface JitHandle {
+  /** Calls, cache hits and misses, recompiles and the guard that failed, captures, disk hits, times. */
   stats(): JitStats;
+  /** How each compiled signature runs, one line per signature: backend and path (native plan or
+   *  interpreter, and why), e.g. 'f32[1,8] -> cpu plan: 1 kernels, ...'. */
+  describe(): string;
   /** Drops the in-memory compiled entries (the disk cache stays). */
   clearCache(): void;
   /** The compiled graphs, most recently used first: `.capture.graph.print()` shows what was traced. */
@@ -29,6 +34,8 @@ type ModuleWithForward = { forward(...args: any[]): any };
  *  `forward` is compiled, callable directly, with the JitHandle methods. */
 export type CompiledModule<M extends ModuleWithForward> = M & ((...args: Parameters<M['forward']>) => ReturnType<M['forward']>) & JitHandle & { readonly module: M };
 export type CompiledFunction<F extends AnyFn> = F & JitHandle;
+/** What the function form returns for a module or a function. */
+export type Compiled<T> = T extends ModuleWithForward ? CompiledModule<T> : T extends AnyFn ? CompiledFunction<T> : never;
 
 type StandardContext = { kind: string; name: string | symbol | undefined; addInitializer?: unknown };
 
@@ -36,9 +43,10 @@ type StandardContext = { kind: string; name: string | symbol | undefined; addIni
 export function inferenceJit<C extends abstract new (...args: any[]) => any>(cls: C, context?: ClassDecoratorContext): C;
 export function inferenceJit<F extends AnyFn>(method: F, context: ClassMethodDecoratorContext): F;
 export function inferenceJit(target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
-// Function forms and the decorator factory (`@inferenceJit(options)`).
-export function inferenceJit<M extends ModuleWithForward>(module: M, options?: JitOptions): CompiledModule<M>;
-export function inferenceJit<F extends AnyFn>(fn: F, options?: JitOptions): CompiledFunction<F>;
+// Function forms (one overload for modules and functions, so that TypeScript's error for a bad
+// options object names the option rather than a mismatch with another overload) and the decorator
+// factory (`@inferenceJit(options)`).
+export function inferenceJit<T extends ModuleWithForward | AnyFn>(target: T, options?: JitOptions): Compiled<T>;
 export function inferenceJit(options?: JitOptions): <T>(target: T, ...rest: any[]) => any;
 export function inferenceJit(...args: any[]): any {
   const [a, b, c] = args;
@@ -49,6 +57,11 @@ export function inferenceJit(...args: any[]): any {
   }
   if (isStandardContext(b) || isLegacyMethodCall(args) || (args.length === 1 && isClassWithForward(a))) {
     return applyDecorator(args, {}, callerFile()); // bare @inferenceJit
+  }
+  const compilable = typeof a === 'function' || (a && typeof a === 'object' && typeof a.forward === 'function');
+  if (args.length === 2 && compilable && b !== undefined && !isOptionsObject(b)) {
+    validateOptions(b, 'inferenceJit options'); // names what is wrong with it (not an object, ...)
+    throw new TypeError(`inferenceJit: options must be a plain object such as { device: 'cpu' }, got ${describeValue(b)}`);
   }
   if (args.length <= 2 && (b === undefined || isOptionsObject(b))) {
     const options = b === undefined ? {} : validateOptions(b, 'inferenceJit options');
@@ -76,14 +89,43 @@ export function getJitOptions(cls: Function): JitOptions {
   return (Reflect.getMetadata(JIT_OPTIONS_KEY, cls) as JitOptions | undefined) ?? {};
 }
 
-/** Stats of a decorated instance's compiled method (null if it has not been called). */
-export function jitStats(instance: object, method = 'forward'): JitStats | null {
-  return runners.get(instance)?.get(method)?.stats() ?? null;
+/** The handle (stats, describe, clearCache, compiledEntries) of anything compiled: a decorated
+ *  instance's method (`forward` by default), a compiled module or a compiled function. Null when
+ *  `target` is not compiled (its `method` is not decorated). */
+export function jitHandle(target: object, method = 'forward'): JitHandle | null {
+  const runner = jitRunner(target, method);
+  return runner ? handleOf(runner) : null;
 }
 
-/** The runtime behind a decorated instance's method, or behind a compiled handle. */
+/** stats() of anything compiled (see jitHandle); null when `target` is not compiled. */
+export function jitStats(target: object, method = 'forward'): JitStats | null {
+  return jitRunner(target, method)?.stats() ?? null;
+}
+
+/** describe() of anything compiled (see jitHandle); null when `target` is not compiled. */
+export function jitDescribe(target: object, method = 'forward'): string | null {
+  return jitRunner(target, method)?.describe() ?? null;
+}
+
+/** The runtime behind a compiled handle or a decorated instance's method (created on demand, so
+ *  an instance that has not been called yet reports empty stats rather than nothing). */
 export function jitRunner(target: object, method = 'forward'): JitRunner | null {
-  return handles.get(target) ?? runners.get(target)?.get(method) ?? null;
+  const handle = handles.get(target);
+  if (handle) return handle;
+  const existing = runners.get(target)?.get(method);
+  if (existing) return existing;
+  const f = (target as Record<string, unknown>)[method];
+  const info = typeof f === 'function' ? wrapperInfo.get(f) : undefined;
+  return info ? runnerFor(target, info) : null;
+}
+
+function handleOf(runner: JitRunner): JitHandle {
+  return {
+    stats: () => runner.stats(),
+    describe: () => runner.describe(),
+    clearCache: () => runner.clear(),
+    compiledEntries: () => runner.compiledEntries(),
+  };
 }
 
 // ---- decorators ----
@@ -122,34 +164,43 @@ const runners = new WeakMap<object, Map<string, JitRunner>>();
 const wrappers = new WeakSet<Function>();
 const isWrapper = (f: unknown): boolean => typeof f === 'function' && wrappers.has(f);
 
+interface WrapperInfo { original: AnyFn; name: string; methodOptions: JitOptions; site: string | null }
+const wrapperInfo = new WeakMap<Function, WrapperInfo>();
+
+/** The runner of one instance's decorated method, created on first use. */
+function runnerFor(self: any, info: WrapperInfo): JitRunner {
+  let byMethod = runners.get(self);
+  if (!byMethod) runners.set(self, (byMethod = new Map()));
+  let runner = byMethod.get(info.name);
+  if (!runner) {
+    runner = new JitRunner({
+      label: `${self.constructor?.name ?? 'object'}.${info.name}`,
+      fn: info.original,
+      thisArg: self,
+      module: asModule(self),
+      method: info.name,
+      options: () => mergeOptions(getJitOptions(self.constructor), info.methodOptions),
+      callerFile: info.site,
+    });
+    byMethod.set(info.name, runner);
+  }
+  return runner;
+}
+
 /** Method form: one runner per instance, created on that instance's first call. Method options
  *  override the class metadata. */
 function wrapMethod(original: AnyFn, name: string, methodOptions: JitOptions, site: string | null): AnyFn {
   if (isWrapper(original)) return original;
+  const info: WrapperInfo = { original, name, methodOptions, site };
   const wrapper = function (this: any, ...args: any[]): any {
     if (this === null || (typeof this !== 'object' && typeof this !== 'function')) {
       throw new TypeError(`inferenceJit: compiled method ${name} was called without an instance (did you detach it from its object?)`);
     }
-    let byMethod = runners.get(this);
-    if (!byMethod) runners.set(this, (byMethod = new Map()));
-    let runner = byMethod.get(name);
-    if (!runner) {
-      const self = this;
-      runner = new JitRunner({
-        label: `${self.constructor?.name ?? 'object'}.${name}`,
-        fn: original,
-        thisArg: self,
-        module: asModule(self),
-        method: name,
-        options: () => mergeOptions(getJitOptions(self.constructor), methodOptions),
-        callerFile: site,
-      });
-      byMethod.set(name, runner);
-    }
-    return runner.call(args);
+    return runnerFor(this, info).call(args);
   };
   Object.defineProperty(wrapper, 'name', { value: name });
   wrappers.add(wrapper);
+  wrapperInfo.set(wrapper, info);
   originals.set(wrapper, original);
   return wrapper;
 }
@@ -184,12 +235,7 @@ function compileModule<M extends ModuleWithForward>(module: M, options: JitOptio
     callerFile: site,
   });
   const call = (...args: unknown[]): unknown => runner.call(args);
-  const handle: JitHandle & { module: M } = {
-    stats: () => runner.stats(),
-    clearCache: () => runner.clear(),
-    compiledEntries: () => runner.compiledEntries(),
-    module,
-  };
+  const handle: JitHandle & { module: M } = { ...handleOf(runner), module };
   // A function target makes the proxy callable; everything else reads through to the module.
   const target = function compiledModule() {} as unknown as object;
   const proxy = new Proxy(target, {
@@ -209,11 +255,7 @@ function compileModule<M extends ModuleWithForward>(module: M, options: JitOptio
 }
 
 function attachHandle(f: Function, runner: JitRunner): void {
-  Object.assign(f, {
-    stats: () => runner.stats(),
-    clearCache: () => runner.clear(),
-    compiledEntries: () => runner.compiledEntries(),
-  });
+  Object.assign(f, handleOf(runner));
   handles.set(f, runner);
 }
 

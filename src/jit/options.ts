@@ -13,24 +13,22 @@
 //   site wins: call-site options > configure() > defaults. `passes.disable` lists are united.
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DTYPES, type DType } from '../tensor/dtype.js';
-import { listPassNames } from './passes.js';
+import { DTYPES } from '../tensor/dtype.js';
+import { listPassNames } from '../passes/pipeline.js';
+import { PRECISIONS, PRECISION_FALLBACKS, type Precision, type PrecisionFallback } from '../backends/backend.js';
+import type { InputSpec } from '../trace/index.js';
+
+export { PRECISIONS, PRECISION_FALLBACKS, type Precision, type PrecisionFallback, type InputSpec };
 
 export type JitDevice = 'cpu' | 'reference' | 'onnxruntime' | 'tensorrt';
 export const JIT_DEVICES: readonly JitDevice[] = ['cpu', 'reference', 'onnxruntime', 'tensorrt'];
-export type Precision = 'fp32' | 'fp16' | 'bf16' | 'int8' | 'int4' | 'fp8';
-export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'bf16', 'int8', 'int4', 'fp8'];
-export type CacheMode = 'memory' | 'disk' | 'off';
-export const CACHE_MODES: readonly CacheMode[] = ['memory', 'disk', 'off'];
+/** 'disk' (default): compiled entries in memory and on disk; 'memory': in memory only, nothing
+ *  written to disk. (The former 'off', which kept nothing and recompiled every call, is refused
+ *  with an error naming 'memory'.) */
+export type CacheMode = 'memory' | 'disk';
+export const CACHE_MODES: readonly CacheMode[] = ['memory', 'disk'];
 export type FallbackMode = 'eager' | 'error';
 export const FALLBACK_MODES: readonly FallbackMode[] = ['eager', 'error'];
-/** What a reduced precision does where the CPU lacks its instructions: fail (default) or run fp32. */
-export type PrecisionFallback = 'error' | 'fp32';
-export const PRECISION_FALLBACKS: readonly PrecisionFallback[] = ['error', 'fp32'];
-
-/** One tensor input's spec: a string dim (or -1) is dynamic and matches any size; equal names
- *  across inputs must have equal sizes. `null` leaves that input fully static. */
-export interface InputSpec { shape: (number | string)[]; dtype?: DType }
 
 export interface JitOptions {
   device?: JitDevice;
@@ -89,13 +87,19 @@ const KNOWN_KEYS = new Set<string>(['device', 'precision', 'precisionFallback', 
 /** Checks an options object and throws a specific error for the first bad field. `where` names
  *  the source ('inferenceJit options', 'configure()', 'INFERJIT_DEVICE'). */
 export function validateOptions(o: JitOptions, where: string): JitOptions {
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`${where}: options must be an object, got ${JSON.stringify(o)}`);
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`${where}: options must be an object such as { device: 'cpu' }, got ${describeValue(o)}`);
   for (const k of Object.keys(o)) {
-    if (!KNOWN_KEYS.has(k)) throw new TypeError(`${where}: unknown option "${k}"; known options: ${[...KNOWN_KEYS].join(', ')}`);
+    if (!KNOWN_KEYS.has(k)) {
+      const near = closest(k, [...KNOWN_KEYS]);
+      throw new TypeError(`${where}: unknown option "${k}"${near ? ` (did you mean "${near}"?)` : ''}; valid options: ${[...KNOWN_KEYS].join(', ')}`);
+    }
   }
   oneOf(where, 'device', o.device, JIT_DEVICES);
   oneOf(where, 'precision', o.precision, PRECISIONS);
   oneOf(where, 'precisionFallback', o.precisionFallback, PRECISION_FALLBACKS);
+  if ((o.cache as string) === 'off') {
+    throw new TypeError(`${where}: cache 'off' is no longer an option (it kept nothing and recompiled on every call). For no disk cache use cache: 'memory' (compiled graphs stay in memory, nothing is written to disk); to drop compiled graphs, call clearCache() on the compiled handle.`);
+  }
   oneOf(where, 'cache', o.cache, CACHE_MODES);
   oneOf(where, 'fallback', o.fallback, FALLBACK_MODES);
   if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir.length === 0)) {
@@ -126,8 +130,41 @@ export function validateOptions(o: JitOptions, where: string): JitOptions {
       }
     }
   }
+  for (const k of ['onnxruntime', 'tensorrt'] as const) {
+    const v = o[k];
+    if (v !== undefined && (v === null || typeof v !== 'object' || Array.isArray(v))) {
+      throw new TypeError(`${where}: ${k} must be an object of ${k} session options, got ${describeValue(v)}`);
+    }
+  }
   if (o.inputSpec !== undefined) validateInputSpec(o.inputSpec, where);
   return o;
+}
+
+/** A value as an error message shows it: JSON where that says something, else its kind. */
+export function describeValue(v: unknown): string {
+  if (typeof v === 'function') return `function ${v.name || '(anonymous)'}`;
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) !== Object.prototype) return `an instance of ${v.constructor?.name ?? 'a class'}`;
+  try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
+}
+
+/** The known name within edit distance 2 of `name` (case-insensitive), for "did you mean". */
+function closest(name: string, known: readonly string[]): string | null {
+  let best: string | null = null, bestD = 3;
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestD) { best = k; bestD = d; }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length];
 }
 
 function validateInputSpec(spec: unknown, where: string): void {

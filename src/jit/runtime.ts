@@ -1,6 +1,11 @@
 // The runtime of one compiled function (a module instance's forward, a decorated method, or a
 // plain function): guards each call, serves it from the in-memory cache, or compiles a new entry
 // (through the disk cache) and keeps counters for stats().
+// Per-call cost matters for small models, so a call whose arguments are all tensors first tries
+// the fast path: input dtypes/shapes -> the entry an earlier call resolved them to, then the
+// parameters' version counters and an identity check of the module's fields (guards.ts). Only when
+// that fails does it take the full path: flatten the arguments, compute the signature, fingerprint
+// the configuration and compare parameters by name.
 import { GraphBreakError, Tensor } from '../tensor/tensor.js';
 import { rebuildOutput } from '../trace/index.js';
 import { DiskCache, canonicalJson, sha256 } from '../cache/disk-cache.js';
@@ -12,9 +17,10 @@ import {
   type ParamSnapshot, type Signature,
 } from './signature.js';
 import { codeFingerprint, configFingerprint, hashFiles, inferjitVersion, namedTensors, toolchainFingerprint, type ModuleLike } from '../cache/fingerprint.js';
+import { StructureSnapshot } from './guards.js';
 
-/** What stats() reports. Times are milliseconds summed over all compiles. */
-export interface JitStats {
+/** What stats() reports: the compile counters (compile.ts) and the cache's own. */
+export interface JitStats extends CompileCounters {
   /** Calls served (compiled, eager fallback or passed through inside an outer trace). */
   calls: number;
   /** Calls served by an existing in-memory entry. */
@@ -24,17 +30,6 @@ export interface JitStats {
   /** Compiles after the first, each with the guard that failed (most recent last, last 32 kept). */
   recompiles: number;
   recompileReasons: { guard: string; detail: string }[];
-  /** Times forward was traced (0 when every graph came from the disk cache). */
-  captures: number;
-  /** Compiles whose captured graph came from the disk cache. */
-  diskHits: number;
-  /** Disk lookups for a captured graph that found nothing usable. */
-  diskMisses: number;
-  /** Compiles whose optimized graph came from the disk cache. */
-  artifactHits: number;
-  diskWrites: number;
-  /** Disk entries found but not used, and why (a source file changed, ...). */
-  diskRejects: { key: string; reason: string }[];
   /** Reduced-precision (bf16/f16) weights of the entries in memory: converted and packed in this
    *  process, and loaded as panels from the disk cache instead. */
   weightsPacked: number;
@@ -45,12 +40,10 @@ export interface JitStats {
   /** In-memory entries now, and entries dropped by the LRU bound. */
   entries: number;
   evictions: number;
-  captureMs: number;
-  compileMs: number;
 }
 
 interface EagerEntry { eager: true; signature: Signature; error: GraphBreakError }
-interface GraphEntry { eager: false; compiled: CompiledEntry; params: ParamSnapshot; config: string }
+interface GraphEntry { eager: false; compiled: CompiledEntry; params: ParamSnapshot; config: string; structure: StructureSnapshot }
 type Entry = EagerEntry | GraphEntry;
 
 export interface RunnerTarget {
@@ -70,6 +63,7 @@ export interface RunnerTarget {
 }
 
 const MAX_REASONS = 32;
+const MAX_FAST_KEYS = 1024;
 
 export class JitRunner {
   private readonly entries: LruCache<string, Entry>;
@@ -77,6 +71,9 @@ export class JitRunner {
   private lastSignature: Signature | null = null;
   private readonly compiledKeys = new Set<string>();
   private resolved: { generation: number; options: ResolvedOptions } | null = null;
+  /** Fast path: the input types of an all-tensor call -> the signature key and entry it resolved
+   *  to (valid for the current options; cleared when they change). */
+  private fast = new Map<string, { key: string; entry: Entry }>();
   private warnedBreak = false;
   private codePrint: string | null = null;
   private readonly counters: CompileCounters = { captures: 0, diskHits: 0, diskMisses: 0, artifactHits: 0, diskWrites: 0, diskRejects: [], captureMs: 0, compileMs: 0 };
@@ -97,12 +94,38 @@ export class JitRunner {
   call(args: unknown[]): unknown {
     const t = this.target;
     this.calls++;
+    const options = this.options();
+    const fastKey = tensorArgsKey(args);
+    if (fastKey === SYMBOLIC) return t.fn.apply(t.thisArg, args); // part of an outer trace
+    if (fastKey !== null) {
+      const memo = this.fast.get(fastKey);
+      // entries.get also marks the entry recently used; a different result means it was evicted.
+      if (memo && this.entries.get(memo.key) === memo.entry) {
+        const e = memo.entry;
+        if (e.eager) {
+          this.hits++;
+          this.eagerCalls++;
+          this.lastSignature = e.signature;
+          return t.fn.apply(t.thisArg, args);
+        }
+        if (versionsUnchanged(e.params) && e.structure.check()) {
+          this.hits++;
+          this.lastSignature = e.compiled.signature;
+          return this.execute(e.compiled, args as Tensor[]);
+        }
+      }
+    }
+    return this.callFull(args, options, fastKey);
+  }
+
+  /** The full path: signature, configuration fingerprint and parameter checks, compiling on a miss. */
+  private callFull(args: unknown[], options: ResolvedOptions, fastKey: string | null): unknown {
+    const t = this.target;
     const flat = flattenArgs(args);
     // Inside an outer trace (a compiled submodule called from a compiled model) the call is
     // simply part of the outer graph.
     if (flat.tensors.some((x) => x.isSymbolic)) return t.fn.apply(t.thisArg, args);
 
-    const options = this.options();
     this.entries.capacity = options.maxEntries;
     const where = `inferenceJit(${t.label})`;
     const spec = normalizeInputSpec(options.inputSpec, flat.tensors, where);
@@ -111,11 +134,12 @@ export class JitRunner {
 
     let reason: { guard: string; detail: string } | null = null;
     let reuse: { graph: CompiledEntry['capture']['graph']; outputTree: unknown } | undefined;
-    const entry = options.cache === 'off' ? undefined : this.entries.get(signature.key);
+    const entry = this.entries.get(signature.key);
     if (entry) this.lastSignature = signature;
     if (entry?.eager) {
       this.hits++;
       this.eagerCalls++;
+      if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry });
       return t.fn.apply(t.thisArg, args);
     }
     const config = configFingerprint(t.module);
@@ -123,6 +147,10 @@ export class JitRunner {
       const changed = checkParams(entry.params, namedTensors(t.module));
       if (!changed && entry.config === config) {
         this.hits++;
+        // Nothing the guards read changed in value (e.g. a field set to an equal value): take the
+        // identity snapshot again so the next call is fast.
+        if (!entry.structure.check()) entry.structure = this.structure();
+        if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry });
         return this.execute(entry.compiled, flat.tensors);
       }
       if (changed) {
@@ -133,8 +161,6 @@ export class JitRunner {
         reason = { guard: 'module config', detail: `a module field changed since compiling (${firstDifference(entry.config, config)})` };
       }
       this.entries.delete(signature.key);
-    } else if (options.cache === 'off') {
-      if (this.lastSignature) reason = { guard: 'cache off', detail: "cache: 'off' compiles every call" };
     } else if (this.compiledKeys.has(signature.key)) {
       reason = { guard: 'evicted', detail: `this signature was compiled before and evicted from the in-memory cache (maxEntries ${options.maxEntries})` };
     } else if (this.lastSignature) {
@@ -156,7 +182,6 @@ export class JitRunner {
         label: t.label,
         fn: (...a: unknown[]) => t.fn.apply(t.thisArg, a),
         args,
-        flat,
         module: t.module,
         options,
         spec,
@@ -174,13 +199,31 @@ export class JitRunner {
         this.warnedBreak = true;
         process.emitWarning(`${where}: ${e.message} Running this signature eagerly (fallback: 'eager'); set fallback: 'error' to make this an error.`, { type: 'InferjitWarning', code: 'INFERJIT_GRAPH_BREAK' });
       }
-      if (options.cache !== 'off') this.entries.set(signature.key, { eager: true, signature, error: e });
+      const eager: EagerEntry = { eager: true, signature, error: e };
+      this.entries.set(signature.key, eager);
+      if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry: eager });
       this.eagerCalls++;
       return t.fn.apply(t.thisArg, args);
     }
     const params = snapshotParams(namedTensors(t.module) ?? compiled.capture.constants);
-    if (options.cache !== 'off') this.entries.set(signature.key, { eager: false, compiled, params, config });
+    const created: GraphEntry = { eager: false, compiled, params, config, structure: this.structure() };
+    this.entries.set(signature.key, created);
+    if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry: created });
     return this.execute(compiled, flat.tensors);
+  }
+
+  /** Records which entry an all-tensor call's input types resolve to. Dynamic dims make one entry
+   *  serve many concrete shapes, so the map is bounded (cleared when full; it refills on use). */
+  private remember(fastKey: string, value: { key: string; entry: Entry }): void {
+    if (this.fast.size >= MAX_FAST_KEYS) this.fast.clear();
+    this.fast.set(fastKey, value);
+  }
+
+  /** The identity snapshot of the module tree's fields (see guards.ts). */
+  private structure(): StructureSnapshot {
+    const m = this.target.module;
+    if (!m) return new StructureSnapshot([]);
+    return new StructureSnapshot(typeof m.namedModules === 'function' ? [...m.namedModules()].map(([, x]) => x) : [m]);
   }
 
   stats(): JitStats {
@@ -199,9 +242,27 @@ export class JitRunner {
     };
   }
 
+  /** One header line, then one line per signature in memory (most recently used first): its
+   *  inputs and how it runs (the backend's own description: native plan or interpreter, and why). */
+  describe(): string {
+    const t = this.target;
+    const o = this.resolved?.options ?? this.options();
+    const list = [...this.entries.values()];
+    const head = `${t.label}: ${list.length === 0 ? 'nothing compiled yet (compiles on the first call)' : `${list.length} signature${list.length === 1 ? '' : 's'} in memory`} (device ${o.device}, precision ${o.precision}, cache ${o.cache})`;
+    const lines = list.map((e) => {
+      const sig = e.eager ? e.signature : e.compiled.signature;
+      const inputs = sig.inputs.map((i) => `${i.dtype}[${i.shape.join(',')}]`).join(', ') || '(no tensor inputs)';
+      if (e.eager) return `  ${inputs} -> eager (graph break: ${e.error.message.split('\n')[0]})`;
+      const exe = e.compiled.executable;
+      return `  ${inputs} -> ${exe.describe?.() ?? `${exe.backend} backend`} (${e.compiled.optimized.nodes.length} nodes after passes)`;
+    });
+    return [head, ...lines].join('\n');
+  }
+
   /** Drops every in-memory entry (the disk cache is untouched). */
   clear(): void {
     this.entries.clear();
+    this.fast.clear();
     this.lastSignature = null;
     this.compiledKeys.clear();
   }
@@ -219,6 +280,7 @@ export class JitRunner {
     const gen = getConfigGeneration();
     if (!this.resolved || this.resolved.generation !== gen) {
       this.resolved = { generation: gen, options: resolveOptions(this.target.options()) };
+      this.fast.clear(); // device, precision or input spec may differ now
     }
     return this.resolved.options;
   }
@@ -239,6 +301,28 @@ export class JitRunner {
       passesDisabled: options.passesDisabled,
     }));
   }
+}
+
+const SYMBOLIC = '\u0000symbolic';
+
+/** The fast-path key of a call whose arguments are all tensors: their dtypes, devices and shapes
+ *  (what the signature reads from them); SYMBOLIC inside an outer trace; null for any other
+ *  argument structure (those take the full path). */
+function tensorArgsKey(args: readonly unknown[]): string | null {
+  let key = '';
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!(a instanceof Tensor)) return null;
+    if (a.isSymbolic) return SYMBOLIC;
+    key += `${a.dtype}@${a.device}[${a.shape.join(',')}]`;
+  }
+  return key;
+}
+
+/** Whether every parameter the entry saw is still at the version it saw (in-place updates). */
+function versionsUnchanged(params: ParamSnapshot): boolean {
+  for (let i = 0; i < params.length; i++) if (params[i].tensor.version !== params[i].version) return false;
+  return true;
 }
 
 /** A short excerpt around the first differing character of two fingerprints. */

@@ -7,11 +7,14 @@ import { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
 import type { DType } from '../tensor/dtype.js';
 import { canonicalJson } from '../cache/disk-cache.js';
-import type { InputSpec } from './options.js';
+import type { InputSpec } from '../trace/index.js';
+import { flattenArgs as flattenTree, type TreeNode } from '../trace/tree.js';
 
 /** The tensor leaves of a call's arguments and the rest of the arguments' structure. */
 export interface FlatArgs {
   tensors: Tensor[];
+  /** The argument trees (src/trace/tree.ts), for the tracer. */
+  trees: TreeNode[];
   /** Canonical JSON of the arguments with each tensor replaced by {"$tensor": i}. */
   skeleton: string;
   /** False when an argument (a function, a class instance) could only be guarded by identity,
@@ -22,14 +25,14 @@ export interface FlatArgs {
 const identities = new WeakMap<object, number>();
 let nextIdentity = 1;
 
-/** Walks arguments depth first (arrays by index, plain objects by key in insertion order, the
- *  order the tracer uses for its graph inputs). */
+/** Flattens arguments with the tracer's flattener (arrays by index, plain objects by key in
+ *  insertion order: the order of the graph inputs) and describes the non-tensor rest for the
+ *  signature. Unlike the tracer's guard form, class instances and functions are guarded by
+ *  identity here: re-reading their contents on every call would cost more than a recompile saves. */
 export function flattenArgs(args: readonly unknown[]): FlatArgs {
-  const tensors: Tensor[] = [];
+  const flat = flattenTree(args);
   let portable = true;
-  const walk = (v: unknown): unknown => {
-    if (v instanceof Tensor) { tensors.push(v); return { $tensor: tensors.length - 1 }; }
-    if (Array.isArray(v)) return v.map(walk);
+  const leaf = (v: unknown): unknown => {
     switch (typeof v) {
       case 'number':
         // JSON would turn NaN/Infinity into null and -0 into 0; keep them distinct.
@@ -37,24 +40,26 @@ export function flattenArgs(args: readonly unknown[]): FlatArgs {
       case 'string': case 'boolean': return v;
       case 'undefined': return { $undefined: true };
       case 'bigint': return { $bigint: v.toString() };
-      case 'object': {
+      case 'object':
         if (v === null) return null;
-        if (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null) {
-          const out: Record<string, unknown> = {};
-          for (const k of Object.keys(v)) out[k] = walk((v as Record<string, unknown>)[k]);
-          // Key order matters to tensor order, so record it next to the (sorted) canonical form.
-          return { $object: Object.keys(v), fields: out };
-        }
         portable = false;
         return { $identity: identityOf(v), class: (v as object).constructor?.name ?? 'object' };
-      }
       default: // function, symbol
         portable = false;
         return { $identity: typeof v === 'function' ? identityOf(v) : String(v), kind: typeof v };
     }
   };
-  const skeleton = canonicalJson(args.map(walk));
-  return { tensors, skeleton, portable };
+  const walk = (n: TreeNode): unknown => {
+    switch (n.t) {
+      case 'tensor': return { $tensor: n.i };
+      case 'array': return n.items.map(walk);
+      // Key order matters to tensor order, so record it next to the (sorted) canonical form.
+      case 'object': return { $object: n.entries.map(([k]) => k), fields: Object.fromEntries(n.entries.map(([k, c]) => [k, walk(c)])) };
+      case 'value': return leaf(n.v);
+    }
+  };
+  const skeleton = canonicalJson(flat.trees.map(walk));
+  return { tensors: flat.tensors, trees: flat.trees, skeleton, portable };
 }
 
 function identityOf(o: object): number {
@@ -64,7 +69,7 @@ function identityOf(o: object): number {
 }
 
 /** An input spec with every -1 replaced by a generated name, checked against the tensors. */
-export type NormalizedSpec = ({ shape: (number | string)[]; dtype?: DType } | null)[];
+export type NormalizedSpec = (InputSpec | null)[];
 
 export function normalizeInputSpec(spec: readonly (InputSpec | null)[] | null, tensors: readonly Tensor[], where: string): NormalizedSpec {
   if (spec === null) return tensors.map(() => null);

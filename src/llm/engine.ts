@@ -4,7 +4,7 @@
 import { type LlamaConfig, ropeInverseFrequencies } from './config.js';
 import { PagedKvCache, type KvDType } from './kv-cache.js';
 import {
-  type LlamaWeights, type Precision, type LoadedLlama, type WeightMatrix,
+  type LlamaWeights, type WeightPrecision, type LoadedLlama, type WeightMatrix,
   loadLlama, quantizeWeights, nativeWeightSpec, llmAddon, weightBytes, packWeights, packMatrix, packedKernelsFast,
 } from './weights.js';
 import { type GgufFile } from '../io/gguf/index.js';
@@ -13,7 +13,7 @@ import { InvalidTokenIdError } from './errors.js';
 
 export interface EngineOptions {
   /** 'fp32' (default) runs weights as stored (f32/f16/bf16/Q8_0/Q4_0); 'int8'/'int4' quantize the linear layers at load. */
-  precision?: Precision;
+  precision?: WeightPrecision;
   /** int4 group size (32, 64, 128; default 32). */
   groupSize?: number;
   /** KV cache storage (default 'f32'). */

@@ -2,7 +2,7 @@
 // the native runtime with a paged KV cache, sampling and streaming generation, tokenizers.
 export { type LlamaConfig, type RopeScaling, type Llama3RopeScaling, type LinearRopeScaling, llamaConfigFromGguf, llamaConfigFromHuggingFace, ropeInverseFrequencies } from './config.js';
 export {
-  type WeightFormat, type WeightMatrix, type LlamaWeights, type LoadOptions, type LlamaLayerWeights, type LoadedLlama, type Precision,
+  type WeightFormat, type WeightMatrix, type LlamaWeights, type LoadOptions, type LlamaLayerWeights, type LoadedLlama, type WeightPrecision,
   WEIGHT_FORMAT_CODES, loadLlama, loadLlamaGguf, loadLlamaSafetensors, dequantizeMatrix, quantizeMatrix, quantizeWeights, weightBytes,
   packMatrix, packWeights, packedKernelsFast,
 } from './weights.js';

@@ -396,14 +396,14 @@ export function packWeights(weights: LlamaWeights): LlamaWeights {
   };
 }
 
-export type Precision = 'fp32' | 'int8' | 'int4';
+export type WeightPrecision = 'fp32' | 'int8' | 'int4';
 
 /**
  * The weights with every linear layer quantized to `precision` ('int8' per channel, 'int4'
  * group-wise); embeddings and norms stay as loaded (a tied head is quantized as its own copy
  * only when the precision asks for it, since the embedding lookup keeps the original).
  */
-export function quantizeWeights(weights: LlamaWeights, precision: Precision, options: { groupSize?: number } = {}): LlamaWeights {
+export function quantizeWeights(weights: LlamaWeights, precision: WeightPrecision, options: { groupSize?: number } = {}): LlamaWeights {
   if (precision === 'fp32') return weights;
   const g = options.groupSize ?? 32;
   const q = (w: WeightMatrix) => quantizeMatrix(w, precision, g);

@@ -3,7 +3,7 @@
 // active or an input is symbolic, hands the call to the tracer to record a graph node.
 import { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
-import { getOp, getKernel, type OpDef, type TensorMeta, type BackendName } from './registry.js';
+import { getOp, getKernel, loadKernels, type OpDef, type TensorMeta, type BackendName } from './registry.js';
 import { normalizeAttrs, type AttrValues } from './attrs.js';
 
 /** Receives ops that involve symbolic tensors; returns the symbolic outputs. */
@@ -28,18 +28,25 @@ export function withoutTraceHook<T>(fn: () => T): T {
 
 export type EagerBackend = 'auto' | BackendName;
 let eagerBackend: EagerBackend = 'auto';
-let nativeAvailable = false;
+/** Whether native cpu kernels exist; null until the cpu backend's kernel loader has run. */
+let nativeAvailable: boolean | null = null;
 
 /** Chooses the kernels eager ops run on: 'auto' (native cpu when built, else reference),
  *  'cpu' (native only; ops without a native kernel still use the reference kernel) or 'reference'. */
 export function setEagerBackend(b: EagerBackend): void {
-  if (b === 'cpu' && !nativeAvailable) throw new Error("setEagerBackend('cpu'): the native addon is not built; run `npm run build:native` and check its output");
+  if (b === 'cpu' && !isNativeAvailable()) throw new Error("setEagerBackend('cpu'): the native addon is not built; run `npm run build:native` and check its output");
   eagerBackend = b;
 }
 export const getEagerBackend = (): EagerBackend => eagerBackend;
-/** Called by the native backend once its addon has loaded. */
-export function markNativeAvailable(v: boolean): void { nativeAvailable = v; }
-export const isNativeAvailable = (): boolean => nativeAvailable;
+/** Whether eager ops may use native cpu kernels. The first call runs the cpu backend's kernel
+ *  loader (src/backends/cpu/index.ts installs it with setKernelLoader; see registry.ts), so this is
+ *  decided at first use, not by which modules happened to be imported. */
+export function isNativeAvailable(): boolean {
+  if (nativeAvailable !== null) return nativeAvailable;
+  const ok = loadKernels('cpu');
+  if (ok === null) return false; // no cpu backend linked in yet: ask again later
+  return (nativeAvailable = ok);
+}
 
 /** Runs `fn` with a given eager backend, restoring the previous one afterwards (used by tests
  *  that compare native kernels with the reference). */
@@ -99,7 +106,7 @@ export function dispatch1(name: string, inputs: readonly (Tensor | null | undefi
 }
 
 function selectKernel(def: OpDef<any>, ins: (Tensor | null)[], a: AttrValues) {
-  if (eagerBackend !== 'reference' && nativeAvailable) {
+  if (eagerBackend !== 'reference' && (nativeAvailable ?? isNativeAvailable())) {
     const k = getKernel(def.name, 'cpu', ins, a);
     if (k) return k;
   }

@@ -63,7 +63,33 @@ export function registerKernel<A>(op: string, backend: BackendName, kernel: Kern
   m.set(backend, { kernel, supports });
 }
 
+// Backends with native code register their kernels lazily: a backend module installs a loader
+// (setKernelLoader) and the first lookup of that backend's kernels runs it, so which kernels exist
+// never depends on which modules happened to be imported before the first op ran.
+const loaders = new Map<BackendName, () => boolean>();
+const loaded = new Map<BackendName, boolean>();
+
+/** Installs how `backend` registers its kernels (returning whether it could); nothing runs yet. */
+export function setKernelLoader(backend: BackendName, load: () => boolean): void {
+  loaders.set(backend, load);
+  loaded.delete(backend);
+}
+
+/** Runs `backend`'s kernel loader once; whether its kernels are available. Null while no loader is
+ *  installed (the backend module is not linked in yet: ask again later). */
+export function loadKernels(backend: BackendName): boolean | null {
+  const done = loaded.get(backend);
+  if (done !== undefined) return done;
+  const load = loaders.get(backend);
+  if (!load) return null;
+  loaded.set(backend, false); // a loader that looks kernels up must not recurse
+  const ok = load();
+  loaded.set(backend, ok);
+  return ok;
+}
+
 export function getKernel(op: string, backend: BackendName, inputs: (Tensor | null)[], attrs: unknown): Kernel<any> | undefined {
+  if (!loaded.has(backend) && loaders.has(backend)) loadKernels(backend);
   const e = kernels.get(op)?.get(backend);
   if (!e) return undefined;
   if (e.supports && !e.supports(inputs, attrs)) return undefined;
@@ -71,5 +97,6 @@ export function getKernel(op: string, backend: BackendName, inputs: (Tensor | nu
 }
 
 export function kernelBackends(op: string): BackendName[] {
+  for (const b of loaders.keys()) if (!loaded.has(b)) loadKernels(b);
   return [...(kernels.get(op)?.keys() ?? [])];
 }

@@ -1,15 +1,15 @@
-// The pass manager: an ordered list of named passes run over a copy of the graph, any of which can
-// be disabled by name; optional verification after every pass (on in debug and test runs) and an
-// IR dump hook. Passes that profit from it are re-run until they stop changing the graph.
+// The pass manager: the one pass interface and the one runner. An ordered list of named passes runs
+// over a copy of the graph, any of which can be disabled by name; optional verification after every
+// pass and an IR dump hook. Passes that profit from it are re-run until they stop changing the
+// graph. The JIT runs its pipeline through runPasses too (src/jit/compile.ts), with the target its
+// backend supplies; this module imports no backend.
 import { performance } from 'node:perf_hooks';
 import type { Graph } from '../ir/graph.js';
-import { kernelBackends } from '../ops/registry.js';
-import { isNativeAvailable } from '../ops/dispatch.js';
-import { PLAN_OPS, planSupportReason } from '../backends/cpu/plan/executable.js';
 
 /** What the graph will run on, as far as passes care: whether a fused op they could emit has a
  *  fast kernel there. Fusing into an op that only has the pure-TS reference kernel would make a
- *  natively-executed graph slower, so such rewrites are skipped for that target. */
+ *  natively-executed graph slower, so such rewrites are skipped for that target. Each backend
+ *  supplies its own (JitBackend.target()). */
 export interface Target {
   readonly name: string;
   canEmit(op: string): boolean;
@@ -17,20 +17,6 @@ export interface Target {
 
 /** Every op is welcome (reference execution, tests, exporters). */
 export const ANY_TARGET: Target = { name: 'any', canEmit: () => true };
-
-/** The target for a JIT device: on 'cpu' with the native addon loaded, only ops that have a native
- *  kernel may be emitted; everywhere else (reference, onnxruntime, tensorrt, cpu without the
- *  addon) every op may (exporters lower fused ops through their ONNX mappings). */
-export function targetFor(device: string): Target {
-  if (device === 'cpu' && isNativeAvailable()) {
-    // An op is worth emitting when it runs natively: as an eager cpu kernel, or as a kernel of the
-    // native plan executor (which runs compiled cpu graphs; fused_elementwise, layer_norm_modulate
-    // and attention_fused exist only there).
-    const planned = planSupportReason() === null;
-    return { name: 'cpu-native', canEmit: (op) => kernelBackends(op).includes('cpu') || (planned && PLAN_OPS.has(op)) };
-  }
-  return { name: device, canEmit: () => true };
-}
 
 export interface PassContext {
   target: Target;
@@ -62,9 +48,10 @@ export interface RunPassesOptions {
 
 const FIXPOINT_LIMIT = 8;
 
-/** Whether to verify after each pass by default: under the test runner or when asked for. */
-export function verifyByDefault(): boolean {
-  return process.env.NODE_TEST_CONTEXT !== undefined || process.env.INFERJIT_VERIFY_PASSES === '1';
+/** Whether to verify after each pass when the caller did not say: only when asked for with
+ *  INFERJIT_VERIFY_IR=1 (scripts/run-tests.mjs sets it for the test suite). */
+export function verifyFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.INFERJIT_VERIFY_IR === '1';
 }
 
 /** Runs one pass in place (to its fixpoint when it asks for one); returns its rewrite count. */
@@ -90,7 +77,7 @@ export function runPasses(graph: Graph, passes: readonly Pass[], options: Omit<R
   for (const d of options.disable ?? []) {
     if (!known.has(d)) throw new RangeError(`runPasses: cannot disable unknown pass "${d}"; passes: ${[...known].join(', ')}`);
   }
-  const context: PassContext = { target: options.target ?? ANY_TARGET, verify: options.verify ?? verifyByDefault() };
+  const context: PassContext = { target: options.target ?? ANY_TARGET, verify: options.verify ?? verifyFromEnv() };
   const g = graph.clone();
   const stats: PassStat[] = [];
   let i = 0;

@@ -1,12 +1,10 @@
 // Graph-surgery helpers every pass shares: emitting a node with inferred output types, keeping node
-// order topological after rewrites, use counts, reading scalar literals, and deciding which values
-// are compile-time constants. Passes call these instead of editing Graph internals by hand.
-import { Graph, type Node, type Constant } from '../ir/graph.js';
-import { shapesEqual } from '../ir/dims.js';
-import { getOp, type TensorMeta } from '../ops/registry.js';
-import { normalizeAttrs, type AttrValues } from '../ops/attrs.js';
+// order topological after rewrites, use counts, adding literals, and deciding which values are
+// compile-time constants. Passes call these instead of editing Graph internals by hand.
+import { Graph, type Node } from '../ir/graph.js';
+import { getOp } from '../ops/registry.js';
+import { normalizeAttrs } from '../ops/attrs.js';
 import type { DType } from '../tensor/dtype.js';
-import type { Dim } from '../tensor/shape.js';
 
 /** Appends a node for `op` whose output metadata comes from the op's own shape inference (so a
  *  rewrite cannot record a wrong type); returns its output value ids. Call sortTopologically()
@@ -74,16 +72,6 @@ export function useCounts(graph: Graph): Map<number, number> {
   return m;
 }
 
-export const isGraphOutput = (graph: Graph, v: number): boolean => graph.outputs.some((o) => o.value === v);
-
-/** The single number a literal holds when it has exactly one element (a scalar like `x.add(1)`'s
- *  1, whatever its rank); undefined for anything else. */
-export function literalScalar(graph: Graph, v: number, constants = graph.constantByValue()): number | undefined {
-  const c = constants.get(v);
-  if (!c || c.kind !== 'literal' || !c.data || c.data.length !== 1) return undefined;
-  return c.data[0];
-}
-
 /** Adds a literal constant with a fresh name; returns its value id. */
 export function addLiteral(graph: Graph, dtype: DType, shape: readonly number[], data: readonly number[]): number {
   const taken = new Set(graph.constants.map((c) => c.name));
@@ -102,25 +90,3 @@ export function constantValues(graph: Graph): Set<number> {
   }
   return out;
 }
-
-/** Whether a value is computed from parameters only (no graph input reaches it). */
-export const isConstantValue = (graph: Graph, v: number, consts = constantValues(graph)): boolean => consts.has(v);
-
-export function metaOf(graph: Graph, v: number): TensorMeta { return graph.meta(v); }
-export const sameShape = (a: readonly Dim[], b: readonly Dim[]): boolean => shapesEqual(a, b);
-
-/** Attributes compared structurally (arrays element by element). */
-export function attrsEqual(a: AttrValues, b: AttrValues): boolean {
-  const ka = Object.keys(a).sort(), kb = Object.keys(b).sort();
-  if (ka.length !== kb.length || ka.some((k, i) => k !== kb[i])) return false;
-  return ka.every((k) => {
-    const x = a[k], y = b[k];
-    if (Array.isArray(x) && Array.isArray(y)) return x.length === y.length && x.every((e, i) => Object.is(e, y[i]));
-    return Object.is(x, y);
-  });
-}
-
-/** Normalizes a possibly negative axis for a rank. */
-export const normAxis = (axis: number, rank: number): number => (axis < 0 ? axis + rank : axis);
-
-export type { Constant };

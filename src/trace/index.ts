@@ -1,24 +1,25 @@
 // The tracer's public surface: trace(fn, args, options) captures a function's tensor ops as an IR
 // graph (parameters as named constants, non-tensor arguments folded in and reported as guards,
-// dynamic dims symbolic); interpret() runs such a graph eagerly; rebuildOutput() restores the
-// function's return structure.
+// dynamic dims symbolic); rebuildOutput() restores the function's return structure. Running a
+// graph is the reference backend's job (src/backends/reference).
 import { Tensor, GraphBreakError } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { type Dim, formatShape } from '../tensor/shape.js';
 import { Graph } from '../ir/graph.js';
 import { DIM_NAME } from '../ir/dims.js';
 import { TraceRun } from './tracer.js';
-import { flattenArgs } from './tree.js';
+import { flattenArgs, canonicalTree } from './tree.js';
 import { generalize, DIM_PRIMES, DynamicDimError, type DynamicDim } from './dynamic.js';
 
-export { interpret, bindInputs, concreteAttrs } from './interpret.js';
-export { rebuildOutput, flattenArgs, type TreeNode, type FlatArgs } from './tree.js';
+export { rebuildOutput, flattenArgs, canonicalTree, type TreeNode, type FlatArgs } from './tree.js';
 export { DynamicDimError, solveDim } from './dynamic.js';
 export { userSourceLine } from './source.js';
 export { GraphBreakError } from '../tensor/tensor.js';
 
 /** Shape (and optionally dtype) of one tensor input. A number is a static dim and must match the
- *  example; a name ("batch") or -1 (named automatically) marks the dim dynamic. */
+ *  example; a name ("batch") or -1 (named automatically) marks the dim dynamic; equal names across
+ *  inputs must have equal sizes. The one input spec type: trace(), inferenceJit's `inputSpec` and
+ *  the ONNX exporters all take it. */
 export interface InputSpec { shape: (number | string)[]; dtype?: DType }
 
 export interface TraceOptions {
@@ -35,7 +36,7 @@ export interface TraceResult {
   constants: Map<string, Tensor>;
   guards: {
     /** Canonical JSON-able form of each argument (tensors as {"$tensor": i}); calls whose
-     *  flattenArgs(args).nonTensorArgs differ need another trace. */
+     *  canonical forms (flattenArgs(args).trees.map(canonicalTree)) differ need another trace. */
     nonTensorArgs: unknown[];
     /** Names of the dynamic dims (in the order they were first met in the inputs). */
     dynamicDims: string[];
@@ -76,7 +77,7 @@ export function trace(fn: (...args: any[]) => unknown, args: unknown[], options:
   return {
     graph,
     constants: first.constants,
-    guards: { nonTensorArgs: flat.nonTensorArgs, dynamicDims: dims.map((d) => d.name) },
+    guards: { nonTensorArgs: flat.trees.map(canonicalTree), dynamicDims: dims.map((d) => d.name) },
     outputTree: first.outputTree,
   };
 }

@@ -1,6 +1,7 @@
 // Argument and result structures of traced functions: tensors nested in arrays and plain objects are
 // flattened into graph inputs/outputs, everything else is kept as a value, and a JSON-able canonical
-// form of the non-tensor parts serves as a guard (same form -> same graph).
+// form of the non-tensor parts serves as a guard (same form -> same graph). This is the one argument
+// flattener: the JIT's call signature (src/jit/signature.ts) is computed from the same trees.
 import { Tensor } from '../tensor/tensor.js';
 import { encodeNumber } from '../ir/graph.js';
 
@@ -22,10 +23,8 @@ export interface FlatArgs {
   tensors: Tensor[];
   /** A path-like name per tensor ("arg0", "arg1[0]", "arg2.mask"). */
   names: string[];
-  /** One tree per argument. */
+  /** One tree per argument (canonicalTree gives each one's JSON-able guard form). */
   trees: TreeNode[];
-  /** One canonical JSON-able form per argument; tensors appear as {"$tensor": index}. */
-  nonTensorArgs: unknown[];
 }
 
 /** Splits call arguments into tensors and a canonical description of everything else. */
@@ -53,7 +52,7 @@ export function flattenArgs(args: readonly unknown[]): FlatArgs {
     return { t: 'value', v: x };
   };
   const trees = args.map((a, i) => walk(a, `arg${i}`, new Set()));
-  return { tensors, names, trees, nonTensorArgs: trees.map(canonicalTree) };
+  return { tensors, names, trees };
 }
 
 /** Rebuilds arguments with replacement tensors (the symbolic ones while tracing). */

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromArray, randn, inferenceJit, jitStats, type Tensor } from '../../src/index.js';
 import { withEagerBackend } from '../../src/ops/dispatch.js';
-import { listPassNames } from '../../src/jit/passes.js';
+import { listPassNames } from '../../src/passes/index.js';
 import {
   DiT, CompiledDiT, CompiledDiT512, createDiT, ditInputSpec, type DiTConfig,
 } from '../../examples/diffusion/dit.js';

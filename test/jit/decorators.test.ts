@@ -47,6 +47,7 @@ interface Report {
   stats: Record<string, { calls: number; hits: number; captures: number; recompiles: number } | null>;
   options: { base: object; derived: object };
   backend: { derived: string };
+  describe: { beforeFirstCall: { stats: { calls: number } | null; describe: string | null }; bare: string; encode: string; encodeHits: number; methodsForward: string | null };
 }
 
 function runFixture(tsconfig: string, cacheDir: string): Promise<Report> {
@@ -93,6 +94,13 @@ test('legacy (experimentalDecorators) and standard decorators: class, options, m
       assert.deepEqual(r.options.base, { cache: 'memory', device: 'cpu' });
       assert.deepEqual(r.options.derived, { cache: 'memory', device: 'reference' });
       assert.equal(r.backend.derived, 'reference');
+      // Decorated instances have describe() and stats() too (jitDescribe / jitHandle).
+      assert.equal(r.describe.beforeFirstCall.stats!.calls, 0);
+      assert.match(r.describe.beforeFirstCall.describe!, /^Bare\.forward: nothing compiled yet/);
+      assert.match(r.describe.bare, /^Bare\.forward: 1 signature in memory \(device cpu, precision fp32, cache disk\)\n  f32\[2,4\] -> /);
+      assert.match(r.describe.encode, /^Methods\.encode: 1 signature in memory .*\n  f32\[2,4\] -> /);
+      assert.equal(r.describe.encodeHits, 0);
+      assert.equal(r.describe.methodsForward, null);
     }
   } finally {
     rmSync(cacheDir, { recursive: true, force: true });

@@ -17,7 +17,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const WORKER = join(here, 'fixtures', 'disk-worker.ts');
 
-interface WorkerResult { stats: JitStats; compiled: unknown; eager: unknown; stderr: string }
+interface WorkerResult { stats: JitStats; compiled: unknown; eager: unknown; stderr: string; window?: [number, number] }
 
 function runWorker(cacheDir: string, opts: { script?: string; env?: Record<string, string> } = {}): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
@@ -92,9 +92,13 @@ test('a second process hits the disk cache with zero captures; damaged entries a
 
 test('two processes compiling the same key at the same time both succeed', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'inferjit-race-'));
+  const barrier = mkdtempSync(join(tmpdir(), 'inferjit-barrier-'));
   try {
-    const start = String(Date.now() + 1500); // after both have loaded inferjit
-    const [a, b] = await Promise.all([runWorker(dir, { env: { WORKER_START_AT: start } }), runWorker(dir, { env: { WORKER_START_AT: start } })]);
+    // Both wait at a barrier after loading inferjit, so they compile at the same time.
+    const env = { WORKER_BARRIER: barrier, WORKER_PARTIES: '2' };
+    const [a, b] = await Promise.all([runWorker(dir, { env }), runWorker(dir, { env })]);
+    const [wa, wb] = [a.window!, b.window!];
+    assert.ok(Math.max(wa[0], wb[0]) < Math.min(wa[1], wb[1]), `the two compiles did not overlap (${JSON.stringify([wa, wb])}): the test did not race`);
     for (const r of [a, b]) {
       assertCorrect(r);
       assert.equal(r.stats.captures + r.stats.diskHits, 1);
@@ -108,6 +112,7 @@ test('two processes compiling the same key at the same time both succeed', async
     assert.equal(after.stats.captures, 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(barrier, { recursive: true, force: true });
   }
 });
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nn, randn, fromArray, Tensor, GraphBreakError, inferenceJit, configure, resetConfig, jitStats } from '../../src/index.js';
 import { doubleIfPositive } from './fixtures/graph-break.js';
-import { listPassNames } from '../../src/jit/passes.js';
+import { listPassNames } from '../../src/passes/index.js';
 
 class Mlp extends nn.Module {
   fc1 = new nn.Linear(8, 16, { seed: 1 });
@@ -198,12 +198,17 @@ test('configure() overrides the call-site device later, and the device guard rec
   }
 });
 
-test('cache "off" compiles every call; debug dumps the captured IR', () => {
+test('cache "memory" compiles once and keeps the entry in memory, writing nothing to disk; debug dumps the captured IR', () => {
   const dir = mkdtempSync(join(tmpdir(), 'inferjit-debug-'));
-  const f = inferenceJit(function addOne(t: Tensor) { return t.add(1); }, { cache: 'off', debug: dir });
-  f(fromArray([1]));
-  f(fromArray([1]));
-  assert.equal(f.stats().captures, 2);
+  const cacheDir = mkdtempSync(join(tmpdir(), 'inferjit-memory-only-'));
+  const f = inferenceJit(function addOne(t: Tensor) { return t.add(1); }, { cache: 'memory', cacheDir, debug: dir });
+  assert.deepEqual(f(fromArray([1])).toArray(), [2]);
+  assert.deepEqual(f(fromArray([5])).toArray(), [6]);
+  const s = f.stats();
+  assert.equal(s.captures, 1);
+  assert.equal(s.hits, 1);
+  assert.equal(s.diskWrites, 0);
+  assert.deepEqual(readdirSync(cacheDir), []);
   const [folder] = readdirSync(dir);
   assert.match(folder, /^addOne-[0-9a-f]{10}$/);
   const files = readdirSync(join(dir, folder)).sort();

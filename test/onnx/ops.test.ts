@@ -11,7 +11,7 @@ import { isFloatDType } from '../../src/tensor/dtype.js';
 import { listOps, dispatch, withEagerBackend } from '../../src/ops/index.js';
 import { getOp, type TensorMeta } from '../../src/ops/registry.js';
 import { normalizeAttrs } from '../../src/ops/attrs.js';
-import { concreteAttrs } from '../../src/trace/interpret.js';
+import { concreteAttrs } from '../../src/backends/reference/interpret.js';
 import { exportOp } from '../../src/onnx/export.js';
 import { decodeModel } from '../../src/onnx/proto.js';
 import { OrtSession } from '../../src/backends/onnxruntime/session.js';

@@ -7,7 +7,8 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { randn } from '../../src/tensor/creation.js';
 import { withEagerBackend } from '../../src/ops/dispatch.js';
 import type { Graph } from '../../src/ir/graph.js';
-import { trace, interpret, type InputSpec } from '../../src/trace/index.js';
+import { trace, type InputSpec } from '../../src/trace/index.js';
+import { interpret } from '../../src/backends/reference/index.js';
 import { runPass, ANY_TARGET, type Pass, type Target } from '../../src/passes/manager.js';
 
 export const paramsOf = (entries: Record<string, Tensor>) => ({ namedParameters: () => Object.entries(entries) });

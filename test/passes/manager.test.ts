@@ -5,9 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nn, inferenceJit, type Tensor } from '../../src/index.js';
 import type { Graph } from '../../src/ir/graph.js';
-import { runPasses, targetFor, type Pass } from '../../src/passes/manager.js';
+import { runPasses, verifyFromEnv, type Pass } from '../../src/passes/manager.js';
+import { getJitBackend } from '../../src/jit/backend.js';
 import { DEFAULT_PASSES } from '../../src/passes/index.js';
-import { listPassNames } from '../../src/jit/passes.js';
+import { listPassNames, registerPass, unregisterPass } from '../../src/passes/index.js';
 import { isNativeAvailable } from '../../src/ops/dispatch.js';
 import { traced, rnd, ops, assertClose } from './helpers.js';
 
@@ -83,7 +84,7 @@ test('inferenceJit runs the passes; passes.disable switches one off; results mat
 });
 
 test('on the native cpu device only ops with native kernels are emitted', { skip: !isNativeAvailable() && 'native addon not built' }, () => {
-  const target = targetFor('cpu');
+  const target = getJitBackend('cpu').target();
   assert.equal(target.name, 'cpu-native');
   assert.ok(target.canEmit('linear_fused'));
   const m = new Block();
@@ -95,4 +96,34 @@ test('on the native cpu device only ops with native kernels are emitted', { skip
   const introduced = ops(entry.optimized).filter((op) => !captured.has(op));
   assert.ok(introduced.includes('linear_fused'));
   for (const op of introduced) assert.ok(target.canEmit(op), `${op} was emitted without a native kernel`);
+});
+
+test('IR verification is switched on by INFERJIT_VERIFY_IR=1 or verify: true, never by detecting the test runner', () => {
+  assert.equal(verifyFromEnv({}), false); // even though this runs under node --test
+  assert.equal(verifyFromEnv({ NODE_TEST_CONTEXT: 'child' }), false);
+  assert.equal(verifyFromEnv({ INFERJIT_VERIFY_IR: '1' }), true);
+  const breaker: Pass = { name: 'breaker', description: 'corrupts', run: (g: Graph) => { g.nodes[0].inputs[0] = 999; return 1; } };
+  assert.doesNotThrow(() => runPasses(sample().graph, [breaker], { verify: false }));
+  process.env.INFERJIT_VERIFY_IR = '1';
+  try {
+    assert.throws(() => runPasses(sample().graph, [breaker]), /after pass breaker/);
+  } finally {
+    delete process.env.INFERJIT_VERIFY_IR;
+  }
+  assert.doesNotThrow(() => runPasses(sample().graph, [breaker]));
+});
+
+test('a registered pass runs inside the JIT with the one Pass interface and its backend\'s target', () => {
+  const seen: string[] = [];
+  const probe: Pass = { name: 'target-probe', description: 'records the target', run: (_g: Graph, ctx) => { seen.push(ctx.target.name); return 0; } };
+  registerPass(probe, { before: 'dce' });
+  try {
+    assert.equal(listPassNames().at(-2), 'target-probe');
+    const f = inferenceJit((x: Tensor) => x.exp(), { device: 'reference', cache: 'memory' });
+    f(rnd([3], 1));
+    assert.deepEqual(seen, ['reference']);
+  } finally {
+    unregisterPass('target-probe');
+  }
+  assert.throws(() => registerPass({ name: 'bad', run: 'no' } as never), /registerPass: expected \{ name, description, run\(graph, context\): number \}/);
 });

@@ -8,7 +8,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { allocStorage, dtypeBytes, type Storage } from '../../src/tensor/dtype.js';
 import { dispatch, withEagerBackend } from '../../src/ops/dispatch.js';
 import { fromNumbers } from '../../src/tensor/dtype.js';
-import { bindInputs, concreteAttrs } from '../../src/trace/index.js';
+import { bindInputs, concreteAttrs } from '../../src/backends/reference/index.js';
 import { evalShape, type DimBindings } from '../../src/ir/dims.js';
 import { planMemory, describePlan, ARENA_ALIGNMENT, type MemoryPlan } from '../../src/passes/memory-plan.js';
 import { optimize } from '../../src/passes/index.js';
@@ -126,7 +126,8 @@ test('optimized transformer and DiT: live buffers never overlap, and arena execu
     const plan = planMemory(g, bindings);
     checkNoOverlap(plan);
     assert.ok(plan.arenaBytes < plan.naiveBytes / 2, `${label}: ${describePlan(plan)}`);
-    assert.ok(plan.arenaBytes >= plan.liveBytesBound - ARENA_ALIGNMENT * 0, `${label}: below the live bound`);
+    // Buffers live at the same step never share bytes, so the arena holds at least their aligned sum.
+    assert.ok(plan.arenaBytes >= plan.liveBytesBound, `${label}: arena ${plan.arenaBytes} B below the live bound ${plan.liveBytesBound} B`);
     const want = run(g, t.inputs, t.constants);
     const got = runInArena(g, plan, t.inputs, t.constants);
     got.forEach((o, i) => assert.deepEqual([...o.toFlatArray()], [...want[i].toFlatArray()], `${label} output ${i}`));

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor, GraphBreakError, randn, arange, fromArray, ops, nn } from '../../src/index.js';
 import { Graph } from '../../src/ir/index.js';
-import { trace, interpret, rebuildOutput, DynamicDimError, solveDim, type TraceOptions } from '../../src/trace/index.js';
+import { trace, rebuildOutput, DynamicDimError, solveDim, type TraceOptions } from '../../src/trace/index.js';
+import { interpret } from '../../src/backends/reference/index.js';
 
 // interpret() runs the very kernels eager mode runs, op by op in the same order, so results must be
 // bit-identical to eager: every comparison below is exact.

@@ -1,6 +1,8 @@
-// The native CPU backend: loads the addon and, when it is there, registers its kernels for the
-// 'cpu' backend and tells dispatch that eager ops may use them. Import for side effects.
-import { markNativeAvailable } from '../../ops/dispatch.js';
+// The native CPU backend: registers its eager kernels for the 'cpu' backend when the addon is there.
+// Importing this module only installs the loader (setKernelLoader); the kernels are registered on
+// first use (the first lookup of a cpu kernel: an eager op, isNativeAvailable(), kernelBackends(), or
+// the JIT's cpu backend calling loadNativeBackend()), so no import order decides whether they run.
+import { setKernelLoader } from '../../ops/registry.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { addon, backendInfo, type BackendInfo } from './addon.js';
 import { prepackLinearWeight } from './packed.js';
@@ -11,15 +13,24 @@ import { registerNormKernels } from './kernels/norm.js';
 import { registerMovementKernels } from './kernels/movement.js';
 import { registerFusedKernels } from './kernels/fused.js';
 
-if (addon) {
-  registerLinalgKernels(addon);
-  registerAttentionKernels(addon);
-  registerElementwiseKernels(addon);
-  registerNormKernels(addon);
-  registerMovementKernels(addon);
-  registerFusedKernels();
-  markNativeAvailable(true);
+let loaded: boolean | null = null;
+
+/** Registers the native eager kernels (once); true when the addon is there. */
+export function loadNativeBackend(): boolean {
+  if (loaded !== null) return loaded;
+  loaded = false;
+  if (addon) {
+    registerLinalgKernels(addon);
+    registerAttentionKernels(addon);
+    registerElementwiseKernels(addon);
+    registerNormKernels(addon);
+    registerMovementKernels(addon);
+    registerFusedKernels();
+    loaded = true;
+  }
+  return loaded;
 }
+setKernelLoader('cpu', loadNativeBackend);
 
 export { backendInfo, type BackendInfo };
 

@@ -1,6 +1,7 @@
 // The JIT's view of the onnxruntime backend (device 'onnxruntime'): a JitBackend whose lower()
 // exports the optimized graph into the JIT's cache folder and opens an ONNX Runtime session.
-import type { JitBackend, LowerContext } from '../../jit/backend.js';
+import type { JitBackend, LowerContext } from '../backend.js';
+import { ANY_TARGET } from '../../passes/manager.js';
 import { compileOnnxRuntime, onnxRuntimeBackendVersion, type OnnxRuntimeOptions } from './index.js';
 import { loadOrt } from './session.js';
 
@@ -8,14 +9,14 @@ import { loadOrt } from './session.js';
 export interface OnnxLowerContext extends LowerContext {
   /** The JIT's cache folder; exported models go under <cacheDir>/onnx/<key>/. */
   cacheDir?: string;
-  /** The JIT's cache key for this graph and its weights (saves hashing the weights). */
-  cacheKey?: string;
   onnxruntime?: Omit<OnnxRuntimeOptions, 'cacheDir' | 'cacheKey'>;
 }
 
 export const onnxRuntimeJitBackend: JitBackend = {
   id: 'onnxruntime',
   version: onnxRuntimeBackendVersion,
+  // Exporters lower fused ops through their ONNX mappings, so every op may be emitted.
+  target: () => ({ ...ANY_TARGET, name: 'onnxruntime' }),
   unavailableReason() {
     try { loadOrt(); return null; } catch (e) { return (e as Error).message; }
   },
@@ -24,7 +25,7 @@ export const onnxRuntimeJitBackend: JitBackend = {
     if (ctx.precision !== 'fp32') {
       throw new Error(`inferenceJit: precision '${ctx.precision}' is not available on device 'onnxruntime' (only 'fp32'; use device 'tensorrt' for reduced precision on NVIDIA GPUs)`);
     }
-    const exe = compileOnnxRuntime(graph, constants, { ...ctx.onnxruntime, cacheDir: ctx.cacheDir, cacheKey: ctx.cacheKey });
+    const exe = compileOnnxRuntime(graph, constants, { ...ctx.onnxruntime, cacheDir: ctx.cacheDir });
     return { backend: 'onnxruntime', run: (inputs) => exe.runSync(inputs) };
   },
 };

@@ -26,6 +26,7 @@ let seed = 1500;
 const rnd = (shape: number[]): Tensor => randn(shape, { seed: seed++ });
 const toBf16 = (t: Tensor): Tensor => onRef(() => ops.cast(ops.cast(t, 'bf16'), 'f32'));
 const support = reducedPrecisionSupport();
+const bf16Skip: string | false = support.bf16 ? false : `bf16 unavailable: ${support.missing}`;
 const kernels: Bf16KernelChoice[] = support.bf16 ? (support.amx ? ['avx512', 'amx'] : ['avx512']) : [];
 
 function maxAbs(t: Tensor): number { return t.toFlatArray().reduce((m, v) => Math.max(m, Math.abs(v)), 0); }
@@ -56,8 +57,7 @@ function check(q: Tensor, k: Tensor, v: Tensor, o: ops.AttentionOptions, what: s
   });
 }
 
-nativeTest('bf16 attention without masks: sizes 1, 3, 17, 127, 300, GQA, D not a multiple of 16', () => {
-  if (!support.bf16) return;
+nativeTest('bf16 attention without masks: sizes 1, 3, 17, 127, 300, GQA, D not a multiple of 16', { skip: bf16Skip }, () => {
   const cases: [number, number, number, number, number, number, number][] = [
     // B, Hq, Hkv, Lq, Lk, D, Dv
     [1, 1, 1, 1, 1, 1, 1], [1, 2, 2, 3, 17, 8, 8], [2, 4, 2, 17, 127, 64, 32], [1, 6, 2, 127, 3, 17, 33], [1, 2, 1, 65, 300, 64, 64],
@@ -68,16 +68,14 @@ nativeTest('bf16 attention without masks: sizes 1, 3, 17, 127, 300, GQA, D not a
   }
 });
 
-nativeTest('bf16 causal attention aligns the last query with the last key', () => {
-  if (!support.bf16) return;
+nativeTest('bf16 causal attention aligns the last query with the last key', { skip: bf16Skip }, () => {
   for (const [Lq, Lk] of [[5, 9], [130, 130], [9, 5], [1, 1000], [300, 600]]) {
     const outs = check(rnd([1, 2, Lq, 16]), rnd([1, 2, Lk, 16]), rnd([1, 2, Lk, 16]), { causal: true }, `causal Lq=${Lq} Lk=${Lk}`);
     if (Lq > Lk) for (const out of outs) assert.ok(out.toFlatArray().slice(0, 16).every((x) => x === 0), 'fully masked causal rows are zero');
   }
 });
 
-nativeTest('bf16 attention with bool and float masks (broadcast), fully masked rows, -inf, custom scale', () => {
-  if (!support.bf16) return;
+nativeTest('bf16 attention with bool and float masks (broadcast), fully masked rows, -inf, custom scale', { skip: bf16Skip }, () => {
   const B = 2, Hq = 4, Hkv = 2, Lq = 17, Lk = 300, D = 32;
   const q = rnd([B, Hq, Lq, D]), k = rnd([B, Hkv, Lk, D]), v = rnd([B, Hkv, Lk, D]);
   check(q, k, v, { mask: ops.greater(rand([B, 1, Lq, Lk], { seed: 7 }), 0.3) }, 'bool mask [B, 1, Lq, Lk]');
@@ -118,8 +116,7 @@ nativeTest('bf16 attention: both kernels agree, and bad shapes are reported', ()
 // eager permute materializes: a dense [B, L, H, D] tensor, which the kernel reads with head stride D
 const bshd = (t: Tensor): Tensor => onRef(() => ops.permute(t, [0, 2, 1, 3]));
 
-nativeTest('bf16 attention reads [B, L, H, D] operands in place: the same bits as the dense layout (L = 1, 17; D = 24, 17)', () => {
-  if (!support.bf16) return;
+nativeTest('bf16 attention reads [B, L, H, D] operands in place: the same bits as the dense layout (L = 1, 17; D = 24, 17)', { skip: bf16Skip }, () => {
   const cases: [number, number, number, number, number, number, number][] = [
     // B, Hq, Hkv, Lq, Lk, D, Dv
     [1, 1, 1, 1, 1, 24, 24], [2, 3, 3, 17, 17, 24, 24], [2, 4, 2, 1, 17, 17, 33], [1, 6, 2, 17, 300, 64, 48], [1, 2, 1, 70, 5, 80, 80],
@@ -140,8 +137,7 @@ nativeTest('bf16 attention reads [B, L, H, D] operands in place: the same bits a
   assert.throws(() => attentionBf16(rnd([1, 2, 3, 8]), rnd([1, 2, 3, 8]), rnd([1, 2, 3, 8]), { layout: 'bhds' as never }), /layout must be 'bhsd' or 'bshd'/);
 });
 
-nativeTest('bf16 plans read attention operands as views of the QKV projection output: no layout copies (L = 1, 17; D = 24, 17; GQA; causal)', () => {
-  if (!support.bf16) return;
+nativeTest('bf16 plans read attention operands as views of the QKV projection output: no layout copies (L = 1, 17; D = 24, 17; GQA; causal)', { skip: bf16Skip }, () => {
   const cases: [number, number, number, number, number, boolean][] = [
     // B, L, Hq, Hkv, D, causal
     [2, 17, 3, 3, 24, false], [1, 1, 4, 2, 24, true], [2, 17, 4, 1, 40, true], [1, 33, 2, 2, 17, false], [2, 300, 2, 2, 64, false],

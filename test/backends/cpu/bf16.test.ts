@@ -39,7 +39,9 @@ const toF16 = (t: Tensor): Tensor => onRef(() => ops.cast(ops.cast(t, 'f16'), 'f
 
 const support = reducedPrecisionSupport();
 const kernels: Bf16KernelChoice[] = support.bf16 ? (support.amx ? ['avx512', 'amx'] : ['avx512']) : [];
-const bf16Test = (name: string, fn: () => void): void => nativeTest(name, support.bf16 ? fn : () => assert.ok(true, `bf16 unavailable: ${support.missing}`));
+const bf16Skip: string | false = support.bf16 ? false : `bf16 unavailable: ${support.missing}`;
+const f16Skip: string | false = support.f16Storage ? false : `fp16 weight storage unavailable: ${support.f16Missing}`;
+const bf16Test = (name: string, fn: () => void): void => nativeTest(name, { skip: bf16Skip }, fn);
 
 /** Per-element bound c·Σ|a||b| (+|bias|) from a reference product of absolute values. */
 function prodTol(absProd: Tensor, rel: number, pre?: Tensor, act = 'none'): (i: number, e: number) => number {
@@ -157,8 +159,7 @@ bf16Test('bf16 and f16 weight sources pack to the same panels as their f32 value
   }
 });
 
-nativeTest('fp16 weight storage: fp32 products of the f16-rounded weight, every epilogue', () => {
-  if (!support.f16Storage) return;
+nativeTest('fp16 weight storage: fp32 products of the f16-rounded weight, every epilogue', { skip: f16Skip }, () => {
   for (const [M, K, N] of SIZES) {
     const x = rnd([M, K]), w = rnd([N, K], 1 / Math.sqrt(K));
     const wh = toF16(w);

@@ -11,9 +11,13 @@ const info = backendInfo();
 export const nativeSkip: string | false = info.native ? false : `native addon not available: ${info.reason}`;
 if (nativeSkip) console.log(`# skipping native CPU kernel tests: ${nativeSkip}`);
 
-/** A test that only runs when the native addon is loaded. */
-export function nativeTest(name: string, fn: () => void | Promise<void>): void {
-  test(name, { skip: nativeSkip }, fn);
+/** A test that only runs when the native addon is loaded (and, with `options.skip`, only when
+ *  that extra requirement, e.g. an instruction set, is met: the string says what is missing). */
+export function nativeTest(name: string, fn: () => void | Promise<void>): void;
+export function nativeTest(name: string, options: { skip: string | false }, fn: () => void | Promise<void>): void;
+export function nativeTest(name: string, a: { skip: string | false } | (() => void | Promise<void>), b?: () => void | Promise<void>): void {
+  const [extra, fn] = typeof a === 'function' ? [false as const, a] : [a.skip, b!];
+  test(name, { skip: nativeSkip || extra }, fn);
 }
 
 /** The same computation on the reference kernels and on the native kernels. */

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randn, rand, fromArray, ops, type Tensor } from '../../../src/index.js';
-import { trace, interpret } from '../../../src/trace/index.js';
+import { trace } from '../../../src/trace/index.js';
+import { interpret } from '../../../src/backends/reference/index.js';
 import { withEagerBackend } from '../../../src/ops/dispatch.js';
 import { optimize } from '../../../src/passes/index.js';
 import type { Graph } from '../../../src/ir/index.js';

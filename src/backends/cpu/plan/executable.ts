@@ -11,9 +11,9 @@
 import { Tensor } from '../../../tensor/tensor.js';
 import { fromNumbers } from '../../../tensor/dtype.js';
 import type { Graph } from '../../../ir/graph.js';
-import { bindInputs, interpret } from '../../../trace/interpret.js';
+import { bindInputs, interpret } from '../../reference/interpret.js';
 import { withEagerBackend } from '../../../ops/dispatch.js';
-import { bindConstants, type BoundConstants } from '../../../passes/derived.js';
+import { bindConstants, type BoundConstants } from '../../reference/bound-constants.js';
 import { LruCache } from '../../../cache/lru.js';
 import type { PackedHandle } from '../addon.js';
 import type { PackedBf16Handle, PackedF16Handle } from '../bf16.js';

@@ -1,14 +1,14 @@
 // Runs a graph on concrete tensors, node by node through dispatch (so eager kernels compute it):
 // the reference executor every compiled backend is checked against. Symbolic dims are bound from
 // the inputs' shapes, and shape attributes are evaluated under those bindings.
-import { Tensor } from '../tensor/tensor.js';
-import { fromNumbers } from '../tensor/dtype.js';
-import { formatShape } from '../tensor/shape.js';
-import { dispatch } from '../ops/dispatch.js';
-import { getOp } from '../ops/registry.js';
-import type { AttrValues } from '../ops/attrs.js';
-import { type Graph, type Constant, formatType } from '../ir/graph.js';
-import { DIM_NAME, evalDim, type DimBindings } from '../ir/dims.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { fromNumbers } from '../../tensor/dtype.js';
+import { formatShape } from '../../tensor/shape.js';
+import { dispatch } from '../../ops/dispatch.js';
+import { getOp } from '../../ops/registry.js';
+import type { AttrValues } from '../../ops/attrs.js';
+import { type Graph, type Constant, formatType } from '../../ir/graph.js';
+import { DIM_NAME, evalDim, type DimBindings } from '../../ir/dims.js';
 
 /** Checks inputs against the graph's inputs (count, dtype, rank, static dims) and binds every
  *  symbolic dim to one consistent value; throws naming the input and dim that disagree. */
