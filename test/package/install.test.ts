@@ -222,6 +222,12 @@ test('the tarball holds the built JavaScript, declarations, native sources and t
   assert.ok(!existsSync(join(app, 'node_modules', 'tsx')), 'tsx is an optional peer dependency and must not be installed');
 });
 
+test('docs/API.md matches the declarations the package ships', () => {
+  // dist/ was just built by npm pack's prepare
+  const r = run(process.execPath, [join(repo, 'scripts', 'build-api-docs.mjs'), '--check'], repo);
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+});
+
 test('plain node runs inferjit, inferjit/onnx, inferjit/llm and inferjit/io from the installed package', () => {
   writeFileSync(join(app, 'app.mjs'), APP_MJS);
   const gguf = join(app, 'tiny.gguf');
