@@ -49,6 +49,13 @@ const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
 if (r.error || r.status !== 0) {
   console.error(`inferjit build: tsc (declarations) failed${r.error ? `: ${r.error.message}` : ` with status ${r.status}`}`);
+  // `npm install` in the repository runs this through `prepare`: a type error must not stop the
+  // install (the repository runs from src/ through tsx, and the type check reports it anyway).
+  // Packing and publishing (npm pack, npm publish) do fail, so a broken dist/ is never shipped.
+  if (['install', 'ci', 'update', 'rebuild'].includes(process.env.npm_command ?? '')) {
+    console.error(`inferjit build: continuing the \`npm ${process.env.npm_command}\`; dist/ is incomplete until the errors are fixed (npm pack would fail)`);
+    process.exit(0);
+  }
   process.exit(1);
 }
 const t2 = performance.now();
