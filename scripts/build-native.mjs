@@ -2,9 +2,13 @@
 // A failed build must not fail the install: the pure-TypeScript reference backend still works,
 // so this prints a loud banner saying what failed and how to retry, and exits 0.
 // Env: INFERJIT_NATIVE_ARCH (default "native"; e.g. x86-64-v3 for a portable AVX2 build),
-//      INFERJIT_SKIP_NATIVE=1 to skip the build.
+//      INFERJIT_SKIP_NATIVE=1 to skip the build,
+//      INFERJIT_NATIVE_PREBUILT=/path/to/inferjit_native.node to install an addon built elsewhere for
+//      this platform, Node ABI and CPU (e.g. the repository's own build, reused by the package test)
+//      instead of compiling; it is checked by loading it, and compiled from source when it does not load.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,6 +39,33 @@ if (process.env.INFERJIT_SKIP_NATIVE === '1' && !force) {
   process.exit(0);
 }
 
+const addonFile = join(root, 'build', 'Release', 'inferjit_native.node');
+
+/** Installs a prebuilt addon (copied atomically, then loaded to check it); the reason it was not used otherwise. */
+function installPrebuilt(file) {
+  if (!existsSync(file)) return `${file} does not exist`;
+  mkdirSync(dirname(addonFile), { recursive: true });
+  const tmp = `${addonFile}.${process.pid}.tmp`;
+  try {
+    copyFileSync(file, tmp);
+    renameSync(tmp, addonFile);
+    const info = createRequire(import.meta.url)(addonFile).info();
+    console.log(`inferjit: installed the prebuilt native CPU backend ${file} (${info.isa}, -march=${info.arch})`);
+    return null;
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    rmSync(addonFile, { force: true });
+    return e.message;
+  }
+}
+
+const prebuilt = process.env.INFERJIT_NATIVE_PREBUILT;
+if (prebuilt && !force) {
+  const why = installPrebuilt(resolve(prebuilt));
+  if (why === null) process.exit(0);
+  console.error(`inferjit: INFERJIT_NATIVE_PREBUILT=${prebuilt} cannot be used (${why}); building from source instead`);
+}
+
 const arch = process.env.INFERJIT_NATIVE_ARCH || 'native';
 const gyp = findNodeGyp();
 let failure = null;
@@ -51,7 +82,7 @@ if (!gyp) {
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, INFERJIT_NATIVE_ARCH: arch } });
   if (r.error) failure = `could not run node-gyp: ${r.error.message}`;
   else if (r.status !== 0) failure = `node-gyp exited with status ${r.status} (see the compiler output above)`;
-  else if (!existsSync(join(root, 'build', 'Release', 'inferjit_native.node'))) failure = 'node-gyp succeeded but build/Release/inferjit_native.node is missing';
+  else if (!existsSync(addonFile)) failure = 'node-gyp succeeded but build/Release/inferjit_native.node is missing';
 }
 
 if (failure) {

@@ -93,7 +93,7 @@ export const TENSORRT_INSTALL_HINT = [
   '     (e.g. `pip install tensorrt-cu12` or NVIDIA\'s TensorRT tarball; check with `ldconfig -p | grep -E "libnvinfer|libcudart|libcudnn"`);',
   '  2. onnxruntime-node\'s GPU providers, which npm does not ship in the package:',
   '     ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install',
-  '     (this project\'s .npmrc sets onnxruntime-node-install=skip so CPU-only installs work offline).',
+  '     (onnxruntime-node\'s own install script fetches them on Linux x64 unless it was skipped: ONNXRUNTIME_NODE_INSTALL=skip or an allowScripts denial).',
   'To run without TensorRT, pass fallback: true (CUDA, then CPU) or use device \'onnxruntime\'.',
 ].join('\n');
 
