@@ -17,7 +17,7 @@
 //   crash, disk damage, a hand edit) is reported once per process and key, the entry is removed and
 //   the caller rebuilds it.
 // - Deleting renames the entry into inferjit-tmp/ first, so other readers see it whole or not at all.
-// - "Last used" is the manifest's mtime, bumped on every hit (atime is unreliable under
+// - "Last used" is the manifest's mtime (an ONNX export's: its folder's), bumped on every hit (atime is unreliable under
 //   noatime/relatime mounts); eviction removes the oldest entries (and ONNX exports) until the
 //   total fits the cap.
 import { createHash } from 'node:crypto';
@@ -255,7 +255,7 @@ export class DiskCache {
       const engines = dirStat.isDirectory() && existsSync(join(dir, 'tensorrt'));
       out.push({
         key, kind: 'onnx', label: `ONNX export${engines ? ' + TensorRT engines' : ''}`, bytes: dirStat.isDirectory() ? treeBytes(dir) : 0,
-        createdAt: (model ?? dirStat).birthtime.toISOString(), lastUsed: (ok ? model! : dirStat).mtime, ok, folder: 'onnx',
+        createdAt: (model ?? dirStat).birthtime.toISOString(), lastUsed: dirStat.mtime, ok, folder: 'onnx',
       });
     }
     return out.sort((a, b) => b.lastUsed.getTime() - a.lastUsed.getTime());
@@ -296,12 +296,6 @@ export class DiskCache {
       total -= list[i].bytes;
     }
     return evicted;
-  }
-
-  /** Notes a use of the ONNX export `key` (its model file's mtime is its "last used"). */
-  touchOnnx(key: string): void {
-    checkKey(key);
-    try { const now = new Date(); utimesSync(join(this.onnxDir, key, 'model.onnx'), now, now); } catch { /* gone meanwhile */ }
   }
 
   private removeItem(e: EntryInfo): boolean {

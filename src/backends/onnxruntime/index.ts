@@ -83,8 +83,8 @@ export function exportToCache(graph: Graph, constants: ReadonlyMap<string, Tenso
   const path = join(dir, 'model.onnx');
   // the data file is renamed into place before the model file, so the model's presence means both are complete
   if (isRegularFile(path) && isRegularFileOrAbsent(`${path}.data`)) {
-    // its mtime is the export's "last used" for the cache's size cap (DiskCache.list)
-    try { const now = new Date(); utimesSync(path, now, now); } catch { /* removed meanwhile: the session open re-exports */ }
+    // the folder's mtime is the export's "last used" for the cache's size cap (DiskCache.list)
+    try { const now = new Date(); utimesSync(dir, now, now); } catch { /* removed meanwhile: the session open re-exports */ }
     return { path, exported: false };
   }
   // Anything else under these names (a FIFO or a symlink would block or mislead onnxruntime's own
