@@ -51,7 +51,7 @@ export function folderState(root: string): { state: FolderState; why?: string } 
   try { st = statSync(root); } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return { state: 'absent' };
-    if (code === 'ENOTDIR') throw new NotACacheFolderError(root, 'a part of the path is a file');
+    if (code === 'ENOTDIR') throw new NotACacheFolderError(root, 'a part of its path is a file, not a folder');
     throw e;
   }
   if (!st.isDirectory()) throw new NotACacheFolderError(root, `it is a ${fileKind(st)}`);
