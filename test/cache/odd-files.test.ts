@@ -24,18 +24,21 @@ interface Outcome {
 
 const SCENARIOS = ['fifo-data', 'fifo-manifest', 'zero-data', 'zero-manifest', 'outside-symlink', 'entry-dir-symlink', 'grown-data',
   'fifo-marker', 'proc-self', 'compile-proc', 'weights-fifo', 'onnx-fifo'];
-let outcomes: Map<string, Outcome> | null = null;
+let outcomes: Map<string, Outcome> | Error | null = null;
 
-/** All scenarios run once, in one child process (tsx starts once), under one time limit. */
+/** All scenarios run once, in one child process (tsx starts once), under one time limit; a hang or
+ *  crash fails every test that needs the scenarios (without running them again). */
 function run(scenario: string): Outcome {
   if (!outcomes) {
     const list = SCENARIOS.filter((s) => s !== 'weights-fifo' || !bf16Skip());
     const r = spawnSync(process.execPath, ['--import', 'tsx', WORKER, ...list], { encoding: 'utf8', timeout: LIMIT_MS, cwd: join(here, '..', '..') });
     const started = [...r.stderr.matchAll(/^start (\S+)$/gm)].map((m) => m[1]);
-    assert.notEqual(r.signal, 'SIGTERM', `scenario ${started.at(-1)} hung (killed after ${LIMIT_MS} ms)`);
-    assert.equal(r.status, 0, `scenario ${started.at(-1)} crashed (${r.signal ?? r.status}):\n${r.stderr}`);
-    outcomes = new Map(r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => { const o = JSON.parse(l) as Outcome; return [o.scenario, o]; }));
+    const parsed = new Map(r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => { const o = JSON.parse(l) as Outcome; return [o.scenario, o] as const; }));
+    if (r.signal === 'SIGTERM') outcomes = new Error(`scenario ${started.at(-1)} hung (killed after ${LIMIT_MS} ms)`);
+    else if (r.status !== 0) outcomes = new Error(`scenario ${started.at(-1)} crashed (${r.signal ?? r.status}):\n${r.stderr}`);
+    else outcomes = parsed;
   }
+  if (outcomes instanceof Error) throw outcomes;
   const o = outcomes.get(scenario);
   assert.ok(o, `no outcome for ${scenario}`);
   return o;
