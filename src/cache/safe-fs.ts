@@ -16,22 +16,23 @@ export class CacheFsError extends Error {
 export type ReadRefusal = { reason: string; missing: boolean };
 
 /**
- * Reads a regular file of at most `maxBytes` bytes without following a symlink and without
+ * Reads a regular file of at most `maxBytes` bytes without following a symlink (unless asked:
+ * user source files may be links) and without
  * blocking on a FIFO, socket or device: the path is checked with lstat, opened with O_NOFOLLOW |
  * O_NONBLOCK (a FIFO then opens at once instead of waiting for a writer) and checked again with
  * fstat on the open descriptor (the file may have been swapped between the two). Returns the
  * bytes, or why it refused.
  */
-export function readRegularFile(path: string, maxBytes: number): Buffer | ReadRefusal {
+export function readRegularFile(path: string, maxBytes: number, { followSymlinks = false }: { followSymlinks?: boolean } = {}): Buffer | ReadRefusal {
   let st: Stats;
-  try { st = lstatSync(path); } catch (e) {
+  try { st = followSymlinks ? statSync(path) : lstatSync(path); } catch (e) {
     return { reason: errMessage(e), missing: isMissingError(e) };
   }
   const kind = fileKind(st);
   if (kind !== 'file') return { reason: `is a ${kind}, not a regular file`, missing: false };
   if (st.size > Math.min(maxBytes, bufferConstants.MAX_LENGTH)) return { reason: `has ${st.size} bytes, more than the ${maxBytes} expected`, missing: false };
   let fd: number;
-  try { fd = openSync(path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0)); } catch (e) {
+  try { fd = openSync(path, constants.O_RDONLY | (followSymlinks ? 0 : constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0)); } catch (e) {
     return { reason: errMessage(e), missing: isMissingError(e) };
   }
   try {

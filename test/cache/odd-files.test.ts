@@ -19,11 +19,11 @@ interface Outcome {
   scenario: string; hit?: boolean; leftover?: string; rebuilt?: boolean; cleared?: number; listed?: { ok: boolean; bytes: number }[];
   warnings: string[]; ms: number; userFileIntact?: boolean; userDirIntact?: boolean; devZero: boolean; errors?: string[];
   state?: { state: string; why?: string }; get?: string; same?: boolean; diskWrites?: number;
-  stats?: { packed: number; loaded: number; written: number }[]; exported?: boolean[]; modelKind?: string;
+  stats?: { packed: number; loaded: number; written: number }[]; exported?: boolean[]; modelKind?: string; hashes?: Record<string, string>;
 }
 
 const SCENARIOS = ['fifo-data', 'fifo-manifest', 'zero-data', 'zero-manifest', 'outside-symlink', 'entry-dir-symlink', 'grown-data',
-  'fifo-marker', 'proc-self', 'compile-proc', 'weights-fifo', 'onnx-fifo'];
+  'fifo-marker', 'proc-self', 'compile-proc', 'weights-fifo', 'onnx-fifo', 'source-files'];
 let outcomes: Map<string, Outcome> | Error | null = null;
 
 /** All scenarios run once, in one child process (tsx starts once), under one time limit; a hang or
@@ -121,4 +121,10 @@ test('a FIFO in place of an exported ONNX model is exported again, not handed to
   assert.deepEqual(o.exported, [true, true]);
   assert.equal(o.same, true);
   assert.equal(o.modelKind, 'file');
+});
+
+test('source files named in a capture manifest are hashed only when they are regular files', () => {
+  const o = run('source-files');
+  assert.deepEqual(Object.values(o.hashes!), ['missing', 'missing', 'missing']);
+  assert.ok(o.ms < 2000, `took ${o.ms} ms`);
 });
