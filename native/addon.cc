@@ -3,6 +3,9 @@
 // Kernel families live in gemm/, attention/ and ops/; this file only binds them.
 #include <napi.h>
 
+#include <cmath>
+#include <string>
+
 #include "common.h"
 #include "gemm/gemm.h"
 #include "gemm/gemm_bf16_napi.h"
@@ -32,9 +35,18 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The count is checked as a double before any conversion: 2**32 + 3 must not wrap to 3.
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  setNumThreads(static_cast<int>(i64(info[0])));
-  return info.Env().Undefined();
+  Napi::Env env = info.Env();
+  const double n = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  need(env, n >= 1 && n <= kMaxThreads && n == std::floor(n),
+       "setNumThreads: n must be a whole number from 1 to " + std::to_string(kMaxThreads));
+  try {
+    setNumThreads(static_cast<int>(n));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("setNumThreads: ") + e.what());
+  }
+  return env.Undefined();
 }
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), numThreads()); }
 

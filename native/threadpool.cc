@@ -10,6 +10,7 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -30,23 +31,35 @@ class Pool {
  public:
   Pool() {
     int n = physicalCores();
+    // Only a whole number in 1..kMaxThreads is used; anything else (the TypeScript side warns
+    // about it) keeps the default, as does a count the OS cannot create threads for.
     if (const char* env = std::getenv("INFERJIT_NUM_THREADS")) {
-      int v = std::atoi(env);
+      int v = parseThreadCount(env);
       if (v > 0) n = v;
     }
     if (const char* env = std::getenv("INFERJIT_SPIN_US")) spinMicros_ = std::max(0, std::atoi(env));
-    start(n);
+    std::string err;
+    if (!tryStart(n, &err) && !tryStart(std::min(n, physicalCores()), &err)) tryStart(1, &err);
   }
   ~Pool() { stop(); }
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   void resize(int n) {
-    if (n < 1) n = 1;
+    if (n < 1 || n > kMaxThreads) {
+      throw std::invalid_argument("thread count " + std::to_string(n) + " is outside 1.." + std::to_string(kMaxThreads));
+    }
     std::lock_guard<std::mutex> api(apiMutex_);
-    if (n == size()) return;
+    const int old = size();
+    if (n == old) return;
     stop();
-    start(n);
+    std::string err;
+    if (tryStart(n, &err)) return;
+    // Put the previous pool back (it ran before, so its threads normally start again).
+    std::string ignored;
+    const int kept = tryStart(old, &ignored) ? old : (tryStart(1, &ignored), 1);
+    throw std::runtime_error("could not start " + std::to_string(n) + " threads (" + err + "); the pool keeps " +
+                             std::to_string(kept) + " thread" + (kept == 1 ? "" : "s"));
   }
 
   void run(int64_t numTasks, const std::function<void(int64_t, int)>& fn) {
@@ -119,10 +132,21 @@ class Pool {
     }
   }
 
-  void start(int n) {
+  // Starts n - 1 workers. When the OS refuses a thread (EAGAIN: thread or memory limits), the
+  // workers already started are stopped again and false is returned with the reason: a
+  // std::system_error must not leave joinable threads behind or escape to N-API (both abort).
+  bool tryStart(int n, std::string* err) {
     quit_.store(false);
     const uint64_t initial = generation_.load(std::memory_order_acquire);
-    for (int i = 1; i < n; i++) workers_.emplace_back([this, i, initial] { workerLoop(i, initial); });
+    try {
+      workers_.reserve(static_cast<size_t>(std::max(0, n - 1)));
+      for (int i = 1; i < n; i++) workers_.emplace_back([this, i, initial] { workerLoop(i, initial); });
+      return true;
+    } catch (const std::exception& e) {
+      *err = e.what();
+      stop();
+      return false;
+    }
   }
   void stop() {
     {
@@ -146,6 +170,24 @@ class Pool {
   const std::function<void(int64_t, int)>* job_ = nullptr;
   int spinMicros_ = 50;
 };
+
+}  // namespace
+
+// "8" -> 8; anything but a whole number in 1..kMaxThreads (surrounding blanks allowed) -> 0.
+int parseThreadCount(const char* s) {
+  while (*s == ' ' || *s == '\t') s++;
+  long v = 0;
+  int digits = 0;
+  for (; *s >= '0' && *s <= '9'; s++, digits++) {
+    v = v * 10 + (*s - '0');
+    if (v > kMaxThreads) return 0;
+  }
+  while (*s == ' ' || *s == '\t') s++;
+  if (digits == 0 || *s != '\0' || v < 1) return 0;
+  return static_cast<int>(v);
+}
+
+namespace {
 
 Pool& pool() {
   static Pool* p = new Pool();  // never destroyed: workers must not be joined during static teardown

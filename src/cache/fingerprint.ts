@@ -11,6 +11,7 @@
 // node records the user source line that created it, and a capture entry stores the sha256 of each
 // such file, which is checked before the entry is used (see compile.ts).
 import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { isRefusal, readRegularFile } from './safe-fs.js';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tensor } from '../tensor/tensor.js';
@@ -185,11 +186,17 @@ export function fileOfFrame(frame: string): string | null {
   return resolve(s);
 }
 
-/** sha256 of each file's contents ('missing' when it cannot be read). */
+/** A source file larger than this is not one (the names come from cache manifests too). */
+const MAX_SOURCE_BYTES = 64 * 1024 * 1024;
+
+/** sha256 of each file's contents ('missing' when it cannot be read). The names also come from a
+ *  capture entry's manifest, so only regular files of a sane size are read: a name such as
+ *  /dev/zero or a FIFO must not hang the process. */
 export function hashFiles(files: Iterable<string>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const f of [...new Set(files)].sort()) {
-    try { out[f] = sha256(readFileSync(f)); } catch { out[f] = 'missing'; }
+    const data = readRegularFile(f, MAX_SOURCE_BYTES, { followSymlinks: true });
+    out[f] = isRefusal(data) ? 'missing' : sha256(data);
   }
   return out;
 }

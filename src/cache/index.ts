@@ -3,3 +3,5 @@
 // It sits below both, so neither has to reach into the other for it.
 export { LruCache } from './lru.js';
 export { DiskCache, CACHE_FORMAT, type EntryInfo, type EntryManifest } from './disk-cache.js';
+export { NotACacheFolderError, MARKER_FILE } from './cache-folder.js';
+export { CacheFsError } from './safe-fs.js';

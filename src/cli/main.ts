@@ -14,11 +14,13 @@ const USAGE = `usage: inferjit cache <command> [--dir PATH] [--json]
        inferjit export model.ts --out model.onnx   (see inferjit export --help)
 
 commands:
-  cache ls      list entries, most recently used first (key, kind, size, last use, label)
+  cache ls      list entries and ONNX exports, most recently used first (key, kind, size, last use, label)
   cache info    cache folder, entry count, total size, size cap
-  cache clear   remove every entry
+  cache clear   remove every entry and ONNX export
 
-The cache folder is --dir, else $INFERJIT_CACHE_DIR, else ~/.cache/inferjit.
+The cache folder is --dir, else $INFERJIT_CACHE_DIR, else ~/.cache/inferjit. inferjit only
+changes folders it created (they hold an inferjit-cache.json marker) and, in them, only its own
+entries/, onnx/ and inferjit-tmp/ contents; any other non-empty folder is refused.
   inferjit --version   print the version`;
 
 /** The `inferjit` command: `export` (src/cli/export.ts; loading the model file is async) or the cache commands. */
@@ -47,8 +49,11 @@ export function main(argv: readonly string[], io: Io = stdio): number {
       case 'ls': return ls(cache, json, io);
       case 'info': return info(cache, json, io);
       case 'clear': {
+        const onnx = cache.list().filter((e) => e.folder === 'onnx').length;
         const n = cache.clear();
-        io.out(json ? JSON.stringify({ removed: n, root: cache.root }) : `removed ${n} entr${n === 1 ? 'y' : 'ies'} from ${cache.root}`);
+        const entries = Math.max(0, n - onnx);
+        const what = `${entries} entr${entries === 1 ? 'y' : 'ies'}${onnx ? ` and ${onnx} ONNX export${onnx === 1 ? '' : 's'}` : ''}`;
+        io.out(json ? JSON.stringify({ removed: n, entries, onnxExports: onnx, root: cache.root }) : `removed ${what} from ${cache.root}`);
         return 0;
       }
       default: throw new UsageError(command === undefined ? 'missing cache command (ls, info or clear)' : `unknown cache command "${command}"`);
@@ -68,7 +73,7 @@ function ls(cache: DiskCache, json: boolean, io: Io): number {
     return 0;
   }
   if (list.length === 0) { io.out(`(no entries in ${cache.root})`); return 0; }
-  const rows = list.map((e) => [e.key.slice(0, 16), e.ok ? e.kind : 'DAMAGED', formatBytes(e.bytes), e.lastUsed.toISOString().replace('T', ' ').slice(0, 19), e.label]);
+  const rows = list.map((e) => [e.key.slice(0, 16), e.ok ? e.kind : e.folder === 'onnx' ? 'onnx (incomplete)' : 'DAMAGED', formatBytes(e.bytes), e.lastUsed.toISOString().replace('T', ' ').slice(0, 19), e.label]);
   const head = ['key', 'kind', 'size', 'last used', 'label'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
@@ -81,7 +86,7 @@ function info(cache: DiskCache, json: boolean, io: Io): number {
   const i = cache.info();
   if (json) { io.out(JSON.stringify({ ...i, inferjit: inferjitVersion() })); return 0; }
   io.out(`folder:   ${i.root}`);
-  io.out(`entries:  ${i.entries}${i.damaged ? ` (${i.damaged} damaged)` : ''}`);
+  io.out(`entries:  ${i.entries}${i.onnxExports ? ` (+ ${i.onnxExports} ONNX export${i.onnxExports === 1 ? '' : 's'})` : ''}${i.damaged ? ` (${i.damaged} damaged)` : ''}`);
   io.out(`size:     ${formatBytes(i.bytes)}${i.maxBytes ? ` of ${formatBytes(i.maxBytes)} cap` : ''}`);
   io.out(`format:   ${CACHE_FORMAT} (inferjit ${inferjitVersion()})`);
   return 0;

@@ -8,7 +8,7 @@ import {
   loadLlama, quantizeWeights, nativeWeightSpec, llmAddon, weightBytes, packWeights, packMatrix, packedKernelsFast,
 } from './weights.js';
 import { type GgufFile } from '../io/gguf/index.js';
-import { setNumThreads } from '../backends/cpu/index.js';
+import { checkThreadCount, setNumThreads } from '../backends/cpu/index.js';
 import { InvalidTokenIdError } from './errors.js';
 
 export interface EngineOptions {
@@ -22,7 +22,7 @@ export interface EngineOptions {
   blockSize?: number;
   /** Positions the KV pool holds across all sequences (default: the model's context length, at most 4096). */
   cacheTokens?: number;
-  /** Native thread pool size (default: physical cores). */
+  /** Native thread pool size, a whole number from 1 to 1024 (default: physical cores). */
   threads?: number;
   /**
    * Interleave Q8_0/Q4_0 weights 16 rows at a time at load (a second copy while loading; the GGUF
@@ -41,7 +41,7 @@ export class LlamaEngine {
   private readonly keepAlive: unknown[];
 
   constructor(readonly config: LlamaConfig, weights: LlamaWeights, options: EngineOptions = {}, readonly gguf?: GgufFile) {
-    if (options.threads !== undefined) setNumThreads(options.threads);
+    if (options.threads !== undefined) { checkThreadCount(options.threads, 'LlamaEngine: options.threads'); setNumThreads(options.threads); }
     const quantized = quantizeWeights(weights, options.precision ?? 'fp32', { groupSize: options.groupSize });
     this.weights = (options.pack ?? packedKernelsFast()) ? packWeights(quantized) : quantized;
     const w = this.weights, c = config;

@@ -1,11 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, readdirSync, rmSync, utimesSync, existsSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, hostname } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { DiskCache, CACHE_FORMAT, sha256, canonicalJson } from '../../src/cache/disk-cache.js';
 import { LruCache } from '../../src/cache/lru.js';
 
+/** The pid of a process that has exited (and, on a quiet machine, not been reused yet). */
+function deadProcessPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  return Number(r.stdout);
+}
+const hostTag = (): string => createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'inferjit-disk-'));
 const key = (s: string): string => sha256(s);
 
@@ -22,7 +30,7 @@ test('put/get round-trips files and metadata; absent keys are null', () => {
   assert.deepEqual([...e.file('w.bin')], [1, 2, 3]);
   assert.throws(() => e.file('nope'), /has no file "nope"/);
   // Nothing is left behind in the staging folder.
-  assert.deepEqual(readdirSync(join(root, 'tmp')), []);
+  assert.deepEqual(readdirSync(join(root, 'inferjit-tmp')), []);
   rmSync(root, { recursive: true });
 });
 
@@ -88,7 +96,7 @@ test('a second put of an existing key keeps the sound first entry; a damaged one
   writeFileSync(join(root, 'entries', k, 'a.txt'), 'xx'); // damage it
   cache.put(k, { kind: 'artifact', label: 'third', files: { 'a.txt': 'three' } });
   assert.equal(cache.get(k)?.file('a.txt').toString(), 'three');
-  assert.deepEqual(readdirSync(join(root, 'tmp')), []);
+  assert.deepEqual(readdirSync(join(root, 'inferjit-tmp')), []);
   rmSync(root, { recursive: true });
 });
 
@@ -128,13 +136,18 @@ test('list, info and clear; stale staging folders are cleaned', () => {
   assert.equal(info.entries, 2);
   assert.equal(info.bytes, list[0].bytes + list[1].bytes);
   assert.equal(info.maxBytes, 1 << 20);
-  // A staging folder left by a crashed process two hours ago is removed on the next write.
-  const stale = join(root, 'tmp', 'put-dead');
-  mkdirSync(stale);
+  // A staging folder left by a crashed process of this host is removed on the next write (its
+  // pid is not running); so is one an earlier inferjit left in tmp/ two hours ago.
+  const deadPid = deadProcessPid();
+  const stale = join(root, 'inferjit-tmp', `put-${key('q').slice(0, 16)}-h${hostTag()}-${deadPid}-0badc0de`);
+  mkdirSync(stale, { recursive: true });
+  const legacy = join(root, 'tmp', `put-${key('q').slice(0, 16)}-${deadPid}-0badc0de`);
+  mkdirSync(legacy, { recursive: true });
   const old = new Date(Date.now() - 2 * 3600_000);
-  utimesSync(stale, old, old);
+  utimesSync(legacy, old, old);
   cache.put(key('z'), { kind: 'capture', label: 'z' });
   assert.equal(existsSync(stale), false);
+  assert.equal(existsSync(join(root, 'tmp')), false);
   assert.equal(cache.clear(), 3);
   assert.deepEqual(cache.list(), []);
   rmSync(root, { recursive: true });

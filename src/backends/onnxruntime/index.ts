@@ -3,7 +3,7 @@
 // version, export options), so a second process with the same model and weights loads the .onnx
 // file instead of exporting again.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Graph } from '../../ir/index.js';
@@ -11,6 +11,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { exportGraphToBytes, writeOnnxModel, ONNX_EXPORTER_VERSION, ONNX_OPSET, type OnnxExportOptions } from '../../onnx/export.js';
 import { OrtSession, ortVersion, type OrtSessionOptions, type SessionIO } from './session.js';
 import { tensorDigest } from '../../cache/fingerprint.js';
+import { DiskCache } from '../../cache/disk-cache.js';
 
 export { OrtSession, loadOrt, ortVersion, listOrtBackends, toOrtTensor, fromOrtTensor } from './session.js';
 
@@ -81,9 +82,24 @@ export function graphIO(graph: Graph, options: OnnxExportOptions = {}): { inputs
 export function exportToCache(graph: Graph, constants: ReadonlyMap<string, Tensor>, dir: string, exportOptions: OnnxExportOptions): { path: string; exported: boolean } {
   const path = join(dir, 'model.onnx');
   // the data file is renamed into place before the model file, so the model's presence means both are complete
-  if (existsSync(path)) return { path, exported: false };
+  if (isRegularFile(path) && isRegularFileOrAbsent(`${path}.data`)) {
+    // the folder's mtime is the export's "last used" for the cache's size cap (DiskCache.list)
+    try { const now = new Date(); utimesSync(dir, now, now); } catch { /* removed meanwhile: the session open re-exports */ }
+    return { path, exported: false };
+  }
+  // Anything else under these names (a FIFO or a symlink would block or mislead onnxruntime's own
+  // reader) is replaced by a fresh export; rm removes links, never their targets.
+  rmSync(path, { force: true, recursive: true });
+  rmSync(`${path}.data`, { force: true, recursive: true });
   writeOnnxModel(exportGraphToBytes(graph, constants, exportOptions, 'model.onnx'), path);
   return { path, exported: true };
+}
+
+function isRegularFile(p: string): boolean {
+  try { return lstatSync(p).isFile(); } catch { return false; }
+}
+function isRegularFileOrAbsent(p: string): boolean {
+  try { return lstatSync(p).isFile(); } catch (e) { return (e as NodeJS.ErrnoException).code === 'ENOENT'; }
 }
 
 /** Builds onnxruntime-node session options from our options. */
@@ -123,6 +139,9 @@ export function openCachedSession(
 export function compileOnnxRuntime(graph: Graph, constants: ReadonlyMap<string, Tensor>, options: OnnxRuntimeOptions = {}): OnnxRuntimeExecutable {
   const exportOptions: OnnxExportOptions = { bf16AsFloat32: true, ...options.exportOptions };
   const tempDir = options.cacheDir === undefined ? mkdtempSync(join(tmpdir(), 'inferjit-ort-')) : null;
+  // The exports live in the cache's onnx/ folder, so the folder must be the cache's own: a
+  // non-empty folder of something else is refused (NotACacheFolderError) rather than written into.
+  if (options.cacheDir !== undefined) new DiskCache(options.cacheDir).claim();
   const dir = tempDir ?? join(options.cacheDir!, 'onnx', onnxCacheKey(graph, constants, exportOptions, options.cacheKey));
   let opened;
   try {
