@@ -2,7 +2,7 @@
 // be disabled by name; optional verification after every pass (on in debug and test runs) and an
 // IR dump hook. Passes that profit from it are re-run until they stop changing the graph.
 import { performance } from 'node:perf_hooks';
-import type { Graph } from '../ir/graph.js';
+import { type Graph, subgraphsOf } from '../ir/graph.js';
 import { kernelBackends } from '../ops/registry.js';
 import { isNativeAvailable } from '../ops/dispatch.js';
 import { PLAN_OPS, planSupportReason } from '../backends/cpu/plan/executable.js';
@@ -71,7 +71,10 @@ export function verifyByDefault(): boolean {
 export function runPass(pass: Pass, graph: Graph, context: PassContext): number {
   let total = 0;
   for (let round = 0; round < (pass.fixpoint ? FIXPOINT_LIMIT : 1); round++) {
-    const n = pass.run(graph, context);
+    // control-flow sub-graphs (cond branches, loop bodies) are closed graphs: the pass rewrites them
+    // the same way, each on its own
+    let n = pass.run(graph, context);
+    for (const sub of subgraphsOf(graph)) n += pass.run(sub.graph, context);
     total += n;
     if (context.verify) {
       try { graph.verify(); } catch (e) {

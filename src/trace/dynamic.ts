@@ -145,6 +145,9 @@ export function generalize(r1: TraceRunResult, r2: TraceRunResult, inputShapes: 
   const bind2 = new Map(dims.map((d) => [d.name, d.v2]));
   g.nodes.forEach((node, i) => {
     const def = getOp(node.op);
+    if (node.graphs) {
+      throw new DynamicDimError(`trace: ${nodeWhere(i)} is tensor-dependent control flow, which cannot be traced with dynamic dims yet (dims ${names}); mark the dims static (numbers in inputSpec) to compile it`);
+    }
     const a2 = g2.nodes[i].attrs;
     const attrs: AttrValues = {};
     for (const [k, v1] of Object.entries(node.attrs)) {
