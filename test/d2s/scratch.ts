@@ -21,3 +21,11 @@ for (const xx of [x, x.neg()]) {
 const o = optimize(r.graph);
 console.log(o.print({source:false}));
 console.log(r.graph.hash(), o.hash());
+import { exportOnnx } from '../../src/onnx/index.js';
+import { OrtSession } from '../../src/backends/onnxruntime/session.js';
+import { graphIO } from '../../src/backends/onnxruntime/index.js';
+const path = '/tmp/d2s-scratch.onnx';
+exportOnnx(r, path);
+const io = graphIO(r.graph);
+const s = new OrtSession(path, {}, io.inputs, io.outputs);
+for (const xx of [x, x.neg()]) console.log(s.runSync([xx, w]).map(String));
