@@ -139,6 +139,14 @@ function pairOutputs(a: unknown, b: unknown, name: string, labels: [string, stri
     if (ka.join() !== kb.join()) throw new ControlFlowError(`${name} has keys {${ka.join(', ')}} in the ${labels[0]} but {${kb.join(', ')}} in the ${labels[1]}`);
     return { kind: 'object', entries: ka.map((k) => [k, pairOutputs(a[k], b[k], `${name}.${k}`, labels, outs)] as [string, Shape]) };
   }
+  if (!Object.is(a, b) && isPromotable(a) && isPromotable(b)) {
+    // a flag or a number set differently by the branches becomes a scalar tensor (JAX's rule for
+    // Python scalars): bool when both are booleans, else f32
+    const dtype = typeof a === 'boolean' && typeof b === 'boolean' ? 'bool' : 'f32';
+    outs[0].push(full([], Number(a), dtype));
+    outs[1].push(full([], Number(b), dtype));
+    return { kind: 'tensor', index: outs[0].length - 1 };
+  }
   if (!Object.is(a, b)) {
     throw new ControlFlowError(`${name} is ${describe(a)} in the ${labels[0]} but ${describe(b)} in the ${labels[1]}; a JavaScript value cannot depend on a tensor condition: make it a tensor, or compute it outside the branch`);
   }
@@ -296,3 +304,8 @@ function matchCarried(before: unknown, after: unknown, name: string, out: Tensor
   }
   return { value: before, promoted: false };
 }
+
+// ---- the names the source transform calls ----
+export {
+  convertIfElse as ifElse, convertWhile as whileLoop, logicalAnd as and, logicalOr as or, logicalNot as not, toBool as truth,
+};
