@@ -11,6 +11,17 @@ import { join } from 'node:path';
 /** Bumped whenever the transform's output changes for the same input. */
 export const TRANSFORM_VERSION = 1;
 
+/** The transformer's own code, so editing it (or upgrading inferjit) never serves stale output. */
+const TRANSFORMER_FINGERPRINT = ((): string => {
+  const h = createHash('sha256');
+  for (const f of ['./transform', './runtime', './node-compile']) {
+    for (const ext of ['.ts', '.js']) {
+      try { h.update(readFileSync(new URL(f + ext, import.meta.url))); break; } catch { /* the other extension */ }
+    }
+  }
+  return h.digest('hex');
+})();
+
 /** INFERJIT_D2S_CACHE, or a per-user folder under the OS temp directory. */
 export function defaultCacheDir(): string {
   if (process.env.INFERJIT_D2S_CACHE) return process.env.INFERJIT_D2S_CACHE;
@@ -29,7 +40,7 @@ export class TransformCache {
 
   static key(...parts: string[]): string {
     const h = createHash('sha256');
-    h.update(`v${TRANSFORM_VERSION}`);
+    h.update(`v${TRANSFORM_VERSION}:${TRANSFORMER_FINGERPRINT}`);
     for (const p of parts) { h.update('\u0000'); h.update(p); }
     return h.digest('hex');
   }

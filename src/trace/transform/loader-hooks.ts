@@ -4,7 +4,13 @@
 import { compileConverted } from './node-compile.js';
 import { TransformCache } from './cache.js';
 
-const cache = new TransformCache();
+let cache = new TransformCache();
+
+/** module.register(..., { data: { cacheDir } }) picks the cache folder (null: memory only); the
+ *  hooks thread does not see environment changes made after it started. */
+export function initialize(data?: { cacheDir?: string | null }): void {
+  if (data && 'cacheDir' in data) cache = new TransformCache(data.cacheDir ?? null);
+}
 
 interface LoadContext { format?: string; conditions?: string[]; importAttributes?: Record<string, string> }
 type NextLoad = (url: string, context?: LoadContext) => Promise<{ format?: string; source?: unknown; shortCircuit?: boolean }>;

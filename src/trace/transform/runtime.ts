@@ -60,7 +60,12 @@ export function toPredicate(x: Tensor, what = 'the condition'): Tensor {
 }
 
 const boolScalar = (v: boolean): Tensor => full([], v ? 1 : 0, 'bool');
-const logicalNotTensor = (p: Tensor): Tensor => ops.where(p, boolScalar(false), boolScalar(true));
+// Logic on bool tensors is written with ops every backend has for bool (ONNX Runtime has no
+// bool Where): not p = (p == false); p and q = (f32(p) * f32(q) > 0); p or q = (f32(p) + f32(q) > 0).
+const logicalNotTensor = (p: Tensor): Tensor => ops.equal(p, boolScalar(false));
+const asF32 = (p: Tensor): Tensor => ops.cast(p, 'f32');
+const andTensor = (p: Tensor, q: Tensor): Tensor => ops.greater(ops.mul(asF32(p), asF32(q)), 0);
+const orTensor = (p: Tensor, q: Tensor): Tensor => ops.greater(ops.add(asF32(p), asF32(q)), 0);
 
 /** `!x`: a bool tensor when x is traced, else plain negation (a concrete tensor by its value). */
 export function logicalNot(x: unknown): unknown {
@@ -75,7 +80,7 @@ export function logicalAnd(a: unknown, b: () => unknown): unknown {
   if (isTraced(a)) {
     const rhs = b();
     if (!isTraced(rhs)) return toBool(rhs) ? toPredicate(a, 'the left operand of &&') : rhs;
-    return ops.where(toPredicate(a, 'the left operand of &&'), toPredicate(rhs, 'the right operand of &&'), boolScalar(false));
+    return andTensor(toPredicate(a, 'the left operand of &&'), toPredicate(rhs, 'the right operand of &&'));
   }
   if (!toBool(a)) return a;
   return b();
@@ -86,7 +91,7 @@ export function logicalOr(a: unknown, b: () => unknown): unknown {
   if (isTraced(a)) {
     const rhs = b();
     if (!isTraced(rhs)) return toBool(rhs) ? rhs : toPredicate(a, 'the left operand of ||');
-    return ops.where(toPredicate(a, 'the left operand of ||'), boolScalar(true), toPredicate(rhs, 'the right operand of ||'));
+    return orTensor(toPredicate(a, 'the left operand of ||'), toPredicate(rhs, 'the right operand of ||'));
   }
   if (toBool(a)) return a;
   return b();

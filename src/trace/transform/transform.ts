@@ -285,7 +285,8 @@ function convert(sf: ts.SourceFile, fns: readonly Fn[], conversions: string[]): 
       if (special !== null) { changed = true; return special; }
     }
     let out = '';
-    let pos = n.getStart(sf);
+    // the file itself starts at 0, so leading comments (and with them every line number) survive
+    let pos = ts.isSourceFile(n) ? 0 : n.getStart(sf);
     ts.forEachChild(n, (c) => {
       const start = c.getStart(sf);
       out += text.slice(pos, start) + emit(c, inTarget || fnSet.has(c));
