@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Plugin } from 'esbuild';
 import { transformSource } from './transform.js';
 import { TransformCache } from './cache.js';
+import { LIBRARY_ROOT } from './node-compile.js';
 
 export interface D2sPluginOptions {
   /** Files to consider (default: .ts/.tsx/.mts/.cts outside node_modules). */
@@ -28,7 +29,7 @@ export function inferjitD2sPlugin(options: D2sPluginOptions = {}): Plugin {
     name: 'inferjit-d2s',
     setup(build) {
       build.onLoad({ filter: options.filter ?? /\.(m|c)?tsx?$/ }, async (args) => {
-        if (args.path.includes('/node_modules/')) return undefined;
+        if (args.path.includes('/node_modules/') || args.path.startsWith(LIBRARY_ROOT)) return undefined;
         const source = await readFile(args.path, 'utf8');
         if (!/inferenceJit/.test(source)) return undefined;
         const run = (): string => {

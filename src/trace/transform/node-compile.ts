@@ -16,6 +16,10 @@ export const RUNTIME_URL = new URL('./runtime.js', import.meta.url).href;
 
 const CONVERTIBLE = /\.(m|c)?tsx?$/;
 
+/** inferjit's own source folder: the library is never transformed (it defines inferenceJit and
+ *  its code is not user model code). */
+export const LIBRARY_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
 /** Compiler options esbuild honours, from the tsconfig.json nearest to `file` (if any). */
 function tsconfigFor(file: string): string {
   for (let dir = dirname(file); ; dir = dirname(dir)) {
@@ -35,6 +39,7 @@ function tsconfigFor(file: string): string {
 export function compileConverted(url: string, cache: TransformCache): string | null {
   if (!url.startsWith('file:') || !CONVERTIBLE.test(new URL(url).pathname) || url.includes('/node_modules/')) return null;
   const file = fileURLToPath(url);
+  if (file.startsWith(LIBRARY_ROOT)) return null;
   let source: string;
   try { source = readFileSync(file, 'utf8'); } catch { return null; }
   if (!/inferenceJit/.test(source)) return null;
