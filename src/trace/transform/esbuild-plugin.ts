@@ -6,6 +6,7 @@
 //   await build({ entryPoints: ['app.ts'], bundle: true, platform: 'node', format: 'esm', plugins: [inferjitD2sPlugin()] });
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Plugin } from 'esbuild';
 import { transformSource } from './transform.js';
@@ -23,7 +24,9 @@ export interface D2sPluginOptions {
 }
 
 export function inferjitD2sPlugin(options: D2sPluginOptions = {}): Plugin {
-  const runtime = options.runtimeSpecifier ?? fileURLToPath(new URL('./runtime.ts', import.meta.url));
+  // runtime.ts next to this file when running from source, runtime.js in a built package
+  const here = (ext: string): string => fileURLToPath(new URL(`./runtime${ext}`, import.meta.url));
+  const runtime = options.runtimeSpecifier ?? (existsSync(here('.ts')) ? here('.ts') : here('.js'));
   const cache = options.cache === undefined ? new TransformCache() : options.cache;
   return {
     name: 'inferjit-d2s',
