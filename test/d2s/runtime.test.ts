@@ -123,3 +123,19 @@ test('ternary form: the branch result is the output; && / || / ! on traced tenso
   const { call } = run(f, [fromArray([1, 2])]);
   for (const x of [[1, 2], [10, 1], [-10, 1], [-2, -2]]) assert.deepEqual(call([fromArray(x)])[0].toArray(), f(fromArray(x)).toArray(), `x = [${x}]`);
 });
+
+test('dynamic dims: branches and loop bodies become symbolic too; one graph serves every size', () => {
+  const f = (x: Tensor): Tensor => {
+    let y = x;
+    convertIfElse(ops.sum(x).greater(0), () => { y = x.mul(3).reshape([-1, 1]).reshape([x.shape[0]]); }, () => { y = x.neg(); }, () => [y], (v) => { [y] = v as [Tensor]; }, ['y']);
+    convertWhile(() => ops.max(y).greater(1), () => { y = y.mul(0.5); }, () => [y], (v) => { [y] = v as [Tensor]; }, ['y']);
+    return y;
+  };
+  const r = trace(f, [fromArray([1, 2, 3])], { inputSpec: [{ shape: ['n'] }] });
+  const text = r.graph.print();
+  assert.match(text, /then: graph \{\n\s+input %0: f32\[n\]/);
+  assert.match(text, /reshape\(%\d+\) \{shape=\[n\]\}/, 'a reshape to x.shape[0] inside the branch is symbolic');
+  for (const x of [[1, 2], [-1, -2, -3, -4, -5], [0.5], [9, -1, 3, 3, 3, 3, 3]]) {
+    assert.deepEqual(interpret(r.graph, [fromArray(x)], r.constants)[0].toArray(), f(fromArray(x)).toArray(), `x = [${x}]`);
+  }
+});
