@@ -4,7 +4,7 @@
 // content hash (cache.ts). Files with nothing to convert are left to the next loader (tsx).
 import { dirname, join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { transformSync } from 'esbuild';
 import { ts } from 'ts-morph';
 import { transformSource } from './transform.js';
@@ -57,4 +57,3 @@ export function compileConverted(url: string, cache: TransformCache): string | n
   return out === '' ? null : out;
 }
 
-export { pathToFileURL };
