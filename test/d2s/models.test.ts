@@ -19,7 +19,7 @@ import { subgraphsOf } from '../../src/ir/index.js';
 const dir = mkdtempSync(join(tmpdir(), 'inferjit-d2s-test-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 register(new URL('../../src/trace/transform/loader-hooks.ts', import.meta.url), { data: { cacheDir: join(dir, 'cache') } });
-const { EarlyExit, Shrink, SignBranch } = await import('./fixtures/models.js');
+const { EarlyExit, Shrink, SignBranch, DoubleUntil } = await import('./fixtures/models.js');
 
 const TOL = 1e-5;
 function assertClose(a: Tensor, b: Tensor, what: string): void {
@@ -127,6 +127,31 @@ test('branch on the sign of a reduction: every path compiled == eager, one captu
   const onnx = onnxRunner('sign', (x) => model.forward(x), [cases[0]], model);
   for (const x of cases) {
     const want = signEager(model, x);
+    assertClose(model.forward(x), want, `x = [${x.toArray()}]`);
+    assertClose(onnx([x]), want, `onnx, x = [${x.toArray()}]`);
+  }
+  const s = jitStats(model)!;
+  assert.equal(s.captures, 1);
+  assert.equal(s.graphBreaks, 0);
+});
+
+// ---- a tensor-dependent loop with a tensor-dependent break ----
+
+function doubleUntilEager(x: Tensor): Tensor {
+  while (ops.sum(x).item() < 100) {
+    x = x.mul(2);
+    if (ops.max(x).item() > 20) break;
+    x = x.add(1);
+  }
+  return x;
+}
+
+test('while with a break on a tensor: the flag is carried as a bool tensor; compiled == eager; ONNX agrees', () => {
+  const model = new DoubleUntil();
+  const cases = [fromArray([1, 1]), fromArray([15, 0.5]), fromArray([200, 1]), fromArray([-3, 2])];
+  const onnx = onnxRunner('double-until', (x) => model.forward(x), [cases[0]], model);
+  for (const x of cases) {
+    const want = doubleUntilEager(x);
     assertClose(model.forward(x), want, `x = [${x.toArray()}]`);
     assertClose(onnx([x]), want, `onnx, x = [${x.toArray()}]`);
   }
