@@ -419,8 +419,9 @@ export class Graph {
     for (const node of this.nodes) {
       const attrs = Object.keys(node.attrs).sort().map((k) => `${k}=${JSON.stringify(canonicalAttr(node.attrs[k]))}`).join(';');
       // sub-graphs count by their own canonical hash, under their role name
-      const subs = node.graphs ? Object.keys(node.graphs).sort().map((k) => `${k}:${node.graphs![k].hash()}`).join(';') : '';
-      const nk = h('node', node.op, attrs, node.inputs.map(keyOf).join(','), node.outputs.map((v) => typeKey(this.value(v))).join(','), subs);
+      // (graphs without control flow hash exactly as before sub-graphs existed)
+      const subs = node.graphs ? [Object.keys(node.graphs).sort().map((k) => `${k}:${node.graphs![k].hash()}`).join(';')] : [];
+      const nk = h('node', node.op, attrs, node.inputs.map(keyOf).join(','), node.outputs.map((v) => typeKey(this.value(v))).join(','), ...subs);
       nodeKeys.push(nk);
       node.outputs.forEach((v, j) => keys.set(v, h(nk, String(j))));
     }
