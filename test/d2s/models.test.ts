@@ -8,7 +8,7 @@ import { register } from 'node:module';
 import { mkdtempSync, rmSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randn, fromArray, full, ops, jitStats, type Tensor } from '../../src/index.js';
+import { randn, fromArray, full, ops, jitStats, inferenceJit, type Tensor } from '../../src/index.js';
 import { jitRunner } from '../../src/jit/decorator.js';
 import { trace } from '../../src/trace/index.js';
 import { exportOnnx } from '../../src/onnx/index.js';
@@ -158,6 +158,18 @@ test('while with a break on a tensor: the flag is carried as a bool tensor; comp
   const s = jitStats(model)!;
   assert.equal(s.captures, 1);
   assert.equal(s.graphBreaks, 0);
+});
+
+test('device onnxruntime: the JIT runs the control flow as If / Loop in ONNX Runtime', () => {
+  const sign = inferenceJit(new SignBranch(), { device: 'onnxruntime', cache: 'memory' });
+  for (const x of [fromArray([1, 2, 3, 4]), fromArray([-1, -2, -3, -4]), fromArray([-0.1, 0, 0, 0])]) {
+    assertClose(sign(x), signEager(sign.module, x), `sign, x = [${x.toArray()}]`);
+  }
+  const loop = inferenceJit(new DoubleUntil(), { device: 'onnxruntime', cache: 'memory' });
+  for (const x of [fromArray([1, 1]), fromArray([15, 0.5])]) assertClose(loop(x), doubleUntilEager(x), `double-until, x = [${x.toArray()}]`);
+  assert.equal(sign.stats().captures, 1);
+  assert.equal(sign.stats().graphBreaks, 0);
+  assert.equal(loop.stats().graphBreaks, 0);
 });
 
 test('the loader hook cached the transformed file by content hash', () => {
