@@ -121,3 +121,20 @@ test('the esbuild plugin bundles a converted model whose control flow compiles',
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
   assert.deepEqual(res, { y: [3.375, 3.5], captures: 1, breaks: 0 });
 });
+
+test('async methods, generators, await and var inside branches are left to JavaScript', () => {
+  const code = `const inferenceJit = (o: unknown) => (c: unknown) => c;
+@inferenceJit({})
+export class A {
+  async load(x: number) { if (x) { await 0; } return x > 0 ? 1 : 2; }
+  *gen(x: number) { if (x) yield 1; }
+  f(x: number) { if (x > 1) { var z = 2; } return x; }
+  g(x: number) { if (x > 1) { x = 2; } return x; }
+}
+`;
+  const r = tf(code);
+  assert.match(r.code, /async load\(x: number\) \{ if \(x\) \{ await 0; \} return x > 0 \? 1 : 2; \}/);
+  assert.match(r.code, /\*gen\(x: number\) \{ if \(x\) yield 1; \}/);
+  assert.match(r.code, /f\(x: number\) \{ if \(__d2s\.truth\(x > 1\)\) \{ var z = 2; \} return x; \}/);
+  assert.match(r.code, /g\(x: number\) \{ __d2s\.ifElse\(x > 1, \(\) =>/);
+});

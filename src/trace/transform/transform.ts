@@ -50,14 +50,16 @@ function targetFunctions(sf: ts.SourceFile): Fn[] {
   const functions = new Map<string, Fn>();
   const named: string[] = [];
   const decorated = (n: ts.Node): boolean => (ts.canHaveDecorators(n) ? ts.getDecorators(n) ?? [] : []).some((d) => JIT_NAME.test(d.expression.getText(sf)));
+  // forward is synchronous (tensor ops never await); async methods and generators are left alone
+  const plain = (f: Fn): boolean => !f.asteriskToken && !(ts.getCombinedModifierFlags(f as ts.Declaration) & ts.ModifierFlags.Async);
   const addClass = (c: ts.ClassLikeDeclaration): void => {
-    for (const m of c.members) if ((ts.isMethodDeclaration(m) || ts.isGetAccessor(m)) && m.body) out.add(m);
+    for (const m of c.members) if ((ts.isMethodDeclaration(m) || ts.isGetAccessor(m)) && m.body && plain(m)) out.add(m);
   };
   const visit = (n: ts.Node): void => {
     if (ts.isClassDeclaration(n) || ts.isClassExpression(n)) {
       if (n.name) classes.set(n.name.text, n);
       if (decorated(n)) addClass(n);
-      for (const m of n.members) if (ts.isMethodDeclaration(m) && m.body && decorated(m)) out.add(m);
+      for (const m of n.members) if (ts.isMethodDeclaration(m) && m.body && decorated(m) && plain(m)) out.add(m);
     }
     if (ts.isFunctionDeclaration(n) && n.name && n.body) functions.set(n.name.text, n);
     if (ts.isVariableDeclaration(n) && ts.isIdentifier(n.name) && n.initializer && (ts.isArrowFunction(n.initializer) || ts.isFunctionExpression(n.initializer))) {
@@ -65,7 +67,7 @@ function targetFunctions(sf: ts.SourceFile): Fn[] {
     }
     if (ts.isCallExpression(n) && JIT_NAME.test(n.expression.getText(sf)) && n.arguments.length > 0) {
       const a = n.arguments[0];
-      if (ts.isArrowFunction(a) || ts.isFunctionExpression(a)) out.add(a);
+      if ((ts.isArrowFunction(a) || ts.isFunctionExpression(a)) && plain(a)) out.add(a);
       else if (ts.isIdentifier(a)) named.push(a.text);
       else if (ts.isNewExpression(a) && ts.isIdentifier(a.expression)) named.push(a.expression.text);
     }
@@ -76,7 +78,7 @@ function targetFunctions(sf: ts.SourceFile): Fn[] {
     const c = classes.get(name);
     if (c) addClass(c);
     const f = functions.get(name);
-    if (f) out.add(f);
+    if (f && plain(f)) out.add(f);
   }
   return [...out];
 }
@@ -86,11 +88,14 @@ function targetFunctions(sf: ts.SourceFile): Fn[] {
 const isFunctionBoundary = (n: ts.Node): boolean => ts.isFunctionLike(n) || ts.isClassLike(n);
 const isLoop = (n: ts.Node): boolean => ts.isWhileStatement(n) || ts.isDoStatement(n) || ts.isForStatement(n) || ts.isForOfStatement(n) || ts.isForInStatement(n);
 
-/** Whether `n` holds a return, or a break/continue that leaves `n` (not one of an inner loop/switch). */
+/** Whether `n` holds a return, or a break/continue that leaves `n` (not one of an inner loop/switch).
+ *  `await`, `yield` and `var` count too: none of them can move into the closures a branch becomes
+ *  (an arrow function is not async, and a `var` would be scoped to it). */
 function hasEscapingJump(n: ts.Node, kinds: { ret?: boolean; loop?: boolean }): boolean {
   let found = false;
   const visit = (x: ts.Node, inLoop: boolean, inSwitch: boolean): void => {
     if (found || isFunctionBoundary(x)) return;
+    if (ts.isAwaitExpression(x) || ts.isYieldExpression(x) || (ts.isVariableDeclarationList(x) && !(x.flags & (ts.NodeFlags.Let | ts.NodeFlags.Const)))) { found = true; return; }
     if (kinds.ret && ts.isReturnStatement(x)) { found = true; return; }
     if (kinds.loop && ts.isBreakStatement(x) && !x.label && !inLoop && !inSwitch) { found = true; return; }
     if (kinds.loop && ts.isContinueStatement(x) && !x.label && !inLoop) { found = true; return; }
