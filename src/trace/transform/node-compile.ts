@@ -34,6 +34,26 @@ function tsconfigFor(file: string): string {
   }
 }
 
+/** Whether `file` is an ES module: .mts, or .ts/.tsx under a package.json with "type": "module". */
+function isEsm(file: string): boolean {
+  if (/\.mtsx?$/.test(file)) return true;
+  if (/\.ctsx?$/.test(file)) return false;
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    const p = join(dir, 'package.json');
+    if (existsSync(p)) {
+      try { return (JSON.parse(readFileSync(p, 'utf8')) as { type?: string }).type === 'module'; } catch { return false; }
+    }
+    if (dirname(dir) === dir) return false;
+  }
+}
+
+const warned = new Set<string>();
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  process.emitWarning(message, { type: 'InferjitWarning', code: 'INFERJIT_D2S_CJS' });
+}
+
 /** The JavaScript for module `url` with its control flow converted, or null when the file has
  *  nothing to convert (or is not a local TypeScript file). */
 export function compileConverted(url: string, cache: TransformCache): string | null {
@@ -43,6 +63,10 @@ export function compileConverted(url: string, cache: TransformCache): string | n
   let source: string;
   try { source = readFileSync(file, 'utf8'); } catch { return null; }
   if (!/inferenceJit/.test(source)) return null;
+  if (!isEsm(file)) {
+    warnOnce(`inferjit/register: ${file} is a CommonJS module; the dynamic-to-static transform converts ES modules only ("type": "module" in package.json, or .mts), so it is loaded unchanged`);
+    return null;
+  }
   const tsconfig = tsconfigFor(file);
   const key = TransformCache.key(file, source, RUNTIME_URL, tsconfig, process.version);
   const out = cache.get(key, () => {
