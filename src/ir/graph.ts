@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { type DType, isDType } from '../tensor/dtype.js';
 import type { Dim } from '../tensor/shape.js';
 import { type AttrValue, type AttrValues, normalizeAttrs } from '../ops/attrs.js';
-import { hasOp, getOp, type TensorMeta } from '../ops/registry.js';
+import { hasOp, getOp, type TensorMeta, type GraphSignature } from '../ops/registry.js';
 import { canonicalDim, shapesEqual } from './dims.js';
 
 export interface Value {
@@ -22,6 +22,10 @@ export interface Node {
   outputs: number[];
   /** Where the user's code called the op (file:line:col); not part of the hash. */
   source?: string;
+  /** Sub-graphs of a control-flow op (cond: then/else; while_loop: cond/body), by role name.
+   *  Each is a closed graph: it reads only its own inputs and constants, never outer values, so
+   *  passes and executors treat it as an ordinary graph (src/ops/control.ts has the op rules). */
+  graphs?: Record<string, Graph>;
 }
 
 export interface GraphInput { name: string; value: number }
@@ -52,7 +56,7 @@ export interface GraphJSON {
   inputs: GraphInput[];
   outputs: GraphOutput[];
   constants: { name: string; value: number; kind: ConstantKind; dtype: DType; shape: Dim[]; data?: JSONNumber[] }[];
-  nodes: { op: string; inputs: (number | null)[]; attrs: Record<string, JSONAttr>; outputs: number[]; source?: string }[];
+  nodes: { op: string; inputs: (number | null)[]; attrs: Record<string, JSONAttr>; outputs: number[]; source?: string; graphs?: Record<string, GraphJSON> }[];
 }
 export type JSONNumber = number | { $f: string };
 export type JSONAttr = JSONNumber | boolean | string | (JSONNumber | string)[];
@@ -220,9 +224,23 @@ export class Graph {
       let attrs: AttrValues;
       try { attrs = normalizeAttrs(def.name, def.attrs, node.attrs as Record<string, unknown>); }
       catch (e) { return fail(`${where}: bad attributes: ${(e as Error).message}`); }
+      const expected = def.graphNames ?? [];
+      const got = Object.keys(node.graphs ?? {});
+      if (expected.length !== got.length || expected.some((n) => !got.includes(n))) {
+        fail(`${where}: has sub-graphs [${got.join(', ')}] but the op takes [${expected.join(', ')}]`);
+      }
+      const signatures: Record<string, GraphSignature> = {};
+      for (const name of expected) {
+        const sub = node.graphs![name];
+        if (!(sub instanceof Graph)) fail(`${where}: sub-graph "${name}" is not a Graph`);
+        try { sub.verify(); } catch (e) { return fail(`${where}: sub-graph "${name}": ${(e as Error).message.replace(/^Graph\.verify: /, '')}`); }
+        signatures[name] = signatureOf(sub);
+      }
       let metas: TensorMeta[];
-      try { metas = def.infer(node.inputs.map((v) => (v === null ? null : this.meta(v))), attrs); }
-      catch (e) { return fail(`${where}: shape inference fails on the recorded inputs: ${(e as Error).message}`); }
+      try {
+        const ins = node.inputs.map((v) => (v === null ? null : this.meta(v)));
+        metas = def.inferGraphs ? def.inferGraphs(ins, attrs, signatures) : def.infer(ins, attrs);
+      } catch (e) { return fail(`${where}: shape inference fails on the recorded inputs: ${(e as Error).message}`); }
       if (metas.length !== node.outputs.length) fail(`${where}: records ${node.outputs.length} outputs but inference gives ${metas.length}`);
       metas.forEach((m, j) => {
         const v = this.values.get(node.outputs[j])!;
@@ -270,6 +288,11 @@ export class Graph {
       const attrText = attrs.length ? ` {${attrs.map(([k, v]) => `${k}=${formatAttr(v)}`).join(', ')}}` : '';
       const src = withSource && node.source ? `  # ${node.source}` : '';
       lines.push(`  ${node.outputs.map(typed).join(', ')} = ${node.op}(${node.inputs.map(ref).join(', ')})${attrText}${src}`);
+      // sub-graphs print nested under their node, indented, each introduced by its role name
+      for (const [name, sub] of Object.entries(node.graphs ?? {})) {
+        const body = sub.print(options).split('\n');
+        lines.push(`    ${name}: ${body[0]}`, ...body.slice(1).map((l) => `    ${l}`));
+      }
     }
     lines.push(`  return ${this.outputs.map((o) => `${ref(o.value)} "${o.name}"`).join(', ')}`);
     lines.push('}');
@@ -297,6 +320,7 @@ export class Graph {
         for (const [k, v] of Object.entries(n.attrs)) attrs[k] = encodeAttr(v);
         const out: GraphJSON['nodes'][number] = { op: n.op, inputs: [...n.inputs], attrs, outputs: [...n.outputs] };
         if (n.source !== undefined) out.source = n.source;
+        if (n.graphs) out.graphs = Object.fromEntries(Object.entries(n.graphs).map(([k, g]) => [k, g.toJSON()]));
         return out;
       }),
     };
@@ -354,6 +378,12 @@ export class Graph {
         outputs: arr(o.outputs, `${what}.outputs`).map((v, j) => int(v, `${what}.outputs[${j}]`)),
       };
       if (o.source !== undefined) node.source = str(o.source, `${what}.source`);
+      if (o.graphs !== undefined) {
+        node.graphs = {};
+        for (const [k, sub] of Object.entries(obj(o.graphs, `${what}.graphs`))) {
+          try { node.graphs[k] = Graph.fromJSON(sub); } catch (e) { fail(`${what}.graphs.${k}: ${(e as Error).message.replace(/^Graph\.fromJSON: /, '')}`); }
+        }
+      }
       return node;
     });
     return g;
@@ -388,7 +418,10 @@ export class Graph {
     const nodeKeys: string[] = [];
     for (const node of this.nodes) {
       const attrs = Object.keys(node.attrs).sort().map((k) => `${k}=${JSON.stringify(canonicalAttr(node.attrs[k]))}`).join(';');
-      const nk = h('node', node.op, attrs, node.inputs.map(keyOf).join(','), node.outputs.map((v) => typeKey(this.value(v))).join(','));
+      // sub-graphs count by their own canonical hash, under their role name
+      // (graphs without control flow hash exactly as before sub-graphs existed)
+      const subs = node.graphs ? [Object.keys(node.graphs).sort().map((k) => `${k}:${node.graphs![k].hash()}`).join(';')] : [];
+      const nk = h('node', node.op, attrs, node.inputs.map(keyOf).join(','), node.outputs.map((v) => typeKey(this.value(v))).join(','), ...subs);
       nodeKeys.push(nk);
       node.outputs.forEach((v, j) => keys.set(v, h(nk, String(j))));
     }
@@ -404,6 +437,24 @@ export class Graph {
 }
 
 // ---- helpers ----
+
+/** The input and output types of a graph, as a control-flow op's inference sees a sub-graph. */
+export function signatureOf(g: Graph): GraphSignature {
+  return { inputs: g.inputs.map((i) => g.meta(i.value)), outputs: g.outputs.map((o) => g.meta(o.value)) };
+}
+
+/** Every sub-graph below `g` (nested ones included), depth-first, each with a path naming where it
+ *  sits ("node 3 (cond).then"). Passes use it to visit sub-graphs like the outer graph. */
+export function subgraphsOf(g: Graph, prefix = ''): { path: string; graph: Graph }[] {
+  const out: { path: string; graph: Graph }[] = [];
+  g.nodes.forEach((n, i) => {
+    for (const [k, sub] of Object.entries(n.graphs ?? {})) {
+      const path = `${prefix}node ${i} (${n.op}).${k}`;
+      out.push({ path, graph: sub }, ...subgraphsOf(sub, `${path} > `));
+    }
+  });
+  return out;
+}
 
 function checkShape(shape: unknown, what: string, fail: (m: string) => never): void {
   if (!Array.isArray(shape)) fail(`${what} has no shape array`);

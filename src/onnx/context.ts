@@ -170,6 +170,22 @@ export class OnnxBuilder implements OnnxEmitContext {
     return parts.length === 1 ? parts[0] : this.node1('Concat', parts, { axis: 0 });
   }
 
+  /** Runs `fn`, which emits the nodes of a sub-graph (an If branch, a Loop body), and takes those
+   *  nodes out of this graph's list. Values computed inside a sub-graph are not visible outside
+   *  it, so run-time dims first computed there are forgotten afterwards. */
+  nested<T>(fn: () => T): { value: T; nodes: NodeProtoObject[] } {
+    const start = this.nodes.length;
+    const dims = new Map(this.dims);
+    try {
+      const value = fn();
+      return { value, nodes: this.nodes.splice(start) };
+    } finally {
+      this.nodes.splice(start);
+      this.dims.clear();
+      for (const [k, v] of dims) this.dims.set(k, v);
+    }
+  }
+
   private symbolValue(symbol: string, expression: string): string {
     const key = `sym:${symbol}`;
     const hit = this.dims.get(key);

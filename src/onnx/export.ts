@@ -17,6 +17,7 @@ import { getOnnxMapping } from './mapping.js';
 import { OnnxBuilder, storageBytes, tensorProto } from './context.js';
 import { encodeModel, onnxDataType, type ModelProtoObject, type TensorProtoObject, type ValueInfoProtoObject } from './proto.js';
 import './ops/index.js';
+import { liftSubgraphConstants, exportControlNode } from './ops/control.js';
 
 /** The default-domain opset every mapping is written for. 18 brings axes-as-input for all
  *  reductions and Split's num_outputs; LayerNormalization (17) is standard there. */
@@ -124,6 +125,8 @@ function constantTensor(name: string, c: Graph['constants'][number], constants: 
  *  file name); it is only needed when external data may be used. */
 export function exportGraphToBytes(graph: Graph, constants: ReadonlyMap<string, Tensor> | undefined, options: OnnxExportOptions = {}, modelFileName = 'model.onnx'): OnnxModelBytes {
   graph.verify();
+  // control flow: sub-graph constants become top-level initializers (src/onnx/ops/control.ts)
+  if (graph.nodes.some((n) => n.graphs)) graph = liftSubgraphConstants(graph);
   const b = new OnnxBuilder({ opset: ONNX_OPSET, contribOps: options.contribOps ?? false });
   const inputNames = graph.inputs.map((inp, i) => options.inputNames?.[i] ?? inp.name);
   const outputNames = graph.outputs.map((out, i) => options.outputNames?.[i] ?? out.name);
@@ -176,7 +179,7 @@ export function exportGraphToBytes(graph: Graph, constants: ReadonlyMap<string, 
 
   // ---- nodes ----
   graph.nodes.forEach((node: Node, index) => {
-    const mapping = getOnnxMapping(node.op);
+    const mapping = node.graphs ? null : getOnnxMapping(node.op);
     const ins = node.inputs.map((id) => (id === null ? null : graph.meta(id)));
     const inNames = node.inputs.map((id) => {
       if (id === null) return null;
@@ -187,7 +190,7 @@ export function exportGraphToBytes(graph: Graph, constants: ReadonlyMap<string, 
     const outs = node.outputs.map((id) => graph.meta(id));
     b.scope = `${node.op}_${index}`;
     b.doc = node.source;
-    const result = mapping(b, inNames, node.attrs, outs, ins);
+    const result = mapping ? mapping(b, inNames, node.attrs, outs, ins) : exportControlNode(b, node, inNames as string[], graph);
     b.scope = '';
     b.doc = undefined;
     if (result.length !== outs.length) {

@@ -153,7 +153,7 @@ export interface TensorProtoObject {
 export interface AttributeProtoObject {
   name: string;
   type: number;
-  f?: number; i?: number; s?: Uint8Array; t?: TensorProtoObject;
+  f?: number; i?: number; s?: Uint8Array; t?: TensorProtoObject; g?: GraphProtoObject;
   floats?: number[]; ints?: number[]; strings?: Uint8Array[];
 }
 export interface NodeProtoObject {

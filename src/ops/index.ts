@@ -7,8 +7,9 @@ import './linalg.js';
 import './movement.js';
 import './model.js';
 import './fused.js';
+import './control.js';
 
 export * from './api.js';
 export { dispatch, dispatch1, withTraceHook, setEagerBackend, getEagerBackend, withEagerBackend, isNativeAvailable } from './dispatch.js';
 export { defineOp, getOp, hasOp, listOps, registerKernel, kernelBackends } from './registry.js';
-export type { OpDef, TensorMeta, Kernel, OpKind, BackendName } from './registry.js';
+export type { OpDef, TensorMeta, Kernel, OpKind, BackendName, GraphSignature, RunSubgraph } from './registry.js';

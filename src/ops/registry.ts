@@ -5,6 +5,7 @@ import type { Shape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type AttrSchema, type AttrValues } from './attrs.js';
 import type { OnnxMapping } from '../onnx/mapping.js';
+import type { Graph } from '../ir/graph.js';
 
 /** What shape inference sees of a tensor: no data, dims may be symbolic. */
 export interface TensorMeta { readonly dtype: DType; readonly shape: Shape }
@@ -30,9 +31,22 @@ export interface OpDef<A = AttrValues> {
   /** How the op is written in ONNX. Mappings live in src/onnx/ops/<same file name as the op's
    *  src/ops file>.ts and are attached with registerOnnxMapping (src/onnx/mapping.ts). */
   onnx?: OnnxMapping<A>;
+  /** Control-flow ops only (src/ops/control.ts): the role names of the node's sub-graphs... */
+  graphNames?: readonly string[];
+  /** ...the output types from the inputs and the sub-graphs' signatures, checking the op's rules
+   *  (replaces `infer` for nodes with sub-graphs)... */
+  inferGraphs?(inputs: (TensorMeta | null)[], attrs: A, graphs: Readonly<Record<string, GraphSignature>>): TensorMeta[];
+  /** ...and how to execute the node: `run` executes one sub-graph on concrete tensors. */
+  execute?(inputs: (Tensor | null)[], attrs: A, graphs: Readonly<Record<string, Graph>>, run: RunSubgraph): Tensor[];
 }
 
 export type BackendName = 'reference' | 'cpu';
+
+/** A sub-graph as a control-flow op's shape inference sees it: its input and output types. */
+export interface GraphSignature { inputs: TensorMeta[]; outputs: TensorMeta[] }
+
+/** How an executor runs one sub-graph on concrete tensors (the graph interpreter passes itself). */
+export type RunSubgraph = (graph: Graph, inputs: Tensor[]) => Tensor[];
 
 interface KernelEntry { kernel: Kernel<any>; supports?: (inputs: (Tensor | null)[], attrs: any) => boolean }
 

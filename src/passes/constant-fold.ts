@@ -37,6 +37,8 @@ export function foldConstants(graph: Graph): number {
   const isLiteral = (v: number | null): boolean => v === null || byValue.get(v)?.kind === 'literal';
   for (const node of [...graph.nodes]) {
     if (node.inputs.length === 0 || !node.inputs.every(isLiteral)) continue;
+    // control flow with literal operands is left to run (its sub-graphs are folded on their own)
+    if (node.graphs) continue;
     const metas = node.outputs.map((v) => graph.meta(v));
     if (!metas.every((m) => m.shape.every((d) => typeof d === 'number'))) continue;
     const size = metas.reduce((s, m) => s + (m.shape as number[]).reduce((a, b) => a * b, 1), 0);

@@ -36,7 +36,9 @@ export function eliminateCommonSubexpressions(graph: Graph): number {
     node.inputs = node.inputs.map((v) => (v === null ? null : resolve(v)));
     let ins = node.inputs.map((v) => (v === null ? '-' : String(v)));
     if (COMMUTATIVE.has(node.op) && ins.length === 2) ins = [...ins].sort();
-    const key = `${node.op}(${ins.join(',')}){${attrKey(node.attrs)}}`;
+    // control-flow nodes are equal only when their sub-graphs are too (canonical hash)
+    const subs = node.graphs ? Object.keys(node.graphs).sort().map((k) => `${k}:${node.graphs![k].hash()}`).join(';') : '';
+    const key = `${node.op}(${ins.join(',')}){${attrKey(node.attrs)}}${subs}`;
     const first = seen.get(key);
     if (first === undefined) { seen.set(key, node.outputs); continue; }
     node.outputs.forEach((v, i) => rename.set(v, first[i]));

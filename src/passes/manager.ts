@@ -4,7 +4,7 @@
 // graph. The JIT runs its pipeline through runPasses too (src/jit/compile.ts), with the target its
 // backend supplies; this module imports no backend.
 import { performance } from 'node:perf_hooks';
-import type { Graph } from '../ir/graph.js';
+import { type Graph, subgraphsOf } from '../ir/graph.js';
 
 /** What the graph will run on, as far as passes care: whether a fused op they could emit has a
  *  fast kernel there. Fusing into an op that only has the pure-TS reference kernel would make a
@@ -58,7 +58,10 @@ export function verifyFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
 export function runPass(pass: Pass, graph: Graph, context: PassContext): number {
   let total = 0;
   for (let round = 0; round < (pass.fixpoint ? FIXPOINT_LIMIT : 1); round++) {
-    const n = pass.run(graph, context);
+    // control-flow sub-graphs (cond branches, loop bodies) are closed graphs: the pass rewrites them
+    // the same way, each on its own
+    let n = pass.run(graph, context);
+    for (const sub of subgraphsOf(graph)) n += pass.run(sub.graph, context);
     total += n;
     if (context.verify) {
       try { graph.verify(); } catch (e) {

@@ -25,9 +25,9 @@
 // must not depend on dynamic dims (arange(L) is refused); quotients of dynamic dims are refused.
 import type { Dim } from '../tensor/shape.js';
 import { dimMul } from '../tensor/shape.js';
-import { getOp } from '../ops/registry.js';
+import { getOp, type GraphSignature } from '../ops/registry.js';
 import { normalizeAttrs, type AttrValue, type AttrValues } from '../ops/attrs.js';
-import { Graph } from '../ir/graph.js';
+import { Graph, signatureOf } from '../ir/graph.js';
 import { evalDim, canonicalDim } from '../ir/dims.js';
 import type { TraceRunResult } from './tracer.js';
 import { canonicalTree } from './tree.js';
@@ -154,7 +154,26 @@ export function generalize(r1: TraceRunResult, r2: TraceRunResult, inputShapes: 
     }
     node.attrs = normalizeAttrs(def.name, def.attrs, attrs);
     let metas;
-    try { metas = def.infer(node.inputs.map((v) => (v === null ? null : g.meta(v))), node.attrs); }
+    try {
+      const ins = node.inputs.map((v) => (v === null ? null : g.meta(v)));
+      if (node.graphs) {
+        // control flow: each sub-graph pair is generalized the same way, its inputs taking the
+        // symbolic types of the node's operands (a cond's predicate is not passed to its branches)
+        const operands = (node.op === 'cond' ? ins.slice(1) : ins).map((m) => [...m!.shape]);
+        const other = g2.nodes[i].graphs ?? {};
+        const subs: Record<string, Graph> = {};
+        const sigs: Record<string, GraphSignature> = {};
+        for (const [k, s1] of Object.entries(node.graphs)) {
+          const s2 = other[k];
+          if (!s2) structural(`${nodeWhere(i)} has no "${k}" sub-graph in one run`);
+          const asRun = (sg: Graph, r: TraceRunResult): TraceRunResult => ({ graph: sg, outputTree: { t: 'value', v: null }, constants: r.constants, constantUses: new Map() });
+          subs[k] = generalize(asRun(s1, r1), asRun(s2, r2), operands, dims);
+          sigs[k] = signatureOf(subs[k]);
+        }
+        node.graphs = subs;
+        metas = def.inferGraphs!(ins, node.attrs, sigs);
+      } else metas = def.infer(ins, node.attrs);
+    }
     catch (e) {
       throw new DynamicDimError(`trace: shape inference of ${nodeWhere(i)} fails on symbolic shapes (${node.inputs.map((v) => (v === null ? 'none' : `[${g.value(v).shape.join(', ')}]`)).join(', ')}): ${(e as Error).message}. Mark dim(s) ${names} static to trace this model.`);
     }

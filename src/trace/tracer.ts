@@ -27,17 +27,125 @@ export interface TraceRunResult {
   constantUses: Map<number, string>;
 }
 
+/** The innermost run whose hook is installed (sub-graph runs nest inside their parent's). */
+let activeRun: TraceRun | null = null;
+
+/** The tracing run ops are being recorded into now, or null outside tracing. */
+export function activeTraceRun(): TraceRun | null { return activeRun; }
+
+/** The run a symbolic tensor belongs to (null for concrete tensors or foreign symbolic ones). */
+export function traceRunOf(t: Tensor): TraceRun | null {
+  const h = t.symbolic?.value;
+  return h instanceof ValueHandle ? h.run : null;
+}
+
+/** A sub-graph traced inside a run (a cond branch, a loop condition or body); see TraceRun.traceSubgraph. */
+export interface SubgraphTrace<R> {
+  run: TraceRun;
+  /** The symbolic stand-ins for the sub-graph's explicit inputs. */
+  inputs: Tensor[];
+  result: R;
+}
+
 export class TraceRun {
   readonly graph = new Graph();
-  readonly constants = new Map<string, Tensor>();
+  /** Shared with the parent run: sub-graphs name the same module tensors. */
+  readonly constants: Map<string, Tensor>;
   readonly constantUses = new Map<number, string>();
+  /** Sub-graph runs only: the outer tensors this sub-graph reads (closure captures), in the order
+   *  of the graph inputs added for them after the explicit inputs. */
+  readonly captures: Tensor[] = [];
+  private readonly captureIds = new Map<TraceRun, Map<number, number>>();
   /** Value id -> a description of where it came from, for graph-break messages. */
   private readonly origins = new Map<number, string>();
   private readonly constantOf = new Map<Tensor, number>();
   private readonly literalByContent = new Map<string, number>();
   private literalCount = 0;
 
-  constructor(private readonly params: ReadonlyMap<Tensor, string>) {}
+  constructor(private readonly params: ReadonlyMap<Tensor, string>, readonly parent: TraceRun | null = null) {
+    this.constants = parent ? parent.constants : new Map<string, Tensor>();
+  }
+
+  /** Installs this run's hook for fn (and marks it the active run). */
+  private recording<T>(fn: () => T): T {
+    const prev = activeRun;
+    activeRun = this;
+    try { return withTraceHook(this.hook, fn); } finally { activeRun = prev; }
+  }
+
+  /** Traces `fn` into a new closed sub-graph of this run, with explicit inputs of types `inputs`
+   *  (named arg0, arg1, ...). Tensors of this run (or of runs around it) that `fn` reads by closure
+   *  become extra inputs of the sub-graph (see `captures`); module parameters become its own
+   *  parameter constants. Outputs are added with `output()`. */
+  traceSubgraph<R>(inputs: readonly TensorMeta[], fn: (args: Tensor[]) => R): SubgraphTrace<R> {
+    const child = new TraceRun(this.params, this);
+    const args = inputs.map((m, i) => {
+      const id = child.graph.addInput(`arg${i}`, m.dtype, m.shape);
+      child.origins.set(id, `argument ${i} of a traced branch or loop`);
+      return child.symbolic(id, m);
+    });
+    const result = child.recording(() => fn(args));
+    if (result instanceof Promise) throw new TypeError('trace: a branch or loop body returned a Promise; traced code must be synchronous');
+    return { run: child, inputs: args, result };
+  }
+
+  /** Adds `t` as an output of this (sub-)graph; returns its value id. */
+  output(t: Tensor, name: string): number {
+    const id = this.valueOf(t, `the result ${name}`);
+    this.graph.addOutput(name, id);
+    return id;
+  }
+
+  /** Makes every sub-graph take the same capture inputs, in the order of `union` (after the explicit
+   *  inputs): a control node passes one operand list to all its sub-graphs. Returns the union. */
+  static unifyCaptures(runs: readonly TraceRun[]): Tensor[] {
+    const union: Tensor[] = [];
+    const key = (t: Tensor): string => { const h = t.symbolic!.value as ValueHandle; return `${runIndex(h.run)}:${h.id}`; };
+    const seen = new Map<string, number>();
+    for (const r of runs) for (const t of r.captures) if (!seen.has(key(t))) { seen.set(key(t), union.length); union.push(t); }
+    for (const r of runs) {
+      const explicit = r.graph.inputs.slice(0, r.graph.inputs.length - r.captures.length);
+      const mine = new Map(r.captures.map((t, i) => [key(t), r.graph.inputs[explicit.length + i].value]));
+      r.graph.inputs = [...explicit, ...union.map((t, k) => {
+        const v = mine.get(key(t)) ?? r.graph.addValue(t.dtype, t.shape);
+        return { name: `cap${k}`, value: v };
+      })];
+      r.captures.splice(0, r.captures.length, ...union);
+    }
+    return union;
+  }
+
+  /** Records a control-flow node (cond, while_loop) in this run: operands are tensors of this run,
+   *  of an outer run (captured) or concrete (literals); returns its symbolic outputs. */
+  emitControl(op: string, operands: readonly Tensor[], attrs: AttrValues, graphs: Record<string, Graph>, outs: readonly TensorMeta[]): Tensor[] {
+    const source = userSourceLine();
+    const where = `${op}${source ? ` at ${source}` : ''}`;
+    const ids = operands.map((t) => this.valueOf(t, where));
+    const outIds = this.graph.addNode(op, ids, attrs, outs, source);
+    this.graph.nodes[this.graph.nodes.length - 1].graphs = graphs;
+    return outIds.map((id, j) => {
+      this.origins.set(id, `the output of ${where}`);
+      return this.symbolic(id, outs[j]);
+    });
+  }
+
+  /** The graph input standing for `t`, a tensor of an enclosing run, adding one on first use. */
+  private capture(t: Tensor, h: ValueHandle): number {
+    let m = this.captureIds.get(h.run);
+    if (!m) this.captureIds.set(h.run, (m = new Map()));
+    const known = m.get(h.id);
+    if (known !== undefined) return known;
+    const id = this.graph.addInput(`cap${this.captures.length}`, t.dtype, t.shape);
+    this.origins.set(id, `a value captured from the enclosing code`);
+    this.captures.push(t);
+    m.set(h.id, id);
+    return id;
+  }
+
+  private encloses(run: TraceRun): boolean {
+    for (let r = this.parent; r; r = r.parent) if (r === run) return true;
+    return false;
+  }
 
   /** Runs `fn` on symbolic stand-ins for `args.tensors` shaped `shapes` and records its graph. */
   run(fn: (...args: any[]) => unknown, args: FlatArgs, shapes: readonly (readonly number[])[]): TraceRunResult {
@@ -47,7 +155,7 @@ export class TraceRun {
       return this.symbolic(id, { dtype: t.dtype, shape: shapes[i] });
     });
     const callArgs = args.trees.map((tree) => rebuildTree(tree, symbolicInputs));
-    const result = withTraceHook(this.hook, () => fn(...callArgs));
+    const result = this.recording(() => fn(...callArgs));
     if (result instanceof Promise) {
       throw new TypeError('trace: the traced function returned a Promise; forward must be synchronous (tensor ops never need await)');
     }
@@ -92,6 +200,7 @@ export class TraceRun {
   private valueOf(t: Tensor, usedBy: string): number {
     if (t.symbolic) {
       const h = t.symbolic.value;
+      if (h instanceof ValueHandle && h.run !== this && this.encloses(h.run)) return this.capture(t, h);
       if (!(h instanceof ValueHandle) || h.run !== this) {
         throw new Error(`trace: ${usedBy}: a symbolic tensor from another tracing run was used; a traced tensor escaped (e.g. it was stored on the module or in a closure during an earlier trace)`);
       }
@@ -146,6 +255,14 @@ export class TraceRun {
     }
     return { t: 'value', v: x };
   }
+}
+
+const runIds = new WeakMap<TraceRun, number>();
+let nextRunId = 0;
+function runIndex(r: TraceRun): number {
+  let i = runIds.get(r);
+  if (i === undefined) runIds.set(r, (i = nextRunId++));
+  return i;
 }
 
 /** An op on plain concrete tensors (created inside the traced function, not parameters) does not

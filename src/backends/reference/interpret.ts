@@ -105,7 +105,11 @@ export function interpret(graph: Graph, inputs: readonly Tensor[], constants: Re
     });
     let outs: Tensor[];
     try {
-      outs = dispatch(node.op, ins, concreteAttrs(node.op, node.attrs, bindings));
+      // control-flow nodes (src/ops/control.ts) run their sub-graphs through this interpreter
+      const control = node.graphs ? getOp(node.op).execute : undefined;
+      outs = control
+        ? control(ins, concreteAttrs(node.op, node.attrs, bindings), node.graphs!, (g, xs) => interpret(g, xs, constants))
+        : dispatch(node.op, ins, concreteAttrs(node.op, node.attrs, bindings));
     } catch (e) {
       if (e instanceof Error) e.message = `interpret: ${where}: ${e.message}`;
       throw e;
