@@ -26,9 +26,6 @@ export const ONNX_OPSET = 18;
 export const ONNX_IR_VERSION = 8;
 /** Bumped whenever a mapping changes what it emits, so cached .onnx files are not reused. */
 export const ONNX_EXPORTER_VERSION = 1;
-/** ONNX Runtime's contrib-op domain and the version of it our contrib mappings use. */
-export const MS_DOMAIN = 'com.microsoft';
-
 /** Protobuf messages cannot exceed 2 GiB; above this many bytes of initializers, 'auto' moves
  *  them to an external-data file (the margin leaves room for the graph itself). */
 export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 2 ** 31 - 64 * 2 ** 20;

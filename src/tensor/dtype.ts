@@ -44,7 +44,6 @@ export function assertDType(x: unknown, where: string): DType {
 }
 export const dtypeBytes = (d: DType): number => INFO[d].bytes;
 export const isFloatDType = (d: DType): boolean => INFO[d].isFloat;
-export const isIntDType = (d: DType): boolean => INFO[d].isInt;
 export const allocStorage = (d: DType, n: number): Storage => new INFO[d].array(n);
 
 /** Throws unless `data` is the typed array dtype d is stored in (Float32Array for f32, Uint16Array
@@ -94,7 +93,7 @@ export function writeElement(d: DType, s: Storage, i: number, v: number): void {
 }
 
 /** Inclusive range of the ≤32-bit integer dtypes. */
-export const INT_LIMITS = { i8: [-128, 127], u8: [0, 255], i32: [-(2 ** 31), 2 ** 31 - 1] } as const;
+const INT_LIMITS = { i8: [-128, 127], u8: [0, 255], i32: [-(2 ** 31), 2 ** 31 - 1] } as const;
 
 /** Why `v` cannot be stored in dtype d exactly-or-by-rounding, or null when it can: integer dtypes
  *  take only integers in their range (i64: -2^63 <= v < 2^63), bool takes any number but NaN,

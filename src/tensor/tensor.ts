@@ -7,8 +7,6 @@ import { formatTensor } from './format.js';
 import * as ops from '../ops/api.js';
 
 export type Device = 'cpu';
-export const DEVICES: readonly Device[] = ['cpu'];
-
 /** Thrown when traced code needs a value that only exists at run time (e.g. `if (t.item() > 0)`). */
 export class GraphBreakError extends Error {
   constructor(readonly op: string, readonly sourceLine: string | undefined, detail: string) {
