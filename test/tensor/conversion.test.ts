@@ -72,7 +72,7 @@ function castEverywhere(to: keyof typeof WANT): { ref: Tensor; eager: Tensor; pl
 }
 
 for (const to of Object.keys(WANT) as (keyof typeof WANT)[]) {
-  test(`cast f32 -> ${to} truncates and saturates (NaN -> 0) identically on reference, eager and compiled plan`, () => {
+  test(`cast f32 -> ${to} (ints: truncate, saturate, NaN -> 0; bool: x != 0) identically on reference, eager and compiled plan`, () => {
     const { ref, eager, plan } = castEverywhere(to);
     const want = EDGES.map((v) => WANT[to](Math.fround(v)));
     assert.deepEqual(Array.from(ref.data as ArrayLike<number | bigint>), want, 'reference');
@@ -92,5 +92,14 @@ test('cast int -> int wraps (two\'s complement), identically on reference and co
     const want = src.map((v) => (to === 'bool' ? (v !== 0n ? 1 : 0) : to === 'i64' ? v : to === 'i32' ? Number(BigInt.asIntN(32, v)) : to === 'i8' ? Number(BigInt.asIntN(8, v)) : Number(BigInt.asUintN(8, v))));
     assert.deepEqual(Array.from(ref.data as ArrayLike<number | bigint>), want, `reference ${x.dtype} -> ${to}`);
     assert.deepEqual(Array.from(plan.data as ArrayLike<number | bigint>), want, `plan ${x.dtype} -> ${to}`);
+  }
+});
+
+test('cast i64 -> f16 / bf16 / f32 on a compiled plan equals the reference (values, not zeros)', { skip: isNativeAvailable() ? false : 'native addon not built' }, () => {
+  const x = fromArray([1, -2, 3000, 65504, 2 ** 40], 'i64');
+  for (const to of ['f16', 'bf16', 'f32'] as const) {
+    const ref = withEagerBackend('reference', () => ops.cast(x, to));
+    const plan = inferenceJit((t: Tensor) => t.cast(to), { device: 'cpu', cache: 'memory', fallback: 'error' })(x);
+    assert.deepEqual(Array.from(plan.data as Uint16Array), Array.from(ref.data as Uint16Array), `i64 -> ${to}`);
   }
 });
