@@ -133,3 +133,17 @@ for (const device of ['reference', 'cpu'] as const) {
     assert.equal(fast.stats().misses, 1, 'one compile serves both batch sizes');
   });
 }
+
+test('an i64 literal result beyond 2^53 is not folded into a (float) literal: it stays an exact node', () => {
+  const g = new Graph();
+  const x = g.addInput('x', 'i64', [1]);
+  const a = g.addConstant({ name: 'a', kind: 'literal', dtype: 'i64', shape: [1], data: [2 ** 52 + 1] });
+  const b = g.addConstant({ name: 'b', kind: 'literal', dtype: 'i64', shape: [1], data: [3] });
+  const [m] = g.addNode('mul', [a, b], {}, [{ dtype: 'i64', shape: [1] }]);
+  const [s] = g.addNode('add', [x, m], {}, [{ dtype: 'i64', shape: [1] }]);
+  g.addOutput('s', s);
+  const { graph } = applyPass(g, constantFoldPass);
+  assert.deepEqual(ops(graph), ['mul', 'add']);
+  const [out] = run(graph, [Tensor.fromStorage('i64', [1], new BigInt64Array([0n]))], new Map());
+  assert.deepEqual(Array.from(out.data as BigInt64Array), [3n * (2n ** 52n + 1n)]); // 13510798882111491, odd: no float64 holds it
+});
