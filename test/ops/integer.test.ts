@@ -3,7 +3,7 @@
 // reference kernels: the native eager kernels are f32-only and decline them).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Tensor, fromArray, ops } from '../../src/index.js';
+import { Tensor, fromArray, ops, inferenceJit } from '../../src/index.js';
 import { withEagerBackend } from '../../src/ops/dispatch.js';
 
 const i64 = (...v: bigint[]): Tensor => Tensor.fromStorage('i64', [v.length], new BigInt64Array(v));
@@ -60,4 +60,14 @@ for (const backend of ['reference', 'auto'] as const) {
     assert.deepEqual(ops.add(fromArray([250], 'u8'), fromArray([10], 'u8')).toArray(), [4]);
     assert.equal(ops.sum(fromArray([2 ** 31 - 1, 2 ** 31 - 1], 'i32')).item(), 2 ** 32 - 2); // i64 result: no overflow
   }));
+}
+
+for (const device of ['cpu', 'reference'] as const) {
+  test(`compiled on ${device}, i64 arithmetic is as exact as eager (plans hand i64 nodes to the interpreter)`, () => {
+    const f = inferenceJit((a: Tensor, b: Tensor) => ({ s: ops.sum(a.add(b)), eq: a.equal(b), m: a.mul(3) }), { device, cache: 'memory', fallback: 'error' });
+    const { s, eq, m } = f(i64(P53, 1n, 1n), i64(0n, 0n, 1n));
+    assert.deepEqual(big(s), [P53 + 3n]);
+    assert.deepEqual(eq.toArray(), [0, 0, 1]);
+    assert.deepEqual(big(m), [3n * P53, 3n, 3n]);
+  });
 }
