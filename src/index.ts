@@ -1,6 +1,7 @@
 // inferjit's public entry point.
 import './ops/index.js';
 
+export { DynamicDimError } from './trace/dynamic.js';
 export { Tensor, GraphBreakError, type Device, type TensorLike, type NestedArray } from './tensor/tensor.js';
 export { type DType, DTYPES, promoteTypes } from './tensor/dtype.js';
 export { type Dim, type Shape } from './tensor/shape.js';

@@ -313,7 +313,7 @@ export class DiT extends nn.Module {
     if (!Number.isInteger(guided) || guided < 1 || guided > this.outChannels) {
       throw new RangeError(`DiT.forwardWithCfg: guidedChannels must be an integer in [1, ${this.outChannels}], got ${guided}`);
     }
-    const half = x.slice(0, 0, n / 2);
+    const half = x.sliceAxis(0, 0, n / 2);
     const modelOut = (this as DiT).call(ops.concat([half, half], 0), t, y);
     return applyCfg(modelOut, cfgScale, guided);
   }
@@ -356,11 +356,11 @@ export class DiT extends nn.Module {
  */
 export function applyCfg(modelOut: Tensor, cfgScale: number, guidedChannels: number): Tensor {
   const n = modelOut.shape[0], channels = modelOut.shape[1];
-  const eps = modelOut.slice(1, 0, guidedChannels);
+  const eps = modelOut.sliceAxis(1, 0, guidedChannels);
   const [condEps, uncondEps] = eps.split([n / 2, n / 2], 0);
   const halfEps = uncondEps.add(condEps.sub(uncondEps).mul(cfgScale));
   const guidedEps = ops.concat([halfEps, halfEps], 0);
-  return guidedChannels === channels ? guidedEps : ops.concat([guidedEps, modelOut.slice(1, guidedChannels)], 1);
+  return guidedChannels === channels ? guidedEps : ops.concat([guidedEps, modelOut.sliceAxis(1, guidedChannels)], 1);
 }
 
 function validateConfig(c: DiTConfig): void {

@@ -63,7 +63,7 @@ export function generate(model: DiT, options: GenerateOptions): GenerateResult {
     sampler: options.sampler, eta: options.eta, seed: options.seed + 1,
     onStep: (info) => { stepMs.push(info.ms); options.onStep?.(info); },
   });
-  const latents = guided ? out.slice(0, 0, n) : out;
+  const latents = guided ? out.sliceAxis(0, 0, n) : out;
   const images = (options.decoder ?? new LatentRgbDecoder()).decode(latents);
   return { latents, images, stepMs };
 }

@@ -315,15 +315,18 @@ double readAt(const void* p, int dt, int64_t i) {
     default: return 0.0;
   }
 }
+// Truncated toward zero and clamped to [lo, hi]; NaN -> 0. Exact: lo and hi are integers a double holds.
+inline double saturate(double v, double lo, double hi) { return v != v ? 0.0 : v <= lo ? lo : v >= hi ? hi : std::trunc(v); }
 void writeAt(void* p, int dt, int64_t i, double v) {
   switch (dt) {
     case kF32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
-    // float -> int truncates toward zero; out-of-range values wrap like a C cast through int64
-    case kI32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(static_cast<int64_t>(std::trunc(v))); break;
-    case kI64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(std::trunc(v)); break;
-    case kBool: static_cast<uint8_t*>(p)[i] = v != 0.0 ? 1 : 0; break;
-    case kU8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(static_cast<int64_t>(std::trunc(v))); break;
-    case kI8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(static_cast<int64_t>(std::trunc(v))); break;
+    // float -> int truncates toward zero and saturates at the type's range, NaN -> 0 (as the
+    // reference kernel, src/tensor/dtype.ts writeElement; a plain C cast is undefined there)
+    case kI32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(saturate(v, -2147483648.0, 2147483647.0)); break;
+    case kI64: static_cast<int64_t*>(p)[i] = v != v ? 0 : v >= 9223372036854775808.0 ? INT64_MAX : v <= -9223372036854775808.0 ? INT64_MIN : static_cast<int64_t>(v); break;
+    case kBool: static_cast<uint8_t*>(p)[i] = v != 0.0 ? 1 : 0; break;  // NaN is true, as in C++ and PyTorch
+    case kU8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(saturate(v, 0.0, 255.0)); break;
+    case kI8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(saturate(v, -128.0, 127.0)); break;
     // f16/bf16 round once, from the float (the value was a float before it was widened to double)
     case kF16: static_cast<uint16_t*>(p)[i] = floatToHalf(static_cast<float>(v)); break;
     case kBF16: static_cast<uint16_t*>(p)[i] = floatToBf16(static_cast<float>(v)); break;
@@ -338,15 +341,23 @@ void cast(const void* x, int from, void* y, int to, int64_t n) {
     std::memcpy(y, x, static_cast<size_t>(n) * dtypeBytes(from));
     return;
   }
-  if (from == kI64 && to != kF32) {  // integer narrowing straight from the integer, wrapping exactly
+  auto isInteger = [](int dt) { return dt == kI64 || dt == kI32 || dt == kI8 || dt == kU8 || dt == kBool; };
+  if (isInteger(from) && isInteger(to)) {  // integer -> integer straight from the integer, wrapping exactly
     parallelSpans(n, 16384, [&](int64_t lo, int64_t hi) {
-      const int64_t* s = static_cast<const int64_t*>(x);
       for (int64_t i = lo; i < hi; i++) {
+        int64_t v = 0;
+        switch (from) {
+          case kI64: v = static_cast<const int64_t*>(x)[i]; break;
+          case kI32: v = static_cast<const int32_t*>(x)[i]; break;
+          case kI8: v = static_cast<const int8_t*>(x)[i]; break;
+          default: v = static_cast<const uint8_t*>(x)[i]; break;  // u8, bool
+        }
         switch (to) {
-          case kI32: static_cast<int32_t*>(y)[i] = static_cast<int32_t>(s[i]); break;
-          case kBool: static_cast<uint8_t*>(y)[i] = s[i] != 0; break;
-          case kU8: static_cast<uint8_t*>(y)[i] = static_cast<uint8_t>(s[i]); break;
-          case kI8: static_cast<int8_t*>(y)[i] = static_cast<int8_t>(s[i]); break;
+          case kI64: static_cast<int64_t*>(y)[i] = v; break;
+          case kI32: static_cast<int32_t*>(y)[i] = static_cast<int32_t>(v); break;
+          case kBool: static_cast<uint8_t*>(y)[i] = v != 0; break;
+          case kU8: static_cast<uint8_t*>(y)[i] = static_cast<uint8_t>(v); break;
+          case kI8: static_cast<int8_t*>(y)[i] = static_cast<int8_t>(v); break;
           default: break;
         }
       }

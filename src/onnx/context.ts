@@ -39,9 +39,9 @@ function attributeProto(name: string, v: OnnxAttrValue): AttributeProtoObject {
 }
 
 /** Where a symbol's run-time value can be read: axis `axis` of value `name`. */
-export interface DimSource { name: string; axis: number }
+interface DimSource { name: string; axis: number }
 
-export interface BuilderOptions {
+interface BuilderOptions {
   opset: number;
   contribOps: boolean;
 }

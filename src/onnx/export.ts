@@ -14,6 +14,7 @@ import { getOp, type TensorMeta } from '../ops/registry.js';
 import { normalizeAttrs } from '../ops/attrs.js';
 import { checkInputs } from '../ops/dispatch.js';
 import { getOnnxMapping } from './mapping.js';
+import { inputNamesFromParameters } from './names.js';
 import { OnnxBuilder, storageBytes, tensorProto } from './context.js';
 import { encodeModel, onnxDataType, type ModelProtoObject, type TensorProtoObject, type ValueInfoProtoObject } from './proto.js';
 import './ops/index.js';
@@ -26,9 +27,6 @@ export const ONNX_OPSET = 18;
 export const ONNX_IR_VERSION = 8;
 /** Bumped whenever a mapping changes what it emits, so cached .onnx files are not reused. */
 export const ONNX_EXPORTER_VERSION = 1;
-/** ONNX Runtime's contrib-op domain and the version of it our contrib mappings use. */
-export const MS_DOMAIN = 'com.microsoft';
-
 /** Protobuf messages cannot exceed 2 GiB; above this many bytes of initializers, 'auto' moves
  *  them to an external-data file (the margin leaves room for the graph itself). */
 export const DEFAULT_EXTERNAL_DATA_THRESHOLD = 2 ** 31 - 64 * 2 ** 20;
@@ -307,11 +305,43 @@ export function writeOnnxModel(model: OnnxModelBytes, path: string): ExportedFil
   return { path, dataPath, inputNames: model.inputNames, outputNames: model.outputNames, bytes: model.bytes.byteLength };
 }
 
-/** Exports a graph (with its parameter tensors) to an ONNX file at `path`. */
-export function exportOnnx(source: Graph | ExportSource, path: string, options: OnnxExportOptions & { constants?: ReadonlyMap<string, Tensor> } = {}): ExportedFile {
-  const { graph, constants } = source instanceof Graph ? { graph: source, constants: options.constants } : { graph: source.graph, constants: source.constants ?? options.constants };
-  if (!(graph instanceof Graph)) throw new TypeError('exportOnnx: expected a Graph or { graph, constants } (e.g. the result of trace())');
-  return writeOnnxModel(exportGraphToBytes(graph, constants, options, basename(path)), path);
+/** What inferenceJit returns (function form): exportOnnx exports the graph traced for its most
+ *  recent call. Typed structurally so onnx/ does not depend on jit/. */
+export interface CompiledHandleLike {
+  compiledEntries(): readonly { capture: { graph: Graph; constants: ReadonlyMap<string, Tensor> } }[];
+  /** Present on a compiled module: its forward names the model's inputs. */
+  readonly module?: { forward?: (...args: any[]) => unknown };
+}
+
+function isCompiledHandle(x: unknown): x is CompiledHandleLike {
+  return (typeof x === 'function' || (typeof x === 'object' && x !== null)) && typeof (x as { compiledEntries?: unknown }).compiledEntries === 'function';
+}
+
+/** The graph, parameters and (when visible) traced function behind an export source. */
+function resolveSource(source: unknown, constants: ReadonlyMap<string, Tensor> | undefined): { graph: Graph; constants?: ReadonlyMap<string, Tensor>; fn?: (...args: any[]) => unknown } {
+  if (source instanceof Graph) return { graph: source, constants };
+  if (isCompiledHandle(source)) {
+    const entries = source.compiledEntries();
+    if (entries.length === 0) {
+      throw new TypeError('exportOnnx: this compiled handle has not compiled anything yet; call it once with example inputs (the call traces it), then export — or use exportModel(model, args, path) to trace and export in one step');
+    }
+    const { graph, constants: live } = entries[0].capture;
+    const forward = source.module?.forward;
+    return { graph, constants: live, fn: typeof forward === 'function' ? forward : undefined };
+  }
+  if (source && typeof source === 'object' && (source as ExportSource).graph instanceof Graph) {
+    return { graph: (source as ExportSource).graph, constants: (source as ExportSource).constants ?? constants };
+  }
+  throw new TypeError('exportOnnx: expected a Graph, { graph, constants } (e.g. the result of trace()) or a compiled handle from inferenceJit(model | fn); to export a model object, use exportModel(model, args, path)');
+}
+
+/** Exports a graph (with its parameter tensors), a trace result or a compiled handle (the graph
+ *  traced for its most recent call) to an ONNX file at `path`. Inputs are named as
+ *  src/onnx/names.ts says; `inputNames` overrides. */
+export function exportOnnx(source: Graph | ExportSource | CompiledHandleLike, path: string, options: OnnxExportOptions & { constants?: ReadonlyMap<string, Tensor> } = {}): ExportedFile {
+  const { graph, constants, fn } = resolveSource(source, options.constants);
+  const inputNames = options.inputNames ?? inputNamesFromParameters(graph, fn);
+  return writeOnnxModel(exportGraphToBytes(graph, constants, { ...options, inputNames }, basename(path)), path);
 }
 
 // ---- one-op models ----

@@ -3,9 +3,10 @@
 export {
   exportOnnx, exportGraphToBytes, writeOnnxModel, exportOp,
   ONNX_OPSET, ONNX_IR_VERSION, ONNX_EXPORTER_VERSION, DEFAULT_EXTERNAL_DATA_THRESHOLD,
-  type OnnxExportOptions, type OnnxModelBytes, type ExportSource, type ExportedFile, type OneOpModel, type OpInputSpec,
+  type OnnxExportOptions, type OnnxModelBytes, type ExportSource, type CompiledHandleLike, type ExportedFile, type OneOpModel, type OpInputSpec,
 } from './export.js';
-export { exportModel, parameterNames, type ExportModelOptions, type ModelLike } from './model.js';
+export { exportModel, type ExportModelOptions, type ModelLike } from './model.js';
+export { parameterNames } from './names.js';
 export {
   registerOnnxMapping, getOnnxMapping, onnxFloat,
   type OnnxEmitContext, type OnnxMapping, type OnnxAttrs, type OnnxAttrValue, type NodeOptions,

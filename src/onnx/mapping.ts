@@ -11,7 +11,7 @@ export class OnnxFloat { constructor(readonly value: number) {} }
 export const onnxFloat = (value: number): OnnxFloat => new OnnxFloat(value);
 
 /** A tensor-valued attribute (e.g. ConstantOfShape's value). */
-export interface OnnxTensorAttr { tensor: { dtype: DType; shape: readonly number[]; values: readonly number[] } }
+interface OnnxTensorAttr { tensor: { dtype: DType; shape: readonly number[]; values: readonly number[] } }
 
 /** Attribute values: an integral number is INT, a fractional one FLOAT (wrap integral floats with
  *  onnxFloat), a string STRING, a number array INTS, {floats} FLOATS, {tensor} TENSOR. */

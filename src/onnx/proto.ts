@@ -124,7 +124,7 @@ const ModelProtoType = root.lookupType('onnx.ModelProto');
 export const AttributeType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7, STRINGS: 8, TENSORS: 9, GRAPHS: 10 } as const;
 
 /** ONNX element types (TensorProto.DataType) of the dtypes inferjit has. */
-export const OnnxDataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11, BFLOAT16: 16 } as const;
+const OnnxDataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11, BFLOAT16: 16 } as const;
 
 const TO_ONNX: Record<DType, number> = {
   f32: OnnxDataType.FLOAT, f16: OnnxDataType.FLOAT16, bf16: OnnxDataType.BFLOAT16,
@@ -165,13 +165,13 @@ export interface NodeProtoObject {
   attribute?: AttributeProtoObject[];
   doc_string?: string;
 }
-export interface DimensionObject { dim_value?: number; dim_param?: string }
+interface DimensionObject { dim_value?: number; dim_param?: string }
 export interface ValueInfoProtoObject {
   name: string;
   type: { tensor_type: { elem_type: number; shape: { dim: DimensionObject[] } } };
   doc_string?: string;
 }
-export interface GraphProtoObject {
+interface GraphProtoObject {
   name: string;
   node: NodeProtoObject[];
   initializer: TensorProtoObject[];

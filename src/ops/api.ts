@@ -3,20 +3,24 @@
 import { Tensor, type TensorLike } from '../tensor/tensor.js';
 import { type DType, isFloatDType } from '../tensor/dtype.js';
 import { type Dim, normalizeAxis, dimMul } from '../tensor/shape.js';
-import { fromNumbers, readElement } from '../tensor/dtype.js';
+import { fromNumbers, readElement, unrepresentable } from '../tensor/dtype.js';
 import { dispatch, dispatch1 } from './dispatch.js';
 
 /** Turns a JS number into a rank-0 tensor for an op with `like`. The number takes `like`'s dtype
  *  when it is exactly representable there (so `halfTensor.mul(0.5)` stays f16); otherwise it widens
- *  (i64 for integers, f32 for fractions or float tensors) so its value is never silently changed,
- *  and the op's result promotes accordingly (e.g. `u8.add(300)` gives i64 [301, ...]). */
+ *  (i64 for integers that fit, f32 for fractions, NaN, huge values or float tensors) so its value is
+ *  never silently changed, and the op's result promotes accordingly (e.g. `u8.add(300)` gives i64
+ *  [301, ...]). */
 function asTensor(x: TensorLike, like: Tensor): Tensor {
   if (x instanceof Tensor) return x;
   if (typeof x !== 'number') throw new TypeError(`expected a Tensor or a number, got ${typeof x}`);
-  const exact = fromNumbers(like.dtype, [x]);
-  const roundTrips = like.dtype !== 'bool' && (Object.is(readElement(like.dtype, exact, 0), x) || Number.isNaN(x) && isFloatDType(like.dtype));
-  const dtype: DType = roundTrips ? like.dtype : isFloatDType(like.dtype) || !Number.isInteger(x) ? 'f32' : 'i64';
-  return Tensor.fromStorage(dtype, [], dtype === like.dtype ? exact : fromNumbers(dtype, [x]));
+  let dtype: DType = 'f32';
+  if (like.dtype !== 'bool' && unrepresentable(like.dtype, x) === null) {
+    const exact = fromNumbers(like.dtype, [x]);
+    if (Object.is(readElement(like.dtype, exact, 0), x) || (Number.isNaN(x) && isFloatDType(like.dtype))) return Tensor.fromStorage(like.dtype, [], exact);
+  }
+  if (!isFloatDType(like.dtype) && unrepresentable('i64', x) === null) dtype = 'i64';
+  return Tensor.fromStorage(dtype, [], fromNumbers(dtype, [x]));
 }
 function binary(op: string, a: TensorLike, b: TensorLike): Tensor {
   if (!(a instanceof Tensor) && !(b instanceof Tensor)) throw new TypeError(`${op}: at least one argument must be a Tensor`);

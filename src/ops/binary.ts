@@ -1,11 +1,13 @@
 // Elementwise binary ops with NumPy broadcasting (arithmetic, max/min, comparisons) and the
-// three-way `where`. Inputs are first converted to their promoted dtype (as PyTorch does), then
-// the math runs in float64 and is rounded once into the output dtype.
+// three-way `where`. Inputs are first converted to their promoted dtype (as PyTorch does); float
+// math runs in float64 and is rounded once into the output dtype, integer math is exact and wraps
+// on overflow (src/ops/integer.ts).
 import { defineOp, type TensorMeta } from './registry.js';
 import { type DType, isFloatDType, promoteTypes, fromNumbers, toFloat64 } from '../tensor/dtype.js';
 import { type Dim, type Shape, broadcastShapes, formatShape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { values, tensorFrom, broadcastIndex, concrete } from './kernel-utils.js';
+import { isIntegerDType, INTEGER_BINARY, bigValues, wrappedTensor } from './integer.js';
 
 /** Values of `t` after conversion to `dtype`, so that e.g. an i32 2049 compared with an f16 reads as
  *  2048 on both sides, exactly as if the tensor had been cast first. */
@@ -74,14 +76,32 @@ for (const [name, spec] of Object.entries(BINARY)) {
     reference([a, b], _attrs, [out]) {
       const promoted = promoteTypes(a!.dtype, b!.dtype);
       const compute = (spec.computeDType ?? same)(promoted);
-      const va = valuesAs(a!, compute), vb = valuesAs(b!, compute);
       const shape = concrete(out.shape);
       const ia = broadcastIndex(shape, a!.shape), ib = broadcastIndex(shape, b!.shape);
+      if (isIntegerDType(compute)) return [integerBinary(name, compute, a!, b!, ia, ib, out)];
+      const va = valuesAs(a!, compute), vb = valuesAs(b!, compute);
       const r = new Float64Array(ia.length);
       for (let i = 0; i < r.length; i++) r[i] = spec.fn(va[ia[i]], vb[ib[i]]);
       return [tensorFrom(out, r)];
     },
   });
+}
+
+/** Integer (and i64) arithmetic and comparisons, exactly: see src/ops/integer.ts. Both inputs are
+ *  integer or bool here (a float would have promoted the computation to float). */
+function integerBinary(name: string, compute: DType, a: Tensor, b: Tensor, ia: Int32Array, ib: Int32Array, out: TensorMeta): Tensor {
+  const op = INTEGER_BINARY[name];
+  const n = ia.length;
+  if (compute === 'i64') {
+    const va = bigValues(a), vb = bigValues(b);
+    const r = new BigInt64Array(n); // the store wraps mod 2^64
+    for (let i = 0; i < n; i++) r[i] = op.big(va[ia[i]], vb[ib[i]]);
+    return out.dtype === 'bool' ? wrappedTensor(out, Array.from(r, Number)) : wrappedTensor(out, r);
+  }
+  const va = values(a), vb = values(b);
+  const r = new Float64Array(n);
+  for (let i = 0; i < n; i++) r[i] = op.small(va[ia[i]], vb[ib[i]]);
+  return wrappedTensor(out, r);
 }
 
 defineOp({
@@ -98,9 +118,16 @@ defineOp({
   },
   reference([condition, a, b], _attrs, [out]) {
     const vc = condition!.data as Uint8Array;
-    const va = valuesAs(a!, out.dtype), vb = valuesAs(b!, out.dtype);
     const shape = concrete(out.shape);
     const ic = broadcastIndex(shape, condition!.shape), ia = broadcastIndex(shape, a!.shape), ib = broadcastIndex(shape, b!.shape);
+    if (out.dtype === 'i64') {
+      // i64 values beyond 2^53 are selected exactly (both sides are integer: the result is i64)
+      const va = bigValues(a!), vb = bigValues(b!);
+      const r = new BigInt64Array(ic.length);
+      for (let i = 0; i < r.length; i++) r[i] = vc[ic[i]] ? va[ia[i]] : vb[ib[i]];
+      return [wrappedTensor(out, r)];
+    }
+    const va = valuesAs(a!, out.dtype), vb = valuesAs(b!, out.dtype);
     const r = new Float64Array(ic.length);
     for (let i = 0; i < r.length; i++) r[i] = vc[ic[i]] ? va[ia[i]] : vb[ib[i]];
     return [tensorFrom(out, r)];

@@ -459,20 +459,28 @@ export const cast = defineOp<CastAttrs>({
   kind: 'movement',
   inputs: ['x'],
   attrs: { dtype: { type: 'dtype' } },
-  doc: 'Converts to dtype: floats round to nearest, float->int truncates toward zero (ints wrap), ->bool is x != 0.',
+  doc: 'Converts to dtype: to a float rounds to nearest even; float -> int truncates toward zero and saturates at the range (NaN -> 0); int -> int wraps (two\'s complement); -> bool is x != 0 (NaN -> true).',
   infer([x], { dtype }) {
     return [{ dtype, shape: x!.shape }];
   },
   reference([x], { dtype: to }, [out]) {
     const from = x!.dtype, src = x!.data, n = src.length;
     const dst = allocStorage(to, n);
+    const integral = (d: DType): boolean => d === 'bool' || d === 'i8' || d === 'u8' || d === 'i32' || d === 'i64';
     if (from === to) (dst as AnyArray).set(src as AnyArray);
-    else if (from === 'i64' && to !== 'f32' && to !== 'f16' && to !== 'bf16') {
-      // Integer narrowing straight from the BigInt, so values beyond 2^53 wrap exactly like a C cast.
-      const s = src as BigInt64Array, d = dst as Int32Array;
-      const wrap = to === 'i32' ? (v: bigint) => BigInt.asIntN(32, v) : to === 'i8' ? (v: bigint) => BigInt.asIntN(8, v) : (v: bigint) => BigInt.asUintN(8, v);
-      for (let i = 0; i < n; i++) d[i] = to === 'bool' ? (s[i] !== 0n ? 1 : 0) : Number(wrap(s[i]));
+    else if (integral(from) && integral(to)) {
+      // integer -> integer straight from the integer, wrapping like a C cast (i64 beyond 2^53 included)
+      const d = dst as unknown as { [i: number]: number | bigint };
+      const s = src as unknown as { [i: number]: number | bigint };
+      for (let i = 0; i < n; i++) {
+        const v = s[i];
+        if (to === 'bool') d[i] = v != 0 ? 1 : 0; // eslint-disable-line eqeqeq -- 0n and 0 alike
+        else if (to === 'i64') d[i] = BigInt(v); // the BigInt64Array store is exact
+        else if (from === 'i64') d[i] = Number(BigInt.asIntN(32, v as bigint)); // low 32 bits; the store wraps further
+        else d[i] = v; // the typed array store wraps
+      }
     } else {
+      // a float on either side: writeElement rounds (to floats) or truncates and saturates (to ints)
       for (let i = 0; i < n; i++) writeElement(to, dst, i, readElement(from, src, i));
     }
     return [Tensor.fromStorage(to, concrete(out.shape), dst)];

@@ -1,9 +1,18 @@
 // Reductions (sum, mean, max, min over a set of axes; argmax along one axis) and the
-// normalizations along one axis (softmax, log_softmax). Math runs in float64 and is rounded once.
+// normalizations along one axis (softmax, log_softmax). Float math runs in float64 and is rounded
+// once; i64 (and very long integer) folds run exactly in BigInt.
 import { defineOp, type TensorMeta } from './registry.js';
 import { type DType, isFloatDType } from '../tensor/dtype.js';
 import { type Dim, type Shape, formatShape, numel } from '../tensor/shape.js';
 import { values, tensorFrom, broadcastIndex, aroundAxis, concrete } from './kernel-utils.js';
+import { isIntegerDType, bigValues, wrappedTensor } from './integer.js';
+
+/** Integer folds that float64 could get wrong: any over i64, and sums of ≤32-bit integers once a
+ *  sum could pass 2^53 (more than 2^22 terms of up to 2^31 each). The rest are exact in float64. */
+function needsBigIntFold(op: string, dtype: DType, inSize: number, outSize: number): boolean {
+  if (dtype === 'i64') return op !== 'mean';
+  return op === 'sum' && (isIntegerDType(dtype) || dtype === 'bool') && outSize > 0 && inSize / outSize > 2 ** 22;
+}
 
 interface ReduceAttrs { axes: readonly number[]; keepdim: boolean }
 interface AxisAttrs { axis: number; keepdim: boolean }
@@ -89,6 +98,15 @@ for (const [name, fold] of Object.entries(FOLDS)) {
       // keepdim shape of the output: maps every input element to the output element it folds into
       const keptShape = inShape.map((d, i) => (axes.includes(i) ? 1 : d));
       const map = broadcastIndex(inShape, keptShape);
+      if (needsBigIntFold(name, x!.dtype, x!.size, numel(concrete(out.shape)))) {
+        // i64 (or huge) integer folds in BigInt: exact, sums wrapping mod 2^64 like torch.sum
+        const step = name === 'sum' ? (acc: bigint, v: bigint) => acc + v : name === 'max' ? (acc: bigint, v: bigint) => (v > acc ? v : acc) : (acc: bigint, v: bigint) => (v < acc ? v : acc);
+        const v = bigValues(x!);
+        // sum starts at 0; max/min start at the first element they see (their axes are non-empty)
+        const acc = new Array<bigint | undefined>(numel(concrete(out.shape))).fill(name === 'sum' ? 0n : undefined);
+        for (let i = 0; i < v.length; i++) { const a = acc[map[i]]; acc[map[i]] = a === undefined ? v[i] : step(a, v[i]); }
+        return [wrappedTensor(out, acc.map((a) => a ?? 0n))];
+      }
       const v = values(x!);
       const acc = new Float64Array(numel(concrete(out.shape))).fill(fold.init);
       for (let i = 0; i < v.length; i++) acc[map[i]] = fold.step(acc[map[i]], v[i]);
@@ -114,8 +132,9 @@ defineOp<AxisAttrs>({
     return [{ dtype: 'i64', shape: reducedShape(shape, axes, attrs.keepdim) }];
   },
   reference([x], attrs, [out]) {
-    const v = values(x!);
     if (x!.rank === 0) return [tensorFrom(out, [0])];
+    // i64 compared as BigInts (exact beyond 2^53); every other dtype is exact in float64
+    const v: ArrayLike<number | bigint> = x!.dtype === 'i64' ? (x!.data as BigInt64Array) : values(x!);
     const { outer, size, inner } = aroundAxis(x!.shape, checkAxis('argmax', attrs.axis, x!.shape));
     const r = new Float64Array(outer * inner);
     for (let o = 0; o < outer; o++) {

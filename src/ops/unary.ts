@@ -1,8 +1,10 @@
 // Elementwise unary ops: one table of (name, function, accepts-integers) rows. Output has the
-// input's shape and dtype; math is done in float64 and rounded once to the output dtype.
+// input's shape and dtype; float math is done in float64 and rounded once to the output dtype,
+// integer math exactly (src/ops/integer.ts).
 import { defineOp, type TensorMeta } from './registry.js';
 import { isFloatDType } from '../tensor/dtype.js';
 import { values, tensorFrom } from './kernel-utils.js';
+import { isIntegerDType, INTEGER_UNARY, wrappedTensor } from './integer.js';
 
 /** erf to ~1e-15 in float64 (Abramowitz–Stegun 7.1.26 is only 1e-7 accurate): the Maclaurin
  *  series below 2, erfc's continued fraction (Lentz) above 2, where it converges quickly. */
@@ -68,6 +70,12 @@ for (const [name, { fn, ints }] of Object.entries(UNARY_FUNCTIONS)) {
       return [{ dtype: x!.dtype, shape: x!.shape }];
     },
     reference([x], _attrs, [out]) {
+      if (isIntegerDType(x!.dtype)) {
+        // exact, wrapping at the minimum like C (-(-128) is -128 in i8)
+        const op = INTEGER_UNARY[name];
+        if (x!.dtype === 'i64') return [wrappedTensor(out, (x!.data as BigInt64Array).map(op.big))];
+        return [wrappedTensor(out, values(x!).map(op.small))];
+      }
       const v = values(x!);
       for (let i = 0; i < v.length; i++) v[i] = fn(v[i]);
       return [tensorFrom(out, v)];

@@ -18,6 +18,8 @@ import type { Graph, Node } from '../ir/graph.js';
 import type { Pass } from './manager.js';
 import { addLiteral, constantValues, removeDeadNodes } from './rewrite.js';
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** Literal results up to this many elements are stored in the graph; larger stay as nodes. */
 export const LITERAL_FOLD_MAX = 1 << 16;
 
@@ -44,6 +46,8 @@ export function foldConstants(graph: Graph): number {
     const size = metas.reduce((s, m) => s + (m.shape as number[]).reduce((a, b) => a * b, 1), 0);
     if (size > LITERAL_FOLD_MAX) continue;
     const outs = withEagerBackend('reference', () => dispatch(node.op, node.inputs.map((v) => (v === null ? null : tensorOf(v))), node.attrs));
+    // graph literals hold JS numbers: an i64 result beyond 2^53 would be rounded, so it stays a node
+    if (outs.some((t) => t.dtype === 'i64' && (t.data as BigInt64Array).some((x) => x > MAX_SAFE || x < -MAX_SAFE))) continue;
     node.outputs.forEach((v, i) => {
       const t = outs[i];
       const lit = addLiteral(graph, t.dtype, t.shape, Array.from(t.toFlatArray()));

@@ -85,8 +85,11 @@ export function addLiteral(graph: Graph, dtype: DType, shape: readonly number[],
  *  inputs are all constant (transitively). These can be computed once, before any input arrives. */
 export function constantValues(graph: Graph): Set<number> {
   const out = new Set<number>(graph.constants.map((c) => c.value));
+  // A node of constants whose output has a symbolic dim (a parameter expanded to [batch, ...])
+  // depends on the inputs' shapes, so it is per-call work, not a constant.
+  const concreteOutputs = (n: Graph['nodes'][number]): boolean => n.outputs.every((v) => graph.meta(v).shape.every((d) => typeof d === 'number'));
   for (const n of graph.nodes) {
-    if (n.inputs.every((v) => v === null || out.has(v))) for (const v of n.outputs) out.add(v);
+    if (n.inputs.every((v) => v === null || out.has(v)) && concreteOutputs(n)) for (const v of n.outputs) out.add(v);
   }
   return out;
 }

@@ -1,5 +1,5 @@
 // Tensor creation: constants, ranges, nested arrays, and seeded random tensors.
-import { type DType, allocStorage, fromNumbers, writeElement, assertDType } from './dtype.js';
+import { type DType, allocStorage, fromNumbers, fromUserNumbers, assertDType, isFloatDType } from './dtype.js';
 import { numel, formatShape } from './shape.js';
 import { Tensor, type NestedArray } from './tensor.js';
 import { Rng, defaultRng } from './random.js';
@@ -16,14 +16,13 @@ export function zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
   return Tensor.empty(assertDType(dtype, 'zeros'), checkShape(shape, 'zeros'));
 }
 
+/** A tensor filled with `value`; a value the dtype cannot hold (1e10 as i32, 0.5 as i64, NaN as an
+ *  integer) is a RangeError, not a wrapped or truncated number. */
 export function full(shape: readonly number[], value: number, dtype: DType = 'f32'): Tensor {
   const s = checkShape(shape, 'full');
-  const data = allocStorage(assertDType(dtype, 'full'), numel(s));
-  writeElement(dtype, data, 0, value);
-  if (data.length > 0) {
-    if (data instanceof BigInt64Array) data.fill(data[0]);
-    else (data as Uint8Array).fill((data as Uint8Array)[0]);
-  }
+  const one = fromUserNumbers(assertDType(dtype, 'full'), [value], `full(${formatShape(s)}, ${value}, '${dtype}')`);
+  const data = allocStorage(dtype, numel(s));
+  if (data.length > 0) (data as Float32Array).fill((one as Float32Array)[0]); // one stored value, any kind of typed array
   return Tensor.fromStorage(dtype, s, data);
 }
 
@@ -37,16 +36,21 @@ export function arange(start: number, end?: number, step = 1, dtype: DType = 'f3
   const n = Math.max(0, Math.ceil((end - start) / step));
   const values = new Float64Array(n);
   for (let i = 0; i < n; i++) values[i] = start + i * step;
-  return Tensor.fromStorage(dtype, [n], fromNumbers(dtype, values));
+  return Tensor.fromStorage(dtype, [n], fromUserNumbers(assertDType(dtype, 'arange'), values, `arange(${start}, ${end}, ${step}, '${dtype}')`));
 }
 
 /** Builds a tensor from nested arrays (shape inferred) or from a flat array plus a shape. */
 export function fromArray(values: NestedArray | ArrayLike<number>, shapeOrDtype?: readonly number[] | DType, maybeDtype?: DType): Tensor {
   let shape: number[] | undefined;
-  let dtype: DType = 'f32';
-  if (Array.isArray(shapeOrDtype)) { shape = checkShape(shapeOrDtype, 'fromArray'); dtype = maybeDtype ?? 'f32'; }
-  else if (typeof shapeOrDtype === 'string') dtype = shapeOrDtype;
-  assertDType(dtype, 'fromArray');
+  if (typeof shapeOrDtype === 'string' && maybeDtype !== undefined) {
+    throw new TypeError(`fromArray: dtype given twice (${JSON.stringify(shapeOrDtype)} and ${JSON.stringify(maybeDtype)}); call fromArray(values, dtype) or fromArray(values, shape, dtype)`);
+  }
+  if (Array.isArray(shapeOrDtype)) shape = checkShape(shapeOrDtype, 'fromArray');
+  else if (shapeOrDtype !== undefined && typeof shapeOrDtype !== 'string') {
+    throw new TypeError(`fromArray: the second argument must be a shape (array of integers) or a dtype, got ${JSON.stringify(shapeOrDtype)}`);
+  }
+  // fromArray(values, undefined, 'i64') is the shape-inferred form with an explicit dtype
+  const dtype = assertDType(typeof shapeOrDtype === 'string' ? shapeOrDtype : maybeDtype ?? 'f32', 'fromArray');
   let flat: ArrayLike<number>;
   if (typeof values === 'number') {
     flat = [values];
@@ -77,7 +81,7 @@ export function fromArray(values: NestedArray | ArrayLike<number>, shapeOrDtype?
   if (numel(shape) !== flat.length) {
     throw new RangeError(`fromArray: ${flat.length} values do not fill shape ${formatShape(shape)} (${numel(shape)} elements)`);
   }
-  return Tensor.fromStorage(dtype, shape, fromNumbers(dtype, flat));
+  return Tensor.fromStorage(dtype, shape, fromUserNumbers(dtype, flat, `fromArray(..., '${dtype}')`));
 }
 
 /** Alias of fromArray, for readers coming from other frameworks. */
@@ -85,27 +89,34 @@ export const tensor = fromArray;
 
 export interface RandomOptions { seed?: number; dtype?: DType }
 
+/** Random samples are real numbers: an integer dtype would silently truncate them. */
+function floatDType(dtype: DType | undefined, op: string): DType {
+  const d = assertDType(dtype ?? 'f32', op);
+  if (!isFloatDType(d)) throw new TypeError(`${op}: dtype ${d} is not a floating-point dtype; sample as f32 and cast (or round) explicitly`);
+  return d;
+}
+
 /** Standard-normal samples. With `seed`, the result depends only on (seed, shape); without, on the
  *  global generator (see manualSeed). The PRNG is xoshiro128** + Box-Muller (src/tensor/random.ts). */
 export function randn(shape: readonly number[], options: RandomOptions = {}): Tensor {
   const s = checkShape(shape, 'randn');
+  const dtype = floatDType(options.dtype, 'randn');
   const rng = options.seed !== undefined ? new Rng(options.seed) : defaultRng();
   const n = numel(s);
   const v = new Float64Array(n);
   for (let i = 0; i < n; i++) v[i] = rng.normal();
-  const dtype = options.dtype ?? 'f32';
   return Tensor.fromStorage(dtype, s, fromNumbers(dtype, v));
 }
 
 /** Uniform samples in [low, high). */
 export function rand(shape: readonly number[], options: RandomOptions & { low?: number; high?: number } = {}): Tensor {
   const s = checkShape(shape, 'rand');
+  const dtype = floatDType(options.dtype, 'rand');
   const rng = options.seed !== undefined ? new Rng(options.seed) : defaultRng();
   const lo = options.low ?? 0, hi = options.high ?? 1;
   const n = numel(s);
   const v = new Float64Array(n);
   for (let i = 0; i < n; i++) v[i] = lo + (hi - lo) * rng.uniform();
-  const dtype = options.dtype ?? 'f32';
   return Tensor.fromStorage(dtype, s, fromNumbers(dtype, v));
 }
 

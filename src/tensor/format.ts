@@ -8,10 +8,12 @@ const THRESHOLD = 1000; // tensors with more elements than this are elided
 export function formatTensor(t: Tensor): string {
   const head = `Tensor(${t.dtype}, [${t.shape.join(', ')}]${t.device !== 'cpu' ? `, ${t.device}` : ''}`;
   if (t.isSymbolic) return `${head}, symbolic [${t.metaShape.join(', ')}])`;
-  const flat = t.toFlatArray();
+  // i64 prints exactly from its BigInts (toFlatArray refuses values beyond 2^53)
+  const flat: ArrayLike<number | bigint> = t.dtype === 'i64' ? (t.data as BigInt64Array) : t.toFlatArray();
   const elide = flat.length > THRESHOLD;
   const isFloat = t.dtype === 'f32' || t.dtype === 'f16' || t.dtype === 'bf16';
-  const fmt = (v: number): string => {
+  const fmt = (v: number | bigint): string => {
+    if (typeof v === 'bigint') return String(v);
     if (!isFloat) return t.dtype === 'bool' ? (v ? 'true' : 'false') : String(v);
     if (!Number.isFinite(v)) return String(v);
     const a = Math.abs(v);

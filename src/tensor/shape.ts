@@ -5,8 +5,6 @@
 export type Dim = number | string;
 export type Shape = readonly Dim[];
 
-export const isStatic = (shape: Shape): shape is readonly number[] => shape.every((d) => typeof d === 'number');
-
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -22,8 +20,6 @@ export function stridesOf(shape: readonly number[]): number[] {
 }
 
 export const formatShape = (shape: Shape): string => `[${shape.join(', ')}]`;
-
-export function dimEq(a: Dim, b: Dim): boolean { return a === b; }
 
 /** Top-level factors of a product expression ("2*batch*(seq+1)" -> ["2", "batch", "(seq+1)"]). */
 function splitFactors(d: string): string[] {

@@ -1,14 +1,12 @@
 // The Tensor: dtype, shape and contiguous row-major storage on a device. A tensor either holds
 // data (eager) or is symbolic (it stands for a value in a graph being traced and has no data).
 // Every op method goes through the single dispatch function (src/ops/dispatch.ts).
-import { type DType, type Storage, allocStorage, readElement, toFloat64 } from './dtype.js';
+import { type DType, type Storage, allocStorage, assertDType, checkStorage, toFloat64 } from './dtype.js';
 import { type Dim, type Shape, numel, formatShape } from './shape.js';
 import { formatTensor } from './format.js';
 import * as ops from '../ops/api.js';
 
 export type Device = 'cpu';
-export const DEVICES: readonly Device[] = ['cpu'];
-
 /** Thrown when traced code needs a value that only exists at run time (e.g. `if (t.item() > 0)`). */
 export class GraphBreakError extends Error {
   constructor(readonly op: string, readonly sourceLine: string | undefined, detail: string) {
@@ -39,8 +37,11 @@ export class Tensor {
     readonly symbolic: SymbolicInfo | null,
   ) {}
 
-  /** Wraps an existing storage array (no copy). Its length must equal the shape's element count. */
+  /** Wraps an existing storage array (no copy). It must be the dtype's own typed array (see
+   *  checkStorage: Float32Array for f32, Uint16Array bit patterns for f16/bf16, BigInt64Array for
+   *  i64, ...), and its length must equal the shape's element count. */
   static fromStorage(dtype: DType, shape: readonly number[], data: Storage, device: Device = 'cpu'): Tensor {
+    checkStorage(assertDType(dtype, 'Tensor.fromStorage'), data, 'Tensor.fromStorage');
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new RangeError(`Tensor: invalid shape ${formatShape(shape)}: dims must be non-negative integers`);
     }
@@ -86,7 +87,7 @@ export class Tensor {
   /** Marks the tensor as modified after writing to `data` directly. */
   markModified(): void { this.version++; }
 
-  /** Nested JS arrays of numbers (bool as 0/1, i64 via Number()). */
+  /** Nested JS arrays of numbers (bool as 0/1; i64 exact up to ±(2^53 - 1), a RangeError beyond, as toFlatArray). */
   toArray(): NestedArray {
     if (this.symbolic) this.symbolic.onDataRead('toArray');
     const flat = this.toFlatArray();
@@ -102,17 +103,28 @@ export class Tensor {
     return build(0, 0);
   }
 
-  /** Flat float64 copy of the values. */
+  /** A flat copy of the values as JS numbers. A Float64Array holds every value of every dtype
+   *  exactly (f16/bf16 decoded, bool as 0/1) except i64 beyond ±(2^53 - 1): that is a RangeError naming
+   *  the element, never a rounded number; read `t.data` (a BigInt64Array) for exact i64 values.
+   *  `t.data` is the dtype's own typed array, without a copy. */
   toFlatArray(): Float64Array {
     if (this.symbolic) this.symbolic.onDataRead('toFlatArray');
-    return toFloat64(this.dtype, this.storage!);
+    const out = toFloat64(this.dtype, this.storage!);
+    if (this.dtype === 'i64') {
+      for (let i = 0; i < out.length; i++) {
+        if (!Number.isSafeInteger(out[i])) {
+          throw new RangeError(`toFlatArray: i64 element ${i} is ${(this.storage as BigInt64Array)[i]}, outside ±Number.MAX_SAFE_INTEGER, where JS numbers stop being exact; read t.data (a BigInt64Array) for exact values`);
+        }
+      }
+    }
+    return out;
   }
 
-  /** The single value of a one-element tensor. */
+  /** The single value of a one-element tensor (i64 exact up to ±(2^53 - 1), a RangeError beyond, as toFlatArray). */
   item(): number {
     if (this.symbolic) this.symbolic.onDataRead('item');
     if (this.size !== 1) throw new RangeError(`item: tensor has ${this.size} elements, shape ${formatShape(this.shape)}; item() needs exactly one`);
-    return readElement(this.dtype, this.storage!, 0);
+    return this.toFlatArray()[0];
   }
 
   /** Using a tensor as a number or string (`t > 0`, `${t}`, `if (t)`) reads its data. */
@@ -168,13 +180,25 @@ export class Tensor {
   expand(...shape: ShapeArg): Tensor { return ops.expand(this, flattenShapeArg(shape)); }
   chunk(chunks: number, axis = 0): Tensor[] { return ops.chunk(this, chunks, axis); }
   split(sizes: number | number[], axis = 0): Tensor[] { return ops.split(this, sizes, axis); }
-  slice(axis: number, start: number, end?: number, step = 1): Tensor { return ops.sliceAxis(this, axis, start, end, step); }
+  /** General slice, exactly ops.slice: per listed axis (default 0, 1, ...) start (inclusive), end
+   *  (exclusive), step (> 0); negative indices count from the end. For one axis use sliceAxis. */
+  slice(starts: readonly number[], ends: readonly number[], axes?: readonly number[], steps?: readonly number[]): Tensor {
+    if (!Array.isArray(starts) || !Array.isArray(ends)) {
+      throw new TypeError(`Tensor.slice(starts, ends, axes?, steps?) takes arrays, like ops.slice; got (${[starts, ends].map((v) => JSON.stringify(v)).join(', ')}, ...). For one axis use t.sliceAxis(axis, start, end, step)`);
+    }
+    return ops.slice(this, starts, ends, axes, steps);
+  }
+  /** Slice of one axis: start (inclusive) to end (exclusive, default: the end), step > 0; exactly ops.sliceAxis. */
+  sliceAxis(axis: number, start: number, end?: number, step = 1): Tensor { return ops.sliceAxis(this, axis, start, end, step); }
+  /** Joins tensors along `axis` (all dims but `axis` must match); exactly ops.concat. */
+  static concat(tensors: readonly Tensor[], axis = 0): Tensor { return ops.concat(tensors, axis); }
   cast(dtype: DType): Tensor { return ops.cast(this, dtype); }
   to(dtype: DType): Tensor { return ops.cast(this, dtype); }
   where(condition: Tensor, other: TensorLike): Tensor { return ops.where(condition, this, other); }
 }
 
 export type NestedArray = number | NestedArray[];
+
 export type TensorLike = Tensor | number;
 type ShapeArg = (Dim | readonly Dim[])[];
 

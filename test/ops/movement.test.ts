@@ -182,7 +182,7 @@ test('split errors', () => {
 
 test('slice follows Python semantics: negative indices, clamping, steps', () => {
   const x = arange(10);
-  const s = (start: number, end?: number, step?: number): number[] => x.slice(0, start, end, step).toArray() as number[];
+  const s = (start: number, end?: number, step?: number): number[] => x.sliceAxis(0, start, end, step).toArray() as number[];
   // expectations are Python's list(range(10))[start:end:step]
   assert.deepEqual(s(2, 8, 3), [2, 5]);
   assert.deepEqual(s(-3), [7, 8, 9]);
@@ -205,16 +205,16 @@ test('slice on several axes of a 3-D tensor matches explicit indexing', () => {
   const expected: number[] = [];
   for (const a of [0, 1]) for (const b of [1, 3]) expected.push((a * 5 + b) * 6 + 5);
   assert.deepEqual(Array.from(z.toFlatArray()), expected);
-  assert.deepEqual(x.slice(-1, 0, 2).shape, [2, 5, 2]);
+  assert.deepEqual(x.sliceAxis(-1, 0, 2).shape, [2, 5, 2]);
 });
 
 test('slice errors', () => {
   const x = zeros([4, 5]);
-  assert.throws(() => x.slice(0, 3, 0, -1), /slice: step must be > 0, got -1 for axis 0/);
-  assert.throws(() => x.slice(1, 0, 2, 0), /slice: step must be > 0, got 0 for axis 1/);
+  assert.throws(() => x.sliceAxis(0, 3, 0, -1), /slice: step must be > 0, got -1 for axis 0/);
+  assert.throws(() => x.sliceAxis(1, 0, 2, 0), /slice: step must be > 0, got 0 for axis 1/);
   assert.throws(() => ops.slice(x, [0, 0], [1, 1], [1, -1]), /slice: axis 1 is listed more than once in axes \[1, -1\] \(x has shape \[4, 5\]\)/);
   assert.throws(() => ops.slice(x, [0, 0], [1]), /slice: starts, ends, axes and steps must have the same length, got 2, 1, 2 and 2/);
-  assert.throws(() => x.slice(2, 0, 1), /slice: axis 2 is out of range for a tensor of rank 2/);
+  assert.throws(() => x.sliceAxis(2, 0, 1), /slice: axis 2 is out of range for a tensor of rank 2/);
 });
 
 test('slice infers symbolic lengths where they have a closed form', () => {
@@ -367,12 +367,13 @@ test('embedding errors', () => {
 
 // ---- cast ----
 
-test('cast f32 -> ints truncates toward zero like a C cast', () => {
+test('cast f32 -> ints truncates toward zero and saturates at the range (NaN -> 0)', () => {
   const x = fromArray([1.7, -1.7, 2.5, -0.5, 0, 100.99]);
   assert.deepEqual(x.cast('i32').toArray(), [1, -1, 2, 0, 0, 100]);
   assert.deepEqual(x.cast('i64').toArray(), [1, -1, 2, 0, 0, 100]);
   assert.deepEqual(x.cast('i8').toArray(), [1, -1, 2, 0, 0, 100]);
-  assert.deepEqual(fromArray([300, -1]).cast('u8').toArray(), [44, 255]); // wraps modulo 256
+  assert.deepEqual(fromArray([300, -1, NaN]).cast('u8').toArray(), [255, 0, 0]); // saturates (a float source)
+  assert.deepEqual(fromArray([300, -1], 'i32').cast('u8').toArray(), [44, 255]); // int -> int wraps modulo 256
   assert.equal(x.cast('i32').dtype, 'i32');
 });
 
@@ -400,12 +401,12 @@ test('cast from i64, including values beyond 2^53', () => {
 });
 
 test('cast to and from bool', () => {
-  // x != 0; NaN maps to false (writeElement's rule in dtype.ts)
+  // x != 0, so NaN maps to true (as in C++, NumPy and PyTorch, and the native plan's cast)
   const b = fromArray([0, -0, 0.5, -2, NaN]).cast('bool');
   assert.equal(b.dtype, 'bool');
-  assert.deepEqual(b.toArray(), [0, 0, 1, 1, 0]);
+  assert.deepEqual(b.toArray(), [0, 0, 1, 1, 1]);
   assert.deepEqual(fromArray([0, 3, -1], 'i32').cast('bool').toArray(), [0, 1, 1]);
-  assert.deepEqual(b.cast('f32').toArray(), [0, 0, 1, 1, 0]);
+  assert.deepEqual(b.cast('f32').toArray(), [0, 0, 1, 1, 1]);
   assert.deepEqual(zeros([0, 2]).cast('bool').shape, [0, 2]);
 });
 

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Graph } from '../../src/ir/graph.js';
-import { ops as O } from '../../src/index.js';
+import { ops as O, nn, Tensor, inferenceJit } from '../../src/index.js';
 import { randn } from '../../src/tensor/creation.js';
 import { constantFoldPass, LITERAL_FOLD_MAX } from '../../src/passes/constant-fold.js';
 import { transposeFoldPass } from '../../src/passes/transpose-fold.js';
@@ -83,4 +83,68 @@ test('the optimized graph hash does not depend on weight values', () => {
   b.w.copyFrom(randn([4, 5], { seed: 77 }));
   const tb = traced((x) => O.matmul(x, b.w).relu(), [rnd([2, 3, 4], 2)], { w: b.w });
   assert.equal(optimize(a.t.graph).hash(), optimize(tb.graph).hash());
+});
+
+// A parameter broadcast along a dynamic dim (a ViT class token: `cls.expand([B, 1, dim])`) depends on
+// the input's shape, so it is not a constant: it must not be folded or moved into the constant
+// prologue, which runs without inputs and so has no value for the symbolic dim.
+test('a parameter expanded along a symbolic dim stays in the per-call body', () => {
+  const g = new Graph();
+  const x = g.addInput('x', 'f32', ['batch', 4]);
+  const w = g.addConstant({ name: 'w', kind: 'param', dtype: 'f32', shape: [1, 4] });
+  const [e] = g.addNode('expand', [w], { shape: ['batch', 4] }, [{ dtype: 'f32', shape: ['batch', 4] }]);
+  const [s] = g.addNode('add', [x, e], {}, [{ dtype: 'f32', shape: ['batch', 4] }]);
+  g.addOutput('s', s);
+  const { graph } = applyPass(g, constantFoldPass);
+  const { prologue, body } = splitConstants(graph);
+  assert.equal(prologue, null);
+  assert.deepEqual(ops(body), ['expand', 'add']);
+});
+
+class TinyViT extends nn.Module {
+  patch = new nn.Conv2d(3, 32, 8, { stride: 8, seed: 1 });
+  cls = randn([1, 1, 32], { seed: 2 });
+  pos = randn([1, 17, 32], { seed: 3 });
+  norm = new nn.LayerNorm(32);
+  attn = new nn.SelfAttention(32, 4, { seed: 4 });
+  head = new nn.Linear(32, 10, { seed: 5 });
+  forward(x: Tensor): Tensor {
+    const B = x.metaShape[0];
+    const tokens = this.patch.forward(x).flatten(2).transpose(1, 2); // [B, 16, 32]
+    const cls = this.cls.expand([B, 1, 32]);
+    let h = O.concat([cls, tokens], 1).add(this.pos);
+    h = h.add(this.attn.forward(this.norm.forward(h)));
+    return this.head.forward(O.sliceAxis(h, 1, 0, 1).squeeze(1));
+  }
+}
+
+for (const device of ['reference', 'cpu'] as const) {
+  test(`ViT class token expanded along a dynamic batch compiles on ${device} and matches eager at two batch sizes`, () => {
+    const model = new TinyViT();
+    const fast = inferenceJit(model, { device, cache: 'memory', fallback: 'error', inputSpec: [{ shape: ['batch', 3, 32, 32] }] });
+    for (const [batch, seed] of [[2, 10], [3, 11]] as const) {
+      const x = randn([batch, 3, 32, 32], { seed });
+      const want = model.forward(x);
+      const got = fast.forward(x);
+      assert.deepEqual(got.shape, [batch, 10]);
+      const a = want.toFlatArray(), b = got.toFlatArray();
+      // f32 kernels with different summation orders: 1e-4 absolute on O(1) logits
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4, `${device} batch ${batch} [${i}]: ${b[i]} vs eager ${a[i]}`);
+    }
+    assert.equal(fast.stats().misses, 1, 'one compile serves both batch sizes');
+  });
+}
+
+test('an i64 literal result beyond 2^53 is not folded into a (float) literal: it stays an exact node', () => {
+  const g = new Graph();
+  const x = g.addInput('x', 'i64', [1]);
+  const a = g.addConstant({ name: 'a', kind: 'literal', dtype: 'i64', shape: [1], data: [2 ** 52 + 1] });
+  const b = g.addConstant({ name: 'b', kind: 'literal', dtype: 'i64', shape: [1], data: [3] });
+  const [m] = g.addNode('mul', [a, b], {}, [{ dtype: 'i64', shape: [1] }]);
+  const [s] = g.addNode('add', [x, m], {}, [{ dtype: 'i64', shape: [1] }]);
+  g.addOutput('s', s);
+  const { graph } = applyPass(g, constantFoldPass);
+  assert.deepEqual(ops(graph), ['mul', 'add']);
+  const [out] = run(graph, [Tensor.fromStorage('i64', [1], new BigInt64Array([0n]))], new Map());
+  assert.deepEqual(Array.from(out.data as BigInt64Array), [3n * (2n ** 52n + 1n)]); // 13510798882111491, odd: no float64 holds it
 });

@@ -170,7 +170,7 @@ test('JS loops over numbers unroll; concrete tensors made inside forward are fol
   const fn = (x: Tensor) => {
     const steps = arange(3).mul(2); // computed now: no symbolic input
     const n = steps.sum().item();   // reading a concrete tensor is fine while tracing
-    for (let i = 0; i < n / 2; i++) x = x.add(steps.slice(0, i % 3, i % 3 + 1));
+    for (let i = 0; i < n / 2; i++) x = x.add(steps.sliceAxis(0, i % 3, i % 3 + 1));
     return x;
   };
   const r = traceAndCompare(fn, [randn([2, 1], { seed: 16 })]);
@@ -296,7 +296,7 @@ test('dims that cannot be made symbolic are refused with the op and source line'
   const x = randn([2, 4], { seed: 24 });
   const spec = { inputSpec: [{ shape: ['batch', 'seq'] }] };
   // a sum of a dim and a number cannot be expressed as a product of dims
-  assert.throws(() => trace((t: Tensor) => t.reshape(t.shape[0] * t.shape[1] + 0 * 1, 1).slice(0, 0, t.shape[1] - 1), [x], spec),
+  assert.throws(() => trace((t: Tensor) => t.reshape(t.shape[0] * t.shape[1] + 0 * 1, 1).sliceAxis(0, 0, t.shape[1] - 1), [x], spec),
     (e: unknown) => e instanceof DynamicDimError &&
       /dynamic dim\(s\) "batch", "seq" are not dynamic-safe at node 1 \(slice at test\/trace\/trace\.test\.ts:\d+:\d+\): attribute "ends" is \[3\] when traced with batch=2, seq=4 and \[11\] with batch=4, seq=12/.test(e.message) &&
       /Mark the dim static/.test(e.message));

@@ -27,4 +27,3 @@ export function dimScalar(ctx: OnnxEmitContext, d: number | string): string {
 // Kernel type lists of ONNX Runtime's CPU provider for the ops whose coverage is narrower than ours.
 export const ARITH_TYPES: readonly DType[] = ['f32', 'f16', 'i32', 'i64'];
 export const COMPARE_TYPES: readonly DType[] = ['f32', 'i32', 'i64'];
-export const FLOAT_TYPES: readonly DType[] = ['f32', 'f16'];

@@ -97,7 +97,7 @@ test('movement: split, permute, slice, expand, concat, non-viewable reshape', { 
   const fn = (x: Tensor) => {
     const [p, q, r] = x.split([2, 3, 1], 2);           // non-contiguous pieces of [4, 6, 6]
     const t = p.permute(2, 0, 1).reshape([2, 24]);      // a permuted view cannot be reshaped: copy
-    const s = x.slice(1, 1, 6, 2).mul(2);               // strided slice
+    const s = x.sliceAxis(1, 1, 6, 2).mul(2);               // strided slice
     const e = r.expand([4, 6, 5]).add(q.sum([2], true)); // stride-0 dim
     return [ops.concat([t, t.mul(3)], 0), s, e, q.softmax(1), q.logSoftmax(-1), x.mean([1, 2])];
   };
@@ -128,7 +128,7 @@ test('linear, linear_fused, matmul (packed, batched, broadcast) and conv2d', { s
     const xt = x.transpose(1, 2);                          // [2, 16, 5]: not a row-major matrix of x's rows
     const z = ops.matmul(xt.transpose(1, 2), B);           // constant B: packed
     const bb = ops.matmul(x, bm);                          // batched [2,5,16] x [2,16,3]
-    const bc = ops.matmul(x, bm.slice(0, 0, 1));           // batch broadcast [1,16,3]
+    const bc = ops.matmul(x, bm.sliceAxis(0, 0, 1));           // batch broadcast [1,16,3]
     const conv = ops.conv2d(img, cw, cb, { stride: [1, 2], padding: [1, 0], groups: 2 });
     return [y, z, bb, bc, conv];
   };
@@ -159,7 +159,7 @@ test('attention: sdpa with masks, causal, GQA, and the fused [B, L, H, D] form',
   const fn = (q: Tensor, k: Tensor, v: Tensor, bm: Tensor, fm: Tensor) => {
     const a = ops.scaledDotProductAttention(q, k, v, { mask: bm });
     const b = ops.scaledDotProductAttention(q, k, v, { causal: true, scale: 0.3 });
-    const kv = k.slice(1, 0, 2), vv = v.slice(1, 0, 2);       // 2 kv heads for 4 query heads
+    const kv = k.sliceAxis(1, 0, 2), vv = v.sliceAxis(1, 0, 2);       // 2 kv heads for 4 query heads
     const g = ops.scaledDotProductAttention(q, kv, vv, { mask: fm });
     return [a.permute(0, 2, 1, 3).reshape([2, 9, 32]), b, g];
   };
@@ -180,7 +180,7 @@ test('attention: sdpa with masks, causal, GQA, and the fused [B, L, H, D] form',
 
 test('embedding, gather, cast and index errors (sync and async)', { skip }, async () => {
   const table = rnd([10, 6]);
-  const fn = (ids: Tensor, x: Tensor) => [ops.embedding(ids, table).add(1), ops.gather(x, ids.slice(0, 0, 2), 1), ids.cast('f32').mul(0.5)];
+  const fn = (ids: Tensor, x: Tensor) => [ops.embedding(ids, table).add(1), ops.gather(x, ids.sliceAxis(0, 0, 2), 1), ids.cast('f32').mul(0.5)];
   const ids = fromArray([3, 0, 9, 4], [4], 'i64');
   const c = compile(fn, [ids, rnd([3, 12])], { table });
   check(c, [ids, rnd([3, 12])], 'gather');
