@@ -171,7 +171,7 @@ export interface ValueInfoProtoObject {
   type: { tensor_type: { elem_type: number; shape: { dim: DimensionObject[] } } };
   doc_string?: string;
 }
-interface GraphProtoObject {
+export interface GraphProtoObject {
   name: string;
   node: NodeProtoObject[];
   initializer: TensorProtoObject[];

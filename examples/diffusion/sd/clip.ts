@@ -24,7 +24,7 @@ export class ClipTextEmbeddings extends nn.Module {
   forward(ids: Tensor): Tensor {
     const s = ids.metaShape[1];
     if (typeof s !== 'number') throw new RangeError(`ClipTextEmbeddings: the sequence length must be concrete, got [${ids.metaShape.join(', ')}]`);
-    return this.token_embedding.forward(ids).add(this.position_embedding.weight.slice(0, 0, s).unsqueeze(0));
+    return this.token_embedding.forward(ids).add(this.position_embedding.weight.sliceAxis(0, 0, s).unsqueeze(0));
   }
 }
 
