@@ -1,7 +1,8 @@
-// The plan executor's kernels on raw pointers (see kernels.h). Strided copy, norm rows, softmax,
-// conv2d and attention call the cores the eager kernels use (native/ops/kernels_core.h), so those
-// agree with eager execution bit for bit; elementwise programs and reductions are plan-specific
-// and follow the same SIMD exp/erf/sigmoid.
+// The plan executor's kernels on raw pointers (see kernels.h). Strided copy, unary and binary
+// instructions, reductions, norm rows, group norm, rotary, softmax, conv2d and attention call the
+// cores the eager kernels use (native/ops/kernels_core.h), so those agree with eager execution bit
+// for bit; what is plan-only (program interpretation, comparisons, pad, upsample, argmax, top_k,
+// gather, cast) lives here.
 #include "kernels.h"
 
 #include <algorithm>
@@ -45,62 +46,16 @@ void stridedCopy(const uint8_t* src, uint8_t* dst, int elemSize, std::vector<int
 
 namespace {
 
-enum Op : int {
-  kNeg = 0, kAbs, kRelu, kExp, kLog, kSqrt, kRsqrt, kTanh, kSigmoid, kSilu, kGelu, kGeluTanh, kErf, kSin, kCos,
-  kAdd = 20, kSub, kMul, kDiv, kMax, kMin, kPow,
-  kEqual = 40, kLess, kGreater,
-  kWhere = 60,
-};
-
 constexpr int64_t kChunk = 512;
 
-template <typename VF, typename SF>
-inline void mapU(const float* x, float* y, int64_t n, VF vf, SF sf) {
-  int64_t i = 0;
-  for (; i + kW <= n; i += kW) vf(VecF::load(x + i)).store(y + i);
-  for (; i < n; i++) y[i] = sf(x[i]);
-}
-template <typename SF>
-inline void mapS(const float* x, float* y, int64_t n, SF sf) {
-  for (int64_t i = 0; i < n; i++) y[i] = sf(x[i]);
-}
-template <typename VF, typename SF>
-inline void mapB(const float* a, const float* b, float* y, int64_t n, VF vf, SF sf) {
-  int64_t i = 0;
-  for (; i + kW <= n; i += kW) vf(VecF::load(a + i), VecF::load(b + i)).store(y + i);
-  for (; i < n; i++) y[i] = sf(a[i], b[i]);
-}
-
 void applyInstr(int op, const float* a, const float* b, const float* c, float* y, int64_t n) {
-  const float nan = std::numeric_limits<float>::quiet_NaN();
+  if (op >= kt::kUnaryFirst && op <= kt::kUnaryLast) return unaryRow(op, a, y, n);
+  if (op >= kt::kBinaryFirst && op <= kt::kBinaryLast) return binaryRow(op, a, 1, b, 1, y, n);
   switch (op) {
-    case kNeg: mapU(a, y, n, [](VecF v) { return VecF::zero() - v; }, [](float v) { return -v; }); break;
-    case kAbs: mapU(a, y, n, [](VecF v) { return vabs(v); }, [](float v) { return std::fabs(v); }); break;
-    case kRelu: mapU(a, y, n, activate<kActRelu>, [](float v) { return v > 0 ? v : 0.0f; }); break;
-    case kExp: mapU(a, y, n, expv, [](float v) { return scalarVia(expv, v); }); break;
-    case kLog: mapS(a, y, n, [](float v) { return std::log(v); }); break;
-    case kSqrt: mapS(a, y, n, [](float v) { return std::sqrt(v); }); break;
-    case kRsqrt: mapS(a, y, n, [](float v) { return 1.0f / std::sqrt(v); }); break;
-    case kTanh: mapS(a, y, n, [](float v) { return std::tanh(v); }); break;
-    case kSigmoid: mapU(a, y, n, sigmoidv, [](float v) { return scalarVia(sigmoidv, v); }); break;
-    case kSilu: mapU(a, y, n, activate<kActSilu>, [](float v) { return scalarVia(activate<kActSilu>, v); }); break;
-    case kGelu: mapU(a, y, n, activate<kActGelu>, [](float v) { return scalarVia(activate<kActGelu>, v); }); break;
-    case kGeluTanh: mapU(a, y, n, activate<kActGeluTanh>, [](float v) { return scalarVia(activate<kActGeluTanh>, v); }); break;
-    case kErf: mapS(a, y, n, [](float v) { return std::erf(v); }); break;
-    case kSin: mapS(a, y, n, [](float v) { return std::sin(v); }); break;
-    case kCos: mapS(a, y, n, [](float v) { return std::cos(v); }); break;
-    case kAdd: mapB(a, b, y, n, [](VecF p, VecF q) { return p + q; }, [](float p, float q) { return p + q; }); break;
-    case kSub: mapB(a, b, y, n, [](VecF p, VecF q) { return p - q; }, [](float p, float q) { return p - q; }); break;
-    case kMul: mapB(a, b, y, n, [](VecF p, VecF q) { return p * q; }, [](float p, float q) { return p * q; }); break;
-    case kDiv: mapB(a, b, y, n, [](VecF p, VecF q) { return p / q; }, [](float p, float q) { return p / q; }); break;
-    // NaN propagates like Math.max/min (the reference).
-    case kMax: for (int64_t i = 0; i < n; i++) y[i] = (a[i] != a[i] || b[i] != b[i]) ? nan : (a[i] > b[i] ? a[i] : b[i]); break;
-    case kMin: for (int64_t i = 0; i < n; i++) y[i] = (a[i] != a[i] || b[i] != b[i]) ? nan : (a[i] < b[i] ? a[i] : b[i]); break;
-    case kPow: for (int64_t i = 0; i < n; i++) y[i] = std::pow(a[i], b[i]); break;
-    case kEqual: for (int64_t i = 0; i < n; i++) y[i] = a[i] == b[i] ? 1.0f : 0.0f; break;
-    case kLess: for (int64_t i = 0; i < n; i++) y[i] = a[i] < b[i] ? 1.0f : 0.0f; break;
-    case kGreater: for (int64_t i = 0; i < n; i++) y[i] = a[i] > b[i] ? 1.0f : 0.0f; break;
-    case kWhere: for (int64_t i = 0; i < n; i++) y[i] = a[i] != 0.0f ? b[i] : c[i]; break;
+    case kt::kEqual: for (int64_t i = 0; i < n; i++) y[i] = a[i] == b[i] ? 1.0f : 0.0f; break;
+    case kt::kLess: for (int64_t i = 0; i < n; i++) y[i] = a[i] < b[i] ? 1.0f : 0.0f; break;
+    case kt::kGreater: for (int64_t i = 0; i < n; i++) y[i] = a[i] > b[i] ? 1.0f : 0.0f; break;
+    case kt::kWhere: for (int64_t i = 0; i < n; i++) y[i] = a[i] != 0.0f ? b[i] : c[i]; break;
     default: break;
   }
 }
@@ -206,55 +161,10 @@ void norm(const NormArgs& a) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// softmax and reductions
+// softmax
 
 void softmax(const float* x, float* y, int64_t outer, int64_t size, int64_t inner, bool logMode) {
   softmaxAxis(x, y, outer, size, inner, logMode);
-}
-
-void reduce(int op, const float* x, float* y, int64_t outer, int64_t size, int64_t inner) {
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  const bool sum = op == 0 || op == 1;
-  const float init = op == 2 ? -std::numeric_limits<float>::infinity() : op == 3 ? std::numeric_limits<float>::infinity() : 0.0f;
-  const float scale = op == 1 ? 1.0f / static_cast<float>(size) : 1.0f;
-  if (inner == 1) {
-    parallelSpans(outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t o = lo; o < hi; o++) {
-        const float* r = x + o * size;
-        if (sum) {
-          y[o] = static_cast<float>(sumOf(r, size)) * scale;
-        } else {
-          float m = init;
-          bool sawNan = false;
-          for (int64_t i = 0; i < size; i++) {
-            const float v = r[i];
-            sawNan |= v != v;
-            m = op == 2 ? (v > m ? v : m) : (v < m ? v : m);
-          }
-          y[o] = sawNan ? nan : m;
-        }
-      }
-    });
-    return;
-  }
-  parallelSpans(outer, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t o = lo; o < hi; o++) {
-      float* acc = y + o * inner;
-      std::fill(acc, acc + inner, init);
-      for (int64_t k = 0; k < size; k++) {
-        const float* r = x + (o * size + k) * inner;
-        if (sum) {
-          for (int64_t j = 0; j < inner; j++) acc[j] += r[j];
-        } else if (op == 2) {
-          for (int64_t j = 0; j < inner; j++) acc[j] = (r[j] != r[j] || acc[j] != acc[j]) ? nan : (r[j] > acc[j] ? r[j] : acc[j]);
-        } else {
-          for (int64_t j = 0; j < inner; j++) acc[j] = (r[j] != r[j] || acc[j] != acc[j]) ? nan : (r[j] < acc[j] ? r[j] : acc[j]);
-        }
-      }
-      if (scale != 1.0f)
-        for (int64_t j = 0; j < inner; j++) acc[j] *= scale;
-    }
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,6 +265,155 @@ void cast(const void* x, int from, void* y, int to, int64_t n) {
   }
   parallelSpans(n, 16384, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i++) writeAt(y, to, i, readAt(x, from, i));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// pad, upsample
+
+void pad(const uint8_t* x, uint8_t* out, int elemSize, int dtype, int mode, const std::vector<int64_t>& inShape,
+         const std::vector<int64_t>& pads, double value) {
+  const int rank = static_cast<int>(inShape.size());
+  std::vector<int64_t> outShape(rank), inStrides(rank);
+  int64_t acc = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    outShape[d] = inShape[d] + pads[2 * d] + pads[2 * d + 1];
+    inStrides[d] = acc;
+    acc *= inShape[d];
+  }
+  // Per dim: the source coordinate of each output coordinate, -1 where the constant goes.
+  std::vector<std::vector<int64_t>> src(rank);
+  for (int d = 0; d < rank; d++) {
+    const int64_t dim = inShape[d], b = pads[2 * d];
+    src[d].resize(outShape[d]);
+    for (int64_t o = 0; o < outShape[d]; o++) {
+      int64_t i = o - b;
+      if (i < 0 || i >= dim) {
+        if (mode == kt::kPadConstant) i = -1;
+        else if (mode == kt::kPadReplicate) i = i < 0 ? 0 : dim - 1;
+        else i = i < 0 ? -i : 2 * (dim - 1) - i;  // reflect (edge not repeated)
+      }
+      src[d][o] = i;
+    }
+  }
+  uint8_t fill[8] = {0};
+  const float fv = static_cast<float>(value);
+  cast(&fv, kF32, fill, dtype, 1);
+  const int64_t es = elemSize;
+  if (rank == 0) {
+    std::memcpy(out, x, es);
+    return;
+  }
+  const int64_t len = outShape[rank - 1];
+  int64_t rows = 1;
+  for (int d = 0; d < rank - 1; d++) rows *= outShape[d];
+  if (len == 0 || rows == 0) return;
+  const std::vector<int64_t>& last = src[rank - 1];
+  parallelSpans(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len * es, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+      uint8_t* o = out + r * len * es;
+      int64_t rem = r, off = 0;
+      bool constant = false;
+      for (int d = rank - 2; d >= 0; d--) {
+        const int64_t idx = src[d][rem % outShape[d]];
+        rem /= outShape[d];
+        if (idx < 0) constant = true;
+        else off += idx * inStrides[d];
+      }
+      if (constant) {
+        for (int64_t j = 0; j < len; j++) std::memcpy(o + j * es, fill, es);
+        continue;
+      }
+      const uint8_t* row = x + off * es;
+      const int64_t b = pads[2 * (rank - 1)], dim = inShape[rank - 1];
+      for (int64_t j = 0; j < b && j < len; j++) {
+        if (last[j] < 0) std::memcpy(o + j * es, fill, es);
+        else std::memcpy(o + j * es, row + last[j] * es, es);
+      }
+      if (dim > 0) std::memcpy(o + b * es, row, dim * es);  // the interior is one contiguous run
+      for (int64_t j = b + dim; j < len; j++) {
+        if (last[j] < 0) std::memcpy(o + j * es, fill, es);
+        else std::memcpy(o + j * es, row + last[j] * es, es);
+      }
+    }
+  });
+}
+
+void upsampleNearest(const uint8_t* x, uint8_t* out, int elemSize, int64_t planes, int64_t H, int64_t W, int64_t sh, int64_t sw) {
+  const int64_t OH = H * sh, OW = W * sw, es = elemSize, rowBytes = OW * es;
+  if (planes * OH * OW == 0) return;
+  // One task per source row: widen it once, then copy it sh times.
+  parallelSpans(planes * H, std::max<int64_t>(1, 16384 / std::max<int64_t>(rowBytes * sh, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; t++) {
+      const uint8_t* in = x + t * W * es;
+      uint8_t* o = out + t * sh * rowBytes;  // plane p, source row y -> output rows y·sh ..
+      if (es == 4) {
+        const uint32_t* s = reinterpret_cast<const uint32_t*>(in);
+        uint32_t* d = reinterpret_cast<uint32_t*>(o);
+        for (int64_t q = 0; q < W; q++)
+          for (int64_t k = 0; k < sw; k++) d[q * sw + k] = s[q];
+      } else {
+        for (int64_t q = 0; q < W; q++)
+          for (int64_t k = 0; k < sw; k++) std::memcpy(o + (q * sw + k) * es, in + q * es, es);
+      }
+      for (int64_t k = 1; k < sh; k++) std::memcpy(o + k * rowBytes, o, rowBytes);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// argmax, top_k
+
+void argmax(const float* x, int64_t* out, int64_t outer, int64_t size, int64_t inner) {
+  parallelSpans(outer * inner, std::max<int64_t>(1, 8192 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; t++) {
+      const int64_t o = t / inner, i = t % inner;
+      const float* col = x + o * size * inner + i;
+      // strict '>' keeps the first index on ties; the first NaN wins and ends the scan
+      int64_t best = 0;
+      float bv = col[0];
+      for (int64_t k = 1; k < size && bv == bv; k++) {
+        const float v = col[k * inner];
+        if (v > bv || v != v) {
+          best = k;
+          bv = v;
+        }
+      }
+      out[t] = best;
+    }
+  });
+}
+
+void topK(const float* x, float* values, int64_t* indices, int64_t outer, int64_t size, int64_t inner, int64_t k, bool largest,
+          bool sorted) {
+  if (k == 0) return;
+  parallelSpans(outer * inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
+    std::vector<int64_t> order(size);
+    std::vector<float> col(size);
+    for (int64_t t = lo; t < hi; t++) {
+      const int64_t o = t / inner, i = t % inner;
+      for (int64_t j = 0; j < size; j++) {
+        col[j] = x[(o * size + j) * inner + i];
+        order[j] = j;
+      }
+      // total order: NaN above every number, then by value, then the lower index first
+      auto before = [&](int64_t p, int64_t q) {
+        const float a = col[p], b = col[q];
+        const bool na = a != a, nb = b != b;
+        int c;
+        if (na || nb) c = na && nb ? 0 : na ? 1 : -1;
+        else c = a == b ? 0 : a > b ? 1 : -1;
+        if (!largest) c = -c;
+        return c != 0 ? c > 0 : p < q;
+      };
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+      if (!sorted) std::sort(order.begin(), order.begin() + k);
+      for (int64_t j = 0; j < k; j++) {
+        const int64_t dst = (o * k + j) * inner + i;
+        values[dst] = col[order[j]];
+        indices[dst] = order[j];
+      }
+    }
   });
 }
 

@@ -29,12 +29,12 @@ namespace {
 
 using namespace plan;
 
-enum RefKind : int { kNone = 0, kArena = 1, kInput = 2, kOutput = 3, kConst = 4 };
-// Kernel codes (src/backends/cpu/plan/encode.ts KERNELS).
-enum KernelOp : int { kCopy = 1, kElementwise = 2, kGemm = 3, kNorm = 4, kSoftmax = 5, kReduce = 6, kAttention = 7, kConv = 8, kGather = 9, kCast = 10 };
+// Operand kinds and kernel codes, and each kernel's named fields: kernel_table.gen.h, generated
+// from scripts/kernel-table.mjs like the TS encoders that write them.
+using namespace kt;
 
 struct Ref {
-  int kind = kNone;
+  int kind = kRefNone;
   int index = 0;
   int64_t offset = 0;  // bytes
 };
@@ -48,7 +48,6 @@ struct Kernel {
   const PackedB* packed = nullptr;
   const PackedBf16* packedBf16 = nullptr;  // set instead of `packed` for bf16 GEMMs
   const PackedF16* packedF16 = nullptr;    // ... or for f16-storage GEMMs
-  bool bf16 = false;                       // attention: bf16 QK / PV products
   // decoded once for elementwise programs
   std::vector<EwInstr> prog;
 };
@@ -100,154 +99,199 @@ struct Bound {
   const std::vector<uint8_t*>& out;
   uint8_t* at(const Ref& r) const {
     switch (r.kind) {
-      case kArena: return p.arena + r.offset;
-      case kInput: return in[r.index] + r.offset;
-      case kOutput: return out[r.index] + r.offset;
-      case kConst: return p.consts[r.index] + r.offset;
+      case kRefArena: return p.arena + r.offset;
+      case kRefInput: return in[r.index] + r.offset;
+      case kRefOutput: return out[r.index] + r.offset;
+      case kRefConstant: return p.consts[r.index] + r.offset;
       default: return nullptr;
     }
   }
   float* f(const Ref& r) const { return reinterpret_cast<float*>(at(r)); }
 };
 
+template <typename T>
+T* as(uint8_t* p) { return reinterpret_cast<T*>(p); }
+
 void runKernel(const Kernel& k, const Bound& b) {
   const Plan& plan = b.p;
-  const auto& I = k.ints;
-  const auto& R = k.refs;
+  const int64_t* I = k.ints.data();
+  const double* F = k.floats.data();
+  auto at = [&](int i) { return b.at(k.refs[i]); };
   switch (k.op) {
-    case kCopy: {
-      const int es = static_cast<int>(I[0]), rank = static_cast<int>(I[1]);
-      std::vector<int64_t> shape(I.begin() + 2, I.begin() + 2 + rank), ss(I.begin() + 2 + rank, I.begin() + 2 + 2 * rank),
-          ds(I.begin() + 2 + 2 * rank, I.begin() + 2 + 3 * rank);
-      stridedCopy(b.at(R[0]), b.at(R[1]), es, shape, ss, ds);
+    case kKernelCopy: {
+      const CopyDesc a = decodeCopy(I, F, at);
+      stridedCopy(a.src, a.dst, static_cast<int>(a.elemSize), a.shape.vec(), a.srcStrides.vec(), a.dstStrides.vec());
       break;
     }
-    case kElementwise: {
-      const int nIn = static_cast<int>(I[0]), rank = static_cast<int>(I[1]), outDtype = static_cast<int>(I[2]);
-      std::vector<int64_t> shape(I.begin() + 3, I.begin() + 3 + rank);
-      std::vector<EwInput> ins(nIn);
-      size_t pos = 3 + rank;
-      for (int i = 0; i < nIn; i++) {
-        ins[i].data = b.at(R[i]);
-        ins[i].dtype = static_cast<int>(I[pos++]);
-        ins[i].strides.assign(I.begin() + pos, I.begin() + pos + rank);
-        pos += rank;
+    case kKernelElementwise: {
+      const ElementwiseDesc a = decodeElementwise(I, F, at);
+      std::vector<EwInput> ins(a.nIn);
+      for (int64_t i = 0; i < a.nIn; i++) {
+        ins[i].data = a.inputs[i];
+        ins[i].dtype = static_cast<int>(a.inDtypes[i]);
+        ins[i].strides.assign(a.inStrides.begin() + i * a.rank, a.inStrides.begin() + (i + 1) * a.rank);
       }
-      elementwise(ins, k.prog, b.at(R[nIn]), outDtype, shape);
+      elementwise(ins, k.prog, a.out, static_cast<int>(a.outDtype), a.shape.vec());
       break;
     }
-    case kGemm: {
-      const int64_t M = I[0], N = I[1], K = I[2];
-      const bool transA = I[3] != 0, transB = I[4] != 0;
-      const int act = static_cast<int>(I[5]);
-      const int64_t count = I[6];
-      const bool hasOffsets = I[7] != 0;
+    case kKernelGemm: {
+      const GemmDesc a = decodeGemm(I, F, at);
       Epilogue epi;
-      epi.bias = b.f(R[2]);
-      epi.act = act;
-      epi.residual = b.f(R[3]);
-      epi.ldr = I[11];
-      epi.alpha = static_cast<float>(k.floats.empty() ? 1.0 : k.floats[0]);
+      epi.bias = as<float>(a.bias);
+      epi.act = static_cast<int>(a.act);
+      epi.residual = as<float>(a.residual);
+      epi.ldr = a.ldr;
+      epi.alpha = static_cast<float>(a.alpha);
       GemmBatch batch;
-      batch.count = count;
-      if (hasOffsets) {
-        batch.aOffsets = I.data() + 12;
-        batch.bOffsets = I.data() + 12 + count;
-        batch.cOffsets = I.data() + 12 + 2 * count;
-        batch.rOffsets = I.data() + 12 + 3 * count;
+      batch.count = a.count;
+      if (a.nOffsets > 0) {
+        batch.aOffsets = a.aOffsets.data;
+        batch.bOffsets = a.bOffsets.data;
+        batch.cOffsets = a.cOffsets.data;
+        batch.rOffsets = a.rOffsets.data;
       }
+      float* A = as<float>(a.a);
+      float* C = as<float>(a.out);
       if (k.packedBf16) {
         // B is one shared packed weight (the lowering packs only unbatched B operands)
-        gemmBf16(M, N, K, b.f(R[0]), I[8], transA, *k.packedBf16, b.f(R[4]), I[10], epi, batch, plan.bf16Kernel);
+        gemmBf16(a.M, a.N, a.K, A, a.lda, a.transA != 0, *k.packedBf16, C, a.ldc, epi, batch, plan.bf16Kernel);
       } else if (k.packedF16) {
-        gemmF16(M, N, K, b.f(R[0]), I[8], transA, *k.packedF16, b.f(R[4]), I[10], epi, batch);
+        gemmF16(a.M, a.N, a.K, A, a.lda, a.transA != 0, *k.packedF16, C, a.ldc, epi, batch);
       } else {
-        gemm(M, N, K, b.f(R[0]), I[8], transA, k.packed ? nullptr : b.f(R[1]), I[9], transB, k.packed, b.f(R[4]), I[10], epi, batch);
+        gemm(a.M, a.N, a.K, A, a.lda, a.transA != 0, k.packed ? nullptr : as<float>(a.b), a.ldb, a.transB != 0, k.packed, C, a.ldc, epi, batch);
       }
       break;
     }
-    case kNorm: {
+    case kKernelNorm: {
+      const NormDesc d = decodeNorm(I, F, at);
       NormArgs a;
-      a.x = b.f(R[0]);
-      a.residual = b.f(R[1]);
-      a.weight = b.f(R[2]);
-      a.bias = b.f(R[3]);
-      a.shift = b.f(R[4]);
-      a.scale = b.f(R[5]);
-      a.out = b.f(R[6]);
-      a.sumOut = b.f(R[7]);
-      a.rms = I[0] != 0;
-      a.rows = I[1];
-      a.cols = I[2];
-      a.rowsPerSample = I[3];
-      a.shiftStride = I[4];
-      a.scaleStride = I[5];
-      a.eps = static_cast<float>(k.floats[0]);
+      a.x = as<float>(d.x);
+      a.residual = as<float>(d.residual);
+      a.weight = as<float>(d.weight);
+      a.bias = as<float>(d.bias);
+      a.shift = as<float>(d.shift);
+      a.scale = as<float>(d.scale);
+      a.out = as<float>(d.out);
+      a.sumOut = as<float>(d.sum);
+      a.rms = d.rms != 0;
+      a.rows = d.rows;
+      a.cols = d.cols;
+      a.rowsPerSample = d.rowsPerSample;
+      a.shiftStride = d.shiftStride;
+      a.scaleStride = d.scaleStride;
+      a.eps = static_cast<float>(d.eps);
       norm(a);
       break;
     }
-    case kSoftmax: softmax(b.f(R[0]), b.f(R[1]), I[0], I[1], I[2], I[3] != 0); break;
-    case kReduce: reduce(static_cast<int>(I[0]), b.f(R[0]), b.f(R[1]), I[1], I[2], I[3]); break;
-    case kAttention: {
-      if (k.bf16) {
+    case kKernelSoftmax: {
+      const SoftmaxDesc a = decodeSoftmax(I, F, at);
+      softmax(as<float>(a.x), as<float>(a.out), a.outer, a.size, a.inner, a.log != 0);
+      break;
+    }
+    case kKernelReduce: {
+      const ReduceDesc a = decodeReduce(I, F, at);
+      reduceAxis(static_cast<int>(a.op), as<float>(a.x), as<float>(a.out), a.outer, a.size, a.inner);
+      break;
+    }
+    case kKernelAttention: {
+      const AttentionDesc d = decodeAttention(I, F, at);
+      if (d.bf16 != 0) {
         // the same operands and strided views as the fp32 kernel below
         AttentionProblem pr;
-        pr.q = b.f(R[0]);
-        pr.k = b.f(R[1]);
-        pr.v = b.f(R[2]);
-        if (I[8] != 0) pr.maskB = b.at(R[3]);
-        else pr.maskF = b.f(R[3]);
-        for (int j = 0; j < 4; j++) pr.maskStrides[j] = I[21 + j];
-        pr.out = b.f(R[4]);
-        pr.B = I[0]; pr.Hq = I[1]; pr.Hkv = I[2]; pr.Lq = I[3]; pr.Lk = I[4]; pr.D = I[5]; pr.Dv = I[6];
+        pr.q = as<float>(d.q);
+        pr.k = as<float>(d.k);
+        pr.v = as<float>(d.v);
+        if (d.maskIsBool != 0) pr.maskB = d.mask;
+        else pr.maskF = as<float>(d.mask);
+        for (int j = 0; j < 4; j++) pr.maskStrides[j] = d.maskStrides[j];
+        pr.out = as<float>(d.out);
+        pr.B = d.B; pr.Hq = d.Hq; pr.Hkv = d.Hkv; pr.Lq = d.Lq; pr.Lk = d.Lk; pr.D = d.D; pr.Dv = d.Dv;
         for (int j = 0; j < 3; j++) {
-          pr.qs[j] = I[9 + j];
-          pr.ks[j] = I[12 + j];
-          pr.vs[j] = I[15 + j];
-          pr.os[j] = I[18 + j];
+          pr.qs[j] = d.qStrides[j];
+          pr.ks[j] = d.kStrides[j];
+          pr.vs[j] = d.vStrides[j];
+          pr.os[j] = d.outStrides[j];
         }
-        pr.causal = I[7] != 0;
-        pr.scale = static_cast<float>(k.floats[0]);
+        pr.causal = d.causal != 0;
+        pr.scale = static_cast<float>(d.scale);
         attentionBf16(pr, plan.bf16Kernel);
         break;
       }
       AttnArgs a;
-      a.q = b.f(R[0]);
-      a.k = b.f(R[1]);
-      a.v = b.f(R[2]);
-      a.mask = b.at(R[3]);
-      a.out = b.f(R[4]);
-      a.B = I[0]; a.Hq = I[1]; a.Hkv = I[2]; a.Lq = I[3]; a.Lk = I[4]; a.D = I[5]; a.Dv = I[6];
-      a.causal = I[7] != 0;
-      a.maskIsBool = I[8] != 0;
+      a.q = as<float>(d.q);
+      a.k = as<float>(d.k);
+      a.v = as<float>(d.v);
+      a.mask = d.mask;
+      a.out = as<float>(d.out);
+      a.B = d.B; a.Hq = d.Hq; a.Hkv = d.Hkv; a.Lq = d.Lq; a.Lk = d.Lk; a.D = d.D; a.Dv = d.Dv;
+      a.causal = d.causal != 0;
+      a.maskIsBool = d.maskIsBool != 0;
       for (int j = 0; j < 3; j++) {
-        a.qs[j] = I[9 + j];
-        a.ks[j] = I[12 + j];
-        a.vs[j] = I[15 + j];
-        a.os[j] = I[18 + j];
+        a.qs[j] = d.qStrides[j];
+        a.ks[j] = d.kStrides[j];
+        a.vs[j] = d.vStrides[j];
+        a.os[j] = d.outStrides[j];
       }
-      for (int j = 0; j < 4; j++) a.maskStrides[j] = I[21 + j];
-      a.scale = static_cast<float>(k.floats[0]);
+      for (int j = 0; j < 4; j++) a.maskStrides[j] = d.maskStrides[j];
+      a.scale = static_cast<float>(d.scale);
       attention(a);
       break;
     }
-    case kConv: {
+    case kKernelConv2d: {
+      const Conv2dDesc d = decodeConv2d(I, F, at);
       ConvArgs a;
-      a.x = b.f(R[0]);
-      a.w = b.f(R[1]);
-      a.bias = b.f(R[2]);
-      a.out = b.f(R[3]);
-      a.N = I[0]; a.C = I[1]; a.H = I[2]; a.W = I[3]; a.O = I[4]; a.kh = I[5]; a.kw = I[6];
-      a.sh = I[7]; a.sw = I[8]; a.ph = I[9]; a.pw = I[10]; a.dh = I[11]; a.dw = I[12]; a.groups = I[13];
-      a.act = static_cast<int>(I[14]);
+      a.x = as<float>(d.x);
+      a.w = as<float>(d.weight);
+      a.bias = as<float>(d.bias);
+      a.out = as<float>(d.out);
+      a.N = d.N; a.C = d.C; a.H = d.H; a.W = d.W; a.O = d.O; a.kh = d.kh; a.kw = d.kw;
+      a.sh = d.sh; a.sw = d.sw; a.ph = d.ph; a.pw = d.pw; a.dh = d.dh; a.dw = d.dw; a.groups = d.groups;
+      a.act = static_cast<int>(d.act);
       conv2d(a);
       break;
     }
-    case kGather:
-      gather(b.at(R[0]), b.at(R[1]), static_cast<int>(I[4]), I[5], b.at(R[2]), static_cast<int>(I[0]), I[1], I[2], I[3], I[6] != 0,
-             I[7] != 0 ? "embedding" : "gather");
+    case kKernelGather: {
+      const GatherDesc a = decodeGather(I, F, at);
+      gather(a.x, a.indices, static_cast<int>(a.indexBytes), a.count, a.out, static_cast<int>(a.elemSize), a.outer, a.size, a.inner,
+             a.allowNegative != 0, a.embedding != 0 ? "embedding" : "gather");
       break;
-    case kCast: cast(b.at(R[0]), static_cast<int>(I[0]), b.at(R[1]), static_cast<int>(I[1]), I[2]); break;
+    }
+    case kKernelCast: {
+      const CastDesc a = decodeCast(I, F, at);
+      cast(a.x, static_cast<int>(a.from), a.out, static_cast<int>(a.to), a.n);
+      break;
+    }
+    case kKernelPad: {
+      const PadDesc a = decodePad(I, F, at);
+      pad(a.x, a.out, static_cast<int>(a.elemSize), static_cast<int>(a.dtype), static_cast<int>(a.mode), a.inShape.vec(), a.pads.vec(), a.value);
+      break;
+    }
+    case kKernelGroupNorm: {
+      const GroupNormDesc a = decodeGroupNorm(I, F, at);
+      groupNormNcs(as<float>(a.x), nullptr, nullptr, as<float>(a.weight), as<float>(a.bias), as<float>(a.out), a.N, a.C, a.spatial, a.groups,
+                   static_cast<float>(a.eps));
+      break;
+    }
+    case kKernelUpsampleNearest2d: {
+      const UpsampleNearest2dDesc a = decodeUpsampleNearest2d(I, F, at);
+      upsampleNearest(a.x, a.out, static_cast<int>(a.elemSize), a.planes, a.H, a.W, a.sh, a.sw);
+      break;
+    }
+    case kKernelRotary: {
+      const RotaryDesc a = decodeRotary(I, F, at);
+      rotaryRows(as<float>(a.x), as<float>(a.cos), as<float>(a.sin), as<float>(a.out), a.rows, a.seq, a.d, a.half, a.interleaved != 0);
+      break;
+    }
+    case kKernelArgmax: {
+      const ArgmaxDesc a = decodeArgmax(I, F, at);
+      argmax(as<float>(a.x), as<int64_t>(a.out), a.outer, a.size, a.inner);
+      break;
+    }
+    case kKernelTopK: {
+      const TopKDesc a = decodeTopK(I, F, at);
+      topK(as<float>(a.x), as<float>(a.values), as<int64_t>(a.indices), a.outer, a.size, a.inner, a.k, a.largest != 0, a.sorted != 0);
+      break;
+    }
     default: throw KernelError{"runPlan: unknown kernel code " + std::to_string(k.op)};
   }
 }
@@ -280,7 +324,8 @@ Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
 // createPlan({ arenaBytes, inputBytes, outputBytes, constants: TypedArray[], packed: handle[], packedBf16?: handle[],
 //              kernels: { op, name, refs: number[] (kind, index, byteOffset triples), ints, floats, packed, packedBf16? }[] })
 // A GEMM kernel with packedBf16 >= 0 runs on that bf16 weight, one with packedF16 >= 0 (from
-// desc.packedF16) on that f16-stored weight; an attention kernel with a 26th int of 1 runs in bf16.
+// desc.packedF16) on that f16-stored weight; an attention kernel with bf16 = 1 runs in bf16. Each
+// kernel's ints, floats and operand count are checked against its kernel-table fields here.
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createPlan: expected a plan descriptor");
@@ -326,11 +371,11 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
       Ref r{static_cast<int>(refs[j]), static_cast<int>(refs[j + 1]), refs[j + 2]};
       const std::string where = "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") operand " + std::to_string(j / 3);
       switch (r.kind) {
-        case kNone: break;
-        case kArena: need(env, r.offset >= 0 && r.offset <= plan->arenaBytes, where + " lies outside the arena"); break;
-        case kInput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->inputBytes.size(), where + ": no such input"); break;
-        case kOutput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->outputBytes.size(), where + ": no such output"); break;
-        case kConst:
+        case kRefNone: break;
+        case kRefArena: need(env, r.offset >= 0 && r.offset <= plan->arenaBytes, where + " lies outside the arena"); break;
+        case kRefInput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->inputBytes.size(), where + ": no such input"); break;
+        case kRefOutput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->outputBytes.size(), where + ": no such output"); break;
+        case kRefConstant:
           need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->consts.size(), where + ": no such constant");
           need(env, static_cast<size_t>(r.offset) <= constBytes[r.index], where + " lies outside its constant");
           break;
@@ -340,6 +385,9 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     }
     k.ints = ints(env, ko.Get("ints"));
     k.floats = floatList(ko.Get("floats"));
+    const std::string bad = checkKernel(k.op, k.ints.data(), k.ints.size(), k.floats.size(), k.refs.size());
+    need(env, bad.empty(), "createPlan: kernel " + std::to_string(i) + " (" + k.name + "): " + bad);
+    auto noRef = [](int) { return static_cast<uint8_t*>(nullptr); };
     Napi::Value pk = ko.Get("packed");
     if (pk.IsNumber() && i64(pk) >= 0) {
       need(env, static_cast<size_t>(i64(pk)) < packs.size(), "createPlan: kernel " + std::to_string(i) + " names a missing packed weight");
@@ -347,35 +395,34 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     }
     Napi::Value pkb = ko.Get("packedBf16");
     if (pkb.IsNumber() && i64(pkb) >= 0) {
-      need(env, k.op == kGemm && !k.packed, "createPlan: kernel " + std::to_string(i) + " takes a bf16 weight but is not an unpacked GEMM");
+      need(env, k.op == kKernelGemm && !k.packed, "createPlan: kernel " + std::to_string(i) + " takes a bf16 weight but is not an unpacked GEMM");
       need(env, static_cast<size_t>(i64(pkb)) < packsBf16.size(), "createPlan: kernel " + std::to_string(i) + " names a missing bf16 packed weight");
       k.packedBf16 = packsBf16[i64(pkb)];
-      need(env, k.ints.size() >= 12 && k.ints[6] == 1 && k.ints[3] == 0 && k.ints[2] == k.packedBf16->K && k.ints[1] == k.packedBf16->N,
+      const GemmDesc g = decodeGemm(k.ints.data(), k.floats.data(), noRef);
+      need(env, g.count == 1 && g.transA == 0 && g.K == k.packedBf16->K && g.N == k.packedBf16->N,
            "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its bf16 weight's [K, N]");
       usesBf16 = true;
     }
     Napi::Value pkh = ko.Get("packedF16");
     if (pkh.IsNumber() && i64(pkh) >= 0) {
-      need(env, k.op == kGemm && !k.packed && !k.packedBf16, "createPlan: kernel " + std::to_string(i) + " takes an f16 weight but is not an unpacked GEMM");
+      need(env, k.op == kKernelGemm && !k.packed && !k.packedBf16, "createPlan: kernel " + std::to_string(i) + " takes an f16 weight but is not an unpacked GEMM");
       need(env, static_cast<size_t>(i64(pkh)) < packsF16.size(), "createPlan: kernel " + std::to_string(i) + " names a missing f16 packed weight");
       k.packedF16 = packsF16[i64(pkh)];
-      need(env, k.ints.size() >= 12 && k.ints[6] == 1 && k.ints[3] == 0 && k.ints[2] == k.packedF16->K && k.ints[1] == k.packedF16->N,
+      const GemmDesc g = decodeGemm(k.ints.data(), k.floats.data(), noRef);
+      need(env, g.count == 1 && g.transA == 0 && g.K == k.packedF16->K && g.N == k.packedF16->N,
            "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its f16 weight's [K, N]");
       usesF16 = true;
     }
-    if (k.op == kAttention && k.ints.size() > 25 && k.ints[25] != 0) {
-      k.bf16 = true;
-      usesBf16 = true;
-    }
-    if (k.op == kElementwise) {
-      const int64_t nIn = k.ints[0], rank = k.ints[1];
-      size_t pos = 3 + rank + nIn * (1 + rank);
-      const int64_t n = k.ints[pos++];
-      need(env, nIn + n <= 64, "createPlan: elementwise programs are limited to 64 registers");
-      for (int64_t j = 0; j < n; j++) {
-        EwInstr ins{static_cast<int>(k.ints[pos]), {static_cast<int>(k.ints[pos + 1]), static_cast<int>(k.ints[pos + 2]), static_cast<int>(k.ints[pos + 3])}};
-        pos += 4;
-        k.prog.push_back(ins);
+    if (k.op == kKernelAttention && decodeAttention(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
+    if (k.op == kKernelElementwise) {
+      const ElementwiseDesc e = decodeElementwise(k.ints.data(), k.floats.data(), noRef);
+      need(env, e.nIn + e.nInstr <= 64, "createPlan: elementwise programs are limited to 64 registers");
+      for (int64_t j = 0; j < e.nInstr; j++) {
+        const int64_t* r = e.args.data + 3 * j;
+        for (int q = 0; q < 3; q++) {
+          need(env, r[q] < e.nIn + j, "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") instruction " + std::to_string(j) + " reads a register not yet written");
+        }
+        k.prog.push_back(EwInstr{static_cast<int>(e.opcodes[j]), {static_cast<int>(r[0]), static_cast<int>(r[1]), static_cast<int>(r[2])}});
       }
     }
     plan->kernels.push_back(std::move(k));
