@@ -107,7 +107,8 @@ function genH() {
   const enumOf = (name, prefix, obj) => {
     L.push(`enum ${name} : int { ${Object.entries(obj).map(([k, v]) => `${prefix}${pascal(k)} = ${v}`).join(', ')} };`);
   };
-  enumOf('DType', 'k', Object.fromEntries(Object.entries(table.DTYPES).map(([k, v]) => [k.toUpperCase(), v])));
+  // dtype enumerators as the C++ code spells them: kF32, kI64, kBF16, kBool, ...
+  enumOf('DType', 'k', Object.fromEntries(Object.entries(table.DTYPES).map(([k, v]) => [/\d/.test(k) ? k.toUpperCase() : k, v])));
   enumOf('EwOp', 'k', { ...table.UNARY, ...table.BINARY, ...table.COMPARE, ...table.SELECT });
   L.push(`constexpr int kUnaryFirst = ${Math.min(...Object.values(table.UNARY))}, kUnaryLast = ${Math.max(...Object.values(table.UNARY))};`);
   L.push(`constexpr int kBinaryFirst = ${Math.min(...Object.values(table.BINARY))}, kBinaryLast = ${Math.max(...Object.values(table.BINARY))};`);

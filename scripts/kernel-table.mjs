@@ -112,8 +112,8 @@ export const KERNELS = [
     floats: ['value'],
   },
   {
-    name: 'group_norm', code: 12, doc: 'group norm of a contiguous [N, C, spatial] with per-channel weight and bias',
-    refs: ['x', 'weight', 'bias', 'out'],
+    name: 'group_norm', code: 12, doc: 'group norm of a contiguous [N, C, spatial] with per-channel weight and bias; with a residual, of sum = x + residual',
+    refs: ['x', 'residual', 'weight', 'bias', 'out', 'sum'],
     ints: [{ name: 'N' }, { name: 'C' }, { name: 'spatial' }, { name: 'groups' }],
     floats: ['eps'],
   },

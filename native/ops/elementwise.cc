@@ -1,5 +1,7 @@
 // Elementwise unary and binary (NumPy broadcasting) kernels, softmax/log_softmax along an axis,
-// and sum/mean/max/min over one contiguous block of axes, all fp32 and multithreaded.
+// and sum/mean/max/min over one contiguous block of axes, all fp32 and multithreaded. The per-op
+// bodies (unaryRow, binaryRow, reduceAxis, softmaxAxis) are the ones the plan executor's kernels
+// call too (kernels_core.h); op codes are kt:: (generated from scripts/kernel-table.mjs).
 #include <algorithm>
 #include <cmath>
 #include <limits>

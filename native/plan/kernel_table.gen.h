@@ -12,7 +12,7 @@
 namespace inferjit {
 namespace kt {
 
-enum DType : int { kF32 = 0, kI32 = 1, kI64 = 2, kBOOL = 3, kI8 = 4, kU8 = 5, kF16 = 6, kBF16 = 7 };
+enum DType : int { kF32 = 0, kI32 = 1, kI64 = 2, kBool = 3, kI8 = 4, kU8 = 5, kF16 = 6, kBF16 = 7 };
 enum EwOp : int { kNeg = 0, kAbs = 1, kRelu = 2, kExp = 3, kLog = 4, kSqrt = 5, kRsqrt = 6, kTanh = 7, kSigmoid = 8, kSilu = 9, kGelu = 10, kGeluTanh = 11, kErf = 12, kSin = 13, kCos = 14, kAdd = 20, kSub = 21, kMul = 22, kDiv = 23, kMaximum = 24, kMinimum = 25, kPow = 26, kEqual = 40, kLess = 41, kGreater = 42, kWhere = 60 };
 constexpr int kUnaryFirst = 0, kUnaryLast = 14;
 constexpr int kBinaryFirst = 20, kBinaryLast = 26;
@@ -793,12 +793,14 @@ inline std::string checkPad(const int64_t* I, size_t nInts, size_t nFloats, size
   return "";
 }
 
-// group norm of a contiguous [N, C, spatial] with per-channel weight and bias.
+// group norm of a contiguous [N, C, spatial] with per-channel weight and bias; with a residual, of sum = x + residual.
 struct GroupNormDesc {
   uint8_t* x = nullptr;
+  uint8_t* residual = nullptr;
   uint8_t* weight = nullptr;
   uint8_t* bias = nullptr;
   uint8_t* out = nullptr;
+  uint8_t* sum = nullptr;
   int64_t N = 0;
   int64_t C = 0;
   int64_t spatial = 0;
@@ -815,9 +817,11 @@ inline GroupNormDesc decodeGroupNorm(const int64_t* I, const double* F, At&& at)
   a.groups = I[p++];
   int r = 0;
   a.x = at(r++);
+  a.residual = at(r++);
   a.weight = at(r++);
   a.bias = at(r++);
   a.out = at(r++);
+  a.sum = at(r++);
   a.eps = F[0];
   (void)F;
   return a;
@@ -838,7 +842,7 @@ inline std::string checkGroupNorm(const int64_t* I, size_t nInts, size_t nFloats
   const int64_t groups = I[p++];
   (void)groups;
   if (p != nI) return "group_norm: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
-  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1)) return "group_norm: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1)) return "group_norm: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1);
   if (nFloats != 1) return "group_norm: " + std::to_string(nFloats) + " floats, expected 1";
   return "";
 }

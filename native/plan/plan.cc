@@ -268,7 +268,7 @@ void runKernel(const Kernel& k, const Bound& b) {
     }
     case kKernelGroupNorm: {
       const GroupNormDesc a = decodeGroupNorm(I, F, at);
-      groupNormNcs(as<float>(a.x), nullptr, nullptr, as<float>(a.weight), as<float>(a.bias), as<float>(a.out), a.N, a.C, a.spatial, a.groups,
+      groupNormNcs(as<float>(a.x), as<float>(a.residual), as<float>(a.sum), as<float>(a.weight), as<float>(a.bias), as<float>(a.out), a.N, a.C, a.spatial, a.groups,
                    static_cast<float>(a.eps));
       break;
     }

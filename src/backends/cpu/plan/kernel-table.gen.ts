@@ -117,10 +117,10 @@ export function encodePad<R>(f: PadFields<R>): EncodedKernel<R> {
   return { op: 11, refs: [f.x, f.out], ints: [Number(f.elemSize), Number(f.dtype), Number(f.mode), rank, ...f.inShape, ...f.pads], floats: [f.value] };
 }
 
-/** group norm of a contiguous [N, C, spatial] with per-channel weight and bias. */
-export interface GroupNormFields<R> { x: R; weight: R; bias: R; out: R; N: Int; C: Int; spatial: Int; groups: Int; eps: number }
+/** group norm of a contiguous [N, C, spatial] with per-channel weight and bias; with a residual, of sum = x + residual. */
+export interface GroupNormFields<R> { x: R; residual: R; weight: R; bias: R; out: R; sum: R; N: Int; C: Int; spatial: Int; groups: Int; eps: number }
 export function encodeGroupNorm<R>(f: GroupNormFields<R>): EncodedKernel<R> {
-  return { op: 12, refs: [f.x, f.weight, f.bias, f.out], ints: [Number(f.N), Number(f.C), Number(f.spatial), Number(f.groups)], floats: [f.eps] };
+  return { op: 12, refs: [f.x, f.residual, f.weight, f.bias, f.out, f.sum], ints: [Number(f.N), Number(f.C), Number(f.spatial), Number(f.groups)], floats: [f.eps] };
 }
 
 /** nearest-neighbour upsampling of a contiguous [planes, H, W] by integer factors. */

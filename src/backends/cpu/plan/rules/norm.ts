@@ -41,17 +41,22 @@ definePlanRule(['layer_norm', 'rms_norm', 'add_layer_norm', 'add_rms_norm', 'lay
   if (sum) b.setView(node.outputs[1], sum);
 });
 
-definePlanRule('group_norm', (node, b) => {
+definePlanRule(['group_norm', 'add_group_norm'], (node, b) => {
   b.needF32(node);
-  const [xv, wv, bv] = node.inputs;
-  const x = b.contiguous(xv!);
-  const weight = b.optional(wv), bias = b.optional(bv);
+  // inputs: x, [residual], weight, bias; add_group_norm also writes the sum x + residual
+  const withRes = node.op === 'add_group_norm';
+  const [xv, ...rest] = node.inputs;
+  const rv = withRes ? rest.shift()! : null;
+  const x = b.contiguous(xv!), residual = b.optional(rv);
+  const weight = b.optional(rest[0]), bias = b.optional(rest[1]);
   const [N, C] = x.shape;
   const out = b.dest(node.outputs[0]);
-  b.emit('group_norm', encodeGroupNorm({
-    x, weight, bias, out, N, C, spatial: numelOf(x.shape.slice(2)), groups: node.attrs.num_groups as number, eps: node.attrs.eps as number,
+  const sum = withRes ? b.dest(node.outputs[1]) : null;
+  b.emit(node.op, encodeGroupNorm({
+    x, residual, weight, bias, out, sum, N, C, spatial: numelOf(x.shape.slice(2)), groups: node.attrs.num_groups as number, eps: node.attrs.eps as number,
   }));
   b.setView(node.outputs[0], out);
+  if (sum) b.setView(node.outputs[1], sum);
 });
 
 definePlanRule(['softmax', 'log_softmax'], (node, b) => {
