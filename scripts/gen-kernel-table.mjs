@@ -103,7 +103,7 @@ function genTs() {
 
 function genH() {
   const L = [`// ${HEADER}`, '// The CPU kernels\' codes, and for every plan kernel a struct of its named operands and fields with', '// a decoder from the descriptor\'s (refs, ints, floats) and a check of their sizes', '// (src/backends/cpu/plan/kernel-table.gen.ts encodes them by the same names).',
-    '#pragma once', '#include <cstdint>', '#include <string>', '#include <vector>', '', '#include "../simd.h"', '', 'namespace inferjit {', 'namespace kt {', ''];
+    '#pragma once', '#include <cstdint>', '#include <string>', '#include <vector>', '', '#include "../simd.h"', '', 'namespace inferjit {', 'namespace plan {', 'struct KernelContext;  // what a kernel needs besides its descriptor (native/plan/kernels.h)', '}  // namespace plan', 'namespace kt {', ''];
   const enumOf = (name, prefix, obj) => {
     L.push(`enum ${name} : int { ${Object.entries(obj).map(([k, v]) => `${prefix}${pascal(k)} = ${v}`).join(', ')} };`);
   };
@@ -129,7 +129,7 @@ function genH() {
     '  std::vector<int64_t> vec() const { return std::vector<int64_t>(begin(), end()); }',
     '};',
   );
-  const cases = [];
+  const cases = [], runs = [], dispatch = [];
   for (const k of table.KERNELS) {
     const P = pascal(k.name);
     const members = [];
@@ -168,10 +168,16 @@ function genH() {
     L.push(`  if (nFloats != ${(k.floats ?? []).length}) return "${k.name}: " + std::to_string(nFloats) + " floats, expected ${(k.floats ?? []).length}";`);
     L.push('  return "";', '}');
     cases.push(`    case kKernel${P}: return check${P}(I, nInts, nFloats, nRefs);`);
+    runs.push(`void run${P}(const ${P}Desc& d, const plan::KernelContext& ctx);`);
+    dispatch.push(`    case kKernel${P}: run${P}(decode${P}(I, F, at), ctx); return true;`);
   }
   L.push('', '// "" when a kernel\'s descriptor has the sizes its fields need, else what is wrong.',
     'inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {', '  switch (op) {', ...cases,
-    '    default: return "unknown kernel code " + std::to_string(op);', '  }', '}', '', '}  // namespace kt', '}  // namespace inferjit');
+    '    default: return "unknown kernel code " + std::to_string(op);', '  }', '}', '',
+    '// Each kernel\'s body, defined in native/plan/kernels.cc.', ...runs, '',
+    '// Decodes and runs kernel `op`; false for an unknown code. at(i) is the pointer of operand i.',
+    'template <typename At>', 'inline bool runKernel(int op, const int64_t* I, const double* F, At&& at, const plan::KernelContext& ctx) {', '  switch (op) {', ...dispatch,
+    '    default: return false;', '  }', '}', '', '}  // namespace kt', '}  // namespace inferjit');
   return L.join('\n') + '\n';
 }
 

@@ -10,6 +10,9 @@
 #include "../simd.h"
 
 namespace inferjit {
+namespace plan {
+struct KernelContext;  // what a kernel needs besides its descriptor (native/plan/kernels.h)
+}  // namespace plan
 namespace kt {
 
 enum DType : int { kF32 = 0, kI32 = 1, kI64 = 2, kBool = 3, kI8 = 4, kU8 = 5, kF16 = 6, kBF16 = 7 };
@@ -1069,6 +1072,48 @@ inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nF
     case kKernelArgmax: return checkArgmax(I, nInts, nFloats, nRefs);
     case kKernelTopK: return checkTopK(I, nInts, nFloats, nRefs);
     default: return "unknown kernel code " + std::to_string(op);
+  }
+}
+
+// Each kernel's body, defined in native/plan/kernels.cc.
+void runCopy(const CopyDesc& d, const plan::KernelContext& ctx);
+void runElementwise(const ElementwiseDesc& d, const plan::KernelContext& ctx);
+void runGemm(const GemmDesc& d, const plan::KernelContext& ctx);
+void runNorm(const NormDesc& d, const plan::KernelContext& ctx);
+void runSoftmax(const SoftmaxDesc& d, const plan::KernelContext& ctx);
+void runReduce(const ReduceDesc& d, const plan::KernelContext& ctx);
+void runAttention(const AttentionDesc& d, const plan::KernelContext& ctx);
+void runConv2d(const Conv2dDesc& d, const plan::KernelContext& ctx);
+void runGather(const GatherDesc& d, const plan::KernelContext& ctx);
+void runCast(const CastDesc& d, const plan::KernelContext& ctx);
+void runPad(const PadDesc& d, const plan::KernelContext& ctx);
+void runGroupNorm(const GroupNormDesc& d, const plan::KernelContext& ctx);
+void runUpsampleNearest2d(const UpsampleNearest2dDesc& d, const plan::KernelContext& ctx);
+void runRotary(const RotaryDesc& d, const plan::KernelContext& ctx);
+void runArgmax(const ArgmaxDesc& d, const plan::KernelContext& ctx);
+void runTopK(const TopKDesc& d, const plan::KernelContext& ctx);
+
+// Decodes and runs kernel `op`; false for an unknown code. at(i) is the pointer of operand i.
+template <typename At>
+inline bool runKernel(int op, const int64_t* I, const double* F, At&& at, const plan::KernelContext& ctx) {
+  switch (op) {
+    case kKernelCopy: runCopy(decodeCopy(I, F, at), ctx); return true;
+    case kKernelElementwise: runElementwise(decodeElementwise(I, F, at), ctx); return true;
+    case kKernelGemm: runGemm(decodeGemm(I, F, at), ctx); return true;
+    case kKernelNorm: runNorm(decodeNorm(I, F, at), ctx); return true;
+    case kKernelSoftmax: runSoftmax(decodeSoftmax(I, F, at), ctx); return true;
+    case kKernelReduce: runReduce(decodeReduce(I, F, at), ctx); return true;
+    case kKernelAttention: runAttention(decodeAttention(I, F, at), ctx); return true;
+    case kKernelConv2d: runConv2d(decodeConv2d(I, F, at), ctx); return true;
+    case kKernelGather: runGather(decodeGather(I, F, at), ctx); return true;
+    case kKernelCast: runCast(decodeCast(I, F, at), ctx); return true;
+    case kKernelPad: runPad(decodePad(I, F, at), ctx); return true;
+    case kKernelGroupNorm: runGroupNorm(decodeGroupNorm(I, F, at), ctx); return true;
+    case kKernelUpsampleNearest2d: runUpsampleNearest2d(decodeUpsampleNearest2d(I, F, at), ctx); return true;
+    case kKernelRotary: runRotary(decodeRotary(I, F, at), ctx); return true;
+    case kKernelArgmax: runArgmax(decodeArgmax(I, F, at), ctx); return true;
+    case kKernelTopK: runTopK(decodeTopK(I, F, at), ctx); return true;
+    default: return false;
   }
 }
 

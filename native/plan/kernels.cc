@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "../ops/kernels_core.h"
+#include "../attention/attention_bf16.h"
 #include "../gemm/gemm_bf16.h"  // bf16ToFloatScalar / floatToBf16 (round to nearest even)
 #include "../quant/qmatmul.h"    // halfToFloat / floatToHalf (round to nearest even)
 #include "../simd.h"
@@ -418,4 +419,176 @@ void topK(const float* x, float* values, int64_t* indices, int64_t outer, int64_
 }
 
 }  // namespace plan
+
+// ---------------------------------------------------------------------------------------------
+// Kernel bodies by name (declared in kernel_table.gen.h): each takes its decoded descriptor and
+// calls the kernel above, or the eager kernels' core it shares.
+
+namespace kt {
+namespace {
+template <typename T>
+T* as(uint8_t* p) { return reinterpret_cast<T*>(p); }
+}  // namespace
+
+using namespace plan;
+
+void runCopy(const CopyDesc& d, const plan::KernelContext& ctx) {
+  stridedCopy(d.src, d.dst, static_cast<int>(d.elemSize), d.shape.vec(), d.srcStrides.vec(), d.dstStrides.vec());
+}
+
+void runElementwise(const ElementwiseDesc& d, const plan::KernelContext& ctx) {
+  std::vector<EwInput> ins(d.nIn);
+  for (int64_t i = 0; i < d.nIn; i++) {
+    ins[i].data = d.inputs[i];
+    ins[i].dtype = static_cast<int>(d.inDtypes[i]);
+    ins[i].strides.assign(d.inStrides.begin() + i * d.rank, d.inStrides.begin() + (i + 1) * d.rank);
+  }
+  elementwise(ins, *ctx.prog, d.out, static_cast<int>(d.outDtype), d.shape.vec());
+}
+
+void runGemm(const GemmDesc& d, const plan::KernelContext& ctx) {
+  Epilogue epi;
+  epi.bias = as<float>(d.bias);
+  epi.act = static_cast<int>(d.act);
+  epi.residual = as<float>(d.residual);
+  epi.ldr = d.ldr;
+  epi.alpha = static_cast<float>(d.alpha);
+  GemmBatch batch;
+  batch.count = d.count;
+  if (d.nOffsets > 0) {
+    batch.aOffsets = d.aOffsets.data;
+    batch.bOffsets = d.bOffsets.data;
+    batch.cOffsets = d.cOffsets.data;
+    batch.rOffsets = d.rOffsets.data;
+  }
+  float* A = as<float>(d.a);
+  float* C = as<float>(d.out);
+  if (ctx.packedBf16) {
+    // B is one shared packed weight (the lowering packs only unbatched B operands)
+    gemmBf16(d.M, d.N, d.K, A, d.lda, d.transA != 0, *ctx.packedBf16, C, d.ldc, epi, batch, ctx.bf16Kernel);
+  } else if (ctx.packedF16) {
+    gemmF16(d.M, d.N, d.K, A, d.lda, d.transA != 0, *ctx.packedF16, C, d.ldc, epi, batch);
+  } else {
+    gemm(d.M, d.N, d.K, A, d.lda, d.transA != 0, ctx.packed ? nullptr : as<float>(d.b), d.ldb, d.transB != 0, ctx.packed, C, d.ldc, epi, batch);
+  }
+}
+
+void runNorm(const NormDesc& d, const plan::KernelContext& ctx) {
+  NormArgs a;
+  a.x = as<float>(d.x);
+  a.residual = as<float>(d.residual);
+  a.weight = as<float>(d.weight);
+  a.bias = as<float>(d.bias);
+  a.shift = as<float>(d.shift);
+  a.scale = as<float>(d.scale);
+  a.out = as<float>(d.out);
+  a.sumOut = as<float>(d.sum);
+  a.rms = d.rms != 0;
+  a.rows = d.rows;
+  a.cols = d.cols;
+  a.rowsPerSample = d.rowsPerSample;
+  a.shiftStride = d.shiftStride;
+  a.scaleStride = d.scaleStride;
+  a.eps = static_cast<float>(d.eps);
+  norm(a);
+}
+
+void runSoftmax(const SoftmaxDesc& d, const plan::KernelContext& ctx) {
+  softmax(as<float>(d.x), as<float>(d.out), d.outer, d.size, d.inner, d.log != 0);
+}
+
+void runReduce(const ReduceDesc& d, const plan::KernelContext& ctx) {
+  reduceAxis(static_cast<int>(d.op), as<float>(d.x), as<float>(d.out), d.outer, d.size, d.inner);
+}
+
+void runAttention(const AttentionDesc& d, const plan::KernelContext& ctx) {
+  if (d.bf16 != 0) {
+    // the same operands and strided views as the fp32 kernel below
+    AttentionProblem pr;
+    pr.q = as<float>(d.q);
+    pr.k = as<float>(d.k);
+    pr.v = as<float>(d.v);
+    if (d.maskIsBool != 0) pr.maskB = d.mask;
+    else pr.maskF = as<float>(d.mask);
+    for (int j = 0; j < 4; j++) pr.maskStrides[j] = d.maskStrides[j];
+    pr.out = as<float>(d.out);
+    pr.B = d.B; pr.Hq = d.Hq; pr.Hkv = d.Hkv; pr.Lq = d.Lq; pr.Lk = d.Lk; pr.D = d.D; pr.Dv = d.Dv;
+    for (int j = 0; j < 3; j++) {
+      pr.qs[j] = d.qStrides[j];
+      pr.ks[j] = d.kStrides[j];
+      pr.vs[j] = d.vStrides[j];
+      pr.os[j] = d.outStrides[j];
+    }
+    pr.causal = d.causal != 0;
+    pr.scale = static_cast<float>(d.scale);
+    attentionBf16(pr, ctx.bf16Kernel);
+    return;
+  }
+  AttnArgs a;
+  a.q = as<float>(d.q);
+  a.k = as<float>(d.k);
+  a.v = as<float>(d.v);
+  a.mask = d.mask;
+  a.out = as<float>(d.out);
+  a.B = d.B; a.Hq = d.Hq; a.Hkv = d.Hkv; a.Lq = d.Lq; a.Lk = d.Lk; a.D = d.D; a.Dv = d.Dv;
+  a.causal = d.causal != 0;
+  a.maskIsBool = d.maskIsBool != 0;
+  for (int j = 0; j < 3; j++) {
+    a.qs[j] = d.qStrides[j];
+    a.ks[j] = d.kStrides[j];
+    a.vs[j] = d.vStrides[j];
+    a.os[j] = d.outStrides[j];
+  }
+  for (int j = 0; j < 4; j++) a.maskStrides[j] = d.maskStrides[j];
+  a.scale = static_cast<float>(d.scale);
+  attention(a);
+}
+
+void runConv2d(const Conv2dDesc& d, const plan::KernelContext& ctx) {
+  ConvArgs a;
+  a.x = as<float>(d.x);
+  a.w = as<float>(d.weight);
+  a.bias = as<float>(d.bias);
+  a.out = as<float>(d.out);
+  a.N = d.N; a.C = d.C; a.H = d.H; a.W = d.W; a.O = d.O; a.kh = d.kh; a.kw = d.kw;
+  a.sh = d.sh; a.sw = d.sw; a.ph = d.ph; a.pw = d.pw; a.dh = d.dh; a.dw = d.dw; a.groups = d.groups;
+  a.act = static_cast<int>(d.act);
+  conv2d(a);
+}
+
+void runGather(const GatherDesc& d, const plan::KernelContext& ctx) {
+  gather(d.x, d.indices, static_cast<int>(d.indexBytes), d.count, d.out, static_cast<int>(d.elemSize), d.outer, d.size, d.inner,
+         d.allowNegative != 0, d.embedding != 0 ? "embedding" : "gather");
+}
+
+void runCast(const CastDesc& d, const plan::KernelContext& ctx) {
+  cast(d.x, static_cast<int>(d.from), d.out, static_cast<int>(d.to), d.n);
+}
+
+void runPad(const PadDesc& d, const plan::KernelContext& ctx) {
+  pad(d.x, d.out, static_cast<int>(d.elemSize), static_cast<int>(d.dtype), static_cast<int>(d.mode), d.inShape.vec(), d.pads.vec(), d.value);
+}
+
+void runGroupNorm(const GroupNormDesc& d, const plan::KernelContext& ctx) {
+  groupNormNcs(as<float>(d.x), as<float>(d.residual), as<float>(d.sum), as<float>(d.weight), as<float>(d.bias), as<float>(d.out), d.N, d.C, d.spatial, d.groups,
+               static_cast<float>(d.eps));
+}
+
+void runUpsampleNearest2d(const UpsampleNearest2dDesc& d, const plan::KernelContext& ctx) {
+  upsampleNearest(d.x, d.out, static_cast<int>(d.elemSize), d.planes, d.H, d.W, d.sh, d.sw);
+}
+
+void runRotary(const RotaryDesc& d, const plan::KernelContext& ctx) {
+  rotaryRows(as<float>(d.x), as<float>(d.cos), as<float>(d.sin), as<float>(d.out), d.rows, d.seq, d.d, d.half, d.interleaved != 0);
+}
+
+void runArgmax(const ArgmaxDesc& d, const plan::KernelContext& ctx) {
+  argmax(as<float>(d.x), as<int64_t>(d.out), d.outer, d.size, d.inner);
+}
+
+void runTopK(const TopKDesc& d, const plan::KernelContext& ctx) {
+  topK(as<float>(d.x), as<float>(d.values), as<int64_t>(d.indices), d.outer, d.size, d.inner, d.k, d.largest != 0, d.sorted != 0);
+}
+
+}  // namespace kt
 }  // namespace inferjit

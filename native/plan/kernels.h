@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../gemm/gemm.h"
+#include "../gemm/gemm_bf16.h"
 #include "../ops/kernels_core.h"
 #include "kernel_table.gen.h"
 
@@ -17,6 +18,17 @@ namespace plan {
 // Element dtypes and op codes: kt:: (kernel_table.gen.h, generated from scripts/kernel-table.mjs).
 using kt::kF32; using kt::kI32; using kt::kI64; using kt::kBool; using kt::kI8; using kt::kU8; using kt::kF16; using kt::kBF16;
 int dtypeBytes(int dtype);
+
+// What a kernel needs besides its descriptor: the packed GEMM weight it reads (one of the three, or
+// none), the bf16 kernel the plan resolved, and an elementwise kernel's program (decoded once).
+struct EwInstr;
+struct KernelContext {
+  const PackedB* packed = nullptr;
+  const PackedBf16* packedBf16 = nullptr;
+  const PackedF16* packedF16 = nullptr;
+  Bf16Kernel bf16Kernel = Bf16Kernel::kAuto;
+  const std::vector<EwInstr>* prog = nullptr;
+};
 
 // A kernel failure that must surface as a JS error (bad index, ...). Thrown only from the calling
 // thread, before or after a parallel section, never from inside one.
