@@ -6,7 +6,9 @@
 // plans would only fight over the same cores anyway. Plans lowered with precision 'bf16' run their
 // packed-weight GEMMs on bf16 panels (gemmBf16, same epilogues) and flagged attention kernels with
 // bf16 products (attentionBf16); precision 'fp16' runs them on f16-stored panels with fp32 products
-// (gemmF16). Activations stay fp32 in the arena either way.
+// (gemmF16). Activations stay fp32 in the arena either way. This file only parses and checks
+// descriptors and runs the list: each kernel's fields, size check, decoder and dispatch come from
+// kernel_table.gen.h (scripts/kernel-table.mjs), its body from kernels.cc.
 #include "plan.h"
 
 #include <chrono>
