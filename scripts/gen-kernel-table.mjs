@@ -156,7 +156,10 @@ function genH() {
     const scalars = new Set();
     for (const f of k.ints) {
       if (f.len === undefined) {
-        L.push(`  if (p + 1 > nI) return "${k.name}: ints end before ${f.name}";`, `  const int64_t ${f.name} = I[p++];`, `  (void)${f.name};`);
+        L.push(`  if (p + 1 > nI) return "${k.name}: ints end before ${f.name}";`);
+        // only the scalars some length refers to are kept
+        if ([...k.ints, ...k.refs.filter((r) => typeof r !== 'string')].some((g) => g.len !== undefined && lens(g.len).includes(f.name))) L.push(`  const int64_t ${f.name} = I[p];`);
+        L.push('  p++;');
         scalars.add(f.name);
       } else {
         L.push(`  if (${len(f, '')} < 0 || p + (${len(f, '')}) > nI) return "${k.name}: ints end inside ${f.name}";`, `  p += ${len(f, '')};`);
