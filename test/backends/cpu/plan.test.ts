@@ -7,13 +7,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randn, rand, fromArray, ops, type Tensor } from '../../../src/index.js';
 import { trace, interpret } from '../../../src/trace/index.js';
-import { dispatch, withEagerBackend } from '../../../src/ops/dispatch.js';
+import { withEagerBackend } from '../../../src/ops/dispatch.js';
 import { optimize } from '../../../src/passes/index.js';
 import type { Graph } from '../../../src/ir/index.js';
 import { PlanExecutable } from '../../../src/backends/cpu/plan/executable.js';
 import { planAddon } from '../../../src/backends/cpu/plan/native.js';
 import { reshapeStrides, contiguousStrides } from '../../../src/backends/cpu/plan/views.js';
 import { assertClose, U } from './helpers.js';
+import { dispatch } from '../../../src/ops/dispatch.js';
 
 const skip = planAddon ? false : 'native plan executor not built';
 let seed = 7100;
