@@ -43,6 +43,12 @@ inline void parallelSpans(int64_t n, int64_t grain, F&& fn) {
 void copyStrided(const uint8_t* src, uint8_t* dst, int elemSize, const std::vector<int64_t>& shape, const std::vector<int64_t>& srcStrides,
                  const std::vector<int64_t>& dstStrides);
 
+// out[o, j] = x[o, idx[j]] for x [outer, size, inner] (any element size, i32/i64 indices; negative
+// indices count from the end when allowNegative). False, with *badIndex set, on the first index out
+// of range (nothing is written then).
+bool gatherRows(const uint8_t* x, const void* indices, int indexBytes, int64_t count, uint8_t* out, int elemSize, int64_t outer,
+                int64_t size, int64_t inner, bool allowNegative, int64_t* badIndex);
+
 // ---- norms (defined in norm.cc) ----
 // sum(v) with fp32 vector partial sums combined in double.
 double sumOf(const float* v, int64_t n);

@@ -193,23 +193,11 @@ void conv2d(const ConvArgs& s) { conv2dNchw(s, gCol); }
 
 void gather(const uint8_t* x, const void* indices, int indexBytes, int64_t count, uint8_t* out, int elemSize, int64_t outer,
             int64_t size, int64_t inner, bool allowNegative, const char* op) {
-  std::vector<int64_t> pos(count);
-  for (int64_t j = 0; j < count; j++) {
-    const int64_t v = indexBytes == 8 ? static_cast<const int64_t*>(indices)[j] : static_cast<const int32_t*>(indices)[j];
-    if (v < -size || v >= size || (!allowNegative && v < 0)) {
-      throw KernelError{std::string(op) + (allowNegative ? ": index " : ": id ") + std::to_string(v) + " is out of range for " +
-                        (allowNegative ? "an axis of size " : "a vocabulary of ") + std::to_string(size) + (allowNegative ? "" : " rows")};
-    }
-    pos[j] = v < 0 ? v + size : v;
+  int64_t v = 0;
+  if (!gatherRows(x, indices, indexBytes, count, out, elemSize, outer, size, inner, allowNegative, &v)) {
+    throw KernelError{std::string(op) + (allowNegative ? ": index " : ": id ") + std::to_string(v) + " is out of range for " +
+                      (allowNegative ? "an axis of size " : "a vocabulary of ") + std::to_string(size) + (allowNegative ? "" : " rows")};
   }
-  const size_t rowBytes = static_cast<size_t>(inner) * elemSize;
-  const int64_t rows = outer * count;
-  parallelSpans(rows, std::max<int64_t>(1, static_cast<int64_t>(65536 / std::max<size_t>(rowBytes, 1))), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; r++) {
-      const int64_t o = r / count, j = r % count;
-      std::memcpy(out + r * rowBytes, x + (o * size + pos[j]) * rowBytes, rowBytes);
-    }
-  });
 }
 
 namespace {
