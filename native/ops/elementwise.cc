@@ -1,5 +1,7 @@
 // Elementwise unary and binary (NumPy broadcasting) kernels, softmax/log_softmax along an axis,
-// and sum/mean/max/min over one contiguous block of axes, all fp32 and multithreaded.
+// and sum/mean/max/min over one contiguous block of axes, all fp32 and multithreaded. The per-op
+// bodies (unaryRow, binaryRow, reduceAxis, softmaxAxis) are the ones the plan executor's kernels
+// call too (kernels_core.h); op codes are kt:: (generated from scripts/kernel-table.mjs).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -32,31 +34,28 @@ void parallelRange(int64_t n, int64_t grain, F&& fn) {
 }
 
 // ---- unary ----
-// Codes shared with src/backends/cpu/addon.ts (UNARY_CODES).
-enum Unary : int { kNeg, kAbs, kRelu, kExp, kLog, kSqrt, kRsqrt, kTanh, kSigmoid, kSilu, kGelu, kGeluTanh, kErf, kSin, kCos };
+// Codes are kt::EwOp (scripts/kernel-table.mjs UNARY), shared with the plan's elementwise programs.
 
 template <typename VF, typename SF>
-void mapUnary(const float* x, float* y, int64_t n, VF vf, SF sf) {
-  parallelRange(n, 1 << 14, [&](int64_t lo, int64_t hi) {
-    int64_t i = lo;
-    for (; i + kW <= hi; i += kW) vf(VecF::load(x + i)).store(y + i);
-    for (; i < hi; i++) y[i] = sf(x[i]);
-  });
+inline void mapRow(const float* x, float* y, int64_t n, VF vf, SF sf) {
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) vf(VecF::load(x + i)).store(y + i);
+  for (; i < n; i++) y[i] = sf(x[i]);
+}
+template <typename SF>
+inline void mapScalar(const float* x, float* y, int64_t n, SF sf) {
+  for (int64_t i = 0; i < n; i++) y[i] = sf(x[i]);
 }
 
-void unary(int op, const float* x, float* y, int64_t n) {
-  auto scalarOnly = [&](auto sf) { mapUnary(x, y, n, [&](VecF v) {
-    float t[kW];
-    v.store(t);
-    for (int j = 0; j < kW; j++) t[j] = sf(t[j]);
-    return VecF::load(t);
-  }, sf); };
+}  // namespace
+
+void unaryRow(int op, const float* x, float* y, int64_t n) {
   switch (op) {
-    case kNeg: mapUnary(x, y, n, [](VecF v) { return VecF::zero() - v; }, [](float v) { return -v; }); break;
-    case kAbs: mapUnary(x, y, n, [](VecF v) { return vabs(v); }, [](float v) { return std::fabs(v); }); break;
-    case kRelu: mapUnary(x, y, n, activate<kActRelu>, [](float v) { return v > 0 ? v : 0.0f; }); break;
-    case kExp: mapUnary(x, y, n, expv, [](float v) { return scalarVia(expv, v); }); break;
-    case kSqrt: mapUnary(x, y, n, [](VecF v) {
+    case kt::kNeg: mapRow(x, y, n, [](VecF v) { return VecF::zero() - v; }, [](float v) { return -v; }); break;
+    case kt::kAbs: mapRow(x, y, n, [](VecF v) { return vabs(v); }, [](float v) { return std::fabs(v); }); break;
+    case kt::kRelu: mapRow(x, y, n, activate<kActRelu>, [](float v) { return v > 0 ? v : 0.0f; }); break;
+    case kt::kExp: mapRow(x, y, n, expv, [](float v) { return scalarVia(expv, v); }); break;
+    case kt::kSqrt: mapRow(x, y, n, [](VecF v) {
 #if defined(IJ_AVX512)
       return VecF(_mm512_sqrt_ps(v.v));
 #elif defined(IJ_AVX2)
@@ -65,18 +64,21 @@ void unary(int op, const float* x, float* y, int64_t n) {
       return VecF(std::sqrt(v.v));
 #endif
     }, [](float v) { return std::sqrt(v); }); break;
-    case kRsqrt: scalarOnly([](float v) { return 1.0f / std::sqrt(v); }); break;
-    case kSigmoid: mapUnary(x, y, n, sigmoidv, [](float v) { return scalarVia(sigmoidv, v); }); break;
-    case kSilu: mapUnary(x, y, n, activate<kActSilu>, [](float v) { return scalarVia(activate<kActSilu>, v); }); break;
-    case kGelu: mapUnary(x, y, n, activate<kActGelu>, [](float v) { return scalarVia(activate<kActGelu>, v); }); break;
-    case kGeluTanh: mapUnary(x, y, n, activate<kActGeluTanh>, [](float v) { return scalarVia(activate<kActGeluTanh>, v); }); break;
-    case kLog: scalarOnly([](float v) { return std::log(v); }); break;
-    case kTanh: scalarOnly([](float v) { return std::tanh(v); }); break;
-    case kErf: scalarOnly([](float v) { return std::erf(v); }); break;
-    case kSin: scalarOnly([](float v) { return std::sin(v); }); break;
-    case kCos: scalarOnly([](float v) { return std::cos(v); }); break;
+    case kt::kRsqrt: mapScalar(x, y, n, [](float v) { return 1.0f / std::sqrt(v); }); break;
+    case kt::kSigmoid: mapRow(x, y, n, sigmoidv, [](float v) { return scalarVia(sigmoidv, v); }); break;
+    case kt::kSilu: mapRow(x, y, n, activate<kActSilu>, [](float v) { return scalarVia(activate<kActSilu>, v); }); break;
+    case kt::kGelu: mapRow(x, y, n, activate<kActGelu>, [](float v) { return scalarVia(activate<kActGelu>, v); }); break;
+    case kt::kGeluTanh: mapRow(x, y, n, activate<kActGeluTanh>, [](float v) { return scalarVia(activate<kActGeluTanh>, v); }); break;
+    case kt::kLog: mapScalar(x, y, n, [](float v) { return std::log(v); }); break;
+    case kt::kTanh: mapScalar(x, y, n, [](float v) { return std::tanh(v); }); break;
+    case kt::kErf: mapScalar(x, y, n, [](float v) { return std::erf(v); }); break;
+    case kt::kSin: mapScalar(x, y, n, [](float v) { return std::sin(v); }); break;
+    case kt::kCos: mapScalar(x, y, n, [](float v) { return std::cos(v); }); break;
+    default: break;
   }
 }
+
+namespace {
 
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -84,13 +86,14 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   auto x = viewOf<float>(env, info[1], "unary: x");
   auto y = viewOf<float>(env, info[2], "unary: out");
   need(env, x.length == y.length, "unary: x and out differ in size");
-  need(env, op >= kNeg && op <= kCos, "unary: unknown op");
-  unary(op, x.data, y.data, static_cast<int64_t>(x.length));
+  need(env, op >= kt::kUnaryFirst && op <= kt::kUnaryLast, "unary: unknown op");
+  parallelRange(static_cast<int64_t>(x.length), 1 << 14, [&](int64_t lo, int64_t hi) { unaryRow(op, x.data + lo, y.data + lo, hi - lo); });
   return env.Undefined();
 }
 
 // ---- binary with broadcasting ----
-enum Binary : int { kAdd, kSub, kMul, kDiv, kMax, kMin, kPow };
+// Codes are kt::EwOp (scripts/kernel-table.mjs BINARY), shared with the plan's elementwise programs.
+constexpr int kAdd = kt::kAdd, kSub = kt::kSub, kMul = kt::kMul, kDiv = kt::kDiv, kMax = kt::kMaximum, kMin = kt::kMinimum, kPow = kt::kPow;
 
 template <int OP>
 inline VecF bop(VecF a, VecF b) {
@@ -190,6 +193,23 @@ void collapse(std::vector<int64_t>& shape, std::vector<int64_t>& sa, std::vector
   sb.swap(b2);
 }
 
+}  // namespace
+
+void binaryRow(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
+  switch (op) {
+    case kAdd: row<kAdd>(a, sa, b, sb, y, n); break;
+    case kSub: row<kSub>(a, sa, b, sb, y, n); break;
+    case kMul: row<kMul>(a, sa, b, sb, y, n); break;
+    case kDiv: row<kDiv>(a, sa, b, sb, y, n); break;
+    case kMax: row<kMax>(a, sa, b, sb, y, n); break;
+    case kMin: row<kMin>(a, sa, b, sb, y, n); break;
+    case kPow: row<kPow>(a, sa, b, sb, y, n); break;
+    default: break;
+  }
+}
+
+namespace {
+
 Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int op = static_cast<int>(i64(info[0]));
@@ -278,75 +298,6 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// ---- reductions over one contiguous block of axes: x viewed as [outer, size, inner] ----
-enum Reduce : int { kSum, kMean, kRMax, kRMin };
-
-Napi::Value ReduceOp(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const int op = static_cast<int>(i64(info[0]));
-  auto x = viewOf<float>(env, info[1], "reduce: x");
-  auto y = viewOf<float>(env, info[2], "reduce: out");
-  const int64_t outer = i64(info[3]), size = i64(info[4]), inner = i64(info[5]);
-  need(env, static_cast<size_t>(outer * size * inner) == x.length && static_cast<size_t>(outer * inner) == y.length,
-       "reduce: sizes do not match");
-  need(env, op >= kSum && op <= kRMin, "reduce: unknown op");
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  const float init = op == kRMax ? -std::numeric_limits<float>::infinity() : op == kRMin ? std::numeric_limits<float>::infinity() : 0.0f;
-  const float scale = op == kMean ? 1.0f / static_cast<float>(size) : 1.0f;
-  if (inner == 1) {
-    parallelRange(outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t o = lo; o < hi; o++) {
-        const float* r = x.data + o * size;
-        int64_t i = 0;
-        if (op == kSum || op == kMean) {
-          // Four vector accumulators: shorter rounding chains and more ILP than one.
-          VecF s0 = VecF::zero(), s1 = VecF::zero(), s2 = VecF::zero(), s3 = VecF::zero();
-          for (; i + 4 * kW <= size; i += 4 * kW) {
-            s0 = s0 + VecF::load(r + i);
-            s1 = s1 + VecF::load(r + i + kW);
-            s2 = s2 + VecF::load(r + i + 2 * kW);
-            s3 = s3 + VecF::load(r + i + 3 * kW);
-          }
-          for (; i + kW <= size; i += kW) s0 = s0 + VecF::load(r + i);
-          double s = static_cast<double>(((s0 + s1) + (s2 + s3)).sum());
-          for (; i < size; i++) s += r[i];
-          y.data[o] = static_cast<float>(s) * scale;
-        } else {
-          float m = init;
-          bool sawNan = false;
-          for (; i < size; i++) {
-            const float v = r[i];
-            sawNan |= v != v;
-            m = op == kRMax ? (v > m ? v : m) : (v < m ? v : m);
-          }
-          y.data[o] = sawNan ? nan : m;
-        }
-      }
-    });
-    return env.Undefined();
-  }
-  // Reduce over a middle axis: accumulate whole inner rows (contiguous, vectorizes).
-  parallelRange(outer, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t o = lo; o < hi; o++) {
-      float* acc = y.data + o * inner;
-      std::fill(acc, acc + inner, init);
-      for (int64_t k = 0; k < size; k++) {
-        const float* r = x.data + (o * size + k) * inner;
-        if (op == kSum || op == kMean) {
-          for (int64_t j = 0; j < inner; j++) acc[j] += r[j];
-        } else if (op == kRMax) {
-          for (int64_t j = 0; j < inner; j++) acc[j] = (r[j] != r[j] || acc[j] != acc[j]) ? nan : (r[j] > acc[j] ? r[j] : acc[j]);
-        } else {
-          for (int64_t j = 0; j < inner; j++) acc[j] = (r[j] != r[j] || acc[j] != acc[j]) ? nan : (r[j] < acc[j] ? r[j] : acc[j]);
-        }
-      }
-      if (scale != 1.0f)
-        for (int64_t j = 0; j < inner; j++) acc[j] *= scale;
-    }
-  });
-  return env.Undefined();
-}
-
 }  // namespace
 
 void softmaxAxis(const float* x, float* y, int64_t outer, int64_t size, int64_t inner, bool logMode) {
@@ -369,6 +320,81 @@ void softmaxAxis(const float* x, float* y, int64_t outer, int64_t size, int64_t 
     }
   });
 }
+
+// Reductions over one contiguous block of axes: x viewed as [outer, size, inner], op kt::ReduceOp.
+void reduceAxis(int op, const float* x, float* y, int64_t outer, int64_t size, int64_t inner) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float init = op == kt::kReduceMax ? -std::numeric_limits<float>::infinity() : op == kt::kReduceMin ? std::numeric_limits<float>::infinity() : 0.0f;
+  const float scale = op == kt::kReduceMean ? 1.0f / static_cast<float>(size) : 1.0f;
+  if (inner == 1) {
+    parallelRange(outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t o = lo; o < hi; o++) {
+        const float* r = x + o * size;
+        int64_t i = 0;
+        if (op == kt::kReduceSum || op == kt::kReduceMean) {
+          // Four vector accumulators: shorter rounding chains and more ILP than one.
+          VecF s0 = VecF::zero(), s1 = VecF::zero(), s2 = VecF::zero(), s3 = VecF::zero();
+          for (; i + 4 * kW <= size; i += 4 * kW) {
+            s0 = s0 + VecF::load(r + i);
+            s1 = s1 + VecF::load(r + i + kW);
+            s2 = s2 + VecF::load(r + i + 2 * kW);
+            s3 = s3 + VecF::load(r + i + 3 * kW);
+          }
+          for (; i + kW <= size; i += kW) s0 = s0 + VecF::load(r + i);
+          double s = static_cast<double>(((s0 + s1) + (s2 + s3)).sum());
+          for (; i < size; i++) s += r[i];
+          y[o] = static_cast<float>(s) * scale;
+        } else {
+          float m = init;
+          bool sawNan = false;
+          for (; i < size; i++) {
+            const float v = r[i];
+            sawNan |= v != v;
+            m = op == kt::kReduceMax ? (v > m ? v : m) : (v < m ? v : m);
+          }
+          y[o] = sawNan ? nan : m;
+        }
+      }
+    });
+    return;
+  }
+  // Reduce over a middle axis: accumulate whole inner rows (contiguous, vectorizes).
+  parallelRange(outer, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t o = lo; o < hi; o++) {
+      float* acc = y + o * inner;
+      std::fill(acc, acc + inner, init);
+      for (int64_t k = 0; k < size; k++) {
+        const float* r = x + (o * size + k) * inner;
+        if (op == kt::kReduceSum || op == kt::kReduceMean) {
+          for (int64_t j = 0; j < inner; j++) acc[j] += r[j];
+        } else if (op == kt::kReduceMax) {
+          for (int64_t j = 0; j < inner; j++) acc[j] = (r[j] != r[j] || acc[j] != acc[j]) ? nan : (r[j] > acc[j] ? r[j] : acc[j]);
+        } else {
+          for (int64_t j = 0; j < inner; j++) acc[j] = (r[j] != r[j] || acc[j] != acc[j]) ? nan : (r[j] < acc[j] ? r[j] : acc[j]);
+        }
+      }
+      if (scale != 1.0f)
+        for (int64_t j = 0; j < inner; j++) acc[j] *= scale;
+    }
+  });
+}
+
+namespace {
+
+Napi::Value ReduceOp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int op = static_cast<int>(i64(info[0]));
+  auto x = viewOf<float>(env, info[1], "reduce: x");
+  auto y = viewOf<float>(env, info[2], "reduce: out");
+  const int64_t outer = i64(info[3]), size = i64(info[4]), inner = i64(info[5]);
+  need(env, static_cast<size_t>(outer * size * inner) == x.length && static_cast<size_t>(outer * inner) == y.length,
+       "reduce: sizes do not match");
+  need(env, op >= kt::kReduceSum && op <= kt::kReduceMin, "reduce: unknown op");
+  reduceAxis(op, x.data, y.data, outer, size, inner);
+  return env.Undefined();
+}
+
+}  // namespace
 
 void registerElementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary));

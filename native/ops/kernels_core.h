@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../plan/kernel_table.gen.h"  // kt:: op codes (scripts/kernel-table.mjs)
 #include "../simd.h"
 #include "../threadpool.h"
 
@@ -42,6 +43,12 @@ inline void parallelSpans(int64_t n, int64_t grain, F&& fn) {
 void copyStrided(const uint8_t* src, uint8_t* dst, int elemSize, const std::vector<int64_t>& shape, const std::vector<int64_t>& srcStrides,
                  const std::vector<int64_t>& dstStrides);
 
+// out[o, j] = x[o, idx[j]] for x [outer, size, inner] (any element size, i32/i64 indices; negative
+// indices count from the end when allowNegative). False, with *badIndex set, on the first index out
+// of range (nothing is written then).
+bool gatherRows(const uint8_t* x, const void* indices, int indexBytes, int64_t count, uint8_t* out, int elemSize, int64_t outer,
+                int64_t size, int64_t inner, bool allowNegative, int64_t* badIndex);
+
 // ---- norms (defined in norm.cc) ----
 // sum(v) with fp32 vector partial sums combined in double.
 double sumOf(const float* v, int64_t n);
@@ -53,9 +60,27 @@ double sqDevOf(const float* v, int64_t n, float c);
 void normRow(const float* x, const float* residual, float* sumOut, float* y, int64_t cols, bool rms, float eps,
              const float* w, const float* b, const float* shift, const float* scale);
 
+// ---- elementwise and reductions (defined in elementwise.cc) ----
+// One body per op for eager calls and plan programs. op is a kt::EwOp unary code; serial (callers
+// split the range across the pool).
+void unaryRow(int op, const float* x, float* y, int64_t n);
+// y[i] = a[i·sa] op b[i·sb] for a kt::EwOp binary code (strides 0 broadcast, 1 vectorize, else scalar).
+void binaryRow(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n);
+// kt::ReduceOp over the middle axis of [outer, size, inner] (multithreaded).
+void reduceAxis(int op, const float* x, float* y, int64_t outer, int64_t size, int64_t inner);
+
 // ---- softmax (defined in elementwise.cc) ----
 // softmax (or log_softmax) of x viewed as [outer, size, inner] along the middle axis.
 void softmaxAxis(const float* x, float* y, int64_t outer, int64_t size, int64_t inner, bool logMode);
+
+// Group norm over a contiguous [N, C, spatial] (a group's channels contiguous), weight/bias [C] or
+// null; with a residual, sum = x + residual is written and normalized (add_group_norm).
+void groupNormNcs(const float* x, const float* residual, float* sum, const float* w, const float* b, float* y, int64_t N, int64_t C,
+                  int64_t spatial, int64_t groups, float eps);
+// Rotary embedding of contiguous rows [rows, d], row r at position r % seq, cos/sin [seq, half];
+// pairs (i, i + half), or (2i, 2i + 1) when interleaved; dims >= 2·half pass through.
+void rotaryRows(const float* x, const float* cos, const float* sin, float* y, int64_t rows, int64_t seq, int64_t d, int64_t half,
+                bool interleaved);
 
 // ---- conv2d (defined in conv.cc) ----
 // NCHW conv2d with groups, stride, padding, dilation and a fused activation, as im2col + GEMM.

@@ -74,26 +74,36 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
   const size_t es = x.elemSize;
   need(env, x.bytes == static_cast<size_t>(outer * size * inner) * es && y.bytes == static_cast<size_t>(outer * count * inner) * es && y.elemSize == es,
        "gather: sizes do not match");
-  std::vector<int64_t> pos(count);
-  for (int64_t j = 0; j < count; j++) {
-    int64_t v = idx.elemSize == 8 ? reinterpret_cast<const int64_t*>(idx.data)[j] : reinterpret_cast<const int32_t*>(idx.data)[j];
-    if (v < -size || v >= size || (!allowNegative && v < 0)) return Napi::Number::New(env, static_cast<double>(v));
-    pos[j] = v < 0 ? v + size : v;
+  int64_t bad = 0;
+  if (!gatherRows(x.data, idx.data, static_cast<int>(idx.elemSize), count, y.data, static_cast<int>(es), outer, size, inner, allowNegative, &bad)) {
+    return Napi::Number::New(env, static_cast<double>(bad));
   }
-  const size_t rowBytes = static_cast<size_t>(inner) * es;
-  const int64_t rows = outer * count;
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(numThreads() * 4, static_cast<int64_t>(rows * rowBytes / 65536)));
-  parallelFor(chunks, [&](int64_t c, int) {
-    const int64_t lo = rows * c / chunks, hi = rows * (c + 1) / chunks;
-    for (int64_t r = lo; r < hi; r++) {
-      const int64_t o = r / count, j = r % count;
-      std::memcpy(y.data + r * rowBytes, x.data + (o * size + pos[j]) * rowBytes, rowBytes);
-    }
-  });
   return env.Undefined();
 }
 
 }  // namespace
+
+bool gatherRows(const uint8_t* x, const void* indices, int indexBytes, int64_t count, uint8_t* out, int elemSize, int64_t outer,
+                int64_t size, int64_t inner, bool allowNegative, int64_t* badIndex) {
+  std::vector<int64_t> pos(count);
+  for (int64_t j = 0; j < count; j++) {
+    const int64_t v = indexBytes == 8 ? static_cast<const int64_t*>(indices)[j] : static_cast<const int32_t*>(indices)[j];
+    if (v < -size || v >= size || (!allowNegative && v < 0)) {
+      *badIndex = v;
+      return false;
+    }
+    pos[j] = v < 0 ? v + size : v;
+  }
+  const size_t rowBytes = static_cast<size_t>(inner) * elemSize;
+  const int64_t rows = outer * count;
+  parallelSpans(rows, std::max<int64_t>(1, static_cast<int64_t>(65536 / std::max<size_t>(rowBytes, 1))), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+      const int64_t o = r / count, j = r % count;
+      std::memcpy(out + r * rowBytes, x + (o * size + pos[j]) * rowBytes, rowBytes);
+    }
+  });
+  return true;
+}
 
 namespace {
 

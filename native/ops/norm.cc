@@ -146,7 +146,9 @@ double addSumOf(const float* x, const float* r, float* s, int64_t n) {
 // Group norm over [N, C, spatial] with a group's channels contiguous; one task per (sample, group).
 // With a residual, each group's x + r goes to `sum` in the pass that accumulates the mean and is
 // normalized from there (group_norm when res is null, add_group_norm otherwise).
-void groupNormRun(const float* x, const float* res, float* sum, const float* w, const float* b, float* y,
+}  // namespace
+
+void groupNormNcs(const float* x, const float* res, float* sum, const float* w, const float* b, float* y,
                   int64_t N, int64_t C, int64_t spatial, int64_t G, float eps) {
   const int64_t cg = C / G, per = cg * spatial;
   parallelFor(N * G, [&](int64_t t, int) {
@@ -178,6 +180,8 @@ void groupNormRun(const float* x, const float* res, float* sum, const float* w, 
   });
 }
 
+namespace {
+
 // groupNorm(x, weight, bias, out, N, C, spatial, groups, eps): channels of a group are contiguous.
 Napi::Value GroupNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -190,7 +194,7 @@ Napi::Value GroupNorm(const Napi::CallbackInfo& info) {
   need(env, G > 0 && C % G == 0, "groupNorm: channels must divide into groups");
   need(env, x.length == static_cast<size_t>(N * C * spatial) && y.length == x.length, "groupNorm: sizes do not match");
   need(env, (!w || w.length == static_cast<size_t>(C)) && (!b || b.length == static_cast<size_t>(C)), "groupNorm: weight/bias must have C elements");
-  groupNormRun(x.data, nullptr, nullptr, w.data, b.data, y.data, N, C, spatial, G, eps);
+  groupNormNcs(x.data, nullptr, nullptr, w.data, b.data, y.data, N, C, spatial, G, eps);
   return env.Undefined();
 }
 
@@ -210,7 +214,7 @@ Napi::Value AddGroupNorm(const Napi::CallbackInfo& info) {
   need(env, x.length == static_cast<size_t>(N * C * spatial) && y.length == x.length && r.length == x.length && sum.length == x.length,
        "addGroupNorm: x, residual, out and sum must all have N*C*spatial elements");
   need(env, (!w || w.length == static_cast<size_t>(C)) && (!b || b.length == static_cast<size_t>(C)), "addGroupNorm: weight/bias must have C elements");
-  groupNormRun(x.data, r.data, sum.data, w.data, b.data, y.data, N, C, spatial, G, eps);
+  groupNormNcs(x.data, r.data, sum.data, w.data, b.data, y.data, N, C, spatial, G, eps);
   return env.Undefined();
 }
 
@@ -345,11 +349,19 @@ Napi::Value Rotary(const Napi::CallbackInfo& info) {
   const bool interleaved = flag(info[8]);
   need(env, x.length == static_cast<size_t>(rows * d) && y.length == x.length, "rotary: sizes do not match");
   need(env, 2 * half <= d && cs.length == static_cast<size_t>(seq * half) && sn.length == cs.length, "rotary: cos/sin sizes do not match");
+  rotaryRows(x.data, cs.data, sn.data, y.data, rows, seq, d, half, interleaved);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void rotaryRows(const float* x, const float* cs, const float* sn, float* y, int64_t rows, int64_t seq, int64_t d, int64_t half,
+                bool interleaved) {
   parallelRows(rows, d, [&](int64_t r) {
-    const float* xr = x.data + r * d;
-    float* yr = y.data + r * d;
-    const float* c = cs.data + (r % seq) * half;
-    const float* s = sn.data + (r % seq) * half;
+    const float* xr = x + r * d;
+    float* yr = y + r * d;
+    const float* c = cs + (r % seq) * half;
+    const float* s = sn + (r % seq) * half;
     if (!interleaved) {
       int64_t i = 0;
       for (; i + kW <= half; i += kW) {
@@ -372,10 +384,7 @@ Napi::Value Rotary(const Napi::CallbackInfo& info) {
     }
     for (int64_t i = 2 * half; i < d; i++) yr[i] = xr[i];
   });
-  return env.Undefined();
 }
-
-}  // namespace
 
 void registerNorm(Napi::Env env, Napi::Object exports) {
   exports.Set("norm", Napi::Function::New(env, Norm));

@@ -1,7 +1,8 @@
-// The plan executor's kernels on raw pointers (see kernels.h). Strided copy, norm rows, softmax,
-// conv2d and attention call the cores the eager kernels use (native/ops/kernels_core.h), so those
-// agree with eager execution bit for bit; elementwise programs and reductions are plan-specific
-// and follow the same SIMD exp/erf/sigmoid.
+// The plan executor's kernels on raw pointers (see kernels.h). Strided copy, unary and binary
+// instructions, reductions, norm rows, group norm, rotary, softmax, conv2d and attention call the
+// cores the eager kernels use (native/ops/kernels_core.h), so those agree with eager execution bit
+// for bit; what is plan-only (program interpretation, comparisons, pad, upsample, argmax, top_k,
+// gather, cast) lives here.
 #include "kernels.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <limits>
 
 #include "../ops/kernels_core.h"
+#include "../attention/attention_bf16.h"
 #include "../gemm/gemm_bf16.h"  // bf16ToFloatScalar / floatToBf16 (round to nearest even)
 #include "../quant/qmatmul.h"    // halfToFloat / floatToHalf (round to nearest even)
 #include "../simd.h"
@@ -45,62 +47,16 @@ void stridedCopy(const uint8_t* src, uint8_t* dst, int elemSize, std::vector<int
 
 namespace {
 
-enum Op : int {
-  kNeg = 0, kAbs, kRelu, kExp, kLog, kSqrt, kRsqrt, kTanh, kSigmoid, kSilu, kGelu, kGeluTanh, kErf, kSin, kCos,
-  kAdd = 20, kSub, kMul, kDiv, kMax, kMin, kPow,
-  kEqual = 40, kLess, kGreater,
-  kWhere = 60,
-};
-
 constexpr int64_t kChunk = 512;
 
-template <typename VF, typename SF>
-inline void mapU(const float* x, float* y, int64_t n, VF vf, SF sf) {
-  int64_t i = 0;
-  for (; i + kW <= n; i += kW) vf(VecF::load(x + i)).store(y + i);
-  for (; i < n; i++) y[i] = sf(x[i]);
-}
-template <typename SF>
-inline void mapS(const float* x, float* y, int64_t n, SF sf) {
-  for (int64_t i = 0; i < n; i++) y[i] = sf(x[i]);
-}
-template <typename VF, typename SF>
-inline void mapB(const float* a, const float* b, float* y, int64_t n, VF vf, SF sf) {
-  int64_t i = 0;
-  for (; i + kW <= n; i += kW) vf(VecF::load(a + i), VecF::load(b + i)).store(y + i);
-  for (; i < n; i++) y[i] = sf(a[i], b[i]);
-}
-
 void applyInstr(int op, const float* a, const float* b, const float* c, float* y, int64_t n) {
-  const float nan = std::numeric_limits<float>::quiet_NaN();
+  if (op >= kt::kUnaryFirst && op <= kt::kUnaryLast) return unaryRow(op, a, y, n);
+  if (op >= kt::kBinaryFirst && op <= kt::kBinaryLast) return binaryRow(op, a, 1, b, 1, y, n);
   switch (op) {
-    case kNeg: mapU(a, y, n, [](VecF v) { return VecF::zero() - v; }, [](float v) { return -v; }); break;
-    case kAbs: mapU(a, y, n, [](VecF v) { return vabs(v); }, [](float v) { return std::fabs(v); }); break;
-    case kRelu: mapU(a, y, n, activate<kActRelu>, [](float v) { return v > 0 ? v : 0.0f; }); break;
-    case kExp: mapU(a, y, n, expv, [](float v) { return scalarVia(expv, v); }); break;
-    case kLog: mapS(a, y, n, [](float v) { return std::log(v); }); break;
-    case kSqrt: mapS(a, y, n, [](float v) { return std::sqrt(v); }); break;
-    case kRsqrt: mapS(a, y, n, [](float v) { return 1.0f / std::sqrt(v); }); break;
-    case kTanh: mapS(a, y, n, [](float v) { return std::tanh(v); }); break;
-    case kSigmoid: mapU(a, y, n, sigmoidv, [](float v) { return scalarVia(sigmoidv, v); }); break;
-    case kSilu: mapU(a, y, n, activate<kActSilu>, [](float v) { return scalarVia(activate<kActSilu>, v); }); break;
-    case kGelu: mapU(a, y, n, activate<kActGelu>, [](float v) { return scalarVia(activate<kActGelu>, v); }); break;
-    case kGeluTanh: mapU(a, y, n, activate<kActGeluTanh>, [](float v) { return scalarVia(activate<kActGeluTanh>, v); }); break;
-    case kErf: mapS(a, y, n, [](float v) { return std::erf(v); }); break;
-    case kSin: mapS(a, y, n, [](float v) { return std::sin(v); }); break;
-    case kCos: mapS(a, y, n, [](float v) { return std::cos(v); }); break;
-    case kAdd: mapB(a, b, y, n, [](VecF p, VecF q) { return p + q; }, [](float p, float q) { return p + q; }); break;
-    case kSub: mapB(a, b, y, n, [](VecF p, VecF q) { return p - q; }, [](float p, float q) { return p - q; }); break;
-    case kMul: mapB(a, b, y, n, [](VecF p, VecF q) { return p * q; }, [](float p, float q) { return p * q; }); break;
-    case kDiv: mapB(a, b, y, n, [](VecF p, VecF q) { return p / q; }, [](float p, float q) { return p / q; }); break;
-    // NaN propagates like Math.max/min (the reference).
-    case kMax: for (int64_t i = 0; i < n; i++) y[i] = (a[i] != a[i] || b[i] != b[i]) ? nan : (a[i] > b[i] ? a[i] : b[i]); break;
-    case kMin: for (int64_t i = 0; i < n; i++) y[i] = (a[i] != a[i] || b[i] != b[i]) ? nan : (a[i] < b[i] ? a[i] : b[i]); break;
-    case kPow: for (int64_t i = 0; i < n; i++) y[i] = std::pow(a[i], b[i]); break;
-    case kEqual: for (int64_t i = 0; i < n; i++) y[i] = a[i] == b[i] ? 1.0f : 0.0f; break;
-    case kLess: for (int64_t i = 0; i < n; i++) y[i] = a[i] < b[i] ? 1.0f : 0.0f; break;
-    case kGreater: for (int64_t i = 0; i < n; i++) y[i] = a[i] > b[i] ? 1.0f : 0.0f; break;
-    case kWhere: for (int64_t i = 0; i < n; i++) y[i] = a[i] != 0.0f ? b[i] : c[i]; break;
+    case kt::kEqual: for (int64_t i = 0; i < n; i++) y[i] = a[i] == b[i] ? 1.0f : 0.0f; break;
+    case kt::kLess: for (int64_t i = 0; i < n; i++) y[i] = a[i] < b[i] ? 1.0f : 0.0f; break;
+    case kt::kGreater: for (int64_t i = 0; i < n; i++) y[i] = a[i] > b[i] ? 1.0f : 0.0f; break;
+    case kt::kWhere: for (int64_t i = 0; i < n; i++) y[i] = a[i] != 0.0f ? b[i] : c[i]; break;
     default: break;
   }
 }
@@ -206,55 +162,10 @@ void norm(const NormArgs& a) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// softmax and reductions
+// softmax
 
 void softmax(const float* x, float* y, int64_t outer, int64_t size, int64_t inner, bool logMode) {
   softmaxAxis(x, y, outer, size, inner, logMode);
-}
-
-void reduce(int op, const float* x, float* y, int64_t outer, int64_t size, int64_t inner) {
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  const bool sum = op == 0 || op == 1;
-  const float init = op == 2 ? -std::numeric_limits<float>::infinity() : op == 3 ? std::numeric_limits<float>::infinity() : 0.0f;
-  const float scale = op == 1 ? 1.0f / static_cast<float>(size) : 1.0f;
-  if (inner == 1) {
-    parallelSpans(outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t o = lo; o < hi; o++) {
-        const float* r = x + o * size;
-        if (sum) {
-          y[o] = static_cast<float>(sumOf(r, size)) * scale;
-        } else {
-          float m = init;
-          bool sawNan = false;
-          for (int64_t i = 0; i < size; i++) {
-            const float v = r[i];
-            sawNan |= v != v;
-            m = op == 2 ? (v > m ? v : m) : (v < m ? v : m);
-          }
-          y[o] = sawNan ? nan : m;
-        }
-      }
-    });
-    return;
-  }
-  parallelSpans(outer, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t o = lo; o < hi; o++) {
-      float* acc = y + o * inner;
-      std::fill(acc, acc + inner, init);
-      for (int64_t k = 0; k < size; k++) {
-        const float* r = x + (o * size + k) * inner;
-        if (sum) {
-          for (int64_t j = 0; j < inner; j++) acc[j] += r[j];
-        } else if (op == 2) {
-          for (int64_t j = 0; j < inner; j++) acc[j] = (r[j] != r[j] || acc[j] != acc[j]) ? nan : (r[j] > acc[j] ? r[j] : acc[j]);
-        } else {
-          for (int64_t j = 0; j < inner; j++) acc[j] = (r[j] != r[j] || acc[j] != acc[j]) ? nan : (r[j] < acc[j] ? r[j] : acc[j]);
-        }
-      }
-      if (scale != 1.0f)
-        for (int64_t j = 0; j < inner; j++) acc[j] *= scale;
-    }
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,23 +193,11 @@ void conv2d(const ConvArgs& s) { conv2dNchw(s, gCol); }
 
 void gather(const uint8_t* x, const void* indices, int indexBytes, int64_t count, uint8_t* out, int elemSize, int64_t outer,
             int64_t size, int64_t inner, bool allowNegative, const char* op) {
-  std::vector<int64_t> pos(count);
-  for (int64_t j = 0; j < count; j++) {
-    const int64_t v = indexBytes == 8 ? static_cast<const int64_t*>(indices)[j] : static_cast<const int32_t*>(indices)[j];
-    if (v < -size || v >= size || (!allowNegative && v < 0)) {
-      throw KernelError{std::string(op) + (allowNegative ? ": index " : ": id ") + std::to_string(v) + " is out of range for " +
-                        (allowNegative ? "an axis of size " : "a vocabulary of ") + std::to_string(size) + (allowNegative ? "" : " rows")};
-    }
-    pos[j] = v < 0 ? v + size : v;
+  int64_t v = 0;
+  if (!gatherRows(x, indices, indexBytes, count, out, elemSize, outer, size, inner, allowNegative, &v)) {
+    throw KernelError{std::string(op) + (allowNegative ? ": index " : ": id ") + std::to_string(v) + " is out of range for " +
+                      (allowNegative ? "an axis of size " : "a vocabulary of ") + std::to_string(size) + (allowNegative ? "" : " rows")};
   }
-  const size_t rowBytes = static_cast<size_t>(inner) * elemSize;
-  const int64_t rows = outer * count;
-  parallelSpans(rows, std::max<int64_t>(1, static_cast<int64_t>(65536 / std::max<size_t>(rowBytes, 1))), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; r++) {
-      const int64_t o = r / count, j = r % count;
-      std::memcpy(out + r * rowBytes, x + (o * size + pos[j]) * rowBytes, rowBytes);
-    }
-  });
 }
 
 namespace {
@@ -369,5 +268,326 @@ void cast(const void* x, int from, void* y, int to, int64_t n) {
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// pad, upsample
+
+void pad(const uint8_t* x, uint8_t* out, int elemSize, int dtype, int mode, const std::vector<int64_t>& inShape,
+         const std::vector<int64_t>& pads, double value) {
+  const int rank = static_cast<int>(inShape.size());
+  std::vector<int64_t> outShape(rank), inStrides(rank);
+  int64_t acc = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    outShape[d] = inShape[d] + pads[2 * d] + pads[2 * d + 1];
+    inStrides[d] = acc;
+    acc *= inShape[d];
+  }
+  // Per dim: the source coordinate of each output coordinate, -1 where the constant goes.
+  std::vector<std::vector<int64_t>> src(rank);
+  for (int d = 0; d < rank; d++) {
+    const int64_t dim = inShape[d], b = pads[2 * d];
+    src[d].resize(outShape[d]);
+    for (int64_t o = 0; o < outShape[d]; o++) {
+      int64_t i = o - b;
+      if (i < 0 || i >= dim) {
+        if (mode == kt::kPadConstant) i = -1;
+        else if (mode == kt::kPadReplicate) i = i < 0 ? 0 : dim - 1;
+        else i = i < 0 ? -i : 2 * (dim - 1) - i;  // reflect (edge not repeated)
+      }
+      src[d][o] = i;
+    }
+  }
+  uint8_t fill[8] = {0};
+  const float fv = static_cast<float>(value);
+  cast(&fv, kF32, fill, dtype, 1);
+  const int64_t es = elemSize;
+  if (rank == 0) {
+    std::memcpy(out, x, es);
+    return;
+  }
+  const int64_t len = outShape[rank - 1];
+  int64_t rows = 1;
+  for (int d = 0; d < rank - 1; d++) rows *= outShape[d];
+  if (len == 0 || rows == 0) return;
+  const std::vector<int64_t>& last = src[rank - 1];
+  parallelSpans(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(len * es, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+      uint8_t* o = out + r * len * es;
+      int64_t rem = r, off = 0;
+      bool constant = false;
+      for (int d = rank - 2; d >= 0; d--) {
+        const int64_t idx = src[d][rem % outShape[d]];
+        rem /= outShape[d];
+        if (idx < 0) constant = true;
+        else off += idx * inStrides[d];
+      }
+      if (constant) {
+        for (int64_t j = 0; j < len; j++) std::memcpy(o + j * es, fill, es);
+        continue;
+      }
+      const uint8_t* row = x + off * es;
+      const int64_t b = pads[2 * (rank - 1)], dim = inShape[rank - 1];
+      for (int64_t j = 0; j < b && j < len; j++) {
+        if (last[j] < 0) std::memcpy(o + j * es, fill, es);
+        else std::memcpy(o + j * es, row + last[j] * es, es);
+      }
+      if (dim > 0) std::memcpy(o + b * es, row, dim * es);  // the interior is one contiguous run
+      for (int64_t j = b + dim; j < len; j++) {
+        if (last[j] < 0) std::memcpy(o + j * es, fill, es);
+        else std::memcpy(o + j * es, row + last[j] * es, es);
+      }
+    }
+  });
+}
+
+void upsampleNearest(const uint8_t* x, uint8_t* out, int elemSize, int64_t planes, int64_t H, int64_t W, int64_t sh, int64_t sw) {
+  const int64_t OH = H * sh, OW = W * sw, es = elemSize, rowBytes = OW * es;
+  if (planes * OH * OW == 0) return;
+  // One task per source row: widen it once, then copy it sh times.
+  parallelSpans(planes * H, std::max<int64_t>(1, 16384 / std::max<int64_t>(rowBytes * sh, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; t++) {
+      const uint8_t* in = x + t * W * es;
+      uint8_t* o = out + t * sh * rowBytes;  // plane p, source row y -> output rows y·sh ..
+      if (es == 4) {
+        const uint32_t* s = reinterpret_cast<const uint32_t*>(in);
+        uint32_t* d = reinterpret_cast<uint32_t*>(o);
+        for (int64_t q = 0; q < W; q++)
+          for (int64_t k = 0; k < sw; k++) d[q * sw + k] = s[q];
+      } else {
+        for (int64_t q = 0; q < W; q++)
+          for (int64_t k = 0; k < sw; k++) std::memcpy(o + (q * sw + k) * es, in + q * es, es);
+      }
+      for (int64_t k = 1; k < sh; k++) std::memcpy(o + k * rowBytes, o, rowBytes);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// argmax, top_k
+
+void argmax(const float* x, int64_t* out, int64_t outer, int64_t size, int64_t inner) {
+  parallelSpans(outer * inner, std::max<int64_t>(1, 8192 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; t++) {
+      const int64_t o = t / inner, i = t % inner;
+      const float* col = x + o * size * inner + i;
+      // strict '>' keeps the first index on ties; the first NaN wins and ends the scan
+      int64_t best = 0;
+      float bv = col[0];
+      for (int64_t k = 1; k < size && bv == bv; k++) {
+        const float v = col[k * inner];
+        if (v > bv || v != v) {
+          best = k;
+          bv = v;
+        }
+      }
+      out[t] = best;
+    }
+  });
+}
+
+void topK(const float* x, float* values, int64_t* indices, int64_t outer, int64_t size, int64_t inner, int64_t k, bool largest,
+          bool sorted) {
+  if (k == 0) return;
+  parallelSpans(outer * inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(size, 1)), [&](int64_t lo, int64_t hi) {
+    std::vector<int64_t> order(size);
+    std::vector<float> col(size);
+    for (int64_t t = lo; t < hi; t++) {
+      const int64_t o = t / inner, i = t % inner;
+      for (int64_t j = 0; j < size; j++) {
+        col[j] = x[(o * size + j) * inner + i];
+        order[j] = j;
+      }
+      // total order: NaN above every number, then by value, then the lower index first
+      auto before = [&](int64_t p, int64_t q) {
+        const float a = col[p], b = col[q];
+        const bool na = a != a, nb = b != b;
+        int c;
+        if (na || nb) c = na && nb ? 0 : na ? 1 : -1;
+        else c = a == b ? 0 : a > b ? 1 : -1;
+        if (!largest) c = -c;
+        return c != 0 ? c > 0 : p < q;
+      };
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+      if (!sorted) std::sort(order.begin(), order.begin() + k);
+      for (int64_t j = 0; j < k; j++) {
+        const int64_t dst = (o * k + j) * inner + i;
+        values[dst] = col[order[j]];
+        indices[dst] = order[j];
+      }
+    }
+  });
+}
+
 }  // namespace plan
+
+// ---------------------------------------------------------------------------------------------
+// Kernel bodies by name (declared in kernel_table.gen.h): each takes its decoded descriptor and
+// calls the kernel above, or the eager kernels' core it shares.
+
+namespace kt {
+namespace {
+template <typename T>
+T* as(uint8_t* p) { return reinterpret_cast<T*>(p); }
+}  // namespace
+
+using namespace plan;
+
+void runCopy(const CopyDesc& d, const plan::KernelContext& ctx) {
+  stridedCopy(d.src, d.dst, static_cast<int>(d.elemSize), d.shape.vec(), d.srcStrides.vec(), d.dstStrides.vec());
+}
+
+void runElementwise(const ElementwiseDesc& d, const plan::KernelContext& ctx) {
+  std::vector<EwInput> ins(d.nIn);
+  for (int64_t i = 0; i < d.nIn; i++) {
+    ins[i].data = d.inputs[i];
+    ins[i].dtype = static_cast<int>(d.inDtypes[i]);
+    ins[i].strides.assign(d.inStrides.begin() + i * d.rank, d.inStrides.begin() + (i + 1) * d.rank);
+  }
+  elementwise(ins, *ctx.prog, d.out, static_cast<int>(d.outDtype), d.shape.vec());
+}
+
+void runGemm(const GemmDesc& d, const plan::KernelContext& ctx) {
+  Epilogue epi;
+  epi.bias = as<float>(d.bias);
+  epi.act = static_cast<int>(d.act);
+  epi.residual = as<float>(d.residual);
+  epi.ldr = d.ldr;
+  epi.alpha = static_cast<float>(d.alpha);
+  GemmBatch batch;
+  batch.count = d.count;
+  if (d.nOffsets > 0) {
+    batch.aOffsets = d.aOffsets.data;
+    batch.bOffsets = d.bOffsets.data;
+    batch.cOffsets = d.cOffsets.data;
+    batch.rOffsets = d.rOffsets.data;
+  }
+  float* A = as<float>(d.a);
+  float* C = as<float>(d.out);
+  if (ctx.packedBf16) {
+    // B is one shared packed weight (the lowering packs only unbatched B operands)
+    gemmBf16(d.M, d.N, d.K, A, d.lda, d.transA != 0, *ctx.packedBf16, C, d.ldc, epi, batch, ctx.bf16Kernel);
+  } else if (ctx.packedF16) {
+    gemmF16(d.M, d.N, d.K, A, d.lda, d.transA != 0, *ctx.packedF16, C, d.ldc, epi, batch);
+  } else {
+    gemm(d.M, d.N, d.K, A, d.lda, d.transA != 0, ctx.packed ? nullptr : as<float>(d.b), d.ldb, d.transB != 0, ctx.packed, C, d.ldc, epi, batch);
+  }
+}
+
+void runNorm(const NormDesc& d, const plan::KernelContext& ctx) {
+  NormArgs a;
+  a.x = as<float>(d.x);
+  a.residual = as<float>(d.residual);
+  a.weight = as<float>(d.weight);
+  a.bias = as<float>(d.bias);
+  a.shift = as<float>(d.shift);
+  a.scale = as<float>(d.scale);
+  a.out = as<float>(d.out);
+  a.sumOut = as<float>(d.sum);
+  a.rms = d.rms != 0;
+  a.rows = d.rows;
+  a.cols = d.cols;
+  a.rowsPerSample = d.rowsPerSample;
+  a.shiftStride = d.shiftStride;
+  a.scaleStride = d.scaleStride;
+  a.eps = static_cast<float>(d.eps);
+  norm(a);
+}
+
+void runSoftmax(const SoftmaxDesc& d, const plan::KernelContext& ctx) {
+  softmax(as<float>(d.x), as<float>(d.out), d.outer, d.size, d.inner, d.log != 0);
+}
+
+void runReduce(const ReduceDesc& d, const plan::KernelContext& ctx) {
+  reduceAxis(static_cast<int>(d.op), as<float>(d.x), as<float>(d.out), d.outer, d.size, d.inner);
+}
+
+void runAttention(const AttentionDesc& d, const plan::KernelContext& ctx) {
+  if (d.bf16 != 0) {
+    // the same operands and strided views as the fp32 kernel below
+    AttentionProblem pr;
+    pr.q = as<float>(d.q);
+    pr.k = as<float>(d.k);
+    pr.v = as<float>(d.v);
+    if (d.maskIsBool != 0) pr.maskB = d.mask;
+    else pr.maskF = as<float>(d.mask);
+    for (int j = 0; j < 4; j++) pr.maskStrides[j] = d.maskStrides[j];
+    pr.out = as<float>(d.out);
+    pr.B = d.B; pr.Hq = d.Hq; pr.Hkv = d.Hkv; pr.Lq = d.Lq; pr.Lk = d.Lk; pr.D = d.D; pr.Dv = d.Dv;
+    for (int j = 0; j < 3; j++) {
+      pr.qs[j] = d.qStrides[j];
+      pr.ks[j] = d.kStrides[j];
+      pr.vs[j] = d.vStrides[j];
+      pr.os[j] = d.outStrides[j];
+    }
+    pr.causal = d.causal != 0;
+    pr.scale = static_cast<float>(d.scale);
+    attentionBf16(pr, ctx.bf16Kernel);
+    return;
+  }
+  AttnArgs a;
+  a.q = as<float>(d.q);
+  a.k = as<float>(d.k);
+  a.v = as<float>(d.v);
+  a.mask = d.mask;
+  a.out = as<float>(d.out);
+  a.B = d.B; a.Hq = d.Hq; a.Hkv = d.Hkv; a.Lq = d.Lq; a.Lk = d.Lk; a.D = d.D; a.Dv = d.Dv;
+  a.causal = d.causal != 0;
+  a.maskIsBool = d.maskIsBool != 0;
+  for (int j = 0; j < 3; j++) {
+    a.qs[j] = d.qStrides[j];
+    a.ks[j] = d.kStrides[j];
+    a.vs[j] = d.vStrides[j];
+    a.os[j] = d.outStrides[j];
+  }
+  for (int j = 0; j < 4; j++) a.maskStrides[j] = d.maskStrides[j];
+  a.scale = static_cast<float>(d.scale);
+  attention(a);
+}
+
+void runConv2d(const Conv2dDesc& d, const plan::KernelContext& ctx) {
+  ConvArgs a;
+  a.x = as<float>(d.x);
+  a.w = as<float>(d.weight);
+  a.bias = as<float>(d.bias);
+  a.out = as<float>(d.out);
+  a.N = d.N; a.C = d.C; a.H = d.H; a.W = d.W; a.O = d.O; a.kh = d.kh; a.kw = d.kw;
+  a.sh = d.sh; a.sw = d.sw; a.ph = d.ph; a.pw = d.pw; a.dh = d.dh; a.dw = d.dw; a.groups = d.groups;
+  a.act = static_cast<int>(d.act);
+  conv2d(a);
+}
+
+void runGather(const GatherDesc& d, const plan::KernelContext& ctx) {
+  gather(d.x, d.indices, static_cast<int>(d.indexBytes), d.count, d.out, static_cast<int>(d.elemSize), d.outer, d.size, d.inner,
+         d.allowNegative != 0, d.embedding != 0 ? "embedding" : "gather");
+}
+
+void runCast(const CastDesc& d, const plan::KernelContext& ctx) {
+  cast(d.x, static_cast<int>(d.from), d.out, static_cast<int>(d.to), d.n);
+}
+
+void runPad(const PadDesc& d, const plan::KernelContext& ctx) {
+  pad(d.x, d.out, static_cast<int>(d.elemSize), static_cast<int>(d.dtype), static_cast<int>(d.mode), d.inShape.vec(), d.pads.vec(), d.value);
+}
+
+void runGroupNorm(const GroupNormDesc& d, const plan::KernelContext& ctx) {
+  groupNormNcs(as<float>(d.x), as<float>(d.residual), as<float>(d.sum), as<float>(d.weight), as<float>(d.bias), as<float>(d.out), d.N, d.C, d.spatial, d.groups,
+               static_cast<float>(d.eps));
+}
+
+void runUpsampleNearest2d(const UpsampleNearest2dDesc& d, const plan::KernelContext& ctx) {
+  upsampleNearest(d.x, d.out, static_cast<int>(d.elemSize), d.planes, d.H, d.W, d.sh, d.sw);
+}
+
+void runRotary(const RotaryDesc& d, const plan::KernelContext& ctx) {
+  rotaryRows(as<float>(d.x), as<float>(d.cos), as<float>(d.sin), as<float>(d.out), d.rows, d.seq, d.d, d.half, d.interleaved != 0);
+}
+
+void runArgmax(const ArgmaxDesc& d, const plan::KernelContext& ctx) {
+  argmax(as<float>(d.x), as<int64_t>(d.out), d.outer, d.size, d.inner);
+}
+
+void runTopK(const TopKDesc& d, const plan::KernelContext& ctx) {
+  topK(as<float>(d.x), as<float>(d.values), as<int64_t>(d.indices), d.outer, d.size, d.inner, d.k, d.largest != 0, d.sorted != 0);
+}
+
+}  // namespace kt
 }  // namespace inferjit

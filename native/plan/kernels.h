@@ -8,14 +8,27 @@
 #include <vector>
 
 #include "../gemm/gemm.h"
+#include "../gemm/gemm_bf16.h"
 #include "../ops/kernels_core.h"
+#include "kernel_table.gen.h"
 
 namespace inferjit {
 namespace plan {
 
-// Element dtypes as the plan encodes them (src/backends/cpu/plan/encode.ts DTYPE_CODES).
-enum DType : int { kF32 = 0, kI32 = 1, kI64 = 2, kBool = 3, kI8 = 4, kU8 = 5, kF16 = 6, kBF16 = 7 };
+// Element dtypes and op codes: kt:: (kernel_table.gen.h, generated from scripts/kernel-table.mjs).
+using kt::kF32; using kt::kI32; using kt::kI64; using kt::kBool; using kt::kI8; using kt::kU8; using kt::kF16; using kt::kBF16;
 int dtypeBytes(int dtype);
+
+// What a kernel needs besides its descriptor: the packed GEMM weight it reads (one of the three, or
+// none), the bf16 kernel the plan resolved, and an elementwise kernel's program (decoded once).
+struct EwInstr;
+struct KernelContext {
+  const PackedB* packed = nullptr;
+  const PackedBf16* packedBf16 = nullptr;
+  const PackedF16* packedF16 = nullptr;
+  Bf16Kernel bf16Kernel = Bf16Kernel::kAuto;
+  const std::vector<EwInstr>* prog = nullptr;
+};
 
 // A kernel failure that must surface as a JS error (bad index, ...). Thrown only from the calling
 // thread, before or after a parallel section, never from inside one.
@@ -29,7 +42,8 @@ void stridedCopy(const uint8_t* src, uint8_t* dst, int elemSize, std::vector<int
                  std::vector<int64_t> dstStrides);
 
 // ---- elementwise programs ----
-// Instruction codes: unary 0..14 (as UNARY_CODES), binary 20.. , comparisons 40.., where 60.
+// Instruction codes are kt::EwOp: unary and binary ops run the eager kernels' bodies (unaryRow,
+// binaryRow); comparisons and where exist only here.
 struct EwInstr {
   int op;
   int args[3];
@@ -62,8 +76,6 @@ struct NormArgs {
 void norm(const NormArgs& a);
 
 void softmax(const float* x, float* y, int64_t outer, int64_t size, int64_t inner, bool logMode);
-// op: 0 sum, 1 mean, 2 max, 3 min over the middle axis of [outer, size, inner].
-void reduce(int op, const float* x, float* y, int64_t outer, int64_t size, int64_t inner);
 
 // ---- attention ----
 using AttnArgs = inferjit::AttnArgs;  // native/ops/kernels_core.h
@@ -77,6 +89,21 @@ void conv2d(const ConvArgs& a);
 // Throws KernelError naming the first bad index.
 void gather(const uint8_t* x, const void* indices, int indexBytes, int64_t count, uint8_t* out, int elemSize, int64_t outer,
             int64_t size, int64_t inner, bool allowNegative, const char* op);
+
+// ---- movement and selection ----
+// out = x padded by pads [b0, e0, b1, e1, ...] (kt::PadMode; constant mode fills `value` converted
+// to dtype). x is contiguous with inShape; any element size.
+void pad(const uint8_t* x, uint8_t* out, int elemSize, int dtype, int mode, const std::vector<int64_t>& inShape,
+         const std::vector<int64_t>& pads, double value);
+// out[p, y, x] = x[p, y / sh, x / sw] for contiguous [planes, H, W] (any element size).
+void upsampleNearest(const uint8_t* x, uint8_t* out, int elemSize, int64_t planes, int64_t H, int64_t W, int64_t sh, int64_t sw);
+// i64 index of the largest value along the middle axis of f32 [outer, size, inner]; the first on
+// ties, and NaN counts as the largest (torch.argmax).
+void argmax(const float* x, int64_t* out, int64_t outer, int64_t size, int64_t inner);
+// The k largest (or smallest) along the middle axis: values and i64 indices [outer, k, inner].
+// NaN ranks above every number, ties keep the lower index first; unsorted keeps index order.
+void topK(const float* x, float* values, int64_t* indices, int64_t outer, int64_t size, int64_t inner, int64_t k, bool largest,
+          bool sorted);
 
 // Elementwise dtype conversion (float -> int truncates; f16 and bf16 writes round to nearest even).
 void cast(const void* x, int from, void* y, int to, int64_t n);

@@ -6,7 +6,9 @@
 // plans would only fight over the same cores anyway. Plans lowered with precision 'bf16' run their
 // packed-weight GEMMs on bf16 panels (gemmBf16, same epilogues) and flagged attention kernels with
 // bf16 products (attentionBf16); precision 'fp16' runs them on f16-stored panels with fp32 products
-// (gemmF16). Activations stay fp32 in the arena either way.
+// (gemmF16). Activations stay fp32 in the arena either way. This file only parses and checks
+// descriptors and runs the list: each kernel's fields, size check, decoder and dispatch come from
+// kernel_table.gen.h (scripts/kernel-table.mjs), its body from kernels.cc.
 #include "plan.h"
 
 #include <chrono>
@@ -18,7 +20,6 @@
 #include <vector>
 
 #include "../common.h"
-#include "../attention/attention_bf16.h"
 #include "../gemm/gemm.h"
 #include "../gemm/gemm_bf16.h"
 #include "../gemm/gemm_bf16_napi.h"
@@ -29,12 +30,12 @@ namespace {
 
 using namespace plan;
 
-enum RefKind : int { kNone = 0, kArena = 1, kInput = 2, kOutput = 3, kConst = 4 };
-// Kernel codes (src/backends/cpu/plan/encode.ts KERNELS).
-enum KernelOp : int { kCopy = 1, kElementwise = 2, kGemm = 3, kNorm = 4, kSoftmax = 5, kReduce = 6, kAttention = 7, kConv = 8, kGather = 9, kCast = 10 };
+// Operand kinds and kernel codes, and each kernel's named fields: kernel_table.gen.h, generated
+// from scripts/kernel-table.mjs like the TS encoders that write them.
+using namespace kt;
 
 struct Ref {
-  int kind = kNone;
+  int kind = kRefNone;
   int index = 0;
   int64_t offset = 0;  // bytes
 };
@@ -48,7 +49,6 @@ struct Kernel {
   const PackedB* packed = nullptr;
   const PackedBf16* packedBf16 = nullptr;  // set instead of `packed` for bf16 GEMMs
   const PackedF16* packedF16 = nullptr;    // ... or for f16-storage GEMMs
-  bool bf16 = false;                       // attention: bf16 QK / PV products
   // decoded once for elementwise programs
   std::vector<EwInstr> prog;
 };
@@ -100,10 +100,10 @@ struct Bound {
   const std::vector<uint8_t*>& out;
   uint8_t* at(const Ref& r) const {
     switch (r.kind) {
-      case kArena: return p.arena + r.offset;
-      case kInput: return in[r.index] + r.offset;
-      case kOutput: return out[r.index] + r.offset;
-      case kConst: return p.consts[r.index] + r.offset;
+      case kRefArena: return p.arena + r.offset;
+      case kRefInput: return in[r.index] + r.offset;
+      case kRefOutput: return out[r.index] + r.offset;
+      case kRefConstant: return p.consts[r.index] + r.offset;
       default: return nullptr;
     }
   }
@@ -111,145 +111,9 @@ struct Bound {
 };
 
 void runKernel(const Kernel& k, const Bound& b) {
-  const Plan& plan = b.p;
-  const auto& I = k.ints;
-  const auto& R = k.refs;
-  switch (k.op) {
-    case kCopy: {
-      const int es = static_cast<int>(I[0]), rank = static_cast<int>(I[1]);
-      std::vector<int64_t> shape(I.begin() + 2, I.begin() + 2 + rank), ss(I.begin() + 2 + rank, I.begin() + 2 + 2 * rank),
-          ds(I.begin() + 2 + 2 * rank, I.begin() + 2 + 3 * rank);
-      stridedCopy(b.at(R[0]), b.at(R[1]), es, shape, ss, ds);
-      break;
-    }
-    case kElementwise: {
-      const int nIn = static_cast<int>(I[0]), rank = static_cast<int>(I[1]), outDtype = static_cast<int>(I[2]);
-      std::vector<int64_t> shape(I.begin() + 3, I.begin() + 3 + rank);
-      std::vector<EwInput> ins(nIn);
-      size_t pos = 3 + rank;
-      for (int i = 0; i < nIn; i++) {
-        ins[i].data = b.at(R[i]);
-        ins[i].dtype = static_cast<int>(I[pos++]);
-        ins[i].strides.assign(I.begin() + pos, I.begin() + pos + rank);
-        pos += rank;
-      }
-      elementwise(ins, k.prog, b.at(R[nIn]), outDtype, shape);
-      break;
-    }
-    case kGemm: {
-      const int64_t M = I[0], N = I[1], K = I[2];
-      const bool transA = I[3] != 0, transB = I[4] != 0;
-      const int act = static_cast<int>(I[5]);
-      const int64_t count = I[6];
-      const bool hasOffsets = I[7] != 0;
-      Epilogue epi;
-      epi.bias = b.f(R[2]);
-      epi.act = act;
-      epi.residual = b.f(R[3]);
-      epi.ldr = I[11];
-      epi.alpha = static_cast<float>(k.floats.empty() ? 1.0 : k.floats[0]);
-      GemmBatch batch;
-      batch.count = count;
-      if (hasOffsets) {
-        batch.aOffsets = I.data() + 12;
-        batch.bOffsets = I.data() + 12 + count;
-        batch.cOffsets = I.data() + 12 + 2 * count;
-        batch.rOffsets = I.data() + 12 + 3 * count;
-      }
-      if (k.packedBf16) {
-        // B is one shared packed weight (the lowering packs only unbatched B operands)
-        gemmBf16(M, N, K, b.f(R[0]), I[8], transA, *k.packedBf16, b.f(R[4]), I[10], epi, batch, plan.bf16Kernel);
-      } else if (k.packedF16) {
-        gemmF16(M, N, K, b.f(R[0]), I[8], transA, *k.packedF16, b.f(R[4]), I[10], epi, batch);
-      } else {
-        gemm(M, N, K, b.f(R[0]), I[8], transA, k.packed ? nullptr : b.f(R[1]), I[9], transB, k.packed, b.f(R[4]), I[10], epi, batch);
-      }
-      break;
-    }
-    case kNorm: {
-      NormArgs a;
-      a.x = b.f(R[0]);
-      a.residual = b.f(R[1]);
-      a.weight = b.f(R[2]);
-      a.bias = b.f(R[3]);
-      a.shift = b.f(R[4]);
-      a.scale = b.f(R[5]);
-      a.out = b.f(R[6]);
-      a.sumOut = b.f(R[7]);
-      a.rms = I[0] != 0;
-      a.rows = I[1];
-      a.cols = I[2];
-      a.rowsPerSample = I[3];
-      a.shiftStride = I[4];
-      a.scaleStride = I[5];
-      a.eps = static_cast<float>(k.floats[0]);
-      norm(a);
-      break;
-    }
-    case kSoftmax: softmax(b.f(R[0]), b.f(R[1]), I[0], I[1], I[2], I[3] != 0); break;
-    case kReduce: reduce(static_cast<int>(I[0]), b.f(R[0]), b.f(R[1]), I[1], I[2], I[3]); break;
-    case kAttention: {
-      if (k.bf16) {
-        // the same operands and strided views as the fp32 kernel below
-        AttentionProblem pr;
-        pr.q = b.f(R[0]);
-        pr.k = b.f(R[1]);
-        pr.v = b.f(R[2]);
-        if (I[8] != 0) pr.maskB = b.at(R[3]);
-        else pr.maskF = b.f(R[3]);
-        for (int j = 0; j < 4; j++) pr.maskStrides[j] = I[21 + j];
-        pr.out = b.f(R[4]);
-        pr.B = I[0]; pr.Hq = I[1]; pr.Hkv = I[2]; pr.Lq = I[3]; pr.Lk = I[4]; pr.D = I[5]; pr.Dv = I[6];
-        for (int j = 0; j < 3; j++) {
-          pr.qs[j] = I[9 + j];
-          pr.ks[j] = I[12 + j];
-          pr.vs[j] = I[15 + j];
-          pr.os[j] = I[18 + j];
-        }
-        pr.causal = I[7] != 0;
-        pr.scale = static_cast<float>(k.floats[0]);
-        attentionBf16(pr, plan.bf16Kernel);
-        break;
-      }
-      AttnArgs a;
-      a.q = b.f(R[0]);
-      a.k = b.f(R[1]);
-      a.v = b.f(R[2]);
-      a.mask = b.at(R[3]);
-      a.out = b.f(R[4]);
-      a.B = I[0]; a.Hq = I[1]; a.Hkv = I[2]; a.Lq = I[3]; a.Lk = I[4]; a.D = I[5]; a.Dv = I[6];
-      a.causal = I[7] != 0;
-      a.maskIsBool = I[8] != 0;
-      for (int j = 0; j < 3; j++) {
-        a.qs[j] = I[9 + j];
-        a.ks[j] = I[12 + j];
-        a.vs[j] = I[15 + j];
-        a.os[j] = I[18 + j];
-      }
-      for (int j = 0; j < 4; j++) a.maskStrides[j] = I[21 + j];
-      a.scale = static_cast<float>(k.floats[0]);
-      attention(a);
-      break;
-    }
-    case kConv: {
-      ConvArgs a;
-      a.x = b.f(R[0]);
-      a.w = b.f(R[1]);
-      a.bias = b.f(R[2]);
-      a.out = b.f(R[3]);
-      a.N = I[0]; a.C = I[1]; a.H = I[2]; a.W = I[3]; a.O = I[4]; a.kh = I[5]; a.kw = I[6];
-      a.sh = I[7]; a.sw = I[8]; a.ph = I[9]; a.pw = I[10]; a.dh = I[11]; a.dw = I[12]; a.groups = I[13];
-      a.act = static_cast<int>(I[14]);
-      conv2d(a);
-      break;
-    }
-    case kGather:
-      gather(b.at(R[0]), b.at(R[1]), static_cast<int>(I[4]), I[5], b.at(R[2]), static_cast<int>(I[0]), I[1], I[2], I[3], I[6] != 0,
-             I[7] != 0 ? "embedding" : "gather");
-      break;
-    case kCast: cast(b.at(R[0]), static_cast<int>(I[0]), b.at(R[1]), static_cast<int>(I[1]), I[2]); break;
-    default: throw KernelError{"runPlan: unknown kernel code " + std::to_string(k.op)};
-  }
+  const KernelContext ctx{k.packed, k.packedBf16, k.packedF16, b.p.bf16Kernel, &k.prog};
+  auto at = [&](int i) { return b.at(k.refs[i]); };
+  if (!kt::runKernel(k.op, k.ints.data(), k.floats.data(), at, ctx)) throw KernelError{"runPlan: unknown kernel code " + std::to_string(k.op)};
 }
 
 void execute(Plan& p, const std::vector<uint8_t*>& in, const std::vector<uint8_t*>& out) {
@@ -280,7 +144,8 @@ Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
 // createPlan({ arenaBytes, inputBytes, outputBytes, constants: TypedArray[], packed: handle[], packedBf16?: handle[],
 //              kernels: { op, name, refs: number[] (kind, index, byteOffset triples), ints, floats, packed, packedBf16? }[] })
 // A GEMM kernel with packedBf16 >= 0 runs on that bf16 weight, one with packedF16 >= 0 (from
-// desc.packedF16) on that f16-stored weight; an attention kernel with a 26th int of 1 runs in bf16.
+// desc.packedF16) on that f16-stored weight; an attention kernel with bf16 = 1 runs in bf16. Each
+// kernel's ints, floats and operand count are checked against its kernel-table fields here.
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createPlan: expected a plan descriptor");
@@ -326,11 +191,11 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
       Ref r{static_cast<int>(refs[j]), static_cast<int>(refs[j + 1]), refs[j + 2]};
       const std::string where = "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") operand " + std::to_string(j / 3);
       switch (r.kind) {
-        case kNone: break;
-        case kArena: need(env, r.offset >= 0 && r.offset <= plan->arenaBytes, where + " lies outside the arena"); break;
-        case kInput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->inputBytes.size(), where + ": no such input"); break;
-        case kOutput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->outputBytes.size(), where + ": no such output"); break;
-        case kConst:
+        case kRefNone: break;
+        case kRefArena: need(env, r.offset >= 0 && r.offset <= plan->arenaBytes, where + " lies outside the arena"); break;
+        case kRefInput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->inputBytes.size(), where + ": no such input"); break;
+        case kRefOutput: need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->outputBytes.size(), where + ": no such output"); break;
+        case kRefConstant:
           need(env, r.index >= 0 && static_cast<size_t>(r.index) < plan->consts.size(), where + ": no such constant");
           need(env, static_cast<size_t>(r.offset) <= constBytes[r.index], where + " lies outside its constant");
           break;
@@ -340,6 +205,9 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     }
     k.ints = ints(env, ko.Get("ints"));
     k.floats = floatList(ko.Get("floats"));
+    const std::string bad = checkKernel(k.op, k.ints.data(), k.ints.size(), k.floats.size(), k.refs.size());
+    need(env, bad.empty(), "createPlan: kernel " + std::to_string(i) + " (" + k.name + "): " + bad);
+    auto noRef = [](int) { return static_cast<uint8_t*>(nullptr); };
     Napi::Value pk = ko.Get("packed");
     if (pk.IsNumber() && i64(pk) >= 0) {
       need(env, static_cast<size_t>(i64(pk)) < packs.size(), "createPlan: kernel " + std::to_string(i) + " names a missing packed weight");
@@ -347,35 +215,34 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     }
     Napi::Value pkb = ko.Get("packedBf16");
     if (pkb.IsNumber() && i64(pkb) >= 0) {
-      need(env, k.op == kGemm && !k.packed, "createPlan: kernel " + std::to_string(i) + " takes a bf16 weight but is not an unpacked GEMM");
+      need(env, k.op == kKernelGemm && !k.packed, "createPlan: kernel " + std::to_string(i) + " takes a bf16 weight but is not an unpacked GEMM");
       need(env, static_cast<size_t>(i64(pkb)) < packsBf16.size(), "createPlan: kernel " + std::to_string(i) + " names a missing bf16 packed weight");
       k.packedBf16 = packsBf16[i64(pkb)];
-      need(env, k.ints.size() >= 12 && k.ints[6] == 1 && k.ints[3] == 0 && k.ints[2] == k.packedBf16->K && k.ints[1] == k.packedBf16->N,
+      const GemmDesc g = decodeGemm(k.ints.data(), k.floats.data(), noRef);
+      need(env, g.count == 1 && g.transA == 0 && g.K == k.packedBf16->K && g.N == k.packedBf16->N,
            "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its bf16 weight's [K, N]");
       usesBf16 = true;
     }
     Napi::Value pkh = ko.Get("packedF16");
     if (pkh.IsNumber() && i64(pkh) >= 0) {
-      need(env, k.op == kGemm && !k.packed && !k.packedBf16, "createPlan: kernel " + std::to_string(i) + " takes an f16 weight but is not an unpacked GEMM");
+      need(env, k.op == kKernelGemm && !k.packed && !k.packedBf16, "createPlan: kernel " + std::to_string(i) + " takes an f16 weight but is not an unpacked GEMM");
       need(env, static_cast<size_t>(i64(pkh)) < packsF16.size(), "createPlan: kernel " + std::to_string(i) + " names a missing f16 packed weight");
       k.packedF16 = packsF16[i64(pkh)];
-      need(env, k.ints.size() >= 12 && k.ints[6] == 1 && k.ints[3] == 0 && k.ints[2] == k.packedF16->K && k.ints[1] == k.packedF16->N,
+      const GemmDesc g = decodeGemm(k.ints.data(), k.floats.data(), noRef);
+      need(env, g.count == 1 && g.transA == 0 && g.K == k.packedF16->K && g.N == k.packedF16->N,
            "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its f16 weight's [K, N]");
       usesF16 = true;
     }
-    if (k.op == kAttention && k.ints.size() > 25 && k.ints[25] != 0) {
-      k.bf16 = true;
-      usesBf16 = true;
-    }
-    if (k.op == kElementwise) {
-      const int64_t nIn = k.ints[0], rank = k.ints[1];
-      size_t pos = 3 + rank + nIn * (1 + rank);
-      const int64_t n = k.ints[pos++];
-      need(env, nIn + n <= 64, "createPlan: elementwise programs are limited to 64 registers");
-      for (int64_t j = 0; j < n; j++) {
-        EwInstr ins{static_cast<int>(k.ints[pos]), {static_cast<int>(k.ints[pos + 1]), static_cast<int>(k.ints[pos + 2]), static_cast<int>(k.ints[pos + 3])}};
-        pos += 4;
-        k.prog.push_back(ins);
+    if (k.op == kKernelAttention && decodeAttention(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
+    if (k.op == kKernelElementwise) {
+      const ElementwiseDesc e = decodeElementwise(k.ints.data(), k.floats.data(), noRef);
+      need(env, e.nIn + e.nInstr <= 64, "createPlan: elementwise programs are limited to 64 registers");
+      for (int64_t j = 0; j < e.nInstr; j++) {
+        const int64_t* r = e.args.data + 3 * j;
+        for (int q = 0; q < 3; q++) {
+          need(env, r[q] < e.nIn + j, "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") instruction " + std::to_string(j) + " reads a register not yet written");
+        }
+        k.prog.push_back(EwInstr{static_cast<int>(e.opcodes[j]), {static_cast<int>(r[0]), static_cast<int>(r[1]), static_cast<int>(r[2])}});
       }
     }
     plan->kernels.push_back(std::move(k));

@@ -1,5 +1,9 @@
-// Memory planning: for a concrete shape binding, places every intermediate value of a graph in one
-// arena by liveness, so buffers whose lifetimes do not overlap share memory. Three refinements:
+// Memory planning: buffers whose lifetimes do not overlap share one arena. placeBuffers() is the
+// placement itself (greedy by size, as in TFLite's arena planner) and the one the native plan
+// lowering (src/backends/cpu/plan/lower.ts) uses over its kernels' buffers. planMemory() is the
+// graph-level analysis built on it: for a concrete shape binding, it places every intermediate value
+// of a graph by node-index liveness, with three refinements (used by bench/passes.ts and its tests
+// to show what an arena saves over node-by-node allocation):
 //  - views: a reshape (same bytes, new shape) and a split along a dim with nothing but size-1 dims
 //    before it (each piece a contiguous byte range) alias their input instead of copying, and keep
 //    it alive as long as they are;
@@ -9,8 +13,7 @@
 //  - placement: buffers are placed largest first at the lowest offset that does not collide with a
 //    placed buffer of overlapping lifetime (greedy-by-size, as in TFLite's arena planner).
 // Graph inputs, constants (parameters, literals, derived constants) and graph outputs are not in
-// the arena: the caller owns them (outputs are handed to the user). planMemory() is the entry point
-// the native plan executor uses.
+// the arena: the caller owns them (outputs are handed to the user).
 import type { Graph, Node } from '../ir/graph.js';
 import { evalShape, type DimBindings } from '../ir/dims.js';
 import { dtypeBytes } from '../tensor/dtype.js';
@@ -45,7 +48,33 @@ export interface PlanOptions {
   inPlace?: boolean;
 }
 
-const align = (n: number): number => Math.ceil(n / ARENA_ALIGNMENT) * ARENA_ALIGNMENT;
+/** n rounded up to the arena alignment. */
+export const alignArena = (n: number): number => Math.ceil(n / ARENA_ALIGNMENT) * ARENA_ALIGNMENT;
+const align = alignArena;
+
+/** A buffer to place: its bytes and the first and last step (node, kernel) it is live at, inclusive. */
+export interface Lifetime { bytes: number; first: number; last: number }
+
+/** Places buffers largest first (ties: earliest first) at the lowest aligned offset that overlaps no
+ *  placed buffer with an overlapping lifetime. Returns each buffer's offset and the arena size. */
+export function placeBuffers(buffers: readonly Lifetime[]): { offsets: number[]; arenaBytes: number } {
+  const order = buffers.map((_, b) => b).sort((p, q) => buffers[q].bytes - buffers[p].bytes || buffers[p].first - buffers[q].first);
+  const placed: { offset: number; end: number; first: number; last: number }[] = [];
+  const offsets = new Array<number>(buffers.length).fill(0);
+  for (const b of order) {
+    const buf = buffers[b];
+    const size = align(buf.bytes);
+    const clashes = placed.filter((p) => p.first <= buf.last && buf.first <= p.last).sort((x, y) => x.offset - y.offset);
+    let offset = 0;
+    for (const c of clashes) {
+      if (offset + size <= c.offset) break;
+      offset = Math.max(offset, c.end);
+    }
+    placed.push({ offset, end: offset + size, first: buf.first, last: buf.last });
+    offsets[b] = offset;
+  }
+  return { offsets, arenaBytes: placed.reduce((m, p) => Math.max(m, p.end), 0) };
+}
 
 /** Plans the arena for `graph` with its symbolic dims bound to `dimBindings`. */
 export function planMemory(graph: Graph, dimBindings: DimBindings = new Map(), options: PlanOptions = {}): MemoryPlan {
@@ -119,21 +148,8 @@ export function planMemory(graph: Graph, dimBindings: DimBindings = new Map(), o
   // one buffer per owner, placed greedily by size
   const owners = [...sizes.keys()].filter((v) => !root.has(v));
   const lifetimes = new Map<number, [number, number]>(owners.map((v) => [v, [defAt.get(v)!, bufferEnd.get(v)!]]));
-  const order = [...owners].sort((a, b) => sizes.get(b)! - sizes.get(a)! || defAt.get(a)! - defAt.get(b)!);
-  const placed: { v: number; offset: number; end: number; life: [number, number] }[] = [];
-  const ownerOffset = new Map<number, number>();
-  for (const v of order) {
-    const size = align(sizes.get(v)!);
-    const life = lifetimes.get(v)!;
-    const clashes = placed.filter((p) => p.life[0] <= life[1] && life[0] <= p.life[1]).sort((a, b) => a.offset - b.offset);
-    let offset = 0;
-    for (const c of clashes) {
-      if (offset + size <= c.offset) break;
-      offset = Math.max(offset, c.end);
-    }
-    placed.push({ v, offset, end: offset + size, life });
-    ownerOffset.set(v, offset);
-  }
+  const placement = placeBuffers(owners.map((v) => ({ bytes: sizes.get(v)!, first: lifetimes.get(v)![0], last: lifetimes.get(v)![1] })));
+  const ownerOffset = new Map<number, number>(owners.map((v, k) => [v, placement.offsets[k]]));
   const offsets = new Map<number, number>();
   for (const v of sizes.keys()) offsets.set(v, ownerOffset.get(ownerOf(v))! + (within.get(v) ?? 0));
 
@@ -146,7 +162,7 @@ export function planMemory(graph: Graph, dimBindings: DimBindings = new Map(), o
   return {
     offsets,
     sizes,
-    arenaBytes: placed.reduce((m, p) => Math.max(m, p.end), 0),
+    arenaBytes: placement.arenaBytes,
     naiveBytes: [...sizes.values()].reduce((a, b) => a + align(b), 0),
     liveBytesBound,
     inPlace,

@@ -1,4 +1,5 @@
-// planMemory: liveness-based sharing, in-place elementwise results, views for reshape and
+// placeBuffers (the placement the native plan lowering uses too): largest first, lowest free
+// offset among buffers with overlapping lifetimes. planMemory: liveness-based sharing, in-place elementwise results, views for reshape and
 // contiguous split pieces, hand-checked on small graphs; on whole optimized models, no two live
 // buffers overlap and executing out of the planned arena reproduces the interpreter bit for bit.
 import { test } from 'node:test';
@@ -10,7 +11,7 @@ import { dispatch, withEagerBackend } from '../../src/ops/dispatch.js';
 import { fromNumbers } from '../../src/tensor/dtype.js';
 import { bindInputs, concreteAttrs } from '../../src/backends/reference/index.js';
 import { evalShape, type DimBindings } from '../../src/ir/dims.js';
-import { planMemory, describePlan, ARENA_ALIGNMENT, type MemoryPlan } from '../../src/passes/memory-plan.js';
+import { planMemory, placeBuffers, describePlan, ARENA_ALIGNMENT, type MemoryPlan } from '../../src/passes/memory-plan.js';
 import { optimize } from '../../src/passes/index.js';
 import { TinyTransformer } from '../../examples/models/transformer.js';
 import { DiT } from '../../examples/diffusion/dit.js';
@@ -29,6 +30,27 @@ function chain(): Graph {
   g.verify();
   return g;
 }
+
+test('placeBuffers: overlapping lifetimes never share bytes, disjoint ones reuse the lowest offset', () => {
+  const A = ARENA_ALIGNMENT;
+  // 0: [0, 2] 100 B; 1: [1, 3] 300 B; 2: [3, 4] 100 B (fits below 1 once 0 is dead); 3: [5, 5] 1 B
+  const bufs = [{ bytes: 100, first: 0, last: 2 }, { bytes: 300, first: 1, last: 3 }, { bytes: 100, first: 3, last: 4 }, { bytes: 1, first: 5, last: 5 }];
+  const { offsets, arenaBytes } = placeBuffers(bufs);
+  const size = (b: number): number => Math.ceil(bufs[b].bytes / A) * A;
+  assert.equal(offsets[1], 0, 'the largest buffer goes first, at 0');
+  assert.equal(offsets[0], size(1), 'buffer 0 overlaps 1 in time, so it sits above it');
+  assert.equal(offsets[2], size(1), 'buffer 2 reuses buffer 0\'s bytes (0 died at step 2)');
+  assert.equal(offsets[3], 0, 'buffer 3 is live alone');
+  assert.equal(arenaBytes, size(1) + size(0));
+  for (let p = 0; p < bufs.length; p++) {
+    for (let q = p + 1; q < bufs.length; q++) {
+      const live = bufs[p].first <= bufs[q].last && bufs[q].first <= bufs[p].last;
+      const overlap = offsets[p] < offsets[q] + size(q) && offsets[q] < offsets[p] + size(p);
+      assert.ok(!(live && overlap), `buffers ${p} and ${q} are live together and overlap`);
+    }
+  }
+  assert.deepEqual(placeBuffers([]), { offsets: [], arenaBytes: 0 });
+});
 
 test('a chain of elementwise ops runs in place in one buffer', () => {
   const g = chain();

@@ -48,17 +48,10 @@ export interface NativeAddon {
   xxh64(bytes: Uint8Array, seed: number): string;
 }
 
-/** Activation codes of the GEMM epilogue (native/simd.h enum Act). */
-export const ACTIVATIONS = { none: 0, relu: 1, gelu: 2, gelu_tanh: 3, silu: 4 } as const;
-export type Activation = keyof typeof ACTIVATIONS;
-/** Unary op codes (native/ops/elementwise.cc enum Unary). */
-export const UNARY_CODES: Record<string, number> = {
-  neg: 0, abs: 1, relu: 2, exp: 3, log: 4, sqrt: 5, rsqrt: 6, tanh: 7, sigmoid: 8, silu: 9, gelu: 10, gelu_tanh: 11, erf: 12, sin: 13, cos: 14,
-};
-/** Binary op codes (enum Binary). */
-export const BINARY_CODES: Record<string, number> = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, pow: 6 };
-/** Reduction codes (enum Reduce). */
-export const REDUCE_CODES: Record<string, number> = { sum: 0, mean: 1, max: 2, min: 3 };
+// Op codes: one numbering for eager calls and plan kernels (generated from scripts/kernel-table.mjs).
+export { BINARY_CODES, REDUCE_CODES, UNARY_CODES } from './plan/kernel-table.gen.js';
+export { ACTIVATION_CODES as ACTIVATIONS } from './plan/kernel-table.gen.js';
+export type Activation = keyof typeof import('./plan/kernel-table.gen.js').ACTIVATION_CODES;
 
 export interface BackendInfo {
   /** Whether eager ops run on native kernels. */

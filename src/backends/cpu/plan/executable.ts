@@ -21,16 +21,10 @@ import type { DiskCache } from '../../../cache/disk-cache.js';
 import { WeightCache, type WeightCacheStats } from './weight-cache.js';
 import { planAddon, planUnavailable, type PlanAddon, type PlanHandle } from './native.js';
 import { lowerPlan, PlanUnsupportedError, type LoweredPlan, type PlanPrecision, type PlanStats } from './lower.js';
+import { registeredPlanOps } from './rules/index.js';
 
-/** Ops the plan lowering has kernels for (dtype and layout limits are checked when lowering). */
-export const PLAN_OPS: ReadonlySet<string> = new Set([
-  'neg', 'abs', 'relu', 'exp', 'log', 'sqrt', 'rsqrt', 'tanh', 'sigmoid', 'silu', 'gelu', 'gelu_tanh', 'erf', 'sin', 'cos',
-  'add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'pow', 'equal', 'less', 'greater', 'where', 'fused_elementwise',
-  'reshape', 'permute', 'split', 'slice', 'expand', 'concat', 'cast', 'gather', 'embedding',
-  'linear', 'linear_fused', 'matmul', 'conv2d',
-  'layer_norm', 'rms_norm', 'add_layer_norm', 'add_rms_norm', 'layer_norm_modulate', 'softmax', 'log_softmax',
-  'sum', 'mean', 'max', 'min', 'scaled_dot_product_attention', 'attention_fused',
-]);
+/** Ops the plan lowering has rules for (dtype and layout limits are checked when lowering). */
+export const PLAN_OPS: ReadonlySet<string> = registeredPlanOps();
 
 export interface PlanExecutableOptions {
   /** Concrete-shape plans kept (LRU); default 8. */

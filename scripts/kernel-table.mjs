@@ -1,0 +1,140 @@
+// The one description of the CPU kernels' interface across the TypeScript/C++ boundary: the codes
+// (dtypes, elementwise ops, reductions, activations, operand kinds) and, for every plan kernel, its
+// named operands and its named int and float fields. scripts/gen-kernel-table.mjs turns it into
+// src/backends/cpu/plan/kernel-table.gen.ts (codes + typed encoders) and
+// native/plan/kernel_table.gen.h (enums + named structs and decoders); both are checked in, and
+// test/backends/cpu/kernel-table.test.ts fails when they drift from this file.
+//
+// A kernel's ints are its fields in order. A field is a scalar ({ name }) or an array
+// ({ name, len }) whose length is a number, another (earlier) scalar field's name, or a list of
+// those multiplied. A scalar that is the whole length of some array is filled in by the TS encoder
+// from that array's length. Operands are refs in order; { name, len } is a list of operands.
+// Adding a plan kernel: add a row here, run `node scripts/gen-kernel-table.mjs`, write its C++
+// body (native/plan/kernels.cc) and its lowering rule (src/backends/cpu/plan/rules/).
+
+/** Element dtypes (f16 and bf16 are only stored, moved and cast, never computed on). */
+export const DTYPES = { f32: 0, i32: 1, i64: 2, bool: 3, i8: 4, u8: 5, f16: 6, bf16: 7 };
+
+/** Elementwise ops: one numbering for the eager addon (unary, binary) and plan programs. */
+export const UNARY = { neg: 0, abs: 1, relu: 2, exp: 3, log: 4, sqrt: 5, rsqrt: 6, tanh: 7, sigmoid: 8, silu: 9, gelu: 10, gelu_tanh: 11, erf: 12, sin: 13, cos: 14 };
+export const BINARY = { add: 20, sub: 21, mul: 22, div: 23, maximum: 24, minimum: 25, pow: 26 };
+/** Comparisons (f32 operands, bool result) and where (bool condition) exist only in plan programs. */
+export const COMPARE = { equal: 40, less: 41, greater: 42 };
+export const SELECT = { where: 60 };
+
+/** Reductions over the middle axis of [outer, size, inner] (eager reduce and the plan's reduce kernel). */
+export const REDUCE = { sum: 0, mean: 1, max: 2, min: 3 };
+
+/** GEMM / conv epilogue activations (native/simd.h enum Act; the header asserts they agree). */
+export const ACTIVATIONS = { none: 0, relu: 1, gelu: 2, gelu_tanh: 3, silu: 4 };
+
+/** Where a plan operand lives. */
+export const REFS = { none: 0, arena: 1, input: 2, output: 3, constant: 4 };
+
+/** pad modes. */
+export const PAD_MODES = { constant: 0, reflect: 1, replicate: 2 };
+
+export const KERNELS = [
+  {
+    name: 'copy', code: 1, doc: 'dst = src over shape, element strides on both sides (any element size)',
+    refs: ['src', 'dst'],
+    ints: [{ name: 'elemSize' }, { name: 'rank' }, { name: 'shape', len: 'rank' }, { name: 'srcStrides', len: 'rank' }, { name: 'dstStrides', len: 'rank' }],
+  },
+  {
+    name: 'elementwise', code: 2, doc: 'a program of elementwise instructions over strided (broadcast) inputs; registers are inputs, then results',
+    refs: [{ name: 'inputs', len: 'nIn' }, 'out'],
+    ints: [
+      { name: 'nIn' }, { name: 'rank' }, { name: 'outDtype' }, { name: 'shape', len: 'rank' },
+      { name: 'inDtypes', len: 'nIn' }, { name: 'inStrides', len: ['nIn', 'rank'] },
+      { name: 'nInstr' }, { name: 'opcodes', len: 'nInstr' }, { name: 'args', len: ['nInstr', 3] },
+    ],
+  },
+  {
+    name: 'gemm', code: 3, doc: 'out = act(alpha·A·B + bias) + residual, optionally batched with per-batch element offsets',
+    refs: ['a', 'b', 'bias', 'residual', 'out'],
+    ints: [
+      { name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'transA' }, { name: 'transB' }, { name: 'act' }, { name: 'count' },
+      { name: 'lda' }, { name: 'ldb' }, { name: 'ldc' }, { name: 'ldr' },
+      { name: 'nOffsets' }, { name: 'aOffsets', len: 'nOffsets' }, { name: 'bOffsets', len: 'nOffsets' },
+      { name: 'cOffsets', len: 'nOffsets' }, { name: 'rOffsets', len: 'nOffsets' },
+    ],
+    floats: ['alpha'],
+  },
+  {
+    name: 'norm', code: 4, doc: 'row-wise layer / RMS norm, optionally after a residual add and before adaLN modulation',
+    refs: ['x', 'residual', 'weight', 'bias', 'shift', 'scale', 'out', 'sum'],
+    ints: [{ name: 'rms' }, { name: 'rows' }, { name: 'cols' }, { name: 'rowsPerSample' }, { name: 'shiftStride' }, { name: 'scaleStride' }],
+    floats: ['eps'],
+  },
+  {
+    name: 'softmax', code: 5, doc: 'softmax / log_softmax along the middle axis of [outer, size, inner]',
+    refs: ['x', 'out'],
+    ints: [{ name: 'outer' }, { name: 'size' }, { name: 'inner' }, { name: 'log' }],
+  },
+  {
+    name: 'reduce', code: 6, doc: 'REDUCE op over the middle axis of [outer, size, inner]',
+    refs: ['x', 'out'],
+    ints: [{ name: 'op' }, { name: 'outer' }, { name: 'size' }, { name: 'inner' }],
+  },
+  {
+    name: 'attention', code: 7, doc: 'flash attention over strided [batch, head, position] views (bf16 products when bf16 = 1)',
+    refs: ['q', 'k', 'v', 'mask', 'out'],
+    ints: [
+      { name: 'B' }, { name: 'Hq' }, { name: 'Hkv' }, { name: 'Lq' }, { name: 'Lk' }, { name: 'D' }, { name: 'Dv' },
+      { name: 'causal' }, { name: 'maskIsBool' },
+      { name: 'qStrides', len: 3 }, { name: 'kStrides', len: 3 }, { name: 'vStrides', len: 3 }, { name: 'outStrides', len: 3 },
+      { name: 'maskStrides', len: 4 }, { name: 'bf16' },
+    ],
+    floats: ['scale'],
+  },
+  {
+    name: 'conv2d', code: 8, doc: 'NCHW conv2d with groups, stride, padding, dilation and a fused activation',
+    refs: ['x', 'weight', 'bias', 'out'],
+    ints: [
+      { name: 'N' }, { name: 'C' }, { name: 'H' }, { name: 'W' }, { name: 'O' }, { name: 'kh' }, { name: 'kw' },
+      { name: 'sh' }, { name: 'sw' }, { name: 'ph' }, { name: 'pw' }, { name: 'dh' }, { name: 'dw' }, { name: 'groups' }, { name: 'act' },
+    ],
+  },
+  {
+    name: 'gather', code: 9, doc: 'out[o, j] = x[o, idx[j]] for x [outer, size, inner] (embedding: no negative ids)',
+    refs: ['x', 'indices', 'out'],
+    ints: [{ name: 'elemSize' }, { name: 'outer' }, { name: 'size' }, { name: 'inner' }, { name: 'indexBytes' }, { name: 'count' }, { name: 'allowNegative' }, { name: 'embedding' }],
+  },
+  {
+    name: 'cast', code: 10, doc: 'elementwise dtype conversion of n elements',
+    refs: ['x', 'out'],
+    ints: [{ name: 'from' }, { name: 'to' }, { name: 'n' }],
+  },
+  {
+    name: 'pad', code: 11, doc: 'pads a contiguous tensor by pads [b0, e0, b1, e1, ...] with a constant, its mirror image or its edge',
+    refs: ['x', 'out'],
+    ints: [{ name: 'elemSize' }, { name: 'dtype' }, { name: 'mode' }, { name: 'rank' }, { name: 'inShape', len: 'rank' }, { name: 'pads', len: ['rank', 2] }],
+    floats: ['value'],
+  },
+  {
+    name: 'group_norm', code: 12, doc: 'group norm of a contiguous [N, C, spatial] with per-channel weight and bias; with a residual, of sum = x + residual',
+    refs: ['x', 'residual', 'weight', 'bias', 'out', 'sum'],
+    ints: [{ name: 'N' }, { name: 'C' }, { name: 'spatial' }, { name: 'groups' }],
+    floats: ['eps'],
+  },
+  {
+    name: 'upsample_nearest2d', code: 13, doc: 'nearest-neighbour upsampling of a contiguous [planes, H, W] by integer factors',
+    refs: ['x', 'out'],
+    ints: [{ name: 'elemSize' }, { name: 'planes' }, { name: 'H' }, { name: 'W' }, { name: 'sh' }, { name: 'sw' }],
+  },
+  {
+    name: 'rotary', code: 14, doc: 'rotary embedding of contiguous rows [rows, d] at position row % seq; cos/sin [seq, half]',
+    refs: ['x', 'cos', 'sin', 'out'],
+    ints: [{ name: 'rows' }, { name: 'seq' }, { name: 'd' }, { name: 'half' }, { name: 'interleaved' }],
+  },
+  {
+    name: 'argmax', code: 15, doc: 'i64 index of the largest f32 along the middle axis of [outer, size, inner] (first on ties, NaN largest)',
+    refs: ['x', 'out'],
+    ints: [{ name: 'outer' }, { name: 'size' }, { name: 'inner' }],
+  },
+  {
+    name: 'top_k', code: 16, doc: 'the k largest (smallest) f32 along the middle axis of [outer, size, inner]: values and i64 indices',
+    refs: ['x', 'values', 'indices'],
+    ints: [{ name: 'outer' }, { name: 'size' }, { name: 'inner' }, { name: 'k' }, { name: 'largest' }, { name: 'sorted' }],
+  },
+];

@@ -1,0 +1,10 @@
+// Registers every plan lowering rule (importing a family file registers its rules).
+import './elementwise.js';
+import './movement.js';
+import './gemm.js';
+import './norm.js';
+import './reduce.js';
+import './attention.js';
+import './conv.js';
+
+export { planRule, registeredPlanOps, type PlanRule } from './registry.js';
