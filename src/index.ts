@@ -9,6 +9,7 @@ export { zeros, ones, full, arange, fromArray, tensor, randn, rand, scalar } fro
 export { manualSeed, Rng } from './tensor/random.js';
 export * as ops from './ops/index.js';
 export { backendInfo, setNumThreads, getNumThreads, prepackWeight, type BackendInfo } from './backends/cpu/index.js';
+export { NotACacheFolderError, CacheFsError } from './cache/index.js';
 export * as nn from './nn/index.js';
 export * as F from './nn/functional.js';
 export { inferenceJit, jitOptions, jitHandle, jitStats, jitDescribe, configure, resetConfig, DiskCache, registerPass, type JitOptions, type JitStats, type JitHandle, type InputSpec, type CompiledModule, type CompiledFunction } from './jit/index.js';

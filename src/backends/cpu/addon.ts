@@ -73,7 +73,7 @@ const addonPath = process.env.INFERJIT_NATIVE_ADDON || fileURLToPath(new URL('..
 function load(): { addon: NativeAddon | null; reason?: string } {
   if (process.env.INFERJIT_DISABLE_NATIVE === '1') return { addon: null, reason: 'disabled by INFERJIT_DISABLE_NATIVE=1' };
   if (!existsSync(addonPath)) {
-    return { addon: null, reason: `native addon not built (${addonPath} is missing); run \`npm run build:native\` and check its output` };
+    return { addon: null, reason: `native addon not built (${addonPath} is missing); run \`npm rebuild inferjit\` in your project (\`npm run build:native\` in an inferjit checkout) and check its output` };
   }
   try {
     const require = createRequire(import.meta.url);

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { DiskCache } from '../../cache/disk-cache.js';
 import type { Graph } from '../../ir/index.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Dim } from '../../tensor/shape.js';
@@ -190,6 +191,8 @@ export function compileTensorRt(graph: Graph, constants: ReadonlyMap<string, Ten
     if (fallback.length === 0) throw new TensorRtUnavailableError(unavailableMessage(trt.missing), trt.missing);
     missing.push(...trt.missing);
   }
+  // the cache folder must be inferjit's own before anything is written into it (src/cache/cache-folder.ts)
+  if (options.cacheDir !== undefined) new DiskCache(options.cacheDir).claim();
   const tempDir = options.cacheDir === undefined ? mkdtempSync(join(tmpdir(), 'inferjit-trt-')) : null;
   const modelDir = tempDir ?? join(options.cacheDir!, 'onnx', onnxCacheKey(graph, constants, exportOptions, options.cacheKey));
   let engineDir: string | null = null;
