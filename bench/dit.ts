@@ -11,12 +11,12 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { backendInfo, getNumThreads, inferenceJit, Rng, type Tensor } from '../src/index.js';
+import { backendInfo, getNumThreads, inferenceJit, type Tensor } from '../src/index.js';
 import { listPassNames } from '../src/passes/index.js';
 import { jitRunner } from '../src/jit/index.js';
 import { ortVersion } from '../src/backends/onnxruntime/session.js';
 import { createDiT, type DiTName } from '../examples/diffusion/dit.js';
-import { settle, table } from './lib/timing.js';
+import { settle, table, median, pairedRatio, timeRounds } from './lib/timing.js';
 import { ditInputs as inputs, ditOrtSession as ortSession } from './lib/dit.js';
 import { reducedPrecisionSupport } from '../src/backends/cpu/bf16.js';
 
@@ -72,7 +72,6 @@ function passFamilies(): { name: string; passes: string[] }[] {
 
 interface Contender { label: string; run: (x: [Tensor, Tensor, Tensor]) => Tensor; note?: string }
 
-const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const maxAbsDiff = (a: Tensor, b: Tensor): number => {
   const x = a.toFlatArray(), y = b.toFlatArray();
   let m = 0;
@@ -80,34 +79,8 @@ const maxAbsDiff = (a: Tensor, b: Tensor): number => {
   return m;
 };
 
-/** Each round runs every contender once, so neighbouring samples of different contenders see the
- *  same background load, in a fresh seeded-random order: a fixed order would always put the same
- *  predecessor (e.g. eager's garbage) before a contender. Returns samples[contender][round]. */
-async function timeRounds(contenders: Contender[], x: [Tensor, Tensor, Tensor], rounds: number): Promise<number[][]> {
-  const samples = contenders.map(() => new Array<number>(rounds).fill(0));
-  const rng = new Rng(rounds);
-  for (let r = 0; r < rounds; r++) {
-    const order = contenders.map((_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = rng.nextU32() % (i + 1);
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    for (const i of order) {
-      // ORT's intra-op workers keep spinning after a run returns; on this 2-core machine they
-      // slowed whatever ran next by up to 40% (DiT-S/2 b1: 69 vs 46 ms) at a 0 ms gap and ~8% at
-      // 20 ms. From 50 ms on the next contender runs on a quiet machine, as it would in an app
-      // that uses one engine. (Our pool yields after a bounded spin; ORT's times did not move.)
-      await settle(100);
-      const t0 = performance.now();
-      contenders[i].run(x);
-      samples[i][r] = performance.now() - t0;
-    }
-  }
-  return samples;
-}
 
 /** The median over rounds of a[r] / b[r]: a ratio that drifting machine load mostly cancels out of. */
-const pairedRatio = (a: number[], b: number[]): number => median(a.map((v, r) => v / b[r]));
 
 // ---- RSS (child processes) ----
 

@@ -16,7 +16,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { backendInfo, getNumThreads, inferenceJit, fromArray, randn, full, Rng, type Tensor } from '../src/index.js';
+import { backendInfo, getNumThreads, inferenceJit, fromArray, randn, full, type Tensor } from '../src/index.js';
 import { jitRunner } from '../src/jit/index.js';
 import { trace } from '../src/trace/index.js';
 import { exportOnnx } from '../src/onnx/export.js';
@@ -30,7 +30,7 @@ import { CompiledClipTextModel } from '../examples/diffusion/sd/clip.js';
 import {
   SD15_UNET_CONFIG, SD15_VAE_CONFIG, SD15_CLIP_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG, TINY_CLIP_CONFIG,
 } from '../examples/diffusion/sd/config.js';
-import { settle, table } from './lib/timing.js';
+import { settle, table, median, pairedRatio, timeRounds } from './lib/timing.js';
 
 // A benchmark must not read or fill the user's disk cache: every compile here is in memory.
 process.env.INFERJIT_CACHE = 'memory';
@@ -143,30 +143,8 @@ function family(kernel: string): string {
 
 interface Contender { label: string; run: (x: Tensor[]) => Tensor }
 
-const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
-const pairedRatio = (a: number[], b: number[]): number => median(a.map((v, r) => v / b[r]));
 const round3 = (v: number): number => Math.round(v * 1000) / 1000;
 
-/** Each round runs every contender once, in a fresh seeded-random order, each after a pause: ORT's
- *  intra-op workers keep spinning after a run returns and slow whatever runs next (bench/dit.ts). */
-async function timeRounds(contenders: Contender[], x: Tensor[], rounds: number): Promise<number[][]> {
-  const samples = contenders.map(() => new Array<number>(rounds).fill(0));
-  const rng = new Rng(rounds);
-  for (let r = 0; r < rounds; r++) {
-    const order = contenders.map((_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = rng.nextU32() % (i + 1);
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    for (const i of order) {
-      await settle(100);
-      const t0 = performance.now();
-      contenders[i].run(x);
-      samples[i][r] = performance.now() - t0;
-    }
-  }
-  return samples;
-}
 
 function relativeError(y: Tensor, ref: Tensor): number {
   const a = y.toFlatArray(), b = ref.toFlatArray();
