@@ -100,6 +100,7 @@ size_t weightDataBytes(int format, int64_t N, int64_t K) {
     case kWI4: return n * k / 2;
     case kWQ8_0X16: return ((n + kPackRows - 1) / kPackRows) * kPackRows * (k / kQK) * 34;
     case kWQ4_0X16: return ((n + kPackRows - 1) / kPackRows) * kPackRows * (k / kQK) * 18;
+    case kWQ4_K: case kWQ5_K: case kWQ6_K: return n * (k / kQKK) * kquantBlockBytes(format);
     default: return 0;
   }
 }
@@ -113,6 +114,7 @@ size_t weightScaleCount(int format, int64_t N, int64_t K, int group) {
 const char* checkWeight(int format, int64_t K, int group) {
   if (format < kWF32 || format > kWLastFormat) return "unknown weight format";
   if (format >= kWQ8_0 && K % kQK != 0) return "quantized weights need K to be a multiple of 32";
+  if (isKQuant(format) && K % kQKK != 0) return "K-quant weights (Q4_K, Q5_K, Q6_K) need K to be a multiple of 256";
   if (format == kWI4 && (group != 32 && group != 64 && group != 128)) return "int4 group size must be 32, 64 or 128";
   if (format == kWI4 && K % group != 0) return "int4 weights need K to be a multiple of the group size";
   return nullptr;
@@ -156,6 +158,10 @@ void quantizeRowsQ8(const float* x, int64_t M, int64_t K, BlockQ8* out) {
 
 void dequantRow(const WeightRef& w, int64_t r, float* out) {
   const int64_t K = w.K, nb = K / kQK;
+  if (isKQuant(w.format)) {
+    dequantRowK(w, r, out);
+    return;
+  }
   switch (w.format) {
     case kWF32: std::memcpy(out, reinterpret_cast<const float*>(w.data) + r * K, K * 4); return;
     case kWF16: {
@@ -858,6 +864,7 @@ void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* x
     case kWI4: rangeImpl<kWI4>(w, M, x, xq, y, ldy, n0, n1); break;
     case kWQ8_0X16: packedRange<kWQ8_0X16>(w, M, xq, y, ldy, n0, n1); break;
     case kWQ4_0X16: packedRange<kWQ4_0X16>(w, M, xq, y, ldy, n0, n1); break;
+    case kWQ4_K: case kWQ5_K: case kWQ6_K: kquantRange(w, M, x, y, ldy, n0, n1); break;
   }
 }
 

@@ -7,6 +7,7 @@ import './linalg.js';
 import './movement.js';
 import './model.js';
 import './fused.js';
+import './quantized.js';
 
 export * from './api.js';
 export { dispatch, dispatch1, withTraceHook, setEagerBackend, getEagerBackend, withEagerBackend, isNativeAvailable } from './dispatch.js';

@@ -10,6 +10,7 @@ import { registerElementwiseKernels } from './kernels/elementwise.js';
 import { registerNormKernels } from './kernels/norm.js';
 import { registerMovementKernels } from './kernels/movement.js';
 import { registerFusedKernels } from './kernels/fused.js';
+import { registerQuantizedKernels } from './kernels/quantized.js';
 
 if (addon) {
   registerLinalgKernels(addon);
@@ -18,6 +19,7 @@ if (addon) {
   registerNormKernels(addon);
   registerMovementKernels(addon);
   registerFusedKernels();
+  registerQuantizedKernels(addon);
   markNativeAvailable(true);
 }
 
