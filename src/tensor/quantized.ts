@@ -12,6 +12,7 @@
 import { Tensor } from './tensor.js';
 import { dequantize as ggufDequantize, quantizeQ8_0, quantizeQ4_0, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from '../io/gguf/quants.js';
 import type { GgmlTypeName } from '../io/gguf/types.js';
+import type { GgufFile } from '../io/gguf/reader.js';
 
 export type QuantFormat = 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'int8' | 'int4';
 export const QUANT_FORMATS: readonly QuantFormat[] = ['q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k', 'int8', 'int4'];
@@ -185,6 +186,21 @@ export function quantizeWeight(weight: Tensor, format: QuantFormat, options: { g
 
 /** The GGUF tensor types that load as quantized weights, and their formats. */
 export const GGUF_QUANT_FORMATS: Partial<Record<GgmlTypeName, QuantFormat>> = { Q8_0: 'q8_0', Q4_0: 'q4_0', Q4_K: 'q4_k', Q5_K: 'q5_k', Q6_K: 'q6_k' };
+
+/**
+ * A GGUF tensor as a parameter: a 2-D Q8_0/Q4_0/Q4_K/Q5_K/Q6_K matrix becomes a quantized weight
+ * over its blocks as stored (no conversion: the kernels read ggml's layout); every other tensor is
+ * read as the file stores it (file.toTensor: f32/f16/bf16 as stored, other quantized types
+ * dequantized to f32).
+ */
+export function ggufParameter(file: GgufFile, name: string): Tensor {
+  const info = file.tensorInfo(name);
+  const format = GGUF_QUANT_FORMATS[info.type];
+  if (format && info.shape.length === 2 && info.shape[1] % quantBlockValues(format) === 0) {
+    return quantizedTensor({ format, N: info.shape[0], K: info.shape[1], group: 32 }, file.tensorData(name));
+  }
+  return file.toTensor(name);
+}
 
 /** Byte-concatenation of quantized weights along N (rows), as the horizontal GEMM fusion needs:
  *  every format here stores rows independently, so the blocks are the rows' blocks in order and
