@@ -97,3 +97,28 @@ for (const format of ['q4_0', 'q8_0', 'int4', 'int8', 'q4_k', 'q5_k'] as QuantFo
     }
   });
 }
+
+test('nn.Linear layers with quantized weights through inferenceJit: a native plan, in-place weight updates respected', { skip }, async () => {
+  const { inferenceJit, nn } = await import('../../../src/index.js');
+  const { jitRunner } = await import('../../../src/jit/index.js');
+  class Block extends nn.Module {
+    q = new nn.Linear(64, 64, { seed: 1 });
+    k = new nn.Linear(64, 32, { seed: 2 });
+    out = new nn.Linear(96, 64, { seed: 3, bias: false });
+    forward(x: Tensor): Tensor { return this.out.forward(ops.concat([this.q.forward(x), this.k.forward(x)], -1)).add(x); }
+  }
+  const m = new Block();
+  m.q.weight = quantizeWeight(m.q.weight, 'q8_0');
+  m.k.weight = quantizeWeight(m.k.weight, 'q8_0');
+  m.out.weight = quantizeWeight(m.out.weight, 'int4', { group: 32 });
+  const fast = inferenceJit(m, { device: 'cpu', cache: 'memory' });
+  const x = rnd([3, 64]);
+  assertClose(fast.forward(x) as Tensor, withEagerBackend('cpu', () => m.forward(x)), nearEager, 'compiled vs eager');
+  const exe = jitRunner(fast)!.compiledEntries()[0].executable as unknown as PlanExecutable;
+  assert.equal(exe.path, 'plan', exe.describe());
+  // new values written into the fused (derived) weight's source in place
+  m.k.weight.copyFrom(quantizeWeight(rnd([32, 64], 0.2), 'q8_0'));
+  const after = fast.forward(x) as Tensor;
+  assertClose(after, withEagerBackend('cpu', () => m.forward(x)), nearEager, 'after the in-place update');
+  assert.throws(() => m.q.weight.matmul(x), /only linear/);
+});
