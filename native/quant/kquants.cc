@@ -1,10 +1,11 @@
 // GGUF K-quant weights (Q4_K, Q5_K, Q6_K: 256-value super-blocks, layouts in qmatmul.h) for the
-// weight-only matmul. A task dequantizes one weight row at a time into a per-thread fp32 buffer and
-// runs it against every input row of its block with vector FMAs (VecF: AVX-512, AVX2 or scalar, as
-// the build targets). Decode (one input row) is bound by reading the weight bytes, which this reads
-// once; prefill re-dequantizes a row once per block of input rows (mc = 64 in matmulWeights), which
-// is K operations against 64·K multiply-adds. An integer-dot (VNNI) path with activations quantized
-// per super-block, as llama.cpp does, would be faster still; it is not written yet.
+// weight-only matmul. Below 16 input rows (decode) a task dequantizes one weight row at a time into
+// a per-thread fp32 buffer and runs it against every input row with vector FMAs (VecF: AVX-512,
+// AVX2 or scalar, as the build targets): bound by reading the weight bytes, which it reads once.
+// From 16 rows on (prefill) matmulWeights runs the register-blocked fp32 GEMM of qmatmul.cc, whose
+// tasks dequantize one panel of weight rows each (dequantRowK) instead of converting f16/bf16.
+// An integer-dot (VNNI) path with activations quantized per super-block, as llama.cpp does, would
+// be faster still; it is not written yet.
 #include <cstring>
 #include <vector>
 

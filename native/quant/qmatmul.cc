@@ -923,10 +923,23 @@ inline void transpose16(__m512 r[16]) {
 #endif
 
 // Weight rows [n0, n0+kDNR) as dst[k·kDNR + j] (fp32, zero past N).
+thread_local std::vector<float> tKRows;
+
 template <int F>
 void packWPanel(const WeightRef& w, int64_t n0, float* dst) {
   const int64_t K = w.K;
   const int rows = static_cast<int>(std::min<int64_t>(kDNR, w.N - n0));
+  if constexpr (F == kWQ4_K || F == kWQ5_K || F == kWQ6_K) {
+    // K-quants: dequantize the panel's rows (super-block by super-block), then transpose
+    std::vector<float>& tmp = tKRows;
+    if (tmp.size() < static_cast<size_t>(K * kDNR)) tmp.resize(static_cast<size_t>(K * kDNR));
+    for (int j = 0; j < rows; j++) dequantRowK(w, n0 + j, tmp.data() + j * K);
+    for (int64_t k = 0; k < K; k++) {
+      for (int j = 0; j < rows; j++) dst[k * kDNR + j] = tmp[j * K + k];
+      for (int j = rows; j < kDNR; j++) dst[k * kDNR + j] = 0.0f;
+    }
+    return;
+  }
   int64_t k = 0;
 #if defined(IJ_AVX512)
   if (rows == kDNR) {
@@ -1023,6 +1036,9 @@ void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float*
     switch (w.format) {
       case kWF32: denseGemmTask<kWF32>(w, M, xpd, n0, ys[i]); break;
       case kWF16: denseGemmTask<kWF16>(w, M, xpd, n0, ys[i]); break;
+      case kWQ4_K: denseGemmTask<kWQ4_K>(w, M, xpd, n0, ys[i]); break;
+      case kWQ5_K: denseGemmTask<kWQ5_K>(w, M, xpd, n0, ys[i]); break;
+      case kWQ6_K: denseGemmTask<kWQ6_K>(w, M, xpd, n0, ys[i]); break;
       default: denseGemmTask<kWBF16>(w, M, xpd, n0, ys[i]); break;
     }
   });
@@ -1031,8 +1047,9 @@ void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float*
 }  // namespace
 
 void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys) {
+  // K-quant weights take the fp32 GEMM for prefill too: each task dequantizes one panel of rows
   bool allDense = x != nullptr;
-  for (int i = 0; i < count; i++) allDense = allDense && !ws[i].quantized() && ws[i].K == ws[0].K;
+  for (int i = 0; i < count; i++) allDense = allDense && (!ws[i].quantized() || isKQuant(ws[i].format)) && ws[i].K == ws[0].K;
   if (allDense && M >= kDenseGemmMinRows) {
     denseGemm(ws, count, M, x, ys);
     return;
