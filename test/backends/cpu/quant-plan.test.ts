@@ -124,3 +124,16 @@ test('nn.Linear layers with quantized weights through inferenceJit: a native pla
   assertClose(after, withEagerBackend('cpu', () => m.forward(x)), nearEager, 'after the in-place update');
   assert.throws(() => m.q.weight.matmul(x), /only linear/);
 });
+
+test('swapping a quantized weight for another format of the same byte size recompiles (config guard)', { skip }, async () => {
+  const { inferenceJit, nn } = await import('../../../src/index.js');
+  const lin = new nn.Linear(64, 1, { seed: 4, bias: false });
+  const dense = lin.weight;
+  lin.weight = quantizeWeight(dense, 'q8_0'); // 68 bytes: 2 scale bytes + 64 int8
+  const fast = inferenceJit(lin, { device: 'cpu', cache: 'memory' });
+  const x = rnd([2, 64]);
+  assertClose(fast.forward(x) as Tensor, withEagerBackend('cpu', () => lin.forward(x)), nearEager, 'q8_0');
+  lin.weight = quantizeWeight(dense.mul(-2), 'int8'); // also 68 bytes: 64 int8 + one f32 scale
+  assert.equal(lin.weight.shape[0], 68);
+  assertClose(fast.forward(x) as Tensor, withEagerBackend('cpu', () => lin.forward(x)), nearEager, 'int8 after the swap');
+});
