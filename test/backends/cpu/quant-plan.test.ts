@@ -13,6 +13,7 @@ import type { Graph } from '../../../src/ir/index.js';
 import { PlanExecutable } from '../../../src/backends/cpu/plan/executable.js';
 import { planAddon } from '../../../src/backends/cpu/plan/native.js';
 import { type QuantFormat, quantizeWeight } from '../../../src/tensor/quantized.js';
+import { setQuantPacking } from '../../../src/backends/cpu/plan/rules/quant.js';
 import { assertClose, U } from './helpers.js';
 
 const skip = planAddon ? false : 'native plan executor not built';
@@ -136,4 +137,24 @@ test('swapping a quantized weight for another format of the same byte size recom
   lin.weight = quantizeWeight(dense.mul(-2), 'int8'); // also 68 bytes: 64 int8 + one f32 scale
   assert.equal(lin.weight.shape[0], 68);
   assertClose(fast.forward(x) as Tensor, withEagerBackend('cpu', () => lin.forward(x)), nearEager, 'int8 after the swap');
+});
+
+test('Q8_0/Q4_0 weights read 16-row interleaved or in GGUF layout give the same plan results (N = 37: padded rows)', { skip }, () => {
+  for (const format of ['q8_0', 'q4_0'] as QuantFormat[]) {
+    const params = { w: quantizeWeight(rnd([37, 96], 0.1), format), b: rnd([37]) };
+    const fn = (x: Tensor): Tensor => ops.gelu(ops.linear(x, params.w, params.b));
+    for (const M of [1, 5, 20]) {
+      const x = rnd([M, 96]);
+      const results = (['always', 'never'] as const).map((mode) => {
+        const prev = setQuantPacking(mode);
+        try {
+          const c = compile(fn, [x], params);
+          const got = c.exe.run([x])[0];
+          assertClose(got, run('cpu', c, [x])[0], nearEager, `${format} M=${M} packing ${mode} vs eager`);
+          return got;
+        } finally { setQuantPacking(prev); }
+      });
+      assertClose(results[0], results[1], nearEager, `${format} M=${M}: packed vs GGUF layout`);
+    }
+  }
 });

@@ -4,12 +4,41 @@
 // decode-sized row counts and row-blocked GEMM for prefill by M at run time, as they do in the LLM
 // engine. Bias, activation and a same-shape residual are applied in the kernel's epilogue (the
 // fp32 GEMM rule's epilogues); A is read in place when it is a row-major matrix with unit column
-// stride.
+// stride. Where the packed kernels are the fast path (AVX-512 VNNI, AMX-INT8 for prefill), a Q8_0 or
+// Q4_0 weight is read from a copy with 16 rows interleaved (the engine's load-time packing, made
+// once per weight version: a refresh after an in-place update lowers the plan again).
 import { ACTIVATION_CODES, encodeQgemm } from '../kernel-table.gen.js';
+import { addon } from '../../addon.js';
+import type { Tensor } from '../../../../tensor/tensor.js';
 import type { View } from '../builder.js';
 import { numelOf } from '../views.js';
 import { QUANT_FORMAT_CODES, type QuantFormat } from '../../../../tensor/quantized.js';
 import { definePlanRule } from './registry.js';
+
+type Packing = 'auto' | 'always' | 'never';
+let packing: Packing = 'auto';
+/** Whether plans read Q8_0/Q4_0 weights 16-row interleaved: 'auto' (where the packed kernels are the
+ *  fast path), 'always' or 'never' (tests compare both layouts). Plans lowered afterwards use it. */
+export function setQuantPacking(p: Packing): Packing { const prev = packing; packing = p; return prev; }
+
+interface PackAddon { packWeight(w: [number, ArrayBufferView, Float32Array | null, number, number, number]): Uint8Array | null; llmPackedFast: boolean }
+const PACKED_CODES: Partial<Record<QuantFormat, number>> = { q8_0: 7, q4_0: 8 };
+const packedCopies = new WeakMap<Tensor, { version: number; bytes: Uint8Array }>();
+
+/** The weight's 16-row interleaved copy and its format code, when this plan should read one. */
+function packedCopy(t: Tensor, format: QuantFormat, N: number, K: number): { bytes: Uint8Array; code: number } | null {
+  const code = PACKED_CODES[format];
+  const a = addon as unknown as Partial<PackAddon> | null;
+  if (code === undefined || packing === 'never' || !a || typeof a.packWeight !== 'function') return null;
+  if (packing === 'auto' && !a.llmPackedFast) return null;
+  let hit = packedCopies.get(t);
+  if (!hit || hit.version !== t.version) {
+    const bytes = a.packWeight([QUANT_FORMAT_CODES[format], t.data as Uint8Array, null, N, K, 32]);
+    if (!bytes) return null;
+    packedCopies.set(t, (hit = { version: t.version, bytes }));
+  }
+  return { bytes: hit.bytes, code };
+}
 
 definePlanRule('quant_linear', (node, b) => {
   const outV = node.outputs[0];
@@ -22,7 +51,13 @@ definePlanRule('quant_linear', (node, b) => {
   const outShape = b.shape(outV);
   const M = numelOf(outShape) / N;
   const A = b.asMatrix(xv!, M, K);
-  const weight = b.viewOf(wv!);
+  let weight = b.viewOf(wv!), formatCode = QUANT_FORMAT_CODES[format];
+  const packed = packedCopy(b.constantTensor(wv!), format, N, K);
+  if (packed) {
+    const index = b.constants.push(packed.bytes) - 1;
+    weight = b.contiguousView({ kind: 'const', index }, [packed.bytes.length], 'u8');
+    formatCode = packed.code;
+  }
   const bias = b.optional(bv);
   let residual: View | null = null, ldr = N;
   if (rv !== undefined && rv !== null) {
@@ -32,7 +67,7 @@ definePlanRule('quant_linear', (node, b) => {
   }
   const dst = b.dest(outV);
   b.emit(node.op, encodeQgemm({
-    a: A.view, weight, bias, residual, out: dst, M, N, K, format: QUANT_FORMAT_CODES[format], group: format === 'int4' ? group : 32,
+    a: A.view, weight, bias, residual, out: dst, M, N, K, format: formatCode, group: format === 'int4' ? group : 32,
     act: ACTIVATION_CODES[activation ?? 'none'], lda: A.ld, ldr,
   }));
   b.setView(outV, dst);
