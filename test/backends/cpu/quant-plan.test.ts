@@ -158,3 +158,29 @@ test('Q8_0/Q4_0 weights read 16-row interleaved or in GGUF layout give the same 
     }
   }
 });
+
+test('disk cache: a quantized model\'s compiled graph is stored and reused by a second compile (weights read as parameters)', { skip }, async () => {
+  const { inferenceJit, nn } = await import('../../../src/index.js');
+  const { jitRunner } = await import('../../../src/jit/index.js');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'inferjit-quant-'));
+  try {
+    const make = () => {
+      const m = new nn.Linear(256, 40, { seed: 9 });
+      m.weight = quantizeWeight(m.weight, 'q6_k');
+      return m;
+    };
+    const x = rnd([3, 256]);
+    const m1 = make(), m2 = make();
+    const a = inferenceJit(m1, { device: 'cpu', cache: 'disk', cacheDir: dir });
+    const ya = a.forward(x) as Tensor;
+    const b = inferenceJit(m2, { device: 'cpu', cache: 'disk', cacheDir: dir });
+    const yb = b.forward(x) as Tensor;
+    assert.deepEqual(yb.data, ya.data);
+    assertClose(yb, withEagerBackend('cpu', () => m2.forward(x)), nearEager, 'second compile vs eager');
+    const s = jitRunner(b)!.stats();
+    assert.equal(s.diskHits, 1, JSON.stringify(s));
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
