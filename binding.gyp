@@ -23,10 +23,12 @@
         "native/ops/conv.cc",
         "native/ops/hash.cc",
         "native/quant/qmatmul.cc",
+        "native/quant/kquants.cc",
         "native/llm/paged_attention.cc",
         "native/llm/llama.cc",
         "native/plan/kernels.cc",
-        "native/plan/plan.cc"
+        "native/plan/plan.cc",
+        "native/plan/qgemm.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "INFERJIT_ARCH=\"<(inferjit_arch)\""],

@@ -137,4 +137,9 @@ export const KERNELS = [
     refs: ['x', 'values', 'indices'],
     ints: [{ name: 'outer' }, { name: 'size' }, { name: 'inner' }, { name: 'k' }, { name: 'largest' }, { name: 'sorted' }],
   },
+  {
+    name: 'qgemm', code: 40, doc: 'out = act(A·Wᵀ + bias) + residual for a quantized constant W [N, K] in a native/quant/qmatmul.h format (scales, if any, follow its blocks)',
+    refs: ['a', 'weight', 'bias', 'residual', 'out'],
+    ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'format' }, { name: 'group' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }],
+  },
 ];

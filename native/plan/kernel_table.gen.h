@@ -22,7 +22,7 @@ constexpr int kBinaryFirst = 20, kBinaryLast = 26;
 enum ReduceOp : int { kReduceSum = 0, kReduceMean = 1, kReduceMax = 2, kReduceMin = 3 };
 enum RefKind : int { kRefNone = 0, kRefArena = 1, kRefInput = 2, kRefOutput = 3, kRefConstant = 4 };
 enum PadMode : int { kPadConstant = 0, kPadReflect = 1, kPadReplicate = 2 };
-enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16 };
+enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelQgemm = 40 };
 static_assert(kActNone == 0, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActRelu == 1, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActGelu == 2, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
@@ -962,6 +962,68 @@ inline std::string checkTopK(const int64_t* I, size_t nInts, size_t nFloats, siz
   return "";
 }
 
+// out = act(A·Wᵀ + bias) + residual for a quantized constant W [N, K] in a native/quant/qmatmul.h format (scales, if any, follow its blocks).
+struct QgemmDesc {
+  uint8_t* a = nullptr;
+  uint8_t* weight = nullptr;
+  uint8_t* bias = nullptr;
+  uint8_t* residual = nullptr;
+  uint8_t* out = nullptr;
+  int64_t M = 0;
+  int64_t N = 0;
+  int64_t K = 0;
+  int64_t format = 0;
+  int64_t group = 0;
+  int64_t act = 0;
+  int64_t lda = 0;
+  int64_t ldr = 0;
+};
+template <typename At>
+inline QgemmDesc decodeQgemm(const int64_t* I, const double* F, At&& at) {
+  QgemmDesc a;
+  size_t p = 0;
+  a.M = I[p++];
+  a.N = I[p++];
+  a.K = I[p++];
+  a.format = I[p++];
+  a.group = I[p++];
+  a.act = I[p++];
+  a.lda = I[p++];
+  a.ldr = I[p++];
+  int r = 0;
+  a.a = at(r++);
+  a.weight = at(r++);
+  a.bias = at(r++);
+  a.residual = at(r++);
+  a.out = at(r++);
+  (void)F;
+  return a;
+}
+inline std::string checkQgemm(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "qgemm: ints end before M";
+  p++;
+  if (p + 1 > nI) return "qgemm: ints end before N";
+  p++;
+  if (p + 1 > nI) return "qgemm: ints end before K";
+  p++;
+  if (p + 1 > nI) return "qgemm: ints end before format";
+  p++;
+  if (p + 1 > nI) return "qgemm: ints end before group";
+  p++;
+  if (p + 1 > nI) return "qgemm: ints end before act";
+  p++;
+  if (p + 1 > nI) return "qgemm: ints end before lda";
+  p++;
+  if (p + 1 > nI) return "qgemm: ints end before ldr";
+  p++;
+  if (p != nI) return "qgemm: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1)) return "qgemm: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1);
+  if (nFloats != 0) return "qgemm: " + std::to_string(nFloats) + " floats, expected 0";
+  return "";
+}
+
 // "" when a kernel's descriptor has the sizes its fields need, else what is wrong.
 inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
   switch (op) {
@@ -981,6 +1043,7 @@ inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nF
     case kKernelRotary: return checkRotary(I, nInts, nFloats, nRefs);
     case kKernelArgmax: return checkArgmax(I, nInts, nFloats, nRefs);
     case kKernelTopK: return checkTopK(I, nInts, nFloats, nRefs);
+    case kKernelQgemm: return checkQgemm(I, nInts, nFloats, nRefs);
     default: return "unknown kernel code " + std::to_string(op);
   }
 }
@@ -1002,6 +1065,7 @@ void runUpsampleNearest2d(const UpsampleNearest2dDesc& d, const plan::KernelCont
 void runRotary(const RotaryDesc& d, const plan::KernelContext& ctx);
 void runArgmax(const ArgmaxDesc& d, const plan::KernelContext& ctx);
 void runTopK(const TopKDesc& d, const plan::KernelContext& ctx);
+void runQgemm(const QgemmDesc& d, const plan::KernelContext& ctx);
 
 // Decodes and runs kernel `op`; false for an unknown code. at(i) is the pointer of operand i.
 template <typename At>
@@ -1023,6 +1087,7 @@ inline bool runKernel(int op, const int64_t* I, const double* F, At&& at, const 
     case kKernelRotary: runRotary(decodeRotary(I, F, at), ctx); return true;
     case kKernelArgmax: runArgmax(decodeArgmax(I, F, at), ctx); return true;
     case kKernelTopK: runTopK(decodeTopK(I, F, at), ctx); return true;
+    case kKernelQgemm: runQgemm(decodeQgemm(I, F, at), ctx); return true;
     default: return false;
   }
 }

@@ -100,6 +100,7 @@ size_t weightDataBytes(int format, int64_t N, int64_t K) {
     case kWI4: return n * k / 2;
     case kWQ8_0X16: return ((n + kPackRows - 1) / kPackRows) * kPackRows * (k / kQK) * 34;
     case kWQ4_0X16: return ((n + kPackRows - 1) / kPackRows) * kPackRows * (k / kQK) * 18;
+    case kWQ4_K: case kWQ5_K: case kWQ6_K: return n * (k / kQKK) * kquantBlockBytes(format);
     default: return 0;
   }
 }
@@ -113,6 +114,7 @@ size_t weightScaleCount(int format, int64_t N, int64_t K, int group) {
 const char* checkWeight(int format, int64_t K, int group) {
   if (format < kWF32 || format > kWLastFormat) return "unknown weight format";
   if (format >= kWQ8_0 && K % kQK != 0) return "quantized weights need K to be a multiple of 32";
+  if (isKQuant(format) && K % kQKK != 0) return "K-quant weights (Q4_K, Q5_K, Q6_K) need K to be a multiple of 256";
   if (format == kWI4 && (group != 32 && group != 64 && group != 128)) return "int4 group size must be 32, 64 or 128";
   if (format == kWI4 && K % group != 0) return "int4 weights need K to be a multiple of the group size";
   return nullptr;
@@ -156,6 +158,10 @@ void quantizeRowsQ8(const float* x, int64_t M, int64_t K, BlockQ8* out) {
 
 void dequantRow(const WeightRef& w, int64_t r, float* out) {
   const int64_t K = w.K, nb = K / kQK;
+  if (isKQuant(w.format)) {
+    dequantRowK(w, r, out);
+    return;
+  }
   switch (w.format) {
     case kWF32: std::memcpy(out, reinterpret_cast<const float*>(w.data) + r * K, K * 4); return;
     case kWF16: {
@@ -858,6 +864,7 @@ void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* x
     case kWI4: rangeImpl<kWI4>(w, M, x, xq, y, ldy, n0, n1); break;
     case kWQ8_0X16: packedRange<kWQ8_0X16>(w, M, xq, y, ldy, n0, n1); break;
     case kWQ4_0X16: packedRange<kWQ4_0X16>(w, M, xq, y, ldy, n0, n1); break;
+    case kWQ4_K: case kWQ5_K: case kWQ6_K: kquantRange(w, M, x, y, ldy, n0, n1); break;
   }
 }
 
@@ -916,10 +923,23 @@ inline void transpose16(__m512 r[16]) {
 #endif
 
 // Weight rows [n0, n0+kDNR) as dst[k·kDNR + j] (fp32, zero past N).
+thread_local std::vector<float> tKRows;
+
 template <int F>
 void packWPanel(const WeightRef& w, int64_t n0, float* dst) {
   const int64_t K = w.K;
   const int rows = static_cast<int>(std::min<int64_t>(kDNR, w.N - n0));
+  if constexpr (F == kWQ4_K || F == kWQ5_K || F == kWQ6_K) {
+    // K-quants: dequantize the panel's rows (super-block by super-block), then transpose
+    std::vector<float>& tmp = tKRows;
+    if (tmp.size() < static_cast<size_t>(K * kDNR)) tmp.resize(static_cast<size_t>(K * kDNR));
+    for (int j = 0; j < rows; j++) dequantRowK(w, n0 + j, tmp.data() + j * K);
+    for (int64_t k = 0; k < K; k++) {
+      for (int j = 0; j < rows; j++) dst[k * kDNR + j] = tmp[j * K + k];
+      for (int j = rows; j < kDNR; j++) dst[k * kDNR + j] = 0.0f;
+    }
+    return;
+  }
   int64_t k = 0;
 #if defined(IJ_AVX512)
   if (rows == kDNR) {
@@ -1016,6 +1036,9 @@ void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float*
     switch (w.format) {
       case kWF32: denseGemmTask<kWF32>(w, M, xpd, n0, ys[i]); break;
       case kWF16: denseGemmTask<kWF16>(w, M, xpd, n0, ys[i]); break;
+      case kWQ4_K: denseGemmTask<kWQ4_K>(w, M, xpd, n0, ys[i]); break;
+      case kWQ5_K: denseGemmTask<kWQ5_K>(w, M, xpd, n0, ys[i]); break;
+      case kWQ6_K: denseGemmTask<kWQ6_K>(w, M, xpd, n0, ys[i]); break;
       default: denseGemmTask<kWBF16>(w, M, xpd, n0, ys[i]); break;
     }
   });
@@ -1024,8 +1047,9 @@ void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float*
 }  // namespace
 
 void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys) {
+  // K-quant weights take the fp32 GEMM for prefill too: each task dequantizes one panel of rows
   bool allDense = x != nullptr;
-  for (int i = 0; i < count; i++) allDense = allDense && !ws[i].quantized() && ws[i].K == ws[0].K;
+  for (int i = 0; i < count; i++) allDense = allDense && (!ws[i].quantized() || isKQuant(ws[i].format)) && ws[i].K == ws[0].K;
   if (allDense && M >= kDenseGemmMinRows) {
     denseGemm(ws, count, M, x, ys);
     return;

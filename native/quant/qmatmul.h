@@ -20,6 +20,18 @@
 //                              high nibble: k = 16+4c+i; value = nibble − 8)
 //         so chunk c (Q8) or the low/high nibbles of chunk c (Q4: k-group c / 4+c) hold, in the 32-bit
 //         lane of row r, the 4 weights of k-group j ∈ [0, 8) that meet activation bytes q[4j..4j+3].
+//   GGUF K-quants (K % 256 == 0), per row K/256 super-blocks (native/quant/kquants.cc):
+//   Q4_K  144 bytes: { f16 d; f16 dmin; uint8 scales[12]; uint8 qs[128] }: 8 sub-blocks of 32 with
+//         6-bit scale sc_j and min m_j packed in scales[] (j < 4: sc = s[j] & 63, m = s[j+4] & 63; else
+//         sc = (s[j+4] & 15) | (s[j-4] >> 6) << 4, m = (s[j+4] >> 4) | (s[j] >> 6) << 4);
+//         w = d·sc_j·q − dmin·m_j; value 64c+l (l < 32) is the low nibble of qs[32c+l], 64c+32+l its high.
+//   Q5_K  176 bytes: { f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128] }: as Q4_K with a
+//         5th bit: bit 2c of qh[l] for value 64c+l, bit 2c+1 for 64c+32+l.
+//   Q6_K  210 bytes: { uint8 ql[128]; uint8 qh[64]; int8 scales[16]; f16 d }: 16 sub-blocks of 16,
+//         w = d·scales[j]·(q − 32), q 6 bits; per half h (128 values): value 128h+32i+l (i < 4, l < 32)
+//         takes its low 4 bits from ql[64h + l + 32(i&1)] (low nibble for i < 2, high for i >= 2) and
+//         its top 2 bits from qh[32h+l] bits 2i..2i+1; its scale is scales[8h + l/16 + 2i].
+//         The K-quant kernels take fp32 activations (x), not BlockQ8 rows.
 // Activation blocks (BlockQ8): { float d; int32 s; int8 q[32] } per 32 inputs, d = max|x|/127,
 // s = Σq (llama.cpp's block_q8_1 with an fp32 scale and an integer sum: the packed kernels multiply
 // unsigned weights w+o by signed activations and subtract o·s).
@@ -30,10 +42,12 @@
 namespace inferjit {
 
 enum WeightFormat : int {
-  kWF32 = 0, kWF16 = 1, kWBF16 = 2, kWQ8_0 = 3, kWQ4_0 = 4, kWI8 = 5, kWI4 = 6, kWQ8_0X16 = 7, kWQ4_0X16 = 8
+  kWF32 = 0, kWF16 = 1, kWBF16 = 2, kWQ8_0 = 3, kWQ4_0 = 4, kWI8 = 5, kWI4 = 6, kWQ8_0X16 = 7, kWQ4_0X16 = 8,
+  kWQ4_K = 9, kWQ5_K = 10, kWQ6_K = 11
 };
-constexpr int kWLastFormat = kWQ4_0X16;
+constexpr int kWLastFormat = kWQ6_K;
 constexpr int kQK = 32;
+constexpr int kQKK = 256;  // K-quant super-block
 constexpr int kPackRows = 16;  // rows interleaved by the X16 formats
 inline bool isPacked(int format) { return format == kWQ8_0X16 || format == kWQ4_0X16; }
 
@@ -82,6 +96,13 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
 
 // Row r of W as fp32 (embedding lookup).
 void dequantRow(const WeightRef& w, int64_t r, float* out);
+
+// K-quants (kquants.cc): bytes per 256-value super-block (0 for other formats), row r as fp32,
+// and rows [n0, n1) of y[m][n] = Σ_k x[m][k]·W[n][k] from fp32 x (single-threaded).
+bool isKQuant(int format);
+size_t kquantBlockBytes(int format);
+void dequantRowK(const WeightRef& w, int64_t r, float* out);
+void kquantRange(const WeightRef& w, int64_t M, const float* x, float* y, int64_t ldy, int64_t n0, int64_t n1);
 
 float halfToFloat(uint16_t h);
 uint16_t floatToHalf(float f);

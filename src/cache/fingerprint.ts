@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Tensor } from '../tensor/tensor.js';
 import { sha256, canonicalJson } from './disk-cache.js';
 import { contentHash } from './content-hash.js';
+import { quantSpecOf } from '../tensor/quantized.js';
 
 const SRC_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PACKAGE_ROOT = join(SRC_DIR, '..');
@@ -99,7 +100,8 @@ export function codeFingerprint(target: { module: ModuleLike | null; fn: (...arg
 export function configFingerprint(module: ModuleLike | null): string {
   if (!module) return '';
   const modules = moduleTree(module).map(([path, m]) => [path, (m as object).constructor?.name ?? '', primitiveFields(m as Record<string, unknown>)]);
-  const tensors = namedTensors(module)?.map(([n, t]) => [n, t.dtype, [...t.shape]]) ?? [];
+  // a quantized weight (src/tensor/quantized.ts) is u8 bytes: its format and [N, K] are part of what it is
+  const tensors = namedTensors(module)?.map(([n, t]) => { const q = quantSpecOf(t); return q ? [n, t.dtype, [...t.shape], q] : [n, t.dtype, [...t.shape]]; }) ?? [];
   return canonicalJson({ modules, tensors });
 }
 

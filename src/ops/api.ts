@@ -5,6 +5,7 @@ import { type DType, isFloatDType } from '../tensor/dtype.js';
 import { type Dim, normalizeAxis, dimMul } from '../tensor/shape.js';
 import { fromNumbers, readElement, unrepresentable } from '../tensor/dtype.js';
 import { dispatch, dispatch1 } from './dispatch.js';
+import { quantSpecOf } from '../tensor/quantized.js';
 
 /** Turns a JS number into a rank-0 tensor for an op with `like`. The number takes `like`'s dtype
  *  when it is exactly representable there (so `halfTensor.mul(0.5)` stays f16); otherwise it widens
@@ -99,7 +100,18 @@ export const groupNorm = (x: Tensor, numGroups: number, weight?: Tensor | null, 
 /** Matrix product with NumPy semantics: 1-D operands are promoted, batch dims broadcast. */
 export const matmul = (a: Tensor, b: Tensor): Tensor => dispatch1('matmul', [a, b]);
 /** x · weightᵀ + bias, weight shaped [outFeatures, inFeatures]. */
-export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor => dispatch1('linear', [x, weight, bias ?? null]);
+export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor => {
+  // a quantized weight (src/tensor/quantized.ts) records quant_linear with its format and shape
+  const q = quantSpecOf(weight);
+  if (q) return dispatch1('quant_linear', [x, weight, bias ?? null, null], { format: q.format, N: q.N, K: q.K, group: q.group });
+  return dispatch1('linear', [x, weight, bias ?? null]);
+};
+/** The f32 [N, K] values of a quantized weight (src/tensor/quantized.ts). */
+export const dequantize = (weight: Tensor): Tensor => {
+  const q = quantSpecOf(weight);
+  if (!q) throw new TypeError(`dequantize: the tensor (${weight.dtype}[${weight.shape.join(', ')}]) is not a quantized weight`);
+  return dispatch1('dequantize', [weight], { format: q.format, N: q.N, K: q.K, group: q.group });
+};
 export interface Conv2dOptions { stride?: number | [number, number]; padding?: number | [number, number]; dilation?: number | [number, number]; groups?: number }
 const pair = (v: number | [number, number] | undefined, d: number): [number, number] => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : v);
 /** 2-D convolution, x [N, C, H, W], weight [O, C/groups, kH, kW]. */

@@ -5,6 +5,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
 import { getOp, getKernel, loadKernels, type OpDef, type TensorMeta, type BackendName } from './registry.js';
 import { normalizeAttrs, type AttrValues } from './attrs.js';
+import { quantSpecOf } from '../tensor/quantized.js';
 
 /** Receives ops that involve symbolic tensors; returns the symbolic outputs. */
 export type TraceHook = (def: OpDef<any>, inputs: (Tensor | null)[], attrs: AttrValues, outs: TensorMeta[]) => Tensor[];
@@ -85,6 +86,7 @@ export function dispatch(name: string, inputs: readonly (Tensor | null | undefin
   const def = getOp(name);
   const ins = checkInputs(def, inputs);
   const a = normalizeAttrs(def.name, def.attrs, attrs);
+  if (!QUANT_OPS.has(def.name)) checkNotQuantized(def.name, ins);
   const outs = def.infer(ins.map((t) => (t ? metaOf(t) : null)), a);
   if (traceHook || ins.some((t) => t?.isSymbolic)) {
     if (!traceHook) throw new Error(`${def.name}: a symbolic tensor was used outside of tracing (it escaped from a traced function?)`);
@@ -98,6 +100,18 @@ export function dispatch(name: string, inputs: readonly (Tensor | null | undefin
   const result = kernel(ins, a, outs);
   checkOutputs(def, result, outs);
   return result;
+}
+
+/** Ops that read quantized weights (src/tensor/quantized.ts); any other op would see raw block bytes. */
+const QUANT_OPS = new Set(['quant_linear', 'dequantize', 'quant_concat']);
+function checkNotQuantized(op: string, ins: readonly (Tensor | null)[]): void {
+  for (const t of ins) {
+    const q = t && quantSpecOf(t);
+    if (q) {
+      throw new TypeError(`${op}: input is a quantized ${q.format} [${q.N}, ${q.K}] weight; only linear (F.linear / nn.Linear) reads quantized weights. ` +
+        'Use dequantize(weight) for its f32 values.');
+    }
+  }
 }
 
 /** Runs a single-output op. */

@@ -8,6 +8,7 @@ import './movement.js';
 import './model.js';
 import './fused.js';
 import './control.js';
+import './quantized.js';
 
 export * from './api.js';
 export { dispatch, dispatch1, withTraceHook, setEagerBackend, getEagerBackend, withEagerBackend, isNativeAvailable } from './dispatch.js';

@@ -9,6 +9,7 @@ import { attentionFusionPass } from './attention-fusion.js';
 import { normFusionPass } from './norm-fusion.js';
 import { horizontalGemmPass } from './horizontal-gemm.js';
 import { gemmEpiloguePass } from './gemm-epilogue.js';
+import { quantEpiloguePass } from './quant-epilogue.js';
 import { addNormFusionPass } from './add-norm-fusion.js';
 import { elementwiseFusionPass } from './elementwise-fusion.js';
 import { dcePass } from './dce.js';
@@ -30,6 +31,7 @@ export const DEFAULT_PASSES: readonly Pass[] = [
   normFusionPass,
   horizontalGemmPass,
   gemmEpiloguePass,
+  quantEpiloguePass,
   addNormFusionPass,
   elementwiseFusionPass,
   dcePass,

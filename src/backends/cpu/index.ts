@@ -12,6 +12,7 @@ import { registerElementwiseKernels } from './kernels/elementwise.js';
 import { registerNormKernels } from './kernels/norm.js';
 import { registerMovementKernels } from './kernels/movement.js';
 import { registerFusedKernels } from './kernels/fused.js';
+import { registerQuantizedKernels } from './kernels/quantized.js';
 
 let loaded: boolean | null = null;
 
@@ -26,6 +27,7 @@ export function loadNativeBackend(): boolean {
     registerNormKernels(addon);
     registerMovementKernels(addon);
     registerFusedKernels();
+    registerQuantizedKernels(addon);
     loaded = true;
   }
   return loaded;

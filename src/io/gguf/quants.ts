@@ -309,3 +309,104 @@ export function quantizeQ4_0(x: ArrayLike<number>): Uint8Array {
   }
   return out;
 }
+
+// ---- K-quant quantizers ----
+// Simple min/max quantizers that write valid Q4_K / Q5_K / Q6_K blocks (the layouts documented above,
+// as ggml and llama.cpp read them). They are not ggml's quantize_row_q*_K_ref, which searches each
+// sub-block's scale and min to minimize the squared error: the blocks decode in any reader, but a
+// file quantized here is a little less accurate than one quantized by llama.cpp.
+
+const putHalf = (out: Uint8Array, o: number, v: number): number => {
+  const h = floatToF16Bits(v);
+  out[o] = h & 0xff; out[o + 1] = h >> 8;
+  return f16BitsToFloat(h);
+};
+
+/** Q4_K / Q5_K: per 32-value sub-block an affine map x ≈ d·sc·q − dmin·m, q in [0, 2^bits − 1]. */
+function quantizeAffineK(name: string, x: ArrayLike<number>, bits: 4 | 5): Uint8Array {
+  checkQuantInput(name, x, QK_K);
+  const S = bits === 4 ? 144 : 176, qmax = (1 << bits) - 1;
+  const nb = x.length / QK_K;
+  const out = new Uint8Array(nb * S);
+  const scale = new Float64Array(8), min = new Float64Array(8), sc = new Uint8Array(8), mq = new Uint8Array(8);
+  for (let b = 0; b < nb; b++) {
+    const o = b * S, base = b * QK_K;
+    for (let j = 0; j < 8; j++) {
+      let lo = 0, hi = 0;
+      for (let l = 0; l < 32; l++) { const v = fround(x[base + 32 * j + l]); if (v < lo) lo = v; if (v > hi) hi = v; }
+      scale[j] = (hi - lo) / qmax;
+      min[j] = -lo; // >= 0: the min is subtracted
+    }
+    let smax = 0, mmax = 0;
+    for (let j = 0; j < 8; j++) { smax = Math.max(smax, scale[j]); mmax = Math.max(mmax, min[j]); }
+    const d = putHalf(out, o, smax / 63), dmin = putHalf(out, o + 2, mmax / 63);
+    for (let j = 0; j < 8; j++) {
+      // round the scale up so the largest value still fits in qmax steps
+      sc[j] = d > 0 ? Math.min(63, Math.ceil(scale[j] / d - 1e-6)) : 0;
+      mq[j] = dmin > 0 ? Math.min(63, Math.round(min[j] / dmin)) : 0;
+    }
+    const s = o + 4;
+    for (let j = 0; j < 4; j++) {
+      out[s + j] = (sc[j] & 63) | ((sc[j + 4] >> 4) << 6);
+      out[s + j + 4] = (mq[j] & 63) | ((mq[j + 4] >> 4) << 6);
+      out[s + j + 8] = (sc[j + 4] & 15) | ((mq[j + 4] & 15) << 4);
+    }
+    const qh = o + 16, qs = bits === 4 ? o + 16 : o + 48;
+    for (let j = 0; j < 8; j++) {
+      const dj = fround(d * sc[j]), mj = fround(dmin * mq[j]);
+      const c = j >> 1, high = j & 1;
+      for (let l = 0; l < 32; l++) {
+        const v = fround(x[base + 32 * j + l]);
+        const q = dj > 0 ? Math.max(0, Math.min(qmax, Math.round((v + mj) / dj))) : 0;
+        out[qs + 32 * c + l] |= high ? (q & 15) << 4 : q & 15;
+        if (bits === 5 && q > 15) out[qh + l] |= 1 << (2 * c + high);
+      }
+    }
+  }
+  return out;
+}
+
+/** Quantizes f32 values (a whole number of 256-value super-blocks) to Q4_K blocks. */
+export const quantizeQ4_K = (x: ArrayLike<number>): Uint8Array => quantizeAffineK('quantizeQ4_K', x, 4);
+/** Quantizes f32 values (a whole number of 256-value super-blocks) to Q5_K blocks. */
+export const quantizeQ5_K = (x: ArrayLike<number>): Uint8Array => quantizeAffineK('quantizeQ5_K', x, 5);
+
+/** Quantizes f32 values (a whole number of 256-value super-blocks) to Q6_K blocks: per 16-value
+ *  sub-block a symmetric scale d·sc (sc an int8), q in [−32, 31]. */
+export function quantizeQ6_K(x: ArrayLike<number>): Uint8Array {
+  checkQuantInput('quantizeQ6_K', x, QK_K);
+  const nb = x.length / QK_K;
+  const out = new Uint8Array(nb * 210);
+  const sub = new Float64Array(16), q = new Int8Array(QK_K);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 210, base = b * QK_K;
+    let smax = 0;
+    for (let j = 0; j < 16; j++) {
+      let amax = 0;
+      for (let l = 0; l < 16; l++) amax = Math.max(amax, Math.abs(fround(x[base + 16 * j + l])));
+      sub[j] = amax / 31;
+      smax = Math.max(smax, sub[j]);
+    }
+    const d = putHalf(out, o + 208, smax / 127);
+    for (let j = 0; j < 16; j++) {
+      const scj = d > 0 ? Math.min(127, Math.ceil(sub[j] / d - 1e-6)) : 0;
+      out[o + 192 + j] = scj & 0xff;
+      const dj = fround(d * scj);
+      for (let l = 0; l < 16; l++) {
+        const i = 16 * j + l;
+        q[i] = dj > 0 ? Math.max(-32, Math.min(31, Math.round(fround(x[base + i]) / dj))) : 0;
+      }
+    }
+    for (let h = 0; h < 2; h++) {
+      const ql = o + 64 * h, qh = o + 128 + 32 * h;
+      for (let l = 0; l < 32; l++) {
+        const v = (i: number): number => q[128 * h + 32 * i + l] + 32;
+        const q1 = v(0), q2 = v(1), q3 = v(2), q4 = v(3);
+        out[ql + l] = (q1 & 15) | ((q3 & 15) << 4);
+        out[ql + l + 32] = (q2 & 15) | ((q4 & 15) << 4);
+        out[qh + l] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
+      }
+    }
+  }
+  return out;
+}

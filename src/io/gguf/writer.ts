@@ -1,5 +1,5 @@
 // GGUF writer (v3 by default, v2 on request): metadata of every value type, tensors in F32, F16, BF16,
-// I8/I16/I32/I64, F64, Q8_0 and Q4_0 (quantized with ggml's reference algorithms), or any type given
+// I8/I16/I32/I64, F64, Q8_0 and Q4_0 (quantized with ggml's reference algorithms), Q4_K/Q5_K/Q6_K (min/max quantizers), or any type given
 // as ready-made raw bytes. Writes atomically (temp file + rename). Tests and tools use it to make
 // models with seeded weights that llama.cpp loads: llama.cpp checks metadata types strictly, so
 // hyperparameters must be u32 and epsilons f32 — use the typed helpers (`gguf.u32(n)`) where the
@@ -13,7 +13,7 @@ import {
   GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_VALUE_TYPE_IDS, GGUF_SCALAR_BYTES,
   type GgmlTypeName, type GgufMetaValue, type GgufScalarType, type GgufValueType, ggmlType, formatValueType,
 } from './types.js';
-import { quantizeQ8_0, quantizeQ4_0 } from './quants.js';
+import { quantizeQ8_0, quantizeQ4_0, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from './quants.js';
 
 /** A metadata value with an explicit GGUF type. */
 export interface GgufTypedValue { readonly __ggufType: GgufValueType; readonly value: GgufMetaValue }
@@ -34,7 +34,7 @@ export type GgufWriteValue = GgufMetaValue | GgufTypedValue;
 
 export interface GgufWriteTensor {
   name: string;
-  /** Stored type. F32/F16/BF16/F64/I8/I16/I32/I64/Q8_0/Q4_0 are encoded from `data`; other types need raw bytes. */
+  /** Stored type. F32/F16/BF16/F64/I8/I16/I32/I64/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K are encoded from `data`; other types need raw bytes. */
   type: GgmlTypeName;
   /** Row-major shape (as our Tensor); written to the file reversed, in ggml's ne order. Defaults to `data.shape`. */
   shape?: readonly number[];
@@ -199,6 +199,10 @@ export function encodeTensorData(type: GgmlTypeName, data: Tensor | ArrayLike<nu
     case 'BF16': { const a = new Uint16Array(n); for (let i = 0; i < n; i++) a[i] = floatToBf16Bits(values[i]); return new Uint8Array(a.buffer); }
     case 'Q8_0': return quantizeQ8_0(values);
     case 'Q4_0': return quantizeQ4_0(values);
+    // min/max K-quant quantizers (valid blocks, not ggml's error-minimizing search; see quants.ts)
+    case 'Q4_K': return quantizeQ4_K(values);
+    case 'Q5_K': return quantizeQ5_K(values);
+    case 'Q6_K': return quantizeQ6_K(values);
     default:
       throw new TypeError(`writeGguf: tensor ${JSON.stringify(name)}: cannot encode type ${type} from values; pass its raw bytes as a Uint8Array`);
   }

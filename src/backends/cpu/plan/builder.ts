@@ -106,6 +106,8 @@ export class PlanBuilder {
   isConstant(v: number): boolean { return this.constByValue.has(v); }
   graphInputIndex(v: number): number | undefined { return this.inputIndex.get(v); }
   constantName(v: number): string | undefined { return this.constByValue.get(v)?.name; }
+  /** The live tensor of constant value v (for rules that keep a derived copy of it, e.g. a re-laid-out weight). */
+  constantTensor(v: number): Tensor { return this.ctx.constant(this.constByValue.get(v)!.name); }
 
   /** The node being lowered, for error messages. */
   at(node: Node, i: number): void { this.where = `node ${i} (${node.op}${node.source ? ` at ${node.source}` : ''})`; }

@@ -21,7 +21,7 @@ export const REF_KINDS = { none: 0, arena: 1, input: 2, output: 3, constant: 4 }
 /** pad modes. */
 export const PAD_MODES = { constant: 0, reflect: 1, replicate: 2 } as const;
 /** Plan kernel codes. */
-export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16 } as const;
+export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, qgemm: 40 } as const;
 
 /** A plan kernel ready for the descriptor: its code, operands in order, ints and floats. */
 export interface EncodedKernel<R> { op: number; refs: R[]; ints: number[]; floats: number[] }
@@ -145,4 +145,10 @@ export function encodeArgmax<R>(f: ArgmaxFields<R>): EncodedKernel<R> {
 export interface TopKFields<R> { x: R; values: R; indices: R; outer: Int; size: Int; inner: Int; k: Int; largest: Int; sorted: Int }
 export function encodeTopK<R>(f: TopKFields<R>): EncodedKernel<R> {
   return { op: 16, refs: [f.x, f.values, f.indices], ints: [Number(f.outer), Number(f.size), Number(f.inner), Number(f.k), Number(f.largest), Number(f.sorted)], floats: [] };
+}
+
+/** out = act(A·Wᵀ + bias) + residual for a quantized constant W [N, K] in a native/quant/qmatmul.h format (scales, if any, follow its blocks). */
+export interface QgemmFields<R> { a: R; weight: R; bias: R; residual: R; out: R; M: Int; N: Int; K: Int; format: Int; group: Int; act: Int; lda: Int; ldr: Int }
+export function encodeQgemm<R>(f: QgemmFields<R>): EncodedKernel<R> {
+  return { op: 40, refs: [f.a, f.weight, f.bias, f.residual, f.out], ints: [Number(f.M), Number(f.N), Number(f.K), Number(f.format), Number(f.group), Number(f.act), Number(f.lda), Number(f.ldr)], floats: [] };
 }
