@@ -26,6 +26,7 @@
         "native/llm/paged_attention.cc",
         "native/llm/llama.cc",
         "native/plan/kernels.cc",
+        "native/plan/llm_kernels.cc",
         "native/plan/plan.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

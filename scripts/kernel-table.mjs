@@ -137,4 +137,18 @@ export const KERNELS = [
     refs: ['x', 'values', 'indices'],
     ints: [{ name: 'outer' }, { name: 'size' }, { name: 'inner' }, { name: 'k' }, { name: 'largest' }, { name: 'sorted' }],
   },
+  {
+    name: 'kv_write', code: 17, doc: 'writes rows [tokens, kvHeads, headDim] into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped)',
+    refs: ['rows', 'slots', 'pool'],
+    ints: [{ name: 'tokens' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' }],
+  },
+  {
+    name: 'paged_attention', code: 18, doc: 'ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence)',
+    refs: ['q', 'kPool', 'vPool', 'blockTables', 'seqLens', 'queryStart', 'out'],
+    ints: [
+      { name: 'tokens' }, { name: 'heads' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' },
+      { name: 'seqs' }, { name: 'maxBlocks' }, { name: 'window' },
+    ],
+    floats: ['scale', 'softcap'],
+  },
 ];

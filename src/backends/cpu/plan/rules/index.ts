@@ -6,5 +6,6 @@ import './norm.js';
 import './reduce.js';
 import './attention.js';
 import './conv.js';
+import './llm.js';
 
 export { planRule, registeredPlanOps, type PlanRule } from './registry.js';
