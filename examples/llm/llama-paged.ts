@@ -2,7 +2,7 @@
 // as plain user code whose forward is one serving step over a paged KV cache, vLLM style: the
 // tokens of many sequences flattened to [tokens], with the attention metadata as ordinary int32
 // tensors. It is the source of truth: eager calls run it op by op, and `inferenceJit` (see
-// compileStep) traces it once and runs it as a native plan per token-count bucket. The KV page
+// src/llm/step-engine.ts) traces it once and runs it as a native plan per token-count bucket. The KV page
 // pools are arguments the step writes in place (kv_write), so the graph marks them session state.
 //
 //   forward(step, kPools, vPools) -> logits [seqs, vocab] for the last token of each sequence
@@ -10,20 +10,9 @@
 //         blockTables [seqs, maxBlocks], seqLens [seqs] (context incl. new tokens),
 //         queryStart [seqs + 1], lastIndex [seqs] (row of each sequence's last token)
 //   pools: per layer [numBlocks, kvHeads, blockSize, headDim] f32
-import { nn, F, ops, Tensor, fromArray, inferenceJit } from '../../src/index.js';
-import type { JitOptions } from '../../src/jit/options.js';
+import { nn, F, ops, Tensor, fromArray } from '../../src/index.js';
+import type { StepInputs } from '../../src/llm/step-engine.js';
 import { type LlamaConfig, type LlamaWeights, type WeightMatrix, loadLlama, dequantizeMatrix, ropeInverseFrequencies } from '../../src/llm/index.js';
-
-/** One step's tokens and attention metadata (all int32). */
-export interface StepInputs {
-  ids: Tensor;
-  positions: Tensor;
-  slots: Tensor;
-  blockTables: Tensor;
-  seqLens: Tensor;
-  queryStart: Tensor;
-  lastIndex: Tensor;
-}
 
 export interface PagedLlamaOptions {
   /** Mistral: attend to the last `slidingWindow` positions only (0: full causal). */
@@ -125,23 +114,9 @@ export class PagedLlama extends nn.Module {
   forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor {
     const cos = F.embedding(step.positions, this.ropeCos), sin = F.embedding(step.positions, this.ropeSin);
     let x = F.embedding(step.ids, this.embed);
-    this.layers.forEach((block, l) => { x = block.forward(x, cos, sin, step, kPools[l], vPools[l]); });
+    let l = 0;
+    for (const block of this.layers) { x = block.forward(x, cos, sin, step, kPools[l], vPools[l]); l++; }
     const last = ops.gather(x, step.lastIndex, 0);
     return F.linear(this.norm.forward(last), this.lmHead);
   }
-}
-
-/** The input spec of a step: the token count T and the sequence count S are dynamic (the engine
- *  pads them to buckets), the block-table width and the pools are fixed per engine. */
-export function stepInputSpec(numLayers: number, maxBlocks: number): JitOptions['inputSpec'] {
-  return [
-    { shape: ['T'] }, { shape: ['T'] }, { shape: ['T'] },
-    { shape: ['S', maxBlocks] }, { shape: ['S'] }, { shape: ['S1'] }, { shape: ['S'] },
-    ...new Array(2 * numLayers).fill(null),
-  ];
-}
-
-/** The step compiled by the JIT (a native plan per (T, S) bucket). */
-export function compileStep(model: PagedLlama, maxBlocks: number, options: JitOptions = {}) {
-  return inferenceJit(model, { device: 'cpu', fallback: 'error', cache: 'memory', ...options, inputSpec: stepInputSpec(model.config.numLayers, maxBlocks) });
 }

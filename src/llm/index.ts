@@ -11,3 +11,4 @@ export { LlamaEngine, type EngineOptions } from './engine.js';
 export { Sampler, type SamplingOptions, argmax, topIndices, logSoftmax, klDivergence } from './sampling.js';
 export { generate, greedyTokens, Generation, type GenerateOptions, type GenerationChunk, type GenerationStats, type FinishReason } from './generate.js';
 export * from './tokenizer/index.js';
+export { StepEngine, EngineCapacityError, type StepInputs, type StepDecoder, type StepEngineOptions, type SequenceOptions, type StepFinishReason } from './step-engine.js';

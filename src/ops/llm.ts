@@ -87,7 +87,8 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
     const s = needRank(op, 'seq_lens', sl, 1, 'i32');
     needRank(op, 'query_start', qs, 1, 'i32');
     mustMatch(op, 'block_tables [seqs, maxBlocks] and seq_lens [seqs] disagree on seqs', b.shape[0], s.shape[0]);
-    if (known(b.shape[0]) && known(qs!.shape[0])) mustMatch(op, 'query_start must hold seqs + 1 offsets', qs!.shape[0], b.shape[0] + 1);
+    // query_start holds seqs + 1 offsets; checked when shapes are concrete (kernels, lowering), since
+    // symbolic dims carry no arithmetic
     mustMatch(op, 'q [tokens, heads, headDim] must have the pools\' headDim', qm.shape[2], k.shape[3]);
     const H = qm.shape[1], Hkv = k.shape[1];
     if (attrs.num_kv_heads !== 0) mustMatch(op, 'num_kv_heads must equal the pools\' kvHeads', attrs.num_kv_heads, Hkv);
@@ -105,6 +106,7 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
     const Q = q!.data as Float32Array, K = kp!.data as Float32Array, V = vp!.data as Float32Array;
     const tables = bt!.data as Int32Array, lens = sl!.data as Int32Array, starts = qs!.data as Int32Array;
     const out = new Float32Array(T * H * D);
+    if (qs!.shape[0] !== S + 1) throw new RangeError(`paged_attention: query_start must hold seqs + 1 = ${S + 1} offsets, got ${qs!.shape[0]}`);
     checkRaggedMeta(starts, lens, tables, S, MB, T, BS, kp!.shape[0]);
     const scores = new Float64Array(Math.max(1, ...Array.from(lens)));
     const acc = new Float64Array(D);

@@ -33,6 +33,9 @@ definePlanRule('paged_attention', (node, b) => {
   for (const m of [btv, slv, qsv]) if (b.dtypeOf(m) !== 'i32') b.unsupported('paged_attention metadata must be i32');
   const q = b.contiguous(qv), blockTables = b.contiguous(btv), seqLens = b.contiguous(slv), queryStart = b.contiguous(qsv);
   const [T, H, D] = q.shape;
+  if (queryStart.shape[0] !== blockTables.shape[0] + 1) {
+    throw new RangeError(`paged_attention: query_start must hold seqs + 1 = ${blockTables.shape[0] + 1} offsets, got ${queryStart.shape[0]}`);
+  }
   const [NB, Hkv, BS] = kPool.shape;
   const a = node.attrs;
   const out = b.dest(node.outputs[0]);
