@@ -97,7 +97,7 @@ export class StepEngine {
   readonly kPools: Tensor[] = [];
   readonly vPools: Tensor[] = [];
   /** Steps run, and the (tokens, sequences) buckets they used. */
-  readonly stats = { steps: 0, tokens: 0, paddedTokens: 0, buckets: new Set<string>() };
+  readonly stats = { steps: 0, asyncSteps: 0, tokens: 0, paddedTokens: 0, buckets: new Set<string>() };
   private readonly run: (step: StepInputs, k: Tensor[], v: Tensor[]) => Tensor;
   private readonly compiled: { compiledEntries(): { executable: { runAsync?(inputs: Tensor[]): Promise<Tensor[]>; describe?(): string } }[] } | null;
   private readonly free: number[] = [];
@@ -269,6 +269,7 @@ export class StepEngine {
     const entry = this.compiled?.compiledEntries()[0];
     if (entry?.executable.runAsync) {
       const inputs = [step.ids, step.positions, step.slots, step.blockTables, step.seqLens, step.queryStart, step.lastIndex, ...this.kPools, ...this.vPools];
+      this.stats.asyncSteps++;
       return (await entry.executable.runAsync(inputs))[0];
     }
     return this.run(step, this.kPools, this.vPools);

@@ -1,8 +1,8 @@
 // Greedy generation parity with llama.cpp (node-llama-cpp, a dev dependency) through the compiled
 // path: the Llama decoder written as a paged step (examples/llm/llama-paged.ts), compiled by
 // inferenceJit and driven by StepEngine, must give llama.cpp's token ids on F32 and F16 GGUF files
-// with seeded weights (GQA; f16 weights computed as f32, KV pools f32). Skipped, with the reason printed, when node-llama-cpp is not installed or
-// cannot start llama.cpp.
+// with seeded weights (GQA; f16 weights computed as f32, KV pools f32). Skipped, with the reason
+// printed, when node-llama-cpp is not installed or cannot start llama.cpp.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';

@@ -25,8 +25,8 @@ const { vocab } = writeTinyLlamaGguf(file, { type: 'F32', seed: 5, layers: 2, he
 const i32 = (v: number[], shape: number[]): Tensor => fromArray(new Int32Array(v), shape, 'i32');
 const pools = (m: PagedLlama, NB: number, BS: number): Tensor[] => Array.from({ length: m.config.numLayers }, () => fromArray(new Float32Array(NB * m.config.numKvHeads * BS * m.config.headDim), [NB, m.config.numKvHeads, BS, m.config.headDim], 'f32'));
 
-test('compiled step == eager step (prefill of two sequences with padding, then a batched decode)', { skip }, () => {
-  const model = PagedLlama.load(file, { maxPositions: 128 });
+for (const slidingWindow of [0, 3]) test(`compiled step == eager step (prefill of two sequences with padding, then a batched decode; window ${slidingWindow})`, { skip }, () => {
+  const model = PagedLlama.load(file, { maxPositions: 128, slidingWindow });
   const BS = 4, NB = 8, MB = 4;
   const eagerK = pools(model, NB, BS), eagerV = pools(model, NB, BS), jitK = pools(model, NB, BS), jitV = pools(model, NB, BS);
   const spec = [{ shape: ['T'] }, { shape: ['T'] }, { shape: ['T'] }, { shape: ['S', MB] }, { shape: ['S'] }, { shape: ['S1'] }, { shape: ['S'] }];
@@ -100,6 +100,7 @@ test('engine greedy tokens == eager full-recompute model; 4 prompts batched == e
   assert.match(engine.describe(), /^cpu plan/, engine.describe());
   // 19-token prompt in chunks of ≤ 8 tokens mixed with decodes: a handful of buckets for 4 × 12 tokens
   assert.ok(engine.stats.buckets.size <= 8, [...engine.stats.buckets].join(' '));
+  assert.equal(engine.stats.asyncSteps, engine.stats.steps - 1, 'every step after the compiling one ran off the JS thread');
   assert.ok(engine.stats.steps < 4 * N, `${engine.stats.steps} steps for ${4 * N} tokens: sequences shared steps`);
 });
 
