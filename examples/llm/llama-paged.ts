@@ -10,9 +10,13 @@
 //         blockTables [seqs, maxBlocks], seqLens [seqs] (context incl. new tokens),
 //         queryStart [seqs + 1], lastIndex [seqs] (row of each sequence's last token)
 //   pools: per layer [numBlocks, kvHeads, blockSize, headDim] f32
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { nn, F, ops, Tensor, fromArray } from '../../src/index.js';
-import type { StepInputs } from '../../src/llm/step-engine.js';
-import { type LlamaConfig, type LlamaWeights, type WeightMatrix, loadLlama, dequantizeMatrix, ropeInverseFrequencies } from '../../src/llm/index.js';
+import {
+  type LlamaConfig, type LlamaWeights, type WeightMatrix, type StepInputs, type StepEngineOptions, type Tokenizer,
+  StepEngine, loadLlama, dequantizeMatrix, ropeInverseFrequencies, tokenizerFromGguf, tokenizerFromHuggingFace,
+} from '../../src/llm/index.js';
 
 export interface PagedLlamaOptions {
   /** Mistral: attend to the last `slidingWindow` positions only (0: full causal). */
@@ -119,4 +123,23 @@ export class PagedLlama extends nn.Module {
     const last = ops.gather(x, step.lastIndex, 0);
     return F.linear(this.norm.forward(last), this.lmHead);
   }
+}
+
+export interface LoadPagedOptions extends PagedLlamaOptions, Omit<StepEngineOptions, 'maxContext'> {
+  /** Longest context of one sequence (default: the model's, at most 2048). */
+  maxContext?: number;
+}
+
+/** Reads a GGUF file or a Hugging Face directory (config.json + safetensors + tokenizer.json) and
+ *  returns the decoder, its tokenizer and a StepEngine running the compiled step. Quantized GGUF
+ *  weights are expanded to f32 here (quantized linears in the graph are not wired yet). */
+export function loadPagedLlama(source: string, options: LoadPagedOptions = {}): { model: PagedLlama; tokenizer: Tokenizer; engine: StepEngine } {
+  const loaded = loadLlama(source);
+  const maxContext = options.maxContext ?? Math.min(loaded.config.maxPositionEmbeddings, 2048);
+  const model = new PagedLlama(loaded.config, loaded.weights, { slidingWindow: options.slidingWindow, maxPositions: options.maxPositions ?? maxContext });
+  const tokenizer = loaded.gguf
+    ? tokenizerFromGguf(loaded.gguf)
+    : tokenizerFromHuggingFace(JSON.parse(fs.readFileSync(path.join(source, 'tokenizer.json'), 'utf8')));
+  const engine = new StepEngine(model, { ...options, maxContext });
+  return { model, tokenizer, engine };
 }
