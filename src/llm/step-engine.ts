@@ -8,9 +8,17 @@
 // (compiled by inferenceJit: one native plan per (tokens, sequences) bucket, off the JS thread when
 // the plan offers it), samples, streams tokens and cancels between steps.
 //
+// Prefix caching: every full page is keyed by a hash of its tokens and of the key of the page
+// before it (so a key names the whole prefix), reference-counted by the sequences using it, and
+// kept after its last user finishes until the pool needs the page (least recently used first).
+// A new sequence starts from the longest run of cached pages its prompt begins with, so a repeated
+// system prompt is not prefilled twice. Shared pages are never written: a sequence only writes
+// positions past the pages it matched.
+//
 // Token counts and sequence counts are padded to powers of two (padding tokens write to slot -1
 // and attend to nothing), so a plan is lowered once per bucket, never per generated token; the
 // context length is data (seqLens, block tables), so it never changes a shape.
+import { createHash } from 'node:crypto';
 import { Tensor } from '../tensor/tensor.js';
 import { fromArray } from '../tensor/creation.js';
 import { inferenceJit } from '../jit/index.js';
@@ -47,6 +55,8 @@ export interface StepEngineOptions {
   maxSeqs?: number;
   /** Most tokens in one step, a power of two (default 256): longer prompts prefill in chunks. */
   maxStepTokens?: number;
+  /** Reuse the KV pages of prompt prefixes seen before (default true). */
+  prefixCaching?: boolean;
   /** false: run the model's forward eagerly (the oracle); default: compile it with inferenceJit. */
   compile?: boolean;
   /** Extra options for inferenceJit. */
@@ -74,6 +84,8 @@ interface Seq {
   cached: number;
   promptLength: number;
   blocks: number[];
+  /** Prefix-cache keys of the sequence's full pages so far (page i's key names pages 0..i). */
+  pageKeys: string[];
   sampler: Sampler;
   maxTokens: number;
   stop: Set<number>;
@@ -97,10 +109,17 @@ export class StepEngine {
   readonly kPools: Tensor[] = [];
   readonly vPools: Tensor[] = [];
   /** Steps run, and the (tokens, sequences) buckets they used. */
-  readonly stats = { steps: 0, asyncSteps: 0, tokens: 0, paddedTokens: 0, buckets: new Set<string>() };
+  readonly stats = { steps: 0, asyncSteps: 0, tokens: 0, paddedTokens: 0, buckets: new Set<string>(), prefixHitTokens: 0, evictions: 0 };
+  readonly prefixCaching: boolean;
   private readonly run: (step: StepInputs, k: Tensor[], v: Tensor[]) => Tensor;
   private readonly compiled: { compiledEntries(): { executable: { runAsync?(inputs: Tensor[]): Promise<Tensor[]>; describe?(): string } }[] } | null;
   private readonly free: number[] = [];
+  /** Prefix cache: page key -> page, and per page its key and reference count. */
+  private readonly byKey = new Map<string, number>();
+  private readonly keyOf = new Map<number, string>();
+  private readonly refs = new Int32Array(0);
+  /** Cached pages no sequence uses, least recently used first (Map keeps insertion order). */
+  private readonly idle = new Map<number, true>();
   private readonly running: Seq[] = [];
   private nextId = 0;
   private loop: Promise<void> | null = null;
@@ -126,6 +145,8 @@ export class StepEngine {
       this.vPools.push(Tensor.empty('f32', poolShape));
     }
     for (let b = this.numBlocks - 1; b >= 0; b--) this.free.push(b);
+    this.refs = new Int32Array(this.numBlocks);
+    this.prefixCaching = options.prefixCaching ?? true;
     if (options.compile === false) {
       this.compiled = null;
       this.run = (s, k, v) => model.forward(s, k, v);
@@ -148,8 +169,10 @@ export class StepEngine {
     return e?.executable.describe?.() ?? 'not compiled yet';
   }
 
-  /** Pages not held by any sequence. */
-  get freeBlocks(): number { return this.free.length; }
+  /** Pages not held by any sequence (free, or cached and evictable). */
+  get freeBlocks(): number { return this.free.length + this.idle.size; }
+  /** Pages holding a cached prefix that no sequence uses. */
+  get cachedBlocks(): number { return this.idle.size; }
 
   /** Generates from a prompt; resolves with the generated ids (streamed through onToken). */
   generate(prompt: readonly number[], options: SequenceOptions = {}, onToken?: (token: number) => void): Promise<{ tokens: number[]; finishReason: StepFinishReason }> {
@@ -157,12 +180,13 @@ export class StepEngine {
     if (prompt.length >= this.maxContext) throw new EngineCapacityError(`StepEngine.generate: the prompt has ${prompt.length} tokens but the context holds ${this.maxContext}`);
     return new Promise((resolve, reject) => {
       const seq: Seq = {
-        id: this.nextId++, tokens: [...prompt], cached: 0, promptLength: prompt.length, blocks: [],
+        id: this.nextId++, tokens: [...prompt], cached: 0, promptLength: prompt.length, blocks: [], pageKeys: [],
         sampler: new Sampler(options), maxTokens: options.maxTokens ?? 128, stop: new Set(options.stopTokens ?? []),
         signal: options.signal ?? null, generated: [], finished: null, onToken: onToken ?? null,
         done: () => resolve({ tokens: seq.generated, finishReason: seq.finished! }),
         fail: reject,
       };
+      if (this.prefixCaching) this.matchPrefix(seq);
       this.running.push(seq);
       this.kick();
     });
@@ -253,6 +277,7 @@ export class StepEngine {
     const V = this.model.config.vocabSize, all = logits.data as Float32Array;
     batch.forEach(({ seq, n }, i) => {
       seq.cached += n;
+      if (this.prefixCaching) this.registerFull(seq, seq.cached);
       if (seq.cached < seq.tokens.length) return; // still prefilling its prompt
       const token = seq.sampler.sample(all.subarray(i * V, (i + 1) * V), seq.tokens);
       seq.tokens.push(token);
@@ -279,14 +304,66 @@ export class StepEngine {
   private reserve(seq: Seq, length: number): boolean {
     const need = Math.ceil(length / this.blockSize) - seq.blocks.length;
     if (need <= 0) return true;
-    if (need > this.free.length) return false;
-    for (let i = 0; i < need; i++) seq.blocks.push(this.free.pop()!);
+    if (need > this.freeBlocks) return false;
+    for (let i = 0; i < need; i++) {
+      let b = this.free.pop();
+      if (b === undefined) {
+        // evict the least recently used cached prefix page
+        b = this.idle.keys().next().value as number;
+        this.idle.delete(b);
+        this.byKey.delete(this.keyOf.get(b)!);
+        this.keyOf.delete(b);
+        this.stats.evictions++;
+      }
+      this.refs[b] = 1;
+      seq.blocks.push(b);
+    }
     return true;
   }
 
   private release(seq: Seq): void {
-    for (const b of seq.blocks.reverse()) this.free.push(b);
+    for (const b of seq.blocks.reverse()) {
+      if (--this.refs[b] > 0) continue;
+      if (this.keyOf.has(b)) this.idle.set(b, true);
+      else this.free.push(b);
+    }
     seq.blocks = [];
+  }
+
+  /** The key of page `index` of a token list whose previous page has key `prev`. */
+  private pageKey(prev: string, tokens: readonly number[], index: number): string {
+    const h = createHash('sha256').update(prev);
+    h.update(Int32Array.from(tokens.slice(index * this.blockSize, (index + 1) * this.blockSize)));
+    return h.digest('base64');
+  }
+
+  /** Starts a new sequence on the cached pages its prompt begins with (all but its last token,
+   *  which must run to give the first logits). */
+  private matchPrefix(seq: Seq): void {
+    let prev = '';
+    for (let i = 0; (i + 1) * this.blockSize <= seq.tokens.length - 1; i++) {
+      const key = this.pageKey(prev, seq.tokens, i);
+      const b = this.byKey.get(key);
+      if (b === undefined) break;
+      if (this.refs[b]++ === 0) this.idle.delete(b);
+      seq.blocks.push(b);
+      seq.pageKeys.push(key);
+      seq.cached += this.blockSize;
+      this.stats.prefixHitTokens += this.blockSize;
+      prev = key;
+    }
+  }
+
+  /** Publishes the pages position `to` completed. A page whose key another page already holds
+   *  (a twin prefix computed concurrently) stays private; the key chain goes on, since keys name
+   *  contents, not pages. */
+  private registerFull(seq: Seq, to: number): void {
+    for (let i = seq.pageKeys.length; (i + 1) * this.blockSize <= to; i++) {
+      const key = this.pageKey(seq.pageKeys[i - 1] ?? '', seq.tokens, i);
+      seq.pageKeys.push(key);
+      const b = seq.blocks[i];
+      if (!this.byKey.has(key) && !this.keyOf.has(b)) { this.byKey.set(key, b); this.keyOf.set(b, key); }
+    }
   }
 
   private finish(seq: Seq, why: StepFinishReason): void {

@@ -122,3 +122,39 @@ test('engine: abort between steps, stop tokens, stream, eager mode agrees', { sk
   const eager = new StepEngine(model, { maxContext: 64, blockSize: 4, compile: false });
   assert.deepEqual(out, (await eager.generate(prompts[3], { maxTokens: 5 })).tokens, 'compiled stream == eager engine');
 });
+
+test('prefix caching: a repeated prompt reuses its pages, tokens unchanged; LRU eviction under pool pressure', { skip }, async () => {
+  const model = PagedLlama.load(file, { maxPositions: 128 });
+  const system = [1, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31];
+  const questions = [[40, 41, 42], [50, 51], [60, 61, 62, 63, 64]];
+  const plain = new StepEngine(model, { maxContext: 64, blockSize: 4, prefixCaching: false });
+  const want: number[][] = [];
+  for (const q of questions) want.push((await plain.generate([...system, ...q], { maxTokens: 6 })).tokens);
+  assert.equal(plain.stats.prefixHitTokens, 0);
+
+  const cached = new StepEngine(model, { maxContext: 64, blockSize: 4 });
+  for (const [i, q] of questions.entries()) {
+    const before = cached.stats.tokens;
+    const r = await cached.generate([...system, ...q], { maxTokens: 6 });
+    assert.deepEqual(r.tokens, want[i], `question ${i}: same tokens with prefix caching`);
+    const computed = cached.stats.tokens - before;
+    // the first run prefills everything; later ones start after the 20 cached system-prompt positions
+    if (i === 0) assert.equal(computed, system.length + q.length + 5);
+    else assert.equal(computed, system.length + q.length + 5 - 20, `question ${i}: ${computed} tokens computed`);
+  }
+  assert.equal(cached.stats.prefixHitTokens, 40);
+  assert.ok(cached.cachedBlocks > 0 && cached.freeBlocks === cached.numBlocks, 'finished sequences leave evictable cached pages');
+  // the same prompt twice at once: both run, shared pages are only read
+  const [a, b] = await Promise.all([cached.generate([...system, ...questions[1]], { maxTokens: 6 }), cached.generate([...system, ...questions[1]], { maxTokens: 6 })]);
+  assert.deepEqual(a.tokens, want[1]);
+  assert.deepEqual(b.tokens, want[1]);
+
+  // a pool of 9 pages: every new prompt evicts cached pages of earlier ones, results stay exact
+  const tight = new StepEngine(model, { maxContext: 36, blockSize: 4, numBlocks: 9 });
+  const loose = new StepEngine(model, { maxContext: 36, blockSize: 4, prefixCaching: false });
+  for (const p of [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [1, 9, 8, 7, 6, 5, 4, 3, 2, 1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [1, 9, 8, 7, 6, 5, 4, 3, 2]]) {
+    assert.deepEqual((await tight.generate(p, { maxTokens: 10 })).tokens, (await loose.generate(p, { maxTokens: 10 })).tokens, `prompt ${p.join(',')}`);
+  }
+  assert.ok(tight.stats.evictions > 0, 'pages were evicted');
+  assert.ok(tight.stats.prefixHitTokens > 0, 'and prefixes still hit');
+});
