@@ -153,7 +153,11 @@ function promptIds(n: number, vocab: number): number[] {
   return Array.from({ length: n }, () => { s = (s * 1103515245 + 12345) >>> 0; return 259 + (s % (vocab - 259)); });
 }
 
-interface ChildResult { engine: string; prefillTps: number; decodeTps: number; rssMiB: number; loadMs: number; batchedDecodeTps?: Record<string, number>; describe?: string }
+interface ChildResult {
+  engine: string; prefillTps: number; decodeTps: number; rssMiB: number; loadMs: number;
+  /** compiled: aggregate decode tok/s by concurrent sequences, the plan, and per-step overhead (µs) outside the native plan. */
+  batchedDecodeTps?: Record<string, number>; describe?: string; decodeOverheadUs?: number;
+}
 
 // ---------------------------------------------------------------- children
 
@@ -194,17 +198,28 @@ async function runCompiled(file: string, nPrompt: number, nGen: number, batches:
   // Warm-up: traces, compiles and lowers the buckets the runs use.
   await engine.generate(prompt.slice(0, 16), { maxTokens: 4 });
   let best = { prefill: 0, decode: 0 };
+  let overheadUs = Infinity;
+  const exe = (engine as unknown as { compiled: { compiledEntries(): { executable: { profile(reset?: boolean): { runs: number; byKernel: Record<string, number> } | null } }[] } })
+    .compiled.compiledEntries()[0].executable;
   for (let rep = 0; rep < 2; rep++) {
     const t = performance.now();
     let first = 0;
-    await engine.generate(prompt, { maxTokens: nGen + 1 }, () => { if (first === 0) first = performance.now(); });
+    await engine.generate(prompt, { maxTokens: nGen + 1 }, () => { if (first === 0) { first = performance.now(); exe.profile(true); } });
     const end = performance.now();
     best = { prefill: Math.max(best.prefill, nPrompt / ((first - t) / 1000)), decode: Math.max(best.decode, nGen / ((end - first) / 1000)) };
+    // per decode step: wall time minus the native plan's own time = the step's overhead
+    const prof = exe.profile(false);
+    if (prof && prof.runs > 0) {
+      const nativeMs = Object.values(prof.byKernel).reduce((a, b) => a + b, 0) / prof.runs;
+      overheadUs = Math.min(overheadUs, ((end - first) / nGen - nativeMs) * 1000);
+    }
   }
   const batchedDecodeTps: Record<string, number> = {};
   for (const n of batches) {
     // short distinct prompts so the measurement is decode-bound; time from the last first token
     const prompts = Array.from({ length: n }, (_, i) => promptIds(8 + i, model.config.vocabSize));
+    // warm-up: lowers this batch size's (tokens, sequences) buckets before timing
+    await Promise.all(prompts.map((p) => engine.generate([2, ...p], { maxTokens: 3 })));
     let started = 0, firsts = 0, decoded = 0;
     const seen = new Set<number>();
     await Promise.all(prompts.map((p, i) => engine.generate(p, { maxTokens: nGen + 1 }, () => {
@@ -212,7 +227,7 @@ async function runCompiled(file: string, nPrompt: number, nGen: number, batches:
     })));
     batchedDecodeTps[String(n)] = +(decoded / ((performance.now() - started) / 1000)).toFixed(1);
   }
-  return { engine: 'compiled', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs, batchedDecodeTps, describe: engine.describe() };
+  return { engine: 'compiled', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs, batchedDecodeTps, describe: engine.describe(), decodeOverheadUs: +overheadUs.toFixed(1) };
 }
 
 async function runLlamaCpp(file: string, nPrompt: number, nGen: number, threads: number): Promise<ChildResult> {
@@ -322,7 +337,7 @@ async function main(): Promise<void> {
         const vs = (a: number, b: number | undefined) => (b ? (a / b).toFixed(2) : '-');
         compiledRows.push(`| ${name} | ${type} | ${comp.prefillTps.toFixed(1)} | ${vs(comp.prefillTps, ref?.prefillTps)} | ${vs(comp.prefillTps, ours?.prefillTps)} | `
           + `${comp.decodeTps.toFixed(1)} | ${vs(comp.decodeTps, ref?.decodeTps)} | ${vs(comp.decodeTps, ours?.decodeTps)} | `
-          + `${Object.entries(comp.batchedDecodeTps as Record<string, number>).map(([k, v]) => `${k}: ${v}`).join(', ')} | ${comp.rssMiB.toFixed(0)} |`);
+          + `${Object.entries(comp.batchedDecodeTps as Record<string, number>).map(([k, v]) => `${k}: ${v}`).join(', ')} | ${comp.decodeOverheadUs} | ${comp.rssMiB.toFixed(0)} |`);
       }
       const key = `${name}-${type}`;
       const pr = ours && ref ? ours.prefillTps / ref.prefillTps : NaN;
@@ -342,8 +357,8 @@ async function main(): Promise<void> {
   }
   if (compiledRows.length) {
     console.log('\ncompiled path (model code through inferenceJit + StepEngine):\n');
-    console.log('| model | type | prefill tok/s | vs llama.cpp | vs LlamaEngine | decode tok/s | vs llama.cpp | vs LlamaEngine | aggregate decode tok/s by concurrent sequences | RSS MiB |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|');
+    console.log('| model | type | prefill tok/s | vs llama.cpp | vs LlamaEngine | decode tok/s | vs llama.cpp | vs LlamaEngine | aggregate decode tok/s by concurrent sequences | decode step overhead µs | RSS MiB |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of compiledRows) console.log(r);
   }
   console.log(JSON.stringify({ bench: 'llm', threads, bandwidth_gbs: +bandwidth.toFixed(2), decode_ratio_vs_llamacpp: decodeRatio, prefill_ratio_vs_llamacpp: prefillRatio, batched_decode_tok_s: batched }));
