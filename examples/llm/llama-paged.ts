@@ -131,15 +131,17 @@ export interface LoadPagedOptions extends PagedLlamaOptions, Omit<StepEngineOpti
 }
 
 /** Reads a GGUF file or a Hugging Face directory (config.json + safetensors + tokenizer.json) and
- *  returns the decoder, its tokenizer and a StepEngine running the compiled step. Quantized GGUF
+ *  returns the decoder, its tokenizer (null for an HF directory without tokenizer.json) and a StepEngine running the compiled step. Quantized GGUF
  *  weights are expanded to f32 here (quantized linears in the graph are not wired yet). */
-export function loadPagedLlama(source: string, options: LoadPagedOptions = {}): { model: PagedLlama; tokenizer: Tokenizer; engine: StepEngine } {
+export function loadPagedLlama(source: string, options: LoadPagedOptions = {}): { model: PagedLlama; tokenizer: Tokenizer | null; engine: StepEngine } {
   const loaded = loadLlama(source);
   const maxContext = options.maxContext ?? Math.min(loaded.config.maxPositionEmbeddings, 2048);
   const model = new PagedLlama(loaded.config, loaded.weights, { slidingWindow: options.slidingWindow, maxPositions: options.maxPositions ?? maxContext });
+  // an HF directory without tokenizer.json still loads (token ids in, token ids out)
+  const tokenizerJson = loaded.gguf ? null : path.join(source, 'tokenizer.json');
   const tokenizer = loaded.gguf
     ? tokenizerFromGguf(loaded.gguf)
-    : tokenizerFromHuggingFace(JSON.parse(fs.readFileSync(path.join(source, 'tokenizer.json'), 'utf8')));
+    : fs.existsSync(tokenizerJson!) ? tokenizerFromHuggingFace(JSON.parse(fs.readFileSync(tokenizerJson!, 'utf8'))) : null;
   const engine = new StepEngine(model, { ...options, maxContext });
   return { model, tokenizer, engine };
 }

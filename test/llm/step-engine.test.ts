@@ -3,18 +3,19 @@
 // within fp32 rounding), runs as a native plan (no interpreter), greedy tokens through the engine
 // equal the independent eager full-recompute model (examples/llm/llama.ts), batching 4 different
 // prompts (prefill chunks + decodes mixed in one step) gives each prompt's tokens alone, plans are
-// lowered per bucket (not per token), and cancellation frees the pages.
+// lowered per bucket (not per token), cancellation frees the pages, prefix caching keeps tokens
+// exact, and an HF checkpoint with rotate-half rope and Llama-3 rope scaling loads and agrees.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fromArray, inferenceJit, type Tensor } from '../../src/index.js';
-import { StepEngine, type StepInputs } from '../../src/llm/index.js';
+import { StepEngine, loadLlama, dequantizeMatrix, type StepInputs } from '../../src/llm/index.js';
 import { planAddon } from '../../src/backends/cpu/plan/native.js';
-import { PagedLlama } from '../../examples/llm/llama-paged.js';
+import { PagedLlama, loadPagedLlama } from '../../examples/llm/llama-paged.js';
 import { LlamaForCausalLM } from '../../examples/llm/llama.js';
-import { writeTinyLlamaGguf } from './llama-fixtures.js';
+import { writeTinyLlamaGguf, unpermuteRows, writeHfFromGguf } from './llama-fixtures.js';
 
 const skip = planAddon ? false : 'native plan executor not built';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-step-'));
@@ -157,4 +158,43 @@ test('prefix caching: a repeated prompt reuses its pages, tokens unchanged; LRU 
   }
   assert.ok(tight.stats.evictions > 0, 'pages were evicted');
   assert.ok(tight.stats.prefixHitTokens > 0, 'and prefixes still hit');
+});
+
+test('HF checkpoint (rotate-half rope, Llama-3 rope scaling) through loadPagedLlama: engine == eager full-recompute model', { skip }, async () => {
+  const g = loadLlama(file);
+  const c = g.config, hd = c.headDim;
+  const t = (m: { rows: number; cols: number }, v: Float32Array): Tensor => fromArray(v, [m.rows, m.cols], 'f32');
+  const tensors = new Map<string, Tensor>();
+  tensors.set('model.embed_tokens.weight', t(g.weights.embed, dequantizeMatrix(g.weights.embed)));
+  tensors.set('model.norm.weight', fromArray(g.weights.outNorm, [c.hiddenSize], 'f32'));
+  tensors.set('lm_head.weight', t(g.weights.output, dequantizeMatrix(g.weights.output)));
+  g.weights.layers.forEach((l, i) => {
+    const p = `model.layers.${i}.`;
+    tensors.set(`${p}input_layernorm.weight`, fromArray(l.attnNorm, [c.hiddenSize], 'f32'));
+    tensors.set(`${p}post_attention_layernorm.weight`, fromArray(l.ffnNorm, [c.hiddenSize], 'f32'));
+    tensors.set(`${p}self_attn.q_proj.weight`, t(l.wq, unpermuteRows(dequantizeMatrix(l.wq), c.numHeads, hd, c.hiddenSize)));
+    tensors.set(`${p}self_attn.k_proj.weight`, t(l.wk, unpermuteRows(dequantizeMatrix(l.wk), c.numKvHeads, hd, c.hiddenSize)));
+    tensors.set(`${p}self_attn.v_proj.weight`, t(l.wv, dequantizeMatrix(l.wv)));
+    tensors.set(`${p}self_attn.o_proj.weight`, t(l.wo, dequantizeMatrix(l.wo)));
+    tensors.set(`${p}mlp.gate_proj.weight`, t(l.gate, dequantizeMatrix(l.gate)));
+    tensors.set(`${p}mlp.up_proj.weight`, t(l.up, dequantizeMatrix(l.up)));
+    tensors.set(`${p}mlp.down_proj.weight`, t(l.down, dequantizeMatrix(l.down)));
+  });
+  const hfDir = path.join(dir, 'hf');
+  writeHfFromGguf(hfDir, tensors, {
+    model_type: 'llama', vocab_size: c.vocabSize, hidden_size: c.hiddenSize, intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numLayers, num_attention_heads: c.numHeads, num_key_value_heads: c.numKvHeads,
+    rms_norm_eps: c.rmsNormEps, rope_theta: 500000, max_position_embeddings: 256, tie_word_embeddings: false,
+    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+  });
+  const { engine, tokenizer, model } = loadPagedLlama(hfDir, { maxContext: 128, blockSize: 8 });
+  assert.equal(tokenizer, null, 'no tokenizer.json: ids only');
+  assert.equal(model.config.ropeInterleaved, false);
+  assert.equal(model.config.ropeScaling?.type, 'llama3');
+  const oracle = LlamaForCausalLM.load(hfDir);
+  for (const p of [prompts[0], prompts[2]]) {
+    // 70 positions: past original_max_position_embeddings, where the scaled frequencies matter
+    const r = await engine.generate(p, { maxTokens: 50 });
+    assert.deepEqual(r.tokens, eagerGreedy(oracle, p, 50), `prompt of ${p.length}`);
+  }
 });
