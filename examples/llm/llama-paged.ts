@@ -136,7 +136,13 @@ export interface LoadPagedOptions extends PagedLlamaOptions, Omit<StepEngineOpti
 export function loadPagedLlama(source: string, options: LoadPagedOptions = {}): { model: PagedLlama; tokenizer: Tokenizer | null; engine: StepEngine } {
   const loaded = loadLlama(source);
   const maxContext = options.maxContext ?? Math.min(loaded.config.maxPositionEmbeddings, 2048);
-  const model = new PagedLlama(loaded.config, loaded.weights, { slidingWindow: options.slidingWindow, maxPositions: options.maxPositions ?? maxContext });
+  // Mistral checkpoints carry their window in config.json (LlamaConfig has no field for it)
+  let slidingWindow = options.slidingWindow;
+  if (slidingWindow === undefined && !loaded.gguf) {
+    const hf = JSON.parse(fs.readFileSync(path.join(source, 'config.json'), 'utf8')) as { sliding_window?: number | null; use_sliding_window?: boolean };
+    if (typeof hf.sliding_window === 'number' && hf.use_sliding_window !== false) slidingWindow = hf.sliding_window;
+  }
+  const model = new PagedLlama(loaded.config, loaded.weights, { slidingWindow, maxPositions: options.maxPositions ?? maxContext });
   // an HF directory without tokenizer.json still loads (token ids in, token ids out)
   const tokenizerJson = loaded.gguf ? null : path.join(source, 'tokenizer.json');
   const tokenizer = loaded.gguf

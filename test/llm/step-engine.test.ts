@@ -160,7 +160,7 @@ test('prefix caching: a repeated prompt reuses its pages, tokens unchanged; LRU 
   assert.ok(tight.stats.prefixHitTokens > 0, 'and prefixes still hit');
 });
 
-test('HF checkpoint (rotate-half rope, Llama-3 rope scaling) through loadPagedLlama: engine == eager full-recompute model', { skip }, async () => {
+test('HF checkpoint (rotate-half rope, Llama-3 rope scaling; Mistral sliding window) through loadPagedLlama: engine == eager', { skip }, async () => {
   const g = loadLlama(file);
   const c = g.config, hd = c.headDim;
   const t = (m: { rows: number; cols: number }, v: Float32Array): Tensor => fromArray(v, [m.rows, m.cols], 'f32');
@@ -197,4 +197,13 @@ test('HF checkpoint (rotate-half rope, Llama-3 rope scaling) through loadPagedLl
     const r = await engine.generate(p, { maxTokens: 50 });
     assert.deepEqual(r.tokens, eagerGreedy(oracle, p, 50), `prompt of ${p.length}`);
   }
+  // Mistral: a sliding window in config.json reaches the attention; compiled == eager engine
+  const cfg = JSON.parse(fs.readFileSync(path.join(hfDir, 'config.json'), 'utf8'));
+  fs.writeFileSync(path.join(hfDir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'mistral', sliding_window: 8 }));
+  const mistral = loadPagedLlama(hfDir, { maxContext: 64, blockSize: 4 });
+  assert.equal(mistral.model.slidingWindow, 8);
+  const eager = new StepEngine(mistral.model, { maxContext: 64, blockSize: 4, compile: false });
+  const windowed = await mistral.engine.generate(prompts[2], { maxTokens: 12 });
+  assert.deepEqual(windowed.tokens, (await eager.generate(prompts[2], { maxTokens: 12 })).tokens);
+  assert.notDeepEqual(windowed.tokens, eagerGreedy(oracle, prompts[2], 12), 'the window changes the output of a 20-token prompt');
 });
