@@ -192,7 +192,7 @@ async function runCompiled(file: string, nPrompt: number, nGen: number, batches:
   const { loadPagedLlama } = await import('../examples/llm/llama-paged.js');
   const t0 = performance.now();
   const maxSeqs = Math.max(1, ...batches);
-  const { model, engine } = loadPagedLlama(file, { maxContext: nPrompt + nGen + 16, maxSeqs, maxStepTokens: 512 });
+  const { model, engine } = loadPagedLlama(file, { maxContext: nPrompt + nGen + 16, maxSeqs, maxStepTokens: 512, kvDtype: 'f16' });
   const loadMs = performance.now() - t0;
   const prompt = promptIds(nPrompt, model.config.vocabSize);
   // Warm-up: traces, compiles and lowers the buckets the runs use.

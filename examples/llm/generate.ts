@@ -54,7 +54,7 @@ if (engineKind === 'compiled') {
 
 async function runCompiled(): Promise<void> {
   const t0 = performance.now();
-  const { model, tokenizer, engine } = loadPagedLlama(values.model!);
+  const { model, tokenizer, engine } = loadPagedLlama(values.model!, { kvDtype: values.kv as 'f32' | 'f16' });
   if (!tokenizer) throw new Error(`${values.model}: no tokenizer.json next to the checkpoint; a text prompt needs one`);
   const c = model.config;
   console.error(`model: ${c.numLayers} layers, dim ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ffn ${c.intermediateSize}, vocab ${c.vocabSize}; ` +

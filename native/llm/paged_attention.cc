@@ -319,7 +319,7 @@ void raggedPagedAttention(const RaggedAttention& a) {
 
   auto pagesOf = [&](int64_t s) {
     PagedKv kv;
-    kv.k = a.k; kv.v = a.v; kv.f16 = false; kv.blockSize = a.blockSize; kv.nKv = nKv; kv.headDim = hd;
+    kv.k = a.k; kv.v = a.v; kv.f16 = a.f16; kv.blockSize = a.blockSize; kv.nKv = nKv; kv.headDim = hd;
     kv.table = a.tables + s * a.maxBlocks;
     return kv;
   };
@@ -389,16 +389,18 @@ void raggedPagedAttention(const RaggedAttention& a) {
   });
 }
 
-void pagedWriteSlots(void* pool, const float* rows, const int32_t* slots, int64_t tokens, int64_t kvHeads, int64_t headDim,
+void pagedWriteSlots(void* pool, bool f16, const float* rows, const int32_t* slots, int64_t tokens, int64_t kvHeads, int64_t headDim,
                      int64_t blockSize) {
-  float* dst = static_cast<float*>(pool);
   for (int64_t t = 0; t < tokens; t++) {
     const int64_t slot = slots[t];
     if (slot < 0) continue;
     const int64_t blk = slot / blockSize, off = slot % blockSize;
-    for (int64_t h = 0; h < kvHeads; h++)
-      std::memcpy(dst + ((blk * kvHeads + h) * blockSize + off) * headDim, rows + (t * kvHeads + h) * headDim,
-                  static_cast<size_t>(headDim) * 4);
+    for (int64_t h = 0; h < kvHeads; h++) {
+      const int64_t at = ((blk * kvHeads + h) * blockSize + off) * headDim;
+      const float* src = rows + (t * kvHeads + h) * headDim;
+      if (f16) toHalfRow(src, static_cast<uint16_t*>(pool) + at, headDim);
+      else std::memcpy(static_cast<float*>(pool) + at, src, static_cast<size_t>(headDim) * 4);
+    }
   }
 }
 

@@ -46,6 +46,7 @@ struct RaggedAttention {
   const int32_t* queryStart = nullptr;
   int64_t tokens = 0, heads = 1, kvHeads = 1, headDim = 64, blockSize = 16, numBlocks = 0, seqs = 0, maxBlocks = 0, window = 0;
   float scale = 1.0f, softcap = 0.0f;
+  bool f16 = false;  // pools hold f16 bits
 };
 // "" when the metadata is consistent with the shapes, else what is wrong (first bad entry).
 const char* checkRagged(const RaggedAttention& a, char* buf, int bufLen);
@@ -53,8 +54,9 @@ const char* checkRagged(const RaggedAttention& a, char* buf, int bufLen);
 // (decode tokens, windowed or soft-capped ones) runs as (query, kv head, key chunk) tasks whose
 // partial softmaxes are merged (flash-decoding), so a few long contexts still fill every thread.
 void raggedPagedAttention(const RaggedAttention& a);
-// kv_write: rows [tokens][kvHeads·headDim] into pool slots (slot -1 skipped; checked by the caller).
-void pagedWriteSlots(void* pool, const float* rows, const int32_t* slots, int64_t tokens, int64_t kvHeads, int64_t headDim,
+// kv_write: rows [tokens][kvHeads·headDim] into pool slots (slot -1 skipped; checked by the caller);
+// an f16 pool gets the rows rounded to nearest even.
+void pagedWriteSlots(void* pool, bool f16, const float* rows, const int32_t* slots, int64_t tokens, int64_t kvHeads, int64_t headDim,
                      int64_t blockSize);
 
 }  // namespace inferjit

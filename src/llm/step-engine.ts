@@ -2,7 +2,7 @@
 //   forward(step, kPools, vPools) -> logits [seqs, vocab] of each sequence's last token
 // with step = { ids, positions, slots, blockTables, seqLens, queryStart, lastIndex } (int32 tensors,
 // see examples/llm/llama-paged.ts). The engine owns the KV page pools (one K and one V pool per
-// layer, [numBlocks, kvHeads, blockSize, headDim] f32) and the block allocator, schedules the
+// layer, [numBlocks, kvHeads, blockSize, headDim] f32 or f16) and the block allocator, schedules the
 // running sequences into steps (every decoding sequence gets one token, prefilling ones a chunk of
 // their prompt within the step's token budget), builds each step's metadata, runs the step
 // (compiled by inferenceJit: one native plan per (tokens, sequences) bucket, off the JS thread when
@@ -55,6 +55,8 @@ export interface StepEngineOptions {
   maxSeqs?: number;
   /** Most tokens in one step, a power of two (default 256): longer prompts prefill in chunks. */
   maxStepTokens?: number;
+  /** Storage of the KV pools: 'f32' (default) or 'f16' (half the memory; rows rounded to nearest even, as llama.cpp's default cache). */
+  kvDtype?: 'f32' | 'f16';
   /** Reuse the KV pages of prompt prefixes seen before (default true). */
   prefixCaching?: boolean;
   /** false: run the model's forward eagerly (the oracle); default: compile it with inferenceJit. */
@@ -140,9 +142,11 @@ export class StepEngine {
       if (!Number.isInteger(v) || v <= 0) throw new RangeError(`StepEngine: ${k} must be a positive integer, got ${v}`);
     }
     const poolShape = [this.numBlocks, numKvHeads, this.blockSize, headDim];
+    const kvDtype = options.kvDtype ?? 'f32';
+    if (kvDtype !== 'f32' && kvDtype !== 'f16') throw new TypeError(`StepEngine: kvDtype must be 'f32' or 'f16', got ${String(kvDtype)}`);
     for (let l = 0; l < numLayers; l++) {
-      this.kPools.push(Tensor.empty('f32', poolShape));
-      this.vPools.push(Tensor.empty('f32', poolShape));
+      this.kPools.push(Tensor.empty(kvDtype, poolShape));
+      this.vPools.push(Tensor.empty(kvDtype, poolShape));
     }
     for (let b = this.numBlocks - 1; b >= 0; b--) this.free.push(b);
     this.refs = new Int32Array(this.numBlocks);

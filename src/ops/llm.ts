@@ -1,7 +1,7 @@
 // LLM serving ops over a paged KV cache (vLLM's layout, native/llm/paged_attention.h):
 //   kv_write         writes new K or V rows into page-pool slots, in place (the pool is session state)
 //   paged_attention  causal grouped-query attention of a ragged batch of tokens over the pools
-// A pool is [numBlocks, kvHeads, blockSize, headDim]: slot s is block s / blockSize, row
+// A pool is [numBlocks, kvHeads, blockSize, headDim] f32 or f16 (rows rounded to nearest even): slot s is block s / blockSize, row
 // s % blockSize, so one kv head's rows of a block are contiguous. A step's tokens of many
 // sequences are flattened to [tokens, ...]; per-sequence metadata is data (block tables, context
 // lengths, query offsets), so a compiled plan serves any context length.
@@ -10,6 +10,7 @@ import { dispatch1 } from './dispatch.js';
 import { formatShape } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { concrete } from './kernel-utils.js';
+import { readElement, writeElement, type DType } from '../tensor/dtype.js';
 
 interface KvWriteAttrs { [k: string]: never }
 export interface PagedAttentionAttrs { scale: number; num_kv_heads: number; window: number; softcap: number }
@@ -26,7 +27,7 @@ function needRank(op: string, name: string, t: TensorMeta | null, rank: number, 
 }
 function checkPool(op: string, name: string, pool: TensorMeta | null): TensorMeta {
   const p = needRank(op, name, pool, 4);
-  if (p.dtype !== 'f32') throw new TypeError(`${op}: ${name} must be an f32 page pool [blocks, kvHeads, blockSize, headDim], got ${p.dtype}`);
+  if (p.dtype !== 'f32' && p.dtype !== 'f16') throw new TypeError(`${op}: ${name} must be an f32 or f16 page pool [blocks, kvHeads, blockSize, headDim], got ${p.dtype}`);
   return p;
 }
 
@@ -50,13 +51,17 @@ export const kvWriteOp = defineOp<KvWriteAttrs>({
   reference([pool, rows, slots]) {
     const [NB, Hkv, BS, D] = pool!.shape;
     const T = rows!.shape[0];
-    const dst = pool!.data as Float32Array, src = rows!.data as Float32Array, sm = slots!.data as Int32Array;
+    const src = rows!.data as Float32Array, sm = slots!.data as Int32Array, pd = pool!.dtype;
     for (let t = 0; t < T; t++) {
       const s = sm[t];
       if (s === -1) continue;
       if (s < -1 || s >= NB * BS) throw new RangeError(`kv_write: slot_mapping[${t}] = ${s} is outside the pool (${NB} blocks × ${BS} slots); use −1 for padding tokens`);
       const blk = Math.floor(s / BS), off = s % BS;
-      for (let h = 0; h < Hkv; h++) dst.set(src.subarray((t * Hkv + h) * D, (t * Hkv + h + 1) * D), ((blk * Hkv + h) * BS + off) * D);
+      for (let h = 0; h < Hkv; h++) {
+        const from = (t * Hkv + h) * D, to = ((blk * Hkv + h) * BS + off) * D;
+        // f16 pools round to nearest even, as the native kernel does
+        for (let d = 0; d < D; d++) writeElement(pd, pool!.data, to + d, src[from + d]);
+      }
     }
     pool!.markModified();
     // the result aliases the pool: same storage, so eager and compiled steps share one pool
@@ -83,6 +88,7 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
     const qm = needRank(op, 'q', q, 3, 'f32');
     const k = checkPool(op, 'k_pool', kp), v = checkPool(op, 'v_pool', vp);
     k.shape.forEach((d, i) => mustMatch(op, `k_pool ${formatShape(k.shape)} and v_pool ${formatShape(v.shape)} must have the same shape`, d, v.shape[i]));
+    if (k.dtype !== v.dtype) throw new TypeError(`${op}: k_pool is ${k.dtype} but v_pool is ${v.dtype}; they must match`);
     const b = needRank(op, 'block_tables', bt, 2, 'i32');
     const s = needRank(op, 'seq_lens', sl, 1, 'i32');
     needRank(op, 'query_start', qs, 1, 'i32');
@@ -103,7 +109,7 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
     const [S, MB] = bt!.shape;
     const G = H / Hkv;
     const scale = attrs.scale === 0 ? 1 / Math.sqrt(D) : attrs.scale;
-    const Q = q!.data as Float32Array, K = kp!.data as Float32Array, V = vp!.data as Float32Array;
+    const Q = q!.data as Float32Array, K = poolValues(kp!), V = poolValues(vp!);
     const tables = bt!.data as Int32Array, lens = sl!.data as Int32Array, starts = qs!.data as Int32Array;
     const out = new Float32Array(T * H * D);
     if (qs!.shape[0] !== S + 1) throw new RangeError(`paged_attention: query_start must hold seqs + 1 = ${S + 1} offsets, got ${qs!.shape[0]}`);
@@ -142,6 +148,14 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
     return [Tensor.fromStorage('f32', concrete(outs[0].shape), out)];
   },
 });
+
+/** A pool's values as f32 (f16 pools widened). */
+function poolValues(t: Tensor): Float32Array {
+  if (t.dtype === 'f32') return t.data as Float32Array;
+  const out = new Float32Array(t.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = readElement(t.dtype as DType, t.data, i);
+  return out;
+}
 
 /** Checks a ragged step's metadata against the shapes, naming the first bad entry. */
 export function checkRaggedMeta(starts: Int32Array, lens: Int32Array, tables: Int32Array, S: number, MB: number, T: number, BS: number, NB: number): void {

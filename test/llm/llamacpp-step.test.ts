@@ -1,7 +1,7 @@
 // Greedy generation parity with llama.cpp (node-llama-cpp, a dev dependency) through the compiled
 // path: the Llama decoder written as a paged step (examples/llm/llama-paged.ts), compiled by
 // inferenceJit and driven by StepEngine, must give llama.cpp's token ids on F32 and F16 GGUF files
-// with seeded weights (GQA; f16 weights computed as f32, KV pools f32). Skipped, with the reason
+// with seeded weights (GQA; f16 weights computed as f32; KV pools f32 and f16). Skipped, with the reason
 // printed, when node-llama-cpp is not installed or cannot start llama.cpp.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,6 +56,9 @@ test('compiled paged step: greedy generation matches llama.cpp token for token (
       const ours = await engine.generate(prompt, { maxTokens: ref.length });
       assert.deepEqual(ours.tokens, ref, `${type} seed ${seed}: token ids differ from llama.cpp`);
       assert.match(engine.describe(), /^cpu plan/, engine.describe());
+      // f16 KV pools, as llama.cpp's default cache
+      const half = new StepEngine(engine.model, { maxContext: 128, kvDtype: 'f16' });
+      assert.deepEqual((await half.generate(prompt, { maxTokens: ref.length })).tokens, ref, `${type} seed ${seed}, f16 KV: token ids differ from llama.cpp`);
       refs.push(ref); engines.push(engine); prompts.push(prompt);
     }
     // the same model serving two copies of the prompt plus a shorter one in shared steps

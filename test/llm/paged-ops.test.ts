@@ -1,8 +1,8 @@
 // kv_write and paged_attention: the native plan kernels against the reference kernels on random
 // ragged steps (one token, odd head dims, mixed prefill + decode, padding slots, empty sequences,
-// sliding window, soft-cap, long contexts split across threads), the pool written in place (same
-// contents as the reference's), and the IR's state rules (verifier rejects in-place writes into
-// non-state and reads of the overwritten pool).
+// sliding window, soft-cap, long contexts split across threads, f16 pools), the pool written in
+// place (same contents as the reference's), and the IR's state rules (verifier rejects in-place
+// writes into non-state and reads of the overwritten pool).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randn, fromArray, ops, Tensor } from '../../src/index.js';
@@ -19,7 +19,7 @@ import { planAddon } from '../../src/backends/cpu/plan/native.js';
 const skip = planAddon ? false : 'native plan executor not built';
 let seed = 4100;
 
-interface Case { name: string; H: number; Hkv: number; D: number; BS: number; seqs: { L: number; n: number }[]; pad?: number; opts?: PagedAttentionOptions }
+interface Case { name: string; H: number; Hkv: number; D: number; BS: number; seqs: { L: number; n: number }[]; pad?: number; opts?: PagedAttentionOptions; f16?: boolean }
 
 /** A random ragged step: pools with random old context, new K/V rows, block tables over shuffled blocks. */
 function makeStep(c: Case) {
@@ -38,7 +38,7 @@ function makeStep(c: Case) {
     starts[i + 1] = starts[i] + s.n; lens[i] = s.L;
     for (let k = 0; k < s.n; k++) { const p = s.L - s.n + k; slots[starts[i] + k] = tables[i * maxBlocks + Math.floor(p / c.BS)] * c.BS + (p % c.BS); }
   });
-  const pool = () => randn([NB, c.Hkv, c.BS, c.D], { seed: seed++ });
+  const pool = () => { const p = randn([NB, c.Hkv, c.BS, c.D], { seed: seed++ }); return c.f16 ? p.cast('f16') : p; };
   return {
     q: randn([T, c.H, c.D], { seed: seed++ }), k: randn([T, c.Hkv, c.D], { seed: seed++ }), v: randn([T, c.Hkv, c.D], { seed: seed++ }),
     kPool: pool(), vPool: pool(),
@@ -51,7 +51,7 @@ const stepFn = (opts: PagedAttentionOptions) => (q: Tensor, k: Tensor, v: Tensor
   return pagedAttention(q, kp, vp, bt, sl, qs, opts);
 };
 
-const copy = (t: Tensor): Tensor => fromArray(Float32Array.from(t.data as Float32Array), [...t.shape], t.dtype);
+const copy = (t: Tensor): Tensor => Tensor.fromStorage(t.dtype, [...t.shape], (t.data as Float32Array | Uint16Array).slice());
 
 const cases: Case[] = [
   { name: 'one decode token, context 1', H: 2, Hkv: 1, D: 8, BS: 4, seqs: [{ L: 1, n: 1 }] },
@@ -61,6 +61,8 @@ const cases: Case[] = [
   { name: 'sliding window', H: 4, Hkv: 1, D: 17, BS: 4, seqs: [{ L: 30, n: 6 }, { L: 12, n: 1 }], opts: { window: 8 } },
   { name: 'soft-cap and explicit scale', H: 2, Hkv: 2, D: 32, BS: 16, seqs: [{ L: 40, n: 3 }, { L: 5, n: 1 }], opts: { softcap: 3, scale: 0.7 } },
   { name: 'long contexts, decode (flash-decoding split)', H: 8, Hkv: 2, D: 64, BS: 16, seqs: [{ L: 700, n: 1 }, { L: 333, n: 2 }], pad: 1 },
+  { name: 'f16 pools, mixed prefill + decode', H: 4, Hkv: 2, D: 20, BS: 8, seqs: [{ L: 30, n: 9 }, { L: 65, n: 1 }], pad: 2, f16: true },
+  { name: 'f16 pools, window and soft-cap', H: 2, Hkv: 1, D: 33, BS: 4, seqs: [{ L: 19, n: 4 }], f16: true, opts: { window: 5, softcap: 10 } },
 ];
 
 for (const c of cases) {
