@@ -122,6 +122,12 @@ test('engine: abort between steps, stop tokens, stream, eager mode agrees', { sk
   for await (const t of engine.stream(prompts[3], { maxTokens: 5 })) out.push(t);
   const eager = new StepEngine(model, { maxContext: 64, blockSize: 4, compile: false });
   assert.deepEqual(out, (await eager.generate(prompts[3], { maxTokens: 5 })).tokens, 'compiled stream == eager engine');
+  // f16 pools: compiled and eager round the rows the same way
+  const half = new StepEngine(model, { maxContext: 64, blockSize: 4, kvDtype: 'f16' });
+  const halfEager = new StepEngine(model, { maxContext: 64, blockSize: 4, kvDtype: 'f16', compile: false });
+  assert.equal(half.kPools[0].dtype, 'f16');
+  assert.deepEqual((await half.generate(prompts[2], { maxTokens: 8 })).tokens, (await halfEager.generate(prompts[2], { maxTokens: 8 })).tokens, 'f16 pools');
+  assert.throws(() => new StepEngine(model, { kvDtype: 'bf16' as 'f16' }), /kvDtype must be 'f32' or 'f16', got bf16/);
 });
 
 test('prefix caching: a repeated prompt reuses its pages, tokens unchanged; LRU eviction under pool pressure', { skip }, async () => {
