@@ -181,6 +181,9 @@ export class StepEngine {
   /** Generates from a prompt; resolves with the generated ids (streamed through onToken). */
   generate(prompt: readonly number[], options: SequenceOptions = {}, onToken?: (token: number) => void): Promise<{ tokens: number[]; finishReason: StepFinishReason }> {
     if (prompt.length === 0) throw new RangeError('StepEngine.generate: the prompt is empty; give at least one token (e.g. BOS)');
+    const V = this.model.config.vocabSize;
+    const bad = prompt.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= V);
+    if (bad >= 0) throw new RangeError(`StepEngine.generate: prompt token ${bad} is ${prompt[bad]}, outside the vocabulary [0, ${V})`);
     if (prompt.length >= this.maxContext) throw new EngineCapacityError(`StepEngine.generate: the prompt has ${prompt.length} tokens but the context holds ${this.maxContext}`);
     return new Promise((resolve, reject) => {
       const seq: Seq = {

@@ -128,6 +128,8 @@ test('engine: abort between steps, stop tokens, stream, eager mode agrees', { sk
   assert.equal(half.kPools[0].dtype, 'f16');
   assert.deepEqual((await half.generate(prompts[2], { maxTokens: 8 })).tokens, (await halfEager.generate(prompts[2], { maxTokens: 8 })).tokens, 'f16 pools');
   assert.throws(() => new StepEngine(model, { kvDtype: 'bf16' as 'f16' }), /kvDtype must be 'f32' or 'f16', got bf16/);
+  assert.throws(() => engine.generate([1, vocab], {}), /prompt token 1 is \d+, outside the vocabulary/);
+  assert.throws(() => engine.generate(new Array(64).fill(1), {}), /the prompt has 64 tokens but the context holds 64/);
 });
 
 test('prefix caching: a repeated prompt reuses its pages, tokens unchanged; LRU eviction under pool pressure', { skip }, async () => {
