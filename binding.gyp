@@ -27,6 +27,7 @@
         "native/llm/paged_attention.cc",
         "native/llm/llama.cc",
         "native/plan/kernels.cc",
+        "native/plan/llm_kernels.cc",
         "native/plan/plan.cc",
         "native/plan/qgemm.cc"
       ],

@@ -1,6 +1,10 @@
 // LLM generation benchmark: inferjit vs node-llama-cpp (llama.cpp) on the same GGUF files, same
 // thread count, each engine in its own child process, one after the other (they never share cores).
 //   npx tsx bench/llm.ts [--models 110m,1.1b] [--types F16,Q8_0,Q4_0] [--prompt 128] [--gen 128] [--threads N]
+//     [--engines inferjit,compiled,llamacpp] [--batch 1,4,16]
+// Engines: inferjit = the hand-written LlamaEngine; compiled = the model's own code
+// (examples/llm/llama-paged.ts) compiled by inferenceJit and served by StepEngine (weights as f32;
+// it also measures aggregate decode tok/s with --batch concurrent sequences); llamacpp.
 // Models are Llama GGUFs with seeded weights, generated once into bench/out/ (gitignored):
 //   110m: dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000
 //   1.1b: TinyLlama shape, dim 2048, 22 layers, 32 heads (4 kv), ffn 5632, vocab 32000
@@ -19,6 +23,8 @@ const outDir = path.join(here, 'out');
 const MODELS = {
   '110m': { dim: 768, layers: 12, heads: 12, kvHeads: 12, ffn: 2048, vocab: 32000 },
   '1.1b': { dim: 2048, layers: 22, heads: 32, kvHeads: 4, ffn: 5632, vocab: 32000 },
+  /** Smoke runs only (checks the script works; its numbers mean nothing). */
+  tiny: { dim: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 128, vocab: 512 },
 } as const;
 type ModelName = keyof typeof MODELS;
 type FileType = 'F16' | 'Q8_0' | 'Q4_0';
@@ -32,7 +38,8 @@ const { values: args } = parseArgs({
     threads: { type: 'string' },
     child: { type: 'string' },
     model: { type: 'string' },
-    engines: { type: 'string', default: 'inferjit,llamacpp' },
+    engines: { type: 'string', default: 'inferjit,compiled,llamacpp' },
+    batch: { type: 'string', default: '1,4,16' },
   },
 });
 
@@ -146,7 +153,11 @@ function promptIds(n: number, vocab: number): number[] {
   return Array.from({ length: n }, () => { s = (s * 1103515245 + 12345) >>> 0; return 259 + (s % (vocab - 259)); });
 }
 
-interface ChildResult { engine: string; prefillTps: number; decodeTps: number; rssMiB: number; loadMs: number }
+interface ChildResult {
+  engine: string; prefillTps: number; decodeTps: number; rssMiB: number; loadMs: number;
+  /** compiled: aggregate decode tok/s by concurrent sequences, the plan, and per-step overhead (µs) outside the native plan. */
+  batchedDecodeTps?: Record<string, number>; describe?: string; decodeOverheadUs?: number;
+}
 
 // ---------------------------------------------------------------- children
 
@@ -173,6 +184,50 @@ async function runInferjit(file: string, nPrompt: number, nGen: number, threads:
     best = { prefill: Math.max(best.prefill, prefill), decode: Math.max(best.decode, decode) };
   }
   return { engine: 'inferjit', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs };
+}
+
+/** The compiled path: prefill and single-sequence decode (best of 2), then aggregate decode tok/s
+ *  with `batch` concurrent sequences (each its own prompt, all decoding in shared steps). */
+async function runCompiled(file: string, nPrompt: number, nGen: number, batches: number[]): Promise<ChildResult> {
+  const { loadPagedLlama } = await import('../examples/llm/llama-paged.js');
+  const t0 = performance.now();
+  const maxSeqs = Math.max(1, ...batches);
+  const { model, engine } = loadPagedLlama(file, { maxContext: nPrompt + nGen + 16, maxSeqs, maxStepTokens: 512, kvDtype: 'f16' });
+  const loadMs = performance.now() - t0;
+  const prompt = promptIds(nPrompt, model.config.vocabSize);
+  // Warm-up: traces, compiles and lowers the buckets the runs use.
+  await engine.generate(prompt.slice(0, 16), { maxTokens: 4 });
+  let best = { prefill: 0, decode: 0 };
+  let overheadUs = Infinity;
+  const exe = (engine as unknown as { compiled: { compiledEntries(): { executable: { profile(reset?: boolean): { runs: number; byKernel: Record<string, number> } | null } }[] } })
+    .compiled.compiledEntries()[0].executable;
+  for (let rep = 0; rep < 2; rep++) {
+    const t = performance.now();
+    let first = 0;
+    await engine.generate(prompt, { maxTokens: nGen + 1 }, () => { if (first === 0) { first = performance.now(); exe.profile(true); } });
+    const end = performance.now();
+    best = { prefill: Math.max(best.prefill, nPrompt / ((first - t) / 1000)), decode: Math.max(best.decode, nGen / ((end - first) / 1000)) };
+    // per decode step: wall time minus the native plan's own time = the step's overhead
+    const prof = exe.profile(false);
+    if (prof && prof.runs > 0) {
+      const nativeMs = Object.values(prof.byKernel).reduce((a, b) => a + b, 0) / prof.runs;
+      overheadUs = Math.min(overheadUs, ((end - first) / nGen - nativeMs) * 1000);
+    }
+  }
+  const batchedDecodeTps: Record<string, number> = {};
+  for (const n of batches) {
+    // short distinct prompts so the measurement is decode-bound; time from the last first token
+    const prompts = Array.from({ length: n }, (_, i) => promptIds(8 + i, model.config.vocabSize));
+    // warm-up: lowers this batch size's (tokens, sequences) buckets before timing
+    await Promise.all(prompts.map((p) => engine.generate([2, ...p], { maxTokens: 3 })));
+    let started = 0, firsts = 0, decoded = 0;
+    const seen = new Set<number>();
+    await Promise.all(prompts.map((p, i) => engine.generate(p, { maxTokens: nGen + 1 }, () => {
+      if (!seen.has(i)) { seen.add(i); if (++firsts === n) started = performance.now(); } else if (started > 0) decoded++;
+    })));
+    batchedDecodeTps[String(n)] = +(decoded / ((performance.now() - started) / 1000)).toFixed(1);
+  }
+  return { engine: 'compiled', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs, batchedDecodeTps, describe: engine.describe(), decodeOverheadUs: +overheadUs.toFixed(1) };
 }
 
 async function runLlamaCpp(file: string, nPrompt: number, nGen: number, threads: number): Promise<ChildResult> {
@@ -239,6 +294,7 @@ async function main(): Promise<void> {
     let r: ChildResult | { bandwidthGBs: number };
     if (args.child === 'inferjit') r = await runInferjit(args.model!, nPrompt, nGen, threads);
     else if (args.child === 'llamacpp') r = await runLlamaCpp(args.model!, nPrompt, nGen, threads);
+    else if (args.child === 'compiled') r = await runCompiled(args.model!, nPrompt, nGen, args.batch.split(',').map(Number));
     else r = { bandwidthGBs: await measureBandwidth(threads) };
     console.log(`RESULT ${JSON.stringify(r)}`);
     return;
@@ -248,7 +304,7 @@ async function main(): Promise<void> {
   const engines = args.engines.split(',');
   const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
   const child = (kind: string, file: string | null, env: Record<string, string> = {}): any => {
-    const argv = [path.join(here, 'llm.ts'), '--child', kind, '--prompt', String(nPrompt), '--gen', String(nGen), '--threads', String(threads)];
+    const argv = [path.join(here, 'llm.ts'), '--child', kind, '--prompt', String(nPrompt), '--gen', String(nGen), '--threads', String(threads), '--batch', args.batch];
     if (file) argv.push('--model', file);
     const r = spawnSync(tsx, argv, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: 900_000 });
     const line = r.stdout?.split('\n').find((l) => l.startsWith('RESULT '));
@@ -267,12 +323,22 @@ async function main(): Promise<void> {
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   const decodeRatio: Record<string, number> = {}, prefillRatio: Record<string, number> = {};
   const rows: unknown[] = [];
+  const compiledRows: string[] = [];
+  const batched: Record<string, Record<string, number>> = {};
   for (const name of models) {
     for (const type of types) {
       const file = await ensureModel(name, type);
       const size = fs.statSync(file).size;
       const ours = engines.includes('inferjit') ? child('inferjit', file, { INFERJIT_NUM_THREADS: String(threads) }) : null;
       const ref = engines.includes('llamacpp') ? child('llamacpp', file, { UV_THREADPOOL_SIZE: '1' }) : null;
+      const comp = engines.includes('compiled') ? child('compiled', file, { INFERJIT_NUM_THREADS: String(threads) }) : null;
+      if (comp) {
+        batched[`${name}-${type}`] = comp.batchedDecodeTps;
+        const vs = (a: number, b: number | undefined) => (b ? (a / b).toFixed(2) : '-');
+        compiledRows.push(`| ${name} | ${type} | ${comp.prefillTps.toFixed(1)} | ${vs(comp.prefillTps, ref?.prefillTps)} | ${vs(comp.prefillTps, ours?.prefillTps)} | `
+          + `${comp.decodeTps.toFixed(1)} | ${vs(comp.decodeTps, ref?.decodeTps)} | ${vs(comp.decodeTps, ours?.decodeTps)} | `
+          + `${Object.entries(comp.batchedDecodeTps as Record<string, number>).map(([k, v]) => `${k}: ${v}`).join(', ')} | ${comp.decodeOverheadUs} | ${comp.rssMiB.toFixed(0)} |`);
+      }
       const key = `${name}-${type}`;
       const pr = ours && ref ? ours.prefillTps / ref.prefillTps : NaN;
       const dr = ours && ref ? ours.decodeTps / ref.decodeTps : NaN;
@@ -286,10 +352,16 @@ async function main(): Promise<void> {
       console.log(`| ${name} | ${type} | ${(size / 2 ** 20).toFixed(0)} | ${f(ours?.prefillTps)} | ${f(ref?.prefillTps)} | ${Number.isFinite(pr) ? pr.toFixed(2) : '-'} | ` +
         `${f(ours?.decodeTps)} | ${f(ref?.decodeTps)} | ${Number.isFinite(dr) ? dr.toFixed(2) : '-'} | ${gbs.toFixed(1)} (${bandwidth ? ((100 * gbs) / bandwidth).toFixed(0) : '-'}%) | ` +
         `${f(ours?.rssMiB)} | ${f(ref?.rssMiB)} |`);
-      rows.push({ model: name, type, inferjit: ours, llamacpp: ref });
+      rows.push({ model: name, type, inferjit: ours, llamacpp: ref, compiled: comp });
     }
   }
-  console.log(JSON.stringify({ bench: 'llm', threads, bandwidth_gbs: +bandwidth.toFixed(2), decode_ratio_vs_llamacpp: decodeRatio, prefill_ratio_vs_llamacpp: prefillRatio }));
+  if (compiledRows.length) {
+    console.log('\ncompiled path (model code through inferenceJit + StepEngine):\n');
+    console.log('| model | type | prefill tok/s | vs llama.cpp | vs LlamaEngine | decode tok/s | vs llama.cpp | vs LlamaEngine | aggregate decode tok/s by concurrent sequences | decode step overhead µs | RSS MiB |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of compiledRows) console.log(r);
+  }
+  console.log(JSON.stringify({ bench: 'llm', threads, bandwidth_gbs: +bandwidth.toFixed(2), decode_ratio_vs_llamacpp: decodeRatio, prefill_ratio_vs_llamacpp: prefillRatio, batched_decode_tok_s: batched }));
 }
 
 await main();

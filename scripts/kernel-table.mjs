@@ -138,6 +138,20 @@ export const KERNELS = [
     ints: [{ name: 'outer' }, { name: 'size' }, { name: 'inner' }, { name: 'k' }, { name: 'largest' }, { name: 'sorted' }],
   },
   {
+    name: 'kv_write', code: 17, doc: 'writes f32 rows [tokens, kvHeads, headDim] into the f32 or f16 (f16 = 1) page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped)',
+    refs: ['rows', 'slots', 'pool'],
+    ints: [{ name: 'tokens' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' }, { name: 'f16' }],
+  },
+  {
+    name: 'paged_attention', code: 18, doc: 'ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence)',
+    refs: ['q', 'kPool', 'vPool', 'blockTables', 'seqLens', 'queryStart', 'out'],
+    ints: [
+      { name: 'tokens' }, { name: 'heads' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' },
+      { name: 'seqs' }, { name: 'maxBlocks' }, { name: 'window' }, { name: 'f16' },
+    ],
+    floats: ['scale', 'softcap'],
+  },
+  {
     name: 'qgemm', code: 40, doc: 'out = act(A·Wᵀ + bias) + residual for a quantized constant W [N, K] in a native/quant/qmatmul.h format (scales, if any, follow its blocks)',
     refs: ['a', 'weight', 'bias', 'residual', 'out'],
     ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'format' }, { name: 'group' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }],

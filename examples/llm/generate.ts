@@ -1,15 +1,20 @@
 // Streams a completion from a Llama-family model:
 //   npx tsx examples/llm/generate.ts --model model.gguf --prompt "Once upon a time" [--max-tokens 128]
 //     [--temperature 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.1 --seed 1]
-//     [--precision fp32|int8|int4 --group-size 32 --kv f32|f16 --threads N --stop "\n\n"]
+//     [--engine compiled|native] [--precision fp32|int8|int4 --group-size 32 --kv f32|f16 --threads N --stop "\n\n"]
 // A directory argument to --model loads a Hugging Face checkpoint (config.json + safetensors; the
 // tokenizer from its tokenizer.json). Ends with prefill and decode tokens/s and the process RSS.
+// --engine compiled (the default for --precision fp32) runs the model's own code
+// (examples/llm/llama-paged.ts) compiled by inferenceJit, served by StepEngine; quantized file
+// weights are expanded to f32 on that path. --engine native (and int8/int4) runs the hand-written
+// LlamaEngine, which keeps Q8_0/Q4_0 weights quantized.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   LlamaEngine, generate, loadLlama, packMatrix, packedKernelsFast, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer,
 } from '../../src/llm/index.js';
+import { loadPagedLlama } from './llama-paged.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,6 +33,7 @@ const { values } = parseArgs({
     threads: { type: 'string' },
     stop: { type: 'string', multiple: true },
     'ignore-eos': { type: 'boolean', default: false },
+    engine: { type: 'string' },
   },
 });
 
@@ -37,6 +43,52 @@ if (!values.model) {
 }
 const precision = values.precision as 'fp32' | 'int8' | 'int4';
 if (!['fp32', 'int8', 'int4'].includes(precision)) throw new RangeError(`--precision must be fp32, int8 or int4, got ${values.precision}`);
+
+const engineKind = values.engine ?? (precision === 'fp32' ? 'compiled' : 'native');
+if (engineKind !== 'compiled' && engineKind !== 'native') throw new RangeError(`--engine must be compiled or native, got ${values.engine}`);
+if (engineKind === 'compiled' && precision !== 'fp32') throw new RangeError(`--engine compiled runs fp32 weights; use --engine native for --precision ${precision}`);
+if (engineKind === 'compiled') {
+  await runCompiled();
+  process.exit(0);
+}
+
+async function runCompiled(): Promise<void> {
+  const t0 = performance.now();
+  const { model, tokenizer, engine } = loadPagedLlama(values.model!, { kvDtype: values.kv as 'f32' | 'f16' });
+  if (!tokenizer) throw new Error(`${values.model}: no tokenizer.json next to the checkpoint; a text prompt needs one`);
+  const c = model.config;
+  console.error(`model: ${c.numLayers} layers, dim ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ffn ${c.intermediateSize}, vocab ${c.vocabSize}; ` +
+    `compiled paged step, context ${engine.maxContext}; loaded in ${(performance.now() - t0).toFixed(0)} ms`);
+  const prompt = tokenizer.encode(values.prompt!);
+  const decoder = tokenizer.streamDecoder({ stripDummyPrefix: false });
+  const ac = new AbortController();
+  const stops = values.stop ?? [];
+  let text = '', first = 0, count = 0;
+  const start = performance.now();
+  process.stdout.write(values.prompt!);
+  const stream = engine.stream(prompt, {
+    maxTokens: Number(values['max-tokens']), temperature: Number(values.temperature), topK: Number(values['top-k']), topP: Number(values['top-p']),
+    minP: Number(values['min-p']), repetitionPenalty: Number(values['repeat-penalty']), seed: Number(values.seed),
+    stopTokens: values['ignore-eos'] ? [] : [...tokenizer.eogIds], signal: ac.signal,
+  });
+  let finish = 'length';
+  for (;;) {
+    const r = await stream.next();
+    if (r.done) { finish = r.value; break; }
+    if (count++ === 0) first = performance.now();
+    if (tokenizer.eogIds.has(r.value) && !values['ignore-eos']) continue;
+    const piece = decoder.push(r.value);
+    text += piece;
+    const cut = stops.map((st) => text.indexOf(st)).filter((i) => i >= 0).sort((a, b) => a - b)[0];
+    if (cut !== undefined) { process.stdout.write(piece.slice(0, Math.max(0, piece.length - (text.length - cut)))); ac.abort(); finish = 'stop-string'; continue; }
+    process.stdout.write(piece);
+  }
+  process.stdout.write(decoder.flush() + '\n');
+  const end = performance.now();
+  console.error(`prefill: ${prompt.length} tokens, ${((prompt.length / (first - start)) * 1000).toFixed(1)} tok/s (time to first token ${(first - start).toFixed(0)} ms) | ` +
+    `decode: ${count} tokens, ${count > 1 ? (((count - 1) / (end - first)) * 1000).toFixed(1) : '0'} tok/s | finish: ${finish} | ${engine.describe()} | ` +
+    `rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`);
+}
 
 const t0 = performance.now();
 // Q8_0/Q4_0 matrices are packed for the fast kernels as they are read (the file layout is not kept).

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -83,7 +84,7 @@ inline const float* cacheRow(const PagedKv& kv, const void* base, int64_t pos, i
 // Partial attention of G query heads (q, consecutive rows of headDim) over keys [j0, j1):
 // m[g] = max score, l[g] = Σ exp(score − m), o[g] = Σ exp(score − m)·v (unnormalized).
 void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int64_t j0, int64_t j1, float scale,
-                 float* m, float* l, float* o) {
+                 float* m, float* l, float* o, float softcap = 0.0f) {
   const int64_t hd = kv.headDim, n = j1 - j0;
   Scratch& sc = tScratch;
   if (static_cast<int64_t>(sc.s.size()) < G * n) sc.s.resize(G * n);
@@ -92,6 +93,10 @@ void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int6
   for (int64_t j = 0; j < n; j++) {
     const float* kr = cacheRow(kv, kv.k, j0 + j, kvh, sc.row.data());
     for (int64_t g = 0; g < G; g++) s[g * n + j] = dotF(q + g * hd, kr, hd) * scale;
+  }
+  if (softcap > 0.0f) {
+    const float inv = 1.0f / softcap;
+    for (int64_t i = 0; i < G * n; i++) s[i] = softcap * std::tanh(s[i] * inv);
   }
   for (int64_t g = 0; g < G; g++) {
     float* sg = s + g * n;
@@ -268,6 +273,133 @@ void pagedAttention(const PagedKv& kv, const float* q, float* out, int64_t T, in
       }
       const float inv = 1.0f / L;
       for (int64_t i = 0; i < hd; i++) o[i] *= inv;
+    }
+  }
+}
+
+const char* checkRagged(const RaggedAttention& a, char* buf, int bufLen) {
+  const int32_t* qs = a.queryStart;
+  if (qs[0] < 0) { std::snprintf(buf, bufLen, "paged_attention: query_start[0] = %d must be >= 0", qs[0]); return buf; }
+  for (int64_t s = 0; s < a.seqs; s++) {
+    const int64_t n = static_cast<int64_t>(qs[s + 1]) - qs[s], L = a.seqLens[s];
+    if (n < 0 || qs[s + 1] > a.tokens) {
+      std::snprintf(buf, bufLen, "paged_attention: query_start[%lld] = %d must lie in [query_start[%lld], tokens = %lld]",
+                    static_cast<long long>(s + 1), qs[s + 1], static_cast<long long>(s), static_cast<long long>(a.tokens));
+      return buf;
+    }
+    if (L < n) {
+      std::snprintf(buf, bufLen, "paged_attention: seq_lens[%lld] = %lld is less than its %lld new tokens (seq_lens counts the new tokens too)",
+                    static_cast<long long>(s), static_cast<long long>(L), static_cast<long long>(n));
+      return buf;
+    }
+    if (L > a.maxBlocks * a.blockSize) {
+      std::snprintf(buf, bufLen, "paged_attention: seq_lens[%lld] = %lld exceeds the block table (%lld blocks x %lld)", static_cast<long long>(s),
+                    static_cast<long long>(L), static_cast<long long>(a.maxBlocks), static_cast<long long>(a.blockSize));
+      return buf;
+    }
+    for (int64_t b = 0; b * a.blockSize < L; b++) {
+      const int32_t blk = a.tables[s * a.maxBlocks + b];
+      if (blk < 0 || blk >= a.numBlocks) {
+        std::snprintf(buf, bufLen, "paged_attention: block_tables[%lld, %lld] = %d is not a block of the pool (0..%lld)", static_cast<long long>(s),
+                      static_cast<long long>(b), blk, static_cast<long long>(a.numBlocks - 1));
+        return buf;
+      }
+    }
+  }
+  return "";
+}
+
+void raggedPagedAttention(const RaggedAttention& a) {
+  const int64_t H = a.heads, hd = a.headDim, nKv = a.kvHeads, G = H / nKv, width = H * hd;
+  const int32_t* qs = a.queryStart;
+  // padding tokens (outside every sequence's range) get zeros
+  std::vector<char> covered(static_cast<size_t>(a.tokens), 0);
+  for (int64_t s = 0; s < a.seqs; s++) for (int64_t t = qs[s]; t < qs[s + 1]; t++) covered[t] = 1;
+  for (int64_t t = 0; t < a.tokens; t++) if (!covered[t]) std::fill(a.out + t * width, a.out + (t + 1) * width, 0.0f);
+
+  auto pagesOf = [&](int64_t s) {
+    PagedKv kv;
+    kv.k = a.k; kv.v = a.v; kv.f16 = a.f16; kv.blockSize = a.blockSize; kv.nKv = nKv; kv.headDim = hd;
+    kv.table = a.tables + s * a.maxBlocks;
+    return kv;
+  };
+  // Per-query work the GEMM tile path does not take: (sequence, token, key range).
+  struct Item { int64_t s, t, lo, hi; };
+  std::vector<Item> items;
+  int64_t longest = 1;
+  for (int64_t s = 0; s < a.seqs; s++) {
+    const int64_t n = qs[s + 1] - qs[s], L = a.seqLens[s];
+    if (n == 0) continue;
+    if (n > 1 && a.window <= 0 && a.softcap <= 0.0f) {
+      pagedAttention(pagesOf(s), a.q + qs[s] * width, a.out + qs[s] * width, n, L - n, H, a.scale);
+      continue;
+    }
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t pos = L - n + i;
+      const int64_t lo = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
+      items.push_back({s, qs[s] + i, lo, pos + 1});
+      longest = std::max(longest, pos + 1 - lo);
+    }
+  }
+  if (items.empty()) return;
+  // Key chunks (whole pages, >= 64 keys) so that items × kv heads × chunks gives every thread work.
+  const int64_t want = std::max<int64_t>(1, (4 * numThreads() + static_cast<int64_t>(items.size()) * nKv - 1) /
+                                                (static_cast<int64_t>(items.size()) * nKv));
+  int64_t chunkLen = std::max<int64_t>((longest + want - 1) / want, 64);
+  chunkLen = (chunkLen + a.blockSize - 1) / a.blockSize * a.blockSize;
+  struct Task { int64_t item, kvh, j0, j1; };
+  std::vector<Task> tasks;
+  std::vector<int64_t> firstTask(items.size() * nKv + 1);
+  for (size_t it = 0; it < items.size(); it++) {
+    for (int64_t kvh = 0; kvh < nKv; kvh++) {
+      firstTask[it * nKv + kvh] = static_cast<int64_t>(tasks.size());
+      for (int64_t j0 = items[it].lo; j0 < items[it].hi; j0 += chunkLen)
+        tasks.push_back({static_cast<int64_t>(it), kvh, j0, std::min(items[it].hi, j0 + chunkLen)});
+    }
+  }
+  firstTask.back() = static_cast<int64_t>(tasks.size());
+  const int64_t stride = G * (2 + hd);
+  std::vector<float> part(tasks.size() * stride);
+  parallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t ti, int) {
+    const Task& tk = tasks[ti];
+    const Item& item = items[tk.item];
+    float* p = part.data() + ti * stride;
+    attendRange(pagesOf(item.s), tk.kvh, a.q + item.t * width + tk.kvh * G * hd, G, tk.j0, tk.j1, a.scale, p, p + G, p + 2 * G,
+                a.softcap);
+  });
+  // Merge the chunks: with M = max m_c, out = Σ_c e^(m_c − M)·o_c / Σ_c e^(m_c − M)·l_c.
+  parallelFor(static_cast<int64_t>(items.size()) * nKv, [&](int64_t w, int) {
+    const int64_t it = w / nKv, kvh = w % nKv;
+    const int64_t c0 = firstTask[w], c1 = firstTask[w + 1];
+    for (int64_t g = 0; g < G; g++) {
+      float M = -std::numeric_limits<float>::infinity();
+      for (int64_t c = c0; c < c1; c++) M = std::max(M, part[c * stride + g]);
+      float* o = a.out + items[it].t * width + (kvh * G + g) * hd;
+      std::fill(o, o + hd, 0.0f);
+      float L = 0.0f;
+      for (int64_t c = c0; c < c1; c++) {
+        const float* p = part.data() + c * stride;
+        const float wgt = std::exp(p[g] - M);
+        L += wgt * p[G + g];
+        axpy(wgt, p + 2 * G + g * hd, o, hd);
+      }
+      const float inv = 1.0f / L;
+      for (int64_t i = 0; i < hd; i++) o[i] *= inv;
+    }
+  });
+}
+
+void pagedWriteSlots(void* pool, bool f16, const float* rows, const int32_t* slots, int64_t tokens, int64_t kvHeads, int64_t headDim,
+                     int64_t blockSize) {
+  for (int64_t t = 0; t < tokens; t++) {
+    const int64_t slot = slots[t];
+    if (slot < 0) continue;
+    const int64_t blk = slot / blockSize, off = slot % blockSize;
+    for (int64_t h = 0; h < kvHeads; h++) {
+      const int64_t at = ((blk * kvHeads + h) * blockSize + off) * headDim;
+      const float* src = rows + (t * kvHeads + h) * headDim;
+      if (f16) toHalfRow(src, static_cast<uint16_t*>(pool) + at, headDim);
+      else std::memcpy(static_cast<float*>(pool) + at, src, static_cast<size_t>(headDim) * 4);
     }
   }
 }

@@ -30,4 +30,33 @@ void pagedStore(const PagedKv& kv, const float* k, const float* v, int64_t T, in
 void pagedAttention(const PagedKv& kv, const float* q, float* out, int64_t T, int64_t start, int64_t nHeads,
                     float scale);
 
+// A ragged step (vLLM style): the tokens of many sequences flattened to q/out [tokens][heads·headDim].
+// Sequence s owns tokens queryStart[s] .. queryStart[s+1]-1 (n of them) at positions
+// seqLens[s]-n .. seqLens[s]-1, its keys in pages tables[s·maxBlocks ..]. window > 0 keeps the
+// last `window` keys of each query, softcap > 0 maps scores to softcap·tanh(score/softcap).
+// Tokens of no sequence (padding) get zeros. The metadata must have been checked
+// (checkRagged): this function trusts it.
+struct RaggedAttention {
+  const float* q = nullptr;
+  float* out = nullptr;
+  void* k = nullptr;
+  void* v = nullptr;
+  const int32_t* tables = nullptr;
+  const int32_t* seqLens = nullptr;
+  const int32_t* queryStart = nullptr;
+  int64_t tokens = 0, heads = 1, kvHeads = 1, headDim = 64, blockSize = 16, numBlocks = 0, seqs = 0, maxBlocks = 0, window = 0;
+  float scale = 1.0f, softcap = 0.0f;
+  bool f16 = false;  // pools hold f16 bits
+};
+// "" when the metadata is consistent with the shapes, else what is wrong (first bad entry).
+const char* checkRagged(const RaggedAttention& a, char* buf, int bufLen);
+// Prefill chunks without window/softcap run the GEMM tile path per sequence; every other query
+// (decode tokens, windowed or soft-capped ones) runs as (query, kv head, key chunk) tasks whose
+// partial softmaxes are merged (flash-decoding), so a few long contexts still fill every thread.
+void raggedPagedAttention(const RaggedAttention& a);
+// kv_write: rows [tokens][kvHeads·headDim] into pool slots (slot -1 skipped; checked by the caller);
+// an f16 pool gets the rows rounded to nearest even.
+void pagedWriteSlots(void* pool, bool f16, const float* rows, const int32_t* slots, int64_t tokens, int64_t kvHeads, int64_t headDim,
+                     int64_t blockSize);
+
 }  // namespace inferjit

@@ -22,7 +22,7 @@ constexpr int kBinaryFirst = 20, kBinaryLast = 26;
 enum ReduceOp : int { kReduceSum = 0, kReduceMean = 1, kReduceMax = 2, kReduceMin = 3 };
 enum RefKind : int { kRefNone = 0, kRefArena = 1, kRefInput = 2, kRefOutput = 3, kRefConstant = 4 };
 enum PadMode : int { kPadConstant = 0, kPadReflect = 1, kPadReplicate = 2 };
-enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelQgemm = 40 };
+enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40 };
 static_assert(kActNone == 0, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActRelu == 1, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActGelu == 2, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
@@ -962,6 +962,134 @@ inline std::string checkTopK(const int64_t* I, size_t nInts, size_t nFloats, siz
   return "";
 }
 
+// writes f32 rows [tokens, kvHeads, headDim] into the f32 or f16 (f16 = 1) page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped).
+struct KvWriteDesc {
+  uint8_t* rows = nullptr;
+  uint8_t* slots = nullptr;
+  uint8_t* pool = nullptr;
+  int64_t tokens = 0;
+  int64_t kvHeads = 0;
+  int64_t headDim = 0;
+  int64_t blockSize = 0;
+  int64_t numBlocks = 0;
+  int64_t f16 = 0;
+};
+template <typename At>
+inline KvWriteDesc decodeKvWrite(const int64_t* I, const double* F, At&& at) {
+  KvWriteDesc a;
+  size_t p = 0;
+  a.tokens = I[p++];
+  a.kvHeads = I[p++];
+  a.headDim = I[p++];
+  a.blockSize = I[p++];
+  a.numBlocks = I[p++];
+  a.f16 = I[p++];
+  int r = 0;
+  a.rows = at(r++);
+  a.slots = at(r++);
+  a.pool = at(r++);
+  (void)F;
+  return a;
+}
+inline std::string checkKvWrite(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "kv_write: ints end before tokens";
+  p++;
+  if (p + 1 > nI) return "kv_write: ints end before kvHeads";
+  p++;
+  if (p + 1 > nI) return "kv_write: ints end before headDim";
+  p++;
+  if (p + 1 > nI) return "kv_write: ints end before blockSize";
+  p++;
+  if (p + 1 > nI) return "kv_write: ints end before numBlocks";
+  p++;
+  if (p + 1 > nI) return "kv_write: ints end before f16";
+  p++;
+  if (p != nI) return "kv_write: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1)) return "kv_write: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1);
+  if (nFloats != 0) return "kv_write: " + std::to_string(nFloats) + " floats, expected 0";
+  return "";
+}
+
+// ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence).
+struct PagedAttentionDesc {
+  uint8_t* q = nullptr;
+  uint8_t* kPool = nullptr;
+  uint8_t* vPool = nullptr;
+  uint8_t* blockTables = nullptr;
+  uint8_t* seqLens = nullptr;
+  uint8_t* queryStart = nullptr;
+  uint8_t* out = nullptr;
+  int64_t tokens = 0;
+  int64_t heads = 0;
+  int64_t kvHeads = 0;
+  int64_t headDim = 0;
+  int64_t blockSize = 0;
+  int64_t numBlocks = 0;
+  int64_t seqs = 0;
+  int64_t maxBlocks = 0;
+  int64_t window = 0;
+  int64_t f16 = 0;
+  double scale = 0;
+  double softcap = 0;
+};
+template <typename At>
+inline PagedAttentionDesc decodePagedAttention(const int64_t* I, const double* F, At&& at) {
+  PagedAttentionDesc a;
+  size_t p = 0;
+  a.tokens = I[p++];
+  a.heads = I[p++];
+  a.kvHeads = I[p++];
+  a.headDim = I[p++];
+  a.blockSize = I[p++];
+  a.numBlocks = I[p++];
+  a.seqs = I[p++];
+  a.maxBlocks = I[p++];
+  a.window = I[p++];
+  a.f16 = I[p++];
+  int r = 0;
+  a.q = at(r++);
+  a.kPool = at(r++);
+  a.vPool = at(r++);
+  a.blockTables = at(r++);
+  a.seqLens = at(r++);
+  a.queryStart = at(r++);
+  a.out = at(r++);
+  a.scale = F[0];
+  a.softcap = F[1];
+  (void)F;
+  return a;
+}
+inline std::string checkPagedAttention(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "paged_attention: ints end before tokens";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before heads";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before kvHeads";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before headDim";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before blockSize";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before numBlocks";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before seqs";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before maxBlocks";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before window";
+  p++;
+  if (p + 1 > nI) return "paged_attention: ints end before f16";
+  p++;
+  if (p != nI) return "paged_attention: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1 + 1)) return "paged_attention: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1 + 1);
+  if (nFloats != 2) return "paged_attention: " + std::to_string(nFloats) + " floats, expected 2";
+  return "";
+}
+
 // out = act(A·Wᵀ + bias) + residual for a quantized constant W [N, K] in a native/quant/qmatmul.h format (scales, if any, follow its blocks).
 struct QgemmDesc {
   uint8_t* a = nullptr;
@@ -1043,6 +1171,8 @@ inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nF
     case kKernelRotary: return checkRotary(I, nInts, nFloats, nRefs);
     case kKernelArgmax: return checkArgmax(I, nInts, nFloats, nRefs);
     case kKernelTopK: return checkTopK(I, nInts, nFloats, nRefs);
+    case kKernelKvWrite: return checkKvWrite(I, nInts, nFloats, nRefs);
+    case kKernelPagedAttention: return checkPagedAttention(I, nInts, nFloats, nRefs);
     case kKernelQgemm: return checkQgemm(I, nInts, nFloats, nRefs);
     default: return "unknown kernel code " + std::to_string(op);
   }
@@ -1065,6 +1195,8 @@ void runUpsampleNearest2d(const UpsampleNearest2dDesc& d, const plan::KernelCont
 void runRotary(const RotaryDesc& d, const plan::KernelContext& ctx);
 void runArgmax(const ArgmaxDesc& d, const plan::KernelContext& ctx);
 void runTopK(const TopKDesc& d, const plan::KernelContext& ctx);
+void runKvWrite(const KvWriteDesc& d, const plan::KernelContext& ctx);
+void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext& ctx);
 void runQgemm(const QgemmDesc& d, const plan::KernelContext& ctx);
 
 // Decodes and runs kernel `op`; false for an unknown code. at(i) is the pointer of operand i.
@@ -1087,6 +1219,8 @@ inline bool runKernel(int op, const int64_t* I, const double* F, At&& at, const 
     case kKernelRotary: runRotary(decodeRotary(I, F, at), ctx); return true;
     case kKernelArgmax: runArgmax(decodeArgmax(I, F, at), ctx); return true;
     case kKernelTopK: runTopK(decodeTopK(I, F, at), ctx); return true;
+    case kKernelKvWrite: runKvWrite(decodeKvWrite(I, F, at), ctx); return true;
+    case kKernelPagedAttention: runPagedAttention(decodePagedAttention(I, F, at), ctx); return true;
     case kKernelQgemm: runQgemm(decodeQgemm(I, F, at), ctx); return true;
     default: return false;
   }

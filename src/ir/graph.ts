@@ -28,7 +28,10 @@ export interface Node {
   graphs?: Record<string, Graph>;
 }
 
-export interface GraphInput { name: string; value: number }
+/** A graph input. `state` marks persistent storage owned by a compiled session (an LLM's KV page
+ *  pools): ops that write in place (OpDef.writesInto, e.g. kv_write) may only write into state, and
+ *  the lowering binds it to the caller's tensor instead of copying it. */
+export interface GraphInput { name: string; value: number; state?: boolean }
 export interface GraphOutput { name: string; value: number }
 
 export type ConstantKind = 'param' | 'literal';
@@ -118,6 +121,13 @@ export class Graph {
     const node: Node = { op, inputs: [...inputs], attrs, outputs: outs };
     if (source !== undefined) node.source = source;
     this.nodes.push(node);
+    // An in-place write straight into a graph input makes that input session state.
+    const w = hasOp(op) ? getOp(op).writesInto : undefined;
+    const target = w === undefined ? null : inputs[w];
+    if (target !== null && target !== undefined) {
+      const inp = this.inputs.find((i) => i.value === target);
+      if (inp) inp.state = true;
+    }
     return outs;
   }
 
@@ -249,6 +259,7 @@ export class Graph {
         }
       });
     });
+    this.verifyInPlaceWrites(fail);
     const outNames = new Set<string>();
     for (const o of this.outputs) {
       if (outNames.has(o.name)) fail(`two outputs are named "${o.name}"`);
@@ -259,6 +270,37 @@ export class Graph {
     for (const id of this.values.keys()) {
       if (!definedBy.has(id)) fail(`value %${id} is never defined (dangling: no input, constant or node produces it)`);
     }
+  }
+
+  /** In-place writes (ops with OpDef.writesInto): the written value must be session state (a graph
+   *  input flagged state, or the result of an earlier in-place write into state), the result aliases
+   *  it (same dtype and shape), and nothing reads the overwritten value after the write. */
+  private verifyInPlaceWrites(fail: (m: string) => never): void {
+    const stateInputs = new Set(this.inputs.filter((i) => i.state).map((i) => i.value));
+    const aliasOfState = new Set(stateInputs);
+    const readAt = new Map<number, number[]>();
+    this.nodes.forEach((n, i) => { for (const v of n.inputs) if (v !== null) readAt.set(v, [...(readAt.get(v) ?? []), i]); });
+    this.nodes.forEach((node, i) => {
+      const w = getOp(node.op).writesInto;
+      if (w === undefined) return;
+      const where = `node ${i} (${node.op}${node.source ? ` at ${node.source}` : ''})`;
+      const target = node.inputs[w];
+      if (target === null || target === undefined) return fail(`${where}: writes in place into input ${w}, which is absent`);
+      if (!aliasOfState.has(target)) {
+        fail(`${where}: writes in place into %${target}, which is not session state; pass the storage as a graph input `
+          + '(it is flagged state when an in-place op writes into it) or as the result of an earlier in-place write');
+      }
+      const src = this.value(target), out = this.value(node.outputs[0]);
+      if (src.dtype !== out.dtype || !shapesEqual(src.shape, out.shape)) {
+        fail(`${where}: result %${out.id} ${out.dtype}[${out.shape.join(', ')}] must alias the state it writes, %${src.id} ${src.dtype}[${src.shape.join(', ')}]`);
+      }
+      const later = (readAt.get(target) ?? []).find((j) => j > i);
+      if (later !== undefined) {
+        fail(`${where}: node ${later} (${this.nodes[later].op}) reads %${target} after this node overwrote it in place; read the write's result %${out.id} instead`);
+      }
+      if (this.outputs.some((o) => o.value === target)) fail(`${where}: %${target} is a graph output but is overwritten in place; return the write's result instead`);
+      aliasOfState.add(node.outputs[0]);
+    });
   }
 
   // ---- printing ----
@@ -278,7 +320,7 @@ export class Graph {
       return v ? `%${id}: ${formatType(v.dtype, v.shape)}` : `%${id}: ?`;
     };
     const lines: string[] = ['graph {'];
-    for (const inp of this.inputs) lines.push(`  input ${typed(inp.value)}  "${inp.name}"`);
+    for (const inp of this.inputs) lines.push(`  input ${typed(inp.value)}  "${inp.name}"${inp.state ? ' state' : ''}`);
     for (const c of this.constants) {
       const data = c.kind === 'literal' && c.data ? ` = ${formatData(c.data, c.shape)}` : '';
       lines.push(`  ${c.kind} @${c.name} ${typed(c.value)}${data}`);
@@ -308,7 +350,7 @@ export class Graph {
       format: IR_FORMAT,
       version: IR_VERSION,
       values: [...this.values.values()].map((v) => ({ id: v.id, dtype: v.dtype, shape: [...v.shape] })),
-      inputs: this.inputs.map((i) => ({ name: i.name, value: i.value })),
+      inputs: this.inputs.map((i) => (i.state ? { name: i.name, value: i.value, state: true } : { name: i.name, value: i.value })),
       outputs: this.outputs.map((o) => ({ name: o.name, value: o.value })),
       constants: this.constants.map((c) => {
         const out: GraphJSON['constants'][number] = { name: c.name, value: c.value, kind: c.kind, dtype: c.dtype, shape: [...c.shape] };
@@ -356,7 +398,11 @@ export class Graph {
       maxId = Math.max(maxId, id);
     });
     g.nextId = maxId + 1;
-    g.inputs = arr(root.inputs, 'inputs').map((x, i) => named(x, `inputs[${i}]`));
+    g.inputs = arr(root.inputs, 'inputs').map((x, i) => {
+      const inp: GraphInput = named(x, `inputs[${i}]`);
+      if ((x as { state?: unknown }).state === true) inp.state = true;
+      return inp;
+    });
     g.outputs = arr(root.outputs, 'outputs').map((x, i) => named(x, `outputs[${i}]`));
     g.constants = arr(root.constants, 'constants').map((x, i) => {
       const what = `constants[${i}]`;
@@ -410,7 +456,7 @@ export class Graph {
       if (k === undefined) throw new GraphVerifyError(`hash: %${id} is used before it is defined (verify() the graph)`);
       return k;
     };
-    this.inputs.forEach((inp, i) => keys.set(inp.value, h('input', String(i), inp.name, typeKey(this.value(inp.value)))));
+    this.inputs.forEach((inp, i) => keys.set(inp.value, h('input', String(i), inp.name, typeKey(this.value(inp.value)), ...(inp.state ? ['state'] : []))));
     for (const c of this.constants) {
       const t = `${c.dtype}[${c.shape.map(canonicalDimSafe).join(',')}]`;
       keys.set(c.value, c.kind === 'param' ? h('param', c.name, t) : h('literal', t, JSON.stringify((c.data ?? []).map(encodeNumber))));

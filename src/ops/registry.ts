@@ -28,6 +28,11 @@ export interface OpDef<A = AttrValues> {
   /** The pure TypeScript kernel: the oracle every other backend is tested against. */
   reference: Kernel<A>;
   doc?: string;
+  /** The op writes its result into this input's storage in place (the result aliases it, as an
+   *  LLM's kv_write writes KV rows into the session's page pool). Graph.verify requires the input
+   *  to be session state and unread after the write; the reference kernel mutates that tensor and
+   *  returns a tensor over the same storage, so eager and compiled runs share one pool. */
+  writesInto?: number;
   /** How the op is written in ONNX. Mappings live in src/onnx/ops/<same file name as the op's
    *  src/ops file>.ts and are attached with registerOnnxMapping (src/onnx/mapping.ts). */
   onnx?: OnnxMapping<A>;

@@ -21,7 +21,7 @@ export const REF_KINDS = { none: 0, arena: 1, input: 2, output: 3, constant: 4 }
 /** pad modes. */
 export const PAD_MODES = { constant: 0, reflect: 1, replicate: 2 } as const;
 /** Plan kernel codes. */
-export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, qgemm: 40 } as const;
+export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40 } as const;
 
 /** A plan kernel ready for the descriptor: its code, operands in order, ints and floats. */
 export interface EncodedKernel<R> { op: number; refs: R[]; ints: number[]; floats: number[] }
@@ -145,6 +145,18 @@ export function encodeArgmax<R>(f: ArgmaxFields<R>): EncodedKernel<R> {
 export interface TopKFields<R> { x: R; values: R; indices: R; outer: Int; size: Int; inner: Int; k: Int; largest: Int; sorted: Int }
 export function encodeTopK<R>(f: TopKFields<R>): EncodedKernel<R> {
   return { op: 16, refs: [f.x, f.values, f.indices], ints: [Number(f.outer), Number(f.size), Number(f.inner), Number(f.k), Number(f.largest), Number(f.sorted)], floats: [] };
+}
+
+/** writes f32 rows [tokens, kvHeads, headDim] into the f32 or f16 (f16 = 1) page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped). */
+export interface KvWriteFields<R> { rows: R; slots: R; pool: R; tokens: Int; kvHeads: Int; headDim: Int; blockSize: Int; numBlocks: Int; f16: Int }
+export function encodeKvWrite<R>(f: KvWriteFields<R>): EncodedKernel<R> {
+  return { op: 17, refs: [f.rows, f.slots, f.pool], ints: [Number(f.tokens), Number(f.kvHeads), Number(f.headDim), Number(f.blockSize), Number(f.numBlocks), Number(f.f16)], floats: [] };
+}
+
+/** ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence). */
+export interface PagedAttentionFields<R> { q: R; kPool: R; vPool: R; blockTables: R; seqLens: R; queryStart: R; out: R; tokens: Int; heads: Int; kvHeads: Int; headDim: Int; blockSize: Int; numBlocks: Int; seqs: Int; maxBlocks: Int; window: Int; f16: Int; scale: number; softcap: number }
+export function encodePagedAttention<R>(f: PagedAttentionFields<R>): EncodedKernel<R> {
+  return { op: 18, refs: [f.q, f.kPool, f.vPool, f.blockTables, f.seqLens, f.queryStart, f.out], ints: [Number(f.tokens), Number(f.heads), Number(f.kvHeads), Number(f.headDim), Number(f.blockSize), Number(f.numBlocks), Number(f.seqs), Number(f.maxBlocks), Number(f.window), Number(f.f16)], floats: [f.scale, f.softcap] };
 }
 
 /** out = act(A·Wᵀ + bias) + residual for a quantized constant W [N, K] in a native/quant/qmatmul.h format (scales, if any, follow its blocks). */

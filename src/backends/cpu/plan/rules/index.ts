@@ -7,5 +7,6 @@ import './reduce.js';
 import './attention.js';
 import './conv.js';
 import './quant.js';
+import './llm.js';
 
 export { planRule, registeredPlanOps, type PlanRule } from './registry.js';

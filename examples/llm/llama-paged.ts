@@ -1,0 +1,153 @@
+// A Llama-family decoder (Llama 2/3 with rope scaling, TinyLlama, Mistral's sliding window) written
+// as plain user code whose forward is one serving step over a paged KV cache, vLLM style: the
+// tokens of many sequences flattened to [tokens], with the attention metadata as ordinary int32
+// tensors. It is the source of truth: eager calls run it op by op, and `inferenceJit` (see
+// src/llm/step-engine.ts) traces it once and runs it as a native plan per token-count bucket. The KV page
+// pools are arguments the step writes in place (kv_write), so the graph marks them session state.
+//
+//   forward(step, kPools, vPools) -> logits [seqs, vocab] for the last token of each sequence
+//   step: ids [T], positions [T], slots [T] (pool slot per token, -1 = padding),
+//         blockTables [seqs, maxBlocks], seqLens [seqs] (context incl. new tokens),
+//         queryStart [seqs + 1], lastIndex [seqs] (row of each sequence's last token)
+//   pools: per layer [numBlocks, kvHeads, blockSize, headDim] f32
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { nn, F, ops, Tensor, fromArray } from '../../src/index.js';
+import {
+  type LlamaConfig, type LlamaWeights, type WeightMatrix, type StepInputs, type StepEngineOptions, type Tokenizer,
+  StepEngine, loadLlama, dequantizeMatrix, ropeInverseFrequencies, tokenizerFromGguf, tokenizerFromHuggingFace,
+} from '../../src/llm/index.js';
+
+export interface PagedLlamaOptions {
+  /** Mistral: attend to the last `slidingWindow` positions only (0: full causal). */
+  slidingWindow?: number;
+  /** Rotary tables cover positions 0..maxPositions-1 (default: the config's maxPositionEmbeddings). */
+  maxPositions?: number;
+}
+
+const weight = (w: WeightMatrix): Tensor => fromArray(dequantizeMatrix(w), [w.rows, w.cols], 'f32');
+
+class Attention extends nn.Module {
+  wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor;
+  constructor(readonly config: LlamaConfig, w: LlamaWeights['layers'][number], readonly window: number) {
+    super();
+    this.wq = weight(w.wq); this.wk = weight(w.wk); this.wv = weight(w.wv); this.wo = weight(w.wo);
+  }
+
+  forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
+    const { numHeads: H, numKvHeads: Hkv, headDim: hd, ropeInterleaved } = this.config;
+    const T = x.shape[0];
+    // rotary over [heads, T, hd]: the op rotates rows at position = row index along T, read from the
+    // per-token cos/sin rows (positions are data, gathered from the tables)
+    const rope = (t: Tensor, n: number): Tensor => F.rotaryEmbedding(t.reshape([T, n, hd]).transpose(0, 1), cos, sin, ropeInterleaved).transpose(0, 1);
+    const q = rope(F.linear(x, this.wq), H);
+    const k = rope(F.linear(x, this.wk), Hkv);
+    const v = F.linear(x, this.wv).reshape([T, Hkv, hd]);
+    const kp = ops.kvWrite(kPool, k, step.slots);
+    const vp = ops.kvWrite(vPool, v, step.slots);
+    const a = ops.pagedAttention(q, kp, vp, step.blockTables, step.seqLens, step.queryStart, { numKvHeads: Hkv, window: this.window });
+    return F.linear(a.reshape([T, H * hd]), this.wo);
+  }
+}
+
+class Mlp extends nn.Module {
+  gate: Tensor; up: Tensor; down: Tensor;
+  constructor(w: LlamaWeights['layers'][number]) {
+    super();
+    this.gate = weight(w.gate); this.up = weight(w.up); this.down = weight(w.down);
+  }
+  forward(x: Tensor): Tensor { return F.linear(F.silu(F.linear(x, this.gate)).mul(F.linear(x, this.up)), this.down); }
+}
+
+function normFrom(values: Float32Array, eps: number): nn.RMSNorm {
+  const norm = new nn.RMSNorm(values.length, { eps });
+  norm.weight = fromArray(values, [values.length], 'f32');
+  return norm;
+}
+
+class Block extends nn.Module {
+  attnNorm: nn.RMSNorm; attn: Attention; ffnNorm: nn.RMSNorm; mlp: Mlp;
+  constructor(config: LlamaConfig, w: LlamaWeights['layers'][number], window: number) {
+    super();
+    this.attnNorm = normFrom(w.attnNorm, config.rmsNormEps);
+    this.attn = new Attention(config, w, window);
+    this.ffnNorm = normFrom(w.ffnNorm, config.rmsNormEps);
+    this.mlp = new Mlp(w);
+  }
+  forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
+    const h = x.add(this.attn.forward(this.attnNorm.forward(x), cos, sin, step, kPool, vPool));
+    return h.add(this.mlp.forward(this.ffnNorm.forward(h)));
+  }
+}
+
+export class PagedLlama extends nn.Module {
+  embed: Tensor;
+  layers: nn.ModuleList<Block>;
+  norm: nn.RMSNorm;
+  lmHead: Tensor;
+  /** cos / sin of every position's rotary angles [maxPositions, ropeDim/2] (float64 angles, rounded once). */
+  ropeCos: Tensor;
+  ropeSin: Tensor;
+  readonly slidingWindow: number;
+  readonly maxPositions: number;
+
+  constructor(readonly config: LlamaConfig, weights: LlamaWeights, options: PagedLlamaOptions = {}) {
+    super();
+    this.slidingWindow = options.slidingWindow ?? 0;
+    this.maxPositions = options.maxPositions ?? config.maxPositionEmbeddings;
+    this.embed = weight(weights.embed);
+    this.layers = new nn.ModuleList(weights.layers.map((w) => new Block(config, w, this.slidingWindow)));
+    this.norm = normFrom(weights.outNorm, config.rmsNormEps);
+    this.lmHead = weights.output === weights.embed ? this.embed : weight(weights.output);
+    const inv = ropeInverseFrequencies(config, weights.ropeFreqFactors);
+    const half = inv.length, P = this.maxPositions;
+    const cos = new Float32Array(P * half), sin = new Float32Array(P * half);
+    for (let p = 0; p < P; p++) {
+      for (let i = 0; i < half; i++) { const a = p * inv[i]; cos[p * half + i] = Math.cos(a); sin[p * half + i] = Math.sin(a); }
+    }
+    this.ropeCos = fromArray(cos, [P, half], 'f32');
+    this.ropeSin = fromArray(sin, [P, half], 'f32');
+  }
+
+  static load(source: string, options: PagedLlamaOptions = {}): PagedLlama {
+    const { config, weights } = loadLlama(source);
+    return new PagedLlama(config, weights, options);
+  }
+
+  /** Logits [seqs, vocab] of each sequence's last token in this step; writes the step's K/V into the pools. */
+  forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor {
+    const cos = F.embedding(step.positions, this.ropeCos), sin = F.embedding(step.positions, this.ropeSin);
+    let x = F.embedding(step.ids, this.embed);
+    let l = 0;
+    for (const block of this.layers) { x = block.forward(x, cos, sin, step, kPools[l], vPools[l]); l++; }
+    const last = ops.gather(x, step.lastIndex, 0);
+    return F.linear(this.norm.forward(last), this.lmHead);
+  }
+}
+
+export interface LoadPagedOptions extends PagedLlamaOptions, Omit<StepEngineOptions, 'maxContext'> {
+  /** Longest context of one sequence (default: the model's, at most 2048). */
+  maxContext?: number;
+}
+
+/** Reads a GGUF file or a Hugging Face directory (config.json + safetensors + tokenizer.json) and
+ *  returns the decoder, its tokenizer (null for an HF directory without tokenizer.json) and a StepEngine running the compiled step. Quantized GGUF
+ *  weights are expanded to f32 here (quantized linears in the graph are not wired yet). */
+export function loadPagedLlama(source: string, options: LoadPagedOptions = {}): { model: PagedLlama; tokenizer: Tokenizer | null; engine: StepEngine } {
+  const loaded = loadLlama(source);
+  const maxContext = options.maxContext ?? Math.min(loaded.config.maxPositionEmbeddings, 2048);
+  // Mistral checkpoints carry their window in config.json (LlamaConfig has no field for it)
+  let slidingWindow = options.slidingWindow;
+  if (slidingWindow === undefined && !loaded.gguf) {
+    const hf = JSON.parse(fs.readFileSync(path.join(source, 'config.json'), 'utf8')) as { sliding_window?: number | null; use_sliding_window?: boolean };
+    if (typeof hf.sliding_window === 'number' && hf.use_sliding_window !== false) slidingWindow = hf.sliding_window;
+  }
+  const model = new PagedLlama(loaded.config, loaded.weights, { slidingWindow, maxPositions: options.maxPositions ?? maxContext });
+  // an HF directory without tokenizer.json still loads (token ids in, token ids out)
+  const tokenizerJson = loaded.gguf ? null : path.join(source, 'tokenizer.json');
+  const tokenizer = loaded.gguf
+    ? tokenizerFromGguf(loaded.gguf)
+    : fs.existsSync(tokenizerJson!) ? tokenizerFromHuggingFace(JSON.parse(fs.readFileSync(tokenizerJson!, 'utf8'))) : null;
+  const engine = new StepEngine(model, { ...options, maxContext });
+  return { model, tokenizer, engine };
+}

@@ -1,0 +1,46 @@
+// The plan's LLM-serving kernels: kv_write (KV rows into the session's page pool, in place) and
+// paged_attention (ragged causal GQA over the pools). Their cores live in native/llm/paged_attention.cc,
+// shared with the hand-written Llama step; here they are only decoded and their metadata checked
+// (on the calling thread, so a bad slot or block table becomes a JS error, not a crash).
+#include <string>
+
+#include "../llm/paged_attention.h"
+#include "kernels.h"
+
+namespace inferjit {
+namespace kt {
+
+void runKvWrite(const KvWriteDesc& d, const plan::KernelContext&) {
+  const int32_t* slots = reinterpret_cast<const int32_t*>(d.slots);
+  const int64_t capacity = d.numBlocks * d.blockSize;
+  for (int64_t t = 0; t < d.tokens; t++) {
+    if (slots[t] < -1 || slots[t] >= capacity) {
+      throw plan::KernelError{"kv_write: slot_mapping[" + std::to_string(t) + "] = " + std::to_string(slots[t]) + " is outside the pool (" +
+                              std::to_string(d.numBlocks) + " blocks x " + std::to_string(d.blockSize) + " slots); use -1 for padding tokens"};
+    }
+  }
+  pagedWriteSlots(d.pool, d.f16 != 0, reinterpret_cast<const float*>(d.rows), slots, d.tokens, d.kvHeads, d.headDim, d.blockSize);
+}
+
+void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext&) {
+  RaggedAttention a;
+  a.q = reinterpret_cast<const float*>(d.q);
+  a.out = reinterpret_cast<float*>(d.out);
+  a.k = d.kPool;
+  a.v = d.vPool;
+  a.tables = reinterpret_cast<const int32_t*>(d.blockTables);
+  a.seqLens = reinterpret_cast<const int32_t*>(d.seqLens);
+  a.queryStart = reinterpret_cast<const int32_t*>(d.queryStart);
+  a.tokens = d.tokens; a.heads = d.heads; a.kvHeads = d.kvHeads; a.headDim = d.headDim; a.blockSize = d.blockSize;
+  a.numBlocks = d.numBlocks; a.seqs = d.seqs; a.maxBlocks = d.maxBlocks; a.window = d.window;
+  a.scale = static_cast<float>(d.scale);
+  a.softcap = static_cast<float>(d.softcap);
+  a.f16 = d.f16 != 0;
+  char buf[256];
+  const char* bad = checkRagged(a, buf, sizeof buf);
+  if (bad[0] != '\0') throw plan::KernelError{bad};
+  raggedPagedAttention(a);
+}
+
+}  // namespace kt
+}  // namespace inferjit

@@ -1,0 +1,136 @@
+// kv_write and paged_attention: the native plan kernels against the reference kernels on random
+// ragged steps (one token, odd head dims, mixed prefill + decode, padding slots, empty sequences,
+// sliding window, soft-cap, long contexts split across threads, f16 pools), the pool written in
+// place (same contents as the reference's), and the IR's state rules (verifier rejects in-place
+// writes into non-state and reads of the overwritten pool).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randn, fromArray, ops, Tensor } from '../../src/index.js';
+import type { PagedAttentionOptions } from '../../src/ops/llm.js';
+
+const { kvWrite, pagedAttention } = ops;
+import { trace } from '../../src/trace/index.js';
+import { interpret } from '../../src/backends/reference/index.js';
+import { withEagerBackend } from '../../src/ops/dispatch.js';
+import { optimize } from '../../src/passes/index.js';
+import { Graph, GraphVerifyError } from '../../src/ir/index.js';
+import { PlanExecutable } from '../../src/backends/cpu/plan/executable.js';
+import { planAddon } from '../../src/backends/cpu/plan/native.js';
+
+const skip = planAddon ? false : 'native plan executor not built';
+let seed = 4100;
+
+interface Case { name: string; H: number; Hkv: number; D: number; BS: number; seqs: { L: number; n: number }[]; pad?: number; opts?: PagedAttentionOptions; f16?: boolean }
+
+/** A random ragged step: pools with random old context, new K/V rows, block tables over shuffled blocks. */
+function makeStep(c: Case) {
+  const S = c.seqs.length;
+  const maxBlocks = Math.max(1, ...c.seqs.map((s) => Math.ceil(s.L / c.BS)));
+  const NB = c.seqs.reduce((a, s) => a + Math.ceil(s.L / c.BS), 0) + 3;
+  const perm = Array.from({ length: NB }, (_, i) => i);
+  let r = seed;
+  for (let i = NB - 1; i > 0; i--) { r = (r * 1103515245 + 12345) % 2 ** 31; const j = r % (i + 1); [perm[i], perm[j]] = [perm[j], perm[i]]; }
+  const tables = new Int32Array(S * maxBlocks).fill(-7); // unused entries hold junk the kernel must not read
+  let next = 0;
+  c.seqs.forEach((s, i) => { for (let b = 0; b < Math.ceil(s.L / c.BS); b++) tables[i * maxBlocks + b] = perm[next++]; });
+  const real = c.seqs.reduce((a, s) => a + s.n, 0), T = real + (c.pad ?? 0);
+  const starts = new Int32Array(S + 1), lens = new Int32Array(S), slots = new Int32Array(T).fill(-1);
+  c.seqs.forEach((s, i) => {
+    starts[i + 1] = starts[i] + s.n; lens[i] = s.L;
+    for (let k = 0; k < s.n; k++) { const p = s.L - s.n + k; slots[starts[i] + k] = tables[i * maxBlocks + Math.floor(p / c.BS)] * c.BS + (p % c.BS); }
+  });
+  const pool = () => { const p = randn([NB, c.Hkv, c.BS, c.D], { seed: seed++ }); return c.f16 ? p.cast('f16') : p; };
+  return {
+    q: randn([T, c.H, c.D], { seed: seed++ }), k: randn([T, c.Hkv, c.D], { seed: seed++ }), v: randn([T, c.Hkv, c.D], { seed: seed++ }),
+    kPool: pool(), vPool: pool(),
+    bt: fromArray(tables, [S, maxBlocks], 'i32'), sl: fromArray(lens, [S], 'i32'), qs: fromArray(starts, [S + 1], 'i32'), slots: fromArray(slots, [T], 'i32'),
+  };
+}
+
+const stepFn = (opts: PagedAttentionOptions) => (q: Tensor, k: Tensor, v: Tensor, kPool: Tensor, vPool: Tensor, bt: Tensor, sl: Tensor, qs: Tensor, slots: Tensor): Tensor => {
+  const kp = kvWrite(kPool, k, slots), vp = kvWrite(vPool, v, slots);
+  return pagedAttention(q, kp, vp, bt, sl, qs, opts);
+};
+
+const copy = (t: Tensor): Tensor => Tensor.fromStorage(t.dtype, [...t.shape], (t.data as Float32Array | Uint16Array).slice());
+
+const cases: Case[] = [
+  { name: 'one decode token, context 1', H: 2, Hkv: 1, D: 8, BS: 4, seqs: [{ L: 1, n: 1 }] },
+  { name: 'odd head dim, prefill', H: 3, Hkv: 3, D: 7, BS: 5, seqs: [{ L: 13, n: 13 }] },
+  { name: 'mixed prefill chunk + decode + full prefill, padding', H: 6, Hkv: 2, D: 24, BS: 16, seqs: [{ L: 37, n: 5 }, { L: 100, n: 1 }, { L: 20, n: 20 }], pad: 6 },
+  { name: 'empty sequence in the batch', H: 4, Hkv: 2, D: 16, BS: 8, seqs: [{ L: 9, n: 0 }, { L: 3, n: 2 }, { L: 17, n: 1 }], pad: 1 },
+  { name: 'sliding window', H: 4, Hkv: 1, D: 17, BS: 4, seqs: [{ L: 30, n: 6 }, { L: 12, n: 1 }], opts: { window: 8 } },
+  { name: 'soft-cap and explicit scale', H: 2, Hkv: 2, D: 32, BS: 16, seqs: [{ L: 40, n: 3 }, { L: 5, n: 1 }], opts: { softcap: 3, scale: 0.7 } },
+  { name: 'long contexts, decode (flash-decoding split)', H: 8, Hkv: 2, D: 64, BS: 16, seqs: [{ L: 700, n: 1 }, { L: 333, n: 2 }], pad: 1 },
+  { name: 'f16 pools, mixed prefill + decode', H: 4, Hkv: 2, D: 20, BS: 8, seqs: [{ L: 30, n: 9 }, { L: 65, n: 1 }], pad: 2, f16: true },
+  { name: 'f16 pools, window and soft-cap', H: 2, Hkv: 1, D: 33, BS: 4, seqs: [{ L: 19, n: 4 }], f16: true, opts: { window: 5, softcap: 10 } },
+];
+
+for (const c of cases) {
+  test(`paged attention plan == reference: ${c.name}`, { skip }, () => {
+    const s = makeStep(c);
+    const fn = stepFn(c.opts ?? {});
+    const args = [s.q, s.k, s.v, s.kPool, s.vPool, s.bt, s.sl, s.qs, s.slots];
+    const t = trace(fn, args);
+    const graph = optimize(t.graph);
+    assert.deepEqual(graph.inputs.map((i) => Boolean(i.state)), [false, false, false, true, true, false, false, false, false], 'pools are state');
+    graph.verify();
+    const exe = new PlanExecutable(graph, t.constants);
+    assert.equal(exe.path, 'plan', exe.describe());
+    const planPools = [copy(s.kPool), copy(s.vPool)], refPools = [copy(s.kPool), copy(s.vPool)];
+    const [got] = exe.run([s.q, s.k, s.v, ...planPools, s.bt, s.sl, s.qs, s.slots]);
+    const names = exe.planStats()!.kernelNames;
+    assert.ok(names.includes('kv_write') && names.includes('paged_attention'), names.join(', '));
+    assert.ok(!names.some((n) => n.startsWith('copy') || n === 'materialize'), `no pool copies: ${names.join(', ')}`);
+    const [want] = withEagerBackend('reference', () => interpret(graph, [s.q, s.k, s.v, ...refPools, s.bt, s.sl, s.qs, s.slots], t.constants));
+    const g = got.data as Float32Array, w = want.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(g[i] - w[i]));
+    assert.ok(worst < 2e-5, `max |plan − reference| = ${worst}`);
+    // the plan wrote the pools in place, exactly as the reference did
+    assert.deepEqual(planPools[0].data, refPools[0].data, 'k pool');
+    assert.deepEqual(planPools[1].data, refPools[1].data, 'v pool');
+    // padding rows are zero
+    const real = c.seqs.reduce((a, x) => a + x.n, 0), width = c.H * c.D;
+    for (let i = real * width; i < g.length; i++) assert.equal(g[i], 0, `padding element ${i}`);
+  });
+}
+
+test('paged attention: bad metadata is a specific error, not a crash', { skip }, () => {
+  const s = makeStep({ name: 'bad', H: 2, Hkv: 1, D: 8, BS: 4, seqs: [{ L: 6, n: 2 }] });
+  const t = trace(stepFn({}), [s.q, s.k, s.v, s.kPool, s.vPool, s.bt, s.sl, s.qs, s.slots]);
+  const exe = new PlanExecutable(optimize(t.graph), t.constants);
+  const badSlots = fromArray(new Int32Array([0, 999]), [2], 'i32');
+  assert.throws(() => exe.run([s.q, s.k, s.v, s.kPool, s.vPool, s.bt, s.sl, s.qs, badSlots]), /kv_write: slot_mapping\[1\] = 999 is outside the pool/);
+  const badLens = fromArray(new Int32Array([1]), [1], 'i32');
+  assert.throws(() => exe.run([s.q, s.k, s.v, s.kPool, s.vPool, s.bt, badLens, s.qs, s.slots]), /seq_lens\[0\] = 1 is less than its 2 new tokens/);
+  assert.throws(() => withEagerBackend('reference', () => stepFn({})(s.q, s.k, s.v, s.kPool, s.vPool, s.bt, badLens, s.qs, s.slots)), /seq_lens\[0\] = 1 is less than its 2 new tokens/);
+});
+
+test('IR state: kv_write marks its pool input state; the verifier rejects non-state writes and stale reads', () => {
+  const g = new Graph();
+  const pool = g.addInput('pool', 'f32', [4, 1, 2, 3]);
+  const rows = g.addInput('rows', 'f32', [2, 1, 3]);
+  const slots = g.addInput('slots', 'i32', [2]);
+  const [written] = g.addNode('kv_write', [pool, rows, slots], {}, [{ dtype: 'f32', shape: [4, 1, 2, 3] }]);
+  g.addOutput('pool', written);
+  assert.equal(g.inputs[0].state, true);
+  g.verify();
+  assert.match(g.print(), /"pool" state/);
+  assert.equal(Graph.fromJSON(g.toJSON()).inputs[0].state, true, 'state survives JSON');
+  const plain = g.clone();
+  plain.inputs[0].state = false;
+  assert.notEqual(plain.hash(), g.hash(), 'state is part of the hash');
+  assert.throws(() => plain.verify(), (e: Error) => e instanceof GraphVerifyError && /not session state/.test(e.message));
+  // reading the overwritten pool after the write
+  const stale = g.clone();
+  stale.addNode('neg', [pool], {}, [{ dtype: 'f32', shape: [4, 1, 2, 3] }]);
+  assert.throws(() => stale.verify(), /reads %0 after this node overwrote it in place/);
+});
+
+test('eager kv_write writes the pool tensor itself', () => {
+  const pool = fromArray(new Float32Array(2 * 1 * 2 * 2), [2, 1, 2, 2], 'f32');
+  const out = kvWrite(pool, fromArray([1, 2, 3, 4], [2, 1, 2], 'f32'), fromArray(new Int32Array([3, -1]), [2], 'i32'));
+  assert.equal(out.data, pool.data);
+  assert.deepEqual([...(pool.data as Float32Array)], [0, 0, 0, 0, 0, 0, 1, 2]);
+});
