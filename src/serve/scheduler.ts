@@ -150,6 +150,9 @@ export class Scheduler {
   }
 
   private async run(): Promise<void> {
+    // Start on a later turn of the event loop: the caller of submit() sets up its listeners first,
+    // and requests arriving together join the same first step.
+    await new Promise((r) => setImmediate(r));
     while (this.running.length > 0 || this.waiting.length > 0) {
       this.stepOnce();
       // Let the HTTP side run (new requests, disconnects, writes) between steps.

@@ -41,6 +41,13 @@ export interface InferjitServer {
 
 interface Loaded { model: ServedModel; scheduler: Scheduler }
 
+/** What the fields with alternatives accept, for validation messages. */
+const ALTERNATIVES: Record<string, string> = {
+  prompt: 'a string, an array of strings, an array of token ids, or an array of arrays of token ids',
+  stop: 'a string or an array of at most 4 non-empty strings',
+  'messages.content': 'a string, an array of content parts ({"type": "text", "text": ...}), or null',
+};
+
 /** Creates the server; the model loads in the background (GET /health says when it is ready). */
 export function createServer(options: ServerOptions): InferjitServer {
   let loaded: Loaded | null = null;
@@ -73,10 +80,11 @@ export function createServer(options: ServerOptions): InferjitServer {
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof ApiError) return reply.code(err.status).send(err.body());
     if (err.validation) {
-      const v = err.validation[0];
+      // For a field with alternatives (anyOf), ajv lists each branch's failure first, then the anyOf: report the anyOf.
+      const v = err.validation.find((e) => e.keyword === 'anyOf') ?? err.validation[0];
       const param = v.instancePath ? v.instancePath.slice(1).replace(/\//g, '.') : (v.params as { missingProperty?: string }).missingProperty ?? null;
       const where = v.instancePath ? `'${param}'` : 'the body';
-      const detail = v.keyword === 'anyOf' ? 'has the wrong type or shape' : v.message;
+      const detail = v.keyword === 'anyOf' ? `must be ${ALTERNATIVES[param?.replace(/\.\d+\./g, '.') ?? ''] ?? 'of another type or shape'}` : v.message;
       return reply.code(400).send(new ApiError(400, `invalid request: ${where} ${detail}`, param).body());
     }
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
