@@ -88,7 +88,7 @@ test('/health answers 503 while the model loads, 200 after; chat without a templ
   try {
     const before = await fetch(`${u}/health`);
     assert.equal(before.status, 503);
-    assert.equal((await before.json()).status, 'loading');
+    assert.equal(((await before.json()) as { status: string }).status, 'loading');
     const early = await postJson(`${u}/v1/completions`, { model: MODEL, prompt: 'hi' });
     assert.equal(early.status, 503);
     assert.match(early.json.error.message, /still loading/);
