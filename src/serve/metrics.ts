@@ -18,12 +18,17 @@ export class ServeMetrics {
   readonly preemptions: Counter<'model_name'>;
   readonly success: Counter<'model_name' | 'finished_reason'>;
 
-  constructor(readonly modelName: string, source: () => MetricsSource | null) {
+  /** The `model_name` label: the served model's name (set once it is loaded). */
+  modelName: string;
+
+  constructor(modelName: string, source: () => MetricsSource | null) {
+    this.modelName = modelName;
+    const self = this;
     const registers = [this.registry];
     const labelNames = ['model_name'] as const;
     const gauge = (name: string, help: string, pick: (s: MetricsSource) => number) => new Gauge({
       name, help, labelNames, registers,
-      collect() { const s = source(); this.set({ model_name: modelName }, s ? pick(s) : 0); },
+      collect() { const s = source(); this.reset(); this.set({ model_name: self.modelName }, s ? pick(s) : 0); },
     });
     gauge('vllm:num_requests_running', 'Sequences running (in the batch) now.', (s) => s.numRunning);
     gauge('vllm:num_requests_waiting', 'Sequences waiting to be scheduled.', (s) => s.numWaiting);

@@ -72,6 +72,7 @@ export function createServer(options: ServerOptions): InferjitServer {
       ? loadServedModel(options.model, options.engine, options.modelName)
       : await options.model();
     if (options.modelName) model.name = options.modelName;
+    metrics.modelName = model.name;
     const scheduler = new Scheduler(model.engine, model.tokenizer, options.scheduler, { onPreempt: () => metrics.preemptions.inc(metrics.labels) });
     loaded = { model, scheduler };
   })();
