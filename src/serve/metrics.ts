@@ -33,6 +33,7 @@ export class ServeMetrics {
     gauge('vllm:num_requests_running', 'Sequences running (in the batch) now.', (s) => s.numRunning);
     gauge('vllm:num_requests_waiting', 'Sequences waiting to be scheduled.', (s) => s.numWaiting);
     gauge('vllm:gpu_cache_usage_perc', 'KV cache usage (fraction of blocks in use, 0 to 1; CPU memory here).', (s) => s.kvUsage);
+    gauge('vllm:kv_cache_usage_perc', 'KV cache usage (fraction of blocks in use, 0 to 1); newer vLLM name of vllm:gpu_cache_usage_perc.', (s) => s.kvUsage);
     this.ttft = new Histogram({ name: 'vllm:time_to_first_token_seconds', help: 'Time to first token in seconds.', labelNames, registers, buckets: LATENCY_BUCKETS });
     this.interToken = new Histogram({ name: 'vllm:inter_token_latency_seconds', help: 'Time between consecutive tokens in seconds.', labelNames, registers, buckets: TOKEN_BUCKETS });
     this.timePerOutputToken = new Histogram({ name: 'vllm:time_per_output_token_seconds', help: 'Time per output token in seconds (older vLLM name of inter-token latency).', labelNames, registers, buckets: TOKEN_BUCKETS });

@@ -260,7 +260,8 @@ async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest,
     bias[Number(k)] = v;
   }
   const n = b.n ?? 1;
-  const stop = b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop;
+  // An empty stop string would match at once: it means no stop string (as OpenAI treats "stop": "").
+  const stop = (b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop).filter((x) => x.length > 0);
   const stopTokens = b.ignore_eos ? new Set<number>() : new Set(l.model.tokenizer.eogIds);
   const created = Math.floor(Date.now() / 1000);
   const id = `${kind === 'chat.completion' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
