@@ -225,11 +225,17 @@ export class Scheduler {
       this.preempt();
       free = this.engine.freeBlocks();
     }
+    const skipped: Seq[] = [];
     for (const s of decoding()) {
       const need = this.engine.blocksNeeded(s.id, 1);
-      if (need > free || budget < 1) continue;
+      if (need > free || budget < 1) { skipped.push(s); continue; }
       free -= need; budget -= 1;
       chunks.push({ id: s.id, tokens: this.tokensFrom(s, s.computed, 1), sample: true });
+    }
+    if (skipped.length > 0) {
+      // More decodes than the budget: those left out go first next step, so none starves.
+      const rest = this.running.filter((s) => !skipped.includes(s));
+      this.running.splice(0, this.running.length, ...skipped, ...rest);
     }
     // Then prefill chunks of running sequences that are still prefilling (or re-prefilling).
     for (const s of this.running) {

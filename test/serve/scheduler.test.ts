@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Scheduler, QueueFullError, loadServedModel, type SequenceRequest, type FinishReason } from '../../src/serve/index.js';
-import { modelFile } from './serve-fixtures.js';
+import { modelFile, greedyText } from './serve-fixtures.js';
 
 const model = loadServedModel(modelFile, { threads: 1 });
 const ids = (text: string) => model.tokenizer.encode(text);
@@ -43,4 +43,15 @@ test('the waiting prompt-token bound refuses a request, and an aborted waiting r
   assert.equal(await a.done, 'length');
   assert.deepEqual(order, ['c', 'a']);
   assert.throws(() => new Scheduler(model.engine, model.tokenizer, { maxRunning: 0 }), /maxRunning must be a positive integer, got 0/);
+});
+
+test('a budget of one token per step (prompts prefilled one token at a time) still gives each sequence its own greedy text', async () => {
+  const s = new Scheduler(model.engine, model.tokenizer, { maxBatchedTokens: 1 });
+  const prompts = ['the quick brown', 'hello world', 'a b c'];
+  const texts = prompts.map(() => '');
+  const done = prompts.map((p, i) => new Promise<FinishReason>((resolve) => {
+    s.submit([{ req: request(ids(p), 0, 8), events: { onText(t) { texts[i] += t; }, onFinish: resolve } }]);
+  }));
+  assert.deepEqual(await Promise.all(done), ['length', 'length', 'length']);
+  for (let i = 0; i < prompts.length; i++) assert.equal(texts[i], await greedyText(prompts[i], 8), prompts[i]);
 });
