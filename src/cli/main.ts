@@ -1,6 +1,7 @@
 // The `inferjit` command line: for now, `inferjit cache ls|info|clear` to inspect and empty the
 // disk cache. The cache folder comes from --dir, else INFERJIT_CACHE_DIR, else ~/.cache/inferjit.
 import { runExportCommand } from './export.js';
+import { runServeCommand } from './serve.js';
 import { resolve } from 'node:path';
 import { ArgReader, UsageError } from './args.js';
 import { DiskCache, CACHE_FORMAT } from '../cache/disk-cache.js';
@@ -12,6 +13,7 @@ const stdio: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => proc
 
 const USAGE = `usage: inferjit cache <command> [--dir PATH] [--json]
        inferjit export model.ts --out model.onnx   (see inferjit export --help)
+       inferjit serve --model file.gguf --port 8000 (see inferjit serve --help)
 
 commands:
   cache ls      list entries and ONNX exports, most recently used first (key, kind, size, last use, label)
@@ -26,6 +28,7 @@ entries/, onnx/ and inferjit-tmp/ contents; any other non-empty folder is refuse
 /** The `inferjit` command: `export` (src/cli/export.ts; loading the model file is async) or the cache commands. */
 export async function runCli(argv: readonly string[], io: Io = stdio): Promise<number> {
   if (argv[0] === 'export') return runExportCommand(argv.slice(1), io);
+  if (argv[0] === 'serve') return runServeCommand(argv.slice(1), io);
   return main(argv, io);
 }
 

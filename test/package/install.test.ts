@@ -78,16 +78,23 @@ function applicationLock(spec: string): object {
       peerDependencies: repoPkg.peerDependencies, peerDependenciesMeta: repoPkg.peerDependenciesMeta,
     },
   };
-  const todo = Object.keys(repoPkg.dependencies);
+  // [dependent's lock key ('' for inferjit), dependency name]; resolved as Node does: the nearest
+  // node_modules from the dependent up (npm nests a version that conflicts with the hoisted one).
+  const todo: [string, string][] = Object.keys(repoPkg.dependencies).map((name) => ['', name]);
   while (todo.length > 0) {
-    const name = todo.pop()!;
-    const key = `node_modules/${name}`;
+    const [parent, name] = todo.pop()!;
+    let key: string | undefined;
+    for (let p = parent; ; p = p.slice(0, Math.max(0, p.lastIndexOf('/node_modules/')))) {
+      const k = `${p ? `${p}/` : ''}node_modules/${name}`;
+      if (lock.packages[k]) { key = k; break; }
+      if (!p) break;
+    }
+    assert.ok(key, `package-lock.json has no entry for ${name} (a runtime dependency of ${parent || 'inferjit'}); run npm install`);
     if (packages[key]) continue;
     const entry = lock.packages[key];
-    assert.ok(entry, `package-lock.json has no entry ${key} (a runtime dependency of inferjit); run npm install`);
     const { dev: _dev, devOptional: _devOptional, peer: _peer, ...rest } = entry;
     packages[key] = rest;
-    todo.push(...Object.keys((entry.dependencies as Record<string, string> | undefined) ?? {}));
+    todo.push(...Object.keys((entry.dependencies as Record<string, string> | undefined) ?? {}).map((d): [string, string] => [key!, d]));
   }
   return { name: 'inferjit-consumer', version: '1.0.0', lockfileVersion: 3, requires: true, packages };
 }

@@ -1,0 +1,340 @@
+// Iteration-level (continuous) batching over a ServeEngine. Each step:
+//   1. drop aborted sequences (their KV blocks go back to the pool);
+//   2. make room: if the running sequences' next chunks need more KV blocks than are free, preempt
+//      the lowest-priority, latest-arrived one by recompute (its blocks are freed; it goes back to
+//      the front of the queue and later re-prefills prompt + generated tokens — nothing is lost);
+//   3. schedule decodes of every running sequence first (one token each), then prefill chunks of
+//      running sequences still prefilling, then admit waiting ones (priority, then FCFS) while the
+//      token budget (maxBatchedTokens), the sequence limit and the free KV blocks allow; a long
+//      prompt is prefilled in chunks, so it never stalls the others' decodes;
+//   4. run the step, then detokenize, check stop tokens / stop strings / length, and notify.
+import { Sampler, type SamplingOptions } from '../llm/sampling.js';
+import { type Tokenizer, type TokenStreamDecoder } from '../llm/tokenizer/index.js';
+import { type ServeEngine, type StepChunk, blocksFor } from './engine.js';
+
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
+
+export interface SequenceRequest {
+  promptIds: readonly number[];
+  sampling: SamplingOptions;
+  maxTokens: number;
+  stopTokens: ReadonlySet<number>;
+  stop: readonly string[];
+  /** Higher runs first (default 0); ties are first-come-first-served. */
+  priority?: number;
+}
+
+export interface SequenceEvents {
+  /** Text the new token completed (may be '' while a character or a possible stop string is pending). */
+  onText(text: string, token: number): void;
+  onFinish(reason: FinishReason, info: { promptTokens: number; generatedTokens: number; error?: Error }): void;
+}
+
+export interface SchedulerOptions {
+  /** Tokens one step may feed in all (decodes + prefill chunks). Default 512. */
+  maxBatchedTokens?: number;
+  /** Sequences running at once. Default 64. */
+  maxRunning?: number;
+  /** Sequences allowed to wait; more are refused (QueueFullError). Default 256. */
+  maxWaiting?: number;
+  /** Prompt tokens allowed to wait in all; more are refused. Default 65536. */
+  maxWaitingTokens?: number;
+}
+
+export class QueueFullError extends Error {
+  constructor(message: string, readonly retryAfterSeconds: number) { super(message); this.name = 'QueueFullError'; }
+}
+
+/** Observers of the scheduler (metrics). */
+export interface SchedulerHooks {
+  onPreempt?(): void;
+  onStep?(): void;
+}
+
+interface Seq {
+  id: number;
+  req: SequenceRequest;
+  events: SequenceEvents;
+  sampler: Sampler;
+  priority: number;
+  arrival: number;
+  generated: number[];
+  /** Tokens (prompt, then generated) whose KV is in the engine. */
+  computed: number;
+  inEngine: boolean;
+  aborted: boolean;
+  decoder: TokenStreamDecoder | null;
+  text: string;
+  emitted: number;
+}
+
+export class Scheduler {
+  private readonly waiting: Seq[] = [];
+  private readonly running: Seq[] = [];
+  private readonly all = new Map<number, Seq>();
+  private nextId = 1;
+  private arrivals = 0;
+  private loop: Promise<void> | null = null;
+  private closed = false;
+  readonly maxBatchedTokens: number;
+  readonly maxRunning: number;
+  readonly maxWaiting: number;
+  readonly maxWaitingTokens: number;
+
+  constructor(readonly engine: ServeEngine, readonly tokenizer: Tokenizer, options: SchedulerOptions = {}, private readonly hooks: SchedulerHooks = {}) {
+    this.maxBatchedTokens = positiveInt('maxBatchedTokens', options.maxBatchedTokens ?? 512);
+    this.maxRunning = positiveInt('maxRunning', options.maxRunning ?? 64);
+    this.maxWaiting = positiveInt('maxWaiting', options.maxWaiting ?? 256);
+    this.maxWaitingTokens = positiveInt('maxWaitingTokens', options.maxWaitingTokens ?? 65536);
+  }
+
+  get numRunning(): number { return this.running.length; }
+  get numWaiting(): number { return this.waiting.length; }
+  /** Fraction of the KV pool in use. */
+  get kvUsage(): number { return 1 - this.engine.freeBlocks() / this.engine.numBlocks; }
+
+  /**
+   * Queues the sequences of one request together (all or none: a request with n choices is refused
+   * whole when the queue cannot take all of them). Returns their ids, for abort().
+   */
+  submit(group: { req: SequenceRequest; events: SequenceEvents }[]): number[] {
+    if (this.closed) throw new QueueFullError('the server is shutting down', 5);
+    const tokens = group.reduce((s, g) => s + g.req.promptIds.length, 0);
+    const waitingTokens = this.waiting.reduce((s, q) => s + q.req.promptIds.length, 0);
+    // Requests that can start right away do not wait; count only what exceeds the free running slots.
+    const free = Math.max(0, this.maxRunning - this.running.length - this.waiting.length);
+    const queued = Math.max(0, group.length - free);
+    if (this.waiting.length + queued > this.maxWaiting || (queued > 0 && waitingTokens + tokens > this.maxWaitingTokens)) {
+      throw new QueueFullError(`the server is at capacity (${this.running.length} running, ${this.waiting.length} waiting of at most ${this.maxWaiting}, ${waitingTokens} prompt tokens waiting of at most ${this.maxWaitingTokens}); retry later`, 1);
+    }
+    const ids: number[] = [];
+    for (const { req, events } of group) {
+      const id = this.nextId++;
+      const seq: Seq = {
+        id, req, events, sampler: new Sampler(req.sampling), priority: req.priority ?? 0, arrival: this.arrivals++,
+        generated: [], computed: 0, inEngine: false, aborted: false,
+        decoder: this.tokenizer.streamDecoder({ stripDummyPrefix: false }), text: '', emitted: 0,
+      };
+      this.all.set(id, seq);
+      this.enqueue(seq);
+      ids.push(id);
+    }
+    this.kick();
+    return ids;
+  }
+
+  /** Marks a sequence aborted; it leaves and frees its KV blocks at the next step. */
+  abort(id: number): void {
+    const s = this.all.get(id);
+    if (s) { s.aborted = true; this.kick(); }
+  }
+
+  /** Stops taking requests and aborts everything; resolves when the loop has stopped. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const s of this.all.values()) s.aborted = true;
+    this.kick();
+    await this.loop;
+  }
+
+  private enqueue(seq: Seq): void {
+    // Priority order, FCFS within a priority; a preempted sequence keeps its original arrival, so it goes back in front of later ones.
+    let i = this.waiting.findIndex((q) => q.priority < seq.priority || (q.priority === seq.priority && q.arrival > seq.arrival));
+    if (i < 0) i = this.waiting.length;
+    this.waiting.splice(i, 0, seq);
+  }
+
+  private kick(): void {
+    if (this.loop) return;
+    this.loop = this.run().finally(() => { this.loop = null; });
+  }
+
+  private async run(): Promise<void> {
+    // Start on a later turn of the event loop: the caller of submit() sets up its listeners first,
+    // and requests arriving together join the same first step.
+    await new Promise((r) => setImmediate(r));
+    while (this.running.length > 0 || this.waiting.length > 0) {
+      this.stepOnce();
+      // Let the HTTP side run (new requests, disconnects, writes) between steps.
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** One scheduler iteration. */
+  private stepOnce(): void {
+    this.dropAborted();
+    const chunks = this.schedule();
+    if (chunks.length === 0) {
+      if (this.running.length > 1) {
+        // Admission counts a prompt's blocks before its chunks take them, so prefilling sequences
+        // can together overcommit the pool: free one by recompute and try again next step.
+        this.preempt();
+      } else if (this.running.length === 1) {
+        // Alone it holds the whole pool, which is at least its context: this cannot happen unless the engine is inconsistent.
+        this.finish(this.running[0], 'error', new Error('the KV pool has no room for the only running sequence'));
+      } else if (this.waiting.length > 0) {
+        // Nothing can run and nothing will free blocks: the head of the queue can never fit.
+        const s = this.waiting.shift()!;
+        this.finish(s, 'error', new Error(`the prompt needs ${blocksFor(s.req.promptIds.length + 1, this.engine.blockSize)} KV blocks; the pool has ${this.engine.numBlocks}`));
+      }
+      return;
+    }
+    let outputs;
+    try {
+      outputs = this.engine.step(chunks);
+    } catch (e) {
+      // The engine failed as a whole: end every sequence of the step with the error, keep serving.
+      outputs = chunks.map((c) => ({ id: c.id, token: null, error: e as Error }));
+    }
+    this.hooks.onStep?.();
+    const byId = new Map(chunks.map((c) => [c.id, c]));
+    for (const o of outputs) {
+      const s = this.all.get(o.id);
+      const c = byId.get(o.id);
+      if (!s || !c) continue;
+      s.computed += c.tokens.length;
+      if (o.error) { this.finish(s, 'error', o.error); continue; }
+      if (o.token !== null) this.accept(s, o.token);
+    }
+  }
+
+  private dropAborted(): void {
+    for (const list of [this.running, this.waiting]) {
+      for (let i = list.length - 1; i >= 0; i--) if (list[i].aborted) this.finish(list[i], 'abort');
+    }
+  }
+
+  private pending(s: Seq): number { return s.req.promptIds.length + s.generated.length - s.computed; }
+  private tokensFrom(s: Seq, from: number, count: number): number[] {
+    const P = s.req.promptIds.length, out: number[] = [];
+    for (let i = from; i < from + count; i++) out.push(i < P ? s.req.promptIds[i] : s.generated[i - P]);
+    return out;
+  }
+
+  private schedule(): StepChunk[] {
+    const chunks: StepChunk[] = [];
+    let budget = this.maxBatchedTokens;
+    let free = this.engine.freeBlocks();
+    const bs = this.engine.blockSize;
+    // Decodes first: each running sequence past its prefill feeds its last token. Preempt (latest
+    // arrival, lowest priority first) while their blocks do not fit.
+    const decoding = () => this.running.filter((s) => s.computed >= s.req.promptIds.length && this.pending(s) === 1);
+    for (;;) {
+      const need = decoding().reduce((n, s) => n + this.engine.blocksNeeded(s.id, 1), 0);
+      if (need <= free || this.running.length <= 1) break;
+      this.preempt();
+      free = this.engine.freeBlocks();
+    }
+    const skipped: Seq[] = [];
+    for (const s of decoding()) {
+      const need = this.engine.blocksNeeded(s.id, 1);
+      if (need > free || budget < 1) { skipped.push(s); continue; }
+      free -= need; budget -= 1;
+      chunks.push({ id: s.id, tokens: this.tokensFrom(s, s.computed, 1), sample: true });
+    }
+    if (skipped.length > 0) {
+      // More decodes than the budget: those left out go first next step, so none starves.
+      const rest = this.running.filter((s) => !skipped.includes(s));
+      this.running.splice(0, this.running.length, ...skipped, ...rest);
+    }
+    // Then prefill chunks of running sequences that are still prefilling (or re-prefilling).
+    for (const s of this.running) {
+      if (budget <= 0) break;
+      const pending = this.pending(s);
+      if (chunks.some((c) => c.id === s.id) || pending === 0) continue;
+      const n = this.fitTokens(s.id, Math.min(pending, budget), free);
+      if (n <= 0) continue;
+      free -= this.engine.blocksNeeded(s.id, n); budget -= n;
+      chunks.push({ id: s.id, tokens: this.tokensFrom(s, s.computed, n), sample: n === pending });
+    }
+    // Then admit waiting sequences, in order, while they fit; the queue is strict (no overtaking),
+    // so a long prompt at the head is not starved by short ones behind it.
+    while (budget > 0 && this.waiting.length > 0 && this.running.length < this.maxRunning) {
+      const s = this.waiting[0];
+      const total = this.pending(s);
+      // Admit only when the whole prompt (plus the first generated token) fits in the free blocks,
+      // so an admitted sequence does not immediately force a preemption.
+      if (blocksFor(total + 1, bs) > free) break;
+      this.waiting.shift();
+      this.engine.addSequence(s.id, s.sampler);
+      s.inEngine = true;
+      this.running.push(s);
+      const n = Math.min(total, budget);
+      free -= blocksFor(n, bs); budget -= n;
+      chunks.push({ id: s.id, tokens: this.tokensFrom(s, 0, n), sample: n === total });
+    }
+    return chunks;
+  }
+
+  /** Most of `want` tokens sequence `id` can append within `free` blocks. */
+  private fitTokens(id: number, want: number, free: number): number {
+    if (this.engine.blocksNeeded(id, want) <= free) return want;
+    let lo = 0, hi = want;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (this.engine.blocksNeeded(id, mid) <= free) lo = mid; else hi = mid - 1; }
+    return lo;
+  }
+
+  /** Preempts the lowest-priority, latest-arrived running sequence by recompute. */
+  private preempt(): void {
+    let victim = 0;
+    for (let i = 1; i < this.running.length; i++) {
+      const a = this.running[i], b = this.running[victim];
+      if (a.priority < b.priority || (a.priority === b.priority && a.arrival > b.arrival)) victim = i;
+    }
+    const [s] = this.running.splice(victim, 1);
+    this.engine.free(s.id);
+    s.inEngine = false;
+    s.computed = 0;
+    this.enqueue(s);
+    this.hooks.onPreempt?.();
+  }
+
+  private accept(s: Seq, token: number): void {
+    const r = s.req;
+    if (r.stopTokens.has(token)) { this.flushText(s); this.finish(s, 'stop'); return; }
+    s.generated.push(token);
+    let piece = s.decoder ? s.decoder.push(token) : '';
+    s.text += piece;
+    let stopped = false;
+    if (r.stop.length > 0) {
+      const longest = r.stop.reduce((m, x) => Math.max(m, x.length), 0);
+      const from = Math.max(0, s.emitted - longest);
+      let cut = -1;
+      for (const x of r.stop) { const at = s.text.indexOf(x, from); if (at >= 0 && (cut < 0 || at < cut)) cut = at; }
+      if (cut >= 0) { s.text = s.text.slice(0, cut); stopped = true; }
+      // Hold back a tail that could still grow into a stop string.
+      const safe = stopped ? s.text.length : Math.max(s.emitted, s.text.length - (longest - 1));
+      piece = s.text.slice(s.emitted, safe);
+      s.emitted = safe;
+    } else {
+      s.emitted = s.text.length;
+    }
+    s.events.onText(piece, token);
+    if (stopped) { this.finish(s, 'stop'); return; }
+    const length = r.promptIds.length + s.generated.length;
+    if (s.generated.length >= r.maxTokens || length >= this.engine.maxContext) { this.flushText(s); this.finish(s, 'length'); }
+  }
+
+  /** Hands out text held back (an incomplete character, a possible stop-string prefix) at the end. */
+  private flushText(s: Seq): void {
+    if (s.decoder) s.text += s.decoder.flush();
+    if (s.emitted < s.text.length) { s.events.onText(s.text.slice(s.emitted), -1); s.emitted = s.text.length; }
+  }
+
+  private finish(s: Seq, reason: FinishReason, error?: Error): void {
+    if (s.inEngine) { this.engine.free(s.id); s.inEngine = false; }
+    let i = this.running.indexOf(s);
+    if (i >= 0) this.running.splice(i, 1);
+    i = this.waiting.indexOf(s);
+    if (i >= 0) this.waiting.splice(i, 1);
+    if (!this.all.delete(s.id)) return;
+    try {
+      s.events.onFinish(reason, { promptTokens: s.req.promptIds.length, generatedTokens: s.generated.length, error });
+    } catch { /* a listener's failure must not stop the loop */ }
+  }
+}
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v <= 0) throw new RangeError(`Scheduler: ${name} must be a positive integer, got ${v}`);
+  return v;
+}
