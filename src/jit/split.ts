@@ -91,7 +91,8 @@ export class SplitPlan {
   private readonly keys: string[];
   private readonly outIds: number[][];
   private readonly live = new Set<number>();
-  private piece1: { compiled: CompiledEntry; order: number[] } | null = null;
+  /** compiled is null when every live value is an input (the break reads an input). */
+  private piece1: { compiled: CompiledEntry | null; order: number[] } | null = null;
   private readonly continuations = new LruCache<string, Continuation>(MAX_CONTINUATIONS);
   readonly breakAt: string;
   /** Counters for stats(). */
@@ -114,12 +115,28 @@ export class SplitPlan {
     const flat = flattenArgs(args);
     const graph = new Graph();
     const ids = new Map<Tensor, number>();
-    flat.tensors.forEach((t, i) => { if (!ids.has(t)) ids.set(t, graph.addInput(`in${i}`, t.dtype, t.shape)); });
+    let stop: SplitStop | null = null;
+    const readStop = (id: number) => (op: string): never => {
+      const s = userSourceLine();
+      stop = new SplitStop('read', id, `${op}${s ? ` at ${s}` : ''}`);
+      throw stop;
+    };
+    // The inputs are placeholders too, so that reading one is a break (as in the whole-graph trace).
+    const stand = new Map<Tensor, Tensor>();
+    const standIns = flat.tensors.map((t, i) => {
+      const known = stand.get(t);
+      if (known) return known;
+      const id = graph.addInput(`in${i}`, t.dtype, t.shape);
+      const p = placeholder(t.dtype, t.shape, readStop(id));
+      ids.set(p, id);
+      stand.set(t, p);
+      return p;
+    });
+    const probeArgs = flat.trees.map((tree) => rebuildTree(tree, standIns));
     const constants = new Map<string, Tensor>();
     const constCache = new Map<Tensor, number>();
     const keys: string[] = [];
     const outIds: number[][] = [];
-    let stop: SplitStop | null = null;
     const hook: TraceHook = (def, inputs, attrs, outs) => {
       if (!inputs.some((t) => t !== null && (ids.has(t) || params.has(t)))) return fold(def, inputs, attrs);
       const inIds = inputs.map((t) => (t === null ? null : ids.get(t) ?? constantOf(graph, t, params, constants, constCache)));
@@ -128,16 +145,13 @@ export class SplitPlan {
       const o = graph.addNode(def.name, inIds, attrs, outs, source);
       outIds.push(o);
       return o.map((id, j) => {
-        const t = placeholder(outs[j].dtype, outs[j].shape as number[], (op) => {
-          stop = new SplitStop('read', id, `${op}${(() => { const s = userSourceLine(); return s ? ` at ${s}` : ''; })()}`);
-          throw stop;
-        });
+        const t = placeholder(outs[j].dtype, outs[j].shape as number[], readStop(id));
         ids.set(t, id);
         return t;
       });
     };
     try {
-      withTraceHook(hook, () => fn(...args));
+      withTraceHook(hook, () => fn(...probeArgs));
     } catch (e) {
       if (e instanceof SplitStop && e.kind === 'unsplittable') return e.detail;
       if (e !== stop || stop === null) {
@@ -145,29 +159,30 @@ export class SplitPlan {
         return `forward failed while probing for the break (${(e as Error).message})`;
       }
       const s = stop as SplitStop;
-      if (keys.length === 0) return 'the break comes before any op';
       return new SplitPlan(graph, keys, outIds, s.value, s.detail, params, constants, compilePiece, label);
     }
     return 'forward read no traced value under the split probe (the break comes from elsewhere)';
   }
 
   /** The number of compiled pieces in memory (piece 1 and each continuation). */
-  get pieces(): number { return (this.piece1 ? 1 : 0) + this.continuations.size; }
+  get pieces(): number { return (this.piece1?.compiled ? 1 : 0) + this.continuations.size; }
 
   describe(): string {
-    const p1 = this.piece1 ? `${this.piece1.compiled.optimized.nodes.length} nodes, ${this.piece1.compiled.executable.describe?.() ?? this.piece1.compiled.executable.backend}` : 'not compiled';
+    const p1 = this.piece1?.compiled ? `${this.piece1.compiled.optimized.nodes.length} nodes, ${this.piece1.compiled.executable.describe?.() ?? this.piece1.compiled.executable.backend}` : 'not compiled';
     const conts = [...this.continuations.values()].map((c) => `${c.compiled.optimized.nodes.length} nodes, ${c.compiled.executable.describe?.() ?? c.compiled.executable.backend}`);
     return `split at ${this.breakAt}: piece 1 (${this.keys.length} ops before the break; ${p1}) -> eager read -> piece 2 (${conts.length} continuation${conts.length === 1 ? '' : 's'}${conts.length ? `: ${conts.join('; ')}` : ''})`;
   }
 
   compiledEntries(): CompiledEntry[] {
-    return [...(this.piece1 ? [this.piece1.compiled] : []), ...[...this.continuations.values()].map((c) => c.compiled)];
+    return [...(this.piece1?.compiled ? [this.piece1.compiled] : []), ...[...this.continuations.values()].map((c) => c.compiled)];
   }
 
-  private ensurePiece1(): { compiled: CompiledEntry; order: number[] } {
+  private ensurePiece1(): { compiled: CompiledEntry | null; order: number[] } {
     if (this.piece1) return this.piece1;
+    const inputIds = new Set(this.prefix.inputs.map((i) => i.value));
+    const order = [...this.live].filter((v) => !inputIds.has(v)).sort((a, b) => a - b);
+    if (order.length === 0) return (this.piece1 = { compiled: null, order });
     const g = Graph.fromJSON(this.prefix.toJSON());
-    const order = [...this.live].sort((a, b) => a - b);
     order.forEach((v, k) => g.addOutput(`live${k}`, v));
     g.verify();
     const constants = new Map<string, Tensor>();
@@ -194,7 +209,7 @@ export class SplitPlan {
   private replay(fn: (...a: unknown[]) => unknown, args: unknown[]): unknown {
     const flat = flattenArgs(args);
     const p1 = this.ensurePiece1();
-    const results = p1.compiled.executable.run(flat.tensors);
+    const results = p1.compiled ? p1.compiled.executable.run(flat.tensors) : [];
     const liveTensor = new Map<number, Tensor>();
     p1.order.forEach((v, k) => liveTensor.set(v, results[k]));
     const preIds = new Map<Tensor, number>(); // tensors with a prefix value id: inputs, live results, placeholders
