@@ -55,7 +55,10 @@ export interface JitStats extends CompileCounters {
 
 /** A signature that cannot be captured whole. `split` maps the concrete input shapes to the plan
  *  that runs them as compiled pieces, or to the reason they run eagerly. */
-interface EagerEntry { eager: true; signature: Signature; error: GraphBreakError; split: Map<string, SplitPlan | string> }
+interface EagerEntry { eager: true; signature: Signature; error: GraphBreakError; split: Map<string, SplitState | string> }
+/** A split plan with the module state its compiled pieces were built from: a weight updated in
+ *  place or replaced invalidates the pieces (backends pack weights when lowering). */
+interface SplitState { plan: SplitPlan; params: ParamSnapshot; structure: StructureSnapshot }
 interface GraphEntry { eager: false; compiled: CompiledEntry; params: ParamSnapshot; config: string; structure: StructureSnapshot }
 type Entry = EagerEntry | GraphEntry;
 
@@ -243,14 +246,19 @@ export class JitRunner {
     const t = this.target;
     if (options.splitGraphs) {
       const shapes = flattenArgs(args).tensors.map((x) => `${x.dtype}[${x.shape.join(',')}]`).join(';');
-      let plan = entry.split.get(shapes);
-      if (plan === undefined) {
-        plan = SplitPlan.probe((...a) => t.fn.apply(t.thisArg, a), args, this.paramNames(), (capture, label) => this.compilePiece(capture, label, options), t.label);
-        if (entry.split.size >= 64) entry.split.clear();
-        entry.split.set(shapes, plan);
+      let state = entry.split.get(shapes);
+      if (state !== undefined && typeof state !== 'string' && !(versionsUnchanged(state.params) && state.structure.check())) {
+        if (checkParams(state.params, namedTensors(t.module))) state = undefined; // weights changed: probe and compile again
+        else state.structure = this.structure();
       }
-      if (typeof plan !== 'string') {
-        const out = plan.run((...a) => t.fn.apply(t.thisArg, a), args);
+      if (state === undefined) {
+        const plan = SplitPlan.probe((...a) => t.fn.apply(t.thisArg, a), args, this.paramNames(), (capture, label) => this.compilePiece(capture, label, options), t.label);
+        state = typeof plan === 'string' ? plan : { plan, params: snapshotParams(namedTensors(t.module) ?? []), structure: this.structure() };
+        if (entry.split.size >= 64) entry.split.clear();
+        entry.split.set(shapes, state);
+      }
+      if (typeof state !== 'string') {
+        const out = state.plan.run((...a) => t.fn.apply(t.thisArg, a), args);
         if (out.ok) { this.splitCalls++; return out.value; }
         if (out.permanent) entry.split.set(shapes, out.reason);
       }
@@ -353,7 +361,7 @@ export class JitRunner {
       const inputs = sig.inputs.map((i) => `${i.dtype}[${i.shape.join(',')}]`).join(', ') || '(no tensor inputs)';
       if (e.eager) {
         const plans = [...e.split.values()];
-        const split = plans.map((p) => `\n    ${typeof p === 'string' ? `eager: ${p}` : p.describe()}`).join('');
+        const split = plans.map((p) => `\n    ${typeof p === 'string' ? `eager: ${p}` : p.plan.describe()}`).join('');
         return `  ${inputs} -> ${plans.some((p) => typeof p !== 'string') ? 'split' : 'eager'} (graph break: ${e.error.message.split('\n')[0]})${split}`;
       }
       const exe = e.compiled.executable;
@@ -379,7 +387,7 @@ export class JitRunner {
   /** The split plans of the signatures with a graph break (split.ts). */
   splitPlans(): SplitPlan[] {
     const out: SplitPlan[] = [];
-    for (const e of this.entries.values()) if (e.eager) for (const p of e.split.values()) if (typeof p !== 'string') out.push(p);
+    for (const e of this.entries.values()) if (e.eager) for (const p of e.split.values()) if (typeof p !== 'string') out.push(p.plan);
     return out;
   }
 

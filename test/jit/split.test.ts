@@ -129,3 +129,14 @@ test('splitGraphs: false runs the whole signature eagerly', () => {
   assert.equal(fast.stats().eagerCalls, 1);
   assert.equal(fast.stats().pieces, 0);
 });
+
+test('a weight updated in place after splitting: the pieces are rebuilt, results follow the new weight', () => {
+  const m = new GatedModel();
+  const fast = inferenceJit(m, memory);
+  const x = withSign(1, 30);
+  close(fast(x).y, m.forward(x).y);
+  m.headA.weight.copyFrom(m.headA.weight.mul(-2));
+  m.enc.weight.copyFrom(m.enc.weight.mul(0.5));
+  close(fast(x).y, m.forward(x).y);
+  assert.equal(fast.stats().splitCalls, 2);
+});
