@@ -193,6 +193,7 @@ export class JitRunner {
       this.reasons.push(reason);
       if (this.reasons.length > MAX_REASONS) this.reasons.shift();
     }
+    const previous = this.lastSignature;
     this.lastSignature = signature;
     if (this.compiledKeys.size >= 4096) this.compiledKeys.clear();
     this.compiledKeys.add(signature.key);
@@ -219,6 +220,10 @@ export class JitRunner {
         for (const i of this.autoDims.keys()) this.autoBlocked.add(i);
         this.autoDims.clear();
         this.entries.delete(signature.key);
+        // The retry is the same call's miss: undo this attempt's counting.
+        this.misses--;
+        if (reason) { this.recompiles--; this.reasons.pop(); }
+        this.lastSignature = previous;
         return this.callFull(args, options, fastKey);
       }
       if (!(e instanceof GraphBreakError)) throw e;
