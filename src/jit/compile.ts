@@ -70,6 +70,8 @@ export interface CompileRequest {
   counters: CompileCounters;
   /** A graph captured earlier for this signature (a parameter changed in place, not the code). */
   reuse?: { graph: Graph; outputTree: unknown };
+  /** A graph built by the caller (a piece of a split call, see split.ts): compiled as is, no tracing. */
+  capture?: CaptureResult;
 }
 
 const CAPTURE_FILE = 'graph.json';
@@ -124,6 +126,7 @@ export function compile(req: CompileRequest): CompiledEntry {
 }
 
 function obtainCapture(req: CompileRequest): CaptureResult {
+  if (req.capture) return req.capture;
   if (req.reuse) {
     const constants = constantsFromModule(req.reuse.graph, req.module);
     if (constants) return { graph: req.reuse.graph, outputTree: req.reuse.outputTree, constants };

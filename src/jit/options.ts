@@ -46,6 +46,12 @@ export interface JitOptions {
   /** Folder to dump the IR into after capture and after each pass (text and JSON). */
   debug?: string | false;
   fallback?: FallbackMode;
+  /** With fallback 'eager': run a signature whose forward reads a traced value into JavaScript as
+   *  compiled pieces around the read (default true; false runs the whole call eagerly). */
+  splitGraphs?: boolean;
+  /** Mark an undeclared input dim dynamic once calls have used two sizes of it, instead of
+   *  compiling every size (default true). */
+  autoDynamic?: boolean;
   /** Bound of the per-instance in-memory cache (compiled signatures kept), LRU. */
   maxEntries?: number;
   /** Name used in cache listings and debug dumps (default: the class or function name). */
@@ -68,6 +74,8 @@ export interface ResolvedOptions {
   passesDisabled: string[];
   debug: string | null;
   fallback: FallbackMode;
+  splitGraphs: boolean;
+  autoDynamic: boolean;
   maxEntries: number;
   name: string | null;
   /** Backend-specific options, passed to the backend's lower() and part of the artifact key. */
@@ -82,7 +90,7 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(xdg && xdg.length > 0 ? xdg : join(homedir(), '.cache'), 'inferjit');
 }
 
-const KNOWN_KEYS = new Set<string>(['device', 'precision', 'precisionFallback', 'inputSpec', 'cacheDir', 'cache', 'cacheMaxBytes', 'passes', 'debug', 'fallback', 'maxEntries', 'name', 'onnxruntime', 'tensorrt']);
+const KNOWN_KEYS = new Set<string>(['device', 'precision', 'precisionFallback', 'inputSpec', 'cacheDir', 'cache', 'cacheMaxBytes', 'passes', 'debug', 'fallback', 'splitGraphs', 'autoDynamic', 'maxEntries', 'name', 'onnxruntime', 'tensorrt']);
 
 /** Checks an options object and throws a specific error for the first bad field. `where` names
  *  the source ('inferenceJit options', 'configure()', 'INFERJIT_DEVICE'). */
@@ -102,6 +110,9 @@ export function validateOptions(o: JitOptions, where: string): JitOptions {
   }
   oneOf(where, 'cache', o.cache, CACHE_MODES);
   oneOf(where, 'fallback', o.fallback, FALLBACK_MODES);
+  for (const k of ['splitGraphs', 'autoDynamic'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new TypeError(`${where}: ${k} must be true or false, got ${describeValue(o[k])}`);
+  }
   if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir.length === 0)) {
     throw new TypeError(`${where}: cacheDir must be a non-empty path string, got ${JSON.stringify(o.cacheDir)}`);
   }
@@ -276,6 +287,8 @@ export function resolveOptions(callSite: JitOptions = {}, env: NodeJS.ProcessEnv
     passesDisabled: disabled,
     debug: deploy.debug ? resolve(deploy.debug) : null,
     fallback: deploy.fallback ?? 'eager',
+    splitGraphs: callSite.splitGraphs ?? g.splitGraphs ?? true,
+    autoDynamic: callSite.autoDynamic ?? g.autoDynamic ?? true,
     maxEntries: callSite.maxEntries ?? g.maxEntries ?? 8,
     name: callSite.name ?? null,
     backendOptions: {

@@ -18,6 +18,9 @@ import {
 } from './signature.js';
 import { codeFingerprint, configFingerprint, hashFiles, inferjitVersion, namedTensors, toolchainFingerprint, type ModuleLike } from '../cache/fingerprint.js';
 import { StructureSnapshot } from './guards.js';
+import { SplitPlan } from './split.js';
+import { DynamicDimError } from '../trace/dynamic.js';
+import type { InputSpec } from '../trace/index.js';
 
 /** What stats() reports: the compile counters (compile.ts) and the cache's own. */
 export interface JitStats extends CompileCounters {
@@ -40,9 +43,22 @@ export interface JitStats extends CompileCounters {
   /** In-memory entries now, and entries dropped by the LRU bound. */
   entries: number;
   evictions: number;
+  /** Graph splitting (split.ts): calls served as compiled pieces around a read into JavaScript,
+   *  compiled pieces in memory (piece 1 and each continuation), and replays (a value computed
+   *  before the break turned out to be needed after it). */
+  splitCalls: number;
+  pieces: number;
+  splitReplays: number;
+  /** Input dims marked dynamic automatically after taking two sizes (autoDynamic). */
+  autoDynamicDims: number;
 }
 
-interface EagerEntry { eager: true; signature: Signature; error: GraphBreakError }
+/** A signature that cannot be captured whole. `split` maps the concrete input shapes to the plan
+ *  that runs them as compiled pieces, or to the reason they run eagerly. */
+interface EagerEntry { eager: true; signature: Signature; error: GraphBreakError; split: Map<string, SplitState | string> }
+/** A split plan with the module state its compiled pieces were built from: a weight updated in
+ *  place or replaced invalidates the pieces (backends pack weights when lowering). */
+interface SplitState { plan: SplitPlan; params: ParamSnapshot; structure: StructureSnapshot }
 interface GraphEntry { eager: false; compiled: CompiledEntry; params: ParamSnapshot; config: string; structure: StructureSnapshot }
 type Entry = EagerEntry | GraphEntry;
 
@@ -85,6 +101,13 @@ export class JitRunner {
   private graphBreaks = 0;
   private eagerCalls = 0;
   private evictions = 0;
+  private splitCalls = 0;
+  /** Automatic dynamic shapes: sizes seen per undeclared input dim ("input:axis"), the dims marked
+   *  dynamic per input, and inputs whose dims could not be made dynamic (the model needs fixed sizes). */
+  private readonly sizesSeen = new Map<string, Set<number>>();
+  private readonly autoDims = new Map<number, Set<number>>();
+  private readonly autoBlocked = new Set<number>();
+  private autoDynamicDims = 0;
 
   constructor(private readonly target: RunnerTarget) {
     this.entries = new LruCache<string, Entry>(8, () => { this.evictions++; });
@@ -104,9 +127,8 @@ export class JitRunner {
         const e = memo.entry;
         if (e.eager) {
           this.hits++;
-          this.eagerCalls++;
           this.lastSignature = e.signature;
-          return t.fn.apply(t.thisArg, args);
+          return this.runBroken(e, args, options);
         }
         if (versionsUnchanged(e.params) && e.structure.check()) {
           this.hits++;
@@ -128,7 +150,7 @@ export class JitRunner {
 
     this.entries.capacity = options.maxEntries;
     const where = `inferenceJit(${t.label})`;
-    const spec = normalizeInputSpec(options.inputSpec, flat.tensors, where);
+    const spec = normalizeInputSpec(this.effectiveInputSpec(options, flat.tensors), flat.tensors, where);
     const training = typeof t.module?.training === 'boolean' ? t.module.training : null;
     const signature = computeSignature(flat, spec, { training, device: options.device, precision: options.precision }, where);
 
@@ -138,9 +160,8 @@ export class JitRunner {
     if (entry) this.lastSignature = signature;
     if (entry?.eager) {
       this.hits++;
-      this.eagerCalls++;
       if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry });
-      return t.fn.apply(t.thisArg, args);
+      return this.runBroken(entry, args, options);
     }
     const config = configFingerprint(t.module);
     if (entry) {
@@ -172,6 +193,7 @@ export class JitRunner {
       this.reasons.push(reason);
       if (this.reasons.length > MAX_REASONS) this.reasons.shift();
     }
+    const previous = this.lastSignature;
     this.lastSignature = signature;
     if (this.compiledKeys.size >= 4096) this.compiledKeys.clear();
     this.compiledKeys.add(signature.key);
@@ -192,24 +214,112 @@ export class JitRunner {
         reuse,
       });
     } catch (e) {
+      if (e instanceof DynamicDimError && this.autoDims.size > 0 && !options.inputSpec) {
+        // A dim marked dynamic automatically cannot be (e.g. a fixed-length position table): keep
+        // those inputs static from now on and compile this call as before.
+        for (const i of this.autoDims.keys()) this.autoBlocked.add(i);
+        this.autoDims.clear();
+        this.entries.delete(signature.key);
+        // The retry is the same call's miss: undo this attempt's counting.
+        this.misses--;
+        if (reason) { this.recompiles--; this.reasons.pop(); }
+        this.lastSignature = previous;
+        return this.callFull(args, options, fastKey);
+      }
       if (!(e instanceof GraphBreakError)) throw e;
       this.graphBreaks++;
       if (options.fallback === 'error') throw e;
       if (!this.warnedBreak) {
         this.warnedBreak = true;
-        process.emitWarning(`${where}: ${e.message} Running this signature eagerly (fallback: 'eager'); set fallback: 'error' to make this an error.`, { type: 'InferjitWarning', code: 'INFERJIT_GRAPH_BREAK' });
+        process.emitWarning(`${where}: ${e.message} ${options.splitGraphs ? 'Running this signature as compiled pieces around the read (splitGraphs), eagerly where it cannot be split' : 'Running this signature eagerly'} (fallback: 'eager'); set fallback: 'error' to make this an error.`, { type: 'InferjitWarning', code: 'INFERJIT_GRAPH_BREAK' });
       }
-      const eager: EagerEntry = { eager: true, signature, error: e };
+      const eager: EagerEntry = { eager: true, signature, error: e, split: new Map() };
       this.entries.set(signature.key, eager);
       if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry: eager });
-      this.eagerCalls++;
-      return t.fn.apply(t.thisArg, args);
+      return this.runBroken(eager, args, options);
     }
     const params = snapshotParams(namedTensors(t.module) ?? compiled.capture.constants);
     const created: GraphEntry = { eager: false, compiled, params, config, structure: this.structure() };
     this.entries.set(signature.key, created);
     if (fastKey !== null) this.remember(fastKey, { key: signature.key, entry: created });
     return this.execute(compiled, flat.tensors);
+  }
+
+  /** Serves a call of a signature with a graph break: as compiled pieces around the read when it
+   *  can be split (split.ts), else eagerly. */
+  private runBroken(entry: EagerEntry, args: unknown[], options: ResolvedOptions): unknown {
+    const t = this.target;
+    if (options.splitGraphs) {
+      const shapes = flattenArgs(args).tensors.map((x) => `${x.dtype}[${x.shape.join(',')}]`).join(';');
+      let state = entry.split.get(shapes);
+      if (state !== undefined && typeof state !== 'string' && !(versionsUnchanged(state.params) && state.structure.check())) {
+        if (checkParams(state.params, namedTensors(t.module))) state = undefined; // weights changed: probe and compile again
+        else state.structure = this.structure();
+      }
+      if (state === undefined) {
+        const plan = SplitPlan.probe((...a) => t.fn.apply(t.thisArg, a), args, this.paramNames(), (capture, label) => this.compilePiece(capture, label, options), t.label);
+        state = typeof plan === 'string' ? plan : { plan, params: snapshotParams(namedTensors(t.module) ?? []), structure: this.structure() };
+        if (entry.split.size >= 64) entry.split.clear();
+        entry.split.set(shapes, state);
+      }
+      if (typeof state !== 'string') {
+        const out = state.plan.run((...a) => t.fn.apply(t.thisArg, a), args);
+        if (out.ok) { this.splitCalls++; return out.value; }
+        if (out.permanent) entry.split.set(shapes, out.reason);
+      }
+    }
+    this.eagerCalls++;
+    return t.fn.apply(t.thisArg, args);
+  }
+
+  /** Module tensors (parameters, then buffers) by identity, named as the tracer names them. */
+  private paramNames(): Map<Tensor, string> {
+    const out = new Map<Tensor, string>();
+    const m = this.target.module as { namedParameters?(): Iterable<[string, Tensor]>; namedBuffers?(): Iterable<[string, Tensor]> } | null;
+    for (const src of [m?.namedParameters?.(), m?.namedBuffers?.()]) {
+      if (src) for (const [name, x] of src) if (!out.has(x)) out.set(x, name);
+    }
+    return out;
+  }
+
+  /** Compiles one piece of a split call: the usual pipeline on a graph built by split.ts. */
+  private compilePiece(capture: CompiledEntry['capture'], label: string, options: ResolvedOptions): CompiledEntry {
+    const g = capture.graph;
+    const inputs = g.inputs.map((i) => { const v = g.value(i.value); return { dtype: v.dtype, shape: [...v.shape] as (number | string)[], device: 'cpu' }; });
+    const training = typeof this.target.module?.training === 'boolean' ? this.target.module.training : null;
+    const signature: Signature = { key: `piece:${g.hash()}`, inputs, skeleton: '[]', training, device: options.device, precision: options.precision };
+    return compile({
+      label, fn: () => { throw new Error('split pieces are not traced'); }, args: [], module: this.target.module, options, spec: inputs.map(() => null), signature,
+      captureKey: null, disk: options.cache === 'disk' ? new DiskCache(options.cacheDir, { maxBytes: options.cacheMaxBytes }) : null,
+      counters: this.counters, capture,
+    });
+  }
+
+  /** options.inputSpec, or (autoDynamic, no inputSpec given) a spec marking the dims that took
+   *  two sizes dynamic. Sizes are recorded here for every call that takes the full path. */
+  private effectiveInputSpec(options: ResolvedOptions, tensors: readonly Tensor[]): (InputSpec | null)[] | null {
+    if (options.inputSpec || !options.autoDynamic) return options.inputSpec;
+    tensors.forEach((x, i) => {
+      if (this.autoBlocked.has(i)) return;
+      x.shape.forEach((d, k) => {
+        const key = `${i}:${k}:${x.rank}`;
+        let seen = this.sizesSeen.get(key);
+        if (!seen) this.sizesSeen.set(key, (seen = new Set()));
+        if (seen.has(d) || seen.size >= 2) return;
+        seen.add(d);
+        if (seen.size < 2 || d < 1 || [...seen].some((v) => v < 1)) return;
+        let dims = this.autoDims.get(i);
+        if (!dims) this.autoDims.set(i, (dims = new Set()));
+        dims.add(k);
+        this.autoDynamicDims++;
+        process.emitWarning(`inferenceJit(${this.target.label}): input ${i} dim ${k} took sizes ${[...seen].join(' and ')}; marking it dynamic (automatic dynamic shapes) so that new sizes reuse one compiled graph instead of recompiling. Declare it in inputSpec to choose yourself, or set autoDynamic: false.`, { type: 'InferjitWarning', code: 'INFERJIT_AUTO_DYNAMIC' });
+      });
+    });
+    if (this.autoDims.size === 0) return null;
+    return tensors.map((x, i) => {
+      const dims = this.autoDims.get(i);
+      return dims ? { shape: x.shape.map((d, k) => (dims.has(k) ? -1 : d)) } : null;
+    });
   }
 
   /** Records which entry an all-tensor call's input types resolve to. Dynamic dims make one entry
@@ -238,6 +348,8 @@ export class JitRunner {
       captures: c.captures, diskHits: c.diskHits, diskMisses: c.diskMisses, artifactHits: c.artifactHits, diskWrites: c.diskWrites,
       diskRejects: [...c.diskRejects], weightsPacked, weightsLoaded, graphBreaks: this.graphBreaks, eagerCalls: this.eagerCalls,
       entries: this.entries.size, evictions: this.evictions,
+      splitCalls: this.splitCalls, pieces: this.splitPlans().reduce((n, p) => n + p.pieces, 0),
+      splitReplays: this.splitPlans().reduce((n, p) => n + p.replays, 0), autoDynamicDims: this.autoDynamicDims,
       captureMs: round(c.captureMs), compileMs: round(c.compileMs),
     };
   }
@@ -252,7 +364,11 @@ export class JitRunner {
     const lines = list.map((e) => {
       const sig = e.eager ? e.signature : e.compiled.signature;
       const inputs = sig.inputs.map((i) => `${i.dtype}[${i.shape.join(',')}]`).join(', ') || '(no tensor inputs)';
-      if (e.eager) return `  ${inputs} -> eager (graph break: ${e.error.message.split('\n')[0]})`;
+      if (e.eager) {
+        const plans = [...e.split.values()];
+        const split = plans.map((p) => `\n    ${typeof p === 'string' ? `eager: ${p}` : p.plan.describe()}`).join('');
+        return `  ${inputs} -> ${plans.some((p) => typeof p !== 'string') ? 'split' : 'eager'} (graph break: ${e.error.message.split('\n')[0]})${split}`;
+      }
       const exe = e.compiled.executable;
       return `  ${inputs} -> ${exe.describe?.() ?? `${exe.backend} backend`} (${e.compiled.optimized.nodes.length} nodes after passes)`;
     });
@@ -267,9 +383,17 @@ export class JitRunner {
     this.compiledKeys.clear();
   }
 
-  /** The graphs compiled so far, most recently used first (for inspection and tests). */
+  /** The graphs compiled so far, most recently used first (for inspection and tests); the pieces
+   *  of split calls are not among them (see splitPlans). */
   compiledEntries(): CompiledEntry[] {
     return [...this.entries.values()].filter((e): e is GraphEntry => !e.eager).map((e) => e.compiled);
+  }
+
+  /** The split plans of the signatures with a graph break (split.ts). */
+  splitPlans(): SplitPlan[] {
+    const out: SplitPlan[] = [];
+    for (const e of this.entries.values()) if (e.eager) for (const p of e.split.values()) if (typeof p !== 'string') out.push(p.plan);
+    return out;
   }
 
   private execute(entry: CompiledEntry, inputs: Tensor[]): unknown {
