@@ -23,7 +23,8 @@ import { Tensor } from '../tensor/tensor.js';
 import { fromArray } from '../tensor/creation.js';
 import { inferenceJit } from '../jit/index.js';
 import type { JitOptions, InputSpec } from '../jit/options.js';
-import { Sampler, type SamplingOptions } from './sampling.js';
+import { Sampler, type SamplingOptions, SAMPLING_OPTION_NAMES } from './sampling.js';
+import { checkOptionNames } from './errors.js';
 
 /** One step's tokens and attention metadata (all int32). */
 export interface StepInputs {
@@ -71,6 +72,15 @@ export interface SequenceOptions extends SamplingOptions {
   /** Token ids that end the sequence (they are emitted, then the sequence stops). */
   stopTokens?: readonly number[];
   signal?: AbortSignal;
+}
+
+const SEQUENCE_OPTION_NAMES: readonly string[] = [...SAMPLING_OPTION_NAMES, 'maxTokens', 'stopTokens', 'signal'];
+
+/** The sampling part of a sequence's options (the Sampler rejects names it does not know). */
+function samplingOptionsOf(options: SequenceOptions): SamplingOptions {
+  const picked: Record<string, unknown> = {};
+  for (const k of SAMPLING_OPTION_NAMES) if (options[k] !== undefined) picked[k] = options[k];
+  return picked as SamplingOptions;
 }
 
 export type StepFinishReason = 'stop-token' | 'length' | 'abort' | 'context';
@@ -180,6 +190,7 @@ export class StepEngine {
 
   /** Generates from a prompt; resolves with the generated ids (streamed through onToken). */
   generate(prompt: readonly number[], options: SequenceOptions = {}, onToken?: (token: number) => void): Promise<{ tokens: number[]; finishReason: StepFinishReason }> {
+    checkOptionNames('StepEngine.generate', options, SEQUENCE_OPTION_NAMES);
     if (prompt.length === 0) throw new RangeError('StepEngine.generate: the prompt is empty; give at least one token (e.g. BOS)');
     const V = this.model.config.vocabSize;
     const bad = prompt.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= V);
@@ -188,7 +199,7 @@ export class StepEngine {
     return new Promise((resolve, reject) => {
       const seq: Seq = {
         id: this.nextId++, tokens: [...prompt], cached: 0, promptLength: prompt.length, blocks: [], pageKeys: [],
-        sampler: new Sampler(options), maxTokens: options.maxTokens ?? 128, stop: new Set(options.stopTokens ?? []),
+        sampler: new Sampler(samplingOptionsOf(options)), maxTokens: options.maxTokens ?? 128, stop: new Set(options.stopTokens ?? []),
         signal: options.signal ?? null, generated: [], finished: null, onToken: onToken ?? null,
         done: () => resolve({ tokens: seq.generated, finishReason: seq.finished! }),
         fail: reject,
