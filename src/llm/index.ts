@@ -13,3 +13,4 @@ export { NonFiniteLogitsError, InvalidTokenIdError, UnknownOptionError } from '.
 export { ModelFileError, ModelConfigError, TokenizerFileError, GgufError, SafetensorsError } from '../io/errors.js';
 export { generate, greedyTokens, Generation, GENERATE_OPTION_NAMES, type GenerateOptions, type GenerationChunk, type GenerationStats, type FinishReason } from './generate.js';
 export * from './tokenizer/index.js';
+export { chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, specialTokenVariables, type ChatMessage, type ChatOptions, type ChatTemplateOptions } from './chat.js';
