@@ -2,13 +2,16 @@
 //   npx tsx examples/llm/generate.ts --model model.gguf --prompt "Once upon a time" [--max-tokens 128]
 //     [--temperature 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.1 --seed 1]
 //     [--precision fp32|int8|int4 --group-size 32 --kv f32|f16 --threads N --stop "\n\n"]
+//     [--chat [--system "You are terse."] [--chat-template template.jinja]]
+// --chat sends the prompt as a user message (after an optional system message) through the model's
+// chat template (GGUF tokenizer.chat_template / tokenizer_config.json) and prints only the reply.
 // A directory argument to --model loads a Hugging Face checkpoint (config.json + safetensors; the
 // tokenizer from its tokenizer.json). Ends with prefill and decode tokens/s and the process RSS.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  LlamaEngine, generate, loadLlama, packMatrix, packedKernelsFast, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer,
+  LlamaEngine, chat, generate, loadLlama, packMatrix, packedKernelsFast, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer,
 } from '../../src/llm/index.js';
 
 const { values } = parseArgs({
@@ -28,6 +31,9 @@ const { values } = parseArgs({
     threads: { type: 'string' },
     stop: { type: 'string', multiple: true },
     'ignore-eos': { type: 'boolean', default: false },
+    chat: { type: 'boolean', default: false },
+    system: { type: 'string' },
+    'chat-template': { type: 'string' },
   },
 });
 
@@ -45,7 +51,7 @@ let tokenizer: Tokenizer;
 if (loaded.gguf) tokenizer = tokenizerFromGguf(loaded.gguf);
 else {
   const file = path.join(values.model, 'tokenizer.json');
-  tokenizer = tokenizerFromHuggingFace(JSON.parse(fs.readFileSync(file, 'utf8')));
+  tokenizer = tokenizerFromHuggingFace(file); // also reads tokenizer_config.json beside it (BOS/EOS flags, chat template)
 }
 const engine = LlamaEngine.load(loaded, {
   precision,
@@ -58,7 +64,7 @@ const c = engine.config;
 console.error(`model: ${c.numLayers} layers, dim ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ffn ${c.intermediateSize}, vocab ${c.vocabSize}; ` +
   `weights ${(engine.weightBytes / 2 ** 20).toFixed(1)} MiB (${precision}); loaded in ${loadMs.toFixed(0)} ms`);
 
-const run = generate(engine, tokenizer, values.prompt!, {
+const options = {
   maxTokens: Number(values['max-tokens']),
   temperature: Number(values.temperature),
   topK: Number(values['top-k']),
@@ -68,8 +74,16 @@ const run = generate(engine, tokenizer, values.prompt!, {
   seed: values.seed === undefined ? undefined : Number(values.seed),
   stop: values.stop,
   ignoreEos: values['ignore-eos'],
-});
-process.stdout.write(values.prompt!);
+};
+let run;
+if (values.chat) {
+  const messages = [...(values.system ? [{ role: 'system', content: values.system }] : []), { role: 'user', content: values.prompt! }];
+  const template = values['chat-template'] ? fs.readFileSync(values['chat-template'], 'utf8') : undefined;
+  run = chat(engine, tokenizer, messages, { ...options, template });
+} else {
+  run = generate(engine, tokenizer, values.prompt!, options);
+  process.stdout.write(values.prompt!);
+}
 for await (const chunk of run) process.stdout.write(chunk.text);
 const s = run.stats!;
 process.stdout.write('\n');
