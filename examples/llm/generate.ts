@@ -79,7 +79,12 @@ let run;
 if (values.chat) {
   const messages = [...(values.system ? [{ role: 'system', content: values.system }] : []), { role: 'user', content: values.prompt! }];
   const template = values['chat-template'] ? fs.readFileSync(values['chat-template'], 'utf8') : undefined;
-  run = chat(engine, tokenizer, messages, { ...options, template });
+  try {
+    run = chat(engine, tokenizer, messages, { ...options, template });
+  } catch (e) {
+    console.error((e as Error).message); // e.g. no chat template: the message says how to pass one
+    process.exit(1);
+  }
 } else {
   run = generate(engine, tokenizer, values.prompt!, options);
   process.stdout.write(values.prompt!);
