@@ -136,4 +136,11 @@ test('tokenizer_config.json next to tokenizer.json supplies the chat template an
   assert.equal(applyChatTemplate(tok, CONVERSATION.slice(0, 1)), '<s>[INST] Hello! [/INST]');
   // The rendered prompt starts with <s>: it is not doubled.
   assert.deepEqual(encodeChatPrompt(tok, '<s>hi').filter((id) => id === 1).length, 1);
+
+  // Without chat_template in the config, a chat_template.jinja file beside tokenizer.json is used.
+  fs.writeFileSync(path.join(hf, 'tokenizer_config.json'), JSON.stringify({ add_bos_token: false, eos_token: '</s>' }));
+  fs.writeFileSync(path.join(hf, 'chat_template.jinja'), GEMMA);
+  const tok2 = tokenizerFromHuggingFace(path.join(hf, 'tokenizer.json'));
+  assert.equal(tok2.chatTemplate, GEMMA);
+  assert.deepEqual(tok2.encode('hi'), [vocab['▁hi']], 'add_bos_token: false in the config wins over the post-processor');
 });

@@ -97,7 +97,7 @@ export interface HfTokenizerOptions {
   /**
    * tokenizer_config.json (parsed object, JSON text, or file path). Default: when `source` is a file path,
    * the tokenizer_config.json next to it, if there is one. Gives add_bos_token / add_eos_token,
-   * bos_token / eos_token and chat_template.
+   * bos_token / eos_token and chat_template (else a chat_template.jinja beside tokenizer.json).
    */
   config?: string | Json | null;
   /** Override the chat template (default: tokenizer_config.json's chat_template). */
@@ -247,7 +247,10 @@ export function tokenizerFromHuggingFace(source: string | Json, options: HfToken
   const configFlag = (key: string): boolean | undefined => (typeof config?.[key] === 'boolean' ? config[key] as boolean : undefined);
   const addBos = options.addBos ?? configFlag('add_bos_token') ?? (templateBos && bos !== undefined);
   const addEos = options.addEos ?? configFlag('add_eos_token') ?? (templateEos && eos !== undefined);
-  const chatTemplate = options.chatTemplate ?? configChatTemplate(config?.chat_template, 'tokenizer_config.json');
+  // Newer Hugging Face repositories keep the template in chat_template.jinja beside tokenizer.json.
+  const jinjaFile = isPath ? path.join(path.dirname(where), 'chat_template.jinja') : null;
+  const chatTemplate = options.chatTemplate ?? configChatTemplate(config?.chat_template, 'tokenizer_config.json')
+    ?? (jinjaFile !== null && fs.existsSync(jinjaFile) ? fs.readFileSync(jinjaFile, 'utf8') : undefined);
 
   if (spmStyle) {
     if (model.byte_fallback !== true && unk === undefined) fail('SentencePiece-style BPE without byte_fallback needs an unk_token');
