@@ -2,6 +2,9 @@
 //   npx tsx examples/llm/generate.ts --model model.gguf --prompt "Once upon a time" [--max-tokens 128]
 //     [--temperature 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.1 --seed 1]
 //     [--engine compiled|native] [--precision fp32|int8|int4 --group-size 32 --kv f32|f16 --threads N --stop "\n\n"]
+//     [--chat [--system "You are terse."] [--chat-template template.jinja]]
+// --chat sends the prompt as a user message (after an optional system message) through the model's
+// chat template (GGUF tokenizer.chat_template / tokenizer_config.json) and prints only the reply.
 // A directory argument to --model loads a Hugging Face checkpoint (config.json + safetensors; the
 // tokenizer from its tokenizer.json). Ends with prefill and decode tokens/s and the process RSS.
 // --engine compiled (the default for --precision fp32) runs the model's own code
@@ -12,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  LlamaEngine, generate, loadLlama, packMatrix, packedKernelsFast, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer,
+  LlamaEngine, chat, generate, loadLlama, packMatrix, packedKernelsFast, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer,
 } from '../../src/llm/index.js';
 import { loadPagedLlama } from './llama-paged.js';
 
@@ -34,6 +37,9 @@ const { values } = parseArgs({
     stop: { type: 'string', multiple: true },
     'ignore-eos': { type: 'boolean', default: false },
     engine: { type: 'string' },
+    chat: { type: 'boolean', default: false },
+    system: { type: 'string' },
+    'chat-template': { type: 'string' },
   },
 });
 
@@ -44,8 +50,10 @@ if (!values.model) {
 const precision = values.precision as 'fp32' | 'int8' | 'int4';
 if (!['fp32', 'int8', 'int4'].includes(precision)) throw new RangeError(`--precision must be fp32, int8 or int4, got ${values.precision}`);
 
-const engineKind = values.engine ?? (precision === 'fp32' ? 'compiled' : 'native');
+// chat() drives the LlamaEngine's generate(); the compiled StepEngine has no chat path yet
+const engineKind = values.engine ?? (precision === 'fp32' && !values.chat ? 'compiled' : 'native');
 if (engineKind !== 'compiled' && engineKind !== 'native') throw new RangeError(`--engine must be compiled or native, got ${values.engine}`);
+if (engineKind === 'compiled' && values.chat) throw new RangeError('--chat runs on --engine native for now (the compiled step engine has no chat path yet)');
 if (engineKind === 'compiled' && precision !== 'fp32') throw new RangeError(`--engine compiled runs fp32 weights; use --engine native for --precision ${precision}`);
 if (engineKind === 'compiled') {
   await runCompiled();
@@ -97,7 +105,7 @@ let tokenizer: Tokenizer;
 if (loaded.gguf) tokenizer = tokenizerFromGguf(loaded.gguf);
 else {
   const file = path.join(values.model, 'tokenizer.json');
-  tokenizer = tokenizerFromHuggingFace(JSON.parse(fs.readFileSync(file, 'utf8')));
+  tokenizer = tokenizerFromHuggingFace(file); // also reads tokenizer_config.json beside it (BOS/EOS flags, chat template)
 }
 const engine = LlamaEngine.load(loaded, {
   precision,
@@ -110,7 +118,7 @@ const c = engine.config;
 console.error(`model: ${c.numLayers} layers, dim ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ffn ${c.intermediateSize}, vocab ${c.vocabSize}; ` +
   `weights ${(engine.weightBytes / 2 ** 20).toFixed(1)} MiB (${precision}); loaded in ${loadMs.toFixed(0)} ms`);
 
-const run = generate(engine, tokenizer, values.prompt!, {
+const options = {
   maxTokens: Number(values['max-tokens']),
   temperature: Number(values.temperature),
   topK: Number(values['top-k']),
@@ -120,8 +128,21 @@ const run = generate(engine, tokenizer, values.prompt!, {
   seed: values.seed === undefined ? undefined : Number(values.seed),
   stop: values.stop,
   ignoreEos: values['ignore-eos'],
-});
-process.stdout.write(values.prompt!);
+};
+let run;
+if (values.chat) {
+  const messages = [...(values.system ? [{ role: 'system', content: values.system }] : []), { role: 'user', content: values.prompt! }];
+  const template = values['chat-template'] ? fs.readFileSync(values['chat-template'], 'utf8') : undefined;
+  try {
+    run = chat(engine, tokenizer, messages, { ...options, template });
+  } catch (e) {
+    console.error((e as Error).message); // e.g. no chat template: the message says how to pass one
+    process.exit(1);
+  }
+} else {
+  run = generate(engine, tokenizer, values.prompt!, options);
+  process.stdout.write(values.prompt!);
+}
 for await (const chunk of run) process.stdout.write(chunk.text);
 const s = run.stats!;
 process.stdout.write('\n');

@@ -14,3 +14,4 @@ export { ModelFileError, ModelConfigError, TokenizerFileError, GgufError, Safete
 export { generate, greedyTokens, Generation, GENERATE_OPTION_NAMES, type GenerateOptions, type GenerationChunk, type GenerationStats, type FinishReason } from './generate.js';
 export * from './tokenizer/index.js';
 export { StepEngine, EngineCapacityError, type StepInputs, type StepDecoder, type StepEngineOptions, type SequenceOptions, type StepFinishReason } from './step-engine.js';
+export { chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, specialTokenVariables, type ChatMessage, type ChatOptions, type ChatTemplateOptions } from './chat.js';

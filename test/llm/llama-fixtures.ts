@@ -2,7 +2,7 @@
 // llama.cpp accepts) or as Hugging Face checkpoints, for the LLM tests.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeGguf, gguf, type GgufWriteTensor } from '../../src/io/gguf/index.js';
+import { writeGguf, gguf, type GgufWriteTensor, type GgufWriteValue } from '../../src/io/gguf/index.js';
 import { writeSafetensors } from '../../src/io/safetensors-writer.js';
 import { randn } from '../../src/index.js';
 import { type Tensor } from '../../src/tensor/tensor.js';
@@ -25,6 +25,8 @@ export interface TinyLlamaSpec {
   scale?: number;
   /** Llama-3 style rope_freqs factors (one per rotated pair). */
   ropeFreqs?: number[];
+  /** Extra GGUF metadata (e.g. tokenizer.chat_template), written after the standard keys. */
+  metadata?: Record<string, GgufWriteValue>;
 }
 
 const FILE_TYPES = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32 } as const;
@@ -93,6 +95,7 @@ export function writeTinyLlamaGguf(file: string, spec: TinyLlamaSpec = {}): { vo
       'tokenizer.ggml.unknown_token_id': gguf.u32(0),
       'tokenizer.ggml.add_bos_token': true,
       'tokenizer.ggml.add_eos_token': false,
+      ...spec.metadata,
     },
     tensors,
   });

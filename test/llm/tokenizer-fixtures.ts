@@ -41,7 +41,11 @@ function trainMerges(words: Map<string, number>, split: (w: string) => string[],
   return out;
 }
 
-export interface SpmVocab { tokens: string[]; scores: Float32Array; types: Int32Array }
+export interface SpmVocab {
+  tokens: string[]; scores: Float32Array; types: Int32Array;
+  /** The merges that made the merged pieces, in rank order (what a Hugging Face tokenizer.json lists). */
+  merges: [string, string][];
+}
 
 /** A Llama-style SentencePiece vocabulary: <unk> <s> </s>, 256 byte tokens, corpus characters, merged pieces. */
 export function trainSpmVocab(corpus: string, merges: number): SpmVocab {
@@ -58,12 +62,62 @@ export function trainSpmVocab(corpus: string, merges: number): SpmVocab {
   const chars = [...new Set(Array.from(corpus.replaceAll(' ', SPM_SPACE)))].filter((c) => !'ü🚀中\n'.includes(c)).sort();
   for (const c of chars) { tokens.push(c); types.push(TokenType.Normal); scores.push(-1e6); }
   const seen = new Set(tokens);
+  const kept: [string, string][] = [];
   trainMerges(words, (w) => Array.from(w), merges).forEach(([a, b], r) => {
     if (seen.has(a + b)) return;
     seen.add(a + b);
+    kept.push([a, b]);
     tokens.push(a + b); types.push(TokenType.Normal); scores.push(-r);
   });
-  return { tokens, scores: Float32Array.from(scores), types: Int32Array.from(types) };
+  return { tokens, scores: Float32Array.from(scores), types: Int32Array.from(types), merges: kept };
+}
+
+/** Appends added tokens to an SPM vocabulary: control (special) and user-defined ones. */
+export function withAddedTokens(v: SpmVocab, control: string[], userDefined: string[]): SpmVocab {
+  return {
+    tokens: [...v.tokens, ...control, ...userDefined],
+    scores: Float32Array.from([...v.scores, ...control.map(() => 0), ...userDefined.map(() => 0)]),
+    types: Int32Array.from([...v.types, ...control.map(() => TokenType.Control), ...userDefined.map(() => TokenType.UserDefined)]),
+    merges: v.merges,
+  };
+}
+
+/**
+ * The same vocabulary as a Hugging Face tokenizer.json the way Llama 2 / TinyLlama ship it: BPE with
+ * byte_fallback, the Prepend/Replace "▁" normalizer (or, with `metaspace`, the newer Metaspace
+ * pre-tokenizer), the Replace/ByteFallback/Fuse/Strip decoder, <s> added by the post-processor.
+ * `flags` sets lstrip/rstrip on added tokens by text.
+ */
+export function spmTokenizerJson(v: SpmVocab, options: { metaspace?: boolean; flags?: Record<string, { lstrip?: boolean; rstrip?: boolean }> } = {}): Record<string, unknown> {
+  const vocab: Record<string, number> = {};
+  const added: Record<string, unknown>[] = [];
+  v.tokens.forEach((t, id) => {
+    const type = v.types[id];
+    if (type === TokenType.Control || type === TokenType.Unknown || type === TokenType.UserDefined) {
+      added.push({ id, content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: type !== TokenType.UserDefined, ...options.flags?.[t] });
+    }
+    vocab[t] = id;
+  });
+  return {
+    version: '1.0',
+    added_tokens: added,
+    normalizer: options.metaspace ? null : {
+      type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }],
+    },
+    pre_tokenizer: options.metaspace ? { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false } : null,
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<s>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+    },
+    decoder: {
+      type: 'Sequence', decoders: [
+        { type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 },
+      ],
+    },
+    model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, vocab, merges: v.merges.map(([a, b]) => `${a} ${b}`) },
+  };
 }
 
 export interface BpeVocab { tokens: string[]; types: Int32Array; merges: string[] }
@@ -141,4 +195,10 @@ export const SAMPLES = [
   '中文字符 日本語のテキスト 한국어', 'Emoji 🙂👍🏽🚀 mix🙂text', '© ® ™ € £ ¥ § ¶ ∑ ∞ ≠', 'function add(a, b) { return a + b; }',
   'trailing space ', ' leading and trailing ', 'multi\nline\r\ntext\n', 'zero\u200bwidth joiner\u200d', 'thermal therapy theory',
   '<s> literal </s> tags', 'chat <|eot_id|> end <|begin_of_text|>', 'x'.repeat(200), 'ab'.repeat(50) + ' ' + '🙂'.repeat(10),
+];
+
+/** Strings around added tokens (control <|im_start|> <|im_end|>, user-defined "inferjit" "<tool>"). */
+export const ADDED_TOKEN_SAMPLES = [
+  'use inferjit now', 'inferjitinferjit', ' inferjit', '<tool>call</tool>', ' <tool> x <tool>', '<|im_start|>user\nhi<|im_end|>\n',
+  '<|im_start|> system<|im_end|><|im_start|>', 'a<|im_end|>b', '\n\n<tool>\n', 'café<tool>🙂inferjit中',
 ];

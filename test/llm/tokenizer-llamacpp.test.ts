@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readGguf } from '../../src/io/gguf/index.js';
-import { tokenizerFromGguf } from '../../src/llm/tokenizer/index.js';
-import { CORPUS, SAMPLES, trainSpmVocab, trainByteBpeVocab, writeSpmGguf, writeBpeGguf } from './tokenizer-fixtures.js';
+import { tokenizerFromGguf, tokenizerFromHuggingFace } from '../../src/llm/tokenizer/index.js';
+import { CORPUS, SAMPLES, ADDED_TOKEN_SAMPLES, trainSpmVocab, trainByteBpeVocab, writeSpmGguf, writeBpeGguf, withAddedTokens, spmTokenizerJson } from './tokenizer-fixtures.js';
 
 interface LlamaModelLike {
   tokenize(text: string, special?: boolean): number[];
@@ -63,6 +63,43 @@ test('tokenization matches llama.cpp on SentencePiece and byte-level BPE vocabul
       }
       await model.dispose();
     }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('SentencePiece with byte fallback and added tokens: GGUF and tokenizer.json tokenizers match llama.cpp', async (t) => {
+  const llama = await loadLlama();
+  if (typeof llama === 'string') {
+    console.log(`skipping llama.cpp SentencePiece parity: ${llama}`);
+    t.skip(llama);
+    return;
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-tokcpp-spm-'));
+  try {
+    const v = withAddedTokens(trainSpmVocab(CORPUS, 800), ['<|im_start|>', '<|im_end|>'], ['inferjit', '<tool>']);
+    const file = path.join(dir, 'spm-added.gguf');
+    writeSpmGguf(file, v);
+    const model: LlamaModelLike = await llama.load(file);
+    // The same vocabulary as Llama 2 (normalizer) and as newer (Metaspace) tokenizer.json files.
+    const ours = [
+      ['gguf', tokenizerFromGguf(readGguf(file))],
+      ['tokenizer.json (Prepend/Replace)', tokenizerFromHuggingFace(spmTokenizerJson(v))],
+      ['tokenizer.json (Metaspace)', tokenizerFromHuggingFace(spmTokenizerJson(v, { metaspace: true }))],
+    ] as const;
+    const texts = [...SAMPLES, ...ADDED_TOKEN_SAMPLES];
+    for (let i = 0; i < CORPUS.length; i += 173) texts.push(CORPUS.slice(i, i + 70));
+    for (const [name, tok] of ours) {
+      for (const text of texts) {
+        for (const special of [false, true]) {
+          const ref: number[] = Array.from(model.tokenize(text, special));
+          const got = tok.encode(text, { addBos: false, parseSpecial: special });
+          assert.deepEqual(got, ref, `${name} encode ${JSON.stringify(text.slice(0, 50))} parseSpecial=${special}`);
+          assert.equal(tok.decode(got, { skipSpecial: !special }), model.detokenize(ref, special), `${name} decode ${JSON.stringify(text.slice(0, 50))}`);
+        }
+      }
+    }
+    await model.dispose();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

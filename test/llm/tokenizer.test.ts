@@ -9,7 +9,7 @@ import {
   tokenizerFromGguf, tokenizerFromHuggingFace, convertHfPattern, type Tokenizer,
 } from '../../src/llm/tokenizer/index.js';
 import { cleanSpaces } from '../../src/llm/tokenizer/vocab.js';
-import { CORPUS, SAMPLES, trainSpmVocab, trainByteBpeVocab, writeSpmGguf, writeBpeGguf, TINY_LLAMA_METADATA } from './tokenizer-fixtures.js';
+import { CORPUS, SAMPLES, ADDED_TOKEN_SAMPLES, trainSpmVocab, trainByteBpeVocab, writeSpmGguf, writeBpeGguf, withAddedTokens, spmTokenizerJson, TINY_LLAMA_METADATA } from './tokenizer-fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-tok-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -218,7 +218,54 @@ test('tokenizer.json: byte-level BPE with a Split regex, added tokens and a BOS 
     assert.equal(hf.decode(hf.encode(text)), text);
   }
   assert.equal(convertHfPattern("(?i:'s|'ll)|\\p{L}++|\\p{N}{1,3}+|\\p{L}+|x?+"), "(?:'[sS]|'[lL][lL])|\\p{L}+|\\p{N}{1,3}|\\p{L}+|x?");
-  assert.throws(() => tokenizerFromHuggingFace({ model: { type: 'Unigram' } }), /model type "Unigram" is not supported \(only byte-level BPE\)/);
+  assert.throws(() => tokenizerFromHuggingFace({ model: { type: 'Unigram' } }), /model type "Unigram" is not supported \(supported: BPE, byte-level or SentencePiece-style\)/);
+  assert.throws(() => tokenizerFromHuggingFace({ model: { type: 'BPE', vocab: {}, merges: [] }, pre_tokenizer: { type: 'Whitespace' } }), /neither a ByteLevel pre-tokenizer .* nor a Metaspace pre-tokenizer/);
+});
+
+test('tokenizer.json: SentencePiece-style BPE (Llama 2 normalizer, Metaspace) encodes and decodes as the GGUF SPM tokenizer', () => {
+  const v = withAddedTokens(trainSpmVocab(CORPUS, 400), ['<|im_start|>', '<|im_end|>'], ['inferjit', '<tool>']);
+  const ggufFile = path.join(tmp, 'hf-spm-ref.gguf');
+  writeSpmGguf(ggufFile, v);
+  const ref = tokenizerFromGguf(readGguf(ggufFile));
+  for (const metaspace of [false, true]) {
+    const hf = tokenizerFromHuggingFace(spmTokenizerJson(v, { metaspace }));
+    assert.equal(hf.kind, 'spm');
+    assert.equal(hf.bosId, 1);
+    assert.equal(hf.eosId, 2);
+    assert.equal(hf.unkId, 0);
+    assert.ok(hf.addBos && !hf.addEos, 'BOS from the post-processor template, no EOS');
+    for (const text of [...SAMPLES, ...ADDED_TOKEN_SAMPLES]) {
+      for (const parseSpecial of [false, true]) {
+        const ids = hf.encode(text, { parseSpecial });
+        assert.deepEqual(ids, ref.encode(text, { parseSpecial }), `metaspace=${metaspace} ${JSON.stringify(text)} parseSpecial=${parseSpecial}`);
+        assert.equal(hf.decode(ids, { skipSpecial: !parseSpecial }), ref.decode(ids, { skipSpecial: !parseSpecial }));
+      }
+    }
+    // Byte fallback: "ü" and "中" are not pieces, so they become their UTF-8 bytes, and decode back.
+    const ids = hf.encode('ü中', { addBos: false });
+    assert.deepEqual(ids.slice(1).map((id) => hf.tokens[id]), ['<0xC3>', '<0xBC>', '<0xE4>', '<0xB8>', '<0xAD>']);
+    assert.equal(hf.decode(ids), 'ü中');
+  }
+  const never = tokenizerFromHuggingFace({ ...spmTokenizerJson(v, { metaspace: true }), pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'never' } });
+  assert.equal(never.addsDummyPrefix, false);
+  assert.ok(!never.tokens[never.encode('the', { addBos: false })[0]].startsWith('▁'));
+  assert.notDeepEqual(never.encode('the', { addBos: false }), ref.encode('the', { addBos: false }), 'no "▁" in front without the prefix');
+});
+
+test('added tokens: lstrip / rstrip swallow the whitespace beside them; user-defined tokens always match', () => {
+  const v = withAddedTokens(trainSpmVocab(CORPUS, 200), ['<mask>'], ['<tool>']);
+  const tok = tokenizerFromHuggingFace(spmTokenizerJson(v, { flags: { '<mask>': { lstrip: true }, '<tool>': { rstrip: true } } }));
+  const plain = tokenizerFromHuggingFace(spmTokenizerJson(v));
+  const mask = tok.getId('<mask>')!, tool = tok.getId('<tool>')!;
+  const o = { addBos: false, parseSpecial: true };
+  // lstrip: "a  <mask>" is "a" then <mask>; the spaces are gone.
+  assert.deepEqual(tok.encode('a  <mask>b', o), [...plain.encode('a', o), mask, ...plain.encode('b', { addBos: false })]);
+  assert.notDeepEqual(plain.encode('a  <mask>b', o), tok.encode('a  <mask>b', o));
+  // rstrip: "<tool>  \n x" is <tool> then "x" (text after a special token gets the dummy prefix again).
+  assert.deepEqual(tok.encode('<tool>  \n x', o), [tool, ...plain.encode('x', { addBos: false })]);
+  // A user-defined token is a token even without parseSpecial; a control token is not.
+  assert.ok(tok.encode('x<tool>', { addBos: false }).includes(tool));
+  assert.ok(!tok.encode('x<mask>', { addBos: false }).includes(mask));
 });
 
 test('GGUF tokenizer metadata errors are specific', () => {

@@ -27,6 +27,14 @@ export interface VocabSpec {
   addEos?: boolean;
   /** Where the vocabulary came from (a file path), for error messages. Default "tokenizer spec". */
   source?: string;
+  /** The model's Jinja chat template (GGUF tokenizer.chat_template / tokenizer_config.json chat_template). */
+  chatTemplate?: string;
+  /**
+   * Special/added tokens that swallow the whitespace on their left (lstrip) or right (rstrip) when
+   * matched in text: Hugging Face's AddedToken flags, llama.cpp's LLAMA_TOKEN_ATTR_LSTRIP/RSTRIP.
+   */
+  lstrip?: Iterable<number>;
+  rstrip?: Iterable<number>;
 }
 
 export interface EncodeOptions {
@@ -74,6 +82,10 @@ export abstract class Tokenizer {
   readonly eogIds: ReadonlySet<number>;
   readonly addBos: boolean;
   readonly addEos: boolean;
+  /** The model's Jinja chat template, when the file has one (see chat.ts). */
+  readonly chatTemplate: string | undefined;
+  private readonly lstrip: ReadonlySet<number>;
+  private readonly rstrip: ReadonlySet<number>;
   protected readonly tokenToId = new Map<string, number>();
   /** Control, user-defined and unknown tokens, longest text first (the order they are split out). */
   private readonly specialTokens: number[];
@@ -109,6 +121,10 @@ export abstract class Tokenizer {
     this.sepId = check('separator', sp.sep);
     this.addBos = spec.addBos ?? false;
     this.addEos = spec.addEos ?? false;
+    this.chatTemplate = spec.chatTemplate;
+    this.lstrip = new Set(spec.lstrip ?? []);
+    this.rstrip = new Set(spec.rstrip ?? []);
+    for (const id of [...this.lstrip, ...this.rstrip]) check('lstrip/rstrip', id);
     if (this.addBos && this.bosId === null) fail('add_bos is set but there is no BOS token id');
     if (this.addEos && this.eosId === null) fail('add_eos is set but there is no EOS token id');
 
@@ -177,10 +193,14 @@ export abstract class Tokenizer {
       for (const f of frags) {
         if (typeof f === 'number' || !f.includes(needle)) { next.push(f); continue; }
         let start = 0;
+        const lstrip = this.lstrip.has(id), rstrip = this.rstrip.has(id);
         for (let at = f.indexOf(needle); at !== -1; at = f.indexOf(needle, start)) {
-          if (at > start) next.push(f.slice(start, at));
+          let before = f.slice(start, at);
+          if (lstrip) before = before.replace(WHITESPACE_END, ''); // the token swallows the spaces on its left
+          if (before.length > 0) next.push(before);
           next.push(id);
           start = at + needle.length;
+          if (rstrip) while (start < f.length && WHITESPACE_CHAR.test(f[start])) start++;
         }
         if (start < f.length) next.push(f.slice(start));
       }
@@ -213,6 +233,8 @@ export abstract class Tokenizer {
 }
 
 const EMPTY = new Uint8Array(0);
+const WHITESPACE_END = /\s+$/u;
+const WHITESPACE_CHAR = /\s/u;
 
 /** llama.cpp's clean_spaces passes (llama_vocab::impl::detokenize), applied to characters instead of bytes. */
 export function cleanSpaces(text: string): string {
