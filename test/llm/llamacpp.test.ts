@@ -9,20 +9,8 @@ import * as path from 'node:path';
 import { readGguf } from '../../src/io/gguf/index.js';
 import { LlamaEngine, greedyTokens, tokenizerFromGguf } from '../../src/llm/index.js';
 import { writeTinyLlamaGguf } from './llama-fixtures.js';
+import { loadLlama } from './llamacpp-peer.js';
 
-interface Sequence { evaluate(tokens: number[], o: object): AsyncIterable<number> }
-interface LlamaLike {
-  loadModel(o: object): Promise<{ createContext(o: object): Promise<{ getSequence(): Sequence; dispose(): Promise<void> }>; dispose(): Promise<void> }>;
-}
-
-async function loadLlama(): Promise<LlamaLike | string> {
-  const entry = process.env.INFERJIT_NODE_LLAMA_CPP ?? 'node-llama-cpp';
-  let mod: { getLlama(o: object): Promise<LlamaLike> };
-  try { mod = await import(entry); } catch (e) { return `node-llama-cpp is not installed (${(e as Error).message.split('\n')[0]})`; }
-  try { return await mod.getLlama({ gpu: false, build: 'never', logLevel: 'error' }); } catch (e) {
-    return `node-llama-cpp could not start llama.cpp: ${(e as Error).message.split('\n')[0]}`;
-  }
-}
 
 const GENERATE = 32;
 
