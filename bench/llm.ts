@@ -3,7 +3,7 @@
 //   npx tsx bench/llm.ts [--models 110m,1.1b] [--types F16,Q8_0,Q4_0] [--prompt 128] [--gen 128] [--threads N]
 //     [--engines inferjit,compiled,llamacpp] [--batch 1,4,16]
 // Engines: inferjit = the hand-written LlamaEngine; compiled = the model's own code
-// (examples/llm/llama-paged.ts) compiled by inferenceJit and served by StepEngine (weights as f32;
+// (src/llm/models/llama.ts) compiled by inferenceJit and served by StepEngine (weights as f32;
 // it also measures aggregate decode tok/s with --batch concurrent sequences); llamacpp.
 // Models are Llama GGUFs with seeded weights, generated once into bench/out/ (gitignored):
 //   110m: dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000
@@ -189,7 +189,7 @@ async function runInferjit(file: string, nPrompt: number, nGen: number, threads:
 /** The compiled path: prefill and single-sequence decode (best of 2), then aggregate decode tok/s
  *  with `batch` concurrent sequences (each its own prompt, all decoding in shared steps). */
 async function runCompiled(file: string, nPrompt: number, nGen: number, batches: number[]): Promise<ChildResult> {
-  const { loadPagedLlama } = await import('../examples/llm/llama-paged.js');
+  const { loadPagedLlama } = await import('../src/llm/index.js');
   const t0 = performance.now();
   const maxSeqs = Math.max(1, ...batches);
   const { model, engine } = loadPagedLlama(file, { maxContext: nPrompt + nGen + 16, maxSeqs, maxStepTokens: 512, kvDtype: 'f16' });

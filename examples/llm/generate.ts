@@ -8,7 +8,7 @@
 // A directory argument to --model loads a Hugging Face checkpoint (config.json + safetensors; the
 // tokenizer from its tokenizer.json). Ends with prefill and decode tokens/s and the process RSS.
 // --engine compiled (the default for --precision fp32) runs the model's own code
-// (examples/llm/llama-paged.ts) compiled by inferenceJit, served by StepEngine; quantized file
+// (src/llm/models/llama.ts) compiled by inferenceJit, served by StepEngine; quantized file
 // weights are expanded to f32 on that path. --engine native (and int8/int4) runs the hand-written
 // LlamaEngine, which keeps Q8_0/Q4_0 weights quantized.
 import * as fs from 'node:fs';
@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import {
   LlamaEngine, chat, generate, loadLlama, packMatrix, packedKernelsFast, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer,
 } from '../../src/llm/index.js';
-import { loadPagedLlama } from './llama-paged.js';
+import { loadPagedLlama } from '../../src/llm/index.js';
 
 const { values } = parseArgs({
   options: {

@@ -1,7 +1,7 @@
 // A generic serving engine over any decoder whose forward is one paged step (vLLM style):
 //   forward(step, kPools, vPools) -> logits [seqs, vocab] of each sequence's last token
 // with step = { ids, positions, slots, blockTables, seqLens, queryStart, lastIndex } (int32 tensors,
-// see examples/llm/llama-paged.ts). The engine owns the KV page pools (one K and one V pool per
+// see src/llm/models/llama.ts). The engine owns the KV page pools (one K and one V pool per
 // layer, [numBlocks, kvHeads, blockSize, headDim] f32 or f16) and the block allocator, schedules the
 // running sequences into steps (every decoding sequence gets one token, prefilling ones a chunk of
 // their prompt within the step's token budget), builds each step's metadata, runs the step

@@ -1,5 +1,5 @@
 // Greedy generation parity with llama.cpp (node-llama-cpp, a dev dependency) through the compiled
-// path: the Llama decoder written as a paged step (examples/llm/llama-paged.ts), compiled by
+// path: the Llama decoder written as a paged step (src/llm/models/llama.ts), compiled by
 // inferenceJit and driven by StepEngine, must give llama.cpp's token ids on F32 and F16 GGUF files
 // with seeded weights (GQA; f16 weights computed as f32; KV pools f32 and f16). Skipped, with the reason
 // printed, when node-llama-cpp is not installed or cannot start llama.cpp.
@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { readGguf } from '../../src/io/gguf/index.js';
 import { StepEngine, tokenizerFromGguf } from '../../src/llm/index.js';
-import { PagedLlama } from '../../examples/llm/llama-paged.js';
+import { PagedLlama } from '../../src/llm/models/index.js';
 import { writeTinyLlamaGguf } from './llama-fixtures.js';
 import { loadLlama } from './llamacpp-peer.js';
 

@@ -1,4 +1,4 @@
-// The Llama decoder written as a paged serving step (examples/llm/llama-paged.ts) and the generic
+// The Llama decoder written as a paged serving step (src/llm/models/llama.ts) and the generic
 // StepEngine over it: the JIT-compiled step equals the eager step (logits within 1e-4, pools equal
 // within fp32 rounding), runs as a native plan (no interpreter), greedy tokens through the engine
 // equal the independent eager full-recompute model (examples/llm/llama.ts), batching 4 different
@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { fromArray, inferenceJit, type Tensor } from '../../src/index.js';
 import { StepEngine, loadLlama, dequantizeMatrix, type StepInputs } from '../../src/llm/index.js';
 import { planAddon } from '../../src/backends/cpu/plan/native.js';
-import { PagedLlama, loadPagedLlama } from '../../examples/llm/llama-paged.js';
+import { PagedLlama, loadPagedLlama } from '../../src/llm/models/index.js';
 import { LlamaForCausalLM } from '../../examples/llm/llama.js';
 import { writeTinyLlamaGguf, unpermuteRows, writeHfFromGguf } from './llama-fixtures.js';
 

@@ -12,11 +12,16 @@
 //   pools: per layer [numBlocks, kvHeads, blockSize, headDim] f32
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { nn, F, ops, Tensor, fromArray } from '../../src/index.js';
-import {
-  type LlamaConfig, type LlamaWeights, type WeightMatrix, type StepInputs, type StepEngineOptions, type Tokenizer,
-  StepEngine, loadLlama, dequantizeMatrix, ropeInverseFrequencies, tokenizerFromGguf, tokenizerFromHuggingFace,
-} from '../../src/llm/index.js';
+import '../../ops/index.js';
+import * as nn from '../../nn/index.js';
+import * as F from '../../nn/functional.js';
+import * as ops from '../../ops/index.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { fromArray } from '../../tensor/creation.js';
+import { type LlamaConfig, ropeInverseFrequencies } from '../config.js';
+import { type LlamaWeights, type WeightMatrix, loadLlama, dequantizeMatrix } from '../weights.js';
+import { type StepInputs, type StepEngineOptions, StepEngine } from '../step-engine.js';
+import { type Tokenizer, tokenizerFromGguf, tokenizerFromHuggingFace } from '../tokenizer/index.js';
 
 export interface PagedLlamaOptions {
   /** Mistral: attend to the last `slidingWindow` positions only (0: full causal). */
