@@ -1,0 +1,304 @@
+// The paged step runner: what every driver of a paged decoder shares (the generate loop in
+// step-engine.ts, the server's engine in src/serve/engine.ts). It owns
+//   - the KV page pools (one K and one V pool per layer, [numBlocks, kvHeads, blockSize, headDim]
+//     f32 or f16) and the block allocator;
+//   - the prefix cache: every full page is keyed by a hash of its tokens and of the key of the page
+//     before it (so a key names the whole prefix), reference-counted by the sequences using it, and
+//     kept after its last user finishes until the pool needs the page (least recently used first).
+//     A new sequence starts from the longest run of cached pages its tokens begin with; shared pages
+//     are never written (a sequence only writes positions past the pages it matched);
+//   - one step: the metadata of a ragged batch (ids, positions, slots, block tables, sequence
+//     lengths, query starts, last-token rows), padded to power-of-two token and sequence counts so a
+//     plan is lowered once per bucket, never per token (padding tokens write to slot -1 and attend to
+//     nothing), and the compiled step run off the JS thread when the plan offers it.
+// Drivers decide which sequences run and how many tokens each feeds; the runner does the rest.
+import { createHash } from 'node:crypto';
+import { Tensor } from '../tensor/tensor.js';
+import { fromArray } from '../tensor/creation.js';
+import { inferenceJit } from '../jit/index.js';
+import type { JitOptions, InputSpec } from '../jit/options.js';
+
+/** One step's tokens and attention metadata (all int32). */
+export interface StepInputs {
+  ids: Tensor;
+  positions: Tensor;
+  slots: Tensor;
+  blockTables: Tensor;
+  seqLens: Tensor;
+  queryStart: Tensor;
+  lastIndex: Tensor;
+}
+
+/** What the runner needs of a decoder module. */
+export interface StepDecoder {
+  config: { numLayers: number; numKvHeads: number; headDim: number; vocabSize: number };
+  /** Positions the model can embed (its rotary tables); contexts are capped to it. */
+  maxPositions?: number;
+  forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor;
+}
+
+export interface PagedRunnerOptions {
+  /** Positions per KV page (default 16). */
+  blockSize?: number;
+  /** Longest context of one sequence (default: the model's maxPositions, at most 2048). */
+  maxContext?: number;
+  /** Pages in the pool shared by all sequences (default: enough for maxSeqs full contexts). */
+  numBlocks?: number;
+  /** Most sequences in one step (default 16). */
+  maxSeqs?: number;
+  /** Most tokens in one step, a power of two (default 256). */
+  maxStepTokens?: number;
+  /** Storage of the KV pools: 'f32' (default) or 'f16' (half the memory; rows rounded to nearest even, as llama.cpp's default cache). */
+  kvDtype?: 'f32' | 'f16';
+  /** Reuse the KV pages of prompt prefixes seen before (default true). */
+  prefixCaching?: boolean;
+  /** false: run the model's forward eagerly (the oracle); default: compile it with inferenceJit. */
+  compile?: boolean;
+  /** Extra options for inferenceJit. */
+  jit?: JitOptions;
+}
+
+/** A sequence's hold on the pool: its pages, their prefix keys, and how many positions are in the cache. */
+export interface PagedSequence {
+  blocks: number[];
+  /** Prefix-cache keys of the sequence's full pages so far (page i's key names pages 0..i). */
+  pageKeys: string[];
+  /** Positions whose K/V are in the pool. */
+  cached: number;
+}
+
+/** One sequence's share of a step: positions `seq.cached .. seq.cached + n` of `tokens` (its whole known token list). */
+export interface StepEntry {
+  seq: PagedSequence;
+  tokens: ArrayLike<number>;
+  n: number;
+}
+
+export class EngineCapacityError extends Error {
+  constructor(message: string) { super(message); this.name = 'EngineCapacityError'; }
+}
+
+export const pow2 = (n: number): number => { let p = 1; while (p < n) p *= 2; return p; };
+
+type Compiled = { compiledEntries(): { executable: { runAsync?(inputs: Tensor[]): Promise<Tensor[]>; describe?(): string } }[] };
+
+export class PagedStepRunner {
+  readonly blockSize: number;
+  readonly maxContext: number;
+  readonly numBlocks: number;
+  readonly maxBlocks: number;
+  readonly maxSeqs: number;
+  readonly maxStepTokens: number;
+  readonly kPools: Tensor[] = [];
+  readonly vPools: Tensor[] = [];
+  readonly vocabSize: number;
+  /** Steps run, and the (tokens, sequences) buckets they used. */
+  readonly stats = { steps: 0, asyncSteps: 0, tokens: 0, paddedTokens: 0, buckets: new Set<string>(), prefixHitTokens: 0, evictions: 0 };
+  readonly prefixCaching: boolean;
+  private readonly run: (step: StepInputs, k: Tensor[], v: Tensor[]) => Tensor;
+  private readonly compiled: Compiled | null;
+  private readonly free: number[] = [];
+  /** Prefix cache: page key -> page, and per page its key and reference count. */
+  private readonly byKey = new Map<string, number>();
+  private readonly keyOf = new Map<number, string>();
+  private readonly refs: Int32Array;
+  /** Cached pages no sequence uses, least recently used first (Map keeps insertion order). */
+  private readonly idle = new Map<number, true>();
+
+  constructor(readonly model: StepDecoder, options: PagedRunnerOptions = {}, owner = 'PagedStepRunner') {
+    const { numLayers, numKvHeads, headDim } = model.config;
+    this.vocabSize = model.config.vocabSize;
+    this.blockSize = options.blockSize ?? 16;
+    this.maxContext = options.maxContext ?? Math.min(model.maxPositions ?? 2048, 2048);
+    if (model.maxPositions !== undefined && this.maxContext > model.maxPositions) {
+      throw new RangeError(`${owner}: maxContext ${this.maxContext} exceeds the ${model.maxPositions} positions the model embeds`);
+    }
+    this.maxSeqs = options.maxSeqs ?? 16;
+    this.maxStepTokens = options.maxStepTokens ?? 256;
+    if (pow2(this.maxStepTokens) !== this.maxStepTokens) throw new RangeError(`${owner}: maxStepTokens must be a power of two, got ${this.maxStepTokens}`);
+    this.maxBlocks = Math.ceil(this.maxContext / this.blockSize);
+    this.numBlocks = options.numBlocks ?? this.maxBlocks * this.maxSeqs;
+    for (const [k, v] of Object.entries({ blockSize: this.blockSize, maxContext: this.maxContext, numBlocks: this.numBlocks, maxSeqs: this.maxSeqs })) {
+      if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${owner}: ${k} must be a positive integer, got ${v}`);
+    }
+    const poolShape = [this.numBlocks, numKvHeads, this.blockSize, headDim];
+    const kvDtype = options.kvDtype ?? 'f32';
+    if (kvDtype !== 'f32' && kvDtype !== 'f16') throw new TypeError(`${owner}: kvDtype must be 'f32' or 'f16', got ${String(kvDtype)}`);
+    for (let l = 0; l < numLayers; l++) {
+      this.kPools.push(Tensor.empty(kvDtype, poolShape));
+      this.vPools.push(Tensor.empty(kvDtype, poolShape));
+    }
+    for (let b = this.numBlocks - 1; b >= 0; b--) this.free.push(b);
+    this.refs = new Int32Array(this.numBlocks);
+    this.prefixCaching = options.prefixCaching ?? true;
+    if (options.compile === false) {
+      this.compiled = null;
+      this.run = (s, k, v) => model.forward(s, k, v);
+    } else {
+      const spec: (InputSpec | null)[] = [
+        { shape: ['T'] }, { shape: ['T'] }, { shape: ['T'] },
+        { shape: ['S', this.maxBlocks] }, { shape: ['S'] }, { shape: ['S1'] }, { shape: ['S'] },
+        ...new Array<null>(2 * numLayers).fill(null),
+      ];
+      const c = inferenceJit(model as unknown as { forward: StepDecoder['forward'] }, { device: 'cpu', fallback: 'error', cache: 'memory', ...options.jit, inputSpec: spec });
+      this.compiled = c as unknown as Compiled;
+      this.run = (s, k, v) => (c as unknown as (s: StepInputs, k: Tensor[], v: Tensor[]) => Tensor)(s, k, v);
+    }
+  }
+
+  /** How the compiled step runs (native plan or interpreter, and why), or 'eager'. */
+  describe(): string {
+    if (!this.compiled) return 'eager';
+    const e = this.compiled.compiledEntries()[0];
+    return e?.executable.describe?.() ?? 'not compiled yet';
+  }
+
+  /** Pages not held by any sequence (free, or cached and evictable). */
+  get freeBlocks(): number { return this.free.length + this.idle.size; }
+  /** Pages holding a cached prefix that no sequence uses. */
+  get cachedBlocks(): number { return this.idle.size; }
+
+  newSequence(): PagedSequence { return { blocks: [], pageKeys: [], cached: 0 }; }
+
+  /** Pages the sequence must newly take to hold `length` positions. */
+  blocksNeeded(seq: PagedSequence, length: number): number {
+    return Math.max(0, Math.ceil(length / this.blockSize) - seq.blocks.length);
+  }
+
+  /** Gives the sequence pages up to `length` positions; false (taking nothing) when the pool is out of pages. */
+  reserve(seq: PagedSequence, length: number): boolean {
+    const need = this.blocksNeeded(seq, length);
+    if (need === 0) return true;
+    if (need > this.freeBlocks) return false;
+    for (let i = 0; i < need; i++) {
+      let b = this.free.pop();
+      if (b === undefined) {
+        // evict the least recently used cached prefix page
+        b = this.idle.keys().next().value as number;
+        this.idle.delete(b);
+        this.byKey.delete(this.keyOf.get(b)!);
+        this.keyOf.delete(b);
+        this.stats.evictions++;
+      }
+      this.refs[b] = 1;
+      seq.blocks.push(b);
+    }
+    return true;
+  }
+
+  /** Returns the sequence's pages (cached ones stay cached, evictable) and empties it. */
+  release(seq: PagedSequence): void {
+    for (let i = seq.blocks.length - 1; i >= 0; i--) {
+      const b = seq.blocks[i];
+      if (--this.refs[b] > 0) continue;
+      if (this.keyOf.has(b)) this.idle.set(b, true);
+      else this.free.push(b);
+    }
+    seq.blocks = [];
+    seq.pageKeys = [];
+    seq.cached = 0;
+  }
+
+  /** The key of page `index` of a token list whose previous page has key `prev`. */
+  private pageKey(prev: string, tokens: ArrayLike<number>, index: number): string {
+    const h = createHash('sha256').update(prev);
+    const page = new Int32Array(this.blockSize);
+    for (let i = 0; i < this.blockSize; i++) page[i] = tokens[index * this.blockSize + i];
+    h.update(page);
+    return h.digest('base64');
+  }
+
+  /**
+   * Starts an empty sequence on the cached pages its tokens begin with (all but the last token,
+   * which must run to give the next logits). Returns the positions it skips (0 without a hit).
+   */
+  matchPrefix(seq: PagedSequence, tokens: ArrayLike<number>): number {
+    if (!this.prefixCaching || seq.blocks.length > 0) return 0;
+    let prev = '', hit = 0;
+    for (let i = 0; (i + 1) * this.blockSize <= tokens.length - 1; i++) {
+      const key = this.pageKey(prev, tokens, i);
+      const b = this.byKey.get(key);
+      if (b === undefined) break;
+      if (this.refs[b]++ === 0) this.idle.delete(b);
+      seq.blocks.push(b);
+      seq.pageKeys.push(key);
+      hit += this.blockSize;
+      prev = key;
+    }
+    seq.cached = hit;
+    this.stats.prefixHitTokens += hit;
+    return hit;
+  }
+
+  /** Publishes the pages the sequence's cached positions complete. A page whose key another page
+   *  already holds (a twin prefix computed concurrently) stays private; the key chain goes on,
+   *  since keys name contents, not pages. */
+  private registerFull(seq: PagedSequence, tokens: ArrayLike<number>): void {
+    for (let i = seq.pageKeys.length; (i + 1) * this.blockSize <= seq.cached; i++) {
+      const key = this.pageKey(seq.pageKeys[i - 1] ?? '', tokens, i);
+      seq.pageKeys.push(key);
+      const b = seq.blocks[i];
+      if (!this.byKey.has(key) && !this.keyOf.has(b)) { this.byKey.set(key, b); this.keyOf.set(b, key); }
+    }
+  }
+
+  /**
+   * Runs one step over the entries (each must have reserved its pages): writes their K/V, advances
+   * each `seq.cached` by its `n`, and returns the logits of each entry's last token
+   * ([entries, vocab], row i for entry i).
+   */
+  async step(batch: readonly StepEntry[]): Promise<Float32Array> {
+    if (batch.length === 0) throw new RangeError('PagedStepRunner.step: the batch is empty');
+    if (batch.length > this.maxSeqs) throw new EngineCapacityError(`PagedStepRunner.step: ${batch.length} sequences in one step; at most maxSeqs = ${this.maxSeqs}`);
+    let real = 0;
+    for (const { seq, n, tokens } of batch) {
+      if (!(n >= 1) || seq.cached + n > tokens.length) throw new RangeError(`PagedStepRunner.step: a sequence with ${seq.cached} cached of ${tokens.length} tokens cannot feed ${n}`);
+      if (seq.blocks.length * this.blockSize < seq.cached + n) throw new EngineCapacityError('PagedStepRunner.step: a sequence has not reserved pages for its tokens (call reserve first)');
+      if (seq.cached + n > this.maxContext) throw new EngineCapacityError(`PagedStepRunner.step: a sequence would hold ${seq.cached + n} positions; the context holds ${this.maxContext}`);
+      real += n;
+    }
+    const T = pow2(real), S = pow2(batch.length);
+    const ids = new Int32Array(T), positions = new Int32Array(T), slots = new Int32Array(T).fill(-1);
+    const tables = new Int32Array(S * this.maxBlocks), lens = new Int32Array(S), starts = new Int32Array(S + 1), last = new Int32Array(S);
+    let t = 0;
+    const bs = this.blockSize;
+    for (let i = 0; i < batch.length; i++) {
+      const { seq, n, tokens } = batch[i];
+      starts[i] = t;
+      for (let k = 0; k < n; k++, t++) {
+        const p = seq.cached + k;
+        ids[t] = tokens[p];
+        positions[t] = p;
+        slots[t] = seq.blocks[(p / bs) | 0] * bs + (p % bs);
+      }
+      starts[i + 1] = t;
+      lens[i] = seq.cached + n;
+      last[i] = t - 1;
+      tables.set(seq.blocks, i * this.maxBlocks);
+    }
+    for (let i = batch.length; i < S; i++) starts[i + 1] = t;
+    const step: StepInputs = {
+      ids: fromArray(ids, [T], 'i32'), positions: fromArray(positions, [T], 'i32'), slots: fromArray(slots, [T], 'i32'),
+      blockTables: fromArray(tables, [S, this.maxBlocks], 'i32'), seqLens: fromArray(lens, [S], 'i32'),
+      queryStart: fromArray(starts, [S + 1], 'i32'), lastIndex: fromArray(last, [S], 'i32'),
+    };
+    const logits = await this.runStep(step);
+    this.stats.steps++; this.stats.tokens += real; this.stats.paddedTokens += T - real; this.stats.buckets.add(`T=${T},S=${S}`);
+    for (const { seq, n, tokens } of batch) {
+      seq.cached += n;
+      if (this.prefixCaching) this.registerFull(seq, tokens);
+    }
+    return logits.data as Float32Array;
+  }
+
+  /** Runs the step: off the JS thread through the plan's async path once compiled, else synchronously. */
+  private async runStep(step: StepInputs): Promise<Tensor> {
+    const entry = this.compiled?.compiledEntries()[0];
+    if (entry?.executable.runAsync) {
+      const inputs = [step.ids, step.positions, step.slots, step.blockTables, step.seqLens, step.queryStart, step.lastIndex, ...this.kPools, ...this.vPools];
+      this.stats.asyncSteps++;
+      return (await entry.executable.runAsync(inputs))[0];
+    }
+    return this.run(step, this.kPools, this.vPools);
+  }
+}
