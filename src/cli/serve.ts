@@ -2,7 +2,7 @@
 // (src/serve). Runs until SIGINT/SIGTERM, then stops taking requests and closes.
 import { ArgReader, UsageError } from './args.js';
 import { createServer } from '../serve/index.js';
-import { type EngineOptions } from '../llm/engine.js';
+import { type ServeModelOptions } from '../serve/model.js';
 import { type SchedulerOptions } from '../serve/scheduler.js';
 
 export interface ServeIo { out(line: string): void; err(line: string): void }
@@ -19,10 +19,11 @@ options:
   --host HOST                address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --model-name NAME          the name clients send as "model" (default: the file's base name)
   --threads N                native thread pool size (default: physical cores)
-  --cache-tokens N           positions the KV pool holds across all requests (default: context, at most 4096)
+  --cache-tokens N           positions the KV pool holds across all requests (default 16384)
   --block-size N             positions per KV block (default 16)
   --kv-dtype f32|f16         KV cache storage (default f32)
-  --precision fp32|int8|int4 weights as stored, or quantized at load (default fp32)
+  --max-context N            longest context of one request (default: the model's, at most 2048)
+  --no-prefix-cache          do not reuse the KV blocks of prompt prefixes seen before
   --max-batched-tokens N     tokens one scheduler step feeds in all (default 512)
   --max-running N            sequences running at once (default 64)
   --max-waiting N            sequences allowed to wait; more get 429 (default 256)
@@ -53,9 +54,10 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     const host = r.option('--host') ?? '127.0.0.1';
     const modelName = r.option('--model-name');
     // Absent options stay undefined: the engine and the scheduler apply their defaults.
-    const engine: EngineOptions = {
+    const engine: ServeModelOptions = {
       threads: int('--threads', 1), cacheTokens: int('--cache-tokens', 1), blockSize: int('--block-size', 1),
-      kvDtype: choice('--kv-dtype', ['f32', 'f16'] as const), precision: choice('--precision', ['fp32', 'int8', 'int4'] as const),
+      kvDtype: choice('--kv-dtype', ['f32', 'f16'] as const), maxContext: int('--max-context', 2),
+      ...(r.flag('--no-prefix-cache') ? { prefixCaching: false } : {}),
     };
     const scheduler: SchedulerOptions = {
       maxBatchedTokens: int('--max-batched-tokens', 1), maxRunning: int('--max-running', 1),

@@ -16,6 +16,8 @@ export class ServeMetrics {
   readonly promptTokens: Counter<'model_name'>;
   readonly generationTokens: Counter<'model_name'>;
   readonly preemptions: Counter<'model_name'>;
+  readonly prefixQueries: Counter<'model_name'>;
+  readonly prefixHits: Counter<'model_name'>;
   readonly success: Counter<'model_name' | 'finished_reason'>;
 
   /** The `model_name` label: the served model's name (set once it is loaded). */
@@ -41,6 +43,8 @@ export class ServeMetrics {
     this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Prompt tokens processed.', labelNames, registers });
     this.generationTokens = new Counter({ name: 'vllm:generation_tokens_total', help: 'Tokens generated.', labelNames, registers });
     this.preemptions = new Counter({ name: 'vllm:num_preemptions_total', help: 'Sequences preempted (by recompute).', labelNames, registers });
+    this.prefixQueries = new Counter({ name: 'vllm:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache (at admission, and re-admission after a preemption).', labelNames, registers });
+    this.prefixHits = new Counter({ name: 'vllm:prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache (their prefill was skipped).', labelNames, registers });
     this.success = new Counter({ name: 'vllm:request_success_total', help: 'Finished sequences by finish reason.', labelNames: ['model_name', 'finished_reason'], registers });
   }
 

@@ -7,10 +7,14 @@
 //      running sequences still prefilling, then admit waiting ones (priority, then FCFS) while the
 //      token budget (maxBatchedTokens), the sequence limit and the free KV blocks allow; a long
 //      prompt is prefilled in chunks, so it never stalls the others' decodes;
-//   4. run the step, then detokenize, check stop tokens / stop strings / length, and notify.
+//   4. run the step (awaited: the engine runs it off the JS thread, so requests keep arriving and
+//      streams keep flowing meanwhile), then detokenize, check stop tokens / stop strings / length,
+//      and notify.
+// A sequence admitted (or re-admitted after a preemption) starts from the KV blocks the engine's
+// prefix cache already holds for its leading tokens: those positions are not prefilled again.
 import { Sampler, type SamplingOptions } from '../llm/sampling.js';
 import { type Tokenizer, type TokenStreamDecoder } from '../llm/tokenizer/index.js';
-import { type ServeEngine, type StepChunk, blocksFor } from './engine.js';
+import { type ServeEngine, type StepChunk, type TokenLogprob, blocksFor } from './engine.js';
 
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
 
@@ -22,11 +26,13 @@ export interface SequenceRequest {
   stop: readonly string[];
   /** Higher runs first (default 0); ties are first-come-first-served. */
   priority?: number;
+  /** Report each generated token's log-probability and this many top alternatives (undefined: none). */
+  logprobs?: number;
 }
 
 export interface SequenceEvents {
   /** Text the new token completed (may be '' while a character or a possible stop string is pending). */
-  onText(text: string, token: number): void;
+  onText(text: string, token: number, logprob?: TokenLogprob): void;
   onFinish(reason: FinishReason, info: { promptTokens: number; generatedTokens: number; error?: Error }): void;
 }
 
@@ -49,6 +55,8 @@ export class QueueFullError extends Error {
 export interface SchedulerHooks {
   onPreempt?(): void;
   onStep?(): void;
+  /** A sequence was admitted: `queried` prompt positions were looked up in the prefix cache, `hit` of them found. */
+  onPrefixLookup?(queried: number, hit: number): void;
 }
 
 interface Seq {
@@ -83,7 +91,8 @@ export class Scheduler {
 
   constructor(readonly engine: ServeEngine, readonly tokenizer: Tokenizer, options: SchedulerOptions = {}, private readonly hooks: SchedulerHooks = {}) {
     this.maxBatchedTokens = positiveInt('maxBatchedTokens', options.maxBatchedTokens ?? 512);
-    this.maxRunning = positiveInt('maxRunning', options.maxRunning ?? 64);
+    // A step carries every running sequence's decode, so no more may run than one step holds.
+    this.maxRunning = Math.min(positiveInt('maxRunning', options.maxRunning ?? 64), engine.maxStepSequences);
     this.maxWaiting = positiveInt('maxWaiting', options.maxWaiting ?? 256);
     this.maxWaitingTokens = positiveInt('maxWaitingTokens', options.maxWaitingTokens ?? 65536);
   }
@@ -154,14 +163,14 @@ export class Scheduler {
     // and requests arriving together join the same first step.
     await new Promise((r) => setImmediate(r));
     while (this.running.length > 0 || this.waiting.length > 0) {
-      this.stepOnce();
+      await this.stepOnce();
       // Let the HTTP side run (new requests, disconnects, writes) between steps.
       await new Promise((r) => setImmediate(r));
     }
   }
 
   /** One scheduler iteration. */
-  private stepOnce(): void {
+  private async stepOnce(): Promise<void> {
     this.dropAborted();
     const chunks = this.schedule();
     if (chunks.length === 0) {
@@ -181,7 +190,7 @@ export class Scheduler {
     }
     let outputs;
     try {
-      outputs = this.engine.step(chunks);
+      outputs = await this.engine.step(chunks);
     } catch (e) {
       // The engine failed as a whole: end every sequence of the step with the error, keep serving.
       outputs = chunks.map((c) => ({ id: c.id, token: null, error: e as Error }));
@@ -194,7 +203,7 @@ export class Scheduler {
       if (!s || !c) continue;
       s.computed += c.tokens.length;
       if (o.error) { this.finish(s, 'error', o.error); continue; }
-      if (o.token !== null) this.accept(s, o.token);
+      if (o.token !== null) this.accept(s, o.token, o.logprob);
     }
   }
 
@@ -230,7 +239,7 @@ export class Scheduler {
       const need = this.engine.blocksNeeded(s.id, 1);
       if (need > free || budget < 1) { skipped.push(s); continue; }
       free -= need; budget -= 1;
-      chunks.push({ id: s.id, tokens: this.tokensFrom(s, s.computed, 1), sample: true });
+      chunks.push(this.chunk(s, 1, true));
     }
     if (skipped.length > 0) {
       // More decodes than the budget: those left out go first next step, so none starves.
@@ -245,7 +254,7 @@ export class Scheduler {
       const n = this.fitTokens(s.id, Math.min(pending, budget), free);
       if (n <= 0) continue;
       free -= this.engine.blocksNeeded(s.id, n); budget -= n;
-      chunks.push({ id: s.id, tokens: this.tokensFrom(s, s.computed, n), sample: n === pending });
+      chunks.push(this.chunk(s, n, n === pending));
     }
     // Then admit waiting sequences, in order, while they fit; the queue is strict (no overtaking),
     // so a long prompt at the head is not starved by short ones behind it.
@@ -256,14 +265,24 @@ export class Scheduler {
       // so an admitted sequence does not immediately force a preemption.
       if (blocksFor(total + 1, bs) > free) break;
       this.waiting.shift();
-      this.engine.addSequence(s.id, s.sampler);
+      // The engine starts it on the cached blocks its tokens begin with (those leave the free count).
+      const before = this.engine.freeBlocks();
+      const hit = this.engine.addSequence(s.id, s.sampler, this.tokensFrom(s, 0, total));
+      free -= before - this.engine.freeBlocks();
+      this.hooks.onPrefixLookup?.(total, hit);
+      s.computed = hit;
       s.inEngine = true;
       this.running.push(s);
-      const n = Math.min(total, budget);
-      free -= blocksFor(n, bs); budget -= n;
-      chunks.push({ id: s.id, tokens: this.tokensFrom(s, 0, n), sample: n === total });
+      const rest = total - hit;
+      const n = Math.min(rest, budget);
+      free -= this.engine.blocksNeeded(s.id, n); budget -= n;
+      chunks.push(this.chunk(s, n, n === rest));
     }
     return chunks;
+  }
+
+  private chunk(s: Seq, n: number, sample: boolean): StepChunk {
+    return { id: s.id, tokens: this.tokensFrom(s, s.computed, n), sample, ...(sample && s.req.logprobs !== undefined ? { logprobs: s.req.logprobs } : {}) };
   }
 
   /** Most of `want` tokens sequence `id` can append within `free` blocks. */
@@ -289,7 +308,7 @@ export class Scheduler {
     this.hooks.onPreempt?.();
   }
 
-  private accept(s: Seq, token: number): void {
+  private accept(s: Seq, token: number, logprob?: TokenLogprob): void {
     const r = s.req;
     if (r.stopTokens.has(token)) { this.flushText(s); this.finish(s, 'stop'); return; }
     s.generated.push(token);
@@ -309,7 +328,7 @@ export class Scheduler {
     } else {
       s.emitted = s.text.length;
     }
-    s.events.onText(piece, token);
+    s.events.onText(piece, token, logprob);
     if (stopped) { this.finish(s, 'stop'); return; }
     const length = r.promptIds.length + s.generated.length;
     if (s.generated.length >= r.maxTokens || length >= this.engine.maxContext) { this.flushText(s); this.finish(s, 'length'); }

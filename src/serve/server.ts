@@ -3,11 +3,12 @@
 // sequences of the Scheduler (continuous batching over a ServeEngine).
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
 import { randomUUID } from 'node:crypto';
-import { type EngineOptions } from '../llm/engine.js';
 import { type SamplingOptions } from '../llm/sampling.js';
+import { applyChatTemplate, encodeChatPrompt } from '../llm/chat.js';
 import { Scheduler, QueueFullError, type SchedulerOptions, type FinishReason, type SequenceRequest } from './scheduler.js';
 import { ServeMetrics } from './metrics.js';
-import { loadServedModel, type ServedModel } from './model.js';
+import { loadServedModel, type ServedModel, type ServeModelOptions } from './model.js';
+import { type TokenLogprob } from './engine.js';
 import { ApiError, completionBodySchema, chatBodySchema, tokenizeBodySchema, detokenizeBodySchema } from './openai-schema.js';
 
 export interface ChatMessage { role: string; content: string }
@@ -17,11 +18,13 @@ export interface ServerOptions {
   model: string | (() => Promise<ServedModel>);
   /** The name clients send as `model` (default: the file's base name). */
   modelName?: string;
-  engine?: EngineOptions;
+  /** How the engine is built (threads, KV pool, step sizes; see ServeModelOptions). */
+  engine?: ServeModelOptions;
   scheduler?: SchedulerOptions;
   /**
-   * Turns chat messages into the prompt text (control tokens in it are parsed as such). inferjit does
-   * not apply the model file's own template yet, so without this /v1/chat/completions answers 400.
+   * Turns chat messages into the prompt text (control tokens in it are parsed as such). Default: the
+   * model file's chat template (tokenizer.chat_template, rendered by src/llm/chat.ts); without either,
+   * /v1/chat/completions answers 400.
    */
   chatTemplate?: (messages: ChatMessage[]) => string;
   /** fastify's logger (default off). */
@@ -68,12 +71,19 @@ export function createServer(options: ServerOptions): InferjitServer {
   const ready = (async () => {
     // Let listen() run first, so /health can answer 503 while a slow loader works.
     await new Promise((r) => setImmediate(r));
+    // One step carries every running sequence and the step's token budget: size the engine to the scheduler.
+    const engineOptions: ServeModelOptions = {
+      maxSeqs: options.scheduler?.maxRunning ?? 64, maxStepTokens: options.scheduler?.maxBatchedTokens ?? 512, ...options.engine,
+    };
     const model = typeof options.model === 'string'
-      ? loadServedModel(options.model, options.engine, options.modelName)
+      ? loadServedModel(options.model, engineOptions, options.modelName)
       : await options.model();
     if (options.modelName) model.name = options.modelName;
     metrics.modelName = model.name;
-    const scheduler = new Scheduler(model.engine, model.tokenizer, options.scheduler, { onPreempt: () => metrics.preemptions.inc(metrics.labels) });
+    const scheduler = new Scheduler(model.engine, model.tokenizer, options.scheduler, {
+      onPreempt: () => metrics.preemptions.inc(metrics.labels),
+      onPrefixLookup: (queried, hit) => { metrics.prefixQueries.inc(metrics.labels, queried); metrics.prefixHits.inc(metrics.labels, hit); },
+    });
     loaded = { model, scheduler };
   })();
   ready.catch((e) => { loadError = e as Error; });
@@ -148,21 +158,19 @@ export function createServer(options: ServerOptions): InferjitServer {
     const l = need();
     const b = req.body as CompletionBody;
     checkModel(l, b.model);
-    if (b.logprobs !== undefined && b.logprobs !== null) throw new ApiError(400, "'logprobs' is not supported yet (the sampler does not report log-probabilities); leave it out", 'logprobs');
     if (b.echo) throw new ApiError(400, "'echo' is not supported yet; leave it out", 'echo');
     const prompts = completionPrompts(l, b.prompt);
-    return runRequest(l, metrics, req, reply, b, prompts, b.max_tokens ?? 16, 'text_completion');
+    return runRequest(l, metrics, req, reply, b, prompts, b.max_tokens ?? 16, 'text_completion', b.logprobs ?? undefined);
   });
 
   app.post('/v1/chat/completions', { schema: { body: chatBodySchema } }, async (req, reply) => {
     const l = need();
     const b = req.body as ChatBody;
     checkModel(l, b.model);
-    if (b.logprobs) throw new ApiError(400, "'logprobs' is not supported yet (the sampler does not report log-probabilities); leave it out or set it to false", 'logprobs');
-    if (b.top_logprobs) throw new ApiError(400, "'top_logprobs' is not supported yet (the sampler does not report log-probabilities); leave it out", 'top_logprobs');
+    if (b.top_logprobs != null && !b.logprobs) throw new ApiError(400, "'top_logprobs' needs 'logprobs': true", 'top_logprobs');
     const prompt = chatPromptIds(l, options, b.messages);
     const maxTokens = b.max_completion_tokens ?? b.max_tokens ?? null;
-    return runRequest(l, metrics, req, reply, b, [prompt], maxTokens, 'chat.completion');
+    return runRequest(l, metrics, req, reply, b, [prompt], maxTokens, 'chat.completion', b.logprobs ? (b.top_logprobs ?? 0) : undefined);
   });
 
   let address = '';
@@ -221,9 +229,8 @@ function completionPrompts(l: Loaded, prompt: CompletionBody['prompt']): number[
 }
 
 function chatPromptIds(l: Loaded, options: ServerOptions, messages: RawMessage[]): number[] {
-  if (!options.chatTemplate) {
-    const has = l.model.chatTemplateSource ? 'has a chat template (tokenizer.chat_template), but inferjit cannot apply it yet' : 'has no chat template';
-    throw new ApiError(400, `the model '${l.model.name}' ${has}, so chat completions are unavailable; use /v1/completions with a formatted prompt`, 'messages');
+  if (!options.chatTemplate && !l.model.chatTemplateSource) {
+    throw new ApiError(400, `the model '${l.model.name}' has no chat template (no tokenizer.chat_template in the file) and the server was given none, so chat completions are unavailable; use /v1/completions with a formatted prompt`, 'messages');
   }
   const flat = messages.map((m, i) => {
     const c = m.content;
@@ -234,13 +241,21 @@ function chatPromptIds(l: Loaded, options: ServerOptions, messages: RawMessage[]
     }
     return { role: m.role, content: c ?? '' };
   });
-  return l.model.tokenizer.encode(options.chatTemplate(flat), { parseSpecial: true });
+  if (options.chatTemplate) return l.model.tokenizer.encode(options.chatTemplate(flat), { parseSpecial: true });
+  let text: string;
+  try {
+    text = applyChatTemplate(l.model.tokenizer, flat, { template: l.model.chatTemplateSource });
+  } catch (e) {
+    // The template refused the conversation (raise_exception: e.g. roles that do not alternate).
+    throw new ApiError(400, `the model's chat template refused these messages: ${(e as Error).message}`, 'messages');
+  }
+  return encodeChatPrompt(l.model.tokenizer, text);
 }
 
-interface Choice { index: number; text: string; finish: FinishReason | null; generated: number }
+interface Choice { index: number; text: string; finish: FinishReason | null; generated: number; logprobs: TokenLogprob[] }
 
 async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest, reply: FastifyReply, b: CommonBody,
-  prompts: number[][], maxTokensAsked: number | null, kind: 'text_completion' | 'chat.completion'): Promise<unknown> {
+  prompts: number[][], maxTokensAsked: number | null, kind: 'text_completion' | 'chat.completion', logprobs?: number): Promise<unknown> {
   const engine = l.model.engine;
   const V = engine.vocabSize;
   const param = kind === 'chat.completion' ? 'messages' : 'prompt';
@@ -283,7 +298,7 @@ async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest,
     promptTokens += p.length * n;
     for (let j = 0; j < n; j++) {
       const index = pi * n + j;
-      const choice: Choice = { index, text: '', finish: null, generated: 0 };
+      const choice: Choice = { index, text: '', finish: null, generated: 0, logprobs: [] };
       choices.push(choice);
       const sampling: SamplingOptions = {
         temperature: b.temperature ?? 1,
@@ -299,9 +314,9 @@ async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest,
       };
       let first = 0, last = 0;
       group.push({
-        req: { promptIds: p, sampling, maxTokens: maxTokensAsked ?? engine.maxContext - p.length, stopTokens, stop, priority: b.priority ?? 0 },
+        req: { promptIds: p, sampling, maxTokens: maxTokensAsked ?? engine.maxContext - p.length, stopTokens, stop, priority: b.priority ?? 0, logprobs },
         events: {
-          onText(text, token) {
+          onText(text, token, logprob) {
             const now = performance.now();
             if (token >= 0) {
               if (first === 0) { first = now; metrics.ttft.observe(metrics.labels, (now - start) / 1000); } else {
@@ -310,8 +325,10 @@ async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest,
               }
               last = now;
             }
+            const at = choice.text.length;
             choice.text += text;
-            if (write && text) write(chunkFor(index, text, null));
+            if (logprob) choice.logprobs.push(logprob);
+            if (write && (text || logprob)) write(chunkFor(index, text, null, logprob ? [logprob] : null, at));
           },
           onFinish(reason, info) {
             choice.finish = reason;
@@ -329,11 +346,14 @@ async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest,
     }
   });
 
-  const chunkFor = (index: number, text: string, reason: FinishReason | null) => ({
+  const tokenizer = l.model.tokenizer;
+  const lp = (list: TokenLogprob[] | null, textOffset: number) => list === null || logprobs === undefined ? null
+    : kind === 'chat.completion' ? chatLogprobs(tokenizer, list) : completionLogprobs(tokenizer, list, textOffset);
+  const chunkFor = (index: number, text: string, reason: FinishReason | null, logs: TokenLogprob[] | null = null, at = 0) => ({
     id, object: chunkObject, created, model: l.model.name,
     choices: [kind === 'chat.completion'
-      ? { index, delta: reason ? {} : { content: text }, logprobs: null, finish_reason: reason }
-      : { index, text, logprobs: null, finish_reason: reason }],
+      ? { index, delta: reason ? {} : { content: text }, logprobs: lp(logs, at), finish_reason: reason }
+      : { index, text, logprobs: lp(logs, at), finish_reason: reason }],
   });
 
   let ids: number[];
@@ -381,8 +401,31 @@ async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest,
   return {
     id, object: kind, created, model: l.model.name,
     choices: choices.map((c) => kind === 'chat.completion'
-      ? { index: c.index, message: { role: 'assistant', content: c.text }, logprobs: null, finish_reason: finishReason(c) }
-      : { index: c.index, text: c.text, logprobs: null, finish_reason: finishReason(c) }),
+      ? { index: c.index, message: { role: 'assistant', content: c.text }, logprobs: lp(c.logprobs, 0), finish_reason: finishReason(c) }
+      : { index: c.index, text: c.text, logprobs: lp(c.logprobs, 0), finish_reason: finishReason(c) }),
     usage: usage(),
+  };
+}
+
+const utf8 = new TextDecoder();
+const tokenBytes = (tokenizer: ServedModel['tokenizer'], id: number): Uint8Array => tokenizer.tokenBytes(id, { stripDummyPrefix: false });
+
+/** Chat completions' logprobs: { content: [{ token, logprob, bytes, top_logprobs }] }. */
+function chatLogprobs(tokenizer: ServedModel['tokenizer'], list: TokenLogprob[]) {
+  const entry = (token: number, logprob: number) => { const b = tokenBytes(tokenizer, token); return { token: utf8.decode(b), logprob, bytes: [...b] }; };
+  return { content: list.map((l) => ({ ...entry(l.token, l.logprob), top_logprobs: l.top.map((t) => entry(t.token, t.logprob)) })) };
+}
+
+/** Completions' logprobs: parallel lists of tokens, their logprobs, the top alternatives and text offsets. */
+function completionLogprobs(tokenizer: ServedModel['tokenizer'], list: TokenLogprob[], textOffset: number) {
+  const text = (id: number) => utf8.decode(tokenBytes(tokenizer, id));
+  const offsets: number[] = [];
+  let at = textOffset;
+  for (const l of list) { offsets.push(at); at += text(l.token).length; }
+  return {
+    tokens: list.map((l) => text(l.token)),
+    token_logprobs: list.map((l) => l.logprob),
+    top_logprobs: list.map((l) => Object.fromEntries(l.top.map((t) => [text(t.token), t.logprob]))),
+    text_offset: offsets,
   };
 }

@@ -42,7 +42,8 @@ test('out-of-range parameters name the parameter', async () => {
 });
 
 test('unsupported parameters are refused by name, not ignored', async () => {
-  await expectError({ model: MODEL, prompt: 'hi', logprobs: 2 }, 400, 'logprobs', /'logprobs' is not supported/);
+  await expectError({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], top_logprobs: 2 }, 400, 'top_logprobs', /'top_logprobs' needs 'logprobs': true/, `${url}/v1/chat/completions`);
+  await expectError({ model: MODEL, prompt: 'hi', logprobs: 21 }, 400, 'logprobs', /must be <= 20/);
   await expectError({ model: MODEL, prompt: 'hi', echo: true }, 400, 'echo', /'echo' is not supported/);
 });
 

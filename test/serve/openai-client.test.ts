@@ -6,7 +6,7 @@ import OpenAI from 'openai';
 import { startServer, MODEL, greedyText, postJson, modelFile } from './serve-fixtures.js';
 import { createServer, loadServedModel } from '../../src/serve/index.js';
 
-// A plain template for the chat tests (the model file has none; inferjit cannot apply GGUF templates yet).
+// A template given to the server (the tiny model file has none; test/serve/paged-serving.test.ts covers the file's own).
 const chatTemplate = (messages: { role: string; content: string }[]) => `${messages.map((m) => `${m.role}: ${m.content}`).join('\n')}\nassistant:`;
 const { server, url } = await startServer({ chatTemplate });
 after(() => server.close());

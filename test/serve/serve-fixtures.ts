@@ -4,8 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeTinyLlamaGguf } from '../llm/llama-fixtures.js';
 import { createServer, type ServerOptions, type InferjitServer } from '../../src/serve/index.js';
-import { LlamaEngine, generate, tokenizerFromGguf } from '../../src/llm/index.js';
-import { readGguf } from '../../src/io/gguf/index.js';
+import { loadCausalLM, type LoadedCausalLM } from '../../src/llm/index.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-serve-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -36,10 +35,15 @@ export async function metric(url: string, prefix: string): Promise<number> {
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
-let reference: { engine: LlamaEngine; tokenizer: ReturnType<typeof tokenizerFromGguf> } | null = null;
-/** Greedy text of `prompt` run alone through generate() (the reference the server must reproduce). */
-export async function greedyText(prompt: string, maxTokens: number): Promise<string> {
-  reference ??= { engine: LlamaEngine.load(modelFile, { threads: 1 }), tokenizer: tokenizerFromGguf(readGguf(modelFile)) };
-  const s = await generate(reference.engine, reference.tokenizer, prompt, { maxTokens, temperature: 0, ignoreEos: true }).complete();
-  return s.text;
+let reference: LoadedCausalLM | null = null;
+/** Greedy token ids of `prompt` generated alone by the compiled model's StepEngine, without prefix caching (the reference the server must reproduce). */
+export async function greedyIds(prompt: string | number[], maxTokens: number): Promise<number[]> {
+  reference ??= loadCausalLM(modelFile, { prefixCaching: false });
+  const ids = typeof prompt === 'string' ? reference.tokenizer!.encode(prompt) : prompt;
+  return (await reference.engine.generate(ids, { maxTokens, temperature: 0 })).tokens;
+}
+/** The text of greedyIds, decoded as the server streams it. */
+export async function greedyText(prompt: string | number[], maxTokens: number): Promise<string> {
+  const ids = await greedyIds(prompt, maxTokens);
+  return reference!.tokenizer!.decode(ids, { stripDummyPrefix: false });
 }

@@ -4,13 +4,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { createServer, loadServedModel, SequentialLlamaEngine, type StepChunk, type StepOutput } from '../../src/serve/index.js';
+import { createServer, loadServedModel, PagedServeEngine, type StepChunk, type StepOutput } from '../../src/serve/index.js';
 import { modelFile, MODEL, metric, postJson } from './serve-fixtures.js';
 
-class FailOnceEngine extends SequentialLlamaEngine {
+class FailOnceEngine extends PagedServeEngine {
   steps = 0;
   failAt = -1;
-  override step(chunks: readonly StepChunk[]): StepOutput[] {
+  override async step(chunks: readonly StepChunk[]): Promise<StepOutput[]> {
     if (++this.steps === this.failAt) throw new Error('injected failure: the device went away');
     return super.step(chunks);
   }
@@ -20,7 +20,7 @@ let engine!: FailOnceEngine;
 const server = createServer({
   model: async () => {
     const m = loadServedModel(modelFile, { threads: 1 });
-    engine = new FailOnceEngine((m.engine as SequentialLlamaEngine).llama);
+    engine = new FailOnceEngine((m.engine as PagedServeEngine).runner);
     return { ...m, engine };
   },
 });
