@@ -93,10 +93,15 @@ export class PagedStepRunner {
   readonly vPools: Tensor[] = [];
   readonly vocabSize: number;
   /** Steps run, and the (tokens, sequences) buckets they used. */
-  readonly stats = { steps: 0, asyncSteps: 0, tokens: 0, paddedTokens: 0, buckets: new Set<string>(), prefixHitTokens: 0, evictions: 0 };
+  readonly stats = {
+    steps: 0, asyncSteps: 0, tokens: 0, paddedTokens: 0, buckets: new Set<string>(), prefixHitTokens: 0, evictions: 0,
+    /** Milliseconds step() spent on the JS thread outside the run itself (metadata in, bookkeeping out). */
+    hostMs: 0,
+  };
   readonly prefixCaching: boolean;
   private readonly run: (step: StepInputs, k: Tensor[], v: Tensor[]) => Tensor;
-  private readonly compiled: Compiled | null;
+  /** The inferenceJit-compiled step (null when running eagerly); its entries' executables run the plans. */
+  readonly compiled: Compiled | null;
   private readonly free: number[] = [];
   /** Prefix cache: page key -> page, and per page its key and reference count. */
   private readonly byKey = new Map<string, number>();
@@ -248,6 +253,7 @@ export class PagedStepRunner {
    * ([entries, vocab], row i for entry i).
    */
   async step(batch: readonly StepEntry[]): Promise<Float32Array> {
+    const t0 = performance.now();
     if (batch.length === 0) throw new RangeError('PagedStepRunner.step: the batch is empty');
     if (batch.length > this.maxSeqs) throw new EngineCapacityError(`PagedStepRunner.step: ${batch.length} sequences in one step; at most maxSeqs = ${this.maxSeqs}`);
     let real = 0;
@@ -282,12 +288,15 @@ export class PagedStepRunner {
       blockTables: fromArray(tables, [S, this.maxBlocks], 'i32'), seqLens: fromArray(lens, [S], 'i32'),
       queryStart: fromArray(starts, [S + 1], 'i32'), lastIndex: fromArray(last, [S], 'i32'),
     };
+    const t1 = performance.now();
     const logits = await this.runStep(step);
+    const t2 = performance.now();
     this.stats.steps++; this.stats.tokens += real; this.stats.paddedTokens += T - real; this.stats.buckets.add(`T=${T},S=${S}`);
     for (const { seq, n, tokens } of batch) {
       seq.cached += n;
       if (this.prefixCaching) this.registerFull(seq, tokens);
     }
+    this.stats.hostMs += t1 - t0 + performance.now() - t2;
     return logits.data as Float32Array;
   }
 

@@ -76,6 +76,9 @@ export class StepEngine {
   /** Steps run, and the (tokens, sequences) buckets they used. */
   get stats(): PagedStepRunner['stats'] { return this.runner.stats; }
 
+  /** The compiled step (bench/llm.ts profiles its executable). */
+  get compiled(): PagedStepRunner['compiled'] { return this.runner.compiled; }
+
   /** How the compiled step runs (native plan or interpreter, and why), or 'eager'. */
   describe(): string { return this.runner.describe(); }
 
