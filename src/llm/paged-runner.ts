@@ -14,7 +14,6 @@
 // Drivers decide which sequences run and how many tokens each feeds; the runner does the rest.
 import { createHash } from 'node:crypto';
 import { Tensor } from '../tensor/tensor.js';
-import { fromArray } from '../tensor/creation.js';
 import { inferenceJit } from '../jit/index.js';
 import type { JitOptions, InputSpec } from '../jit/options.js';
 
@@ -109,6 +108,9 @@ export class PagedStepRunner {
   private readonly refs: Int32Array;
   /** Cached pages no sequence uses, least recently used first (Map keeps insertion order). */
   private readonly idle = new Map<number, true>();
+  /** Step input tensors per (tokens, sequences) bucket, reused (see metadata()). */
+  private readonly buffers = new Map<number, StepInputs>();
+  private stepping = false;
 
   constructor(readonly model: StepDecoder, options: PagedRunnerOptions = {}, owner = 'PagedStepRunner') {
     const { numLayers, numKvHeads, headDim } = model.config;
@@ -254,6 +256,7 @@ export class PagedStepRunner {
    */
   async step(batch: readonly StepEntry[]): Promise<Float32Array> {
     const t0 = performance.now();
+    if (this.stepping) throw new Error('PagedStepRunner.step: a step is already running; await it first (steps share their input buffers)');
     if (batch.length === 0) throw new RangeError('PagedStepRunner.step: the batch is empty');
     if (batch.length > this.maxSeqs) throw new EngineCapacityError(`PagedStepRunner.step: ${batch.length} sequences in one step; at most maxSeqs = ${this.maxSeqs}`);
     let real = 0;
@@ -264,8 +267,10 @@ export class PagedStepRunner {
       real += n;
     }
     const T = pow2(real), S = pow2(batch.length);
-    const ids = new Int32Array(T), positions = new Int32Array(T), slots = new Int32Array(T).fill(-1);
-    const tables = new Int32Array(S * this.maxBlocks), lens = new Int32Array(S), starts = new Int32Array(S + 1), last = new Int32Array(S);
+    const step = this.metadata(T, S);
+    const ids = step.ids.data as Int32Array, positions = step.positions.data as Int32Array, slots = step.slots.data as Int32Array;
+    const tables = step.blockTables.data as Int32Array, lens = step.seqLens.data as Int32Array;
+    const starts = step.queryStart.data as Int32Array, last = step.lastIndex.data as Int32Array;
     let t = 0;
     const bs = this.blockSize;
     for (let i = 0; i < batch.length; i++) {
@@ -281,15 +286,21 @@ export class PagedStepRunner {
       lens[i] = seq.cached + n;
       last[i] = t - 1;
       tables.set(seq.blocks, i * this.maxBlocks);
+      // entries past the sequence's pages are never read (seqLens bounds them); zero them anyway
+      tables.fill(0, i * this.maxBlocks + seq.blocks.length, (i + 1) * this.maxBlocks);
     }
-    for (let i = batch.length; i < S; i++) starts[i + 1] = t;
-    const step: StepInputs = {
-      ids: fromArray(ids, [T], 'i32'), positions: fromArray(positions, [T], 'i32'), slots: fromArray(slots, [T], 'i32'),
-      blockTables: fromArray(tables, [S, this.maxBlocks], 'i32'), seqLens: fromArray(lens, [S], 'i32'),
-      queryStart: fromArray(starts, [S + 1], 'i32'), lastIndex: fromArray(last, [S], 'i32'),
-    };
+    // padding: tokens write nowhere (slot -1) and padded sequences attend to nothing (length 0)
+    ids.fill(0, t); positions.fill(0, t); slots.fill(-1, t);
+    for (let i = batch.length; i < S; i++) { starts[i + 1] = t; lens[i] = 0; last[i] = 0; }
+    tables.fill(0, batch.length * this.maxBlocks);
     const t1 = performance.now();
-    const logits = await this.runStep(step);
+    this.stepping = true;
+    let logits: Tensor;
+    try {
+      logits = await this.runStep(step);
+    } finally {
+      this.stepping = false;
+    }
     const t2 = performance.now();
     this.stats.steps++; this.stats.tokens += real; this.stats.paddedTokens += T - real; this.stats.buckets.add(`T=${T},S=${S}`);
     for (const { seq, n, tokens } of batch) {
@@ -298,6 +309,21 @@ export class PagedStepRunner {
     }
     this.stats.hostMs += t1 - t0 + performance.now() - t2;
     return logits.data as Float32Array;
+  }
+
+  /**
+   * The step's input tensors for a (tokens, sequences) bucket, allocated once per bucket and
+   * refilled in place every step (steps never overlap: step() awaits its run before the next).
+   */
+  private metadata(T: number, S: number): StepInputs {
+    const key = T * 65536 + S;
+    let m = this.buffers.get(key);
+    if (!m) {
+      const i32 = (shape: number[]) => Tensor.empty('i32', shape);
+      m = { ids: i32([T]), positions: i32([T]), slots: i32([T]), blockTables: i32([S, this.maxBlocks]), seqLens: i32([S]), queryStart: i32([S + 1]), lastIndex: i32([S]) };
+      this.buffers.set(key, m);
+    }
+    return m;
   }
 
   /** Runs the step: off the JS thread through the plan's async path once compiled, else synchronously. */
