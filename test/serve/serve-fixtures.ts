@@ -4,8 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeTinyLlamaGguf } from '../llm/llama-fixtures.js';
 import { createServer, type ServerOptions, type InferjitServer } from '../../src/serve/index.js';
-import { LlamaEngine, generate, tokenizerFromGguf } from '../../src/llm/index.js';
-import { readGguf } from '../../src/io/gguf/index.js';
+import { generate, loadPagedLlama, type StepEngine, type Tokenizer } from '../../src/llm/index.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-serve-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -36,10 +35,10 @@ export async function metric(url: string, prefix: string): Promise<number> {
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
-let reference: { engine: LlamaEngine; tokenizer: ReturnType<typeof tokenizerFromGguf> } | null = null;
-/** Greedy text of `prompt` run alone through generate() (the reference the server must reproduce). */
+let reference: { engine: StepEngine; tokenizer: Tokenizer } | null = null;
+/** Greedy text of `prompt` run alone through generate() on the compiled step (the reference the server must reproduce). */
 export async function greedyText(prompt: string, maxTokens: number): Promise<string> {
-  reference ??= { engine: LlamaEngine.load(modelFile, { threads: 1 }), tokenizer: tokenizerFromGguf(readGguf(modelFile)) };
+  if (!reference) { const l = loadPagedLlama(modelFile, { maxSeqs: 1 }); reference = { engine: l.engine, tokenizer: l.tokenizer! }; }
   const s = await generate(reference.engine, reference.tokenizer, prompt, { maxTokens, temperature: 0, ignoreEos: true }).complete();
   return s.text;
 }

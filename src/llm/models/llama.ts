@@ -158,7 +158,7 @@ export function loadPagedLlama(source: string, options: LoadPagedOptions = {}): 
   const tokenizerJson = loaded.gguf ? null : path.join(source, 'tokenizer.json');
   const tokenizer = loaded.gguf
     ? tokenizerFromGguf(loaded.gguf)
-    : fs.existsSync(tokenizerJson!) ? tokenizerFromHuggingFace(JSON.parse(fs.readFileSync(tokenizerJson!, 'utf8'))) : null;
+    : fs.existsSync(tokenizerJson!) ? tokenizerFromHuggingFace(tokenizerJson!) : null; // by path: tokenizer_config.json beside it adds BOS/EOS flags and the chat template
   const { precision: _p, groupSize: _g, slidingWindow: _w, maxPositions: _m, ...engineOptions } = options;
   const engine = new StepEngine(model, { ...engineOptions, maxContext });
   return { model, tokenizer, engine };
