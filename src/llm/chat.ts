@@ -4,7 +4,7 @@
 // add_generation_prompt, bos_token, eos_token, ...), then tokenized and generated with generate().
 import { Template } from '@huggingface/jinja';
 import { type Tokenizer } from './tokenizer/index.js';
-import { type LlamaEngine } from './engine.js';
+import { type StepEngine } from './step-engine.js';
 import { generate, type GenerateOptions, type Generation, GENERATE_OPTION_NAMES } from './generate.js';
 import { checkOptionNames } from './errors.js';
 
@@ -92,7 +92,7 @@ export function encodeChatPrompt(tokenizer: Tokenizer, prompt: string, addBos?: 
 }
 
 /** Renders the conversation with the model's chat template and generates the assistant's reply. */
-export function chat(engine: LlamaEngine, tokenizer: Tokenizer, messages: readonly ChatMessage[], options: ChatOptions = {}): Generation {
+export function chat(engine: StepEngine, tokenizer: Tokenizer, messages: readonly ChatMessage[], options: ChatOptions = {}): Generation {
   checkOptionNames('chat', options, [...GENERATE_OPTION_NAMES, ...CHAT_ONLY_OPTIONS]);
   const { template, addGenerationPrompt, variables, ...generateOptions } = options;
   const prompt = applyChatTemplate(tokenizer, messages, { template, addGenerationPrompt, variables });

@@ -16,4 +16,5 @@ export * from './tokenizer/index.js';
 export { StepEngine, EngineCapacityError, type StepInputs, type StepDecoder, type StepEngineOptions, type SequenceOptions, type StepFinishReason } from './step-engine.js';
 export { PagedStepRunner, type PagedRunnerOptions, type PagedSequence, type StepEntry } from './paged-runner.js';
 export { chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, specialTokenVariables, type ChatMessage, type ChatOptions, type ChatTemplateOptions } from './chat.js';
+export { type LoadPrecision, LOAD_PRECISIONS } from './models/weight-params.js';
 export { PagedLlama, loadPagedLlama, loadCausalLM, architectureOf, registerModelFamily, supportedArchitectures, type PagedLlamaOptions, type LoadPagedOptions, type LoadedCausalLM, type LoadCausalLMOptions } from './models/index.js';

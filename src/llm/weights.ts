@@ -17,9 +17,9 @@ import { type LlamaConfig, llamaConfigFromGguf, llamaConfigFromHuggingFace } fro
  * interleaved (rows padded to a multiple of 16), made at load by packMatrix so the AVX-512 VNNI
  * kernels serve 16 rows per instruction; the byte layout is in native/quant/qmatmul.h.
  */
-export type WeightFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'int8' | 'int4' | 'q8_0x16' | 'q4_0x16';
+export type WeightFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'int8' | 'int4' | 'q8_0x16' | 'q4_0x16' | 'q4_k' | 'q5_k' | 'q6_k';
 /** Codes shared with native/quant/qmatmul.h (enum WeightFormat). */
-export const WEIGHT_FORMAT_CODES: Record<WeightFormat, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, int8: 5, int4: 6, q8_0x16: 7, q4_0x16: 8 };
+export const WEIGHT_FORMAT_CODES: Record<WeightFormat, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, int8: 5, int4: 6, q8_0x16: 7, q4_0x16: 8, q4_k: 9, q5_k: 10, q6_k: 11 };
 
 /** A [rows, cols] weight matrix (rows = output features) in its storage format (native/quant/qmatmul.h). */
 export interface WeightMatrix {
@@ -63,7 +63,9 @@ export interface LoadedLlama {
   gguf?: GgufFile;
 }
 
-const GGUF_FORMATS: Partial<Record<string, WeightFormat>> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
+const GGUF_FORMATS: Partial<Record<string, WeightFormat>> = {
+  F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0', Q4_K: 'q4_k', Q5_K: 'q5_k', Q6_K: 'q6_k',
+};
 
 function aligned(bytes: Uint8Array, align: number): Uint8Array {
   return bytes.byteOffset % align === 0 ? bytes : bytes.slice();
@@ -73,7 +75,8 @@ function matrixFromGguf(file: GgufFile, name: string, rows: number, cols: number
   const info = file.tensorInfo(name);
   const format = GGUF_FORMATS[info.type];
   if (!format) {
-    throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has type ${info.type}; the Llama runtime executes F32, F16, BF16, Q8_0 and Q4_0`);
+    throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has type ${info.type}; the Llama runtime executes F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K ` +
+      '(re-quantize the file with llama-quantize to one of them)');
   }
   if (info.shape.length !== 2 || info.shape[0] !== rows || info.shape[1] !== cols) {
     throw new GgufError(file.path, `tensor ${JSON.stringify(name)} has shape [${info.shape.join(', ')}], expected [${rows}, ${cols}]`);
@@ -264,6 +267,9 @@ export function dequantizeMatrix(w: WeightMatrix): Float32Array {
     case 'bf16': { const s = w.data as Uint16Array, o = new Float32Array(n); for (let i = 0; i < n; i++) o[i] = bf16BitsToFloat(s[i]); return o; }
     case 'q8_0': return dequantize('Q8_0', w.data as Uint8Array, n);
     case 'q4_0': return dequantize('Q4_0', w.data as Uint8Array, n);
+    case 'q4_k': return dequantize('Q4_K', w.data as Uint8Array, n);
+    case 'q5_k': return dequantize('Q5_K', w.data as Uint8Array, n);
+    case 'q6_k': return dequantize('Q6_K', w.data as Uint8Array, n);
     case 'int8': {
       const q = w.data as Int8Array, s = w.scales!, o = new Float32Array(n);
       for (let r = 0; r < w.rows; r++) for (let c = 0; c < w.cols; c++) o[r * w.cols + c] = s[r] * q[r * w.cols + c];

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { readGguf } from '../../src/io/gguf/index.js';
 import {
-  LlamaEngine, chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, greedyTokens, tokenizerFromGguf,
+  loadPagedLlama, chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, greedyTokens, tokenizerFromGguf,
   tokenizerFromHuggingFace, type ChatMessage,
 } from '../../src/llm/index.js';
 import { writeTinyLlamaGguf } from './llama-fixtures.js';
@@ -91,19 +91,19 @@ test('chat() on a GGUF with tokenizer.chat_template: one BOS, greedy reply equal
   assert.equal(ids.filter((id) => id === tokenizer.bosId).length, 1, 'the template wrote BOS; no second one is added');
   assert.deepEqual(ids.slice(1), tokenizer.encode(prompt.slice(3), { addBos: false }));
 
-  const engine = LlamaEngine.load(file);
+  const { engine } = loadPagedLlama(file, { maxContext: 128 });
   const run = chat(engine, tokenizer, messages, { maxTokens: 8, ignoreEos: true });
   let text = '';
   for await (const c of run) text += c.text;
   const s = run.stats!;
   assert.equal(s.promptTokens, ids.length);
-  assert.deepEqual(s.tokens, greedyTokens(engine, ids, 8));
+  assert.deepEqual(s.tokens, await greedyTokens(engine, ids, 8));
   assert.equal(text, tokenizer.decode(s.tokens, { stripDummyPrefix: false }));
 
   // A template without bos_token: chat() adds the tokenizer's BOS (add_bos_token is set) exactly once.
   const plain = String.raw`{% for m in messages %}{{ m['content'] }}{% endfor %}`;
   const s2 = await chat(engine, tokenizer, messages.slice(1), { template: plain, maxTokens: 3, ignoreEos: true }).complete();
-  assert.deepEqual(s2.tokens, greedyTokens(engine, tokenizer.encode('jumps over the lazy dog'), 3));
+  assert.deepEqual(s2.tokens, await greedyTokens(engine, tokenizer.encode('jumps over the lazy dog'), 3));
   assert.throws(() => chat(engine, tokenizer, messages, { tempalte: 'x' } as never), /tempalte/);
 });
 

@@ -1,20 +1,21 @@
 // Streaming generation: chunks concatenate to the decoded tokens, stop tokens / stop strings /
-// maxTokens end it with the right reason, and seeded sampling reproduces a run.
+// maxTokens end it with the right reason, and seeded sampling reproduces a run. generate() drives
+// the StepEngine over the compiled model (src/llm/models/llama.ts), for F32 and quantized files alike.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readGguf } from '../../src/io/gguf/index.js';
-import { LlamaEngine, generate, greedyTokens, tokenizerFromGguf } from '../../src/llm/index.js';
+import { generate, greedyTokens, loadPagedLlama } from '../../src/llm/index.js';
 import { writeTinyLlamaGguf } from './llama-fixtures.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-gen-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 const file = path.join(dir, 'm.gguf');
 writeTinyLlamaGguf(file, { seed: 11 });
-const tokenizer = tokenizerFromGguf(readGguf(file));
-const engine = LlamaEngine.load(file);
+const loaded = loadPagedLlama(file, { maxContext: 128 });
+const tokenizer = loaded.tokenizer!;
+const engine = loaded.engine;
 
 test('streamed text is the decode of the generated tokens; greedy equals greedyTokens', async () => {
   const run = generate(engine, tokenizer, 'the quick brown', { maxTokens: 20, ignoreEos: true });
@@ -26,14 +27,14 @@ test('streamed text is the decode of the generated tokens; greedy equals greedyT
   assert.equal(s.generatedTokens, 20);
   assert.deepEqual(tokens, s.tokens);
   assert.equal(text, tokenizer.decode(tokens));
-  assert.deepEqual(tokens, greedyTokens(engine, tokenizer.encode('the quick brown'), 20));
+  assert.deepEqual(tokens, await greedyTokens(engine, tokenizer.encode('the quick brown'), 20));
   assert.ok(s.prefillTokensPerSecond > 0 && s.decodeTokensPerSecond > 0);
-  assert.equal(engine.cache.freeBlocks, engine.cache.numBlocks, 'the sequence is released');
+  assert.equal(engine.freeBlocks, engine.numBlocks, 'the sequence is released');
 });
 
 test('stop tokens and stop strings end generation', async () => {
   const prompt = tokenizer.encode('the quick brown');
-  const greedy = greedyTokens(engine, prompt, 12);
+  const greedy = await greedyTokens(engine, prompt, 12);
   const stopAt = greedy[5];
   const first = greedy.indexOf(stopAt);
   const s1 = await generate(engine, tokenizer, prompt, { maxTokens: 12, stopTokens: [stopAt] }).complete();
@@ -54,4 +55,32 @@ test('seeded sampling reproduces a run; different seeds differ', async () => {
   const c = await generate(engine, tokenizer, 'hello', { ...o, seed: 6 }).complete();
   assert.deepEqual(a.tokens, b.tokens);
   assert.notDeepEqual(a.tokens, c.tokens);
+});
+
+test('breaking out of the stream cancels the sequence; an abort signal ends it with "abort"; maxTokens 0 generates nothing', async () => {
+  const run = generate(engine, tokenizer, 'the quick brown', { maxTokens: 50, ignoreEos: true });
+  let n = 0;
+  for await (const c of run) { if (c.token >= 0 && ++n === 3) break; }
+  // the engine drops the sequence at its next step boundary
+  for (let i = 0; i < 50 && engine.freeBlocks !== engine.numBlocks; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(engine.freeBlocks, engine.numBlocks, 'the abandoned sequence released its pages');
+  const ac = new AbortController();
+  const gen = generate(engine, tokenizer, 'the quick brown', { maxTokens: 50, ignoreEos: true, signal: ac.signal });
+  const seen: number[] = [];
+  for await (const c of gen) { if (c.token >= 0) seen.push(c.token); if (seen.length === 2) ac.abort(); }
+  assert.equal(gen.stats!.finishReason, 'abort');
+  assert.ok(seen.length >= 2 && seen.length < 50, `${seen.length} tokens after the abort`);
+  const none = await generate(engine, tokenizer, 'the quick brown', { maxTokens: 0 }).complete();
+  assert.equal(none.generatedTokens, 0);
+  assert.equal(none.finishReason, 'length');
+});
+
+test('a quantized (Q4_0) file generates through the same call; greedy equals greedyTokens', async () => {
+  const q = path.join(dir, 'q4.gguf');
+  writeTinyLlamaGguf(q, { seed: 11, type: 'Q4_0' });
+  const l = loadPagedLlama(q, { maxContext: 64 });
+  const s = await generate(l.engine, l.tokenizer, 'the quick brown', { maxTokens: 10, ignoreEos: true }).complete();
+  assert.equal(s.generatedTokens, 10);
+  assert.deepEqual(s.tokens, await greedyTokens(l.engine, l.tokenizer!.encode('the quick brown'), 10));
+  assert.match(l.engine.describe(), /^cpu plan/);
 });

@@ -9,8 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseGguf, encodeGgufBytes, gguf, GgufError, type GgufWriteValue } from '../../src/io/gguf/index.js';
 import { ModelConfigError, SafetensorsError } from '../../src/io/errors.js';
-import { LlamaEngine, loadLlamaGguf, loadLlamaSafetensors, llamaConfigFromGguf, llamaConfigFromHuggingFace, generate, greedyTokens, Sampler } from '../../src/llm/index.js';
-import { NonFiniteLogitsError, InvalidTokenIdError } from '../../src/llm/errors.js';
+import { StepEngine, PagedLlama, loadPagedLlama, loadLlamaGguf, loadLlamaSafetensors, llamaConfigFromGguf, llamaConfigFromHuggingFace, generate, greedyTokens, Sampler } from '../../src/llm/index.js';
+import { NonFiniteLogitsError } from '../../src/llm/errors.js';
 import { writeTinyLlamaGguf, writeHfFromGguf } from './llama-fixtures.js';
 import { ggufLayout, withU32, withF32 } from '../io/gguf-layout.js';
 import { loadSafetensors } from '../../src/io/safetensors.js';
@@ -130,14 +130,14 @@ function loadSafetensorsFromGguf() {
   return out;
 }
 
-test('token ids are integers in [0, vocab): no silent coercion', () => {
-  const engine = LlamaEngine.load(file, { cacheTokens: 16, blockSize: 4 });
-  const seq = engine.newSequence();
-  for (const bad of [2 ** 32 + 5, 1.7, NaN, -1, engine.vocabSize, '5' as unknown as number]) {
-    assert.throws(() => engine.forward(seq, [1, bad]), is(InvalidTokenIdError, /LlamaEngine\.forward: token id .* at index 1 is not an integer in \[0, \d+\)/), String(bad));
-    assert.equal(engine.cache.length(seq), 0, 'nothing was appended');
+test('token ids are integers in [0, vocab): no silent coercion', async () => {
+  const { engine } = loadPagedLlama(file, { maxContext: 16, blockSize: 4 });
+  const V = engine.model.config.vocabSize;
+  for (const bad of [2 ** 32 + 5, 1.7, NaN, -1, V, '5' as unknown as number]) {
+    assert.throws(() => engine.generate([1, bad]), /StepEngine\.generate: prompt token 1 is .*, outside the vocabulary \[0, \d+\)/, String(bad));
+    assert.equal(engine.freeBlocks, engine.numBlocks, 'nothing was cached');
   }
-  assert.equal(engine.forward(seq, [1, 5]).length, engine.vocabSize);
+  assert.equal((await engine.generate([1, 5], { maxTokens: 1, temperature: 0 })).tokens.length, 1);
 });
 
 test('NaN logits raise at sampling, greedy or not; generate() rejects instead of returning ""', async () => {
@@ -149,9 +149,9 @@ test('NaN logits raise at sampling, greedy or not; generate() rejects instead of
   const m = loadLlamaGguf(parseGguf(bytes, 'm.gguf'));
   m.weights.outNorm = Float32Array.from(m.weights.outNorm);
   m.weights.outNorm[0] = NaN;
-  const engine = new LlamaEngine(m.config, m.weights, { cacheTokens: 32 });
+  const engine = new StepEngine(new PagedLlama(m.config, m.weights, { maxPositions: 32 }), { maxContext: 32 });
   await assert.rejects(generate(engine, null, [1, 5, 9], { maxTokens: 4 }).complete(), NonFiniteLogitsError);
-  assert.throws(() => greedyTokens(engine, [1, 5, 9], 2), NonFiniteLogitsError);
+  await assert.rejects(greedyTokens(engine, [1, 5, 9], 2), NonFiniteLogitsError);
 });
 
 test('a rope_freqs tensor with a zero, negative or NaN factor is refused (it divides the frequencies)', () => {

@@ -16,8 +16,10 @@ export interface TinyLlamaSpec {
   ffn?: number;
   vocab?: number;
   /** Storage type of the linear weights (norms stay F32, embeddings F32 unless embedType). */
-  type?: 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
-  embedType?: 'F32' | 'F16' | 'Q8_0' | 'Q4_0';
+  type?: LinearType;
+  embedType?: 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K';
+  /** Per-role overrides of `type` (a Q4_K_M-style file keeps attn_v, ffn_down and output in Q6_K). */
+  types?: Partial<Record<'attn_q' | 'attn_k' | 'attn_v' | 'attn_output' | 'ffn_gate' | 'ffn_up' | 'ffn_down' | 'output', LinearType>>;
   tied?: boolean;
   seed?: number;
   ropeBase?: number;
@@ -29,7 +31,9 @@ export interface TinyLlamaSpec {
   metadata?: Record<string, GgufWriteValue>;
 }
 
-const FILE_TYPES = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32 } as const;
+type LinearType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q5_K' | 'Q6_K';
+// general.file_type (llama_ftype): Q4_K/Q5_K/Q6_K name the _M / plain variants
+const FILE_TYPES: Record<LinearType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32, Q4_K: 15, Q5_K: 17, Q6_K: 18 };
 
 /** The weights of a tiny Llama as HF-named tensors [out, in] (f32), with GGUF-order Q/K rows for GGUF. */
 export function tinyLlamaTensors(spec: TinyLlamaSpec = {}) {
@@ -50,25 +54,26 @@ export function writeTinyLlamaGguf(file: string, spec: TinyLlamaSpec = {}): { vo
   const V = v.tokens.length;
   const { D, L, H, Hkv, Fh, w, ones } = tinyLlamaTensors(spec);
   const type = spec.type ?? 'F32';
+  const t = (role: keyof NonNullable<TinyLlamaSpec['types']>): LinearType => spec.types?.[role] ?? type;
   const hd = D / H;
   const tensors: GgufWriteTensor[] = [
     { name: 'token_embd.weight', type: spec.embedType ?? 'F32', data: w([V, D], 0.5) },
     { name: 'output_norm.weight', type: 'F32', data: ones(D) },
   ];
-  if (!spec.tied) tensors.push({ name: 'output.weight', type, data: w([V, D]) });
+  if (!spec.tied) tensors.push({ name: 'output.weight', type: t('output'), data: w([V, D]) });
   if (spec.ropeFreqs) tensors.push({ name: 'rope_freqs.weight', type: 'F32', data: spec.ropeFreqs, shape: [spec.ropeFreqs.length] });
   for (let l = 0; l < L; l++) {
     const p = `blk.${l}.`;
     tensors.push(
       { name: `${p}attn_norm.weight`, type: 'F32', data: ones(D) },
-      { name: `${p}attn_q.weight`, type, data: w([H * hd, D]) },
-      { name: `${p}attn_k.weight`, type, data: w([Hkv * hd, D]) },
-      { name: `${p}attn_v.weight`, type, data: w([Hkv * hd, D]) },
-      { name: `${p}attn_output.weight`, type, data: w([D, H * hd]) },
+      { name: `${p}attn_q.weight`, type: t('attn_q'), data: w([H * hd, D]) },
+      { name: `${p}attn_k.weight`, type: t('attn_k'), data: w([Hkv * hd, D]) },
+      { name: `${p}attn_v.weight`, type: t('attn_v'), data: w([Hkv * hd, D]) },
+      { name: `${p}attn_output.weight`, type: t('attn_output'), data: w([D, H * hd]) },
       { name: `${p}ffn_norm.weight`, type: 'F32', data: ones(D) },
-      { name: `${p}ffn_gate.weight`, type, data: w([Fh, D]) },
-      { name: `${p}ffn_up.weight`, type, data: w([Fh, D]) },
-      { name: `${p}ffn_down.weight`, type, data: w([D, Fh]) },
+      { name: `${p}ffn_gate.weight`, type: t('ffn_gate'), data: w([Fh, D]) },
+      { name: `${p}ffn_up.weight`, type: t('ffn_up'), data: w([Fh, D]) },
+      { name: `${p}ffn_down.weight`, type: t('ffn_down'), data: w([D, Fh]) },
     );
   }
   writeGguf(file, {

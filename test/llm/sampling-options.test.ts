@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Sampler } from '../../src/llm/sampling.js';
 import { UnknownOptionError } from '../../src/llm/errors.js';
-import { LlamaEngine, generate, type GenerateOptions, type SamplingOptions } from '../../src/llm/index.js';
+import { loadPagedLlama, generate, type GenerateOptions, type SamplingOptions } from '../../src/llm/index.js';
 import { writeTinyLlamaGguf } from './llama-fixtures.js';
 
 test('presence penalty subtracts once per seen token, frequency penalty once per occurrence', () => {
@@ -65,7 +65,7 @@ test('generate(): unknown options throw at the call; the seed used is reported a
   try {
     const file = path.join(dir, 'm.gguf');
     writeTinyLlamaGguf(file, { seed: 4 });
-    const engine = LlamaEngine.load(file, { cacheTokens: 64 });
+    const { engine } = loadPagedLlama(file, { maxContext: 64 });
     assert.throws(() => generate(engine, null, [1, 2], { maxToken: 3 } as unknown as GenerateOptions),
       (e: unknown) => e instanceof UnknownOptionError && /generate: unknown option "maxToken" \(did you mean "maxTokens"\?\); valid options: .*maxTokens, stopTokens, stop/.test(e.message));
     assert.throws(() => generate(engine, null, [1, 2], { temperature: -1 }), /sampling: temperature must be >= 0/);
@@ -78,6 +78,19 @@ test('generate(): unknown options throw at the call; the seed used is reported a
     const c = await generate(engine, null, [1], { maxTokens: 20, frequencyPenalty: 1e6, presencePenalty: 0, ignoreEos: true }).complete();
     assert.equal(new Set(c.tokens).size, c.tokens.length);
     assert.ok(!c.tokens.includes(1));
+    // a logit bias of -Infinity bans a token; a large positive bias forces one
+    const greedy = await generate(engine, null, [1, 2, 3], { maxTokens: 6, ignoreEos: true }).complete();
+    const banned = await generate(engine, null, [1, 2, 3], { maxTokens: 6, ignoreEos: true, logitBias: { [greedy.tokens[0]]: -Infinity } }).complete();
+    assert.notEqual(banned.tokens[0], greedy.tokens[0]);
+    assert.ok(!banned.tokens.includes(greedy.tokens[0]));
+    const forced = await generate(engine, null, [1, 2, 3], { maxTokens: 4, ignoreEos: true, logitBias: new Map([[42, 1e4]]) }).complete();
+    assert.deepEqual(forced.tokens, [42, 42, 42, 42]);
+    // presence penalty: a token already present is pushed down once, so greedy output changes vs none
+    const seen = await generate(engine, null, [1], { maxTokens: 20, presencePenalty: 1e6, ignoreEos: true }).complete();
+    assert.equal(new Set(seen.tokens).size, seen.tokens.length, 'presencePenalty 1e6: no token repeats');
+    // with no seed, two sampled runs draw different seeds
+    const r1 = await generate(engine, null, [1, 2, 3], o).complete(), r2 = await generate(engine, null, [1, 2, 3], o).complete();
+    assert.notEqual(r1.seed, r2.seed);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -19,24 +19,23 @@ import * as ops from '../../ops/index.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { fromArray } from '../../tensor/creation.js';
 import { type LlamaConfig, ropeInverseFrequencies } from '../config.js';
-import { type LlamaWeights, type WeightMatrix, loadLlama, dequantizeMatrix } from '../weights.js';
+import { type LlamaWeights, loadLlama } from '../weights.js';
+import { type WeightParamOptions, checkWeightParamOptions, linearParam, embeddingParam } from './weight-params.js';
 import { type StepInputs, type StepEngineOptions, StepEngine } from '../step-engine.js';
 import { type Tokenizer, tokenizerFromGguf, tokenizerFromHuggingFace } from '../tokenizer/index.js';
 
-export interface PagedLlamaOptions {
+export interface PagedLlamaOptions extends WeightParamOptions {
   /** Mistral: attend to the last `slidingWindow` positions only (0: full causal). */
   slidingWindow?: number;
   /** Rotary tables cover positions 0..maxPositions-1 (default: the config's maxPositionEmbeddings). */
   maxPositions?: number;
 }
 
-const weight = (w: WeightMatrix): Tensor => fromArray(dequantizeMatrix(w), [w.rows, w.cols], 'f32');
-
 class Attention extends nn.Module {
   wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor;
-  constructor(readonly config: LlamaConfig, w: LlamaWeights['layers'][number], readonly window: number) {
+  constructor(readonly config: LlamaConfig, w: LlamaWeights['layers'][number], readonly window: number, p: WeightParamOptions) {
     super();
-    this.wq = weight(w.wq); this.wk = weight(w.wk); this.wv = weight(w.wv); this.wo = weight(w.wo);
+    this.wq = linearParam(w.wq, p); this.wk = linearParam(w.wk, p); this.wv = linearParam(w.wv, p); this.wo = linearParam(w.wo, p);
   }
 
   forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
@@ -57,9 +56,9 @@ class Attention extends nn.Module {
 
 class Mlp extends nn.Module {
   gate: Tensor; up: Tensor; down: Tensor;
-  constructor(w: LlamaWeights['layers'][number]) {
+  constructor(w: LlamaWeights['layers'][number], p: WeightParamOptions) {
     super();
-    this.gate = weight(w.gate); this.up = weight(w.up); this.down = weight(w.down);
+    this.gate = linearParam(w.gate, p); this.up = linearParam(w.up, p); this.down = linearParam(w.down, p);
   }
   forward(x: Tensor): Tensor { return F.linear(F.silu(F.linear(x, this.gate)).mul(F.linear(x, this.up)), this.down); }
 }
@@ -72,12 +71,12 @@ function normFrom(values: Float32Array, eps: number): nn.RMSNorm {
 
 class Block extends nn.Module {
   attnNorm: nn.RMSNorm; attn: Attention; ffnNorm: nn.RMSNorm; mlp: Mlp;
-  constructor(config: LlamaConfig, w: LlamaWeights['layers'][number], window: number) {
+  constructor(config: LlamaConfig, w: LlamaWeights['layers'][number], window: number, p: WeightParamOptions) {
     super();
     this.attnNorm = normFrom(w.attnNorm, config.rmsNormEps);
-    this.attn = new Attention(config, w, window);
+    this.attn = new Attention(config, w, window, p);
     this.ffnNorm = normFrom(w.ffnNorm, config.rmsNormEps);
-    this.mlp = new Mlp(w);
+    this.mlp = new Mlp(w, p);
   }
   forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
     const h = x.add(this.attn.forward(this.attnNorm.forward(x), cos, sin, step, kPool, vPool));
@@ -100,10 +99,15 @@ export class PagedLlama extends nn.Module {
     super();
     this.slidingWindow = options.slidingWindow ?? 0;
     this.maxPositions = options.maxPositions ?? config.maxPositionEmbeddings;
-    this.embed = weight(weights.embed);
-    this.layers = new nn.ModuleList(weights.layers.map((w) => new Block(config, w, this.slidingWindow)));
+    checkWeightParamOptions(options, 'PagedLlama');
+    const p: WeightParamOptions = { precision: options.precision, groupSize: options.groupSize };
+    this.embed = embeddingParam(weights.embed);
+    this.layers = new nn.ModuleList(weights.layers.map((w) => new Block(config, w, this.slidingWindow, p)));
     this.norm = normFrom(weights.outNorm, config.rmsNormEps);
-    this.lmHead = weights.output === weights.embed ? this.embed : weight(weights.output);
+    // a tied head shares the f32 table unless the head runs quantized (the file's blocks, or the
+    // load's precision): then it is its own quantized parameter and the table serves lookups only
+    const head = linearParam(weights.output, p);
+    this.lmHead = weights.output === weights.embed && head.dtype === 'f32' ? this.embed : head;
     const inv = ropeInverseFrequencies(config, weights.ropeFreqFactors);
     const half = inv.length, P = this.maxPositions;
     const cos = new Float32Array(P * half), sin = new Float32Array(P * half);
@@ -136,8 +140,8 @@ export interface LoadPagedOptions extends PagedLlamaOptions, Omit<StepEngineOpti
 }
 
 /** Reads a GGUF file or a Hugging Face directory (config.json + safetensors + tokenizer.json) and
- *  returns the decoder, its tokenizer (null for an HF directory without tokenizer.json) and a StepEngine running the compiled step. Quantized GGUF
- *  weights are expanded to f32 here (quantized linears in the graph are not wired yet). */
+ *  returns the decoder, its tokenizer (null for an HF directory without tokenizer.json) and a StepEngine running the compiled step.
+ *  Quantized GGUF linear weights stay quantized (qgemm in the plan); `precision` quantizes f32/f16 ones at load. */
 export function loadPagedLlama(source: string, options: LoadPagedOptions = {}): { model: PagedLlama; tokenizer: Tokenizer | null; engine: StepEngine } {
   const loaded = loadLlama(source);
   const maxContext = options.maxContext ?? Math.min(loaded.config.maxPositionEmbeddings, 2048);
@@ -147,12 +151,15 @@ export function loadPagedLlama(source: string, options: LoadPagedOptions = {}): 
     const hf = JSON.parse(fs.readFileSync(path.join(source, 'config.json'), 'utf8')) as { sliding_window?: number | null; use_sliding_window?: boolean };
     if (typeof hf.sliding_window === 'number' && hf.use_sliding_window !== false) slidingWindow = hf.sliding_window;
   }
-  const model = new PagedLlama(loaded.config, loaded.weights, { slidingWindow, maxPositions: options.maxPositions ?? maxContext });
+  const model = new PagedLlama(loaded.config, loaded.weights, {
+    slidingWindow, maxPositions: options.maxPositions ?? maxContext, precision: options.precision, groupSize: options.groupSize,
+  });
   // an HF directory without tokenizer.json still loads (token ids in, token ids out)
   const tokenizerJson = loaded.gguf ? null : path.join(source, 'tokenizer.json');
   const tokenizer = loaded.gguf
     ? tokenizerFromGguf(loaded.gguf)
-    : fs.existsSync(tokenizerJson!) ? tokenizerFromHuggingFace(JSON.parse(fs.readFileSync(tokenizerJson!, 'utf8'))) : null;
-  const engine = new StepEngine(model, { ...options, maxContext });
+    : fs.existsSync(tokenizerJson!) ? tokenizerFromHuggingFace(tokenizerJson!) : null; // by path: tokenizer_config.json beside it adds BOS/EOS flags and the chat template
+  const { precision: _p, groupSize: _g, slidingWindow: _w, maxPositions: _m, ...engineOptions } = options;
+  const engine = new StepEngine(model, { ...engineOptions, maxContext });
   return { model, tokenizer, engine };
 }
