@@ -12,8 +12,11 @@ import { ModelConfigError } from '../../io/errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { StepDecoder, StepEngine } from '../step-engine.js';
 import { loadPagedLlama, type LoadPagedOptions } from './llama.js';
+import { loadQwen2 } from './qwen2.js';
 
 export { PagedLlama, loadPagedLlama, type PagedLlamaOptions, type LoadPagedOptions } from './llama.js';
+export { Qwen2, loadQwen2 } from './qwen2.js';
+export { type DecoderConfig, type LoadFamilyOptions, WeightSource, pagedSelfAttention, ropeTables } from './common.js';
 
 /** What every family loader returns. */
 export interface LoadedCausalLM<M extends StepDecoder = StepDecoder> {
@@ -33,6 +36,7 @@ type FamilyLoader = (source: string, options: LoadCausalLMOptions) => { model: S
 const FAMILIES = new Map<string, FamilyLoader>([
   ['llama', loadPagedLlama],
   ['mistral', loadPagedLlama],
+  ['qwen2', loadQwen2],
 ]);
 
 /** Registers a model family under the architecture names its files declare. */
