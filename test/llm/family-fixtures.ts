@@ -8,7 +8,7 @@ import { writeGguf, gguf, type GgufWriteTensor, type GgufWriteValue } from '../.
 import { writeSafetensors } from '../../src/io/safetensors-writer.js';
 import { randn } from '../../src/index.js';
 import { type Tensor } from '../../src/tensor/tensor.js';
-import { CORPUS, trainSpmVocab, spmTokenizerJson } from './tokenizer-fixtures.js';
+import { CORPUS, trainSpmVocab, spmTokenizerJson, withAddedTokens } from './tokenizer-fixtures.js';
 
 export type Family = 'qwen2' | 'gemma' | 'phi3' | 'gpt2';
 
@@ -30,7 +30,15 @@ export interface TinyFamilySpec {
 /** One tensor under its GGUF name and its HF name (hfData: the HF layout when it differs). */
 interface Entry { gguf: string; hf: string; data: Tensor; hfData?: Tensor }
 
-const vocab = () => trainSpmVocab(CORPUS, 300);
+/**
+ * A SentencePiece vocabulary llama.cpp accepts for the family. Phi-3's chat tokens are added as
+ * control tokens, as the real vocabulary has them after the 32000 SentencePiece pieces: llama.cpp's
+ * vocabulary loader looks them up by text for phi3 files and fails without them.
+ */
+const vocab = (family: Family) => {
+  const v = trainSpmVocab(CORPUS, 300);
+  return family === 'phi3' ? withAddedTokens(v, ['<|endoftext|>', '<|assistant|>', '<|system|>', '<|end|>', '<|user|>'], []) : v;
+};
 
 function entries(family: Family, V: number, spec: TinyFamilySpec): { list: Entry[]; D: number; H: number; Hkv: number; hd: number; Fh: number; L: number; P: number } {
   const D = spec.dim ?? 64, L = spec.layers ?? 2, H = spec.heads ?? 4, Hkv = family === 'gpt2' ? H : spec.kvHeads ?? 2, Fh = spec.ffn ?? 128;
@@ -107,7 +115,7 @@ function entries(family: Family, V: number, spec: TinyFamilySpec): { list: Entry
 
 /** Writes a tiny model of the family as an F32 GGUF file (SentencePiece vocabulary llama.cpp accepts). */
 export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySpec = {}): { vocab: number } {
-  const v = vocab();
+  const v = vocab(family);
   const { list, D, H, Hkv, hd, Fh, L, P } = entries(family, v.tokens.length, spec);
   const k = (s: string) => `${family}.${s}`;
   const metadata: Record<string, GgufWriteValue> = {
@@ -147,7 +155,7 @@ export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySp
 
 /** Writes the same model as a Hugging Face checkpoint directory (config.json, model.safetensors, tokenizer.json). */
 export function writeFamilyHf(dir: string, family: Family, spec: TinyFamilySpec = {}): void {
-  const v = vocab();
+  const v = vocab(family);
   const V = v.tokens.length;
   const { list, D, H, Hkv, hd, Fh, L, P } = entries(family, V, spec);
   fs.mkdirSync(dir, { recursive: true });

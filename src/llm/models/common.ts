@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import '../../ops/index.js';
+import * as nn from '../../nn/index.js';
 import * as F from '../../nn/functional.js';
 import * as ops from '../../ops/index.js';
 import { Tensor } from '../../tensor/tensor.js';
@@ -266,5 +267,17 @@ export function loadFamily<M extends { config: { numLayers: number; numKvHeads: 
   return { model, tokenizer, engine };
 }
 
-/** An RMSNorm / LayerNorm weight vector as a Tensor (for `(1 + w)` norms the caller adds first). */
-export const vectorTensor = (values: Float32Array): Tensor => fromArray(values, [values.length], 'f32');
+/** An RMSNorm holding the given weight vector. */
+export function rmsNormOf(weight: Tensor, eps: number): nn.RMSNorm {
+  const n = new nn.RMSNorm(weight.shape[0], { eps });
+  n.weight = weight;
+  return n;
+}
+
+/** A LayerNorm holding the given weight and bias vectors. */
+export function layerNormOf(weight: Tensor, bias: Tensor, eps: number): nn.LayerNorm {
+  const n = new nn.LayerNorm(weight.shape[0], { eps });
+  n.weight = weight;
+  n.bias = bias;
+  return n;
+}

@@ -8,7 +8,7 @@ import { type Tensor } from '../../tensor/tensor.js';
 import { type StepInputs } from '../step-engine.js';
 import {
   type DecoderConfig, type FamilyBuild, type LoadFamilyOptions, type ModelFile, type WeightSource,
-  LLAMA_STYLE_HF_KEYS, configFromGguf, configFromHf, lastTokens, loadFamily, pagedSelfAttention, ropeTables,
+  LLAMA_STYLE_HF_KEYS, configFromGguf, configFromHf, lastTokens, loadFamily, pagedSelfAttention, ropeTables, rmsNormOf,
 } from './common.js';
 
 /** GGUF (llama.cpp) and HF (transformers) names of one layer's tensors. */
@@ -24,12 +24,6 @@ const NAMES = {
   }),
 };
 
-function rmsNorm(w: Tensor, eps: number): nn.RMSNorm {
-  const n = new nn.RMSNorm(w.shape[0], { eps });
-  n.weight = w;
-  return n;
-}
-
 class Qwen2Block extends nn.Module {
   attnNorm: nn.RMSNorm; ffnNorm: nn.RMSNorm;
   wq: Tensor; bq: Tensor; wk: Tensor; bk: Tensor; wv: Tensor; bv: Tensor; wo: Tensor;
@@ -37,12 +31,12 @@ class Qwen2Block extends nn.Module {
   constructor(readonly config: DecoderConfig, w: WeightSource, n: ReturnType<typeof NAMES.gguf>, readonly window: number) {
     super();
     const { hiddenSize: D, intermediateSize: Fh, numHeads: H, numKvHeads: Hkv, headDim: hd, normEps } = config;
-    this.attnNorm = rmsNorm(w.tensor(n.attnNorm, [D]), normEps);
+    this.attnNorm = rmsNormOf(w.tensor(n.attnNorm, [D]), normEps);
     this.wq = w.tensor(`${n.q}.weight`, [H * hd, D]); this.bq = w.tensor(`${n.q}.bias`, [H * hd]);
     this.wk = w.tensor(`${n.k}.weight`, [Hkv * hd, D]); this.bk = w.tensor(`${n.k}.bias`, [Hkv * hd]);
     this.wv = w.tensor(`${n.v}.weight`, [Hkv * hd, D]); this.bv = w.tensor(`${n.v}.bias`, [Hkv * hd]);
     this.wo = w.tensor(n.o, [D, H * hd]);
-    this.ffnNorm = rmsNorm(w.tensor(n.ffnNorm, [D]), normEps);
+    this.ffnNorm = rmsNormOf(w.tensor(n.ffnNorm, [D]), normEps);
     this.gate = w.tensor(n.gate, [Fh, D]); this.up = w.tensor(n.up, [Fh, D]); this.down = w.tensor(n.down, [D, Fh]);
   }
 
@@ -69,7 +63,7 @@ export class Qwen2 extends nn.Module {
     const { vocabSize: V, hiddenSize: D } = config;
     this.embed = w.tensor(hf ? 'model.embed_tokens.weight' : 'token_embd.weight', [V, D]);
     this.layers = new nn.ModuleList(Array.from({ length: config.numLayers }, (_, l) => new Qwen2Block(config, w, (hf ? NAMES.hf : NAMES.gguf)(l), window)));
-    this.norm = rmsNorm(w.tensor(hf ? 'model.norm.weight' : 'output_norm.weight', [D]), config.normEps);
+    this.norm = rmsNormOf(w.tensor(hf ? 'model.norm.weight' : 'output_norm.weight', [D]), config.normEps);
     const head = hf ? 'lm_head.weight' : 'output.weight';
     // a tied checkpoint may still carry the head (transformers saves it): it is the embedding again
     this.lmHead = config.tieWordEmbeddings ? this.embed : w.tensor(head, [V, D]);
