@@ -22,7 +22,7 @@ export { Qwen2, loadQwen2 } from './qwen2.js';
 export { Gemma, loadGemma } from './gemma.js';
 export { Phi3, loadPhi3 } from './phi3.js';
 export { Gpt2, loadGpt2 } from './gpt2.js';
-export { type DecoderConfig, type LoadFamilyOptions, WeightSource, pagedSelfAttention, ropeTables } from './common.js';
+export { type DecoderConfig, type LoadFamilyOptions, type AttentionShape, WeightSource, pagedSelfAttention, ropeTables } from './common.js';
 
 /** What every family loader returns. */
 export interface LoadedCausalLM<M extends StepDecoder = StepDecoder> {
