@@ -12,8 +12,17 @@ import { ModelConfigError } from '../../io/errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { StepDecoder, StepEngine } from '../step-engine.js';
 import { loadPagedLlama, type LoadPagedOptions } from './llama.js';
+import { loadQwen2 } from './qwen2.js';
+import { loadGemma } from './gemma.js';
+import { loadPhi3 } from './phi3.js';
+import { loadGpt2 } from './gpt2.js';
 
 export { PagedLlama, loadPagedLlama, type PagedLlamaOptions, type LoadPagedOptions } from './llama.js';
+export { Qwen2, loadQwen2 } from './qwen2.js';
+export { Gemma, loadGemma } from './gemma.js';
+export { Phi3, loadPhi3 } from './phi3.js';
+export { Gpt2, loadGpt2 } from './gpt2.js';
+export { type DecoderConfig, type LoadFamilyOptions, type AttentionShape, WeightSource, pagedSelfAttention, ropeTables } from './common.js';
 
 /** What every family loader returns. */
 export interface LoadedCausalLM<M extends StepDecoder = StepDecoder> {
@@ -33,6 +42,10 @@ type FamilyLoader = (source: string, options: LoadCausalLMOptions) => { model: S
 const FAMILIES = new Map<string, FamilyLoader>([
   ['llama', loadPagedLlama],
   ['mistral', loadPagedLlama],
+  ['qwen2', loadQwen2],
+  ['gemma', loadGemma],
+  ['phi3', loadPhi3],
+  ['gpt2', loadGpt2],
 ]);
 
 /** Registers a model family under the architecture names its files declare. */

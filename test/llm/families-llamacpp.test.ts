@@ -1,0 +1,54 @@
+// Greedy generation parity with llama.cpp (node-llama-cpp) for the model families written as user
+// code (src/llm/models/*.ts): each tiny model is written by our GGUF writer in llama.cpp's layout
+// for its architecture, loaded by loadCausalLM (the file's general.architecture picks the class),
+// compiled by inferenceJit and driven by StepEngine; its greedy token ids must be llama.cpp's.
+// Skipped, with the reason printed, when node-llama-cpp is not installed or cannot start llama.cpp.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadCausalLM } from '../../src/llm/index.js';
+import { writeFamilyGguf, type Family, type TinyFamilySpec } from './family-fixtures.js';
+import { loadLlama } from './llamacpp-peer.js';
+
+const GENERATE = 24;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-families-llamacpp-'));
+process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+
+const CASES: [Family, TinyFamilySpec][] = [
+  ['qwen2', { seed: 1 }],
+  ['qwen2', { seed: 2, untied: true, heads: 4, kvHeads: 1 }],
+  // tied heads echo the input token unless the blocks outweigh the embedding: larger weights
+  ['gemma', { seed: 3, heads: 4, kvHeads: 1, headDim: 32, scale: 0.3 }],
+  ['phi3', { seed: 4, scale: 0.3 }],
+  ['phi3', { seed: 5, untied: true, heads: 4, kvHeads: 4 }],
+  ['gpt2', { seed: 6, scale: 0.3 }],
+  ['gpt2', { seed: 7, untied: true }],
+];
+
+for (const [family, spec] of CASES) {
+  test(`${family} ${JSON.stringify(spec)}: compiled greedy generation matches llama.cpp token for token`, async (t) => {
+    const llama = await loadLlama();
+    if (typeof llama === 'string') { console.log(`skipping llama.cpp parity: ${llama}`); t.skip(llama); return; }
+    const file = path.join(dir, `${family}-${spec.seed}.gguf`);
+    writeFamilyGguf(file, family, spec);
+    const { engine, tokenizer, architecture } = loadCausalLM(file, { maxContext: 128 });
+    assert.equal(architecture, family);
+    const prompt = tokenizer!.encode('the quick brown fox jumps over');
+    const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+    const ctx = await model.createContext({ contextSize: 128, threads: 1 });
+    const ref: number[] = [];
+    for await (const tok of ctx.getSequence().evaluate(prompt, { temperature: 0 })) {
+      ref.push(tok);
+      if (ref.length >= GENERATE) break;
+    }
+    await ctx.dispose();
+    await model.dispose();
+    // a model stuck on one token would make the comparison weak
+    assert.ok(new Set(ref).size >= 4, `${family}: llama.cpp generated too few distinct tokens to compare: ${ref.join(' ')}`);
+    const ours = await engine.generate(prompt, { maxTokens: ref.length });
+    assert.deepEqual(ours.tokens, ref, `${family}: token ids differ from llama.cpp`);
+    assert.match(engine.describe(), /^cpu plan/, engine.describe());
+  });
+}
