@@ -3,16 +3,20 @@
 // as a cpu plan with sub-plans (no interpreter fallback) and its compiled results equal eager
 // loops written here on inputs that take every path: nested control flow both ways, zero-iteration
 // loops, control-flow operands that are also graph outputs, a branch returning its operand, and a
-// runaway loop stopped by the iteration cap with an error.
+// runaway loop stopped by the iteration cap with an error. The plan is also checked against the
+// reference interpreter on random inputs of a dynamic batch dim (sizes 1, 7, 33).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { register } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fromArray, ops, jitStats, type Tensor } from '../../src/index.js';
+import { fromArray, randn, ops, jitStats, type Tensor } from '../../src/index.js';
 import { jitRunner } from '../../src/jit/decorator.js';
-import { planSupportReason } from '../../src/backends/cpu/plan/executable.js';
+import { trace } from '../../src/trace/index.js';
+import { interpret } from '../../src/backends/reference/interpret.js';
+import { withEagerBackend } from '../../src/ops/dispatch.js';
+import { PlanExecutable, planSupportReason } from '../../src/backends/cpu/plan/executable.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'inferjit-d2s-native-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -109,5 +113,24 @@ test('a runaway loop stops at INFERJIT_MAX_LOOP_ITERATIONS with an error naming 
   } finally {
     if (before === undefined) delete process.env.INFERJIT_MAX_LOOP_ITERATIONS;
     else process.env.INFERJIT_MAX_LOOP_ITERATIONS = before;
+  }
+});
+
+test('sub-plans under a dynamic batch dim equal the reference interpreter on random inputs (batch 1, 7, 33)', { skip }, () => {
+  for (const [name, model] of [['BranchInLoop', new BranchInLoop()], ['LoopInBranch', new LoopInBranch()]] as const) {
+    const cols = name === 'BranchInLoop' ? 3 : 5;
+    const fn = (x: Tensor): Tensor => (model as { forward(x: Tensor): Tensor }).forward(x);
+    const traced = trace(fn, [randn([4, cols], { seed: 1 })], { inputSpec: [{ shape: ['batch', cols] }], module: model });
+    const plan = new PlanExecutable(traced.graph, traced.constants);
+    assert.equal(plan.path, 'plan', `${name}: ${plan.fallbackReason}`);
+    for (const [k, batch] of [1, 7, 33].entries()) {
+      for (const scale of [0.1, 3, -2]) {
+        const x = randn([batch, cols], { seed: 100 + k }).mul(scale);
+        const [got] = plan.run([x]);
+        const [want] = withEagerBackend('reference', () => interpret(traced.graph, [x], traced.constants));
+        assertClose(got, want, `${name}, batch ${batch}, scale ${scale}`);
+      }
+    }
+    assert.match(plan.describe(), /control-flow sub-plans/);
   }
 });
