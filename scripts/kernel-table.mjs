@@ -156,4 +156,20 @@ export const KERNELS = [
     refs: ['a', 'weight', 'bias', 'residual', 'out'],
     ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'format' }, { name: 'group' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }],
   },
+  {
+    name: 'cond', code: 41, doc: 'runs sub-plan thenPlan when the one-byte bool pred is nonzero, else elsePlan, on contiguous operands into contiguous outputs (native/plan/control_flow.cc)',
+    refs: ['pred', { name: 'operands', len: 'nOperands' }, { name: 'outputs', len: 'nOutputs' }],
+    ints: [
+      { name: 'nOperands' }, { name: 'nOutputs' }, { name: 'thenPlan' }, { name: 'elsePlan' },
+      { name: 'operandBytes', len: 'nOperands' }, { name: 'outputBytes', len: 'nOutputs' },
+    ],
+  },
+  {
+    name: 'while_loop', code: 42, doc: 'while condPlan(carried, invariants): carried = bodyPlan(carried, invariants), carried values double-buffered in kernel scratch; errors after maxIterations (native/plan/control_flow.cc)',
+    refs: [{ name: 'operands', len: 'nOperands' }, { name: 'outputs', len: 'nCarried' }],
+    ints: [
+      { name: 'nOperands' }, { name: 'nCarried' }, { name: 'condPlan' }, { name: 'bodyPlan' }, { name: 'maxIterations' },
+      { name: 'operandBytes', len: 'nOperands' },
+    ],
+  },
 ];

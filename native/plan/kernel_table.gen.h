@@ -22,7 +22,7 @@ constexpr int kBinaryFirst = 20, kBinaryLast = 26;
 enum ReduceOp : int { kReduceSum = 0, kReduceMean = 1, kReduceMax = 2, kReduceMin = 3 };
 enum RefKind : int { kRefNone = 0, kRefArena = 1, kRefInput = 2, kRefOutput = 3, kRefConstant = 4 };
 enum PadMode : int { kPadConstant = 0, kPadReflect = 1, kPadReplicate = 2 };
-enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40 };
+enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40, kKernelCond = 41, kKernelWhileLoop = 42 };
 static_assert(kActNone == 0, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActRelu == 1, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActGelu == 2, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
@@ -1152,6 +1152,111 @@ inline std::string checkQgemm(const int64_t* I, size_t nInts, size_t nFloats, si
   return "";
 }
 
+// runs sub-plan thenPlan when the one-byte bool pred is nonzero, else elsePlan, on contiguous operands into contiguous outputs (native/plan/control_flow.cc).
+struct CondDesc {
+  uint8_t* pred = nullptr;
+  std::vector<uint8_t*> operands;
+  std::vector<uint8_t*> outputs;
+  int64_t nOperands = 0;
+  int64_t nOutputs = 0;
+  int64_t thenPlan = 0;
+  int64_t elsePlan = 0;
+  Span operandBytes;
+  Span outputBytes;
+};
+template <typename At>
+inline CondDesc decodeCond(const int64_t* I, const double* F, At&& at) {
+  CondDesc a;
+  size_t p = 0;
+  a.nOperands = I[p++];
+  a.nOutputs = I[p++];
+  a.thenPlan = I[p++];
+  a.elsePlan = I[p++];
+  a.operandBytes = Span{I + p, a.nOperands};
+  p += a.operandBytes.size;
+  a.outputBytes = Span{I + p, a.nOutputs};
+  p += a.outputBytes.size;
+  int r = 0;
+  a.pred = at(r++);
+  for (int64_t j = 0; j < a.nOperands; j++) a.operands.push_back(at(r++));
+  for (int64_t j = 0; j < a.nOutputs; j++) a.outputs.push_back(at(r++));
+  (void)F;
+  return a;
+}
+inline std::string checkCond(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "cond: ints end before nOperands";
+  const int64_t nOperands = I[p];
+  p++;
+  if (p + 1 > nI) return "cond: ints end before nOutputs";
+  const int64_t nOutputs = I[p];
+  p++;
+  if (p + 1 > nI) return "cond: ints end before thenPlan";
+  p++;
+  if (p + 1 > nI) return "cond: ints end before elsePlan";
+  p++;
+  if (nOperands < 0 || p + (nOperands) > nI) return "cond: ints end inside operandBytes";
+  p += nOperands;
+  if (nOutputs < 0 || p + (nOutputs) > nI) return "cond: ints end inside outputBytes";
+  p += nOutputs;
+  if (p != nI) return "cond: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + nOperands + nOutputs)) return "cond: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + nOperands + nOutputs);
+  if (nFloats != 0) return "cond: " + std::to_string(nFloats) + " floats, expected 0";
+  return "";
+}
+
+// while condPlan(carried, invariants): carried = bodyPlan(carried, invariants), carried values double-buffered in kernel scratch; errors after maxIterations (native/plan/control_flow.cc).
+struct WhileLoopDesc {
+  std::vector<uint8_t*> operands;
+  std::vector<uint8_t*> outputs;
+  int64_t nOperands = 0;
+  int64_t nCarried = 0;
+  int64_t condPlan = 0;
+  int64_t bodyPlan = 0;
+  int64_t maxIterations = 0;
+  Span operandBytes;
+};
+template <typename At>
+inline WhileLoopDesc decodeWhileLoop(const int64_t* I, const double* F, At&& at) {
+  WhileLoopDesc a;
+  size_t p = 0;
+  a.nOperands = I[p++];
+  a.nCarried = I[p++];
+  a.condPlan = I[p++];
+  a.bodyPlan = I[p++];
+  a.maxIterations = I[p++];
+  a.operandBytes = Span{I + p, a.nOperands};
+  p += a.operandBytes.size;
+  int r = 0;
+  for (int64_t j = 0; j < a.nOperands; j++) a.operands.push_back(at(r++));
+  for (int64_t j = 0; j < a.nCarried; j++) a.outputs.push_back(at(r++));
+  (void)F;
+  return a;
+}
+inline std::string checkWhileLoop(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "while_loop: ints end before nOperands";
+  const int64_t nOperands = I[p];
+  p++;
+  if (p + 1 > nI) return "while_loop: ints end before nCarried";
+  const int64_t nCarried = I[p];
+  p++;
+  if (p + 1 > nI) return "while_loop: ints end before condPlan";
+  p++;
+  if (p + 1 > nI) return "while_loop: ints end before bodyPlan";
+  p++;
+  if (p + 1 > nI) return "while_loop: ints end before maxIterations";
+  p++;
+  if (nOperands < 0 || p + (nOperands) > nI) return "while_loop: ints end inside operandBytes";
+  p += nOperands;
+  if (p != nI) return "while_loop: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(nOperands + nCarried)) return "while_loop: " + std::to_string(nRefs) + " operands, expected " + std::to_string(nOperands + nCarried);
+  if (nFloats != 0) return "while_loop: " + std::to_string(nFloats) + " floats, expected 0";
+  return "";
+}
+
 // "" when a kernel's descriptor has the sizes its fields need, else what is wrong.
 inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
   switch (op) {
@@ -1174,6 +1279,8 @@ inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nF
     case kKernelKvWrite: return checkKvWrite(I, nInts, nFloats, nRefs);
     case kKernelPagedAttention: return checkPagedAttention(I, nInts, nFloats, nRefs);
     case kKernelQgemm: return checkQgemm(I, nInts, nFloats, nRefs);
+    case kKernelCond: return checkCond(I, nInts, nFloats, nRefs);
+    case kKernelWhileLoop: return checkWhileLoop(I, nInts, nFloats, nRefs);
     default: return "unknown kernel code " + std::to_string(op);
   }
 }
@@ -1198,6 +1305,8 @@ void runTopK(const TopKDesc& d, const plan::KernelContext& ctx);
 void runKvWrite(const KvWriteDesc& d, const plan::KernelContext& ctx);
 void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext& ctx);
 void runQgemm(const QgemmDesc& d, const plan::KernelContext& ctx);
+void runCond(const CondDesc& d, const plan::KernelContext& ctx);
+void runWhileLoop(const WhileLoopDesc& d, const plan::KernelContext& ctx);
 
 // Decodes and runs kernel `op`; false for an unknown code. at(i) is the pointer of operand i.
 template <typename At>
@@ -1222,6 +1331,8 @@ inline bool runKernel(int op, const int64_t* I, const double* F, At&& at, const 
     case kKernelKvWrite: runKvWrite(decodeKvWrite(I, F, at), ctx); return true;
     case kKernelPagedAttention: runPagedAttention(decodePagedAttention(I, F, at), ctx); return true;
     case kKernelQgemm: runQgemm(decodeQgemm(I, F, at), ctx); return true;
+    case kKernelCond: runCond(decodeCond(I, F, at), ctx); return true;
+    case kKernelWhileLoop: runWhileLoop(decodeWhileLoop(I, F, at), ctx); return true;
     default: return false;
   }
 }

@@ -22,13 +22,28 @@ int dtypeBytes(int dtype);
 // What a kernel needs besides its descriptor: the packed GEMM weight it reads (one of the three, or
 // none), the bf16 kernel the plan resolved, and an elementwise kernel's program (decoded once).
 struct EwInstr;
+struct SubPlanRunner;
 struct KernelContext {
   const PackedB* packed = nullptr;
   const PackedBf16* packedBf16 = nullptr;
   const PackedF16* packedF16 = nullptr;
   Bf16Kernel bf16Kernel = Bf16Kernel::kAuto;
   const std::vector<EwInstr>* prog = nullptr;
+  // control flow (cond, while_loop): the plan's sub-plans, and the kernel's own scratch memory
+  const SubPlanRunner* subPlans = nullptr;
+  uint8_t* scratch = nullptr;
 };
+
+// ---- control flow (control_flow.cc) ----
+// Runs sub-plan `index` of the current plan over the given input and output pointers, on the
+// calling thread, under the run lock the outer plan already holds (plan.cc implements it).
+struct SubPlanRunner {
+  virtual ~SubPlanRunner() = default;
+  virtual void run(int64_t index, const std::vector<uint8_t*>& inputs, const std::vector<uint8_t*>& outputs) const = 0;
+};
+// Scratch bytes a while_loop kernel needs: two buffers per carried value (the loop swaps them, so
+// the body never writes a buffer it reads) and the condition's one-byte result.
+int64_t whileLoopScratchBytes(const int64_t* operandBytes, int64_t nCarried);
 
 // A kernel failure that must surface as a JS error (bad index, ...). Thrown only from the calling
 // thread, before or after a parallel section, never from inside one.

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -51,6 +52,8 @@ struct Kernel {
   const PackedF16* packedF16 = nullptr;    // ... or for f16-storage GEMMs
   // decoded once for elementwise programs
   std::vector<EwInstr> prog;
+  // a while_loop's carried-value buffers (control_flow.cc)
+  std::unique_ptr<uint8_t, decltype(&std::free)> scratch{nullptr, &std::free};
 };
 
 struct Plan {
@@ -63,6 +66,8 @@ struct Plan {
   std::vector<double> profileNs;
   int64_t runs = 0;
   Napi::ObjectReference keep;  // the descriptor: keeps constants and packed weights alive
+  // plans of control-flow sub-graphs (desc.subPlans), run by cond / while_loop kernels
+  std::vector<std::unique_ptr<Plan>> subs;
   ~Plan() { std::free(arena); }
 };
 
@@ -110,19 +115,35 @@ struct Bound {
   float* f(const Ref& r) const { return reinterpret_cast<float*>(at(r)); }
 };
 
-void runKernel(const Kernel& k, const Bound& b) {
-  const KernelContext ctx{k.packed, k.packedBf16, k.packedF16, b.p.bf16Kernel, &k.prog};
+void executeLocked(Plan& p, const std::vector<uint8_t*>& in, const std::vector<uint8_t*>& out);
+
+// Runs a plan's sub-plans for its cond / while_loop kernels, inside the run that holds the lock.
+struct Subs final : SubPlanRunner {
+  Plan& p;
+  explicit Subs(Plan& plan) : p(plan) {}
+  void run(int64_t index, const std::vector<uint8_t*>& inputs, const std::vector<uint8_t*>& outputs) const override {
+    executeLocked(*p.subs[static_cast<size_t>(index)], inputs, outputs);
+  }
+};
+
+void runKernel(const Kernel& k, const Bound& b, const Subs& subs) {
+  const KernelContext ctx{k.packed, k.packedBf16, k.packedF16, b.p.bf16Kernel, &k.prog, &subs, k.scratch.get()};
   auto at = [&](int i) { return b.at(k.refs[i]); };
   if (!kt::runKernel(k.op, k.ints.data(), k.floats.data(), at, ctx)) throw KernelError{"runPlan: unknown kernel code " + std::to_string(k.op)};
 }
 
 void execute(Plan& p, const std::vector<uint8_t*>& in, const std::vector<uint8_t*>& out) {
   std::lock_guard<std::mutex> lock(gRunMutex);
+  executeLocked(p, in, out);
+}
+
+void executeLocked(Plan& p, const std::vector<uint8_t*>& in, const std::vector<uint8_t*>& out) {
   Bound b{p, in, out};
+  const Subs subs(p);
   for (size_t i = 0; i < p.kernels.size(); i++) {
     const auto t0 = std::chrono::steady_clock::now();
     try {
-      runKernel(p.kernels[i], b);
+      runKernel(p.kernels[i], b, subs);
     } catch (KernelError& e) {
       e.message = "kernel " + std::to_string(i) + " (" + p.kernels[i].name + "): " + e.message;
       throw;
@@ -146,11 +167,68 @@ Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
 // A GEMM kernel with packedBf16 >= 0 runs on that bf16 weight, one with packedF16 >= 0 (from
 // desc.packedF16) on that f16-stored weight; an attention kernel with bf16 = 1 runs in bf16. Each
 // kernel's ints, floats and operand count are checked against its kernel-table fields here.
+// A descriptor may carry subPlans (descriptors of the same form, built recursively): its cond and
+// while_loop kernels name them by index, and their operand sizes are checked against them here.
+std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where);
+
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createPlan: expected a plan descriptor");
   Napi::Object desc = info[0].As<Napi::Object>();
+  auto plan = buildPlan(env, desc, "");
+  plan->keep = Napi::Persistent(desc);
+  const int64_t bytes = plan->arenaBytes;
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return PlanHandle::New(env, plan.release(), [bytes](Napi::Env e, Plan* p) {
+    Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
+    delete p;
+  });
+}
+
+// Checks a cond / while_loop kernel against the sub-plans it names and allocates a loop's scratch.
+void linkControlFlow(const Napi::Env& env, const Plan& plan, Kernel& k, const std::string& where) {
+  auto noRef = [](int) { return static_cast<uint8_t*>(nullptr); };
+  auto sub = [&](int64_t index, const char* role) -> const Plan& {
+    need(env, index >= 0 && static_cast<size_t>(index) < plan.subs.size(), where + ": " + role + " names a missing sub-plan");
+    return *plan.subs[static_cast<size_t>(index)];
+  };
+  auto sameBytes = [&](const std::vector<int64_t>& got, const Span& want, int64_t n, const std::string& what) {
+    need(env, static_cast<int64_t>(got.size()) == n, where + ": the " + what + " takes " + std::to_string(got.size()) + " values, the kernel passes " + std::to_string(n));
+    for (int64_t i = 0; i < n; i++) need(env, got[i] == want[i], where + ": the " + what + "'s value " + std::to_string(i) + " has " + std::to_string(got[i]) + " bytes, the kernel's " + std::to_string(want[i]));
+  };
+  if (k.op == kKernelCond) {
+    const CondDesc c = decodeCond(k.ints.data(), k.floats.data(), noRef);
+    for (const auto& [index, role] : {std::pair<int64_t, const char*>{c.thenPlan, "then-plan"}, {c.elsePlan, "else-plan"}}) {
+      const Plan& s = sub(index, role);
+      sameBytes(s.inputBytes, c.operandBytes, c.nOperands, std::string(role) + " input");
+      sameBytes(s.outputBytes, c.outputBytes, c.nOutputs, std::string(role) + " output");
+    }
+  } else if (k.op == kKernelWhileLoop) {
+    const WhileLoopDesc w = decodeWhileLoop(k.ints.data(), k.floats.data(), noRef);
+    need(env, w.nCarried >= 1 && w.nCarried <= w.nOperands && w.maxIterations >= 0, where + ": bad carried count or iteration cap");
+    const Plan& c = sub(w.condPlan, "condition plan");
+    const Plan& b = sub(w.bodyPlan, "body plan");
+    sameBytes(c.inputBytes, w.operandBytes, w.nOperands, "condition plan input");
+    sameBytes(b.inputBytes, w.operandBytes, w.nOperands, "body plan input");
+    need(env, c.outputBytes.size() == 1 && c.outputBytes[0] == 1, where + ": the condition plan must write one bool");
+    sameBytes(b.outputBytes, w.operandBytes, w.nCarried, "body plan output");
+    void* mem = nullptr;
+    if (posix_memalign(&mem, 64, static_cast<size_t>(whileLoopScratchBytes(w.operandBytes.data, w.nCarried))) != 0) {
+      throw Napi::Error::New(env, "createPlan: cannot allocate a while_loop's buffers");
+    }
+    k.scratch.reset(static_cast<uint8_t*>(mem));
+  }
+}
+
+std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where) {
   auto plan = std::make_unique<Plan>();
+  if (desc.Has("subPlans") && desc.Get("subPlans").IsArray()) {
+    Napi::Array subs = desc.Get("subPlans").As<Napi::Array>();
+    for (uint32_t i = 0; i < subs.Length(); i++) {
+      need(env, subs.Get(i).IsObject(), "createPlan: " + where + "subPlans[" + std::to_string(i) + "] is not a plan descriptor");
+      plan->subs.push_back(buildPlan(env, subs.Get(i).As<Napi::Object>(), where + "sub-plan " + std::to_string(i) + ": "));
+    }
+  }
   plan->arenaBytes = i64(desc.Get("arenaBytes"));
   plan->inputBytes = ints(env, desc.Get("inputBytes"));
   plan->outputBytes = ints(env, desc.Get("outputBytes"));
@@ -233,6 +311,7 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
            "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its f16 weight's [K, N]");
       usesF16 = true;
     }
+    if (k.op == kKernelCond || k.op == kKernelWhileLoop) linkControlFlow(env, *plan, k, "createPlan: " + where + "kernel " + std::to_string(i) + " (" + k.name + ")");
     if (k.op == kKernelAttention && decodeAttention(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
     if (k.op == kKernelElementwise) {
       const ElementwiseDesc e = decodeElementwise(k.ints.data(), k.floats.data(), noRef);
@@ -260,13 +339,7 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     if (posix_memalign(&p, 64, static_cast<size_t>(plan->arenaBytes)) != 0) throw Napi::Error::New(env, "createPlan: cannot allocate the arena");
     plan->arena = static_cast<uint8_t*>(p);
   }
-  plan->keep = Napi::Persistent(desc);
-  const int64_t bytes = plan->arenaBytes;
-  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
-  return PlanHandle::New(env, plan.release(), [bytes](Napi::Env e, Plan* p) {
-    Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
-    delete p;
-  });
+  return plan;
 }
 
 void bindArrays(const Napi::Env& env, const Plan& p, const Napi::Value& inV, const Napi::Value& outV, std::vector<uint8_t*>& in,

@@ -14,8 +14,13 @@
 //        placeholder for a dead one. The read at the break reads a concrete tensor, so the JS
 //        decision (the branch taken, the number computed) is this call's own.
 //      - later ops are recorded symbolically into the continuation graph, whose inputs are the
-//        call's inputs and piece 1's live values; the graph hash selects (or compiles) piece 2,
-//        so a different branch, or a read value folded into the graph, gets its own piece.
+//        call's inputs and piece 1's live values. While recording, each event (an input with its
+//        type, a constant with its name or literal contents, a node with its op, attrs and input
+//        ids, the outputs) appends one line to a key that describes the graph exactly; the key
+//        selects (or compiles) piece 2, so a different branch, or a read value folded into the
+//        graph, gets its own piece. No graph is verified or hashed on a hit, and source lines
+//        (a stack capture per op) are taken only for ops no known continuation shares: the ones
+//        it does share take that continuation's recorded lines.
 //      - forward's return value is rebuilt with piece 2's results; JS values in it are this call's.
 //   The guards make this sound: piece 1 computes exactly the ops the JS issued before the break
 //   (checked op by op), and piece 2 is exactly the graph this call traced after it.
@@ -83,7 +88,8 @@ function constantOf(graph: Graph, t: Tensor, params: ReadonlyMap<Tensor, string>
 
 const fold = (def: OpDef<any>, inputs: (Tensor | null)[], attrs: AttrValues): Tensor[] => withoutTraceHook(() => dispatch(def.name, inputs, attrs));
 
-interface Continuation { compiled: CompiledEntry; outputTree: unknown }
+/** A compiled piece 2, with the key lines and node source lines of the graph it was compiled from. */
+interface Continuation { compiled: CompiledEntry; lines: string[]; sources: (string | undefined)[] }
 
 export class SplitPlan {
   /** The prefix graph: every op before the break, all outputs recorded (live ones become outputs of piece 1). */
@@ -222,6 +228,16 @@ export class SplitPlan {
     const constants = new Map<string, Tensor>();
     const constCache = new Map<Tensor, number>();
     const params = this.params;
+    // The continuation's key, one line per recording event, and the known continuations that share
+    // every line so far (their source lines stand in for a stack capture).
+    const lines: string[] = [];
+    let keyable = true;
+    let candidates = this.continuations.values();
+    const line = (l: string): void => {
+      const j = lines.length;
+      lines.push(l);
+      if (candidates.length) candidates = candidates.filter((c) => c.lines[j] === l);
+    };
     let index = 0;
     const n = this.keys.length;
     const dead = (t: Tensor, what: string): never => { throw new SplitStop('dead', preIds.get(t)!, `a value computed before the break is ${what}`); };
@@ -233,9 +249,17 @@ export class SplitPlan {
         const id = g.addInput(`in${postInputs.length}`, t.dtype, t.shape);
         postInputs.push(t);
         postIds.set(t, id);
+        line(`in %${id} ${t.dtype}[${t.shape.join(',')}]`);
         return id;
       }
-      return constantOf(g, t, params, constants, constCache);
+      const seen = constCache.get(t);
+      if (seen !== undefined) return seen;
+      const id = constantOf(g, t, params, constants, constCache);
+      const name = params.get(t);
+      if (name !== undefined) line(`param %${id} ${name} ${t.dtype}[${t.shape.join(',')}]`);
+      else if (t.size <= MAX_GUARDED_LITERAL) line(`lit %${id} ${literalKey(t)}`);
+      else { keyable = false; line(`lit %${id} (large)`); }
+      return id;
     };
     const hook: TraceHook = (def, inputs, attrs, outs) => {
       if (index < n) {
@@ -253,7 +277,10 @@ export class SplitPlan {
       }
       if (!inputs.some((t) => t !== null && (preIds.has(t) || postIds.has(t) || params.has(t)))) return fold(def, inputs, attrs);
       const inIds = inputs.map((t) => (t === null ? null : postValueOf(t)));
-      const o = g.addNode(def.name, inIds, attrs, outs, userSourceLine());
+      const nodeIndex = g.nodes.length;
+      const first = g.values.size;
+      line(`${def.name} ${attrsKey(attrs)} ${inIds.map((v) => (v === null ? '_' : `%${v}`)).join(',')} -> %${first}`);
+      const o = g.addNode(def.name, inIds, attrs, outs, candidates.length ? candidates[0].sources[nodeIndex] : userSourceLine());
       return o.map((id, j) => {
         const t = placeholder(outs[j].dtype, outs[j].shape as number[], (op) => {
           throw new SplitStop('second-break', id, `${op}${(() => { const s = userSourceLine(); return s ? ` at ${s}` : ''; })()} reads a value computed after the first break (only one break per call is split)`);
@@ -269,12 +296,14 @@ export class SplitPlan {
     if (symbolic.length === 0) return rebuildTree(out.trees[0], finals);
     const outIndex = new Map<Tensor, number>();
     for (const t of symbolic) if (!outIndex.has(t)) { outIndex.set(t, outIndex.size); g.addOutput(`out${outIndex.size - 1}`, postIds.get(t)!); }
-    g.verify();
-    const hash = g.hash();
-    let cont = this.continuations.get(hash);
+    line(`out ${g.outputs.map((o) => `%${o.value}`).join(',')}`);
+    // A large literal is not spelled out in the key: such a call keys its graph by hash instead.
+    const key = keyable ? lines.join('\n') : `hash ${(g.verify(), g.hash())}`;
+    let cont = this.continuations.get(key);
     if (!cont) {
-      cont = { compiled: this.compilePiece({ graph: g, outputTree: null, constants }, `${this.label}#piece2`), outputTree: null };
-      this.continuations.set(hash, cont);
+      g.verify();
+      cont = { compiled: this.compilePiece({ graph: g, outputTree: null, constants }, `${this.label}#piece2`), lines, sources: g.nodes.map((n) => n.source) };
+      this.continuations.set(key, cont);
       this.piece2Compiles++;
     }
     const values = cont.compiled.executable.run(postInputs);

@@ -1,6 +1,7 @@
 // Models that branch and loop on tensor values (test/d2s/fixtures/models.ts), loaded through the
 // dynamic-to-static loader hook in this process: each compiles with one capture and no graph
-// break, the compiled results equal eager execution (hand-written loops on concrete tensors) on
+// break, runs as a native cpu plan (control flow as sub-plans, no interpreter fallback), the
+// compiled results equal eager execution (hand-written loops on concrete tensors) on
 // inputs that take every path, and the exported ONNX model (If / Loop) run by ONNX Runtime agrees.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +16,7 @@ import { exportOnnx } from '../../src/onnx/index.js';
 import { OrtSession } from '../../src/backends/onnxruntime/session.js';
 import { graphIO } from '../../src/backends/onnxruntime/index.js';
 import { subgraphsOf } from '../../src/ir/index.js';
+import { planSupportReason } from '../../src/backends/cpu/plan/executable.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'inferjit-d2s-test-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -40,6 +42,14 @@ function onnxRunner(name: string, fn: (...xs: Tensor[]) => Tensor, example: Tens
 
 function describeOf(model: object): string {
   return jitRunner(model)!.compiledEntries()[0].executable.describe?.() ?? '';
+}
+
+/** The model runs as a native cpu plan whose control flow lowered into sub-plans. */
+function assertNativePlan(model: object): void {
+  const d = describeOf(model);
+  if (planSupportReason()) return; // no native addon here: the interpreter is the only path
+  assert.match(d, /^cpu plan: \d+ kernels \(\+ \d+ control-flow sub-plans/, d);
+  assert.doesNotMatch(d, /interpreter/, d);
 }
 
 // ---- early exit ----
@@ -72,8 +82,7 @@ test('early-exit stack: one capture, no graph break, compiled == eager for exits
   assert.equal(s.captures, 1);
   assert.equal(s.graphBreaks, 0);
   assert.equal(s.eagerCalls, 0);
-  // control flow runs on the graph interpreter until the plan executor has sub-plans, and says so
-  assert.match(describeOf(model), /interpreter.*(cond|while_loop)/);
+  assertNativePlan(model);
 });
 
 test('the converted graph keeps the user\'s source lines (the transform moves no line)', () => {
@@ -110,7 +119,7 @@ test('loop until a residual is small: while_loop, one capture, compiled == eager
   const s = jitStats(model)!;
   assert.equal(s.captures, 1);
   assert.equal(s.graphBreaks, 0);
-  assert.match(describeOf(model), /interpreter/);
+  assertNativePlan(model);
 });
 
 // ---- branch on the sign of a reduction (with an early return and a ternary on && ) ----
@@ -133,6 +142,7 @@ test('branch on the sign of a reduction: every path compiled == eager, one captu
   const s = jitStats(model)!;
   assert.equal(s.captures, 1);
   assert.equal(s.graphBreaks, 0);
+  assertNativePlan(model);
 });
 
 // ---- a tensor-dependent loop with a tensor-dependent break ----
@@ -158,6 +168,7 @@ test('while with a break on a tensor: the flag is carried as a bool tensor; comp
   const s = jitStats(model)!;
   assert.equal(s.captures, 1);
   assert.equal(s.graphBreaks, 0);
+  assertNativePlan(model);
 });
 
 test('device onnxruntime: the JIT runs the control flow as If / Loop in ONNX Runtime', () => {

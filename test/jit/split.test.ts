@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nn, randn, Tensor, inferenceJit } from '../../src/index.js';
+import { Graph } from '../../src/ir/index.js';
+import { jitRunner } from '../../src/jit/decorator.js';
 
 for (const k of Object.keys(process.env)) if (k.startsWith('INFERJIT_')) delete process.env[k];
 process.removeAllListeners('warning'); // the graph-break warning is expected here
@@ -139,4 +141,40 @@ test('a weight updated in place after splitting: the pieces are rebuilt, results
   m.enc.weight.copyFrom(m.enc.weight.mul(0.5));
   close(fast(x).y, m.forward(x).y);
   assert.equal(fast.stats().splitCalls, 2);
+});
+
+test('a continuation is found by its recorded key: no graph hash on a hit, source lines kept, a different literal is a new piece', () => {
+  class Scaled extends nn.Module {
+    enc = new nn.Linear(8, 8, { seed: 8 });
+    head = new nn.Linear(8, 4, { seed: 9 });
+    forward(x: Tensor): Tensor {
+      const h = this.enc.forward(x).relu();
+      const k = x.sum().item() > 0 ? 2 : 3; // folded into the continuation as a literal
+      return this.head.forward(h.mul(k));
+    }
+  }
+  const m = new Scaled();
+  const fast = inferenceJit(m, memory);
+  const pos = randn([2, 8], { seed: 40 }).abs(), neg = pos.neg();
+  close(fast(pos), m.forward(pos));
+  close(fast(neg), m.forward(neg));
+  assert.equal(fast.stats().pieces, 3, 'piece 1 and one continuation per literal (2 and 3)');
+  const hash = Graph.prototype.hash;
+  let hashes = 0;
+  Graph.prototype.hash = function counted(this: Graph) { hashes++; return hash.call(this); };
+  try {
+    for (let i = 0; i < 6; i++) { const x = i % 2 ? neg.mul(i) : pos.mul(i + 1); close(fast(x), m.forward(x)); }
+  } finally {
+    Graph.prototype.hash = hash;
+  }
+  assert.equal(hashes, 0, 'hits hash no graph');
+  assert.equal(fast.stats().pieces, 3, 'every later call hit one of the two continuations');
+  assert.equal(fast.stats().splitCalls, 8);
+  const plan = jitRunner(fast)!.splitPlans()[0];
+  const [, ...conts] = plan.compiledEntries();
+  assert.equal(conts.length, 2);
+  for (const c of conts) {
+    const sources = c.capture.graph.nodes.map((n) => n.source);
+    assert.ok(sources.length > 0 && sources.every((s) => s && /split\.test\.ts:\d+:\d+$/.test(s)), `continuation nodes keep the user's lines: ${sources.join(', ')}`);
+  }
 });

@@ -52,7 +52,8 @@ export function bindInputs(graph: Graph, inputs: readonly Tensor[]): Map<string,
 
 const literalTensors = new WeakMap<Constant, Tensor>();
 
-function literalTensor(c: Constant): Tensor {
+/** The tensor of a literal constant (built once per constant). */
+export function literalTensor(c: Constant): Tensor {
   let t = literalTensors.get(c);
   if (!t) {
     t = Tensor.fromStorage(c.dtype, c.shape as number[], fromNumbers(c.dtype, c.data ?? []));

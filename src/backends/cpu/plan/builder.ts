@@ -9,6 +9,7 @@ import type { Tensor } from '../../../tensor/tensor.js';
 import { dtypeBytes, type DType } from '../../../tensor/dtype.js';
 import type { PackedHandle } from '../addon.js';
 import type { PackedBf16Handle, PackedF16Handle } from '../bf16.js';
+import type { PlanDesc } from './native.js';
 import { DTYPE_CODES, encodeCast, encodeCopy, type EncodedKernel } from './kernel-table.gen.js';
 import { contiguousStrides, isContiguous, numelOf, reshapeStrides } from './views.js';
 
@@ -46,6 +47,10 @@ export type Operand = View | null;
 /** A GEMM's constant B operand: an index into one of the plan's packed-weight lists (else -1). */
 export interface WeightRef { packed: number; packedBf16: number; packedF16: number }
 export interface Draft extends EncodedKernel<Operand>, WeightRef { name: string }
+/** A control-flow sub-graph lowered into its own plan (lower.ts supplies the lowering). */
+export interface SubPlan { desc: PlanDesc; kernels: number; subPlans: number; subKernels: number }
+export type LowerSubgraph = (graph: Graph, where: string) => SubPlan;
+
 /** An arena buffer: bytes, the kernels that first and last touch it, the values viewing it. */
 export interface ArenaBuffer { bytes: number; first: number; last: number; aliases: Set<number> }
 
@@ -67,7 +72,9 @@ export class PlanBuilder {
   readonly packedBf16: PackedBf16Handle[] = [];
   readonly packedF16: PackedF16Handle[] = [];
   readonly widened: string[] = [];
-  readonly stats = { views: 0, copies: 0, inPlace: 0, bf16Attention: 0 };
+  readonly stats = { views: 0, copies: 0, inPlace: 0, bf16Attention: 0, subPlans: 0, subKernels: 0 };
+  /** Plans of control-flow sub-graphs, which cond / while_loop kernels name by index. */
+  readonly subPlans: PlanDesc[] = [];
   readonly users: Map<number, Node[]>;
   /** Node index of each value's last reader (Infinity for graph outputs). */
   readonly lastUse = new Map<number, number>();
@@ -80,7 +87,7 @@ export class PlanBuilder {
   private readonly packIndex = new Map<string, number>();
   private where = '';
 
-  constructor(readonly graph: Graph, bindings: DimBindings, private readonly ctx: LowerContext) {
+  constructor(readonly graph: Graph, bindings: DimBindings, private readonly ctx: LowerContext, private readonly lowerSub?: LowerSubgraph) {
     this.precision = ctx.precision ?? 'fp32';
     this.bf16 = this.precision === 'bf16';
     this.fp16 = this.precision === 'fp16';
@@ -108,6 +115,21 @@ export class PlanBuilder {
   constantName(v: number): string | undefined { return this.constByValue.get(v)?.name; }
   /** The live tensor of constant value v (for rules that keep a derived copy of it, e.g. a re-laid-out weight). */
   constantTensor(v: number): Tensor { return this.ctx.constant(this.constByValue.get(v)!.name); }
+
+  /** Lowers control-flow sub-graph `graph` (role `role` of the current node) into a sub-plan; its index. */
+  subPlan(graph: Graph, role: string): number {
+    if (!this.lowerSub) this.unsupported('this lowering has no sub-plan support');
+    let sub: SubPlan;
+    try {
+      sub = this.lowerSub(graph, `${this.where} ${role}`);
+    } catch (e) {
+      if (e instanceof PlanUnsupportedError) this.unsupported(`${role} sub-graph: ${e.message}`);
+      throw e;
+    }
+    this.stats.subPlans += 1 + sub.subPlans;
+    this.stats.subKernels += sub.kernels + sub.subKernels;
+    return this.subPlans.push(sub.desc) - 1;
+  }
 
   /** The node being lowered, for error messages. */
   at(node: Node, i: number): void { this.where = `node ${i} (${node.op}${node.source ? ` at ${node.source}` : ''})`; }

@@ -10,7 +10,7 @@
 // fallback has no reduced-precision path, so such a graph the plans cannot run is an error.
 import { Tensor } from '../../../tensor/tensor.js';
 import { fromNumbers } from '../../../tensor/dtype.js';
-import type { Graph } from '../../../ir/graph.js';
+import { subgraphsOf, type Graph } from '../../../ir/graph.js';
 import { bindInputs, interpret } from '../../reference/interpret.js';
 import { withEagerBackend } from '../../../ops/dispatch.js';
 import { bindConstants, type BoundConstants } from '../../reference/bound-constants.js';
@@ -80,6 +80,10 @@ export class PlanExecutable {
     if (!this.fallback) {
       const bad = this.body.nodes.findIndex((n) => !PLAN_OPS.has(n.op));
       if (bad >= 0) this.fallback = `node ${bad} (${this.body.nodes[bad].op}) has no plan kernel`;
+      for (const { path, graph: sub } of bad >= 0 ? [] : subgraphsOf(this.body)) {
+        const n = sub.nodes.findIndex((x) => !PLAN_OPS.has(x.op));
+        if (n >= 0) { this.fallback = `${path}: node ${n} (${sub.nodes[n].op}) has no plan kernel`; break; }
+      }
     }
     if (this.fallback) this.noReducedFallback(this.fallback);
   }
@@ -124,7 +128,8 @@ export class PlanExecutable {
     const bf16 = s.precision === 'bf16'
       ? ` bf16 (${s.bf16Weights} bf16 weights${from}; ${s.bf16Attention} bf16 attention${w!.from16Bit ? `; ${w!.from16Bit} weights read from bf16 storage, ${s.widened.length} bf16 constants widened to f32` : ''})`
       : s.precision === 'fp16' ? ` fp16 (${s.f16Weights} f16 weights${from}, ${w!.from16Bit} read from f16 storage; ${s.widened.length} f16 constants widened to f32)` : '';
-    return `cpu plan${bf16}: ${s.kernels} kernels, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
+    const subs = s.subPlans ? ` (+ ${s.subPlans} control-flow sub-plans, ${s.subKernels} kernels)` : '';
+    return `cpu plan${bf16}: ${s.kernels} kernels${subs}, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
       + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached${note}`;
   }
 

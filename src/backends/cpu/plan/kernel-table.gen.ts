@@ -21,7 +21,7 @@ export const REF_KINDS = { none: 0, arena: 1, input: 2, output: 3, constant: 4 }
 /** pad modes. */
 export const PAD_MODES = { constant: 0, reflect: 1, replicate: 2 } as const;
 /** Plan kernel codes. */
-export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40 } as const;
+export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40, cond: 41, while_loop: 42 } as const;
 
 /** A plan kernel ready for the descriptor: its code, operands in order, ints and floats. */
 export interface EncodedKernel<R> { op: number; refs: R[]; ints: number[]; floats: number[] }
@@ -163,4 +163,23 @@ export function encodePagedAttention<R>(f: PagedAttentionFields<R>): EncodedKern
 export interface QgemmFields<R> { a: R; weight: R; bias: R; residual: R; out: R; M: Int; N: Int; K: Int; format: Int; group: Int; act: Int; lda: Int; ldr: Int }
 export function encodeQgemm<R>(f: QgemmFields<R>): EncodedKernel<R> {
   return { op: 40, refs: [f.a, f.weight, f.bias, f.residual, f.out], ints: [Number(f.M), Number(f.N), Number(f.K), Number(f.format), Number(f.group), Number(f.act), Number(f.lda), Number(f.ldr)], floats: [] };
+}
+
+/** runs sub-plan thenPlan when the one-byte bool pred is nonzero, else elsePlan, on contiguous operands into contiguous outputs (native/plan/control_flow.cc). */
+export interface CondFields<R> { pred: R; operands: readonly R[]; outputs: readonly R[]; thenPlan: Int; elsePlan: Int; operandBytes: readonly number[]; outputBytes: readonly number[] }
+export function encodeCond<R>(f: CondFields<R>): EncodedKernel<R> {
+  const nOperands = f.operands.length;
+  const nOutputs = f.outputs.length;
+  lengthOf('cond', 'operandBytes', f.operandBytes, nOperands);
+  lengthOf('cond', 'outputBytes', f.outputBytes, nOutputs);
+  return { op: 41, refs: [f.pred, ...f.operands, ...f.outputs], ints: [nOperands, nOutputs, Number(f.thenPlan), Number(f.elsePlan), ...f.operandBytes, ...f.outputBytes], floats: [] };
+}
+
+/** while condPlan(carried, invariants): carried = bodyPlan(carried, invariants), carried values double-buffered in kernel scratch; errors after maxIterations (native/plan/control_flow.cc). */
+export interface WhileLoopFields<R> { operands: readonly R[]; outputs: readonly R[]; condPlan: Int; bodyPlan: Int; maxIterations: Int; operandBytes: readonly number[] }
+export function encodeWhileLoop<R>(f: WhileLoopFields<R>): EncodedKernel<R> {
+  const nOperands = f.operands.length;
+  const nCarried = f.outputs.length;
+  lengthOf('while_loop', 'operandBytes', f.operandBytes, nOperands);
+  return { op: 42, refs: [...f.operands, ...f.outputs], ints: [nOperands, nCarried, Number(f.condPlan), Number(f.bodyPlan), Number(f.maxIterations), ...f.operandBytes], floats: [] };
 }

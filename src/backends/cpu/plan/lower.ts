@@ -7,7 +7,8 @@
 // views, and a copy is emitted only where the consumer needs contiguous memory or a graph output
 // must be filled. Arena buffers are placed by liveness (greedy by size, as TFLite's planner does);
 // a view keeps its buffer alive, and an elementwise kernel writes over an input buffer that dies
-// at it. Constants are read in place; linear/matmul weights are pre-packed once per executable.
+// at it. Control-flow nodes (cond, while_loop) lower each closed sub-graph recursively into a
+// sub-plan of its own (rules/control-flow.ts) that the native kernel runs. Constants are read in place; linear/matmul weights are pre-packed once per executable.
 // With precision 'bf16' those weights are packed as bf16 panels (fp32 accumulation, same fused
 // epilogues) and attention runs with bf16 products; everything else, and the arena, stays fp32.
 // With precision 'fp16' they are stored as f16 panels (converted to fp32 as the GEMM loads them)
@@ -18,10 +19,12 @@
 // weights, tables) are read from f32 copies. Constants the graph derives from parameters (its
 // prologue) are still computed in the graph's own dtype, as eager execution would.
 import type { Graph } from '../../../ir/graph.js';
+import type { Tensor } from '../../../tensor/tensor.js';
+import { literalTensor } from '../../reference/interpret.js';
 import type { DimBindings } from '../../../ir/dims.js';
 import { dtypeBytes, type DType } from '../../../tensor/dtype.js';
 import { alignArena, placeBuffers } from '../../../passes/memory-plan.js';
-import { PlanBuilder, type LowerContext, type Operand, type PlanPrecision } from './builder.js';
+import { PlanBuilder, PlanUnsupportedError, type LowerContext, type Operand, type PlanPrecision, type SubPlan } from './builder.js';
 import { REF_KINDS } from './kernel-table.gen.js';
 import type { KernelDesc, PlanDesc } from './native.js';
 import { planRule } from './rules/index.js';
@@ -64,14 +67,34 @@ export interface PlanStats {
   widened: string[];
   /** Attention kernels with bf16 products. */
   bf16Attention: number;
+  /** Control-flow sub-plans (nested ones included) and their kernels (not counted in `kernels`). */
+  subPlans: number;
+  subKernels: number;
   kernelNames: string[];
 }
 
-export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext): LoweredPlan {
-  const b = new PlanBuilder(graph, bindings, ctx);
+export interface LowerOptions {
+  /** Every graph output gets its own slot, written by the plan even when it is a graph input, a
+   *  constant or another output's value (sub-plans: their caller hands them one buffer per output). */
+  distinctOutputs?: boolean;
+  /** Where this graph sits inside the outer graph (sub-plans), to name its sub-graphs uniquely. */
+  prefix?: string;
+}
 
-  // output slots: one per distinct value computed by the plan
+export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext, options: LowerOptions = {}): LoweredPlan {
+  const b = new PlanBuilder(graph, bindings, ctx, (sub, where) => lowerSubPlan(sub, bindings, ctx, `${options.prefix ?? ''}${where}`));
+
+  // output slots: one per distinct value computed by the plan (per output with distinctOutputs;
+  // those not computed by a node into their slot are copied into it at the end)
+  const copiedOutputs: { value: number; slot: number }[] = [];
   const outputs: OutputSource[] = graph.outputs.map((o) => {
+    if (options.distinctOutputs) {
+      const slot = b.slots.length;
+      b.slots.push({ dtype: b.storedDtype(o.value), shape: b.shape(o.value) });
+      if (b.graphInputIndex(o.value) === undefined && b.constantName(o.value) === undefined && !b.slotOf.has(o.value)) b.slotOf.set(o.value, slot);
+      else copiedOutputs.push({ value: o.value, slot });
+      return { kind: 'slot', slot };
+    }
     const inp = b.graphInputIndex(o.value);
     if (inp !== undefined) return { kind: 'input', index: inp };
     const c = b.constantName(o.value);
@@ -105,6 +128,12 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
       b.setView(v, dst);
     }
   });
+  for (const { value, slot } of copiedOutputs) {
+    const view = b.viewOf(value);
+    const dst = b.contiguousView({ kind: 'output', index: slot }, b.shape(value), b.slots[slot].dtype);
+    if (dst.dtype === view.dtype) b.emitCopy(view, dst, `output ${slot}`);
+    else b.emitCast(b.contiguous(value), dst, `output ${slot} (${view.dtype} -> ${dst.dtype})`);
+  }
 
   const { offsets, arenaBytes } = placeBuffers(b.buffers);
   const refOf = (r: Operand): number[] => {
@@ -130,14 +159,40 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
   const outputBytes = b.slots.map((s) => numelOf(s.shape) * dtypeBytes(s.dtype));
   const { packed, packedBf16, packedF16 } = b;
   return {
-    desc: { arenaBytes, inputBytes, outputBytes, constants: b.constants, packed, ...(b.bf16 ? { packedBf16 } : {}), ...(b.fp16 ? { packedF16 } : {}), kernels },
+    desc: {
+      arenaBytes, inputBytes, outputBytes, constants: b.constants, packed, ...(b.bf16 ? { packedBf16 } : {}), ...(b.fp16 ? { packedF16 } : {}), kernels,
+      ...(b.subPlans.length ? { subPlans: b.subPlans } : {}),
+    },
     outputs,
     slots: b.slots,
     stats: {
       kernels: kernels.length, arenaBytes, naiveBytes, views: b.stats.views, copies: b.stats.copies, inPlace: b.stats.inPlace,
       packedWeights: packed.length + packedBf16.length + packedF16.length, precision: b.precision, bf16Weights: packedBf16.length, f16Weights: packedF16.length,
-      widened: b.widened, bf16Attention: b.stats.bf16Attention,
+      widened: b.widened, bf16Attention: b.stats.bf16Attention, subPlans: b.stats.subPlans, subKernels: b.stats.subKernels,
       kernelNames: b.drafts.map((d) => d.name),
     },
   };
+}
+
+/** Lowers a control-flow sub-graph into a sub-plan: the same constants and weight packing as the
+ *  outer plan, except the sub-graph's own literals (their names are only unique within it, so
+ *  packed copies of them are cached under a name qualified by where the sub-graph sits). Sub-graph
+ *  inputs carry the operands' types, so the outer dim bindings bind them. */
+function lowerSubPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext, where: string): SubPlan {
+  const literals = new Map<string, Tensor>();
+  for (const c of graph.constants) if (c.kind === 'literal') literals.set(c.name, literalTensor(c));
+  const key = (name: string): string => (literals.has(name) ? `${where}/${name}` : name);
+  const sub: LowerContext = {
+    ...ctx,
+    constant: (name) => literals.get(name) ?? ctx.constant(name),
+    pack: (name, t, K, N, transB) => ctx.pack(key(name), t, K, N, transB),
+    packBf16: ctx.packBf16 && ((name, t, K, N, transB) => ctx.packBf16!(key(name), t, K, N, transB)),
+    packF16: ctx.packF16 && ((name, t, K, N, transB) => ctx.packF16!(key(name), t, K, N, transB)),
+    constantF32: ctx.constantF32 && ((name) => {
+      if (literals.has(name)) throw new PlanUnsupportedError(`${where}: 16-bit literal @${name} inside control flow is not widened`);
+      return ctx.constantF32!(name);
+    }),
+  };
+  const lowered = lowerPlan(graph, bindings, sub, { distinctOutputs: true, prefix: `${where} > ` });
+  return { desc: lowered.desc, kernels: lowered.stats.kernels, subPlans: lowered.stats.subPlans, subKernels: lowered.stats.subKernels };
 }

@@ -35,6 +35,8 @@ export interface PlanDesc {
   /** f16-stored weights (handles from packF16) of precision-'fp16' plans. */
   packedF16?: PackedF16Handle[];
   kernels: KernelDesc[];
+  /** Plans of control-flow sub-graphs (same form, nested), run by cond / while_loop kernels. */
+  subPlans?: PlanDesc[];
 }
 
 export interface PlanAddon {

@@ -63,7 +63,8 @@ definePlanRule([...Object.keys(UNARY_CODES), ...Object.keys(BINARY_CODES)], (nod
 });
 
 definePlanRule(Object.keys(COMPARE_CODES), (node, b, i) => {
-  allF32(b, node);
+  // bool operands (a loop's carried flag, `!flag` as flag == false) are read as 0 / 1
+  if (!node.inputs.every((v) => b.isF32(v) || b.dtypeOf(v!) === 'bool')) b.unsupported(`comparisons take f32 or bool operands, got ${node.inputs.map((v) => b.dtypeOf(v!)).join(', ')}`);
   lowerProgram(b, node, i, [[PROGRAM_CODES[node.op], 0, 1]], 'bool');
 });
 
