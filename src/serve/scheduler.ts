@@ -155,7 +155,10 @@ export class Scheduler {
 
   private kick(): void {
     if (this.loop) return;
-    this.loop = this.run().finally(() => { this.loop = null; });
+    this.loop = this.run().catch((e) => {
+      // A failure outside a step (a bug in scheduling): end every sequence with it, keep serving.
+      for (const s of [...this.running, ...this.waiting]) this.finish(s, 'error', e as Error);
+    }).finally(() => { this.loop = null; });
   }
 
   private async run(): Promise<void> {
