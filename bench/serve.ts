@@ -5,6 +5,7 @@
 //   npx tsx bench/serve.ts [--models 110m,1.1b] [--type Q4_0] [--concurrency 1,4,16,64]
 //     [--prompt 128] [--gen 64] [--requests 3] [--threads N] [--engines inferjit,llamacpp]
 //     [--max-batched-tokens 512]   (inferjit's token budget per step; llama.cpp's batch size is 512)
+//     [--prefill-chunk N]          (inferjit: most prompt tokens per step while others decode; default the budget)
 // Each of `c` clients sends a streaming completion (a distinct seeded prompt of --prompt tokens,
 // --gen tokens, greedy, ignore_eos), reads it to the end and at once sends the next, --requests
 // times; new prompts keep arriving while others decode, so chunked prefill is at work. Per
@@ -34,6 +35,7 @@ const { values: args } = parseArgs({
     threads: { type: 'string' },
     engines: { type: 'string', default: 'inferjit,llamacpp' },
     'max-batched-tokens': { type: 'string', default: '512' },
+    'prefill-chunk': { type: 'string' },
     // child mode
     child: { type: 'string' },
     file: { type: 'string' },
@@ -57,12 +59,12 @@ function promptFor(request: number, n: number, vocab: number): number[] {
 // ---------------------------------------------------------------- servers (child processes)
 
 /** `inferjit serve` programmatically: the continuous-batching scheduler over the compiled decoder. */
-async function serveInferjit(file: string, seqs: number, ctx: number, threads: number, budget: number): Promise<void> {
+async function serveInferjit(file: string, seqs: number, ctx: number, threads: number, budget: number, prefillChunk: number | undefined): Promise<void> {
   const { createServer } = await import('../src/serve/index.js');
   const server = createServer({
     model: file, modelName: 'bench',
     engine: { threads, maxContext: ctx, cacheTokens: seqs * ctx, kvDtype: 'f16' },
-    scheduler: { maxRunning: seqs, maxBatchedTokens: budget, maxWaiting: 4096, maxWaitingTokens: 1 << 24 },
+    scheduler: { maxRunning: seqs, maxBatchedTokens: budget, prefillChunk, maxWaiting: 4096, maxWaitingTokens: 1 << 24 },
   });
   const url = await server.listen(0, '127.0.0.1');
   await server.ready;
@@ -180,7 +182,7 @@ async function load(url: string, c: number, perClient: number, promptLen: number
 function startChild(engine: string, file: string, seqs: number, ctx: number, threads: number): Promise<{ child: ChildProcess; url: string }> {
   const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
   const env = { ...process.env, ...(engine === 'llamacpp' ? { UV_THREADPOOL_SIZE: '1' } : {}) };
-  const child = spawn(tsx, [path.join(here, 'serve.ts'), '--child', engine, '--file', file, '--seqs', String(seqs), '--ctx', String(ctx), '--threads', String(threads), '--max-batched-tokens', String(args['max-batched-tokens'])], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(tsx, [path.join(here, 'serve.ts'), '--child', engine, '--file', file, '--seqs', String(seqs), '--ctx', String(ctx), '--threads', String(threads), '--max-batched-tokens', String(args['max-batched-tokens']), ...(args['prefill-chunk'] ? ['--prefill-chunk', args['prefill-chunk']] : [])], { env, stdio: ['pipe', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
@@ -203,7 +205,10 @@ async function stopChild(child: ChildProcess): Promise<void> {
 async function main(): Promise<void> {
   if (args.child) {
     const [file, seqs, ctx, threads] = [args.file!, positive('seqs', args.seqs), positive('ctx', args.ctx), positive('threads', args.threads)];
-    if (args.child === 'inferjit') return serveInferjit(file, seqs, ctx, threads, positive('max-batched-tokens', args['max-batched-tokens']));
+    if (args.child === 'inferjit') {
+      const chunk = args['prefill-chunk'] === undefined ? undefined : positive('prefill-chunk', args['prefill-chunk']);
+      return serveInferjit(file, seqs, ctx, threads, positive('max-batched-tokens', args['max-batched-tokens']), chunk);
+    }
     if (args.child === 'llamacpp') return serveLlamaCpp(file, seqs, ctx, threads);
     throw new Error(`unknown child ${args.child}`);
   }
