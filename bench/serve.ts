@@ -230,7 +230,16 @@ async function main(): Promise<void> {
     const file = await ensureModel(m, type);
     results[m] = {};
     for (const engine of engines) {
-      const { child, url } = await startChild(engine, file, maxC, ctx, threads);
+      let started: { child: ChildProcess; url: string };
+      try {
+        started = await startChild(engine, file, maxC, ctx, threads);
+      } catch (e) {
+        // the peer may be unavailable (node-llama-cpp not installed or not loadable here): say so, go on
+        if (engine !== 'llamacpp') throw e;
+        console.error(`node-llama-cpp unavailable: ${(e as Error).message}`);
+        continue;
+      }
+      const { child, url } = started;
       try {
         results[m][engine] = [];
         let requestId = 0;
