@@ -27,7 +27,9 @@ options:
   --max-batched-tokens N     tokens one scheduler step feeds in all (default 512)
   --max-running N            sequences running at once (default 64)
   --max-waiting N            sequences allowed to wait; more get 429 (default 256)
-  --max-waiting-tokens N     prompt tokens allowed to wait; more get 429 (default 65536)`;
+  --max-waiting-tokens N     prompt tokens allowed to wait; more get 429 (default 65536)
+  --prefill-chunk N          most prompt tokens a step prefills while others decode (default: --max-batched-tokens);
+                             smaller keeps inter-token latency low while long prompts arrive`;
 
 /** Runs `inferjit serve`; resolves with the exit code once the server has stopped. */
 export async function runServeCommand(argv: readonly string[], io: ServeIo = stdio, stop?: Promise<void>): Promise<number> {
@@ -61,7 +63,7 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     };
     const scheduler: SchedulerOptions = {
       maxBatchedTokens: int('--max-batched-tokens', 1), maxRunning: int('--max-running', 1),
-      maxWaiting: int('--max-waiting', 1), maxWaitingTokens: int('--max-waiting-tokens', 1),
+      maxWaiting: int('--max-waiting', 1), maxWaitingTokens: int('--max-waiting-tokens', 1), prefillChunk: int('--prefill-chunk', 1),
     };
     if (r.rest.length > 0) throw new UsageError(`unexpected arguments: ${r.rest.join(' ')}`);
 

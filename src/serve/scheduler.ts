@@ -45,6 +45,12 @@ export interface SchedulerOptions {
   maxWaiting?: number;
   /** Prompt tokens allowed to wait in all; more are refused. Default 65536. */
   maxWaitingTokens?: number;
+  /**
+   * Most prompt tokens one step prefills while other sequences are decoding (default: maxBatchedTokens).
+   * A step costs about as much as the tokens it carries, so a smaller chunk keeps the running streams'
+   * inter-token latency low while long prompts arrive, at the price of those prompts' time to first token.
+   */
+  prefillChunk?: number;
 }
 
 export class QueueFullError extends Error {
@@ -88,6 +94,7 @@ export class Scheduler {
   readonly maxRunning: number;
   readonly maxWaiting: number;
   readonly maxWaitingTokens: number;
+  readonly prefillChunk: number;
 
   constructor(readonly engine: ServeEngine, readonly tokenizer: Tokenizer, options: SchedulerOptions = {}, private readonly hooks: SchedulerHooks = {}) {
     this.maxBatchedTokens = positiveInt('maxBatchedTokens', options.maxBatchedTokens ?? 512);
@@ -95,6 +102,7 @@ export class Scheduler {
     this.maxRunning = Math.min(positiveInt('maxRunning', options.maxRunning ?? 64), engine.maxStepSequences);
     this.maxWaiting = positiveInt('maxWaiting', options.maxWaiting ?? 256);
     this.maxWaitingTokens = positiveInt('maxWaitingTokens', options.maxWaitingTokens ?? 65536);
+    this.prefillChunk = positiveInt('prefillChunk', options.prefillChunk ?? this.maxBatchedTokens);
   }
 
   get numRunning(): number { return this.running.length; }
@@ -155,7 +163,10 @@ export class Scheduler {
 
   private kick(): void {
     if (this.loop) return;
-    this.loop = this.run().finally(() => { this.loop = null; });
+    this.loop = this.run().catch((e) => {
+      // A failure outside a step (a bug in scheduling): end every sequence with it, keep serving.
+      for (const s of [...this.running, ...this.waiting]) this.finish(s, 'error', e as Error);
+    }).finally(() => { this.loop = null; });
   }
 
   private async run(): Promise<void> {
@@ -246,6 +257,8 @@ export class Scheduler {
       const rest = this.running.filter((s) => !skipped.includes(s));
       this.running.splice(0, this.running.length, ...skipped, ...rest);
     }
+    // While sequences decode, prompts get at most prefillChunk tokens of the step (their latency).
+    if (chunks.length > 0) budget = Math.min(budget, this.prefillChunk);
     // Then prefill chunks of running sequences that are still prefilling (or re-prefilling).
     for (const s of this.running) {
       if (budget <= 0) break;

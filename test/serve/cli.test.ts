@@ -37,6 +37,7 @@ test('usage errors exit 2 with the reason', async () => {
     [['serve'], /--model is required/],
     [['serve', '--model', modelFile, '--port', 'eighty'], /--port must be an integer >= 0, got "eighty"/],
     [['serve', '--model', modelFile, '--kv-dtype', 'f8'], /--kv-dtype must be one of f32, f16/],
+    [['serve', '--model', modelFile, '--max-context', '1'], /--max-context must be an integer >= 2, got "1"/],
     [['serve', '--model', modelFile, 'extra'], /unexpected arguments: extra/],
   ] as const) {
     const c = capture();

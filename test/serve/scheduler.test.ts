@@ -1,8 +1,8 @@
 // The Scheduler over the real engine (no HTTP): priority then first-come-first-served, the waiting
-// token bound, and aborting a request that is still waiting.
+// token bound, aborting a request that is still waiting, and the prefill chunk beside decodes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Scheduler, QueueFullError, loadServedModel, type SequenceRequest, type FinishReason } from '../../src/serve/index.js';
+import { Scheduler, QueueFullError, loadServedModel, PagedServeEngine, type SequenceRequest, type FinishReason, type StepChunk } from '../../src/serve/index.js';
 import { modelFile, greedyText } from './serve-fixtures.js';
 
 const model = loadServedModel(modelFile, { threads: 1 });
@@ -54,4 +54,32 @@ test('a budget of one token per step (prompts prefilled one token at a time) sti
   }));
   assert.deepEqual(await Promise.all(done), ['length', 'length', 'length']);
   for (let i = 0; i < prompts.length; i++) assert.equal(texts[i], await greedyText(prompts[i], 8), prompts[i]);
+});
+
+test('prefillChunk: a prompt arriving while another sequence decodes is prefilled at most prefillChunk tokens per step; outputs unchanged', async () => {
+  const steps: { id: number; n: number }[][] = [];
+  class Recording extends PagedServeEngine {
+    override step(chunks: readonly StepChunk[]) { steps.push(chunks.map((c) => ({ id: c.id, n: c.tokens.length }))); return super.step(chunks); }
+  }
+  const engine = new Recording((model.engine as PagedServeEngine).runner);
+  const s = new Scheduler(engine, model.tokenizer, { maxBatchedTokens: 64, prefillChunk: 3 });
+  const long = 'tokenizers split text into pieces and the quick brown fox jumps over the lazy dog';
+  const texts = ['', ''];
+  let bId = -1;
+  const done = [0, 1].map(() => { let r!: (x: FinishReason) => void; return { p: new Promise<FinishReason>((res) => { r = res; }), r: (x: FinishReason) => r(x) }; });
+  const [aId] = s.submit([{ req: request(ids('hello world'), 0, 16), events: {
+    onText(t) {
+      texts[0] += t;
+      // the long prompt arrives once the first sequence decodes
+      if (bId < 0) [bId] = s.submit([{ req: request(ids(long), 0, 6), events: { onText(u) { texts[1] += u; }, onFinish: done[1].r } }]);
+    },
+    onFinish: done[0].r,
+  } }]);
+  assert.deepEqual(await Promise.all(done.map((d) => d.p)), ['length', 'length']);
+  const withDecode = steps.filter((st) => st.some((c) => c.id === aId) && st.some((c) => c.id === bId));
+  assert.ok(withDecode.length >= 3, `the long prompt was prefilled over several steps beside the decode (${withDecode.length})`);
+  for (const st of withDecode) assert.ok(st.find((c) => c.id === bId)!.n <= 3, JSON.stringify(st));
+  assert.equal(texts[0], await greedyText('hello world', 16));
+  assert.equal(texts[1], await greedyText(long, 6));
+  assert.throws(() => new Scheduler(engine, model.tokenizer, { prefillChunk: 0 }), /prefillChunk must be a positive integer, got 0/);
 });
