@@ -64,7 +64,8 @@ interface QuantizeAddon {
 }
 
 /** Quantizes an f32/f16/bf16 matrix to int8/int4 bytes: natively where the addon is built (large
- *  models quantize in seconds, not minutes), else with the TypeScript quantizer (same rounding). */
+ *  models quantize in seconds, not minutes; ggml-style rounding), else with the TypeScript quantizer
+ *  (src/tensor/quantized.ts; same format, the int4 scale chosen as max/7 rather than ggml's max/-8). */
 function quantizeAtLoad(w: WeightMatrix, spec: QuantSpec): Uint8Array {
   const native = addon as unknown as Partial<QuantizeAddon> | null;
   const lay = quantLayout(spec);
