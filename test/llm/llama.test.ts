@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fromArray, inferenceJit, Tensor } from '../../src/index.js';
+import { fromArray, type Tensor } from '../../src/index.js';
 import { withEagerBackend } from '../../src/ops/dispatch.js';
 import { readGguf } from '../../src/io/gguf/index.js';
-import { StepEngine, PagedLlama, EngineCapacityError, loadLlama, dequantizeMatrix, llamaConfigFromHuggingFace, ropeInverseFrequencies, type LlamaConfig, type LlamaWeights } from '../../src/llm/index.js';
+import { StepEngine, PagedLlama, EngineCapacityError, loadLlama, dequantizeMatrix, llamaConfigFromHuggingFace, ropeInverseFrequencies } from '../../src/llm/index.js';
+import { CompiledSequence, compiledModel } from './compiled-sequence.js';
 import { setQuantPacking } from '../../src/backends/cpu/plan/rules/quant.js';
 import { quantSpecOf } from '../../src/tensor/quantized.js';
 import { LlamaForCausalLM } from '../../examples/llm/llama.js';
@@ -24,46 +25,6 @@ const IDS = [1, 17, 93, 240, 5, 61, 8, 150, 33, 2, 77];
 function referenceLogits(model: LlamaForCausalLM, ids: number[]): Float32Array {
   return withEagerBackend('reference', () => model.forward(fromArray(ids, [1, ids.length], 'i64'))).data as Float32Array;
 }
-
-/** One sequence on the compiled paged step (KV pages 0, 1, 2, ... in order): forward() appends
- *  tokens and returns the last position's logits, or every new position's with allLogits (the chunk
- *  runs as one step of T one-query sequences over the same pages: each token's K/V is written
- *  before any attention reads, so query i sees positions 0..from+i, exactly a causal prefill). */
-class CompiledSequence {
-  private pos = 0;
-  private readonly k: Tensor[];
-  private readonly v: Tensor[];
-  private readonly step: (...a: unknown[]) => unknown;
-  readonly vocabSize: number;
-  constructor(readonly model: PagedLlama, readonly options: { blockSize?: number; kvDtype?: 'f32' | 'f16' } = {}) {
-    const c = model.config, BS = options.blockSize ?? 4, MB = Math.ceil(model.maxPositions / BS);
-    const pool = () => Array.from({ length: c.numLayers }, () => Tensor.empty(options.kvDtype ?? 'f32', [MB, c.numKvHeads, BS, c.headDim]));
-    this.k = pool(); this.v = pool();
-    this.vocabSize = c.vocabSize;
-    const spec = [{ shape: ['T'] }, { shape: ['T'] }, { shape: ['T'] }, { shape: ['S', MB] }, { shape: ['S'] }, { shape: ['S1'] }, { shape: ['S'] }];
-    this.step = inferenceJit(model, { device: 'cpu', fallback: 'error', cache: 'memory', inputSpec: [...spec, ...new Array(2 * c.numLayers).fill(null)] }) as never;
-    this.mb = MB;
-  }
-  private readonly mb: number;
-  forward(ids: number[], allLogits = false): Float32Array {
-    const T = ids.length, from = this.pos, S = allLogits ? T : 1;
-    const i32 = (v: number[], shape: number[]) => fromArray(new Int32Array(v), shape, 'i32');
-    const pos = ids.map((_, i) => from + i);
-    const table = Array.from({ length: this.mb }, (_, i) => i);
-    const out = this.step({
-      ids: i32(ids, [T]), positions: i32(pos, [T]), slots: i32(pos, [T]),
-      blockTables: i32(Array.from({ length: S }, () => table).flat(), [S, this.mb]),
-      seqLens: i32(allLogits ? pos.map((p) => p + 1) : [from + T], [S]),
-      queryStart: i32(allLogits ? Array.from({ length: T + 1 }, (_, i) => i) : [0, T], [S + 1]),
-      lastIndex: i32(allLogits ? pos.map((_, i) => i) : [T - 1], [S]),
-    }, this.k, this.v) as Tensor;
-    this.pos += T;
-    return Float32Array.from(out.data as Float32Array);
-  }
-}
-
-const compiledModel = (config: LlamaConfig, weights: LlamaWeights, options: { blockSize?: number; kvDtype?: 'f32' | 'f16' } = {}): CompiledSequence =>
-  new CompiledSequence(new PagedLlama(config, weights, { maxPositions: 64 }), options);
 
 /** Compiled logits for every position: a 6-token prefill (all logits) then one decode step per token. */
 function nativeLogits(seq: CompiledSequence, ids: number[]): Float32Array {
