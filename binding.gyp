@@ -24,6 +24,7 @@
         "native/ops/hash.cc",
         "native/quant/qmatmul.cc",
         "native/quant/kquants.cc",
+        "native/quant/quant_napi.cc",
         "native/llm/paged_attention.cc",
         "native/llm/llama.cc",
         "native/plan/control_flow.cc",

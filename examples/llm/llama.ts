@@ -5,12 +5,13 @@
 //
 // This is the eager model: every op goes through dispatch, so it runs on the reference kernels or
 // the native CPU kernels, and `forward(ids)` (no cache) is what `@inferenceJit` traces. The fast
-// generation path is `compile()`: it hands the same weights to the native Llama runtime
-// (src/llm/engine.ts), which runs a whole decode step in one native call over a paged KV cache.
+// generation path is `compile()`: the same weights in the paged-step form of this model
+// (src/llm/models/llama.ts), compiled by the JIT and served by StepEngine (batched steps over a
+// paged KV cache, quantized file weights kept quantized).
 import { nn, F, ops, Tensor, fromArray, inferenceJit } from '../../src/index.js';
 import {
-  type LlamaConfig, type LlamaWeights, type WeightMatrix, type EngineOptions,
-  LlamaEngine, loadLlama, dequantizeMatrix, ropeInverseFrequencies,
+  type LlamaConfig, type LlamaWeights, type WeightMatrix, type StepEngineOptions, type PagedLlamaOptions,
+  StepEngine, PagedLlama, loadLlama, dequantizeMatrix, ropeInverseFrequencies,
 } from '../../src/llm/index.js';
 
 /** A linear layer (no bias) whose weight is a stored matrix, expanded to fp32 for the eager ops. */
@@ -136,9 +137,12 @@ export class LlamaForCausalLM extends nn.Module {
     return { k: new Array(this.config.numLayers).fill(null), v: new Array(this.config.numLayers).fill(null), length: 0 };
   }
 
-  /** The fast path: the same weights on the native Llama runtime (paged KV cache, one call per step). */
-  compile(options: EngineOptions = {}): LlamaEngine {
-    return new LlamaEngine(this.config, this.weights, options);
+  /** The fast path: the same weights as a compiled paged step served by StepEngine (generate() / chat() take it). */
+  compile(options: StepEngineOptions & PagedLlamaOptions = {}): StepEngine {
+    const { slidingWindow, maxPositions, precision, groupSize, ...engine } = options;
+    const maxContext = engine.maxContext ?? Math.min(this.config.maxPositionEmbeddings, 2048);
+    const paged = new PagedLlama(this.config, this.weights, { slidingWindow, maxPositions: maxPositions ?? maxContext, precision, groupSize });
+    return new StepEngine(paged, { ...engine, maxContext });
   }
 }
 

@@ -1,5 +1,8 @@
 // The Llama-family forward pass as one native call (prefill of T tokens, or a decode step with
-// T = 1), and the N-API bindings of the LLM kernels. Every op of the step runs on the shared
+// T = 1) behind LlamaEngine (src/llm/engine.ts). RETIRING: generation runs the model's own code
+// compiled by the JIT (src/llm/step-engine.ts); this file stays only while src/serve's adapter still
+// uses LlamaEngine, and goes with src/llm/engine.ts. The quantized-weight bindings it used to export
+// live in native/quant/quant_napi.cc. Every op of the step runs on the shared
 // thread pool with the calling thread taking part, so a decode step never hops threads and never
 // returns to JavaScript between layers.
 //
@@ -16,6 +19,7 @@
 
 #include "../common.h"
 #include "../quant/qmatmul.h"
+#include "../quant/weight_napi.h"
 #include "../simd.h"
 #include "../threadpool.h"
 #include "llm.h"
@@ -23,63 +27,6 @@
 
 namespace inferjit {
 namespace {
-
-struct Bytes {
-  const uint8_t* data = nullptr;
-  size_t bytes = 0;
-};
-
-// Any typed array as raw bytes.
-Bytes bytesOf(const Napi::Env& env, const Napi::Value& v, const std::string& what) {
-  napi_typedarray_type type;
-  size_t length = 0, byteOffset = 0;
-  void* data = nullptr;
-  napi_value buffer;
-  if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &type, &length, &data, &buffer, &byteOffset) != napi_ok) {
-    throw Napi::TypeError::New(env, what + ": expected a typed array");
-  }
-  size_t size = 1;
-  switch (type) {
-    case napi_int16_array: case napi_uint16_array: size = 2; break;
-    case napi_int32_array: case napi_uint32_array: case napi_float32_array: size = 4; break;
-    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: size = 8; break;
-    default: size = 1;
-  }
-  return {static_cast<const uint8_t*>(data), length * size};
-}
-
-const char* kFormatNames[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "int8", "int4", "q8_0x16", "q4_0x16"};
-
-// [format, data, scales | null, N, K, group] -> WeightRef, checked against the expected shape.
-WeightRef weightOf(const Napi::Env& env, const Napi::Value& v, const std::string& what, int64_t N, int64_t K) {
-  need(env, v.IsArray(), what + ": expected [format, data, scales, N, K, group]");
-  Napi::Array a = v.As<Napi::Array>();
-  need(env, a.Length() == 6, what + ": expected [format, data, scales, N, K, group]");
-  WeightRef w;
-  w.format = static_cast<int>(i64(a.Get(0u)));
-  w.N = i64(a.Get(3u));
-  w.K = i64(a.Get(4u));
-  w.group = static_cast<int>(i64(a.Get(5u)));
-  if (const char* bad = checkWeight(w.format, w.K, w.group)) throw Napi::RangeError::New(env, what + ": " + bad);
-  if (N >= 0 && K >= 0 && (w.N != N || w.K != K)) {
-    throw Napi::RangeError::New(env, what + ": shape is [" + std::to_string(w.N) + ", " + std::to_string(w.K) +
-                                         "], expected [" + std::to_string(N) + ", " + std::to_string(K) + "]");
-  }
-  Bytes b = bytesOf(env, a.Get(1u), what + " data");
-  const size_t want = weightDataBytes(w.format, w.N, w.K);
-  if (b.bytes < want) {
-    throw Napi::RangeError::New(env, what + ": " + kFormatNames[w.format] + " data holds " + std::to_string(b.bytes) +
-                                         " bytes, the shape needs " + std::to_string(want));
-  }
-  w.data = b.data;
-  const size_t nScales = weightScaleCount(w.format, w.N, w.K, w.group);
-  if (nScales > 0) {
-    auto s = viewOf<float>(env, a.Get(2u), (what + " scales").c_str());
-    need(env, s.length >= nScales, what + ": scales are too short");
-    w.scales = s.data;
-  }
-  return w;
-}
 
 struct Layer {
   const float* attnNorm = nullptr;
@@ -376,135 +323,12 @@ Napi::Value LlmForward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// quantMatmul(weight: WeightSpec, x: Float32Array, M, y: Float32Array): y[M, N] = x[M, K]·Wᵀ
-Napi::Value QuantMatmul(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  WeightRef w = weightOf(env, info[0], "quantMatmul: weight", -1, -1);
-  auto x = viewOf<float>(env, info[1], "quantMatmul: x");
-  const int64_t M = i64(info[2]);
-  auto y = viewOf<float>(env, info[3], "quantMatmul: y");
-  need(env, M >= 0 && x.length >= static_cast<size_t>(M * w.K), "quantMatmul: x is smaller than M·K");
-  need(env, y.length >= static_cast<size_t>(M * w.N), "quantMatmul: y is smaller than M·N");
-  std::vector<BlockQ8> xq;
-  if (w.quantized()) {
-    xq.resize(M * (w.K / kQK));
-    quantizeRowsQ8(x.data, M, w.K, xq.data());
-  }
-  float* ys[1] = {y.data};
-  matmulWeights(&w, 1, M, x.data, w.quantized() ? xq.data() : nullptr, ys);
-  return env.Undefined();
-}
-
-// quantizeWeight(format, src: Float32Array | Uint16Array (f16/bf16 bits), srcFormat, N, K, group, data: Uint8Array,
-//                scales: Float32Array | null). format: q8_0, q4_0 (ggml's reference rounding), int8, int4.
-Napi::Value QuantizeWeight(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const int format = static_cast<int>(i64(info[0]));
-  const int srcFormat = static_cast<int>(i64(info[2]));
-  const int64_t N = i64(info[3]), K = i64(info[4]);
-  const int group = static_cast<int>(i64(info[5]));
-  need(env, format >= kWQ8_0 && format <= kWI4, "quantizeWeight: target format must be q8_0, q4_0, int8 or int4");
-  need(env, srcFormat >= kWF32 && srcFormat <= kWBF16, "quantizeWeight: source must be f32, f16 or bf16");
-  if (const char* bad = checkWeight(format, K, group)) throw Napi::RangeError::New(env, std::string("quantizeWeight: ") + bad);
-  Bytes src = bytesOf(env, info[1], "quantizeWeight: src");
-  need(env, src.bytes >= weightDataBytes(srcFormat, N, K), "quantizeWeight: src is smaller than N·K");
-  Bytes dst = bytesOf(env, info[6], "quantizeWeight: data");
-  need(env, dst.bytes >= weightDataBytes(format, N, K), "quantizeWeight: data is too small");
-  float* scales = nullptr;
-  if (weightScaleCount(format, N, K, group) > 0) {
-    auto s = viewOf<float>(env, info[7], "quantizeWeight: scales");
-    need(env, s.length >= weightScaleCount(format, N, K, group), "quantizeWeight: scales is too small");
-    scales = s.data;
-  }
-  WeightRef in;
-  in.format = srcFormat;
-  in.data = src.data;
-  in.N = N;
-  in.K = K;
-  uint8_t* out = const_cast<uint8_t*>(dst.data);
-  const int64_t nb = K / kQK;
-  parallelFor(N, [&](int64_t n, int) {
-    std::vector<float> row(K);
-    dequantRow(in, n, row.data());
-    if (format == kWI8) {
-      float amax = 0;
-      for (float v : row) amax = std::max(amax, std::fabs(v));
-      const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-      scales[n] = d;
-      int8_t* q = reinterpret_cast<int8_t*>(out) + n * K;
-      for (int64_t k = 0; k < K; k++) q[k] = static_cast<int8_t>(std::nearbyint(row[k] * id));
-      return;
-    }
-    if (format == kWQ8_0) {
-      for (int64_t b = 0; b < nb; b++) {
-        const float* xb = row.data() + b * kQK;
-        float amax = 0;
-        for (int j = 0; j < kQK; j++) amax = std::max(amax, std::fabs(xb[j]));
-        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-        uint8_t* p = out + (n * nb + b) * 34;
-        const uint16_t dh = floatToHalf(d);
-        std::memcpy(p, &dh, 2);
-        for (int j = 0; j < kQK; j++) p[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::round(xb[j] * id)));
-      }
-      return;
-    }
-    // Q4_0 and int4: d = (value of largest magnitude) / −8, q = min(15, (int)(x/d + 8.5)), as ggml.
-    const int64_t gsz = format == kWQ4_0 ? kQK : group;
-    for (int64_t g0 = 0; g0 < K; g0 += gsz) {
-      float amax = 0, mx = 0;
-      for (int64_t j = 0; j < gsz; j++) {
-        const float v = row[g0 + j];
-        if (std::fabs(v) > amax) {
-          amax = std::fabs(v);
-          mx = v;
-        }
-      }
-      const float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
-      for (int64_t b0 = g0; b0 < g0 + gsz; b0 += kQK) {
-        uint8_t* qs;
-        if (format == kWQ4_0) {
-          uint8_t* p = out + (n * nb + b0 / kQK) * 18;
-          const uint16_t dh = floatToHalf(d);
-          std::memcpy(p, &dh, 2);
-          qs = p + 2;
-        } else {
-          qs = out + n * (K / 2) + (b0 / kQK) * 16;
-        }
-        for (int j = 0; j < 16; j++) {
-          const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(row[b0 + j] * id + 8.5f)));
-          const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(row[b0 + 16 + j] * id + 8.5f)));
-          qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
-        }
-      }
-      if (format == kWI4) scales[n * (K / group) + g0 / group] = d;
-    }
-  });
-  return env.Undefined();
-}
-
-// packWeight(weight: WeightSpec) -> Uint8Array | null: the weight in its 16-row interleaved layout
-// (qmatmul.h), or null when its format has none.
-Napi::Value PackWeight(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  WeightRef w = weightOf(env, info[0], "packWeight: weight", -1, -1);
-  const int packed = packedFormatOf(w.format);
-  if (packed < 0) return env.Null();
-  Napi::Uint8Array out = Napi::Uint8Array::New(env, weightDataBytes(packed, w.N, w.K));
-  packWeight(w, out.Data());
-  return out;
-}
-
 }  // namespace
 
 void registerLlm(Napi::Env env, Napi::Object exports) {
   exports.Set("llmCreate", Napi::Function::New(env, LlmCreate));
   exports.Set("llmAttachCache", Napi::Function::New(env, LlmAttachCache));
   exports.Set("llmForward", Napi::Function::New(env, LlmForward));
-  exports.Set("quantMatmul", Napi::Function::New(env, QuantMatmul));
-  exports.Set("quantizeWeight", Napi::Function::New(env, QuantizeWeight));
-  exports.Set("packWeight", Napi::Function::New(env, PackWeight));
-  // Whether packing Q8_0/Q4_0 weights speeds this build up (AVX-512 VNNI kernels).
-  exports.Set("llmPackedFast", Napi::Boolean::New(env, packedKernelsFast()));
 }
 
 }  // namespace inferjit

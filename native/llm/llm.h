@@ -1,5 +1,5 @@
 // Native LLM path: a Llama-family forward pass (prefill or decode step) in one call, over a paged
-// KV cache, plus the weight-only matmul and weight quantization entry points it is built from.
+// KV cache (LlamaEngine; retiring with src/llm/engine.ts: the quantized-weight bindings are native/quant/quant_napi.cc).
 #pragma once
 #include <napi.h>
 

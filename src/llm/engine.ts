@@ -1,3 +1,8 @@
+// RETIRING — kept only because src/serve's adapter (SequentialLlamaEngine) still drives it while
+// the server moves to StepEngine (helper serve17); delete this file, its export in src/llm/index.ts
+// and native/llm/llama.cc together when that lands. Everything else (generate(), chat(),
+// examples, tests) runs the model's own code compiled by the JIT (src/llm/step-engine.ts).
+//
 // The native Llama runtime: weights handed to native/llm/llama.cc once (pointers into the
 // arrays loaded from the file, no copies), a paged KV cache, and forward(), which runs a prefill
 // chunk or one decode step of one sequence in a single native call on the persistent thread pool.

@@ -7,6 +7,7 @@ export {
   packMatrix, packWeights, packedKernelsFast,
 } from './weights.js';
 export { PagedKvCache, KvCacheFullError, type KvDType, type PagedKvCacheOptions } from './kv-cache.js';
+// LlamaEngine: retiring, kept only for src/serve's adapter (see src/llm/engine.ts)
 export { LlamaEngine, type EngineOptions } from './engine.js';
 export { Sampler, type SamplingOptions, SAMPLING_OPTION_NAMES, argmax, topIndices, logSoftmax, klDivergence } from './sampling.js';
 export { NonFiniteLogitsError, InvalidTokenIdError, UnknownOptionError } from './errors.js';

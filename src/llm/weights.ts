@@ -321,7 +321,7 @@ function requireAddon(what: string) {
   return addon as unknown as LlmAddon;
 }
 
-/** The LLM entry points of the native addon (native/llm/llama.cc). */
+/** The LLM entry points of the native addon: llmCreate/llmAttachCache/llmForward (native/llm/llama.cc, LlamaEngine, retiring); quantMatmul/quantizeWeight/packWeight/llmPackedFast (native/quant/quant_napi.cc). */
 export interface LlmAddon {
   llmCreate(hparams: number[], invFreq: Float64Array, weights: NativeWeightSpec[]): object;
   llmAttachCache(model: object, k: ArrayBufferView[], v: ArrayBufferView[], numBlocks: number, blockSize: number, f16: boolean): void;

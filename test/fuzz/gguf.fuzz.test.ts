@@ -7,8 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseGguf } from '../../src/io/gguf/index.js';
-import { LlamaEngine, loadLlamaGguf, tokenizerFromGguf, Sampler } from '../../src/llm/index.js';
+import { loadLlamaGguf, tokenizerFromGguf, Sampler } from '../../src/llm/index.js';
 import { InvalidTokenIdError, NonFiniteLogitsError } from '../../src/llm/errors.js';
+import { CompiledSequence } from '../llm/compiled-sequence.js';
+import { PagedLlama } from '../../src/llm/index.js';
 import { writeTinyLlamaGguf } from '../llm/llama-fixtures.js';
 import { ggufLayout, withU32, withU64, withF32 } from '../io/gguf-layout.js';
 import { fuzzTarget, mutateBytes, isSpecificError, hasNaN, sameFloats, type FuzzRng, type Outcome } from '../io/fuzz-harness.js';
@@ -42,9 +44,8 @@ function runModel(bytes: Uint8Array): Float32Array {
   for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < tok.vocabSize)) throw new Error(`tokenizer produced id ${id}`);
   tok.decode(ids);
   const m = loadLlamaGguf(f);
-  const engine = new LlamaEngine(m.config, m.weights, { cacheTokens: 16, blockSize: 8, pack: false });
-  const seq = engine.newSequence();
-  const logits = engine.forward(seq, IDS);
+  // the model's own step, eagerly (the compiled step equals it: test/llm/step-engine.test.ts)
+  const logits = new CompiledSequence(new PagedLlama(m.config, m.weights, { maxPositions: 16 }), { blockSize: 8, compile: false }).forward(IDS);
   new Sampler({ temperature: 0 }).sample(logits); // NaN logits would raise here
   return logits;
 }

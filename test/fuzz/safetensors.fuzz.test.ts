@@ -9,9 +9,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Tensor } from '../../src/tensor/tensor.js';
 import { encodeSafetensorsBytes } from '../../src/io/safetensors-writer.js';
-import { LlamaEngine, loadLlamaSafetensors, Sampler } from '../../src/llm/index.js';
+import { loadLlamaSafetensors, PagedLlama, Sampler } from '../../src/llm/index.js';
 import { NonFiniteLogitsError } from '../../src/llm/errors.js';
 import { tinyLlamaTensors } from '../llm/llama-fixtures.js';
+import { CompiledSequence } from '../llm/compiled-sequence.js';
 import { fuzzTarget, mutateBytes, isSpecificError, hasNaN, sameFloats, type FuzzRng, type Outcome } from '../io/fuzz-harness.js';
 
 const IDS = [1, 17, 93, 40, 5];
@@ -54,8 +55,8 @@ function runModel(configText: string, weights: Uint8Array): Float32Array {
   fs.writeFileSync(path.join(dir, 'config.json'), configText);
   fs.writeFileSync(path.join(dir, 'model.safetensors'), weights);
   const m = loadLlamaSafetensors(dir);
-  const engine = new LlamaEngine(m.config, m.weights, { cacheTokens: 16, blockSize: 8, pack: false });
-  const logits = engine.forward(engine.newSequence(), IDS);
+  // the model's own step, eagerly (the compiled step equals it: test/llm/step-engine.test.ts)
+  const logits = new CompiledSequence(new PagedLlama(m.config, m.weights, { maxPositions: 16 }), { blockSize: 8, compile: false }).forward(IDS);
   new Sampler({ temperature: 0 }).sample(logits);
   return logits;
 }

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { generate, greedyTokens, loadPagedLlama } from '../../src/llm/index.js';
+import { generate, greedyTokens, loadPagedLlama, loadLlama, PagedLlama, StepEngine } from '../../src/llm/index.js';
+import { inferenceJit } from '../../src/index.js';
 import { writeTinyLlamaGguf } from './llama-fixtures.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-gen-'));
@@ -83,4 +84,18 @@ test('a quantized (Q4_0) file generates through the same call; greedy equals gre
   assert.equal(s.generatedTokens, 10);
   assert.deepEqual(s.tokens, await greedyTokens(l.engine, l.tokenizer!.encode('the quick brown'), 10));
   assert.match(l.engine.describe(), /^cpu plan/);
+});
+
+// The same call on a model class the user wrote and decorated: a subclass of the Llama step with
+// @inferenceJit generates through StepEngine exactly as the library's class does.
+@inferenceJit({ device: 'cpu', cache: 'memory' })
+class UserLlama extends PagedLlama {}
+
+test('a user-decorated model class generates through the same call, with the same tokens', async () => {
+  const l = loadLlama(file);
+  const engineOf = (m: PagedLlama) => new StepEngine(m, { maxContext: 64 });
+  const mine = engineOf(new UserLlama(l.config, l.weights, { maxPositions: 64 }));
+  const s = await generate(mine, tokenizer, 'the quick brown', { maxTokens: 8, ignoreEos: true }).complete();
+  assert.deepEqual(s.tokens, await greedyTokens(engineOf(new PagedLlama(l.config, l.weights, { maxPositions: 64 })), tokenizer.encode('the quick brown'), 8));
+  assert.match(mine.describe(), /^cpu plan/);
 });

@@ -1,5 +1,6 @@
-// The Llama example model and the native runtime on small seeded models: the native path's logits
-// (prefill and paged decode steps) against the eager model run on the float64 reference kernels,
+// The Llama example model and the compiled paged step (src/llm/models/llama.ts through inferenceJit)
+// on small seeded models: the compiled logits of every position (prefill and paged decode steps)
+// against the eager full-recompute model run on the float64 reference kernels,
 // across weight storages, GQA, tied heads, Llama-3 rope factors, f16 KV pages, and the Hugging
 // Face (safetensors, rotate-half) form of the same model.
 import { test } from 'node:test';
@@ -10,7 +11,10 @@ import * as path from 'node:path';
 import { fromArray, type Tensor } from '../../src/index.js';
 import { withEagerBackend } from '../../src/ops/dispatch.js';
 import { readGguf } from '../../src/io/gguf/index.js';
-import { LlamaEngine, loadLlama, dequantizeMatrix, llamaConfigFromHuggingFace, ropeInverseFrequencies } from '../../src/llm/index.js';
+import { StepEngine, PagedLlama, EngineCapacityError, loadLlama, dequantizeMatrix, llamaConfigFromHuggingFace, ropeInverseFrequencies } from '../../src/llm/index.js';
+import { CompiledSequence, compiledModel } from './compiled-sequence.js';
+import { setQuantPacking } from '../../src/backends/cpu/plan/rules/quant.js';
+import { quantSpecOf } from '../../src/tensor/quantized.js';
 import { LlamaForCausalLM } from '../../examples/llm/llama.js';
 import { writeTinyLlamaGguf, unpermuteRows, writeHfFromGguf, type TinyLlamaSpec } from './llama-fixtures.js';
 
@@ -22,13 +26,11 @@ function referenceLogits(model: LlamaForCausalLM, ids: number[]): Float32Array {
   return withEagerBackend('reference', () => model.forward(fromArray(ids, [1, ids.length], 'i64'))).data as Float32Array;
 }
 
-/** Native logits for every position: a 6-token prefill (all logits) then one decode step per token. */
-function nativeLogits(engine: LlamaEngine, ids: number[]): Float32Array {
-  const V = engine.vocabSize, out = new Float32Array(ids.length * V);
-  const seq = engine.newSequence();
-  out.set(engine.forward(seq, ids.slice(0, 6), { allLogits: true }));
-  for (let t = 6; t < ids.length; t++) out.set(engine.forward(seq, [ids[t]]), t * V);
-  engine.releaseSequence(seq);
+/** Compiled logits for every position: a 6-token prefill (all logits) then one decode step per token. */
+function nativeLogits(seq: CompiledSequence, ids: number[]): Float32Array {
+  const V = seq.vocabSize, out = new Float32Array(ids.length * V);
+  out.set(seq.forward(ids.slice(0, 6), true));
+  for (let t = 6; t < ids.length; t++) out.set(seq.forward([ids[t]]), t * V);
   return out;
 }
 
@@ -39,20 +41,20 @@ function checkModel(spec: TinyLlamaSpec, tol: number, engineOptions = {}) {
   writeTinyLlamaGguf(file, spec);
   const model = LlamaForCausalLM.load(file);
   const ref = referenceLogits(model, IDS);
-  const got = nativeLogits(model.compile({ blockSize: 4, ...engineOptions }), IDS);
+  const got = nativeLogits(compiledModel(model.config, model.weights, { blockSize: 4, ...engineOptions }), IDS);
   const d = maxAbsDiff(ref, got);
-  assert.ok(d < tol, `${JSON.stringify(spec)}: max |native - reference| = ${d} (tolerance ${tol})`);
+  assert.ok(d < tol, `${JSON.stringify(spec)}: max |compiled - reference| = ${d} (tolerance ${tol})`);
   return { model, ref, got, file };
 }
 
 // fp32 weights: both paths compute the same fp32 products, the reference in float64; the native sums
 // in fp32 with a different order, ~1e-6 relative over K <= 128 terms and 2 layers: 1e-4 absolute on
 // logits of magnitude ~5.
-test('f32 model with grouped-query attention: native prefill + paged decode = reference', () => {
+test('f32 model with grouped-query attention: compiled prefill + paged decode = reference', () => {
   checkModel({ type: 'F32' }, 1e-4);
 });
 
-test('f16 and bf16 weights are used as stored (converted in registers)', () => {
+test('f16 and bf16 file weights (computed as f32 on the compiled path)', () => {
   checkModel({ type: 'F16', seed: 2 }, 1e-4);
   checkModel({ type: 'BF16', seed: 3 }, 1e-4);
 });
@@ -67,8 +69,8 @@ test('f16 KV cache stays close to the reference', () => {
   checkModel({ type: 'F32', seed: 6 }, 2e-2, { kvDtype: 'f16' });
 });
 
-// Q8_0/Q4_0 weights: the reference runs the dequantized weights on fp32 activations; the native
-// path also quantizes activations to int8 per 32 values (as llama.cpp). That adds ~0.4% relative
+// Q8_0/Q4_0 weights: the reference runs the dequantized weights on fp32 activations; the compiled
+// path (qgemm on the stored blocks) also quantizes activations to int8 per 32 values (as llama.cpp). That adds ~0.4% relative
 // noise per matmul input; over 2 layers logits of magnitude ~5 move by < 0.5.
 test('GGUF Q8_0 and Q4_0 blocks run in place and track the dequantized reference', () => {
   checkModel({ type: 'Q8_0', seed: 7 }, 0.5);
@@ -81,13 +83,11 @@ test('GGUF Q8_0 and Q4_0 blocks run in place and track the dequantized reference
 // the tiled GEMM kernel, here also with start > 0 (a second prompt chunk over cached keys).
 // 24-token prefill, a 10-token chunk, then decode steps; tolerances as for the short runs above.
 const LONG_IDS = Array.from({ length: 38 }, (_, i) => 3 + ((i * 53 + 7) % 280));
-function chunkedLogits(engine: LlamaEngine, ids: number[]): Float32Array {
-  const V = engine.vocabSize, out = new Float32Array(ids.length * V);
-  const seq = engine.newSequence();
-  out.set(engine.forward(seq, ids.slice(0, 24), { allLogits: true }));
-  out.set(engine.forward(seq, ids.slice(24, 34), { allLogits: true }), 24 * V);
-  for (let t = 34; t < ids.length; t++) out.set(engine.forward(seq, [ids[t]]), t * V);
-  engine.releaseSequence(seq);
+function chunkedLogits(seq: CompiledSequence, ids: number[]): Float32Array {
+  const V = seq.vocabSize, out = new Float32Array(ids.length * V);
+  out.set(seq.forward(ids.slice(0, 24), true));
+  out.set(seq.forward(ids.slice(24, 34), true), 24 * V);
+  for (let t = 34; t < ids.length; t++) out.set(seq.forward([ids[t]]), t * V);
   return out;
 }
 
@@ -104,9 +104,9 @@ test('long prompts: GEMM prefill, tiled attention over cached keys (chunked pref
     writeTinyLlamaGguf(file, spec);
     const model = LlamaForCausalLM.load(file);
     const ref = referenceLogits(model, LONG_IDS);
-    const got = chunkedLogits(model.compile({ blockSize: 4, ...options }), LONG_IDS);
+    const got = chunkedLogits(compiledModel(model.config, model.weights, { blockSize: 4, ...options }), LONG_IDS);
     const d = maxAbsDiff(ref, got);
-    assert.ok(d < tol, `${JSON.stringify(spec)}: max |native - reference| = ${d} (tolerance ${tol})`);
+    assert.ok(d < tol, `${JSON.stringify(spec)}: max |compiled - reference| = ${d} (tolerance ${tol})`);
   }
 });
 
@@ -117,12 +117,14 @@ test('packed (x16) and GGUF-layout quantized weights give the same logits, tied 
     const file = path.join(dir, `pack-${spec.seed}.gguf`);
     writeTinyLlamaGguf(file, spec);
     const loaded = loadLlama(file);
-    const packed = new LlamaEngine(loaded.config, loaded.weights, { pack: true });
-    const plain = new LlamaEngine(loaded.config, loaded.weights, { pack: false });
-    assert.match(packed.weights.layers[0].wq.format, /x16$/);
-    assert.equal(plain.weights.layers[0].wq.format, spec.type!.toLowerCase());
-    if (spec.tied) assert.equal(packed.weights.embed, packed.weights.output, 'the tied head is packed once and serves the lookup');
-    const d = maxAbsDiff(chunkedLogits(packed, LONG_IDS), chunkedLogits(plain, LONG_IDS));
+    // the plan reads a 16-row interleaved copy ('always') or the GGUF blocks in place ('never')
+    const logitsWith = (packing: 'always' | 'never'): Float32Array => {
+      const prev = setQuantPacking(packing);
+      try { return chunkedLogits(compiledModel(loaded.config, loaded.weights), LONG_IDS); } finally { setQuantPacking(prev); }
+    };
+    const head = new PagedLlama(loaded.config, loaded.weights, { maxPositions: 64 }).lmHead;
+    assert.equal(quantSpecOf(head)?.format, spec.type!.toLowerCase(), 'the (tied) head runs on the file blocks');
+    const d = maxAbsDiff(logitsWith('always'), logitsWith('never'));
     assert.ok(d < 1e-3, `${spec.type}: packed vs GGUF layout ${d}`);
   }
 });
@@ -157,11 +159,11 @@ test('the Hugging Face form of the same model (rotate-half rotary, HF names) giv
   });
   const hf = loadLlama(hfDir);
   assert.equal(hf.config.ropeInterleaved, false);
-  const ggufLogits = nativeLogits(new LlamaEngine(g.config, g.weights), IDS);
-  const hfLogits = nativeLogits(new LlamaEngine(hf.config, hf.weights), IDS);
+  const ggufLogits = nativeLogits(compiledModel(g.config, g.weights), IDS);
+  const hfLogits = nativeLogits(compiledModel(hf.config, hf.weights), IDS);
   const hfRef = referenceLogits(new LlamaForCausalLM(hf.config, hf.weights), IDS);
-  assert.ok(maxAbsDiff(ggufLogits, hfLogits) < 1e-4, `gguf vs hf native: ${maxAbsDiff(ggufLogits, hfLogits)}`);
-  assert.ok(maxAbsDiff(hfRef, hfLogits) < 1e-4, `hf reference vs native: ${maxAbsDiff(hfRef, hfLogits)}`);
+  assert.ok(maxAbsDiff(ggufLogits, hfLogits) < 1e-4, `gguf vs hf compiled: ${maxAbsDiff(ggufLogits, hfLogits)}`);
+  assert.ok(maxAbsDiff(hfRef, hfLogits) < 1e-4, `hf reference vs compiled: ${maxAbsDiff(hfRef, hfLogits)}`);
 });
 
 test('configs: GGUF metadata, HF config.json with Llama-3 rope scaling', () => {
@@ -188,13 +190,12 @@ test('configs: GGUF metadata, HF config.json with Llama-3 rope scaling', () => {
   assert.throws(() => llamaConfigFromHuggingFace({ model_type: 'gpt2' }), /model_type "gpt2" is not a Llama-family model/);
 });
 
-test('errors: out-of-vocabulary ids, a full cache', () => {
+test('errors: out-of-vocabulary ids, a full KV pool', async () => {
   const file = path.join(dir, 'err.gguf');
   const { vocab } = writeTinyLlamaGguf(file, {});
-  const engine = LlamaEngine.load(file, { cacheTokens: 8, blockSize: 4 });
-  const seq = engine.newSequence();
-  assert.throws(() => engine.forward(seq, [1, vocab]), /token id \d+ at index 1 is not an integer in \[0, \d+\)/);
-  assert.equal(engine.cache.length(seq), 0, 'a failed call rolls the sequence back');
-  engine.forward(seq, [1, 2, 3, 4, 5, 6, 7, 8]);
-  assert.throws(() => engine.forward(seq, [1]), /needs 1 more pages of 4 positions/);
+  const engine = new StepEngine(PagedLlama.load(file, { maxPositions: 16 }), { maxContext: 16, blockSize: 4, numBlocks: 1 });
+  assert.throws(() => engine.generate([1, vocab]), /prompt token 1 is \d+, outside the vocabulary \[0, \d+\)/);
+  assert.equal(engine.freeBlocks, 1, 'a refused prompt takes no page');
+  await assert.rejects(engine.generate([1, 2, 3, 4, 5, 6]), (e: unknown) => e instanceof EngineCapacityError && /the KV pool \(1 pages of 4\) cannot hold sequence \d+; raise numBlocks/.test((e as Error).message));
+  assert.equal(engine.freeBlocks, 1, 'the failed sequence gave its page back');
 });

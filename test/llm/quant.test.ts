@@ -7,10 +7,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randn } from '../../src/index.js';
 import {
-  LlamaEngine, loadLlama, quantizeMatrix, dequantizeMatrix, packMatrix, klDivergence, argmax, type WeightMatrix,
+  loadLlama, quantizeMatrix, dequantizeMatrix, packMatrix, klDivergence, argmax, type WeightMatrix,
 } from '../../src/llm/index.js';
 import { llmAddon, nativeWeightSpec } from '../../src/llm/weights.js';
 import { writeTinyLlamaGguf } from './llama-fixtures.js';
+import { compiledModel, type CompiledSequence } from './compiled-sequence.js';
 
 /** x rounded as the kernels quantize activations: per 32 values, d = max|x|/127, q = round(x/d). */
 function quantizeActivations(x: Float32Array): Float64Array {
@@ -146,19 +147,20 @@ test('quantized models vs fp32: top-1 agreement and KL divergence (figures print
     writeTinyLlamaGguf(file, { dim: 128, heads: 4, kvHeads: 2, ffn: 256, layers: 2, seed: 21, scale: 0.1 });
     const loaded = loadLlama(file);
     const ids = Array.from({ length: 48 }, (_, i) => 3 + ((i * 37) % (loaded.config.vocabSize - 3)));
-    const all = (e: LlamaEngine) => { const s = e.newSequence(); const l = e.forward(s, ids, { allLogits: true }); e.releaseSequence(s); return l; };
-    const ref = all(new LlamaEngine(loaded.config, loaded.weights));
+    // every position's logits from the compiled paged step (quantized weights as qgemm params)
+    const all = (s: CompiledSequence) => s.forward(ids, true);
+    const ref = all(compiledModel(loaded.config, loaded.weights));
     const V = loaded.config.vocabSize;
     const figures: Record<string, { top1: number; kl: number }> = {};
-    const variants: [string, () => LlamaEngine][] = [
-      ['int8', () => new LlamaEngine(loaded.config, loaded.weights, { precision: 'int8' })],
-      ['int4/32', () => new LlamaEngine(loaded.config, loaded.weights, { precision: 'int4', groupSize: 32 })],
-      ['int4/128', () => new LlamaEngine(loaded.config, loaded.weights, { precision: 'int4', groupSize: 128 })],
+    const variants: [string, () => CompiledSequence][] = [
+      ['int8', () => compiledModel(loaded.config, loaded.weights, { precision: 'int8' })],
+      ['int4/32', () => compiledModel(loaded.config, loaded.weights, { precision: 'int4', groupSize: 32 })],
+      ['int4/128', () => compiledModel(loaded.config, loaded.weights, { precision: 'int4', groupSize: 128 })],
     ];
     for (const type of ['Q8_0', 'Q4_0'] as const) {
       const qf = path.join(dir, `${type}.gguf`);
       writeTinyLlamaGguf(qf, { dim: 128, heads: 4, kvHeads: 2, ffn: 256, layers: 2, seed: 21, scale: 0.1, type });
-      variants.push([type, () => LlamaEngine.load(qf)]);
+      variants.push([type, () => { const q = loadLlama(qf); return compiledModel(q.config, q.weights); }]);
     }
     for (const [name, make] of variants) {
       const got = all(make());

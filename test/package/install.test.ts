@@ -102,7 +102,7 @@ function applicationLock(spec: string): object {
 const APP_MJS = `
 import { nn, inferenceJit, randn, backendInfo } from 'inferjit';
 import { exportModel, ONNX_OPSET } from 'inferjit/onnx';
-import { loadLlama, LlamaEngine, tokenizerFromGguf, generate } from 'inferjit/llm';
+import { loadCausalLM, generate } from 'inferjit/llm';
 import { readGguf } from 'inferjit/io';
 
 const [cacheDir, onnxFile, ggufFile] = process.argv.slice(2);
@@ -125,8 +125,8 @@ try { inferenceJit(new Tiny(), { device: 'onnxruntime', cacheDir, fallback: 'err
 
 exportModel(model, [x], onnxFile, { inputSpec: [{ shape: ['batch', 8] }] });
 
-const loaded = loadLlama(ggufFile);
-const run = generate(LlamaEngine.load(loaded), tokenizerFromGguf(loaded.gguf), 'hello', { maxTokens: 4, temperature: 0 });
+const { engine, tokenizer } = loadCausalLM(ggufFile, { maxContext: 64 });
+const run = generate(engine, tokenizer, 'hello', { maxTokens: 4, temperature: 0 });
 for await (const _ of run) { /* stream */ }
 
 console.log(JSON.stringify({

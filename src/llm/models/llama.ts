@@ -20,7 +20,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { fromArray } from '../../tensor/creation.js';
 import { type LlamaConfig, ropeInverseFrequencies } from '../config.js';
 import { type LlamaWeights, loadLlama } from '../weights.js';
-import { type WeightParamOptions, checkWeightParamOptions, linearParam, embeddingParam } from './weight-params.js';
+import { type WeightParamOptions, checkWeightParamOptions, linearParam, linearStaysF32, embeddingParam } from './weight-params.js';
 import { type StepInputs, type StepEngineOptions, StepEngine } from '../step-engine.js';
 import { type Tokenizer, tokenizerFromGguf, tokenizerFromHuggingFace } from '../tokenizer/index.js';
 
@@ -106,8 +106,8 @@ export class PagedLlama extends nn.Module {
     this.norm = normFrom(weights.outNorm, config.rmsNormEps);
     // a tied head shares the f32 table unless the head runs quantized (the file's blocks, or the
     // load's precision): then it is its own quantized parameter and the table serves lookups only
-    const head = linearParam(weights.output, p);
-    this.lmHead = weights.output === weights.embed && head.dtype === 'f32' ? this.embed : head;
+    const tiedF32 = weights.output === weights.embed && linearStaysF32(weights.output, p);
+    this.lmHead = tiedF32 ? this.embed : linearParam(weights.output, p);
     const inv = ropeInverseFrequencies(config, weights.ropeFreqFactors);
     const half = inv.length, P = this.maxPositions;
     const cos = new Float32Array(P * half), sin = new Float32Array(P * half);

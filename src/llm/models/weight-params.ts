@@ -64,7 +64,8 @@ interface QuantizeAddon {
 }
 
 /** Quantizes an f32/f16/bf16 matrix to int8/int4 bytes: natively where the addon is built (large
- *  models quantize in seconds, not minutes), else with the TypeScript quantizer (same rounding). */
+ *  models quantize in seconds, not minutes; ggml-style rounding), else with the TypeScript quantizer
+ *  (src/tensor/quantized.ts; same format, the int4 scale chosen as max/7 rather than ggml's max/-8). */
 function quantizeAtLoad(w: WeightMatrix, spec: QuantSpec): Uint8Array {
   const native = addon as unknown as Partial<QuantizeAddon> | null;
   const lay = quantLayout(spec);
@@ -78,18 +79,25 @@ function quantizeAtLoad(w: WeightMatrix, spec: QuantSpec): Uint8Array {
   return quantizeValues(dequantizeMatrix(w), spec);
 }
 
+/** Whether linearParam gives this matrix as f32 (no quantized form under these options). */
+export function linearStaysF32(w: WeightMatrix, options: WeightParamOptions = {}): boolean {
+  const precision = options.precision ?? 'auto';
+  if (precision === 'fp32' || w.format === 'q8_0x16' || w.format === 'q4_0x16') return true;
+  if (STORED_QUANT[w.format]) return false;
+  // the int8/int4 kernels need K in blocks of 32: such a layer stays f32
+  return precision === 'auto' || w.cols % 32 !== 0;
+}
+
 /** A linear layer's weight [out, in] as a parameter (see the file comment for what each precision does). */
 export function linearParam(w: WeightMatrix, options: WeightParamOptions = {}): Tensor {
-  const precision = options.precision ?? 'auto';
+  if (linearStaysF32(w, options)) return f32Param(w);
   const stored = STORED_QUANT[w.format];
-  if (precision === 'fp32' || w.format === 'q8_0x16' || w.format === 'q4_0x16') return f32Param(w);
   if (stored) {
     const spec: QuantSpec = { format: stored, N: w.rows, K: w.cols, group: w.groupSize };
     return quantizedTensor(spec, storedQuantBytes(w, spec));
   }
-  if (precision === 'auto') return f32Param(w);
+  const precision = options.precision as 'int8' | 'int4';
   const spec: QuantSpec = { format: precision, N: w.rows, K: w.cols, group: precision === 'int4' ? options.groupSize ?? 32 : 32 };
-  if (w.cols % 32 !== 0) return f32Param(w); // the int8/int4 kernels need K in blocks of 32: such a layer stays f32
   return quantizedTensor(spec, quantizeAtLoad(w, spec));
 }
 

@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { backendInfo, getNumThreads, setNumThreads } from '../../../src/index.js';
 import { MAX_THREADS } from '../../../src/backends/cpu/index.js';
 import { addon } from '../../../src/backends/cpu/addon.js';
-import { LlamaEngine } from '../../../src/llm/index.js';
 import { nativeTest } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -32,14 +31,6 @@ nativeTest('out-of-range, fractional and wrapped thread counts are refused; the 
   setNumThreads(3);
   assert.equal(getNumThreads(), 3);
   setNumThreads(before);
-});
-
-nativeTest('an LLM engine with threads: 1e6 is refused before anything is loaded', () => {
-  const before = getNumThreads();
-  // The check comes first, so no model is needed to show it.
-  assert.throws(() => new LlamaEngine({} as never, {} as never, { threads: 1e6 }), /LlamaEngine: options.threads must be a whole number from 1 to 1024 .*got 1000000/);
-  assert.throws(() => new LlamaEngine({} as never, {} as never, { threads: 2 ** 32 + 3 }), /LlamaEngine: options.threads/);
-  assert.equal(getNumThreads(), before);
 });
 
 /** Runs `code` (ESM, with inferjit's index as `ij`) in a child process; returns its outcome. */
