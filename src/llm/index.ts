@@ -16,3 +16,7 @@ export * from './tokenizer/index.js';
 export { StepEngine, EngineCapacityError, type StepInputs, type StepDecoder, type StepEngineOptions, type SequenceOptions, type StepFinishReason } from './step-engine.js';
 export { chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, specialTokenVariables, type ChatMessage, type ChatOptions, type ChatTemplateOptions } from './chat.js';
 export { PagedLlama, loadPagedLlama, loadCausalLM, architectureOf, registerModelFamily, supportedArchitectures, type PagedLlamaOptions, type LoadPagedOptions, type LoadedCausalLM, type LoadCausalLMOptions } from './models/index.js';
+export {
+  Qwen2, loadQwen2, Gemma, loadGemma, Phi3, loadPhi3, Gpt2, loadGpt2,
+  WeightSource, pagedSelfAttention, ropeTables, type DecoderConfig, type AttentionShape, type LoadFamilyOptions,
+} from './models/index.js';
