@@ -23,6 +23,8 @@ const CASES: [Family, TinyFamilySpec][] = [
   ['gemma', { seed: 3, heads: 4, kvHeads: 1, headDim: 32, scale: 0.3 }],
   ['phi3', { seed: 4, scale: 0.3 }],
   ['phi3', { seed: 5, untied: true, heads: 4, kvHeads: 4 }],
+  // Phi-3.5/4-mini style partial rotary: NeoX pairs (i, i + 4) within the first 8 of 16 dims
+  ['phi3', { seed: 8, untied: true, ropeDim: 8 }],
   ['gpt2', { seed: 6, scale: 0.3 }],
   ['gpt2', { seed: 7, untied: true }],
 ];

@@ -20,6 +20,8 @@ export interface TinyFamilySpec {
   ffn?: number;
   /** Gemma: head size other than dim / heads (written as key_length / value_length). */
   headDim?: number;
+  /** Rotary dims per head below the head size (partial rotary; GGUF rope.dimension_count, HF partial_rotary_factor). */
+  ropeDim?: number;
   seed?: number;
   scale?: number;
   /** Write an untied output head (Qwen2, Phi-3; Gemma is always tied, GPT-2 tied by default). */
@@ -134,7 +136,7 @@ export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySp
     metadata[k('attention.head_count_kv')] = gguf.u32(Hkv);
     metadata[k('attention.layer_norm_rms_epsilon')] = gguf.f32(1e-6);
     metadata[k('rope.freq_base')] = gguf.f32(10000);
-    metadata[k('rope.dimension_count')] = gguf.u32(hd);
+    metadata[k('rope.dimension_count')] = gguf.u32(spec.ropeDim ?? hd);
     if (family === 'gemma') { metadata[k('attention.key_length')] = gguf.u32(hd); metadata[k('attention.value_length')] = gguf.u32(hd); }
   }
   Object.assign(metadata, {
@@ -166,6 +168,7 @@ export function writeFamilyHf(dir: string, family: Family, spec: TinyFamilySpec 
       intermediate_size: Fh, max_position_embeddings: P, rms_norm_eps: 1e-6, rope_theta: 10000, head_dim: hd,
       tie_word_embeddings: !spec.untied || family === 'gemma',
       ...(family === 'gemma' ? { hidden_activation: 'gelu_pytorch_tanh' } : {}),
+      ...(spec.ropeDim ? { partial_rotary_factor: spec.ropeDim / hd } : {}),
     };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   writeSafetensors(path.join(dir, 'model.safetensors'), new Map(list.map((e) => [e.hf, e.hfData ?? e.data])));
