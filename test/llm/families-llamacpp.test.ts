@@ -16,9 +16,12 @@ const GENERATE = 24;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferjit-families-llamacpp-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 
+// Seeded random models can put two tokens within f32 rounding of each other, and then summation
+// order (ours vs ggml's) picks the winner: qwen2 seed 2 with the BPE vocabulary had its top two
+// logits 4e-4 apart at the fifth token. The seeds below have clear margins over the whole run.
 const CASES: [Family, TinyFamilySpec][] = [
   ['qwen2', { seed: 1 }],
-  ['qwen2', { seed: 2, untied: true, heads: 4, kvHeads: 1 }],
+  ['qwen2', { seed: 9, untied: true, heads: 4, kvHeads: 1 }],
   // tied heads echo the input token unless the blocks outweigh the embedding: larger weights
   ['gemma', { seed: 3, heads: 4, kvHeads: 1, headDim: 32, scale: 0.3 }],
   ['phi3', { seed: 4, scale: 0.3 }],
