@@ -1,14 +1,15 @@
 // Greedy generation parity with llama.cpp (node-llama-cpp) for the model families written as user
 // code (src/llm/models/*.ts): each tiny model is written by our GGUF writer in llama.cpp's layout
 // for its architecture, loaded by loadCausalLM (the file's general.architecture picks the class),
-// compiled by inferenceJit and driven by StepEngine; its greedy token ids must be llama.cpp's.
+// compiled by inferenceJit and driven by StepEngine; its greedy token ids must be llama.cpp's, with
+// f32 and with f16 KV pools (llama.cpp's default cache type).
 // Skipped, with the reason printed, when node-llama-cpp is not installed or cannot start llama.cpp.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadCausalLM } from '../../src/llm/index.js';
+import { loadCausalLM, StepEngine } from '../../src/llm/index.js';
 import { writeFamilyGguf, type Family, type TinyFamilySpec } from './family-fixtures.js';
 import { loadLlama } from './llamacpp-peer.js';
 
@@ -33,7 +34,7 @@ const CASES: [Family, TinyFamilySpec][] = [
 ];
 
 for (const [family, spec] of CASES) {
-  test(`${family} ${JSON.stringify(spec)}: compiled greedy generation matches llama.cpp token for token`, async (t) => {
+  test(`${family} ${JSON.stringify(spec)}: compiled greedy generation matches llama.cpp token for token (f32 and f16 KV)`, async (t) => {
     const llama = await loadLlama();
     if (typeof llama === 'string') { console.log(`skipping llama.cpp parity: ${llama}`); t.skip(llama); return; }
     const file = path.join(dir, `${family}-${spec.seed}.gguf`);
@@ -55,5 +56,8 @@ for (const [family, spec] of CASES) {
     const ours = await engine.generate(prompt, { maxTokens: ref.length });
     assert.deepEqual(ours.tokens, ref, `${family}: token ids differ from llama.cpp`);
     assert.match(engine.describe(), /^cpu plan/, engine.describe());
+    // f16 KV pools, as llama.cpp's default cache
+    const half = new StepEngine(engine.model, { maxContext: 128, kvDtype: 'f16' });
+    assert.deepEqual((await half.generate(prompt, { maxTokens: ref.length })).tokens, ref, `${family}, f16 KV: token ids differ from llama.cpp`);
   });
 }
