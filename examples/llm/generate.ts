@@ -7,8 +7,8 @@
 // chat template (GGUF tokenizer.chat_template / tokenizer_config.json) and prints only the reply.
 // A directory argument to --model loads a Hugging Face checkpoint (config.json + safetensors; the
 // tokenizer from its tokenizer.json). Ends with prefill and decode tokens/s and the process RSS.
-// --engine compiled (the default for --precision fp32) runs the model's own code
-// (src/llm/models/llama.ts) compiled by inferenceJit, served by StepEngine; quantized file
+// --engine compiled (the default for --precision fp32) runs the model's own code (src/llm/models/:
+// the family the file declares, see loadCausalLM) compiled by inferenceJit, served by StepEngine; quantized file
 // weights are expanded to f32 on that path. --engine native (and int8/int4) runs the hand-written
 // LlamaEngine, which keeps Q8_0/Q4_0 weights quantized.
 import * as fs from 'node:fs';
@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import {
   LlamaEngine, chat, generate, loadLlama, packMatrix, packedKernelsFast, tokenizerFromGguf, tokenizerFromHuggingFace, type Tokenizer,
 } from '../../src/llm/index.js';
-import { loadPagedLlama } from '../../src/llm/index.js';
+import { loadCausalLM } from '../../src/llm/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -62,10 +62,11 @@ if (engineKind === 'compiled') {
 
 async function runCompiled(): Promise<void> {
   const t0 = performance.now();
-  const { model, tokenizer, engine } = loadPagedLlama(values.model!, { kvDtype: values.kv as 'f32' | 'f16' });
+  // the file's architecture picks the model class (llama, mistral, qwen2, gemma, phi3, gpt2)
+  const { model, tokenizer, engine, architecture } = loadCausalLM(values.model!, { kvDtype: values.kv as 'f32' | 'f16' });
   if (!tokenizer) throw new Error(`${values.model}: no tokenizer.json next to the checkpoint; a text prompt needs one`);
-  const c = model.config;
-  console.error(`model: ${c.numLayers} layers, dim ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ffn ${c.intermediateSize}, vocab ${c.vocabSize}; ` +
+  const c = model.config as typeof model.config & { hiddenSize: number; numHeads: number; intermediateSize: number };
+  console.error(`model: ${architecture}, ${c.numLayers} layers, dim ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} kv), ffn ${c.intermediateSize}, vocab ${c.vocabSize}; ` +
     `compiled paged step, context ${engine.maxContext}; loaded in ${(performance.now() - t0).toFixed(0)} ms`);
   const prompt = tokenizer.encode(values.prompt!);
   const decoder = tokenizer.streamDecoder({ stripDummyPrefix: false });
@@ -76,7 +77,7 @@ async function runCompiled(): Promise<void> {
   process.stdout.write(values.prompt!);
   const stream = engine.stream(prompt, {
     maxTokens: Number(values['max-tokens']), temperature: Number(values.temperature), topK: Number(values['top-k']), topP: Number(values['top-p']),
-    minP: Number(values['min-p']), repetitionPenalty: Number(values['repeat-penalty']), seed: Number(values.seed),
+    minP: Number(values['min-p']), repetitionPenalty: Number(values['repeat-penalty']), seed: values.seed === undefined ? undefined : Number(values.seed),
     stopTokens: values['ignore-eos'] ? [] : [...tokenizer.eogIds], signal: ac.signal,
   });
   let finish = 'length';
