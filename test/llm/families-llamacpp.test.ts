@@ -1,5 +1,5 @@
 // Greedy generation parity with llama.cpp (node-llama-cpp) for the model families written as user
-// code (src/llm/models/*.ts): each tiny model is written by our GGUF writer in llama.cpp's layout
+// code (src/llm/models/*.ts): each tiny model is written by our GGUF writer (F32, one F16) in llama.cpp's layout
 // for its architecture, loaded by loadCausalLM (the file's general.architecture picks the class),
 // compiled by inferenceJit and driven by StepEngine; its greedy token ids must be llama.cpp's, with
 // f32 and with f16 KV pools (llama.cpp's default cache type).
@@ -23,6 +23,7 @@ process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 const CASES: [Family, TinyFamilySpec][] = [
   ['qwen2', { seed: 1 }],
   ['qwen2', { seed: 9, untied: true, heads: 4, kvHeads: 1 }],
+  ['qwen2', { seed: 10, type: 'F16' }],
   // tied heads echo the input token unless the blocks outweigh the embedding: larger weights
   ['gemma', { seed: 3, heads: 4, kvHeads: 1, headDim: 32, scale: 0.3 }],
   ['phi3', { seed: 4, scale: 0.3 }],
@@ -37,7 +38,7 @@ for (const [family, spec] of CASES) {
   test(`${family} ${JSON.stringify(spec)}: compiled greedy generation matches llama.cpp token for token (f32 and f16 KV)`, async (t) => {
     const llama = await loadLlama();
     if (typeof llama === 'string') { console.log(`skipping llama.cpp parity: ${llama}`); t.skip(llama); return; }
-    const file = path.join(dir, `${family}-${spec.seed}.gguf`);
+    const file = path.join(dir, `${family}-${spec.seed}-${spec.type ?? 'F32'}.gguf`);
     writeFamilyGguf(file, family, spec);
     const { engine, tokenizer, architecture } = loadCausalLM(file, { maxContext: 128 });
     assert.equal(architecture, family);

@@ -24,6 +24,8 @@ export interface TinyFamilySpec {
   /** Rotary dims per head below the head size (partial rotary; GGUF rope.dimension_count, HF partial_rotary_factor). */
   ropeDim?: number;
   seed?: number;
+  /** GGUF storage of the 2-D weight matrices (embeddings included); vectors stay F32. */
+  type?: 'F32' | 'F16';
   scale?: number;
   /** Write an untied output head (Qwen2, Phi-3; Gemma is always tied, GPT-2 tied by default). */
   untied?: boolean;
@@ -162,7 +164,7 @@ export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySp
   const metadata: Record<string, GgufWriteValue> = {
     'general.architecture': family,
     'general.name': `inferjit-test-${family}`,
-    'general.file_type': gguf.u32(0),
+    'general.file_type': gguf.u32(spec.type === 'F16' ? 1 : 0),
     [k('context_length')]: gguf.u32(P),
     [k('embedding_length')]: gguf.u32(D),
     [k('block_count')]: gguf.u32(L),
@@ -179,7 +181,7 @@ export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySp
     if (family === 'gemma') { metadata[k('attention.key_length')] = gguf.u32(hd); metadata[k('attention.value_length')] = gguf.u32(hd); }
   }
   Object.assign(metadata, tokenizerMetadata(family, voc));
-  const tensors: GgufWriteTensor[] = list.map((e) => ({ name: e.gguf, type: 'F32', data: e.data }));
+  const tensors: GgufWriteTensor[] = list.map((e) => ({ name: e.gguf, type: e.data.rank === 2 ? spec.type ?? 'F32' : 'F32', data: e.data }));
   writeGguf(file, { metadata, tensors });
   return { vocab: voc.v.tokens.length };
 }
