@@ -19,3 +19,7 @@ export { PagedStepRunner, type PagedRunnerOptions, type PagedSequence, type Step
 export { chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, specialTokenVariables, type ChatMessage, type ChatOptions, type ChatTemplateOptions } from './chat.js';
 export { type LoadPrecision, LOAD_PRECISIONS } from './models/weight-params.js';
 export { PagedLlama, loadPagedLlama, loadCausalLM, architectureOf, registerModelFamily, supportedArchitectures, type PagedLlamaOptions, type LoadPagedOptions, type LoadedCausalLM, type LoadCausalLMOptions } from './models/index.js';
+export {
+  Qwen2, loadQwen2, Gemma, loadGemma, Phi3, loadPhi3, Gpt2, loadGpt2,
+  WeightSource, pagedSelfAttention, ropeTables, type DecoderConfig, type AttentionShape, type LoadFamilyOptions,
+} from './models/index.js';

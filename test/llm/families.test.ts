@@ -22,7 +22,7 @@ process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 const FAMILIES: [Family, TinyFamilySpec, new (...a: never[]) => object][] = [
   ['qwen2', { seed: 11, heads: 4, kvHeads: 2 }, Qwen2],
   ['gemma', { seed: 12, heads: 4, kvHeads: 1, headDim: 24, scale: 0.3 }, Gemma],
-  ['phi3', { seed: 13, heads: 4, kvHeads: 2, untied: true }, Phi3],
+  ['phi3', { seed: 13, heads: 4, kvHeads: 2, untied: true, ropeDim: 8 }, Phi3],
   ['gpt2', { seed: 14, scale: 0.3 }, Gpt2],
 ];
 

@@ -8,7 +8,8 @@ import { writeGguf, gguf, type GgufWriteTensor, type GgufWriteValue } from '../.
 import { writeSafetensors } from '../../src/io/safetensors-writer.js';
 import { randn } from '../../src/index.js';
 import { type Tensor } from '../../src/tensor/tensor.js';
-import { CORPUS, trainSpmVocab, spmTokenizerJson, withAddedTokens } from './tokenizer-fixtures.js';
+import { CORPUS, trainSpmVocab, spmTokenizerJson, withAddedTokens, trainByteBpeVocab } from './tokenizer-fixtures.js';
+import { TokenType } from '../../src/llm/index.js';
 
 export type Family = 'qwen2' | 'gemma' | 'phi3' | 'gpt2';
 
@@ -20,7 +21,11 @@ export interface TinyFamilySpec {
   ffn?: number;
   /** Gemma: head size other than dim / heads (written as key_length / value_length). */
   headDim?: number;
+  /** Rotary dims per head below the head size (partial rotary; GGUF rope.dimension_count, HF partial_rotary_factor). */
+  ropeDim?: number;
   seed?: number;
+  /** GGUF storage of the 2-D weight matrices (embeddings included); vectors stay F32. */
+  type?: 'F32' | 'F16';
   scale?: number;
   /** Write an untied output head (Qwen2, Phi-3; Gemma is always tied, GPT-2 tied by default). */
   untied?: boolean;
@@ -31,14 +36,52 @@ export interface TinyFamilySpec {
 interface Entry { gguf: string; hf: string; data: Tensor; hfData?: Tensor }
 
 /**
- * A SentencePiece vocabulary llama.cpp accepts for the family. Phi-3's chat tokens are added as
- * control tokens, as the real vocabulary has them after the 32000 SentencePiece pieces: llama.cpp's
- * vocabulary loader looks them up by text for phi3 files and fails without them.
+ * The family's kind of vocabulary, in a form llama.cpp accepts. Gemma and Phi-3 ship SentencePiece
+ * vocabularies (Phi-3's chat tokens come after the pieces as control tokens: llama.cpp's vocabulary
+ * loader looks them up by text for phi3 files and fails without them); Qwen2 and GPT-2 ship
+ * byte-level BPE (GGUF tokenizer.ggml.model "gpt2", pre-tokenizer "qwen2" / "gpt-2"), with
+ * <|endoftext|> as BOS and EOS and no BOS added.
  */
-const vocab = (family: Family) => {
+type Vocab = { kind: 'spm'; v: ReturnType<typeof trainSpmVocab> } | { kind: 'bpe'; v: ReturnType<typeof trainByteBpeVocab> };
+const vocab = (family: Family): Vocab => {
+  if (family === 'qwen2' || family === 'gpt2') return { kind: 'bpe', v: trainByteBpeVocab(CORPUS, 300, ['<|endoftext|>']) };
   const v = trainSpmVocab(CORPUS, 300);
-  return family === 'phi3' ? withAddedTokens(v, ['<|endoftext|>', '<|assistant|>', '<|system|>', '<|end|>', '<|user|>'], []) : v;
+  return { kind: 'spm', v: family === 'phi3' ? withAddedTokens(v, ['<|endoftext|>', '<|assistant|>', '<|system|>', '<|end|>', '<|user|>'], []) : v };
 };
+
+const QWEN2_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+function tokenizerMetadata(family: Family, voc: Vocab): Record<string, GgufWriteValue> {
+  if (voc.kind === 'spm') {
+    const v = voc.v;
+    return {
+      'tokenizer.ggml.model': 'llama', 'tokenizer.ggml.tokens': v.tokens, 'tokenizer.ggml.scores': v.scores, 'tokenizer.ggml.token_type': v.types,
+      'tokenizer.ggml.bos_token_id': gguf.u32(1), 'tokenizer.ggml.eos_token_id': gguf.u32(2), 'tokenizer.ggml.unknown_token_id': gguf.u32(0),
+      'tokenizer.ggml.add_bos_token': true, 'tokenizer.ggml.add_eos_token': false,
+    };
+  }
+  const v = voc.v, end = v.tokens.indexOf('<|endoftext|>');
+  return {
+    'tokenizer.ggml.model': 'gpt2', 'tokenizer.ggml.pre': family === 'qwen2' ? 'qwen2' : 'gpt-2',
+    'tokenizer.ggml.tokens': v.tokens, 'tokenizer.ggml.token_type': v.types, 'tokenizer.ggml.merges': v.merges,
+    'tokenizer.ggml.bos_token_id': gguf.u32(end), 'tokenizer.ggml.eos_token_id': gguf.u32(end), 'tokenizer.ggml.add_bos_token': false,
+  };
+}
+
+function tokenizerJson(family: Family, voc: Vocab): Record<string, unknown> {
+  if (voc.kind === 'spm') return spmTokenizerJson(voc.v);
+  const v = voc.v;
+  const normal = v.tokens.map((t, i) => [t, i] as const).filter(([, i]) => v.types[i] === TokenType.Normal);
+  return {
+    version: '1.0',
+    added_tokens: v.tokens.map((t, i) => ({ t, i })).filter(({ i }) => v.types[i] === TokenType.Control).map(({ t, i }) => ({ id: i, content: t, special: true })),
+    pre_tokenizer: family === 'qwen2'
+      ? { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: QWEN2_SPLIT }, behavior: 'Isolated', invert: false }, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false }] }
+      : { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    decoder: { type: 'ByteLevel' },
+    model: { type: 'BPE', vocab: Object.fromEntries(normal), merges: v.merges },
+  };
+}
 
 function entries(family: Family, V: number, spec: TinyFamilySpec): { list: Entry[]; D: number; H: number; Hkv: number; hd: number; Fh: number; L: number; P: number } {
   const D = spec.dim ?? 64, L = spec.layers ?? 2, H = spec.heads ?? 4, Hkv = family === 'gpt2' ? H : spec.kvHeads ?? 2, Fh = spec.ffn ?? 128;
@@ -115,13 +158,13 @@ function entries(family: Family, V: number, spec: TinyFamilySpec): { list: Entry
 
 /** Writes a tiny model of the family as an F32 GGUF file (SentencePiece vocabulary llama.cpp accepts). */
 export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySpec = {}): { vocab: number } {
-  const v = vocab(family);
-  const { list, D, H, Hkv, hd, Fh, L, P } = entries(family, v.tokens.length, spec);
+  const voc = vocab(family);
+  const { list, D, H, Hkv, hd, Fh, L, P } = entries(family, voc.v.tokens.length, spec);
   const k = (s: string) => `${family}.${s}`;
   const metadata: Record<string, GgufWriteValue> = {
     'general.architecture': family,
     'general.name': `inferjit-test-${family}`,
-    'general.file_type': gguf.u32(0),
+    'general.file_type': gguf.u32(spec.type === 'F16' ? 1 : 0),
     [k('context_length')]: gguf.u32(P),
     [k('embedding_length')]: gguf.u32(D),
     [k('block_count')]: gguf.u32(L),
@@ -134,29 +177,19 @@ export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySp
     metadata[k('attention.head_count_kv')] = gguf.u32(Hkv);
     metadata[k('attention.layer_norm_rms_epsilon')] = gguf.f32(1e-6);
     metadata[k('rope.freq_base')] = gguf.f32(10000);
-    metadata[k('rope.dimension_count')] = gguf.u32(hd);
+    metadata[k('rope.dimension_count')] = gguf.u32(spec.ropeDim ?? hd);
     if (family === 'gemma') { metadata[k('attention.key_length')] = gguf.u32(hd); metadata[k('attention.value_length')] = gguf.u32(hd); }
   }
-  Object.assign(metadata, {
-    'tokenizer.ggml.model': 'llama',
-    'tokenizer.ggml.tokens': v.tokens,
-    'tokenizer.ggml.scores': v.scores,
-    'tokenizer.ggml.token_type': v.types,
-    'tokenizer.ggml.bos_token_id': gguf.u32(1),
-    'tokenizer.ggml.eos_token_id': gguf.u32(2),
-    'tokenizer.ggml.unknown_token_id': gguf.u32(0),
-    'tokenizer.ggml.add_bos_token': true,
-    'tokenizer.ggml.add_eos_token': false,
-  });
-  const tensors: GgufWriteTensor[] = list.map((e) => ({ name: e.gguf, type: 'F32', data: e.data }));
+  Object.assign(metadata, tokenizerMetadata(family, voc));
+  const tensors: GgufWriteTensor[] = list.map((e) => ({ name: e.gguf, type: e.data.rank === 2 ? spec.type ?? 'F32' : 'F32', data: e.data }));
   writeGguf(file, { metadata, tensors });
-  return { vocab: v.tokens.length };
+  return { vocab: voc.v.tokens.length };
 }
 
 /** Writes the same model as a Hugging Face checkpoint directory (config.json, model.safetensors, tokenizer.json). */
 export function writeFamilyHf(dir: string, family: Family, spec: TinyFamilySpec = {}): void {
-  const v = vocab(family);
-  const V = v.tokens.length;
+  const voc = vocab(family);
+  const V = voc.v.tokens.length;
   const { list, D, H, Hkv, hd, Fh, L, P } = entries(family, V, spec);
   fs.mkdirSync(dir, { recursive: true });
   const config: Record<string, unknown> = family === 'gpt2'
@@ -166,8 +199,9 @@ export function writeFamilyHf(dir: string, family: Family, spec: TinyFamilySpec 
       intermediate_size: Fh, max_position_embeddings: P, rms_norm_eps: 1e-6, rope_theta: 10000, head_dim: hd,
       tie_word_embeddings: !spec.untied || family === 'gemma',
       ...(family === 'gemma' ? { hidden_activation: 'gelu_pytorch_tanh' } : {}),
+      ...(spec.ropeDim ? { partial_rotary_factor: spec.ropeDim / hd } : {}),
     };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   writeSafetensors(path.join(dir, 'model.safetensors'), new Map(list.map((e) => [e.hf, e.hfData ?? e.data])));
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(spmTokenizerJson(v)));
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson(family, voc)));
 }
