@@ -171,13 +171,20 @@ Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
 // while_loop kernels name them by index, and their operand sizes are checked against them here.
 std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where);
 
+// The arena bytes a plan holds, its sub-plans' included (reported to the GC as external memory).
+int64_t arenaBytesWithSubs(const Plan& p) {
+  int64_t bytes = p.arenaBytes;
+  for (const auto& s : p.subs) bytes += arenaBytesWithSubs(*s);
+  return bytes;
+}
+
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "createPlan: expected a plan descriptor");
   Napi::Object desc = info[0].As<Napi::Object>();
   auto plan = buildPlan(env, desc, "");
   plan->keep = Napi::Persistent(desc);
-  const int64_t bytes = plan->arenaBytes;
+  const int64_t bytes = arenaBytesWithSubs(*plan);
   Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
   return PlanHandle::New(env, plan.release(), [bytes](Napi::Env e, Plan* p) {
     Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);

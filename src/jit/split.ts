@@ -58,11 +58,18 @@ export type SplitOutcome = { ok: true; value: unknown } | { ok: false; permanent
 /** Where an op input comes from, as the prefix guard sees it. */
 function literalKey(t: Tensor): string {
   if (t.size > MAX_GUARDED_LITERAL) throw new SplitStop('unsplittable', -1, `a literal tensor of ${t.size} elements is used before the break (over ${MAX_GUARDED_LITERAL}, too large to guard)`);
-  return `lit:${t.dtype}[${t.shape.join(',')}]${JSON.stringify(Array.from(t.toFlatArray()))}`;
+  return `lit:${t.dtype}[${t.shape.join(',')}]${JSON.stringify(Array.from(t.toFlatArray()), exactNumber)}`;
+}
+
+/** JSON spells NaN, ±Infinity as null and -0 as 0; keys must tell them apart (x.mul(-0), clamp to Infinity). */
+function exactNumber(_k: string, v: unknown): unknown {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))) return `#${Object.is(v, -0) ? '-0' : v}`;
+  return v;
 }
 
 function attrsKey(attrs: AttrValues): string {
-  return JSON.stringify(attrs, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+  return JSON.stringify(attrs, exactNumber);
 }
 
 function placeholder(dtype: TensorMeta['dtype'], shape: readonly number[], onRead: (op: string) => never): Tensor {

@@ -14,9 +14,11 @@ import { join } from 'node:path';
 import { fromArray, randn, ops, jitStats, type Tensor } from '../../src/index.js';
 import { jitRunner } from '../../src/jit/decorator.js';
 import { trace } from '../../src/trace/index.js';
-import { interpret } from '../../src/backends/reference/interpret.js';
+import { interpret, literalTensor } from '../../src/backends/reference/interpret.js';
 import { withEagerBackend } from '../../src/ops/dispatch.js';
 import { PlanExecutable, planSupportReason } from '../../src/backends/cpu/plan/executable.js';
+import { lowerPlan } from '../../src/backends/cpu/plan/lower.js';
+import { planAddon } from '../../src/backends/cpu/plan/native.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'inferjit-d2s-native-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -133,4 +135,19 @@ test('sub-plans under a dynamic batch dim equal the reference interpreter on ran
     }
     assert.match(plan.describe(), /control-flow sub-plans/);
   }
+});
+
+test('createPlan checks control-flow kernels against their sub-plans (missing plan, operand sizes)', { skip }, () => {
+  const model = new LoopInBranch();
+  const traced = trace((x: Tensor) => model.forward(x), [randn([3], { seed: 2 })], { module: model });
+  const lowered = lowerPlan(traced.graph, new Map(), {
+    constant: (name) => traced.constants.get(name) ?? literalTensor(traced.graph.constants.find((c) => c.name === name)!),
+    pack: () => { throw new Error('this graph has no GEMM weights'); },
+  });
+  assert.ok(lowered.desc.subPlans && lowered.desc.subPlans.length === 2, 'then and else of the outer cond');
+  assert.doesNotThrow(() => planAddon!.createPlan(lowered.desc));
+  assert.throws(() => planAddon!.createPlan({ ...lowered.desc, subPlans: [] }), /createPlan: kernel \d+ \(cond[^)]*\): then-plan names a missing sub-plan/);
+  const [then, other] = lowered.desc.subPlans!;
+  const shrunk = { ...then, inputBytes: then.inputBytes.map((b) => b - 4) };
+  assert.throws(() => planAddon!.createPlan({ ...lowered.desc, subPlans: [shrunk, other] }), /then-plan input's value 0 has \d+ bytes, the kernel's \d+/);
 });

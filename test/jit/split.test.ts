@@ -178,3 +178,23 @@ test('a continuation is found by its recorded key: no graph hash on a hit, sourc
     assert.ok(sources.length > 0 && sources.every((s) => s && /split\.test\.ts:\d+:\d+$/.test(s)), `continuation nodes keep the user's lines: ${sources.join(', ')}`);
   }
 });
+
+test('continuation keys tell NaN, Infinity and -0 literals apart (JSON alone would not)', () => {
+  class Special extends nn.Module {
+    fc = new nn.Linear(4, 4, { seed: 10 });
+    forward(x: Tensor): Tensor {
+      const h = this.fc.forward(x);
+      const s = x.sum().item();
+      const k = s > 10 ? Infinity : s > 0 ? Number.NaN : s > -10 ? -0 : 0;
+      return h.abs().add(1).mul(k);
+    }
+  }
+  const m = new Special();
+  const fast = inferenceJit(m, memory);
+  for (const scale of [10, 1, -1, -10, 10, 1, -1, -10]) {
+    const x = randn([2, 4], { seed: 50 }).abs().mul(scale);
+    const got = fast(x).toFlatArray(), want = m.forward(x).toFlatArray();
+    got.forEach((g, i) => assert.ok(Object.is(g, want[i]), `scale ${scale}, element ${i}: ${g} vs ${want[i]}`));
+  }
+  assert.equal(fast.stats().pieces, 5, 'piece 1 and a continuation per literal');
+});
