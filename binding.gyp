@@ -26,6 +26,7 @@
         "native/quant/kquants.cc",
         "native/llm/paged_attention.cc",
         "native/llm/llama.cc",
+        "native/llm/moe.cc",
         "native/plan/kernels.cc",
         "native/plan/llm_kernels.cc",
         "native/plan/plan.cc",

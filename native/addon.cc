@@ -13,6 +13,7 @@
 #include "ops/ops.h"
 #include "attention/attention.h"
 #include "llm/llm.h"
+#include "llm/moe.h"
 #include "plan/plan.h"
 #include "threadpool.h"
 
@@ -153,6 +154,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerAttention(env, exports);
   registerBf16(env, exports);
   registerLlm(env, exports);
+  registerMoe(env, exports);
   registerPlan(env, exports);
   registerHash(env, exports);
   return exports;

@@ -8,5 +8,6 @@ import './attention.js';
 import './conv.js';
 import './quant.js';
 import './llm.js';
+import './moe.js';
 
 export { planRule, registeredPlanOps, type PlanRule } from './registry.js';
