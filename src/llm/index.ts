@@ -15,4 +15,5 @@ export { generate, greedyTokens, Generation, GENERATE_OPTION_NAMES, type Generat
 export * from './tokenizer/index.js';
 export { StepEngine, EngineCapacityError, type StepInputs, type StepDecoder, type StepEngineOptions, type SequenceOptions, type StepFinishReason } from './step-engine.js';
 export { chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, specialTokenVariables, type ChatMessage, type ChatOptions, type ChatTemplateOptions } from './chat.js';
+export { PagedMixtral, loadPagedMixtral, type MixtralConfig } from './models/index.js';
 export { PagedLlama, loadPagedLlama, loadCausalLM, architectureOf, registerModelFamily, supportedArchitectures, type PagedLlamaOptions, type LoadPagedOptions, type LoadedCausalLM, type LoadCausalLMOptions } from './models/index.js';

@@ -12,8 +12,10 @@ import { ModelConfigError } from '../../io/errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { StepDecoder, StepEngine } from '../step-engine.js';
 import { loadPagedLlama, type LoadPagedOptions } from './llama.js';
+import { isMixtralGguf, loadPagedMixtral } from './mixtral.js';
 
 export { PagedLlama, loadPagedLlama, type PagedLlamaOptions, type LoadPagedOptions } from './llama.js';
+export { PagedMixtral, SparseMoe, loadPagedMixtral, loadMixtralGguf, mixtralConfigFromGguf, isMixtralGguf, type MixtralConfig, type MixtralWeights, type MixtralLayerWeights } from './mixtral.js';
 
 /** What every family loader returns. */
 export interface LoadedCausalLM<M extends StepDecoder = StepDecoder> {
@@ -29,10 +31,16 @@ export type LoadCausalLMOptions = LoadPagedOptions;
 
 type FamilyLoader = (source: string, options: LoadCausalLMOptions) => { model: StepDecoder; tokenizer: Tokenizer | null; engine: StepEngine };
 
+/** llama.cpp writes Mixtral as general.architecture "llama" with llama.expert_count > 0: the
+ *  expert count, not the architecture name, picks the mixture-of-experts class. */
+const loadLlamaOrMixtral: FamilyLoader = (source, options) =>
+  (!fs.statSync(source).isDirectory() && isMixtralGguf(readGguf(source)) ? loadPagedMixtral(source, options) : loadPagedLlama(source, options));
+
 /** Architecture name (GGUF general.architecture, or HF model_type) -> loader. */
 const FAMILIES = new Map<string, FamilyLoader>([
-  ['llama', loadPagedLlama],
+  ['llama', loadLlamaOrMixtral],
   ['mistral', loadPagedLlama],
+  ['mixtral', loadPagedMixtral],
 ]);
 
 /** Registers a model family under the architecture names its files declare. */
