@@ -48,8 +48,13 @@ const char* checkMoe(const MoeArgs& a, char* buf, size_t n) {
   const char* names[3] = {"gate", "up", "down"};
   for (int i = 0; i < 3; i++) {
     const ExpertWeights& w = *ws[i];
-    if (w.format < kWF32 || w.format > kWLastFormat || isPacked(w.format)) {
+    if (w.format < kWF32 || w.format > kWLastFormat) {
       std::snprintf(buf, n, "moe: %s weights have an unsupported format code %d", names[i], w.format);
+      return buf;
+    }
+    // a 16-row interleaved stack: each expert's rows must start on a 16-row group
+    if (isPacked(w.format) && w.N % kPackRows != 0) {
+      std::snprintf(buf, n, "moe: packed %s weights need each expert's %lld rows to be a multiple of %d", names[i], (long long)w.N, kPackRows);
       return buf;
     }
     if (const char* bad = checkWeight(w.format, w.K, w.group)) {
@@ -199,7 +204,7 @@ ExpertWeights expertsOf(const Napi::Env& env, const Napi::Value& v, const char* 
   auto bytes = viewOf<uint8_t>(env, arr.Get(1u), what);
   w.bytes = bytes.data;
   w.E = E; w.N = N; w.K = K; w.group = group;
-  if (w.format >= kWF32 && w.format <= kWLastFormat && !isPacked(w.format) && checkWeight(w.format, K, group) == nullptr) {
+  if (w.format >= kWF32 && w.format <= kWLastFormat && checkWeight(w.format, K, group) == nullptr) {
     need(env, bytes.length >= w.totalBytes(), std::string(what) + ": " + std::to_string(bytes.length) + " bytes, expected " + std::to_string(w.totalBytes()));
   }
   return w;

@@ -14,6 +14,7 @@ import { optimize } from '../../src/passes/index.js';
 import { PlanExecutable } from '../../src/backends/cpu/plan/executable.js';
 import { planAddon } from '../../src/backends/cpu/plan/native.js';
 import type { QuantFormat } from '../../src/tensor/quantized.js';
+import { setQuantPacking } from '../../src/backends/cpu/plan/rules/quant.js';
 
 const nativeSkip = isNativeAvailable() && kernelBackends('moe').includes('cpu') ? false : 'native moe kernel not built';
 const planSkip = planAddon ? false : 'native plan executor not built';
@@ -89,6 +90,26 @@ for (const c of cases) {
     const err = maxRelErr(got, want);
     assert.ok(err < tol, `max |plan − reference| / max |reference| = ${err}`);
   });
+}
+
+// the plan reads Q8_0/Q4_0 stacks 16-row interleaved where the packed kernels are fast ('auto');
+// both layouts must give the reference's result
+for (const packing of ['always', 'never'] as const) {
+  for (const format of ['q8_0', 'q4_0'] as const) {
+    test(`moe plan == reference, ${format} stacks ${packing === 'always' ? '16-row interleaved' : 'as stored'}`, { skip: planSkip }, () => {
+      const prev = setQuantPacking(packing);
+      try {
+        const s = makeCase({ name: 'packing', T: 21, H: 64, F: 96, formats: [format, format, format], bias: [0, 0, 0, 0, 0, 0, 0, 4] });
+        const fn = (x: Tensor, l: Tensor): Tensor => moe(x, l, s.gate, s.up, s.down, { topK: s.k });
+        const t = trace(fn, [s.x, s.logits]);
+        const exe = new PlanExecutable(optimize(t.graph), t.constants);
+        const [got] = exe.run([s.x, s.logits]);
+        const want = withEagerBackend('reference', () => fn(s.x, s.logits));
+        const err = maxRelErr(got, want);
+        assert.ok(err < 2e-2, `max |plan − reference| / max |reference| = ${err}`);
+      } finally { setQuantPacking(prev); }
+    });
+  }
 }
 
 test('moe routing: top-k by logit (ties to the lower index), weights = softmax over the selected logits', () => {
