@@ -28,6 +28,7 @@
         "native/llm/paged_attention.cc",
         "native/llm/llama.cc",
         "native/plan/control_flow.cc",
+        "native/llm/moe.cc",
         "native/plan/kernels.cc",
         "native/plan/llm_kernels.cc",
         "native/plan/plan.cc",

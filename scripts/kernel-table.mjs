@@ -172,4 +172,12 @@ export const KERNELS = [
       { name: 'operandBytes', len: 'nOperands' },
     ],
   },
+  {
+    name: 'moe', code: 60, doc: 'Mixtral MoE FFN: top-k routing of x [T, H] by logits [T, E] (softmax over the selected), SwiGLU experts stacked [E, F, H] (gate, up) and [E, H, F] (down) in one qmatmul.h format each, run as a grouped GEMM over each expert\'s tokens',
+    refs: ['x', 'logits', 'gate', 'up', 'down', 'out'],
+    ints: [
+      { name: 'T' }, { name: 'H' }, { name: 'F' }, { name: 'E' }, { name: 'topK' },
+      { name: 'gateFormat' }, { name: 'upFormat' }, { name: 'downFormat' }, { name: 'group' },
+    ],
+  },
 ];

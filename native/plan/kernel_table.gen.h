@@ -22,7 +22,7 @@ constexpr int kBinaryFirst = 20, kBinaryLast = 26;
 enum ReduceOp : int { kReduceSum = 0, kReduceMean = 1, kReduceMax = 2, kReduceMin = 3 };
 enum RefKind : int { kRefNone = 0, kRefArena = 1, kRefInput = 2, kRefOutput = 3, kRefConstant = 4 };
 enum PadMode : int { kPadConstant = 0, kPadReflect = 1, kPadReplicate = 2 };
-enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40, kKernelCond = 41, kKernelWhileLoop = 42 };
+enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40, kKernelCond = 41, kKernelWhileLoop = 42, kKernelMoe = 60 };
 static_assert(kActNone == 0, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActRelu == 1, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActGelu == 2, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
@@ -1257,6 +1257,74 @@ inline std::string checkWhileLoop(const int64_t* I, size_t nInts, size_t nFloats
   return "";
 }
 
+// Mixtral MoE FFN: top-k routing of x [T, H] by logits [T, E] (softmax over the selected), SwiGLU experts stacked [E, F, H] (gate, up) and [E, H, F] (down) in one qmatmul.h format each, run as a grouped GEMM over each expert's tokens.
+struct MoeDesc {
+  uint8_t* x = nullptr;
+  uint8_t* logits = nullptr;
+  uint8_t* gate = nullptr;
+  uint8_t* up = nullptr;
+  uint8_t* down = nullptr;
+  uint8_t* out = nullptr;
+  int64_t T = 0;
+  int64_t H = 0;
+  int64_t F = 0;
+  int64_t E = 0;
+  int64_t topK = 0;
+  int64_t gateFormat = 0;
+  int64_t upFormat = 0;
+  int64_t downFormat = 0;
+  int64_t group = 0;
+};
+template <typename At>
+inline MoeDesc decodeMoe(const int64_t* I, const double* F, At&& at) {
+  MoeDesc a;
+  size_t p = 0;
+  a.T = I[p++];
+  a.H = I[p++];
+  a.F = I[p++];
+  a.E = I[p++];
+  a.topK = I[p++];
+  a.gateFormat = I[p++];
+  a.upFormat = I[p++];
+  a.downFormat = I[p++];
+  a.group = I[p++];
+  int r = 0;
+  a.x = at(r++);
+  a.logits = at(r++);
+  a.gate = at(r++);
+  a.up = at(r++);
+  a.down = at(r++);
+  a.out = at(r++);
+  (void)F;
+  return a;
+}
+inline std::string checkMoe(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "moe: ints end before T";
+  p++;
+  if (p + 1 > nI) return "moe: ints end before H";
+  p++;
+  if (p + 1 > nI) return "moe: ints end before F";
+  p++;
+  if (p + 1 > nI) return "moe: ints end before E";
+  p++;
+  if (p + 1 > nI) return "moe: ints end before topK";
+  p++;
+  if (p + 1 > nI) return "moe: ints end before gateFormat";
+  p++;
+  if (p + 1 > nI) return "moe: ints end before upFormat";
+  p++;
+  if (p + 1 > nI) return "moe: ints end before downFormat";
+  p++;
+  if (p + 1 > nI) return "moe: ints end before group";
+  p++;
+  if (p != nI) return "moe: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1)) return "moe: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1);
+  if (nFloats != 0) return "moe: " + std::to_string(nFloats) + " floats, expected 0";
+  return "";
+}
+
 // "" when a kernel's descriptor has the sizes its fields need, else what is wrong.
 inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
   switch (op) {
@@ -1281,6 +1349,7 @@ inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nF
     case kKernelQgemm: return checkQgemm(I, nInts, nFloats, nRefs);
     case kKernelCond: return checkCond(I, nInts, nFloats, nRefs);
     case kKernelWhileLoop: return checkWhileLoop(I, nInts, nFloats, nRefs);
+    case kKernelMoe: return checkMoe(I, nInts, nFloats, nRefs);
     default: return "unknown kernel code " + std::to_string(op);
   }
 }
@@ -1307,6 +1376,7 @@ void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext& c
 void runQgemm(const QgemmDesc& d, const plan::KernelContext& ctx);
 void runCond(const CondDesc& d, const plan::KernelContext& ctx);
 void runWhileLoop(const WhileLoopDesc& d, const plan::KernelContext& ctx);
+void runMoe(const MoeDesc& d, const plan::KernelContext& ctx);
 
 // Decodes and runs kernel `op`; false for an unknown code. at(i) is the pointer of operand i.
 template <typename At>
@@ -1333,6 +1403,7 @@ inline bool runKernel(int op, const int64_t* I, const double* F, At&& at, const 
     case kKernelQgemm: runQgemm(decodeQgemm(I, F, at), ctx); return true;
     case kKernelCond: runCond(decodeCond(I, F, at), ctx); return true;
     case kKernelWhileLoop: runWhileLoop(decodeWhileLoop(I, F, at), ctx); return true;
+    case kKernelMoe: runMoe(decodeMoe(I, F, at), ctx); return true;
     default: return false;
   }
 }

@@ -1,9 +1,10 @@
-// The plan's LLM-serving kernels: kv_write (KV rows into the session's page pool, in place) and
-// paged_attention (ragged causal GQA over the pools). Their cores live in native/llm/paged_attention.cc,
+// The plan's LLM-serving kernels: kv_write (KV rows into the session's page pool, in place),
+// paged_attention (ragged causal GQA over the pools) and moe (Mixtral's expert FFN). Their cores live in native/llm/paged_attention.cc,
 // shared with the hand-written Llama step; here they are only decoded and their metadata checked
 // (on the calling thread, so a bad slot or block table becomes a JS error, not a crash).
 #include <string>
 
+#include "../llm/moe.h"
 #include "../llm/paged_attention.h"
 #include "kernels.h"
 
@@ -40,6 +41,24 @@ void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext&) 
   const char* bad = checkRagged(a, buf, sizeof buf);
   if (bad[0] != '\0') throw plan::KernelError{bad};
   raggedPagedAttention(a);
+}
+
+// moe: the grouped-GEMM mixture-of-experts core of native/llm/moe.cc (weights are plan constants
+// read in place; sizes were checked when the plan was built, and again here on the calling thread).
+void runMoe(const MoeDesc& d, const plan::KernelContext&) {
+  MoeArgs a;
+  a.x = reinterpret_cast<const float*>(d.x);
+  a.logits = reinterpret_cast<const float*>(d.logits);
+  a.out = reinterpret_cast<float*>(d.out);
+  a.T = d.T; a.H = d.H; a.F = d.F; a.E = d.E; a.topK = d.topK;
+  const int group = static_cast<int>(d.group);
+  a.gate = {static_cast<int>(d.gateFormat), d.gate, d.E, d.F, d.H, group};
+  a.up = {static_cast<int>(d.upFormat), d.up, d.E, d.F, d.H, group};
+  a.down = {static_cast<int>(d.downFormat), d.down, d.E, d.H, d.F, group};
+  char buf[256];
+  const char* bad = checkMoe(a, buf, sizeof buf);
+  if (bad[0] != '\0') throw plan::KernelError{bad};
+  moeForward(a);
 }
 
 }  // namespace kt

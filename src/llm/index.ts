@@ -18,6 +18,7 @@ export { StepEngine, EngineCapacityError, type StepInputs, type StepDecoder, typ
 export { PagedStepRunner, type PagedRunnerOptions, type PagedSequence, type StepEntry } from './paged-runner.js';
 export { chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, specialTokenVariables, type ChatMessage, type ChatOptions, type ChatTemplateOptions } from './chat.js';
 export { type LoadPrecision, LOAD_PRECISIONS } from './models/weight-params.js';
+export { PagedMixtral, loadPagedMixtral, type MixtralConfig } from './models/index.js';
 export { PagedLlama, loadPagedLlama, loadCausalLM, architectureOf, registerModelFamily, supportedArchitectures, type PagedLlamaOptions, type LoadPagedOptions, type LoadedCausalLM, type LoadCausalLMOptions } from './models/index.js';
 export {
   Qwen2, loadQwen2, Gemma, loadGemma, Phi3, loadPhi3, Gpt2, loadGpt2,

@@ -103,7 +103,7 @@ export function dispatch(name: string, inputs: readonly (Tensor | null | undefin
 }
 
 /** Ops that read quantized weights (src/tensor/quantized.ts); any other op would see raw block bytes. */
-const QUANT_OPS = new Set(['quant_linear', 'dequantize', 'quant_concat']);
+const QUANT_OPS = new Set(['quant_linear', 'dequantize', 'quant_concat', 'moe']);
 function checkNotQuantized(op: string, ins: readonly (Tensor | null)[]): void {
   for (const t of ins) {
     const q = t && quantSpecOf(t);

@@ -284,6 +284,7 @@ const SKIP: Record<string, string> = {
   // serving steps run as native cpu plans (export reports the op as unsupported)
   kv_write: 'in-place write into session state (a KV page pool)',
   paged_attention: 'ragged attention over paged KV pools',
+  moe: 'data-dependent top-k routing over stacked (often quantized) expert weights; runs as a native cpu plan kernel',
 };
 
 function assertClose(got: Tensor, want: Tensor, c: Case, what: string): void {

@@ -13,6 +13,7 @@ import { registerNormKernels } from './kernels/norm.js';
 import { registerMovementKernels } from './kernels/movement.js';
 import { registerFusedKernels } from './kernels/fused.js';
 import { registerQuantizedKernels } from './kernels/quantized.js';
+import { registerMoeKernels } from './kernels/moe.js';
 
 let loaded: boolean | null = null;
 
@@ -28,6 +29,7 @@ export function loadNativeBackend(): boolean {
     registerMovementKernels(addon);
     registerFusedKernels();
     registerQuantizedKernels(addon);
+    registerMoeKernels(addon);
     loaded = true;
   }
   return loaded;

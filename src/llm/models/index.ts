@@ -23,6 +23,10 @@ export { Gemma, loadGemma } from './gemma.js';
 export { Phi3, loadPhi3 } from './phi3.js';
 export { Gpt2, loadGpt2 } from './gpt2.js';
 export { type DecoderConfig, type LoadFamilyOptions, type AttentionShape, WeightSource, pagedSelfAttention, ropeTables } from './common.js';
+import { isMixtralGguf, loadPagedMixtral } from './mixtral.js';
+
+export { PagedLlama, loadPagedLlama, type PagedLlamaOptions, type LoadPagedOptions } from './llama.js';
+export { PagedMixtral, SparseMoe, loadPagedMixtral, loadMixtralGguf, mixtralConfigFromGguf, isMixtralGguf, type MixtralConfig, type MixtralWeights, type MixtralLayerWeights } from './mixtral.js';
 
 /** What every family loader returns. */
 export interface LoadedCausalLM<M extends StepDecoder = StepDecoder> {
@@ -38,14 +42,20 @@ export type LoadCausalLMOptions = LoadPagedOptions;
 
 type FamilyLoader = (source: string, options: LoadCausalLMOptions) => { model: StepDecoder; tokenizer: Tokenizer | null; engine: StepEngine };
 
+/** llama.cpp writes Mixtral as general.architecture "llama" with llama.expert_count > 0: the
+ *  expert count, not the architecture name, picks the mixture-of-experts class. */
+const loadLlamaOrMixtral: FamilyLoader = (source, options) =>
+  (!fs.statSync(source).isDirectory() && isMixtralGguf(readGguf(source)) ? loadPagedMixtral(source, options) : loadPagedLlama(source, options));
+
 /** Architecture name (GGUF general.architecture, or HF model_type) -> loader. */
 const FAMILIES = new Map<string, FamilyLoader>([
-  ['llama', loadPagedLlama],
+  ['llama', loadLlamaOrMixtral],
   ['mistral', loadPagedLlama],
   ['qwen2', loadQwen2],
   ['gemma', loadGemma],
   ['phi3', loadPhi3],
   ['gpt2', loadGpt2],
+  ['mixtral', loadPagedMixtral],
 ]);
 
 /** Registers a model family under the architecture names its files declare. */

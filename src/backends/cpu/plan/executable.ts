@@ -129,8 +129,12 @@ export class PlanExecutable {
       ? ` bf16 (${s.bf16Weights} bf16 weights${from}; ${s.bf16Attention} bf16 attention${w!.from16Bit ? `; ${w!.from16Bit} weights read from bf16 storage, ${s.widened.length} bf16 constants widened to f32` : ''})`
       : s.precision === 'fp16' ? ` fp16 (${s.f16Weights} f16 weights${from}, ${w!.from16Bit} read from f16 storage; ${s.widened.length} f16 constants widened to f32)` : '';
     const subs = s.subPlans ? ` (+ ${s.subPlans} control-flow sub-plans, ${s.subKernels} kernels)` : '';
+    // which kernels the plan runs (e.g. that a model's moe or paged_attention became one kernel each)
+    const counts = new Map<string, number>();
+    for (const k of s.kernelNames) counts.set(k, (counts.get(k) ?? 0) + 1);
+    const kinds = [...counts].map(([k, n]) => (n > 1 ? `${k}×${n}` : k)).join(', ');
     return `cpu plan${bf16}: ${s.kernels} kernels${subs}, arena ${mib(s.arenaBytes)} (naive ${mib(s.naiveBytes)}), ${s.views} view nodes, ${s.copies} copies, `
-      + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached${note}`;
+      + `${s.inPlace} in place, ${s.packedWeights} packed weights; ${this.plans.size} plan(s) cached; kernels: ${kinds}${note}`;
   }
 
   /** Reduced-precision weights packed in this process and loaded from the disk cache (all zero in

@@ -21,7 +21,7 @@ export const REF_KINDS = { none: 0, arena: 1, input: 2, output: 3, constant: 4 }
 /** pad modes. */
 export const PAD_MODES = { constant: 0, reflect: 1, replicate: 2 } as const;
 /** Plan kernel codes. */
-export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40, cond: 41, while_loop: 42 } as const;
+export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40, cond: 41, while_loop: 42, moe: 60 } as const;
 
 /** A plan kernel ready for the descriptor: its code, operands in order, ints and floats. */
 export interface EncodedKernel<R> { op: number; refs: R[]; ints: number[]; floats: number[] }
@@ -182,4 +182,10 @@ export function encodeWhileLoop<R>(f: WhileLoopFields<R>): EncodedKernel<R> {
   const nCarried = f.outputs.length;
   lengthOf('while_loop', 'operandBytes', f.operandBytes, nOperands);
   return { op: 42, refs: [...f.operands, ...f.outputs], ints: [nOperands, nCarried, Number(f.condPlan), Number(f.bodyPlan), Number(f.maxIterations), ...f.operandBytes], floats: [] };
+}
+
+/** Mixtral MoE FFN: top-k routing of x [T, H] by logits [T, E] (softmax over the selected), SwiGLU experts stacked [E, F, H] (gate, up) and [E, H, F] (down) in one qmatmul.h format each, run as a grouped GEMM over each expert's tokens. */
+export interface MoeFields<R> { x: R; logits: R; gate: R; up: R; down: R; out: R; T: Int; H: Int; F: Int; E: Int; topK: Int; gateFormat: Int; upFormat: Int; downFormat: Int; group: Int }
+export function encodeMoe<R>(f: MoeFields<R>): EncodedKernel<R> {
+  return { op: 60, refs: [f.x, f.logits, f.gate, f.up, f.down, f.out], ints: [Number(f.T), Number(f.H), Number(f.F), Number(f.E), Number(f.topK), Number(f.gateFormat), Number(f.upFormat), Number(f.downFormat), Number(f.group)], floats: [] };
 }

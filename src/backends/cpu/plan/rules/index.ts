@@ -9,5 +9,6 @@ import './conv.js';
 import './quant.js';
 import './llm.js';
 import './control-flow.js';
+import './moe.js';
 
 export { planRule, registeredPlanOps, type PlanRule } from './registry.js';

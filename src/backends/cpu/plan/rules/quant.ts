@@ -25,8 +25,9 @@ interface PackAddon { packWeight(w: [number, ArrayBufferView, Float32Array | nul
 const PACKED_CODES: Partial<Record<QuantFormat, number>> = { q8_0: 7, q4_0: 8 };
 const packedCopies = new WeakMap<Tensor, { version: number; bytes: Uint8Array }>();
 
-/** The weight's 16-row interleaved copy and its format code, when this plan should read one. */
-function packedCopy(t: Tensor, format: QuantFormat, N: number, K: number): { bytes: Uint8Array; code: number } | null {
+/** The weight's 16-row interleaved copy and its format code, when this plan should read one (N rows of K;
+ *  the moe rule packs a whole expert stack, N = experts·rows). */
+export function packedCopy(t: Tensor, format: QuantFormat, N: number, K: number): { bytes: Uint8Array; code: number } | null {
   const code = PACKED_CODES[format];
   const a = addon as unknown as Partial<PackAddon> | null;
   if (code === undefined || packing === 'never' || !a || typeof a.packWeight !== 'function') return null;
