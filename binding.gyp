@@ -26,7 +26,6 @@
         "native/quant/kquants.cc",
         "native/quant/quant_napi.cc",
         "native/llm/paged_attention.cc",
-        "native/llm/llama.cc",
         "native/plan/control_flow.cc",
         "native/llm/moe.cc",
         "native/plan/kernels.cc",

@@ -12,7 +12,6 @@
 #include "ops/hash.h"
 #include "ops/ops.h"
 #include "attention/attention.h"
-#include "llm/llm.h"
 #include "quant/quant_napi.h"
 #include "llm/moe.h"
 #include "plan/plan.h"
@@ -154,7 +153,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerOps(env, exports);
   registerAttention(env, exports);
   registerBf16(env, exports);
-  registerLlm(env, exports);
   registerQuant(env, exports);
   registerMoe(env, exports);
   registerPlan(env, exports);

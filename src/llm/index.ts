@@ -1,14 +1,12 @@
-// LLM inference: Llama-family configs and weights (GGUF, safetensors), weight-only quantization,
-// the native runtime with a paged KV cache, sampling and streaming generation, tokenizers.
+// LLM inference: decoder families as model code compiled by the JIT (src/llm/models), configs and
+// weights (GGUF, safetensors, quantized formats), the paged step engine, sampling, generation, tokenizers.
 export { type LlamaConfig, type RopeScaling, type Llama3RopeScaling, type LinearRopeScaling, llamaConfigFromGguf, llamaConfigFromHuggingFace, ropeInverseFrequencies } from './config.js';
 export {
-  type WeightFormat, type WeightMatrix, type LlamaWeights, type LoadOptions, type LlamaLayerWeights, type LoadedLlama, type WeightPrecision,
-  WEIGHT_FORMAT_CODES, loadLlama, loadLlamaGguf, loadLlamaSafetensors, dequantizeMatrix, quantizeMatrix, quantizeWeights, weightBytes,
-  packMatrix, packWeights, packedKernelsFast,
+  type WeightFormat, type WeightMatrix, type LlamaWeights, type LoadOptions, type LlamaLayerWeights, type LoadedLlama,
+  WEIGHT_FORMAT_CODES, loadLlama, loadLlamaGguf, loadLlamaSafetensors, dequantizeMatrix, quantizeMatrix, weightBytes,
+  packMatrix, packedKernelsFast,
 } from './weights.js';
 export { PagedKvCache, KvCacheFullError, type KvDType, type PagedKvCacheOptions } from './kv-cache.js';
-// LlamaEngine: retiring, kept only for src/serve's adapter (see src/llm/engine.ts)
-export { LlamaEngine, type EngineOptions } from './engine.js';
 export { Sampler, type SamplingOptions, SAMPLING_OPTION_NAMES, argmax, topIndices, logSoftmax, klDivergence } from './sampling.js';
 export { NonFiniteLogitsError, InvalidTokenIdError, UnknownOptionError } from './errors.js';
 export { ModelFileError, ModelConfigError, TokenizerFileError, GgufError, SafetensorsError } from '../io/errors.js';

@@ -321,11 +321,8 @@ function requireAddon(what: string) {
   return addon as unknown as LlmAddon;
 }
 
-/** The LLM entry points of the native addon: llmCreate/llmAttachCache/llmForward (native/llm/llama.cc, LlamaEngine, retiring); quantMatmul/quantizeWeight/packWeight/llmPackedFast (native/quant/quant_napi.cc). */
+/** The quantized-weight entry points of the native addon (native/quant/quant_napi.cc). */
 export interface LlmAddon {
-  llmCreate(hparams: number[], invFreq: Float64Array, weights: NativeWeightSpec[]): object;
-  llmAttachCache(model: object, k: ArrayBufferView[], v: ArrayBufferView[], numBlocks: number, blockSize: number, f16: boolean): void;
-  llmForward(model: object, tokens: Int32Array, startPos: number, blockTable: Int32Array, logits: Float32Array, allLogits: boolean): void;
   quantMatmul(weight: NativeWeightSpec, x: Float32Array, M: number, y: Float32Array): void;
   quantizeWeight(format: number, src: ArrayBufferView, srcFormat: number, N: number, K: number, group: number, data: Uint8Array, scales: Float32Array | null): void;
   packWeight(weight: NativeWeightSpec): Uint8Array | null;
@@ -379,50 +376,6 @@ export function packMatrix(w: WeightMatrix): WeightMatrix {
 /** Whether the native build runs packed weights faster than the GGUF layout (AVX-512 VNNI). */
 export function packedKernelsFast(): boolean {
   return Boolean(addon && (addon as unknown as LlmAddon).llmPackedFast);
-}
-
-/**
- * The weights with every Q8_0/Q4_0 linear layer packed (packMatrix). The embedding table stays as
- * it is (it is only read row by row) unless it is also the tied output head, which is packed once
- * and serves both.
- */
-export function packWeights(weights: LlamaWeights): LlamaWeights {
-  const done = new Map<WeightMatrix, WeightMatrix>();
-  const p = (w: WeightMatrix) => { let r = done.get(w); if (!r) { r = packMatrix(w); done.set(w, r); } return r; };
-  const output = p(weights.output);
-  return {
-    embed: weights.embed === weights.output ? output : weights.embed,
-    outNorm: weights.outNorm,
-    output,
-    ropeFreqFactors: weights.ropeFreqFactors,
-    layers: weights.layers.map((l) => ({
-      attnNorm: l.attnNorm, ffnNorm: l.ffnNorm,
-      wq: p(l.wq), wk: p(l.wk), wv: p(l.wv), wo: p(l.wo), gate: p(l.gate), up: p(l.up), down: p(l.down),
-    })),
-  };
-}
-
-export type WeightPrecision = 'fp32' | 'int8' | 'int4';
-
-/**
- * The weights with every linear layer quantized to `precision` ('int8' per channel, 'int4'
- * group-wise); embeddings and norms stay as loaded (a tied head is quantized as its own copy
- * only when the precision asks for it, since the embedding lookup keeps the original).
- */
-export function quantizeWeights(weights: LlamaWeights, precision: WeightPrecision, options: { groupSize?: number } = {}): LlamaWeights {
-  if (precision === 'fp32') return weights;
-  const g = options.groupSize ?? 32;
-  const q = (w: WeightMatrix) => quantizeMatrix(w, precision, g);
-  return {
-    embed: weights.embed,
-    outNorm: weights.outNorm,
-    output: q(weights.output),
-    ropeFreqFactors: weights.ropeFreqFactors,
-    layers: weights.layers.map((l) => ({
-      attnNorm: l.attnNorm, ffnNorm: l.ffnNorm,
-      wq: q(l.wq), wk: q(l.wk), wv: q(l.wv), wo: q(l.wo), gate: q(l.gate), up: q(l.up), down: q(l.down),
-    })),
-  };
 }
 
 /** Bytes the weights occupy (data + scales, a tied head counted once). */

@@ -25,7 +25,6 @@ export { Gpt2, loadGpt2 } from './gpt2.js';
 export { type DecoderConfig, type LoadFamilyOptions, type AttentionShape, WeightSource, pagedSelfAttention, ropeTables } from './common.js';
 import { isMixtralGguf, loadPagedMixtral } from './mixtral.js';
 
-export { PagedLlama, loadPagedLlama, type PagedLlamaOptions, type LoadPagedOptions } from './llama.js';
 export { PagedMixtral, SparseMoe, loadPagedMixtral, loadMixtralGguf, mixtralConfigFromGguf, isMixtralGguf, type MixtralConfig, type MixtralWeights, type MixtralLayerWeights } from './mixtral.js';
 
 /** What every family loader returns. */
