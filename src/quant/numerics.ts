@@ -1,5 +1,5 @@
 // The number formats of post-training quantization, as plain array functions: symmetric int8 and
-// int4 (round to nearest, clamp to ±127 / [-8, 7]) and FP8 E4M3 (OCP "fn" variant: max 448,
+// int4 (round to nearest, halves away from zero, clamp to ±127 / [-8, 7]) and FP8 E4M3 (OCP "fn" variant: max 448,
 // subnormals, round to nearest even). "Fake" quantization returns the dequantized values, which is
 // what the simulated W8A8 / W4 / KV paths compute with; the fake_quant op, the calibration
 // searches (smoothing, PSS, AWQ, GPTQ) and the artifact writer all call these, so a search scores
@@ -33,10 +33,13 @@ export function roundE4M3(x: number): number {
   return Math.sign(x) * Math.min(q, FP8_E4M3_MAX);
 }
 
+/** Round half away from zero: symmetric, so a weight and its negation get opposite codes. */
+export const roundSym = (x: number): number => (x < 0 ? -Math.round(-x) : Math.round(x));
+
 /** One value quantized with `scale` (value = q · scale) and dequantized. */
 export function fakeQuantValue(x: number, scale: number, f: ActFormat): number {
   if (!(scale > 0)) return 0;
-  if (f === 'int8') return Math.max(-INT8_MAX, Math.min(INT8_MAX, Math.round(x / scale))) * scale;
+  if (f === 'int8') return Math.max(-INT8_MAX, Math.min(INT8_MAX, roundSym(x / scale))) * scale;
   return roundE4M3(x / scale) * scale;
 }
 
@@ -73,8 +76,8 @@ export function weightScales(w: ArrayLike<number>, N: number, K: number, f: Weig
 /** The integer code (int8/int4) or the scaled FP8 value of one weight under `scale`. */
 export function weightCode(x: number, scale: number, f: WeightFormat): number {
   if (!(scale > 0)) return 0;
-  if (f === 'int8') return Math.max(-INT8_MAX, Math.min(INT8_MAX, Math.round(x / scale)));
-  if (f === 'int4') return Math.max(INT4_MIN, Math.min(INT4_MAX, Math.round(x / scale)));
+  if (f === 'int8') return Math.max(-INT8_MAX, Math.min(INT8_MAX, roundSym(x / scale)));
+  if (f === 'int4') return Math.max(INT4_MIN, Math.min(INT4_MAX, roundSym(x / scale)));
   return roundE4M3(x / scale);
 }
 
