@@ -60,7 +60,7 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
     }
     const problem: SiteProblem = {
       K, R, X, weights: ws,
-      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor' } : null,
+      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs } : null,
       weight: o.weights ? { format: o.weights, group } : null,
     };
     let s = new Float64Array(K).fill(1);

@@ -11,7 +11,7 @@
 //   others fixed and keeps the best, for two sweeps.
 // AWQ: s_j = mean|X_j|^α normalised by sqrt(max s · min s), α over the grid 0…0.95 (α = 0 is
 //   plain absmax rounding, so AWQ is never worse than absmax on the sample).
-import { fakeQuantRows, fakeQuantWeight, type ActFormat, type WeightFormat } from './numerics.js';
+import { fakeQuantRows, fakeQuantWeight, fakeQuantValue, formatMax, type ActFormat, type WeightFormat } from './numerics.js';
 
 export interface SiteProblem {
   K: number;
@@ -20,7 +20,9 @@ export interface SiteProblem {
   X: Float32Array;
   /** Consumer weights [N, K] (f32, before smoothing). */
   weights: { W: Float32Array; N: number }[];
-  act: { format: ActFormat; perTensor: boolean } | null;
+  /** Activation quantization: per token (dynamic), or per tensor with the static scale the model
+   *  will use, max_j(absMax_j / s_j) over the calibration absmax (absMax given). */
+  act: { format: ActFormat; perTensor: boolean; absMax?: ArrayLike<number> } | null;
   weight: { format: WeightFormat; group: number } | null;
 }
 
@@ -46,7 +48,12 @@ export function siteError(p: SiteProblem): (s: Float64Array) => number {
   return (s) => {
     const Xs = new Float32Array(p.R * p.K);
     for (let i = 0; i < Xs.length; i++) Xs[i] = p.X[i] / s[i % p.K];
-    if (p.act) fakeQuantRows(Xs, p.act.perTensor ? Xs.length : p.K, p.act.format);
+    if (p.act?.perTensor && p.act.absMax) {
+      let m = 0;
+      for (let j = 0; j < p.K; j++) m = Math.max(m, p.act.absMax[j] / s[j]);
+      const scale = Math.fround(m / formatMax(p.act.format));
+      for (let i = 0; i < Xs.length; i++) Xs[i] = fakeQuantValue(Xs[i], scale, p.act.format);
+    } else if (p.act) fakeQuantRows(Xs, p.act.perTensor ? Xs.length : p.K, p.act.format);
     let err = 0;
     p.weights.forEach(({ W, N }, c) => {
       let Ws = new Float32Array(N * p.K);
