@@ -8,3 +8,4 @@ export { agreement, compareLogits, type Agreement } from './metrics.js';
 export { teacherForcedLogits, prefillArgs } from './step.js';
 export { outlierModel, randomSequences } from './outlier-model.js';
 export { roundE4M3 } from './numerics.js';
+export { saveQuantized, loadQuantized, QuantArtifactError } from './artifact.js';

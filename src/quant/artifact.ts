@@ -1,0 +1,160 @@
+// The quantized model as files that load without calibration: a directory holding
+//   model.safetensors   every parameter the quantized graph reads: f32 tensors (folded norms,
+//                       embeddings, rotary tables, LM head, shift / smoothing / activation-scale /
+//                       KV-scale vectors) and each quantized linear as `<name>.qweight` + `<name>.scales`
+//                       (int8: i8 [N, K]; int4: u8 [N, K/2] nibbles in inferjit's int4 layout, the
+//                       one src/tensor/quantized.ts and the qgemm kernel read; fp8: u8 E4M3 bits [N, K])
+//   quant_config.json   format/version, the resolved options, the graph rewrite plan, each
+//                       quantized weight's format and shape, the per-site report, the decoder's
+//                       config, and the size and SHA-256 of model.safetensors (checked on load).
+// Both files are written atomically (temp file + rename), the weights first, so a config on disk
+// always describes a complete weights file. Loading needs the decoder's code (a module of the same
+// architecture, whatever its weights): every parameter comes from the file, so the loaded model
+// computes the same logits as the one that was saved.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Tensor } from '../tensor/tensor.js';
+import { fromArray } from '../tensor/creation.js';
+import { writeSafetensors } from '../io/safetensors-writer.js';
+import { loadSafetensors } from '../io/safetensors.js';
+import { writeFileAtomic } from '../io/gguf/file-source.js';
+import { roundE4M3 } from './numerics.js';
+import { dequantMatrix, type QuantizedMatrix } from './gptq.js';
+import { QuantizedDecoder, type ResolvedOptions, type SiteReport } from './decoder.js';
+import type { QuantizableDecoder } from './calibrate.js';
+import type { QuantPlan } from './graph-passes.js';
+
+export const QUANT_ARTIFACT_FORMAT = 'inferjit.quant';
+export const QUANT_ARTIFACT_VERSION = 1;
+const WEIGHTS_FILE = 'model.safetensors';
+const CONFIG_FILE = 'quant_config.json';
+
+export class QuantArtifactError extends Error {
+  constructor(where: string, detail: string) { super(`loadQuantized: ${where}: ${detail}`); this.name = 'QuantArtifactError'; }
+}
+
+interface ArtifactConfig {
+  format: string;
+  version: number;
+  options: ResolvedOptions;
+  plan: QuantPlan;
+  weights: Record<string, { format: QuantizedMatrix['format']; N: number; K: number; group: number }>;
+  report: SiteReport[];
+  architecture: unknown;
+  weightsFile: { name: string; bytes: number; sha256: string };
+}
+
+/** E4M3 bits of a value that is exactly representable (roundE4M3's output). */
+export function encodeE4M3(v: number): number {
+  const sign = v < 0 || Object.is(v, -0) ? 0x80 : 0;
+  const a = Math.abs(v);
+  if (a === 0) return sign;
+  const e = Math.floor(Math.log2(a));
+  if (e < -6) return sign | Math.round(a / 2 ** -9); // subnormal: exponent field 0
+  return sign | ((e + 7) << 3) | Math.round((a / 2 ** e - 1) * 8);
+}
+export function decodeE4M3(b: number): number {
+  const sign = b & 0x80 ? -1 : 1, exp = (b >> 3) & 15, m = b & 7;
+  return sign * (exp === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (exp - 7));
+}
+
+function encodeCodes(q: QuantizedMatrix): Tensor {
+  const { N, K } = q;
+  if (q.format === 'int8') return fromArray(Int8Array.from(q.codes), [N, K], 'i8');
+  if (q.format === 'fp8') return fromArray(Uint8Array.from(q.codes, encodeE4M3), [N, K], 'u8');
+  const out = new Uint8Array((N * K) / 2);
+  const nib = (n: number, k: number): number => q.codes[n * K + k] + 8;
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < K / 32; b++) for (let j = 0; j < 16; j++) out[n * (K / 2) + b * 16 + j] = nib(n, b * 32 + j) | (nib(n, b * 32 + 16 + j) << 4);
+  }
+  return fromArray(out, [N, K / 2], 'u8');
+}
+
+function decodeCodes(t: Tensor, spec: ArtifactConfig['weights'][string]): Float32Array {
+  const { N, K } = spec;
+  const codes = new Float32Array(N * K);
+  if (spec.format === 'int8') codes.set(t.data as Int8Array);
+  else if (spec.format === 'fp8') { const d = t.data as Uint8Array; for (let i = 0; i < d.length; i++) codes[i] = decodeE4M3(d[i]); }
+  else {
+    const d = t.data as Uint8Array;
+    for (let n = 0; n < N; n++) {
+      for (let b = 0; b < K / 32; b++) {
+        for (let j = 0; j < 16; j++) {
+          const byte = d[n * (K / 2) + b * 16 + j];
+          codes[n * K + b * 32 + j] = (byte & 15) - 8;
+          codes[n * K + b * 32 + 16 + j] = (byte >> 4) - 8;
+        }
+      }
+    }
+  }
+  return codes;
+}
+
+/** Writes the quantized model into directory `dir` (created if needed). */
+export function saveQuantized(decoder: QuantizedDecoder, dir: string): void {
+  const tensors = new Map<string, Tensor>();
+  const weights: ArtifactConfig['weights'] = {};
+  for (const [name, t] of decoder.model.namedParameters()) {
+    if (decoder.weights.has(name)) continue;
+    tensors.set(name, decoder.params.get(name) ?? t);
+  }
+  for (const [name, t] of decoder.params) if (!decoder.weights.has(name) && !tensors.has(name)) tensors.set(name, t);
+  for (const [name, q] of decoder.weights) {
+    // fp8 codes are E4M3 values; anything else would not survive the 8-bit encoding
+    if (q.format === 'fp8' && !q.codes.every((c) => roundE4M3(c) === c)) throw new Error(`saveQuantized: fp8 weight "${name}" holds values that are not E4M3`);
+    tensors.set(`${name}.qweight`, encodeCodes(q));
+    tensors.set(`${name}.scales`, fromArray(q.scales, [q.scales.length], 'f32'));
+    weights[name] = { format: q.format, N: q.N, K: q.K, group: q.group };
+  }
+  for (const [name, t] of tensors) if (t.dtype !== 'f32' && !name.endsWith('.qweight')) throw new Error(`saveQuantized: parameter "${name}" is ${t.dtype}; quantized models are saved from f32 decoders`);
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, WEIGHTS_FILE);
+  writeSafetensors(file, tensors, { metadata: { format: QUANT_ARTIFACT_FORMAT } });
+  const bytes = fs.readFileSync(file);
+  const config: ArtifactConfig = {
+    format: QUANT_ARTIFACT_FORMAT, version: QUANT_ARTIFACT_VERSION, options: decoder.options, plan: decoder.plan, weights,
+    report: decoder.report, architecture: decoder.model.config,
+    weightsFile: { name: WEIGHTS_FILE, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') },
+  };
+  const json = new TextEncoder().encode(JSON.stringify(config, null, 1));
+  writeFileAtomic(path.join(dir, CONFIG_FILE), (append) => append(json));
+}
+
+/** Loads a directory written by saveQuantized onto `model` (a decoder of the same architecture;
+ *  its own weights are not used). */
+export function loadQuantized(dir: string, model: QuantizableDecoder): QuantizedDecoder {
+  const cfgPath = path.join(dir, CONFIG_FILE);
+  if (!fs.existsSync(cfgPath)) throw new QuantArtifactError(dir, `no ${CONFIG_FILE}; save the model with saveQuantized(decoder, dir)`);
+  let config: ArtifactConfig;
+  try { config = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as ArtifactConfig; } catch (e) { throw new QuantArtifactError(cfgPath, `not valid JSON (${(e as Error).message})`); }
+  if (config.format !== QUANT_ARTIFACT_FORMAT) throw new QuantArtifactError(cfgPath, `format is ${JSON.stringify(config.format)}, expected "${QUANT_ARTIFACT_FORMAT}"`);
+  if (config.version !== QUANT_ARTIFACT_VERSION) throw new QuantArtifactError(cfgPath, `version ${config.version}; this inferjit reads version ${QUANT_ARTIFACT_VERSION}`);
+  const arch = config.architecture as Record<string, unknown>, have = model.config as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(arch)) {
+    if (JSON.stringify(have[k]) !== JSON.stringify(v)) throw new QuantArtifactError(cfgPath, `the model's config.${k} is ${JSON.stringify(have[k])} but the artifact was made for ${JSON.stringify(v)}; pass a decoder of the same architecture`);
+  }
+  const file = path.join(dir, config.weightsFile.name);
+  if (!fs.existsSync(file)) throw new QuantArtifactError(dir, `${config.weightsFile.name} is missing`);
+  const bytes = fs.readFileSync(file);
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  if (bytes.byteLength !== config.weightsFile.bytes || sha !== config.weightsFile.sha256) {
+    throw new QuantArtifactError(file, `size ${bytes.byteLength} / SHA-256 ${sha.slice(0, 12)}… do not match the config's ${config.weightsFile.bytes} / ${config.weightsFile.sha256.slice(0, 12)}…; the file is corrupt or from another save`);
+  }
+  const stored = loadSafetensors(file);
+  const params = new Map<string, Tensor>();
+  const weights = new Map<string, QuantizedMatrix>();
+  for (const [name, spec] of Object.entries(config.weights)) {
+    const qt = stored.get(`${name}.qweight`), st = stored.get(`${name}.scales`);
+    if (!qt || !st) throw new QuantArtifactError(file, `quantized weight "${name}" lacks ${qt ? '.scales' : '.qweight'}`);
+    const q: QuantizedMatrix = { ...spec, codes: decodeCodes(qt, spec), scales: Float32Array.from(st.data as Float32Array) };
+    weights.set(name, q);
+    params.set(name, fromArray(dequantMatrix(q), [spec.N, spec.K], 'f32'));
+  }
+  const codeNames = new Set(Object.keys(config.weights).flatMap((w) => [`${w}.qweight`, `${w}.scales`]));
+  for (const [name, t] of stored) if (!codeNames.has(name)) params.set(name, t);
+  for (const [name] of model.namedParameters()) {
+    if (!params.has(name)) throw new QuantArtifactError(file, `has no tensor for the model's parameter "${name}"`);
+  }
+  return new QuantizedDecoder(model, config.plan, params, weights, config.options, config.report);
+}
