@@ -3,11 +3,14 @@
 // the f32 model: teacher-forced top-1 agreement and mean KL(p_f32 ‖ p_quant) over every position
 // of the evaluation sequences (≥ 1024 tokens by default). Calibration and evaluation use disjoint
 // token sequences. Quantization is simulated (fake-quant in f32: exactly the rounding an integer /
-// FP8 kernel does, not its speed), so the numbers do not depend on machine load.
+// FP8 kernel does, not its speed), so the numbers do not depend on machine load. The "native qgemm"
+// rows (when the addon is built) run the linears as quant_linear on the real int8 kernel, which
+// quantizes activations dynamically per 32 values rather than per token.
 // Run: npx tsx bench/quant-accuracy.ts [--tokens 1024] [--seq 128] [--calib 512] [--layers 2] [--hidden 64]
 import { parseArgs } from 'node:util';
 import { quantize, outlierModel, randomSequences, agreement, teacherForcedLogits, type QuantizeOptions } from '../src/quant/index.js';
 import { table } from './lib/timing.js';
+import { isNativeAvailable } from '../src/ops/dispatch.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -40,6 +43,10 @@ const rows: [string, Omit<QuantizeOptions, 'calibration'>][] = [
   ['W4 (int4 g32) absmax', w4],
   ['W4 (int4 g32) GPTQ', { ...w4, method: 'gptq' }],
   ['W4 (int4 g32) AWQ', { ...w4, method: 'awq' }],
+  ...(isNativeAvailable() ? [
+    ['W8A8 naive on native qgemm (activations per 32 values)', { ...w8a8, kernel: 'qgemm' }],
+    ['W8A8 + PSS on native qgemm', { ...w8a8, smoothing: 'pss', kernel: 'qgemm' }],
+  ] as [string, Omit<QuantizeOptions, 'calibration'>][] : []),
   ['INT8 KV cache only', { ...none, kvCache: 'int8' }],
   ['FP8 KV cache only', { ...none, kvCache: 'fp8' }],
 ];

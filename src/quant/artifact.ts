@@ -20,6 +20,7 @@ import { writeSafetensors } from '../io/safetensors-writer.js';
 import { loadSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../io/gguf/file-source.js';
 import { roundE4M3 } from './numerics.js';
+import { encodeCodes, decodeCodes, packedWeight } from './packing.js';
 import { dequantMatrix, type QuantizedMatrix } from './gptq.js';
 import { QuantizedDecoder, type ResolvedOptions, type SiteReport } from './decoder.js';
 import type { QuantizableDecoder } from './calibrate.js';
@@ -45,52 +46,6 @@ interface ArtifactConfig {
   weightsFile: { name: string; bytes: number; sha256: string };
 }
 
-/** E4M3 bits of a value that is exactly representable (roundE4M3's output). */
-export function encodeE4M3(v: number): number {
-  const sign = v < 0 || Object.is(v, -0) ? 0x80 : 0;
-  const a = Math.abs(v);
-  if (a === 0) return sign;
-  const e = Math.floor(Math.log2(a));
-  if (e < -6) return sign | Math.round(a / 2 ** -9); // subnormal: exponent field 0
-  return sign | ((e + 7) << 3) | Math.round((a / 2 ** e - 1) * 8);
-}
-export function decodeE4M3(b: number): number {
-  const sign = b & 0x80 ? -1 : 1, exp = (b >> 3) & 15, m = b & 7;
-  return sign * (exp === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (exp - 7));
-}
-
-function encodeCodes(q: QuantizedMatrix): Tensor {
-  const { N, K } = q;
-  if (q.format === 'int8') return fromArray(Int8Array.from(q.codes), [N, K], 'i8');
-  if (q.format === 'fp8') return fromArray(Uint8Array.from(q.codes, encodeE4M3), [N, K], 'u8');
-  const out = new Uint8Array((N * K) / 2);
-  const nib = (n: number, k: number): number => q.codes[n * K + k] + 8;
-  for (let n = 0; n < N; n++) {
-    for (let b = 0; b < K / 32; b++) for (let j = 0; j < 16; j++) out[n * (K / 2) + b * 16 + j] = nib(n, b * 32 + j) | (nib(n, b * 32 + 16 + j) << 4);
-  }
-  return fromArray(out, [N, K / 2], 'u8');
-}
-
-function decodeCodes(t: Tensor, spec: ArtifactConfig['weights'][string]): Float32Array {
-  const { N, K } = spec;
-  const codes = new Float32Array(N * K);
-  if (spec.format === 'int8') codes.set(t.data as Int8Array);
-  else if (spec.format === 'fp8') { const d = t.data as Uint8Array; for (let i = 0; i < d.length; i++) codes[i] = decodeE4M3(d[i]); }
-  else {
-    const d = t.data as Uint8Array;
-    for (let n = 0; n < N; n++) {
-      for (let b = 0; b < K / 32; b++) {
-        for (let j = 0; j < 16; j++) {
-          const byte = d[n * (K / 2) + b * 16 + j];
-          codes[n * K + b * 32 + j] = (byte & 15) - 8;
-          codes[n * K + b * 32 + 16 + j] = (byte >> 4) - 8;
-        }
-      }
-    }
-  }
-  return codes;
-}
-
 /** Writes the quantized model into directory `dir` (created if needed). */
 export function saveQuantized(decoder: QuantizedDecoder, dir: string): void {
   const tensors = new Map<string, Tensor>();
@@ -99,7 +54,9 @@ export function saveQuantized(decoder: QuantizedDecoder, dir: string): void {
     if (decoder.weights.has(name)) continue;
     tensors.set(name, decoder.params.get(name) ?? t);
   }
-  for (const [name, t] of decoder.params) if (!decoder.weights.has(name) && !tensors.has(name)) tensors.set(name, t);
+  // packed quant_linear weights (kernel 'qgemm') are rebuilt from the codes on load
+  const packed = new Set(Object.values(decoder.plan.quantLinear ?? {}).map((q) => q.param));
+  for (const [name, t] of decoder.params) if (!decoder.weights.has(name) && !tensors.has(name) && !packed.has(name)) tensors.set(name, t);
   for (const [name, q] of decoder.weights) {
     // fp8 codes are E4M3 values; anything else would not survive the 8-bit encoding
     if (q.format === 'fp8' && !q.codes.every((c) => roundE4M3(c) === c)) throw new Error(`saveQuantized: fp8 weight "${name}" holds values that are not E4M3`);
@@ -150,6 +107,11 @@ export function loadQuantized(dir: string, model: QuantizableDecoder): Quantized
     const q: QuantizedMatrix = { ...spec, codes: decodeCodes(qt, spec), scales: Float32Array.from(st.data as Float32Array) };
     weights.set(name, q);
     params.set(name, fromArray(dequantMatrix(q), [spec.N, spec.K], 'f32'));
+  }
+  for (const [w, ql] of Object.entries(config.plan.quantLinear ?? {})) {
+    const q = weights.get(w);
+    if (!q) throw new QuantArtifactError(cfgPath, `the plan runs "${w}" on qgemm but the file holds no quantized weight for it`);
+    params.set(ql.param, packedWeight(q));
   }
   const codeNames = new Set(Object.keys(config.weights).flatMap((w) => [`${w}.qweight`, `${w}.scales`]));
   for (const [name, t] of stored) if (!codeNames.has(name)) params.set(name, t);

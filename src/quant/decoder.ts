@@ -54,12 +54,12 @@ export class QuantizedDecoder implements StepDecoder {
     let g = this.#graphs.get(key);
     if (!g) {
       const traced = traceStep(this.model, args);
-      const shapeOf = (name: string): number[] => {
+      const metaOf = (name: string): { dtype: Tensor['dtype']; shape: number[] } => {
         const t = this.params.get(name);
         if (!t) throw new Error(`quantize: the plan names parameter "${name}", which this quantized model does not hold`);
-        return [...t.shape];
+        return { dtype: t.dtype, shape: [...t.shape] };
       };
-      const graph = applyQuantPlan(traced.graph, this.plan, shapeOf);
+      const graph = applyQuantPlan(traced.graph, this.plan, metaOf);
       const constants = new Map(traced.constants);
       for (const [name, t] of this.params) constants.set(name, t);
       g = { graph, constants };

@@ -13,6 +13,7 @@
 //    a mul by 1/s (what a W8A8 kernel fuses into its activation quantizer), the shift as a sub and
 //    the shifted bias on the linear, fake_quant before each quantized linear and before kv_write.
 import { type Graph, type Node } from '../ir/graph.js';
+import type { DType } from '../tensor/dtype.js';
 import './fake-quant-op.js';
 import { FAKE_QUANT } from './fake-quant-op.js';
 
@@ -105,11 +106,13 @@ export interface SitePlan {
   act?: { format: 'int8' | 'fp8'; granularity: 'token' | 'tensor' | 'static'; scale?: string };
 }
 export interface KvPlan { format: 'int8' | 'fp8'; scales: string[] }
-export interface QuantPlan { sites: SitePlan[]; kv: KvPlan | null }
+/** A linear swapped for quant_linear on the packed weight parameter `param` (kernel 'qgemm'). */
+export interface QuantLinearPlan { param: string; format: 'int8' | 'int4'; N: number; K: number; group: number }
+export interface QuantPlan { sites: SitePlan[]; kv: KvPlan | null; quantLinear?: Record<string, QuantLinearPlan> }
 
 /** Rewrites a traced step graph with the plan; parameters it names are new constants [K] or [1]
  *  that the caller supplies (with the folded weights) in the constants map. */
-export function applyQuantPlan(g: Graph, plan: QuantPlan, paramShape: (name: string) => number[]): Graph {
+export function applyQuantPlan(g: Graph, plan: QuantPlan, paramMeta: (name: string) => { dtype: DType; shape: number[] }): Graph {
   const graph = g.clone();
   const sites = findQuantSites(graph);
   const byKey = new Map(sites.linears.map((s) => [siteKey(s), s]));
@@ -122,7 +125,7 @@ export function applyQuantPlan(g: Graph, plan: QuantPlan, paramShape: (name: str
   };
   const constant = (name: string): number => {
     const existing = graph.constants.find((c) => c.name === name);
-    return existing ? existing.value : graph.addConstant({ name, kind: 'param', dtype: 'f32', shape: paramShape(name) });
+    return existing ? existing.value : graph.addConstant({ name, kind: 'param', ...paramMeta(name) });
   };
   for (const p of plan.sites) {
     const site = byKey.get(p.key);
@@ -139,6 +142,12 @@ export function applyQuantPlan(g: Graph, plan: QuantPlan, paramShape: (name: str
       c.node.inputs[0] = x;
       const b = p.biases?.[c.weight];
       if (b) c.node.inputs[2] = constant(b);
+      const q = plan.quantLinear?.[c.weight];
+      if (q) {
+        c.node.op = 'quant_linear';
+        c.node.inputs = [x, constant(q.param), c.node.inputs[2] ?? null, null];
+        c.node.attrs = { format: q.format, N: q.N, K: q.K, group: q.group, activation: 'none' };
+      }
     }
   }
   if (plan.kv) {

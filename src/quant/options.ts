@@ -25,11 +25,15 @@ export interface QuantizeOptions {
   groupSize?: number;
   /** PSS: channel pieces per site (default 4). */
   pieces?: number;
+  /** 'simulated' (default): fake-quantized activations (per token / per tensor) times dequantized
+   *  weights in f32. 'qgemm': the linears become quant_linear on int8 / int4 weights and run on the
+   *  native integer kernel, which quantizes activations itself, dynamically per 32 values. */
+  kernel?: 'simulated' | 'qgemm';
   /** Rows of each site's activation kept for the searches (default 128). */
   maxSamples?: number;
 }
 
-export const QUANTIZE_OPTION_NAMES = ['weights', 'activations', 'activationScheme', 'kvCache', 'smoothing', 'shift', 'method', 'calibration', 'alpha', 'groupSize', 'pieces', 'maxSamples'] as const;
+export const QUANTIZE_OPTION_NAMES = ['weights', 'activations', 'activationScheme', 'kvCache', 'smoothing', 'shift', 'method', 'calibration', 'alpha', 'groupSize', 'pieces', 'maxSamples', 'kernel'] as const;
 const REQUIRED = ['weights', 'activations', 'kvCache', 'smoothing', 'shift', 'method', 'calibration'] as const;
 
 function oneOf(name: string, v: unknown, allowed: readonly unknown[]): void {
@@ -52,6 +56,12 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   if (options.method !== 'absmax' && options.weights === null) throw new TypeError(`quantize: option "method" is "${options.method}" but "weights" is null; GPTQ / AWQ choose quantized weights, so set weights to 'int8' or 'int4'`);
   if (options.method !== 'absmax' && options.weights === 'fp8') throw new TypeError(`quantize: option "method" "${options.method}" is for integer weights; FP8 weights use 'absmax'`);
   if (options.method === 'awq' && options.smoothing !== 'none') throw new TypeError(`quantize: option "method" 'awq' searches its own per-channel scales; set "smoothing" to 'none' (got '${options.smoothing}')`);
+  oneOf('kernel', options.kernel ?? 'simulated', ['simulated', 'qgemm']);
+  if (options.kernel === 'qgemm') {
+    if (options.weights !== 'int8' && options.weights !== 'int4') throw new TypeError(`quantize: option "kernel" 'qgemm' runs int8 / int4 weights; "weights" is ${JSON.stringify(options.weights)}`);
+    if (options.activations !== 'int8') throw new TypeError(`quantize: option "kernel" 'qgemm' always quantizes activations to int8 (per 32 values); set "activations" to 'int8' (got ${JSON.stringify(options.activations)})`);
+    if (options.activationScheme !== undefined && options.activationScheme !== 'per-token') throw new TypeError('quantize: option "activationScheme" does not apply to kernel \'qgemm\' (it quantizes per 32 values); leave it out');
+  }
   const cal = options.calibration;
   if (!Array.isArray(cal) || cal.length === 0 || !cal.every((s) => Array.isArray(s) && s.length > 0)) {
     throw new TypeError('quantize: option "calibration" must be a non-empty array of non-empty token id arrays');
@@ -63,5 +73,5 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   if (!Number.isInteger(pieces) || pieces < 1) throw new RangeError(`quantize: option "pieces" must be a positive integer, got ${JSON.stringify(options.pieces)}`);
   const maxSamples = options.maxSamples ?? 128;
   if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`quantize: option "maxSamples" must be a positive integer, got ${JSON.stringify(options.maxSamples)}`);
-  return { ...options, activationScheme: options.activationScheme ?? 'per-token', alpha, groupSize: options.groupSize, pieces, maxSamples };
+  return { ...options, activationScheme: options.activationScheme ?? 'per-token', kernel: options.kernel ?? 'simulated', alpha, groupSize: options.groupSize, pieces, maxSamples };
 }

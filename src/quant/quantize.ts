@@ -16,6 +16,8 @@ import { checkQuantizeOptions, type QuantizeOptions } from './options.js';
 import { smoothQuantFactors, pssSearch, awqSearch, weightColumnAbsMax, siteError, type SiteProblem } from './search.js';
 import { absmaxQuantize, gptqQuantize, dequantMatrix, type QuantizedMatrix } from './gptq.js';
 import { formatMax } from './numerics.js';
+import { packedWeight } from './packing.js';
+import { isNativeAvailable, getEagerBackend } from '../ops/dispatch.js';
 import { QuantizedDecoder, type SiteReport } from './decoder.js';
 import type { QuantPlan, SitePlan } from './graph-passes.js';
 
@@ -23,6 +25,9 @@ const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(Float32
 
 export function quantize(model: QuantizableDecoder, options: QuantizeOptions): QuantizedDecoder {
   const o = checkQuantizeOptions(options);
+  if (o.kernel === 'qgemm' && (!isNativeAvailable() || getEagerBackend() === 'reference')) {
+    throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
+  }
   const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples });
   const live = new Map(model.namedParameters());
   const work = new Map<string, Float32Array>();
@@ -60,7 +65,7 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
     }
     const problem: SiteProblem = {
       K, R, X, weights: ws,
-      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs } : null,
+      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' ? 32 : undefined } : null,
       weight: o.weights ? { format: o.weights, group } : null,
     };
     let s = new Float64Array(K).fill(1);
@@ -124,7 +129,8 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
         site.inverseScale = name;
       }
     }
-    if (o.activations) {
+    // qgemm quantizes activations inside the kernel (per 32 values): no fake_quant node
+    if (o.activations && o.kernel !== 'qgemm') {
       if (o.activationScheme === 'per-tensor') {
         let m = 0;
         for (let j = 0; j < K; j++) m = Math.max(m, aAbs[j] / s[j]);
@@ -148,6 +154,11 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
         const q = o.method === 'gptq' && H ? gptqQuantize(W, N, K, H, o.weights, group) : absmaxQuantize(W, N, K, o.weights, group);
         quantized.set(w, q);
         work.set(w, dequantMatrix(q));
+        if (o.kernel === 'qgemm' && (q.format === 'int8' || q.format === 'int4')) {
+          const param = `quant.${w}.packed`;
+          added.set(param, packedWeight(q));
+          (plan.quantLinear ??= {})[w] = { param, format: q.format, N, K, group: q.group };
+        }
       }
     }
   }
@@ -164,7 +175,7 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
   for (const [name, t] of added) params.set(name, t);
   const { calibration, ...rest } = options;
   return new QuantizedDecoder(model, plan, params, quantized,
-    { ...rest, activationScheme: o.activationScheme, alpha: o.alpha, pieces: o.pieces, maxSamples: o.maxSamples, groupSize: o.weights === 'int4' ? group : undefined, calibrationTokens: stats.tokens }, report);
+    { ...rest, activationScheme: o.activationScheme, kernel: o.kernel, alpha: o.alpha, pieces: o.pieces, maxSamples: o.maxSamples, groupSize: o.weights === 'int4' ? group : undefined, calibrationTokens: stats.tokens }, report);
 }
 
 /** Largest int4 group (128, 64, 32) dividing every quantized linear's K, or the one asked for. */

@@ -22,7 +22,7 @@ export interface SiteProblem {
   weights: { W: Float32Array; N: number }[];
   /** Activation quantization: per token (dynamic), or per tensor with the static scale the model
    *  will use, max_j(absMax_j / s_j) over the calibration absmax (absMax given). */
-  act: { format: ActFormat; perTensor: boolean; absMax?: ArrayLike<number> } | null;
+  act: { format: ActFormat; perTensor: boolean; absMax?: ArrayLike<number>; block?: number } | null;
   weight: { format: WeightFormat; group: number } | null;
 }
 
@@ -53,7 +53,7 @@ export function siteError(p: SiteProblem): (s: Float64Array) => number {
       for (let j = 0; j < p.K; j++) m = Math.max(m, p.act.absMax[j] / s[j]);
       const scale = Math.fround(m / formatMax(p.act.format));
       for (let i = 0; i < Xs.length; i++) Xs[i] = fakeQuantValue(Xs[i], scale, p.act.format);
-    } else if (p.act) fakeQuantRows(Xs, p.act.perTensor ? Xs.length : p.K, p.act.format);
+    } else if (p.act) fakeQuantRows(Xs, p.act.perTensor ? Xs.length : p.act.block ?? p.K, p.act.format);
     let err = 0;
     p.weights.forEach(({ W, N }, c) => {
       let Ws = new Float32Array(N * p.K);

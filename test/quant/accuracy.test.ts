@@ -2,10 +2,14 @@
 // sizes (1 layer, 128 evaluation tokens): naive W8A8 degrades the model and does so because of the
 // outliers (the same model without them quantizes fine); SmoothQuant and PSS recover it by a wide
 // margin; PSS is not worse than SmoothQuant by more than noise; GPTQ's KL is at most absmax's;
-// AWQ beats absmax; an INT8 KV cache adds little.
+// AWQ beats absmax; an INT8 KV cache adds little; the qgemm route runs the native int8 kernel.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { quantize, outlierModel, randomSequences, agreement, teacherForcedLogits, type QuantizeOptions, type Agreement } from '../../src/quant/index.js';
+import { traceStep } from '../../src/quant/calibrate.js';
+import { prefillArgs } from '../../src/quant/step.js';
+import { applyQuantPlan } from '../../src/quant/graph-passes.js';
+import { isNativeAvailable } from '../../src/ops/dispatch.js';
 
 const calibration = randomSequences(3, 32, 256, 21);
 const evalSeqs = randomSequences(2, 64, 256, 22);
@@ -42,4 +46,19 @@ test('W4: GPTQ at most absmax KL, AWQ below absmax', () => {
   const msg = JSON.stringify({ absmax, gptq, awq });
   assert.ok(gptq.kl <= absmax.kl, msg);
   assert.ok(awq.kl < absmax.kl, msg);
+});
+
+test("kernel 'qgemm': linears run as quant_linear on the native int8 kernel (activations per 32 values), smoothing still recovers", { skip: !isNativeAvailable() && 'native kernels not built' }, () => {
+  const m = outlierModel({ numLayers: 1 });
+  const run = measure(m);
+  const naive = run({ ...w8a8, kernel: 'qgemm' }), sq = run({ ...w8a8, kernel: 'qgemm', smoothing: 'smoothquant' });
+  assert.ok(sq.kl < naive.kl / 20 && sq.top1 > 0.97, JSON.stringify({ naive, sq }));
+  // the rewritten graph: 7 quant_linear (q, k, v, o, gate, up, down), no fake_quant, LM head stays linear
+  const q = quantize(m, { ...w8a8, kernel: 'qgemm', smoothing: 'smoothquant' });
+  const r = traceStep(m, prefillArgs(m, [1, 2, 3], { allLogits: false }));
+  const g = applyQuantPlan(r.graph, q.plan, (n) => ({ dtype: q.params.get(n)!.dtype, shape: [...q.params.get(n)!.shape] }));
+  const count = (op: string): number => g.nodes.filter((n) => n.op === op).length;
+  assert.deepEqual([count('quant_linear'), count('fake_quant'), count('linear')], [7, 0, 1]);
+  assert.throws(() => quantize(m, { ...w8a8, kernel: 'qgemm', activations: null }), /"kernel" 'qgemm' always quantizes activations/);
+  assert.throws(() => quantize(m, { ...w8a8, kernel: 'qgemm', weights: 'fp8' }), /"kernel" 'qgemm' runs int8 \/ int4 weights/);
 });

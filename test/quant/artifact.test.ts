@@ -8,8 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { quantize, outlierModel, randomSequences, teacherForcedLogits, saveQuantized, loadQuantized, type QuantizeOptions } from '../../src/quant/index.js';
-import { encodeE4M3, decodeE4M3 } from '../../src/quant/artifact.js';
+import { encodeE4M3, decodeE4M3 } from '../../src/quant/packing.js';
 import { roundE4M3 } from '../../src/quant/numerics.js';
+import { isNativeAvailable } from '../../src/ops/dispatch.js';
 
 const model = outlierModel({ numLayers: 1 });
 const calibration = randomSequences(2, 32, 256, 31);
@@ -30,6 +31,7 @@ test('save / load round trip gives identical logits, without calibration', () =>
   const cases: [string, QuantizeOptions][] = [
     ['w8a8-pss-shift-kv', { ...base, weights: 'int8', activations: 'int8', smoothing: 'pss', shift: true, kvCache: 'int8' }],
     ['w4-gptq', { ...base, weights: 'int4', activations: null, method: 'gptq', groupSize: 32 }],
+    ...(isNativeAvailable() ? [['w8a8-qgemm', { ...base, weights: 'int8', activations: 'int8', smoothing: 'smoothquant', shift: true, kernel: 'qgemm' }] as [string, QuantizeOptions]] : []),
     ['fp8-per-tensor', { ...base, weights: 'fp8', activations: 'fp8', activationScheme: 'per-tensor', smoothing: 'smoothquant', kvCache: 'fp8' }],
   ];
   // the loading decoder has other weights: everything must come from the file
