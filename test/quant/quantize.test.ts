@@ -5,8 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { quantize, outlierModel, randomSequences, teacherForcedLogits, type QuantizeOptions } from '../../src/quant/index.js';
 import { prefillArgs } from '../../src/quant/step.js';
-import { traceStep } from '../../src/quant/calibrate.js';
-import { findQuantSites } from '../../src/quant/graph-passes.js';
+import { traceStep, flatInputs } from '../../src/quant/calibrate.js';
+import { findQuantSites, exposeObservedValues } from '../../src/quant/graph-passes.js';
+import { interpret } from '../../src/backends/reference/interpret.js';
+import * as F from '../../src/nn/functional.js';
 
 const model = outlierModel({ numLayers: 1 });
 const calibration = randomSequences(2, 32, 256, 3);
@@ -66,4 +68,19 @@ test('simulated quantization runs for every weight / activation / KV format and 
     const d = maxDiff(ref, teacherForcedLogits(q, seq));
     assert.ok(d > 1e-6 && d < 2, `${JSON.stringify(c)}: max |Δlogit| = ${d}`);
   }
+});
+
+test('observer pass keeps the step output and exposes the activations the linears read', () => {
+  const args = prefillArgs(model, randomSequences(1, 9, 256, 13)[0], { allLogits: true });
+  const eager = model.forward(args.step, args.kPools, args.vPools).toFlatArray();
+  const fresh = prefillArgs(model, Array.from(args.step.ids.toFlatArray()), { allLogits: true });
+  const r = traceStep(model, fresh);
+  const { graph, sites } = exposeObservedValues(r.graph);
+  assert.equal(graph.outputs.length, r.graph.outputs.length + sites.linears.length + sites.kv.length);
+  const outs = interpret(graph, flatInputs(fresh), r.constants);
+  assert.ok(maxDiff(Float32Array.from(outs[0].toFlatArray()), Float32Array.from(eager)) < 1e-5);
+  // the first site's activation is the attention RMSNorm of the embeddings
+  const x = F.embedding(fresh.step.ids, model.embed);
+  const normed = model.layers.at(0).attnNorm.forward(x).toFlatArray();
+  assert.ok(maxDiff(Float32Array.from(outs[1].toFlatArray()), Float32Array.from(normed)) < 1e-6);
 });
