@@ -29,6 +29,11 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
   const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples });
+  const widest = Math.max(...stats.linears.map((l) => l.K));
+  if (o.method === 'gptq' && stats.tokens < widest) {
+    // fewer samples than channels: X^T X is rank-deficient and GPTQ fits the calibration set's subspace
+    throw new RangeError(`quantize: method 'gptq' needs at least as many calibration tokens as the widest linear input (${widest} channels), got ${stats.tokens}; add calibration sequences (several times ${widest} tokens is better) or use method 'absmax'`);
+  }
   const live = new Map(model.namedParameters());
   const work = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();

@@ -30,7 +30,7 @@ test('E4M3 bits: every finite code decodes to a value that encodes back to it', 
 test('save / load round trip gives identical logits, without calibration', () => {
   const cases: [string, QuantizeOptions][] = [
     ['w8a8-pss-shift-kv', { ...base, weights: 'int8', activations: 'int8', smoothing: 'pss', shift: true, kvCache: 'int8' }],
-    ['w4-gptq', { ...base, weights: 'int4', activations: null, method: 'gptq', groupSize: 32 }],
+    ['w4-gptq', { ...base, weights: 'int4', activations: null, method: 'gptq', groupSize: 32, calibration: randomSequences(3, 64, 256, 33) }],
     ...(isNativeAvailable() ? [['w8a8-qgemm', { ...base, weights: 'int8', activations: 'int8', smoothing: 'smoothquant', shift: true, kernel: 'qgemm' }] as [string, QuantizeOptions]] : []),
     ['fp8-per-tensor', { ...base, weights: 'fp8', activations: 'fp8', activationScheme: 'per-tensor', smoothing: 'smoothquant', kvCache: 'fp8' }],
   ];

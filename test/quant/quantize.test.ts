@@ -26,6 +26,7 @@ test('quantize: unknown and invalid options are errors naming the option', () =>
   assert.throws(() => quantize(model, { ...base, weights: 'int4', groupSize: 48 }), /option "groupSize" must be 32, 64 or 128/);
   assert.throws(() => quantize(model, { ...base, calibration: [] }), /option "calibration" must be a non-empty array/);
   assert.throws(() => quantize(model, { ...base, calibration: [[1, 2, 9999]] }), /token 2 of a sequence is 9999/);
+  assert.throws(() => quantize(model, { ...base, weights: 'int4', activations: null, method: 'gptq' }), /method 'gptq' needs at least as many calibration tokens as the widest linear input \(128 channels\), got 64/);
   const { calibration: _, ...missing } = base;
   assert.throws(() => quantize(model, missing as never), /option "calibration" is required/);
 });
@@ -58,7 +59,7 @@ test('simulated quantization runs for every weight / activation / KV format and 
   const cases: Partial<QuantizeOptions>[] = [
     { weights: 'int8', activations: 'int8', smoothing: 'smoothquant' },
     { weights: 'fp8', activations: 'fp8', smoothing: 'smoothquant' },
-    { weights: 'int4', activations: null, method: 'gptq', groupSize: 32 },
+    { weights: 'int4', activations: null, method: 'gptq', groupSize: 32, calibration: randomSequences(4, 64, 256, 14) },
     { weights: 'int4', activations: null, method: 'awq', groupSize: 32 },
     { weights: null, activations: null, kvCache: 'int8' },
     { weights: null, activations: null, kvCache: 'fp8' },
