@@ -47,6 +47,18 @@ export class QuantizedDecoder implements StepDecoder {
     this.maxPositions = model.maxPositions;
   }
 
+  /** Every tensor the quantized graph reads, by its graph name (the module's parameters with the
+   *  replaced ones swapped in, then the added ones). Tracing this decoder (inferenceJit, the
+   *  StepEngine's default compile) finds its weights here and keeps them named parameters rather
+   *  than baking them into the graph as literals. */
+  namedParameters(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    const seen = new Set<string>();
+    for (const [name, t] of this.model.namedParameters()) { out.push([name, this.params.get(name) ?? t]); seen.add(name); }
+    for (const [name, t] of this.params) if (!seen.has(name)) out.push([name, t]);
+    return out;
+  }
+
   forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor {
     const args = { step, kPools, vPools };
     const inputs = flatInputs(args);

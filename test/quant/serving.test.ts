@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StepEngine } from '../../src/llm/step-engine.js';
 import { quantize, outlierModel, randomSequences } from '../../src/quant/index.js';
+import { prefillArgs } from '../../src/quant/step.js';
+import { trace } from '../../src/trace/index.js';
 
 test('QuantizedDecoder in the StepEngine: greedy tokens, two sequences batched', async () => {
   const model = outlierModel({ numLayers: 1 });
@@ -21,4 +23,20 @@ test('QuantizedDecoder in the StepEngine: greedy tokens, two sequences batched',
   const f32 = new StepEngine(model, { compile: false, maxContext: 64, blockSize: 8, prefixCaching: false });
   const ref = (await f32.generate(p1, { maxTokens: 6, temperature: 0 })).tokens;
   assert.ok(ref.filter((t, i) => t === a.tokens[i]).length >= 4, `f32 ${ref} vs quantized ${a.tokens}`);
+});
+
+test('compiled (the StepEngine default): same greedy tokens as eager, weights stay named parameters', async () => {
+  const model = outlierModel({ numLayers: 1 });
+  const q = quantize(model, { weights: 'int8', activations: 'int8', kvCache: 'int8', smoothing: 'smoothquant', shift: true, method: 'absmax', calibration: randomSequences(2, 32, 256, 43), maxSamples: 32 });
+  const prompt = randomSequences(1, 5, 256, 44)[0];
+  const opts = { maxContext: 64, blockSize: 8, prefixCaching: false } as const;
+  const compiled = await new StepEngine(q, opts).generate(prompt, { maxTokens: 4, temperature: 0 });
+  const eager = await new StepEngine(q, { ...opts, compile: false }).generate(prompt, { maxTokens: 4, temperature: 0 });
+  assert.deepEqual(compiled.tokens, eager.tokens);
+  // tracing the quantized decoder sees its weights as parameters, not literals baked into the graph
+  const a = prefillArgs(q, [1, 2, 3], { allLogits: false });
+  const r = trace((s: unknown, k: unknown, v: unknown) => q.forward(s as never, k as never, v as never), [a.step, a.kPools, a.vPools], { module: q });
+  const big = r.graph.constants.filter((c) => c.kind === 'literal' && (c.data?.length ?? 0) > 64);
+  assert.deepEqual(big.map((c) => c.name), []);
+  assert.ok(r.graph.nodes.some((n) => n.op === 'fake_quant'));
 });
