@@ -1,0 +1,77 @@
+// The options of quantize() and their validation: every unknown name and every invalid value is
+// an error naming the option, what it got and what it accepts.
+import { checkOptionNames } from '../llm/errors.js';
+
+export interface QuantizeOptions {
+  /** Weight format of every linear except the LM head: int8 per output channel, int4 group-wise,
+   *  FP8 E4M3 per output channel; null keeps f32 weights (to study activations or the KV alone). */
+  weights: 'int8' | 'int4' | 'fp8' | null;
+  /** Activation quantization before each quantized linear (null: none, weight-only). */
+  activations: 'int8' | 'fp8' | null;
+  /** 'per-token' (default): one dynamic scale per token; 'per-tensor': one static scale per site,
+   *  calibrated (the naive scheme that outlier channels break). */
+  activationScheme?: 'per-token' | 'per-tensor';
+  /** KV cache rows quantized with calibrated per-head scales (null: f32). */
+  kvCache: 'int8' | 'fp8' | null;
+  smoothing: 'none' | 'smoothquant' | 'pss';
+  /** Outlier Suppression+ shift: per-channel z = (max + min) / 2 subtracted, W z moved into the bias. */
+  shift: boolean;
+  method: 'absmax' | 'gptq' | 'awq';
+  /** Calibration token sequences (each at most the model's positions). */
+  calibration: readonly (readonly number[])[];
+  /** SmoothQuant's migration strength (default 0.5). */
+  alpha?: number;
+  /** int4 group size (32, 64 or 128; default the largest that divides every linear's K). */
+  groupSize?: number;
+  /** PSS: channel pieces per site (default 4). */
+  pieces?: number;
+  /** 'simulated' (default): fake-quantized activations (per token / per tensor) times dequantized
+   *  weights in f32. 'qgemm': the linears become quant_linear on int8 / int4 weights and run on the
+   *  native integer kernel, which quantizes activations itself, dynamically per 32 values. */
+  kernel?: 'simulated' | 'qgemm';
+  /** Rows of each site's activation kept for the searches (default 128). */
+  maxSamples?: number;
+}
+
+export const QUANTIZE_OPTION_NAMES = ['weights', 'activations', 'activationScheme', 'kvCache', 'smoothing', 'shift', 'method', 'calibration', 'alpha', 'groupSize', 'pieces', 'maxSamples', 'kernel'] as const;
+const REQUIRED = ['weights', 'activations', 'kvCache', 'smoothing', 'shift', 'method', 'calibration'] as const;
+
+function oneOf(name: string, v: unknown, allowed: readonly unknown[]): void {
+  if (!allowed.includes(v)) throw new TypeError(`quantize: option "${name}" is ${JSON.stringify(v)}; expected one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`);
+}
+
+export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<QuantizeOptions, 'groupSize'>> & { groupSize: number | undefined } {
+  if (options === null || typeof options !== 'object') throw new TypeError('quantize: options must be an object');
+  checkOptionNames('quantize', options as unknown as Record<string, unknown>, QUANTIZE_OPTION_NAMES);
+  for (const r of REQUIRED) {
+    if ((options as unknown as Record<string, unknown>)[r] === undefined) throw new TypeError(`quantize: option "${r}" is required (say null / 'none' / false to leave that part out)`);
+  }
+  oneOf('weights', options.weights, ['int8', 'int4', 'fp8', null]);
+  oneOf('activations', options.activations, ['int8', 'fp8', null]);
+  oneOf('activationScheme', options.activationScheme ?? 'per-token', ['per-token', 'per-tensor']);
+  oneOf('kvCache', options.kvCache, ['int8', 'fp8', null]);
+  oneOf('smoothing', options.smoothing, ['none', 'smoothquant', 'pss']);
+  oneOf('shift', options.shift, [true, false]);
+  oneOf('method', options.method, ['absmax', 'gptq', 'awq']);
+  if (options.method !== 'absmax' && options.weights === null) throw new TypeError(`quantize: option "method" is "${options.method}" but "weights" is null; GPTQ / AWQ choose quantized weights, so set weights to 'int8' or 'int4'`);
+  if (options.method !== 'absmax' && options.weights === 'fp8') throw new TypeError(`quantize: option "method" "${options.method}" is for integer weights; FP8 weights use 'absmax'`);
+  if (options.method === 'awq' && options.smoothing !== 'none') throw new TypeError(`quantize: option "method" 'awq' searches its own per-channel scales; set "smoothing" to 'none' (got '${options.smoothing}')`);
+  oneOf('kernel', options.kernel ?? 'simulated', ['simulated', 'qgemm']);
+  if (options.kernel === 'qgemm') {
+    if (options.weights !== 'int8' && options.weights !== 'int4') throw new TypeError(`quantize: option "kernel" 'qgemm' runs int8 / int4 weights; "weights" is ${JSON.stringify(options.weights)}`);
+    if (options.activations !== 'int8') throw new TypeError(`quantize: option "kernel" 'qgemm' always quantizes activations to int8 (per 32 values); set "activations" to 'int8' (got ${JSON.stringify(options.activations)})`);
+    if (options.activationScheme !== undefined && options.activationScheme !== 'per-token') throw new TypeError('quantize: option "activationScheme" does not apply to kernel \'qgemm\' (it quantizes per 32 values); leave it out');
+  }
+  const cal = options.calibration;
+  if (!Array.isArray(cal) || cal.length === 0 || !cal.every((s) => Array.isArray(s) && s.length > 0)) {
+    throw new TypeError('quantize: option "calibration" must be a non-empty array of non-empty token id arrays');
+  }
+  const alpha = options.alpha ?? 0.5;
+  if (typeof alpha !== 'number' || !(alpha >= 0 && alpha <= 1)) throw new RangeError(`quantize: option "alpha" must be a number in [0, 1], got ${JSON.stringify(options.alpha)}`);
+  if (options.groupSize !== undefined && ![32, 64, 128].includes(options.groupSize)) throw new RangeError(`quantize: option "groupSize" must be 32, 64 or 128, got ${JSON.stringify(options.groupSize)}`);
+  const pieces = options.pieces ?? 4;
+  if (!Number.isInteger(pieces) || pieces < 1) throw new RangeError(`quantize: option "pieces" must be a positive integer, got ${JSON.stringify(options.pieces)}`);
+  const maxSamples = options.maxSamples ?? 128;
+  if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`quantize: option "maxSamples" must be a positive integer, got ${JSON.stringify(options.maxSamples)}`);
+  return { ...options, activationScheme: options.activationScheme ?? 'per-token', kernel: options.kernel ?? 'simulated', alpha, groupSize: options.groupSize, pieces, maxSamples };
+}

@@ -1,0 +1,210 @@
+// quantize(model, options): post-training quantization of a paged decoder (src/llm/models).
+//  1. calibrate: trace the step, expose every linear's input and every KV write (observer pass),
+//     run the calibration tokens through the graph, collect statistics (calibrate.ts);
+//  2. per site (linears sharing one activation), in graph order: the shift z (OS+), the smoothing
+//     factors s (SmoothQuant, PSS or AWQ, search.ts), folded exactly: W ← W·diag(s), b ← b + W z,
+//     the producer's weight ← /s (an RMSNorm gain, or the rows of the SwiGLU up projection), or,
+//     with no producer to fold into, a mul by 1/s the activation quantizer would absorb;
+//  3. every consumer weight quantized (absmax round-to-nearest or GPTQ on the transformed
+//     Hessian), after all folds so no quantized weight is rescaled;
+//  4. KV cache: calibrated per-head scales for each cache write;
+// and returns a QuantizedDecoder running the rewritten graph (decoder.ts).
+import { Tensor } from '../tensor/tensor.js';
+import { fromArray } from '../tensor/creation.js';
+import { calibrate, type QuantizableDecoder, type LinearStats } from './calibrate.js';
+import { checkQuantizeOptions, type QuantizeOptions } from './options.js';
+import { smoothQuantFactors, pssSearch, awqSearch, weightColumnAbsMax, siteError, type SiteProblem } from './search.js';
+import { absmaxQuantize, gptqQuantize, dequantMatrix, type QuantizedMatrix } from './gptq.js';
+import { formatMax } from './numerics.js';
+import { packedWeight } from './packing.js';
+import { isNativeAvailable, getEagerBackend } from '../ops/dispatch.js';
+import { QuantizedDecoder, type SiteReport } from './decoder.js';
+import type { QuantPlan, SitePlan } from './graph-passes.js';
+
+const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(Float32Array.from(v), shape, 'f32');
+
+export function quantize(model: QuantizableDecoder, options: QuantizeOptions): QuantizedDecoder {
+  const o = checkQuantizeOptions(options);
+  if (o.kernel === 'qgemm' && (!isNativeAvailable() || getEagerBackend() === 'reference')) {
+    throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
+  }
+  const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples });
+  const widest = Math.max(...stats.linears.map((l) => l.K));
+  if (o.method === 'gptq' && stats.tokens < widest) {
+    // fewer samples than channels: X^T X is rank-deficient and GPTQ fits the calibration set's subspace
+    throw new RangeError(`quantize: method 'gptq' needs at least as many calibration tokens as the widest linear input (${widest} channels), got ${stats.tokens}; add calibration sequences (several times ${widest} tokens is better) or use method 'absmax'`);
+  }
+  const live = new Map(model.namedParameters());
+  const work = new Map<string, Float32Array>();
+  const shapes = new Map<string, number[]>();
+  const valuesOf = (name: string): Float32Array => {
+    let v = work.get(name);
+    if (!v) {
+      const t = live.get(name);
+      if (!t) throw new Error(`quantize: parameter "${name}" is not in the module`);
+      if (t.dtype !== 'f32') throw new TypeError(`quantize: parameter "${name}" is ${t.dtype}; quantize() reads f32 weights (load the model with f32 weights)`);
+      v = Float32Array.from(t.data as Float32Array);
+      work.set(name, v);
+      shapes.set(name, [...t.shape]);
+    }
+    return v;
+  };
+  const added = new Map<string, Tensor>();
+  const group = o.weights === 'int4' ? int4Group(stats.linears, o.groupSize) : 32;
+
+  const plan: QuantPlan = { sites: [], kv: null };
+  const report: SiteReport[] = [];
+  const hessians = new Map<string, Float64Array>();
+  for (const st of stats.linears) {
+    const K = st.K;
+    const R = st.samples.length;
+    const X = new Float32Array(R * K);
+    st.samples.forEach((row, r) => X.set(row, r * K));
+    const z = o.shift ? Float64Array.from(st.min, (mn, j) => (Number.isFinite(mn) ? (mn + st.max[j]) / 2 : 0)) : null;
+    if (z) for (let i = 0; i < X.length; i++) X[i] -= z[i % K];
+    const aAbs = z ? Float64Array.from(z, (zj, j) => Math.max(Math.abs(st.max[j] - zj), Math.abs(st.min[j] - zj))) : st.absMax;
+    const ws = st.weights.map((w) => ({ W: valuesOf(w), N: shapes.get(w)![0] }));
+    for (const [i, w] of st.weights.entries()) {
+      if (shapes.get(w)![1] !== K) throw new Error(`quantize: weight "${w}" is [${shapes.get(w)}] but its input has ${K} channels`);
+      if (o.weights && K % (o.weights === 'int4' ? group : 1) !== 0) throw new RangeError(`quantize: weight "${st.weights[i]}" has K = ${K}, not a multiple of the int4 group ${group}`);
+    }
+    const problem: SiteProblem = {
+      K, R, X, weights: ws,
+      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' ? 32 : undefined } : null,
+      weight: o.weights ? { format: o.weights, group } : null,
+    };
+    let s = new Float64Array(K).fill(1);
+    let alphas: number[] = [];
+    let error: number | null = null;
+    const ones = new Float64Array(K).fill(1);
+    const searching = o.smoothing !== 'none' || o.method === 'awq';
+    const baselineError = searching ? siteError(problem)(ones) : null;
+    if (o.smoothing === 'smoothquant') {
+      s = smoothQuantFactors(aAbs, weightColumnAbsMax(problem), o.alpha);
+      alphas = [o.alpha];
+      error = siteError(problem)(s);
+    } else if (o.smoothing === 'pss') {
+      const r = pssSearch(problem, aAbs, o.pieces);
+      s = r.s; alphas = r.alphas; error = r.error;
+    } else if (o.method === 'awq') {
+      const meanAbs = z ? aAbs : Float64Array.from(st.sumAbs, (v) => v / Math.max(1, st.rows));
+      const r = awqSearch(problem, meanAbs);
+      s = r.s; alphas = [r.alpha]; error = r.error;
+    }
+    const sorted = [...aAbs].sort((a, b) => a - b);
+    report.push({ key: st.key, fold: st.fold.kind, alphas, error, baselineError, outlierRatio: sorted[K - 1] / Math.max(1e-30, sorted[Math.floor(K / 2)]) });
+
+    const site: SitePlan = { key: st.key };
+    const smoothed = s.some((v) => v !== 1);
+    // the shift's bias correction uses the weights before smoothing: W (x − z) + (b + W z) = W x + b
+    if (z) {
+      site.biases = {};
+      st.weights.forEach((w, c) => {
+        const { W, N } = ws[c];
+        const b = new Float32Array(N);
+        const old = st.biases[c] ? valuesOf(st.biases[c]!) : null;
+        for (let n = 0; n < N; n++) {
+          let acc = old ? old[n] : 0;
+          for (let k = 0; k < K; k++) acc += W[n * K + k] * z[k];
+          b[n] = acc;
+        }
+        const name = `quant.${w}.bias`;
+        added.set(name, f32(b, [N]));
+        site.biases![w] = name;
+      });
+      const name = `quant.${st.weights[0]}.shift`;
+      added.set(name, f32(Float64Array.from(z, (zj, j) => zj / s[j]), [K]));
+      site.shift = name;
+    }
+    if (smoothed) {
+      for (const { W } of ws) for (let i = 0; i < W.length; i++) W[i] *= s[i % K];
+      if (st.fold.kind === 'norm') {
+        const g = valuesOf(st.fold.param);
+        for (let j = 0; j < K; j++) g[j] /= s[j];
+      } else if (st.fold.kind === 'linear') {
+        const P = valuesOf(st.fold.weight), Kp = shapes.get(st.fold.weight)![1];
+        for (let n = 0; n < K; n++) for (let k = 0; k < Kp; k++) P[n * Kp + k] /= s[n];
+        // the producer's bias scales with its rows: its own, or the one an earlier site's shift gave it
+        const shifted = added.get(`quant.${st.fold.weight}.bias`);
+        const bias = shifted ? (shifted.data as Float32Array) : st.fold.bias ? valuesOf(st.fold.bias) : null;
+        if (bias) for (let n = 0; n < K; n++) bias[n] /= s[n];
+      } else {
+        const name = `quant.${st.weights[0]}.inverse_scale`;
+        added.set(name, f32(Float64Array.from(s, (v) => 1 / v), [K]));
+        site.inverseScale = name;
+      }
+    }
+    // qgemm quantizes activations inside the kernel (per 32 values): no fake_quant node
+    if (o.activations && o.kernel !== 'qgemm') {
+      if (o.activationScheme === 'per-tensor') {
+        let m = 0;
+        for (let j = 0; j < K; j++) m = Math.max(m, aAbs[j] / s[j]);
+        const name = `quant.${st.weights[0]}.act_scale`;
+        added.set(name, f32([Math.fround(m / formatMax(o.activations)) || 1e-30], [1]));
+        site.act = { format: o.activations, granularity: 'static', scale: name };
+      } else site.act = { format: o.activations, granularity: 'token' };
+    }
+    if (st.hessian) hessians.set(st.key, transformHessian(st, z, s));
+    plan.sites.push(site);
+  }
+
+  // weights last: every fold above has landed in the f32 values
+  const quantized = new Map<string, QuantizedMatrix>();
+  if (o.weights) {
+    for (const st of stats.linears) {
+      for (const w of st.weights) {
+        const [N, K] = shapes.get(w)!;
+        const W = valuesOf(w);
+        const H = hessians.get(st.key);
+        const q = o.method === 'gptq' && H ? gptqQuantize(W, N, K, H, o.weights, group) : absmaxQuantize(W, N, K, o.weights, group);
+        quantized.set(w, q);
+        work.set(w, dequantMatrix(q));
+        if (o.kernel === 'qgemm' && (q.format === 'int8' || q.format === 'int4')) {
+          const param = `quant.${w}.packed`;
+          added.set(param, packedWeight(q));
+          (plan.quantLinear ??= {})[w] = { param, format: q.format, N, K, group: q.group };
+        }
+      }
+    }
+  }
+  for (const [i, kv] of stats.kv.entries()) {
+    if (!o.kvCache) break;
+    plan.kv ??= { format: o.kvCache, scales: [] };
+    const name = `quant.kv.${i}.scale`;
+    added.set(name, f32(Array.from(kv.absMax, (a) => Math.fround(a / formatMax(o.kvCache!)) || 1e-30), [kv.heads]));
+    plan.kv.scales.push(name);
+  }
+
+  const params = new Map<string, Tensor>();
+  for (const [name, v] of work) params.set(name, f32(v, shapes.get(name)!));
+  for (const [name, t] of added) params.set(name, t);
+  const { calibration, ...rest } = options;
+  return new QuantizedDecoder(model, plan, params, quantized,
+    { ...rest, activationScheme: o.activationScheme, kernel: o.kernel, alpha: o.alpha, pieces: o.pieces, maxSamples: o.maxSamples, groupSize: o.weights === 'int4' ? group : undefined, calibrationTokens: stats.tokens }, report);
+}
+
+/** Largest int4 group (128, 64, 32) dividing every quantized linear's K, or the one asked for. */
+function int4Group(linears: LinearStats[], asked: number | undefined): number {
+  const Ks = [...new Set(linears.map((l) => l.K))];
+  if (asked !== undefined) {
+    const bad = Ks.find((K) => K % asked !== 0);
+    if (bad !== undefined) throw new RangeError(`quantize: option "groupSize" ${asked} does not divide a linear's input size ${bad}; use 32, 64 or 128 dividing ${Ks.join(', ')}`);
+    return asked;
+  }
+  const g = [128, 64, 32].find((c) => Ks.every((K) => K % c === 0));
+  if (!g) throw new RangeError(`quantize: int4 weights need input sizes divisible by 32; this model has ${Ks.join(', ')}`);
+  return g;
+}
+
+/** Σ x' x'ᵀ for the transformed input x' = (x − z) / s, from Σ x xᵀ and Σ x. */
+function transformHessian(st: LinearStats, z: Float64Array | null, s: Float64Array): Float64Array {
+  const K = st.K, H = Float64Array.from(st.hessian!), n = st.rows;
+  for (let i = 0; i < K; i++) {
+    for (let j = 0; j < K; j++) {
+      let h = H[i * K + j];
+      if (z) h += -st.sum[i] * z[j] - z[i] * st.sum[j] + n * z[i] * z[j];
+      H[i * K + j] = h / (s[i] * s[j]);
+    }
+  }
+  return H;
+}

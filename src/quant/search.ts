@@ -1,0 +1,159 @@
+// Per-input-channel scale searches for one quantization site (the linears sharing one activation
+// X [R, K] sampled at calibration). A candidate factor vector s divides X's channels and
+// multiplies W's columns (exact in real arithmetic); each candidate is scored by the site's output
+// error under the quantization the model will run with:
+//   err(s) = Σ_consumers ‖ Qa(X / s) · Qw(W · diag s)ᵀ − X · Wᵀ ‖²
+// SmoothQuant: s_j = max|X_j|^α / max|W_j|^(1−α) with one α.
+// PSS (piece-wise smoothing search): channels are split into `pieces` groups by 1-D k-means on
+//   log max|X_j| (outlier channels land in their own piece); the best single α over the grid
+//   (0, 0.05, …, 1) starts the search (so PSS is never worse than the best SmoothQuant α on the
+//   calibration sample), then coordinate descent: each piece in turn tries every grid α with the
+//   others fixed and keeps the best, for two sweeps.
+// AWQ: s_j = mean|X_j|^α normalised by sqrt(max s · min s), α over the grid 0…0.95 (α = 0 is
+//   plain absmax rounding, so AWQ is never worse than absmax on the sample).
+import { fakeQuantRows, fakeQuantWeight, fakeQuantValue, formatMax, type ActFormat, type WeightFormat } from './numerics.js';
+
+export interface SiteProblem {
+  K: number;
+  R: number;
+  /** Sampled (already shifted) activation rows [R, K]. */
+  X: Float32Array;
+  /** Consumer weights [N, K] (f32, before smoothing). */
+  weights: { W: Float32Array; N: number }[];
+  /** Activation quantization: per token (dynamic), or per tensor with the static scale the model
+   *  will use, max_j(absMax_j / s_j) over the calibration absmax (absMax given). */
+  act: { format: ActFormat; perTensor: boolean; absMax?: ArrayLike<number>; block?: number } | null;
+  weight: { format: WeightFormat; group: number } | null;
+}
+
+export const ALPHA_GRID: readonly number[] = Array.from({ length: 21 }, (_, i) => i / 20);
+
+function matmulT(X: Float32Array | Float64Array, R: number, K: number, W: Float32Array, N: number): Float64Array {
+  const Y = new Float64Array(R * N);
+  for (let r = 0; r < R; r++) {
+    const xo = r * K;
+    for (let n = 0; n < N; n++) {
+      const wo = n * K;
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += X[xo + k] * W[wo + k];
+      Y[r * N + n] = acc;
+    }
+  }
+  return Y;
+}
+
+/** Returns err(s) for this site, with the f32 reference outputs computed once. */
+export function siteError(p: SiteProblem): (s: Float64Array) => number {
+  const refs = p.weights.map(({ W, N }) => matmulT(p.X, p.R, p.K, W, N));
+  return (s) => {
+    const Xs = new Float32Array(p.R * p.K);
+    for (let i = 0; i < Xs.length; i++) Xs[i] = p.X[i] / s[i % p.K];
+    if (p.act?.perTensor && p.act.absMax) {
+      let m = 0;
+      for (let j = 0; j < p.K; j++) m = Math.max(m, p.act.absMax[j] / s[j]);
+      const scale = Math.fround(m / formatMax(p.act.format));
+      for (let i = 0; i < Xs.length; i++) Xs[i] = fakeQuantValue(Xs[i], scale, p.act.format);
+    } else if (p.act) fakeQuantRows(Xs, p.act.perTensor ? Xs.length : p.act.block ?? p.K, p.act.format);
+    let err = 0;
+    p.weights.forEach(({ W, N }, c) => {
+      let Ws = new Float32Array(N * p.K);
+      for (let i = 0; i < Ws.length; i++) Ws[i] = W[i] * s[i % p.K];
+      if (p.weight) Ws = fakeQuantWeight(Ws, N, p.K, p.weight.format, p.weight.group);
+      const Y = matmulT(Xs, p.R, p.K, Ws, N);
+      const ref = refs[c];
+      for (let i = 0; i < Y.length; i++) { const d = Y[i] - ref[i]; err += d * d; }
+    });
+    return err;
+  };
+}
+
+/** max_n |W[n, j]| over all consumers, per input channel j. */
+export function weightColumnAbsMax(p: SiteProblem): Float64Array {
+  const m = new Float64Array(p.K);
+  for (const { W } of p.weights) for (let i = 0; i < W.length; i++) m[i % p.K] = Math.max(m[i % p.K], Math.abs(W[i]));
+  return m;
+}
+
+const clampScale = (s: number): number => (Number.isFinite(s) && s > 0 ? Math.min(1e5, Math.max(1e-5, s)) : 1);
+
+/** SmoothQuant's factor per channel; channels with no activation or weight keep 1. */
+export function smoothQuantFactors(aAbs: ArrayLike<number>, wAbs: ArrayLike<number>, alpha: number | ArrayLike<number>): Float64Array {
+  const s = new Float64Array(aAbs.length);
+  for (let j = 0; j < s.length; j++) {
+    const a = typeof alpha === 'number' ? alpha : alpha[j];
+    s[j] = aAbs[j] > 0 && wAbs[j] > 0 ? clampScale(aAbs[j] ** a / wAbs[j] ** (1 - a)) : 1;
+  }
+  return s;
+}
+
+/** 1-D k-means of log magnitudes: piece index per channel (pieces ordered by magnitude). */
+export function pieceAssignment(aAbs: ArrayLike<number>, pieces: number): Int32Array {
+  const K = aAbs.length;
+  const v = Float64Array.from(aAbs, (a) => Math.log(Math.max(a, 1e-12)));
+  const sorted = [...v].sort((a, b) => a - b);
+  const k = Math.min(pieces, K);
+  // quantile init, then Lloyd iterations
+  let centers = Array.from({ length: k }, (_, i) => sorted[Math.min(K - 1, Math.floor(((i + 0.5) * K) / k))]);
+  const assign = new Int32Array(K);
+  for (let it = 0; it < 50; it++) {
+    for (let j = 0; j < K; j++) {
+      let best = 0;
+      for (let c = 1; c < k; c++) if (Math.abs(v[j] - centers[c]) < Math.abs(v[j] - centers[best])) best = c;
+      assign[j] = best;
+    }
+    const next = centers.map((c, i) => {
+      let sum = 0, n = 0;
+      for (let j = 0; j < K; j++) if (assign[j] === i) { sum += v[j]; n++; }
+      return n > 0 ? sum / n : c;
+    });
+    if (next.every((c, i) => c === centers[i])) break;
+    centers = next;
+  }
+  return assign;
+}
+
+export interface PssResult { s: Float64Array; alphas: number[]; assign: Int32Array; error: number; smoothQuantAlpha: number; smoothQuantError: number }
+
+export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number): PssResult {
+  const err = siteError(p);
+  const wAbs = weightColumnAbsMax(p);
+  let bestGlobal = 0.5, bestGlobalErr = Infinity;
+  for (const a of ALPHA_GRID) {
+    const e = err(smoothQuantFactors(aAbs, wAbs, a));
+    if (e < bestGlobalErr) { bestGlobalErr = e; bestGlobal = a; }
+  }
+  const assign = pieceAssignment(aAbs, pieces);
+  const k = Math.max(...assign) + 1;
+  const alphas = new Array<number>(k).fill(bestGlobal);
+  const perChannel = (al: number[]): Float64Array => Float64Array.from(assign, (i) => al[i]);
+  let bestErr = bestGlobalErr;
+  for (let sweep = 0; sweep < 2; sweep++) {
+    for (let piece = 0; piece < k; piece++) {
+      for (const a of ALPHA_GRID) {
+        if (a === alphas[piece]) continue;
+        const trial = [...alphas];
+        trial[piece] = a;
+        const e = err(smoothQuantFactors(aAbs, wAbs, perChannel(trial)));
+        if (e < bestErr) { bestErr = e; alphas[piece] = a; }
+      }
+    }
+  }
+  return { s: smoothQuantFactors(aAbs, wAbs, perChannel(alphas)), alphas, assign, error: bestErr, smoothQuantAlpha: bestGlobal, smoothQuantError: bestGlobalErr };
+}
+
+export function awqSearch(p: SiteProblem, meanAbs: Float64Array): { s: Float64Array; alpha: number; error: number; absmaxError: number } {
+  const err = siteError(p);
+  let best = { s: new Float64Array(p.K).fill(1), alpha: 0, error: Infinity };
+  let absmaxError = Infinity;
+  for (const a of ALPHA_GRID.filter((x) => x < 1)) {
+    const s = Float64Array.from(meanAbs, (m) => (m > 0 ? m ** a : 1));
+    let lo = Infinity, hi = 0;
+    for (const v of s) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const norm = Math.sqrt(lo * hi);
+    for (let j = 0; j < s.length; j++) s[j] = clampScale(s[j] / norm);
+    const e = err(s);
+    if (a === 0) absmaxError = e;
+    if (e < best.error) best = { s, alpha: a, error: e };
+  }
+  return { ...best, absmaxError };
+}
