@@ -22,3 +22,5 @@ export {
   Qwen2, loadQwen2, Gemma, loadGemma, Phi3, loadPhi3, Gpt2, loadGpt2,
   WeightSource, pagedSelfAttention, ropeTables, type DecoderConfig, type AttentionShape, type LoadFamilyOptions,
 } from './models/index.js';
+// post-training quantization of these decoders (src/quant): calibration, smoothing, GPTQ/AWQ, artifacts
+export { quantize, QuantizedDecoder, type SiteReport, type QuantizeOptions, QUANTIZE_OPTION_NAMES, saveQuantized, loadQuantized, QuantArtifactError } from '../quant/index.js';
