@@ -30,6 +30,9 @@
 #include <thread>
 #include <utility>
 #include <vector>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define IJ_PAUSE() _mm_pause()
@@ -40,11 +43,22 @@
 namespace inferjit {
 namespace {
 
+// CPUs this process may run on (its affinity mask; all CPUs where that is unknown).
+int usableCpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 thread_local bool tInsideJob = false;
 
 constexpr uint64_t kIndexMask = 0xffffffffull;
 // Claimable tasks per job: the index half of the job word never carries into the epoch half.
 constexpr int64_t kMaxClaims = int64_t{1} << 31;
+// Sleeping workers each wake-up wakes (the caller, then every worker it woke, and so on).
+constexpr int kWakeFanout = 2;
 
 inline uint32_t epochOf(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
 
@@ -107,7 +121,9 @@ class Pool {
     done_.store(0, std::memory_order_relaxed);
     const uint32_t epoch = ++epoch_;
     state_.store(static_cast<uint64_t>(epoch) << 32, std::memory_order_seq_cst);
-    wake(static_cast<int>(std::min<int64_t>(static_cast<int64_t>(workers_.size()), numTasks - 1)));
+    // Wake-ups fan out: the caller wakes two sleepers and every woken worker two more while tasks
+    // are left, so a small job wakes few threads and an oversubscribed pool no thundering herd.
+    wake(static_cast<int>(std::min<int64_t>(kWakeFanout, numTasks - 1)));
     tInsideJob = true;
     drain(epoch, 0);
     tInsideJob = false;
@@ -147,7 +163,7 @@ class Pool {
   // Waits until every task of the job is done: a bounded spin (the last tasks of a quiet machine
   // finish within microseconds), then asleep, so a worker stalled by another process can run here.
   void waitDone(int64_t total) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinMicros_);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinNow_);
     for (int i = 0; done_.load(std::memory_order_acquire) != total; i++) {
       if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) {
         std::unique_lock<std::mutex> lk(doneMutex_);
@@ -177,7 +193,7 @@ class Pool {
   void workerLoop(int index, uint32_t seen) {
     for (;;) {
       // Short bounded spin: catches the next kernel of an op sequence cheaply.
-      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinMicros_);
+      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinNow_);
       while (epochOf(state_.load(std::memory_order_acquire)) == seen && !quit_.load(std::memory_order_relaxed)) {
         if (std::chrono::steady_clock::now() >= until) break;
         for (int i = 0; i < 64; i++) IJ_PAUSE();
@@ -189,7 +205,9 @@ class Pool {
         sleepers_.fetch_sub(1, std::memory_order_relaxed);
       }
       if (quit_.load()) return;
-      seen = epochOf(state_.load(std::memory_order_acquire));
+      const uint64_t word = state_.load(std::memory_order_acquire);
+      seen = epochOf(word);
+      if (static_cast<int64_t>(word & kIndexMask) + 1 < numTasks_.load(std::memory_order_relaxed)) wake(kWakeFanout);
       tInsideJob = true;
       drain(seen, index);  // a late or superfluous worker finds nothing to claim and goes back
       tInsideJob = false;
@@ -201,6 +219,7 @@ class Pool {
   // std::system_error must not leave joinable threads behind or escape to N-API (both abort).
   bool tryStart(int n, std::string* err) {
     quit_.store(false);
+    spinNow_ = n <= usableCpus() ? spinMicros_ : 0;
     const uint32_t initial = epochOf(state_.load(std::memory_order_acquire));
     try {
       workers_.reserve(static_cast<size_t>(std::max(0, n - 1)));
@@ -237,6 +256,9 @@ class Pool {
   uint32_t epoch_ = 0;  // written under apiMutex_ only
   const std::function<void(int64_t, int)>* job_ = nullptr;
   int spinMicros_ = 50;
+  // spinMicros_, or 0 while the pool has more threads than the CPUs it may run on: spinning
+  // threads then only take the cores from the ones with work. Written before workers start.
+  int spinNow_ = 50;
 };
 
 }  // namespace

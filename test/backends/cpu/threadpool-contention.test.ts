@@ -75,8 +75,9 @@ function kernels() {
 nativeTest('kernels give identical results while busy-looping processes hold the cores', async () => {
   const before = getNumThreads();
   const run = kernels();
-  // 2 threads: the decode setting of a 2-core machine; one per core plus one: oversubscribed.
-  const counts = [...new Set([2, availableParallelism() + 1])];
+  // 2 threads: the decode setting of a 2-core machine; one per core plus one: oversubscribed;
+  // four per core: the pool stops spinning and only fans wake-ups out.
+  const counts = [...new Set([2, availableParallelism() + 1, 4 * availableParallelism()])];
   const quiet = new Map<number, Tensor[]>();
   try {
     for (const n of counts) { setNumThreads(n); run(); quiet.set(n, run()); }
