@@ -1,152 +1,218 @@
-// LLM generation benchmark: inferjit vs node-llama-cpp (llama.cpp) on the same GGUF files, same
-// thread count, each engine in its own child process, one after the other (they never share cores).
-//   npx tsx bench/llm.ts [--models 110m,1.1b] [--types F16,Q8_0,Q4_0] [--prompt 128] [--gen 128] [--threads N]
-//     [--engines inferjit,compiled,llamacpp] [--batch 1,4,16]
-// Engines: inferjit = the hand-written LlamaEngine; compiled = the model's own code
-// (src/llm/models/llama.ts) compiled by inferenceJit and served by StepEngine (weights as f32;
-// it also measures aggregate decode tok/s with --batch concurrent sequences); llamacpp.
-// Models are Llama GGUFs with seeded weights, generated once into bench/out/ (gitignored):
-//   110m: dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000
-//   1.1b: TinyLlama shape, dim 2048, 22 layers, 32 heads (4 kv), ffn 5632, vocab 32000
-// node-llama-cpp runs tuned (UV_THREADPOOL_SIZE=1; see the issue). Prints a markdown table, the
-// ratios, decode as a fraction of measured memory bandwidth, and a final JSON line.
+// LLM generation benchmark: the compiled path (the model's own code, src/llm/models, loaded by
+// loadCausalLM, compiled by inferenceJit and served by StepEngine) vs tuned node-llama-cpp
+// (llama.cpp) on the same seeded GGUF files, same thread count, each engine in its own child
+// process, one after the other (they never share cores).
+//   npx tsx bench/llm.ts [--models 110m,1.1b] [--types Q4_0,Q4_K_M] [--prompt 128] [--gen 128]
+//     [--threads N] [--batch 1,4,16] [--prefix 512] [--engines compiled,llamacpp] [--contend] [--contenders 1]
+// Rows per file: prefill and decode tok/s of one sequence; aggregate decode tok/s with --batch
+// concurrent sequences; time to first token with a --prefix-token shared system prompt, cold
+// (first time) and warm (the prefix's KV pages reused; llama.cpp: the sequence's KV cache kept up
+// to the prefix and only the new suffix evaluated); the compiled step's overhead outside the
+// native plan (µs per decode step). Every row prints the ratio compiled / llama.cpp.
+// --contend: busy-looping child processes (--contenders, default 1) run for the whole benchmark,
+// both engines included (issue 15: robustness when another process holds a core).
+// Types: F16, Q8_0, Q4_0, Q4_K_M (mixed Q4_K/Q6_K as llama.cpp's recipe; see bench/lib/llm-models.ts).
+// The files are generated once into bench/out/. Nothing here depends on how the compiled path
+// stores the weights: whatever loadCausalLM does with a quantized file is what gets measured (the
+// child reports its plan and RSS). The LlamaEngine numbers from before are in bench/RESULTS.md.
+// node-llama-cpp runs tuned (UV_THREADPOOL_SIZE=1; see issue 12). Prints markdown tables, the
+// ratios, and a final JSON line.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { MODELS, ensureModel, promptIds, type ModelName, type FileType } from './lib/llama-gguf.js';
+import { MODELS, FILE_TYPES, ensureModel, promptIds, decodeStepBytes, type ModelName, type FileType } from './lib/llm-models.js';
+import { startContention, type Contention } from './lib/contend.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 
-// The seeded model files (110m, 1.1b, tiny) and prompts live in bench/lib/llama-gguf.ts (shared with bench/serve.ts).
-
 const { values: args } = parseArgs({
   options: {
     models: { type: 'string', default: '110m,1.1b' },
-    types: { type: 'string', default: 'F16,Q8_0,Q4_0' },
+    types: { type: 'string', default: 'Q4_0,Q4_K_M' },
     prompt: { type: 'string', default: '128' },
     gen: { type: 'string', default: '128' },
     threads: { type: 'string' },
+    batch: { type: 'string', default: '1,4,16' },
+    prefix: { type: 'string', default: '512' },
+    engines: { type: 'string', default: 'compiled,llamacpp' },
+    contend: { type: 'boolean', default: false },
+    contenders: { type: 'string', default: '1' },
     child: { type: 'string' },
     model: { type: 'string' },
-    engines: { type: 'string', default: 'inferjit,compiled,llamacpp' },
-    batch: { type: 'string', default: '1,4,16' },
+    vocab: { type: 'string' },
   },
 });
 
+/** Tokens after the shared prefix in the prefix-cache rows (the user's turn). */
+const SUFFIX = 16;
+
 interface ChildResult {
   engine: string; prefillTps: number; decodeTps: number; rssMiB: number; loadMs: number;
-  /** compiled: aggregate decode tok/s by concurrent sequences, the plan, and per-step overhead (µs) outside the native plan. */
-  batchedDecodeTps?: Record<string, number>; describe?: string; decodeOverheadUs?: number;
+  /** Aggregate decode tok/s by concurrent sequences. */
+  batchedDecodeTps: Record<string, number>;
+  /** Time to first token (ms) of prefix + SUFFIX tokens: the prefix seen for the first time, then again. */
+  prefixTtftMs: { cold: number; warm: number };
+  /** compiled: its plan, and the per-step time outside the native plan (µs). */
+  describe?: string; decodeOverheadUs?: number;
 }
+
+interface Settings { nPrompt: number; nGen: number; batches: number[]; prefixLen: number }
 
 // ---------------------------------------------------------------- children
 
-async function runInferjit(file: string, nPrompt: number, nGen: number, threads: number): Promise<ChildResult> {
-  const { LlamaEngine } = await import('../src/llm/index.js');
+/** The compiled path. Prompts of the timed runs are distinct (own seeds), so the prefix cache
+ *  never shortens a prefill row; only the prefix rows repeat a prefix on purpose. */
+async function runCompiled(file: string, s: Settings): Promise<ChildResult> {
+  const { loadCausalLM } = await import('../src/llm/models/index.js');
   const t0 = performance.now();
-  const engine = LlamaEngine.load(file, { kvDtype: 'f16', threads, cacheTokens: nPrompt + nGen + 64 });
+  const maxContext = Math.max(s.nPrompt + s.nGen, s.prefixLen + SUFFIX + 4, 8 + Math.max(...s.batches) + s.nGen + 4) + 16;
+  const { model, engine } = loadCausalLM(file, { maxContext, maxSeqs: Math.max(1, ...s.batches), maxStepTokens: 512, kvDtype: 'f16' });
   const loadMs = performance.now() - t0;
-  const prompt = promptIds(nPrompt, engine.vocabSize);
-  const argmax = (l: Float32Array) => { let b = 0; for (let i = 1; i < l.length; i++) if (l[i] > l[b]) b = i; return b; };
-  // Warm-up: pages, scratch buffers and the thread pool.
-  { const s = engine.newSequence(); let l = engine.forward(s, prompt.slice(0, 16)); for (let i = 0; i < 4; i++) l = engine.forward(s, [argmax(l)]); engine.releaseSequence(s); }
-  let best = { prefill: 0, decode: 0 };
-  for (let rep = 0; rep < 2; rep++) {
-    const seq = engine.newSequence();
-    let t = performance.now();
-    let logits = engine.forward(seq, prompt);
-    const prefill = nPrompt / ((performance.now() - t) / 1000);
-    let next = argmax(logits);
-    t = performance.now();
-    for (let i = 0; i < nGen; i++) { logits = engine.forward(seq, [next]); next = argmax(logits); }
-    const decode = nGen / ((performance.now() - t) / 1000);
-    engine.releaseSequence(seq);
-    best = { prefill: Math.max(best.prefill, prefill), decode: Math.max(best.decode, decode) };
-  }
-  return { engine: 'inferjit', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs };
-}
-
-/** The compiled path: prefill and single-sequence decode (best of 2), then aggregate decode tok/s
- *  with `batch` concurrent sequences (each its own prompt, all decoding in shared steps). */
-async function runCompiled(file: string, nPrompt: number, nGen: number, batches: number[]): Promise<ChildResult> {
-  const { loadPagedLlama } = await import('../src/llm/index.js');
-  const t0 = performance.now();
-  const maxSeqs = Math.max(1, ...batches);
-  const { model, engine } = loadPagedLlama(file, { maxContext: nPrompt + nGen + 16, maxSeqs, maxStepTokens: 512, kvDtype: 'f16' });
-  const loadMs = performance.now() - t0;
-  const prompt = promptIds(nPrompt, model.config.vocabSize);
-  // Warm-up: traces, compiles and lowers the buckets the runs use.
-  await engine.generate(prompt.slice(0, 16), { maxTokens: 4 });
+  const V = model.config.vocabSize;
+  const greedy = { temperature: 0 };
+  // Warm-up: traces, compiles and lowers the buckets the runs use (prompt, prefix chunks, decode).
+  await engine.generate(promptIds(s.nPrompt, V, 901), { ...greedy, maxTokens: 4 });
+  if (s.prefixLen > 0) await engine.generate(promptIds(s.prefixLen + SUFFIX, V, 902), { ...greedy, maxTokens: 2 });
   let best = { prefill: 0, decode: 0 };
   let overheadUs = Infinity;
-  const exe = (engine as unknown as { compiled: { compiledEntries(): { executable: { profile(reset?: boolean): { runs: number; byKernel: Record<string, number> } | null } }[] } })
-    .compiled.compiledEntries()[0].executable;
+  type Exe = { profile(reset?: boolean): { runs: number; byKernel: Record<string, number> } | null };
+  const exe = (engine as unknown as { compiled: { compiledEntries(): { executable: Exe }[] } | null }).compiled?.compiledEntries()[0]?.executable ?? null;
   for (let rep = 0; rep < 2; rep++) {
     const t = performance.now();
-    let first = 0;
-    await engine.generate(prompt, { maxTokens: nGen + 1 }, () => { if (first === 0) { first = performance.now(); exe.profile(true); } });
+    let first = 0, second = 0;
+    await engine.generate(promptIds(s.nPrompt, V, 1000 + rep), { ...greedy, maxTokens: s.nGen + 1 }, () => {
+      if (first === 0) first = performance.now();
+      // the decode plan is the latest one from the first decode step on: its profile starts here
+      else if (second === 0) { second = performance.now(); exe?.profile(true); }
+    });
     const end = performance.now();
-    best = { prefill: Math.max(best.prefill, nPrompt / ((first - t) / 1000)), decode: Math.max(best.decode, nGen / ((end - first) / 1000)) };
+    best = { prefill: Math.max(best.prefill, s.nPrompt / ((first - t) / 1000)), decode: Math.max(best.decode, s.nGen / ((end - first) / 1000)) };
     // per decode step: wall time minus the native plan's own time = the step's overhead
-    const prof = exe.profile(false);
-    if (prof && prof.runs > 0) {
+    const prof = exe?.profile(false);
+    if (prof && prof.runs > 0 && s.nGen > 1) {
       const nativeMs = Object.values(prof.byKernel).reduce((a, b) => a + b, 0) / prof.runs;
-      overheadUs = Math.min(overheadUs, ((end - first) / nGen - nativeMs) * 1000);
+      overheadUs = Math.min(overheadUs, ((end - second) / (s.nGen - 1) - nativeMs) * 1000);
     }
   }
   const batchedDecodeTps: Record<string, number> = {};
-  for (const n of batches) {
+  for (const n of s.batches) {
     // short distinct prompts so the measurement is decode-bound; time from the last first token
-    const prompts = Array.from({ length: n }, (_, i) => promptIds(8 + i, model.config.vocabSize));
-    // warm-up: lowers this batch size's (tokens, sequences) buckets before timing
-    await Promise.all(prompts.map((p) => engine.generate([2, ...p], { maxTokens: 3 })));
+    const prompts = Array.from({ length: n }, (_, i) => promptIds(8 + i, V, 2000 + i));
+    // warm-up: lowers this batch size's (tokens, sequences) buckets before timing (same lengths, other prompts)
+    await Promise.all(prompts.map((p, i) => engine.generate(promptIds(p.length, V, 2500 + i), { ...greedy, maxTokens: 3 })));
     let started = 0, firsts = 0, decoded = 0;
     const seen = new Set<number>();
-    await Promise.all(prompts.map((p, i) => engine.generate(p, { maxTokens: nGen + 1 }, () => {
+    await Promise.all(prompts.map((p, i) => engine.generate(p, { ...greedy, maxTokens: s.nGen + 1 }, () => {
       if (!seen.has(i)) { seen.add(i); if (++firsts === n) started = performance.now(); } else if (started > 0) decoded++;
     })));
     batchedDecodeTps[String(n)] = +(decoded / ((performance.now() - started) / 1000)).toFixed(1);
   }
-  return { engine: 'compiled', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs, batchedDecodeTps, describe: engine.describe(), decodeOverheadUs: +overheadUs.toFixed(1) };
+  const prefixTtftMs = { cold: NaN, warm: NaN };
+  if (s.prefixLen > 0) {
+    const prefix = promptIds(s.prefixLen, V, 3000);
+    const ttft = async (suffixSeed: number): Promise<number> => {
+      const t = performance.now();
+      let first = 0;
+      await engine.generate([...prefix, ...promptIds(SUFFIX, V, suffixSeed)], { ...greedy, maxTokens: 1 }, () => { first = performance.now(); });
+      return first - t;
+    };
+    const hitsBefore = engine.stats.prefixHitTokens;
+    prefixTtftMs.cold = +(await ttft(3001)).toFixed(2);
+    prefixTtftMs.warm = +(await ttft(3002)).toFixed(2);
+    const hit = engine.stats.prefixHitTokens - hitsBefore;
+    if (hit < s.prefixLen - engine.blockSize) console.error(`compiled: the warm run reused only ${hit} of ${s.prefixLen} prefix tokens`);
+  }
+  return {
+    engine: 'compiled', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs,
+    batchedDecodeTps, prefixTtftMs, describe: engine.describe(), decodeOverheadUs: Number.isFinite(overheadUs) ? +overheadUs.toFixed(1) : undefined,
+  };
 }
 
-async function runLlamaCpp(file: string, nPrompt: number, nGen: number, threads: number): Promise<ChildResult> {
+async function runLlamaCpp(file: string, s: Settings, threads: number, V: number): Promise<ChildResult> {
   const entry = process.env.INFERJIT_NODE_LLAMA_CPP ?? 'node-llama-cpp';
   const { getLlama } = await import(entry);
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
   const t0 = performance.now();
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-  const ctx = await model.createContext({ contextSize: nPrompt + nGen + 64, batchSize: Math.max(512, nPrompt), threads });
+  const sequences = Math.max(1, ...s.batches);
+  // contextSize is per sequence; batchSize covers the longest prompt evaluated in one call
+  const ctx = await model.createContext({
+    contextSize: Math.max(s.nPrompt + s.nGen, s.prefixLen + SUFFIX + 4, 8 + sequences + s.nGen + 4) + 64,
+    batchSize: Math.max(512, s.nPrompt, s.prefixLen + SUFFIX), threads, sequences,
+  });
   const loadMs = performance.now() - t0;
-  const prompt = promptIds(nPrompt, model.tokens.length ?? 32000);
-  let best = { prefill: 0, decode: 0 };
-  // Rep 0 warms up (first-use allocations), as inferjit's warm-up call does.
-  for (let rep = 0; rep < 3; rep++) {
-    const seq = ctx.getSequence();
-    let t = performance.now();
-    await seq.evaluateWithoutGeneratingNewTokens(prompt);
-    const prefill = nPrompt / ((performance.now() - t) / 1000);
-    let last = prompt[nPrompt - 1];
-    let count = 0;
-    t = performance.now();
-    while (count < nGen) {
-      // Greedy; the generator may end at an end-of-generation token: continue from it.
+  // Sequences are taken once and cleared between runs (a disposed one is not handed back at once).
+  const pool: any[] = Array.from({ length: sequences }, () => ctx.getSequence());
+  const fresh = async (i: number) => { await pool[i].clearHistory(); return pool[i]; };
+  /** Greedy decode of `count` tokens after `last` (the generator may stop at an end token: go on from it). */
+  const decode = async (seq: any, last: number, count: number, onToken?: () => void) => {
+    let n = 0;
+    while (n < count) {
       for await (const tok of seq.evaluate([last], { temperature: 0 })) {
         last = tok as number;
-        if (++count >= nGen) break;
+        onToken?.();
+        if (++n >= count) break;
       }
     }
-    const decode = nGen / ((performance.now() - t) / 1000);
-    seq.dispose();
-    if (rep > 0) best = { prefill: Math.max(best.prefill, prefill), decode: Math.max(best.decode, decode) };
+  };
+  let best = { prefill: 0, decode: 0 };
+  // Rep 0 warms up (first-use allocations), as the compiled child's warm-up call does.
+  for (let rep = 0; rep < 3; rep++) {
+    const seq = await fresh(0);
+    const prompt = promptIds(s.nPrompt, V, 1000 + rep);
+    let t = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(prompt);
+    const prefill = s.nPrompt / ((performance.now() - t) / 1000);
+    t = performance.now();
+    await decode(seq, prompt[s.nPrompt - 1], s.nGen);
+    const dec = s.nGen / ((performance.now() - t) / 1000);
+    if (rep > 0) best = { prefill: Math.max(best.prefill, prefill), decode: Math.max(best.decode, dec) };
+  }
+  const batchedDecodeTps: Record<string, number> = {};
+  for (const n of s.batches) {
+    // concurrent sequences of one context: node-llama-cpp batches their evaluations into shared steps
+    const run = async (timed: boolean) => {
+      const seqs = await Promise.all(Array.from({ length: n }, (_, i) => fresh(i)));
+      let started = 0, firsts = 0, decoded = 0;
+      await Promise.all(seqs.map(async (seq, i) => {
+        const prompt = promptIds(8 + i, V, 2000 + i);
+        // the first generated token ends the prompt's evaluation; time from the last sequence's
+        let last = prompt[prompt.length - 1];
+        for await (const tok of seq.evaluate(prompt, { temperature: 0 })) { last = tok as number; break; }
+        if (++firsts === n) started = performance.now();
+        await decode(seq, last, timed ? s.nGen : 2, () => { if (started > 0) decoded++; });
+      }));
+      return decoded / ((performance.now() - started) / 1000);
+    };
+    await run(false);
+    batchedDecodeTps[String(n)] = +(await run(true)).toFixed(1);
+  }
+  const prefixTtftMs = { cold: NaN, warm: NaN };
+  if (s.prefixLen > 0) {
+    const prefix = promptIds(s.prefixLen, V, 3000);
+    const firstToken = async (seq: any, tokens: number[]) => {
+      const t = performance.now();
+      for await (const _ of seq.evaluate(tokens, { temperature: 0 })) break;
+      return performance.now() - t;
+    };
+    await firstToken(await fresh(0), promptIds(s.prefixLen + SUFFIX, V, 902)); // first-use allocations of a long batch
+    const seq = await fresh(0);
+    prefixTtftMs.cold = +(await firstToken(seq, [...prefix, ...promptIds(SUFFIX, V, 3001)])).toFixed(2);
+    // keep the prefix's KV, drop the old suffix (and the token generated after it), evaluate the new suffix
+    const t = performance.now();
+    await seq.eraseContextTokenRanges([{ start: s.prefixLen, end: seq.nextTokenIndex }]);
+    await firstToken(seq, promptIds(SUFFIX, V, 3002));
+    prefixTtftMs.warm = +(performance.now() - t).toFixed(2);
   }
   const rssMiB = process.memoryUsage().rss / 2 ** 20; // while the model is loaded (mapped pages it touched count)
+  for (const seq of pool) seq.dispose();
   await ctx.dispose();
   await model.dispose();
-  return { engine: 'llama.cpp', prefillTps: best.prefill, decodeTps: best.decode, rssMiB, loadMs };
+  return { engine: 'llama.cpp', prefillTps: best.prefill, decodeTps: best.decode, rssMiB, loadMs, batchedDecodeTps, prefixTtftMs };
 }
 
 /** Streaming read bandwidth: an f32 GEMV over 1 GiB of weights on the native pool (best of 3). */
@@ -170,81 +236,139 @@ async function measureBandwidth(threads: number): Promise<number> {
 
 // ---------------------------------------------------------------- driver
 
+const ratio = (a: number | undefined, b: number | undefined): number => (a !== undefined && b ? +(a / b).toFixed(3) : NaN);
+const fmtRatio = (r: number): string => (Number.isFinite(r) ? r.toFixed(2) : '-');
+const fmt = (v: number | undefined, digits = 1): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+
 async function main(): Promise<void> {
-  const nPrompt = Number(args.prompt), nGen = Number(args.gen);
-  const threads = Number(args.threads ?? (await import('node:os')).availableParallelism());
+  const settings: Settings = {
+    nPrompt: Number(args.prompt), nGen: Number(args.gen), prefixLen: Number(args.prefix),
+    batches: args.batch.split(',').filter(Boolean).map(Number),
+  };
+  for (const [k, v] of Object.entries({ prompt: settings.nPrompt, gen: settings.nGen })) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${k} must be a whole number ≥ 1, got ${v}`);
+  }
+  if (!Number.isInteger(settings.prefixLen) || settings.prefixLen < 0) throw new RangeError(`--prefix must be a whole number ≥ 0 (0: no prefix rows), got ${args.prefix}`);
+  if (settings.batches.some((n) => !Number.isInteger(n) || n < 1)) throw new RangeError(`--batch must list whole numbers ≥ 1, got ${args.batch}`);
+  const threads = Number(args.threads ?? os.availableParallelism());
   if (args.child) {
     let r: ChildResult | { bandwidthGBs: number };
-    if (args.child === 'inferjit') r = await runInferjit(args.model!, nPrompt, nGen, threads);
-    else if (args.child === 'llamacpp') r = await runLlamaCpp(args.model!, nPrompt, nGen, threads);
-    else if (args.child === 'compiled') r = await runCompiled(args.model!, nPrompt, nGen, args.batch.split(',').map(Number));
+    if (args.child === 'llamacpp') r = await runLlamaCpp(args.model!, settings, threads, Number(args.vocab));
+    else if (args.child === 'compiled') r = await runCompiled(args.model!, settings);
     else r = { bandwidthGBs: await measureBandwidth(threads) };
     console.log(`RESULT ${JSON.stringify(r)}`);
     return;
   }
   const models = args.models.split(',') as ModelName[];
   const types = args.types.split(',') as FileType[];
+  for (const m of models) if (!(m in MODELS)) throw new RangeError(`--models: unknown model ${JSON.stringify(m)}; choose from ${Object.keys(MODELS).join(', ')}`);
+  for (const t of types) if (!FILE_TYPES.includes(t)) throw new RangeError(`--types: unknown type ${JSON.stringify(t)}; choose from ${FILE_TYPES.join(', ')}`);
   const engines = args.engines.split(',');
+  for (const e of engines) if (e !== 'compiled' && e !== 'llamacpp') throw new RangeError(`--engines: unknown engine ${JSON.stringify(e)}; choose from compiled, llamacpp (LlamaEngine is retired; its numbers are in bench/RESULTS.md)`);
+  const contenders = Number(args.contenders);
   const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
-  const child = (kind: string, file: string | null, env: Record<string, string> = {}): any => {
-    const argv = [path.join(here, 'llm.ts'), '--child', kind, '--prompt', String(nPrompt), '--gen', String(nGen), '--threads', String(threads), '--batch', args.batch];
-    if (file) argv.push('--model', file);
-    const r = spawnSync(tsx, argv, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: 900_000 });
+  const child = (kind: string, file: string | null, vocab: number, env: Record<string, string> = {}): any => {
+    const argv = [path.join(here, 'llm.ts'), '--child', kind, '--prompt', String(settings.nPrompt), '--gen', String(settings.nGen),
+      '--threads', String(threads), '--batch', settings.batches.join(','), '--prefix', String(settings.prefixLen)];
+    if (file) argv.push('--model', file, '--vocab', String(vocab));
+    const r = spawnSync(tsx, argv, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: 1_800_000 });
+    if (r.stderr) process.stderr.write(r.stderr.split('\n').filter((l) => /warm run reused/.test(l)).map((l) => `${l}\n`).join(''));
     const line = r.stdout?.split('\n').find((l) => l.startsWith('RESULT '));
     if (!line) {
-      console.error(`${kind} on ${file ?? '-'} failed (status ${r.status}):\n${(r.stderr ?? '').slice(-2000)}`);
+      console.error(`${kind} on ${file ?? '-'} failed (status ${r.status}, signal ${r.signal}):\n${(r.stderr ?? '').slice(-2000)}`);
       return null;
     }
     return JSON.parse(line.slice(7));
   };
 
-  const bw = child('bandwidth', null, { INFERJIT_NUM_THREADS: String(threads) });
-  const bandwidth: number = bw?.bandwidthGBs ?? 0;
-  console.log(`threads: ${threads}; measured streaming read bandwidth (f32 GEMV over 1 GiB): ${bandwidth.toFixed(1)} GB/s`);
-  console.log(`prompt ${nPrompt} tokens, decode ${nGen} tokens, greedy; node-llama-cpp with UV_THREADPOOL_SIZE=1\n`);
-  console.log('| model | type | file MiB | inferjit prefill tok/s | llama.cpp prefill tok/s | ratio | inferjit decode tok/s | llama.cpp decode tok/s | ratio | inferjit decode GB/s (% of bw) | inferjit RSS MiB | llama.cpp RSS MiB |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
-  const decodeRatio: Record<string, number> = {}, prefillRatio: Record<string, number> = {};
-  const rows: unknown[] = [];
-  const compiledRows: string[] = [];
-  const batched: Record<string, Record<string, number>> = {};
-  for (const name of models) {
-    for (const type of types) {
-      const file = await ensureModel(name, type);
-      const size = fs.statSync(file).size;
-      const ours = engines.includes('inferjit') ? child('inferjit', file, { INFERJIT_NUM_THREADS: String(threads) }) : null;
-      const ref = engines.includes('llamacpp') ? child('llamacpp', file, { UV_THREADPOOL_SIZE: '1' }) : null;
-      const comp = engines.includes('compiled') ? child('compiled', file, { INFERJIT_NUM_THREADS: String(threads) }) : null;
-      if (comp) {
-        batched[`${name}-${type}`] = comp.batchedDecodeTps;
-        const vs = (a: number, b: number | undefined) => (b ? (a / b).toFixed(2) : '-');
-        compiledRows.push(`| ${name} | ${type} | ${comp.prefillTps.toFixed(1)} | ${vs(comp.prefillTps, ref?.prefillTps)} | ${vs(comp.prefillTps, ours?.prefillTps)} | `
-          + `${comp.decodeTps.toFixed(1)} | ${vs(comp.decodeTps, ref?.decodeTps)} | ${vs(comp.decodeTps, ours?.decodeTps)} | `
-          + `${Object.entries(comp.batchedDecodeTps as Record<string, number>).map(([k, v]) => `${k}: ${v}`).join(', ')} | ${comp.decodeOverheadUs} | ${comp.rssMiB.toFixed(0)} |`);
+  // generate the files before any contention starts (generation is not what is measured)
+  const files = new Map<string, string>();
+  for (const name of models) for (const type of types) files.set(`${name}-${type}`, await ensureModel(name, type));
+
+  let contention: Contention | null = null;
+  if (args.contend) {
+    contention = await startContention(contenders);
+    console.log(`--contend: ${contenders} busy-looping process(es) (pids ${contention.pids.join(', ')}) run for the whole benchmark`);
+  }
+  try {
+    const bw = child('bandwidth', null, 0, { INFERJIT_NUM_THREADS: String(threads) });
+    const bandwidth: number = bw?.bandwidthGBs ?? 0;
+    console.log(`threads: ${threads}; measured streaming read bandwidth (f32 GEMV over 1 GiB): ${bandwidth.toFixed(1)} GB/s`);
+    console.log(`prompt ${settings.nPrompt} tokens, decode ${settings.nGen} tokens, greedy; shared prefix ${settings.prefixLen} + ${SUFFIX} tokens; node-llama-cpp with UV_THREADPOOL_SIZE=1\n`);
+
+    const out = {
+      bench: 'llm', threads, contend: args.contend ? contenders : 0, bandwidth_gbs: +bandwidth.toFixed(2),
+      prefill_tok_s: {} as Record<string, { compiled?: number; llamacpp?: number }>,
+      decode_tok_s: {} as Record<string, { compiled?: number; llamacpp?: number }>,
+      prefill_ratio_vs_llamacpp: {} as Record<string, number>, decode_ratio_vs_llamacpp: {} as Record<string, number>,
+      batched_decode_tok_s: {} as Record<string, Record<string, number>>,
+      llamacpp_batched_decode_tok_s: {} as Record<string, Record<string, number>>,
+      batched_ratio_vs_llamacpp: {} as Record<string, Record<string, number>>,
+      batched_speedup_vs_one_sequence: {} as Record<string, Record<string, number>>,
+      prefix_ttft_ms: {} as Record<string, { compiled?: { cold: number; warm: number }; llamacpp?: { cold: number; warm: number } }>,
+      decode_overhead_us: {} as Record<string, number>,
+    };
+    const main: string[] = [], batchedRows: string[] = [], prefixRows: string[] = [], plans: string[] = [];
+    for (const name of models) {
+      for (const type of types) {
+        const key = `${name}-${type}`;
+        const file = files.get(key)!;
+        const size = fs.statSync(file).size;
+        const ref: ChildResult | null = engines.includes('llamacpp') ? child('llamacpp', file, MODELS[name].vocab, { UV_THREADPOOL_SIZE: '1' }) : null;
+        const comp: ChildResult | null = engines.includes('compiled') ? child('compiled', file, MODELS[name].vocab, { INFERJIT_NUM_THREADS: String(threads) }) : null;
+        const pr = ratio(comp?.prefillTps, ref?.prefillTps), dr = ratio(comp?.decodeTps, ref?.decodeTps);
+        out.prefill_tok_s[key] = { compiled: comp ? +comp.prefillTps.toFixed(1) : undefined, llamacpp: ref ? +ref.prefillTps.toFixed(1) : undefined };
+        out.decode_tok_s[key] = { compiled: comp ? +comp.decodeTps.toFixed(1) : undefined, llamacpp: ref ? +ref.decodeTps.toFixed(1) : undefined };
+        if (Number.isFinite(pr)) out.prefill_ratio_vs_llamacpp[key] = pr;
+        if (Number.isFinite(dr)) out.decode_ratio_vs_llamacpp[key] = dr;
+        const gbs = comp ? (decodeStepBytes(name, size) * comp.decodeTps) / 1e9 : NaN;
+        main.push(`| ${name} | ${type} | ${(size / 2 ** 20).toFixed(0)} | ${fmt(comp?.prefillTps)} | ${fmt(ref?.prefillTps)} | ${fmtRatio(pr)} | `
+          + `${fmt(comp?.decodeTps)} | ${fmt(ref?.decodeTps)} | ${fmtRatio(dr)} | ${fmt(gbs)} (${bandwidth && comp ? ((100 * gbs) / bandwidth).toFixed(0) : '-'}%) | `
+          + `${fmt(comp?.decodeOverheadUs)} | ${fmt(comp?.rssMiB, 0)} | ${fmt(ref?.rssMiB, 0)} |`);
+        if (comp) out.batched_decode_tok_s[key] = comp.batchedDecodeTps;
+        if (ref) out.llamacpp_batched_decode_tok_s[key] = ref.batchedDecodeTps;
+        if (comp?.decodeOverheadUs !== undefined) out.decode_overhead_us[key] = comp.decodeOverheadUs;
+        const br: Record<string, number> = {}, speedup: Record<string, number> = {};
+        for (const n of settings.batches) {
+          const c = comp?.batchedDecodeTps[String(n)], l = ref?.batchedDecodeTps[String(n)];
+          const r = ratio(c, l);
+          if (Number.isFinite(r)) br[String(n)] = r;
+          const one = comp?.batchedDecodeTps['1'];
+          if (c !== undefined && one) speedup[String(n)] = +(c / one).toFixed(2);
+          batchedRows.push(`| ${name} | ${type} | ${n} | ${fmt(c)} | ${fmt(l)} | ${fmtRatio(r)} | ${one ? (c! / one).toFixed(2) : '-'} |`);
+        }
+        out.batched_ratio_vs_llamacpp[key] = br;
+        out.batched_speedup_vs_one_sequence[key] = speedup;
+        if (settings.prefixLen > 0) {
+          out.prefix_ttft_ms[key] = { compiled: comp?.prefixTtftMs, llamacpp: ref?.prefixTtftMs };
+          // time ratio: llama.cpp / compiled (> 1: the compiled path answers sooner)
+          const tr = (a: number | undefined, b: number | undefined) => fmtRatio(ratio(b, a));
+          prefixRows.push(`| ${name} | ${type} | ${fmt(comp?.prefixTtftMs.cold)} | ${fmt(ref?.prefixTtftMs.cold)} | ${tr(comp?.prefixTtftMs.cold, ref?.prefixTtftMs.cold)} | `
+            + `${fmt(comp?.prefixTtftMs.warm)} | ${fmt(ref?.prefixTtftMs.warm)} | ${tr(comp?.prefixTtftMs.warm, ref?.prefixTtftMs.warm)} |`);
+        }
+        if (comp?.describe) plans.push(`${key}: ${comp.describe}; load ${(comp.loadMs / 1000).toFixed(1)} s`);
       }
-      const key = `${name}-${type}`;
-      const pr = ours && ref ? ours.prefillTps / ref.prefillTps : NaN;
-      const dr = ours && ref ? ours.decodeTps / ref.decodeTps : NaN;
-      if (Number.isFinite(pr)) prefillRatio[key] = +pr.toFixed(3);
-      if (Number.isFinite(dr)) decodeRatio[key] = +dr.toFixed(3);
-      // Bytes a decode step reads: every weight once except the embedding table (one row).
-      const m = MODELS[name];
-      const stepBytes = size * (1 - (m.vocab * m.dim) / (2 * m.vocab * m.dim + m.layers * (2 * m.dim * m.dim * (1 + m.kvHeads / m.heads) + 3 * m.dim * m.ffn)));
-      const gbs = ours ? (stepBytes * ours.decodeTps) / 1e9 : 0;
-      const f = (v: number | undefined) => (v === undefined ? '-' : v.toFixed(1));
-      console.log(`| ${name} | ${type} | ${(size / 2 ** 20).toFixed(0)} | ${f(ours?.prefillTps)} | ${f(ref?.prefillTps)} | ${Number.isFinite(pr) ? pr.toFixed(2) : '-'} | ` +
-        `${f(ours?.decodeTps)} | ${f(ref?.decodeTps)} | ${Number.isFinite(dr) ? dr.toFixed(2) : '-'} | ${gbs.toFixed(1)} (${bandwidth ? ((100 * gbs) / bandwidth).toFixed(0) : '-'}%) | ` +
-        `${f(ours?.rssMiB)} | ${f(ref?.rssMiB)} |`);
-      rows.push({ model: name, type, inferjit: ours, llamacpp: ref, compiled: comp });
     }
+    console.log('| model | type | file MiB | compiled prefill tok/s | llama.cpp prefill tok/s | ratio | compiled decode tok/s | llama.cpp decode tok/s | ratio | compiled decode GB/s (% of bw) | step overhead µs | compiled RSS MiB | llama.cpp RSS MiB |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of main) console.log(r);
+    if (batchedRows.length) {
+      console.log('\naggregate decode tok/s with concurrent sequences:\n');
+      console.log('| model | type | sequences | compiled tok/s | llama.cpp tok/s | ratio | compiled vs 1 sequence |');
+      console.log('|---|---|---|---|---|---|---|');
+      for (const r of batchedRows) console.log(r);
+    }
+    if (prefixRows.length) {
+      console.log(`\ntime to first token with a ${settings.prefixLen}-token shared prefix + ${SUFFIX} new tokens (ms; ratio = llama.cpp time / compiled time):\n`);
+      console.log('| model | type | compiled cold | llama.cpp cold | ratio | compiled warm | llama.cpp warm | ratio |');
+      console.log('|---|---|---|---|---|---|---|---|');
+      for (const r of prefixRows) console.log(r);
+    }
+    if (plans.length) console.log(`\ncompiled plans:\n${plans.map((p) => `  ${p}`).join('\n')}`);
+    console.log(JSON.stringify(out));
+  } finally {
+    contention?.stop();
   }
-  if (compiledRows.length) {
-    console.log('\ncompiled path (model code through inferenceJit + StepEngine):\n');
-    console.log('| model | type | prefill tok/s | vs llama.cpp | vs LlamaEngine | decode tok/s | vs llama.cpp | vs LlamaEngine | aggregate decode tok/s by concurrent sequences | decode step overhead µs | RSS MiB |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const r of compiledRows) console.log(r);
-  }
-  console.log(JSON.stringify({ bench: 'llm', threads, bandwidth_gbs: +bandwidth.toFixed(2), decode_ratio_vs_llamacpp: decodeRatio, prefill_ratio_vs_llamacpp: prefillRatio, batched_decode_tok_s: batched }));
 }
 
 await main();

@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { MODELS, ensureModel, type ModelName, type FileType } from './lib/llama-gguf.js';
+import { MODELS, ensureModel, type ModelName, type FileType } from './lib/llm-models.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');

@@ -1,8 +1,23 @@
 // Persistent thread pool: one job at a time, dynamic task distribution, caller participates.
-// Workers spin for a short, bounded time after each job (back-to-back eager kernels then start
-// without a futex wake-up) and then block, so a finished kernel leaves no core spinning.
+//
+// Robust under contention (issue 15). The caller never waits for a worker that has not claimed a
+// task: a job is finished when all its tasks are done, not when every worker has checked in. A
+// worker that the OS has descheduled (another process holds its core) therefore costs nothing,
+// because the caller and the running workers take its share of the tasks; only a task already in
+// flight on a descheduled worker is waited for, and the caller waits for it asleep (after a short
+// spin), which leaves its core idle so the scheduler can move the stalled worker onto it.
+//
+// The job word packs the job's epoch (high 32 bits) and its next unclaimed task (low 32 bits). A
+// task is claimed with one compare-and-swap that also checks the epoch, so a worker that wakes
+// late can never claim (or miscount) a task of a later job. Kernels split their work into more
+// tasks than threads (parallelSpans: 4 per thread; the GEMMs: 2-4 per thread or per panel), so
+// the caller can absorb a missing worker's share at fine granularity.
+//
+// Workers spin for a short, bounded time after each job (back-to-back kernels then start without
+// a futex wake-up) and then block, so a finished kernel leaves no core spinning.
 #include "threadpool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -15,6 +30,9 @@
 #include <thread>
 #include <utility>
 #include <vector>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define IJ_PAUSE() _mm_pause()
@@ -25,7 +43,24 @@
 namespace inferjit {
 namespace {
 
+// CPUs this process may run on (its affinity mask; all CPUs where that is unknown).
+int usableCpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 thread_local bool tInsideJob = false;
+
+constexpr uint64_t kIndexMask = 0xffffffffull;
+// Claimable tasks per job: the index half of the job word never carries into the epoch half.
+constexpr int64_t kMaxClaims = int64_t{1} << 31;
+// Sleeping workers each wake-up wakes (the caller, then every worker it woke, and so on).
+constexpr int kWakeFanout = 2;
+
+inline uint32_t epochOf(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
 
 class Pool {
  public:
@@ -71,64 +106,111 @@ class Pool {
       tInsideJob = prev;
       return;
     }
+    if (numTasks > kMaxClaims) {  // more tasks than the job word counts: claim them in groups
+      const int64_t per = (numTasks + kMaxClaims - 1) / kMaxClaims;
+      run((numTasks + per - 1) / per, [&](int64_t g, int thread) {
+        for (int64_t t = g * per, end = std::min(numTasks, t + per); t < end; t++) fn(t, thread);
+      });
+      return;
+    }
     std::lock_guard<std::mutex> api(apiMutex_);  // one job at a time (e.g. two JS workers)
+    // Publish the job: everything a worker reads after a successful claim is written before the
+    // release store of the new epoch (the claim's compare-and-swap acquires it).
     job_ = &fn;
-    numTasks_ = numTasks;
-    next_.store(0, std::memory_order_relaxed);
-    int helpers = static_cast<int>(std::min<int64_t>(workers_.size(), numTasks - 1));
-    // Every worker acknowledges every job (idle ones without working), so no worker can carry a
-    // stale generation into the next job and acknowledge twice.
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    activeHelpers_ = helpers;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      generation_.fetch_add(1, std::memory_order_release);
-    }
-    cv_.notify_all();
+    numTasks_.store(numTasks, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    const uint32_t epoch = ++epoch_;
+    state_.store(static_cast<uint64_t>(epoch) << 32, std::memory_order_seq_cst);
+    // Wake-ups fan out: the caller wakes two sleepers and every woken worker two more while tasks
+    // are left, so a small job wakes few threads and an oversubscribed pool no thundering herd.
+    wake(static_cast<int>(std::min<int64_t>(kWakeFanout, numTasks - 1)));
     tInsideJob = true;
-    work(0);
+    drain(epoch, 0);
     tInsideJob = false;
-    // Wait for helpers still finishing their last task; this is inside the kernel call.
-    // Spin briefly, then yield: when another process holds a core, a descheduled worker only
-    // acknowledges in its next time slice, and spinning would steal that slice from it.
-    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; spins++) {
-      if (spins < 4096) IJ_PAUSE(); else std::this_thread::yield();
-    }
-    job_ = nullptr;
+    waitDone(numTasks);
   }
 
  private:
-  void work(int thread) {
-    const auto& fn = *job_;
+  // Claims the next task of job `epoch`; false once the job has no unclaimed task or is over.
+  bool claim(uint32_t epoch, int64_t* task, int64_t* total) {
+    uint64_t s = state_.load(std::memory_order_acquire);
     for (;;) {
-      int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-      if (t >= numTasks_) break;
-      fn(t, thread);
+      if (epochOf(s) != epoch) return false;
+      const int64_t n = numTasks_.load(std::memory_order_relaxed);
+      const int64_t idx = static_cast<int64_t>(s & kIndexMask);
+      if (idx >= n) return false;
+      // Success means the word still held this epoch, so `n` is this job's task count.
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        *task = idx;
+        *total = n;
+        return true;
+      }
     }
   }
 
-  // `seen` is read by start() before the thread exists: a worker that starts late must still see
-  // the first job's generation bump, or the caller waits forever for it.
-  void workerLoop(int index, uint64_t seen) {
+  void drain(uint32_t epoch, int thread) {
+    int64_t task = 0, total = 0;
+    while (claim(epoch, &task, &total)) {
+      (*job_)(task, thread);  // job_ cannot change while a claimed task is unfinished
+      // seq_cst pairs with the caller's seq_cst store of callerSleeping_ (see waitDone).
+      if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == total && callerSleeping_.load(std::memory_order_seq_cst)) {
+        { std::lock_guard<std::mutex> lk(doneMutex_); }
+        doneCv_.notify_one();
+      }
+    }
+  }
+
+  // Waits until every task of the job is done: a bounded spin (the last tasks of a quiet machine
+  // finish within microseconds), then asleep, so a worker stalled by another process can run here.
+  void waitDone(int64_t total) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinNow_);
+    for (int i = 0; done_.load(std::memory_order_acquire) != total; i++) {
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) {
+        std::unique_lock<std::mutex> lk(doneMutex_);
+        callerSleeping_.store(true, std::memory_order_seq_cst);
+        doneCv_.wait(lk, [&] { return done_.load(std::memory_order_seq_cst) == total; });
+        callerSleeping_.store(false, std::memory_order_relaxed);
+        break;
+      }
+      IJ_PAUSE();
+    }
+  }
+
+  // Wakes up to `count` sleeping workers (spinning ones see the new epoch by themselves).
+  void wake(int count) {
+    const int sleeping = sleepers_.load(std::memory_order_seq_cst);
+    if (sleeping == 0 || count <= 0) return;
+    { std::lock_guard<std::mutex> lk(mutex_); }
+    if (count >= sleeping) {
+      cv_.notify_all();
+    } else {
+      for (int i = 0; i < count; i++) cv_.notify_one();
+    }
+  }
+
+  // `seen` is the epoch when the thread was created: a worker that starts late still sees the
+  // first job's epoch change.
+  void workerLoop(int index, uint32_t seen) {
     for (;;) {
-      // Short bounded spin: catches the next kernel of an eager op sequence cheaply.
-      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinMicros_);
-      while (generation_.load(std::memory_order_acquire) == seen && !quit_.load(std::memory_order_relaxed)) {
+      // Short bounded spin: catches the next kernel of an op sequence cheaply.
+      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinNow_);
+      while (epochOf(state_.load(std::memory_order_acquire)) == seen && !quit_.load(std::memory_order_relaxed)) {
         if (std::chrono::steady_clock::now() >= until) break;
         for (int i = 0; i < 64; i++) IJ_PAUSE();
       }
-      if (generation_.load(std::memory_order_acquire) == seen) {
+      if (epochOf(state_.load(std::memory_order_acquire)) == seen && !quit_.load()) {
         std::unique_lock<std::mutex> lk(mutex_);
-        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen || quit_.load(); });
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        cv_.wait(lk, [&] { return epochOf(state_.load(std::memory_order_seq_cst)) != seen || quit_.load(); });
+        sleepers_.fetch_sub(1, std::memory_order_relaxed);
       }
       if (quit_.load()) return;
-      seen = generation_.load(std::memory_order_acquire);
-      if (index <= activeHelpers_) {  // a job too small for every worker leaves some idle
-        tInsideJob = true;
-        work(index);
-        tInsideJob = false;
-      }
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      const uint64_t word = state_.load(std::memory_order_acquire);
+      seen = epochOf(word);
+      if (static_cast<int64_t>(word & kIndexMask) + 1 < numTasks_.load(std::memory_order_relaxed)) wake(kWakeFanout);
+      tInsideJob = true;
+      drain(seen, index);  // a late or superfluous worker finds nothing to claim and goes back
+      tInsideJob = false;
     }
   }
 
@@ -137,7 +219,8 @@ class Pool {
   // std::system_error must not leave joinable threads behind or escape to N-API (both abort).
   bool tryStart(int n, std::string* err) {
     quit_.store(false);
-    const uint64_t initial = generation_.load(std::memory_order_acquire);
+    spinNow_ = n <= usableCpus() ? spinMicros_ : 0;
+    const uint32_t initial = epochOf(state_.load(std::memory_order_acquire));
     try {
       workers_.reserve(static_cast<size_t>(std::max(0, n - 1)));
       for (int i = 1; i < n; i++) workers_.emplace_back([this, i, initial] { workerLoop(i, initial); });
@@ -159,16 +242,23 @@ class Pool {
   }
 
   std::vector<std::thread> workers_;
-  std::mutex apiMutex_, mutex_;
+  std::mutex apiMutex_;
+  std::mutex mutex_;  // sleeping workers
   std::condition_variable cv_;
-  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::mutex doneMutex_;  // the caller asleep in waitDone
+  std::condition_variable doneCv_;
+  std::atomic<bool> callerSleeping_{false};
   std::atomic<bool> quit_{false};
-  std::atomic<int64_t> next_{0};
-  std::atomic<int> pending_{0};
-  int activeHelpers_ = 0;
-  int64_t numTasks_ = 0;
+  std::atomic<uint64_t> state_{0};  // epoch << 32 | next unclaimed task
+  std::atomic<int64_t> numTasks_{0};
+  std::atomic<int64_t> done_{0};
+  uint32_t epoch_ = 0;  // written under apiMutex_ only
   const std::function<void(int64_t, int)>* job_ = nullptr;
   int spinMicros_ = 50;
+  // spinMicros_, or 0 while the pool has more threads than the CPUs it may run on: spinning
+  // threads then only take the cores from the ones with work. Written before workers start.
+  int spinNow_ = 50;
 };
 
 }  // namespace

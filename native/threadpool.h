@@ -8,7 +8,10 @@
 namespace inferjit {
 
 // fn(task, thread) is called once for every task in [0, numTasks); `thread` is in [0, numThreads())
-// and identifies per-thread scratch. Tasks are handed out dynamically (an atomic counter).
+// and identifies per-thread scratch. Tasks are handed out dynamically (an atomic counter) and the
+// call returns once every task is done: it never waits for a worker that claimed none, so a worker
+// descheduled by another process only slows the job by the task it holds. Split work into more
+// tasks than threads (about 4 per thread) so the others can take a missing worker's share.
 // Calls from inside a running job (nested parallelism) run serially on the calling thread.
 void parallelFor(int64_t numTasks, const std::function<void(int64_t task, int thread)>& fn);
 
