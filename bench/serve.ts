@@ -12,7 +12,7 @@
 // concurrency it reports aggregate generated tok/s (all tokens / wall time of the round), time to
 // first token p50/p99 and inter-token latency p50/p99, the ratios vs node-llama-cpp, the 1.1B
 // scaling (tok/s at 16 streams / 1 stream) and p99 ITL at 16 streams / 1 stream; final JSON line
-// {"bench":"serve", ...}. Models: the seeded GGUF files of bench/lib/llama-gguf.ts ('tiny' for smoke runs).
+// {"bench":"serve", ...}. Models: the seeded GGUF files of bench/lib/llm-models.ts ('tiny' for smoke runs).
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
 import * as os from 'node:os';
