@@ -96,9 +96,10 @@ for (const [family, spec, cls] of FAMILIES) {
 test('an unsupported architecture in a GGUF file names itself and every supported one', () => {
   const file = path.join(dir, 'rwkv.gguf');
   writeGguf(file, { metadata: { 'general.architecture': 'rwkv6', 'rwkv6.block_count': gguf.u32(1) }, tensors: [] });
-  for (const arch of ['llama', 'mistral', 'qwen2', 'gemma', 'phi3', 'gpt2']) assert.ok(supportedArchitectures().includes(arch), arch);
+  for (const arch of ['llama', 'mistral', 'mixtral', 'qwen2', 'gemma', 'phi3', 'gpt2']) assert.ok(supportedArchitectures().includes(arch), arch);
   assert.throws(() => loadCausalLM(file), (e: unknown) => e instanceof ModelConfigError && /"rwkv6" is not supported/.test(e.message)
-    && /gemma, gpt2, llama, mistral, phi3, qwen2/.test(e.message));
+    && e.message.includes(`supported: ${supportedArchitectures().join(', ')}`)
+    && /gemma, gpt2, llama, mistral, mixtral, phi3, qwen2/.test(e.message));
 });
 
 test('what a family does not cover is an error that says so', () => {
