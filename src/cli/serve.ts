@@ -2,6 +2,7 @@
 // (src/serve). Runs until SIGINT/SIGTERM, then stops taking requests and closes.
 import { ArgReader, UsageError } from './args.js';
 import { createServer } from '../serve/index.js';
+import { createGrpcServer } from '../serve/grpc.js';
 import { type EngineOptions } from '../llm/engine.js';
 import { type SchedulerOptions } from '../serve/scheduler.js';
 
@@ -17,6 +18,7 @@ options:
   --model PATH               the .gguf file to serve (required)
   --port N                   port to listen on (default 8000; 0 picks a free one)
   --host HOST                address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --grpc-port N              also serve gRPC (proto/inferjit.proto: Generate, GenerateStream, Tokenize) on this port
   --model-name NAME          the name clients send as "model" (default: the file's base name)
   --threads N                native thread pool size (default: physical cores)
   --cache-tokens N           positions the KV pool holds across all requests (default: context, at most 4096)
@@ -51,6 +53,8 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     const port = int('--port', 0) ?? 8000;
     if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
     const host = r.option('--host') ?? '127.0.0.1';
+    const grpcPort = int('--grpc-port', 0);
+    if (grpcPort !== undefined && grpcPort > 65535) throw new UsageError(`--grpc-port must be at most 65535, got ${grpcPort}`);
     const modelName = r.option('--model-name');
     // Absent options stay undefined: the engine and the scheduler apply their defaults.
     const engine: EngineOptions = {
@@ -64,16 +68,19 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     if (r.rest.length > 0) throw new UsageError(`unexpected arguments: ${r.rest.join(' ')}`);
 
     const server = createServer({ model, modelName, engine, scheduler });
-    close = () => server.close();
+    const rpc = grpcPort === undefined ? null : createGrpcServer(server);
+    // Both at once: closing the HTTP side aborts the sequences that in-flight gRPC calls wait on.
+    close = async () => { await Promise.all([rpc?.close(), server.close()]); };
     const address = await server.listen(port, host);
     io.out(`inferjit: listening on ${address} (loading ${model})`);
+    if (rpc) io.out(`inferjit: gRPC on ${host}:${await rpc.listen(grpcPort, host)}`);
     await server.ready;
     io.out(`inferjit: serving ${modelName ?? model.split(/[\\/]/).pop()} at ${address}/v1`);
     await (stop ?? new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());
     }));
-    await server.close();
+    await close();
     return 0;
   } catch (e) {
     if (e instanceof UsageError) { io.err(`inferjit serve: ${e.message}\n\n${SERVE_USAGE}`); return 2; }

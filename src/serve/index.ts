@@ -6,3 +6,4 @@ export { SequentialLlamaEngine, blocksFor, type ServeEngine, type StepChunk, typ
 export { loadServedModel, type ServedModel } from './model.js';
 export { ServeMetrics } from './metrics.js';
 export { ApiError } from './openai-schema.js';
+export { createGrpcServer, loadInferjitProto, PROTO_FILE, type InferjitGrpcServer } from './grpc.js';
