@@ -36,7 +36,7 @@ async function drained(): Promise<void> {
 }
 
 // A request that runs for most of the context (long enough to cancel or time out mid-way).
-const maxModelLen = (await (await fetch(`${url}/v1/models`)).json()).data[0].max_model_len as number;
+const maxModelLen = ((await (await fetch(`${url}/v1/models`)).json()) as any).data[0].max_model_len as number;
 const LONG = maxModelLen - 16;
 const request = { model: MODEL, prompt: 'the quick brown fox', max_tokens: 12, temperature: 0, ignore_eos: true };
 
