@@ -19,6 +19,10 @@ options:
   --port N                   port to listen on (default 8000; 0 picks a free one)
   --host HOST                address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --grpc-port N              also serve gRPC (proto/inferjit.proto: Generate, GenerateStream, Tokenize) on this port
+  --queue redis://HOST:PORT  pull requests through a Redis queue shared with other instances: accepted
+                             requests are queued, each instance runs them while it has free capacity
+  --queue-prefix P           Redis key prefix of the shared queue (default inferjit:<model name>)
+  --queue-liveness-ms N      an instance silent this long has its requests re-queued (default 10000)
   --model-name NAME          the name clients send as "model" (default: the file's base name)
   --threads N                native thread pool size (default: physical cores)
   --cache-tokens N           positions the KV pool holds across all requests (default: context, at most 4096)
@@ -55,6 +59,12 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     const host = r.option('--host') ?? '127.0.0.1';
     const grpcPort = int('--grpc-port', 0);
     if (grpcPort !== undefined && grpcPort > 65535) throw new UsageError(`--grpc-port must be at most 65535, got ${grpcPort}`);
+    const queueUrl = r.option('--queue');
+    if (queueUrl !== undefined && !/^rediss?:\/\//.test(queueUrl)) throw new UsageError(`--queue must be a redis:// URL, got "${queueUrl}"`);
+    const queuePrefix = r.option('--queue-prefix');
+    const livenessTtlMs = int('--queue-liveness-ms', 100);
+    if (queueUrl === undefined && (queuePrefix !== undefined || livenessTtlMs !== undefined)) throw new UsageError('--queue-prefix and --queue-liveness-ms need --queue');
+    const queue = queueUrl === undefined ? undefined : { url: queueUrl, prefix: queuePrefix, livenessTtlMs };
     const modelName = r.option('--model-name');
     // Absent options stay undefined: the engine and the scheduler apply their defaults.
     const engine: EngineOptions = {
@@ -67,7 +77,7 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     };
     if (r.rest.length > 0) throw new UsageError(`unexpected arguments: ${r.rest.join(' ')}`);
 
-    const server = createServer({ model, modelName, engine, scheduler });
+    const server = createServer({ model, modelName, engine, scheduler, queue });
     const rpc = grpcPort === undefined ? null : createGrpcServer(server);
     // Both at once: closing the HTTP side aborts the sequences that in-flight gRPC calls wait on.
     close = async () => { await Promise.all([rpc?.close(), server.close()]); };
