@@ -7,3 +7,4 @@ export { loadServedModel, type ServedModel } from './model.js';
 export { ServeMetrics } from './metrics.js';
 export { ApiError } from './openai-schema.js';
 export { createGrpcServer, loadInferjitProto, PROTO_FILE, type InferjitGrpcServer } from './grpc.js';
+export { RedisQueue, type QueueOptions, type RequestSink } from './queue.js';
