@@ -361,11 +361,12 @@ export class RedisQueue implements RequestSink {
     }
   }
 
-  private stop(h: Held): void {
+  /** Stops running a request: `forget` drops it from the held list (it is someone else's or cancelled); close() keeps it there to re-queue. */
+  private stop(h: Held, forget = true): void {
     if (h.stopped) return;
     h.stopped = true;
     this.scheduler.abort(h.seqId);
-    this.cmd.lrem(this.key('held', this.instanceId), 1, h.rid).catch(() => undefined);
+    if (forget) this.cmd.lrem(this.key('held', this.instanceId), 1, h.rid).catch(() => undefined);
   }
 
   /** Re-queues the requests of instances whose liveness key expired. */
@@ -388,7 +389,7 @@ export class RedisQueue implements RequestSink {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     this.wake?.();
-    for (const h of this.held.values()) this.stop(h);
+    for (const h of this.held.values()) this.stop(h, false);
     for (const id of [...this.outstanding.keys()]) this.abort(id);
     const heldList = this.key('held', this.instanceId);
     try {

@@ -59,8 +59,9 @@ test('two instances on one queue share a burst sent to one of them; output equal
     assert.equal(await metric(a.url, 'inferjit:queue_length'), 0);
     assert.equal(await metric(a.url, 'inferjit:queue_instances'), 2);
     assert.equal(await metric(a.url, 'inferjit:queue_outstanding'), 0);
-    // The worker's counters count what it ran: every generated token is counted once across the two.
-    assert.equal(await metric(a.url, 'vllm:generation_tokens_total') + await metric(b.url, 'vllm:generation_tokens_total'), 8 * 16);
+    // The accepting instance counts the tokens of its requests (wherever they ran), each once.
+    assert.equal(await metric(a.url, 'vllm:generation_tokens_total'), 8 * 16);
+    assert.equal(await metric(b.url, 'vllm:generation_tokens_total'), 0);
 
     // Streaming through the queue gives the same text, sent once.
     const s = await streamText(b.url, { model: MODEL, prompt: PROMPTS[0], max_tokens: 16, temperature: 0, ignore_eos: true });
@@ -120,6 +121,32 @@ test('a request held by an instance killed mid-way is re-queued, finished by ano
   } finally {
     victim.kill('SIGKILL');
     await (await (survivor as ReturnType<typeof startServer> | null))?.server.close();
+    await origin.server.close();
+  }
+});
+
+test('an instance that shuts down puts the requests it runs back on the queue; another finishes them', async () => {
+  const queue = { url: redis.url, prefix: 'close', livenessTtlMs: 2000 };
+  const origin = await startServer({ queue: { ...queue, pull: false } });
+  const leaving = await startServer({ queue });
+  let closing: Promise<void> | null = null;
+  let joining: ReturnType<typeof startServer> | null = null;
+  try {
+    const expected = await greedyText(PROMPTS[2], 300);
+    const got = await streamText(origin.url, { model: MODEL, prompt: PROMPTS[2], max_tokens: 300, temperature: 0, ignore_eos: true }, (n) => {
+      if (n !== 5) return;
+      closing = leaving.server.close();
+      joining = closing.then(() => startServer({ queue }));
+    });
+    assert.equal(got.text, expected, 'the whole answer, each token once');
+    assert.ok(closing, 'the instance left mid-request');
+    const j = await (joining as unknown as ReturnType<typeof startServer>);
+    assert.equal(await metric(j.url, 'inferjit:queue_pulled_total'), 1);
+    assert.equal(await metric(j.url, 'inferjit:queue_requeued_total') + await metric(origin.url, 'inferjit:queue_requeued_total'), 0, 'handed back, not reaped');
+    assert.ok(await metric(origin.url, 'inferjit:queue_replayed_events_total') >= 5);
+  } finally {
+    await closing;
+    await (await (joining as ReturnType<typeof startServer> | null))?.server.close();
     await origin.server.close();
   }
 });
