@@ -3,6 +3,7 @@
 import { ArgReader, UsageError } from './args.js';
 import { createServer } from '../serve/index.js';
 import { type ServeModelOptions } from '../serve/model.js';
+import { createGrpcServer } from '../serve/grpc.js';
 import { type SchedulerOptions } from '../serve/scheduler.js';
 
 export interface ServeIo { out(line: string): void; err(line: string): void }
@@ -17,6 +18,11 @@ options:
   --model PATH               the .gguf file to serve (required)
   --port N                   port to listen on (default 8000; 0 picks a free one)
   --host HOST                address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --grpc-port N              also serve gRPC (proto/inferjit.proto: Generate, GenerateStream, Tokenize) on this port
+  --queue redis://HOST:PORT  pull requests through a Redis queue shared with other instances: accepted
+                             requests are queued, each instance runs them while it has free capacity
+  --queue-prefix P           Redis key prefix of the shared queue (default inferjit:<model name>)
+  --queue-liveness-ms N      an instance silent this long has its requests re-queued (default 10000)
   --model-name NAME          the name clients send as "model" (default: the file's base name)
   --threads N                native thread pool size (default: physical cores)
   --cache-tokens N           positions the KV pool holds across all requests (default 16384)
@@ -54,6 +60,14 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     const port = int('--port', 0) ?? 8000;
     if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
     const host = r.option('--host') ?? '127.0.0.1';
+    const grpcPort = int('--grpc-port', 0);
+    if (grpcPort !== undefined && grpcPort > 65535) throw new UsageError(`--grpc-port must be at most 65535, got ${grpcPort}`);
+    const queueUrl = r.option('--queue');
+    if (queueUrl !== undefined && !/^rediss?:\/\//.test(queueUrl)) throw new UsageError(`--queue must be a redis:// URL, got "${queueUrl}"`);
+    const queuePrefix = r.option('--queue-prefix');
+    const livenessTtlMs = int('--queue-liveness-ms', 100);
+    if (queueUrl === undefined && (queuePrefix !== undefined || livenessTtlMs !== undefined)) throw new UsageError('--queue-prefix and --queue-liveness-ms need --queue');
+    const queue = queueUrl === undefined ? undefined : { url: queueUrl, prefix: queuePrefix, livenessTtlMs };
     const modelName = r.option('--model-name');
     // Absent options stay undefined: the engine and the scheduler apply their defaults.
     const engine: ServeModelOptions = {
@@ -67,17 +81,20 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     };
     if (r.rest.length > 0) throw new UsageError(`unexpected arguments: ${r.rest.join(' ')}`);
 
-    const server = createServer({ model, modelName, engine, scheduler });
-    close = () => server.close();
+    const server = createServer({ model, modelName, engine, scheduler, queue });
+    const rpc = grpcPort === undefined ? null : createGrpcServer(server);
+    // Both at once: closing the HTTP side aborts the sequences that in-flight gRPC calls wait on.
+    close = async () => { await Promise.all([rpc?.close(), server.close()]); };
     const address = await server.listen(port, host);
     io.out(`inferjit: listening on ${address} (loading ${model})`);
+    if (rpc) io.out(`inferjit: gRPC on ${host}:${await rpc.listen(grpcPort, host)}`);
     await server.ready;
     io.out(`inferjit: serving ${modelName ?? model.split(/[\\/]/).pop()} at ${address}/v1`);
     await (stop ?? new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());
     }));
-    await server.close();
+    await close();
     return 0;
   } catch (e) {
     if (e instanceof UsageError) { io.err(`inferjit serve: ${e.message}\n\n${SERVE_USAGE}`); return 2; }

@@ -6,3 +6,5 @@ export { PagedServeEngine, blocksFor, tokenLogprob, type ServeEngine, type StepC
 export { loadServedModel, DEFAULT_CACHE_TOKENS, type ServedModel, type ServeModelOptions } from './model.js';
 export { ServeMetrics } from './metrics.js';
 export { ApiError } from './openai-schema.js';
+export { createGrpcServer, loadInferjitProto, PROTO_FILE, type InferjitGrpcServer } from './grpc.js';
+export { RedisQueue, type QueueOptions, type RequestSink } from './queue.js';

@@ -9,6 +9,7 @@ import { Scheduler, QueueFullError, type SchedulerOptions, type FinishReason, ty
 import { ServeMetrics } from './metrics.js';
 import { loadServedModel, type ServedModel, type ServeModelOptions } from './model.js';
 import { type TokenLogprob } from './engine.js';
+import { RedisQueue, type QueueOptions, type RequestSink } from './queue.js';
 import { ApiError, completionBodySchema, chatBodySchema, tokenizeBodySchema, detokenizeBodySchema } from './openai-schema.js';
 
 export interface ChatMessage { role: string; content: string }
@@ -29,6 +30,8 @@ export interface ServerOptions {
   chatTemplate?: (messages: ChatMessage[]) => string;
   /** fastify's logger (default off). */
   logger?: boolean;
+  /** Request pulling across instances through Redis (src/serve/queue.ts); without it requests run here. */
+  queue?: QueueOptions;
 }
 
 export interface InferjitServer {
@@ -40,9 +43,12 @@ export interface InferjitServer {
   close(): Promise<void>;
   readonly scheduler: Scheduler | null;
   readonly metrics: ServeMetrics;
+  /** The shared queue, when `queue` was given. */
+  readonly queue: RedisQueue | null;
 }
 
-interface Loaded { model: ServedModel; scheduler: Scheduler }
+/** `sink` takes the requests: the scheduler, or the shared queue that feeds the schedulers of all instances. */
+interface Loaded { model: ServedModel; scheduler: Scheduler; sink: RequestSink; queue: RedisQueue | null }
 
 /** What the fields with alternatives accept, for validation messages. */
 const ALTERNATIVES: Record<string, string> = {
@@ -84,7 +90,8 @@ export function createServer(options: ServerOptions): InferjitServer {
       onPreempt: () => metrics.preemptions.inc(metrics.labels),
       onPrefixLookup: (queried, hit) => { metrics.prefixQueries.inc(metrics.labels, queried); metrics.prefixHits.inc(metrics.labels, hit); },
     });
-    loaded = { model, scheduler };
+    const queue = options.queue ? await RedisQueue.connect(options.queue, scheduler, model.name, metrics.registry) : null;
+    loaded = { model, scheduler, sink: queue ?? scheduler, queue };
   })();
   ready.catch((e) => { loadError = e as Error; });
 
@@ -177,11 +184,13 @@ export function createServer(options: ServerOptions): InferjitServer {
   return {
     app, ready, metrics,
     get scheduler() { return loaded?.scheduler ?? null; },
+    get queue() { return loaded?.queue ?? null; },
     async listen(port = 8000, host = '127.0.0.1') {
       address = await app.listen({ port, host });
       return address;
     },
     async close() {
+      await loaded?.queue?.close();
       await loaded?.scheduler.close();
       await app.close();
     },
@@ -358,7 +367,7 @@ async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest,
 
   let ids: number[];
   try {
-    ids = l.scheduler.submit(group);
+    ids = l.sink.submit(group);
   } catch (e) {
     if (e instanceof QueueFullError) {
       reply.header('retry-after', String(e.retryAfterSeconds));
@@ -368,7 +377,7 @@ async function runRequest(l: Loaded, metrics: ServeMetrics, req: FastifyRequest,
   }
   // A client that goes away (disconnect, abort) frees its sequences at the next step.
   let complete = false;
-  reply.raw.on('close', () => { if (!complete) for (const s of ids) l.scheduler.abort(s); });
+  reply.raw.on('close', () => { if (!complete) for (const s of ids) l.sink.abort(s); });
 
   const usage = () => {
     const completion = choices.reduce((s, c) => s + c.generated, 0);

@@ -1,0 +1,404 @@
+// Request pulling across instances through Redis (`inferjit serve --queue redis://host:port`).
+//
+// Every instance on one queue plays two parts:
+//   - origin: a request it accepts (HTTP or gRPC) is not run locally but pushed to the shared queue
+//     (a Redis list of request ids; the request itself is a hash). The client's connection stays
+//     here; the request's events (text pieces, the finish) come back on this instance's own Redis
+//     stream, `<prefix>:out:<instance>`, read in order with XREAD.
+//   - worker: it moves a request id from the queue to its own held list (BLMOVE, atomic) only while
+//     its scheduler has free capacity (a free running slot and nobody waiting), runs it in its local
+//     scheduler, and appends the events to the origin's stream.
+// Liveness: each instance refreshes `<prefix>:alive:<instance>` (a key with a TTL). Every instance
+// checks the others; one whose key expired has its held list moved back to the queue (one Lua script,
+// so two survivors cannot both re-queue it), and another worker runs those requests again.
+//
+// No duplicate or inconsistent output reaches a client, by three rules:
+//   1. fencing: taking a request increments its `attempt`; a worker appends an event only through a
+//      script that checks the attempt is still its own (and the request still running), so a worker
+//      that was declared dead but is still running is cut off at its next token, and it stops;
+//   2. replay: a re-queued request runs again from its prompt, and events are numbered; the origin
+//      delivers event k only once, and checks that a replayed event's token equals the one delivered;
+//   3. determinism: the origin gives every request a sampling seed when the client did not, so a replay
+//      draws the same tokens. If a replay still diverges (different batch numerics on another machine),
+//      the request fails with an error saying so, rather than splicing two different continuations.
+// Cancellation: the origin marks the request cancelled and removes it from the queue; the worker's
+// next append is refused and it aborts the sequence (KV blocks freed at its next step).
+import { Redis } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import { Gauge, Counter, type Registry } from 'prom-client';
+import { QueueFullError, type Scheduler, type SequenceEvents, type SequenceRequest, type FinishReason } from './scheduler.js';
+
+export interface QueueOptions {
+  /** redis://host:port[/db] */
+  url: string;
+  /** Key prefix; instances serving one model must share it (default `inferjit:<model name>`). */
+  prefix?: string;
+  /** This instance's id (default: random). */
+  instanceId?: string;
+  /** Liveness key TTL in ms (default 10000): an instance silent this long has its requests re-queued. */
+  livenessTtlMs?: number;
+  /** Whether this instance runs requests from the queue (default true; false: it only accepts and forwards). */
+  pull?: boolean;
+  /** Requests this instance may have in the queue or running elsewhere at once; more get 429 (default 1024). */
+  maxOutstanding?: number;
+}
+
+/** What the HTTP handlers submit to: the local Scheduler, or the queue (same shape). */
+export interface RequestSink {
+  submit(group: { req: SequenceRequest; events: SequenceEvents }[]): number[];
+  abort(id: number): void;
+}
+
+interface Payload {
+  promptIds: number[];
+  sampling: SequenceRequest['sampling'];
+  maxTokens: number;
+  stopTokens: number[];
+  stop: string[];
+  priority: number;
+}
+
+/** A request this instance accepted and forwarded (origin side). */
+interface Outstanding { rid: string; events: SequenceEvents; promptTokens: number; delivered: number; tokens: number[]; generated: number }
+/** A request this instance took from the queue and runs (worker side). */
+interface Held { rid: string; attempt: string; origin: string; seqId: number; next: number; stopped: boolean }
+
+// KEYS: meta, held list. ARGV: rid, alive-key prefix, this instance. Takes a request moved to our
+// held list: skips (and forgets) one that finished, was cancelled, or whose origin is gone.
+const CLAIM = `
+local st = redis.call('HGET', KEYS[1], 'state')
+local origin = redis.call('HGET', KEYS[1], 'origin')
+if (not st) or st == 'cancelled' or st == 'done' or redis.call('EXISTS', ARGV[2] .. origin) == 0 then
+  redis.call('LREM', KEYS[2], 1, ARGV[1])
+  if st and st ~= 'done' then redis.call('DEL', KEYS[1]) end
+  return false
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[3])
+return {tostring(attempt), redis.call('HGET', KEYS[1], 'payload'), origin}`;
+
+// KEYS: meta, origin's stream, held list, origin's alive key. ARGV: attempt, rid, final, field/value...
+// Appends one event if this attempt still owns the request and the origin lives; 0 tells the worker to stop.
+const EMIT = `
+if ARGV[3] == '1' then redis.call('LREM', KEYS[3], 1, ARGV[2]) end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running'
+  or redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ARGV, 4))
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'state', 'done') end
+return 1`;
+
+// KEYS: alive key, held list, queue, instance set, its stream. ARGV: instance id.
+// Re-queues a dead instance's requests (they run next) and forgets it; -1 if it is alive after all.
+const REAP = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'RIGHT') do n = n + 1 end
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('DEL', KEYS[5])
+return n`;
+
+type Scripted = Redis & {
+  claim(meta: string, held: string, rid: string, alivePrefix: string, me: string): Promise<[string, string, string] | null>;
+  appendEvent(meta: string, out: string, held: string, alive: string, attempt: string, rid: string, final: string, ...fields: string[]): Promise<number>;
+  reap(alive: string, held: string, queue: string, instances: string, out: string, id: string): Promise<number>;
+};
+
+function connect(url: string): Scripted {
+  // Commands wait (offline queue) while the connection is re-established; give up on one after 10 s.
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: false });
+  // Connection errors surface as failed commands, handled where they are sent; ioredis reconnects.
+  r.on('error', () => undefined);
+  r.defineCommand('claim', { numberOfKeys: 2, lua: CLAIM });
+  r.defineCommand('appendEvent', { numberOfKeys: 4, lua: EMIT });
+  r.defineCommand('reap', { numberOfKeys: 5, lua: REAP });
+  return r as Scripted;
+}
+
+/** The Redis queue for one instance: a RequestSink (origin side) and a puller feeding `scheduler` (worker side). */
+export class RedisQueue implements RequestSink {
+  readonly instanceId: string;
+  readonly prefix: string;
+  private readonly ttl: number;
+  private readonly maxOutstanding: number;
+  private readonly cmd: Scripted;
+  private readonly reader: Scripted;
+  private readonly blocker: Scripted;
+  private readonly outstanding = new Map<number, Outstanding>();
+  private readonly byRid = new Map<string, number>();
+  private readonly held = new Map<string, Held>();
+  private nextId = 1;
+  private closed = false;
+  private timers: NodeJS.Timeout[] = [];
+  private loops: Promise<void>[] = [];
+  private wake: (() => void) | null = null;
+  private readonly counters: { pushed: Counter; pulled: Counter; requeued: Counter; replayed: Counter };
+
+  private constructor(options: QueueOptions, private readonly scheduler: Scheduler, modelName: string, registry?: Registry) {
+    this.instanceId = options.instanceId ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.prefix = options.prefix ?? `inferjit:${modelName}`;
+    this.ttl = options.livenessTtlMs ?? 10000;
+    if (!Number.isInteger(this.ttl) || this.ttl < 100) throw new RangeError(`queue: livenessTtlMs must be an integer >= 100, got ${options.livenessTtlMs}`);
+    this.maxOutstanding = options.maxOutstanding ?? 1024;
+    this.cmd = connect(options.url);
+    this.reader = connect(options.url);
+    this.blocker = connect(options.url);
+    const registers = registry ? [registry] : [];
+    const self = this;
+    this.counters = {
+      pushed: new Counter({ name: 'inferjit:queue_pushed_total', help: 'Requests this instance accepted and pushed to the shared queue.', registers }),
+      pulled: new Counter({ name: 'inferjit:queue_pulled_total', help: 'Requests this instance took from the shared queue and ran.', registers }),
+      requeued: new Counter({ name: 'inferjit:queue_requeued_total', help: 'Requests this instance put back on the queue because the instance running them died.', registers }),
+      replayed: new Counter({ name: 'inferjit:queue_replayed_events_total', help: 'Events of re-run requests already delivered to the client (checked, not sent again).', registers }),
+    };
+    new Gauge({
+      name: 'inferjit:queue_length', help: 'Requests waiting in the shared queue.', registers,
+      async collect() { this.set(self.closed ? 0 : await self.cmd.llen(self.key('queue')).catch(() => 0)); },
+    });
+    new Gauge({ name: 'inferjit:queue_held', help: 'Queue requests this instance is running.', registers, collect() { this.set(self.held.size); } });
+    new Gauge({ name: 'inferjit:queue_outstanding', help: 'Requests this instance accepted that are queued or running (here or elsewhere).', registers, collect() { this.set(self.outstanding.size); } });
+    new Gauge({
+      name: 'inferjit:queue_instances', help: 'Instances on the shared queue.', registers,
+      async collect() { this.set(self.closed ? 0 : await self.cmd.scard(self.key('instances')).catch(() => 0)); },
+    });
+  }
+
+  /** Connects, announces this instance and starts its loops. */
+  static async connect(options: QueueOptions, scheduler: Scheduler, modelName: string, registry?: Registry): Promise<RedisQueue> {
+    const q = new RedisQueue(options, scheduler, modelName, registry);
+    try {
+      await Promise.all([q.cmd.connect(), q.reader.connect(), q.blocker.connect()]);
+    } catch (e) {
+      q.cmd.disconnect(); q.reader.disconnect(); q.blocker.disconnect();
+      throw new Error(`queue: cannot connect to ${options.url}: ${(e as Error).message}`);
+    }
+    await q.heartbeat();
+    await q.cmd.sadd(q.key('instances'), q.instanceId);
+    q.timers.push(setInterval(() => { q.heartbeat().catch(() => undefined); }, Math.max(50, Math.floor(q.ttl / 3))));
+    q.timers.push(setInterval(() => { q.reapDead().catch(() => undefined); }, Math.max(50, Math.floor(q.ttl / 2))));
+    q.loops.push(q.readLoop());
+    if (options.pull ?? true) q.loops.push(q.pullLoop());
+    return q;
+  }
+
+  private key(...parts: string[]): string { return [this.prefix, ...parts].join(':'); }
+
+  private heartbeat(): Promise<unknown> { return this.cmd.set(this.key('alive', this.instanceId), '1', 'PX', this.ttl); }
+
+  // ---- origin side ----
+
+  submit(group: { req: SequenceRequest; events: SequenceEvents }[]): number[] {
+    if (this.closed) throw new QueueFullError('the server is shutting down', 5);
+    if (this.outstanding.size + group.length > this.maxOutstanding) {
+      throw new QueueFullError(`this instance has ${this.outstanding.size} requests in the shared queue or running, at most ${this.maxOutstanding}; retry later`, 1);
+    }
+    const ids: number[] = [];
+    for (const { req, events } of group) {
+      const id = this.nextId++;
+      const rid = `${this.instanceId}:${id}`;
+      // A seed makes a re-run after a worker died draw the same tokens (see the header).
+      const sampling = { ...req.sampling, seed: req.sampling.seed ?? randomBytes(4).readUInt32LE() };
+      const payload: Payload = {
+        promptIds: [...req.promptIds], sampling, maxTokens: req.maxTokens, stopTokens: [...req.stopTokens], stop: [...req.stop], priority: req.priority ?? 0,
+      };
+      this.outstanding.set(id, { rid, events, promptTokens: req.promptIds.length, delivered: 0, tokens: [], generated: 0 });
+      this.byRid.set(rid, id);
+      this.cmd.multi()
+        .hset(this.key('req', rid), 'origin', this.instanceId, 'payload', JSON.stringify(payload), 'attempt', '0', 'state', 'queued')
+        .lpush(this.key('queue'), rid)
+        .exec()
+        .then(() => this.counters.pushed.inc(), (e) => this.fail(id, new Error(`the shared queue is unreachable: ${(e as Error).message}`)));
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  abort(id: number): void {
+    const o = this.outstanding.get(id);
+    if (!o) return;
+    this.finishLocal(id, 'abort');
+    // Whoever runs it stops at its next token (its append is refused); still queued, it is removed.
+    this.cmd.multi().hset(this.key('req', o.rid), 'state', 'cancelled').lrem(this.key('queue'), 1, o.rid).exec().catch(() => undefined);
+  }
+
+  private finishLocal(id: number, reason: FinishReason, error?: Error): void {
+    const o = this.outstanding.get(id);
+    if (!o) return;
+    this.outstanding.delete(id);
+    this.byRid.delete(o.rid);
+    try { o.events.onFinish(reason, { promptTokens: o.promptTokens, generatedTokens: o.generated, error }); } catch { /* the listener's problem */ }
+  }
+
+  private fail(id: number, error: Error): void {
+    const o = this.outstanding.get(id);
+    if (!o) return;
+    this.finishLocal(id, 'error', error);
+    this.cmd.hset(this.key('req', o.rid), 'state', 'cancelled').catch(() => undefined);
+  }
+
+  /** Reads this instance's event stream and hands each event to its request, once, in order. */
+  private async readLoop(): Promise<void> {
+    const stream = this.key('out', this.instanceId);
+    // This instance's id is new, so its stream holds only events for its requests: read from the start.
+    let last = '0-0';
+    while (!this.closed) {
+      let res: [string, [string, string[]][]][] | null;
+      try {
+        res = await this.reader.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', stream, last) as typeof res;
+      } catch {
+        if (this.closed) return;
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      if (!res) continue;
+      for (const [entryId, flat] of res[0][1]) {
+        last = entryId;
+        const f: Record<string, string> = {};
+        for (let i = 0; i < flat.length; i += 2) f[flat[i]] = flat[i + 1];
+        this.onEvent(f);
+      }
+      this.cmd.xtrim(stream, 'MINID', last).catch(() => undefined);
+    }
+  }
+
+  private onEvent(f: Record<string, string>): void {
+    const id = this.byRid.get(f.rid);
+    if (id === undefined) return;
+    const o = this.outstanding.get(id)!;
+    const k = Number(f.k), token = Number(f.token ?? -1);
+    if (k < o.delivered) {
+      // A re-run's event already delivered: it must be the same token, or the two runs diverged.
+      this.counters.replayed.inc();
+      if (f.type === 't' && token >= 0 && o.tokens[k] !== token) {
+        this.fail(id, new Error(`the request was re-run after the instance running it died, and the re-run diverged at event ${k} (token ${token}, ${o.tokens[k]} was already sent); retry the request`));
+      }
+      return;
+    }
+    if (k > o.delivered) return; // cannot happen: events of one attempt are appended in order, from 0
+    o.delivered++;
+    o.tokens.push(token);
+    if (f.type === 't') {
+      if (token >= 0) o.generated++;
+      o.events.onText(f.text, token);
+      return;
+    }
+    this.cmd.del(this.key('req', f.rid)).catch(() => undefined);
+    o.generated = Number(f.generated);
+    this.finishLocal(id, f.reason as FinishReason, f.error ? new Error(f.error) : undefined);
+  }
+
+  // ---- worker side ----
+
+  /** Free capacity of the local scheduler: pull only what it would admit at once. */
+  private hasCapacity(): boolean {
+    const s = this.scheduler;
+    // A pulled request waits in the scheduler until its next step admits it: numWaiting covers it.
+    return s.numWaiting === 0 && s.numRunning < s.maxRunning;
+  }
+
+  private async pullLoop(): Promise<void> {
+    const queue = this.key('queue');
+    const heldList = this.key('held', this.instanceId);
+    while (!this.closed) {
+      if (!this.hasCapacity()) {
+        // Wait for one of ours to finish (or a short while: local capacity can free otherwise).
+        await new Promise<void>((r) => { this.wake = r; setTimeout(r, 50); });
+        this.wake = null;
+        continue;
+      }
+      let rid: string | null;
+      try {
+        rid = await this.blocker.blmove(queue, heldList, 'RIGHT', 'LEFT', 1);
+      } catch {
+        if (this.closed) return;
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      if (!rid || this.closed) continue;
+      try {
+        const claimed = await this.cmd.claim(this.key('req', rid), heldList, rid, this.key('alive', ''), this.instanceId);
+        if (!claimed) continue;
+        this.run(rid, claimed[0], JSON.parse(claimed[1]) as Payload, claimed[2]);
+      } catch { /* Redis went away: the request stays in our held list; a survivor re-queues it if we die */ }
+      // Let the scheduler admit it before looking at the capacity again.
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  private run(rid: string, attempt: string, p: Payload, origin: string): void {
+    this.counters.pulled.inc();
+    const h: Held = { rid, attempt, origin, seqId: -1, next: 0, stopped: false };
+    const keys = [this.key('req', rid), this.key('out', origin), this.key('held', this.instanceId), this.key('alive', origin)] as const;
+    const send = (final: boolean, fields: Record<string, string | number>) => {
+      if (h.stopped) return;
+      const flat = Object.entries(fields).flatMap(([k, v]) => [k, String(v)]);
+      this.cmd.appendEvent(...keys, attempt, rid, final ? '1' : '0', 'rid', rid, 'k', String(h.next++), ...flat).then((ok) => {
+        // Cancelled, taken over by another worker, or the origin died: stop working on it.
+        if (ok === 0 && !final) this.stop(h);
+      }, () => undefined);
+    };
+    const req: SequenceRequest = {
+      promptIds: p.promptIds, sampling: p.sampling, maxTokens: p.maxTokens, stopTokens: new Set(p.stopTokens), stop: p.stop, priority: p.priority,
+    };
+    this.held.set(rid, h);
+    try {
+      [h.seqId] = this.scheduler.submit([{
+        req,
+        events: {
+          onText: (text, token) => send(false, { type: 't', text, token }),
+          onFinish: (reason, info) => {
+            this.held.delete(rid);
+            this.wake?.();
+            // Aborted here (closing, or stopped above): the request is someone else's now, say nothing.
+            if (reason === 'abort') return;
+            send(true, { type: 'f', reason, generated: info.generatedTokens, ...(info.error ? { error: info.error.message } : {}) });
+          },
+        },
+      }]);
+    } catch {
+      // The scheduler refused it (closing): put it back for another instance.
+      this.held.delete(rid);
+      this.cmd.multi().lrem(this.key('held', this.instanceId), 1, rid).rpush(this.key('queue'), rid).exec().catch(() => undefined);
+    }
+  }
+
+  /** Stops running a request: `forget` drops it from the held list (it is someone else's or cancelled); close() keeps it there to re-queue. */
+  private stop(h: Held, forget = true): void {
+    if (h.stopped) return;
+    h.stopped = true;
+    this.scheduler.abort(h.seqId);
+    if (forget) this.cmd.lrem(this.key('held', this.instanceId), 1, h.rid).catch(() => undefined);
+  }
+
+  /** Re-queues the requests of instances whose liveness key expired. */
+  private async reapDead(): Promise<void> {
+    if (this.closed) return;
+    const ids = await this.cmd.smembers(this.key('instances'));
+    for (const id of ids) {
+      if (id === this.instanceId) continue;
+      const n = await this.cmd.reap(this.key('alive', id), this.key('held', id), this.key('queue'), this.key('instances'), this.key('out', id), id);
+      if (n > 0) this.counters.requeued.inc(n);
+    }
+  }
+
+  /**
+   * Leaves the queue: requests accepted here end as aborted (their clients are going away with this
+   * server); requests running here go back to the queue for the other instances.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.wake?.();
+    for (const h of this.held.values()) this.stop(h, false);
+    for (const id of [...this.outstanding.keys()]) this.abort(id);
+    const heldList = this.key('held', this.instanceId);
+    try {
+      while (await this.cmd.lmove(heldList, this.key('queue'), 'RIGHT', 'RIGHT')) { /* move them all */ }
+      await this.cmd.multi().del(this.key('alive', this.instanceId)).srem(this.key('instances'), this.instanceId).del(this.key('out', this.instanceId)).exec();
+    } catch { /* Redis is gone: the others re-queue our requests when our liveness key expires */ }
+    this.blocker.disconnect();
+    this.reader.disconnect();
+    await Promise.allSettled(this.loops);
+    await this.cmd.quit().catch(() => undefined);
+  }
+}
