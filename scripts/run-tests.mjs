@@ -17,7 +17,8 @@ if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ')}`);
   process.exit(1);
 }
+// A test that hangs fails after 10 minutes (named in the report) instead of stalling CI.
 // The suite verifies the IR after every graph pass (the library does so only when asked).
 const env = { ...process.env, INFERJIT_VERIFY_IR: process.env.INFERJIT_VERIFY_IR ?? '1' };
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], { stdio: 'inherit', env });
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-timeout=600000', '--test-reporter=spec', ...files], { stdio: 'inherit', env });
 process.exit(r.status ?? 1);
