@@ -117,9 +117,13 @@ class Pool {
     // Publish the job: everything a worker reads after a successful claim is written before the
     // release store of the new epoch (the claim's compare-and-swap acquires it).
     job_ = &fn;
-    numTasks_.store(numTasks, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
     const uint32_t epoch = ++epoch_;
+    // The task count is published together with its epoch (before the state word moves on): a
+    // worker still claiming for the previous job must never pair that job's epoch with this job's
+    // count, or it would claim a task past the old job's end (a bad index into a destroyed job, and
+    // a done count that never matches: the crash and the hang this replaced).
+    jobInfo_.store((static_cast<uint64_t>(epoch) << 32) | static_cast<uint64_t>(numTasks), std::memory_order_seq_cst);
     state_.store(static_cast<uint64_t>(epoch) << 32, std::memory_order_seq_cst);
     // Wake-ups fan out: the caller wakes two sleepers and every woken worker two more while tasks
     // are left, so a small job wakes few threads and an oversubscribed pool no thundering herd.
@@ -136,10 +140,14 @@ class Pool {
     uint64_t s = state_.load(std::memory_order_acquire);
     for (;;) {
       if (epochOf(s) != epoch) return false;
-      const int64_t n = numTasks_.load(std::memory_order_relaxed);
+      // The count of job `epoch` itself; once the next job is being published this reads its
+      // epoch and the claim fails (job `epoch` has then no unclaimed task left anyway).
+      const uint64_t info = jobInfo_.load(std::memory_order_seq_cst);
+      if (epochOf(info) != epoch) return false;
+      const int64_t n = static_cast<int64_t>(info & kIndexMask);
       const int64_t idx = static_cast<int64_t>(s & kIndexMask);
       if (idx >= n) return false;
-      // Success means the word still held this epoch, so `n` is this job's task count.
+      // Success means the word still held this epoch (and `n` was read for that same epoch).
       if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
         *task = idx;
         *total = n;
@@ -207,7 +215,7 @@ class Pool {
       if (quit_.load()) return;
       const uint64_t word = state_.load(std::memory_order_acquire);
       seen = epochOf(word);
-      if (static_cast<int64_t>(word & kIndexMask) + 1 < numTasks_.load(std::memory_order_relaxed)) wake(kWakeFanout);
+      if (static_cast<int64_t>(word & kIndexMask) + 1 < static_cast<int64_t>(jobInfo_.load(std::memory_order_relaxed) & kIndexMask)) wake(kWakeFanout);
       tInsideJob = true;
       drain(seen, index);  // a late or superfluous worker finds nothing to claim and goes back
       tInsideJob = false;
@@ -251,7 +259,7 @@ class Pool {
   std::atomic<bool> callerSleeping_{false};
   std::atomic<bool> quit_{false};
   std::atomic<uint64_t> state_{0};  // epoch << 32 | next unclaimed task
-  std::atomic<int64_t> numTasks_{0};
+  std::atomic<uint64_t> jobInfo_{0};  // epoch << 32 | task count of that job
   std::atomic<int64_t> done_{0};
   uint32_t epoch_ = 0;  // written under apiMutex_ only
   const std::function<void(int64_t, int)>* job_ = nullptr;
