@@ -14,13 +14,23 @@ export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'bf16', 'int8',
 export type PrecisionFallback = 'error' | 'fp32';
 export const PRECISION_FALLBACKS: readonly PrecisionFallback[] = ['error', 'fp32'];
 
+/** How one call of an Executable may treat its outputs. */
+export interface RunOptions {
+  /**
+   * The caller is done with the outputs of its previous call that passed this flag: the backend
+   * may write this call's outputs into the same buffers instead of allocating (a decode loop then
+   * allocates nothing per step, and the GC has no logits to collect). A backend may ignore it.
+   */
+  reuseOutputs?: boolean;
+}
+
 /** A compiled graph ready to run: flat tensor inputs in graph-input order -> graph outputs. */
 export interface Executable {
   readonly backend: string;
-  run(inputs: Tensor[]): Tensor[];
+  run(inputs: Tensor[], options?: RunOptions): Tensor[];
   /** The same computation off the JS thread where the backend can (native plans); otherwise it
    *  runs synchronously and resolves. */
-  runAsync?(inputs: Tensor[]): Promise<Tensor[]>;
+  runAsync?(inputs: Tensor[], options?: RunOptions): Promise<Tensor[]>;
   /** One line saying how the graph runs (e.g. native plan vs interpreter, and why). */
   describe?(): string;
   /** Reduced-precision weights packed in this process and loaded from the disk cache (cpu plans). */

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { Tensor } from '../tensor/tensor.js';
 import { inferenceJit } from '../jit/index.js';
 import type { JitOptions, InputSpec } from '../jit/options.js';
+import type { RunOptions } from '../backends/backend.js';
 
 /** One step's tokens and attention metadata (all int32). */
 export interface StepInputs {
@@ -77,9 +78,19 @@ export class EngineCapacityError extends Error {
   constructor(message: string) { super(message); this.name = 'EngineCapacityError'; }
 }
 
+const REUSE_OUTPUTS: RunOptions = { reuseOutputs: true };
+
 export const pow2 = (n: number): number => { let p = 1; while (p < n) p *= 2; return p; };
 
-type Compiled = { compiledEntries(): { executable: { runAsync?(inputs: Tensor[]): Promise<Tensor[]>; describe?(): string } }[] };
+type Compiled = { compiledEntries(): { executable: { runAsync?(inputs: Tensor[], options?: RunOptions): Promise<Tensor[]>; describe?(): string } }[] };
+
+/** One (tokens, sequences) bucket's step inputs, refilled in place every step. */
+interface Bucket {
+  step: StepInputs;
+  /** The compiled step's flat inputs: the metadata tensors, then the K and V pools. */
+  flat: Tensor[];
+  label: string;
+}
 
 export class PagedStepRunner {
   readonly blockSize: number;
@@ -109,7 +120,7 @@ export class PagedStepRunner {
   /** Cached pages no sequence uses, least recently used first (Map keeps insertion order). */
   private readonly idle = new Map<number, true>();
   /** Step input tensors per (tokens, sequences) bucket, reused (see metadata()). */
-  private readonly buffers = new Map<number, StepInputs>();
+  private readonly buffers = new Map<number, Bucket>();
   private stepping = false;
 
   constructor(readonly model: StepDecoder, options: PagedRunnerOptions = {}, owner = 'PagedStepRunner') {
@@ -252,7 +263,8 @@ export class PagedStepRunner {
   /**
    * Runs one step over the entries (each must have reserved its pages): writes their K/V, advances
    * each `seq.cached` by its `n`, and returns the logits of each entry's last token
-   * ([entries, vocab], row i for entry i).
+   * ([entries, vocab], row i for entry i). The compiled step writes them into buffers kept per
+   * bucket: the array is valid until the next step (read or copy it before stepping again).
    */
   async step(batch: readonly StepEntry[]): Promise<Float32Array> {
     const t0 = performance.now();
@@ -267,7 +279,8 @@ export class PagedStepRunner {
       real += n;
     }
     const T = pow2(real), S = pow2(batch.length);
-    const step = this.metadata(T, S);
+    const bucket = this.metadata(T, S);
+    const step = bucket.step;
     const ids = step.ids.data as Int32Array, positions = step.positions.data as Int32Array, slots = step.slots.data as Int32Array;
     const tables = step.blockTables.data as Int32Array, lens = step.seqLens.data as Int32Array;
     const starts = step.queryStart.data as Int32Array, last = step.lastIndex.data as Int32Array;
@@ -297,12 +310,12 @@ export class PagedStepRunner {
     this.stepping = true;
     let logits: Tensor;
     try {
-      logits = await this.runStep(step);
+      logits = await this.runStep(bucket);
     } finally {
       this.stepping = false;
     }
     const t2 = performance.now();
-    this.stats.steps++; this.stats.tokens += real; this.stats.paddedTokens += T - real; this.stats.buckets.add(`T=${T},S=${S}`);
+    this.stats.steps++; this.stats.tokens += real; this.stats.paddedTokens += T - real; this.stats.buckets.add(bucket.label);
     for (const { seq, n, tokens } of batch) {
       seq.cached += n;
       if (this.prefixCaching) this.registerFull(seq, tokens);
@@ -315,25 +328,30 @@ export class PagedStepRunner {
    * The step's input tensors for a (tokens, sequences) bucket, allocated once per bucket and
    * refilled in place every step (steps never overlap: step() awaits its run before the next).
    */
-  private metadata(T: number, S: number): StepInputs {
+  private metadata(T: number, S: number): Bucket {
     const key = T * 65536 + S;
     let m = this.buffers.get(key);
     if (!m) {
       const i32 = (shape: number[]) => Tensor.empty('i32', shape);
-      m = { ids: i32([T]), positions: i32([T]), slots: i32([T]), blockTables: i32([S, this.maxBlocks]), seqLens: i32([S]), queryStart: i32([S + 1]), lastIndex: i32([S]) };
+      const step = { ids: i32([T]), positions: i32([T]), slots: i32([T]), blockTables: i32([S, this.maxBlocks]), seqLens: i32([S]), queryStart: i32([S + 1]), lastIndex: i32([S]) };
+      const flat = [step.ids, step.positions, step.slots, step.blockTables, step.seqLens, step.queryStart, step.lastIndex, ...this.kPools, ...this.vPools];
+      m = { step, flat, label: `T=${T},S=${S}` };
       this.buffers.set(key, m);
     }
     return m;
   }
 
-  /** Runs the step: off the JS thread through the plan's async path once compiled, else synchronously. */
-  private async runStep(step: StepInputs): Promise<Tensor> {
+  /**
+   * Runs the step: off the JS thread through the plan's async path once compiled, else
+   * synchronously. The plan writes the logits into its kept output buffers (reuseOutputs): the
+   * caller has consumed the previous step's logits before it steps again (see step()).
+   */
+  private async runStep(bucket: Bucket): Promise<Tensor> {
     const entry = this.compiled?.compiledEntries()[0];
     if (entry?.executable.runAsync) {
-      const inputs = [step.ids, step.positions, step.slots, step.blockTables, step.seqLens, step.queryStart, step.lastIndex, ...this.kPools, ...this.vPools];
       this.stats.asyncSteps++;
-      return (await entry.executable.runAsync(inputs))[0];
+      return (await entry.executable.runAsync(bucket.flat, REUSE_OUTPUTS))[0];
     }
-    return this.run(step, this.kPools, this.vPools);
+    return this.run(bucket.step, this.kPools, this.vPools);
   }
 }

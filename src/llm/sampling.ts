@@ -85,11 +85,14 @@ export class Sampler {
     const o = this.options;
     const penalty = o.repetitionPenalty ?? 1;
     const presence = o.presencePenalty ?? 0, frequency = o.frequencyPenalty ?? 0;
+    const penalized = (penalty !== 1 || presence !== 0 || frequency !== 0) && history.length > 0;
+    // Plain greedy reads the logits once (a decode step samples every sequence's row of [seqs, vocab]).
+    if ((o.temperature ?? 0) === 0 && this.bias.length === 0 && !penalized) return greedyPick(logits);
     checkLogits(logits);
     let scores: Float32Array = logits;
     const copy = () => { if (scores === logits) scores = Float32Array.from(logits); };
     for (const [t, b] of this.bias) if (t < scores.length) { copy(); scores[t] += b; }
-    if ((penalty !== 1 || presence !== 0 || frequency !== 0) && history.length > 0) {
+    if (penalized) {
       copy();
       const start = o.repetitionWindow !== undefined ? Math.max(0, history.length - o.repetitionWindow) : 0;
       const counts = new Map<number, number>();
@@ -149,6 +152,23 @@ function checkLogits(logits: ArrayLike<number>): void {
       throw new NonFiniteLogitsError(`the logits hold NaN (${count} of ${logits.length} values, the first at token id ${i})`);
     }
   }
+}
+
+/**
+ * Greedy choice in one pass, what sample() picks at temperature 0 without bias or penalties: the
+ * first +Infinity if any (it is the first maximum), else the argmax; NaN logits and all -Infinity
+ * are refused with the same errors.
+ */
+function greedyPick(x: Float32Array): number {
+  if (x.length === 0) checkLogits(x);
+  let best = 0, top = x[0];
+  if (top !== top) checkLogits(x); // NaN: throws, naming the count and the first id
+  for (let i = 1; i < x.length; i++) {
+    const v = x[i];
+    if (v > top) { top = v; best = i; } else if (v !== v) checkLogits(x);
+  }
+  if (top === -Infinity) throw new NonFiniteLogitsError('every token has a score of -Infinity (after logit bias and penalties), so none can be chosen');
+  return best;
 }
 
 /** Index of the largest value (the first one on ties, as llama.cpp's greedy sampler). */

@@ -58,3 +58,24 @@ test('helpers and option validation', () => {
   assert.throws(() => new Sampler({ topP: 0 }), /topP must be in \(0, 1\], got 0/);
   assert.throws(() => new Sampler({ temperature: -1 }), /temperature must be >= 0/);
 });
+
+test('one-pass greedy == the full sampling path (ties, ±Infinity, NaN, sizes 1..70)', () => {
+  // A zero logit bias changes no score but routes sample() through the general path (copy, NaN
+  // check, +Infinity scan, argmax); plain greedy reads the logits once. Both must agree exactly.
+  const full = new Sampler({ temperature: 0, logitBias: { 0: 0 } }), fast = new Sampler({ temperature: 0 });
+  let seed = 12345;
+  const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32; };
+  const outcome = (s: Sampler, x: Float32Array) => { try { return s.sample(x); } catch (e) { return `${(e as Error).name}: ${(e as Error).message}`; } };
+  for (let trial = 0; trial < 400; trial++) {
+    const n = 1 + (trial % 70);
+    // few distinct values, so ties are common
+    const x = Float32Array.from({ length: n }, () => Math.floor(rnd() * 6) - 3);
+    const special = trial % 5;
+    if (special === 1) x[Math.floor(rnd() * n)] = Infinity;
+    if (special === 2) x[Math.floor(rnd() * n)] = NaN;
+    if (special === 3) x.fill(-Infinity);
+    if (special === 4) { x[Math.floor(rnd() * n)] = Infinity; x[Math.floor(rnd() * n)] = NaN; }
+    assert.deepEqual(outcome(fast, x), outcome(full, x), `trial ${trial}: [${[...x].join(', ')}]`);
+  }
+  assert.match(String(outcome(fast, new Float32Array(0))), /the logits are empty/);
+});

@@ -227,6 +227,32 @@ test('runAsync equals run, and concurrent async runs are serialized', { skip }, 
   assert.ok(ticked);
 });
 
+test('reuseOutputs: one buffer per plan, same values as fresh outputs; shape changes bind again', { skip }, async () => {
+  const W = rnd([32, 32], 0.2);
+  const fn = (x: Tensor) => [ops.linear(x, W).silu(), x.mul(2).sum([1])];
+  const c = compile(fn, [rnd([4, 32])], { W }, { spec: [{ shape: ['n', 32] }] });
+  const reuse = { reuseOutputs: true };
+  const x4 = rnd([4, 32]), x4b = rnd([4, 32]), x7 = rnd([7, 32]);
+  const a = await c.exe.runAsync([x4], reuse);
+  assert.deepEqual(a[0].data, c.exe.run([x4])[0].data, 'kept buffers hold the same values as fresh ones');
+  const aData = Float32Array.from(a[0].data as Float32Array);
+  const b = await c.exe.runAsync([x4b], reuse);
+  assert.equal(b[0].data, a[0].data, 'the second call wrote into the first call\'s buffer');
+  assert.deepEqual(b[0].data, c.exe.run([x4b])[0].data, 'and holds the second call\'s values');
+  assert.notDeepEqual(b[0].data, aData);
+  // another shape: its own plan and buffers (a different binding than the cached one), then back
+  const s7 = c.exe.run([x7], reuse);
+  assert.notEqual(s7[0].data, a[0].data);
+  assert.deepEqual(s7[1].data, c.exe.run([x7])[1].data);
+  assert.equal(c.exe.run([x4], reuse)[0].data, a[0].data, 'back to the first shape: its buffer again');
+  // without the flag every call gets fresh outputs
+  assert.notEqual(c.exe.run([x4])[0].data, c.exe.run([x4])[0].data);
+  // a bad input after a cached binding is still checked
+  assert.throws(() => c.exe.run([rnd([4, 31])], reuse), /dim 1 must be 32/);
+  assert.throws(() => c.exe.run([fromArray([1, 2], [2], 'i32')], reuse), /dtype i32/);
+  assert.equal(c.exe.plansBuilt, 2);
+});
+
 test('arena: liveness reuse beats one buffer per value', { skip }, () => {
   const Ws = [0, 1, 2, 3, 4, 5, 6, 7].map(() => rnd([64, 64], 0.1));
   const fn = (x: Tensor) => { let h = x; for (const W of Ws) h = ops.linear(h, W).gelu().add(h); return h.sum([1]); };
