@@ -8,6 +8,8 @@
 // and the differences: engine − native is the overhead asked for; engine − async is the engine's
 // JavaScript; async − sync is the thread hop and promise; sync − native is prepare/collect
 // (binding the shapes, the plan lookup, output tensors) and the N-API call.
+// It also counts the garbage collections during the engine's decode (count and ms per 100 steps,
+// independent of how loaded the machine is): a decode step should allocate next to nothing.
 //   npx tsx bench/step-overhead.ts [--model tiny|110m] [--type Q4_0] [--steps 200] [--rounds 3] [--profile]
 // --profile: a CPU profile of the main thread during the engine's decode loop (node:inspector);
 // prints the functions with the most self time (the native plan runs on a libuv thread, so the
@@ -15,6 +17,7 @@
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Session } from 'node:inspector/promises';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { ensureModel, promptIds, MODELS, FILE_TYPES, type ModelName, type FileType } from './lib/llm-models.js';
 
 const { values: args } = parseArgs({
@@ -45,8 +48,8 @@ const greedy = { temperature: 0 };
 await engine.generate(promptIds(8, V, 1), { ...greedy, maxTokens: 4 }); // compile and lower the buckets
 
 interface Exe {
-  runAsync(inputs: T[]): Promise<T[]>;
-  run(inputs: T[]): T[];
+  runAsync(inputs: T[], options?: { reuseOutputs?: boolean }): Promise<T[]>;
+  run(inputs: T[], options?: { reuseOutputs?: boolean }): T[];
   profile(reset?: boolean): { runs: number; byKernel: Record<string, number> } | null;
   describe(): string;
 }
@@ -55,19 +58,32 @@ if (!exe) throw new Error(`the step is not compiled: ${engine.describe()}`);
 // capture the inputs of the latest step (the engine calls runAsync on this executable)
 let captured: T[] | null = null;
 const original = exe.runAsync.bind(exe);
-exe.runAsync = (inputs) => { captured = inputs; return original(inputs); };
+exe.runAsync = (inputs, options) => { captured = inputs; return original(inputs, options); };
+// the engine's runner lets the plan write its kept output buffers; the plan-alone timings do the same
+const reuse = { reuseOutputs: true };
 
 /** The decode window of the latest engineDecode on the monotonic clock (µs), as V8's profiler stamps samples. */
 const window = { from: 0, to: 0 };
 const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 
+/** Garbage collections seen during the decode windows of engineDecode (all rounds). */
+const gcSeen = { count: 0, ms: 0, steps: 0 };
+let inDecode = false;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if (inDecode) { gcSeen.count++; gcSeen.ms += e.duration; }
+}).observe({ entryTypes: ['gc'] });
+
 /** µs per generated token of one sequence, from its second token (decode steps only). */
 async function engineDecode(): Promise<number> {
   let second = 0, count = 0;
   await engine.generate(promptIds(8, V, 2), { ...greedy, maxTokens: steps + 1 }, () => {
-    if (++count === 2) { second = performance.now(); window.from = monoUs(); }
+    if (++count === 2) { second = performance.now(); window.from = monoUs(); inDecode = true; }
   });
+  inDecode = false;
   window.to = monoUs();
+  // gc entries are delivered asynchronously: let the ones of the window arrive
+  await new Promise((r) => setImmediate(r));
+  gcSeen.steps += steps - 1;
   return ((performance.now() - second) / (steps - 1)) * 1000;
 }
 
@@ -108,10 +124,10 @@ for (let r = 0; r < rounds; r++) {
   // the last step was a decode step (T = 1): rerunning it writes the same K/V row again
   if (inputs[0].shape[0] !== 1) throw new Error(`captured a step of ${inputs[0].shape[0]} tokens, expected a decode step`);
   exe.profile(true);
-  best.async = keepBest(best.async, await phase(steps, async () => { for (let i = 0; i < steps; i++) await original(inputs); }));
+  best.async = keepBest(best.async, await phase(steps, async () => { for (let i = 0; i < steps; i++) await original(inputs, reuse); }));
   const prof = exe.profile(false);
   if (prof && prof.runs > 0) best.native = Math.min(best.native, (Object.values(prof.byKernel).reduce((a, b) => a + b, 0) / prof.runs) * 1000);
-  best.sync = keepBest(best.sync, await phase(steps, () => { for (let i = 0; i < steps; i++) exe.run(inputs); }));
+  best.sync = keepBest(best.sync, await phase(steps, () => { for (let i = 0; i < steps; i++) exe.run(inputs, reuse); }));
 }
 
 const f = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '-');
@@ -129,6 +145,8 @@ console.log(`| **overhead: engine − native** | **${f(best.engine.wallUs - best
 console.log(`| engine JavaScript: engine − runAsync | ${f(best.engine.wallUs - best.async.wallUs)} |`);
 console.log(`| thread hop + promise: runAsync − run | ${f(best.async.wallUs - best.sync.wallUs)} |`);
 console.log(`| prepare/collect + N-API: run − native | ${f(best.sync.wallUs - best.native)} |`);
+const gcPer100 = (100 * gcSeen.count) / gcSeen.steps, gcMsPer100 = (100 * gcSeen.ms) / gcSeen.steps;
+console.log(`\ngarbage collections during the engine's decode: ${gcPer100.toFixed(2)} per 100 steps, ${gcMsPer100.toFixed(2)} ms per 100 steps`);
 
 let top: { fn: string; selfUs: number; share: number }[] = [];
 if (args.profile) {
@@ -178,5 +196,6 @@ console.log(JSON.stringify({
   engine_us: r1(best.engine), run_async_us: r1(best.async), run_sync_us: r1(best.sync), native_us: +f(best.native),
   overhead_us: +f(best.engine.wallUs - best.native), engine_js_us: +f(best.engine.wallUs - best.async.wallUs),
   thread_hop_us: +f(best.async.wallUs - best.sync.wallUs), prepare_collect_us: +f(best.sync.wallUs - best.native),
+  gc_per_100_steps: +gcPer100.toFixed(2), gc_ms_per_100_steps: +gcMsPer100.toFixed(2),
   ...(args.profile ? { profile_top: top } : {}),
 }));
