@@ -81,23 +81,8 @@ inline const float* cacheRow(const PagedKv& kv, const void* base, int64_t pos, i
   return tmp;
 }
 
-// Partial attention of G query heads (q, consecutive rows of headDim) over keys [j0, j1):
-// m[g] = max score, l[g] = Σ exp(score − m), o[g] = Σ exp(score − m)·v (unnormalized).
-void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int64_t j0, int64_t j1, float scale,
-                 float* m, float* l, float* o, float softcap = 0.0f) {
-  const int64_t hd = kv.headDim, n = j1 - j0;
-  Scratch& sc = tScratch;
-  if (static_cast<int64_t>(sc.s.size()) < G * n) sc.s.resize(G * n);
-  if (static_cast<int64_t>(sc.row.size()) < hd) sc.row.resize(hd);
-  float* s = sc.s.data();
-  for (int64_t j = 0; j < n; j++) {
-    const float* kr = cacheRow(kv, kv.k, j0 + j, kvh, sc.row.data());
-    for (int64_t g = 0; g < G; g++) s[g * n + j] = dotF(q + g * hd, kr, hd) * scale;
-  }
-  if (softcap > 0.0f) {
-    const float inv = 1.0f / softcap;
-    for (int64_t i = 0; i < G * n; i++) s[i] = softcap * std::tanh(s[i] * inv);
-  }
+// Softmax partials of G score rows s[g·n + j] in place: m[g] = max, l[g] = Σ exp(s − m), s = exp(s − m).
+void softmaxPartials(float* s, int64_t G, int64_t n, float* m, float* l) {
   for (int64_t g = 0; g < G; g++) {
     float* sg = s + g * n;
     float mx = -std::numeric_limits<float>::infinity();
@@ -118,6 +103,168 @@ void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int6
     m[g] = mx;
     l[g] = total;
   }
+}
+
+#if defined(IJ_AVX512)
+// Decode attention over a key range, blocked for AVX-512 (head dims that are multiples of 16, up
+// to 128: NV vectors per row). The general loop below converts every f16 row into a buffer, takes
+// one horizontal sum per (key, head) and divides to find each row's page; this one walks the
+// pages (one table read per page), scores 16 keys at a time into 16 accumulators reduced together
+// (sum16), converts f16 K rows in registers (once into an L1 tile when several query heads share
+// them), and keeps the outputs of up to 4 query heads in registers across the V pass.
+
+// Lane j of the result = Σ of v[j]'s 16 lanes.
+inline __m512 sum16(__m512 v[16]) {
+  __m512 w[8], u[4];
+  for (int i = 0; i < 8; i++) w[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; i++) {
+    const __m512d c = _mm512_castps_pd(w[2 * i]), d = _mm512_castps_pd(w[2 * i + 1]);
+    u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(c, d)), _mm512_castpd_ps(_mm512_unpackhi_pd(c, d)));
+  }
+  const __m512 e = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x44), _mm512_shuffle_f32x4(u[0], u[1], 0xEE));
+  const __m512 f = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x44), _mm512_shuffle_f32x4(u[2], u[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(e, f, 0x88), _mm512_shuffle_f32x4(e, f, 0xDD));
+}
+
+// Element offsets of consecutive positions of one kv head, page by page (no division per row).
+struct RowWalker {
+  const PagedKv& kv;
+  int64_t kvh, page, off;
+  RowWalker(const PagedKv& pk, int64_t head, int64_t pos) : kv(pk), kvh(head), page(pos / pk.blockSize), off(pos % pk.blockSize) {}
+  int64_t next() {
+    const int64_t at = ((static_cast<int64_t>(kv.table[page]) * kv.nKv + kvh) * kv.blockSize + off) * kv.headDim;
+    if (++off == kv.blockSize) { off = 0; page++; }
+    return at;
+  }
+};
+
+template <bool F16>
+inline __m512 loadRow(const void* base, int64_t at) {
+  if constexpr (F16) return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + at)));
+  else return _mm512_loadu_ps(static_cast<const float*>(base) + at);
+}
+
+// Scores of query row qs (scaled, NV vectors) against cnt <= 16 key rows at base + at[jj] into dst.
+template <int NV, bool F16>
+inline void score16(const float* qs, const void* base, const int64_t* at, int cnt, float* dst) {
+  __m512 qv[NV];
+  for (int d = 0; d < NV; d++) qv[d] = _mm512_loadu_ps(qs + 16 * d);
+  __m512 acc[16];
+  for (int jj = 0; jj < 16; jj++) {
+    __m512 a = _mm512_setzero_ps();
+    if (jj < cnt)
+      for (int d = 0; d < NV; d++) a = _mm512_fmadd_ps(qv[d], loadRow<F16>(base, at[jj] + 16 * d), a);
+    acc[jj] = a;
+  }
+  _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << cnt) - 1u), sum16(acc));
+}
+
+// o[g] = Σ_j p[g·ldp + j]·V[j0 + j] for GB query heads (rows of 16·NV floats), kept in registers.
+template <int NV, bool F16, int GB>
+void accumulateV(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const float* p, int64_t ldp, float* o) {
+  __m512 acc[GB][NV];
+  for (int g = 0; g < GB; g++)
+    for (int d = 0; d < NV; d++) acc[g][d] = _mm512_setzero_ps();
+  RowWalker vw(kv, kvh, j0);
+  for (int64_t j = 0; j < n; j++) {
+    const int64_t a = vw.next();
+    __m512 vr[NV];
+    for (int d = 0; d < NV; d++) vr[d] = loadRow<F16>(kv.v, a + 16 * d);
+    for (int g = 0; g < GB; g++) {
+      const __m512 w = _mm512_set1_ps(p[g * ldp + j]);
+      for (int d = 0; d < NV; d++) acc[g][d] = _mm512_fmadd_ps(w, vr[d], acc[g][d]);
+    }
+  }
+  for (int g = 0; g < GB; g++)
+    for (int d = 0; d < NV; d++) _mm512_storeu_ps(o + g * 16 * NV + 16 * d, acc[g][d]);
+}
+
+template <int NV, bool F16>
+void attendRangeBlocked(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int64_t j0, int64_t j1, float scale,
+                        float* m, float* l, float* o) {
+  constexpr int64_t hd = 16 * NV;
+  const int64_t n = j1 - j0;
+  Scratch& sc = tScratch;
+  float* s = sized(sc.s, G * n);
+  // scaled queries, then (f16 pools with several query heads) a 16-row f32 tile of K
+  float* qs = sized(sc.row, G * hd + (F16 && G > 1 ? 16 * hd : 0));
+  float* tile = qs + G * hd;
+  const __m512 sv = _mm512_set1_ps(scale);
+  for (int64_t i = 0; i < G * hd; i += 16) _mm512_storeu_ps(qs + i, _mm512_mul_ps(_mm512_loadu_ps(q + i), sv));
+  RowWalker kw(kv, kvh, j0);
+  int64_t at[16];
+  for (int64_t c = 0; c < n; c += 16) {
+    const int cnt = static_cast<int>(std::min<int64_t>(16, n - c));
+    for (int jj = 0; jj < cnt; jj++) at[jj] = kw.next();
+    if (F16 && G > 1) {
+      for (int jj = 0; jj < cnt; jj++) {
+        for (int d = 0; d < NV; d++) _mm512_storeu_ps(tile + jj * hd + 16 * d, loadRow<true>(kv.k, at[jj] + 16 * d));
+        at[jj] = jj * hd;
+      }
+      for (int64_t g = 0; g < G; g++) score16<NV, false>(qs + g * hd, tile, at, cnt, s + g * n + c);
+    } else {
+      for (int64_t g = 0; g < G; g++) score16<NV, F16>(qs + g * hd, kv.k, at, cnt, s + g * n + c);
+    }
+  }
+  softmaxPartials(s, G, n, m, l);
+  // V pass in groups of up to 4 query heads whose outputs stay in registers (≤ 16 accumulators):
+  // each V row is loaded (converted) once per group
+  constexpr int64_t kGroup = NV <= 4 ? 4 : NV == 5 ? 3 : 2;  // at most 16 accumulators
+  for (int64_t g0 = 0; g0 < G; g0 += kGroup) {
+    switch (std::min<int64_t>(kGroup, G - g0)) {
+      case 1: accumulateV<NV, F16, 1>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      case 2: accumulateV<NV, F16, 2>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      case 3: accumulateV<NV, F16, 3>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      default: accumulateV<NV, F16, 4>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+    }
+  }
+}
+
+// The blocked kernel for this head dim and pool type, or nullptr (then the general loop runs).
+using AttendFn = void (*)(const PagedKv&, int64_t, const float*, int64_t, int64_t, int64_t, float, float*, float*, float*);
+template <int NV>
+AttendFn blockedFor(bool f16) { return f16 ? &attendRangeBlocked<NV, true> : &attendRangeBlocked<NV, false>; }
+AttendFn blockedAttend(int64_t hd, bool f16) {
+  switch (hd) {
+    case 16: return blockedFor<1>(f16);
+    case 32: return blockedFor<2>(f16);
+    case 48: return blockedFor<3>(f16);
+    case 64: return blockedFor<4>(f16);
+    case 80: return blockedFor<5>(f16);
+    case 96: return blockedFor<6>(f16);
+    case 112: return blockedFor<7>(f16);
+    case 128: return blockedFor<8>(f16);
+    default: return nullptr;
+  }
+}
+#endif
+
+// Partial attention of G query heads (q, consecutive rows of headDim) over keys [j0, j1):
+// m[g] = max score, l[g] = Σ exp(score − m), o[g] = Σ exp(score − m)·v (unnormalized).
+void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int64_t j0, int64_t j1, float scale,
+                 float* m, float* l, float* o, float softcap = 0.0f) {
+  const int64_t hd = kv.headDim, n = j1 - j0;
+#if defined(IJ_AVX512)
+  if (softcap <= 0.0f) {
+    if (AttendFn fn = blockedAttend(hd, kv.f16)) {
+      fn(kv, kvh, q, G, j0, j1, scale, m, l, o);
+      return;
+    }
+  }
+#endif
+  Scratch& sc = tScratch;
+  if (static_cast<int64_t>(sc.s.size()) < G * n) sc.s.resize(G * n);
+  if (static_cast<int64_t>(sc.row.size()) < hd) sc.row.resize(hd);
+  float* s = sc.s.data();
+  for (int64_t j = 0; j < n; j++) {
+    const float* kr = cacheRow(kv, kv.k, j0 + j, kvh, sc.row.data());
+    for (int64_t g = 0; g < G; g++) s[g * n + j] = dotF(q + g * hd, kr, hd) * scale;
+  }
+  if (softcap > 0.0f) {
+    const float inv = 1.0f / softcap;
+    for (int64_t i = 0; i < G * n; i++) s[i] = softcap * std::tanh(s[i] * inv);
+  }
+  softmaxPartials(s, G, n, m, l);
   std::fill(o, o + G * hd, 0.0f);
   for (int64_t j = 0; j < n; j++) {
     const float* vr = cacheRow(kv, kv.v, j0 + j, kvh, sc.row.data());

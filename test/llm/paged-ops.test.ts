@@ -64,6 +64,14 @@ const cases: Case[] = [
   { name: 'long contexts, decode (flash-decoding split)', H: 8, Hkv: 2, D: 64, BS: 16, seqs: [{ L: 700, n: 1 }, { L: 333, n: 2 }], pad: 1 },
   { name: 'f16 pools, mixed prefill + decode', H: 4, Hkv: 2, D: 20, BS: 8, seqs: [{ L: 30, n: 9 }, { L: 65, n: 1 }], pad: 2, f16: true },
   { name: 'f16 pools, window and soft-cap', H: 2, Hkv: 1, D: 33, BS: 4, seqs: [{ L: 19, n: 4 }], f16: true, opts: { window: 5, softcap: 10 } },
+  // decode on the blocked AVX-512 kernel (head dims of 16..128): 16-key chunks that end mid-page
+  // and ranges that start mid-page (window), one query head per kv head (output in registers) and
+  // several (f16 rows converted once into a tile), f16 and f32 pools
+  { name: 'decode, f16 pools, D 64, one head per kv head', H: 4, Hkv: 4, D: 64, BS: 16, seqs: [{ L: 1, n: 1 }, { L: 17, n: 1 }, { L: 130, n: 1 }, { L: 16, n: 1 }], f16: true },
+  { name: 'decode, f16 pools, D 128, GQA 4, pages of 5', H: 8, Hkv: 2, D: 128, BS: 5, seqs: [{ L: 7, n: 1 }, { L: 333, n: 1 }, { L: 41, n: 1 }], pad: 1, f16: true },
+  { name: 'decode, f32 pools, D 48, GQA 3, window', H: 6, Hkv: 2, D: 48, BS: 8, seqs: [{ L: 50, n: 1 }, { L: 3, n: 1 }], opts: { window: 21 } },
+  { name: 'decode, f32 pools, D 16, pages of 3', H: 2, Hkv: 1, D: 16, BS: 3, seqs: [{ L: 31, n: 1 }, { L: 2, n: 1 }] },
+  { name: 'decode, f16 pools, D 32, long context split over threads', H: 2, Hkv: 2, D: 32, BS: 16, seqs: [{ L: 1000, n: 1 }], f16: true },
 ];
 
 for (const c of cases) {
