@@ -13,8 +13,9 @@
 // Kernel families, fixed by the build's target (-march, like the rest of native/quant): AVX-512 with
 // VNNI (vpdpbusd / vpdpwssd), AVX-512 without (vpmaddubsw + vpmaddwd: |q·x| pair sums fit int16 since
 // q ≤ 63, |x| ≤ 127), AVX2 (the same on two 8-row halves), and a scalar loop over the same layout.
-// A tile is RM activation rows × one 16-row group over all of K: decode (M < 16) runs RM ≤ 3 and
-// streams each weight byte once; prefill runs tiles of 4 rows against a group whose bytes stay in L1.
+// A tile is RM activation rows × one 16-row group over all of K: decode (M ≤ 3) streams each weight
+// byte once; larger M runs tiles of 8 rows (then 4, then the rest) against a group whose bytes stay in
+// L1/L2 (8 rows measured 1.2× the GMAC/s of 4 on Zen 4).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -380,11 +381,15 @@ void kTile(const uint8_t* base, int64_t nsbK, const BlockQ8K* xk, int64_t ldx, f
 }
 #endif
 
-// All M rows × one group. Prefill tiles of 4 rows: a group's super-blocks (≤ 40 KiB for K ≤ 2304
-// in Q4) stay in L1/L2 while the activation tiles pass.
+// All M rows × one group: a group's super-blocks (37 KiB for K = 4096 in Q4) stay in L1/L2 while the
+// activation tiles pass.
+#ifndef IJ_KQ_RM
+#define IJ_KQ_RM 8
+#endif
 template <int F>
 void kGroup(const uint8_t* base, int64_t nsbK, int64_t M, const BlockQ8K* xk, float* y, int64_t ldy, int valid) {
   int64_t m = 0;
+  for (; m + IJ_KQ_RM <= M; m += IJ_KQ_RM) kTile<F, IJ_KQ_RM>(base, nsbK, xk + m * nsbK, nsbK, y + m * ldy, ldy, valid);
   for (; m + 4 <= M; m += 4) kTile<F, 4>(base, nsbK, xk + m * nsbK, nsbK, y + m * ldy, ldy, valid);
   switch (M - m) {
     case 1: kTile<F, 1>(base, nsbK, xk + m * nsbK, nsbK, y + m * ldy, ldy, valid); break;
