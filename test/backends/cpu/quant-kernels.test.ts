@@ -103,6 +103,7 @@ interface KquantAddon {
 test('K-quant integer-dot kernels: packed == GGUF layout == row alone, within the int8 bound of the reference', { skip: nativeSkip }, async () => {
   const { addon } = await import('../../../src/backends/cpu/addon.js');
   const a = addon as unknown as KquantAddon;
+  assert.ok(['avx512-vnni', 'avx512', 'avx2', 'scalar'].includes(a.kquantIsa ?? ''), `kquantIsa: ${a.kquantIsa}`);
   const run = (code: number, bytes: Uint8Array, N: number, K: number, x: Float32Array, M: number): Float32Array => {
     const y = new Float32Array(M * N);
     a.quantMatmul([code, bytes, null, N, K, 32], x, M, y);
