@@ -474,6 +474,15 @@ void quantizeRowQ8K(const float* x, int64_t K, BlockQ8K* out) {
     const float amax = mx.max();
     const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     o.d = d;
+#if defined(IJ_AVX512)
+    // cvtps_epi32 rounds to nearest even, as nearbyint below
+    const __m512 vid = _mm512_set1_ps(id);
+    for (int s = 0; s < 16; s++) {
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * s), vid));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q + 16 * s), _mm512_cvtsepi32_epi8(q));
+      o.bs16[s] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+#else
     for (int s = 0; s < 16; s++) {
       int sum = 0;
       for (int t = 0; t < 16; t++) {
@@ -484,6 +493,7 @@ void quantizeRowQ8K(const float* x, int64_t K, BlockQ8K* out) {
       }
       o.bs16[s] = static_cast<int16_t>(sum);
     }
+#endif
     for (int s = 0; s < 8; s++) o.bs32[s] = static_cast<int16_t>(o.bs16[2 * s] + o.bs16[2 * s + 1]);
   }
 }
