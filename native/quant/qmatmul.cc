@@ -101,6 +101,7 @@ size_t weightDataBytes(int format, int64_t N, int64_t K) {
     case kWQ8_0X16: return ((n + kPackRows - 1) / kPackRows) * kPackRows * (k / kQK) * 34;
     case kWQ4_0X16: return ((n + kPackRows - 1) / kPackRows) * kPackRows * (k / kQK) * 18;
     case kWQ4_K: case kWQ5_K: case kWQ6_K: return n * (k / kQKK) * kquantBlockBytes(format);
+    case kWQ4_KX16: case kWQ5_KX16: case kWQ6_KX16: return kquantPackedBytes(format, N, K);
     default: return 0;
   }
 }
@@ -238,6 +239,9 @@ void dequantRow(const WeightRef& w, int64_t r, float* out) {
 int packedFormatOf(int format) {
   if (format == kWQ8_0) return kWQ8_0X16;
   if (format == kWQ4_0) return kWQ4_0X16;
+  if (format == kWQ4_K) return kWQ4_KX16;
+  if (format == kWQ5_K) return kWQ5_KX16;
+  if (format == kWQ6_K) return kWQ6_KX16;
   return -1;
 }
 
@@ -250,6 +254,10 @@ bool packedKernelsFast() {
 }
 
 void packWeight(const WeightRef& src, uint8_t* dst) {
+  if (isKQuant(src.format)) {
+    packWeightK(src, dst);
+    return;
+  }
   const int64_t N = src.N, nb = src.K / kQK, groups = (N + kPackRows - 1) / kPackRows;
   const bool q8 = src.format == kWQ8_0;
   const int64_t S = q8 ? 544 : 288, srcBlock = q8 ? 34 : 18;
@@ -864,7 +872,9 @@ void matmulRange(const WeightRef& w, int64_t M, const float* x, const BlockQ8* x
     case kWI4: rangeImpl<kWI4>(w, M, x, xq, y, ldy, n0, n1); break;
     case kWQ8_0X16: packedRange<kWQ8_0X16>(w, M, xq, y, ldy, n0, n1); break;
     case kWQ4_0X16: packedRange<kWQ4_0X16>(w, M, xq, y, ldy, n0, n1); break;
-    case kWQ4_K: case kWQ5_K: case kWQ6_K: kquantRange(w, M, x, y, ldy, n0, n1); break;
+    case kWQ4_K: case kWQ5_K: case kWQ6_K: case kWQ4_KX16: case kWQ5_KX16: case kWQ6_KX16:
+      kquantRange(w, M, x, y, ldy, n0, n1);
+      break;
   }
 }
 
@@ -923,23 +933,11 @@ inline void transpose16(__m512 r[16]) {
 #endif
 
 // Weight rows [n0, n0+kDNR) as dst[k·kDNR + j] (fp32, zero past N).
-thread_local std::vector<float> tKRows;
 
 template <int F>
 void packWPanel(const WeightRef& w, int64_t n0, float* dst) {
   const int64_t K = w.K;
   const int rows = static_cast<int>(std::min<int64_t>(kDNR, w.N - n0));
-  if constexpr (F == kWQ4_K || F == kWQ5_K || F == kWQ6_K) {
-    // K-quants: dequantize the panel's rows (super-block by super-block), then transpose
-    std::vector<float>& tmp = tKRows;
-    if (tmp.size() < static_cast<size_t>(K * kDNR)) tmp.resize(static_cast<size_t>(K * kDNR));
-    for (int j = 0; j < rows; j++) dequantRowK(w, n0 + j, tmp.data() + j * K);
-    for (int64_t k = 0; k < K; k++) {
-      for (int j = 0; j < rows; j++) dst[k * kDNR + j] = tmp[j * K + k];
-      for (int j = rows; j < kDNR; j++) dst[k * kDNR + j] = 0.0f;
-    }
-    return;
-  }
   int64_t k = 0;
 #if defined(IJ_AVX512)
   if (rows == kDNR) {
@@ -1036,9 +1034,6 @@ void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float*
     switch (w.format) {
       case kWF32: denseGemmTask<kWF32>(w, M, xpd, n0, ys[i]); break;
       case kWF16: denseGemmTask<kWF16>(w, M, xpd, n0, ys[i]); break;
-      case kWQ4_K: denseGemmTask<kWQ4_K>(w, M, xpd, n0, ys[i]); break;
-      case kWQ5_K: denseGemmTask<kWQ5_K>(w, M, xpd, n0, ys[i]); break;
-      case kWQ6_K: denseGemmTask<kWQ6_K>(w, M, xpd, n0, ys[i]); break;
       default: denseGemmTask<kWBF16>(w, M, xpd, n0, ys[i]); break;
     }
   });
@@ -1046,13 +1041,26 @@ void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float*
 
 }  // namespace
 
+thread_local std::vector<BlockQ8K> tMatmulXk;
+
 void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys) {
-  // K-quant weights take the fp32 GEMM for prefill too: each task dequantizes one panel of rows
-  bool allDense = x != nullptr;
-  for (int i = 0; i < count; i++) allDense = allDense && (!ws[i].quantized() || isKQuant(ws[i].format)) && ws[i].K == ws[0].K;
+  bool allDense = x != nullptr, anyK = false;
+  for (int i = 0; i < count; i++) {
+    allDense = allDense && !ws[i].quantized() && ws[i].K == ws[0].K;
+    anyK = anyK || isKQuant(ws[i].format);
+  }
   if (allDense && M >= kDenseGemmMinRows) {
     denseGemm(ws, count, M, x, ys);
     return;
+  }
+  // K-quant weights read x quantized once per call into int8 super-blocks (BlockQ8K)
+  const BlockQ8K* xk = nullptr;
+  if (anyK && x) {
+    std::vector<BlockQ8K>& buf = tMatmulXk;
+    const int64_t nsb = ws[0].K / kQKK;
+    if (buf.size() < static_cast<size_t>(M * nsb)) buf.resize(static_cast<size_t>(M * nsb));
+    quantizeRowsQ8K(x, M, ws[0].K, buf.data());
+    xk = buf.data();
   }
   // Tasks: (weight, block of output rows, block of input rows). Small row blocks keep a task's
   // weight slice in L2 while its input rows stream past; decode (M = 1) gets many small tasks so
@@ -1070,6 +1078,10 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
     const int64_t n0 = nBlock * nc, n1 = std::min(w.N, n0 + nc);
     const int64_t m0 = mBlock * mc, m1 = std::min(M, m0 + mc);
     const int64_t nb = w.K / kQK;
+    if (xk && isKQuant(w.format)) {
+      kquantRangeQ(w, m1 - m0, xk + m0 * (w.K / kQKK), ys[i] + m0 * w.N, w.N, n0, n1);
+      return;
+    }
     matmulRange(w, m1 - m0, x ? x + m0 * w.K : nullptr, xq ? xq + m0 * nb : nullptr, ys[i] + m0 * w.N, w.N, n0, n1);
   });
 }

@@ -31,7 +31,20 @@
 //         w = d·scales[j]·(q − 32), q 6 bits; per half h (128 values): value 128h+32i+l (i < 4, l < 32)
 //         takes its low 4 bits from ql[64h + l + 32(i&1)] (low nibble for i < 2, high for i >= 2) and
 //         its top 2 bits from qh[32h+l] bits 2i..2i+1; its scale is scales[8h + l/16 + 2i].
-//         The K-quant kernels take fp32 activations (x), not BlockQ8 rows.
+//   Q4_KX16 / Q5_KX16 / Q6_KX16  the K-quant super-blocks of 16 consecutive rows re-laid for integer dots
+//         (packWeight; kquants.cc). Every weight is w = d_r·sc_j·q − f·dm_r·m_j with q unsigned (Q4: 0..15,
+//         Q5: 0..31, Q6: 0..63 = stored q + 32), sub-blocks j of 32 values (Q4/Q5, 8 per super-block) or
+//         16 (Q6, 16 per super-block; m_j = sc_j and f = 32 there, else f = 1). Rows are padded to a multiple
+//         of 16 (padded rows: all zero). Group g, super-block b at byte (g·K/256 + b)·S:
+//           +0   f16 d[16]      +32  f16 dm[16]  (bit copies of the GGUF d / dmin; Q6: dm = d)
+//           +64  int8 sc pairs: pair p (sub-blocks 2p, 2p+1) at +32p, bytes 2r / 2r+1 = row r's sc_2p / sc_2p+1
+//           +192 (Q4/Q5) uint8 m pairs, same order (128 bytes)
+//           +320 quants. Q4 (S = 2368): per sub-block j 256 bytes, 4 chunks i of 64, byte 4r+t: low nibble =
+//                q of value 32j+4i+t, high nibble = value 32j+16+4i+t. Q5/Q6 (S = 4416): 64 chunks c of 64
+//                bytes, byte 4r+t = q of value 4c+t.
+//         so one vpdpbusd serves 16 rows × 4 values against a broadcast group of 4 activation bytes.
+// K-quant activations (BlockQ8K), per 256 inputs: { float d; int16 bs16[16]; int16 bs32[8]; int8 q[256] },
+// d = max|x|/127, bs16/bs32 = Σq per 16 / 32 values (the min terms: Σ_j m_j·Σq_j).
 // Activation blocks (BlockQ8): { float d; int32 s; int8 q[32] } per 32 inputs, d = max|x|/127,
 // s = Σq (llama.cpp's block_q8_1 with an fp32 scale and an integer sum: the packed kernels multiply
 // unsigned weights w+o by signed activations and subtract o·s).
@@ -43,13 +56,13 @@ namespace inferjit {
 
 enum WeightFormat : int {
   kWF32 = 0, kWF16 = 1, kWBF16 = 2, kWQ8_0 = 3, kWQ4_0 = 4, kWI8 = 5, kWI4 = 6, kWQ8_0X16 = 7, kWQ4_0X16 = 8,
-  kWQ4_K = 9, kWQ5_K = 10, kWQ6_K = 11
+  kWQ4_K = 9, kWQ5_K = 10, kWQ6_K = 11, kWQ4_KX16 = 12, kWQ5_KX16 = 13, kWQ6_KX16 = 14
 };
-constexpr int kWLastFormat = kWQ6_K;
+constexpr int kWLastFormat = kWQ6_KX16;
 constexpr int kQK = 32;
 constexpr int kQKK = 256;  // K-quant super-block
 constexpr int kPackRows = 16;  // rows interleaved by the X16 formats
-inline bool isPacked(int format) { return format == kWQ8_0X16 || format == kWQ4_0X16; }
+inline bool isPacked(int format) { return format == kWQ8_0X16 || format == kWQ4_0X16 || format >= kWQ4_KX16; }
 
 struct WeightRef {
   int format = kWF32;
@@ -64,6 +77,13 @@ struct BlockQ8 {
   float d;
   int32_t s;
   int8_t q[kQK];
+};
+
+struct BlockQ8K {
+  float d;
+  int16_t bs16[16];
+  int16_t bs32[8];
+  int8_t q[kQKK];
 };
 
 // Bytes of `data` and floats of `scales` a weight of this format and shape needs.
@@ -97,12 +117,24 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
 // Row r of W as fp32 (embedding lookup).
 void dequantRow(const WeightRef& w, int64_t r, float* out);
 
-// K-quants (kquants.cc): bytes per 256-value super-block (0 for other formats), row r as fp32,
-// and rows [n0, n1) of y[m][n] = Σ_k x[m][k]·W[n][k] from fp32 x (single-threaded).
+// K-quants (kquants.cc). isKQuant: the GGUF layouts and their X16 forms. kquantBlockBytes: bytes per
+// 256-value super-block of one row in the GGUF layouts (0 otherwise). dequantRowK: row r as fp32 (either
+// layout). kquantRange: rows [n0, n1) of y[m][n] = Σ_k x[m][k]·W[n][k] from fp32 x, quantizing x itself
+// (single-threaded); kquantRangeQ: the same from x already quantized (quantizeRowsQ8K, row stride K/256
+// blocks). Both run the integer-dot kernels; a GGUF-layout weight is re-laid 16 rows at a time in
+// per-thread scratch. Packed formats: n0 a multiple of 16.
 bool isKQuant(int format);
+bool isKQuantPacked(int format);
 size_t kquantBlockBytes(int format);
+size_t kquantPackedBytes(int format, int64_t N, int64_t K);
 void dequantRowK(const WeightRef& w, int64_t r, float* out);
 void kquantRange(const WeightRef& w, int64_t M, const float* x, float* y, int64_t ldy, int64_t n0, int64_t n1);
+void kquantRangeQ(const WeightRef& w, int64_t M, const BlockQ8K* xk, float* y, int64_t ldy, int64_t n0, int64_t n1);
+void quantizeRowQ8K(const float* x, int64_t K, BlockQ8K* out);
+void quantizeRowsQ8K(const float* x, int64_t M, int64_t K, BlockQ8K* out);
+void packWeightK(const WeightRef& src, uint8_t* dst);
+// Which kernel family the K-quant dots compiled to: "avx512-vnni", "avx512", "avx2" or "scalar".
+const char* kquantIsa();
 
 float halfToFloat(uint16_t h);
 uint16_t floatToHalf(float f);

@@ -145,6 +145,8 @@ void registerQuant(Napi::Env env, Napi::Object exports) {
   exports.Set("packWeight", Napi::Function::New(env, PackWeight));
   // Whether packing Q8_0/Q4_0 weights speeds this build up (AVX-512 VNNI kernels).
   exports.Set("llmPackedFast", Napi::Boolean::New(env, packedKernelsFast()));
+  // Which integer-dot family the K-quant kernels compiled to (kquants.cc).
+  exports.Set("kquantIsa", Napi::String::New(env, kquantIsa()));
 }
 
 }  // namespace inferjit

@@ -35,7 +35,7 @@ inline Bytes bytesOf(const Napi::Env& env, const Napi::Value& v, const std::stri
   return {static_cast<const uint8_t*>(data), length * size};
 }
 
-inline const char* const kFormatNames[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "int8", "int4", "q8_0x16", "q4_0x16", "q4_k", "q5_k", "q6_k"};
+inline const char* const kFormatNames[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "int8", "int4", "q8_0x16", "q4_0x16", "q4_k", "q5_k", "q6_k", "q4_kx16", "q5_kx16", "q6_kx16"};
 
 // [format, data, scales | null, N, K, group] -> WeightRef, checked against the expected shape.
 inline WeightRef weightOf(const Napi::Env& env, const Napi::Value& v, const std::string& what, int64_t N, int64_t K) {

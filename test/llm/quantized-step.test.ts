@@ -95,7 +95,11 @@ test('Q4_K_M-style GGUF (Q4_K, Q6_K attn_v / ffn_down / output, Q4_K embeddings)
   assertNoF32Linears(model);
   // the embedding table is the one expanded matrix: Q4_K in the file, f32 here
   assert.equal(model.embed.dtype, 'f32');
-  compiledEqualsEager(model, 1e-4);
+  // The K-quant kernels quantize activations to int8 per 256 values (as Q4_0's do per 32). Compiled
+  // and eager differ by ~1e-6 before the first linear (other attention / norm kernels), which can move
+  // an activation across a rounding boundary: one int8 step (amax/127 of a 256-block) times |w| per
+  // flip, measured 5e-3 of the logit spread on this model; without activation quantization it was 1e-6.
+  compiledEqualsEager(model, 2e-2);
 });
 
 test('tied Q8_0 embeddings: the head reads the file blocks, the lookup an f32 table', { skip }, () => {

@@ -47,17 +47,18 @@ test('a quantized weight is a parameter-shaped u8 tensor that only linear and de
   assert.equal(d.dtype, 'f32');
 });
 
-/** |native − reference| bound: activations are quantized to int8 per 32 values for the integer
- *  formats (error ≤ amax/254 per value), K-quants read fp32 activations. */
-function bound(format: QuantFormat, x: Float64Array, W: Float32Array, M: number, N: number, K: number): Float64Array {
-  const intAct = !format.endsWith('_k');
+/** |native − reference| bound: activations are quantized to int8 per block (32 values for Q8_0/Q4_0/int8/
+ *  int4, one 256-value super-block for the K-quants), so each input is off by at most amax(block)/254;
+ *  the native result is then within Σ_k err_k·|W[n][k]| (plus float rounding) of the f32 reference. */
+function bound(format: QuantFormat, x: Float64Array | Float32Array, W: Float32Array, M: number, N: number, K: number): Float64Array {
+  const blk = format.endsWith('_k') ? 256 : 32;
   const out = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
     const err = new Float64Array(K);
-    for (let b = 0; b < K / 32; b++) {
+    for (let b = 0; b < K / blk; b++) {
       let amax = 0;
-      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[m * K + b * 32 + j]));
-      for (let j = 0; j < 32; j++) err[b * 32 + j] = intAct ? amax / 254 + 1e-6 * amax : 0;
+      for (let j = 0; j < blk; j++) amax = Math.max(amax, Math.abs(x[m * K + b * blk + j]));
+      for (let j = 0; j < blk; j++) err[b * blk + j] = amax / 254 + 1e-6 * amax;
     }
     for (let n = 0; n < N; n++) {
       let s = 0, mag = 0;
@@ -86,4 +87,70 @@ test('eager quant_linear on the native kernels == reference, every format, edge 
       }
     }
   }
+});
+
+interface KquantAddon {
+  quantMatmul(w: [number, ArrayBufferView, Float32Array | null, number, number, number], x: Float32Array, M: number, y: Float32Array): void;
+  packWeight(w: [number, ArrayBufferView, Float32Array | null, number, number, number]): Uint8Array | null;
+  kquantIsa?: string;
+}
+
+// The K-quant integer-dot kernels (native/quant/kquants.cc) on both weight layouts: the GGUF blocks
+// (re-laid 16 rows at a time per task) and the 16-row packed copy the plan reads must give the same
+// bits; a row computed in a batch of M must equal the row alone (tiles of 4 and of 1 do the same
+// integer sums and float steps); and every output is within the int8 activation bound of the
+// reference dequantize-then-f32 product.
+test('K-quant integer-dot kernels: packed == GGUF layout == row alone, within the int8 bound of the reference', { skip: nativeSkip }, async () => {
+  const { addon } = await import('../../../src/backends/cpu/addon.js');
+  const a = addon as unknown as KquantAddon;
+  assert.ok(['avx512-vnni', 'avx512', 'avx2', 'scalar'].includes(a.kquantIsa ?? ''), `kquantIsa: ${a.kquantIsa}`);
+  const run = (code: number, bytes: Uint8Array, N: number, K: number, x: Float32Array, M: number): Float32Array => {
+    const y = new Float32Array(M * N);
+    a.quantMatmul([code, bytes, null, N, K, 32], x, M, y);
+    return y;
+  };
+  for (const format of ['q4_k', 'q5_k', 'q6_k'] as QuantFormat[]) {
+    for (const [K, N] of [[256, 37], [768, 16], [512, 1], [1024, 49]]) {
+      const w = quantizeWeight(rnd([N, K], 0.5), format, { group: 32 });
+      const bytes = w.data as Uint8Array;
+      const W = dequantizeValues(bytes, quantParts(w).spec);
+      const code = { q4_k: 9, q5_k: 10, q6_k: 11 }[format as 'q4_k'];
+      const packed = a.packWeight([code, bytes, null, N, K, 32]);
+      assert.ok(packed, `${format}: packWeight returned null`);
+      assert.equal(packed!.length, Math.ceil(N / 16) * (K / 256) * (format === 'q4_k' ? 2368 : 4416));
+      for (const M of [1, 2, 3, 15, 16, 17, 33]) {
+        const xt = rnd([M, K]);
+        const x = Float32Array.from(xt.toFlatArray());
+        if (M === 17) x.fill(0, 5 * K, 6 * K); // an all-zero row (activation scale 0)
+        const got = run(code, bytes, N, K, x, M);
+        const gotPacked = run(code + 3, packed!, N, K, x, M);
+        const what = `${format} M=${M} N=${N} K=${K}`;
+        for (let i = 0; i < got.length; i++) assert.ok(Object.is(got[i], gotPacked[i]), `${what}: element ${i}: GGUF layout ${got[i]}, packed ${gotPacked[i]}`);
+        for (const m of [0, M - 1]) {
+          const alone = run(code + 3, packed!, N, K, x.subarray(m * K, (m + 1) * K), 1);
+          for (let n = 0; n < N; n++) assert.ok(Object.is(alone[n], got[m * N + n]), `${what}: row ${m} alone ${alone[n]}, in the batch ${got[m * N + n]}`);
+        }
+        const tol = bound(format, x, W, M, N, K);
+        let err = 0;
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let s = 0;
+            for (let k = 0; k < K; k++) s += x[m * K + k] * W[n * K + k];
+            const d = Math.abs(got[m * N + n] - s);
+            err = Math.max(err, d);
+            assert.ok(d <= tol[m * N + n], `${what}: y[${m}][${n}] = ${got[m * N + n]}, reference ${s} (tolerance ${tol[m * N + n]})`);
+            if (M === 17 && m === 5) assert.equal(got[m * N + n], 0, `${what}: zero row`);
+          }
+        }
+        assert.ok(err > 0, `${what}: bit-exact to the f32 reference: were the activations quantized at all?`);
+      }
+    }
+  }
+});
+
+test('K-quant packed weights: wrong byte counts are rejected with the layout named', { skip: nativeSkip }, async () => {
+  const { addon } = await import('../../../src/backends/cpu/addon.js');
+  const a = addon as unknown as KquantAddon;
+  assert.throws(() => a.quantMatmul([12, new Uint8Array(2000), null, 16, 256, 32], new Float32Array(256), 1, new Float32Array(16)), /q4_kx16 data holds 2000 bytes, the shape needs 2368/);
+  assert.throws(() => a.quantMatmul([14, new Uint8Array(4416), null, 16, 288, 32], new Float32Array(288), 1, new Float32Array(16)), /multiple of 256/);
 });
