@@ -57,10 +57,21 @@ export class QueueFullError extends Error {
   constructor(message: string, readonly retryAfterSeconds: number) { super(message); this.name = 'QueueFullError'; }
 }
 
+/** One step as it ran: what it carried and how long the engine took. */
+export interface StepInfo {
+  /** Wall time of the engine's step (ms). */
+  ms: number;
+  sequences: number;
+  /** Sequences that fed one token to get their next one (running streams waiting on this step). */
+  decodes: number;
+  /** Prompt (or re-prefill) tokens the step carried. */
+  prefillTokens: number;
+}
+
 /** Observers of the scheduler (metrics). */
 export interface SchedulerHooks {
   onPreempt?(): void;
-  onStep?(): void;
+  onStep?(info: StepInfo): void;
   /** A sequence was admitted: `queried` prompt positions were looked up in the prefix cache, `hit` of them found. */
   onPrefixLookup?(queried: number, hit: number): void;
 }
@@ -200,13 +211,23 @@ export class Scheduler {
       return;
     }
     let outputs;
+    const t0 = performance.now();
     try {
       outputs = await this.engine.step(chunks);
     } catch (e) {
       // The engine failed as a whole: end every sequence of the step with the error, keep serving.
       outputs = chunks.map((c) => ({ id: c.id, token: null, error: e as Error }));
     }
-    this.hooks.onStep?.();
+    if (this.hooks.onStep) {
+      let decodes = 0, prefillTokens = 0;
+      for (const c of chunks) {
+        const s = this.all.get(c.id);
+        // A decode feeds the one token generated last; anything else is (re-)prefill.
+        if (s && c.tokens.length === 1 && s.computed >= s.req.promptIds.length) decodes++;
+        else prefillTokens += c.tokens.length;
+      }
+      this.hooks.onStep({ ms: performance.now() - t0, sequences: chunks.length, decodes, prefillTokens });
+    }
     const byId = new Map(chunks.map((c) => [c.id, c]));
     for (const o of outputs) {
       const s = this.all.get(o.id);
