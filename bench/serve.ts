@@ -5,7 +5,12 @@
 //   npx tsx bench/serve.ts [--models 110m,1.1b] [--type Q4_0] [--concurrency 1,4,16,64]
 //     [--prompt 128] [--gen 64] [--requests 3] [--threads N] [--engines inferjit,llamacpp]
 //     [--max-batched-tokens 512]   (inferjit's token budget per step; llama.cpp's batch size is 512)
-//     [--prefill-chunk N]          (inferjit: most prompt tokens per step while others decode; default the budget)
+//     [--prefill-chunk N]          (inferjit: most prompt tokens per step while others decode; default the scheduler's)
+//     [--long-prompt N] [--long-clients K]  (the "long prompts keep arriving" mode: K more clients send
+//                                  N-token prompts for one token each, back to back, all through the
+//                                  measured rounds; they are not measured, the c streams are)
+//     [--max-decode-slowdown F]   (inferjit: a step with decodes takes at most F× the decodes alone; 0: off; default the scheduler's)
+//     [--no-warmup]                (inferjit: compile step shapes on first use instead of at start-up; the old behaviour)
 // Each of `c` clients sends a streaming completion (a distinct seeded prompt of --prompt tokens,
 // --gen tokens, greedy, ignore_eos), reads it to the end and at once sends the next, --requests
 // times; new prompts keep arriving while others decode, so chunked prefill is at work. Per
@@ -36,6 +41,10 @@ const { values: args } = parseArgs({
     engines: { type: 'string', default: 'inferjit,llamacpp' },
     'max-batched-tokens': { type: 'string', default: '512' },
     'prefill-chunk': { type: 'string' },
+    'long-prompt': { type: 'string', default: '0' },
+    'long-clients': { type: 'string', default: '1' },
+    'no-warmup': { type: 'boolean', default: false },
+    'max-decode-slowdown': { type: 'string' },
     // child mode
     child: { type: 'string' },
     file: { type: 'string' },
@@ -64,7 +73,8 @@ async function serveInferjit(file: string, seqs: number, ctx: number, threads: n
   const server = createServer({
     model: file, modelName: 'bench',
     engine: { threads, maxContext: ctx, cacheTokens: seqs * ctx, kvDtype: 'f16' },
-    scheduler: { maxRunning: seqs, maxBatchedTokens: budget, prefillChunk, maxWaiting: 4096, maxWaitingTokens: 1 << 24 },
+    scheduler: { maxRunning: seqs, maxBatchedTokens: budget, prefillChunk, maxDecodeSlowdown: args['max-decode-slowdown'] === undefined ? undefined : Number(args['max-decode-slowdown']), maxWaiting: 4096, maxWaitingTokens: 1 << 24 },
+    warmup: !args['no-warmup'],
   });
   const url = await server.listen(0, '127.0.0.1');
   await server.ready;
@@ -159,22 +169,33 @@ async function request(url: string, prompt: number[], gen: number): Promise<Samp
 
 const pct = (sorted: number[], q: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN);
 
-interface LoadResult { concurrency: number; tokS: number; ttftP50: number; ttftP99: number; itlP50: number; itlP99: number; requests: number }
+interface LoadResult { concurrency: number; longPrompts: number; tokS: number; ttftP50: number; ttftP99: number; itlP50: number; itlP99: number; requests: number }
 
-/** `c` closed-loop clients, `perClient` requests each. */
-async function load(url: string, c: number, perClient: number, promptLen: number, gen: number, vocab: number, firstRequest: number): Promise<LoadResult> {
+/** Background load: `k` clients sending `len`-token prompts for one token each until `stop` resolves. */
+function longPrompts(url: string, k: number, len: number, vocab: number, firstRequest: number): { stop(): Promise<number> } {
+  let stopped = false, sent = 0, next = firstRequest;
+  const loops = Array.from({ length: k }, async () => {
+    while (!stopped) { await request(url, promptFor(next++, len, vocab), 1); sent++; }
+  });
+  return { async stop() { stopped = true; await Promise.all(loops); return sent; } };
+}
+
+/** `c` closed-loop clients, `perClient` requests each (and the long-prompt clients, when asked, meanwhile). */
+async function load(url: string, c: number, perClient: number, promptLen: number, gen: number, vocab: number, firstRequest: number, long = { len: 0, clients: 0 }): Promise<LoadResult> {
   const samples: Sample[] = [];
   let next = firstRequest;
+  const background = long.len > 0 ? longPrompts(url, long.clients, long.len, vocab, 2_000_000_000 + firstRequest) : null;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: c }, async () => {
     for (let i = 0; i < perClient; i++) samples.push(await request(url, promptFor(next++, promptLen, vocab), gen));
   }));
   const wall = (performance.now() - t0) / 1000;
+  const longSent = background ? await background.stop() : 0;
   const ttft = samples.map((s) => s.ttftMs).sort((a, b) => a - b);
   const itl = samples.flatMap((s) => s.itlMs).sort((a, b) => a - b);
   const r2 = (x: number) => +x.toFixed(2);
   return {
-    concurrency: c, requests: samples.length, tokS: r2(samples.reduce((a, s) => a + s.tokens, 0) / wall),
+    concurrency: c, requests: samples.length, longPrompts: longSent, tokS: r2(samples.reduce((a, s) => a + s.tokens, 0) / wall),
     ttftP50: r2(pct(ttft, 0.5)), ttftP99: r2(pct(ttft, 0.99)), itlP50: r2(pct(itl, 0.5)), itlP99: r2(pct(itl, 0.99)),
   };
 }
@@ -182,7 +203,7 @@ async function load(url: string, c: number, perClient: number, promptLen: number
 function startChild(engine: string, file: string, seqs: number, ctx: number, threads: number): Promise<{ child: ChildProcess; url: string }> {
   const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
   const env = { ...process.env, ...(engine === 'llamacpp' ? { UV_THREADPOOL_SIZE: '1' } : {}) };
-  const child = spawn(tsx, [path.join(here, 'serve.ts'), '--child', engine, '--file', file, '--seqs', String(seqs), '--ctx', String(ctx), '--threads', String(threads), '--max-batched-tokens', String(args['max-batched-tokens']), ...(args['prefill-chunk'] ? ['--prefill-chunk', args['prefill-chunk']] : [])], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(tsx, [path.join(here, 'serve.ts'), '--child', engine, '--file', file, '--seqs', String(seqs), '--ctx', String(ctx), '--threads', String(threads), '--max-batched-tokens', String(args['max-batched-tokens']), ...(args['prefill-chunk'] ? ['--prefill-chunk', args['prefill-chunk']] : []), ...(args['no-warmup'] ? ['--no-warmup'] : []), ...(args['max-decode-slowdown'] ? ['--max-decode-slowdown', args['max-decode-slowdown']] : [])], { env, stdio: ['pipe', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
@@ -221,9 +242,14 @@ async function main(): Promise<void> {
   for (const e of engines) if (e !== 'inferjit' && e !== 'llamacpp') throw new Error(`--engines: unknown engine ${e}; known: inferjit, llamacpp`);
   const promptLen = positive('prompt', args.prompt), gen = positive('gen', args.gen), perClient = positive('requests', args.requests);
   const threads = args.threads ? positive('threads', args.threads) : Math.max(1, os.availableParallelism());
-  const maxC = Math.max(...levels);
-  const ctx = Math.ceil((promptLen + gen + 16) / 16) * 16;
-  console.log(`threads ${threads}; ${type}; prompt ${promptLen} tokens, ${gen} generated per request, ${perClient} requests per client, closed loop; concurrency ${levels.join(', ')}`);
+  const long = { len: Number(args['long-prompt']), clients: positive('long-clients', args['long-clients']) };
+  if (!Number.isInteger(long.len) || long.len < 0) throw new Error(`--long-prompt must be a non-negative integer, got ${args['long-prompt']}`);
+  if (long.len === 0) long.clients = 0;
+  // the long-prompt clients hold sequences too
+  const maxC = Math.max(...levels) + long.clients;
+  const ctx = Math.ceil((Math.max(promptLen + gen, long.len + 1) + 16) / 16) * 16;
+  console.log(`threads ${threads}; ${type}; prompt ${promptLen} tokens, ${gen} generated per request, ${perClient} requests per client, closed loop; concurrency ${levels.join(', ')}`
+    + (long.len ? `; meanwhile ${long.clients} client(s) keep sending ${long.len}-token prompts (1 token each, not measured)` : ''));
 
   const results: Record<string, Record<string, LoadResult[]>> = {};
   for (const m of models) {
@@ -246,10 +272,10 @@ async function main(): Promise<void> {
         for (const c of levels) {
           // warm-up (untimed): the buckets / batch shapes of this concurrency
           await load(url, c, 1, promptLen, 4, MODELS[m].vocab, 1_000_000 + requestId);
-          const r = await load(url, c, perClient, promptLen, gen, MODELS[m].vocab, requestId);
+          const r = await load(url, c, perClient, promptLen, gen, MODELS[m].vocab, requestId, long);
           requestId += c * perClient;
           results[m][engine].push(r);
-          console.error(`${m} ${engine} c=${c}: ${r.tokS} tok/s, TTFT p50 ${r.ttftP50} ms p99 ${r.ttftP99} ms, ITL p50 ${r.itlP50} ms p99 ${r.itlP99} ms`);
+          console.error(`${m} ${engine} c=${c}: ${r.tokS} tok/s, TTFT p50 ${r.ttftP50} ms p99 ${r.ttftP99} ms, ITL p50 ${r.itlP50} ms p99 ${r.itlP99} ms${long.len ? `; ${r.longPrompts} long prompts meanwhile` : ''}`);
         }
       } finally {
         await stopChild(child);
@@ -279,7 +305,7 @@ async function main(): Promise<void> {
       console.log(`\ninferjit at 16 streams: ${(goals[m] as { scaling16: number }).scaling16}× the tok/s of one stream (goal on 1.1b: ≥ 6×); p99 ITL ${(goals[m] as { itlP99Ratio16: number }).itlP99Ratio16}× one stream's (goal ≤ 3×)`);
     }
   }
-  console.log(JSON.stringify({ bench: 'serve', type, threads, prompt: promptLen, gen, requestsPerClient: perClient, results, tokS_ratio_vs_llamacpp: ratios, goals }));
+  console.log(JSON.stringify({ bench: 'serve', type, threads, prompt: promptLen, gen, requestsPerClient: perClient, longPrompt: long.len, longClients: long.clients, warmup: !args['no-warmup'], maxDecodeSlowdown: args['max-decode-slowdown'] ?? null, prefillChunk: args['prefill-chunk'] ?? null, results, tokS_ratio_vs_llamacpp: ratios, goals }));
 }
 
 await main();

@@ -6,7 +6,8 @@
 // each sequence's KV cache in ONE batched step of the compiled decoder (off the JS thread), and,
 // where asked, samples the next token and reports its log-probabilities.
 import { type Sampler, logSoftmax, topIndices } from '../llm/sampling.js';
-import { type PagedStepRunner, type PagedSequence, type StepEntry } from '../llm/paged-runner.js';
+import { type PagedStepRunner, type PagedSequence, type StepEntry, pow2 } from '../llm/paged-runner.js';
+import { Tensor } from '../tensor/tensor.js';
 
 /** One sequence's share of a step: feed `tokens` (appended to its KV cache); sample after them when `sample`. */
 export interface StepChunk {
@@ -60,6 +61,32 @@ export interface ServeEngine {
   step(chunks: readonly StepChunk[]): Promise<StepOutput[]>;
   /** Drops the sequence and returns its KV blocks to the pool (no-op for an unknown id). */
   free(id: number): void;
+  /**
+   * Prepares every step shape a scheduler with these limits can produce (steps of at most
+   * `maxTokens` tokens and `maxSeqs` sequences), so that no step pays for compiling one while
+   * requests are running. Optional: engines with nothing to prepare leave it out.
+   */
+  warmup?(maxTokens: number, maxSeqs: number): Promise<WarmupReport>;
+  /** Step shapes compiled (plans lowered) since the engine was made; flat after warmup() while serving. */
+  readonly plansBuilt?: number;
+}
+
+/** What warmup() did. */
+export interface WarmupReport { buckets: number; plansBuilt: number; ms: number }
+
+/** The (tokens, sequences) step buckets PagedStepRunner pads to: powers of two, sequences <= tokens. */
+export function stepBuckets(maxTokens: number, maxSeqs: number): { T: number; S: number }[] {
+  const out: { T: number; S: number }[] = [];
+  const maxT = pow2(maxTokens), maxS = pow2(maxSeqs);
+  for (let T = 1; T <= maxT; T *= 2) for (let S = 1; S <= Math.min(T, maxS); S *= 2) out.push({ T, S });
+  return out;
+}
+
+/** What warmup() needs of the compiled step's executable (the cpu plan executable has it; others may not). */
+interface PlanCapable {
+  plansBuilt?: number;
+  reservePlans?(n: number): void;
+  planStats?(inputs: Tensor[]): unknown;
 }
 
 interface SeqState { paged: PagedSequence; sampler: Sampler; history: number[] }
@@ -77,6 +104,49 @@ export class PagedServeEngine implements ServeEngine {
   get maxStepSequences(): number { return this.runner.maxSeqs; }
   get prefixHitTokens(): number { return this.runner.stats.prefixHitTokens; }
   freeBlocks(): number { return this.runner.freeBlocks; }
+
+  private executable(): PlanCapable | null {
+    return (this.runner.compiled?.compiledEntries()[0]?.executable as PlanCapable | undefined) ?? null;
+  }
+
+  get plansBuilt(): number { return this.executable()?.plansBuilt ?? 0; }
+
+  /**
+   * Lowers the native plan of every (tokens, sequences) bucket up front. Lowering runs on the JS
+   * thread (tens of ms per plan), and the plan cache keeps 8 by default while a server cycles
+   * through dozens of buckets, so without this a running stream's next token waited behind a
+   * lowering now and then: the inter-token latency spikes under load. Plans are lowered without
+   * running them (planStats); only the first, tracing step runs, on one position of a scratch
+   * sequence whose page goes straight back to the pool.
+   */
+  async warmup(maxTokens: number, maxSeqs: number): Promise<WarmupReport> {
+    const t0 = performance.now();
+    const r = this.runner;
+    const buckets = stepBuckets(Math.min(maxTokens, r.maxStepTokens), Math.min(maxSeqs, r.maxSeqs));
+    if (!r.compiled) return { buckets: 0, plansBuilt: 0, ms: 0 };
+    const before = this.plansBuilt;
+    if (!this.executable()) {
+      // The first call traces and compiles the step: run one real position of a scratch sequence.
+      const seq = r.newSequence();
+      if (!r.reserve(seq, 1)) throw new Error('PagedServeEngine.warmup: the KV pool has no free block');
+      try {
+        await r.step([{ seq, tokens: [0], n: 1 }]);
+      } finally {
+        r.release(seq);
+      }
+    }
+    const exe = this.executable();
+    if (!exe?.planStats || !exe.reservePlans) return { buckets: 0, plansBuilt: this.plansBuilt - before, ms: performance.now() - t0 };
+    exe.reservePlans(buckets.length);
+    const i32 = (shape: number[]) => Tensor.empty('i32', shape);
+    for (const { T, S } of buckets) {
+      // The plan depends on the shapes only; the contents are never read.
+      exe.planStats([i32([T]), i32([T]), i32([T]), i32([S, r.maxBlocks]), i32([S]), i32([S + 1]), i32([S]), ...r.kPools, ...r.vPools]);
+      // Let the event loop breathe between plans (health checks answer while the server warms up).
+      await new Promise((res) => setImmediate(res));
+    }
+    return { buckets: buckets.length, plansBuilt: this.plansBuilt - before, ms: performance.now() - t0 };
+  }
 
   addSequence(id: number, sampler: Sampler, tokens: readonly number[]): number {
     if (this.seqs.has(id)) throw new Error(`PagedServeEngine: sequence ${id} already exists`);

@@ -23,6 +23,11 @@
 //      the request fails with an error saying so, rather than splicing two different continuations.
 // Cancellation: the origin marks the request cancelled and removes it from the queue; the worker's
 // next append is refused and it aborts the sequence (KV blocks freed at its next step).
+// Coalescing: a worker's events are not sent one by one. The events a scheduler step produces (one
+// token for each of its sequences, finishes) are gathered per origin and sent as ONE script call
+// that checks each event's fencing and appends the accepted ones as ONE stream entry (a batch,
+// field `b`: the events as JSON lines), so a step costs one round trip per origin, not one per token.
+// Batches of one origin go out on one connection in order, so each request's events stay in order.
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { Gauge, Counter, type Registry } from 'prom-client';
@@ -62,6 +67,10 @@ interface Payload {
 interface Outstanding { rid: string; events: SequenceEvents; promptTokens: number; delivered: number; tokens: number[]; generated: number }
 /** A request this instance took from the queue and runs (worker side). */
 interface Held { rid: string; attempt: string; origin: string; seqId: number; next: number; stopped: boolean }
+/** An event waiting in the outbox for its origin's next batch. */
+interface OutEvent { h: Held; final: boolean; json: string }
+/** One event as the origin reads it (a line of a batch). */
+type QueueEvent = Record<string, string | number>;
 
 // KEYS: meta, held list. ARGV: rid, alive-key prefix, this instance. Takes a request moved to our
 // held list: skips (and forgets) one that finished, was cancelled, or whose origin is gone.
@@ -77,15 +86,27 @@ local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[3])
 return {tostring(attempt), redis.call('HGET', KEYS[1], 'payload'), origin}`;
 
-// KEYS: meta, origin's stream, held list, origin's alive key. ARGV: attempt, rid, final, field/value...
-// Appends one event if this attempt still owns the request and the origin lives; 0 tells the worker to stop.
-const EMIT = `
-if ARGV[3] == '1' then redis.call('LREM', KEYS[3], 1, ARGV[2]) end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running'
-  or redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ARGV, 4))
-if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'state', 'done') end
-return 1`;
+// KEYS: origin's stream, origin's alive key, held list, then one request meta key per event.
+// ARGV: per event: attempt, rid, final ('1' or '0'), the event as JSON.
+// Keeps each event whose attempt still owns its request (and whose origin lives), appends the kept
+// ones as one stream entry, and answers per event 1 (kept) or 0 (the worker must stop that request).
+const EMIT_BATCH = `
+local alive = redis.call('EXISTS', KEYS[2]) == 1
+local kept, res = {}, {}
+for i = 4, #KEYS do
+  local j = (i - 4) * 4
+  local attempt, rid, final, ev = ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
+  if final == '1' then redis.call('LREM', KEYS[3], 1, rid) end
+  if alive and redis.call('HGET', KEYS[i], 'attempt') == attempt and redis.call('HGET', KEYS[i], 'state') == 'running' then
+    kept[#kept + 1] = ev
+    if final == '1' then redis.call('HSET', KEYS[i], 'state', 'done') end
+    res[#res + 1] = 1
+  else
+    res[#res + 1] = 0
+  end
+end
+if #kept > 0 then redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', 'b', table.concat(kept, '\\n')) end
+return res`;
 
 // KEYS: alive key, held list, queue, instance set, its stream. ARGV: instance id.
 // Re-queues a dead instance's requests (they run next) and forgets it; -1 if it is alive after all.
@@ -99,7 +120,7 @@ return n`;
 
 type Scripted = Redis & {
   claim(meta: string, held: string, rid: string, alivePrefix: string, me: string): Promise<[string, string, string] | null>;
-  appendEvent(meta: string, out: string, held: string, alive: string, attempt: string, rid: string, final: string, ...fields: string[]): Promise<number>;
+  appendEvents(numKeys: number, ...keysAndArgs: string[]): Promise<number[]>;
   reap(alive: string, held: string, queue: string, instances: string, out: string, id: string): Promise<number>;
 };
 
@@ -109,7 +130,8 @@ function connect(url: string): Scripted {
   // Connection errors surface as failed commands, handled where they are sent; ioredis reconnects.
   r.on('error', () => undefined);
   r.defineCommand('claim', { numberOfKeys: 2, lua: CLAIM });
-  r.defineCommand('appendEvent', { numberOfKeys: 4, lua: EMIT });
+  // the number of keys varies with the batch: given first at each call
+  r.defineCommand('appendEvents', { lua: EMIT_BATCH });
   r.defineCommand('reap', { numberOfKeys: 5, lua: REAP });
   return r as Scripted;
 }
@@ -131,7 +153,10 @@ export class RedisQueue implements RequestSink {
   private timers: NodeJS.Timeout[] = [];
   private loops: Promise<void>[] = [];
   private wake: (() => void) | null = null;
-  private readonly counters: { pushed: Counter; pulled: Counter; requeued: Counter; replayed: Counter };
+  /** Events per origin not yet sent; flushed once the current step has handed out all of its own. */
+  private readonly outbox = new Map<string, OutEvent[]>();
+  private flushQueued = false;
+  private readonly counters: { pushed: Counter; pulled: Counter; requeued: Counter; replayed: Counter; batches: Counter };
 
   private constructor(options: QueueOptions, private readonly scheduler: Scheduler, modelName: string, registry?: Registry) {
     this.instanceId = options.instanceId ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -149,6 +174,7 @@ export class RedisQueue implements RequestSink {
       pulled: new Counter({ name: 'inferjit:queue_pulled_total', help: 'Requests this instance took from the shared queue and ran.', registers }),
       requeued: new Counter({ name: 'inferjit:queue_requeued_total', help: 'Requests this instance put back on the queue because the instance running them died.', registers }),
       replayed: new Counter({ name: 'inferjit:queue_replayed_events_total', help: 'Events of re-run requests already delivered to the client (checked, not sent again).', registers }),
+      batches: new Counter({ name: 'inferjit:queue_event_batches_total', help: 'Event batches this instance sent to origins (one Redis call each; a step\'s events for one origin go in one batch).', registers }),
     };
     new Gauge({
       name: 'inferjit:queue_length', help: 'Requests waiting in the shared queue.', registers,
@@ -252,16 +278,21 @@ export class RedisQueue implements RequestSink {
       if (!res) continue;
       for (const [entryId, flat] of res[0][1]) {
         last = entryId;
-        const f: Record<string, string> = {};
-        for (let i = 0; i < flat.length; i += 2) f[flat[i]] = flat[i + 1];
-        this.onEvent(f);
+        for (let i = 0; i < flat.length; i += 2) {
+          if (flat[i] !== 'b') continue;
+          for (const line of flat[i + 1].split('\n')) {
+            let ev: QueueEvent;
+            try { ev = JSON.parse(line) as QueueEvent; } catch { continue; /* not ours to read */ }
+            this.onEvent(ev);
+          }
+        }
       }
       this.cmd.xtrim(stream, 'MINID', last).catch(() => undefined);
     }
   }
 
-  private onEvent(f: Record<string, string>): void {
-    const id = this.byRid.get(f.rid);
+  private onEvent(f: QueueEvent): void {
+    const id = this.byRid.get(String(f.rid));
     if (id === undefined) return;
     const o = this.outstanding.get(id)!;
     const k = Number(f.k), token = Number(f.token ?? -1);
@@ -278,12 +309,12 @@ export class RedisQueue implements RequestSink {
     o.tokens.push(token);
     if (f.type === 't') {
       if (token >= 0) o.generated++;
-      o.events.onText(f.text, token);
+      o.events.onText(String(f.text), token);
       return;
     }
-    this.cmd.del(this.key('req', f.rid)).catch(() => undefined);
+    this.cmd.del(this.key('req', String(f.rid))).catch(() => undefined);
     o.generated = Number(f.generated);
-    this.finishLocal(id, f.reason as FinishReason, f.error ? new Error(f.error) : undefined);
+    this.finishLocal(id, f.reason as FinishReason, f.error ? new Error(String(f.error)) : undefined);
   }
 
   // ---- worker side ----
@@ -327,14 +358,9 @@ export class RedisQueue implements RequestSink {
   private run(rid: string, attempt: string, p: Payload, origin: string): void {
     this.counters.pulled.inc();
     const h: Held = { rid, attempt, origin, seqId: -1, next: 0, stopped: false };
-    const keys = [this.key('req', rid), this.key('out', origin), this.key('held', this.instanceId), this.key('alive', origin)] as const;
     const send = (final: boolean, fields: Record<string, string | number>) => {
       if (h.stopped) return;
-      const flat = Object.entries(fields).flatMap(([k, v]) => [k, String(v)]);
-      this.cmd.appendEvent(...keys, attempt, rid, final ? '1' : '0', 'rid', rid, 'k', String(h.next++), ...flat).then((ok) => {
-        // Cancelled, taken over by another worker, or the origin died: stop working on it.
-        if (ok === 0 && !final) this.stop(h);
-      }, () => undefined);
+      this.post({ h, final, json: JSON.stringify({ rid, k: h.next++, ...fields }) });
     };
     const req: SequenceRequest = {
       promptIds: p.promptIds, sampling: p.sampling, maxTokens: p.maxTokens, stopTokens: new Set(p.stopTokens), stop: p.stop, priority: p.priority,
@@ -358,6 +384,36 @@ export class RedisQueue implements RequestSink {
       // The scheduler refused it (closing): put it back for another instance.
       this.held.delete(rid);
       this.cmd.multi().lrem(this.key('held', this.instanceId), 1, rid).rpush(this.key('queue'), rid).exec().catch(() => undefined);
+    }
+  }
+
+  /** Queues an event for its origin's next batch (sent when the current step has handed out all of its events). */
+  private post(e: OutEvent): void {
+    let box = this.outbox.get(e.h.origin);
+    if (!box) { box = []; this.outbox.set(e.h.origin, box); }
+    box.push(e);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // A step hands out its tokens in one synchronous pass: a microtask runs after all of them.
+    queueMicrotask(() => this.flush());
+  }
+
+  /** Sends each origin's waiting events as one script call (one round trip, one stream entry). */
+  private flush(): void {
+    this.flushQueued = false;
+    for (const [origin, events] of this.outbox) {
+      this.outbox.delete(origin);
+      const keys = [this.key('out', origin), this.key('alive', origin), this.key('held', this.instanceId)];
+      const argv: string[] = [];
+      for (const e of events) {
+        keys.push(this.key('req', e.h.rid));
+        argv.push(e.h.attempt, e.h.rid, e.final ? '1' : '0', e.json);
+      }
+      this.counters.batches.inc();
+      this.cmd.appendEvents(keys.length, ...keys, ...argv).then((kept) => {
+        // Cancelled, taken over by another worker, or the origin died: stop working on it.
+        events.forEach((e, i) => { if (kept[i] === 0 && !e.final) this.stop(e.h); });
+      }, () => undefined);
     }
   }
 

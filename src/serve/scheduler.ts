@@ -6,7 +6,9 @@
 //   3. schedule decodes of every running sequence first (one token each), then prefill chunks of
 //      running sequences still prefilling, then admit waiting ones (priority, then FCFS) while the
 //      token budget (maxBatchedTokens), the sequence limit and the free KV blocks allow; a long
-//      prompt is prefilled in chunks, so it never stalls the others' decodes;
+//      prompt is prefilled in chunks, so it never stalls the others' decodes: beside decodes a
+//      step's prefill is capped by prefillChunk and by what keeps the step within
+//      maxDecodeSlowdown times the decodes alone (step costs learned online, step-cost.ts);
 //   4. run the step (awaited: the engine runs it off the JS thread, so requests keep arriving and
 //      streams keep flowing meanwhile), then detokenize, check stop tokens / stop strings / length,
 //      and notify.
@@ -15,6 +17,7 @@
 import { Sampler, type SamplingOptions } from '../llm/sampling.js';
 import { type Tokenizer, type TokenStreamDecoder } from '../llm/tokenizer/index.js';
 import { type ServeEngine, type StepChunk, type TokenLogprob, blocksFor } from './engine.js';
+import { StepCostModel } from './step-cost.js';
 
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
 
@@ -51,16 +54,37 @@ export interface SchedulerOptions {
    * inter-token latency low while long prompts arrive, at the price of those prompts' time to first token.
    */
   prefillChunk?: number;
+  /**
+   * While sequences decode, size each step's prefill chunk so the step takes at most this many times
+   * as long as its decodes alone would (step costs are learned from the steps run; see
+   * step-cost.ts), within [prefillFloor, prefillChunk]. Default 2: a running stream's next token
+   * waits at most about twice a decode step while prompts are prefilled beside it. 0 turns it off
+   * (prefillChunk alone bounds the chunk).
+   */
+  maxDecodeSlowdown?: number;
+  /** Prompt tokens a step carrying decodes may always prefill, so prompts progress however slow prefill is. Default 16. */
+  prefillFloor?: number;
 }
 
 export class QueueFullError extends Error {
   constructor(message: string, readonly retryAfterSeconds: number) { super(message); this.name = 'QueueFullError'; }
 }
 
+/** One step as it ran: what it carried and how long the engine took. */
+export interface StepInfo {
+  /** Wall time of the engine's step (ms). */
+  ms: number;
+  sequences: number;
+  /** Sequences that fed one token to get their next one (running streams waiting on this step). */
+  decodes: number;
+  /** Prompt (or re-prefill) tokens the step carried. */
+  prefillTokens: number;
+}
+
 /** Observers of the scheduler (metrics). */
 export interface SchedulerHooks {
   onPreempt?(): void;
-  onStep?(): void;
+  onStep?(info: StepInfo): void;
   /** A sequence was admitted: `queried` prompt positions were looked up in the prefix cache, `hit` of them found. */
   onPrefixLookup?(queried: number, hit: number): void;
 }
@@ -95,6 +119,10 @@ export class Scheduler {
   readonly maxWaiting: number;
   readonly maxWaitingTokens: number;
   readonly prefillChunk: number;
+  readonly maxDecodeSlowdown: number;
+  readonly prefillFloor: number;
+  /** What steps cost, learned as they run (sizes the prefill chunk beside decodes). */
+  readonly cost = new StepCostModel();
 
   constructor(readonly engine: ServeEngine, readonly tokenizer: Tokenizer, options: SchedulerOptions = {}, private readonly hooks: SchedulerHooks = {}) {
     this.maxBatchedTokens = positiveInt('maxBatchedTokens', options.maxBatchedTokens ?? 512);
@@ -103,6 +131,11 @@ export class Scheduler {
     this.maxWaiting = positiveInt('maxWaiting', options.maxWaiting ?? 256);
     this.maxWaitingTokens = positiveInt('maxWaitingTokens', options.maxWaitingTokens ?? 65536);
     this.prefillChunk = positiveInt('prefillChunk', options.prefillChunk ?? this.maxBatchedTokens);
+    this.maxDecodeSlowdown = options.maxDecodeSlowdown ?? 2;
+    if (!(this.maxDecodeSlowdown === 0 || this.maxDecodeSlowdown > 1) || !Number.isFinite(this.maxDecodeSlowdown)) {
+      throw new RangeError(`Scheduler: maxDecodeSlowdown must be 0 (off) or a number above 1, got ${options.maxDecodeSlowdown}`);
+    }
+    this.prefillFloor = positiveInt('prefillFloor', options.prefillFloor ?? 16);
   }
 
   get numRunning(): number { return this.running.length; }
@@ -200,13 +233,25 @@ export class Scheduler {
       return;
     }
     let outputs;
+    const t0 = performance.now();
     try {
       outputs = await this.engine.step(chunks);
     } catch (e) {
       // The engine failed as a whole: end every sequence of the step with the error, keep serving.
       outputs = chunks.map((c) => ({ id: c.id, token: null, error: e as Error }));
     }
-    this.hooks.onStep?.();
+    const ms = performance.now() - t0;
+    this.cost.observe(chunks.reduce((n, c) => n + c.tokens.length, 0), ms);
+    if (this.hooks.onStep) {
+      let decodes = 0, prefillTokens = 0;
+      for (const c of chunks) {
+        const s = this.all.get(c.id);
+        // A decode feeds the one token generated last; anything else is (re-)prefill.
+        if (s && c.tokens.length === 1 && s.computed >= s.req.promptIds.length) decodes++;
+        else prefillTokens += c.tokens.length;
+      }
+      this.hooks.onStep({ ms, sequences: chunks.length, decodes, prefillTokens });
+    }
     const byId = new Map(chunks.map((c) => [c.id, c]));
     for (const o of outputs) {
       const s = this.all.get(o.id);
@@ -257,8 +302,12 @@ export class Scheduler {
       const rest = this.running.filter((s) => !skipped.includes(s));
       this.running.splice(0, this.running.length, ...skipped, ...rest);
     }
-    // While sequences decode, prompts get at most prefillChunk tokens of the step (their latency).
-    if (chunks.length > 0) budget = Math.min(budget, this.prefillChunk);
+    // While sequences decode, prompts get at most prefillChunk tokens of the step, and no more than
+    // keeps the step within maxDecodeSlowdown times the decodes alone (the streams' latency).
+    if (chunks.length > 0) {
+      const cap = this.maxDecodeSlowdown > 0 ? this.cost.prefillCap(chunks.length, this.maxDecodeSlowdown, this.prefillFloor, this.prefillChunk) : this.prefillChunk;
+      budget = Math.min(budget, cap);
+    }
     // Then prefill chunks of running sequences that are still prefilling (or re-prefilling).
     for (const s of this.running) {
       if (budget <= 0) break;

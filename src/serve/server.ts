@@ -32,6 +32,8 @@ export interface ServerOptions {
   logger?: boolean;
   /** Request pulling across instances through Redis (src/serve/queue.ts); without it requests run here. */
   queue?: QueueOptions;
+  /** Compile every step shape before serving (default true; false: each on first use, while serving). */
+  warmup?: boolean;
 }
 
 export interface InferjitServer {
@@ -64,7 +66,7 @@ export function createServer(options: ServerOptions): InferjitServer {
   const fileName = typeof options.model === 'string' ? options.model.split(/[\\/]/).pop()! : undefined;
   const metricsName = options.modelName ?? fileName ?? 'model';
   const metrics = new ServeMetrics(metricsName, () => loaded && {
-    numRunning: loaded.scheduler.numRunning, numWaiting: loaded.scheduler.numWaiting, kvUsage: loaded.scheduler.kvUsage,
+    numRunning: loaded.scheduler.numRunning, numWaiting: loaded.scheduler.numWaiting, kvUsage: loaded.scheduler.kvUsage, plansBuilt: loaded.model.engine.plansBuilt ?? 0,
   });
 
   const app = Fastify({
@@ -89,7 +91,15 @@ export function createServer(options: ServerOptions): InferjitServer {
     const scheduler = new Scheduler(model.engine, model.tokenizer, options.scheduler, {
       onPreempt: () => metrics.preemptions.inc(metrics.labels),
       onPrefixLookup: (queried, hit) => { metrics.prefixQueries.inc(metrics.labels, queried); metrics.prefixHits.inc(metrics.labels, hit); },
+      onStep: (s) => {
+        const kind = s.prefillTokens === 0 ? 'decode' : s.decodes === 0 ? 'prefill' : 'mixed';
+        metrics.stepDuration.observe({ ...metrics.labels, kind }, s.ms / 1000);
+        metrics.stepPrefillTokens.observe(metrics.labels, s.prefillTokens);
+      },
     });
+    // Compile every step shape the scheduler can produce before serving (GET /health answers 503
+    // meanwhile): a shape first met under load would stall every running stream while it compiles.
+    if (options.warmup ?? true) await model.engine.warmup?.(scheduler.maxBatchedTokens, scheduler.maxRunning);
     const queue = options.queue ? await RedisQueue.connect(options.queue, scheduler, model.name, metrics.registry) : null;
     loaded = { model, scheduler, sink: queue ?? scheduler, queue };
   })();

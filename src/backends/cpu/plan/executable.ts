@@ -128,6 +128,19 @@ export class PlanExecutable {
     return job;
   }
 
+  /** Concrete-shape plans kept (LRU). */
+  get maxPlans(): number { return this.plans.capacity; }
+
+  /**
+   * Keeps at least `n` concrete-shape plans. A caller that knows every shape it will run (a server's
+   * step buckets) lowers them all up front; with fewer kept than it cycles through, the LRU would
+   * evict and lower them again on the JS thread while it serves.
+   */
+  reservePlans(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`PlanExecutable.reservePlans: n must be a positive integer, got ${n}`);
+    if (n > this.plans.capacity) this.plans.capacity = n;
+  }
+
   /** One line: which path runs the graph and, for plans, the latest plan's shape. */
   describe(): string {
     const note = this.note ? `; ${this.note}` : '';

@@ -1,0 +1,52 @@
+// The scheduler's estimate of what a step costs, learned from the steps it runs: step time is close
+// to linear in the tokens a step carries (ms ≈ a + b·tokens: a fixed part, the weight reads and
+// synchronizations of a decode step, and a part per token, the matmul work), fitted by least
+// squares over the recent steps (exponentially forgotten, so a machine that gets busier or quieter
+// is followed within a few dozen steps). The scheduler uses it to size a step's prefill chunk so a
+// step that carries running streams' decodes takes at most a set factor of what the decodes alone
+// would: the streams' inter-token latency stays bounded while long prompts keep arriving.
+
+export class StepCostModel {
+  // Decayed sums of 1, x, y, x², xy (x: tokens, y: ms).
+  private n = 0; private sx = 0; private sy = 0; private sxx = 0; private sxy = 0;
+  /** The last per-token cost that could be fitted: kept through runs of same-size steps (decodes only). */
+  private lastB = NaN;
+
+  /** `decay` in (0, 1): the weight of a step seen k steps ago is decay^k. */
+  constructor(private readonly decay = 0.97) {
+    if (!(decay > 0 && decay < 1)) throw new RangeError(`StepCostModel: decay must lie in (0, 1), got ${decay}`);
+  }
+
+  observe(tokens: number, ms: number): void {
+    if (!(tokens > 0) || !(ms >= 0) || !Number.isFinite(ms)) return;
+    const d = this.decay;
+    this.n = this.n * d + 1; this.sx = this.sx * d + tokens; this.sy = this.sy * d + ms;
+    this.sxx = this.sxx * d + tokens * tokens; this.sxy = this.sxy * d + tokens * ms;
+    const mx = this.sx / this.n, varX = this.sxx / this.n - mx * mx;
+    const b = varX > 0.25 ? (this.sxy / this.n - mx * (this.sy / this.n)) / varX : NaN;
+    if (b > 0) this.lastB = b;
+  }
+
+  /** The fitted { fixed ms, ms per token }, or null until steps of different sizes were seen. */
+  fit(): { a: number; b: number } | null {
+    if (this.n < 1) return null;
+    const mx = this.sx / this.n, my = this.sy / this.n;
+    // Recent steps of (nearly) one size only (a run of decode steps): the per-token part cannot be
+    // told from the fixed part; keep the per-token cost fitted last, refit the fixed part.
+    if (!(this.lastB > 0)) return null;
+    return { a: Math.max(0, my - this.lastB * mx), b: this.lastB };
+  }
+
+  /**
+   * Most prefill tokens a step carrying `decodes` decodes may add so that it takes at most `factor`
+   * times the decodes alone, within [floor, cap]; `cap` while the model knows nothing yet.
+   */
+  prefillCap(decodes: number, factor: number, floor: number, cap: number): number {
+    const f = this.fit();
+    if (!f) return cap;
+    const alone = f.a + f.b * decodes;
+    // (the epsilon: 47.999… from rounding is 48)
+    const extra = Math.floor(((factor - 1) * alone) / f.b + 1e-9);
+    return Math.max(Math.min(floor, cap), Math.min(cap, extra));
+  }
+}

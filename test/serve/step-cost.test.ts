@@ -1,0 +1,78 @@
+// The scheduler's step-cost model (step-cost.ts) and the prefill chunk it sizes beside decodes:
+// fitted on synthetic step times it recovers the line; driving the real engine slowed by a known
+// cost per token, the scheduler keeps steps that carry decodes near maxDecodeSlowdown× the decodes alone.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { StepCostModel } from '../../src/serve/step-cost.js';
+import { Scheduler, loadServedModel, PagedServeEngine, type SequenceRequest, type FinishReason, type StepChunk, type StepInfo } from '../../src/serve/index.js';
+import { modelFile, greedyIds } from './serve-fixtures.js';
+
+test('StepCostModel: recovers ms = a + b·tokens, knows nothing from one step size, caps within [floor, cap]', () => {
+  const m = new StepCostModel();
+  assert.equal(m.fit(), null);
+  for (let i = 0; i < 10; i++) m.observe(4, 30);
+  assert.equal(m.fit(), null, 'one step size: the per-token part is unknown');
+  const keeps = new StepCostModel();
+  for (const t of [1, 50, 1, 50]) keeps.observe(t, 10 + t);
+  for (let i = 0; i < 300; i++) keeps.observe(2, 12);
+  const k = keeps.fit()!;
+  assert.ok(Math.abs(k.b - 1) < 1e-6 && Math.abs(k.a - 10) < 0.01, `after a long run of one size the per-token cost is kept: ${JSON.stringify(k)}`);
+  assert.equal(m.prefillCap(4, 2, 16, 512), 512, 'unknown: the hard cap');
+  for (const t of [1, 7, 16, 33, 64, 100, 2, 5]) m.observe(t, 20 + 0.5 * t);
+  const f = m.fit()!;
+  // the earlier (4, 30) points sit off the line 20 + 0.5·t; they pull the fit, which is fine, but b stays near 0.5
+  assert.ok(f.b > 0.3 && f.b < 0.7, `b ${f.b}`);
+  const exact = new StepCostModel();
+  for (const t of [1, 7, 16, 33, 64, 100, 2, 5, 9, 11]) exact.observe(t, 20 + 0.5 * t);
+  const g = exact.fit()!;
+  assert.ok(Math.abs(g.a - 20) < 1e-6 && Math.abs(g.b - 0.5) < 1e-9, JSON.stringify(g));
+  // 8 decodes alone: 24 ms; twice that allows 24 ms more: 48 tokens
+  assert.equal(exact.prefillCap(8, 2, 16, 512), 48);
+  assert.equal(exact.prefillCap(8, 2, 16, 32), 32, 'the hard cap wins');
+  assert.equal(exact.prefillCap(8, 1.1, 16, 512), 16, 'the floor keeps prompts moving');
+  assert.equal(exact.prefillCap(8, 1.1, 16, 8), 8, 'a floor above the cap gives the cap');
+  assert.throws(() => new StepCostModel(1), /decay must lie in \(0, 1\)/);
+});
+
+test('beside decodes the scheduler sizes prefill chunks from the learned step cost; outputs unchanged', async () => {
+  const model = loadServedModel(modelFile, { threads: 1, maxSeqs: 8, maxStepTokens: 128 });
+  // The tiny model's steps take about the same time whatever they carry: add a known cost,
+  // 10 ms + 1 ms per token, so the chunk sizes follow from the model and not from machine noise.
+  class Slowed extends PagedServeEngine {
+    override async step(chunks: readonly StepChunk[]) {
+      const out = await super.step(chunks);
+      const tokens = chunks.reduce((n, c) => n + c.tokens.length, 0);
+      await new Promise((r) => setTimeout(r, 10 + tokens));
+      return out;
+    }
+  }
+  const engine = new Slowed((model.engine as PagedServeEngine).runner);
+  await engine.warmup(128, 8);
+  const steps: StepInfo[] = [];
+  const s = new Scheduler(engine, model.tokenizer, { maxBatchedTokens: 128, maxRunning: 8, maxDecodeSlowdown: 2, prefillFloor: 2 }, { onStep: (i) => steps.push(i) });
+  const req = (n: number, maxTokens: number): SequenceRequest => ({
+    promptIds: Array.from({ length: n }, (_, k) => 40 + ((n * 5 + k * 11) % 150)) as number[], sampling: { temperature: 0 }, maxTokens, stopTokens: new Set(), stop: [],
+  });
+  const texts = new Map<number, number[]>();
+  const run = (r: SequenceRequest) => new Promise<FinishReason>((resolve) => {
+    const got: number[] = [];
+    texts.set(r.promptIds.length, got);
+    s.submit([{ req: r, events: { onText(_t, token) { if (token >= 0) got.push(token); }, onFinish: resolve } }]);
+  });
+  // Two streams decode while 100-token prompts keep arriving.
+  const streams = [run(req(5, 40)), run(req(6, 40))];
+  const prompts: Promise<FinishReason>[] = [];
+  // once the streams decode (the model has seen steps of a few sizes by then)
+  while (steps.length < 6) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 4; i++) { await new Promise((r) => setTimeout(r, 40)); prompts.push(run(req(100 + i, 2))); }
+  assert.deepEqual(await Promise.all([...streams, ...prompts]), Array(6).fill('length'));
+  const mixed = steps.filter((x) => x.decodes > 0 && x.prefillTokens > 0);
+  assert.ok(mixed.length >= 4, `prompts were prefilled beside decodes (${mixed.length} steps)`);
+  // After the model has seen a few sizes: with 2-3 decodes (alone ~12-13 ms), at most about 12 ms of
+  // prefill (12 tokens) rides along — never the whole 100-token prompt, which the budget would allow.
+  const late = mixed.slice(2);
+  for (const x of late) assert.ok(x.prefillTokens <= 30, `a step with ${x.decodes} decodes prefilled ${x.prefillTokens} tokens`);
+  assert.ok(late.some((x) => x.prefillTokens >= 2));
+  for (const [n, got] of texts) assert.deepEqual(got, await greedyIds([...req(n, 1).promptIds], got.length), `prompt of ${n} tokens`);
+  await s.close();
+});
