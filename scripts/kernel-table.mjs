@@ -138,16 +138,16 @@ export const KERNELS = [
     ints: [{ name: 'outer' }, { name: 'size' }, { name: 'inner' }, { name: 'k' }, { name: 'largest' }, { name: 'sorted' }],
   },
   {
-    name: 'kv_write', code: 17, doc: 'writes f32 rows [tokens, kvHeads, headDim] into the f32 or f16 (f16 = 1) page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped)',
+    name: 'kv_write', code: 17, doc: 'writes f32 rows [tokens, kvHeads, headDim] into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile)',
     refs: ['rows', 'slots', 'pool'],
-    ints: [{ name: 'tokens' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' }, { name: 'f16' }],
+    ints: [{ name: 'tokens' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' }, { name: 'kvDtype' }],
   },
   {
-    name: 'paged_attention', code: 18, doc: 'ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence)',
+    name: 'paged_attention', code: 18, doc: 'ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence); kvDtype 0 f32, 1 f16, 2 int8 (dequantized in registers)',
     refs: ['q', 'kPool', 'vPool', 'blockTables', 'seqLens', 'queryStart', 'out'],
     ints: [
       { name: 'tokens' }, { name: 'heads' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' },
-      { name: 'seqs' }, { name: 'maxBlocks' }, { name: 'window' }, { name: 'f16' },
+      { name: 'seqs' }, { name: 'maxBlocks' }, { name: 'window' }, { name: 'kvDtype' },
     ],
     floats: ['scale', 'softcap'],
   },

@@ -73,12 +73,113 @@ inline void toHalfRow(const float* src, uint16_t* dst, int64_t n) {
   for (; i < n; i++) dst[i] = floatToHalf(src[i]);
 }
 
-// Row of K or V at (pos, kvh) as fp32: a pointer into the cache, or `tmp` after converting f16.
+// kW int8 values widened to floats in registers.
+inline VecF loadI8(const int8_t* p) {
+#if defined(IJ_AVX512)
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(IJ_AVX2)
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+#else
+  return VecF(static_cast<float>(*p));
+#endif
+}
+
+// An int8 pool's row at (pos, kvh): its values and its scale (layout in paged_attention.h).
+struct I8Row {
+  const int8_t* q;
+  float scale;
+};
+inline I8Row i8Row(const PagedKv& kv, const void* base, int64_t pos, int64_t kvh) {
+  const int8_t* tile = static_cast<const int8_t*>(base) + kv.tile(pos, kvh);
+  const int64_t slot = pos % kv.blockSize;
+  float scale;
+  std::memcpy(&scale, tile + kv.blockSize * kv.headDim + slot * 4, 4);
+  return {tile + slot * kv.headDim, scale};
+}
+
+// Quantizes one row: scale = absmax/127, q = round-half-even(x·(127/absmax)) (all f32, as the
+// reference in src/ops/kv-int8.ts); an all-zero row gets scale 0.
+inline float quantizeRowI8(const float* x, int8_t* q, int64_t n) {
+  VecF mv = VecF::zero();
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) mv = vmax(mv, vabs(VecF::load(x + i)));
+  float amax = mv.max();
+  for (; i < n; i++) amax = std::max(amax, std::fabs(x[i]));
+  if (!(amax > 0.0f)) {
+    std::memset(q, 0, static_cast<size_t>(n));
+    return 0.0f;
+  }
+  const float inv = 127.0f / amax;
+  i = 0;
+#if defined(IJ_AVX512)
+  const __m512 iv = _mm512_set1_ps(inv);
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  for (; i + 16 <= n; i += 16) {
+    __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), iv));  // nearest even (MXCSR default)
+    r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(r));
+  }
+#endif
+  for (; i < n; i++) q[i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, std::nearbyint(x[i] * inv))));
+  return amax / 127.0f;
+}
+
+inline void storeRowI8(void* base, const PagedKv& kv, int64_t pos, int64_t kvh, const float* x) {
+  int8_t* tile = static_cast<int8_t*>(base) + kv.tile(pos, kvh);
+  const int64_t slot = pos % kv.blockSize;
+  const float scale = quantizeRowI8(x, tile + slot * kv.headDim, kv.headDim);
+  std::memcpy(tile + kv.blockSize * kv.headDim + slot * 4, &scale, 4);
+}
+
+// Row of K or V at (pos, kvh) as fp32: a pointer into the cache, or `tmp` after converting f16
+// or dequantizing int8 (one row, for the prefill path's GEMM panels).
 inline const float* cacheRow(const PagedKv& kv, const void* base, int64_t pos, int64_t kvh, float* tmp) {
-  const int64_t off = kv.offset(pos, kvh);
-  if (!kv.f16) return static_cast<const float*>(base) + off;
-  halfRow(static_cast<const uint16_t*>(base) + off, tmp, kv.headDim);
+  if (kv.dtype == KvDtype::f32) return static_cast<const float*>(base) + kv.offset(pos, kvh);
+  if (kv.dtype == KvDtype::f16) {
+    halfRow(static_cast<const uint16_t*>(base) + kv.offset(pos, kvh), tmp, kv.headDim);
+    return tmp;
+  }
+  const I8Row r = i8Row(kv, base, pos, kvh);
+  const VecF sv = VecF::set1(r.scale);
+  int64_t i = 0;
+  for (; i + kW <= kv.headDim; i += kW) (loadI8(r.q + i) * sv).store(tmp + i);
+  for (; i < kv.headDim; i++) tmp[i] = r.q[i] * r.scale;
   return tmp;
+}
+
+// Scores of G query heads (rows of hd) against one int8 row: s[g·stride] = (q_g · r)·mult. Each
+// chunk of the row is widened once in registers and used by every head of the group.
+inline void dotsI8(const float* q, int64_t G, int64_t hd, const int8_t* r, float mult, float* s, int64_t stride) {
+  constexpr int64_t kMaxAcc = 8;
+  for (int64_t g0 = 0; g0 < G; g0 += kMaxAcc) {
+    const int64_t gn = std::min(kMaxAcc, G - g0);
+    const float* qg = q + g0 * hd;
+    VecF acc[kMaxAcc];
+    for (int64_t g = 0; g < gn; g++) acc[g] = VecF::zero();
+    int64_t i = 0;
+    for (; i + kW <= hd; i += kW) {
+      const VecF x = loadI8(r + i);
+      for (int64_t g = 0; g < gn; g++) acc[g] = fmadd(VecF::load(qg + g * hd + i), x, acc[g]);
+    }
+    for (int64_t g = 0; g < gn; g++) {
+      float t = acc[g].sum();
+      for (int64_t k = i; k < hd; k++) t += qg[g * hd + k] * r[k];
+      s[(g0 + g) * stride] = t * mult;
+    }
+  }
+}
+
+// o_g += w_g·scale·r for the G heads of a group (o rows of hd), the row widened once per chunk.
+inline void axpysI8(const float* w, int64_t wStride, float scale, const int8_t* r, float* o, int64_t G, int64_t hd) {
+  int64_t i = 0;
+  for (; i + kW <= hd; i += kW) {
+    const VecF x = loadI8(r + i) * VecF::set1(scale);
+    for (int64_t g = 0; g < G; g++) fmadd(VecF::set1(w[g * wStride]), x, VecF::load(o + g * hd + i)).store(o + g * hd + i);
+  }
+  for (; i < hd; i++) {
+    const float x = r[i] * scale;
+    for (int64_t g = 0; g < G; g++) o[g * hd + i] += w[g * wStride] * x;
+  }
 }
 
 // Softmax partials of G score rows s[g·n + j] in place: m[g] = max, l[g] = Σ exp(s − m), s = exp(s − m).
@@ -246,7 +347,7 @@ void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int6
   const int64_t hd = kv.headDim, n = j1 - j0;
 #if defined(IJ_AVX512)
   if (softcap <= 0.0f) {
-    if (AttendFn fn = blockedAttend(hd, kv.f16)) {
+    if (AttendFn fn = kv.dtype == KvDtype::i8 ? nullptr : blockedAttend(hd, kv.dtype == KvDtype::f16)) {
       fn(kv, kvh, q, G, j0, j1, scale, m, l, o);
       return;
     }
@@ -256,7 +357,13 @@ void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int6
   if (static_cast<int64_t>(sc.s.size()) < G * n) sc.s.resize(G * n);
   if (static_cast<int64_t>(sc.row.size()) < hd) sc.row.resize(hd);
   float* s = sc.s.data();
+  const bool i8 = kv.dtype == KvDtype::i8;
   for (int64_t j = 0; j < n; j++) {
+    if (i8) {
+      const I8Row r = i8Row(kv, kv.k, j0 + j, kvh);
+      dotsI8(q, G, hd, r.q, r.scale * scale, s + j, n);
+      continue;
+    }
     const float* kr = cacheRow(kv, kv.k, j0 + j, kvh, sc.row.data());
     for (int64_t g = 0; g < G; g++) s[g * n + j] = dotF(q + g * hd, kr, hd) * scale;
   }
@@ -267,6 +374,11 @@ void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int6
   softmaxPartials(s, G, n, m, l);
   std::fill(o, o + G * hd, 0.0f);
   for (int64_t j = 0; j < n; j++) {
+    if (i8) {
+      const I8Row r = i8Row(kv, kv.v, j0 + j, kvh);
+      axpysI8(s + j, n, r.scale, r.q, o, G, hd);
+      continue;
+    }
     const float* vr = cacheRow(kv, kv.v, j0 + j, kvh, sc.row.data());
     for (int64_t g = 0; g < G; g++) axpy(s[g * n + j], vr, o + g * hd, hd);
   }
@@ -371,7 +483,10 @@ void pagedStore(const PagedKv& kv, const float* k, const float* v, int64_t T, in
       const int64_t off = kv.offset(start + t, h);
       const float* ks = k + t * width + h * hd;
       const float* vs = v + t * width + h * hd;
-      if (kv.f16) {
+      if (kv.dtype == KvDtype::i8) {
+        storeRowI8(kv.k, kv, start + t, h, ks);
+        storeRowI8(kv.v, kv, start + t, h, vs);
+      } else if (kv.dtype == KvDtype::f16) {
         toHalfRow(ks, static_cast<uint16_t*>(kv.k) + off, hd);
         toHalfRow(vs, static_cast<uint16_t*>(kv.v) + off, hd);
       } else {
@@ -466,7 +581,7 @@ void raggedPagedAttention(const RaggedAttention& a) {
 
   auto pagesOf = [&](int64_t s) {
     PagedKv kv;
-    kv.k = a.k; kv.v = a.v; kv.f16 = a.f16; kv.blockSize = a.blockSize; kv.nKv = nKv; kv.headDim = hd;
+    kv.k = a.k; kv.v = a.v; kv.dtype = a.dtype; kv.blockSize = a.blockSize; kv.nKv = nKv; kv.headDim = hd;
     kv.table = a.tables + s * a.maxBlocks;
     return kv;
   };
@@ -536,16 +651,22 @@ void raggedPagedAttention(const RaggedAttention& a) {
   });
 }
 
-void pagedWriteSlots(void* pool, bool f16, const float* rows, const int32_t* slots, int64_t tokens, int64_t kvHeads, int64_t headDim,
+void pagedWriteSlots(void* pool, KvDtype dtype, const float* rows, const int32_t* slots, int64_t tokens, int64_t kvHeads, int64_t headDim,
                      int64_t blockSize) {
   for (int64_t t = 0; t < tokens; t++) {
     const int64_t slot = slots[t];
     if (slot < 0) continue;
     const int64_t blk = slot / blockSize, off = slot % blockSize;
     for (int64_t h = 0; h < kvHeads; h++) {
-      const int64_t at = ((blk * kvHeads + h) * blockSize + off) * headDim;
       const float* src = rows + (t * kvHeads + h) * headDim;
-      if (f16) toHalfRow(src, static_cast<uint16_t*>(pool) + at, headDim);
+      if (dtype == KvDtype::i8) {
+        int8_t* tile = static_cast<int8_t*>(pool) + (blk * kvHeads + h) * blockSize * (headDim + 4);
+        const float scale = quantizeRowI8(src, tile + off * headDim, headDim);
+        std::memcpy(tile + blockSize * headDim + off * 4, &scale, 4);
+        continue;
+      }
+      const int64_t at = ((blk * kvHeads + h) * blockSize + off) * headDim;
+      if (dtype == KvDtype::f16) toHalfRow(src, static_cast<uint16_t*>(pool) + at, headDim);
       else std::memcpy(static_cast<float*>(pool) + at, src, static_cast<size_t>(headDim) * 4);
     }
   }

@@ -962,7 +962,7 @@ inline std::string checkTopK(const int64_t* I, size_t nInts, size_t nFloats, siz
   return "";
 }
 
-// writes f32 rows [tokens, kvHeads, headDim] into the f32 or f16 (f16 = 1) page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped).
+// writes f32 rows [tokens, kvHeads, headDim] into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile).
 struct KvWriteDesc {
   uint8_t* rows = nullptr;
   uint8_t* slots = nullptr;
@@ -972,7 +972,7 @@ struct KvWriteDesc {
   int64_t headDim = 0;
   int64_t blockSize = 0;
   int64_t numBlocks = 0;
-  int64_t f16 = 0;
+  int64_t kvDtype = 0;
 };
 template <typename At>
 inline KvWriteDesc decodeKvWrite(const int64_t* I, const double* F, At&& at) {
@@ -983,7 +983,7 @@ inline KvWriteDesc decodeKvWrite(const int64_t* I, const double* F, At&& at) {
   a.headDim = I[p++];
   a.blockSize = I[p++];
   a.numBlocks = I[p++];
-  a.f16 = I[p++];
+  a.kvDtype = I[p++];
   int r = 0;
   a.rows = at(r++);
   a.slots = at(r++);
@@ -1004,7 +1004,7 @@ inline std::string checkKvWrite(const int64_t* I, size_t nInts, size_t nFloats, 
   p++;
   if (p + 1 > nI) return "kv_write: ints end before numBlocks";
   p++;
-  if (p + 1 > nI) return "kv_write: ints end before f16";
+  if (p + 1 > nI) return "kv_write: ints end before kvDtype";
   p++;
   if (p != nI) return "kv_write: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
   if (nRefs != static_cast<size_t>(1 + 1 + 1)) return "kv_write: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1);
@@ -1012,7 +1012,7 @@ inline std::string checkKvWrite(const int64_t* I, size_t nInts, size_t nFloats, 
   return "";
 }
 
-// ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence).
+// ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence); kvDtype 0 f32, 1 f16, 2 int8 (dequantized in registers).
 struct PagedAttentionDesc {
   uint8_t* q = nullptr;
   uint8_t* kPool = nullptr;
@@ -1030,7 +1030,7 @@ struct PagedAttentionDesc {
   int64_t seqs = 0;
   int64_t maxBlocks = 0;
   int64_t window = 0;
-  int64_t f16 = 0;
+  int64_t kvDtype = 0;
   double scale = 0;
   double softcap = 0;
 };
@@ -1047,7 +1047,7 @@ inline PagedAttentionDesc decodePagedAttention(const int64_t* I, const double* F
   a.seqs = I[p++];
   a.maxBlocks = I[p++];
   a.window = I[p++];
-  a.f16 = I[p++];
+  a.kvDtype = I[p++];
   int r = 0;
   a.q = at(r++);
   a.kPool = at(r++);
@@ -1082,7 +1082,7 @@ inline std::string checkPagedAttention(const int64_t* I, size_t nInts, size_t nF
   p++;
   if (p + 1 > nI) return "paged_attention: ints end before window";
   p++;
-  if (p + 1 > nI) return "paged_attention: ints end before f16";
+  if (p + 1 > nI) return "paged_attention: ints end before kvDtype";
   p++;
   if (p != nI) return "paged_attention: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
   if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1 + 1)) return "paged_attention: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1 + 1);

@@ -20,7 +20,7 @@ void runKvWrite(const KvWriteDesc& d, const plan::KernelContext&) {
                               std::to_string(d.numBlocks) + " blocks x " + std::to_string(d.blockSize) + " slots); use -1 for padding tokens"};
     }
   }
-  pagedWriteSlots(d.pool, d.f16 != 0, reinterpret_cast<const float*>(d.rows), slots, d.tokens, d.kvHeads, d.headDim, d.blockSize);
+  pagedWriteSlots(d.pool, static_cast<KvDtype>(d.kvDtype), reinterpret_cast<const float*>(d.rows), slots, d.tokens, d.kvHeads, d.headDim, d.blockSize);
 }
 
 void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext&) {
@@ -36,7 +36,7 @@ void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext&) 
   a.numBlocks = d.numBlocks; a.seqs = d.seqs; a.maxBlocks = d.maxBlocks; a.window = d.window;
   a.scale = static_cast<float>(d.scale);
   a.softcap = static_cast<float>(d.softcap);
-  a.f16 = d.f16 != 0;
+  a.dtype = static_cast<KvDtype>(d.kvDtype);
   char buf[256];
   const char* bad = checkRagged(a, buf, sizeof buf);
   if (bad[0] != '\0') throw plan::KernelError{bad};

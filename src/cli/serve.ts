@@ -27,7 +27,7 @@ options:
   --threads N                native thread pool size (default: physical cores)
   --cache-tokens N           positions the KV pool holds across all requests (default 16384)
   --block-size N             positions per KV block (default 16)
-  --kv-dtype f32|f16         KV cache storage (default f32)
+  --kv-dtype f32|f16|int8    KV cache storage (default f32)
   --max-context N            longest context of one request (default: the model's, at most 2048)
   --no-prefix-cache          do not reuse the KV blocks of prompt prefixes seen before
   --max-batched-tokens N     tokens one scheduler step feeds in all (default 512)
@@ -72,7 +72,7 @@ export async function runServeCommand(argv: readonly string[], io: ServeIo = std
     // Absent options stay undefined: the engine and the scheduler apply their defaults.
     const engine: ServeModelOptions = {
       threads: int('--threads', 1), cacheTokens: int('--cache-tokens', 1), blockSize: int('--block-size', 1),
-      kvDtype: choice('--kv-dtype', ['f32', 'f16'] as const), maxContext: int('--max-context', 2),
+      kvDtype: choice('--kv-dtype', ['f32', 'f16', 'int8'] as const), maxContext: int('--max-context', 2),
       ...(r.flag('--no-prefix-cache') ? { prefixCaching: false } : {}),
     };
     const scheduler: SchedulerOptions = {

@@ -13,7 +13,7 @@ export { ModelFileError, ModelConfigError, TokenizerFileError, GgufError, Safete
 export { generate, greedyTokens, Generation, GENERATE_OPTION_NAMES, type GenerateOptions, type GenerationChunk, type GenerationStats, type FinishReason } from './generate.js';
 export * from './tokenizer/index.js';
 export { StepEngine, EngineCapacityError, type StepInputs, type StepDecoder, type StepEngineOptions, type SequenceOptions, type StepFinishReason } from './step-engine.js';
-export { PagedStepRunner, type PagedRunnerOptions, type PagedSequence, type StepEntry } from './paged-runner.js';
+export { PagedStepRunner, type PagedRunnerOptions, type PagedSequence, type StepEntry, type KvCacheDtype } from './paged-runner.js';
 export { chat, applyChatTemplate, renderChatTemplate, encodeChatPrompt, specialTokenVariables, type ChatMessage, type ChatOptions, type ChatTemplateOptions } from './chat.js';
 export { type LoadPrecision, LOAD_PRECISIONS } from './models/weight-params.js';
 export { PagedMixtral, loadPagedMixtral, type MixtralConfig } from './models/index.js';

@@ -1,7 +1,7 @@
 // The paged step runner: what every driver of a paged decoder shares (the generate loop in
 // step-engine.ts, the server's engine in src/serve/engine.ts). It owns
 //   - the KV page pools (one K and one V pool per layer, [numBlocks, kvHeads, blockSize, headDim]
-//     f32 or f16) and the block allocator;
+//     f32 or f16, or int8 [.., headDim + 4] with a scale per row: src/ops/kv-int8.ts) and the block allocator;
 //   - the prefix cache: every full page is keyed by a hash of its tokens and of the key of the page
 //     before it (so a key names the whole prefix), reference-counted by the sequences using it, and
 //     kept after its last user finishes until the pool needs the page (least recently used first).
@@ -17,6 +17,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { inferenceJit } from '../jit/index.js';
 import type { JitOptions, InputSpec } from '../jit/options.js';
 import type { RunOptions } from '../backends/backend.js';
+import { KV_INT8_SCALE_BYTES } from '../ops/kv-int8.js';
 
 /** One step's tokens and attention metadata (all int32). */
 export interface StepInputs {
@@ -37,6 +38,16 @@ export interface StepDecoder {
   forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor;
 }
 
+/** Storage of the KV page pools. */
+export type KvCacheDtype = 'f32' | 'f16' | 'int8';
+export const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ['f32', 'f16', 'int8'];
+
+/** The shape and tensor dtype of one KV pool of the given storage. */
+export function kvPoolLayout(kvDtype: KvCacheDtype, numBlocks: number, numKvHeads: number, blockSize: number, headDim: number): { dtype: 'f32' | 'f16' | 'i8'; shape: number[] } {
+  if (kvDtype === 'int8') return { dtype: 'i8', shape: [numBlocks, numKvHeads, blockSize, headDim + KV_INT8_SCALE_BYTES] };
+  return { dtype: kvDtype, shape: [numBlocks, numKvHeads, blockSize, headDim] };
+}
+
 export interface PagedRunnerOptions {
   /** Positions per KV page (default 16). */
   blockSize?: number;
@@ -48,8 +59,9 @@ export interface PagedRunnerOptions {
   maxSeqs?: number;
   /** Most tokens in one step, a power of two (default 256). */
   maxStepTokens?: number;
-  /** Storage of the KV pools: 'f32' (default) or 'f16' (half the memory; rows rounded to nearest even, as llama.cpp's default cache). */
-  kvDtype?: 'f32' | 'f16';
+  /** Storage of the KV pools: 'f32' (default), 'f16' (half the memory; rows rounded to nearest even, as llama.cpp's default cache)
+   *  or 'int8' (about a quarter: each row of a kv head quantized at write with its own absmax scale, dequantized inside paged attention). */
+  kvDtype?: KvCacheDtype;
   /** Reuse the KV pages of prompt prefixes seen before (default true). */
   prefixCaching?: boolean;
   /** false: run the model's forward eagerly (the oracle); default: compile it with inferenceJit. */
@@ -139,12 +151,12 @@ export class PagedStepRunner {
     for (const [k, v] of Object.entries({ blockSize: this.blockSize, maxContext: this.maxContext, numBlocks: this.numBlocks, maxSeqs: this.maxSeqs })) {
       if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${owner}: ${k} must be a positive integer, got ${v}`);
     }
-    const poolShape = [this.numBlocks, numKvHeads, this.blockSize, headDim];
     const kvDtype = options.kvDtype ?? 'f32';
-    if (kvDtype !== 'f32' && kvDtype !== 'f16') throw new TypeError(`${owner}: kvDtype must be 'f32' or 'f16', got ${String(kvDtype)}`);
+    if (!KV_CACHE_DTYPES.includes(kvDtype)) throw new TypeError(`${owner}: kvDtype must be one of ${KV_CACHE_DTYPES.map((d) => `'${d}'`).join(', ')}, got ${String(kvDtype)}`);
+    const pool = kvPoolLayout(kvDtype, this.numBlocks, numKvHeads, this.blockSize, headDim);
     for (let l = 0; l < numLayers; l++) {
-      this.kPools.push(Tensor.empty(kvDtype, poolShape));
-      this.vPools.push(Tensor.empty(kvDtype, poolShape));
+      this.kPools.push(Tensor.empty(pool.dtype, pool.shape));
+      this.vPools.push(Tensor.empty(pool.dtype, pool.shape));
     }
     for (let b = this.numBlocks - 1; b >= 0; b--) this.free.push(b);
     this.refs = new Int32Array(this.numBlocks);

@@ -1,7 +1,9 @@
 // LLM serving ops over a paged KV cache (vLLM's layout, native/llm/paged_attention.h):
 //   kv_write         writes new K or V rows into page-pool slots, in place (the pool is session state)
 //   paged_attention  causal grouped-query attention of a ragged batch of tokens over the pools
-// A pool is [numBlocks, kvHeads, blockSize, headDim] f32 or f16 (rows rounded to nearest even): slot s is block s / blockSize, row
+// A pool is [numBlocks, kvHeads, blockSize, headDim] f32 or f16 (rows rounded to nearest even), or int8
+// [numBlocks, kvHeads, blockSize, headDim + 4] (each row quantized at write with its own scale, the
+// scales after each tile's rows: src/ops/kv-int8.ts): slot s is block s / blockSize, row
 // s % blockSize, so one kv head's rows of a block are contiguous. A step's tokens of many
 // sequences are flattened to [tokens, ...]; per-sequence metadata is data (block tables, context
 // lengths, query offsets), so a compiled plan serves any context length.
@@ -11,6 +13,7 @@ import { formatShape } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { concrete } from './kernel-utils.js';
 import { readElement, writeElement, type DType } from '../tensor/dtype.js';
+import { Int8PoolRows, poolHeadDim, KV_INT8_SCALE_BYTES } from './kv-int8.js';
 
 interface KvWriteAttrs { [k: string]: never }
 export interface PagedAttentionAttrs { scale: number; num_kv_heads: number; window: number; softcap: number }
@@ -27,7 +30,13 @@ function needRank(op: string, name: string, t: TensorMeta | null, rank: number, 
 }
 function checkPool(op: string, name: string, pool: TensorMeta | null): TensorMeta {
   const p = needRank(op, name, pool, 4);
-  if (p.dtype !== 'f32' && p.dtype !== 'f16') throw new TypeError(`${op}: ${name} must be an f32 or f16 page pool [blocks, kvHeads, blockSize, headDim], got ${p.dtype}`);
+  if (p.dtype !== 'f32' && p.dtype !== 'f16' && p.dtype !== 'i8') {
+    throw new TypeError(`${op}: ${name} must be an f32 or f16 page pool [blocks, kvHeads, blockSize, headDim] or an int8 one [blocks, kvHeads, blockSize, headDim + ${KV_INT8_SCALE_BYTES}], got ${p.dtype}`);
+  }
+  const last = p.shape[3];
+  if (p.dtype === 'i8' && known(last) && last <= KV_INT8_SCALE_BYTES) {
+    throw new RangeError(`${op}: int8 ${name} ${formatShape(p.shape)} must have a last dim of headDim + ${KV_INT8_SCALE_BYTES} (each row's values, then room for its f32 scale), got ${last}`);
+  }
   return p;
 }
 
@@ -44,19 +53,25 @@ export const kvWriteOp = defineOp<KvWriteAttrs>({
     const r = needRank('kv_write', 'rows', rows, 3, 'f32');
     needRank('kv_write', 'slot_mapping', slots, 1, 'i32');
     mustMatch('kv_write', 'rows [tokens, kvHeads, headDim] must have the pool\'s kvHeads', r.shape[1], p.shape[1]);
-    mustMatch('kv_write', 'rows [tokens, kvHeads, headDim] must have the pool\'s headDim', r.shape[2], p.shape[3]);
+    mustMatch('kv_write', `rows [tokens, kvHeads, headDim] must have the pool's headDim${p.dtype === 'i8' ? ` (an int8 pool's last dim is headDim + ${KV_INT8_SCALE_BYTES})` : ''}`,
+      r.shape[2], poolHeadDim(p.dtype, p.shape[3]));
     mustMatch('kv_write', 'slot_mapping must have one slot per token row', slots!.shape[0], r.shape[0]);
     return [{ dtype: p.dtype, shape: p.shape }];
   },
   reference([pool, rows, slots]) {
-    const [NB, Hkv, BS, D] = pool!.shape;
-    const T = rows!.shape[0];
+    const [NB, Hkv, BS] = pool!.shape;
+    const [T, , D] = rows!.shape;
     const src = rows!.data as Float32Array, sm = slots!.data as Int32Array, pd = pool!.dtype;
+    const i8 = pd === 'i8' ? new Int8PoolRows(pool!.data as Int8Array, Hkv, BS, rows!.shape[2]) : null;
     for (let t = 0; t < T; t++) {
       const s = sm[t];
       if (s === -1) continue;
       if (s < -1 || s >= NB * BS) throw new RangeError(`kv_write: slot_mapping[${t}] = ${s} is outside the pool (${NB} blocks × ${BS} slots); use −1 for padding tokens`);
       const blk = Math.floor(s / BS), off = s % BS;
+      if (i8) {
+        for (let h = 0; h < Hkv; h++) i8.write(blk, h, off, src, (t * Hkv + h) * D);
+        continue;
+      }
       for (let h = 0; h < Hkv; h++) {
         const from = (t * Hkv + h) * D, to = ((blk * Hkv + h) * BS + off) * D;
         // f16 pools round to nearest even, as the native kernel does
@@ -95,7 +110,8 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
     mustMatch(op, 'block_tables [seqs, maxBlocks] and seq_lens [seqs] disagree on seqs', b.shape[0], s.shape[0]);
     // query_start holds seqs + 1 offsets; checked when shapes are concrete (kernels, lowering), since
     // symbolic dims carry no arithmetic
-    mustMatch(op, 'q [tokens, heads, headDim] must have the pools\' headDim', qm.shape[2], k.shape[3]);
+    mustMatch(op, `q [tokens, heads, headDim] must have the pools' headDim${k.dtype === 'i8' ? ` (an int8 pool's last dim is headDim + ${KV_INT8_SCALE_BYTES})` : ''}`,
+      qm.shape[2], poolHeadDim(k.dtype, k.shape[3]));
     const H = qm.shape[1], Hkv = k.shape[1];
     if (attrs.num_kv_heads !== 0) mustMatch(op, 'num_kv_heads must equal the pools\' kvHeads', attrs.num_kv_heads, Hkv);
     if (known(H) && known(Hkv) && H % Hkv !== 0) throw new RangeError(`${op}: ${H} query heads are not a multiple of ${Hkv} kv heads`);
@@ -109,7 +125,7 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
     const [S, MB] = bt!.shape;
     const G = H / Hkv;
     const scale = attrs.scale === 0 ? 1 / Math.sqrt(D) : attrs.scale;
-    const Q = q!.data as Float32Array, K = poolValues(kp!), V = poolValues(vp!);
+    const Q = q!.data as Float32Array, K = poolRows(kp!, D), V = poolRows(vp!, D);
     const tables = bt!.data as Int32Array, lens = sl!.data as Int32Array, starts = qs!.data as Int32Array;
     const out = new Float32Array(T * H * D);
     if (qs!.shape[0] !== S + 1) throw new RangeError(`paged_attention: query_start must hold seqs + 1 = ${S + 1} offsets, got ${qs!.shape[0]}`);
@@ -125,10 +141,10 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
           const kvh = Math.floor(h / G), qo = (t * H + h) * D;
           let mx = -Infinity;
           for (let j = lo; j <= pos; j++) {
-            const ko = ((tables[s * MB + Math.floor(j / BS)] * Hkv + kvh) * BS + (j % BS)) * D;
+            const blk = tables[s * MB + Math.floor(j / BS)], ko = K.row(blk, kvh, j % BS), kv = K.values;
             let dot = 0;
-            for (let d = 0; d < D; d++) dot += Q[qo + d] * K[ko + d];
-            let sc = dot * scale;
+            for (let d = 0; d < D; d++) dot += Q[qo + d] * kv[ko + d];
+            let sc = dot * K.scale(blk, kvh, j % BS) * scale;
             if (attrs.softcap > 0) sc = attrs.softcap * Math.tanh(sc / attrs.softcap);
             scores[j] = sc;
             if (sc > mx) mx = sc;
@@ -138,8 +154,9 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
           for (let j = lo; j <= pos; j++) {
             const p = Math.exp(scores[j] - mx);
             sum += p;
-            const vo = ((tables[s * MB + Math.floor(j / BS)] * Hkv + kvh) * BS + (j % BS)) * D;
-            for (let d = 0; d < D; d++) acc[d] += p * V[vo + d];
+            const blk = tables[s * MB + Math.floor(j / BS)], vo = V.row(blk, kvh, j % BS), vv = V.values;
+            const pv = p * V.scale(blk, kvh, j % BS);
+            for (let d = 0; d < D; d++) acc[d] += pv * vv[vo + d];
           }
           for (let d = 0; d < D; d++) out[qo + d] = acc[d] / sum;
         }
@@ -149,12 +166,18 @@ export const pagedAttentionOp = defineOp<PagedAttentionAttrs>({
   },
 });
 
-/** A pool's values as f32 (f16 pools widened). */
-function poolValues(t: Tensor): Float32Array {
-  if (t.dtype === 'f32') return t.data as Float32Array;
+/** Row reads of a pool: int8 rows are read as stored and scaled where used (no float copy of the cache). */
+interface PoolRows { values: ArrayLike<number>; row(block: number, kvHead: number, slot: number): number; scale(block: number, kvHead: number, slot: number): number }
+function poolRows(t: Tensor, D: number): PoolRows {
+  const [, Hkv, BS] = t.shape;
+  if (t.dtype === 'i8') return new Int8PoolRows(t.data as Int8Array, Hkv, BS, D);
+  const row = (b: number, h: number, s: number): number => ((b * Hkv + h) * BS + s) * D;
+  const one = (): number => 1;
+  if (t.dtype === 'f32') return { values: t.data as Float32Array, row, scale: one };
+  // f16 pools are widened once (the reference's oracle; the native kernels convert in registers)
   const out = new Float32Array(t.data.length);
   for (let i = 0; i < out.length; i++) out[i] = readElement(t.dtype as DType, t.data, i);
-  return out;
+  return { values: out, row, scale: one };
 }
 
 /** Checks a ragged step's metadata against the shapes, naming the first bad entry. */

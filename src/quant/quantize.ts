@@ -20,6 +20,7 @@ import { packedWeight } from './packing.js';
 import { isNativeAvailable, getEagerBackend } from '../ops/dispatch.js';
 import { QuantizedDecoder, type SiteReport } from './decoder.js';
 import type { QuantPlan, SitePlan } from './graph-passes.js';
+import { selectPssSites, type PssBuild } from './pss-select.js';
 
 const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(Float32Array.from(v), shape, 'f32');
 
@@ -29,6 +30,15 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
   const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples });
+  if (o.smoothing !== 'pss') return build(model, options, stats, null);
+  // PSS: the per-site searches once (cached), then the model-level choice per site (pss-select.ts)
+  const cache: PssBuild['cache'] = new Map();
+  return selectPssSites(model, o.calibration, (choice) => build(model, options, stats, { choice, cache }));
+}
+
+/** quantize() after calibration; for PSS, `pss` says which sites take PSS's factors (the others SmoothQuant's). */
+function build(model: QuantizableDecoder, options: QuantizeOptions, stats: ReturnType<typeof calibrate>, pss: PssBuild | null): QuantizedDecoder {
+  const o = checkQuantizeOptions(options);
   const widest = Math.max(...stats.linears.map((l) => l.K));
   if (o.method === 'gptq' && stats.tokens < widest) {
     // fewer samples than channels: X^T X is rank-deficient and GPTQ fits the calibration set's subspace
@@ -84,8 +94,13 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
       alphas = [o.alpha];
       error = siteError(problem)(s);
     } else if (o.smoothing === 'pss') {
-      const r = pssSearch(problem, aAbs, o.pieces);
-      s = r.s; alphas = r.alphas; error = r.error;
+      let c = pss!.cache.get(st.key);
+      if (!c) {
+        const sq = smoothQuantFactors(aAbs, weightColumnAbsMax(problem), o.alpha);
+        c = { pss: pssSearch(problem, aAbs, o.pieces), sq, sqError: siteError(problem)(sq) };
+        pss!.cache.set(st.key, c);
+      }
+      if (pss!.choice(stats.linears.indexOf(st)) === 'pss') { s = c.pss.s; alphas = c.pss.alphas; error = c.pss.error; } else { s = c.sq; alphas = [o.alpha]; error = c.sqError; }
     } else if (o.method === 'awq') {
       const meanAbs = z ? aAbs : Float64Array.from(st.sumAbs, (v) => v / Math.max(1, st.rows));
       const r = awqSearch(problem, meanAbs);

@@ -26,8 +26,8 @@ export interface ServeModelOptions {
   blockSize?: number;
   /** Positions the KV pool holds across all sequences (default 16384). */
   cacheTokens?: number;
-  /** KV cache storage (default 'f32'). */
-  kvDtype?: 'f32' | 'f16';
+  /** KV cache storage (default 'f32'; 'int8': a scale per row, dequantized inside paged attention). */
+  kvDtype?: 'f32' | 'f16' | 'int8';
   /** Longest context of one sequence (default: the model's, at most 2048; and at most the pool). */
   maxContext?: number;
   /** Most sequences one step carries (default 64; the scheduler runs at most this many). */

@@ -1,7 +1,8 @@
 // kv_write and paged_attention: the native plan kernels against the reference kernels on random
 // ragged steps (one token, odd head dims, mixed prefill + decode, padding slots, empty sequences,
 // sliding window, soft-cap, long contexts split across threads, f16 pools), the pool written in
-// place (same contents as the reference's), and the IR's state rules (verifier rejects in-place
+// place (same contents as the reference's: int8 pools bit for bit, values and row scales), int8
+// attention close to f32 attention on the same rows, and the IR's state rules (verifier rejects in-place
 // writes into non-state and reads of the overwritten pool).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +21,7 @@ import { planAddon } from '../../src/backends/cpu/plan/native.js';
 const skip = planAddon ? false : 'native plan executor not built';
 let seed = 4100;
 
-interface Case { name: string; H: number; Hkv: number; D: number; BS: number; seqs: { L: number; n: number }[]; pad?: number; opts?: PagedAttentionOptions; f16?: boolean }
+interface Case { name: string; H: number; Hkv: number; D: number; BS: number; seqs: { L: number; n: number }[]; pad?: number; opts?: PagedAttentionOptions; f16?: boolean; int8?: boolean }
 
 /** A random ragged step: pools with random old context, new K/V rows, block tables over shuffled blocks. */
 function makeStep(c: Case) {
@@ -39,7 +40,11 @@ function makeStep(c: Case) {
     starts[i + 1] = starts[i] + s.n; lens[i] = s.L;
     for (let k = 0; k < s.n; k++) { const p = s.L - s.n + k; slots[starts[i] + k] = tables[i * maxBlocks + Math.floor(p / c.BS)] * c.BS + (p % c.BS); }
   });
-  const pool = () => { const p = randn([NB, c.Hkv, c.BS, c.D], { seed: seed++ }); return c.f16 ? p.cast('f16') : p; };
+  const pool = () => {
+    const p = randn([NB, c.Hkv, c.BS, c.D], { seed: seed++ });
+    if (c.int8) return int8Pool(p);
+    return c.f16 ? p.cast('f16') : p;
+  };
   return {
     q: randn([T, c.H, c.D], { seed: seed++ }), k: randn([T, c.Hkv, c.D], { seed: seed++ }), v: randn([T, c.Hkv, c.D], { seed: seed++ }),
     kPool: pool(), vPool: pool(),
@@ -47,12 +52,24 @@ function makeStep(c: Case) {
   };
 }
 
+/** An int8 pool holding the rows of an f32 pool [NB, Hkv, BS, D], quantized by the reference kv_write. */
+function int8Pool(p: Tensor): Tensor {
+  const [NB, Hkv, BS, D] = p.shape;
+  const src = p.data as Float32Array, rows = new Float32Array(src.length);
+  for (let b = 0; b < NB; b++) for (let h = 0; h < Hkv; h++) for (let s = 0; s < BS; s++) {
+    rows.set(src.subarray(((b * Hkv + h) * BS + s) * D, ((b * Hkv + h) * BS + s + 1) * D), ((b * BS + s) * Hkv + h) * D);
+  }
+  const pool = Tensor.empty('i8', [NB, Hkv, BS, D + 4]);
+  withEagerBackend('reference', () => kvWrite(pool, fromArray(rows, [NB * BS, Hkv, D], 'f32'), fromArray(Int32Array.from({ length: NB * BS }, (_, i) => i), [NB * BS], 'i32')));
+  return pool;
+}
+
 const stepFn = (opts: PagedAttentionOptions) => (q: Tensor, k: Tensor, v: Tensor, kPool: Tensor, vPool: Tensor, bt: Tensor, sl: Tensor, qs: Tensor, slots: Tensor): Tensor => {
   const kp = kvWrite(kPool, k, slots), vp = kvWrite(vPool, v, slots);
   return pagedAttention(q, kp, vp, bt, sl, qs, opts);
 };
 
-const copy = (t: Tensor): Tensor => Tensor.fromStorage(t.dtype, [...t.shape], (t.data as Float32Array | Uint16Array).slice());
+const copy = (t: Tensor): Tensor => Tensor.fromStorage(t.dtype, [...t.shape], (t.data as Float32Array | Uint16Array | Int8Array).slice());
 
 const cases: Case[] = [
   { name: 'one decode token, context 1', H: 2, Hkv: 1, D: 8, BS: 4, seqs: [{ L: 1, n: 1 }] },
@@ -72,6 +89,17 @@ const cases: Case[] = [
   { name: 'decode, f32 pools, D 48, GQA 3, window', H: 6, Hkv: 2, D: 48, BS: 8, seqs: [{ L: 50, n: 1 }, { L: 3, n: 1 }], opts: { window: 21 } },
   { name: 'decode, f32 pools, D 16, pages of 3', H: 2, Hkv: 1, D: 16, BS: 3, seqs: [{ L: 31, n: 1 }, { L: 2, n: 1 }] },
   { name: 'decode, f16 pools, D 32, long context split over threads', H: 2, Hkv: 2, D: 32, BS: 16, seqs: [{ L: 1000, n: 1 }], f16: true },
+  // int8 pools: the f16 cases' shapes, plus decode at context 1, odd head dims (tails past the
+  // vector width), padding slots, an empty sequence, more than 8 query heads per kv head, long contexts
+  { name: 'int8 pools, one decode token, context 1', H: 2, Hkv: 1, D: 8, BS: 4, seqs: [{ L: 1, n: 1 }], int8: true },
+  { name: 'int8 pools, odd head dim, prefill', H: 3, Hkv: 3, D: 7, BS: 5, seqs: [{ L: 13, n: 13 }], int8: true },
+  { name: 'int8 pools, mixed prefill + decode', H: 4, Hkv: 2, D: 20, BS: 8, seqs: [{ L: 30, n: 9 }, { L: 65, n: 1 }], pad: 2, int8: true },
+  { name: 'int8 pools, prefill chunk + decode + full prefill, empty sequence, padding', H: 6, Hkv: 2, D: 24, BS: 16,
+    seqs: [{ L: 37, n: 5 }, { L: 9, n: 0 }, { L: 100, n: 1 }, { L: 20, n: 20 }], pad: 6, int8: true },
+  { name: 'int8 pools, window and soft-cap', H: 2, Hkv: 1, D: 33, BS: 4, seqs: [{ L: 19, n: 4 }], int8: true, opts: { window: 5, softcap: 10 } },
+  { name: 'int8 pools, 10 query heads per kv head, head dim 17', H: 10, Hkv: 1, D: 17, BS: 4, seqs: [{ L: 30, n: 1 }, { L: 12, n: 3 }], int8: true, opts: { window: 8 } },
+  { name: 'int8 pools, long contexts, decode (flash-decoding split)', H: 8, Hkv: 2, D: 64, BS: 16, seqs: [{ L: 700, n: 1 }, { L: 333, n: 2 }], pad: 1, int8: true },
+  { name: 'int8 pools, long prefill (GEMM tile path)', H: 4, Hkv: 2, D: 64, BS: 16, seqs: [{ L: 700, n: 150 }], int8: true },
 ];
 
 for (const c of cases) {
@@ -141,4 +169,52 @@ test('eager kv_write writes the pool tensor itself', () => {
   const out = kvWrite(pool, fromArray([1, 2, 3, 4], [2, 1, 2], 'f32'), fromArray(new Int32Array([3, -1]), [2], 'i32'));
   assert.equal(out.data, pool.data);
   assert.deepEqual([...(pool.data as Float32Array)], [0, 0, 0, 0, 0, 0, 1, 2]);
+});
+
+test('int8 pools: attention stays close to f32 attention over the same rows; rows round half to even, zero rows get scale 0', { skip }, () => {
+  const c: Case = { name: 'int8 vs f32', H: 4, Hkv: 2, D: 40, BS: 8, seqs: [{ L: 50, n: 6 }, { L: 90, n: 1 }], pad: 1 };
+  const s = makeStep(c);
+  const f32Step = () => stepFn({})(s.q, s.k, s.v, copy(s.kPool), copy(s.vPool), s.bt, s.sl, s.qs, s.slots);
+  const i8Step = () => stepFn({})(s.q, s.k, s.v, int8Pool(s.kPool), int8Pool(s.vPool), s.bt, s.sl, s.qs, s.slots);
+  const want = withEagerBackend('reference', f32Step).data as Float32Array;
+  const got = withEagerBackend('reference', i8Step).data as Float32Array;
+  let worst = 0, scale = 0;
+  for (let i = 0; i < want.length; i++) { worst = Math.max(worst, Math.abs(got[i] - want[i])); scale = Math.max(scale, Math.abs(want[i])); }
+  // one int8 step is absmax/254 per element; softmax-weighted averages of such rows stay within a few of them
+  assert.ok(worst > 0 && worst < 0.03 * scale, `max |int8 − f32| = ${worst} (outputs up to ${scale})`);
+  // exact halves: absmax 127 makes q = x, so 0.5 → 0, 1.5 → 2, 2.5 → 2, −0.5 → 0 (and the plan agrees bit for bit)
+  const D = 6, pool = Tensor.empty('i8', [1, 1, 2, D + 4]);
+  const rows = fromArray([0.5, 1.5, 2.5, -0.5, -2.5, 127, 0, 0, 0, 0, 0, 0], [2, 1, D], 'f32');
+  withEagerBackend('reference', () => kvWrite(pool, rows, fromArray(new Int32Array([0, 1]), [2], 'i32')));
+  const bytes = pool.data as Int8Array, view = new DataView(bytes.buffer, bytes.byteOffset);
+  assert.deepEqual([...bytes.subarray(0, D)], [0, 2, 2, 0, -2, 127]);
+  assert.equal(view.getFloat32(2 * D, true), 1);
+  assert.deepEqual([...bytes.subarray(D, 2 * D)], [0, 0, 0, 0, 0, 0]);
+  assert.equal(view.getFloat32(2 * D + 4, true), 0, 'an all-zero row has scale 0');
+  const t = trace((p: Tensor, r: Tensor, sl: Tensor) => kvWrite(p, r, sl), [pool, rows, fromArray(new Int32Array([0, 1]), [2], 'i32')]);
+  const planPool = Tensor.empty('i8', [1, 1, 2, D + 4]);
+  new PlanExecutable(optimize(t.graph), t.constants).run([planPool, rows, fromArray(new Int32Array([0, 1]), [2], 'i32')]);
+  assert.deepEqual(planPool.data, pool.data);
+});
+
+test('int8 pools: the op checks name the headDim + 4 layout', () => {
+  const g = new Graph();
+  const pool = g.addInput('pool', 'i8', [4, 1, 2, 8]);
+  const rows = g.addInput('rows', 'f32', [2, 1, 8]);
+  const slots = g.addInput('slots', 'i32', [2]);
+  g.addNode('kv_write', [pool, rows, slots], {}, [{ dtype: 'i8', shape: [4, 1, 2, 8] }]);
+  assert.throws(() => g.verify(), /headDim \(an int8 pool's last dim is headDim \+ 4\) \(8 vs 4\)/);
+  const ok = new Graph();
+  const okPool = ok.addInput('pool', 'i8', [4, 1, 2, 12]);
+  ok.addOutput('pool', ok.addNode('kv_write', [okPool, ok.addInput('rows', 'f32', [2, 1, 8]), ok.addInput('slots', 'i32', [2])], {}, [{ dtype: 'i8', shape: [4, 1, 2, 12] }])[0]);
+  ok.verify();
+  const tiny = Tensor.empty('i8', [4, 1, 2, 4]);
+  assert.throws(() => kvWrite(tiny, fromArray(new Float32Array(2), [2, 1, 1], 'f32'), fromArray(new Int32Array([0, 1]), [2], 'i32')),
+    /int8 pool \[4, 1, 2, 4\] must have a last dim of headDim \+ 4/);
+  const q = fromArray(new Float32Array(2 * 2 * 4), [2, 2, 4], 'f32');
+  const p8 = Tensor.empty('i8', [4, 1, 2, 8]), p32 = Tensor.empty('f32', [4, 1, 2, 4]);
+  const meta = [fromArray(new Int32Array([0]), [1, 1], 'i32'), fromArray(new Int32Array([2]), [1], 'i32'), fromArray(new Int32Array([0, 2]), [2], 'i32')] as const;
+  assert.throws(() => pagedAttention(q, p8, p32, ...meta), /k_pool is i8 but v_pool is f32|must have the same shape/);
+  const out = withEagerBackend('reference', () => pagedAttention(q, p8, p8, ...meta));
+  assert.deepEqual([...(out.data as Float32Array)], new Array(16).fill(0), 'zero rows (scale 0) attend to zeros');
 });

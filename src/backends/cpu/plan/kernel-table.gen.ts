@@ -147,16 +147,16 @@ export function encodeTopK<R>(f: TopKFields<R>): EncodedKernel<R> {
   return { op: 16, refs: [f.x, f.values, f.indices], ints: [Number(f.outer), Number(f.size), Number(f.inner), Number(f.k), Number(f.largest), Number(f.sorted)], floats: [] };
 }
 
-/** writes f32 rows [tokens, kvHeads, headDim] into the f32 or f16 (f16 = 1) page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped). */
-export interface KvWriteFields<R> { rows: R; slots: R; pool: R; tokens: Int; kvHeads: Int; headDim: Int; blockSize: Int; numBlocks: Int; f16: Int }
+/** writes f32 rows [tokens, kvHeads, headDim] into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile). */
+export interface KvWriteFields<R> { rows: R; slots: R; pool: R; tokens: Int; kvHeads: Int; headDim: Int; blockSize: Int; numBlocks: Int; kvDtype: Int }
 export function encodeKvWrite<R>(f: KvWriteFields<R>): EncodedKernel<R> {
-  return { op: 17, refs: [f.rows, f.slots, f.pool], ints: [Number(f.tokens), Number(f.kvHeads), Number(f.headDim), Number(f.blockSize), Number(f.numBlocks), Number(f.f16)], floats: [] };
+  return { op: 17, refs: [f.rows, f.slots, f.pool], ints: [Number(f.tokens), Number(f.kvHeads), Number(f.headDim), Number(f.blockSize), Number(f.numBlocks), Number(f.kvDtype)], floats: [] };
 }
 
-/** ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence). */
-export interface PagedAttentionFields<R> { q: R; kPool: R; vPool: R; blockTables: R; seqLens: R; queryStart: R; out: R; tokens: Int; heads: Int; kvHeads: Int; headDim: Int; blockSize: Int; numBlocks: Int; seqs: Int; maxBlocks: Int; window: Int; f16: Int; scale: number; softcap: number }
+/** ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence); kvDtype 0 f32, 1 f16, 2 int8 (dequantized in registers). */
+export interface PagedAttentionFields<R> { q: R; kPool: R; vPool: R; blockTables: R; seqLens: R; queryStart: R; out: R; tokens: Int; heads: Int; kvHeads: Int; headDim: Int; blockSize: Int; numBlocks: Int; seqs: Int; maxBlocks: Int; window: Int; kvDtype: Int; scale: number; softcap: number }
 export function encodePagedAttention<R>(f: PagedAttentionFields<R>): EncodedKernel<R> {
-  return { op: 18, refs: [f.q, f.kPool, f.vPool, f.blockTables, f.seqLens, f.queryStart, f.out], ints: [Number(f.tokens), Number(f.heads), Number(f.kvHeads), Number(f.headDim), Number(f.blockSize), Number(f.numBlocks), Number(f.seqs), Number(f.maxBlocks), Number(f.window), Number(f.f16)], floats: [f.scale, f.softcap] };
+  return { op: 18, refs: [f.q, f.kPool, f.vPool, f.blockTables, f.seqLens, f.queryStart, f.out], ints: [Number(f.tokens), Number(f.heads), Number(f.kvHeads), Number(f.headDim), Number(f.blockSize), Number(f.numBlocks), Number(f.seqs), Number(f.maxBlocks), Number(f.window), Number(f.kvDtype)], floats: [f.scale, f.softcap] };
 }
 
 /** out = act(A·Wᵀ + bias) + residual for a quantized constant W [N, K] in a native/quant/qmatmul.h format (scales, if any, follow its blocks). */

@@ -7,12 +7,15 @@ import type { PlanBuilder } from '../builder.js';
 import { isContiguous } from '../views.js';
 import { definePlanRule } from './registry.js';
 
-/** The pool operand: a contiguous f32 or f16 view of a graph input flagged state (directly or through earlier kv_writes). */
+/** The native kv dtype code (native/llm/paged_attention.h KvDtype) of a pool view. */
+const KV_DTYPE_CODE: Record<string, number> = { f32: 0, f16: 1, i8: 2 };
+
+/** The pool operand: a contiguous f32, f16 or int8 view of a graph input flagged state (directly or through earlier kv_writes). */
 function poolView(b: PlanBuilder, v: number, what: string): View {
   const view = b.viewOf(v);
   if (view.store.kind !== 'input' || !b.graph.inputs[view.store.index]?.state) b.unsupported(`${what} must be session state (a graph input flagged state)`);
-  if ((view.dtype !== 'f32' && view.dtype !== 'f16') || !isContiguous(view.shape, view.strides) || view.offset !== 0) {
-    b.unsupported(`${what} must be a whole contiguous f32 or f16 page pool (a widened fp16-precision input is a copy, not the pool)`);
+  if (KV_DTYPE_CODE[view.dtype] === undefined || !isContiguous(view.shape, view.strides) || view.offset !== 0) {
+    b.unsupported(`${what} must be a whole contiguous f32, f16 or int8 page pool (a widened fp16-precision input is a copy, not the pool)`);
   }
   return view;
 }
@@ -22,8 +25,8 @@ definePlanRule('kv_write', (node, b) => {
   const pool = poolView(b, pv, 'kv_write pool');
   if (!b.isF32(rv) || b.dtypeOf(sv) !== 'i32') b.unsupported('kv_write takes f32 rows and an i32 slot mapping');
   const rows = b.contiguous(rv), slots = b.contiguous(sv);
-  const [NB, Hkv, BS, D] = pool.shape;
-  b.emit('kv_write', encodeKvWrite({ rows, slots, pool, tokens: rows.shape[0], kvHeads: Hkv, headDim: D, blockSize: BS, numBlocks: NB, f16: pool.dtype === 'f16' }));
+  const [NB, Hkv, BS] = pool.shape, D = rows.shape[2];  // an int8 pool's last dim is D + 4 (the op's inference checked it)
+  b.emit('kv_write', encodeKvWrite({ rows, slots, pool, tokens: rows.shape[0], kvHeads: Hkv, headDim: D, blockSize: BS, numBlocks: NB, kvDtype: KV_DTYPE_CODE[pool.dtype] }));
   // the result is the pool itself: later readers see the rows just written
   b.setView(node.outputs[0], pool);
 });
@@ -45,7 +48,7 @@ definePlanRule('paged_attention', (node, b) => {
   b.emit('paged_attention', encodePagedAttention({
     q, kPool, vPool, blockTables, seqLens, queryStart, out,
     tokens: T, heads: H, kvHeads: Hkv, headDim: D, blockSize: BS, numBlocks: NB, seqs: blockTables.shape[0], maxBlocks: blockTables.shape[1],
-    window: a.window as number, f16: kPool.dtype === 'f16', scale: (a.scale as number) === 0 ? 1 / Math.sqrt(D) : (a.scale as number), softcap: a.softcap as number,
+    window: a.window as number, kvDtype: KV_DTYPE_CODE[kPool.dtype], scale: (a.scale as number) === 0 ? 1 / Math.sqrt(D) : (a.scale as number), softcap: a.softcap as number,
   }));
   b.setView(node.outputs[0], out);
 });
