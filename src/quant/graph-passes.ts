@@ -15,6 +15,7 @@
 import { type Graph, type Node } from '../ir/graph.js';
 import type { DType } from '../tensor/dtype.js';
 import './fake-quant-op.js';
+import './w8-linear-op.js';
 import { FAKE_QUANT } from './fake-quant-op.js';
 
 export interface LinearConsumer { node: Node; weight: string; bias: string | null }
