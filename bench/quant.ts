@@ -203,31 +203,37 @@ const MEMORY: Record<string, number> = {
 };
 
 console.log(`# bench/quant.ts: ${MODEL} (1.1B shape, ${m.layers} of 22 layers), prompt ${settings.nPrompt}, gen ${settings.nGen}, ${threads} threads, ${os.cpus()[0]?.model ?? 'cpu'}`);
-const results: Result[] = [];
-if (engines.includes('ours')) {
-  const f16 = await ensureModel(MODEL, 'F16');
-  for (const v of variants) { const r = child(v, f16); if (r) results.push(r); }
+const fmt = (x: number | undefined, d = 1): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
+let gemm: Awaited<ReturnType<typeof gemmRows>> = [];
+if (args.gemm === 'true') {
+  console.log('\n| layer GEMM | M | fp32 ms | W8A8 ms | W8A8 speedup | FP8 ms | FP8 speedup |');
+  console.log('|---|---|---|---|---|---|---|');
+  gemm = await gemmRows([1, settings.nPrompt]);
+  for (const g of gemm) console.log(`| ${g.shape} | ${g.M} | ${g.f32Ms.toFixed(2)} | ${g.w8a8Ms.toFixed(2)} | ${(g.f32Ms / g.w8a8Ms).toFixed(2)}× | ${g.fp8Ms.toFixed(2)} | ${(g.f32Ms / g.fp8Ms).toFixed(2)}× |`);
 }
-if (engines.includes('llamacpp')) {
-  const q8 = await ensureModel(MODEL, 'Q8_0');
-  const r = child('llamacpp', q8);
-  if (r) results.push(r);
+// rows print as each child finishes (a run cut short keeps what it measured); ratios against fp32
+// and llama.cpp use whichever of the two has already run, and the final table repeats them all
+const results: Result[] = [];
+const row = (r: Result): string => {
+  const base = results.find((x) => x.engine === 'fp32'), llama = results.find((x) => x.engine.startsWith('llama.cpp'));
+  return `| ${r.engine} | ${fmt(r.prefillTps)} | ${fmt(base && r.prefillTps / base.prefillTps, 2)}× | ${fmt(llama && r.prefillTps / llama.prefillTps, 2)}× | ${fmt(r.decodeTps)} | ${fmt(base && r.decodeTps / base.decodeTps, 2)}× | ${fmt(llama && r.decodeTps / llama.decodeTps, 2)}× | ${fmt(MEMORY[r.engine], 0)} | ${fmt(r.rssMiB, 0)} | ${r.kernels ?? ''} |`;
+};
+const header = '\n| variant | prefill tok/s | vs fp32 | vs llama.cpp Q8_0 | decode tok/s | vs fp32 | vs llama.cpp Q8_0 | linear weights MiB | RSS MiB | plan GEMM kernels |\n|---|---|---|---|---|---|---|---|---|---|';
+console.log(header);
+const f16 = engines.includes('ours') ? await ensureModel(MODEL, 'F16') : '';
+const q8 = engines.includes('llamacpp') ? await ensureModel(MODEL, 'Q8_0') : '';
+const order: string[] = [...variants.filter((v) => v === 'fp32' || v === 'w8a8')];
+if (engines.includes('llamacpp')) order.push('llamacpp');
+order.push(...variants.filter((v) => v !== 'fp32' && v !== 'w8a8'));
+for (const kind of order) {
+  if (kind !== 'llamacpp' && !engines.includes('ours')) continue;
+  const r = child(kind, kind === 'llamacpp' ? q8 : f16);
+  if (r) { results.push(r); console.log(row(r)); }
 }
 const base = results.find((r) => r.engine === 'fp32');
 const llama = results.find((r) => r.engine.startsWith('llama.cpp'));
-const fmt = (x: number | undefined, d = 1): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
-console.log('\n| variant | prefill tok/s | vs fp32 | vs llama.cpp Q8_0 | decode tok/s | vs fp32 | vs llama.cpp Q8_0 | linear weights MiB | RSS MiB | plan GEMM kernels |');
-console.log('|---|---|---|---|---|---|---|---|---|---|');
-for (const r of results) {
-  console.log(`| ${r.engine} | ${fmt(r.prefillTps)} | ${fmt(base && r.prefillTps / base.prefillTps, 2)}× | ${fmt(llama && r.prefillTps / llama.prefillTps, 2)}× | ${fmt(r.decodeTps)} | ${fmt(base && r.decodeTps / base.decodeTps, 2)}× | ${fmt(llama && r.decodeTps / llama.decodeTps, 2)}× | ${fmt(MEMORY[r.engine], 0)} | ${fmt(r.rssMiB, 0)} | ${r.kernels ?? ''} |`);
-}
-let gemm: Awaited<ReturnType<typeof gemmRows>> = [];
-if (args.gemm === 'true') {
-  gemm = await gemmRows([1, settings.nPrompt]);
-  console.log('\n| layer GEMM | M | fp32 ms | W8A8 ms | W8A8 speedup | FP8 ms | FP8 speedup |');
-  console.log('|---|---|---|---|---|---|---|');
-  for (const g of gemm) console.log(`| ${g.shape} | ${g.M} | ${g.f32Ms.toFixed(2)} | ${g.w8a8Ms.toFixed(2)} | ${(g.f32Ms / g.w8a8Ms).toFixed(2)}× | ${g.fp8Ms.toFixed(2)} | ${(g.f32Ms / g.fp8Ms).toFixed(2)}× |`);
-}
+console.log(header);
+for (const r of results) console.log(row(r));
 const byEngine = Object.fromEntries(results.map((r) => [r.engine, { prefill_tok_s: +r.prefillTps.toFixed(1), decode_tok_s: +r.decodeTps.toFixed(1), linear_weights_mib: +(MEMORY[r.engine] ?? NaN).toFixed(0), rss_mib: +r.rssMiB.toFixed(0) }]));
 const ratio = (v: string, key: 'prefillTps' | 'decodeTps', against: Result | undefined): number | null => {
   const r = results.find((x) => x.engine === v);
