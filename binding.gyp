@@ -31,7 +31,9 @@
         "native/plan/kernels.cc",
         "native/plan/llm_kernels.cc",
         "native/plan/plan.cc",
-        "native/plan/qgemm.cc"
+        "native/plan/qgemm.cc",
+        "native/quant/w8a8.cc",
+        "native/plan/w8a8_gemm.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "INFERJIT_ARCH=\"<(inferjit_arch)\""],

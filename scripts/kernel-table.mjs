@@ -157,6 +157,16 @@ export const KERNELS = [
     ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'format' }, { name: 'group' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }],
   },
   {
+    name: 'w8a8_gemm', code: 70, doc: 'out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (dynamic absmax), int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales',
+    refs: ['a', 'weight', 'colSum', 'scales', 'bias', 'residual', 'out'],
+    ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }],
+  },
+  {
+    name: 'fp8_gemm', code: 71, doc: 'out = act(A·Wᵀ · sw + bias) + residual for FP8 E4M3 W [N, K] packed 16 rows per k (native/quant/w8a8.h), converted to fp32 in registers; A optionally rounded to E4M3 per row (actFp8 = 1)',
+    refs: ['a', 'weight', 'scales', 'bias', 'residual', 'out'],
+    ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'actFp8' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }],
+  },
+  {
     name: 'cond', code: 41, doc: 'runs sub-plan thenPlan when the one-byte bool pred is nonzero, else elsePlan, on contiguous operands into contiguous outputs (native/plan/control_flow.cc)',
     refs: ['pred', { name: 'operands', len: 'nOperands' }, { name: 'outputs', len: 'nOutputs' }],
     ints: [

@@ -2,6 +2,7 @@
 // once into bench/out/ (gitignored) by our own GGUF writer, and the seeded prompts both engines get.
 //   110m: dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000
 //   1.1b: TinyLlama shape, dim 2048, 22 layers, 32 heads (4 kv), ffn 5632, vocab 32000
+//   1.1b-4l: the same shape with 4 layers (bench/quant.ts)
 //   tiny: smoke runs only (checks the scripts work; its numbers mean nothing)
 // Types: F16, Q8_0, Q4_0 (every matrix in that type), and Q4_K_M, laid out as llama.cpp's
 // Q4_K_M recipe does: Q4_K everywhere except output.weight (Q6_K) and attn_v / ffn_down in the
@@ -16,6 +17,8 @@ export const benchOutDir = path.resolve(here, '..', 'out');
 export const MODELS = {
   '110m': { dim: 768, layers: 12, heads: 12, kvHeads: 12, ffn: 2048, vocab: 32000 },
   '1.1b': { dim: 2048, layers: 22, heads: 32, kvHeads: 4, ffn: 5632, vocab: 32000 },
+  // the 1.1B shape with 4 of its 22 layers (bench/quant.ts: f32 source weights for quantize() stay short to load)
+  '1.1b-4l': { dim: 2048, layers: 4, heads: 32, kvHeads: 4, ffn: 5632, vocab: 32000 },
   // K-quant rows are 256 wide: dim and ffn are multiples of 256 so every type can be written
   tiny: { dim: 256, layers: 2, heads: 4, kvHeads: 2, ffn: 256, vocab: 512 },
 } as const;

@@ -22,7 +22,7 @@ constexpr int kBinaryFirst = 20, kBinaryLast = 26;
 enum ReduceOp : int { kReduceSum = 0, kReduceMean = 1, kReduceMax = 2, kReduceMin = 3 };
 enum RefKind : int { kRefNone = 0, kRefArena = 1, kRefInput = 2, kRefOutput = 3, kRefConstant = 4 };
 enum PadMode : int { kPadConstant = 0, kPadReflect = 1, kPadReplicate = 2 };
-enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40, kKernelCond = 41, kKernelWhileLoop = 42, kKernelMoe = 60 };
+enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40, kKernelW8a8Gemm = 70, kKernelFp8Gemm = 71, kKernelCond = 41, kKernelWhileLoop = 42, kKernelMoe = 60 };
 static_assert(kActNone == 0, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActRelu == 1, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActGelu == 2, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
@@ -1152,6 +1152,124 @@ inline std::string checkQgemm(const int64_t* I, size_t nInts, size_t nFloats, si
   return "";
 }
 
+// out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (dynamic absmax), int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales.
+struct W8a8GemmDesc {
+  uint8_t* a = nullptr;
+  uint8_t* weight = nullptr;
+  uint8_t* colSum = nullptr;
+  uint8_t* scales = nullptr;
+  uint8_t* bias = nullptr;
+  uint8_t* residual = nullptr;
+  uint8_t* out = nullptr;
+  int64_t M = 0;
+  int64_t N = 0;
+  int64_t K = 0;
+  int64_t act = 0;
+  int64_t lda = 0;
+  int64_t ldr = 0;
+};
+template <typename At>
+inline W8a8GemmDesc decodeW8a8Gemm(const int64_t* I, const double* F, At&& at) {
+  W8a8GemmDesc a;
+  size_t p = 0;
+  a.M = I[p++];
+  a.N = I[p++];
+  a.K = I[p++];
+  a.act = I[p++];
+  a.lda = I[p++];
+  a.ldr = I[p++];
+  int r = 0;
+  a.a = at(r++);
+  a.weight = at(r++);
+  a.colSum = at(r++);
+  a.scales = at(r++);
+  a.bias = at(r++);
+  a.residual = at(r++);
+  a.out = at(r++);
+  (void)F;
+  return a;
+}
+inline std::string checkW8a8Gemm(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "w8a8_gemm: ints end before M";
+  p++;
+  if (p + 1 > nI) return "w8a8_gemm: ints end before N";
+  p++;
+  if (p + 1 > nI) return "w8a8_gemm: ints end before K";
+  p++;
+  if (p + 1 > nI) return "w8a8_gemm: ints end before act";
+  p++;
+  if (p + 1 > nI) return "w8a8_gemm: ints end before lda";
+  p++;
+  if (p + 1 > nI) return "w8a8_gemm: ints end before ldr";
+  p++;
+  if (p != nI) return "w8a8_gemm: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1 + 1)) return "w8a8_gemm: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1 + 1);
+  if (nFloats != 0) return "w8a8_gemm: " + std::to_string(nFloats) + " floats, expected 0";
+  return "";
+}
+
+// out = act(A·Wᵀ · sw + bias) + residual for FP8 E4M3 W [N, K] packed 16 rows per k (native/quant/w8a8.h), converted to fp32 in registers; A optionally rounded to E4M3 per row (actFp8 = 1).
+struct Fp8GemmDesc {
+  uint8_t* a = nullptr;
+  uint8_t* weight = nullptr;
+  uint8_t* scales = nullptr;
+  uint8_t* bias = nullptr;
+  uint8_t* residual = nullptr;
+  uint8_t* out = nullptr;
+  int64_t M = 0;
+  int64_t N = 0;
+  int64_t K = 0;
+  int64_t actFp8 = 0;
+  int64_t act = 0;
+  int64_t lda = 0;
+  int64_t ldr = 0;
+};
+template <typename At>
+inline Fp8GemmDesc decodeFp8Gemm(const int64_t* I, const double* F, At&& at) {
+  Fp8GemmDesc a;
+  size_t p = 0;
+  a.M = I[p++];
+  a.N = I[p++];
+  a.K = I[p++];
+  a.actFp8 = I[p++];
+  a.act = I[p++];
+  a.lda = I[p++];
+  a.ldr = I[p++];
+  int r = 0;
+  a.a = at(r++);
+  a.weight = at(r++);
+  a.scales = at(r++);
+  a.bias = at(r++);
+  a.residual = at(r++);
+  a.out = at(r++);
+  (void)F;
+  return a;
+}
+inline std::string checkFp8Gemm(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "fp8_gemm: ints end before M";
+  p++;
+  if (p + 1 > nI) return "fp8_gemm: ints end before N";
+  p++;
+  if (p + 1 > nI) return "fp8_gemm: ints end before K";
+  p++;
+  if (p + 1 > nI) return "fp8_gemm: ints end before actFp8";
+  p++;
+  if (p + 1 > nI) return "fp8_gemm: ints end before act";
+  p++;
+  if (p + 1 > nI) return "fp8_gemm: ints end before lda";
+  p++;
+  if (p + 1 > nI) return "fp8_gemm: ints end before ldr";
+  p++;
+  if (p != nI) return "fp8_gemm: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1)) return "fp8_gemm: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1);
+  if (nFloats != 0) return "fp8_gemm: " + std::to_string(nFloats) + " floats, expected 0";
+  return "";
+}
+
 // runs sub-plan thenPlan when the one-byte bool pred is nonzero, else elsePlan, on contiguous operands into contiguous outputs (native/plan/control_flow.cc).
 struct CondDesc {
   uint8_t* pred = nullptr;
@@ -1347,6 +1465,8 @@ inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nF
     case kKernelKvWrite: return checkKvWrite(I, nInts, nFloats, nRefs);
     case kKernelPagedAttention: return checkPagedAttention(I, nInts, nFloats, nRefs);
     case kKernelQgemm: return checkQgemm(I, nInts, nFloats, nRefs);
+    case kKernelW8a8Gemm: return checkW8a8Gemm(I, nInts, nFloats, nRefs);
+    case kKernelFp8Gemm: return checkFp8Gemm(I, nInts, nFloats, nRefs);
     case kKernelCond: return checkCond(I, nInts, nFloats, nRefs);
     case kKernelWhileLoop: return checkWhileLoop(I, nInts, nFloats, nRefs);
     case kKernelMoe: return checkMoe(I, nInts, nFloats, nRefs);
@@ -1374,6 +1494,8 @@ void runTopK(const TopKDesc& d, const plan::KernelContext& ctx);
 void runKvWrite(const KvWriteDesc& d, const plan::KernelContext& ctx);
 void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext& ctx);
 void runQgemm(const QgemmDesc& d, const plan::KernelContext& ctx);
+void runW8a8Gemm(const W8a8GemmDesc& d, const plan::KernelContext& ctx);
+void runFp8Gemm(const Fp8GemmDesc& d, const plan::KernelContext& ctx);
 void runCond(const CondDesc& d, const plan::KernelContext& ctx);
 void runWhileLoop(const WhileLoopDesc& d, const plan::KernelContext& ctx);
 void runMoe(const MoeDesc& d, const plan::KernelContext& ctx);
@@ -1401,6 +1523,8 @@ inline bool runKernel(int op, const int64_t* I, const double* F, At&& at, const 
     case kKernelKvWrite: runKvWrite(decodeKvWrite(I, F, at), ctx); return true;
     case kKernelPagedAttention: runPagedAttention(decodePagedAttention(I, F, at), ctx); return true;
     case kKernelQgemm: runQgemm(decodeQgemm(I, F, at), ctx); return true;
+    case kKernelW8a8Gemm: runW8a8Gemm(decodeW8a8Gemm(I, F, at), ctx); return true;
+    case kKernelFp8Gemm: runFp8Gemm(decodeFp8Gemm(I, F, at), ctx); return true;
     case kKernelCond: runCond(decodeCond(I, F, at), ctx); return true;
     case kKernelWhileLoop: runWhileLoop(decodeWhileLoop(I, F, at), ctx); return true;
     case kKernelMoe: runMoe(decodeMoe(I, F, at), ctx); return true;

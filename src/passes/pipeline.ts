@@ -10,6 +10,7 @@ import { normFusionPass } from './norm-fusion.js';
 import { horizontalGemmPass } from './horizontal-gemm.js';
 import { gemmEpiloguePass } from './gemm-epilogue.js';
 import { quantEpiloguePass } from './quant-epilogue.js';
+import { w8EpiloguePass } from './w8-epilogue.js';
 import { addNormFusionPass } from './add-norm-fusion.js';
 import { elementwiseFusionPass } from './elementwise-fusion.js';
 import { dcePass } from './dce.js';
@@ -32,6 +33,7 @@ export const DEFAULT_PASSES: readonly Pass[] = [
   horizontalGemmPass,
   gemmEpiloguePass,
   quantEpiloguePass,
+  w8EpiloguePass,
   addNormFusionPass,
   elementwiseFusionPass,
   dcePass,

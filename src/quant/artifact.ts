@@ -54,8 +54,12 @@ export function saveQuantized(decoder: QuantizedDecoder, dir: string): void {
     if (decoder.weights.has(name)) continue;
     tensors.set(name, decoder.params.get(name) ?? t);
   }
-  // packed quant_linear weights (kernel 'qgemm') are rebuilt from the codes on load
-  const packed = new Set(Object.values(decoder.plan.quantLinear ?? {}).map((q) => q.param));
+  // packed quant_linear weights (kernel 'qgemm') and w8_linear codes / scales (kernel 'w8a8') are
+  // rebuilt from the codes on load
+  const packed = new Set([
+    ...Object.values(decoder.plan.quantLinear ?? {}).map((q) => q.param),
+    ...Object.values(decoder.plan.w8Linear ?? {}).flatMap((q) => [q.codes, q.scales]),
+  ]);
   for (const [name, t] of decoder.params) if (!decoder.weights.has(name) && !tensors.has(name) && !packed.has(name)) tensors.set(name, t);
   for (const [name, q] of decoder.weights) {
     // fp8 codes are E4M3 values; anything else would not survive the 8-bit encoding
@@ -112,6 +116,12 @@ export function loadQuantized(dir: string, model: QuantizableDecoder): Quantized
     const q = weights.get(w);
     if (!q) throw new QuantArtifactError(cfgPath, `the plan runs "${w}" on qgemm but the file holds no quantized weight for it`);
     params.set(ql.param, packedWeight(q));
+  }
+  for (const [w, w8] of Object.entries(config.plan.w8Linear ?? {})) {
+    const q = weights.get(w);
+    if (!q || q.format !== w8.weights) throw new QuantArtifactError(cfgPath, `the plan runs "${w}" on the ${w8.weights} w8a8 kernel but the file holds no ${w8.weights} weight for it`);
+    params.set(w8.codes, encodeCodes(q));
+    params.set(w8.scales, fromArray(q.scales, [q.N], 'f32'));
   }
   const codeNames = new Set(Object.keys(config.weights).flatMap((w) => [`${w}.qweight`, `${w}.scales`]));
   for (const [name, t] of stored) if (!codeNames.has(name)) params.set(name, t);

@@ -15,6 +15,7 @@
 import { type Graph, type Node } from '../ir/graph.js';
 import type { DType } from '../tensor/dtype.js';
 import './fake-quant-op.js';
+import { W8_LINEAR } from './w8-linear-op.js';
 import { FAKE_QUANT } from './fake-quant-op.js';
 
 export interface LinearConsumer { node: Node; weight: string; bias: string | null }
@@ -108,7 +109,9 @@ export interface SitePlan {
 export interface KvPlan { format: 'int8' | 'fp8'; scales: string[] }
 /** A linear swapped for quant_linear on the packed weight parameter `param` (kernel 'qgemm'). */
 export interface QuantLinearPlan { param: string; format: 'int8' | 'int4'; N: number; K: number; group: number }
-export interface QuantPlan { sites: SitePlan[]; kv: KvPlan | null; quantLinear?: Record<string, QuantLinearPlan> }
+/** A linear swapped for w8_linear on 8-bit codes `codes` [N, K] and per-channel `scales` [N] (kernel 'w8a8'). */
+export interface W8LinearPlan { codes: string; scales: string; weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none' }
+export interface QuantPlan { sites: SitePlan[]; kv: KvPlan | null; quantLinear?: Record<string, QuantLinearPlan>; w8Linear?: Record<string, W8LinearPlan> }
 
 /** Rewrites a traced step graph with the plan; parameters it names are new constants [K] or [1]
  *  that the caller supplies (with the folded weights) in the constants map. */
@@ -147,6 +150,12 @@ export function applyQuantPlan(g: Graph, plan: QuantPlan, paramMeta: (name: stri
         c.node.op = 'quant_linear';
         c.node.inputs = [x, constant(q.param), c.node.inputs[2] ?? null, null];
         c.node.attrs = { format: q.format, N: q.N, K: q.K, group: q.group, activation: 'none' };
+      }
+      const w8 = plan.w8Linear?.[c.weight];
+      if (w8) {
+        c.node.op = W8_LINEAR;
+        c.node.inputs = [x, constant(w8.codes), constant(w8.scales), c.node.inputs[2] ?? null, null];
+        c.node.attrs = { weights: w8.weights, activations: w8.activations, activation: 'none' };
       }
     }
   }

@@ -25,10 +25,14 @@ export interface QuantizeOptions {
   groupSize?: number;
   /** PSS: channel pieces per site (default 4). */
   pieces?: number;
-  /** 'simulated' (default): fake-quantized activations (per token / per tensor) times dequantized
-   *  weights in f32. 'qgemm': the linears become quant_linear on int8 / int4 weights and run on the
-   *  native integer kernel, which quantizes activations itself, dynamically per 32 values. */
-  kernel?: 'simulated' | 'qgemm';
+  /** 'simulated': fake-quantized activations (per token / per tensor) times dequantized weights in
+   *  f32. 'w8a8': the linears become w8_linear on the real 8-bit kernels (src/quant/w8-linear-op.ts):
+   *  int8 weights × int8 activations (per-token scales, int32 sums), or FP8 E4M3 weights with FP8
+   *  or f32 activations. 'qgemm': the linears become quant_linear on int8 / int4 weights and run on
+   *  the native weight-only kernel, which quantizes activations itself, dynamically per 32 values.
+   *  Default: 'w8a8' where it applies (native kernels built; int8 weights with per-token int8
+   *  activations, or fp8 weights with fp8 / no activation quantization), else 'simulated'. */
+  kernel?: 'simulated' | 'w8a8' | 'qgemm';
   /** Rows of each site's activation kept for the searches (default 128). */
   maxSamples?: number;
 }
@@ -40,7 +44,13 @@ function oneOf(name: string, v: unknown, allowed: readonly unknown[]): void {
   if (!allowed.includes(v)) throw new TypeError(`quantize: option "${name}" is ${JSON.stringify(v)}; expected one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`);
 }
 
-export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<QuantizeOptions, 'groupSize'>> & { groupSize: number | undefined } {
+/** Whether kernel 'w8a8' runs these formats (what the default kernel is chosen by). */
+export function w8a8Applies(o: Pick<QuantizeOptions, 'weights' | 'activations' | 'activationScheme'>): boolean {
+  if ((o.activationScheme ?? 'per-token') !== 'per-token') return false;
+  return (o.weights === 'int8' && o.activations === 'int8') || (o.weights === 'fp8' && o.activations !== 'int8');
+}
+
+export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<QuantizeOptions, 'groupSize' | 'kernel'>> & { groupSize: number | undefined; kernel: QuantizeOptions['kernel'] } {
   if (options === null || typeof options !== 'object') throw new TypeError('quantize: options must be an object');
   checkOptionNames('quantize', options as unknown as Record<string, unknown>, QUANTIZE_OPTION_NAMES);
   for (const r of REQUIRED) {
@@ -56,7 +66,12 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   if (options.method !== 'absmax' && options.weights === null) throw new TypeError(`quantize: option "method" is "${options.method}" but "weights" is null; GPTQ / AWQ choose quantized weights, so set weights to 'int8' or 'int4'`);
   if (options.method !== 'absmax' && options.weights === 'fp8') throw new TypeError(`quantize: option "method" "${options.method}" is for integer weights; FP8 weights use 'absmax'`);
   if (options.method === 'awq' && options.smoothing !== 'none') throw new TypeError(`quantize: option "method" 'awq' searches its own per-channel scales; set "smoothing" to 'none' (got '${options.smoothing}')`);
-  oneOf('kernel', options.kernel ?? 'simulated', ['simulated', 'qgemm']);
+  oneOf('kernel', options.kernel ?? 'simulated', ['simulated', 'w8a8', 'qgemm']);
+  if (options.kernel === 'w8a8') {
+    const ok = (options.weights === 'int8' && options.activations === 'int8') || (options.weights === 'fp8' && options.activations !== 'int8');
+    if (!ok) throw new TypeError(`quantize: option "kernel" 'w8a8' runs int8 weights with int8 activations, or fp8 weights with fp8 / no activation quantization; got weights ${JSON.stringify(options.weights)}, activations ${JSON.stringify(options.activations)}`);
+    if (options.activationScheme !== undefined && options.activationScheme !== 'per-token') throw new TypeError('quantize: option "kernel" \'w8a8\' quantizes activations per token; "activationScheme" \'per-tensor\' needs kernel \'simulated\'');
+  }
   if (options.kernel === 'qgemm') {
     if (options.weights !== 'int8' && options.weights !== 'int4') throw new TypeError(`quantize: option "kernel" 'qgemm' runs int8 / int4 weights; "weights" is ${JSON.stringify(options.weights)}`);
     if (options.activations !== 'int8') throw new TypeError(`quantize: option "kernel" 'qgemm' always quantizes activations to int8 (per 32 values); set "activations" to 'int8' (got ${JSON.stringify(options.activations)})`);
@@ -73,5 +88,5 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   if (!Number.isInteger(pieces) || pieces < 1) throw new RangeError(`quantize: option "pieces" must be a positive integer, got ${JSON.stringify(options.pieces)}`);
   const maxSamples = options.maxSamples ?? 128;
   if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`quantize: option "maxSamples" must be a positive integer, got ${JSON.stringify(options.maxSamples)}`);
-  return { ...options, activationScheme: options.activationScheme ?? 'per-token', kernel: options.kernel ?? 'simulated', alpha, groupSize: options.groupSize, pieces, maxSamples };
+  return { ...options, activationScheme: options.activationScheme ?? 'per-token', kernel: options.kernel, alpha, groupSize: options.groupSize, pieces, maxSamples };
 }

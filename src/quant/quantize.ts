@@ -12,11 +12,11 @@
 import { Tensor } from '../tensor/tensor.js';
 import { fromArray } from '../tensor/creation.js';
 import { calibrate, type QuantizableDecoder, type LinearStats } from './calibrate.js';
-import { checkQuantizeOptions, type QuantizeOptions } from './options.js';
+import { checkQuantizeOptions, w8a8Applies, type QuantizeOptions } from './options.js';
 import { smoothQuantFactors, pssSearch, awqSearch, weightColumnAbsMax, siteError, type SiteProblem } from './search.js';
 import { absmaxQuantize, gptqQuantize, dequantMatrix, type QuantizedMatrix } from './gptq.js';
 import { formatMax } from './numerics.js';
-import { packedWeight } from './packing.js';
+import { packedWeight, encodeCodes } from './packing.js';
 import { isNativeAvailable, getEagerBackend } from '../ops/dispatch.js';
 import { QuantizedDecoder, type SiteReport } from './decoder.js';
 import type { QuantPlan, SitePlan } from './graph-passes.js';
@@ -25,8 +25,11 @@ import { selectPssSites, type PssBuild } from './pss-select.js';
 const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(Float32Array.from(v), shape, 'f32');
 
 export function quantize(model: QuantizableDecoder, options: QuantizeOptions): QuantizedDecoder {
-  const o = checkQuantizeOptions(options);
-  if (o.kernel === 'qgemm' && (!isNativeAvailable() || getEagerBackend() === 'reference')) {
+  const checked = checkQuantizeOptions(options);
+  const native = isNativeAvailable() && getEagerBackend() !== 'reference';
+  // the default: the real 8-bit kernels where they apply and are built, else simulated quantization
+  const o = { ...checked, kernel: checked.kernel ?? (native && w8a8Applies(checked) ? 'w8a8' : 'simulated') };
+  if (o.kernel === 'qgemm' && !native) {
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
   const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples });
@@ -149,8 +152,8 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
         site.inverseScale = name;
       }
     }
-    // qgemm quantizes activations inside the kernel (per 32 values): no fake_quant node
-    if (o.activations && o.kernel !== 'qgemm') {
+    // qgemm (per 32 values) and w8a8 (per token) quantize activations inside the kernel: no fake_quant node
+    if (o.activations && o.kernel !== 'qgemm' && o.kernel !== 'w8a8') {
       if (o.activationScheme === 'per-tensor') {
         let m = 0;
         for (let j = 0; j < K; j++) m = Math.max(m, aAbs[j] / s[j]);
@@ -178,6 +181,12 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
           const param = `quant.${w}.packed`;
           added.set(param, packedWeight(q));
           (plan.quantLinear ??= {})[w] = { param, format: q.format, N, K, group: q.group };
+        }
+        if (o.kernel === 'w8a8' && (q.format === 'int8' || q.format === 'fp8')) {
+          const codes = `quant.${w}.codes`, scales = `quant.${w}.scales`;
+          added.set(codes, encodeCodes(q));
+          added.set(scales, f32(q.scales, [N]));
+          (plan.w8Linear ??= {})[w] = { codes, scales, weights: q.format, activations: o.activations ?? 'none' };
         }
       }
     }

@@ -32,6 +32,7 @@ test('save / load round trip gives identical logits, without calibration', () =>
     ['w8a8-pss-shift-kv', { ...base, weights: 'int8', activations: 'int8', smoothing: 'pss', shift: true, kvCache: 'int8' }],
     ['w4-gptq', { ...base, weights: 'int4', activations: null, method: 'gptq', groupSize: 32, calibration: randomSequences(3, 64, 256, 33) }],
     ...(isNativeAvailable() ? [['w8a8-qgemm', { ...base, weights: 'int8', activations: 'int8', smoothing: 'smoothquant', shift: true, kernel: 'qgemm' }] as [string, QuantizeOptions]] : []),
+    ...(isNativeAvailable() ? [['fp8-w8a8-kernel', { ...base, weights: 'fp8', activations: 'fp8', smoothing: 'smoothquant', kernel: 'w8a8' }] as [string, QuantizeOptions]] : []),
     ['fp8-per-tensor', { ...base, weights: 'fp8', activations: 'fp8', activationScheme: 'per-tensor', smoothing: 'smoothquant', kvCache: 'fp8' }],
   ];
   // the loading decoder has other weights: everything must come from the file

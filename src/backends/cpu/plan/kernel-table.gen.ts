@@ -21,7 +21,7 @@ export const REF_KINDS = { none: 0, arena: 1, input: 2, output: 3, constant: 4 }
 /** pad modes. */
 export const PAD_MODES = { constant: 0, reflect: 1, replicate: 2 } as const;
 /** Plan kernel codes. */
-export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40, cond: 41, while_loop: 42, moe: 60 } as const;
+export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40, w8a8_gemm: 70, fp8_gemm: 71, cond: 41, while_loop: 42, moe: 60 } as const;
 
 /** A plan kernel ready for the descriptor: its code, operands in order, ints and floats. */
 export interface EncodedKernel<R> { op: number; refs: R[]; ints: number[]; floats: number[] }
@@ -163,6 +163,18 @@ export function encodePagedAttention<R>(f: PagedAttentionFields<R>): EncodedKern
 export interface QgemmFields<R> { a: R; weight: R; bias: R; residual: R; out: R; M: Int; N: Int; K: Int; format: Int; group: Int; act: Int; lda: Int; ldr: Int }
 export function encodeQgemm<R>(f: QgemmFields<R>): EncodedKernel<R> {
   return { op: 40, refs: [f.a, f.weight, f.bias, f.residual, f.out], ints: [Number(f.M), Number(f.N), Number(f.K), Number(f.format), Number(f.group), Number(f.act), Number(f.lda), Number(f.ldr)], floats: [] };
+}
+
+/** out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (dynamic absmax), int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales. */
+export interface W8a8GemmFields<R> { a: R; weight: R; colSum: R; scales: R; bias: R; residual: R; out: R; M: Int; N: Int; K: Int; act: Int; lda: Int; ldr: Int }
+export function encodeW8a8Gemm<R>(f: W8a8GemmFields<R>): EncodedKernel<R> {
+  return { op: 70, refs: [f.a, f.weight, f.colSum, f.scales, f.bias, f.residual, f.out], ints: [Number(f.M), Number(f.N), Number(f.K), Number(f.act), Number(f.lda), Number(f.ldr)], floats: [] };
+}
+
+/** out = act(A·Wᵀ · sw + bias) + residual for FP8 E4M3 W [N, K] packed 16 rows per k (native/quant/w8a8.h), converted to fp32 in registers; A optionally rounded to E4M3 per row (actFp8 = 1). */
+export interface Fp8GemmFields<R> { a: R; weight: R; scales: R; bias: R; residual: R; out: R; M: Int; N: Int; K: Int; actFp8: Int; act: Int; lda: Int; ldr: Int }
+export function encodeFp8Gemm<R>(f: Fp8GemmFields<R>): EncodedKernel<R> {
+  return { op: 71, refs: [f.a, f.weight, f.scales, f.bias, f.residual, f.out], ints: [Number(f.M), Number(f.N), Number(f.K), Number(f.actFp8), Number(f.act), Number(f.lda), Number(f.ldr)], floats: [] };
 }
 
 /** runs sub-plan thenPlan when the one-byte bool pred is nonzero, else elsePlan, on contiguous operands into contiguous outputs (native/plan/control_flow.cc). */

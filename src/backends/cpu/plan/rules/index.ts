@@ -10,5 +10,6 @@ import './quant.js';
 import './llm.js';
 import './control-flow.js';
 import './moe.js';
+import './w8a8.js';
 
 export { planRule, registeredPlanOps, type PlanRule } from './registry.js';

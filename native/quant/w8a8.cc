@@ -1,0 +1,380 @@
+// W8A8 (int8 × int8 → int32, AVX-512 VNNI) and FP8 E4M3 weight (converted to fp32 in registers)
+// GEMM kernels; layouts and numerics in w8a8.h. Both are register-blocked: a tile of up to 6 rows
+// of A × 4 groups of 16 output channels (64 columns) keeps 24 accumulators in zmm registers, so
+// prefill reads each packed weight byte once per 6 rows and decode (M < 6) runs the same code
+// with fewer rows. Work is split over the pool by 64-column tiles and chunks of rows.
+#include "w8a8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../simd.h"
+#include "../threadpool.h"
+
+namespace inferjit {
+
+namespace {
+
+constexpr int kMR = 6;         // rows of A per register tile
+constexpr int kNG = 4;         // 16-channel groups per register tile (64 columns)
+constexpr int64_t kRowChunk = 96;  // rows per task (a multiple of kMR): prefill splits into more tasks
+
+thread_local std::vector<uint8_t> tAq;  // quantized activations (int8 + 128), rows padded to 4
+thread_local std::vector<float> tAf;    // E4M3-rounded activations (fp8 with actFp8)
+thread_local std::vector<float> tSa;    // per-row activation scales
+
+// What every tile's epilogue needs.
+struct Epilogue {
+  const int32_t* colSum;
+  const float* scales;
+  const float* bias;
+  const float* residual;
+  int64_t ldr;
+  float* out;
+  int64_t N;
+  const float* sa;  // per-row scales, or null (1)
+  int act;
+};
+
+float rowAbsMax(const float* x, int64_t K) {
+  int64_t k = 0;
+  VecF m = VecF::zero();
+  for (; k + kW <= K; k += kW) m = vmax(m, vabs(VecF::load(x + k)));
+  if (k < K) m = vmax(m, vabs(VecF::loadPartial(x + k, static_cast<int>(K - k))));
+  return m.max();
+}
+
+// Round half away from zero (the reference's roundSym) of fp32 values.
+#if defined(IJ_AVX512)
+inline __m512 roundHalfAway(__m512 v) {
+  const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_abs_ps(_mm512_sub_ps(v, t));
+  const __mmask16 up = _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m512 one = copysignv(VecF::set1(1.0f), VecF(v)).v;
+  return _mm512_mask_add_ps(t, up, t, one);
+}
+#endif
+
+// q + 128 of row x (K values) into K4 = 4·ceil(K/4) bytes; returns the row's scale.
+float quantizeRowI8(const float* x, int64_t K, int64_t K4, uint8_t* q) {
+  const float s = rowAbsMax(x, K) / 127.0f;
+  if (!(s > 0)) {
+    std::memset(q, 128, static_cast<size_t>(K4));
+    return 0.0f;
+  }
+  int64_t k = 0;
+#if defined(IJ_AVX512)
+  const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512i off = _mm512_set1_epi32(128);
+  for (; k < K; k += 16) {
+    const int n = static_cast<int>(std::min<int64_t>(16, K - k));
+    const __mmask16 mk = n == 16 ? static_cast<__mmask16>(0xFFFF) : VecF::mask(n);
+    __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(mk, x + k), vs);
+    v = _mm512_min_ps(_mm512_max_ps(roundHalfAway(v), lo), hi);
+    const __m512i qi = _mm512_add_epi32(_mm512_cvtps_epi32(v), off);
+    _mm_mask_storeu_epi8(q + k, mk, _mm512_cvtepi32_epi8(qi));
+  }
+  k = K;
+#endif
+  for (; k < K; k++) {
+    const float v = std::round(x[k] / s);
+    q[k] = static_cast<uint8_t>(static_cast<int>(std::min(127.0f, std::max(-127.0f, v))) + 128);
+  }
+  for (int64_t p = K; p < K4; p++) q[p] = 128;
+  return s;
+}
+
+// x rounded to E4M3 (round to nearest even, clamped to ±448) for |x| within range.
+float roundE4M3(float x) {
+  const float a = std::fabs(x);
+  if (!(a > 0)) return 0.0f;
+  if (a >= 448.0f) return std::copysign(448.0f, x);
+  float r;
+  if (a < 0.015625f) {
+    r = std::nearbyint(a * 512.0f) * (1.0f / 512.0f);  // subnormals: a fixed step of 2^-9
+  } else {
+    uint32_t b;
+    std::memcpy(&b, &a, 4);
+    b = (b + 0x7FFFFu + ((b >> 20) & 1u)) & ~0xFFFFFu;  // keep 3 mantissa bits, ties to even
+    std::memcpy(&r, &b, 4);
+  }
+  return std::copysign(std::min(r, 448.0f), x);
+}
+
+float quantizeRowE4M3(const float* x, int64_t K, float* out) {
+  const float s = rowAbsMax(x, K) / 448.0f;
+  if (!(s > 0)) {
+    std::fill(out, out + K, 0.0f);
+    return 0.0f;
+  }
+  int64_t k = 0;
+#if defined(IJ_AVX512)
+  const __m512 vs = _mm512_set1_ps(s);
+  for (; k + 16 <= K; k += 16) {
+    const __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + k), vs);
+    const __m512 a = _mm512_abs_ps(v);
+    __m512i b = _mm512_castps_si512(a);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 20), _mm512_set1_epi32(1));
+    b = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFFF), lsb));
+    b = _mm512_and_si512(b, _mm512_set1_epi32(static_cast<int>(~0xFFFFFu)));
+    const __m512 normal = _mm512_castsi512_ps(b);
+    const __m512 sub = _mm512_mul_ps(_mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(512.0f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                     _mm512_set1_ps(1.0f / 512.0f));
+    const __mmask16 small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.015625f), _CMP_LT_OQ);
+    __m512 r = _mm512_mask_mov_ps(normal, small, sub);
+    r = _mm512_min_ps(r, _mm512_set1_ps(448.0f));
+    _mm512_storeu_ps(out + k, copysignv(VecF(r), VecF(v)).v);
+  }
+#endif
+  for (; k < K; k++) out[k] = roundE4M3(x[k] / s);
+  return s;
+}
+
+// One output group's epilogue: lanes [n, n + cnt) of row m from the float accumulator v.
+inline void finish(const Epilogue& e, int64_t m, int64_t n, VecF v) {
+  // 16 lanes per group: on a build with narrower vectors the group comes in kW-wide pieces
+  static_assert(kW8GroupRows % kW == 0, "a group must be a multiple of the vector width");
+  const int cnt = static_cast<int>(std::min<int64_t>(kW, e.N - n));
+  if (cnt <= 0) return;
+  VecF sc = VecF::load(e.scales + n);
+  if (e.sa) sc = sc * VecF::set1(e.sa[m]);
+  VecF y = e.bias ? fmadd(v, sc, VecF::loadPartial(e.bias + n, cnt)) : v * sc;
+  y = activateDyn(e.act, y);
+  if (e.residual) y = y + VecF::loadPartial(e.residual + m * e.ldr + n, cnt);
+  float* o = e.out + m * e.N + n;
+  if (cnt == kW) y.store(o);
+  else y.storePartial(o, cnt);
+}
+
+#if defined(IJ_AVX512) && defined(__AVX512VNNI__)
+#define IJ_W8A8_VNNI 1
+
+template <int MR, int NG>
+void tileI8(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, int64_t m0, int64_t g0, const Epilogue& e) {
+  __m512i acc[MR][NG];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) acc[m][g] = _mm512_setzero_si512();
+  const int64_t gs = Kq * 64;
+  const uint8_t* wp = w + g0 * gs;
+  const uint8_t* ap = aq + m0 * ldq;
+  for (int64_t j = 0; j < Kq; j++) {
+    __m512i b[NG];
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) b[g] = _mm512_loadu_si512(wp + g * gs + j * 64);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; m++) {
+      int32_t quad;
+      std::memcpy(&quad, ap + m * ldq + 4 * j, 4);
+      const __m512i av = _mm512_set1_epi32(quad);
+#pragma GCC unroll 8
+      for (int g = 0; g < NG; g++) acc[m][g] = _mm512_dpbusd_epi32(acc[m][g], av, b[g]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++) {
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) {
+      const int64_t n = (g0 + g) * kW8GroupRows;
+      const __m512i exact = _mm512_sub_epi32(acc[m][g], _mm512_loadu_si512(e.colSum + n));
+      finish(e, m0 + m, n, VecF(_mm512_cvtepi32_ps(exact)));
+    }
+  }
+}
+
+// E4M3 bits of 2 consecutive k (32 bytes: k's 16 channels, then k+1's) as 2 × 16 floats (value·2^-8).
+inline void e4m3x32(const uint8_t* p, __m512& lo, __m512& hi) {
+  __m512i u = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  u = _mm512_slli_epi16(u, 7);  // exponent and mantissa into fp16's place; the sign lands on bit 14
+  u = _mm512_add_epi16(u, _mm512_and_si512(u, _mm512_set1_epi16(0x4000)));  // bit 14 → bit 15
+  lo = _mm512_cvtph_ps(_mm512_castsi512_si256(u));
+  hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(u, 1));
+}
+inline __m512 e4m3x16(const uint8_t* p) {
+  __m256i u = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  u = _mm256_slli_epi16(u, 7);
+  u = _mm256_add_epi16(u, _mm256_and_si256(u, _mm256_set1_epi16(0x4000)));
+  return _mm512_cvtph_ps(u);
+}
+
+template <int MR, int NG>
+void tileF8(const float* a, int64_t lda, const uint8_t* w, int64_t K, int64_t m0, int64_t g0, const Epilogue& e) {
+  __m512 acc[MR][NG];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) acc[m][g] = _mm512_setzero_ps();
+  const int64_t gs = K * 16;
+  const uint8_t* wp = w + g0 * gs;
+  const float* ap = a + m0 * lda;
+  int64_t k = 0;
+  for (; k + 2 <= K; k += 2) {
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) {
+      __m512 w0, w1;
+      e4m3x32(wp + g * gs + k * 16, w0, w1);
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; m++) {
+        acc[m][g] = _mm512_fmadd_ps(_mm512_set1_ps(ap[m * lda + k]), w0, acc[m][g]);
+        acc[m][g] = _mm512_fmadd_ps(_mm512_set1_ps(ap[m * lda + k + 1]), w1, acc[m][g]);
+      }
+    }
+  }
+  if (k < K) {
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) {
+      const __m512 w0 = e4m3x16(wp + g * gs + k * 16);
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; m++) acc[m][g] = _mm512_fmadd_ps(_mm512_set1_ps(ap[m * lda + k]), w0, acc[m][g]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) finish(e, m0 + m, (g0 + g) * kW8GroupRows, VecF(acc[m][g]));
+}
+#endif
+
+#if !defined(IJ_W8A8_VNNI)
+// Portable loops over the same layouts (builds without AVX-512 VNNI).
+float e4m3Value(uint8_t b) {
+  const int e = (b >> 3) & 15, mant = b & 7;
+  const float v = e == 0 ? std::ldexp(static_cast<float>(mant), -9) : std::ldexp(1.0f + mant / 8.0f, e - 7);
+  return (b & 0x80 ? -v : v) * (1.0f / 256.0f);  // the packer's scales carry the 256
+}
+
+void tileI8Scalar(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, int64_t m0, int mr, int64_t g0, int ng, const Epilogue& e) {
+  for (int m = 0; m < mr; m++) {
+    for (int g = 0; g < ng; g++) {
+      float v[kW8GroupRows];
+      for (int r = 0; r < kW8GroupRows; r++) {
+        int32_t acc = 0;
+        for (int64_t j = 0; j < Kq * 4; j++) acc += static_cast<int32_t>(aq[(m0 + m) * ldq + j]) * static_cast<int8_t>(w[((g0 + g) * Kq + j / 4) * 64 + 4 * r + j % 4]);
+        v[r] = static_cast<float>(acc - e.colSum[(g0 + g) * kW8GroupRows + r]);
+      }
+      for (int r = 0; r < kW8GroupRows; r += kW) finish(e, m0 + m, (g0 + g) * kW8GroupRows + r, VecF::load(v + r));
+    }
+  }
+}
+
+void tileF8Scalar(const float* a, int64_t lda, const uint8_t* w, int64_t K, int64_t m0, int mr, int64_t g0, int ng, const Epilogue& e) {
+  for (int m = 0; m < mr; m++) {
+    for (int g = 0; g < ng; g++) {
+      float v[kW8GroupRows];
+      for (int r = 0; r < kW8GroupRows; r++) {
+        float acc = 0;
+        for (int64_t k = 0; k < K; k++) acc += a[(m0 + m) * lda + k] * e4m3Value(w[((g0 + g) * K + k) * 16 + r]);
+        v[r] = acc;
+      }
+      for (int r = 0; r < kW8GroupRows; r += kW) finish(e, m0 + m, (g0 + g) * kW8GroupRows + r, VecF::load(v + r));
+    }
+  }
+}
+#endif
+
+// Runs tile(mr, ng, m0, g0) over every (row block, 64-column tile) on the pool.
+template <typename Tile>
+void forTiles(int64_t M, int64_t N, Tile&& tile) {
+  const int64_t groups = (N + kW8GroupRows - 1) / kW8GroupRows;
+  const int64_t colTiles = (groups + kNG - 1) / kNG;
+  const int64_t chunks = (M + kRowChunk - 1) / kRowChunk;
+  parallelFor(colTiles * chunks, [&](int64_t t, int) {
+    const int64_t g0 = (t % colTiles) * kNG, chunk = t / colTiles;
+    const int ng = static_cast<int>(std::min<int64_t>(kNG, groups - g0));
+    const int64_t m1 = std::min(M, (chunk + 1) * kRowChunk);
+    for (int64_t m0 = chunk * kRowChunk; m0 < m1; m0 += kMR) tile(static_cast<int>(std::min<int64_t>(kMR, m1 - m0)), ng, m0, g0);
+  });
+}
+
+#define IJ_W8_DISPATCH(FN, mr, ng, ...)                                   \
+  switch ((mr) * 8 + (ng)) {                                              \
+    case 1 * 8 + 1: FN<1, 1>(__VA_ARGS__); break;                         \
+    case 1 * 8 + 2: FN<1, 2>(__VA_ARGS__); break;                         \
+    case 1 * 8 + 3: FN<1, 3>(__VA_ARGS__); break;                         \
+    case 1 * 8 + 4: FN<1, 4>(__VA_ARGS__); break;                         \
+    case 2 * 8 + 1: FN<2, 1>(__VA_ARGS__); break;                         \
+    case 2 * 8 + 2: FN<2, 2>(__VA_ARGS__); break;                         \
+    case 2 * 8 + 3: FN<2, 3>(__VA_ARGS__); break;                         \
+    case 2 * 8 + 4: FN<2, 4>(__VA_ARGS__); break;                         \
+    case 3 * 8 + 1: FN<3, 1>(__VA_ARGS__); break;                         \
+    case 3 * 8 + 2: FN<3, 2>(__VA_ARGS__); break;                         \
+    case 3 * 8 + 3: FN<3, 3>(__VA_ARGS__); break;                         \
+    case 3 * 8 + 4: FN<3, 4>(__VA_ARGS__); break;                         \
+    case 4 * 8 + 1: FN<4, 1>(__VA_ARGS__); break;                         \
+    case 4 * 8 + 2: FN<4, 2>(__VA_ARGS__); break;                         \
+    case 4 * 8 + 3: FN<4, 3>(__VA_ARGS__); break;                         \
+    case 4 * 8 + 4: FN<4, 4>(__VA_ARGS__); break;                         \
+    case 5 * 8 + 1: FN<5, 1>(__VA_ARGS__); break;                         \
+    case 5 * 8 + 2: FN<5, 2>(__VA_ARGS__); break;                         \
+    case 5 * 8 + 3: FN<5, 3>(__VA_ARGS__); break;                         \
+    case 5 * 8 + 4: FN<5, 4>(__VA_ARGS__); break;                         \
+    case 6 * 8 + 1: FN<6, 1>(__VA_ARGS__); break;                         \
+    case 6 * 8 + 2: FN<6, 2>(__VA_ARGS__); break;                         \
+    case 6 * 8 + 3: FN<6, 3>(__VA_ARGS__); break;                         \
+    default: FN<6, 4>(__VA_ARGS__); break;                                \
+  }
+
+Epilogue epilogueOf(const W8GemmArgs& p, const float* sa) {
+  return Epilogue{p.colSum, p.scales, p.bias, p.residual, p.ldr, p.out, p.N, sa, p.act};
+}
+
+}  // namespace
+
+const char* w8a8Isa() {
+#if defined(IJ_W8A8_VNNI)
+  return "avx512-vnni";
+#else
+  return "scalar";
+#endif
+}
+
+void w8a8Gemm(const W8GemmArgs& p) {
+  const int64_t M = p.M, K = p.K, Kq = (K + 3) / 4, ldq = Kq * 4;
+  std::vector<uint8_t>& aq = tAq;
+  std::vector<float>& sa = tSa;
+  aq.resize(static_cast<size_t>(M * ldq));
+  sa.resize(static_cast<size_t>(M));
+  uint8_t* q = aq.data();
+  float* s = sa.data();
+  parallelFor(M, [&](int64_t m, int) { s[m] = quantizeRowI8(p.a + m * p.lda, K, ldq, q + m * ldq); });
+  const Epilogue e = epilogueOf(p, s);
+  forTiles(M, p.N, [&](int mr, int ng, int64_t m0, int64_t g0) {
+#if defined(IJ_W8A8_VNNI)
+    IJ_W8_DISPATCH(tileI8, mr, ng, q, ldq, p.weight, Kq, m0, g0, e)
+#else
+    tileI8Scalar(q, ldq, p.weight, Kq, m0, mr, g0, ng, e);
+#endif
+  });
+}
+
+void fp8Gemm(const W8GemmArgs& p) {
+  const int64_t M = p.M, K = p.K;
+  const float* a = p.a;
+  int64_t lda = p.lda;
+  const float* s = nullptr;
+  if (p.actFp8) {
+    std::vector<float>& af = tAf;
+    std::vector<float>& sa = tSa;
+    af.resize(static_cast<size_t>(M * K));
+    sa.resize(static_cast<size_t>(M));
+    float* dst = af.data();
+    float* sp = sa.data();
+    parallelFor(M, [&](int64_t m, int) { sp[m] = quantizeRowE4M3(p.a + m * p.lda, K, dst + m * K); });
+    a = dst;
+    lda = K;
+    s = sp;
+  }
+  const Epilogue e = epilogueOf(p, s);
+  forTiles(M, p.N, [&](int mr, int ng, int64_t m0, int64_t g0) {
+#if defined(IJ_W8A8_VNNI)
+    IJ_W8_DISPATCH(tileF8, mr, ng, a, lda, p.weight, K, m0, g0, e)
+#else
+    tileF8Scalar(a, lda, p.weight, K, m0, mr, g0, ng, e);
+#endif
+  });
+}
+
+}  // namespace inferjit

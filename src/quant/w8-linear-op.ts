@@ -1,0 +1,107 @@
+// w8_linear: a linear layer on 8-bit weights with per-output-channel scales, with the activation
+// side quantized per token inside the op — what the real W8A8 / FP8 kernels compute
+// (native/quant/w8a8.h; the plan rule is src/backends/cpu/plan/rules/w8a8.ts):
+//   weights 'int8', activations 'int8':  W8A8. Each row of x gets sa = max|x| / 127 and
+//       q = clamp(round_half_away(fround(x / sa)), ±127); y = fround(Σ q·w) · fround(sa · scale[n]),
+//       the sum exact in integers (the kernel's int32 accumulation).
+//   weights 'fp8', activations 'fp8' | 'none':  E4M3 weight codes (u8 bits) times scale[n]; with
+//       'fp8' each row of x is first rounded to E4M3 under sa = max|x| / 448 (round to nearest even).
+// then + bias, activation, + residual (the GEMM epilogue). The reference kernel below is the
+// oracle: the W8A8 kernel matches it exactly without a bias and to one rounding with one (the
+// kernel adds the bias in a fused multiply-add); the FP8 kernel sums in fp32 in its own order.
+// quantize() (src/quant/quantize.ts) emits it when its kernel is 'w8a8' (the default where the
+// native kernels are built), in place of fake_quant + an f32 linear on dequantized weights.
+import { defineOp, getOp, hasOp } from '../ops/registry.js';
+import { values, tensorFrom, concrete } from '../ops/kernel-utils.js';
+import { Tensor } from '../tensor/tensor.js';
+import { formatShape, type Dim } from '../tensor/shape.js';
+import { FUSED_ACTIVATIONS, type FusedActivation } from '../ops/fused.js';
+import { roundE4M3, roundSym, INT8_MAX, FP8_E4M3_MAX } from './numerics.js';
+import { decodeE4M3 } from './packing.js';
+
+export const W8_LINEAR = 'w8_linear';
+
+export interface W8LinearAttrs { weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; activation: FusedActivation }
+
+const mayEqual = (a: Dim, b: Dim): boolean => typeof a !== 'number' || typeof b !== 'number' || a === b;
+
+/** The per-row scale and quantized values (codes for int8, E4M3 values for fp8) of x [M, K]. */
+export function quantizeRows(x: ArrayLike<number>, M: number, K: number, format: 'int8' | 'fp8'): { q: Float64Array; scales: Float32Array } {
+  const q = new Float64Array(M * K), scales = new Float32Array(M);
+  const max = format === 'int8' ? INT8_MAX : FP8_E4M3_MAX;
+  for (let m = 0; m < M; m++) {
+    let amax = 0;
+    for (let k = 0; k < K; k++) amax = Math.max(amax, Math.abs(x[m * K + k]));
+    const s = Math.fround(amax / max);
+    scales[m] = s;
+    if (!(s > 0)) continue;
+    for (let k = 0; k < K; k++) {
+      const v = Math.fround(x[m * K + k] / s);
+      q[m * K + k] = format === 'int8' ? Math.max(-INT8_MAX, Math.min(INT8_MAX, roundSym(v))) : roundE4M3(v);
+    }
+  }
+  return { q, scales };
+}
+
+function define(): void {
+  defineOp<W8LinearAttrs>({
+    name: W8_LINEAR,
+    kind: 'linalg',
+    inputs: ['x', 'weight', 'scales', 'bias?', 'residual?'],
+    attrs: {
+      weights: { type: 'string', oneOf: ['int8', 'fp8'], required: true },
+      activations: { type: 'string', oneOf: ['int8', 'fp8', 'none'], required: true },
+      activation: { type: 'string', default: 'none', oneOf: FUSED_ACTIVATIONS },
+    },
+    doc: 'act(x · (scales ⊙ W)ᵀ + bias) + residual for 8-bit W [N, K] (int8 codes i8, or FP8 E4M3 bits u8) with per-channel scales [N], x quantized per token (int8 with int8 weights; E4M3 or kept f32 with fp8 weights).',
+    infer([x, weight, scales, bias, residual], a) {
+      const op = W8_LINEAR;
+      if (a.weights === 'int8' && a.activations !== 'int8') throw new TypeError(`${op}: int8 weights run with int8 activations (W8A8), got activations '${a.activations}'`);
+      if (a.weights === 'fp8' && a.activations === 'int8') throw new TypeError(`${op}: fp8 weights run with fp8 or unquantized activations, got 'int8'`);
+      const wDtype = a.weights === 'int8' ? 'i8' : 'u8';
+      if (!weight || weight.dtype !== wDtype || weight.shape.length !== 2) throw new TypeError(`${op}: ${a.weights} weight must be ${wDtype} [N, K], got ${weight ? weight.dtype + formatShape(weight.shape) : 'nothing'}`);
+      const [N, K] = weight.shape;
+      if (!scales || scales.dtype !== 'f32' || scales.shape.length !== 1 || !mayEqual(scales.shape[0], N)) {
+        throw new TypeError(`${op}: scales must be f32 [${N}] (one per output channel), got ${scales ? scales.dtype + formatShape(scales.shape) : 'nothing'}`);
+      }
+      if (!x || x.dtype !== 'f32' || x.shape.length < 1 || !mayEqual(x.shape[x.shape.length - 1], K)) {
+        throw new RangeError(`${op}: x ${x ? x.dtype + formatShape(x.shape) : 'nothing'} must be f32 ending in the weight's ${K} input features`);
+      }
+      const out = { dtype: 'f32' as const, shape: [...x.shape.slice(0, -1), N] };
+      if (bias && (bias.dtype !== 'f32' || bias.shape.length !== 1 || !mayEqual(bias.shape[0], N))) throw new RangeError(`${op}: bias ${bias.dtype}${formatShape(bias.shape)} must be f32 [${N}]`);
+      if (residual && (residual.dtype !== 'f32' || residual.shape.length !== out.shape.length || !residual.shape.every((d, i) => mayEqual(d, out.shape[i])))) {
+        throw new RangeError(`${op}: residual ${residual.dtype}${formatShape(residual.shape)} must be f32 with the output's shape ${formatShape(out.shape)}`);
+      }
+      return [out];
+    },
+    reference([x, weight, scales, bias, residual], a, [out]) {
+      const [N, K] = concrete(weight!.shape);
+      const xv = values(x!), ws = values(scales!), bv = bias ? values(bias) : null;
+      const M = K > 0 ? xv.length / K : 0;
+      const w = a.weights === 'int8' ? Float64Array.from(weight!.data as Int8Array) : Float64Array.from(weight!.data as Uint8Array, decodeE4M3);
+      const quantized = a.activations === 'none' ? null : quantizeRows(xv, M, K, a.activations);
+      const xq = quantized ? quantized.q : Float64Array.from(xv);
+      const y = new Float32Array(M * N);
+      for (let m = 0; m < M; m++) {
+        const sa = quantized ? quantized.scales[m] : 1;
+        for (let n = 0; n < N; n++) {
+          let acc = 0;
+          for (let k = 0; k < K; k++) acc += xq[m * K + k] * w[n * K + k];
+          const scale = Math.fround(sa * ws[n]);
+          y[m * N + n] = Math.fround(Math.fround(acc) * scale + (bv ? bv[n] : 0));
+        }
+      }
+      let t: Tensor = tensorFrom(out, y);
+      const run = (op: string, inputs: Tensor[]): Tensor => {
+        const def = getOp(op);
+        return def.reference(inputs, {}, def.infer(inputs.map((i) => ({ dtype: i.dtype, shape: i.shape })), {}))[0];
+      };
+      if (a.activation !== 'none') t = run(a.activation, [t]);
+      if (residual) t = run('add', [t, residual]);
+      return [t];
+    },
+  });
+}
+
+// idempotent: src/quant may be imported through several entry points
+if (!hasOp(W8_LINEAR)) define();

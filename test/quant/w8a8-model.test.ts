@@ -1,0 +1,79 @@
+// quantize() with the real 8-bit kernels: on the outlier decoder, int8 W8A8 and FP8 (weights and
+// activations) produce graphs whose quantized linears are w8_linear nodes (the default kernel
+// where the native kernels are built), those graphs lower to the plan's w8a8_gemm / fp8_gemm
+// kernels (describe() names them), and the compiled logits match both the interpreted graph (the
+// TypeScript reference of w8_linear) and the simulated path (fake_quant + f32 linear on the
+// dequantized weights).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { quantize, outlierModel, randomSequences, teacherForcedLogits, type QuantizeOptions } from '../../src/quant/index.js';
+import { traceStep, flatInputs } from '../../src/quant/calibrate.js';
+import { prefillArgs } from '../../src/quant/step.js';
+import { applyQuantPlan } from '../../src/quant/graph-passes.js';
+import { optimize } from '../../src/passes/index.js';
+import { PlanExecutable } from '../../src/backends/cpu/plan/executable.js';
+import { planAddon } from '../../src/backends/cpu/plan/native.js';
+import type { QuantizedDecoder } from '../../src/quant/decoder.js';
+
+const skip = planAddon ? false : 'native plan executor not built';
+const model = outlierModel({ numLayers: 1 });
+const calibration = randomSequences(2, 32, 256, 41);
+const seq = randomSequences(1, 48, 256, 42)[0];
+const base = { kvCache: null, shift: false, method: 'absmax', calibration, maxSamples: 32, smoothing: 'smoothquant' } as const;
+
+/** The quantized step graph for `seq`, optimized and lowered to a native plan, and its logits. */
+function compiled(q: QuantizedDecoder): { exe: PlanExecutable; logits: Float32Array } {
+  const traced = traceStep(model, prefillArgs(model, seq, { allLogits: true }));
+  const graph = optimize(applyQuantPlan(traced.graph, q.plan, (n) => ({ dtype: q.params.get(n)!.dtype, shape: [...q.params.get(n)!.shape] })));
+  const constants = new Map(traced.constants);
+  for (const [name, t] of q.params) constants.set(name, t);
+  const exe = new PlanExecutable(graph, constants);
+  const logits = Float32Array.from(exe.run(flatInputs(prefillArgs(model, seq, { allLogits: true })))[0].toFlatArray());
+  return { exe, logits };
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(b[i])); }
+  return d / m;
+}
+function top1Agreement(a: Float32Array, b: Float32Array, vocab: number): number {
+  const argmax = (x: Float32Array, r: number): number => { let best = 0; for (let j = 1; j < vocab; j++) if (x[r * vocab + j] > x[r * vocab + best]) best = j; return best; };
+  let same = 0;
+  const rows = a.length / vocab;
+  for (let r = 0; r < rows; r++) if (argmax(a, r) === argmax(b, r)) same++;
+  return same / rows;
+}
+
+for (const [name, o, kernel] of [
+  ['int8 W8A8', { ...base, weights: 'int8', activations: 'int8' }, 'w8a8_gemm'],
+  ['FP8 weights and activations', { ...base, weights: 'fp8', activations: 'fp8' }, 'fp8_gemm'],
+  ['FP8 weights, f32 activations', { ...base, weights: 'fp8', activations: null }, 'fp8_gemm'],
+] as [string, QuantizeOptions, string][]) {
+  test(`${name}: quantize() emits w8_linear, the plan runs ${kernel}, logits match the reference and the simulated path`, { skip }, () => {
+    const real = quantize(model, o);
+    assert.equal(real.options.kernel, 'w8a8', 'the real kernels are the default where the native addon is built');
+    const { exe, logits } = compiled(real);
+    assert.equal(exe.path, 'plan', exe.describe());
+    const names = exe.planStats()!.kernelNames;
+    assert.equal(names.filter((n) => n === 'w8_linear').length, 7, `q, k, v, o, gate, up, down: ${names.join(' ')}`);
+    assert.ok(!names.includes('fake_quant'));
+    assert.match(exe.describe(), /w8_linear/);
+    const vocab = model.config.vocabSize;
+    // the native kernel against the interpreted graph (the w8_linear reference kernel): the same
+    // quantization decisions, the sums in another order (fp32 attention, norms, FP8 dot products)
+    const interpreted = teacherForcedLogits(real, seq);
+    assert.ok(maxRelDiff(logits, interpreted) < 1e-3, `vs interpreted: ${maxRelDiff(logits, interpreted)}`);
+    // against simulated quantization: the same formats, rounding x / s in f64 instead of f32
+    const simulated = teacherForcedLogits(quantize(model, { ...o, kernel: 'simulated' }), seq);
+    assert.ok(maxRelDiff(logits, simulated) < 2e-2, `vs simulated: ${maxRelDiff(logits, simulated)}`);
+    assert.ok(top1Agreement(logits, simulated, vocab) >= 0.97, `top-1 vs simulated ${top1Agreement(logits, simulated, vocab)}`);
+  });
+}
+
+test("kernel 'w8a8' refuses formats it does not run, naming them", () => {
+  assert.throws(() => quantize(model, { ...base, weights: 'int4', activations: 'int8', kernel: 'w8a8' }), /"kernel" 'w8a8' runs int8 weights with int8 activations, or fp8 weights/);
+  assert.throws(() => quantize(model, { ...base, weights: 'int8', activations: 'int8', activationScheme: 'per-tensor', kernel: 'w8a8' }), /quantizes activations per token/);
+  // where it does not apply, the default stays simulated
+  assert.equal(quantize(model, { ...base, weights: 'int8', activations: null }).options.kernel, 'simulated');
+});
