@@ -320,6 +320,7 @@ std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, 
     }
     if (k.op == kKernelCond || k.op == kKernelWhileLoop) linkControlFlow(env, *plan, k, "createPlan: " + where + "kernel " + std::to_string(i) + " (" + k.name + ")");
     if (k.op == kKernelAttention && decodeAttention(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
+    if (k.op == kKernelConv2dFused && decodeConv2dFused(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
     if (k.op == kKernelElementwise) {
       const ElementwiseDesc e = decodeElementwise(k.ints.data(), k.floats.data(), noRef);
       need(env, e.nIn + e.nInstr <= 64, "createPlan: elementwise programs are limited to 64 registers");
