@@ -229,6 +229,67 @@ void panelToBf16(const float* src, int64_t K, int64_t Kp, uint16_t* dst) {
   }
 }
 
+// The pixels-as-rows form (a pre-packed weight, groups == 1): A[q][k] = im2col(x)[k][q] for the
+// N·P output pixels q (rows) as a row-major patch matrix, C[q][o] = A · Wᵀ on the weight's panels,
+// then out[n][o][p] = act(C[q][o] + bias[o] + chanBias[n][o]) + residual[n][o][p] while transposing.
+void convPixelRows(const Conv2dFusedArgs& s, const ConvGeo& g) {
+  const int64_t K = g.K, O = s.O, rowsAll = s.N * g.P, khw = s.kh * s.kw;
+  // Row chunks keep the patch matrix under ~32 MB however large the batch.
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(rowsAll, (8 << 20) / std::max<int64_t>(K, 1)));
+  float* A = static_cast<float*>(gPanels.get(static_cast<size_t>(chunk * K) * 4));
+  float* C = static_cast<float*>(gWide.get(static_cast<size_t>(chunk * O) * 4));
+  GemmBatch one;
+  Epilogue none;
+  for (int64_t r0 = 0; r0 < rowsAll; r0 += chunk) {
+    const int64_t rows = std::min(chunk, rowsAll - r0);
+    parallelFor(rows, [&](int64_t i, int) {
+      const int64_t q = r0 + i, n = q / g.P, p = q % g.P, oy = p / g.Wo, ox = p % g.Wo;
+      const float* img = s.x + n * s.C * s.H * s.W;
+      float* row = A + i * K;
+      for (int64_t c = 0; c < s.C; c++) {
+        for (int64_t ki = 0; ki < s.kh; ki++) {
+          float* o = row + c * khw + ki * s.kw;
+          const int64_t iy = oy * s.sh - s.ph + ki * s.dh;
+          if (iy < 0 || iy >= s.H) {
+            for (int64_t kj = 0; kj < s.kw; kj++) o[kj] = 0.0f;
+            continue;
+          }
+          const float* xr = img + (c * s.H + iy) * s.W;
+          for (int64_t kj = 0; kj < s.kw; kj++) {
+            const int64_t ix = ox * s.sw - s.pw + kj * s.dw;
+            o[kj] = (ix >= 0 && ix < s.W) ? xr[ix] : 0.0f;
+          }
+        }
+      }
+    });
+    if (s.packedWBf16) {
+      gemmBf16(rows, O, K, A, K, false, *s.packedWBf16, C, O, none, one, static_cast<Bf16Kernel>(s.bf16Kernel));
+    } else {
+      gemm(rows, O, K, A, K, false, nullptr, 0, false, s.packedW, C, O, none, one);
+    }
+    // Transpose back with the epilogue, in blocks of rows (pixels of one image are consecutive).
+    const int64_t rb = 16, blocks = (rows + rb - 1) / rb;
+    parallelFor(blocks, [&](int64_t bi, int) {
+      float lane[kW];
+      for (int64_t i = bi * rb; i < std::min(rows, (bi + 1) * rb); i++) {
+        const int64_t q = r0 + i, n = q / g.P, p = q % g.P;
+        const float* cr = C + i * O;
+        const float* cb = s.chanBias ? s.chanBias + n * s.chanBiasStride : nullptr;
+        for (int64_t o0 = 0; o0 < O; o0 += kW) {
+          const int64_t w = std::min<int64_t>(kW, O - o0);
+          for (int64_t j = 0; j < w; j++) lane[j] = cr[o0 + j] + (s.bias ? s.bias[o0 + j] : 0.0f) + (cb ? cb[o0 + j] : 0.0f);
+          for (int64_t j = w; j < kW; j++) lane[j] = 0.0f;
+          if (s.act != kActNone) activateDyn(s.act, VecF::load(lane)).store(lane);
+          for (int64_t j = 0; j < w; j++) {
+            const int64_t at = (n * O + o0 + j) * g.P + p;
+            s.out[at] = lane[j] + (s.residual ? s.residual[at] : 0.0f);
+          }
+        }
+      }
+    });
+  }
+}
+
 }  // namespace
 
 void conv2dImplicit(const Conv2dFusedArgs& s) {
@@ -242,6 +303,7 @@ void conv2dImplicit(const Conv2dFusedArgs& s) {
   // bf16 panels are 32 columns wide, like the fp32 ones in AVX-512 builds (the only ones with bf16)
   const bool bf16 = s.bf16Kernel != 0 && kNR == kBf16NR;
   if (g.P <= 0 || s.N <= 0 || g.og <= 0) return;
+  if ((s.packedW || s.packedWBf16) && s.groups == 1) return convPixelRows(s, g);
   // Images side by side when one image has under 16 panels (the deep 8×8 and 4×4 UNet levels):
   // the GEMM then has enough columns to split across threads; its result goes through a wide
   // buffer that the epilogue pass scatters back per image.

@@ -101,7 +101,15 @@ void conv2dNchw(const Conv2dArgs& a, std::vector<float>& col);
 // from x into the GEMM's B-panel layout (fp32 panels, or bf16 pair panels when bf16Kernel != 0),
 // and W is the GEMM's A, read in place (fp32) or converted per block (bf16). chanBias (a per-image
 // channel vector: SD's timestep embedding) and residual ([N, O, Ho, Wo]) may be null.
+struct PackedB;
+struct PackedBf16;
+// With a pre-packed weight (packedW: fp32 panels of Wᵀ [K, O]; packedWBf16: bf16 ones; groups == 1)
+// the roles swap: out[pixels, O] = im2col(x)ᵀ · Wᵀ, the pixels' patches as row-major A rows and the
+// weight streaming from its panels, then transposed back to NCHW with the epilogue. That is the
+// better GEMM when the images are small and the channels many (SD's 16×16 .. 4×4 levels).
 struct Conv2dFusedArgs : Conv2dArgs {
+  const PackedB* packedW = nullptr;
+  const PackedBf16* packedWBf16 = nullptr;
   const float* chanBias = nullptr;
   int64_t chanBiasStride = 0;  // 0: one vector for every image
   const float* residual = nullptr;

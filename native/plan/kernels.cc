@@ -569,6 +569,8 @@ void runConv2dFused(const Conv2dFusedDesc& d, const plan::KernelContext& ctx) {
   a.residual = as<float>(d.residual);
   // bf16 is set by the lowering only in bf16 plans, whose kernel the plan resolved for this CPU
   a.bf16Kernel = d.bf16 != 0 ? static_cast<int>(ctx.bf16Kernel) : 0;
+  a.packedW = ctx.packed;  // the lowering packs the weight (Wᵀ panels) for the pixels-as-rows form
+  a.packedWBf16 = ctx.packedBf16;
   conv2dImplicit(a);
 }
 

@@ -48,15 +48,24 @@ function convFn(c: ConvCase, w: Tensor, b: Tensor): (x: Tensor) => Tensor {
   return (x) => ops.conv2d(x, w, b, { stride: c.stride ?? 1, padding: c.padding ?? 0, dilation: c.dilation ?? 1, groups: c.groups ?? 1 });
 }
 
-test('conv2d (implicit GEMM) matches the reference on edge shapes', { skip }, () => {
-  for (const c of CASES) {
+// Both forms of the kernel (rules/conv.ts): INFERJIT_CONV_ROWS (read at lowering) 0 keeps every
+// conv in the pixels-as-B-panels form, a huge value puts every groups == 1 conv in the
+// pixels-as-rows form against the pre-packed weight.
+function withRowsMax<T>(v: number, fn: () => T): T {
+  const old = process.env.INFERJIT_CONV_ROWS;
+  process.env.INFERJIT_CONV_ROWS = String(v);
+  try { return fn(); } finally { if (old === undefined) delete process.env.INFERJIT_CONV_ROWS; else process.env.INFERJIT_CONV_ROWS = old; }
+}
+
+test('conv2d (implicit GEMM, both forms) matches the reference on edge shapes', { skip }, () => {
+  for (const c of CASES) for (const rowsMax of [0, 1 << 30]) {
     const w = rnd([c.o, c.x[1] / (c.groups ?? 1), c.k, c.k], 0.3), b = rnd([c.o], 0.1);
     const fn = convFn(c, w, b);
-    const exe = compile(fn, [rnd(c.x)], { w, b });
+    const exe = withRowsMax(rowsMax, () => compile(fn, [rnd(c.x)], { w, b }));
     const x = rnd(c.x);
-    const got = exe.run([x])[0];
+    const got = withRowsMax(rowsMax, () => exe.run([x])[0]);
     assert.ok(exe.planStats()!.kernelNames.includes('conv2d'), exe.describe());
-    assertClose(got, reference(fn, [x])[0], near, `conv2d ${JSON.stringify(c)}`);
+    assertClose(got, reference(fn, [x])[0], near, `conv2d ${JSON.stringify(c)} rowsMax ${rowsMax}`);
     // the eager native conv2d runs the same kernel
     assertClose(withEagerBackend('auto', () => fn(x)), reference(fn, [x])[0], near, `eager conv2d ${JSON.stringify(c)}`);
   }

@@ -3,7 +3,17 @@
 // (native/ops/conv.cc conv2dImplicit). In a bf16 plan the im2col panels are packed as bf16 and the
 // product runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers.
 import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
+import type { WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
+
+/** Convolutions with at most this many output pixels (all images) run in the pixels-as-rows form:
+ *  the weight is packed once at lowering into the GEMM's B panels (Wᵀ [C·kh·kw, O], fp32 or bf16 by
+ *  the plan's precision) and the pixels' patches are the A rows; larger ones keep the weight as A
+ *  (read in place) and pack the pixels as B panels. Measured with bench/sd-conv.ts (shared Zen 4,
+ *  2 threads): the rows form wins at SD's 8×8 and 4×4 levels (batch 2: 128 and 32 pixels; in bf16
+ *  by 3×, since the panels form converts the whole weight to bf16 on every call) and loses from
+ *  16×16 up. INFERJIT_CONV_ROWS overrides the threshold (tuning, A/B runs). */
+const pixelRowsMax = (): number => Number(process.env.INFERJIT_CONV_ROWS ?? 128);
 
 definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   b.needF32(node);
@@ -13,6 +23,11 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   const chanBias = b.optional(cbv), residual = b.optional(rv);
   const [N, C, H, W] = x.shape;
   const [O, , kh, kw] = weight.shape;
+  const [, , Ho, Wo] = b.shape(node.outputs[0]);
+  let w: WeightRef | undefined;
+  if (a.groups === 1 && b.precision !== 'fp16' && b.isConstant(wv!) && N * Ho * Wo <= pixelRowsMax()) {
+    w = b.weightOf(wv!, C * kh * kw, O, true);
+  }
   const out = b.dest(node.outputs[0]);
   const act = ACTIVATION_CODES[(a.activation as keyof typeof ACTIVATION_CODES | undefined) ?? 'none'];
   b.emit(node.op, encodeConv2dFused({
@@ -20,6 +35,6 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
     dh: a.dilation[0], dw: a.dilation[1], groups: a.groups, act,
     // chan_bias is [N or 1, O, 1, 1]: one O-vector per image, or one for all
     chanBiasStride: chanBias && chanBias.shape[0] !== 1 ? O : 0, bf16: b.bf16 ? 1 : 0,
-  }));
+  }), w);
   b.setView(node.outputs[0], out);
 });
