@@ -71,6 +71,16 @@ test('conv2d (implicit GEMM, both forms) matches the reference on edge shapes', 
   }
 });
 
+test('conv2d_fused: a channel bias that is a row slice of a wider tensor is read in place', { skip }, () => {
+  // SD's timestep projections: horizontal fusion merges them into one GEMM whose rows they slice
+  const w = rnd([6, 4, 3, 3], 0.3), b = rnd([6], 0.1);
+  const fn = (x: Tensor, t: Tensor) => ops.conv2d(x, w, b, { padding: 1 }).add(t.chunk(2, -1)[1].reshape([3, 6, 1, 1]));
+  const exe = compile(fn, [rnd([3, 4, 5, 6]), rnd([3, 12])], { w, b });
+  const ins = [rnd([3, 4, 5, 6]), rnd([3, 12])];
+  assertClose(exe.run(ins)[0], reference(fn, ins)[0], near, 'conv2d_fused with a strided channel bias');
+  assert.deepEqual(exe.planStats()!.kernelNames, ['conv2d_fused'], exe.describe());
+});
+
 test('conv2d_fused: channel bias (per image and shared), activation and residual in the epilogue', { skip }, () => {
   for (const c of CASES) {
     const [N] = c.x;

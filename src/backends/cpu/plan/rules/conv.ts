@@ -3,7 +3,7 @@
 // (native/ops/conv.cc conv2dImplicit). In a bf16 plan the im2col panels are packed as bf16 and the
 // product runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers.
 import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
-import type { WeightRef } from '../builder.js';
+import type { View, WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
 
 /** Convolutions with at most this many output pixels (all images) run in the pixels-as-rows form:
@@ -20,7 +20,16 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   const a = node.attrs as { stride: number[]; padding: number[]; dilation: number[]; groups: number; activation?: string };
   const [xv, wv, bv, cbv, rv] = node.inputs;
   const x = b.contiguous(xv!), weight = b.contiguous(wv!), bias = b.optional(bv);
-  const chanBias = b.optional(cbv), residual = b.optional(rv);
+  const residual = b.optional(rv);
+  // chan_bias [N or 1, O, 1, 1]: read in place when each image's O values are contiguous (SD's
+  // timestep projections, merged into one GEMM by horizontal fusion, are row slices of its output)
+  let chanBias: View | null = null, chanBiasStride = 0;
+  if (cbv !== null && cbv !== undefined) {
+    const v = b.viewOf(cbv);
+    const inPlace = v.shape[1] <= 1 || v.strides[1] === 1;
+    chanBias = inPlace ? v : b.contiguous(cbv);
+    chanBiasStride = chanBias.shape[0] <= 1 ? 0 : inPlace ? v.strides[0] : chanBias.shape[1];
+  }
   const [N, C, H, W] = x.shape;
   const [O, , kh, kw] = weight.shape;
   const [, , Ho, Wo] = b.shape(node.outputs[0]);
@@ -33,8 +42,7 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   b.emit(node.op, encodeConv2dFused({
     x, weight, bias, chanBias, residual, out, N, C, H, W, O, kh, kw, sh: a.stride[0], sw: a.stride[1], ph: a.padding[0], pw: a.padding[1],
     dh: a.dilation[0], dw: a.dilation[1], groups: a.groups, act,
-    // chan_bias is [N or 1, O, 1, 1]: one O-vector per image, or one for all
-    chanBiasStride: chanBias && chanBias.shape[0] !== 1 ? O : 0, bf16: b.bf16 ? 1 : 0,
+    chanBiasStride, bf16: b.bf16 ? 1 : 0,
   }), w);
   b.setView(node.outputs[0], out);
 });
