@@ -236,7 +236,10 @@ async function main(): Promise<void> {
         } else {
           shareRows.push([row.key, '-', '-', '-', '-', '-', '-', `- (${executable?.describe?.() ?? 'no plan'})`]);
         }
-        console.error(`${row.key}: compiled = ${json.path[row.key]}; ORT export ${exportMs.toFixed(0)} ms; ${contenders.map((c, i) => `${c.label} ${med[i].toFixed(1)}`).join(', ')} ms`);
+        // per row as it finishes (a full run takes long on a shared machine; a cut-off run keeps these)
+        console.error(`${row.key}: compiled = ${json.path[row.key]}; ORT export ${exportMs.toFixed(0)} ms; ${contenders.map((c, i) => `${c.label} ${med[i].toFixed(1)}`).join(', ')} ms; ` +
+          `ratio vs ORT fp32 ${json.ratio_vs_ort[row.key]}, bf16 ${json.ratio_bf16_vs_ort[row.key] ?? '-'}; share ${JSON.stringify(json.share[row.key] ?? null)}; ` +
+          `conv GFLOP/s ${json.conv_gflops[row.key] ?? '-'}, GEMM GFLOP/s ${json.gemm_gflops[row.key] ?? '-'}; top kernels ms ${JSON.stringify(json.kernels_ms[row.key] ?? null)}`);
       } finally {
         session.dispose();
         // The UNet's export is 3.4 GB at full size: do not keep one per row on disk.

@@ -190,4 +190,19 @@ export const KERNELS = [
       { name: 'gateFormat' }, { name: 'upFormat' }, { name: 'downFormat' }, { name: 'group' },
     ],
   },
+  {
+    name: 'conv2d_fused', code: 80, doc: 'NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0): out = act(W·im2col(x) + bias + chanBias[n]) + residual',
+    refs: ['x', 'weight', 'bias', 'chanBias', 'residual', 'out'],
+    ints: [
+      { name: 'N' }, { name: 'C' }, { name: 'H' }, { name: 'W' }, { name: 'O' }, { name: 'kh' }, { name: 'kw' },
+      { name: 'sh' }, { name: 'sw' }, { name: 'ph' }, { name: 'pw' }, { name: 'dh' }, { name: 'dw' }, { name: 'groups' }, { name: 'act' },
+      { name: 'chanBiasStride' }, { name: 'bf16' },
+    ],
+  },
+  {
+    name: 'group_norm_act', code: 81, doc: 'group norm of a contiguous [N, C, spatial] (with a residual, of sum = x + residual, also written) followed by an activation, in one pass',
+    refs: ['x', 'residual', 'weight', 'bias', 'out', 'sum'],
+    ints: [{ name: 'N' }, { name: 'C' }, { name: 'spatial' }, { name: 'groups' }, { name: 'act' }],
+    floats: ['eps'],
+  },
 ];

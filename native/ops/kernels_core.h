@@ -75,8 +75,9 @@ void softmaxAxis(const float* x, float* y, int64_t outer, int64_t size, int64_t 
 
 // Group norm over a contiguous [N, C, spatial] (a group's channels contiguous), weight/bias [C] or
 // null; with a residual, sum = x + residual is written and normalized (add_group_norm).
+// act (an Act code) is applied to the normalized value (GroupNorm + SiLU in one pass).
 void groupNormNcs(const float* x, const float* residual, float* sum, const float* w, const float* b, float* y, int64_t N, int64_t C,
-                  int64_t spatial, int64_t groups, float eps);
+                  int64_t spatial, int64_t groups, float eps, int act = kActNone);
 // Rotary embedding of contiguous rows [rows, d], row r at position r % seq, cos/sin [seq, half];
 // pairs (i, i + half), or (2i, 2i + 1) when interleaved; dims >= 2·half pass through.
 void rotaryRows(const float* x, const float* cos, const float* sin, float* y, int64_t rows, int64_t seq, int64_t d, int64_t half,
@@ -94,6 +95,27 @@ struct Conv2dArgs {
 };
 // `col` is the im2col scratch, grown as needed (callers may keep it across calls).
 void conv2dNchw(const Conv2dArgs& a, std::vector<float>& col);
+
+// conv2d as an implicit GEMM (conv.cc): out[n, o, p] = act(W[o, :] · im2col(x[n])[:, p] + bias[o]
+// + chanBias[n·chanBiasStride + o]) + residual[n, o, p]. The im2col columns are packed straight
+// from x into the GEMM's B-panel layout (fp32 panels, or bf16 pair panels when bf16Kernel != 0),
+// and W is the GEMM's A, read in place (fp32) or converted per block (bf16). chanBias (a per-image
+// channel vector: SD's timestep embedding) and residual ([N, O, Ho, Wo]) may be null.
+struct PackedB;
+struct PackedBf16;
+// With a pre-packed weight (packedW: fp32 panels of Wᵀ [K, O]; packedWBf16: bf16 ones; groups == 1)
+// the roles swap: out[pixels, O] = im2col(x)ᵀ · Wᵀ, the pixels' patches as row-major A rows and the
+// weight streaming from its panels, then transposed back to NCHW with the epilogue. That is the
+// better GEMM when the images are small and the channels many (SD's 16×16 .. 4×4 levels).
+struct Conv2dFusedArgs : Conv2dArgs {
+  const PackedB* packedW = nullptr;
+  const PackedBf16* packedWBf16 = nullptr;
+  const float* chanBias = nullptr;
+  int64_t chanBiasStride = 0;  // 0: one vector for every image
+  const float* residual = nullptr;
+  int bf16Kernel = 0;  // 0: fp32; else a resolved inferjit::Bf16Kernel (1 avx512, 2 amx)
+};
+void conv2dImplicit(const Conv2dFusedArgs& a);
 
 // ---- attention (defined in native/attention/attention.cc) ----
 // Flash-style scaled-dot-product attention. Operands are addressed by element strides (batch,

@@ -149,7 +149,7 @@ double addSumOf(const float* x, const float* r, float* s, int64_t n) {
 }  // namespace
 
 void groupNormNcs(const float* x, const float* res, float* sum, const float* w, const float* b, float* y,
-                  int64_t N, int64_t C, int64_t spatial, int64_t G, float eps) {
+                  int64_t N, int64_t C, int64_t spatial, int64_t G, float eps, int act) {
   const int64_t cg = C / G, per = cg * spatial;
   parallelFor(N * G, [&](int64_t t, int) {
     const int64_t g = t % G;
@@ -174,8 +174,19 @@ void groupNormNcs(const float* x, const float* res, float* sum, const float* w, 
       const float* sr = s + c * spatial;
       float* orow = o + c * spatial;
       int64_t i = 0;
-      for (; i + kW <= spatial; i += kW) fmadd(VecF::load(sr + i), scv, shv).store(orow + i);
-      for (; i < spatial; i++) orow[i] = sr[i] * sc + sh;
+      if (act == kActNone) {
+        for (; i + kW <= spatial; i += kW) fmadd(VecF::load(sr + i), scv, shv).store(orow + i);
+        for (; i < spatial; i++) orow[i] = sr[i] * sc + sh;
+      } else {
+        // The activation while the value is in a register (GroupNorm + SiLU: one pass, not two).
+        for (; i + kW <= spatial; i += kW) activateDyn(act, fmadd(VecF::load(sr + i), scv, shv)).store(orow + i);
+        if (i < spatial) {  // the tail through one padded vector, so it gets the same approximation
+          float lane[kW] = {};
+          for (int64_t j = i; j < spatial; j++) lane[j - i] = sr[j];
+          activateDyn(act, fmadd(VecF::load(lane), scv, shv)).store(lane);
+          for (int64_t j = i; j < spatial; j++) orow[j] = lane[j - i];
+        }
+      }
     }
   });
 }

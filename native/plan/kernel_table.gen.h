@@ -22,7 +22,7 @@ constexpr int kBinaryFirst = 20, kBinaryLast = 26;
 enum ReduceOp : int { kReduceSum = 0, kReduceMean = 1, kReduceMax = 2, kReduceMin = 3 };
 enum RefKind : int { kRefNone = 0, kRefArena = 1, kRefInput = 2, kRefOutput = 3, kRefConstant = 4 };
 enum PadMode : int { kPadConstant = 0, kPadReflect = 1, kPadReplicate = 2 };
-enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40, kKernelW8a8Gemm = 70, kKernelFp8Gemm = 71, kKernelCond = 41, kKernelWhileLoop = 42, kKernelMoe = 60 };
+enum KernelOp : int { kKernelCopy = 1, kKernelElementwise = 2, kKernelGemm = 3, kKernelNorm = 4, kKernelSoftmax = 5, kKernelReduce = 6, kKernelAttention = 7, kKernelConv2d = 8, kKernelGather = 9, kKernelCast = 10, kKernelPad = 11, kKernelGroupNorm = 12, kKernelUpsampleNearest2d = 13, kKernelRotary = 14, kKernelArgmax = 15, kKernelTopK = 16, kKernelKvWrite = 17, kKernelPagedAttention = 18, kKernelQgemm = 40, kKernelW8a8Gemm = 70, kKernelFp8Gemm = 71, kKernelCond = 41, kKernelWhileLoop = 42, kKernelMoe = 60, kKernelConv2dFused = 80, kKernelGroupNormAct = 81 };
 static_assert(kActNone == 0, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActRelu == 1, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
 static_assert(kActGelu == 2, "native/simd.h enum Act disagrees with scripts/kernel-table.mjs ACTIVATIONS");
@@ -1443,6 +1443,160 @@ inline std::string checkMoe(const int64_t* I, size_t nInts, size_t nFloats, size
   return "";
 }
 
+// NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0): out = act(W·im2col(x) + bias + chanBias[n]) + residual.
+struct Conv2dFusedDesc {
+  uint8_t* x = nullptr;
+  uint8_t* weight = nullptr;
+  uint8_t* bias = nullptr;
+  uint8_t* chanBias = nullptr;
+  uint8_t* residual = nullptr;
+  uint8_t* out = nullptr;
+  int64_t N = 0;
+  int64_t C = 0;
+  int64_t H = 0;
+  int64_t W = 0;
+  int64_t O = 0;
+  int64_t kh = 0;
+  int64_t kw = 0;
+  int64_t sh = 0;
+  int64_t sw = 0;
+  int64_t ph = 0;
+  int64_t pw = 0;
+  int64_t dh = 0;
+  int64_t dw = 0;
+  int64_t groups = 0;
+  int64_t act = 0;
+  int64_t chanBiasStride = 0;
+  int64_t bf16 = 0;
+};
+template <typename At>
+inline Conv2dFusedDesc decodeConv2dFused(const int64_t* I, const double* F, At&& at) {
+  Conv2dFusedDesc a;
+  size_t p = 0;
+  a.N = I[p++];
+  a.C = I[p++];
+  a.H = I[p++];
+  a.W = I[p++];
+  a.O = I[p++];
+  a.kh = I[p++];
+  a.kw = I[p++];
+  a.sh = I[p++];
+  a.sw = I[p++];
+  a.ph = I[p++];
+  a.pw = I[p++];
+  a.dh = I[p++];
+  a.dw = I[p++];
+  a.groups = I[p++];
+  a.act = I[p++];
+  a.chanBiasStride = I[p++];
+  a.bf16 = I[p++];
+  int r = 0;
+  a.x = at(r++);
+  a.weight = at(r++);
+  a.bias = at(r++);
+  a.chanBias = at(r++);
+  a.residual = at(r++);
+  a.out = at(r++);
+  (void)F;
+  return a;
+}
+inline std::string checkConv2dFused(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "conv2d_fused: ints end before N";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before C";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before H";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before W";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before O";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before kh";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before kw";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before sh";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before sw";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before ph";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before pw";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before dh";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before dw";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before groups";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before act";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before chanBiasStride";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before bf16";
+  p++;
+  if (p != nI) return "conv2d_fused: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1)) return "conv2d_fused: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1);
+  if (nFloats != 0) return "conv2d_fused: " + std::to_string(nFloats) + " floats, expected 0";
+  return "";
+}
+
+// group norm of a contiguous [N, C, spatial] (with a residual, of sum = x + residual, also written) followed by an activation, in one pass.
+struct GroupNormActDesc {
+  uint8_t* x = nullptr;
+  uint8_t* residual = nullptr;
+  uint8_t* weight = nullptr;
+  uint8_t* bias = nullptr;
+  uint8_t* out = nullptr;
+  uint8_t* sum = nullptr;
+  int64_t N = 0;
+  int64_t C = 0;
+  int64_t spatial = 0;
+  int64_t groups = 0;
+  int64_t act = 0;
+  double eps = 0;
+};
+template <typename At>
+inline GroupNormActDesc decodeGroupNormAct(const int64_t* I, const double* F, At&& at) {
+  GroupNormActDesc a;
+  size_t p = 0;
+  a.N = I[p++];
+  a.C = I[p++];
+  a.spatial = I[p++];
+  a.groups = I[p++];
+  a.act = I[p++];
+  int r = 0;
+  a.x = at(r++);
+  a.residual = at(r++);
+  a.weight = at(r++);
+  a.bias = at(r++);
+  a.out = at(r++);
+  a.sum = at(r++);
+  a.eps = F[0];
+  (void)F;
+  return a;
+}
+inline std::string checkGroupNormAct(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
+  const int64_t nI = static_cast<int64_t>(nInts);
+  int64_t p = 0;
+  if (p + 1 > nI) return "group_norm_act: ints end before N";
+  p++;
+  if (p + 1 > nI) return "group_norm_act: ints end before C";
+  p++;
+  if (p + 1 > nI) return "group_norm_act: ints end before spatial";
+  p++;
+  if (p + 1 > nI) return "group_norm_act: ints end before groups";
+  p++;
+  if (p + 1 > nI) return "group_norm_act: ints end before act";
+  p++;
+  if (p != nI) return "group_norm_act: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
+  if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1)) return "group_norm_act: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1);
+  if (nFloats != 1) return "group_norm_act: " + std::to_string(nFloats) + " floats, expected 1";
+  return "";
+}
+
 // "" when a kernel's descriptor has the sizes its fields need, else what is wrong.
 inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
   switch (op) {
@@ -1470,6 +1624,8 @@ inline std::string checkKernel(int op, const int64_t* I, size_t nInts, size_t nF
     case kKernelCond: return checkCond(I, nInts, nFloats, nRefs);
     case kKernelWhileLoop: return checkWhileLoop(I, nInts, nFloats, nRefs);
     case kKernelMoe: return checkMoe(I, nInts, nFloats, nRefs);
+    case kKernelConv2dFused: return checkConv2dFused(I, nInts, nFloats, nRefs);
+    case kKernelGroupNormAct: return checkGroupNormAct(I, nInts, nFloats, nRefs);
     default: return "unknown kernel code " + std::to_string(op);
   }
 }
@@ -1499,6 +1655,8 @@ void runFp8Gemm(const Fp8GemmDesc& d, const plan::KernelContext& ctx);
 void runCond(const CondDesc& d, const plan::KernelContext& ctx);
 void runWhileLoop(const WhileLoopDesc& d, const plan::KernelContext& ctx);
 void runMoe(const MoeDesc& d, const plan::KernelContext& ctx);
+void runConv2dFused(const Conv2dFusedDesc& d, const plan::KernelContext& ctx);
+void runGroupNormAct(const GroupNormActDesc& d, const plan::KernelContext& ctx);
 
 // Decodes and runs kernel `op`; false for an unknown code. at(i) is the pointer of operand i.
 template <typename At>
@@ -1528,6 +1686,8 @@ inline bool runKernel(int op, const int64_t* I, const double* F, At&& at, const 
     case kKernelCond: runCond(decodeCond(I, F, at), ctx); return true;
     case kKernelWhileLoop: runWhileLoop(decodeWhileLoop(I, F, at), ctx); return true;
     case kKernelMoe: runMoe(decodeMoe(I, F, at), ctx); return true;
+    case kKernelConv2dFused: runConv2dFused(decodeConv2dFused(I, F, at), ctx); return true;
+    case kKernelGroupNormAct: runGroupNormAct(decodeGroupNormAct(I, F, at), ctx); return true;
     default: return false;
   }
 }

@@ -555,6 +555,25 @@ void runConv2d(const Conv2dDesc& d, const plan::KernelContext& ctx) {
   conv2d(a);
 }
 
+void runConv2dFused(const Conv2dFusedDesc& d, const plan::KernelContext& ctx) {
+  Conv2dFusedArgs a;
+  a.x = as<float>(d.x);
+  a.w = as<float>(d.weight);
+  a.bias = as<float>(d.bias);
+  a.out = as<float>(d.out);
+  a.N = d.N; a.C = d.C; a.H = d.H; a.W = d.W; a.O = d.O; a.kh = d.kh; a.kw = d.kw;
+  a.sh = d.sh; a.sw = d.sw; a.ph = d.ph; a.pw = d.pw; a.dh = d.dh; a.dw = d.dw; a.groups = d.groups;
+  a.act = static_cast<int>(d.act);
+  a.chanBias = as<float>(d.chanBias);
+  a.chanBiasStride = d.chanBiasStride;
+  a.residual = as<float>(d.residual);
+  // bf16 is set by the lowering only in bf16 plans, whose kernel the plan resolved for this CPU
+  a.bf16Kernel = d.bf16 != 0 ? static_cast<int>(ctx.bf16Kernel) : 0;
+  a.packedW = ctx.packed;  // the lowering packs the weight (Wᵀ panels) for the pixels-as-rows form
+  a.packedWBf16 = ctx.packedBf16;
+  conv2dImplicit(a);
+}
+
 void runGather(const GatherDesc& d, const plan::KernelContext& ctx) {
   gather(d.x, d.indices, static_cast<int>(d.indexBytes), d.count, d.out, static_cast<int>(d.elemSize), d.outer, d.size, d.inner,
          d.allowNegative != 0, d.embedding != 0 ? "embedding" : "gather");
@@ -571,6 +590,11 @@ void runPad(const PadDesc& d, const plan::KernelContext& ctx) {
 void runGroupNorm(const GroupNormDesc& d, const plan::KernelContext& ctx) {
   groupNormNcs(as<float>(d.x), as<float>(d.residual), as<float>(d.sum), as<float>(d.weight), as<float>(d.bias), as<float>(d.out), d.N, d.C, d.spatial, d.groups,
                static_cast<float>(d.eps));
+}
+
+void runGroupNormAct(const GroupNormActDesc& d, const plan::KernelContext& ctx) {
+  groupNormNcs(as<float>(d.x), as<float>(d.residual), as<float>(d.sum), as<float>(d.weight), as<float>(d.bias), as<float>(d.out), d.N, d.C, d.spatial, d.groups,
+               static_cast<float>(d.eps), static_cast<int>(d.act));
 }
 
 void runUpsampleNearest2d(const UpsampleNearest2dDesc& d, const plan::KernelContext& ctx) {

@@ -297,15 +297,27 @@ std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, 
     if (pk.IsNumber() && i64(pk) >= 0) {
       need(env, static_cast<size_t>(i64(pk)) < packs.size(), "createPlan: kernel " + std::to_string(i) + " names a missing packed weight");
       k.packed = packs[i64(pk)];
+      if (k.op == kKernelConv2dFused) {
+        const Conv2dFusedDesc c = decodeConv2dFused(k.ints.data(), k.floats.data(), noRef);
+        need(env, c.groups == 1 && c.C * c.kh * c.kw == k.packed->K && c.O == k.packed->N,
+             "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its packed weight's [C·kh·kw, O]");
+      }
     }
     Napi::Value pkb = ko.Get("packedBf16");
     if (pkb.IsNumber() && i64(pkb) >= 0) {
-      need(env, k.op == kKernelGemm && !k.packed, "createPlan: kernel " + std::to_string(i) + " takes a bf16 weight but is not an unpacked GEMM");
+      need(env, (k.op == kKernelGemm || k.op == kKernelConv2dFused) && !k.packed,
+           "createPlan: kernel " + std::to_string(i) + " takes a bf16 weight but is not an unpacked GEMM or convolution");
       need(env, static_cast<size_t>(i64(pkb)) < packsBf16.size(), "createPlan: kernel " + std::to_string(i) + " names a missing bf16 packed weight");
       k.packedBf16 = packsBf16[i64(pkb)];
-      const GemmDesc g = decodeGemm(k.ints.data(), k.floats.data(), noRef);
-      need(env, g.count == 1 && g.transA == 0 && g.K == k.packedBf16->K && g.N == k.packedBf16->N,
-           "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its bf16 weight's [K, N]");
+      if (k.op == kKernelGemm) {
+        const GemmDesc g = decodeGemm(k.ints.data(), k.floats.data(), noRef);
+        need(env, g.count == 1 && g.transA == 0 && g.K == k.packedBf16->K && g.N == k.packedBf16->N,
+             "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its bf16 weight's [K, N]");
+      } else {
+        const Conv2dFusedDesc c = decodeConv2dFused(k.ints.data(), k.floats.data(), noRef);
+        need(env, c.groups == 1 && c.C * c.kh * c.kw == k.packedBf16->K && c.O == k.packedBf16->N,
+             "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its bf16 weight's [C·kh·kw, O]");
+      }
       usesBf16 = true;
     }
     Napi::Value pkh = ko.Get("packedF16");
@@ -320,6 +332,7 @@ std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, 
     }
     if (k.op == kKernelCond || k.op == kKernelWhileLoop) linkControlFlow(env, *plan, k, "createPlan: " + where + "kernel " + std::to_string(i) + " (" + k.name + ")");
     if (k.op == kKernelAttention && decodeAttention(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
+    if (k.op == kKernelConv2dFused && decodeConv2dFused(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
     if (k.op == kKernelElementwise) {
       const ElementwiseDesc e = decodeElementwise(k.ints.data(), k.floats.data(), noRef);
       need(env, e.nIn + e.nInstr <= 64, "createPlan: elementwise programs are limited to 64 registers");

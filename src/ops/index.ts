@@ -7,6 +7,7 @@ import './linalg.js';
 import './movement.js';
 import './model.js';
 import './fused.js';
+import './fused-conv-norm.js';
 import './control.js';
 import './quantized.js';
 import './llm.js';

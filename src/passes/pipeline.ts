@@ -12,6 +12,8 @@ import { gemmEpiloguePass } from './gemm-epilogue.js';
 import { quantEpiloguePass } from './quant-epilogue.js';
 import { w8EpiloguePass } from './w8-epilogue.js';
 import { addNormFusionPass } from './add-norm-fusion.js';
+import { convEpiloguePass } from './conv-epilogue.js';
+import { groupNormFusionPass } from './group-norm-fusion.js';
 import { elementwiseFusionPass } from './elementwise-fusion.js';
 import { dcePass } from './dce.js';
 
@@ -21,7 +23,9 @@ import { dcePass } from './dce.js';
  * elementwise ops that elementwise fusion would otherwise swallow; horizontal GEMM fusion runs
  * before epilogue fusion so identical epilogues are merged once; residual-add fusion into a GEMM
  * epilogue is preferred over add+norm fusion (the add is free inside the GEMM), which picks up the
- * residual adds that remain; elementwise fusion takes what is left; DCE sweeps last.
+ * residual adds that remain (conv epilogues likewise come before add + group norm, and group norm +
+ * activation before elementwise fusion would take the activation); elementwise fusion takes what
+ * is left; DCE sweeps last.
  */
 export const DEFAULT_PASSES: readonly Pass[] = [
   simplifyPass,
@@ -34,7 +38,9 @@ export const DEFAULT_PASSES: readonly Pass[] = [
   gemmEpiloguePass,
   quantEpiloguePass,
   w8EpiloguePass,
+  convEpiloguePass,
   addNormFusionPass,
+  groupNormFusionPass,
   elementwiseFusionPass,
   dcePass,
 ];

@@ -251,6 +251,12 @@ CASES.add_group_norm = [
   { inputs: [r([2, 6, 3, 3]), r([2, 6, 3, 3]), r([6]), r([6])], attrs: { num_groups: 3 }, atol: ACC_ATOL },
   { label: 'rank 3, no params', inputs: [r([2, 4, 5]), r([2, 4, 5]), null, null], attrs: { num_groups: 2, eps: 1e-3 }, atol: ACC_ATOL },
 ];
+CASES.conv2d_fused = [
+  { label: 'channel bias per image, silu, residual', inputs: [r([2, 3, 5, 4]), r([4, 3, 3, 3]), r([4]), r([2, 4, 1, 1]), r([2, 4, 5, 4])], attrs: { padding: [1, 1], activation: 'silu' }, atol: ACC_ATOL },
+  { label: 'shared channel bias, stride 2, no bias or residual', inputs: [r([1, 2, 7, 7]), r([3, 2, 3, 3]), null, r([1, 3, 1, 1]), null], attrs: { stride: [2, 2] }, atol: ACC_ATOL },
+];
+CASES.group_norm_act = [{ inputs: [r([2, 6, 3, 3]), r([6]), r([6])], attrs: { num_groups: 3, activation: 'silu' }, atol: ACC_ATOL }];
+CASES.add_group_norm_act = [{ inputs: [r([2, 4, 5]), r([2, 4, 5]), null, null], attrs: { num_groups: 2, activation: 'silu' }, atol: ACC_ATOL }];
 CASES.add_softmax = [
   { label: 'mask broadcast over heads and query rows', inputs: [r([2, 3, 4, 5]), r([2, 1, 1, 5])] },
   { label: 'same shape, axis 1', inputs: [r([3, 4, 2]), r([3, 4, 2])], attrs: { axis: 1 } },

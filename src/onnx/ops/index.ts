@@ -9,3 +9,4 @@ import './linalg.js';
 import './movement.js';
 import './model.js';
 import './fused.js';
+import './fused-conv-norm.js';

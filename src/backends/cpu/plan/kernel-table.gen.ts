@@ -21,7 +21,7 @@ export const REF_KINDS = { none: 0, arena: 1, input: 2, output: 3, constant: 4 }
 /** pad modes. */
 export const PAD_MODES = { constant: 0, reflect: 1, replicate: 2 } as const;
 /** Plan kernel codes. */
-export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40, w8a8_gemm: 70, fp8_gemm: 71, cond: 41, while_loop: 42, moe: 60 } as const;
+export const KERNEL = { copy: 1, elementwise: 2, gemm: 3, norm: 4, softmax: 5, reduce: 6, attention: 7, conv2d: 8, gather: 9, cast: 10, pad: 11, group_norm: 12, upsample_nearest2d: 13, rotary: 14, argmax: 15, top_k: 16, kv_write: 17, paged_attention: 18, qgemm: 40, w8a8_gemm: 70, fp8_gemm: 71, cond: 41, while_loop: 42, moe: 60, conv2d_fused: 80, group_norm_act: 81 } as const;
 
 /** A plan kernel ready for the descriptor: its code, operands in order, ints and floats. */
 export interface EncodedKernel<R> { op: number; refs: R[]; ints: number[]; floats: number[] }
@@ -200,4 +200,16 @@ export function encodeWhileLoop<R>(f: WhileLoopFields<R>): EncodedKernel<R> {
 export interface MoeFields<R> { x: R; logits: R; gate: R; up: R; down: R; out: R; T: Int; H: Int; F: Int; E: Int; topK: Int; gateFormat: Int; upFormat: Int; downFormat: Int; group: Int }
 export function encodeMoe<R>(f: MoeFields<R>): EncodedKernel<R> {
   return { op: 60, refs: [f.x, f.logits, f.gate, f.up, f.down, f.out], ints: [Number(f.T), Number(f.H), Number(f.F), Number(f.E), Number(f.topK), Number(f.gateFormat), Number(f.upFormat), Number(f.downFormat), Number(f.group)], floats: [] };
+}
+
+/** NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0): out = act(W·im2col(x) + bias + chanBias[n]) + residual. */
+export interface Conv2dFusedFields<R> { x: R; weight: R; bias: R; chanBias: R; residual: R; out: R; N: Int; C: Int; H: Int; W: Int; O: Int; kh: Int; kw: Int; sh: Int; sw: Int; ph: Int; pw: Int; dh: Int; dw: Int; groups: Int; act: Int; chanBiasStride: Int; bf16: Int }
+export function encodeConv2dFused<R>(f: Conv2dFusedFields<R>): EncodedKernel<R> {
+  return { op: 80, refs: [f.x, f.weight, f.bias, f.chanBias, f.residual, f.out], ints: [Number(f.N), Number(f.C), Number(f.H), Number(f.W), Number(f.O), Number(f.kh), Number(f.kw), Number(f.sh), Number(f.sw), Number(f.ph), Number(f.pw), Number(f.dh), Number(f.dw), Number(f.groups), Number(f.act), Number(f.chanBiasStride), Number(f.bf16)], floats: [] };
+}
+
+/** group norm of a contiguous [N, C, spatial] (with a residual, of sum = x + residual, also written) followed by an activation, in one pass. */
+export interface GroupNormActFields<R> { x: R; residual: R; weight: R; bias: R; out: R; sum: R; N: Int; C: Int; spatial: Int; groups: Int; act: Int; eps: number }
+export function encodeGroupNormAct<R>(f: GroupNormActFields<R>): EncodedKernel<R> {
+  return { op: 81, refs: [f.x, f.residual, f.weight, f.bias, f.out, f.sum], ints: [Number(f.N), Number(f.C), Number(f.spatial), Number(f.groups), Number(f.act)], floats: [f.eps] };
 }

@@ -1,17 +1,48 @@
-// Convolution rules: NCHW conv2d (groups, stride, padding, dilation) as im2col + GEMM.
-import { encodeConv2d } from '../kernel-table.gen.js';
+// Convolution rules: NCHW conv2d and conv2d_fused (groups, stride, padding, dilation; a per-image
+// channel bias, an activation and a residual in the epilogue) as one implicit-GEMM kernel
+// (native/ops/conv.cc conv2dImplicit). In a bf16 plan the im2col panels are packed as bf16 and the
+// product runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers.
+import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
+import type { View, WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
 
-definePlanRule('conv2d', (node, b) => {
+/** Convolutions with at most this many output pixels (all images) run in the pixels-as-rows form:
+ *  the weight is packed once at lowering into the GEMM's B panels (Wᵀ [C·kh·kw, O], fp32 or bf16 by
+ *  the plan's precision) and the pixels' patches are the A rows; larger ones keep the weight as A
+ *  (read in place) and pack the pixels as B panels. Measured with bench/sd-conv.ts (shared Zen 4,
+ *  2 threads): the rows form wins at SD's 8×8 and 4×4 levels (batch 2: 128 and 32 pixels; in bf16
+ *  by 3×, since the panels form converts the whole weight to bf16 on every call) and loses from
+ *  16×16 up. INFERJIT_CONV_ROWS overrides the threshold (tuning, A/B runs). */
+const pixelRowsMax = (): number => Number(process.env.INFERJIT_CONV_ROWS ?? 128);
+
+definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   b.needF32(node);
-  const a = node.attrs as { stride: number[]; padding: number[]; dilation: number[]; groups: number };
-  const x = b.contiguous(node.inputs[0]!), weight = b.contiguous(node.inputs[1]!), bias = b.optional(node.inputs[2]);
+  const a = node.attrs as { stride: number[]; padding: number[]; dilation: number[]; groups: number; activation?: string };
+  const [xv, wv, bv, cbv, rv] = node.inputs;
+  const x = b.contiguous(xv!), weight = b.contiguous(wv!), bias = b.optional(bv);
+  const residual = b.optional(rv);
+  // chan_bias [N or 1, O, 1, 1]: read in place when each image's O values are contiguous (SD's
+  // timestep projections, merged into one GEMM by horizontal fusion, are row slices of its output)
+  let chanBias: View | null = null, chanBiasStride = 0;
+  if (cbv !== null && cbv !== undefined) {
+    const v = b.viewOf(cbv);
+    const inPlace = v.shape[1] <= 1 || v.strides[1] === 1;
+    chanBias = inPlace ? v : b.contiguous(cbv);
+    chanBiasStride = chanBias.shape[0] <= 1 ? 0 : inPlace ? v.strides[0] : chanBias.shape[1];
+  }
   const [N, C, H, W] = x.shape;
   const [O, , kh, kw] = weight.shape;
+  const [, , Ho, Wo] = b.shape(node.outputs[0]);
+  let w: WeightRef | undefined;
+  if (a.groups === 1 && b.precision !== 'fp16' && b.isConstant(wv!) && N * Ho * Wo <= pixelRowsMax()) {
+    w = b.weightOf(wv!, C * kh * kw, O, true);
+  }
   const out = b.dest(node.outputs[0]);
-  b.emit('conv2d', encodeConv2d({
-    x, weight, bias, out, N, C, H, W, O, kh, kw, sh: a.stride[0], sw: a.stride[1], ph: a.padding[0], pw: a.padding[1],
-    dh: a.dilation[0], dw: a.dilation[1], groups: a.groups, act: 0,
-  }));
+  const act = ACTIVATION_CODES[(a.activation as keyof typeof ACTIVATION_CODES | undefined) ?? 'none'];
+  b.emit(node.op, encodeConv2dFused({
+    x, weight, bias, chanBias, residual, out, N, C, H, W, O, kh, kw, sh: a.stride[0], sw: a.stride[1], ph: a.padding[0], pw: a.padding[1],
+    dh: a.dilation[0], dw: a.dilation[1], groups: a.groups, act,
+    chanBiasStride, bf16: b.bf16 ? 1 : 0,
+  }), w);
   b.setView(node.outputs[0], out);
 });

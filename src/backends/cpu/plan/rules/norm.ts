@@ -1,7 +1,7 @@
 // Normalization rules: layer / RMS norm (plain, after a residual add, or with adaLN modulation)
 // as one row-wise kernel, group norm, and softmax / log_softmax along an axis.
 import { normAxis, type View } from '../builder.js';
-import { encodeGroupNorm, encodeNorm, encodeSoftmax } from '../kernel-table.gen.js';
+import { ACTIVATION_CODES, encodeGroupNorm, encodeGroupNormAct, encodeNorm, encodeSoftmax } from '../kernel-table.gen.js';
 import { numelOf } from '../views.js';
 import { definePlanRule } from './registry.js';
 
@@ -54,6 +54,25 @@ definePlanRule(['group_norm', 'add_group_norm'], (node, b) => {
   const sum = withRes ? b.dest(node.outputs[1]) : null;
   b.emit(node.op, encodeGroupNorm({
     x, residual, weight, bias, out, sum, N, C, spatial: numelOf(x.shape.slice(2)), groups: node.attrs.num_groups as number, eps: node.attrs.eps as number,
+  }));
+  b.setView(node.outputs[0], out);
+  if (sum) b.setView(node.outputs[1], sum);
+});
+
+// GroupNorm + activation (SD's GroupNorm -> SiLU), optionally after a residual add: one pass.
+definePlanRule(['group_norm_act', 'add_group_norm_act'], (node, b) => {
+  b.needF32(node);
+  const withRes = node.op === 'add_group_norm_act';
+  const [xv, ...rest] = node.inputs;
+  const rv = withRes ? rest.shift()! : null;
+  const x = b.contiguous(xv!), residual = b.optional(rv);
+  const weight = b.optional(rest[0]), bias = b.optional(rest[1]);
+  const [N, C] = x.shape;
+  const out = b.dest(node.outputs[0]);
+  const sum = withRes ? b.dest(node.outputs[1]) : null;
+  b.emit(node.op, encodeGroupNormAct({
+    x, residual, weight, bias, out, sum, N, C, spatial: numelOf(x.shape.slice(2)), groups: node.attrs.num_groups as number, eps: node.attrs.eps as number,
+    act: ACTIVATION_CODES[node.attrs.activation as keyof typeof ACTIVATION_CODES],
   }));
   b.setView(node.outputs[0], out);
   if (sum) b.setView(node.outputs[1], sum);
