@@ -268,6 +268,20 @@ export function pagedSelfAttention(q: Tensor, k: Tensor, v: Tensor, cos: Tensor 
   return a.reshape([T, H * hd]);
 }
 
+/**
+ * The attention sub-layer of a Llama-shaped block as a module: Q/K/V projections (each with an
+ * optional bias: Qwen2's), pagedSelfAttention, the output projection. Llama, Mistral and Mixtral
+ * (llama.ts, mixtral.ts) share it; the weights may be f32 or quantized (quant_linear).
+ */
+export class ProjectedAttention extends nn.Module {
+  constructor(readonly shape: AttentionShape, public wq: Tensor, public wk: Tensor, public wv: Tensor, public wo: Tensor) { super(); }
+
+  forward(x: Tensor, cos: Tensor | null, sin: Tensor | null, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
+    const a = pagedSelfAttention(F.linear(x, this.wq), F.linear(x, this.wk), F.linear(x, this.wv), cos, sin, this.shape, step, kPool, vPool);
+    return F.linear(a, this.wo);
+  }
+}
+
 /** Rows of x at each sequence's last token [seqs, D]. */
 export const lastTokens = (x: Tensor, step: StepInputs): Tensor => ops.gather(x, step.lastIndex, 0);
 
