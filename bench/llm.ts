@@ -2,7 +2,7 @@
 // loadCausalLM, compiled by inferenceJit and served by StepEngine) vs tuned node-llama-cpp
 // (llama.cpp) on the same seeded GGUF files, same thread count, each engine in its own child
 // process, one after the other (they never share cores).
-//   npx tsx bench/llm.ts [--models 110m,1.1b] [--types Q4_0,Q4_K_M] [--prompt 128] [--gen 128]
+//   npx tsx bench/llm.ts [--models 110m,1.1b,qwen2-160m,moe-170m] [--types Q4_0,Q4_K_M] [--prompt 128] [--gen 128]
 //     [--threads N] [--batch 1,4,16] [--prefix 512] [--engines compiled,llamacpp] [--contend] [--contenders 1]
 // Rows per file: prefill and decode tok/s of one sequence; aggregate decode tok/s with --batch
 // concurrent sequences; time to first token with a --prefix-token shared system prompt, cold
@@ -12,6 +12,8 @@
 // --contend: busy-looping child processes (--contenders, default 1) run for the whole benchmark,
 // both engines included (issue 15: robustness when another process holds a core).
 // Types: F16, Q8_0, Q4_0, Q4_K_M (mixed Q4_K/Q6_K as llama.cpp's recipe; see bench/lib/llm-models.ts).
+// Models: Llama 110m / 1.1b, a Qwen2-shaped qwen2-160m (QKV bias) and a Mixtral-shaped moe-170m
+// (8 experts, top-2); the last two have rows that are not multiples of 256 (no Q4_K_M).
 // The files are generated once into bench/out/. Nothing here depends on how the compiled path
 // stores the weights: whatever loadCausalLM does with a quantized file is what gets measured (the
 // child reports its plan and RSS). The LlamaEngine numbers from before are in bench/RESULTS.md.

@@ -24,8 +24,9 @@ export interface TinyFamilySpec {
   /** Rotary dims per head below the head size (partial rotary; GGUF rope.dimension_count, HF partial_rotary_factor). */
   ropeDim?: number;
   seed?: number;
-  /** GGUF storage of the 2-D weight matrices (embeddings included); vectors stay F32. */
-  type?: 'F32' | 'F16';
+  /** GGUF storage of the 2-D weight matrices (embeddings included); vectors stay F32. K-quant
+   *  types need every row length (dim, ffn, heads·headDim) a multiple of 256. */
+  type?: 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q5_K' | 'Q6_K';
   scale?: number;
   /** Write an untied output head (Qwen2, Phi-3; Gemma is always tied, GPT-2 tied by default). */
   untied?: boolean;
@@ -156,7 +157,10 @@ function entries(family: Family, V: number, spec: TinyFamilySpec): { list: Entry
   return { list, D, H, Hkv, hd, Fh, L, P };
 }
 
-/** Writes a tiny model of the family as an F32 GGUF file (SentencePiece vocabulary llama.cpp accepts). */
+/** llama_ftype of each storage type (a file whose matrices are all that type). */
+const FILE_TYPES = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, Q4_K: 15, Q5_K: 17, Q6_K: 18 } as const;
+
+/** Writes a tiny model of the family as a GGUF file (SentencePiece vocabulary llama.cpp accepts). */
 export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySpec = {}): { vocab: number } {
   const voc = vocab(family);
   const { list, D, H, Hkv, hd, Fh, L, P } = entries(family, voc.v.tokens.length, spec);
@@ -164,7 +168,8 @@ export function writeFamilyGguf(file: string, family: Family, spec: TinyFamilySp
   const metadata: Record<string, GgufWriteValue> = {
     'general.architecture': family,
     'general.name': `inferjit-test-${family}`,
-    'general.file_type': gguf.u32(spec.type === 'F16' ? 1 : 0),
+    'general.file_type': gguf.u32(FILE_TYPES[spec.type ?? 'F32']),
+    'general.quantization_version': gguf.u32(2),
     [k('context_length')]: gguf.u32(P),
     [k('embedding_length')]: gguf.u32(D),
     [k('block_count')]: gguf.u32(L),

@@ -14,6 +14,7 @@ import { fromArray } from '../../tensor/creation.js';
 import { readGguf, type GgufFile } from '../../io/gguf/index.js';
 import { readSafetensors, type SafetensorsFile } from '../../io/safetensors.js';
 import { GgufError, ModelConfigError, SafetensorsError } from '../../io/errors.js';
+import { GGUF_QUANT_FORMATS, quantBlockValues, quantizedTensor } from '../../tensor/quantized.js';
 import { type StepInputs, type StepEngineOptions, StepEngine } from '../step-engine.js';
 import { type Tokenizer, tokenizerFromGguf, tokenizerFromHuggingFace } from '../tokenizer/index.js';
 
@@ -147,6 +148,40 @@ export class WeightSource {
     if (t.dtype !== 'f32') t = t.cast('f32');
     return shape.length === 1 && t.rank !== 1 ? t.reshape([n]) : t;
   }
+  /**
+   * A linear layer's weight [out, in]: a GGUF Q8_0/Q4_0/Q4_K/Q5_K/Q6_K matrix stays in its blocks as
+   * stored (a quantized tensor: `F.linear` on it records quant_linear, the plan runs qgemm on those
+   * bytes, no f32 copy exists); anything else is tensor()'s f32.
+   */
+  linear(name: string, shape: readonly [number, number]): Tensor {
+    const q = this.quantized(name, shape);
+    return q ?? this.tensor(name, shape);
+  }
+
+  /**
+   * The output head of a tied model: the embedding table `embed` (already read as f32 from `name`)
+   * when the file stores it as floats, else the file's quantized blocks of that table, as llama.cpp
+   * runs a tied head (the f32 table then serves the row lookups only).
+   */
+  tiedHead(name: string, embed: Tensor): Tensor {
+    return this.quantized(name, [embed.shape[0], embed.shape[1]]) ?? embed;
+  }
+
+  /** The GGUF tensor as a quantized weight, or null when it is not stored in a quantized format the kernels run. */
+  private quantized(name: string, shape: readonly [number, number]): Tensor | null {
+    if (!this.gguf || !this.gguf.hasTensor(name)) return null;
+    const info = this.gguf.tensorInfo(name);
+    const format = GGUF_QUANT_FORMATS[info.type];
+    if (!format) return null;
+    if (info.shape.length !== 2 || info.shape[0] !== shape[0] || info.shape[1] !== shape[1]) {
+      throw this.fail(`tensor ${JSON.stringify(name)} has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}]`);
+    }
+    // K-quant rows are 256 values: a row length the format cannot tile is expanded to f32 instead
+    if (shape[1] % quantBlockValues(format) !== 0) return null;
+    this.used.add(name);
+    return quantizedTensor({ format, N: shape[0], K: shape[1], group: 32 }, this.gguf.tensorData(name));
+  }
+
   /** Like tensor(), or null when the file does not hold it. */
   optional(name: string, shape: readonly number[]): Tensor | null { return this.has(name) ? this.tensor(name, shape) : null; }
   /** Marks tensors as known but unused (saved buffers such as rotary inv_freq or causal masks). */
@@ -231,6 +266,20 @@ export function pagedSelfAttention(q: Tensor, k: Tensor, v: Tensor, cos: Tensor 
   const vp = ops.kvWrite(vPool, heads(v, Hkv), step.slots);
   const a = ops.pagedAttention(qh, kp, vp, step.blockTables, step.seqLens, step.queryStart, { numKvHeads: Hkv, window: s.window ?? 0 });
   return a.reshape([T, H * hd]);
+}
+
+/**
+ * The attention sub-layer of a Llama-shaped block as a module: Q/K/V projections (each with an
+ * optional bias: Qwen2's), pagedSelfAttention, the output projection. Llama, Mistral and Mixtral
+ * (llama.ts, mixtral.ts) share it; the weights may be f32 or quantized (quant_linear).
+ */
+export class ProjectedAttention extends nn.Module {
+  constructor(readonly shape: AttentionShape, public wq: Tensor, public wk: Tensor, public wv: Tensor, public wo: Tensor) { super(); }
+
+  forward(x: Tensor, cos: Tensor | null, sin: Tensor | null, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
+    const a = pagedSelfAttention(F.linear(x, this.wq), F.linear(x, this.wk), F.linear(x, this.wv), cos, sin, this.shape, step, kPool, vPool);
+    return F.linear(a, this.wo);
+  }
 }
 
 /** Rows of x at each sequence's last token [seqs, D]. */

@@ -25,14 +25,14 @@ class GemmaBlock extends nn.Module {
     const n = (g: string, h: string) => p + (hf ? h : g);
     const norm = (name: string) => { const v = w.tensor(name, [D]); return rmsNormOf(hf ? v.add(1) : v, normEps); };
     this.attnNorm = norm(n('attn_norm.weight', 'input_layernorm.weight'));
-    this.wq = w.tensor(n('attn_q.weight', 'self_attn.q_proj.weight'), [H * hd, D]);
-    this.wk = w.tensor(n('attn_k.weight', 'self_attn.k_proj.weight'), [Hkv * hd, D]);
-    this.wv = w.tensor(n('attn_v.weight', 'self_attn.v_proj.weight'), [Hkv * hd, D]);
-    this.wo = w.tensor(n('attn_output.weight', 'self_attn.o_proj.weight'), [D, H * hd]);
+    this.wq = w.linear(n('attn_q.weight', 'self_attn.q_proj.weight'), [H * hd, D]);
+    this.wk = w.linear(n('attn_k.weight', 'self_attn.k_proj.weight'), [Hkv * hd, D]);
+    this.wv = w.linear(n('attn_v.weight', 'self_attn.v_proj.weight'), [Hkv * hd, D]);
+    this.wo = w.linear(n('attn_output.weight', 'self_attn.o_proj.weight'), [D, H * hd]);
     this.ffnNorm = norm(n('ffn_norm.weight', 'post_attention_layernorm.weight'));
-    this.gate = w.tensor(n('ffn_gate.weight', 'mlp.gate_proj.weight'), [Fh, D]);
-    this.up = w.tensor(n('ffn_up.weight', 'mlp.up_proj.weight'), [Fh, D]);
-    this.down = w.tensor(n('ffn_down.weight', 'mlp.down_proj.weight'), [D, Fh]);
+    this.gate = w.linear(n('ffn_gate.weight', 'mlp.gate_proj.weight'), [Fh, D]);
+    this.up = w.linear(n('ffn_up.weight', 'mlp.up_proj.weight'), [Fh, D]);
+    this.down = w.linear(n('ffn_down.weight', 'mlp.down_proj.weight'), [D, Fh]);
   }
 
   forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
@@ -46,6 +46,8 @@ class GemmaBlock extends nn.Module {
 
 export class Gemma extends nn.Module {
   embed: Tensor;
+  /** The tied head: the embedding table, or the file's quantized blocks of it. */
+  lmHead: Tensor;
   layers: nn.ModuleList<GemmaBlock>;
   norm: nn.RMSNorm;
   ropeCos: Tensor;
@@ -56,7 +58,9 @@ export class Gemma extends nn.Module {
   constructor(readonly config: DecoderConfig, w: WeightSource, hf: boolean, readonly maxPositions: number) {
     super();
     const { vocabSize: V, hiddenSize: D } = config;
-    this.embed = w.tensor(hf ? 'model.embed_tokens.weight' : 'token_embd.weight', [V, D]);
+    const embedName = hf ? 'model.embed_tokens.weight' : 'token_embd.weight';
+    this.embed = w.tensor(embedName, [V, D]);
+    this.lmHead = w.tiedHead(embedName, this.embed);
     this.embedScale = Math.fround(Math.sqrt(D));
     this.layers = new nn.ModuleList(Array.from({ length: config.numLayers }, (_, l) => new GemmaBlock(config, w, l, hf)));
     const out = w.tensor(hf ? 'model.norm.weight' : 'output_norm.weight', [D]);
@@ -70,7 +74,7 @@ export class Gemma extends nn.Module {
     let l = 0;
     for (const block of this.layers) { x = block.forward(x, cos, sin, step, kPools[l], vPools[l]); l++; }
     // the head is the embedding table, unscaled
-    return F.linear(this.norm.forward(lastTokens(x, step)), this.embed);
+    return F.linear(this.norm.forward(lastTokens(x, step)), this.lmHead);
   }
 }
 

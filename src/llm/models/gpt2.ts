@@ -22,10 +22,11 @@ const HF_KEYS: HfConfigKeys = {
   normEps: 'layer_norm_epsilon', maxPositionEmbeddings: 'n_positions',
 };
 
-/** Reads one tensor under its GGUF name, or its HF name (Conv1D [in, out], transposed). */
+/** Reads one tensor under its GGUF name, or its HF name (Conv1D [in, out], transposed). A GGUF
+ *  linear weight (`linear`) in a quantized format stays in its blocks (see WeightSource.linear). */
 function reader(w: WeightSource, hf: boolean, prefix: string) {
-  return (g: string, h: string, shape: number[]): Tensor => {
-    if (!hf) return w.tensor(g, shape);
+  return (g: string, h: string, shape: number[], linear = false): Tensor => {
+    if (!hf) return linear && shape.length === 2 ? w.linear(g, [shape[0], shape[1]]) : w.tensor(g, shape);
     const name = prefix + h;
     return shape.length === 2 && /\.(c_attn|c_proj|c_fc)\.weight$/.test(name) ? w.tensor(name, [shape[1], shape[0]]).transpose(0, 1) : w.tensor(name, shape);
   };
@@ -39,14 +40,14 @@ class Gpt2Block extends nn.Module {
     const { hiddenSize: D, intermediateSize: Fh, normEps } = config;
     const g = `blk.${l}.`, h = `h.${l}.`;
     this.ln1 = layerNormOf(t(`${g}attn_norm.weight`, `${h}ln_1.weight`, [D]), t(`${g}attn_norm.bias`, `${h}ln_1.bias`, [D]), normEps);
-    this.qkv = t(`${g}attn_qkv.weight`, `${h}attn.c_attn.weight`, [3 * D, D]);
+    this.qkv = t(`${g}attn_qkv.weight`, `${h}attn.c_attn.weight`, [3 * D, D], true);
     this.qkvBias = t(`${g}attn_qkv.bias`, `${h}attn.c_attn.bias`, [3 * D]);
-    this.wo = t(`${g}attn_output.weight`, `${h}attn.c_proj.weight`, [D, D]);
+    this.wo = t(`${g}attn_output.weight`, `${h}attn.c_proj.weight`, [D, D], true);
     this.bo = t(`${g}attn_output.bias`, `${h}attn.c_proj.bias`, [D]);
     this.ln2 = layerNormOf(t(`${g}ffn_norm.weight`, `${h}ln_2.weight`, [D]), t(`${g}ffn_norm.bias`, `${h}ln_2.bias`, [D]), normEps);
-    this.up = t(`${g}ffn_up.weight`, `${h}mlp.c_fc.weight`, [Fh, D]);
+    this.up = t(`${g}ffn_up.weight`, `${h}mlp.c_fc.weight`, [Fh, D], true);
     this.upBias = t(`${g}ffn_up.bias`, `${h}mlp.c_fc.bias`, [Fh]);
-    this.down = t(`${g}ffn_down.weight`, `${h}mlp.c_proj.weight`, [D, Fh]);
+    this.down = t(`${g}ffn_down.weight`, `${h}mlp.c_proj.weight`, [D, Fh], true);
     this.downBias = t(`${g}ffn_down.bias`, `${h}mlp.c_proj.bias`, [D]);
   }
 
@@ -78,7 +79,7 @@ export class Gpt2 extends nn.Module {
     this.positions = t('position_embd.weight', 'wpe.weight', [P, D]);
     this.layers = new nn.ModuleList(Array.from({ length: config.numLayers }, (_, l) => new Gpt2Block(config, t, l)));
     this.lnF = layerNormOf(t('output_norm.weight', 'ln_f.weight', [D]), t('output_norm.bias', 'ln_f.bias', [D]), config.normEps);
-    this.lmHead = config.tieWordEmbeddings ? this.embed : w.tensor('output.weight', [V, D]);
+    this.lmHead = config.tieWordEmbeddings ? (hf ? this.embed : w.tiedHead('token_embd.weight', this.embed)) : w.linear('output.weight', [V, D]);
   }
 
   forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor {

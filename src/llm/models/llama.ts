@@ -22,6 +22,7 @@ import { type LlamaConfig, ropeInverseFrequencies } from '../config.js';
 import { type LlamaWeights, loadLlama } from '../weights.js';
 import { type WeightParamOptions, checkWeightParamOptions, linearParam, linearStaysF32, embeddingParam } from './weight-params.js';
 import { type StepInputs, type StepEngineOptions, StepEngine } from '../step-engine.js';
+import { ProjectedAttention } from './common.js';
 import { type Tokenizer, tokenizerFromGguf, tokenizerFromHuggingFace } from '../tokenizer/index.js';
 
 export interface PagedLlamaOptions extends WeightParamOptions {
@@ -29,29 +30,6 @@ export interface PagedLlamaOptions extends WeightParamOptions {
   slidingWindow?: number;
   /** Rotary tables cover positions 0..maxPositions-1 (default: the config's maxPositionEmbeddings). */
   maxPositions?: number;
-}
-
-class Attention extends nn.Module {
-  wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor;
-  constructor(readonly config: LlamaConfig, w: LlamaWeights['layers'][number], readonly window: number, p: WeightParamOptions) {
-    super();
-    this.wq = linearParam(w.wq, p); this.wk = linearParam(w.wk, p); this.wv = linearParam(w.wv, p); this.wo = linearParam(w.wo, p);
-  }
-
-  forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
-    const { numHeads: H, numKvHeads: Hkv, headDim: hd, ropeInterleaved } = this.config;
-    const T = x.shape[0];
-    // rotary over [heads, T, hd]: the op rotates rows at position = row index along T, read from the
-    // per-token cos/sin rows (positions are data, gathered from the tables)
-    const rope = (t: Tensor, n: number): Tensor => F.rotaryEmbedding(t.reshape([T, n, hd]).transpose(0, 1), cos, sin, ropeInterleaved).transpose(0, 1);
-    const q = rope(F.linear(x, this.wq), H);
-    const k = rope(F.linear(x, this.wk), Hkv);
-    const v = F.linear(x, this.wv).reshape([T, Hkv, hd]);
-    const kp = ops.kvWrite(kPool, k, step.slots);
-    const vp = ops.kvWrite(vPool, v, step.slots);
-    const a = ops.pagedAttention(q, kp, vp, step.blockTables, step.seqLens, step.queryStart, { numKvHeads: Hkv, window: this.window });
-    return F.linear(a.reshape([T, H * hd]), this.wo);
-  }
 }
 
 class Mlp extends nn.Module {
@@ -70,11 +48,11 @@ function normFrom(values: Float32Array, eps: number): nn.RMSNorm {
 }
 
 class Block extends nn.Module {
-  attnNorm: nn.RMSNorm; attn: Attention; ffnNorm: nn.RMSNorm; mlp: Mlp;
+  attnNorm: nn.RMSNorm; attn: ProjectedAttention; ffnNorm: nn.RMSNorm; mlp: Mlp;
   constructor(config: LlamaConfig, w: LlamaWeights['layers'][number], window: number, p: WeightParamOptions) {
     super();
     this.attnNorm = normFrom(w.attnNorm, config.rmsNormEps);
-    this.attn = new Attention(config, w, window, p);
+    this.attn = new ProjectedAttention({ ...config, window }, linearParam(w.wq, p), linearParam(w.wk, p), linearParam(w.wv, p), linearParam(w.wo, p));
     this.ffnNorm = normFrom(w.ffnNorm, config.rmsNormEps);
     this.mlp = new Mlp(w, p);
   }

@@ -1,4 +1,5 @@
-// Mixtral (sparse mixture of experts) as user code: the Llama decoder of llama.ts with every
+// Mixtral (sparse mixture of experts) as user code: the Llama decoder of llama.ts (its attention is
+// common.ts's ProjectedAttention, as Llama's) with every
 // block's MLP replaced by a mixture of SwiGLU experts. A router (a linear layer, [experts, hidden])
 // scores each token, the token goes to its top-k experts (Mixtral: 2 of 8) with weights softmax over
 // the chosen logits, and `moe` (src/ops/moe.ts) runs the experts as grouped GEMMs over the tokens
@@ -24,6 +25,7 @@ import { type LlamaConfig, llamaConfigFromGguf, ropeInverseFrequencies } from '.
 import { type StepInputs, StepEngine } from '../step-engine.js';
 import { type Tokenizer, tokenizerFromGguf } from '../tokenizer/index.js';
 import type { LoadPagedOptions, PagedLlamaOptions } from './llama.js';
+import { ProjectedAttention } from './common.js';
 
 export interface MixtralConfig extends LlamaConfig {
   /** Experts per block (GGUF llama.expert_count). */
@@ -49,25 +51,6 @@ export interface MixtralWeights {
   ropeFreqFactors?: Float32Array;
 }
 
-// Attention as in llama.ts (its class is module-private there; see the report of issue 16 for the
-// proposed export).
-class Attention extends nn.Module {
-  constructor(readonly config: LlamaConfig, public wq: Tensor, public wk: Tensor, public wv: Tensor, public wo: Tensor, readonly window: number) { super(); }
-
-  forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
-    const { numHeads: H, numKvHeads: Hkv, headDim: hd, ropeInterleaved } = this.config;
-    const T = x.shape[0];
-    const rope = (t: Tensor, n: number): Tensor => F.rotaryEmbedding(t.reshape([T, n, hd]).transpose(0, 1), cos, sin, ropeInterleaved).transpose(0, 1);
-    const q = rope(F.linear(x, this.wq), H);
-    const k = rope(F.linear(x, this.wk), Hkv);
-    const v = F.linear(x, this.wv).reshape([T, Hkv, hd]);
-    const kp = ops.kvWrite(kPool, k, step.slots);
-    const vp = ops.kvWrite(vPool, v, step.slots);
-    const a = ops.pagedAttention(q, kp, vp, step.blockTables, step.seqLens, step.queryStart, { numKvHeads: Hkv, window: this.window });
-    return F.linear(a.reshape([T, H * hd]), this.wo);
-  }
-}
-
 /** The sparse MoE FFN: router logits, then the top-k experts of every token in one `moe` op. */
 export class SparseMoe extends nn.Module {
   constructor(public router: Tensor, public gate: Tensor, public up: Tensor, public down: Tensor, readonly topK: number) { super(); }
@@ -83,11 +66,11 @@ function rmsNorm(w: Tensor, eps: number): nn.RMSNorm {
 }
 
 class Block extends nn.Module {
-  attnNorm: nn.RMSNorm; attn: Attention; ffnNorm: nn.RMSNorm; moe: SparseMoe;
+  attnNorm: nn.RMSNorm; attn: ProjectedAttention; ffnNorm: nn.RMSNorm; moe: SparseMoe;
   constructor(config: MixtralConfig, w: MixtralLayerWeights, window: number) {
     super();
     this.attnNorm = rmsNorm(w.attnNorm, config.rmsNormEps);
-    this.attn = new Attention(config, w.wq, w.wk, w.wv, w.wo, window);
+    this.attn = new ProjectedAttention({ ...config, window }, w.wq, w.wk, w.wv, w.wo);
     this.ffnNorm = rmsNorm(w.ffnNorm, config.rmsNormEps);
     this.moe = new SparseMoe(w.router, w.gate, w.up, w.down, config.expertsPerToken);
   }

@@ -24,11 +24,11 @@ class Phi3Block extends nn.Module {
     const p = hf ? `model.layers.${l}.` : `blk.${l}.`;
     const n = (g: string, h: string) => p + (hf ? h : g);
     this.attnNorm = rmsNormOf(w.tensor(n('attn_norm.weight', 'input_layernorm.weight'), [D]), normEps);
-    this.qkv = w.tensor(n('attn_qkv.weight', 'self_attn.qkv_proj.weight'), [(H + 2 * Hkv) * hd, D]);
-    this.wo = w.tensor(n('attn_output.weight', 'self_attn.o_proj.weight'), [D, H * hd]);
+    this.qkv = w.linear(n('attn_qkv.weight', 'self_attn.qkv_proj.weight'), [(H + 2 * Hkv) * hd, D]);
+    this.wo = w.linear(n('attn_output.weight', 'self_attn.o_proj.weight'), [D, H * hd]);
     this.ffnNorm = rmsNormOf(w.tensor(n('ffn_norm.weight', 'post_attention_layernorm.weight'), [D]), normEps);
-    this.gateUp = w.tensor(n('ffn_up.weight', 'mlp.gate_up_proj.weight'), [2 * Fh, D]);
-    this.down = w.tensor(n('ffn_down.weight', 'mlp.down_proj.weight'), [D, Fh]);
+    this.gateUp = w.linear(n('ffn_up.weight', 'mlp.gate_up_proj.weight'), [2 * Fh, D]);
+    this.down = w.linear(n('ffn_down.weight', 'mlp.down_proj.weight'), [D, Fh]);
   }
 
   forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
@@ -50,10 +50,11 @@ export class Phi3 extends nn.Module {
   constructor(readonly config: DecoderConfig, w: WeightSource, hf: boolean, readonly maxPositions: number) {
     super();
     const { vocabSize: V, hiddenSize: D } = config;
-    this.embed = w.tensor(hf ? 'model.embed_tokens.weight' : 'token_embd.weight', [V, D]);
+    const embedName = hf ? 'model.embed_tokens.weight' : 'token_embd.weight';
+    this.embed = w.tensor(embedName, [V, D]);
     this.layers = new nn.ModuleList(Array.from({ length: config.numLayers }, (_, l) => new Phi3Block(config, w, l, hf)));
     this.norm = rmsNormOf(w.tensor(hf ? 'model.norm.weight' : 'output_norm.weight', [D]), config.normEps);
-    this.lmHead = config.tieWordEmbeddings ? this.embed : w.tensor(hf ? 'lm_head.weight' : 'output.weight', [V, D]);
+    this.lmHead = config.tieWordEmbeddings ? w.tiedHead(embedName, this.embed) : w.linear(hf ? 'lm_head.weight' : 'output.weight', [V, D]);
     ({ cos: this.ropeCos, sin: this.ropeSin } = ropeTables(config.ropeDim, config.ropeTheta, maxPositions));
   }
 

@@ -32,12 +32,12 @@ class Qwen2Block extends nn.Module {
     super();
     const { hiddenSize: D, intermediateSize: Fh, numHeads: H, numKvHeads: Hkv, headDim: hd, normEps } = config;
     this.attnNorm = rmsNormOf(w.tensor(n.attnNorm, [D]), normEps);
-    this.wq = w.tensor(`${n.q}.weight`, [H * hd, D]); this.bq = w.tensor(`${n.q}.bias`, [H * hd]);
-    this.wk = w.tensor(`${n.k}.weight`, [Hkv * hd, D]); this.bk = w.tensor(`${n.k}.bias`, [Hkv * hd]);
-    this.wv = w.tensor(`${n.v}.weight`, [Hkv * hd, D]); this.bv = w.tensor(`${n.v}.bias`, [Hkv * hd]);
-    this.wo = w.tensor(n.o, [D, H * hd]);
+    this.wq = w.linear(`${n.q}.weight`, [H * hd, D]); this.bq = w.tensor(`${n.q}.bias`, [H * hd]);
+    this.wk = w.linear(`${n.k}.weight`, [Hkv * hd, D]); this.bk = w.tensor(`${n.k}.bias`, [Hkv * hd]);
+    this.wv = w.linear(`${n.v}.weight`, [Hkv * hd, D]); this.bv = w.tensor(`${n.v}.bias`, [Hkv * hd]);
+    this.wo = w.linear(n.o, [D, H * hd]);
     this.ffnNorm = rmsNormOf(w.tensor(n.ffnNorm, [D]), normEps);
-    this.gate = w.tensor(n.gate, [Fh, D]); this.up = w.tensor(n.up, [Fh, D]); this.down = w.tensor(n.down, [D, Fh]);
+    this.gate = w.linear(n.gate, [Fh, D]); this.up = w.linear(n.up, [Fh, D]); this.down = w.linear(n.down, [D, Fh]);
   }
 
   forward(x: Tensor, cos: Tensor, sin: Tensor, step: StepInputs, kPool: Tensor, vPool: Tensor): Tensor {
@@ -61,12 +61,13 @@ export class Qwen2 extends nn.Module {
   constructor(readonly config: DecoderConfig, w: WeightSource, hf: boolean, readonly maxPositions: number, window = 0) {
     super();
     const { vocabSize: V, hiddenSize: D } = config;
-    this.embed = w.tensor(hf ? 'model.embed_tokens.weight' : 'token_embd.weight', [V, D]);
+    const embedName = hf ? 'model.embed_tokens.weight' : 'token_embd.weight';
+    this.embed = w.tensor(embedName, [V, D]);
     this.layers = new nn.ModuleList(Array.from({ length: config.numLayers }, (_, l) => new Qwen2Block(config, w, (hf ? NAMES.hf : NAMES.gguf)(l), window)));
     this.norm = rmsNormOf(w.tensor(hf ? 'model.norm.weight' : 'output_norm.weight', [D]), config.normEps);
     const head = hf ? 'lm_head.weight' : 'output.weight';
     // a tied checkpoint may still carry the head (transformers saves it): it is the embedding again
-    this.lmHead = config.tieWordEmbeddings ? this.embed : w.tensor(head, [V, D]);
+    this.lmHead = config.tieWordEmbeddings ? w.tiedHead(embedName, this.embed) : w.linear(head, [V, D]);
     if (config.tieWordEmbeddings) w.ignore(new RegExp(`^${head.replace('.', '\\.')}$`));
     ({ cos: this.ropeCos, sin: this.ropeSin } = ropeTables(config.ropeDim, config.ropeTheta, maxPositions));
   }

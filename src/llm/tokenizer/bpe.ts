@@ -17,12 +17,16 @@ export const PRETOKENIZER_PATTERNS = {
 } as const;
 
 /** tokenizer.ggml.pre values -> pattern and whether whole words found in the vocabulary skip merging. */
-export const GGUF_PRETOKENIZERS: Record<string, { pattern: string; ignoreMerges: boolean; addBos?: boolean }> = {
-  default: { pattern: PRETOKENIZER_PATTERNS.gpt2, ignoreMerges: false },
+export const GGUF_PRETOKENIZERS: Record<string, { pattern: string; thenSplit?: readonly string[]; ignoreMerges: boolean; addBos?: boolean }> = {
+  // llama.cpp's LLAMA_VOCAB_PRE_TYPE_DEFAULT (no tokenizer.ggml.pre, or "default"): not GPT-2's one
+  // regex but four applied in turn: punctuation runs, then GPT-2's, then digit runs, then 3 digits
+  default: { pattern: String.raw`[\p{P}$+<=>^~|]+`, thenSplit: [PRETOKENIZER_PATTERNS.gpt2, String.raw`\p{N}+`, '[0-9][0-9][0-9]'], ignoreMerges: false },
   'gpt-2': { pattern: PRETOKENIZER_PATTERNS.gpt2, ignoreMerges: false },
   llama3: { pattern: PRETOKENIZER_PATTERNS.llama3, ignoreMerges: true, addBos: true },
   'llama-v3': { pattern: PRETOKENIZER_PATTERNS.llama3, ignoreMerges: true, addBos: true },
   'llama-bpe': { pattern: PRETOKENIZER_PATTERNS.llama3, ignoreMerges: true, addBos: true },
+  // llama.cpp's name is "smaug-bpe" (what its converter writes; llama.cpp refuses "smaug", accepted here as an alias)
+  'smaug-bpe': { pattern: PRETOKENIZER_PATTERNS.llama3, ignoreMerges: false },
   smaug: { pattern: PRETOKENIZER_PATTERNS.llama3, ignoreMerges: false },
   dbrx: { pattern: PRETOKENIZER_PATTERNS.llama3, ignoreMerges: false },
   qwen2: { pattern: PRETOKENIZER_PATTERNS.qwen2, ignoreMerges: false },
@@ -43,6 +47,9 @@ export interface BpeSpec extends VocabSpec {
   merges: readonly (string | readonly [string, string])[];
   /** Pre-tokenizer regex source (JavaScript syntax, compiled with the u flag). Default: GPT-2's. */
   pattern?: string;
+  /** Further regexes applied in turn to each word the previous split made (llama.cpp's regex
+   *  sequences: every match and the text between matches become words). */
+  thenSplit?: readonly string[];
   /** A word that is itself a vocabulary token is emitted whole, without merging (Llama 3). */
   ignoreMerges?: boolean;
 }
@@ -71,6 +78,8 @@ export class BpeTokenizer extends Tokenizer {
   readonly kind = 'bpe';
   readonly addsDummyPrefix = false;
   readonly pattern: RegExp;
+  /** The regexes of `thenSplit`, applied after `pattern`. */
+  readonly thenSplit: readonly RegExp[];
   readonly ignoreMerges: boolean;
   private readonly ranks = new Map<string, number>();
   private readonly pieceCache = new Map<number, Uint8Array>();
@@ -78,15 +87,18 @@ export class BpeTokenizer extends Tokenizer {
   constructor(spec: BpeSpec) {
     super(spec);
     const source = spec.source ?? 'tokenizer spec';
-    const pattern = spec.pattern ?? PRETOKENIZER_PATTERNS.gpt2;
-    // The pattern may come from a model file: refuse one that could backtrack for minutes (pattern-safety.ts).
-    const unsafe = unsafePatternReason(pattern);
-    if (unsafe) throw new TokenizerFileError(source, `the pre-tokenizer pattern ${JSON.stringify(pattern)} is refused: ${unsafe}`);
-    try {
-      this.pattern = new RegExp(pattern, 'gu');
-    } catch (e) {
-      throw new TokenizerFileError(source, `the pre-tokenizer pattern ${JSON.stringify(pattern)} is not a valid JavaScript regex: ${(e as Error).message}`);
-    }
+    const compile = (pattern: string): RegExp => {
+      // The pattern may come from a model file: refuse one that could backtrack for minutes (pattern-safety.ts).
+      const unsafe = unsafePatternReason(pattern);
+      if (unsafe) throw new TokenizerFileError(source, `the pre-tokenizer pattern ${JSON.stringify(pattern)} is refused: ${unsafe}`);
+      try {
+        return new RegExp(pattern, 'gu');
+      } catch (e) {
+        throw new TokenizerFileError(source, `the pre-tokenizer pattern ${JSON.stringify(pattern)} is not a valid JavaScript regex: ${(e as Error).message}`);
+      }
+    };
+    this.pattern = compile(spec.pattern ?? PRETOKENIZER_PATTERNS.gpt2);
+    this.thenSplit = (spec.thenSplit ?? []).map(compile);
     this.ignoreMerges = spec.ignoreMerges ?? false;
     spec.merges.forEach((m, rank) => {
       let left: string, right: string;
@@ -107,7 +119,9 @@ export class BpeTokenizer extends Tokenizer {
   get mergeCount(): number { return this.ranks.size; }
 
   protected encodeFragment(fragment: string, _afterSpecial: boolean, out: number[]): void {
-    for (const word of pretokenize(fragment, this.pattern)) {
+    let words = pretokenize(fragment, this.pattern);
+    for (const re of this.thenSplit) words = words.flatMap((w) => pretokenize(w, re));
+    for (const word of words) {
       let encoded = '';
       for (const b of utf8.encode(word)) encoded += BYTE_TO_UNICODE[b];
       const whole = this.ignoreMerges ? this.tokenToId.get(encoded) : undefined;

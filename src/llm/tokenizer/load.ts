@@ -37,8 +37,9 @@ export function tokenizerFromGguf(file: GgufFile): Tokenizer {
   const addEos = flag('tokenizer.ggml.add_eos_token');
   const chatTemplate = file.metadata.has('tokenizer.chat_template') ? file.getString('tokenizer.chat_template') : undefined;
 
+  const rstrip = phi3Rstrip(file, tokens, types);
   if (model === 'llama') {
-    return new SpmTokenizer({ tokens, scores, types, special, addBos, addEos, addSpacePrefix: flag('tokenizer.ggml.add_space_prefix'), source: file.path, chatTemplate });
+    return new SpmTokenizer({ tokens, scores, types, special, addBos, addEos, addSpacePrefix: flag('tokenizer.ggml.add_space_prefix'), source: file.path, chatTemplate, rstrip });
   }
   if (model === 'gpt2') {
     const pre = file.getString('tokenizer.ggml.pre', 'default');
@@ -48,11 +49,30 @@ export function tokenizerFromGguf(file: GgufFile): Tokenizer {
     }
     const merges = file.getStringArray('tokenizer.ggml.merges');
     return new BpeTokenizer({
-      tokens, scores, types, merges, pattern: preset.pattern, ignoreMerges: preset.ignoreMerges,
-      special, addBos: addBos ?? preset.addBos ?? false, addEos, source: file.path, chatTemplate,
+      tokens, scores, types, merges, pattern: preset.pattern, thenSplit: preset.thenSplit, ignoreMerges: preset.ignoreMerges,
+      special, addBos: addBos ?? preset.addBos ?? false, addEos, source: file.path, chatTemplate, rstrip,
     });
   }
   throw new GgufError(file.path, `tokenizer.ggml.model = ${JSON.stringify(model)} is not supported (supported: llama, gpt2)`);
+}
+
+/**
+ * llama.cpp keys one tokenizer rule on the model's name, not its tokenizer metadata: when
+ * general.name contains "phi-3" or "phi3" (any case), every special token (control, user-defined,
+ * unknown) and "</s>" swallows the whitespace after it (LLAMA_TOKEN_ATTR_RSTRIP), except "<unk>",
+ * "<s>" and "<|endoftext|>". Matching llama.cpp on a Phi-3 file's chat turns needs the same rule.
+ */
+function phi3Rstrip(file: GgufFile, tokens: readonly string[], types: ArrayLike<number> | undefined): number[] {
+  const name = file.metadata.has('general.name') ? file.getString('general.name').toLowerCase() : '';
+  if (!name.includes('phi-3') && !name.includes('phi3')) return [];
+  const keep = new Set(['<unk>', '<s>', '<|endoftext|>']);
+  const out: number[] = [];
+  tokens.forEach((t, id) => {
+    const ty = types?.[id] ?? TokenType.Normal;
+    const special = ty === TokenType.Control || ty === TokenType.UserDefined || ty === TokenType.Unknown;
+    if ((special || t === '</s>') && !keep.has(t)) out.push(id);
+  });
+  return out;
 }
 
 /**
