@@ -282,12 +282,17 @@ export class Llava {
   /** Image embeddings [images, rows, textHidden] of preprocessed pixels [images, 3, S, S]. */
   embedImages(pixels: Tensor): Tensor { return this.encode(pixels); }
 
-  /** Generates from a prompt holding one `<image>` run per image (pixels: clipPreprocess output, [1, 3, S, S] each). */
-  async generate(prompt: readonly number[], images: readonly Tensor[], options: SequenceOptions = {}, onToken?: (t: number) => void): Promise<{ tokens: number[]; finishReason: StepFinishReason }> {
+  /**
+   * Encodes the images into free table slots and returns the prompt's ids with their rows spliced
+   * in; `release()` frees the slots (after the sequence has finished: its steps read those rows).
+   */
+  attachImages(prompt: readonly number[], images: readonly Tensor[]): { ids: number[]; release: () => void } {
     if (images.length > this.freeSlots.length) {
       throw new EngineCapacityError(`Llava: ${images.length} image(s) but ${this.freeSlots.length} free table slot(s); raise maxImages (or wait for running sequences)`);
     }
     const slots = images.map(() => this.freeSlots.pop()!);
+    let released = false;
+    const release = () => { if (!released) { released = true; for (const s of slots) this.freeSlots.push(s); } };
     try {
       const ids = this.spliceIds(prompt, slots);
       const D = this.config.text.hiddenSize, N = this.rowsPerImage;
@@ -297,9 +302,13 @@ export class Llava {
         if (feats.shape[0] !== 1 || feats.shape[1] !== N || feats.shape[2] !== D) throw new RangeError(`Llava: image ${i} gave features [${feats.shape.join(', ')}], expected [1, ${N}, ${D}] (one preprocessed image [1, 3, S, S] each)`);
         table.set(feats.toFlatArray(), slots[i] * N * D);
       });
-      return await this.engine.generate(ids, options, onToken);
-    } finally {
-      for (const s of slots) this.freeSlots.push(s);
-    }
+      return { ids, release };
+    } catch (e) { release(); throw e; }
+  }
+
+  /** Generates from a prompt holding one `<image>` run per image (pixels: clipPreprocess output, [1, 3, S, S] each). */
+  async generate(prompt: readonly number[], images: readonly Tensor[], options: SequenceOptions = {}, onToken?: (t: number) => void): Promise<{ tokens: number[]; finishReason: StepFinishReason }> {
+    const { ids, release } = this.attachImages(prompt, images);
+    try { return await this.engine.generate(ids, options, onToken); } finally { release(); }
   }
 }
