@@ -2,6 +2,7 @@
 // independent floating-point PIL-bicubic reference, and PNG vs JPEG of the same pixels.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import jpeg from 'jpeg-js';
 import { encodePng } from '../../../src/io/png.js';
 import { clipPreprocess, decodeImage, resizeBicubic, bicubic, shortestEdgeSize, CLIP_MEAN, CLIP_STD, ImageError, type RgbImage } from '../../../src/llm/vision/image.js';
@@ -83,6 +84,18 @@ test('bicubic resize (down and up, odd sizes) is within one level of a floating-
     let worst = 0;
     for (let i = 0; i < got.data.length; i++) worst = Math.max(worst, Math.abs(got.data[i] - want.data[i]));
     assert.ok(worst <= 1, `${w}×${h}: worst difference ${worst} levels`);
+  }
+});
+
+// Pillow itself is the oracle (fixtures/pil-bicubic.py wrote its outputs): the port must be bit-exact.
+test('bicubic resize is bit-exact with Pillow\'s Image.resize(BICUBIC) (fixture written by Pillow)', () => {
+  const fixture = JSON.parse(fs.readFileSync(new URL('./fixtures/pil-bicubic.json', import.meta.url), 'utf8')) as
+    { pillow: string; cases: { width: number; height: number; toWidth: number; toHeight: number; src: string; dst: string }[] };
+  for (const c of fixture.cases) {
+    const got = resizeBicubic({ width: c.width, height: c.height, data: new Uint8Array(Buffer.from(c.src, 'base64')) }, c.toWidth, c.toHeight);
+    const want = Buffer.from(c.dst, 'base64');
+    const differ = got.data.reduce((n, v, i) => n + Number(v !== want[i]), 0);
+    assert.equal(differ, 0, `${c.width}×${c.height} -> ${c.toWidth}×${c.toHeight}: ${differ} bytes differ from Pillow ${fixture.pillow}`);
   }
 });
 
