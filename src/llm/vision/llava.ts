@@ -142,7 +142,12 @@ function matrixOf(t: Tensor, name: string, rows: number, cols: number, file: str
 function languageWeights(c: LlamaConfig, get: (name: string) => Tensor | null, report: LlavaLoadReport, file: string): LlamaWeights | null {
   const { hiddenSize: D, intermediateSize: Fi, numHeads, numKvHeads, headDim: hd, vocabSize: V } = c;
   const take = (name: string) => { const t = get(name); if (!t) report.missing.push(name); return t; };
-  const mat = (name: string, r: number, k: number): WeightMatrix | null => { const t = take(name); return t ? matrixOf(t, name, r, k, file) : null; };
+  const mat = (name: string, r: number, k: number): WeightMatrix | null => {
+    const t = take(name);
+    if (!t) return null;
+    if (t.rank !== 2 || t.shape[0] !== r || t.shape[1] !== k) { report.mismatched.push(`${name}: [${t.shape.join(', ')}], expected [${r}, ${k}]`); return null; }
+    return matrixOf(t, name, r, k, file);
+  };
   const vec = (name: string, n: number): Float32Array | null => {
     const t = take(name);
     if (!t) return null;

@@ -153,9 +153,12 @@ test('loading: missing and unexpected tensors are reported by name; the new tran
   b.delete('vision_tower.vision_model.encoder.layers.1.mlp.fc2.bias');
   b.delete('language_model.model.layers.0.mlp.up_proj.weight');
   b.set('vision_tower.vision_model.encoder.layers.7.mlp.fc2.bias', all.get('vision_tower.vision_model.encoder.layers.1.mlp.fc1.bias')!);
+  b.set('language_model.model.layers.1.self_attn.o_proj.weight', all.get('language_model.model.layers.1.mlp.up_proj.weight')!);
+  b.set('vision_tower.vision_model.pre_layrnorm.bias', all.get('vision_tower.vision_model.encoder.layers.1.mlp.fc1.bias')!);
   writeSafetensors(path.join(broken, 'model.safetensors'), b);
   assert.throws(() => loadLlava(broken), (e: Error) =>
-    /missing \(2\): .*layers\.1\.mlp\.fc2\.bias.*layers\.0\.mlp\.up_proj\.weight/.test(e.message) && /unexpected \(1\): .*layers\.7\.mlp\.fc2\.bias/.test(e.message));
+    /missing \(2\): .*layers\.1\.mlp\.fc2\.bias.*layers\.0\.mlp\.up_proj\.weight/.test(e.message) && /unexpected \(1\): .*layers\.7\.mlp\.fc2\.bias/.test(e.message)
+    && /mismatched \(2\): .*pre_layrnorm\.bias: \[64\], expected \[32\].*o_proj\.weight: \[96, 48\], expected \[48, 48\]/.test(e.message));
 
   // transformers >= 4.52 names: model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*, lm_head.weight
   const renamed = path.join(tmp, 'renamed');
