@@ -24,3 +24,5 @@ export {
 } from './models/index.js';
 // post-training quantization of these decoders (src/quant): calibration, smoothing, GPTQ/AWQ, artifacts
 export { quantize, QuantizedDecoder, type SiteReport, type QuantizeOptions, QUANTIZE_OPTION_NAMES, saveQuantized, loadQuantized, QuantArtifactError } from '../quant/index.js';
+// LLaVA: CLIP vision encoder + projector, CLIP preprocessing, image rows spliced into the decoder step
+export * from './vision/index.js';

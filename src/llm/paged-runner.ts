@@ -35,7 +35,13 @@ export interface StepDecoder {
   config: { numLayers: number; numKvHeads: number; headDim: number; vocabSize: number };
   /** Positions the model can embed (its rotary tables); contexts are capped to it. */
   maxPositions?: number;
-  forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor;
+  /** Persistent tensors the step reads besides the pools (LLaVA's image-feature rows): passed as
+   *  forward's fourth argument, inputs of the compiled step (not constants), so the host may rewrite
+   *  their contents between steps. Absent for text-only decoders, whose steps are unchanged. */
+  stepState?: readonly Tensor[];
+  /** Prompt ids must be below this (default config.vocabSize; LLaVA's image-row ids lie past the vocabulary). */
+  inputIdLimit?: number;
+  forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[], state?: Tensor[]): Tensor;
 }
 
 /** Storage of the KV page pools. */
@@ -99,7 +105,7 @@ type Compiled = { compiledEntries(): { executable: { runAsync?(inputs: Tensor[],
 /** One (tokens, sequences) bucket's step inputs, refilled in place every step. */
 interface Bucket {
   step: StepInputs;
-  /** The compiled step's flat inputs: the metadata tensors, then the K and V pools. */
+  /** The compiled step's flat inputs: the metadata tensors, the K and V pools, then the decoder's step state. */
   flat: Tensor[];
   label: string;
 }
@@ -122,6 +128,8 @@ export class PagedStepRunner {
   };
   readonly prefixCaching: boolean;
   private readonly run: (step: StepInputs, k: Tensor[], v: Tensor[]) => Tensor;
+  /** The decoder's stepState (empty for text-only decoders). */
+  private readonly state: Tensor[];
   /** The inferenceJit-compiled step (null when running eagerly); its entries' executables run the plans. */
   readonly compiled: Compiled | null;
   private readonly free: number[] = [];
@@ -161,18 +169,21 @@ export class PagedStepRunner {
     for (let b = this.numBlocks - 1; b >= 0; b--) this.free.push(b);
     this.refs = new Int32Array(this.numBlocks);
     this.prefixCaching = options.prefixCaching ?? true;
+    this.state = [...(model.stepState ?? [])];
+    const state = this.state;
     if (options.compile === false) {
       this.compiled = null;
-      this.run = (s, k, v) => model.forward(s, k, v);
+      this.run = state.length ? (s, k, v) => model.forward(s, k, v, state) : (s, k, v) => model.forward(s, k, v);
     } else {
       const spec: (InputSpec | null)[] = [
         { shape: ['T'] }, { shape: ['T'] }, { shape: ['T'] },
         { shape: ['S', this.maxBlocks] }, { shape: ['S'] }, { shape: ['S1'] }, { shape: ['S'] },
-        ...new Array<null>(2 * numLayers).fill(null),
+        ...new Array<null>(2 * numLayers + state.length).fill(null),
       ];
       const c = inferenceJit(model as unknown as { forward: StepDecoder['forward'] }, { device: 'cpu', fallback: 'error', cache: 'memory', ...options.jit, inputSpec: spec });
       this.compiled = c as unknown as Compiled;
-      this.run = (s, k, v) => (c as unknown as (s: StepInputs, k: Tensor[], v: Tensor[]) => Tensor)(s, k, v);
+      const f = c as unknown as (s: StepInputs, k: Tensor[], v: Tensor[], st?: Tensor[]) => Tensor;
+      this.run = state.length ? (s, k, v) => f(s, k, v, state) : (s, k, v) => f(s, k, v);
     }
   }
 
@@ -346,7 +357,7 @@ export class PagedStepRunner {
     if (!m) {
       const i32 = (shape: number[]) => Tensor.empty('i32', shape);
       const step = { ids: i32([T]), positions: i32([T]), slots: i32([T]), blockTables: i32([S, this.maxBlocks]), seqLens: i32([S]), queryStart: i32([S + 1]), lastIndex: i32([S]) };
-      const flat = [step.ids, step.positions, step.slots, step.blockTables, step.seqLens, step.queryStart, step.lastIndex, ...this.kPools, ...this.vPools];
+      const flat = [step.ids, step.positions, step.slots, step.blockTables, step.seqLens, step.queryStart, step.lastIndex, ...this.kPools, ...this.vPools, ...this.state];
       m = { step, flat, label: `T=${T},S=${S}` };
       this.buffers.set(key, m);
     }

@@ -91,7 +91,8 @@ export class StepEngine {
   generate(prompt: readonly number[], options: SequenceOptions = {}, onToken?: (token: number) => void): Promise<{ tokens: number[]; finishReason: StepFinishReason }> {
     checkOptionNames('StepEngine.generate', options, SEQUENCE_OPTION_NAMES);
     if (prompt.length === 0) throw new RangeError('StepEngine.generate: the prompt is empty; give at least one token (e.g. BOS)');
-    const V = this.model.config.vocabSize;
+    // a decoder may accept ids past its vocabulary (LLaVA: image rows); they are its to check
+    const V = this.model.inputIdLimit ?? this.model.config.vocabSize;
     const bad = prompt.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= V);
     if (bad >= 0) throw new RangeError(`StepEngine.generate: prompt token ${bad} is ${prompt[bad]}, outside the vocabulary [0, ${V})`);
     if (prompt.length >= this.maxContext) throw new EngineCapacityError(`StepEngine.generate: the prompt has ${prompt.length} tokens but the context holds ${this.maxContext}`);

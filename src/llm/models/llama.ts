@@ -103,8 +103,12 @@ export class PagedLlama extends nn.Module {
 
   /** Logits [seqs, vocab] of each sequence's last token in this step; writes the step's K/V into the pools. */
   forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor {
+    return this.forwardEmbeddings(F.embedding(step.ids, this.embed), step, kPools, vPools);
+  }
+
+  /** forward() from the step's input embeddings x [T, hidden] (LLaVA splices image rows into them). */
+  forwardEmbeddings(x: Tensor, step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor {
     const cos = F.embedding(step.positions, this.ropeCos), sin = F.embedding(step.positions, this.ropeSin);
-    let x = F.embedding(step.ids, this.embed);
     let l = 0;
     for (const block of this.layers) { x = block.forward(x, cos, sin, step, kPools[l], vPools[l]); l++; }
     const last = ops.gather(x, step.lastIndex, 0);
