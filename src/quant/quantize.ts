@@ -33,10 +33,12 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
   const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples });
-  if (o.smoothing !== 'pss') return build(model, options, stats, null);
+  // build() re-validates the options it is given: hand it the resolved kernel, not the caller's undefined
+  const resolved: QuantizeOptions = { ...options, kernel: o.kernel as QuantizeOptions['kernel'] };
+  if (o.smoothing !== 'pss') return build(model, resolved, stats, null);
   // PSS: the per-site searches once (cached), then the model-level choice per site (pss-select.ts)
   const cache: PssBuild['cache'] = new Map();
-  return selectPssSites(model, o.calibration, (choice) => build(model, options, stats, { choice, cache }));
+  return selectPssSites(model, o.calibration, (choice) => build(model, resolved, stats, { choice, cache }));
 }
 
 /** quantize() after calibration; for PSS, `pss` says which sites take PSS's factors (the others SmoothQuant's). */
