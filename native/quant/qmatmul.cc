@@ -496,7 +496,7 @@ constexpr int64_t kPrefetchAhead = IJ_PREFETCH_AHEAD;
 // 4 k each) are loaded (and, for Q4, unpacked) once; each activation row then needs 8 vpdpbusd with
 // a broadcast 4-byte group, an offset correction, and one scale FMA for all 16 rows.
 template <int F, int RM>
-void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid) {
+void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid, bool prefetch) {
   constexpr int64_t S = packedBlockBytes<F>();
   constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
@@ -506,9 +506,7 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
   const __m512i m4 = _mm512_set1_epi8(15);
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* p = base + b * S;
-    if constexpr (RM <= 2) {
-      // Decode streams each weight byte once: request the blocks ~2 KiB ahead (a task's group is
-      // contiguous, K/32 blocks).
+    if (prefetch) {
       for (int64_t c = 0; c < S; c += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead * S + c), _MM_HINT_T0);
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -595,7 +593,7 @@ void packedTile1x2(const WeightRef& w, const BlockQ8* xq, int64_t g, float* y, i
 #else
 // Portable loop over the same layout (builds without AVX-512 VNNI; the engine does not pack there).
 template <int F, int RM>
-void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid) {
+void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid, bool) {
   constexpr int64_t S = packedBlockBytes<F>();
   constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
@@ -765,12 +763,16 @@ void packedRange(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int
       continue;
     }
 #endif
+    // Up to 16 rows run as one tile, so a group's weights are read and unpacked once (a second
+    // pass over them restarts the hardware prefetcher's stream); the first tile over a group
+    // prefetches its weights ahead, later ones find them in L1.
     int64_t m = 0;
-    for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid);
+    for (; m + 16 <= M; m += 16) packedTile<F, 16>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid, m == 0);
     switch (M - m) {
 #define IJ_PT(R) \
-  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid); break;
-      IJ_PT(1) IJ_PT(2) IJ_PT(3) IJ_PT(4) IJ_PT(5) IJ_PT(6) IJ_PT(7)
+  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid, m == 0); break;
+      IJ_PT(1) IJ_PT(2) IJ_PT(3) IJ_PT(4) IJ_PT(5) IJ_PT(6) IJ_PT(7) IJ_PT(8)
+      IJ_PT(9) IJ_PT(10) IJ_PT(11) IJ_PT(12) IJ_PT(13) IJ_PT(14) IJ_PT(15)
 #undef IJ_PT
       default: break;
     }
@@ -792,10 +794,10 @@ void packedRangeAmx(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, 
     amxMaterialize<F>(w, g, b64);
     for (int64_t m = 0; m < m16; m += 16) amxTile16<F>(w, b64, xq + m * nb, g, yg + m * ldy, ldy, valid);
     int64_t m = m16;
-    for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid);
+    for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid, false);
     switch (M - m) {
 #define IJ_PT(R) \
-  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid); break;
+  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid, false); break;
       IJ_PT(1) IJ_PT(2) IJ_PT(3) IJ_PT(4) IJ_PT(5) IJ_PT(6) IJ_PT(7)
 #undef IJ_PT
       default: break;
