@@ -1045,7 +1045,34 @@ void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float*
 
 thread_local std::vector<BlockQ8K> tMatmulXk;
 
-void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys) {
+namespace {
+// Rows [m0, m1) × columns [n0, n1) of y (rows ldy apart) through epilogue e.
+void applyEpilogue(const MatmulEpilogue& e, float* y, int64_t ldy, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  for (int64_t m = m0; m < m1; m++) {
+    float* yr = y + m * ldy;
+    const float* rr = e.residual ? e.residual + m * e.ldr : nullptr;
+    int64_t n = n0;
+    for (; n + kW <= n1; n += kW) {
+      VecF v = VecF::load(yr + n);
+      if (e.bias) v = v + VecF::load(e.bias + n);
+      v = activateDyn(e.act, v);
+      if (rr) v = v + VecF::load(rr + n);
+      v.store(yr + n);
+    }
+    if (n < n1) {
+      const int rem = static_cast<int>(n1 - n);
+      VecF v = VecF::loadPartial(yr + n, rem);
+      if (e.bias) v = v + VecF::loadPartial(e.bias + n, rem);
+      v = activateDyn(e.act, v);
+      if (rr) v = v + VecF::loadPartial(rr + n, rem);
+      v.storePartial(yr + n, rem);
+    }
+  }
+}
+}  // namespace
+
+void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys,
+                   const MatmulEpilogue* epilogues) {
   bool allDense = x != nullptr, anyK = false;
   for (int i = 0; i < count; i++) {
     allDense = allDense && !ws[i].quantized() && ws[i].K == ws[0].K;
@@ -1053,6 +1080,9 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
   }
   if (allDense && M >= kDenseGemmMinRows) {
     denseGemm(ws, count, M, x, ys);
+    for (int i = 0; epilogues && i < count; i++) {
+      if (epilogues[i].active()) parallelFor(M, [&](int64_t m, int) { applyEpilogue(epilogues[i], ys[i], ws[i].N, m, m + 1, 0, ws[i].N); });
+    }
     return;
   }
   // K-quant weights read x quantized once per call into int8 super-blocks (BlockQ8K)
@@ -1082,9 +1112,10 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
     const int64_t nb = w.K / kQK;
     if (xk && isKQuant(w.format)) {
       kquantRangeQ(w, m1 - m0, xk + m0 * (w.K / kQKK), ys[i] + m0 * w.N, w.N, n0, n1);
-      return;
+    } else {
+      matmulRange(w, m1 - m0, x ? x + m0 * w.K : nullptr, xq ? xq + m0 * nb : nullptr, ys[i] + m0 * w.N, w.N, n0, n1);
     }
-    matmulRange(w, m1 - m0, x ? x + m0 * w.K : nullptr, xq ? xq + m0 * nb : nullptr, ys[i] + m0 * w.N, w.N, n0, n1);
+    if (epilogues && epilogues[i].active()) applyEpilogue(epilogues[i], ys[i], w.N, m0, m1, n0, n1);
   });
 }
 
