@@ -9,8 +9,9 @@
 //                     vpdpbusd, or AVX2 maddubs+madd), converted and scaled by d_x·d_w.
 //   packed X16 quantized: one vpdpbusd serves 16 weight rows (4 k each) against a broadcast
 //                     activation group; the 16 rows' scales apply as one vector per block.
-//                     Decode streams two row groups at once; prefill runs tiles of 8 activation
-//                     rows per group, or AMX-INT8 tiles of 16 where the CPU and OS allow it.
+//                     Up to 4 activation rows stream two row groups at once; more run tiles of
+//                     up to 16 activation rows per group (its weights read and unpacked once),
+//                     or AMX-INT8 tiles of 16 where the CPU and OS allow it.
 #include "qmatmul.h"
 
 #include <algorithm>
@@ -543,20 +544,24 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
   const __mmask16 mask = valid >= kPackRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1u);
   for (int i = 0; i < RM; i++) _mm512_mask_storeu_ps(y + i * ldy, mask, acc[i]);
 }
-// Decode (one activation row): two groups at once, so each thread keeps two weight streams in
-// flight (one stream alone leaves DRAM bandwidth unused on a core).
-template <int F>
-void packedTile1x2(const WeightRef& w, const BlockQ8* xq, int64_t g, float* y, int valid1) {
+// Decode-sized batches (1..4 activation rows): two groups at once, so each thread keeps two weight
+// streams in flight (one stream alone leaves DRAM bandwidth unused on a core; a tile over one group
+// at a time tops out near two thirds of it whatever its height). Per block and k-group j, the
+// unpacked weights of both groups meet every row's broadcast activation group; each row keeps its
+// integer dots of both groups in registers until the block's scales apply.
+template <int F, int RM>
+void packedTileX2(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid1) {
   constexpr int64_t S = packedBlockBytes<F>();
   constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
   const uint8_t* base0 = w.data + g * nb * S;
   const uint8_t* base1 = base0 + nb * S;
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  __m512 acc0[RM], acc1[RM];
+  for (int i = 0; i < RM; i++) acc0[i] = acc1[i] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(15);
   for (int64_t b = 0; b < nb; b++) {
-    const BlockQ8& a = xq[b];
-    __m512i d0 = _mm512_set1_epi32(-off * a.s), d1 = d0;
+    __m512i d0[RM], d1[RM];
+    for (int i = 0; i < RM; i++) d0[i] = d1[i] = _mm512_set1_epi32(-off * xq[i * ldx + b].s);
     const uint8_t* p0 = base0 + b * S;
     const uint8_t* p1 = base1 + b * S;
     for (int64_t c = 0; c < S; c += 64) {
@@ -565,31 +570,43 @@ void packedTile1x2(const WeightRef& w, const BlockQ8* xq, int64_t g, float* y, i
     }
     if constexpr (F == kWQ8_0X16) {
       for (int j = 0; j < 8; j++) {
-        const __m512i xb = _mm512_set1_epi32(loadI32(a.q + 4 * j));
-        d0 = _mm512_dpbusd_epi32(d0, _mm512_loadu_si512(p0 + 32 + 64 * j), xb);
-        d1 = _mm512_dpbusd_epi32(d1, _mm512_loadu_si512(p1 + 32 + 64 * j), xb);
+        const __m512i w0 = _mm512_loadu_si512(p0 + 32 + 64 * j), w1 = _mm512_loadu_si512(p1 + 32 + 64 * j);
+        for (int i = 0; i < RM; i++) {
+          const __m512i xb = _mm512_set1_epi32(loadI32(xq[i * ldx + b].q + 4 * j));
+          d0[i] = _mm512_dpbusd_epi32(d0[i], w0, xb);
+          d1[i] = _mm512_dpbusd_epi32(d1[i], w1, xb);
+        }
       }
     } else {
       for (int j = 0; j < 4; j++) {
-        const __m512i xl = _mm512_set1_epi32(loadI32(a.q + 4 * j)), xh = _mm512_set1_epi32(loadI32(a.q + 16 + 4 * j));
         const __m512i r0 = _mm512_loadu_si512(p0 + 32 + 64 * j), r1 = _mm512_loadu_si512(p1 + 32 + 64 * j);
-        d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(r0, m4), xl);
-        d1 = _mm512_dpbusd_epi32(d1, _mm512_and_si512(r1, m4), xl);
-        d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4), xh);
-        d1 = _mm512_dpbusd_epi32(d1, _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4), xh);
+        const __m512i l0 = _mm512_and_si512(r0, m4), l1 = _mm512_and_si512(r1, m4);
+        const __m512i h0 = _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4), h1 = _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4);
+        for (int i = 0; i < RM; i++) {
+          const int8_t* q = xq[i * ldx + b].q;
+          const __m512i xl = _mm512_set1_epi32(loadI32(q + 4 * j)), xh = _mm512_set1_epi32(loadI32(q + 16 + 4 * j));
+          d0[i] = _mm512_dpbusd_epi32(d0[i], l0, xl);
+          d1[i] = _mm512_dpbusd_epi32(d1[i], l1, xl);
+          d0[i] = _mm512_dpbusd_epi32(d0[i], h0, xh);
+          d1[i] = _mm512_dpbusd_epi32(d1[i], h1, xh);
+        }
       }
     }
-    const __m512 dx = _mm512_set1_ps(a.d);
     const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p0)));
     const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p1)));
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_mul_ps(dw0, dx), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_mul_ps(dw1, dx), acc1);
+    for (int i = 0; i < RM; i++) {
+      const __m512 dx = _mm512_set1_ps(xq[i * ldx + b].d);
+      acc0[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0[i]), _mm512_mul_ps(dw0, dx), acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1[i]), _mm512_mul_ps(dw1, dx), acc1[i]);
+    }
   }
-  _mm512_storeu_ps(y, acc0);
   const __mmask16 mask = valid1 >= kPackRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid1) - 1u);
-  _mm512_mask_storeu_ps(y + kPackRows, mask, acc1);
+  for (int i = 0; i < RM; i++) {
+    _mm512_storeu_ps(y + i * ldy, acc0[i]);
+    _mm512_mask_storeu_ps(y + i * ldy + kPackRows, mask, acc1[i]);
+  }
 }
-#define IJ_HAVE_TILE1X2 1
+#define IJ_HAVE_TILE_X2 1
 #else
 // Portable loop over the same layout (builds without AVX-512 VNNI; the engine does not pack there).
 template <int F, int RM>
@@ -756,9 +773,15 @@ void packedRange(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int
   for (int64_t g = n0 / kPackRows; g * kPackRows < n1; g++) {
     const int valid = static_cast<int>(std::min<int64_t>(kPackRows, n1 - g * kPackRows));
     float* yg = y + g * kPackRows;
-#if defined(IJ_HAVE_TILE1X2)
-    if (M == 1 && valid == kPackRows && (g + 1) * kPackRows < n1) {
-      packedTile1x2<F>(w, xq, g, yg, static_cast<int>(std::min<int64_t>(kPackRows, n1 - (g + 1) * kPackRows)));
+#if defined(IJ_HAVE_TILE_X2)
+    if (M <= 4 && valid == kPackRows && (g + 1) * kPackRows < n1) {
+      const int valid1 = static_cast<int>(std::min<int64_t>(kPackRows, n1 - (g + 1) * kPackRows));
+      switch (M) {
+        case 1: packedTileX2<F, 1>(w, xq, nb, g, yg, ldy, valid1); break;
+        case 2: packedTileX2<F, 2>(w, xq, nb, g, yg, ldy, valid1); break;
+        case 3: packedTileX2<F, 3>(w, xq, nb, g, yg, ldy, valid1); break;
+        default: packedTileX2<F, 4>(w, xq, nb, g, yg, ldy, valid1); break;
+      }
       g++;
       continue;
     }

@@ -155,7 +155,8 @@ test('K-quant packed weights: wrong byte counts are rejected with the layout nam
   assert.throws(() => a.quantMatmul([14, new Uint8Array(4416), null, 16, 288, 32], new Float32Array(288), 1, new Float32Array(16)), /multiple of 256/);
 });
 
-// The 16-row packed Q4_0 / Q8_0 kernels (qmatmul.cc packedTile): every tile height from 1 to 16
+// The 16-row packed Q4_0 / Q8_0 kernels (qmatmul.cc packedTileX2 for 1..4 rows over two groups at
+// once, packedTile above): every tile height from 1 to 16
 // activation rows (a decode batch runs as one tile over each weight group), more than 16 (tiles of
 // 16, then the rest), N not a multiple of 16. Each row's integer dot is exact and its float steps do
 // not depend on the tile, so a row in a batch equals the row alone bit for bit; the GGUF-layout
@@ -171,7 +172,7 @@ test('packed Q4_0 / Q8_0 kernels: tiles of 1..16 rows and beyond == the row alon
   };
   for (const format of ['q4_0', 'q8_0'] as QuantFormat[]) {
     const code = format === 'q4_0' ? 4 : 3;
-    for (const [K, N] of [[64, 37], [96, 16], [32, 1], [256, 65]]) {
+    for (const [K, N] of [[64, 37], [96, 16], [32, 1], [256, 65], [64, 20]]) { // 20: a second group of 4 rows
       const w = quantizeWeight(rnd([N, K], 0.5), format, { group: 32 });
       const bytes = w.data as Uint8Array;
       const W = dequantizeValues(bytes, quantParts(w).spec);
