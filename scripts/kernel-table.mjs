@@ -123,9 +123,9 @@ export const KERNELS = [
     ints: [{ name: 'elemSize' }, { name: 'planes' }, { name: 'H' }, { name: 'W' }, { name: 'sh' }, { name: 'sw' }],
   },
   {
-    name: 'rotary', code: 14, doc: 'rotary embedding of contiguous rows [rows, d] at position row % seq; cos/sin [seq, half]',
+    name: 'rotary', code: 14, doc: 'rotary embedding of x [outer, seq, d] at position s; cos/sin [seq, half]; x and out strided over (outer, seq) in elements, rows of d contiguous',
     refs: ['x', 'cos', 'sin', 'out'],
-    ints: [{ name: 'rows' }, { name: 'seq' }, { name: 'd' }, { name: 'half' }, { name: 'interleaved' }],
+    ints: [{ name: 'outer' }, { name: 'seq' }, { name: 'd' }, { name: 'half' }, { name: 'interleaved' }, { name: 'xStrides', len: 2 }, { name: 'outStrides', len: 2 }],
   },
   {
     name: 'argmax', code: 15, doc: 'i64 index of the largest f32 along the middle axis of [outer, size, inner] (first on ties, NaN largest)',
@@ -138,9 +138,9 @@ export const KERNELS = [
     ints: [{ name: 'outer' }, { name: 'size' }, { name: 'inner' }, { name: 'k' }, { name: 'largest' }, { name: 'sorted' }],
   },
   {
-    name: 'kv_write', code: 17, doc: 'writes f32 rows [tokens, kvHeads, headDim] into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile)',
+    name: 'kv_write', code: 17, doc: 'writes f32 rows [tokens, kvHeads, headDim] (token rows rowStride elements apart, heads contiguous within one) into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile)',
     refs: ['rows', 'slots', 'pool'],
-    ints: [{ name: 'tokens' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' }, { name: 'kvDtype' }],
+    ints: [{ name: 'tokens' }, { name: 'kvHeads' }, { name: 'headDim' }, { name: 'blockSize' }, { name: 'numBlocks' }, { name: 'kvDtype' }, { name: 'rowStride' }],
   },
   {
     name: 'paged_attention', code: 18, doc: 'ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence); kvDtype 0 f32, 1 f16, 2 int8 (dequantized in registers)',

@@ -82,6 +82,11 @@ void groupNormNcs(const float* x, const float* residual, float* sum, const float
 // pairs (i, i + half), or (2i, 2i + 1) when interleaved; dims >= 2·half pass through.
 void rotaryRows(const float* x, const float* cos, const float* sin, float* y, int64_t rows, int64_t seq, int64_t d, int64_t half,
                 bool interleaved);
+// The same over strided x / y [outer, seq, d] (element strides of outer and seq, rows of d
+// contiguous), row (o, s) at position s: a [heads, tokens, d] view of a [tokens, heads·d] projection
+// is read and written in place of its layout, with no transposing copy.
+void rotaryStrided(const float* x, const float* cos, const float* sin, float* y, int64_t outer, int64_t seq, int64_t d, int64_t half,
+                   bool interleaved, int64_t xOuterStride, int64_t xSeqStride, int64_t yOuterStride, int64_t ySeqStride);
 
 // ---- conv2d (defined in conv.cc) ----
 // NCHW conv2d with groups, stride, padding, dilation and a fused activation, as im2col + GEMM.

@@ -368,11 +368,18 @@ Napi::Value Rotary(const Napi::CallbackInfo& info) {
 
 void rotaryRows(const float* x, const float* cs, const float* sn, float* y, int64_t rows, int64_t seq, int64_t d, int64_t half,
                 bool interleaved) {
-  parallelRows(rows, d, [&](int64_t r) {
-    const float* xr = x + r * d;
-    float* yr = y + r * d;
-    const float* c = cs + (r % seq) * half;
-    const float* s = sn + (r % seq) * half;
+  if (rows == 0) return;
+  rotaryStrided(x, cs, sn, y, rows / seq, seq, d, half, interleaved, seq * d, d, seq * d, d);
+}
+
+void rotaryStrided(const float* x, const float* cs, const float* sn, float* y, int64_t outer, int64_t seq, int64_t d, int64_t half,
+                   bool interleaved, int64_t xOuterStride, int64_t xSeqStride, int64_t yOuterStride, int64_t ySeqStride) {
+  parallelRows(outer * seq, d, [&](int64_t r) {
+    const int64_t o = r / seq, p = r % seq;
+    const float* xr = x + o * xOuterStride + p * xSeqStride;
+    float* yr = y + o * yOuterStride + p * ySeqStride;
+    const float* c = cs + p * half;
+    const float* s = sn + p * half;
     if (!interleaved) {
       int64_t i = 0;
       for (; i + kW <= half; i += kW) {

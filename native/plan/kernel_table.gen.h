@@ -828,27 +828,33 @@ inline std::string checkUpsampleNearest2d(const int64_t* I, size_t nInts, size_t
   return "";
 }
 
-// rotary embedding of contiguous rows [rows, d] at position row % seq; cos/sin [seq, half].
+// rotary embedding of x [outer, seq, d] at position s; cos/sin [seq, half]; x and out strided over (outer, seq) in elements, rows of d contiguous.
 struct RotaryDesc {
   uint8_t* x = nullptr;
   uint8_t* cos = nullptr;
   uint8_t* sin = nullptr;
   uint8_t* out = nullptr;
-  int64_t rows = 0;
+  int64_t outer = 0;
   int64_t seq = 0;
   int64_t d = 0;
   int64_t half = 0;
   int64_t interleaved = 0;
+  Span xStrides;
+  Span outStrides;
 };
 template <typename At>
 inline RotaryDesc decodeRotary(const int64_t* I, const double* F, At&& at) {
   RotaryDesc a;
   size_t p = 0;
-  a.rows = I[p++];
+  a.outer = I[p++];
   a.seq = I[p++];
   a.d = I[p++];
   a.half = I[p++];
   a.interleaved = I[p++];
+  a.xStrides = Span{I + p, 2};
+  p += a.xStrides.size;
+  a.outStrides = Span{I + p, 2};
+  p += a.outStrides.size;
   int r = 0;
   a.x = at(r++);
   a.cos = at(r++);
@@ -860,7 +866,7 @@ inline RotaryDesc decodeRotary(const int64_t* I, const double* F, At&& at) {
 inline std::string checkRotary(const int64_t* I, size_t nInts, size_t nFloats, size_t nRefs) {
   const int64_t nI = static_cast<int64_t>(nInts);
   int64_t p = 0;
-  if (p + 1 > nI) return "rotary: ints end before rows";
+  if (p + 1 > nI) return "rotary: ints end before outer";
   p++;
   if (p + 1 > nI) return "rotary: ints end before seq";
   p++;
@@ -870,6 +876,10 @@ inline std::string checkRotary(const int64_t* I, size_t nInts, size_t nFloats, s
   p++;
   if (p + 1 > nI) return "rotary: ints end before interleaved";
   p++;
+  if (2 < 0 || p + (2) > nI) return "rotary: ints end inside xStrides";
+  p += 2;
+  if (2 < 0 || p + (2) > nI) return "rotary: ints end inside outStrides";
+  p += 2;
   if (p != nI) return "rotary: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
   if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1)) return "rotary: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1);
   if (nFloats != 0) return "rotary: " + std::to_string(nFloats) + " floats, expected 0";
@@ -962,7 +972,7 @@ inline std::string checkTopK(const int64_t* I, size_t nInts, size_t nFloats, siz
   return "";
 }
 
-// writes f32 rows [tokens, kvHeads, headDim] into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile).
+// writes f32 rows [tokens, kvHeads, headDim] (token rows rowStride elements apart, heads contiguous within one) into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile).
 struct KvWriteDesc {
   uint8_t* rows = nullptr;
   uint8_t* slots = nullptr;
@@ -973,6 +983,7 @@ struct KvWriteDesc {
   int64_t blockSize = 0;
   int64_t numBlocks = 0;
   int64_t kvDtype = 0;
+  int64_t rowStride = 0;
 };
 template <typename At>
 inline KvWriteDesc decodeKvWrite(const int64_t* I, const double* F, At&& at) {
@@ -984,6 +995,7 @@ inline KvWriteDesc decodeKvWrite(const int64_t* I, const double* F, At&& at) {
   a.blockSize = I[p++];
   a.numBlocks = I[p++];
   a.kvDtype = I[p++];
+  a.rowStride = I[p++];
   int r = 0;
   a.rows = at(r++);
   a.slots = at(r++);
@@ -1005,6 +1017,8 @@ inline std::string checkKvWrite(const int64_t* I, size_t nInts, size_t nFloats, 
   if (p + 1 > nI) return "kv_write: ints end before numBlocks";
   p++;
   if (p + 1 > nI) return "kv_write: ints end before kvDtype";
+  p++;
+  if (p + 1 > nI) return "kv_write: ints end before rowStride";
   p++;
   if (p != nI) return "kv_write: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
   if (nRefs != static_cast<size_t>(1 + 1 + 1)) return "kv_write: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1);

@@ -602,7 +602,8 @@ void runUpsampleNearest2d(const UpsampleNearest2dDesc& d, const plan::KernelCont
 }
 
 void runRotary(const RotaryDesc& d, const plan::KernelContext& ctx) {
-  rotaryRows(as<float>(d.x), as<float>(d.cos), as<float>(d.sin), as<float>(d.out), d.rows, d.seq, d.d, d.half, d.interleaved != 0);
+  rotaryStrided(as<float>(d.x), as<float>(d.cos), as<float>(d.sin), as<float>(d.out), d.outer, d.seq, d.d, d.half, d.interleaved != 0,
+                d.xStrides[0], d.xStrides[1], d.outStrides[0], d.outStrides[1]);
 }
 
 void runArgmax(const ArgmaxDesc& d, const plan::KernelContext& ctx) {

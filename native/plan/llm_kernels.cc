@@ -20,7 +20,14 @@ void runKvWrite(const KvWriteDesc& d, const plan::KernelContext&) {
                               std::to_string(d.numBlocks) + " blocks x " + std::to_string(d.blockSize) + " slots); use -1 for padding tokens"};
     }
   }
-  pagedWriteSlots(d.pool, static_cast<KvDtype>(d.kvDtype), reinterpret_cast<const float*>(d.rows), slots, d.tokens, d.kvHeads, d.headDim, d.blockSize);
+  const float* rows = reinterpret_cast<const float*>(d.rows);
+  const KvDtype dtype = static_cast<KvDtype>(d.kvDtype);
+  if (d.rowStride == d.kvHeads * d.headDim) {
+    pagedWriteSlots(d.pool, dtype, rows, slots, d.tokens, d.kvHeads, d.headDim, d.blockSize);
+    return;
+  }
+  // token rows inside a wider one (the V columns of a fused QKV projection): one token at a time
+  for (int64_t t = 0; t < d.tokens; t++) pagedWriteSlots(d.pool, dtype, rows + t * d.rowStride, slots + t, 1, d.kvHeads, d.headDim, d.blockSize);
 }
 
 void runPagedAttention(const PagedAttentionDesc& d, const plan::KernelContext&) {

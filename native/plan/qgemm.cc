@@ -4,7 +4,8 @@
 // the weight bytes in the same constant). matmulWeights picks the kernel by format and row count:
 // the register-tile GEMV for decode-sized M, row blocks of 64 for prefill, VNNI/AMX for the packed
 // formats where the CPU has them. Activations are quantized to int8 blocks here (once per call)
-// for the formats with integer kernels; the K-quant kernels read fp32 activations.
+// for the formats with integer kernels; the K-quant kernels read fp32 activations. Bias, activation
+// and residual are applied inside the GEMM's own pool job, tile by tile.
 #include <algorithm>
 #include <vector>
 
@@ -31,7 +32,7 @@ void runQgemm(const QgemmDesc& d, const plan::KernelContext&) {
   if (weightScaleCount(w.format, w.N, w.K, w.group) > 0) {
     w.scales = reinterpret_cast<const float*>(d.weight + weightDataBytes(w.format, w.N, w.K));
   }
-  const int64_t M = d.M, N = d.N, K = d.K;
+  const int64_t M = d.M, K = d.K;
   const float* x = reinterpret_cast<const float*>(d.a);
   if (d.lda != K && M > 1) {
     // the weight kernels read rows at stride K
@@ -50,31 +51,13 @@ void runQgemm(const QgemmDesc& d, const plan::KernelContext&) {
   }
   float* y = reinterpret_cast<float*>(d.out);
   float* ys[1] = {y};
-  matmulWeights(&w, 1, M, x, xq, ys);
-  const float* bias = reinterpret_cast<const float*>(d.bias);
-  const float* res = reinterpret_cast<const float*>(d.residual);
-  const int act = static_cast<int>(d.act);
-  if (!bias && !res && act == kActNone) return;
-  parallelFor(M, [&](int64_t m, int) {
-    float* yr = y + m * N;
-    const float* rr = res ? res + m * d.ldr : nullptr;
-    int64_t n = 0;
-    for (; n + kW <= N; n += kW) {
-      VecF v = VecF::load(yr + n);
-      if (bias) v = v + VecF::load(bias + n);
-      v = activateDyn(act, v);
-      if (rr) v = v + VecF::load(rr + n);
-      v.store(yr + n);
-    }
-    if (n < N) {
-      const int rem = static_cast<int>(N - n);
-      VecF v = VecF::loadPartial(yr + n, rem);
-      if (bias) v = v + VecF::loadPartial(bias + n, rem);
-      v = activateDyn(act, v);
-      if (rr) v = v + VecF::loadPartial(rr + n, rem);
-      v.storePartial(yr + n, rem);
-    }
-  });
+  // bias, activation and residual are applied by the task that computed each tile (same pool job)
+  MatmulEpilogue ep;
+  ep.bias = reinterpret_cast<const float*>(d.bias);
+  ep.residual = reinterpret_cast<const float*>(d.residual);
+  ep.ldr = d.ldr;
+  ep.act = static_cast<int>(d.act);
+  matmulWeights(&w, 1, M, x, xq, ys, ep.active() ? &ep : nullptr);
 }
 
 }  // namespace kt

@@ -9,8 +9,9 @@
 //                     vpdpbusd, or AVX2 maddubs+madd), converted and scaled by d_x·d_w.
 //   packed X16 quantized: one vpdpbusd serves 16 weight rows (4 k each) against a broadcast
 //                     activation group; the 16 rows' scales apply as one vector per block.
-//                     Decode streams two row groups at once; prefill runs tiles of 8 activation
-//                     rows per group, or AMX-INT8 tiles of 16 where the CPU and OS allow it.
+//                     Up to 4 activation rows stream two row groups at once; more run tiles of
+//                     up to 16 activation rows per group (its weights read and unpacked once),
+//                     or AMX-INT8 tiles of 16 where the CPU and OS allow it.
 #include "qmatmul.h"
 
 #include <algorithm>
@@ -496,7 +497,7 @@ constexpr int64_t kPrefetchAhead = IJ_PREFETCH_AHEAD;
 // 4 k each) are loaded (and, for Q4, unpacked) once; each activation row then needs 8 vpdpbusd with
 // a broadcast 4-byte group, an offset correction, and one scale FMA for all 16 rows.
 template <int F, int RM>
-void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid) {
+void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid, bool prefetch) {
   constexpr int64_t S = packedBlockBytes<F>();
   constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
@@ -506,9 +507,7 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
   const __m512i m4 = _mm512_set1_epi8(15);
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* p = base + b * S;
-    if constexpr (RM <= 2) {
-      // Decode streams each weight byte once: request the blocks ~2 KiB ahead (a task's group is
-      // contiguous, K/32 blocks).
+    if (prefetch) {
       for (int64_t c = 0; c < S; c += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead * S + c), _MM_HINT_T0);
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -545,20 +544,24 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
   const __mmask16 mask = valid >= kPackRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1u);
   for (int i = 0; i < RM; i++) _mm512_mask_storeu_ps(y + i * ldy, mask, acc[i]);
 }
-// Decode (one activation row): two groups at once, so each thread keeps two weight streams in
-// flight (one stream alone leaves DRAM bandwidth unused on a core).
-template <int F>
-void packedTile1x2(const WeightRef& w, const BlockQ8* xq, int64_t g, float* y, int valid1) {
+// Decode-sized batches (1..4 activation rows): two groups at once, so each thread keeps two weight
+// streams in flight (one stream alone leaves DRAM bandwidth unused on a core; a tile over one group
+// at a time tops out near two thirds of it whatever its height). Per block and k-group j, the
+// unpacked weights of both groups meet every row's broadcast activation group; each row keeps its
+// integer dots of both groups in registers until the block's scales apply.
+template <int F, int RM>
+void packedTileX2(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid1) {
   constexpr int64_t S = packedBlockBytes<F>();
   constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
   const uint8_t* base0 = w.data + g * nb * S;
   const uint8_t* base1 = base0 + nb * S;
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  __m512 acc0[RM], acc1[RM];
+  for (int i = 0; i < RM; i++) acc0[i] = acc1[i] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(15);
   for (int64_t b = 0; b < nb; b++) {
-    const BlockQ8& a = xq[b];
-    __m512i d0 = _mm512_set1_epi32(-off * a.s), d1 = d0;
+    __m512i d0[RM], d1[RM];
+    for (int i = 0; i < RM; i++) d0[i] = d1[i] = _mm512_set1_epi32(-off * xq[i * ldx + b].s);
     const uint8_t* p0 = base0 + b * S;
     const uint8_t* p1 = base1 + b * S;
     for (int64_t c = 0; c < S; c += 64) {
@@ -567,35 +570,47 @@ void packedTile1x2(const WeightRef& w, const BlockQ8* xq, int64_t g, float* y, i
     }
     if constexpr (F == kWQ8_0X16) {
       for (int j = 0; j < 8; j++) {
-        const __m512i xb = _mm512_set1_epi32(loadI32(a.q + 4 * j));
-        d0 = _mm512_dpbusd_epi32(d0, _mm512_loadu_si512(p0 + 32 + 64 * j), xb);
-        d1 = _mm512_dpbusd_epi32(d1, _mm512_loadu_si512(p1 + 32 + 64 * j), xb);
+        const __m512i w0 = _mm512_loadu_si512(p0 + 32 + 64 * j), w1 = _mm512_loadu_si512(p1 + 32 + 64 * j);
+        for (int i = 0; i < RM; i++) {
+          const __m512i xb = _mm512_set1_epi32(loadI32(xq[i * ldx + b].q + 4 * j));
+          d0[i] = _mm512_dpbusd_epi32(d0[i], w0, xb);
+          d1[i] = _mm512_dpbusd_epi32(d1[i], w1, xb);
+        }
       }
     } else {
       for (int j = 0; j < 4; j++) {
-        const __m512i xl = _mm512_set1_epi32(loadI32(a.q + 4 * j)), xh = _mm512_set1_epi32(loadI32(a.q + 16 + 4 * j));
         const __m512i r0 = _mm512_loadu_si512(p0 + 32 + 64 * j), r1 = _mm512_loadu_si512(p1 + 32 + 64 * j);
-        d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(r0, m4), xl);
-        d1 = _mm512_dpbusd_epi32(d1, _mm512_and_si512(r1, m4), xl);
-        d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4), xh);
-        d1 = _mm512_dpbusd_epi32(d1, _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4), xh);
+        const __m512i l0 = _mm512_and_si512(r0, m4), l1 = _mm512_and_si512(r1, m4);
+        const __m512i h0 = _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4), h1 = _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4);
+        for (int i = 0; i < RM; i++) {
+          const int8_t* q = xq[i * ldx + b].q;
+          const __m512i xl = _mm512_set1_epi32(loadI32(q + 4 * j)), xh = _mm512_set1_epi32(loadI32(q + 16 + 4 * j));
+          d0[i] = _mm512_dpbusd_epi32(d0[i], l0, xl);
+          d1[i] = _mm512_dpbusd_epi32(d1[i], l1, xl);
+          d0[i] = _mm512_dpbusd_epi32(d0[i], h0, xh);
+          d1[i] = _mm512_dpbusd_epi32(d1[i], h1, xh);
+        }
       }
     }
-    const __m512 dx = _mm512_set1_ps(a.d);
     const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p0)));
     const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p1)));
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_mul_ps(dw0, dx), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_mul_ps(dw1, dx), acc1);
+    for (int i = 0; i < RM; i++) {
+      const __m512 dx = _mm512_set1_ps(xq[i * ldx + b].d);
+      acc0[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0[i]), _mm512_mul_ps(dw0, dx), acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1[i]), _mm512_mul_ps(dw1, dx), acc1[i]);
+    }
   }
-  _mm512_storeu_ps(y, acc0);
   const __mmask16 mask = valid1 >= kPackRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid1) - 1u);
-  _mm512_mask_storeu_ps(y + kPackRows, mask, acc1);
+  for (int i = 0; i < RM; i++) {
+    _mm512_storeu_ps(y + i * ldy, acc0[i]);
+    _mm512_mask_storeu_ps(y + i * ldy + kPackRows, mask, acc1[i]);
+  }
 }
-#define IJ_HAVE_TILE1X2 1
+#define IJ_HAVE_TILE_X2 1
 #else
 // Portable loop over the same layout (builds without AVX-512 VNNI; the engine does not pack there).
 template <int F, int RM>
-void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid) {
+void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid, bool) {
   constexpr int64_t S = packedBlockBytes<F>();
   constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
@@ -758,19 +773,29 @@ void packedRange(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int
   for (int64_t g = n0 / kPackRows; g * kPackRows < n1; g++) {
     const int valid = static_cast<int>(std::min<int64_t>(kPackRows, n1 - g * kPackRows));
     float* yg = y + g * kPackRows;
-#if defined(IJ_HAVE_TILE1X2)
-    if (M == 1 && valid == kPackRows && (g + 1) * kPackRows < n1) {
-      packedTile1x2<F>(w, xq, g, yg, static_cast<int>(std::min<int64_t>(kPackRows, n1 - (g + 1) * kPackRows)));
+#if defined(IJ_HAVE_TILE_X2)
+    if (M <= 4 && valid == kPackRows && (g + 1) * kPackRows < n1) {
+      const int valid1 = static_cast<int>(std::min<int64_t>(kPackRows, n1 - (g + 1) * kPackRows));
+      switch (M) {
+        case 1: packedTileX2<F, 1>(w, xq, nb, g, yg, ldy, valid1); break;
+        case 2: packedTileX2<F, 2>(w, xq, nb, g, yg, ldy, valid1); break;
+        case 3: packedTileX2<F, 3>(w, xq, nb, g, yg, ldy, valid1); break;
+        default: packedTileX2<F, 4>(w, xq, nb, g, yg, ldy, valid1); break;
+      }
       g++;
       continue;
     }
 #endif
+    // Up to 16 rows run as one tile, so a group's weights are read and unpacked once (a second
+    // pass over them restarts the hardware prefetcher's stream); the first tile over a group
+    // prefetches its weights ahead, later ones find them in L1.
     int64_t m = 0;
-    for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid);
+    for (; m + 16 <= M; m += 16) packedTile<F, 16>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid, m == 0);
     switch (M - m) {
 #define IJ_PT(R) \
-  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid); break;
-      IJ_PT(1) IJ_PT(2) IJ_PT(3) IJ_PT(4) IJ_PT(5) IJ_PT(6) IJ_PT(7)
+  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid, m == 0); break;
+      IJ_PT(1) IJ_PT(2) IJ_PT(3) IJ_PT(4) IJ_PT(5) IJ_PT(6) IJ_PT(7) IJ_PT(8)
+      IJ_PT(9) IJ_PT(10) IJ_PT(11) IJ_PT(12) IJ_PT(13) IJ_PT(14) IJ_PT(15)
 #undef IJ_PT
       default: break;
     }
@@ -792,10 +817,10 @@ void packedRangeAmx(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, 
     amxMaterialize<F>(w, g, b64);
     for (int64_t m = 0; m < m16; m += 16) amxTile16<F>(w, b64, xq + m * nb, g, yg + m * ldy, ldy, valid);
     int64_t m = m16;
-    for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid);
+    for (; m + 8 <= M; m += 8) packedTile<F, 8>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid, false);
     switch (M - m) {
 #define IJ_PT(R) \
-  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid); break;
+  case R: packedTile<F, R>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid, false); break;
       IJ_PT(1) IJ_PT(2) IJ_PT(3) IJ_PT(4) IJ_PT(5) IJ_PT(6) IJ_PT(7)
 #undef IJ_PT
       default: break;
@@ -1043,7 +1068,34 @@ void denseGemm(const WeightRef* ws, int count, int64_t M, const float* x, float*
 
 thread_local std::vector<BlockQ8K> tMatmulXk;
 
-void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys) {
+namespace {
+// Rows [m0, m1) × columns [n0, n1) of y (rows ldy apart) through epilogue e.
+void applyEpilogue(const MatmulEpilogue& e, float* y, int64_t ldy, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  for (int64_t m = m0; m < m1; m++) {
+    float* yr = y + m * ldy;
+    const float* rr = e.residual ? e.residual + m * e.ldr : nullptr;
+    int64_t n = n0;
+    for (; n + kW <= n1; n += kW) {
+      VecF v = VecF::load(yr + n);
+      if (e.bias) v = v + VecF::load(e.bias + n);
+      v = activateDyn(e.act, v);
+      if (rr) v = v + VecF::load(rr + n);
+      v.store(yr + n);
+    }
+    if (n < n1) {
+      const int rem = static_cast<int>(n1 - n);
+      VecF v = VecF::loadPartial(yr + n, rem);
+      if (e.bias) v = v + VecF::loadPartial(e.bias + n, rem);
+      v = activateDyn(e.act, v);
+      if (rr) v = v + VecF::loadPartial(rr + n, rem);
+      v.storePartial(yr + n, rem);
+    }
+  }
+}
+}  // namespace
+
+void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys,
+                   const MatmulEpilogue* epilogues) {
   bool allDense = x != nullptr, anyK = false;
   for (int i = 0; i < count; i++) {
     allDense = allDense && !ws[i].quantized() && ws[i].K == ws[0].K;
@@ -1051,6 +1103,9 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
   }
   if (allDense && M >= kDenseGemmMinRows) {
     denseGemm(ws, count, M, x, ys);
+    for (int i = 0; epilogues && i < count; i++) {
+      if (epilogues[i].active()) parallelFor(M, [&](int64_t m, int) { applyEpilogue(epilogues[i], ys[i], ws[i].N, m, m + 1, 0, ws[i].N); });
+    }
     return;
   }
   // K-quant weights read x quantized once per call into int8 super-blocks (BlockQ8K)
@@ -1080,9 +1135,10 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
     const int64_t nb = w.K / kQK;
     if (xk && isKQuant(w.format)) {
       kquantRangeQ(w, m1 - m0, xk + m0 * (w.K / kQKK), ys[i] + m0 * w.N, w.N, n0, n1);
-      return;
+    } else {
+      matmulRange(w, m1 - m0, x ? x + m0 * w.K : nullptr, xq ? xq + m0 * nb : nullptr, ys[i] + m0 * w.N, w.N, n0, n1);
     }
-    matmulRange(w, m1 - m0, x ? x + m0 * w.K : nullptr, xq ? xq + m0 * nb : nullptr, ys[i] + m0 * w.N, w.N, n0, n1);
+    if (epilogues && epilogues[i].active()) applyEpilogue(epilogues[i], ys[i], w.N, m0, m1, n0, n1);
   });
 }
 

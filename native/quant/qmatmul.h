@@ -111,8 +111,21 @@ void packWeight(const WeightRef& src, uint8_t* dst);
 // engine keeps the GGUF layout.
 bool packedKernelsFast();
 
-// Several weights sharing one input (Q/K/V, gate/up) in one parallel job on the pool.
-void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys);
+// A per-column epilogue: y = act(y + bias) + residual (bias [N] or null, residual rows ldr apart or
+// null, act an Act code of simd.h). matmulWeights applies it in the task that computed each tile,
+// so a layer with a bias or a residual costs no second pass (and no second pool job).
+struct MatmulEpilogue {
+  const float* bias = nullptr;
+  const float* residual = nullptr;
+  int64_t ldr = 0;
+  int act = 0;
+  bool active() const { return bias != nullptr || residual != nullptr || act != 0; }
+};
+
+// Several weights sharing one input (Q/K/V, gate/up) in one parallel job on the pool; epilogues
+// (one per weight, or null) are applied in the same job.
+void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys,
+                   const MatmulEpilogue* epilogues = nullptr);
 
 // Row r of W as fp32 (embedding lookup).
 void dequantRow(const WeightRef& w, int64_t r, float* out);

@@ -132,6 +132,41 @@ for (const c of cases) {
   });
 }
 
+// The decoder's layout: q, k, v are column pieces of one fused QKV projection [T, (H + 2·Hkv)·D],
+// q rotated as a [heads, T, D] transpose. kv_write reads K's and V's token rows in place (a row
+// stride), rotary writes q back in the [T, heads, D] layout paged_attention reads:
+// the plan has no copies, and equals the reference (pools included).
+const fusedCases = cases.filter((c) => /one decode token|odd head dim|mixed prefill chunk|empty sequence|f16 pools, mixed|int8 pools, mixed|pages of 5/.test(c.name));
+for (const c of fusedCases) {
+  test(`paged attention on the columns of a fused QKV projection, no copies: ${c.name}`, { skip }, () => {
+    const s = makeStep(c);
+    const T = s.q.shape[0], W = (c.H + 2 * c.Hkv) * c.D, half = Math.floor(c.D / 2);
+    const fn = (qkv: Tensor, cos: Tensor, sin: Tensor, kPool: Tensor, vPool: Tensor, bt: Tensor, sl: Tensor, qs: Tensor, slots: Tensor): Tensor => {
+      const [q, k, v] = ops.split(qkv, [c.H * c.D, c.Hkv * c.D, c.Hkv * c.D], 1);
+      const rope = (x: Tensor, n: number) => ops.rotaryEmbedding(x.reshape([T, n, c.D]).transpose(0, 1), cos, sin).transpose(0, 1);
+      // k goes in unrotated so the pools can be compared bit for bit (rotary rounds as FMA; the
+      // decoders' rotated k is covered by test/llm/quantized-step.test.ts)
+      const kp = kvWrite(kPool, k.reshape([T, c.Hkv, c.D]), slots), vp = kvWrite(vPool, v.reshape([T, c.Hkv, c.D]), slots);
+      return pagedAttention(rope(q, c.H), kp, vp, bt, sl, qs, c.opts ?? {});
+    };
+    const qkv = randn([T, W], { seed: seed++ }), cos = randn([T, half], { seed: seed++ }), sin = randn([T, half], { seed: seed++ });
+    const t = trace(fn, [qkv, cos, sin, s.kPool, s.vPool, s.bt, s.sl, s.qs, s.slots]);
+    const graph = optimize(t.graph);
+    const exe = new PlanExecutable(graph, t.constants);
+    assert.equal(exe.path, 'plan', exe.describe());
+    const planPools = [copy(s.kPool), copy(s.vPool)], refPools = [copy(s.kPool), copy(s.vPool)];
+    const [got] = exe.run([qkv, cos, sin, ...planPools, s.bt, s.sl, s.qs, s.slots]);
+    assert.equal(exe.planStats()!.copies, 0, `copies in ${exe.planStats()!.kernelNames.join(', ')}`);
+    const [want] = withEagerBackend('reference', () => interpret(graph, [qkv, cos, sin, ...refPools, s.bt, s.sl, s.qs, s.slots], t.constants));
+    const g = got.data as Float32Array, w = want.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(g[i] - w[i]));
+    assert.ok(worst < 5e-5, `max |plan − reference| = ${worst}`);
+    assert.deepEqual(planPools[0].data, refPools[0].data, 'k pool');
+    assert.deepEqual(planPools[1].data, refPools[1].data, 'v pool');
+  });
+}
+
 test('paged attention: bad metadata is a specific error, not a crash', { skip }, () => {
   const s = makeStep({ name: 'bad', H: 2, Hkv: 1, D: 8, BS: 4, seqs: [{ L: 6, n: 2 }] });
   const t = trace(stepFn({}), [s.q, s.k, s.v, s.kPool, s.vPool, s.bt, s.sl, s.qs, s.slots]);

@@ -64,8 +64,12 @@ function compiledEqualsEager(model: PagedLlama, tolerance: number): void {
     assert.ok(spread > 0.1, `${what}: the logits are degenerate (max |logit| ${spread})`);
     assert.ok(worst <= tolerance * spread, `${what}: max |compiled − eager| = ${worst} (max |logit| ${spread})`);
   }
-  const exe = compiled.compiledEntries()[0].executable as unknown as { describe(): string; planStats(): { kernelNames: string[] } | null };
+  const exe = compiled.compiledEntries()[0].executable as unknown as { describe(): string; planStats(): { kernelNames: string[]; copies: number } | null };
   assert.match(exe.describe(), /^cpu plan/, exe.describe());
+  // GQA (4 heads, 2 kv heads) q/k/v are columns of fused projections: rotary, kv_write and
+  // paged_attention read them in place, so the plan copies nothing
+  assert.equal(exe.planStats()!.copies, 0, exe.describe());
+  assert.match(exe.describe(), /\b0 copies\b/);
   // every projection and the head run as qgemm (Q/K/V and gate/up fused where their formats agree)
   const names = exe.planStats()!.kernelNames;
   if (process.env.E15_DEBUG) console.log(names.join(' '));

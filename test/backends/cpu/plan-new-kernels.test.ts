@@ -122,6 +122,36 @@ test('rotary_embedding (NeoX halves and GPT-J pairs, partial rotary dims) matche
   }
 });
 
+test('rotary_embedding reads and writes strided views: heads transposed out of a wider projection cost no copy', { skip }, () => {
+  // x [T, W] holds [T, H, d] head rows in columns at..at+H·d (the q or k piece of a fused QKV
+  // projection); the decoder's rope is transpose -> rotary -> transpose back, then a consumer
+  const cases: { T: number; W: number; at: number; H: number; d: number; half: number }[] = [
+    { T: 1, W: 3, at: 1, H: 1, d: 2, half: 1 },
+    { T: 1, W: 80, at: 16, H: 4, d: 16, half: 8 },
+    { T: 5, W: 37, at: 3, H: 3, d: 10, half: 4 },
+    { T: 17, W: 7 * 33, at: 33, H: 5, d: 33, half: 13 },
+    { T: 16, W: 48 * 6, at: 0, H: 4, d: 48, half: 24 },
+  ];
+  for (const { T, W, at, H, d, half } of cases) {
+    for (const interleaved of [false, true]) {
+      const fn = (x: Tensor, cos: Tensor, sin: Tensor): Tensor => {
+        const heads = ops.sliceAxis(x, 1, at, at + H * d).reshape([T, H, d]).transpose(0, 1);
+        const r = ops.rotaryEmbedding(heads, cos, sin, interleaved).transpose(0, 1);
+        return r.mul(2);  // a consumer that reads the [T, H, d] layout
+      };
+      const args = () => [rnd([T, W]), rnd([T, half]), rnd([T, half])];
+      const c = compile(fn, args());
+      const what = `rotary of heads [${T}, ${H}, ${d}] in [${T}, ${W}] at ${at}, half ${half}, interleaved ${interleaved}`;
+      check(c, args(), 'rotary_embedding', what, false);
+      assert.equal(c.exe.planStats()!.copies, 0, `${what}: ${c.exe.planStats()!.kernelNames.join(', ')}`);
+    }
+  }
+  // a rank-4 [B, H, T, d] transpose that no [outer, seq, d] strides express is copied once, and right
+  const fn4 = (x: Tensor, cos: Tensor, sin: Tensor): Tensor => ops.rotaryEmbedding(x.transpose(1, 2), cos, sin).mul(3);
+  const args4 = () => [rnd([2, 7, 3, 12]), rnd([7, 6]), rnd([7, 6])];
+  check(compile(fn4, args4()), args4(), 'rotary_embedding', 'rotary of a [2, 3, 7, 12] transpose', false);
+});
+
 test('argmax picks the first maximum, NaN first, along any axis', { skip }, () => {
   for (const [shape, axis] of [[[1], 0], [[17], -1], [[5, 17, 3], 1], [[4, 33], -1], [[2, 1, 9], 0]] as [number[], number][]) {
     const c = compile((x: Tensor) => ops.argmax(x, axis), [rnd(shape)]);

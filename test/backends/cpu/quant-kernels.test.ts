@@ -154,3 +154,53 @@ test('K-quant packed weights: wrong byte counts are rejected with the layout nam
   assert.throws(() => a.quantMatmul([12, new Uint8Array(2000), null, 16, 256, 32], new Float32Array(256), 1, new Float32Array(16)), /q4_kx16 data holds 2000 bytes, the shape needs 2368/);
   assert.throws(() => a.quantMatmul([14, new Uint8Array(4416), null, 16, 288, 32], new Float32Array(288), 1, new Float32Array(16)), /multiple of 256/);
 });
+
+// The 16-row packed Q4_0 / Q8_0 kernels (qmatmul.cc packedTileX2 for 1..4 rows over two groups at
+// once, packedTile above): every tile height from 1 to 16
+// activation rows (a decode batch runs as one tile over each weight group), more than 16 (tiles of
+// 16, then the rest), N not a multiple of 16. Each row's integer dot is exact and its float steps do
+// not depend on the tile, so a row in a batch equals the row alone bit for bit; the GGUF-layout
+// kernel sums the same products in another order (rounding only); both are within the int8
+// activation bound of the reference dequantize-then-f32 product.
+test('packed Q4_0 / Q8_0 kernels: tiles of 1..16 rows and beyond == the row alone, == GGUF layout, within the int8 bound', { skip: nativeSkip }, async () => {
+  const { addon } = await import('../../../src/backends/cpu/addon.js');
+  const a = addon as unknown as KquantAddon;
+  const run = (code: number, bytes: Uint8Array, N: number, K: number, x: Float32Array, M: number): Float32Array => {
+    const y = new Float32Array(M * N);
+    a.quantMatmul([code, bytes, null, N, K, 32], x, M, y);
+    return y;
+  };
+  for (const format of ['q4_0', 'q8_0'] as QuantFormat[]) {
+    const code = format === 'q4_0' ? 4 : 3;
+    for (const [K, N] of [[64, 37], [96, 16], [32, 1], [256, 65], [64, 20]]) { // 20: a second group of 4 rows
+      const w = quantizeWeight(rnd([N, K], 0.5), format, { group: 32 });
+      const bytes = w.data as Uint8Array;
+      const W = dequantizeValues(bytes, quantParts(w).spec);
+      const packed = a.packWeight([code, bytes, null, N, K, 32]);
+      assert.ok(packed, `${format}: packWeight returned null`);
+      for (const M of [1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, 33]) {
+        const x = Float32Array.from(rnd([M, K]).toFlatArray());
+        if (M === 9) x.fill(0, 4 * K, 5 * K); // an all-zero row (activation scale 0)
+        const got = run(code + 4, packed!, N, K, x, M);
+        const gguf = run(code, bytes, N, K, x, M);
+        const what = `${format} M=${M} N=${N} K=${K}`;
+        for (const m of new Set([0, Math.floor(M / 2), M - 1])) {
+          const alone = run(code + 4, packed!, N, K, x.subarray(m * K, (m + 1) * K), 1);
+          for (let n = 0; n < N; n++) assert.ok(Object.is(alone[n], got[m * N + n]), `${what}: row ${m} alone ${alone[n]}, in the batch ${got[m * N + n]}`);
+        }
+        const tol = bound(format, x, W, M, N, K);
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let s = 0, mag = 0;
+            for (let k = 0; k < K; k++) { s += x[m * K + k] * W[n * K + k]; mag += Math.abs(x[m * K + k] * W[n * K + k]); }
+            const i = m * N + n;
+            assert.ok(Math.abs(got[i] - s) <= tol[i], `${what}: y[${m}][${n}] = ${got[i]}, reference ${s} (tolerance ${tol[i]})`);
+            // the same block dot products in another order: a few ulps of the products' magnitude
+            assert.ok(Math.abs(got[i] - gguf[i]) <= 1e-5 * mag + 1e-7, `${what}: y[${m}][${n}] packed ${got[i]}, GGUF layout ${gguf[i]}`);
+            if (M === 9 && m === 4) assert.equal(got[i], 0, `${what}: zero row`);
+          }
+        }
+      }
+    }
+  }
+});

@@ -38,24 +38,36 @@ const nearEager = (_i: number, e: number): number => 16 * U * Math.abs(e) + 1e-5
 // too (int8 per 256-value super-block, native/quant/kquants.cc).
 const nearRefFor = (_format: QuantFormat) => (_i: number, e: number): number => 1e-1 * Math.max(1, Math.abs(e));
 
-test('quantized MLP (Q4_K up with silu, Q6_K down with residual): plan == eager == reference', { skip }, () => {
+// The epilogues run inside the GEMM's pool job, tile by tile: one row, packed-kernel tile heights
+// (5, 16, 20), and (one layer alone, so no int8 rounding of a hidden activation can flip between
+// plan and eager) more than one 64-row block (65, 130) all see every element.
+for (const [upFormat, downFormat] of [['q4_k', 'q6_k'], ['q4_0', 'q8_0']] as const) test(`quantized MLP (${upFormat} up with bias and silu, ${downFormat} down with residual): plan == eager == reference`, { skip }, () => {
   const D = 256, F = 512;
   const params = {
-    up: quantizeWeight(rnd([F, D], 0.06), 'q4_k'), upBias: rnd([F], 0.1),
-    down: quantizeWeight(rnd([D, F], 0.04), 'q6_k'),
+    up: quantizeWeight(rnd([F, D], 0.06), upFormat), upBias: rnd([F], 0.1),
+    down: quantizeWeight(rnd([D, F], 0.04), downFormat),
   };
   const mlp = (x: Tensor): Tensor => ops.linear(ops.silu(ops.linear(x, params.up, params.upBias)), params.down).add(x);
-  for (const T of [1, 5, 20]) { // 20 rows: the K-quant prefill GEMM
+  for (const T of [1, 5, 16, 20]) { // 20 rows: the K-quant prefill GEMM
     const x = rnd([T, D]);
     const c = compile(mlp, [x], params);
     assert.equal(c.exe.path, 'plan', c.exe.describe());
     const got = c.exe.run([x])[0];
     assertClose(got, run('cpu', c, [x])[0], nearEager, `T=${T} vs eager`);
-    assertClose(got, withEagerBackend('reference', () => mlp(x)), nearRefFor('q4_k'), `T=${T} vs reference`);
+    assertClose(got, withEagerBackend('reference', () => mlp(x)), nearRefFor(upFormat), `T=${T} vs reference`);
     const names = c.exe.planStats()!.kernelNames;
     assert.deepEqual(names, ['quant_linear', 'quant_linear'], 'silu and the residual add run in the qgemm epilogues');
     assert.deepEqual(c.graph.nodes.map((n) => [n.op, n.attrs.activation, n.inputs[3] !== null]), [['quant_linear', 'silu', false], ['quant_linear', 'none', true]]);
     assertClose(got, run('cpu', compile(mlp, [x], params, false), [x])[0], nearEager, `T=${T} vs the unfused graph`);
+  }
+  const layers = [(x: Tensor): Tensor => ops.silu(ops.linear(x, params.up, params.upBias)), (h: Tensor): Tensor => ops.linear(h, params.down).add(h.sliceAxis(1, 0, D))];
+  for (const T of [65, 130]) {
+    for (const [i, layer] of layers.entries()) {
+      const x = rnd([T, i === 0 ? D : F]);
+      const c = compile(layer, [x], params);
+      assertClose(c.exe.run([x])[0], run('cpu', c, [x])[0], nearEager, `layer ${i}, T=${T} vs eager`);
+      assert.deepEqual(c.exe.planStats()!.kernelNames, ['quant_linear'], `layer ${i}: one qgemm with its epilogue`);
+    }
   }
 });
 

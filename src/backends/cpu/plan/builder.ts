@@ -155,6 +155,17 @@ export class PlanBuilder {
     this.buffers.push({ bytes: numelOf(s) * dtypeBytes(dtype), first: k, last: k, aliases: new Set() });
     return this.contiguousView({ kind: 'arena', index: this.buffers.length - 1 }, s, dtype);
   }
+  /** A new arena buffer holding `like`'s shape with its dims laid out in `like`'s stride order
+   *  (PyTorch's preserve_format): the result of a kernel on a transposed view is itself the
+   *  transpose of a contiguous buffer, so transposing it back costs no copy. */
+  allocLayoutOf(like: View): View {
+    const rank = like.shape.length;
+    const order = [...like.shape.keys()].sort((i, j) => like.strides[j] - like.strides[i] || i - j);
+    const buf = this.alloc(order.map((i) => like.shape[i]), like.dtype);
+    const strides = new Array<number>(rank);
+    order.forEach((dim, k) => { strides[dim] = buf.strides[k]; });
+    return { ...buf, shape: [...like.shape], strides };
+  }
   /** Whether every value viewing arena buffer `buf` is dead after node i. */
   deadAfter(buf: number, i: number): boolean { return [...this.buffers[buf].aliases].every((a) => (this.lastUse.get(a) ?? -1) <= i); }
 

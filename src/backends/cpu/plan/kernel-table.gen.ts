@@ -129,10 +129,12 @@ export function encodeUpsampleNearest2d<R>(f: UpsampleNearest2dFields<R>): Encod
   return { op: 13, refs: [f.x, f.out], ints: [Number(f.elemSize), Number(f.planes), Number(f.H), Number(f.W), Number(f.sh), Number(f.sw)], floats: [] };
 }
 
-/** rotary embedding of contiguous rows [rows, d] at position row % seq; cos/sin [seq, half]. */
-export interface RotaryFields<R> { x: R; cos: R; sin: R; out: R; rows: Int; seq: Int; d: Int; half: Int; interleaved: Int }
+/** rotary embedding of x [outer, seq, d] at position s; cos/sin [seq, half]; x and out strided over (outer, seq) in elements, rows of d contiguous. */
+export interface RotaryFields<R> { x: R; cos: R; sin: R; out: R; outer: Int; seq: Int; d: Int; half: Int; interleaved: Int; xStrides: readonly number[]; outStrides: readonly number[] }
 export function encodeRotary<R>(f: RotaryFields<R>): EncodedKernel<R> {
-  return { op: 14, refs: [f.x, f.cos, f.sin, f.out], ints: [Number(f.rows), Number(f.seq), Number(f.d), Number(f.half), Number(f.interleaved)], floats: [] };
+  lengthOf('rotary', 'xStrides', f.xStrides, 2);
+  lengthOf('rotary', 'outStrides', f.outStrides, 2);
+  return { op: 14, refs: [f.x, f.cos, f.sin, f.out], ints: [Number(f.outer), Number(f.seq), Number(f.d), Number(f.half), Number(f.interleaved), ...f.xStrides, ...f.outStrides], floats: [] };
 }
 
 /** i64 index of the largest f32 along the middle axis of [outer, size, inner] (first on ties, NaN largest). */
@@ -147,10 +149,10 @@ export function encodeTopK<R>(f: TopKFields<R>): EncodedKernel<R> {
   return { op: 16, refs: [f.x, f.values, f.indices], ints: [Number(f.outer), Number(f.size), Number(f.inner), Number(f.k), Number(f.largest), Number(f.sorted)], floats: [] };
 }
 
-/** writes f32 rows [tokens, kvHeads, headDim] into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile). */
-export interface KvWriteFields<R> { rows: R; slots: R; pool: R; tokens: Int; kvHeads: Int; headDim: Int; blockSize: Int; numBlocks: Int; kvDtype: Int }
+/** writes f32 rows [tokens, kvHeads, headDim] (token rows rowStride elements apart, heads contiguous within one) into the page pool [blocks, kvHeads, blockSize, headDim] in place at slot_mapping slots (-1: skipped); kvDtype 0 f32, 1 f16, 2 int8 (rows quantized, per-row scales after each tile). */
+export interface KvWriteFields<R> { rows: R; slots: R; pool: R; tokens: Int; kvHeads: Int; headDim: Int; blockSize: Int; numBlocks: Int; kvDtype: Int; rowStride: Int }
 export function encodeKvWrite<R>(f: KvWriteFields<R>): EncodedKernel<R> {
-  return { op: 17, refs: [f.rows, f.slots, f.pool], ints: [Number(f.tokens), Number(f.kvHeads), Number(f.headDim), Number(f.blockSize), Number(f.numBlocks), Number(f.kvDtype)], floats: [] };
+  return { op: 17, refs: [f.rows, f.slots, f.pool], ints: [Number(f.tokens), Number(f.kvHeads), Number(f.headDim), Number(f.blockSize), Number(f.numBlocks), Number(f.kvDtype), Number(f.rowStride)], floats: [] };
 }
 
 /** ragged causal GQA of q [tokens, heads, headDim] over paged K/V pools (block tables, context lengths, query offsets per sequence); kvDtype 0 f32, 1 f16, 2 int8 (dequantized in registers). */

@@ -1,8 +1,8 @@
 // Attention rules: scaled-dot-product attention (plain or fused, [B, H, L, D] or [B, L, H, D]) as
-// one flash-attention kernel over strided views, and rotary position embedding.
+// one flash-attention kernel over strided views, and rotary position embedding over strided rows.
 import { normAxis, type View } from '../builder.js';
 import { encodeAttention, encodeRotary } from '../kernel-table.gen.js';
-import { broadcastTo, numelOf } from '../views.js';
+import { broadcastTo, numelOf, reshapeStrides } from '../views.js';
 import { definePlanRule } from './registry.js';
 
 definePlanRule(['scaled_dot_product_attention', 'attention_fused'], (node, b) => {
@@ -55,11 +55,24 @@ definePlanRule(['scaled_dot_product_attention', 'attention_fused'], (node, b) =>
 definePlanRule('rotary_embedding', (node, b) => {
   b.needF32(node);
   const [xv, cv, sv] = node.inputs as number[];
-  const x = b.contiguous(xv), cos = b.contiguous(cv), sin = b.contiguous(sv);
-  const s = x.shape, d = s[s.length - 1];
-  const out = b.dest(node.outputs[0]);
+  const outV = node.outputs[0];
+  const cos = b.contiguous(cv), sin = b.contiguous(sv);
+  const s = b.shape(xv), d = s[s.length - 1], seq = s[s.length - 2];
+  const outer = d * seq === 0 ? 0 : numelOf(s) / (d * seq);
+  const as3 = (view: View): number[] | null => {
+    const st = reshapeStrides(view.shape, view.strides, [outer, seq, d]);
+    return st && (d <= 1 || st[2] === 1) ? st : null;
+  };
+  // x as strided [outer, seq, d] rows (a [heads, tokens, d] transpose of a projection's columns is
+  // read where it lies); the result keeps x's layout, so the transpose back to [tokens, heads, d]
+  // that kv_write and paged_attention read is contiguous again. A graph output stays contiguous.
+  let x = b.viewOf(xv), xSt = as3(x);
+  if (!xSt) { x = b.contiguous(xv); xSt = as3(x)!; }
+  let out = b.slotThroughReshapes(outV) === undefined ? b.allocLayoutOf(x) : b.dest(outV);
+  let outSt = as3(out);
+  if (!outSt) { out = b.dest(outV); outSt = as3(out)!; }
   b.emit('rotary_embedding', encodeRotary({
-    x, cos, sin, out, rows: d === 0 ? 0 : numelOf(s) / d, seq: s[s.length - 2], d, half: cos.shape[1], interleaved: Boolean(node.attrs.interleaved),
+    x, cos, sin, out, outer, seq, d, half: cos.shape[1], interleaved: Boolean(node.attrs.interleaved), xStrides: xSt.slice(0, 2), outStrides: outSt.slice(0, 2),
   }));
-  b.setView(node.outputs[0], out);
+  b.setView(outV, out);
 });

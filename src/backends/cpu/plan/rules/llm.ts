@@ -1,5 +1,6 @@
 // LLM-serving rules: kv_write becomes an in-place write into the session's page pool (the graph
-// input flagged state: its result is a view of that same input, so no pool is ever copied), and
+// input flagged state: its result is a view of that same input, so no pool is ever copied; its rows
+// may be strided token rows of a wider projection), and
 // paged_attention one ragged-attention kernel over the pools (native/plan/llm_kernels.cc).
 import { encodeKvWrite, encodePagedAttention } from '../kernel-table.gen.js';
 import type { View } from '../builder.js';
@@ -24,9 +25,14 @@ definePlanRule('kv_write', (node, b) => {
   const [pv, rv, sv] = node.inputs as number[];
   const pool = poolView(b, pv, 'kv_write pool');
   if (!b.isF32(rv) || b.dtypeOf(sv) !== 'i32') b.unsupported('kv_write takes f32 rows and an i32 slot mapping');
-  const rows = b.contiguous(rv), slots = b.contiguous(sv);
-  const [NB, Hkv, BS] = pool.shape, D = rows.shape[2];  // an int8 pool's last dim is D + 4 (the op's inference checked it)
-  b.emit('kv_write', encodeKvWrite({ rows, slots, pool, tokens: rows.shape[0], kvHeads: Hkv, headDim: D, blockSize: BS, numBlocks: NB, kvDtype: KV_DTYPE_CODE[pool.dtype] }));
+  const [T, , D] = b.shape(rv);
+  const [NB, Hkv, BS] = pool.shape;  // an int8 pool's last dim is D + 4 (the op's inference checked it)
+  // token rows may lie inside wider ones (the V columns of a fused QKV projection): read in place
+  const { view: rows, ld } = b.asMatrix(rv, T, Hkv * D);
+  const slots = b.contiguous(sv);
+  b.emit('kv_write', encodeKvWrite({
+    rows, slots, pool, tokens: T, kvHeads: Hkv, headDim: D, blockSize: BS, numBlocks: NB, kvDtype: KV_DTYPE_CODE[pool.dtype], rowStride: ld,
+  }));
   // the result is the pool itself: later readers see the rows just written
   b.setView(node.outputs[0], pool);
 });
