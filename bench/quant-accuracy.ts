@@ -65,8 +65,13 @@ console.log(table(['variant', 'top-1 agreement', 'mean KL (nats)', 'quantize s']
 const by = (n: string) => results.find((r) => r.row === n)!;
 const checks = {
   smoothquant_beats_naive: by('W8A8 + SmoothQuant (α 0.5)').kl < by('W8A8 naive, per-token activations').kl,
-  pss_no_worse_than_smoothquant: by('W8A8 + PSS').kl <= by('W8A8 + SmoothQuant (α 0.5)').kl,
+  // the floors: PSS W8A8 top-1 >= 99% and KL <= 0.01, PSS no worse than SmoothQuant (both
+  // metrics), INT8 KV adds <= 0.005 KL
+  pss_top1_at_least_99: by('W8A8 + PSS').top1 >= 0.99,
+  pss_kl_at_most_0_01: by('W8A8 + PSS').kl <= 0.01,
+  pss_no_worse_than_smoothquant: by('W8A8 + PSS').kl <= by('W8A8 + SmoothQuant (α 0.5)').kl && by('W8A8 + PSS').top1 >= by('W8A8 + SmoothQuant (α 0.5)').top1,
   int8_kv_adds_kl: by('W8A8 + PSS + INT8 KV').kl - by('W8A8 + PSS').kl,
+  int8_kv_adds_at_most_0_005: by('W8A8 + PSS + INT8 KV').kl - by('W8A8 + PSS').kl <= 0.005,
   gptq_no_worse_than_absmax: by('W4 (int4 g32) GPTQ').kl <= by('W4 (int4 g32) absmax').kl,
 };
 console.log(JSON.stringify({ bench: 'quant-accuracy', model: { layers: model.config.numLayers, hidden, vocab: V }, eval_tokens: evalSeqs.length * seqLen, calibration_tokens: calibration.length * seqLen, results, checks }));

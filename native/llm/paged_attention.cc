@@ -321,20 +321,310 @@ void attendRangeBlocked(const PagedKv& kv, int64_t kvh, const float* q, int64_t 
   }
 }
 
+// int8 pools (layout in paged_attention.h), blocked like the above: consecutive positions of one kv
+// head walked page by page, giving each row's values and its f32 scale. Scores: 16 keys at a time,
+// each row's int8 values widened to f32 in registers and dotted with the (unquantized) query, the
+// 16 sums reduced together and multiplied by the 16 row scales at once; with several query heads
+// the 16 rows are widened once into an L1 tile shared by the group. V pass: the row scale is folded
+// into the softmax weight (one multiply per key and head), the row widened once per group of query
+// heads whose outputs stay in registers. Same arithmetic as the reference up to f32 reassociation.
+struct I8Walker {
+  const PagedKv& kv;
+  const int8_t* base;
+  int64_t kvh, page, off;
+  I8Walker(const PagedKv& pk, const void* b, int64_t head, int64_t pos)
+      : kv(pk), base(static_cast<const int8_t*>(b)), kvh(head), page(pos / pk.blockSize), off(pos % pk.blockSize) {}
+  const int8_t* next(float* scale) {
+    const int8_t* tile = base + (static_cast<int64_t>(kv.table[page]) * kv.nKv + kvh) * kv.blockSize * (kv.headDim + 4);
+    const int8_t* row = tile + off * kv.headDim;
+    std::memcpy(scale, tile + kv.blockSize * kv.headDim + off * 4, 4);
+    if (++off == kv.blockSize) { off = 0; page++; }
+    return row;
+  }
+};
+
+inline __m512 widenI8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))); }
+
+#if defined(__AVX512VNNI__)
+// With VNNI the dots run in integers: the query (scaled) and the softmax weights (times the V row
+// scales) are rounded to int16 with one scale per (query head) and per (query head, 16 keys) — a
+// relative error of 2^-16, 256 times below the rows' own int8 rounding — and the int8 rows are
+// sign-extended to int16 in registers, so one vpdpwssd does 32 multiply-adds where the f32 path
+// needs a widening, a conversion and an FMA per 16. Scores: lanes hold pairs of head dims, so the
+// rows need no shuffles. V pass: lanes must hold pairs of keys, so two rows are interleaved
+// (unpacklo/hi_epi16: a fixed permutation of the head dims, undone once at the end); the int32 sums
+// of each 16-key block (≤ 16·32767·127, no overflow) are scaled into f32 accumulators.
+constexpr int64_t kI16Max = 32767;
+
+// Row of 16·NV int8 values sign-extended to (NV + 1) / 2 vectors of 32 int16 (the last half zero
+// when NV is odd).
+template <int NV>
+inline void widenI16(const int8_t* row, __m512i* out) {
+  for (int c = 0; c < NV / 2; c++) out[c] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * c)));
+  if constexpr (NV % 2 == 1)
+    out[NV / 2] = _mm512_cvtepi8_epi16(_mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 32 * (NV / 2)))));
+}
+
+// Rounds n floats x·mult to int16 (nearest even) into dst, zero-padded to a multiple of 32 values;
+// returns the scale of one unit (0 when every value is 0).
+inline float roundToI16(const float* x, float mult, int64_t n, int16_t* dst) {
+  __m512 mv = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) mv = _mm512_max_ps(mv, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+  const float amax = _mm512_reduce_max_ps(mv) * std::fabs(mult);
+  const int64_t padded = (n + 31) / 32 * 32;
+  if (!(amax > 0.0f)) {
+    std::fill(dst, dst + padded, int16_t{0});
+    return 0.0f;
+  }
+  const __m512 inv = _mm512_set1_ps(mult * static_cast<float>(kI16Max) / amax);
+  for (int64_t i = 0; i < n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv))));
+  std::fill(dst + n, dst + padded, int16_t{0});
+  return amax / static_cast<float>(kI16Max);
+}
+
+// dst[jj] = mult·scales[jj]·(q · row jj) for cnt <= 16 rows, q as NC vectors of int16 pairs. Rows
+// come widened from `tile` (16 rows of NC vectors) or, when tile is null, from the int8 `rows`.
+template <int NV>
+inline void score16I16(const int16_t* q, const int8_t* const* rows, const int16_t* tile, const float* scales, float mult, int cnt,
+                       float* dst) {
+  constexpr int NC = (NV + 1) / 2;
+  __m512i qv[NC];
+  for (int c = 0; c < NC; c++) qv[c] = _mm512_loadu_si512(q + 32 * c);
+  __m512 acc[16];
+  for (int jj = 0; jj < 16; jj++) {
+    __m512i a = _mm512_setzero_si512();
+    if (jj < cnt) {
+      if (tile) {
+        for (int c = 0; c < NC; c++) a = _mm512_dpwssd_epi32(a, _mm512_loadu_si512(tile + (jj * NC + c) * 32), qv[c]);
+      } else {
+        __m512i k[NC];
+        widenI16<NV>(rows[jj], k);
+        for (int c = 0; c < NC; c++) a = _mm512_dpwssd_epi32(a, k[c], qv[c]);
+      }
+    }
+    acc[jj] = _mm512_cvtepi32_ps(a);
+  }
+  const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
+  const __m512 sc = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, scales), _mm512_set1_ps(mult));
+  _mm512_mask_storeu_ps(dst, mask, _mm512_mul_ps(sum16(acc), sc));
+}
+
+// o[g] = Σ_j p[g·ldp + j]·scale_j·V[j0 + j] for GB query heads (rows of 16·NV floats).
+template <int NV, int GB>
+void accumulateVI16(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const float* p, int64_t ldp, float* o) {
+  constexpr int NC = (NV + 1) / 2;
+  alignas(64) static const int8_t zeroRow[128] = {};
+  __m512 accf[GB][2 * NC];
+  for (int g = 0; g < GB; g++)
+    for (int c = 0; c < 2 * NC; c++) accf[g][c] = _mm512_setzero_ps();
+  I8Walker vw(kv, kv.v, kvh, j0);
+  const int8_t* rows[16];
+  alignas(64) float scales[16];
+  alignas(64) int16_t wq[GB][16];
+  float wscale[GB];
+  for (int64_t b = 0; b < n; b += 16) {
+    const int cnt = static_cast<int>(std::min<int64_t>(16, n - b));
+    for (int jj = 0; jj < cnt; jj++) rows[jj] = vw.next(&scales[jj]);
+    for (int jj = cnt; jj < 16; jj++) rows[jj] = zeroRow, scales[jj] = 0.0f;
+    const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
+    const __m512 sv = _mm512_load_ps(scales);
+    for (int g = 0; g < GB; g++) {
+      const __m512 w = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, p + g * ldp + b), sv);
+      const float m = _mm512_reduce_max_ps(w);  // weights are >= 0
+      wscale[g] = m > 0.0f ? m / static_cast<float>(kI16Max) : 0.0f;
+      const __m512 inv = _mm512_set1_ps(m > 0.0f ? static_cast<float>(kI16Max) / m : 0.0f);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(wq[g]), _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(w, inv))));
+    }
+    __m512i acc[GB][2 * NC];
+    for (int g = 0; g < GB; g++)
+      for (int c = 0; c < 2 * NC; c++) acc[g][c] = _mm512_setzero_si512();
+    for (int jj = 0; jj < cnt; jj += 2) {
+      __m512i ka[NC], kb[NC];
+      widenI16<NV>(rows[jj], ka);
+      widenI16<NV>(rows[jj + 1], kb);
+      for (int c = 0; c < NC; c++) {
+        const __m512i lo = _mm512_unpacklo_epi16(ka[c], kb[c]), hi = _mm512_unpackhi_epi16(ka[c], kb[c]);
+        for (int g = 0; g < GB; g++) {
+          int32_t pair;
+          std::memcpy(&pair, &wq[g][jj], 4);
+          const __m512i w2 = _mm512_set1_epi32(pair);
+          acc[g][2 * c] = _mm512_dpwssd_epi32(acc[g][2 * c], lo, w2);
+          acc[g][2 * c + 1] = _mm512_dpwssd_epi32(acc[g][2 * c + 1], hi, w2);
+        }
+      }
+    }
+    for (int g = 0; g < GB; g++) {
+      const __m512 ws = _mm512_set1_ps(wscale[g]);
+      for (int c = 0; c < 2 * NC; c++) accf[g][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[g][c]), ws, accf[g][c]);
+    }
+  }
+  // undo the interleave: in chunk c, lane 4L + i of the lo vector is head dim 32c + 8L + i, of the
+  // hi vector 32c + 8L + 4 + i
+  constexpr int64_t hd = 16 * NV;
+  for (int g = 0; g < GB; g++) {
+    alignas(64) float lohi[2][16];
+    for (int c = 0; c < NC; c++) {
+      _mm512_store_ps(lohi[0], accf[g][2 * c]);
+      _mm512_store_ps(lohi[1], accf[g][2 * c + 1]);
+      for (int L = 0; L < 4; L++)
+        for (int h = 0; h < 2; h++)
+          for (int i = 0; i < 4; i++) {
+            const int64_t d = 32 * c + 8 * L + 4 * h + i;
+            if (d < hd) o[g * hd + d] = lohi[h][4 * L + i];
+          }
+    }
+  }
+}
+
+template <int NV>
+void attendRangeBlockedI8(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int64_t j0, int64_t j1, float scale,
+                          float* m, float* l, float* o) {
+  constexpr int64_t hd = 16 * NV;
+  constexpr int NC = (NV + 1) / 2;
+  const int64_t n = j1 - j0;
+  Scratch& sc = tScratch;
+  float* s = sized(sc.s, G * n);
+  // per query head: its int16 query (NC vectors) and the scale of one unit
+  thread_local std::vector<int16_t> qStore, tileStore;
+  int16_t* qi = sized(qStore, G * NC * 32);
+  int16_t* tile = G > 1 ? sized(tileStore, 16 * NC * 32) : nullptr;
+  float* qScale = sized(sc.row, G);
+  for (int64_t g = 0; g < G; g++) qScale[g] = roundToI16(q + g * hd, scale, hd, qi + g * NC * 32);
+  I8Walker kw(kv, kv.k, kvh, j0);
+  const int8_t* rows[16];
+  alignas(64) float scales[16];
+  for (int64_t c = 0; c < n; c += 16) {
+    const int cnt = static_cast<int>(std::min<int64_t>(16, n - c));
+    for (int jj = 0; jj < cnt; jj++) rows[jj] = kw.next(&scales[jj]);
+    if (G > 1) {
+      // widen the 16 rows once for the whole group
+      for (int jj = 0; jj < cnt; jj++) {
+        __m512i k[NC];
+        widenI16<NV>(rows[jj], k);
+        for (int cc = 0; cc < NC; cc++) _mm512_storeu_si512(tile + (jj * NC + cc) * 32, k[cc]);
+      }
+      for (int64_t g = 0; g < G; g++) score16I16<NV>(qi + g * NC * 32, rows, tile, scales, qScale[g], cnt, s + g * n + c);
+    } else {
+      score16I16<NV>(qi, rows, nullptr, scales, qScale[0], cnt, s + c);
+    }
+  }
+  softmaxPartials(s, G, n, m, l);
+  constexpr int64_t kGroup = NC <= 2 ? 4 : 2;
+  for (int64_t g0 = 0; g0 < G; g0 += kGroup) {
+    switch (std::min<int64_t>(kGroup, G - g0)) {
+      case 1: accumulateVI16<NV, 1>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      case 2: accumulateVI16<NV, 2>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      case 3: accumulateVI16<NV, 3>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      default: accumulateVI16<NV, 4>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+    }
+  }
+}
+#else
+
+// dst[jj] = scales[jj]·(qs · rows[jj]) for cnt <= 16 int8 rows of 16·NV values.
+template <int NV>
+inline void score16I8(const float* qs, const int8_t* const* rows, const float* scales, int cnt, float* dst) {
+  __m512 qv[NV];
+  for (int d = 0; d < NV; d++) qv[d] = _mm512_loadu_ps(qs + 16 * d);
+  __m512 acc[16];
+  for (int jj = 0; jj < 16; jj++) {
+    __m512 a = _mm512_setzero_ps();
+    if (jj < cnt)
+      for (int d = 0; d < NV; d++) a = _mm512_fmadd_ps(qv[d], widenI8(rows[jj] + 16 * d), a);
+    acc[jj] = a;
+  }
+  const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
+  _mm512_mask_storeu_ps(dst, mask, _mm512_mul_ps(sum16(acc), _mm512_maskz_loadu_ps(mask, scales)));
+}
+
+// o[g] = Σ_j p[g·ldp + j]·scale_j·V[j0 + j] for GB query heads (rows of 16·NV floats), in registers.
+template <int NV, int GB>
+void accumulateVI8(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const float* p, int64_t ldp, float* o) {
+  __m512 acc[GB][NV];
+  for (int g = 0; g < GB; g++)
+    for (int d = 0; d < NV; d++) acc[g][d] = _mm512_setzero_ps();
+  I8Walker vw(kv, kv.v, kvh, j0);
+  for (int64_t j = 0; j < n; j++) {
+    float scale;
+    const int8_t* row = vw.next(&scale);
+    __m512 vr[NV];
+    for (int d = 0; d < NV; d++) vr[d] = widenI8(row + 16 * d);
+    for (int g = 0; g < GB; g++) {
+      const __m512 w = _mm512_set1_ps(p[g * ldp + j] * scale);
+      for (int d = 0; d < NV; d++) acc[g][d] = _mm512_fmadd_ps(w, vr[d], acc[g][d]);
+    }
+  }
+  for (int g = 0; g < GB; g++)
+    for (int d = 0; d < NV; d++) _mm512_storeu_ps(o + g * 16 * NV + 16 * d, acc[g][d]);
+}
+
+template <int NV>
+void attendRangeBlockedI8(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int64_t j0, int64_t j1, float scale,
+                          float* m, float* l, float* o) {
+  constexpr int64_t hd = 16 * NV;
+  const int64_t n = j1 - j0;
+  Scratch& sc = tScratch;
+  float* s = sized(sc.s, G * n);
+  // scaled queries, then (several query heads) a 16-row f32 tile of widened K rows
+  float* qs = sized(sc.row, G * hd + (G > 1 ? 16 * hd : 0));
+  float* tile = qs + G * hd;
+  const __m512 sv = _mm512_set1_ps(scale);
+  for (int64_t i = 0; i < G * hd; i += 16) _mm512_storeu_ps(qs + i, _mm512_mul_ps(_mm512_loadu_ps(q + i), sv));
+  I8Walker kw(kv, kv.k, kvh, j0);
+  const int8_t* rows[16];
+  float scales[16];
+  for (int64_t c = 0; c < n; c += 16) {
+    const int cnt = static_cast<int>(std::min<int64_t>(16, n - c));
+    for (int jj = 0; jj < cnt; jj++) rows[jj] = kw.next(&scales[jj]);
+    if (G > 1) {
+      int64_t at[16];
+      for (int jj = 0; jj < cnt; jj++) {
+        for (int d = 0; d < NV; d++) _mm512_storeu_ps(tile + jj * hd + 16 * d, widenI8(rows[jj] + 16 * d));
+        at[jj] = jj * hd;
+      }
+      for (int64_t g = 0; g < G; g++) {
+        float* dst = s + g * n + c;
+        score16<NV, false>(qs + g * hd, tile, at, cnt, dst);
+        for (int jj = 0; jj < cnt; jj++) dst[jj] *= scales[jj];
+      }
+    } else {
+      score16I8<NV>(qs, rows, scales, cnt, s + c);
+    }
+  }
+  softmaxPartials(s, G, n, m, l);
+  constexpr int64_t kGroup = NV <= 4 ? 4 : NV == 5 ? 3 : 2;  // at most 16 accumulators
+  for (int64_t g0 = 0; g0 < G; g0 += kGroup) {
+    switch (std::min<int64_t>(kGroup, G - g0)) {
+      case 1: accumulateVI8<NV, 1>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      case 2: accumulateVI8<NV, 2>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      case 3: accumulateVI8<NV, 3>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+      default: accumulateVI8<NV, 4>(kv, kvh, j0, n, s + g0 * n, n, o + g0 * hd); break;
+    }
+  }
+}
+#endif  // __AVX512VNNI__
+
 // The blocked kernel for this head dim and pool type, or nullptr (then the general loop runs).
 using AttendFn = void (*)(const PagedKv&, int64_t, const float*, int64_t, int64_t, int64_t, float, float*, float*, float*);
 template <int NV>
-AttendFn blockedFor(bool f16) { return f16 ? &attendRangeBlocked<NV, true> : &attendRangeBlocked<NV, false>; }
-AttendFn blockedAttend(int64_t hd, bool f16) {
+AttendFn blockedFor(KvDtype dtype) {
+  switch (dtype) {
+    case KvDtype::f16: return &attendRangeBlocked<NV, true>;
+    case KvDtype::i8: return &attendRangeBlockedI8<NV>;
+    default: return &attendRangeBlocked<NV, false>;
+  }
+}
+AttendFn blockedAttend(int64_t hd, KvDtype dtype) {
   switch (hd) {
-    case 16: return blockedFor<1>(f16);
-    case 32: return blockedFor<2>(f16);
-    case 48: return blockedFor<3>(f16);
-    case 64: return blockedFor<4>(f16);
-    case 80: return blockedFor<5>(f16);
-    case 96: return blockedFor<6>(f16);
-    case 112: return blockedFor<7>(f16);
-    case 128: return blockedFor<8>(f16);
+    case 16: return blockedFor<1>(dtype);
+    case 32: return blockedFor<2>(dtype);
+    case 48: return blockedFor<3>(dtype);
+    case 64: return blockedFor<4>(dtype);
+    case 80: return blockedFor<5>(dtype);
+    case 96: return blockedFor<6>(dtype);
+    case 112: return blockedFor<7>(dtype);
+    case 128: return blockedFor<8>(dtype);
     default: return nullptr;
   }
 }
@@ -347,7 +637,7 @@ void attendRange(const PagedKv& kv, int64_t kvh, const float* q, int64_t G, int6
   const int64_t hd = kv.headDim, n = j1 - j0;
 #if defined(IJ_AVX512)
   if (softcap <= 0.0f) {
-    if (AttendFn fn = kv.dtype == KvDtype::i8 ? nullptr : blockedAttend(hd, kv.dtype == KvDtype::f16)) {
+    if (AttendFn fn = blockedAttend(hd, kv.dtype)) {
       fn(kv, kvh, q, G, j0, j1, scale, m, l, o);
       return;
     }

@@ -102,7 +102,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
       let c = pss!.cache.get(st.key);
       if (!c) {
         const sq = smoothQuantFactors(aAbs, weightColumnAbsMax(problem), o.alpha);
-        c = { pss: pssSearch(problem, aAbs, o.pieces), sq, sqError: siteError(problem)(sq) };
+        c = { pss: pssSearch(problem, aAbs, o.pieces, o.alpha), sq, sqError: siteError(problem)(sq) };
         pss!.cache.set(st.key, c);
       }
       if (pss!.choice(stats.linears.indexOf(st)) === 'pss') { s = c.pss.s; alphas = c.pss.alphas; error = c.pss.error; } else { s = c.sq; alphas = [o.alpha]; error = c.sqError; }

@@ -1,14 +1,19 @@
 // Per-input-channel scale searches for one quantization site (the linears sharing one activation
 // X [R, K] sampled at calibration). A candidate factor vector s divides X's channels and
 // multiplies W's columns (exact in real arithmetic); each candidate is scored by the site's output
-// error under the quantization the model will run with:
-//   err(s) = Σ_consumers ‖ Qa(X / s) · Qw(W · diag s)ᵀ − X · Wᵀ ‖²
+// error under the quantization the model will run with, each output channel's squared error
+// relative to that channel's mean square on the sample:
+//   err(s) = Σ_consumers Σ_n ‖ (Qa(X / s) · Qw(W · diag s)ᵀ − X · Wᵀ)[:, n] ‖² / mean_r (X · Wᵀ)[r, n]²
+// Relative per output channel because per-channel weight scales make the quantized linear
+// invariant to rescaling an output row (a later layer may undo it, as the SwiGLU up rows that
+// feed down's outlier channels do): with the plain sum of squares a few 40–80× rows would decide
+// the whole site's factors, and the search would ignore every other output.
 // SmoothQuant: s_j = max|X_j|^α / max|W_j|^(1−α) with one α.
 // PSS (piece-wise smoothing search): channels are split into `pieces` groups by 1-D k-means on
 //   log max|X_j| (outlier channels land in their own piece); the best single α over the grid
-//   (0, 0.05, …, 1) starts the search (so PSS is never worse than the best SmoothQuant α on the
-//   calibration sample), then coordinate descent: each piece in turn tries every grid α with the
-//   others fixed and keeps the best, for two sweeps.
+//   (0, 0.05, …, 1, plus SmoothQuant's own α) starts the search (so PSS is never worse than
+//   SmoothQuant on the calibration sample under this error), then coordinate descent: each piece in
+//   turn tries every grid α with the others fixed and keeps the best, for two sweeps.
 // AWQ: s_j = mean|X_j|^α normalised by sqrt(max s · min s), α over the grid 0…0.95 (α = 0 is
 //   plain absmax rounding, so AWQ is never worse than absmax on the sample).
 import { fakeQuantRows, fakeQuantWeight, fakeQuantValue, formatMax, type ActFormat, type WeightFormat } from './numerics.js';
@@ -45,6 +50,14 @@ function matmulT(X: Float32Array | Float64Array, R: number, K: number, W: Float3
 /** Returns err(s) for this site, with the f32 reference outputs computed once. */
 export function siteError(p: SiteProblem): (s: Float64Array) => number {
   const refs = p.weights.map(({ W, N }) => matmulT(p.X, p.R, p.K, W, N));
+  // each output channel's squared error relative to its mean square on the sample
+  const weightsOf = refs.map((Y, c) => {
+    const N = p.weights[c].N, ms = new Float64Array(N);
+    for (let i = 0; i < Y.length; i++) ms[i % N] += Y[i] * Y[i];
+    let mean = 0;
+    for (const v of ms) mean += v / N;
+    return Float64Array.from(ms, (v) => 1 / Math.max(v, 1e-12 * mean, 1e-30));
+  });
   return (s) => {
     const Xs = new Float32Array(p.R * p.K);
     for (let i = 0; i < Xs.length; i++) Xs[i] = p.X[i] / s[i % p.K];
@@ -61,7 +74,8 @@ export function siteError(p: SiteProblem): (s: Float64Array) => number {
       if (p.weight) Ws = fakeQuantWeight(Ws, N, p.K, p.weight.format, p.weight.group);
       const Y = matmulT(Xs, p.R, p.K, Ws, N);
       const ref = refs[c];
-      for (let i = 0; i < Y.length; i++) { const d = Y[i] - ref[i]; err += d * d; }
+      const w = weightsOf[c];
+      for (let i = 0; i < Y.length; i++) { const d = Y[i] - ref[i]; err += w[i % N] * d * d; }
     });
     return err;
   };
@@ -114,11 +128,11 @@ export function pieceAssignment(aAbs: ArrayLike<number>, pieces: number): Int32A
 
 export interface PssResult { s: Float64Array; alphas: number[]; assign: Int32Array; error: number; smoothQuantAlpha: number; smoothQuantError: number }
 
-export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number): PssResult {
+export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number, smoothQuantAlpha = 0.5): PssResult {
   const err = siteError(p);
   const wAbs = weightColumnAbsMax(p);
-  let bestGlobal = 0.5, bestGlobalErr = Infinity;
-  for (const a of ALPHA_GRID) {
+  let bestGlobal = smoothQuantAlpha, bestGlobalErr = Infinity;
+  for (const a of [smoothQuantAlpha, ...ALPHA_GRID.filter((x) => x !== smoothQuantAlpha)]) {
     const e = err(smoothQuantFactors(aAbs, wAbs, a));
     if (e < bestGlobalErr) { bestGlobalErr = e; bestGlobal = a; }
   }

@@ -29,9 +29,11 @@ test('outlier model: naive W8A8 degrades it, smoothing recovers it, INT8 KV adds
   const msg = JSON.stringify({ naive, perTensor, sq, pss, kv });
   assert.ok(naive.kl > 0.02 && perTensor.kl > naive.kl, msg);
   assert.ok(sq.kl < naive.kl / 20 && sq.top1 >= naive.top1 + 0.1, msg);
-  // PSS picks per site between its factors and SmoothQuant's by calibration KL (pss-select.ts)
-  // (guaranteed on the calibration tokens; on these evaluation tokens: KL within 5% of SmoothQuant's, top-1 at least its)
-  assert.ok(pss.kl < naive.kl / 20 && pss.kl <= 1.05 * sq.kl && pss.top1 >= sq.top1, msg);
+  // the issue's floors for PSS: KL <= 0.01 and no worse than SmoothQuant (KL and top-1). PSS picks
+  // per site between its factors and SmoothQuant's by calibration KL (pss-select.ts), so this holds
+  // by construction on the calibration tokens; these are evaluation tokens. (Top-1 >= 99% is not
+  // asserted: on 128 tokens one flip is 0.8%; bench/quant-accuracy.ts reports it over 1024.)
+  assert.ok(pss.kl <= 0.01 && pss.kl < naive.kl / 20 && pss.kl <= sq.kl && pss.top1 >= sq.top1, msg);
   assert.ok(kv.kl - sq.kl < 0.005, msg);
 });
 
