@@ -1,0 +1,155 @@
+// Direct 3×3 convolution (stride 1, dilation 1, one group, any padding) for NCHW images wide
+// enough to fill vector registers along an output row: the VAE decoder's 64²..256² levels, where
+// the implicit GEMM gathers 9× its input into panels and runs at a fraction of the FMA rate.
+//
+// Work item: one output row (image n, row oy) and all O output channels. Per block of 32 input
+// channels the row's 3 input rows are copied into a zero-padded scratch (layout below), so the
+// inner loop has no bounds checks; then for each tile of NV·16 output pixels and each block of NO
+// output channels, a register tile acc[NO][NV] accumulates
+//   acc[o][v] += w[o][c][ki][kj] · scratch[c][ki][x0 + 16v + kj .. + 16]
+// (weights broadcast from the OIHW weight read in place, input vectors loaded unaligned). The
+// first channel block starts from zero, later ones from the partial sums in out; the last applies
+// the epilogue (bias + per-image channel bias, activation, + residual) before its store.
+//
+// Scratch layout (per thread): [cb][KH][Wp] floats, Wp = roundUp(Wo, lanes) + KW - 1; column j
+// of row (c, ki) holds x[n][c0 + c][oy - ph + ki][j - pw], zero outside the image (whole rows of
+// zeros above and below it). Output pixel ox reads columns ox .. ox + KW - 1.
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "../common.h"
+#include "../simd.h"
+#include "../threadpool.h"
+#include "kernels_core.h"
+
+namespace inferjit {
+namespace {
+
+constexpr int kLanes = VecF::W;
+constexpr int KH = 3, KW = 3;
+// Register tile: NV vectors of output pixels × NO output channels, NO·NV accumulators (24 of
+// AVX-512's 32 registers; 12 of AVX2's 16).
+constexpr int kNV = 4;
+constexpr int kNO = kLanes == 16 ? 6 : 3;
+constexpr int kChanBlock = 32;
+
+struct TileEpilogue {
+  const float* bias;      // at o0, or null
+  const float* chanBias;  // at image n, o0, or null
+  const float* residual;  // at the tile's first output, or null
+  int64_t ldr;            // residual/out channel stride (Ho·Wo)
+  int act;
+};
+
+template <int NO, int NV>
+void directTile(const float* rows, int64_t Wp, int cb, const float* w, int64_t K, float* out, int64_t ldo, int nlast, bool first,
+                const TileEpilogue* epi) {
+  VecF acc[NO][NV];
+  for (int i = 0; i < NO; i++) {
+    for (int v = 0; v < NV; v++) {
+      const float* o = out + i * ldo + v * kLanes;
+      acc[i][v] = first ? VecF::zero() : (v == NV - 1 && nlast < kLanes ? VecF::loadPartial(o, nlast) : VecF::load(o));
+    }
+  }
+  for (int c = 0; c < cb; c++) {
+    const float* r = rows + static_cast<int64_t>(c) * KH * Wp;
+    const float* wc = w + c * KH * KW;
+#pragma GCC unroll 3
+    for (int ki = 0; ki < KH; ki++) {
+#pragma GCC unroll 3
+      for (int kj = 0; kj < KW; kj++) {
+        VecF in[NV];
+        for (int v = 0; v < NV; v++) in[v] = VecF::load(r + ki * Wp + kj + v * kLanes);
+        for (int i = 0; i < NO; i++) {
+          const VecF b = VecF::set1(wc[i * K + ki * KW + kj]);
+          for (int v = 0; v < NV; v++) acc[i][v] = fmadd(b, in[v], acc[i][v]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < NO; i++) {
+    if (epi) {
+      const VecF add = VecF::set1((epi->bias ? epi->bias[i] : 0.0f) + (epi->chanBias ? epi->chanBias[i] : 0.0f));
+      for (int v = 0; v < NV; v++) {
+        VecF y = acc[i][v] + add;
+        if (epi->act != kActNone) y = activateDyn(epi->act, y);
+        if (epi->residual) {
+          const float* rr = epi->residual + i * epi->ldr + v * kLanes;
+          y = y + (v == NV - 1 && nlast < kLanes ? VecF::loadPartial(rr, nlast) : VecF::load(rr));
+        }
+        acc[i][v] = y;
+      }
+    }
+    for (int v = 0; v < NV; v++) {
+      float* o = out + i * ldo + v * kLanes;
+      if (v == NV - 1 && nlast < kLanes) acc[i][v].storePartial(o, nlast);
+      else acc[i][v].store(o);
+    }
+  }
+}
+
+using TileFn = void (*)(const float*, int64_t, int, const float*, int64_t, float*, int64_t, int, bool, const TileEpilogue*);
+
+// kTiles[nv - 1][no - 1]: every tile size that full and remainder tiles need.
+template <int NV, int... NO>
+constexpr std::array<TileFn, sizeof...(NO)> tileRow(std::integer_sequence<int, NO...>) { return {&directTile<NO + 1, NV>...}; }
+template <int... NV>
+constexpr std::array<std::array<TileFn, kNO>, sizeof...(NV)> tileTable(std::integer_sequence<int, NV...>) {
+  return {tileRow<NV + 1>(std::make_integer_sequence<int, kNO>{})...};
+}
+constexpr auto kTiles = tileTable(std::make_integer_sequence<int, kNV>{});
+
+}  // namespace
+
+bool conv2dDirectApplies(const Conv2dArgs& s) {
+  return s.groups == 1 && s.kh == KH && s.kw == KW && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.ph >= 0 && s.pw >= 0;
+}
+
+void conv2dDirect(const Conv2dFusedArgs& s) {
+  const int64_t Ho = s.H + 2 * s.ph - KH + 1, Wo = s.W + 2 * s.pw - KW + 1;
+  if (Ho <= 0 || Wo <= 0 || s.N <= 0 || s.O <= 0) return;
+  const int64_t K = s.C * KH * KW, P = Ho * Wo;
+  const int64_t Wp = (Wo + kLanes - 1) / kLanes * kLanes + KW - 1;
+  const int64_t tileW = kNV * kLanes;
+  parallelFor(s.N * Ho, [&](int64_t task, int) {
+    const int64_t n = task / Ho, oy = task % Ho;
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < static_cast<size_t>(kChanBlock * KH * Wp)) scratch.resize(static_cast<size_t>(kChanBlock * KH * Wp));
+    const float* img = s.x + n * s.C * s.H * s.W;
+    float* outRow = s.out + n * s.O * P + oy * Wo;
+    for (int64_t c0 = 0; c0 < s.C; c0 += kChanBlock) {
+      const int cb = static_cast<int>(std::min<int64_t>(kChanBlock, s.C - c0));
+      for (int c = 0; c < cb; c++) {
+        for (int ki = 0; ki < KH; ki++) {
+          float* dst = scratch.data() + (static_cast<int64_t>(c) * KH + ki) * Wp;
+          const int64_t iy = oy - s.ph + ki;
+          if (iy < 0 || iy >= s.H) {
+            std::memset(dst, 0, Wp * sizeof(float));
+            continue;
+          }
+          std::memset(dst, 0, s.pw * sizeof(float));
+          std::memcpy(dst + s.pw, img + ((c0 + c) * s.H + iy) * s.W, s.W * sizeof(float));
+          std::memset(dst + s.pw + s.W, 0, (Wp - s.pw - s.W) * sizeof(float));
+        }
+      }
+      const bool first = c0 == 0, last = c0 + cb == s.C;
+      for (int64_t x0 = 0; x0 < Wo; x0 += tileW) {
+        const int64_t width = std::min(tileW, Wo - x0);
+        const int nv = static_cast<int>((width + kLanes - 1) / kLanes);
+        const int nlast = static_cast<int>(width - (nv - 1) * kLanes);
+        for (int64_t o0 = 0; o0 < s.O; o0 += kNO) {
+          const int no = static_cast<int>(std::min<int64_t>(kNO, s.O - o0));
+          TileEpilogue epi{s.bias ? s.bias + o0 : nullptr, s.chanBias ? s.chanBias + n * s.chanBiasStride + o0 : nullptr,
+                           s.residual ? s.residual + (n * s.O + o0) * P + oy * Wo + x0 : nullptr, P, s.act};
+          kTiles[nv - 1][no - 1](scratch.data() + x0, Wp, cb, s.w + o0 * K + c0 * KH * KW, K, outRow + o0 * P + x0, P, nlast, first,
+                                 last ? &epi : nullptr);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace inferjit
