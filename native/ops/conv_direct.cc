@@ -2,8 +2,8 @@
 // enough to fill vector registers along an output row: the VAE decoder's 64²..256² levels, where
 // the implicit GEMM gathers 9× its input into panels and runs at a fraction of the FMA rate.
 //
-// Work item: one output row (image n, row oy) and all O output channels. Per block of 32 input
-// channels the row's 3 input rows are copied into a zero-padded scratch (layout below), so the
+// Work item: one output row (image n, row oy), in groups of 96 output channels. Per block of 32
+// input channels the row's 3 input rows are copied into a zero-padded scratch (layout below), so the
 // inner loop has no bounds checks; then for each tile of NV·16 output pixels and each block of NO
 // output channels, a register tile acc[NO][NV] accumulates
 //   acc[o][v] += w[o][c][ki][kj] · scratch[c][ki][x0 + 16v + kj .. + 16]
@@ -35,6 +35,9 @@ constexpr int KH = 3, KW = 3;
 constexpr int kNV = 4;
 constexpr int kNO = kLanes == 16 ? 6 : 3;
 constexpr int kChanBlock = 32;
+// Output channels per pass over the input channels: their weights for one channel block and their
+// partial sums for one output row (≤ 96·32·9 + 96·256 floats) stay in L2 between channel blocks.
+constexpr int64_t kOutGroup = kNO * 16;
 
 struct TileEpilogue {
   const float* bias;      // at o0, or null
@@ -120,32 +123,35 @@ void conv2dDirect(const Conv2dFusedArgs& s) {
     if (scratch.size() < static_cast<size_t>(kChanBlock * KH * Wp)) scratch.resize(static_cast<size_t>(kChanBlock * KH * Wp));
     const float* img = s.x + n * s.C * s.H * s.W;
     float* outRow = s.out + n * s.O * P + oy * Wo;
-    for (int64_t c0 = 0; c0 < s.C; c0 += kChanBlock) {
-      const int cb = static_cast<int>(std::min<int64_t>(kChanBlock, s.C - c0));
-      for (int c = 0; c < cb; c++) {
-        for (int ki = 0; ki < KH; ki++) {
-          float* dst = scratch.data() + (static_cast<int64_t>(c) * KH + ki) * Wp;
-          const int64_t iy = oy - s.ph + ki;
-          if (iy < 0 || iy >= s.H) {
-            std::memset(dst, 0, Wp * sizeof(float));
-            continue;
+    for (int64_t og = 0; og < s.O; og += kOutGroup) {
+      const int64_t ogEnd = std::min(s.O, og + kOutGroup);
+      for (int64_t c0 = 0; c0 < s.C; c0 += kChanBlock) {
+        const int cb = static_cast<int>(std::min<int64_t>(kChanBlock, s.C - c0));
+        for (int c = 0; c < cb; c++) {
+          for (int ki = 0; ki < KH; ki++) {
+            float* dst = scratch.data() + (static_cast<int64_t>(c) * KH + ki) * Wp;
+            const int64_t iy = oy - s.ph + ki;
+            if (iy < 0 || iy >= s.H) {
+              std::memset(dst, 0, Wp * sizeof(float));
+              continue;
+            }
+            std::memset(dst, 0, s.pw * sizeof(float));
+            std::memcpy(dst + s.pw, img + ((c0 + c) * s.H + iy) * s.W, s.W * sizeof(float));
+            std::memset(dst + s.pw + s.W, 0, (Wp - s.pw - s.W) * sizeof(float));
           }
-          std::memset(dst, 0, s.pw * sizeof(float));
-          std::memcpy(dst + s.pw, img + ((c0 + c) * s.H + iy) * s.W, s.W * sizeof(float));
-          std::memset(dst + s.pw + s.W, 0, (Wp - s.pw - s.W) * sizeof(float));
         }
-      }
-      const bool first = c0 == 0, last = c0 + cb == s.C;
-      for (int64_t x0 = 0; x0 < Wo; x0 += tileW) {
-        const int64_t width = std::min(tileW, Wo - x0);
-        const int nv = static_cast<int>((width + kLanes - 1) / kLanes);
-        const int nlast = static_cast<int>(width - (nv - 1) * kLanes);
-        for (int64_t o0 = 0; o0 < s.O; o0 += kNO) {
-          const int no = static_cast<int>(std::min<int64_t>(kNO, s.O - o0));
-          TileEpilogue epi{s.bias ? s.bias + o0 : nullptr, s.chanBias ? s.chanBias + n * s.chanBiasStride + o0 : nullptr,
-                           s.residual ? s.residual + (n * s.O + o0) * P + oy * Wo + x0 : nullptr, P, s.act};
-          kTiles[nv - 1][no - 1](scratch.data() + x0, Wp, cb, s.w + o0 * K + c0 * KH * KW, K, outRow + o0 * P + x0, P, nlast, first,
-                                 last ? &epi : nullptr);
+        const bool first = c0 == 0, last = c0 + cb == s.C;
+        for (int64_t x0 = 0; x0 < Wo; x0 += tileW) {
+          const int64_t width = std::min(tileW, Wo - x0);
+          const int nv = static_cast<int>((width + kLanes - 1) / kLanes);
+          const int nlast = static_cast<int>(width - (nv - 1) * kLanes);
+          for (int64_t o0 = og; o0 < ogEnd; o0 += kNO) {
+            const int no = static_cast<int>(std::min<int64_t>(kNO, ogEnd - o0));
+            TileEpilogue epi{s.bias ? s.bias + o0 : nullptr, s.chanBias ? s.chanBias + n * s.chanBiasStride + o0 : nullptr,
+                             s.residual ? s.residual + (n * s.O + o0) * P + oy * Wo + x0 : nullptr, P, s.act};
+            kTiles[nv - 1][no - 1](scratch.data() + x0, Wp, cb, s.w + o0 * K + c0 * KH * KW, K, outRow + o0 * P + x0, P, nlast, first,
+                                   last ? &epi : nullptr);
+          }
         }
       }
     }
