@@ -5,7 +5,7 @@
 // --vae: the VAE decoder's 3×3 convolutions at 256×256 output (batch 1), timing the panels form
 // against the direct form (native/ops/conv_direct.cc) instead of the rows form; no bf16 columns.
 // Run: npx tsx bench/sd-conv.ts [--rounds 3] [--vae]
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { getNumThreads, inferenceJit, randn, nn, type Tensor } from '../src/index.js';
@@ -15,6 +15,7 @@ import { OrtSession } from '../src/backends/onnxruntime/session.js';
 import { graphIO } from '../src/backends/onnxruntime/index.js';
 import { reducedPrecisionSupport } from '../src/backends/cpu/bf16.js';
 import { table, median, pairedRatio, timeRounds } from './lib/timing.js';
+import { benchTempDir } from './lib/tempdir.js';
 
 process.env.INFERJIT_CACHE = 'memory';
 const rounds = Number(process.argv[process.argv.indexOf('--rounds') + 1] || 3);
@@ -25,7 +26,7 @@ const SHAPES: [number, number, number, number, number][] = vae
   : [[320, 320, 32, 3, 1], [640, 640, 16, 3, 1], [1280, 1280, 8, 3, 1], [1280, 1280, 4, 3, 1], [320, 320, 32, 1, 1], [320, 320, 32, 3, 2], [4, 320, 32, 3, 1]];
 const batch = vae ? 1 : 2;
 const threads = getNumThreads();
-const dir = mkdtempSync(join(os.tmpdir(), 'sd-conv-'));
+const dir = benchTempDir('inferjit-bench-sd-conv');
 const rows: (string | number)[][] = [];
 const json: Record<string, number> = {};
 const json16: Record<string, number[]> = {};
