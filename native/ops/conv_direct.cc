@@ -2,8 +2,8 @@
 // enough to fill vector registers along an output row: the VAE decoder's 64²..256² levels, where
 // the implicit GEMM gathers 9× its input into panels and runs at a fraction of the FMA rate.
 //
-// Work item: one output row (image n, row oy), in groups of 96 output channels. Per block of 32
-// input channels the row's 3 input rows are copied into a zero-padded scratch (layout below), so the
+// Work item: 4 output rows of one image, in groups of 96 output channels. Per block of 32 input
+// channels the rows' 6 input rows are copied into a zero-padded scratch (layout below), so the
 // inner loop has no bounds checks; then for each tile of NV·16 output pixels and each block of NO
 // output channels, a register tile acc[NO][NV] accumulates
 //   acc[o][v] += w[o][c][ki][kj] · scratch[c][ki][x0 + 16v + kj .. + 16]
@@ -11,9 +11,10 @@
 // first channel block starts from zero, later ones from the partial sums in out; the last applies
 // the epilogue (bias + per-image channel bias, activation, + residual) before its store.
 //
-// Scratch layout (per thread): [cb][KH][Wp] floats, Wp = roundUp(Wo, lanes) + KW - 1; column j
-// of row (c, ki) holds x[n][c0 + c][oy - ph + ki][j - pw], zero outside the image (whole rows of
-// zeros above and below it). Output pixel ox reads columns ox .. ox + KW - 1.
+// Scratch layout (per thread): [cb][4 + KH - 1][Wp] floats, Wp = roundUp(Wo, lanes) + KW - 1;
+// column j of row (c, r) holds x[n][c0 + c][y0 - ph + r][j - pw], zero outside the image (whole
+// rows of zeros above and below it). Output pixel (y0 + r, ox) reads rows r .. r + KH - 1,
+// columns ox .. ox + KW - 1.
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -38,6 +39,9 @@ constexpr int kChanBlock = 32;
 // Output channels per pass over the input channels: their weights for one channel block and their
 // partial sums for one output row (≤ 96·32·9 + 96·256 floats) stay in L2 between channel blocks.
 constexpr int64_t kOutGroup = kNO * 16;
+// Output rows per work item: a channel block's weights are read once for all of them, and their
+// input rows are copied once (rows + 2 instead of 3 per output row).
+constexpr int64_t kRowBlock = 4;
 
 struct TileEpilogue {
   const float* bias;      // at o0, or null
@@ -48,7 +52,7 @@ struct TileEpilogue {
 };
 
 template <int NO, int NV>
-void directTile(const float* rows, int64_t Wp, int cb, const float* w, int64_t K, float* out, int64_t ldo, int nlast, bool first,
+void directTile(const float* rows, int64_t Wp, int64_t ldc, int cb, const float* w, int64_t K, float* out, int64_t ldo, int nlast, bool first,
                 const TileEpilogue* epi) {
   VecF acc[NO][NV];
   for (int i = 0; i < NO; i++) {
@@ -58,7 +62,7 @@ void directTile(const float* rows, int64_t Wp, int cb, const float* w, int64_t K
     }
   }
   for (int c = 0; c < cb; c++) {
-    const float* r = rows + static_cast<int64_t>(c) * KH * Wp;
+    const float* r = rows + c * ldc;
     const float* wc = w + c * KH * KW;
 #pragma GCC unroll 3
     for (int ki = 0; ki < KH; ki++) {
@@ -94,7 +98,7 @@ void directTile(const float* rows, int64_t Wp, int cb, const float* w, int64_t K
   }
 }
 
-using TileFn = void (*)(const float*, int64_t, int, const float*, int64_t, float*, int64_t, int, bool, const TileEpilogue*);
+using TileFn = void (*)(const float*, int64_t, int64_t, int, const float*, int64_t, float*, int64_t, int, bool, const TileEpilogue*);
 
 // kTiles[nv - 1][no - 1]: every tile size that full and remainder tiles need.
 template <int NV, int... NO>
@@ -117,20 +121,22 @@ void conv2dDirect(const Conv2dFusedArgs& s) {
   const int64_t K = s.C * KH * KW, P = Ho * Wo;
   const int64_t Wp = (Wo + kLanes - 1) / kLanes * kLanes + KW - 1;
   const int64_t tileW = kNV * kLanes;
-  parallelFor(s.N * Ho, [&](int64_t task, int) {
-    const int64_t n = task / Ho, oy = task % Ho;
+  const int64_t rowBlocks = (Ho + kRowBlock - 1) / kRowBlock;
+  const int64_t scratchRows = kRowBlock + KH - 1, ldc = scratchRows * Wp;
+  parallelFor(s.N * rowBlocks, [&](int64_t task, int) {
+    const int64_t n = task / rowBlocks, y0 = task % rowBlocks * kRowBlock, rows = std::min<int64_t>(kRowBlock, Ho - y0);
     thread_local std::vector<float> scratch;
-    if (scratch.size() < static_cast<size_t>(kChanBlock * KH * Wp)) scratch.resize(static_cast<size_t>(kChanBlock * KH * Wp));
+    if (scratch.size() < static_cast<size_t>(kChanBlock * ldc)) scratch.resize(static_cast<size_t>(kChanBlock * ldc));
     const float* img = s.x + n * s.C * s.H * s.W;
-    float* outRow = s.out + n * s.O * P + oy * Wo;
     for (int64_t og = 0; og < s.O; og += kOutGroup) {
       const int64_t ogEnd = std::min(s.O, og + kOutGroup);
       for (int64_t c0 = 0; c0 < s.C; c0 += kChanBlock) {
         const int cb = static_cast<int>(std::min<int64_t>(kChanBlock, s.C - c0));
+        // input rows y0 - ph .. y0 - ph + rows + KH - 2 of channels c0 .. c0 + cb, zero-padded
         for (int c = 0; c < cb; c++) {
-          for (int ki = 0; ki < KH; ki++) {
-            float* dst = scratch.data() + (static_cast<int64_t>(c) * KH + ki) * Wp;
-            const int64_t iy = oy - s.ph + ki;
+          for (int64_t r = 0; r < rows + KH - 1; r++) {
+            float* dst = scratch.data() + c * ldc + r * Wp;
+            const int64_t iy = y0 - s.ph + r;
             if (iy < 0 || iy >= s.H) {
               std::memset(dst, 0, Wp * sizeof(float));
               continue;
@@ -141,16 +147,20 @@ void conv2dDirect(const Conv2dFusedArgs& s) {
           }
         }
         const bool first = c0 == 0, last = c0 + cb == s.C;
-        for (int64_t x0 = 0; x0 < Wo; x0 += tileW) {
-          const int64_t width = std::min(tileW, Wo - x0);
-          const int nv = static_cast<int>((width + kLanes - 1) / kLanes);
-          const int nlast = static_cast<int>(width - (nv - 1) * kLanes);
-          for (int64_t o0 = og; o0 < ogEnd; o0 += kNO) {
-            const int no = static_cast<int>(std::min<int64_t>(kNO, ogEnd - o0));
-            TileEpilogue epi{s.bias ? s.bias + o0 : nullptr, s.chanBias ? s.chanBias + n * s.chanBiasStride + o0 : nullptr,
-                             s.residual ? s.residual + (n * s.O + o0) * P + oy * Wo + x0 : nullptr, P, s.act};
-            kTiles[nv - 1][no - 1](scratch.data() + x0, Wp, cb, s.w + o0 * K + c0 * KH * KW, K, outRow + o0 * P + x0, P, nlast, first,
-                                   last ? &epi : nullptr);
+        for (int64_t r = 0; r < rows; r++) {
+          const int64_t oy = y0 + r;
+          for (int64_t x0 = 0; x0 < Wo; x0 += tileW) {
+            const int64_t width = std::min(tileW, Wo - x0);
+            const int nv = static_cast<int>((width + kLanes - 1) / kLanes);
+            const int nlast = static_cast<int>(width - (nv - 1) * kLanes);
+            for (int64_t o0 = og; o0 < ogEnd; o0 += kNO) {
+              const int no = static_cast<int>(std::min<int64_t>(kNO, ogEnd - o0));
+              const int64_t at = (n * s.O + o0) * P + oy * Wo + x0;
+              TileEpilogue epi{s.bias ? s.bias + o0 : nullptr, s.chanBias ? s.chanBias + n * s.chanBiasStride + o0 : nullptr,
+                               s.residual ? s.residual + at : nullptr, P, s.act};
+              kTiles[nv - 1][no - 1](scratch.data() + r * Wp + x0, Wp, ldc, cb, s.w + o0 * K + c0 * KH * KW, K, s.out + at, P, nlast, first,
+                                     last ? &epi : nullptr);
+            }
           }
         }
       }
