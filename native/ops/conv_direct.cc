@@ -32,13 +32,14 @@ namespace {
 constexpr int kLanes = VecF::W;
 constexpr int KH = 3, KW = 3;
 // Register tile: NV vectors of output pixels × NO output channels, NO·NV accumulators (24 of
-// AVX-512's 32 registers; 12 of AVX2's 16).
+// AVX-512's 32 registers; 12 of AVX2's 16): 4 × 6, or 2 × 12 for rows of at most 32 pixels.
 constexpr int kNV = 4;
-constexpr int kNO = kLanes == 16 ? 6 : 3;
+constexpr int blockO(int nv) { return (nv <= 2 ? 12 : 6) / (kLanes == 16 ? 1 : 2); }
+constexpr int kNO = blockO(1);
 constexpr int kChanBlock = 32;
-// Output channels per pass over the input channels: their weights for one channel block and their
-// partial sums for one output row (≤ 96·32·9 + 96·256 floats) stay in L2 between channel blocks.
-constexpr int64_t kOutGroup = kNO * 16;
+// Output channels per pass over the input channels (a multiple of every blockO): their weights
+// for one channel block and their partial sums stay in L2 between channel blocks.
+constexpr int64_t kOutGroup = 96;
 // Output rows per work item: a channel block's weights are read once for all of them, and their
 // input rows are copied once (rows + 2 instead of 3 per output row).
 constexpr int64_t kRowBlock = 4;
@@ -153,8 +154,9 @@ void conv2dDirect(const Conv2dFusedArgs& s) {
             const int64_t width = std::min(tileW, Wo - x0);
             const int nv = static_cast<int>((width + kLanes - 1) / kLanes);
             const int nlast = static_cast<int>(width - (nv - 1) * kLanes);
-            for (int64_t o0 = og; o0 < ogEnd; o0 += kNO) {
-              const int no = static_cast<int>(std::min<int64_t>(kNO, ogEnd - o0));
+            const int nob = blockO(nv);
+            for (int64_t o0 = og; o0 < ogEnd; o0 += nob) {
+              const int no = static_cast<int>(std::min<int64_t>(nob, ogEnd - o0));
               const int64_t at = (n * s.O + o0) * P + oy * Wo + x0;
               TileEpilogue epi{s.bias ? s.bias + o0 : nullptr, s.chanBias ? s.chanBias + n * s.chanBiasStride + o0 : nullptr,
                                s.residual ? s.residual + at : nullptr, P, s.act};

@@ -104,7 +104,7 @@ test('conv2d_fused: channel bias (per image and shared), activation and residual
 // INFERJIT_CONV_DIRECT_WIDTH=1 (and INFERJIT_CONV_ROWS=0, which keeps the weight unpacked; both are
 // read when the plan is lowered, at its first run): widths
 // around its 16-pixel vectors and 64-pixel tiles, channels around its 32-channel blocks and
-// 6-channel register tiles, 1 and 3 channels, padding 0/1/2, 1×1 and 1-row images; stride 2,
+// 6- and 12-channel register tiles, row counts around its 4-row work items, 1 and 3 channels, padding 0/1/2, 1×1 and 1-row images; stride 2,
 // dilation and groups keep the implicit GEMM.
 const DIRECT_CASES: ConvCase[] = [
   { x: [1, 1, 1, 1], o: 1, k: 3, padding: 1 },
@@ -115,6 +115,7 @@ const DIRECT_CASES: ConvCase[] = [
   { x: [1, 5, 4, 130], o: 12, k: 3, padding: 0 }, // no padding: 128 wide output
   { x: [1, 4, 7, 63], o: 6, k: 3, padding: 2 }, // padding 2: output wider than the input
   { x: [2, 20, 17, 31], o: 9, k: 3, padding: 1 },
+  { x: [1, 7, 3, 32], o: 25, k: 3, padding: 1 }, // 32 wide: 12-channel register tiles, two full and one of 1
   { x: [1, 16, 20, 20], o: 8, k: 3, stride: 2, padding: 1 }, // not eligible: implicit GEMM
   { x: [1, 3, 9, 11], o: 4, k: 3, padding: 2, dilation: 2 }, // not eligible
   { x: [1, 6, 8, 10], o: 6, k: 3, padding: 1, groups: 2 }, // not eligible
