@@ -102,11 +102,10 @@ test('conv2d_fused: channel bias (per image and shared), activation and residual
 
 // The direct form (native/ops/conv_direct.cc), forced on every eligible conv by
 // INFERJIT_CONV_DIRECT_WIDTH=1 (and INFERJIT_CONV_ROWS=0, which keeps the weight unpacked; both are
-// read when the plan is lowered, at its first run): widths
-// around its 16-pixel vectors and 64-pixel tiles, channels around its 32-channel blocks and
-// 6- and 12-channel register tiles, row counts around its 4-row work items, 1 and 3 channels,
-// padding 0/1/2, 1×1 and 1-row images; stride 2,
-// dilation and groups keep the implicit GEMM.
+// read when the plan is lowered, at its first run): widths around its 16-pixel vectors and
+// 64-pixel tiles, channels around its 32-channel blocks and 6- and 12-channel register tiles, row
+// counts around its 4-row work items, 1 and 3 channels, padding 0/1/2, 1×1 and 1-row images;
+// stride 2, dilation and groups keep the implicit GEMM.
 const DIRECT_CASES: ConvCase[] = [
   { x: [1, 1, 1, 1], o: 1, k: 3, padding: 1 },
   { x: [1, 3, 5, 7], o: 3, k: 3, padding: 1 },
