@@ -21,6 +21,7 @@
         "native/ops/norm.cc",
         "native/ops/movement.cc",
         "native/ops/conv.cc",
+        "native/ops/conv_direct.cc",
         "native/ops/hash.cc",
         "native/quant/qmatmul.cc",
         "native/quant/kquants.cc",

@@ -2,8 +2,10 @@
 // on our export, same threads, in one process. A development aid for the conv kernels.
 // Both forms of the implicit-GEMM kernel are timed: pixels as B panels with the weight read in
 // place as A ("panels"), and pixels as A rows against the weight packed as B panels ("rows").
-// Run: npx tsx bench/sd-conv.ts [--rounds 3]
-import { mkdtempSync, rmSync } from 'node:fs';
+// --vae: the VAE decoder's 3×3 convolutions at 256×256 output (batch 1), timing the panels form
+// against the direct form (native/ops/conv_direct.cc) instead of the rows form; no bf16 columns.
+// Run: npx tsx bench/sd-conv.ts [--rounds 3] [--vae]
+import { rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { getNumThreads, inferenceJit, randn, nn, type Tensor } from '../src/index.js';
@@ -13,33 +15,40 @@ import { OrtSession } from '../src/backends/onnxruntime/session.js';
 import { graphIO } from '../src/backends/onnxruntime/index.js';
 import { reducedPrecisionSupport } from '../src/backends/cpu/bf16.js';
 import { table, median, pairedRatio, timeRounds } from './lib/timing.js';
+import { benchTempDir } from './lib/tempdir.js';
 
 process.env.INFERJIT_CACHE = 'memory';
 const rounds = Number(process.argv[process.argv.indexOf('--rounds') + 1] || 3);
 // [C, O, H(=W), k, stride]
-const SHAPES: [number, number, number, number, number][] = [
-  [320, 320, 32, 3, 1], [640, 640, 16, 3, 1], [1280, 1280, 8, 3, 1], [1280, 1280, 4, 3, 1], [320, 320, 32, 1, 1], [320, 320, 32, 3, 2], [4, 320, 32, 3, 1],
-];
+const vae = process.argv.includes('--vae');
+const SHAPES: [number, number, number, number, number][] = vae
+  ? [[512, 512, 32, 3, 1], [512, 512, 64, 3, 1], [512, 512, 128, 3, 1], [512, 256, 128, 3, 1], [256, 256, 128, 3, 1], [256, 256, 256, 3, 1], [256, 128, 256, 3, 1], [128, 128, 256, 3, 1], [128, 3, 256, 3, 1]]
+  : [[320, 320, 32, 3, 1], [640, 640, 16, 3, 1], [1280, 1280, 8, 3, 1], [1280, 1280, 4, 3, 1], [320, 320, 32, 1, 1], [320, 320, 32, 3, 2], [4, 320, 32, 3, 1]];
+const batch = vae ? 1 : 2;
 const threads = getNumThreads();
-const dir = mkdtempSync(join(os.tmpdir(), 'sd-conv-'));
+const dir = benchTempDir('inferjit-bench-sd-conv');
 const rows: (string | number)[][] = [];
 const json: Record<string, number> = {};
 const json16: Record<string, number[]> = {};
-const bf16 = reducedPrecisionSupport().bf16;
+const bf16 = !vae && reducedPrecisionSupport().bf16;
 for (const [C, O, H, k, s] of SHAPES) {
   const conv = new nn.Conv2d(C, O, k, { padding: k === 3 ? 1 : 0, stride: s, seed: 1 });
   class M extends nn.Module { c = conv; forward(x: Tensor): Tensor { return this.c.forward(x); } }
   const m = new M();
-  const x = randn([2, C, H, H], { seed: 2 });
+  const x = randn([batch, C, H, H], { seed: 2 });
   // the two forms of the kernel (rules/conv.ts): pixels as B panels (weight read in place as A), and
   // pixels as A rows against the weight pre-packed as B panels; the threshold is read at compile time
+  // (--vae: the second is the direct form; INFERJIT_CONV_DIRECT_WIDTH is read at lowering too)
   process.env.INFERJIT_CONV_ROWS = '0';
+  process.env.INFERJIT_CONV_DIRECT_WIDTH = 'Infinity';
   const jitA = inferenceJit(m, { name: `conv-${C}-${O}-${H}-${k}-${s}-a` }) as unknown as (x: Tensor) => Tensor;
   jitA(x);
-  process.env.INFERJIT_CONV_ROWS = String(1 << 30);
+  if (vae) process.env.INFERJIT_CONV_DIRECT_WIDTH = '1';
+  else process.env.INFERJIT_CONV_ROWS = String(1 << 30);
   const jitB = inferenceJit(new M(), { name: `conv-${C}-${O}-${H}-${k}-${s}-b` }) as unknown as (x: Tensor) => Tensor;
   jitB(x);
   delete process.env.INFERJIT_CONV_ROWS;
+  delete process.env.INFERJIT_CONV_DIRECT_WIDTH;
   // the same two forms in bf16 plans (bf16 panels of the pixels / of the weight, fp32 accumulation)
   const jits16: ((x: Tensor) => Tensor)[] = [];
   if (bf16) {
@@ -62,7 +71,7 @@ for (const [C, O, H, k, s] of SHAPES) {
   let err = 0; for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]), Math.abs(c2[i] - b[i]));
   const smp = await timeRounds(cs, [x], rounds);
   const Ho = Math.floor((H + 2 * (k === 3 ? 1 : 0) - k) / s) + 1;
-  const gflop = (2 * 2 * O * Ho * Ho * C * k * k) / 1e9;
+  const gflop = (batch * 2 * O * Ho * Ho * C * k * k) / 1e9;
   const key = `${C}->${O} ${H}x${H} k${k} s${s}`;
   json[key] = Math.round(pairedRatio(smp[1], smp[0]) * 1000) / 1000;
   const rowsForm = pairedRatio(smp[1], smp[2]);
@@ -73,5 +82,7 @@ for (const [C, O, H, k, s] of SHAPES) {
   ort.dispose();
 }
 rmSync(dir, { recursive: true, force: true });
-console.log(table(['conv', 'pixel panels ms', 'pixel rows ms', 'ORT ms', 'ORT/panels', 'ORT/rows', 'panels GFLOP/s', 'rows GFLOP/s', 'ORT GFLOP/s', 'ORT/bf16 panels', 'ORT/bf16 rows', 'max|diff|'], rows));
+const second = vae ? 'direct' : 'rows';
+console.log(`load average ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}`);
+console.log(table(['conv', 'pixel panels ms', `${second} ms`, 'ORT ms', 'ORT/panels', `ORT/${second}`, 'panels GFLOP/s', `${second} GFLOP/s`, 'ORT GFLOP/s', 'ORT/bf16 panels', 'ORT/bf16 rows', 'max|diff|'], rows));
 console.log(JSON.stringify({ bench: 'sd-conv', threads, ratio_vs_ort: json, ratio_bf16_panels_rows_vs_ort: json16 }));

@@ -11,9 +11,10 @@
 // (ratios > 1: ours is faster).
 // Run: npx tsx bench/sd.ts [--tiny] [--rows unet256,unet512,vae256,text] [--rounds 5] [--no-bf16]
 // Full size holds SD 1.5's weights several times over (the model, our packed fp32 and bf16 copies,
-// ORT's session: ~12 GB for the UNet rows) and writes the UNet's ONNX export (3.4 GB) to a temp dir.
+// ORT's session: ~12 GB for the UNet rows) and writes the UNet's ONNX export (3.4 GB) to a temp dir
+// (bench/lib/tempdir.ts: removed on exit and on SIGINT/SIGTERM; a killed run's is swept by the next).
 // --tiny runs the same rows on the tiny seeded configs: a smoke test of this script, not a measurement.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { backendInfo, getNumThreads, inferenceJit, fromArray, randn, full, type Tensor } from '../src/index.js';
@@ -31,6 +32,7 @@ import {
   SD15_UNET_CONFIG, SD15_VAE_CONFIG, SD15_CLIP_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG, TINY_CLIP_CONFIG,
 } from '../examples/diffusion/sd/config.js';
 import { settle, table, median, pairedRatio, timeRounds } from './lib/timing.js';
+import { benchTempDir } from './lib/tempdir.js';
 
 // A benchmark must not read or fill the user's disk cache: every compile here is in memory.
 process.env.INFERJIT_CACHE = 'memory';
@@ -166,7 +168,7 @@ async function main(): Promise<void> {
     `${args.tiny ? 'TINY configs (smoke run, not a measurement)' : 'SD 1.5 sizes'}; ${args.rounds} rounds; bf16: ${bf16 ? support.bf16Kernel : (args.bf16 ? `unavailable (${support.missing})` : 'off')}`);
   console.log(`load average at start ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}\n`);
 
-  const dir = mkdtempSync(join(os.tmpdir(), 'inferjit-bench-sd-'));
+  const dir = benchTempDir('inferjit-bench-sd');
   const mainRows: (string | number)[][] = [], shareRows: (string | number)[][] = [], notes: string[] = [];
   const json: Record<string, Record<string, unknown>> = { ratio_vs_ort: {}, ratio_bf16_vs_ort: {}, ratio_bf16_vs_fp32: {}, ms: {}, rel_error: {}, gflop: {}, share: {}, conv_gflops: {}, gemm_gflops: {}, kernels_ms: {}, path: {} };
   try {

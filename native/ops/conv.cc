@@ -303,6 +303,12 @@ void conv2dImplicit(const Conv2dFusedArgs& s) {
   // bf16 panels are 32 columns wide, like the fp32 ones in AVX-512 builds (the only ones with bf16)
   const bool bf16 = s.bf16Kernel != 0 && kNR == kBf16NR;
   if (g.P <= 0 || s.N <= 0 || g.og <= 0) return;
+  // The direct kernel's partial sums live in out between channel blocks, so a residual that
+  // overlaps out (an in-place epilogue) keeps the implicit GEMM.
+  const size_t outBytes = static_cast<size_t>(s.N * s.O * g.P) * sizeof(float);
+  const bool residualOverlaps = s.residual && reinterpret_cast<const char*>(s.residual) < reinterpret_cast<const char*>(s.out) + outBytes &&
+                                reinterpret_cast<const char*>(s.out) < reinterpret_cast<const char*>(s.residual) + outBytes;
+  if (s.direct && s.bf16Kernel == 0 && !s.packedW && conv2dDirectApplies(s) && !residualOverlaps) return conv2dDirect(s);
   if ((s.packedW || s.packedWBf16) && s.groups == 1) return convPixelRows(s, g);
   // Images side by side when one image has under 16 panels (the deep 8×8 and 4×4 UNet levels):
   // the GEMM then has enough columns to split across threads; its result goes through a wide

@@ -119,8 +119,12 @@ struct Conv2dFusedArgs : Conv2dArgs {
   int64_t chanBiasStride = 0;  // 0: one vector for every image
   const float* residual = nullptr;
   int bf16Kernel = 0;  // 0: fp32; else a resolved inferjit::Bf16Kernel (1 avx512, 2 amx)
+  bool direct = false;  // fp32 3×3 stride-1 convolutions: the direct kernel (conv_direct.cc) instead of the implicit GEMM
 };
 void conv2dImplicit(const Conv2dFusedArgs& a);
+// Direct 3×3 stride-1 convolution (native/ops/conv_direct.cc); conv2dImplicit runs it when direct is set and it applies.
+bool conv2dDirectApplies(const Conv2dArgs& s);
+void conv2dDirect(const Conv2dFusedArgs& s);
 
 // ---- attention (defined in native/attention/attention.cc) ----
 // Flash-style scaled-dot-product attention. Operands are addressed by element strides (batch,

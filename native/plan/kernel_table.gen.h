@@ -1457,7 +1457,7 @@ inline std::string checkMoe(const int64_t* I, size_t nInts, size_t nFloats, size
   return "";
 }
 
-// NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0): out = act(W·im2col(x) + bias + chanBias[n]) + residual.
+// NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0), or for fp32 3×3 stride-1 convolutions with direct != 0 as a direct convolution (native/ops/conv_direct.cc): out = act(W·im2col(x) + bias + chanBias[n]) + residual.
 struct Conv2dFusedDesc {
   uint8_t* x = nullptr;
   uint8_t* weight = nullptr;
@@ -1482,6 +1482,7 @@ struct Conv2dFusedDesc {
   int64_t act = 0;
   int64_t chanBiasStride = 0;
   int64_t bf16 = 0;
+  int64_t direct = 0;
 };
 template <typename At>
 inline Conv2dFusedDesc decodeConv2dFused(const int64_t* I, const double* F, At&& at) {
@@ -1504,6 +1505,7 @@ inline Conv2dFusedDesc decodeConv2dFused(const int64_t* I, const double* F, At&&
   a.act = I[p++];
   a.chanBiasStride = I[p++];
   a.bf16 = I[p++];
+  a.direct = I[p++];
   int r = 0;
   a.x = at(r++);
   a.weight = at(r++);
@@ -1550,6 +1552,8 @@ inline std::string checkConv2dFused(const int64_t* I, size_t nInts, size_t nFloa
   if (p + 1 > nI) return "conv2d_fused: ints end before chanBiasStride";
   p++;
   if (p + 1 > nI) return "conv2d_fused: ints end before bf16";
+  p++;
+  if (p + 1 > nI) return "conv2d_fused: ints end before direct";
   p++;
   if (p != nI) return "conv2d_fused: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
   if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1)) return "conv2d_fused: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1);

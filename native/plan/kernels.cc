@@ -571,6 +571,7 @@ void runConv2dFused(const Conv2dFusedDesc& d, const plan::KernelContext& ctx) {
   a.bf16Kernel = d.bf16 != 0 ? static_cast<int>(ctx.bf16Kernel) : 0;
   a.packedW = ctx.packed;  // the lowering packs the weight (Wᵀ panels) for the pixels-as-rows form
   a.packedWBf16 = ctx.packedBf16;
+  a.direct = d.direct != 0;
   conv2dImplicit(a);
 }
 

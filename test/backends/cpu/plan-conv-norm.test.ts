@@ -1,4 +1,5 @@
-// The SD kernels (issue 20): conv2d / conv2d_fused as an implicit GEMM (fp32 and bf16 panels) and
+// The SD kernels (issue 20): conv2d / conv2d_fused as an implicit GEMM (fp32 and bf16 panels) or a
+// direct convolution (fp32 3×3 stride 1), and
 // group_norm_act / add_group_norm_act, each against the reference (pure TS) kernels on random
 // inputs: 1 channel, odd H/W, 1×1 spatial, channels that are not multiples of 16 or of the 32-wide
 // panels, stride 2, padding 0/1, dilation, groups, batches that take the several-images-per-GEMM
@@ -95,6 +96,54 @@ test('conv2d_fused: channel bias (per image and shared), activation and residual
       assertClose(exe.run(inputs)[0], reference(fn, inputs)[0], near, `conv2d_fused ${JSON.stringify(c)} shared=${shared}`);
       const names = exe.planStats()!.kernelNames;
       assert.deepEqual(names.filter((n) => n !== 'conv2d_fused'), [], `${JSON.stringify(c)}: ${names.join(', ')}`);
+    }
+  }
+});
+
+// The direct form (native/ops/conv_direct.cc), forced on every eligible conv by
+// INFERJIT_CONV_DIRECT_WIDTH=1 (and INFERJIT_CONV_ROWS=0, which keeps the weight unpacked; both are
+// read when the plan is lowered, at its first run): widths around its 16-pixel vectors and
+// 64-pixel tiles, channels around its 32-channel blocks and 6- and 12-channel register tiles, row
+// counts around its 4-row work items, 1 and 3 channels, padding 0/1/2, 1×1 and 1-row images;
+// stride 2, dilation and groups keep the implicit GEMM.
+const DIRECT_CASES: ConvCase[] = [
+  { x: [1, 1, 1, 1], o: 1, k: 3, padding: 1 },
+  { x: [1, 3, 5, 7], o: 3, k: 3, padding: 1 },
+  { x: [2, 1, 1, 17], o: 5, k: 3, padding: 1 }, // one row, one full vector and one pixel
+  { x: [1, 33, 9, 16], o: 7, k: 3, padding: 1 }, // a second channel block of 1, O = 6 + 1
+  { x: [2, 65, 6, 65], o: 13, k: 3, padding: 1 }, // three channel blocks, a 64-wide tile and one pixel
+  { x: [1, 5, 4, 130], o: 12, k: 3, padding: 0 }, // no padding: 128 wide output
+  { x: [1, 4, 7, 63], o: 6, k: 3, padding: 2 }, // padding 2: output wider than the input
+  { x: [2, 20, 17, 31], o: 9, k: 3, padding: 1 },
+  { x: [1, 7, 3, 32], o: 25, k: 3, padding: 1 }, // 32 wide: 12-channel register tiles, two full and one of 1
+  { x: [1, 16, 20, 20], o: 8, k: 3, stride: 2, padding: 1 }, // not eligible: implicit GEMM
+  { x: [1, 3, 9, 11], o: 4, k: 3, padding: 2, dilation: 2 }, // not eligible
+  { x: [1, 6, 8, 10], o: 6, k: 3, padding: 1, groups: 2 }, // not eligible
+];
+const eligible = (c: ConvCase): boolean => (c.stride ?? 1) === 1 && (c.dilation ?? 1) === 1 && (c.groups ?? 1) === 1;
+function withDirect<T>(fn: () => T): T {
+  const old = process.env.INFERJIT_CONV_DIRECT_WIDTH;
+  process.env.INFERJIT_CONV_DIRECT_WIDTH = '1';
+  try { return withRowsMax(0, fn); } finally { if (old === undefined) delete process.env.INFERJIT_CONV_DIRECT_WIDTH; else process.env.INFERJIT_CONV_DIRECT_WIDTH = old; }
+}
+
+test('conv2d / conv2d_fused, direct form: matches the reference on edge shapes, with every epilogue', { skip }, () => {
+  for (const c of DIRECT_CASES) {
+    const [N] = c.x;
+    const w = rnd([c.o, c.x[1] / (c.groups ?? 1), c.k, c.k], 0.3), b = rnd([c.o], 0.1);
+    const conv = convFn(c, w, b);
+    const exe = withDirect(() => compile(conv, [rnd(c.x)], { w, b }));
+    const x = rnd(c.x);
+    assertClose(withDirect(() => exe.run([x])[0]), reference(conv, [x])[0], near, `direct conv2d ${JSON.stringify(c)}`);
+    assert.deepEqual(exe.planStats()!.kernelNames, [eligible(c) ? 'conv2d_direct' : 'conv2d'], `${JSON.stringify(c)}: ${exe.describe()}`);
+    const y0 = reference(conv, [x])[0];
+    for (const shared of [false, true]) {
+      const fn = (x: Tensor, t: Tensor, r: Tensor) => conv(x).add(t).silu().add(r);
+      const args = [rnd(c.x), rnd([shared ? 1 : N, c.o, 1, 1]), rnd([...y0.shape] as number[])];
+      const fused = withDirect(() => compile(fn, args, { w, b }));
+      const inputs = [rnd(c.x), rnd([shared ? 1 : N, c.o, 1, 1]), rnd([...y0.shape] as number[])];
+      assertClose(withDirect(() => fused.run(inputs)[0]), reference(fn, inputs)[0], near, `direct conv2d_fused ${JSON.stringify(c)} shared=${shared}`);
+      assert.deepEqual(fused.planStats()!.kernelNames, [eligible(c) ? 'conv2d_fused_direct' : 'conv2d_fused'], `${JSON.stringify(c)}: ${fused.describe()}`);
     }
   }
 });

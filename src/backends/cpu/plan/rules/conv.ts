@@ -1,7 +1,8 @@
 // Convolution rules: NCHW conv2d and conv2d_fused (groups, stride, padding, dilation; a per-image
 // channel bias, an activation and a residual in the epilogue) as one implicit-GEMM kernel
-// (native/ops/conv.cc conv2dImplicit). In a bf16 plan the im2col panels are packed as bf16 and the
-// product runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers.
+// (native/ops/conv.cc conv2dImplicit), or for wide fp32 3×3 stride-1 images a direct convolution
+// (native/ops/conv_direct.cc). In a bf16 plan the im2col panels are packed as bf16 and the product
+// runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers.
 import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
 import type { View, WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
@@ -14,6 +15,12 @@ import { definePlanRule } from './registry.js';
  *  by 3×, since the panels form converts the whole weight to bf16 on every call) and loses from
  *  16×16 up. INFERJIT_CONV_ROWS overrides the threshold (tuning, A/B runs). */
 const pixelRowsMax = (): number => Number(process.env.INFERJIT_CONV_ROWS ?? 128);
+
+/** fp32 3×3 stride-1 convolutions whose output rows are at least this wide run as a direct
+ *  convolution (native/ops/conv_direct.cc: output-row register tiles of 64 pixels × 6 channels,
+ *  no im2col panels); narrower ones keep the implicit GEMM. INFERJIT_CONV_DIRECT_WIDTH overrides
+ *  the threshold (tuning, A/B runs; 'Infinity' turns the direct form off). */
+const directMinWidth = (): number => Number(process.env.INFERJIT_CONV_DIRECT_WIDTH ?? 64);
 
 definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   b.needF32(node);
@@ -37,12 +44,15 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   if (a.groups === 1 && b.precision !== 'fp16' && b.isConstant(wv!) && N * Ho * Wo <= pixelRowsMax()) {
     w = b.weightOf(wv!, C * kh * kw, O, true);
   }
+  const direct = w === undefined && !b.bf16 && b.precision !== 'fp16' && a.groups === 1 && kh === 3 && kw === 3 &&
+    a.stride[0] === 1 && a.stride[1] === 1 && a.dilation[0] === 1 && a.dilation[1] === 1 && Wo >= directMinWidth();
   const out = b.dest(node.outputs[0]);
   const act = ACTIVATION_CODES[(a.activation as keyof typeof ACTIVATION_CODES | undefined) ?? 'none'];
-  b.emit(node.op, encodeConv2dFused({
+  // the direct form is named apart so that plan descriptions and profiles show which form ran
+  b.emit(direct ? `${node.op}_direct` : node.op, encodeConv2dFused({
     x, weight, bias, chanBias, residual, out, N, C, H, W, O, kh, kw, sh: a.stride[0], sw: a.stride[1], ph: a.padding[0], pw: a.padding[1],
     dh: a.dilation[0], dw: a.dilation[1], groups: a.groups, act,
-    chanBiasStride, bf16: b.bf16 ? 1 : 0,
+    chanBiasStride, bf16: b.bf16 ? 1 : 0, direct: direct ? 1 : 0,
   }), w);
   b.setView(node.outputs[0], out);
 });
