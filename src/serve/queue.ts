@@ -41,6 +41,7 @@
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { Gauge, Counter, type Registry } from 'prom-client';
+import { type TokenLogprob } from './engine.js';
 import { QueueFullError, type Scheduler, type SequenceEvents, type SequenceRequest, type FinishReason } from './scheduler.js';
 
 export interface QueueOptions {
@@ -77,6 +78,7 @@ interface Payload {
   stopTokens: number[];
   stop: string[];
   priority: number;
+  logprobs?: number;
 }
 
 /** A request this instance accepted and forwarded (origin side). */
@@ -86,7 +88,7 @@ interface Held { rid: string; attempt: string; origin: string; seqId: number; ne
 /** An event waiting in the outbox for its origin's next batch. */
 interface OutEvent { h: Held; final: boolean; token: string; k: number; json: string }
 /** One event as the origin reads it (a line of a batch). */
-type QueueEvent = Record<string, string | number>;
+type QueueEvent = Record<string, string | number | TokenLogprob>;
 
 // The scripts are plain strings (String.raw): a backslash in them reaches Lua as written.
 // test/serve/queue-scripts.test.ts runs each one against a real redis-server.
@@ -152,12 +154,19 @@ redis.call('HSET', KEYS[1], 'state', 'queued')
 redis.call('RPUSH', KEYS[3], ARGV[1])
 return 1`;
 
-// KEYS: alive key, held list, queue, instance set, its stream. ARGV: instance id.
-// Re-queues a dead instance's requests (they run next) and forgets it; -1 if it is alive after all.
+// KEYS: alive key, held list, queue, instance set, its stream. ARGV: instance id, request-key prefix.
+// Re-queues a dead instance's requests (they run next; marked queued, not running) and forgets it;
+// -1 if it is alive after all.
 export const REAP = String.raw`
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local n = 0
-while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'RIGHT') do n = n + 1 end
+while true do
+  local rid = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'RIGHT')
+  if not rid then break end
+  local meta = ARGV[2] .. rid
+  if redis.call('HGET', meta, 'state') == 'running' then redis.call('HSET', meta, 'state', 'queued') end
+  n = n + 1
+end
 redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[5])
 return n`;
@@ -166,7 +175,7 @@ export type QueueRedis = Redis & {
   claim(meta: string, held: string, gen: string, rid: string, alivePrefix: string, me: string): Promise<[string, string, string, string, string] | null>;
   appendEvents(numKeys: number, ...keysAndArgs: string[]): Promise<number[]>;
   giveBack(meta: string, held: string, queue: string, rid: string, attempt: string): Promise<number>;
-  reap(alive: string, held: string, queue: string, instances: string, out: string, id: string): Promise<number>;
+  reap(alive: string, held: string, queue: string, instances: string, out: string, id: string, reqPrefix: string): Promise<number>;
 };
 type Scripted = QueueRedis;
 
@@ -279,6 +288,7 @@ export class RedisQueue implements RequestSink {
       const sampling = { ...req.sampling, seed: req.sampling.seed ?? randomBytes(4).readUInt32LE() };
       const payload: Payload = {
         promptIds: [...req.promptIds], sampling, maxTokens: req.maxTokens, stopTokens: [...req.stopTokens], stop: [...req.stop], priority: req.priority ?? 0,
+        ...(req.logprobs !== undefined ? { logprobs: req.logprobs } : {}),
       };
       this.outstanding.set(id, { rid, events, promptTokens: req.promptIds.length, delivered: 0, generated: 0, lastEventAt: Date.now() });
       this.byRid.set(rid, id);
@@ -388,7 +398,7 @@ export class RedisQueue implements RequestSink {
     o.lastEventAt = Date.now();
     if (f.type === 't') {
       if (token >= 0) o.generated++;
-      o.events.onText(String(f.text), token);
+      o.events.onText(String(f.text), token, f.logprob as TokenLogprob | undefined);
       return;
     }
     this.cmd.del(this.key('req', String(f.rid)), this.key('gen', String(f.rid))).catch(() => undefined);
@@ -440,7 +450,7 @@ export class RedisQueue implements RequestSink {
     this.counters.pulled.inc();
     if (generated.length > 0) this.counters.resumed.inc();
     const h: Held = { rid, attempt, origin, seqId: -1, next: sent, stopped: false };
-    const send = (final: boolean, fields: { type: string; token?: number } & Record<string, string | number>) => {
+    const send = (final: boolean, fields: { type: string; token?: number } & Record<string, string | number | TokenLogprob>) => {
       if (h.stopped) return;
       const token = fields.type === 't' && fields.token! >= 0 ? String(fields.token) : '';
       const k = h.next++;
@@ -448,6 +458,7 @@ export class RedisQueue implements RequestSink {
     };
     const req: SequenceRequest = {
       promptIds: p.promptIds, sampling: p.sampling, maxTokens: p.maxTokens, stopTokens: new Set(p.stopTokens), stop: p.stop, priority: p.priority,
+      ...(p.logprobs !== undefined ? { logprobs: p.logprobs } : {}),
       ...(generated.length > 0 ? { resume: generated } : {}),
     };
     this.held.set(rid, h);
@@ -455,7 +466,7 @@ export class RedisQueue implements RequestSink {
       [h.seqId] = this.scheduler.submit([{
         req,
         events: {
-          onText: (text, token) => send(false, { type: 't', text, token }),
+          onText: (text, token, logprob) => send(false, { type: 't', text, token, ...(logprob ? { logprob } : {}) }),
           onFinish: (reason, info) => {
             this.held.delete(rid);
             this.wake?.();
@@ -534,7 +545,7 @@ export class RedisQueue implements RequestSink {
     const ids = await this.cmd.smembers(this.key('instances'));
     for (const id of ids) {
       if (id === this.instanceId) continue;
-      const n = await this.cmd.reap(this.key('alive', id), this.key('held', id), this.key('queue'), this.key('instances'), this.key('out', id), id);
+      const n = await this.cmd.reap(this.key('alive', id), this.key('held', id), this.key('queue'), this.key('instances'), this.key('out', id), id, this.key('req', ''));
       if (n > 0) this.counters.requeued.inc(n);
     }
   }
