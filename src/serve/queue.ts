@@ -563,8 +563,9 @@ export class RedisQueue implements RequestSink {
     for (const id of [...this.outstanding.keys()]) this.abort(id);
     const heldList = this.key('held', this.instanceId);
     try {
-      while (await this.cmd.lmove(heldList, this.key('queue'), 'RIGHT', 'RIGHT')) { /* move them all */ }
-      await this.cmd.multi().del(this.key('alive', this.instanceId)).srem(this.key('instances'), this.instanceId).del(this.key('out', this.instanceId)).exec();
+      // Leaving is dying politely: the same script re-queues what we held (marked queued) and forgets us.
+      await this.cmd.del(this.key('alive', this.instanceId));
+      await this.cmd.reap(this.key('alive', this.instanceId), heldList, this.key('queue'), this.key('instances'), this.key('out', this.instanceId), this.instanceId, this.key('req', ''));
     } catch { /* Redis is gone: the others re-queue our requests when our liveness key expires */ }
     this.blocker.disconnect();
     this.reader.disconnect();
