@@ -562,14 +562,15 @@ export class RedisQueue implements RequestSink {
     for (const h of this.held.values()) this.stop(h, false);
     for (const id of [...this.outstanding.keys()]) this.abort(id);
     const heldList = this.key('held', this.instanceId);
+    // Stop pulling first: a BLMOVE still waiting could otherwise take a request back after we re-queue it.
+    this.blocker.disconnect();
+    this.reader.disconnect();
+    await Promise.allSettled(this.loops);
     try {
       // Leaving is dying politely: the same script re-queues what we held (marked queued) and forgets us.
       await this.cmd.del(this.key('alive', this.instanceId));
       await this.cmd.reap(this.key('alive', this.instanceId), heldList, this.key('queue'), this.key('instances'), this.key('out', this.instanceId), this.instanceId, this.key('req', ''));
     } catch { /* Redis is gone: the others re-queue our requests when our liveness key expires */ }
-    this.blocker.disconnect();
-    this.reader.disconnect();
-    await Promise.allSettled(this.loops);
     await this.cmd.quit().catch(() => undefined);
   }
 }
