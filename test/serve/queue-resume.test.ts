@@ -6,7 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startServer, MODEL, postJson, metric, modelFile } from './serve-fixtures.js';
+import { startServer, MODEL, postJson, metric, modelFile, greedyText } from './serve-fixtures.js';
+import { connectQueueRedis } from '../../src/serve/queue.js';
 import { startRedis } from './redis-fixture.js';
 
 const redis = await startRedis();
@@ -122,6 +123,32 @@ test('a stream whose worker is killed with nobody left to resume it ends with an
     assert.equal(await metric(origin.url, 'inferjit:queue_requeued_total'), 1);
   } finally {
     victim.child.kill('SIGKILL');
+    await origin.server.close();
+  }
+});
+
+test('Redis drops every client connection mid-stream, twice: the stream still delivers the whole greedy answer, each token once', async () => {
+  const prefix = 'chaos', livenessTtlMs = 3000;
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 20000 } });
+  const worker = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs } });
+  const admin = connectQueueRedis(redis.url);
+  await admin.connect();
+  try {
+    const maxTokens = 300;
+    const expected = await greedyText('tokenizers split text', maxTokens);
+    const kills: Promise<unknown>[] = [];
+    const got = await stream(origin.url, { model: MODEL, prompt: 'tokenizers split text', max_tokens: maxTokens, temperature: 0, ignore_eos: true }, (n) => {
+      // Every connection but the admin's: XREAD, BLMOVE and the event scripts in flight fail or are resent.
+      if (n === 5 || n === 40) kills.push(admin.call('CLIENT', 'KILL', 'TYPE', 'normal'));
+    });
+    assert.ok(Number(await kills[0]) >= 4, 'the instances\' connections were dropped');
+    assert.equal(got.error, null);
+    assert.equal(got.tokens.length, maxTokens, 'every token once');
+    assert.equal(got.text, expected);
+    assert.equal(got.finish, 'length');
+  } finally {
+    await admin.quit();
+    await worker.server.close();
     await origin.server.close();
   }
 });
