@@ -271,7 +271,10 @@ export class RedisQueue implements RequestSink {
 
   private key(...parts: string[]): string { return [this.prefix, ...parts].join(':'); }
 
-  private heartbeat(): Promise<unknown> { return this.cmd.set(this.key('alive', this.instanceId), '1', 'PX', this.ttl); }
+  /** Refreshes the liveness key, and the membership: an instance paused past its TTL was reaped and forgotten, and must be seen again. */
+  private heartbeat(): Promise<unknown> {
+    return this.cmd.multi().set(this.key('alive', this.instanceId), '1', 'PX', this.ttl).sadd(this.key('instances'), this.instanceId).exec();
+  }
 
   // ---- origin side ----
 

@@ -152,3 +152,39 @@ test('Redis drops every client connection mid-stream, twice: the stream still de
     await origin.server.close();
   }
 });
+
+test('a worker paused past its liveness TTL (SIGSTOP) is declared dead; when it wakes its appends are refused and the client sees each token once', async () => {
+  const prefix = 'zombie', livenessTtlMs = 800;
+  const victim = await spawnInstance(prefix, livenessTtlMs);
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false } });
+  let survivor: Promise<Awaited<ReturnType<typeof startServer>>> | null = null;
+  try {
+    const maxTokens = 300;
+    const expected = await greedyText('a b c d', maxTokens);
+    let resumedAt = 0, joined = false;
+    const got = await stream(origin.url, { model: MODEL, prompt: 'a b c d', max_tokens: maxTokens, temperature: 0, ignore_eos: true }, (n) => {
+      if (n === 5) {
+        victim.child.kill('SIGSTOP');
+        // Wake it once another instance has taken over: it still believes it runs the request.
+        survivor = new Promise((r) => setTimeout(r, 3 * livenessTtlMs)).then(() => startServer({ queue: { url: redis.url, prefix, livenessTtlMs } }))
+          .then((x) => { joined = true; return x; });
+      }
+      // A chunk after the survivor joined: it runs the request now.
+      if (resumedAt === 0 && joined) { resumedAt = n; victim.child.kill('SIGCONT'); }
+    });
+    assert.ok(resumedAt > 5, 'the survivor resumed it, then the victim woke');
+    assert.equal(got.error, null);
+    assert.equal(got.tokens.length, maxTokens, 'every token once');
+    assert.equal(got.text, expected);
+    const s = await (survivor as unknown as Promise<Awaited<ReturnType<typeof startServer>>>);
+    assert.equal(await metric(s.url, 'inferjit:queue_resumed_total'), 1);
+    // Awake, it is an instance again (so that if it dies now, what it takes is re-queued).
+    for (let i = 0; i < 100 && await metric(origin.url, 'inferjit:queue_instances') < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await metric(origin.url, 'inferjit:queue_instances'), 3);
+  } finally {
+    victim.child.kill('SIGCONT');
+    victim.child.kill('SIGKILL');
+    await (await (survivor as Promise<Awaited<ReturnType<typeof startServer>>> | null))?.server.close();
+    await origin.server.close();
+  }
+});
