@@ -347,7 +347,8 @@ export class RedisQueue implements RequestSink {
             ? `the instance running it (${owner}) sent nothing for ${seconds}`
             : `no event came back for ${seconds} (its state in Redis: ${state ?? 'gone'})`;
       }, (e: Error) => `no event came back for ${seconds}, and Redis does not answer (${e.message})`).then((why) => {
-        if (!this.outstanding.has(id)) return;
+        // Finished meanwhile, or an event came after all (it reset the clock): nothing to end.
+        if (this.outstanding.get(id)?.lastEventAt !== Infinity) return;
         this.counters.timedOut.inc();
         this.fail(id, new Error(`queue: the request got no event: ${why}; it was cancelled, retry it`));
       });
