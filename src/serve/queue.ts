@@ -12,15 +12,25 @@
 // checks the others; one whose key expired has its held list moved back to the queue (one Lua script,
 // so two survivors cannot both re-queue it), and another worker runs those requests again.
 //
-// No duplicate or inconsistent output reaches a client, by three rules:
+// No duplicate or inconsistent output reaches a client, by two rules:
 //   1. fencing: taking a request increments its `attempt`; a worker appends an event only through a
 //      script that checks the attempt is still its own (and the request still running), so a worker
 //      that was declared dead but is still running is cut off at its next token, and it stops;
-//   2. replay: a re-queued request runs again from its prompt, and events are numbered; the origin
-//      delivers event k only once, and checks that a replayed event's token equals the one delivered;
-//   3. determinism: the origin gives every request a sampling seed when the client did not, so a replay
-//      draws the same tokens. If a replay still diverges (different batch numerics on another machine),
-//      the request fails with an error saying so, rather than splicing two different continuations.
+//   2. resume: the same script, as it appends a token event to the origin's stream, appends the token
+//      to the request's `gen` key and counts the event in its hash, atomically. So `gen` holds exactly
+//      the tokens the client has (or will read from its stream). A re-queued request's next worker
+//      continues after them: it prefills prompt + `gen` (recompute, as for a preemption), numbers its
+//      events from the count, and sends only new tokens. The client sees one continuous stream: no
+//      token twice, none lost, no restart, whatever the sampling (a sampled request continues with
+//      fresh draws from its seed; a greedy one is the uninterrupted answer up to float rounding).
+//   Events are numbered, and the script keeps an event only if its number is the next one (so a batch
+//   Redis runs twice, a client library's resend, is not applied twice). The origin too delivers event
+//   k once, and fails the request with an error if one is missing rather than splice around a gap.
+// Lost events: a worker whose event batch fails to reach Redis stops those requests and re-queues
+// them (fenced: only if they are still its own), so the next worker resumes after what did arrive. An
+// origin that gets no event for a request for `eventTimeoutMs` (no live worker took it, or the one
+// running it went silent without its liveness key expiring) ends it with an error saying which, and
+// cancels it: a client never waits forever.
 // Cancellation: the origin marks the request cancelled and removes it from the queue; the worker's
 // next append is refused and it aborts the sequence (KV blocks freed at its next step).
 // Coalescing: a worker's events are not sent one by one. The events a scheduler step produces (one
@@ -31,6 +41,7 @@
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { Gauge, Counter, type Registry } from 'prom-client';
+import { type TokenLogprob } from './engine.js';
 import { QueueFullError, type Scheduler, type SequenceEvents, type SequenceRequest, type FinishReason } from './scheduler.js';
 
 export interface QueueOptions {
@@ -46,6 +57,12 @@ export interface QueueOptions {
   pull?: boolean;
   /** Requests this instance may have in the queue or running elsewhere at once; more get 429 (default 1024). */
   maxOutstanding?: number;
+  /**
+   * A request accepted here that gets no event (token or finish) for this long ends with an error and
+   * is cancelled (default 120000 ms): nobody took it from the queue, or the instance running it went
+   * silent. Waiting in a long queue counts too: set it above the longest wait you accept.
+   */
+  eventTimeoutMs?: number;
 }
 
 /** What the HTTP handlers submit to: the local Scheduler, or the queue (same shape). */
@@ -61,77 +78,117 @@ interface Payload {
   stopTokens: number[];
   stop: string[];
   priority: number;
+  logprobs?: number;
 }
 
 /** A request this instance accepted and forwarded (origin side). */
-interface Outstanding { rid: string; events: SequenceEvents; promptTokens: number; delivered: number; tokens: number[]; generated: number }
+interface Outstanding { rid: string; events: SequenceEvents; promptTokens: number; delivered: number; generated: number; lastEventAt: number }
 /** A request this instance took from the queue and runs (worker side). */
 interface Held { rid: string; attempt: string; origin: string; seqId: number; next: number; stopped: boolean }
 /** An event waiting in the outbox for its origin's next batch. */
-interface OutEvent { h: Held; final: boolean; json: string }
+interface OutEvent { h: Held; final: boolean; token: string; k: number; json: string }
 /** One event as the origin reads it (a line of a batch). */
-type QueueEvent = Record<string, string | number>;
+type QueueEvent = Record<string, string | number | TokenLogprob>;
 
-// KEYS: meta, held list. ARGV: rid, alive-key prefix, this instance. Takes a request moved to our
-// held list: skips (and forgets) one that finished, was cancelled, or whose origin is gone.
-const CLAIM = `
+// The scripts are plain strings (String.raw): a backslash in them reaches Lua as written.
+// test/serve/queue-scripts.test.ts runs each one against a real redis-server.
+
+// KEYS: meta, held list, gen. ARGV: rid, alive-key prefix, this instance. Takes a request moved to our
+// held list: skips (and forgets) one that finished, was cancelled, or whose origin is gone. Answers
+// the attempt, the payload, the origin, the events already sent and the tokens already generated
+// (`gen`: "id,id,...,").
+export const CLAIM = String.raw`
 local st = redis.call('HGET', KEYS[1], 'state')
 local origin = redis.call('HGET', KEYS[1], 'origin')
 if (not st) or st == 'cancelled' or st == 'done' or redis.call('EXISTS', ARGV[2] .. origin) == 0 then
   redis.call('LREM', KEYS[2], 1, ARGV[1])
-  if st and st ~= 'done' then redis.call('DEL', KEYS[1]) end
+  if st and st ~= 'done' then redis.call('DEL', KEYS[1], KEYS[3]) end
   return false
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[3])
-return {tostring(attempt), redis.call('HGET', KEYS[1], 'payload'), origin}`;
+local sent = redis.call('HGET', KEYS[1], 'sent') or '0'
+local gen = redis.call('GET', KEYS[3]) or ''
+return {tostring(attempt), redis.call('HGET', KEYS[1], 'payload'), origin, sent, gen}`;
 
-// KEYS: origin's stream, origin's alive key, held list, then one request meta key per event.
-// ARGV: per event: attempt, rid, final ('1' or '0'), the event as JSON.
-// Keeps each event whose attempt still owns its request (and whose origin lives), appends the kept
-// ones as one stream entry, and answers per event 1 (kept) or 0 (the worker must stop that request).
-const EMIT_BATCH = `
+// KEYS: origin's stream, origin's alive key, held list, then per event the request's meta and gen keys.
+// ARGV: per event: attempt, rid, final ('1' or '0'), token ('' for none), its number k, the event as JSON.
+// Keeps each event whose attempt still owns its request (and whose origin lives) and that is the
+// request's next one (k equals the events sent so far, so a batch Redis runs twice, or one after a
+// lost one, cannot double or skip anything): counts it in the meta's 'sent', appends its token to gen.
+// The kept events go out as one stream entry (lines joined by a newline). Answers per event:
+// 1 kept; 0 not this worker's any more (it must stop); 2 already sent (ignore); 3 an earlier event is
+// missing (the worker must give the request back, to be resumed after what arrived).
+export const EMIT_BATCH = String.raw`
 local alive = redis.call('EXISTS', KEYS[2]) == 1
 local kept, res = {}, {}
-for i = 4, #KEYS do
-  local j = (i - 4) * 4
-  local attempt, rid, final, ev = ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
-  if final == '1' then redis.call('LREM', KEYS[3], 1, rid) end
-  if alive and redis.call('HGET', KEYS[i], 'attempt') == attempt and redis.call('HGET', KEYS[i], 'state') == 'running' then
-    kept[#kept + 1] = ev
-    if final == '1' then redis.call('HSET', KEYS[i], 'state', 'done') end
-    res[#res + 1] = 1
-  else
+for i = 0, (#KEYS - 3) / 2 - 1 do
+  local meta, gen = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
+  local attempt, rid, final, token, k, ev = ARGV[6 * i + 1], ARGV[6 * i + 2], ARGV[6 * i + 3], ARGV[6 * i + 4], tonumber(ARGV[6 * i + 5]), ARGV[6 * i + 6]
+  local sent = tonumber(redis.call('HGET', meta, 'sent') or '0')
+  if final == '1' and k <= sent then redis.call('LREM', KEYS[3], 1, rid) end
+  if not (alive and redis.call('HGET', meta, 'attempt') == attempt and redis.call('HGET', meta, 'state') == 'running') then
     res[#res + 1] = 0
+  elseif k < sent then
+    res[#res + 1] = 2
+  elseif k > sent then
+    res[#res + 1] = 3
+  else
+    kept[#kept + 1] = ev
+    redis.call('HINCRBY', meta, 'sent', 1)
+    if token ~= '' then redis.call('APPEND', gen, token .. ',') end
+    if final == '1' then redis.call('HSET', meta, 'state', 'done') end
+    res[#res + 1] = 1
   end
 end
-if #kept > 0 then redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', 'b', table.concat(kept, '\\n')) end
+if #kept > 0 then redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', 'b', table.concat(kept, '\n')) end
 return res`;
 
-// KEYS: alive key, held list, queue, instance set, its stream. ARGV: instance id.
-// Re-queues a dead instance's requests (they run next) and forgets it; -1 if it is alive after all.
-const REAP = `
+// KEYS: meta, held list, queue. ARGV: rid, attempt. A worker gives back a request it can no longer
+// run (its events did not reach Redis): if it is still this attempt's, it goes back to the queue's
+// head (the next worker resumes after the tokens that did arrive); 1 if re-queued, 0 if not ours.
+export const GIVE_BACK = String.raw`
+redis.call('LREM', KEYS[2], 1, ARGV[1])
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued')
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return 1`;
+
+// KEYS: alive key, held list, queue, instance set, its stream. ARGV: instance id, request-key prefix.
+// Re-queues a dead instance's requests (they run next; marked queued, not running) and forgets it;
+// -1 if it is alive after all.
+export const REAP = String.raw`
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local n = 0
-while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'RIGHT') do n = n + 1 end
+while true do
+  local rid = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'RIGHT')
+  if not rid then break end
+  local meta = ARGV[2] .. rid
+  if redis.call('HGET', meta, 'state') == 'running' then redis.call('HSET', meta, 'state', 'queued') end
+  n = n + 1
+end
 redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[5])
 return n`;
 
-type Scripted = Redis & {
-  claim(meta: string, held: string, rid: string, alivePrefix: string, me: string): Promise<[string, string, string] | null>;
+export type QueueRedis = Redis & {
+  claim(meta: string, held: string, gen: string, rid: string, alivePrefix: string, me: string): Promise<[string, string, string, string, string] | null>;
   appendEvents(numKeys: number, ...keysAndArgs: string[]): Promise<number[]>;
-  reap(alive: string, held: string, queue: string, instances: string, out: string, id: string): Promise<number>;
+  giveBack(meta: string, held: string, queue: string, rid: string, attempt: string): Promise<number>;
+  reap(alive: string, held: string, queue: string, instances: string, out: string, id: string, reqPrefix: string): Promise<number>;
 };
+type Scripted = QueueRedis;
 
-function connect(url: string): Scripted {
+/** A connection with the queue's scripts defined (not yet connected: lazyConnect). */
+export function connectQueueRedis(url: string): QueueRedis {
   // Commands wait (offline queue) while the connection is re-established; give up on one after 10 s.
   const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: false });
   // Connection errors surface as failed commands, handled where they are sent; ioredis reconnects.
   r.on('error', () => undefined);
-  r.defineCommand('claim', { numberOfKeys: 2, lua: CLAIM });
+  r.defineCommand('claim', { numberOfKeys: 3, lua: CLAIM });
   // the number of keys varies with the batch: given first at each call
   r.defineCommand('appendEvents', { lua: EMIT_BATCH });
+  r.defineCommand('giveBack', { numberOfKeys: 3, lua: GIVE_BACK });
   r.defineCommand('reap', { numberOfKeys: 5, lua: REAP });
   return r as Scripted;
 }
@@ -141,6 +198,7 @@ export class RedisQueue implements RequestSink {
   readonly instanceId: string;
   readonly prefix: string;
   private readonly ttl: number;
+  private readonly eventTimeoutMs: number;
   private readonly maxOutstanding: number;
   private readonly cmd: Scripted;
   private readonly reader: Scripted;
@@ -156,7 +214,7 @@ export class RedisQueue implements RequestSink {
   /** Events per origin not yet sent; flushed once the current step has handed out all of its own. */
   private readonly outbox = new Map<string, OutEvent[]>();
   private flushQueued = false;
-  private readonly counters: { pushed: Counter; pulled: Counter; requeued: Counter; replayed: Counter; batches: Counter };
+  private readonly counters: { pushed: Counter; pulled: Counter; requeued: Counter; resumed: Counter; replayed: Counter; timedOut: Counter; batches: Counter };
 
   private constructor(options: QueueOptions, private readonly scheduler: Scheduler, modelName: string, registry?: Registry) {
     this.instanceId = options.instanceId ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -164,16 +222,20 @@ export class RedisQueue implements RequestSink {
     this.ttl = options.livenessTtlMs ?? 10000;
     if (!Number.isInteger(this.ttl) || this.ttl < 100) throw new RangeError(`queue: livenessTtlMs must be an integer >= 100, got ${options.livenessTtlMs}`);
     this.maxOutstanding = options.maxOutstanding ?? 1024;
-    this.cmd = connect(options.url);
-    this.reader = connect(options.url);
-    this.blocker = connect(options.url);
+    this.eventTimeoutMs = options.eventTimeoutMs ?? 120000;
+    if (!Number.isInteger(this.eventTimeoutMs) || this.eventTimeoutMs < 100) throw new RangeError(`queue: eventTimeoutMs must be an integer >= 100, got ${options.eventTimeoutMs}`);
+    this.cmd = connectQueueRedis(options.url);
+    this.reader = connectQueueRedis(options.url);
+    this.blocker = connectQueueRedis(options.url);
     const registers = registry ? [registry] : [];
     const self = this;
     this.counters = {
       pushed: new Counter({ name: 'inferjit:queue_pushed_total', help: 'Requests this instance accepted and pushed to the shared queue.', registers }),
       pulled: new Counter({ name: 'inferjit:queue_pulled_total', help: 'Requests this instance took from the shared queue and ran.', registers }),
       requeued: new Counter({ name: 'inferjit:queue_requeued_total', help: 'Requests this instance put back on the queue because the instance running them died.', registers }),
-      replayed: new Counter({ name: 'inferjit:queue_replayed_events_total', help: 'Events of re-run requests already delivered to the client (checked, not sent again).', registers }),
+      resumed: new Counter({ name: 'inferjit:queue_resumed_total', help: 'Requests this instance took over mid-generation, continuing after the tokens already sent (their KV recomputed).', registers }),
+      replayed: new Counter({ name: 'inferjit:queue_replayed_events_total', help: 'Events that reached this instance twice (dropped, not sent to the client again).', registers }),
+      timedOut: new Counter({ name: 'inferjit:queue_event_timeouts_total', help: 'Requests accepted here that ended with an error after getting no event for eventTimeoutMs.', registers }),
       batches: new Counter({ name: 'inferjit:queue_event_batches_total', help: 'Event batches this instance sent to origins (one Redis call each; a step\'s events for one origin go in one batch).', registers }),
     };
     new Gauge({
@@ -201,6 +263,7 @@ export class RedisQueue implements RequestSink {
     await q.cmd.sadd(q.key('instances'), q.instanceId);
     q.timers.push(setInterval(() => { q.heartbeat().catch(() => undefined); }, Math.max(50, Math.floor(q.ttl / 3))));
     q.timers.push(setInterval(() => { q.reapDead().catch(() => undefined); }, Math.max(50, Math.floor(q.ttl / 2))));
+    q.timers.push(setInterval(() => q.checkSilent(), Math.min(1000, Math.max(50, Math.floor(q.eventTimeoutMs / 4)))));
     q.loops.push(q.readLoop());
     if (options.pull ?? true) q.loops.push(q.pullLoop());
     return q;
@@ -208,7 +271,10 @@ export class RedisQueue implements RequestSink {
 
   private key(...parts: string[]): string { return [this.prefix, ...parts].join(':'); }
 
-  private heartbeat(): Promise<unknown> { return this.cmd.set(this.key('alive', this.instanceId), '1', 'PX', this.ttl); }
+  /** Refreshes the liveness key, and the membership: an instance paused past its TTL was reaped and forgotten, and must be seen again. */
+  private heartbeat(): Promise<unknown> {
+    return this.cmd.multi().set(this.key('alive', this.instanceId), '1', 'PX', this.ttl).sadd(this.key('instances'), this.instanceId).exec();
+  }
 
   // ---- origin side ----
 
@@ -225,8 +291,9 @@ export class RedisQueue implements RequestSink {
       const sampling = { ...req.sampling, seed: req.sampling.seed ?? randomBytes(4).readUInt32LE() };
       const payload: Payload = {
         promptIds: [...req.promptIds], sampling, maxTokens: req.maxTokens, stopTokens: [...req.stopTokens], stop: [...req.stop], priority: req.priority ?? 0,
+        ...(req.logprobs !== undefined ? { logprobs: req.logprobs } : {}),
       };
-      this.outstanding.set(id, { rid, events, promptTokens: req.promptIds.length, delivered: 0, tokens: [], generated: 0 });
+      this.outstanding.set(id, { rid, events, promptTokens: req.promptIds.length, delivered: 0, generated: 0, lastEventAt: Date.now() });
       this.byRid.set(rid, id);
       this.cmd.multi()
         .hset(this.key('req', rid), 'origin', this.instanceId, 'payload', JSON.stringify(payload), 'attempt', '0', 'state', 'queued')
@@ -242,8 +309,12 @@ export class RedisQueue implements RequestSink {
     const o = this.outstanding.get(id);
     if (!o) return;
     this.finishLocal(id, 'abort');
-    // Whoever runs it stops at its next token (its append is refused); still queued, it is removed.
-    this.cmd.multi().hset(this.key('req', o.rid), 'state', 'cancelled').lrem(this.key('queue'), 1, o.rid).exec().catch(() => undefined);
+    this.cancel(o.rid);
+  }
+
+  /** Whoever runs it stops at its next token (its append is refused); still queued, it is removed. */
+  private cancel(rid: string): void {
+    this.cmd.multi().hset(this.key('req', rid), 'state', 'cancelled').lrem(this.key('queue'), 1, rid).del(this.key('gen', rid)).exec().catch(() => undefined);
   }
 
   private finishLocal(id: number, reason: FinishReason, error?: Error): void {
@@ -258,7 +329,30 @@ export class RedisQueue implements RequestSink {
     const o = this.outstanding.get(id);
     if (!o) return;
     this.finishLocal(id, 'error', error);
-    this.cmd.hset(this.key('req', o.rid), 'state', 'cancelled').catch(() => undefined);
+    this.cancel(o.rid);
+  }
+
+  /** Ends, with an error saying why, the requests accepted here that got no event for eventTimeoutMs. */
+  private checkSilent(): void {
+    const now = Date.now();
+    for (const [id, o] of this.outstanding) {
+      if (now - o.lastEventAt < this.eventTimeoutMs) continue;
+      // Once: a second check while the state is being read must not fail it again.
+      o.lastEventAt = Infinity;
+      const seconds = `${(this.eventTimeoutMs / 1000).toFixed(1)} s`;
+      this.cmd.hmget(this.key('req', o.rid), 'state', 'owner').then(([state, owner]) => {
+        return state === 'queued'
+          ? `no instance took it from the shared queue in ${seconds} (are instances pulling from ${this.prefix}, with free capacity?)`
+          : state === 'running'
+            ? `the instance running it (${owner}) sent nothing for ${seconds}`
+            : `no event came back for ${seconds} (its state in Redis: ${state ?? 'gone'})`;
+      }, (e: Error) => `no event came back for ${seconds}, and Redis does not answer (${e.message})`).then((why) => {
+        // Finished meanwhile, or an event came after all (it reset the clock): nothing to end.
+        if (this.outstanding.get(id)?.lastEventAt !== Infinity) return;
+        this.counters.timedOut.inc();
+        this.fail(id, new Error(`queue: the request got no event: ${why}; it was cancelled, retry it`));
+      });
+    }
   }
 
   /** Reads this instance's event stream and hands each event to its request, once, in order. */
@@ -296,23 +390,22 @@ export class RedisQueue implements RequestSink {
     if (id === undefined) return;
     const o = this.outstanding.get(id)!;
     const k = Number(f.k), token = Number(f.token ?? -1);
-    if (k < o.delivered) {
-      // A re-run's event already delivered: it must be the same token, or the two runs diverged.
-      this.counters.replayed.inc();
-      if (f.type === 't' && token >= 0 && o.tokens[k] !== token) {
-        this.fail(id, new Error(`the request was re-run after the instance running it died, and the re-run diverged at event ${k} (token ${token}, ${o.tokens[k]} was already sent); retry the request`));
-      }
+    // A resumed worker numbers its events after those sent (see the header), so a repeat or a gap
+    // means the stream itself lost or doubled an entry: drop a repeat, and fail on a gap rather than
+    // splice around it.
+    if (k < o.delivered) { this.counters.replayed.inc(); return; }
+    if (k > o.delivered) {
+      this.fail(id, new Error(`queue: events ${o.delivered}..${k - 1} of the request never arrived (the Redis stream lost them); retry it`));
       return;
     }
-    if (k > o.delivered) return; // cannot happen: events of one attempt are appended in order, from 0
     o.delivered++;
-    o.tokens.push(token);
+    o.lastEventAt = Date.now();
     if (f.type === 't') {
       if (token >= 0) o.generated++;
-      o.events.onText(String(f.text), token);
+      o.events.onText(String(f.text), token, f.logprob as TokenLogprob | undefined);
       return;
     }
-    this.cmd.del(this.key('req', String(f.rid))).catch(() => undefined);
+    this.cmd.del(this.key('req', String(f.rid)), this.key('gen', String(f.rid))).catch(() => undefined);
     o.generated = Number(f.generated);
     this.finishLocal(id, f.reason as FinishReason, f.error ? new Error(String(f.error)) : undefined);
   }
@@ -346,31 +439,38 @@ export class RedisQueue implements RequestSink {
       }
       if (!rid || this.closed) continue;
       try {
-        const claimed = await this.cmd.claim(this.key('req', rid), heldList, rid, this.key('alive', ''), this.instanceId);
+        const claimed = await this.cmd.claim(this.key('req', rid), heldList, this.key('gen', rid), rid, this.key('alive', ''), this.instanceId);
         if (!claimed) continue;
-        this.run(rid, claimed[0], JSON.parse(claimed[1]) as Payload, claimed[2]);
+        const [attempt, payload, origin, sent, gen] = claimed;
+        this.run(rid, attempt, JSON.parse(payload) as Payload, origin, Number(sent), gen === '' ? [] : gen.slice(0, -1).split(',').map(Number));
       } catch { /* Redis went away: the request stays in our held list; a survivor re-queues it if we die */ }
       // Let the scheduler admit it before looking at the capacity again.
       await new Promise((r) => setImmediate(r));
     }
   }
 
-  private run(rid: string, attempt: string, p: Payload, origin: string): void {
+  /** Runs a request taken from the queue; `sent` events (`generated` tokens) of it reached its origin from an earlier attempt. */
+  private run(rid: string, attempt: string, p: Payload, origin: string, sent: number, generated: number[]): void {
     this.counters.pulled.inc();
-    const h: Held = { rid, attempt, origin, seqId: -1, next: 0, stopped: false };
-    const send = (final: boolean, fields: Record<string, string | number>) => {
+    if (generated.length > 0) this.counters.resumed.inc();
+    const h: Held = { rid, attempt, origin, seqId: -1, next: sent, stopped: false };
+    const send = (final: boolean, fields: { type: string; token?: number } & Record<string, string | number | TokenLogprob>) => {
       if (h.stopped) return;
-      this.post({ h, final, json: JSON.stringify({ rid, k: h.next++, ...fields }) });
+      const token = fields.type === 't' && fields.token! >= 0 ? String(fields.token) : '';
+      const k = h.next++;
+      this.post({ h, final, token, k, json: JSON.stringify({ rid, k, ...fields }) });
     };
     const req: SequenceRequest = {
       promptIds: p.promptIds, sampling: p.sampling, maxTokens: p.maxTokens, stopTokens: new Set(p.stopTokens), stop: p.stop, priority: p.priority,
+      ...(p.logprobs !== undefined ? { logprobs: p.logprobs } : {}),
+      ...(generated.length > 0 ? { resume: generated } : {}),
     };
     this.held.set(rid, h);
     try {
       [h.seqId] = this.scheduler.submit([{
         req,
         events: {
-          onText: (text, token) => send(false, { type: 't', text, token }),
+          onText: (text, token, logprob) => send(false, { type: 't', text, token, ...(logprob ? { logprob } : {}) }),
           onFinish: (reason, info) => {
             this.held.delete(rid);
             this.wake?.();
@@ -406,15 +506,33 @@ export class RedisQueue implements RequestSink {
       const keys = [this.key('out', origin), this.key('alive', origin), this.key('held', this.instanceId)];
       const argv: string[] = [];
       for (const e of events) {
-        keys.push(this.key('req', e.h.rid));
-        argv.push(e.h.attempt, e.h.rid, e.final ? '1' : '0', e.json);
+        keys.push(this.key('req', e.h.rid), this.key('gen', e.h.rid));
+        argv.push(e.h.attempt, e.h.rid, e.final ? '1' : '0', e.token, String(e.k), e.json);
       }
       this.counters.batches.inc();
       this.cmd.appendEvents(keys.length, ...keys, ...argv).then((kept) => {
-        // Cancelled, taken over by another worker, or the origin died: stop working on it.
-        events.forEach((e, i) => { if (kept[i] === 0 && !e.final) this.stop(e.h); });
-      }, () => undefined);
+        const lost = new Set<Held>();
+        events.forEach((e, i) => {
+          // Cancelled, taken over by another worker, or the origin died: stop working on it.
+          if (kept[i] === 0 && !e.final) this.stop(e.h);
+          // An earlier batch of it was lost: what arrived is in Redis; let a worker resume from there.
+          if (kept[i] === 3) lost.add(e.h);
+        });
+        for (const h of lost) this.giveBack(h);
+      }, () => {
+        // The batch may or may not have been applied (the script is atomic: all of it or none).
+        // Either way Redis knows what the origin got: stop, and hand each request back to the queue
+        // for a worker to resume after that (a finished one too: its finish may be what was lost).
+        for (const h of new Set(events.map((e) => e.h))) this.giveBack(h);
+      });
     }
+  }
+
+  /** Stops a request and puts it back on the queue, if it is still this attempt's. */
+  private giveBack(h: Held): void {
+    if (!h.stopped) this.stop(h, false);
+    this.cmd.giveBack(this.key('req', h.rid), this.key('held', this.instanceId), this.key('queue'), h.rid, h.attempt)
+      .then((n) => { if (n === 1) this.counters.requeued.inc(); }, () => undefined);
   }
 
   /** Stops running a request: `forget` drops it from the held list (it is someone else's or cancelled); close() keeps it there to re-queue. */
@@ -431,7 +549,7 @@ export class RedisQueue implements RequestSink {
     const ids = await this.cmd.smembers(this.key('instances'));
     for (const id of ids) {
       if (id === this.instanceId) continue;
-      const n = await this.cmd.reap(this.key('alive', id), this.key('held', id), this.key('queue'), this.key('instances'), this.key('out', id), id);
+      const n = await this.cmd.reap(this.key('alive', id), this.key('held', id), this.key('queue'), this.key('instances'), this.key('out', id), id, this.key('req', ''));
       if (n > 0) this.counters.requeued.inc(n);
     }
   }
@@ -448,13 +566,15 @@ export class RedisQueue implements RequestSink {
     for (const h of this.held.values()) this.stop(h, false);
     for (const id of [...this.outstanding.keys()]) this.abort(id);
     const heldList = this.key('held', this.instanceId);
-    try {
-      while (await this.cmd.lmove(heldList, this.key('queue'), 'RIGHT', 'RIGHT')) { /* move them all */ }
-      await this.cmd.multi().del(this.key('alive', this.instanceId)).srem(this.key('instances'), this.instanceId).del(this.key('out', this.instanceId)).exec();
-    } catch { /* Redis is gone: the others re-queue our requests when our liveness key expires */ }
+    // Stop pulling first: a BLMOVE still waiting could otherwise take a request back after we re-queue it.
     this.blocker.disconnect();
     this.reader.disconnect();
     await Promise.allSettled(this.loops);
+    try {
+      // Leaving is dying politely: the same script re-queues what we held (marked queued) and forgets us.
+      await this.cmd.del(this.key('alive', this.instanceId));
+      await this.cmd.reap(this.key('alive', this.instanceId), heldList, this.key('queue'), this.key('instances'), this.key('out', this.instanceId), this.instanceId, this.key('req', ''));
+    } catch { /* Redis is gone: the others re-queue our requests when our liveness key expires */ }
     await this.cmd.quit().catch(() => undefined);
   }
 }

@@ -31,6 +31,14 @@ export interface SequenceRequest {
   priority?: number;
   /** Report each generated token's log-probability and this many top alternatives (undefined: none). */
   logprobs?: number;
+  /**
+   * Tokens already generated for this request and sent to its client elsewhere (the Redis queue: the
+   * instance running it died mid-way). The sequence continues after them: their KV is recomputed
+   * (prefilled with the prompt, like a preempted sequence), they count against maxTokens and the
+   * penalties, and their text is not sent again (stop strings and incomplete characters are tracked
+   * as if this instance had generated them).
+   */
+  resume?: readonly number[];
 }
 
 export interface SequenceEvents {
@@ -166,8 +174,9 @@ export class Scheduler {
         decoder: this.tokenizer.streamDecoder({ stripDummyPrefix: false }), text: '', emitted: 0,
       };
       this.all.set(id, seq);
-      this.enqueue(seq);
       ids.push(id);
+      if (req.resume && !this.replay(seq, req.resume)) continue;
+      this.enqueue(seq);
     }
     this.kick();
     return ids;
@@ -370,7 +379,20 @@ export class Scheduler {
     this.hooks.onPreempt?.();
   }
 
-  private accept(s: Seq, token: number, logprob?: TokenLogprob): void {
+  /**
+   * Takes up `tokens` as generated before, silently (their text was sent). False when they already
+   * end the sequence (length, a stop string): it finished here, as it would have where it ran.
+   */
+  private replay(s: Seq, tokens: readonly number[]): boolean {
+    for (const t of tokens) {
+      this.accept(s, t, undefined, true);
+      if (!this.all.has(s.id)) return false;
+    }
+    return true;
+  }
+
+  /** Takes a generated token; `silent` (a resumed request's earlier tokens) updates the text state without sending it. */
+  private accept(s: Seq, token: number, logprob?: TokenLogprob, silent = false): void {
     const r = s.req;
     if (r.stopTokens.has(token)) { this.flushText(s); this.finish(s, 'stop'); return; }
     s.generated.push(token);
@@ -390,7 +412,7 @@ export class Scheduler {
     } else {
       s.emitted = s.text.length;
     }
-    s.events.onText(piece, token, logprob);
+    if (!silent) s.events.onText(piece, token, logprob);
     if (stopped) { this.finish(s, 'stop'); return; }
     const length = r.promptIds.length + s.generated.length;
     if (s.generated.length >= r.maxTokens || length >= this.engine.maxContext) { this.flushText(s); this.finish(s, 'length'); }

@@ -15,7 +15,10 @@ function capture() {
 test('queue usage errors exit 2 with the reason', async () => {
   for (const [args, message] of [
     [['serve', '--model', modelFile, '--queue', 'localhost:6379'], /--queue must be a redis:\/\/ URL, got "localhost:6379"/],
-    [['serve', '--model', modelFile, '--queue-prefix', 'x'], /--queue-prefix and --queue-liveness-ms need --queue/],
+    [['serve', '--model', modelFile, '--queue-prefix', 'x'], /--queue-prefix needs --queue/],
+    [['serve', '--model', modelFile, '--queue-no-pull', '--queue-event-timeout-ms', '5000'], /--queue-event-timeout-ms, --queue-no-pull need --queue/],
+    [['serve', '--model', modelFile, '--queue', 'redis://127.0.0.1:6379', '--queue-event-timeout-ms', '50'], /--queue-event-timeout-ms must be an integer >= 100, got "50"/],
+    [['serve', '--model', modelFile, '--queue', 'redis://127.0.0.1:6379', '--queue-max-outstanding', '0'], /--queue-max-outstanding must be an integer >= 1/],
     [['serve', '--model', modelFile, '--queue', 'redis://127.0.0.1:6379', '--queue-liveness-ms', '5'], /--queue-liveness-ms must be an integer >= 100/],
     [['serve', '--model', modelFile, '--grpc-port', '70000'], /--grpc-port must be at most 65535/],
   ] as const) {

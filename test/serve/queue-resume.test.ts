@@ -1,0 +1,190 @@
+// Through a real redis-server on loopback: a request whose worker dies mid-stream (a separate process,
+// SIGKILL) resumes on another instance after the tokens its client already has, sampled or greedy,
+// with no token twice and none missing; a request nobody runs, or whose worker died with nobody left
+// to resume it, ends with an error event naming the reason (eventTimeoutMs) instead of hanging.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startServer, MODEL, postJson, metric, modelFile, greedyText } from './serve-fixtures.js';
+import { connectQueueRedis } from '../../src/serve/queue.js';
+import { startRedis } from './redis-fixture.js';
+
+const redis = await startRedis();
+after(() => redis.stop());
+
+interface Streamed { text: string; tokens: string[]; finish: string | null; error: string | null; done: boolean; usage: { completion_tokens: number } | null }
+
+/** Streams a completion with per-token logprobs (so every token the client gets is listed once); calls onChunk per chunk. */
+async function stream(url: string, body: object, onChunk?: (n: number) => void): Promise<Streamed> {
+  const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true, logprobs: 0, stream_options: { include_usage: true } }) });
+  if (r.status !== 200) assert.fail(`status ${r.status}: ${await r.text()}`);
+  const s: Streamed = { text: '', tokens: [], finish: null, error: null, done: false, usage: null };
+  let buffered = '', n = 0;
+  for await (const part of r.body as unknown as AsyncIterable<Uint8Array>) {
+    buffered += Buffer.from(part).toString();
+    let cut;
+    while ((cut = buffered.indexOf('\n\n')) >= 0) {
+      const e = buffered.slice(0, cut).replace(/^data: /, '');
+      buffered = buffered.slice(cut + 2);
+      if (e === '[DONE]') { s.done = true; continue; }
+      const c = JSON.parse(e);
+      if (c.error) { s.error = c.error.message; continue; }
+      if (c.usage) { s.usage = c.usage; continue; }
+      s.text += c.choices[0].text;
+      s.tokens.push(...(c.choices[0].logprobs?.tokens ?? []));
+      s.finish = c.choices[0].finish_reason ?? s.finish;
+      onChunk?.(++n);
+    }
+  }
+  return s;
+}
+
+/** Starts `inferjit serve` as a child process on the queue; resolves once it serves. */
+async function spawnInstance(prefix: string, livenessTtlMs: number): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
+  const bin = fileURLToPath(new URL('../../bin/inferjit.mjs', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'serve', '--model', modelFile, '--port', '0', '--threads', '1', '--max-running', '1',
+    '--queue', redis.url, '--queue-prefix', prefix, '--queue-liveness-ms', String(livenessTtlMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stderr!.on('data', (d) => { out += d; });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => { out += d; if (/serving /.test(out)) resolve(); });
+    child.once('exit', (code) => reject(new Error(`the instance exited with ${code}:\n${out}`)));
+  });
+  child.removeAllListeners('exit');
+  return { child, exited: new Promise((r) => child.once('exit', r)) };
+}
+
+test('a sampled stream whose worker is killed mid-way resumes on another instance: every token once, none missing', async () => {
+  const prefix = 'resume', livenessTtlMs = 1000;
+  const victim = await spawnInstance(prefix, livenessTtlMs);
+  // The client's instance only forwards, so the victim runs the request.
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false } });
+  let survivor: Promise<Awaited<ReturnType<typeof startServer>>> | null = null;
+  try {
+    const maxTokens = 200;
+    // temperature 1, no seed: a re-run from the prompt would draw other tokens; a resume continues after the sent ones.
+    const got = await stream(origin.url, { model: MODEL, prompt: 'the quick brown fox', max_tokens: maxTokens, temperature: 1, ignore_eos: true }, (n) => {
+      if (n !== 5) return;
+      victim.child.kill('SIGKILL');
+      survivor = victim.exited.then(() => startServer({ queue: { url: redis.url, prefix, livenessTtlMs } }));
+    });
+    assert.ok(survivor, 'the victim was killed mid-stream');
+    assert.equal(got.error, null);
+    assert.equal(got.finish, 'length');
+    assert.ok(got.done, 'the stream ended with [DONE]');
+    assert.equal(got.tokens.length, maxTokens, 'the client got each of the max_tokens tokens once');
+    assert.equal(got.usage?.completion_tokens, maxTokens);
+    const s = await (survivor as unknown as Promise<Awaited<ReturnType<typeof startServer>>>);
+    assert.equal(await metric(s.url, 'inferjit:queue_resumed_total'), 1);
+    assert.equal(await metric(origin.url, 'inferjit:queue_replayed_events_total'), 0);
+  } finally {
+    victim.child.kill('SIGKILL');
+    await (await (survivor as Promise<Awaited<ReturnType<typeof startServer>>> | null))?.server.close();
+    await origin.server.close();
+  }
+});
+
+test('a request no instance takes ends with an error after eventTimeoutMs, and leaves the queue', async () => {
+  const prefix = 'nobody';
+  const origin = await startServer({ queue: { url: redis.url, prefix, pull: false, eventTimeoutMs: 800 } });
+  try {
+    const t0 = Date.now();
+    const r = await postJson(`${origin.url}/v1/completions`, { model: MODEL, prompt: 'hello', max_tokens: 4 });
+    assert.equal(r.status, 500);
+    assert.match(r.json.error.message, /no instance took it from the shared queue in 0\.8 s \(are instances pulling from nobody/);
+    assert.ok(Date.now() - t0 < 5000, 'it did not hang');
+    const s = await stream(origin.url, { model: MODEL, prompt: 'hello', max_tokens: 4 });
+    assert.match(s.error ?? '', /no instance took it/);
+    assert.ok(s.done, 'then [DONE]');
+    assert.equal(await metric(origin.url, 'inferjit:queue_event_timeouts_total'), 2);
+    assert.equal(await metric(origin.url, 'inferjit:queue_length'), 0, 'the cancelled requests left the queue');
+    assert.equal(await metric(origin.url, 'inferjit:queue_outstanding'), 0);
+  } finally {
+    await origin.server.close();
+  }
+});
+
+test('a stream whose worker is killed with nobody left to resume it ends with an error event after its partial output', async () => {
+  const prefix = 'orphan', livenessTtlMs = 600;
+  const victim = await spawnInstance(prefix, livenessTtlMs);
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 2500 } });
+  try {
+    let killed = false;
+    const got = await stream(origin.url, { model: MODEL, prompt: 'hello world', max_tokens: 400, temperature: 0, ignore_eos: true }, (n) => {
+      if (n === 5) { victim.child.kill('SIGKILL'); killed = true; }
+    });
+    assert.ok(killed);
+    assert.ok(got.tokens.length >= 5 && got.tokens.length < 400, `partial output (${got.tokens.length} tokens)`);
+    // The origin re-queued it when the victim's key expired; nobody took it since.
+    assert.match(got.error ?? '', /the request got no event: no instance took it from the shared queue in 2\.5 s/);
+    assert.equal(got.finish, null);
+    assert.ok(got.done);
+    assert.equal(await metric(origin.url, 'inferjit:queue_requeued_total'), 1);
+  } finally {
+    victim.child.kill('SIGKILL');
+    await origin.server.close();
+  }
+});
+
+test('Redis drops every client connection mid-stream, twice: the stream still delivers the whole greedy answer, each token once', async () => {
+  const prefix = 'chaos', livenessTtlMs = 3000;
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 20000 } });
+  const worker = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs } });
+  const admin = connectQueueRedis(redis.url);
+  await admin.connect();
+  try {
+    const maxTokens = 300;
+    const expected = await greedyText('tokenizers split text', maxTokens);
+    const kills: Promise<unknown>[] = [];
+    const got = await stream(origin.url, { model: MODEL, prompt: 'tokenizers split text', max_tokens: maxTokens, temperature: 0, ignore_eos: true }, (n) => {
+      // Every connection but the admin's: XREAD, BLMOVE and the event scripts in flight fail or are resent.
+      if (n === 5 || n === 40) kills.push(admin.call('CLIENT', 'KILL', 'TYPE', 'normal'));
+    });
+    assert.ok(Number(await kills[0]) >= 4, 'the instances\' connections were dropped');
+    assert.equal(got.error, null);
+    assert.equal(got.tokens.length, maxTokens, 'every token once');
+    assert.equal(got.text, expected);
+    assert.equal(got.finish, 'length');
+  } finally {
+    await admin.quit();
+    await worker.server.close();
+    await origin.server.close();
+  }
+});
+
+test('a worker paused past its liveness TTL (SIGSTOP) is declared dead; when it wakes its appends are refused and the client sees each token once', async () => {
+  const prefix = 'zombie', livenessTtlMs = 800;
+  const victim = await spawnInstance(prefix, livenessTtlMs);
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false } });
+  let survivor: Promise<Awaited<ReturnType<typeof startServer>>> | null = null;
+  try {
+    const maxTokens = 300;
+    const expected = await greedyText('a b c d', maxTokens);
+    let resumedAt = 0, joined = false;
+    const got = await stream(origin.url, { model: MODEL, prompt: 'a b c d', max_tokens: maxTokens, temperature: 0, ignore_eos: true }, (n) => {
+      if (n === 5) {
+        victim.child.kill('SIGSTOP');
+        // Wake it once another instance has taken over: it still believes it runs the request.
+        survivor = new Promise((r) => setTimeout(r, 3 * livenessTtlMs)).then(() => startServer({ queue: { url: redis.url, prefix, livenessTtlMs } }))
+          .then((x) => { joined = true; return x; });
+      }
+      // A chunk after the survivor joined: it runs the request now.
+      if (resumedAt === 0 && joined) { resumedAt = n; victim.child.kill('SIGCONT'); }
+    });
+    assert.ok(resumedAt > 5, 'the survivor resumed it, then the victim woke');
+    assert.equal(got.error, null);
+    assert.equal(got.tokens.length, maxTokens, 'every token once');
+    assert.equal(got.text, expected);
+    const s = await (survivor as unknown as Promise<Awaited<ReturnType<typeof startServer>>>);
+    assert.equal(await metric(s.url, 'inferjit:queue_resumed_total'), 1);
+    // Awake, it is an instance again (so that if it dies now, what it takes is re-queued).
+    for (let i = 0; i < 100 && await metric(origin.url, 'inferjit:queue_instances') < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await metric(origin.url, 'inferjit:queue_instances'), 3);
+  } finally {
+    victim.child.kill('SIGCONT');
+    victim.child.kill('SIGKILL');
+    await (await (survivor as Promise<Awaited<ReturnType<typeof startServer>>> | null))?.server.close();
+    await origin.server.close();
+  }
+});
