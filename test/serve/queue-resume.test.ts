@@ -10,6 +10,8 @@ import { startServer, MODEL, postJson, metric, modelFile, greedyText } from './s
 import { connectQueueRedis } from '../../src/serve/queue.js';
 import { startRedis } from './redis-fixture.js';
 
+// Each case takes seconds; the timeout turns a hang into a failure naming the case (one unexplained slow
+// run was seen while the machine was loaded).
 const redis = await startRedis();
 after(() => redis.stop());
 
@@ -55,7 +57,7 @@ async function spawnInstance(prefix: string, livenessTtlMs: number): Promise<{ c
   return { child, exited: new Promise((r) => child.once('exit', r)) };
 }
 
-test('a sampled stream whose worker is killed mid-way resumes on another instance: every token once, none missing', async () => {
+test('a sampled stream whose worker is killed mid-way resumes on another instance: every token once, none missing', { timeout: 240_000 }, async () => {
   const prefix = 'resume', livenessTtlMs = 1000;
   const victim = await spawnInstance(prefix, livenessTtlMs);
   // The client's instance only forwards, so the victim runs the request.
@@ -85,7 +87,7 @@ test('a sampled stream whose worker is killed mid-way resumes on another instanc
   }
 });
 
-test('a request no instance takes ends with an error after eventTimeoutMs, and leaves the queue', async () => {
+test('a request no instance takes ends with an error after eventTimeoutMs, and leaves the queue', { timeout: 240_000 }, async () => {
   const prefix = 'nobody';
   const origin = await startServer({ queue: { url: redis.url, prefix, pull: false, eventTimeoutMs: 800 } });
   try {
@@ -105,7 +107,7 @@ test('a request no instance takes ends with an error after eventTimeoutMs, and l
   }
 });
 
-test('a stream whose worker is killed with nobody left to resume it ends with an error event after its partial output', async () => {
+test('a stream whose worker is killed with nobody left to resume it ends with an error event after its partial output', { timeout: 240_000 }, async () => {
   const prefix = 'orphan', livenessTtlMs = 600;
   const victim = await spawnInstance(prefix, livenessTtlMs);
   const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 2500 } });
@@ -127,7 +129,7 @@ test('a stream whose worker is killed with nobody left to resume it ends with an
   }
 });
 
-test('Redis drops every client connection mid-stream, twice: the stream still delivers the whole greedy answer, each token once', async () => {
+test('Redis drops every client connection mid-stream, twice: the stream still delivers the whole greedy answer, each token once', { timeout: 240_000 }, async () => {
   const prefix = 'chaos', livenessTtlMs = 3000;
   const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 20000 } });
   const worker = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs } });
@@ -153,7 +155,7 @@ test('Redis drops every client connection mid-stream, twice: the stream still de
   }
 });
 
-test('a worker paused past its liveness TTL (SIGSTOP) is declared dead; when it wakes its appends are refused and the client sees each token once', async () => {
+test('a worker paused past its liveness TTL (SIGSTOP) is declared dead; when it wakes its appends are refused and the client sees each token once', { timeout: 240_000 }, async () => {
   const prefix = 'zombie', livenessTtlMs = 800;
   const victim = await spawnInstance(prefix, livenessTtlMs);
   const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false } });
