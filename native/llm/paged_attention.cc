@@ -911,14 +911,28 @@ void raggedPagedAttention(const RaggedAttention& a) {
   }
   firstTask.back() = static_cast<int64_t>(tasks.size());
   const int64_t stride = G * (2 + hd);
-  std::vector<float> part(tasks.size() * stride);
+  // kept across calls: a fresh buffer of this size is mmapped, and each call paid its page faults
+  thread_local std::vector<float> partBuf;
+  if (partBuf.size() < tasks.size() * stride) partBuf.resize(tasks.size() * stride);
+  float* const part = partBuf.data();
+  bool split = false;
+  for (size_t w = 0; w + 1 < firstTask.size(); w++) split = split || firstTask[w + 1] - firstTask[w] > 1;
   parallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t ti, int) {
     const Task& tk = tasks[ti];
     const Item& item = items[tk.item];
-    float* p = part.data() + ti * stride;
+    float* p = part + ti * stride;
     attendRange(pagesOf(item.s), tk.kvh, a.q + item.t * width + tk.kvh * G * hd, G, tk.j0, tk.j1, a.scale, p, p + G, p + 2 * G,
                 a.softcap);
+    if (split) return;
+    // one chunk per (query, kv head): out = o / l here, no merge job
+    for (int64_t g = 0; g < G; g++) {
+      float* o = a.out + item.t * width + (tk.kvh * G + g) * hd;
+      const float inv = 1.0f / p[G + g];
+      const float* src = p + 2 * G + g * hd;
+      for (int64_t i = 0; i < hd; i++) o[i] = src[i] * inv;
+    }
   });
+  if (!split) return;
   // Merge the chunks: with M = max m_c, out = Σ_c e^(m_c − M)·o_c / Σ_c e^(m_c − M)·l_c.
   parallelFor(static_cast<int64_t>(items.size()) * nKv, [&](int64_t w, int) {
     const int64_t it = w / nKv, kvh = w % nKv;
@@ -930,7 +944,7 @@ void raggedPagedAttention(const RaggedAttention& a) {
       std::fill(o, o + hd, 0.0f);
       float L = 0.0f;
       for (int64_t c = c0; c < c1; c++) {
-        const float* p = part.data() + c * stride;
+        const float* p = part + c * stride;
         const float wgt = std::exp(p[g] - M);
         L += wgt * p[G + g];
         axpy(wgt, p + 2 * G + g * hd, o, hd);

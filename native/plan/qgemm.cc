@@ -3,8 +3,9 @@
 // forms, Q4_K/Q5_K/Q6_K, inferjit's int8 per-channel and int4 group-wise; int8/int4 scales follow
 // the weight bytes in the same constant). matmulWeights picks the kernel by format and row count:
 // the register-tile GEMV for decode-sized M, row blocks of 64 for prefill, VNNI/AMX for the packed
-// formats where the CPU has them. Activations are quantized to int8 blocks here (once per call)
-// for the formats with integer kernels; the K-quant kernels read fp32 activations. Bias, activation
+// formats where the CPU has them. Activations are quantized to int8 blocks once per call, by the
+// first tasks of the GEMM's pool job, for the formats with integer kernels; the K-quant kernels
+// read fp32 activations. Bias, activation
 // and residual are applied inside the GEMM's own pool job, tile by tile.
 #include <algorithm>
 #include <vector>
@@ -42,12 +43,12 @@ void runQgemm(const QgemmDesc& d, const plan::KernelContext&) {
     parallelFor(M, [&](int64_t m, int) { std::copy(x + m * d.lda, x + m * d.lda + K, xd + m * K); });
     x = xd;
   }
-  BlockQ8* xq = nullptr;
+  // the activations are quantized to int8 blocks by the GEMM's own pool job (its first tasks)
+  BlockQ8* xqFill = nullptr;
   if (w.quantized() && !isKQuant(w.format)) {
     std::vector<BlockQ8>& q = tQgemmXq;
     q.resize(static_cast<size_t>(M * (K / kQK)));
-    quantizeRowsQ8(x, M, K, q.data());
-    xq = q.data();
+    xqFill = q.data();
   }
   float* y = reinterpret_cast<float*>(d.out);
   float* ys[1] = {y};
@@ -57,7 +58,7 @@ void runQgemm(const QgemmDesc& d, const plan::KernelContext&) {
   ep.residual = reinterpret_cast<const float*>(d.residual);
   ep.ldr = d.ldr;
   ep.act = static_cast<int>(d.act);
-  matmulWeights(&w, 1, M, x, xq, ys, ep.active() ? &ep : nullptr);
+  matmulWeights(&w, 1, M, x, nullptr, ys, ep.active() ? &ep : nullptr, xqFill);
 }
 
 }  // namespace kt

@@ -15,6 +15,8 @@
 #include "qmatmul.h"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -1095,7 +1097,7 @@ void applyEpilogue(const MatmulEpilogue& e, float* y, int64_t ldy, int64_t m0, i
 }  // namespace
 
 void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys,
-                   const MatmulEpilogue* epilogues) {
+                   const MatmulEpilogue* epilogues, BlockQ8* xqFill) {
   bool allDense = x != nullptr, anyK = false;
   for (int i = 0; i < count; i++) {
     allDense = allDense && !ws[i].quantized() && ws[i].K == ws[0].K;
@@ -1124,7 +1126,29 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
   const int64_t mBlocks = (M + mc - 1) / mc;
   std::vector<int64_t> firstTask(count + 1, 0);
   for (int i = 0; i < count; i++) firstTask[i + 1] = firstTask[i] + ((ws[i].N + nc - 1) / nc) * mBlocks;
-  parallelFor(firstTask[count], [&](int64_t t, int) {
+  // xqFill: x is quantized into it by the same pool job (one job per call, not two). Tasks are
+  // claimed in index order, so the first nQ tasks (one row each) are all claimed, by running
+  // threads, before any GEMM task is: a GEMM task waits for them without a barrier job.
+  const int64_t nQ = (xqFill && !xq && x && !anyK) ? M : 0;
+  if (nQ) xq = xqFill;
+  const int64_t nbx = ws[0].K / kQK;
+  std::atomic<int64_t> quantized{0};
+  parallelFor(nQ + firstTask[count], [&](int64_t tq, int) {
+    if (tq < nQ) {
+      quantizeRowQ8(x + tq * ws[0].K, ws[0].K, xqFill + tq * nbx);
+      quantized.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    if (nQ) {
+      for (int spin = 0; quantized.load(std::memory_order_acquire) != nQ; spin++) {
+        // a row's quantizer may be descheduled (a busy machine): stop burning its core
+        if ((spin & 255) == 255) std::this_thread::yield();
+#if defined(__x86_64__)
+        else __builtin_ia32_pause();
+#endif
+      }
+    }
+    const int64_t t = tq - nQ;
     int i = 0;
     while (t >= firstTask[i + 1]) i++;
     const int64_t local = t - firstTask[i];

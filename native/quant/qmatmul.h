@@ -123,9 +123,10 @@ struct MatmulEpilogue {
 };
 
 // Several weights sharing one input (Q/K/V, gate/up) in one parallel job on the pool; epilogues
-// (one per weight, or null) are applied in the same job.
+// (one per weight, or null) are applied in the same job. With xq null and xqFill given (M·K/32
+// blocks, non-K-quant weights of one K), the job's first tasks quantize x into xqFill.
 void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys,
-                   const MatmulEpilogue* epilogues = nullptr);
+                   const MatmulEpilogue* epilogues = nullptr, BlockQ8* xqFill = nullptr);
 
 // Row r of W as fp32 (embedding lookup).
 void dequantRow(const WeightRef& w, int64_t r, float* out);

@@ -163,8 +163,13 @@ export class PagedStepRunner {
     if (!KV_CACHE_DTYPES.includes(kvDtype)) throw new TypeError(`${owner}: kvDtype must be one of ${KV_CACHE_DTYPES.map((d) => `'${d}'`).join(', ')}, got ${String(kvDtype)}`);
     const pool = kvPoolLayout(kvDtype, this.numBlocks, numKvHeads, this.blockSize, headDim);
     for (let l = 0; l < numLayers; l++) {
-      this.kPools.push(Tensor.empty(pool.dtype, pool.shape));
-      this.vPools.push(Tensor.empty(pool.dtype, pool.shape));
+      // Written once here so every page is faulted in now, as llama.cpp clears its KV buffer at
+      // load: a fresh allocation is lazily mapped, and the first kv_write to each page otherwise
+      // pays a page fault inside the step (35 µs per kv_write call vs 1.2 µs on touched pages).
+      const k = Tensor.empty(pool.dtype, pool.shape), v = Tensor.empty(pool.dtype, pool.shape);
+      k.data.fill(0 as never); v.data.fill(0 as never);
+      this.kPools.push(k);
+      this.vPools.push(v);
     }
     for (let b = this.numBlocks - 1; b >= 0; b--) this.free.push(b);
     this.refs = new Int32Array(this.numBlocks);

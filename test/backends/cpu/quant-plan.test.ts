@@ -198,3 +198,23 @@ test('disk cache: a quantized model\'s compiled graph is stored and reused by a 
     assert.equal(s.diskHits, 1, JSON.stringify(s));
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
+
+test('Q8_0/Q4_0 plan GEMM quantizes its activations inside its own pool job: plan == eager for row counts across row blocks (2, 63..65, 130)', { skip }, () => {
+  for (const format of ['q8_0', 'q4_0'] as QuantFormat[]) {
+    const params = { w: quantizeWeight(rnd([70, 128], 0.1), format) };
+    const fn = (x: Tensor): Tensor => ops.linear(x, params.w);
+    for (const mode of ['always', 'never'] as const) {
+      const prev = setQuantPacking(mode);
+      try {
+        for (const M of [2, 63, 64, 65, 130]) {
+          const x = rnd([M, 128]);
+          const c = compile(fn, [x], params);
+          for (let rep = 0; rep < 3; rep++) {
+            assertClose(c.exe.run([x])[0], run('cpu', c, [x])[0], nearEager, `${format} M=${M} packing ${mode} rep ${rep}: plan vs eager`);
+          }
+          assertClose(c.exe.run([x])[0], run('reference', c, [x])[0], nearRefFor(format), `${format} M=${M} packing ${mode}: plan vs reference`);
+        }
+      } finally { setQuantPacking(prev); }
+    }
+  }
+});
