@@ -4,9 +4,7 @@
 // to resume it, ends with an error event naming the reason (eventTimeoutMs) instead of hanging.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { startServer, MODEL, postJson, metric, modelFile, greedyText } from './serve-fixtures.js';
+import { startServer, spawnQueueInstance, MODEL, postJson, metric, greedyText } from './serve-fixtures.js';
 import { connectQueueRedis } from '../../src/serve/queue.js';
 import { startRedis } from './redis-fixture.js';
 
@@ -42,24 +40,9 @@ async function stream(url: string, body: object, onChunk?: (n: number) => void):
   return s;
 }
 
-/** Starts `inferjit serve` as a child process on the queue; resolves once it serves. */
-async function spawnInstance(prefix: string, livenessTtlMs: number): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
-  const bin = fileURLToPath(new URL('../../bin/inferjit.mjs', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'serve', '--model', modelFile, '--port', '0', '--threads', '1', '--max-running', '1',
-    '--queue', redis.url, '--queue-prefix', prefix, '--queue-liveness-ms', String(livenessTtlMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stderr!.on('data', (d) => { out += d; });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d) => { out += d; if (/serving /.test(out)) resolve(); });
-    child.once('exit', (code) => reject(new Error(`the instance exited with ${code}:\n${out}`)));
-  });
-  child.removeAllListeners('exit');
-  return { child, exited: new Promise((r) => child.once('exit', r)) };
-}
-
 test('a sampled stream whose worker is killed mid-way resumes on another instance: every token once, none missing', { timeout: 240_000 }, async () => {
   const prefix = 'resume', livenessTtlMs = 1000;
-  const victim = await spawnInstance(prefix, livenessTtlMs);
+  const victim = await spawnQueueInstance(redis.url, prefix, livenessTtlMs);
   // The client's instance only forwards, so the victim runs the request.
   const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false } });
   let survivor: Promise<Awaited<ReturnType<typeof startServer>>> | null = null;
@@ -109,7 +92,7 @@ test('a request no instance takes ends with an error after eventTimeoutMs, and l
 
 test('a stream whose worker is killed with nobody left to resume it ends with an error event after its partial output', { timeout: 240_000 }, async () => {
   const prefix = 'orphan', livenessTtlMs = 600;
-  const victim = await spawnInstance(prefix, livenessTtlMs);
+  const victim = await spawnQueueInstance(redis.url, prefix, livenessTtlMs);
   const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 2500 } });
   try {
     let killed = false;
@@ -157,7 +140,7 @@ test('Redis drops every client connection mid-stream, twice: the stream still de
 
 test('a worker paused past its liveness TTL (SIGSTOP) is declared dead; when it wakes its appends are refused and the client sees each token once', { timeout: 240_000 }, async () => {
   const prefix = 'zombie', livenessTtlMs = 800;
-  const victim = await spawnInstance(prefix, livenessTtlMs);
+  const victim = await spawnQueueInstance(redis.url, prefix, livenessTtlMs);
   const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false } });
   let survivor: Promise<Awaited<ReturnType<typeof startServer>>> | null = null;
   try {

@@ -4,9 +4,7 @@
 // and the client gets the whole answer, each token once.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { startServer, MODEL, postJson, metric, greedyText, modelFile } from './serve-fixtures.js';
+import { startServer, spawnQueueInstance, MODEL, postJson, metric, greedyText } from './serve-fixtures.js';
 import { startRedis } from './redis-fixture.js';
 
 const redis = await startRedis();
@@ -87,17 +85,8 @@ test('a request held by an instance killed mid-way is re-queued, finished by ano
   const prefix = 'kill';
   const livenessTtlMs = 1500;
   // The victim: a separate process (the CLI), killed with SIGKILL, so it cleans nothing up.
-  const bin = fileURLToPath(new URL('../../bin/inferjit.mjs', import.meta.url));
   // It runs one sequence at a time, so of the request's 3 choices one runs and the others wait in the queue.
-  const victim = spawn(process.execPath, [bin, 'serve', '--model', modelFile, '--port', '0', '--threads', '1', '--max-running', '1', '--queue', redis.url, '--queue-prefix', prefix, '--queue-liveness-ms', String(livenessTtlMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  victim.stderr!.on('data', (d) => { out += d; });
-  await new Promise<void>((resolve, reject) => {
-    victim.stdout!.on('data', (d) => { out += d; if (/serving /.test(out)) resolve(); });
-    victim.once('exit', (code) => reject(new Error(`the victim exited with ${code}:\n${out}`)));
-  });
-  victim.removeAllListeners('exit');
-  const exited = new Promise((r) => victim.once('exit', r));
+  const { child: victim, exited } = await spawnQueueInstance(redis.url, prefix, livenessTtlMs);
   // The client's instance only forwards (it runs nothing), so the victim takes the request.
   const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false } });
   let survivor: ReturnType<typeof startServer> | null = null;

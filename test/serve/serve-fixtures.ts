@@ -2,6 +2,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { writeTinyLlamaGguf } from '../llm/llama-fixtures.js';
 import { createServer, type ServerOptions, type InferjitServer } from '../../src/serve/index.js';
 import { loadCausalLM, type LoadedCausalLM } from '../../src/llm/index.js';
@@ -46,4 +48,20 @@ export async function greedyIds(prompt: string | number[], maxTokens: number): P
 export async function greedyText(prompt: string | number[], maxTokens: number): Promise<string> {
   const ids = await greedyIds(prompt, maxTokens);
   return reference!.tokenizer!.decode(ids, { stripDummyPrefix: false });
+}
+
+/** Starts `inferjit serve` as a separate process on the Redis queue (one sequence at a time, so a test
+ *  can SIGKILL / SIGSTOP it and nothing is cleaned up); resolves once it serves. */
+export async function spawnQueueInstance(redisUrl: string, prefix: string, livenessTtlMs: number): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
+  const bin = fileURLToPath(new URL('../../bin/inferjit.mjs', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'serve', '--model', modelFile, '--port', '0', '--threads', '1', '--max-running', '1',
+    '--queue', redisUrl, '--queue-prefix', prefix, '--queue-liveness-ms', String(livenessTtlMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stderr!.on('data', (d) => { out += d; });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => { out += d; if (/serving /.test(out)) resolve(); });
+    child.once('exit', (code) => reject(new Error(`the instance exited with ${code}:\n${out}`)));
+  });
+  child.removeAllListeners('exit');
+  return { child, exited: new Promise((r) => child.once('exit', r)) };
 }
