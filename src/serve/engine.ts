@@ -69,6 +69,8 @@ export interface ServeEngine {
   warmup?(maxTokens: number, maxSeqs: number): Promise<WarmupReport>;
   /** Step shapes compiled (plans lowered) since the engine was made; flat after warmup() while serving. */
   readonly plansBuilt?: number;
+  /** Tokens a step carrying `tokens` tokens computes (its padded size), where the engine pads steps; what the step cost follows. */
+  stepTokensComputed?(tokens: number): number;
 }
 
 /** What warmup() did. */
@@ -104,6 +106,8 @@ export class PagedServeEngine implements ServeEngine {
   get maxStepSequences(): number { return this.runner.maxSeqs; }
   get prefixHitTokens(): number { return this.runner.stats.prefixHitTokens; }
   freeBlocks(): number { return this.runner.freeBlocks; }
+  /** PagedStepRunner pads every step to the next power of two of tokens. */
+  stepTokensComputed(tokens: number): number { return pow2(tokens); }
 
   private executable(): PlanCapable | null {
     return (this.runner.compiled?.compiledEntries()[0]?.executable as PlanCapable | undefined) ?? null;

@@ -179,10 +179,19 @@ export type QueueRedis = Redis & {
 };
 type Scripted = QueueRedis;
 
+/** How long a blocking read (XREAD BLOCK, BLMOVE) waits for work before the loop looks again. */
+const BLOCK_MS = 1000;
+/** A command (blocking ones: beyond their own wait) with no reply after this long fails. */
+const COMMAND_TIMEOUT_MS = 10000;
+
 /** A connection with the queue's scripts defined (not yet connected: lazyConnect). */
 export function connectQueueRedis(url: string): QueueRedis {
-  // Commands wait (offline queue) while the connection is re-established; give up on one after 10 s.
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: false });
+  // Commands wait (offline queue) while the connection is re-established, at most COMMAND_TIMEOUT_MS
+  // (BLOCK_MS more for the blocking reads). The timeout is also what settles a command ioredis strands:
+  // a blocking command in flight when the connection drops can stay pending forever after the
+  // reconnect or a disconnect() (ioredis issues 1285, 2193; seen here as a close() that never
+  // returned), and a loop awaiting it would stop for good.
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: false, commandTimeout: COMMAND_TIMEOUT_MS + BLOCK_MS });
   // Connection errors surface as failed commands, handled where they are sent; ioredis reconnects.
   r.on('error', () => undefined);
   r.defineCommand('claim', { numberOfKeys: 3, lua: CLAIM });
@@ -363,7 +372,7 @@ export class RedisQueue implements RequestSink {
     while (!this.closed) {
       let res: [string, [string, string[]][]][] | null;
       try {
-        res = await this.reader.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', stream, last) as typeof res;
+        res = await this.reader.xread('COUNT', 1000, 'BLOCK', BLOCK_MS, 'STREAMS', stream, last) as typeof res;
       } catch {
         if (this.closed) return;
         await new Promise((r) => setTimeout(r, 200));
@@ -431,7 +440,7 @@ export class RedisQueue implements RequestSink {
       }
       let rid: string | null;
       try {
-        rid = await this.blocker.blmove(queue, heldList, 'RIGHT', 'LEFT', 1);
+        rid = await this.blocker.blmove(queue, heldList, 'RIGHT', 'LEFT', BLOCK_MS / 1000);
       } catch {
         if (this.closed) return;
         await new Promise((r) => setTimeout(r, 200));
@@ -569,7 +578,9 @@ export class RedisQueue implements RequestSink {
     // Stop pulling first: a BLMOVE still waiting could otherwise take a request back after we re-queue it.
     this.blocker.disconnect();
     this.reader.disconnect();
-    await Promise.allSettled(this.loops);
+    // Each loop returns once its pending read settles; one that ioredis stranded settles only at its
+    // command timeout, and nothing is left for it to do: do not hold the shutdown for it.
+    await Promise.race([Promise.allSettled(this.loops), new Promise((r) => setTimeout(r, 2 * BLOCK_MS).unref())]);
     try {
       // Leaving is dying politely: the same script re-queues what we held (marked queued) and forgets us.
       await this.cmd.del(this.key('alive', this.instanceId));

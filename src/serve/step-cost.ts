@@ -5,6 +5,9 @@
 // is followed within a few dozen steps). The scheduler uses it to size a step's prefill chunk so a
 // step that carries running streams' decodes takes at most a set factor of what the decodes alone
 // would: the streams' inter-token latency stays bounded while long prompts keep arriving.
+// What a step computes is not always what it carries: the compiled engine pads a step to its
+// bucket (the next power of two of tokens). The line is fitted on the tokens computed, and a chunk
+// is sized so that the padded step stays within the bound (a step of 56 real tokens costs what 64 do).
 
 export class StepCostModel {
   // Decayed sums of 1, x, y, x², xy (x: tokens, y: ms).
@@ -12,13 +15,18 @@ export class StepCostModel {
   /** The last per-token cost that could be fitted: kept through runs of same-size steps (decodes only). */
   private lastB = NaN;
 
-  /** `decay` in (0, 1): the weight of a step seen k steps ago is decay^k. */
-  constructor(private readonly decay = 0.97) {
+  /**
+   * `decay` in (0, 1): the weight of a step seen k steps ago is decay^k. `computed(n)`: the tokens a
+   * step carrying n tokens computes (its padded size; non-decreasing, at least n); n when not padded.
+   */
+  constructor(private readonly decay = 0.97, private readonly computed: (tokens: number) => number = (n) => n) {
     if (!(decay > 0 && decay < 1)) throw new RangeError(`StepCostModel: decay must lie in (0, 1), got ${decay}`);
   }
 
-  observe(tokens: number, ms: number): void {
-    if (!(tokens > 0) || !(ms >= 0) || !Number.isFinite(ms)) return;
+  /** A step that carried `tokens` tokens took `ms`. */
+  observe(carried: number, ms: number): void {
+    if (!(carried > 0) || !(ms >= 0) || !Number.isFinite(ms)) return;
+    const tokens = this.computed(carried);
     const d = this.decay;
     this.n = this.n * d + 1; this.sx = this.sx * d + tokens; this.sy = this.sy * d + ms;
     this.sxx = this.sxx * d + tokens * tokens; this.sxy = this.sxy * d + tokens * ms;
@@ -44,9 +52,16 @@ export class StepCostModel {
   prefillCap(decodes: number, factor: number, floor: number, cap: number): number {
     const f = this.fit();
     if (!f) return cap;
-    const alone = f.a + f.b * decodes;
-    // (the epsilon: 47.999… from rounding is 48)
-    const extra = Math.floor(((factor - 1) * alone) / f.b + 1e-9);
-    return Math.max(Math.min(floor, cap), Math.min(cap, extra));
+    const alone = f.a + f.b * this.computed(decodes);
+    // Most tokens the padded step may compute (the epsilon: 47.999… from rounding is 48) ...
+    const most = Math.floor((factor * alone - f.a) / f.b + 1e-9);
+    // ... and most it may carry: the largest n whose padded size fits (computed() is non-decreasing).
+    let lo = decodes, hi = decodes + cap;
+    if (this.computed(lo) > most) hi = lo;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (this.computed(mid) <= most) lo = mid; else hi = mid - 1;
+    }
+    return Math.max(Math.min(floor, cap), Math.min(cap, lo - decodes));
   }
 }

@@ -34,6 +34,26 @@ test('StepCostModel: recovers ms = a + b·tokens, knows nothing from one step si
   assert.throws(() => new StepCostModel(1), /decay must lie in \(0, 1\)/);
 });
 
+test('StepCostModel on a padding engine: fitted on the tokens computed; a chunk keeps the padded step within the bound', () => {
+  const pow2 = (n: number) => { let p = 1; while (p < n) p *= 2; return p; };
+  const m = new StepCostModel(0.97, pow2);
+  // what the padded steps really cost: 20 ms + 0.5 ms per computed token
+  for (const t of [1, 7, 16, 33, 64, 100, 2, 5, 9, 11]) m.observe(t, 20 + 0.5 * pow2(t));
+  const f = m.fit()!;
+  assert.ok(Math.abs(f.a - 20) < 1e-6 && Math.abs(f.b - 0.5) < 1e-9, JSON.stringify(f));
+  // 8 decodes alone: 24 ms; twice that is 56 computed tokens: the largest padded step within it is 32
+  // (24 prefill tokens), not 8 + 48 = 56 (padded to 64: 52 ms, over the bound)
+  assert.equal(m.prefillCap(8, 2, 4, 512), 24);
+  for (const [decodes, factor] of [[8, 2], [5, 1.5], [3, 3], [16, 2], [1, 4]]) {
+    const extra = m.prefillCap(decodes, factor, 1, 512);
+    const alone = 20 + 0.5 * pow2(decodes), withPrefill = 20 + 0.5 * pow2(decodes + extra);
+    assert.ok(extra === 1 || withPrefill <= factor * alone + 1e-9, `${decodes} decodes ×${factor}: +${extra} tokens costs ${withPrefill} ms, alone ${alone}`);
+    assert.ok(20 + 0.5 * pow2(decodes + extra + 1) > factor * alone || extra === 512, `${decodes} decodes ×${factor}: +${extra} is the most that fits`);
+  }
+  // 6 decodes compute 8: the padding room (2 tokens) is free even at a tight factor
+  assert.equal(m.prefillCap(6, 1.01, 1, 512), 2);
+});
+
 test('beside decodes the scheduler sizes prefill chunks from the learned step cost; outputs unchanged', async () => {
   const model = loadServedModel(modelFile, { threads: 1, maxSeqs: 8, maxStepTokens: 128 });
   // The tiny model's steps take about the same time whatever they carry: add a known cost,
