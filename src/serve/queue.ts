@@ -27,7 +27,10 @@
 //   Redis runs twice, a client library's resend, is not applied twice). The origin too delivers event
 //   k once, and fails the request with an error if one is missing rather than splice around a gap.
 // Lost events: a worker whose event batch fails to reach Redis stops those requests and re-queues
-// them (fenced: only if they are still its own), so the next worker resumes after what did arrive. An
+// them (fenced: only if they are still its own), so the next worker resumes after what did arrive;
+// a give-back or a claim that Redis refuses is retried until it answers (while an instance lives,
+// nobody else touches its held list), and a request found in an instance's held list that it does
+// not know (a BLMOVE whose reply was lost) is claimed by it after two checks. An
 // origin that gets no event for a request for `eventTimeoutMs` (no live worker took it, or the one
 // running it went silent without its liveness key expiring) ends it with an error saying which, and
 // cancels it: a client never waits forever.
@@ -185,13 +188,14 @@ const BLOCK_MS = 1000;
 const COMMAND_TIMEOUT_MS = 10000;
 
 /** A connection with the queue's scripts defined (not yet connected: lazyConnect). */
-export function connectQueueRedis(url: string): QueueRedis {
+export function connectQueueRedis(url: string, connectionName?: string): QueueRedis {
   // Commands wait (offline queue) while the connection is re-established, at most COMMAND_TIMEOUT_MS
   // (BLOCK_MS more for the blocking reads). The timeout is also what settles a command ioredis strands:
   // a blocking command in flight when the connection drops can stay pending forever after the
   // reconnect or a disconnect() (ioredis issues 1285, 2193; seen here as a close() that never
   // returned), and a loop awaiting it would stop for good.
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: false, commandTimeout: COMMAND_TIMEOUT_MS + BLOCK_MS });
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: false, commandTimeout: COMMAND_TIMEOUT_MS + BLOCK_MS,
+    ...(connectionName ? { connectionName } : {}) });
   // Connection errors surface as failed commands, handled where they are sent; ioredis reconnects.
   r.on('error', () => undefined);
   r.defineCommand('claim', { numberOfKeys: 3, lua: CLAIM });
@@ -215,6 +219,10 @@ export class RedisQueue implements RequestSink {
   private readonly outstanding = new Map<number, Outstanding>();
   private readonly byRid = new Map<string, number>();
   private readonly held = new Map<string, Held>();
+  /** Requests of our held list being claimed, being given back, and seen there unclaimed at the last check (adoptStranded). */
+  private readonly claiming = new Set<string>();
+  private readonly givingBack = new Set<string>();
+  private unclaimedSeen = new Set<string>();
   private nextId = 1;
   private closed = false;
   private timers: NodeJS.Timeout[] = [];
@@ -233,9 +241,11 @@ export class RedisQueue implements RequestSink {
     this.maxOutstanding = options.maxOutstanding ?? 1024;
     this.eventTimeoutMs = options.eventTimeoutMs ?? 120000;
     if (!Number.isInteger(this.eventTimeoutMs) || this.eventTimeoutMs < 100) throw new RangeError(`queue: eventTimeoutMs must be an integer >= 100, got ${options.eventTimeoutMs}`);
-    this.cmd = connectQueueRedis(options.url);
-    this.reader = connectQueueRedis(options.url);
-    this.blocker = connectQueueRedis(options.url);
+    // Named (CLIENT LIST shows each instance's three connections, and which is which).
+    const name = (part: string) => `inferjit-${this.instanceId.replace(/[^\w.:-]/g, '_')}-${part}`;
+    this.cmd = connectQueueRedis(options.url, name('cmd'));
+    this.reader = connectQueueRedis(options.url, name('events'));
+    this.blocker = connectQueueRedis(options.url, name('pull'));
     const registers = registry ? [registry] : [];
     const self = this;
     this.counters = {
@@ -274,7 +284,10 @@ export class RedisQueue implements RequestSink {
     q.timers.push(setInterval(() => { q.reapDead().catch(() => undefined); }, Math.max(50, Math.floor(q.ttl / 2))));
     q.timers.push(setInterval(() => q.checkSilent(), Math.min(1000, Math.max(50, Math.floor(q.eventTimeoutMs / 4)))));
     q.loops.push(q.readLoop());
-    if (options.pull ?? true) q.loops.push(q.pullLoop());
+    if (options.pull ?? true) {
+      q.loops.push(q.pullLoop());
+      q.timers.push(setInterval(() => { q.adoptStranded().catch(() => undefined); }, Math.max(100, Math.floor(q.ttl / 2))));
+    }
     return q;
   }
 
@@ -447,15 +460,51 @@ export class RedisQueue implements RequestSink {
         continue;
       }
       if (!rid || this.closed) continue;
-      try {
-        const claimed = await this.cmd.claim(this.key('req', rid), heldList, this.key('gen', rid), rid, this.key('alive', ''), this.instanceId);
-        if (!claimed) continue;
-        const [attempt, payload, origin, sent, gen] = claimed;
-        this.run(rid, attempt, JSON.parse(payload) as Payload, origin, Number(sent), gen === '' ? [] : gen.slice(0, -1).split(',').map(Number));
-      } catch { /* Redis went away: the request stays in our held list; a survivor re-queues it if we die */ }
+      await this.claimAndRun(rid);
       // Let the scheduler admit it before looking at the capacity again.
       await new Promise((r) => setImmediate(r));
     }
+  }
+
+  /**
+   * Claims a request that is in our held list and runs it. While we live nobody else takes a request
+   * from our held list, so one whose claim fails (Redis unreachable, out of memory) is claimed again
+   * until Redis answers; closing re-queues the held list instead.
+   */
+  private async claimAndRun(rid: string): Promise<void> {
+    this.claiming.add(rid);
+    try {
+      for (let tries = 0; !this.closed; tries++) {
+        let claimed;
+        try {
+          claimed = await this.cmd.claim(this.key('req', rid), this.key('held', this.instanceId), this.key('gen', rid), rid, this.key('alive', ''), this.instanceId);
+        } catch {
+          await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** Math.min(tries, 6))));
+          continue;
+        }
+        if (!claimed) return;
+        const [attempt, payload, origin, sent, gen] = claimed;
+        this.run(rid, attempt, JSON.parse(payload) as Payload, origin, Number(sent), gen === '' ? [] : gen.slice(0, -1).split(',').map(Number));
+        return;
+      }
+    } finally {
+      this.claiming.delete(rid);
+    }
+  }
+
+  /**
+   * Claims requests found in our held list that we neither run nor claim nor give back, seen so on
+   * two checks in a row: a BLMOVE whose reply was lost with its connection moved one there (Redis
+   * did the move; ioredis resent the command or failed it), and nothing else would ever run it.
+   */
+  private async adoptStranded(): Promise<void> {
+    const listed = await this.cmd.lrange(this.key('held', this.instanceId), 0, -1);
+    const seen = new Set<string>();
+    for (const rid of listed) {
+      if (this.held.has(rid) || this.claiming.has(rid) || this.givingBack.has(rid)) continue;
+      if (this.unclaimedSeen.has(rid)) void this.claimAndRun(rid); else seen.add(rid);
+    }
+    this.unclaimedSeen = seen;
   }
 
   /** Runs a request taken from the queue; `sent` events (`generated` tokens) of it reached its origin from an earlier attempt. */
@@ -538,10 +587,17 @@ export class RedisQueue implements RequestSink {
   }
 
   /** Stops a request and puts it back on the queue, if it is still this attempt's. */
-  private giveBack(h: Held): void {
+  private giveBack(h: Held, tries = 0): void {
     if (!h.stopped) this.stop(h, false);
+    this.givingBack.add(h.rid);
     this.cmd.giveBack(this.key('req', h.rid), this.key('held', this.instanceId), this.key('queue'), h.rid, h.attempt)
-      .then((n) => { if (n === 1) this.counters.requeued.inc(); }, () => undefined);
+      .then((n) => { this.givingBack.delete(h.rid); if (n === 1) this.counters.requeued.inc(); }, () => {
+        // Redis refused it too (unreachable, out of memory): the request sits in our held list, and
+        // while we live nobody else re-queues it, so try again until it goes (the script is fenced:
+        // a late success cannot take it from a newer attempt). Closing re-queues the held list itself.
+        if (this.closed) { this.givingBack.delete(h.rid); return; }
+        setTimeout(() => this.giveBack(h, tries + 1), Math.min(2000, 50 * 2 ** Math.min(tries, 6))).unref();
+      });
   }
 
   /** Stops running a request: `forget` drops it from the held list (it is someone else's or cancelled); close() keeps it there to re-queue. */

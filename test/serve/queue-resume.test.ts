@@ -173,3 +173,61 @@ test('a worker paused past its liveness TTL (SIGSTOP) is declared dead; when it 
     await origin.server.close();
   }
 });
+
+test('a worker whose event batches Redis refuses gives the request back (retrying until Redis takes it); it resumes after what arrived', { timeout: 240_000 }, async () => {
+  const prefix = 'refused', livenessTtlMs = 3000;
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 20000 } });
+  const worker = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs } });
+  const admin = connectQueueRedis(redis.url);
+  await admin.connect();
+  try {
+    const maxTokens = 300;
+    const expected = await greedyText('the batches bounce', maxTokens);
+    let refusing: Promise<unknown> | null = null;
+    const got = await stream(origin.url, { model: MODEL, prompt: 'the batches bounce', max_tokens: maxTokens, temperature: 0, ignore_eos: true }, (n) => {
+      if (n !== 5) return;
+      // Every write fails with OOM for 300 ms: the worker's next event batch and its first tries to
+      // give the request back are refused; then Redis takes writes again.
+      refusing = admin.config('SET', 'maxmemory', '1').then(() => new Promise((r) => setTimeout(r, 300))).then(() => admin.config('SET', 'maxmemory', '0'));
+    });
+    assert.ok(refusing, 'Redis refused writes mid-stream');
+    await refusing;
+    assert.equal(got.error, null);
+    assert.equal(got.tokens.length, maxTokens, 'every token once');
+    assert.equal(got.text, expected);
+    assert.equal(got.finish, 'length');
+    assert.ok(await metric(worker.url, 'inferjit:queue_requeued_total') >= 1, 'the worker gave the request back');
+    assert.ok(await metric(worker.url, 'inferjit:queue_resumed_total') >= 1, 'and resumed it after the tokens that arrived');
+  } finally {
+    await admin.config('SET', 'maxmemory', '0').catch(() => undefined);
+    await admin.quit();
+    await worker.server.close();
+    await origin.server.close();
+  }
+});
+
+test('a request sitting unclaimed in a live worker\'s held list (a BLMOVE whose reply was lost) is adopted and run', { timeout: 240_000 }, async () => {
+  const prefix = 'stranded', livenessTtlMs = 600;
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 20000 } });
+  const admin = connectQueueRedis(redis.url);
+  await admin.connect();
+  let worker: Awaited<ReturnType<typeof startServer>> | null = null;
+  try {
+    const expected = await greedyText('lost replies', 20);
+    const got = stream(origin.url, { model: MODEL, prompt: 'lost replies', max_tokens: 20, temperature: 0, ignore_eos: true });
+    // What the lost reply leaves behind: Redis moved the request into the worker's held list, the worker never saw it.
+    let rid: string | null = null;
+    for (let i = 0; i < 200 && !rid; i++) { rid = await admin.lmove(`${prefix}:queue`, `${prefix}:held:w1`, 'RIGHT', 'LEFT'); if (!rid) await new Promise((r) => setTimeout(r, 10)); }
+    assert.ok(rid, 'the request reached the queue');
+    worker = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, instanceId: 'w1' } });
+    const s = await got;
+    assert.equal(s.error, null);
+    assert.equal(s.text, expected);
+    assert.equal(await metric(worker.url, 'inferjit:queue_pulled_total'), 1);
+    assert.equal(await admin.llen(`${prefix}:held:w1`), 0, 'and it left the held list when it finished');
+  } finally {
+    await admin.quit();
+    await worker?.server.close();
+    await origin.server.close();
+  }
+});
