@@ -14,6 +14,7 @@
 #include "attention/attention.h"
 #include "quant/quant_napi.h"
 #include "llm/moe.h"
+#include "llm/paged_napi.h"
 #include "plan/plan.h"
 #include "threadpool.h"
 
@@ -155,6 +156,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerBf16(env, exports);
   registerQuant(env, exports);
   registerMoe(env, exports);
+  registerPagedKv(env, exports);
   registerPlan(env, exports);
   registerHash(env, exports);
   return exports;

@@ -132,6 +132,40 @@ for (const c of cases) {
   });
 }
 
+// Eager native kernels (src/backends/cpu/kernels/llm.ts) run the plan's cores: the same output bit for
+// bit as the plan, and within the plan's tolerance of the reference; pools written exactly as both.
+for (const c of cases) {
+  test(`paged attention eager native == plan (bit for bit), ≈ reference: ${c.name}`, { skip }, () => {
+    const s = makeStep(c);
+    const fn = stepFn(c.opts ?? {});
+    const t = trace(fn, [s.q, s.k, s.v, s.kPool, s.vPool, s.bt, s.sl, s.qs, s.slots]);
+    const exe = new PlanExecutable(optimize(t.graph), t.constants);
+    const planPools = [copy(s.kPool), copy(s.vPool)], eagerPools = [copy(s.kPool), copy(s.vPool)], refPools = [copy(s.kPool), copy(s.vPool)];
+    const [planOut] = exe.run([s.q, s.k, s.v, ...planPools, s.bt, s.sl, s.qs, s.slots]);
+    const eager = withEagerBackend('cpu', () => fn(s.q, s.k, s.v, eagerPools[0], eagerPools[1], s.bt, s.sl, s.qs, s.slots));
+    const ref = withEagerBackend('reference', () => fn(s.q, s.k, s.v, refPools[0], refPools[1], s.bt, s.sl, s.qs, s.slots));
+    assert.deepEqual(eager.data, planOut.data, 'eager native == plan');
+    const e = eager.data as Float32Array, w = ref.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(e[i] - w[i]));
+    assert.ok(worst < 2e-5, `max |eager native − reference| = ${worst}`);
+    assert.deepEqual(eagerPools[0].data, refPools[0].data, 'k pool');
+    assert.deepEqual(eagerPools[1].data, refPools[1].data, 'v pool');
+  });
+}
+
+test('eager native paged kernels: bad slots and block tables are the reference\'s errors', { skip }, () => {
+  const c: Case = { name: 'errors', H: 2, Hkv: 1, D: 8, BS: 4, seqs: [{ L: 6, n: 2 }] };
+  for (const backend of ['cpu', 'reference'] as const) {
+    const s = makeStep(c);
+    assert.throws(() => withEagerBackend(backend, () => kvWrite(s.kPool, s.k, fromArray(new Int32Array([0, 999]), [2], 'i32'))),
+      /kv_write: slot_mapping\[1\] = 999 is outside the pool \(\d+ blocks × 4 slots\); use −1 for padding tokens/, backend);
+    const badTables = fromArray(new Int32Array([0, 77]), [1, 2], 'i32');
+    assert.throws(() => withEagerBackend(backend, () => pagedAttention(s.q, s.kPool, s.vPool, badTables, s.sl, s.qs)),
+      /paged_attention: block_tables\[0, 1\] = 77 is not a block of the pool/, backend);
+  }
+});
+
 // The decoder's layout: q, k, v are column pieces of one fused QKV projection [T, (H + 2·Hkv)·D],
 // q rotated as a [heads, T, D] transpose. kv_write reads K's and V's token rows in place (a row
 // stride), rotary writes q back in the [T, heads, D] layout paged_attention reads:

@@ -144,18 +144,11 @@ test('int8 KV pools: compiled agrees with the eager engine; greedy tokens agree 
   assert.deepEqual(int8.kPools[0].shape, [f32.kPools[0].shape[0], 2, 4, 16 + 4], '[blocks, kvHeads, blockSize, headDim + 4]');
   assert.ok(int8.kPools[0].data.byteLength / f32.kPools[0].data.byteLength < 0.32, 'int8 pool bytes vs f32');
   let same = 0, total = 0, firstDiff: number[] = [];
-  // compiled vs eager on int8 pools: the plan's decode kernel rounds the query and the softmax weights to
-  // int16 for its VNNI dots (relative error 2^-16; values checked at 1e-4 in kv-cache.test.ts), the eager
-  // reference does not, so on this random model's close logits a late greedy step may flip (observed:
-  // one prompt at its 11th token). Count the tokens before the first divergence, as for int8 vs f32.
-  let sameEager = 0;
-  const eagerDiff: number[] = [];
   for (const p of prompts) {
     const a = (await int8.generate(p, { maxTokens: N })).tokens;
-    const e = (await int8Eager.generate(p, { maxTokens: N })).tokens;
-    const ke = e.findIndex((t, i) => a[i] !== t);
-    eagerDiff.push(ke < 0 ? N : ke);
-    sameEager += ke < 0 ? N : ke;
+    // compiled vs eager on int8 pools: eager kv_write / paged_attention run the plan's native cores
+    // (src/backends/cpu/kernels/llm.ts), so the greedy tokens are the same
+    assert.deepEqual(a, (await int8Eager.generate(p, { maxTokens: N })).tokens, 'int8 pools: compiled == eager');
     const want = (await f32.generate(p, { maxTokens: N })).tokens;
     // greedy decoding compounds a flip: count the steps before the first divergence
     const k = want.findIndex((t, i) => a[i] !== t);
@@ -163,12 +156,9 @@ test('int8 KV pools: compiled agrees with the eager engine; greedy tokens agree 
     same += k < 0 ? N : k; total += N;
   }
   t.diagnostic(`int8 vs f32 greedy: ${same}/${total} tokens before the first divergence (per prompt ${firstDiff.join(', ')})`);
-  t.diagnostic(`int8 compiled vs eager greedy: ${sameEager}/${total} (per prompt ${eagerDiff.join(', ')})`);
-  assert.ok(sameEager / total >= 0.9 && eagerDiff.every((k) => k >= N / 2),
-    `int8 compiled vs eager greedy: ${sameEager}/${total} tokens before the first divergence (per prompt ${eagerDiff.join(', ')})`);
   assert.match(int8.describe(), /^cpu plan/, int8.describe());
-  // observed on this tiny random model (2 layers, dim 64, random weights: close logits): 38/48, one prompt
-  // diverging at its 4th token, one at its 12th (f16 pools: 48/48); the accuracy benchmark measures KL on
+  // observed on this tiny random model (2 layers, dim 64, random weights: close logits): 37-38/48, one prompt
+  // diverging at its 3rd-4th token, one at its 10th-12th (f16 pools: 48/48); the accuracy benchmark measures KL on
   // the outlier model instead
   assert.ok(same / total >= 0.75, `int8 vs f32 greedy: ${same}/${total} tokens before the first divergence (per prompt ${firstDiff.join(', ')})`);
   assert.equal(int8.freeBlocks, int8.numBlocks, 'pages returned');

@@ -14,6 +14,7 @@ import { registerMovementKernels } from './kernels/movement.js';
 import { registerFusedKernels } from './kernels/fused.js';
 import { registerQuantizedKernels } from './kernels/quantized.js';
 import { registerMoeKernels } from './kernels/moe.js';
+import { registerPagedKernels } from './kernels/llm.js';
 
 let loaded: boolean | null = null;
 
@@ -30,6 +31,7 @@ export function loadNativeBackend(): boolean {
     registerFusedKernels();
     registerQuantizedKernels(addon);
     registerMoeKernels(addon);
+    registerPagedKernels(addon);
     loaded = true;
   }
   return loaded;
