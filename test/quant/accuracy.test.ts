@@ -1,8 +1,10 @@
 // The orderings post-training quantization must show on a decoder with outlier channels, at tiny
-// sizes (1 layer, 128 evaluation tokens): naive W8A8 degrades the model and does so because of the
-// outliers (the same model without them quantizes fine); SmoothQuant and PSS recover it by a wide
-// margin; PSS is not worse than SmoothQuant by more than noise; GPTQ's KL is at most absmax's;
-// AWQ beats absmax; an INT8 KV cache adds little; the qgemm route runs the native int8 kernel.
+// sizes (1 layer, 1024 teacher-forced evaluation tokens, the same for every variant): naive W8A8
+// degrades the model and does so because of the outliers (the same model without them quantizes
+// fine); SmoothQuant and PSS recover it by a wide margin; PSS meets the floors (top-1 >= 99%,
+// KL <= 0.01, KL no worse than SmoothQuant) and reaches the per-token int8 floor (the KL of naive
+// W8A8 on the outlier-free model); GPTQ's KL is at most absmax's; AWQ beats absmax; an INT8 KV
+// cache adds little; the qgemm route runs the native int8 kernel.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { quantize, outlierModel, randomSequences, agreement, teacherForcedLogits, type QuantizeOptions, type Agreement } from '../../src/quant/index.js';
@@ -12,7 +14,8 @@ import { applyQuantPlan } from '../../src/quant/graph-passes.js';
 import { isNativeAvailable } from '../../src/ops/dispatch.js';
 
 const calibration = randomSequences(3, 32, 256, 21);
-const evalSeqs = randomSequences(2, 64, 256, 22);
+// 8 × 128 = 1024 tokens: one top-1 flip is 0.1%, so the 99% floor is measurable
+const evalSeqs = randomSequences(8, 128, 256, 22);
 const none = { weights: null, activations: null, kvCache: null, smoothing: 'none', shift: false, method: 'absmax', calibration, maxSamples: 64 } as const;
 const w8a8 = { ...none, weights: 'int8', activations: 'int8' } as const;
 
@@ -21,20 +24,26 @@ function measure(model: ReturnType<typeof outlierModel>): (o: QuantizeOptions) =
   return (o) => agreement(ref, quantize(model, o), evalSeqs);
 }
 
-test('outlier model: naive W8A8 degrades it, smoothing recovers it, INT8 KV adds little', () => {
+test('outlier model: naive W8A8 degrades it, smoothing recovers it, PSS meets the floors, INT8 KV adds little', () => {
   const run = measure(outlierModel({ numLayers: 1 }));
   const naive = run(w8a8), perTensor = run({ ...w8a8, activationScheme: 'per-tensor' });
   const sq = run({ ...w8a8, smoothing: 'smoothquant' }), pss = run({ ...w8a8, smoothing: 'pss', pieces: 3 });
-  const kv = run({ ...w8a8, smoothing: 'smoothquant', kvCache: 'int8' });
-  const msg = JSON.stringify({ naive, perTensor, sq, pss, kv });
+  const sqKv = run({ ...w8a8, smoothing: 'smoothquant', kvCache: 'int8' }), pssKv = run({ ...w8a8, smoothing: 'pss', pieces: 3, kvCache: 'int8' });
+  // the floor: no smoothing can make per-token int8 activations × per-channel int8 weights better
+  // than on a model that has no outliers to begin with
+  const floor = measure(outlierModel({ numLayers: 1, hiddenOutliers: [], ffnOutliers: [] }))(w8a8);
+  const msg = JSON.stringify({ naive, perTensor, sq, pss, sqKv, pssKv, floor });
   assert.ok(naive.kl > 0.02 && perTensor.kl > naive.kl, msg);
   assert.ok(sq.kl < naive.kl / 20 && sq.top1 >= naive.top1 + 0.1, msg);
-  // the floors for PSS: KL <= 0.01 and no worse than SmoothQuant (KL and top-1). PSS picks
-  // per site between its factors and SmoothQuant's by calibration KL (pss-select.ts), so this holds
-  // by construction on the calibration tokens; these are evaluation tokens. (Top-1 >= 99% is not
-  // asserted: on 128 tokens one flip is 0.8%; bench/quant-accuracy.ts reports it over 1024.)
-  assert.ok(pss.kl <= 0.01 && pss.kl < naive.kl / 20 && pss.kl <= sq.kl && pss.top1 >= sq.top1, msg);
-  assert.ok(kv.kl - sq.kl < 0.005, msg);
+  // the floors for PSS. PSS picks per site between its factors and SmoothQuant's by
+  // calibration KL (pss-select.ts), so KL <= SmoothQuant's holds by construction on the calibration
+  // tokens; these are evaluation tokens. Measured: PSS 99.32% / 1.34e-4, SmoothQuant 98.63% /
+  // 2.00e-4, floor 99.22% / 1.31e-4 (other evaluation seeds: PSS 99.12-99.32%).
+  assert.ok(pss.tokens >= 1024 && pss.top1 >= 0.99 && pss.kl <= 0.01, msg);
+  assert.ok(pss.kl <= sq.kl && pss.top1 >= sq.top1, msg);
+  // PSS is at the int8 floor (within 10% of its KL): what is left is rounding, not outliers
+  assert.ok(pss.kl <= 1.1 * floor.kl, msg);
+  assert.ok(sqKv.kl - sq.kl <= 0.005 && pssKv.kl - pss.kl <= 0.005, msg);
 });
 
 test('the same model without outlier channels quantizes fine naively (the outliers are the cause)', () => {
