@@ -63,10 +63,10 @@ export const kvWriteOp = defineOp<KvWriteAttrs>({
     const [T, , D] = rows!.shape;
     const src = rows!.data as Float32Array, sm = slots!.data as Int32Array, pd = pool!.dtype;
     const i8 = pd === 'i8' ? new Int8PoolRows(pool!.data as Int8Array, Hkv, BS, rows!.shape[2]) : null;
+    checkSlots(sm, T, NB, BS);
     for (let t = 0; t < T; t++) {
       const s = sm[t];
       if (s === -1) continue;
-      if (s < -1 || s >= NB * BS) throw new RangeError(`kv_write: slot_mapping[${t}] = ${s} is outside the pool (${NB} blocks × ${BS} slots); use −1 for padding tokens`);
       const blk = Math.floor(s / BS), off = s % BS;
       if (i8) {
         for (let h = 0; h < Hkv; h++) i8.write(blk, h, off, src, (t * Hkv + h) * D);
@@ -178,6 +178,14 @@ function poolRows(t: Tensor, D: number): PoolRows {
   const out = new Float32Array(t.data.length);
   for (let i = 0; i < out.length; i++) out[i] = readElement(t.dtype as DType, t.data, i);
   return { values: out, row, scale: one };
+}
+
+/** Checks kv_write's slot mapping: each slot in the pool, or −1 (padding); names the first bad one. */
+export function checkSlots(slots: Int32Array, T: number, NB: number, BS: number): void {
+  for (let t = 0; t < T; t++) {
+    const s = slots[t];
+    if (s < -1 || s >= NB * BS) throw new RangeError(`kv_write: slot_mapping[${t}] = ${s} is outside the pool (${NB} blocks × ${BS} slots); use −1 for padding tokens`);
+  }
 }
 
 /** Checks a ragged step's metadata against the shapes, naming the first bad entry. */

@@ -5,7 +5,7 @@
 // The metadata is checked first with the reference's own checks, so a bad slot or block table is
 // the same error either way.
 import { registerKernel } from '../../../ops/registry.js';
-import { checkRaggedMeta, type PagedAttentionAttrs } from '../../../ops/llm.js';
+import { checkRaggedMeta, checkSlots, type PagedAttentionAttrs } from '../../../ops/llm.js';
 import { Tensor } from '../../../tensor/tensor.js';
 import type { NativeAddon } from '../addon.js';
 
@@ -32,10 +32,7 @@ export function registerPagedKernels(addon: NativeAddon): void {
     const [NB, Hkv, BS] = pool!.shape;
     const [T, , D] = rows!.shape;
     const sm = slots!.data as Int32Array;
-    for (let t = 0; t < T; t++) {
-      const s = sm[t];
-      if (s < -1 || s >= NB * BS) throw new RangeError(`kv_write: slot_mapping[${t}] = ${s} is outside the pool (${NB} blocks × ${BS} slots); use −1 for padding tokens`);
-    }
+    checkSlots(sm, T, NB, BS);
     write(bytesOf(pool!), KV_DTYPE[pool!.dtype], rows!.data as Float32Array, sm, T, Hkv, D, BS, NB);
     pool!.markModified();
     // the result aliases the pool, as the reference's does
