@@ -40,6 +40,25 @@ async function stream(url: string, body: object, onChunk?: (n: number) => void):
   return s;
 }
 
+type Started = Awaited<ReturnType<typeof startServer>>;
+
+/** An origin that only forwards and one worker on `prefix` (liveness 3 s, events time out after 20 s), and an admin connection; all closed after `fn`. */
+async function withOriginAndWorker(prefix: string, fn: (origin: Started, worker: Started, admin: ReturnType<typeof connectQueueRedis>) => Promise<void>): Promise<void> {
+  const livenessTtlMs = 3000;
+  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 20000 } });
+  const worker = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs } });
+  const admin = connectQueueRedis(redis.url);
+  await admin.connect();
+  try {
+    await fn(origin, worker, admin);
+  } finally {
+    await admin.config('SET', 'maxmemory', '0').catch(() => undefined);
+    await admin.quit();
+    await worker.server.close();
+    await origin.server.close();
+  }
+}
+
 test('a sampled stream whose worker is killed mid-way resumes on another instance: every token once, none missing', { timeout: 240_000 }, async () => {
   const prefix = 'resume', livenessTtlMs = 1000;
   const victim = await spawnQueueInstance(redis.url, prefix, livenessTtlMs);
@@ -113,12 +132,7 @@ test('a stream whose worker is killed with nobody left to resume it ends with an
 });
 
 test('Redis drops every client connection mid-stream, twice: the stream still delivers the whole greedy answer, each token once', { timeout: 240_000 }, async () => {
-  const prefix = 'chaos', livenessTtlMs = 3000;
-  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 20000 } });
-  const worker = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs } });
-  const admin = connectQueueRedis(redis.url);
-  await admin.connect();
-  try {
+  await withOriginAndWorker('chaos', async (origin, _worker, admin) => {
     const maxTokens = 300;
     const expected = await greedyText('tokenizers split text', maxTokens);
     const kills: Promise<unknown>[] = [];
@@ -131,11 +145,7 @@ test('Redis drops every client connection mid-stream, twice: the stream still de
     assert.equal(got.tokens.length, maxTokens, 'every token once');
     assert.equal(got.text, expected);
     assert.equal(got.finish, 'length');
-  } finally {
-    await admin.quit();
-    await worker.server.close();
-    await origin.server.close();
-  }
+  });
 });
 
 test('a worker paused past its liveness TTL (SIGSTOP) is declared dead; when it wakes its appends are refused and the client sees each token once', { timeout: 240_000 }, async () => {
@@ -175,12 +185,7 @@ test('a worker paused past its liveness TTL (SIGSTOP) is declared dead; when it 
 });
 
 test('a worker whose event batches Redis refuses gives the request back (retrying until Redis takes it); it resumes after what arrived', { timeout: 240_000 }, async () => {
-  const prefix = 'refused', livenessTtlMs = 3000;
-  const origin = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs, pull: false, eventTimeoutMs: 20000 } });
-  const worker = await startServer({ queue: { url: redis.url, prefix, livenessTtlMs } });
-  const admin = connectQueueRedis(redis.url);
-  await admin.connect();
-  try {
+  await withOriginAndWorker('refused', async (origin, worker, admin) => {
     const maxTokens = 300;
     const expected = await greedyText('the batches bounce', maxTokens);
     let refusing: Promise<unknown> | null = null;
@@ -198,12 +203,7 @@ test('a worker whose event batches Redis refuses gives the request back (retryin
     assert.equal(got.finish, 'length');
     assert.ok(await metric(worker.url, 'inferjit:queue_requeued_total') >= 1, 'the worker gave the request back');
     assert.ok(await metric(worker.url, 'inferjit:queue_resumed_total') >= 1, 'and resumed it after the tokens that arrived');
-  } finally {
-    await admin.config('SET', 'maxmemory', '0').catch(() => undefined);
-    await admin.quit();
-    await worker.server.close();
-    await origin.server.close();
-  }
+  });
 });
 
 test('a request sitting unclaimed in a live worker\'s held list (a BLMOVE whose reply was lost) is adopted and run', { timeout: 240_000 }, async () => {
