@@ -48,7 +48,7 @@ export function traceStep(model: QuantizableDecoder, args: PrefillArgs): TraceRe
 
 export const flatInputs = (args: PrefillArgs): Tensor[] => flattenArgs([args.step, args.kPools, args.vPools]).tensors;
 
-export function calibrate(model: QuantizableDecoder, sequences: readonly (readonly number[])[], options: { hessian: boolean; maxSamples?: number; rotate?: 'none' | 'down' }): CalibrationStats {
+export function calibrate(model: QuantizableDecoder, sequences: readonly (readonly number[])[], options: { hessian: boolean; maxSamples?: number; rotate?: 'none' | 'down' | 'all' }): CalibrationStats {
   const maxSamples = options.maxSamples ?? 128;
   const totalTokens = sequences.reduce((n, s) => n + s.length, 0);
   const stride = Math.max(1, Math.floor(totalTokens / maxSamples));
@@ -73,7 +73,7 @@ export function calibrate(model: QuantizableDecoder, sequences: readonly (readon
         key: siteKey(s), weights: s.consumers.map((c) => c.weight), biases: s.consumers.map((c) => c.bias), fold: s.fold, K, rows: 0,
         absMax: new Float64Array(K), min: new Float64Array(K).fill(Infinity), max: new Float64Array(K).fill(-Infinity),
         sumAbs: new Float64Array(K), sum: new Float64Array(K), hessian: options.hessian ? new Float64Array(K * K) : null, samples: [],
-        rotated: options.rotate === 'down' && s.gated,
+        rotated: options.rotate === 'all' || (options.rotate === 'down' && s.gated),
       };
     });
     kv ??= t.sites.kv.map((_, i) => {

@@ -38,9 +38,10 @@ export interface QuantizeOptions {
   /** Online Hadamard rotation (QuaRot-style, src/quant/rotation.ts). 'none' (default); 'down':
    *  the input of every linear site fed by an elementwise product (the SwiGLU silu(gate)·up that the
    *  down projection reads) is multiplied by an orthonormal block Hadamard H in the graph and the
-   *  consumers' weights by H, exact in f32. Smoothing (and the shift) act first, in x's own basis;
+   *  consumers' weights by H, exact in f32; 'all': every quantized linear site's input (q/k/v, o,
+   *  gate/up and down) the same way. Smoothing (and the shift) act first, in x's own basis;
    *  their factors are searched with the rotation in the site's error. Per-token activations only. */
-  rotate?: 'none' | 'down';
+  rotate?: 'none' | 'down' | 'all';
 }
 
 export const QUANTIZE_OPTION_NAMES = ['weights', 'activations', 'activationScheme', 'kvCache', 'smoothing', 'shift', 'method', 'calibration', 'alpha', 'groupSize', 'pieces', 'maxSamples', 'kernel', 'rotate'] as const;
@@ -73,7 +74,7 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   if (options.method !== 'absmax' && options.weights === 'fp8') throw new TypeError(`quantize: option "method" "${options.method}" is for integer weights; FP8 weights use 'absmax'`);
   if (options.method === 'awq' && options.smoothing !== 'none') throw new TypeError(`quantize: option "method" 'awq' searches its own per-channel scales; set "smoothing" to 'none' (got '${options.smoothing}')`);
   oneOf('kernel', options.kernel ?? 'simulated', ['simulated', 'w8a8', 'qgemm']);
-  oneOf('rotate', options.rotate ?? 'none', ['none', 'down']);
+  oneOf('rotate', options.rotate ?? 'none', ['none', 'down', 'all']);
   if ((options.rotate ?? 'none') !== 'none' && options.activationScheme === 'per-tensor') {
     // a static per-tensor scale is calibrated from per-channel abs max, which bounds nothing after the rotation
     throw new TypeError(`quantize: option "rotate" '${options.rotate}' needs per-token activation scales; "activationScheme" 'per-tensor' calibrates its static scale per channel, before the rotation`);
