@@ -11,7 +11,8 @@
 //  - applyQuantPlan: rewrites the graph as the quantized model runs it: smoothing factors folded
 //    into the producer's weights (through the parameter overrides) or, with no foldable producer,
 //    a mul by 1/s (what a W8A8 kernel fuses into its activation quantizer), the shift as a sub and
-//    the shifted bias on the linear, a matmul by the site's rotation (option rotate), fake_quant before each quantized linear and before kv_write.
+//    the shifted bias on the linear, a matmul by the site's Hadamard rotation (option rotate),
+//    fake_quant before each quantized linear and before kv_write.
 import { type Graph, type Node } from '../ir/graph.js';
 import type { DType } from '../tensor/dtype.js';
 import './fake-quant-op.js';
@@ -23,8 +24,8 @@ export type Fold =
   | { kind: 'norm'; param: string }
   | { kind: 'linear'; weight: string; bias: string | null }
   | { kind: 'none' };
-/** `gated`: the activation is an elementwise product (the SwiGLU silu(gate)·up the down projection
- *  reads), the site option rotate 'down' rotates. */
+/** `gated`: the activation is an elementwise product (the SwiGLU silu(gate)·up that the down
+ *  projection reads): the sites option rotate 'down' rotates. */
 export interface LinearSite { input: number; consumers: LinearConsumer[]; fold: Fold; gated: boolean }
 export interface KvSite { node: Node; rows: number }
 export interface QuantSites { linears: LinearSite[]; kv: KvSite[] }

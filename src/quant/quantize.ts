@@ -5,11 +5,11 @@
 //     factors s (SmoothQuant, PSS or AWQ, search.ts), folded exactly: W ← W·diag(s), b ← b + W z,
 //     the producer's weight ← /s (an RMSNorm gain, or the rows of the SwiGLU up projection), or,
 //     with no producer to fold into, a mul by 1/s the activation quantizer would absorb;
+//     with option rotate, a rotated site (the down projection's input, or every site) is then
+//     multiplied by a Hadamard H in the graph and its smoothed weights by H (rotation.ts); its
+//     factors are searched with the rotation in the site's error;
 //  3. every consumer weight quantized (absmax round-to-nearest or GPTQ on the transformed
 //     Hessian), after all folds so no quantized weight is rescaled;
-//     with option rotate, a rotated site (the down projection's input) is then multiplied by a
-//     Hadamard H in the graph and its (smoothed) weights by H (rotation.ts), and its factors are
-//     searched with the rotation in the error;
 //  4. KV cache: calibrated per-head scales for each cache write;
 // and returns a QuantizedDecoder running the rewritten graph (decoder.ts).
 import { Tensor } from '../tensor/tensor.js';
@@ -249,7 +249,8 @@ function transformHessian(st: LinearStats, z: Float64Array | null, s: Float64Arr
     }
   }
   if (rotated) {
-    // H is symmetric: rotate the rows, then the columns (rows of the transpose)
+    // x'·Had: Σ ← Hadᵀ·Σ·Had = Had·Σ·Had (Sylvester's matrix is symmetric): rotate Σ's rows,
+    // transpose, rotate the rows again, transpose back
     const row = new Float64Array(K);
     for (let pass = 0; pass < 2; pass++) {
       for (let i = 0; i < K; i++) {

@@ -65,7 +65,7 @@ export function siteError(p: SiteProblem): (s: Float64Array) => number {
   return (s) => {
     const Xs = new Float32Array(p.R * p.K);
     for (let i = 0; i < Xs.length; i++) Xs[i] = p.X[i] / s[i % p.K];
-    if (p.rotate) rotateWeight(Xs, p.R, p.K);
+    if (p.rotate) rotateWeight(Xs, p.R, p.K); // each row ·H, like a weight row
     if (p.act?.perTensor && p.act.absMax) {
       let m = 0;
       for (let j = 0; j < p.K; j++) m = Math.max(m, p.act.absMax[j] / s[j]);
