@@ -51,6 +51,7 @@ const rows: [string, Omit<QuantizeOptions, 'calibration'>][] = [
   ...(isNativeAvailable() ? [
     ['W8A8 naive on native qgemm (activations per 32 values)', { ...w8a8, kernel: 'qgemm' }],
     ['W8A8 + PSS on native qgemm', { ...w8a8, smoothing: 'pss', kernel: 'qgemm' }],
+    ['W8A8 + PSS + rotate(down) on native qgemm', { ...w8a8, smoothing: 'pss', rotate: 'down', kernel: 'qgemm' }],
   ] as [string, Omit<QuantizeOptions, 'calibration'>][] : []),
   ['INT8 KV cache only', { ...none, kvCache: 'int8' }],
   ['FP8 KV cache only', { ...none, kvCache: 'fp8' }],
