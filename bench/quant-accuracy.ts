@@ -36,6 +36,10 @@ const rows: [string, Omit<QuantizeOptions, 'calibration'>][] = [
   ['W8A8 + SmoothQuant (α 0.5)', { ...w8a8, smoothing: 'smoothquant' }],
   ['W8A8 + PSS', { ...w8a8, smoothing: 'pss' }],
   ['W8A8 + PSS + shift', { ...w8a8, smoothing: 'pss', shift: true }],
+  // online Hadamard rotation (src/quant/rotation.ts) after smoothing: of the down projection's input, or of every site's
+  ['W8A8 + SmoothQuant + rotate(down)', { ...w8a8, smoothing: 'smoothquant', rotate: 'down' }],
+  ['PSS W8A8 + rotate(down)', { ...w8a8, smoothing: 'pss', rotate: 'down' }],
+  ['PSS W8A8 + rotate(all)', { ...w8a8, smoothing: 'pss', rotate: 'all' }],
   ['W8A8 per-tensor + SmoothQuant', { ...w8a8, activationScheme: 'per-tensor', smoothing: 'smoothquant' }],
   ['W8A8 per-tensor + PSS', { ...w8a8, activationScheme: 'per-tensor', smoothing: 'pss' }],
   ['W8A8 + PSS + INT8 KV', { ...w8a8, smoothing: 'pss', kvCache: 'int8' }],
@@ -47,6 +51,7 @@ const rows: [string, Omit<QuantizeOptions, 'calibration'>][] = [
   ...(isNativeAvailable() ? [
     ['W8A8 naive on native qgemm (activations per 32 values)', { ...w8a8, kernel: 'qgemm' }],
     ['W8A8 + PSS on native qgemm', { ...w8a8, smoothing: 'pss', kernel: 'qgemm' }],
+    ['W8A8 + PSS + rotate(down) on native qgemm', { ...w8a8, smoothing: 'pss', rotate: 'down', kernel: 'qgemm' }],
   ] as [string, Omit<QuantizeOptions, 'calibration'>][] : []),
   ['INT8 KV cache only', { ...none, kvCache: 'int8' }],
   ['FP8 KV cache only', { ...none, kvCache: 'fp8' }],
@@ -67,13 +72,18 @@ for (const [name, o] of rows) {
 {
   const clean = outlierModel({ numLayers: Number(args.layers), hiddenSize: hidden, intermediateSize: 2 * hidden, seed: Number(args.seed), maxPositions: Math.max(512, seqLen), hiddenOutliers: [], ffnOutliers: [] });
   const cleanReference = evalSeqs.map((s) => teacherForcedLogits(clean, s));
-  const name = 'W8A8 naive on the model without outliers (per-token int8 floor)';
-  const t0 = performance.now();
-  const q = quantize(clean, { ...w8a8, calibration });
-  const quantizeS = (performance.now() - t0) / 1000;
-  const a = agreement(cleanReference, q, evalSeqs);
-  results.push({ row: name, top1: +a.top1.toFixed(5), kl: +a.kl.toExponential(3), quantize_s: +quantizeS.toFixed(2) });
-  process.stderr.write(`${name}: top-1 ${(100 * a.top1).toFixed(2)}%, KL ${a.kl.toExponential(3)}\n`);
+  for (const [name, o] of [
+    ['W8A8 naive on the model without outliers (per-token int8 floor)', w8a8],
+    // the same with the down input rotated: the floor of per-token int8 once rotation is allowed
+    ['W8A8 + rotate(down) on the model without outliers', { ...w8a8, rotate: 'down' }],
+  ] as [string, Omit<QuantizeOptions, 'calibration'>][]) {
+    const t0 = performance.now();
+    const q = quantize(clean, { ...o, calibration } as QuantizeOptions);
+    const quantizeS = (performance.now() - t0) / 1000;
+    const a = agreement(cleanReference, q, evalSeqs);
+    results.push({ row: name, top1: +a.top1.toFixed(5), kl: +a.kl.toExponential(3), quantize_s: +quantizeS.toFixed(2) });
+    process.stderr.write(`${name}: top-1 ${(100 * a.top1).toFixed(2)}%, KL ${a.kl.toExponential(3)}\n`);
+  }
 }
 console.log(table(['variant', 'top-1 agreement', 'mean KL (nats)', 'quantize s'], results.map((r) => [r.row, `${(100 * r.top1).toFixed(2)}%`, r.kl.toExponential(2), r.quantize_s.toFixed(1)])));
 const by = (n: string) => results.find((r) => r.row === n)!;
@@ -88,6 +98,9 @@ const checks = {
   pss_at_int8_floor: by('W8A8 + PSS').kl <= 1.1 * by('W8A8 naive on the model without outliers (per-token int8 floor)').kl,
   int8_kv_adds_kl: by('W8A8 + PSS + INT8 KV').kl - by('W8A8 + PSS').kl,
   int8_kv_adds_at_most_0_005: by('W8A8 + PSS + INT8 KV').kl - by('W8A8 + PSS').kl <= 0.005,
+  // rotation (issue 18 follow-up): PSS + rotate(down) against the 99% floor and against PSS alone
+  pss_rotate_top1_at_least_99: by('PSS W8A8 + rotate(down)').top1 >= 0.99,
+  pss_rotate_kl_below_pss: by('PSS W8A8 + rotate(down)').kl < by('W8A8 + PSS').kl,
   gptq_no_worse_than_absmax: by('W4 (int4 g32) GPTQ').kl <= by('W4 (int4 g32) absmax').kl,
 };
 console.log(JSON.stringify({ bench: 'quant-accuracy', model: { layers: model.config.numLayers, hidden, vocab: V }, eval_tokens: evalSeqs.length * seqLen, calibration_tokens: calibration.length * seqLen, results, checks }));

@@ -13,6 +13,7 @@ import type { Graph } from '../ir/graph.js';
 import type { StepDecoder } from '../llm/step-engine.js';
 import type { Module } from '../nn/module.js';
 import { prefillArgs, type PrefillArgs } from './step.js';
+import { checkRotatable } from './rotation.js';
 import { exposeObservedValues, siteKey, type QuantSites, type Fold } from './graph-passes.js';
 
 export type QuantizableDecoder = StepDecoder & Module;
@@ -33,6 +34,9 @@ export interface LinearStats {
   hessian: Float64Array | null;
   /** Up to maxSamples rows [samples, K], taken evenly across the calibration tokens. */
   samples: Float32Array[];
+  /** Whether the site is rotated (option rotate). The statistics above are of the unrotated
+   *  activation: smoothing acts on it, before the rotation (quantize.ts). */
+  rotated: boolean;
 }
 export interface KvStats { heads: number; absMax: Float64Array }
 export interface CalibrationStats { linears: LinearStats[]; kv: KvStats[]; tokens: number }
@@ -44,7 +48,7 @@ export function traceStep(model: QuantizableDecoder, args: PrefillArgs): TraceRe
 
 export const flatInputs = (args: PrefillArgs): Tensor[] => flattenArgs([args.step, args.kPools, args.vPools]).tensors;
 
-export function calibrate(model: QuantizableDecoder, sequences: readonly (readonly number[])[], options: { hessian: boolean; maxSamples?: number }): CalibrationStats {
+export function calibrate(model: QuantizableDecoder, sequences: readonly (readonly number[])[], options: { hessian: boolean; maxSamples?: number; rotate?: 'none' | 'down' | 'all' }): CalibrationStats {
   const maxSamples = options.maxSamples ?? 128;
   const totalTokens = sequences.reduce((n, s) => n + s.length, 0);
   const stride = Math.max(1, Math.floor(totalTokens / maxSamples));
@@ -69,6 +73,7 @@ export function calibrate(model: QuantizableDecoder, sequences: readonly (readon
         key: siteKey(s), weights: s.consumers.map((c) => c.weight), biases: s.consumers.map((c) => c.bias), fold: s.fold, K, rows: 0,
         absMax: new Float64Array(K), min: new Float64Array(K).fill(Infinity), max: new Float64Array(K).fill(-Infinity),
         sumAbs: new Float64Array(K), sum: new Float64Array(K), hessian: options.hessian ? new Float64Array(K * K) : null, samples: [],
+        rotated: options.rotate === 'all' || (options.rotate === 'down' && s.gated),
       };
     });
     kv ??= t.sites.kv.map((_, i) => {
@@ -92,6 +97,7 @@ export function calibrate(model: QuantizableDecoder, sequences: readonly (readon
 
 function observeLinear(st: LinearStats, x: Float32Array, seenBefore: number, stride: number, maxSamples: number): void {
   const K = st.K, T = x.length / K;
+  if (st.rotated) checkRotatable(K); // refuses a K it cannot rotate, before any work
   for (let t = 0; t < T; t++) {
     const row = x.subarray(t * K, (t + 1) * K);
     for (let k = 0; k < K; k++) {

@@ -17,6 +17,8 @@ import type { QuantizeOptions } from './options.js';
 export interface SiteReport {
   key: string;
   fold: 'norm' | 'linear' | 'none';
+  /** Whether the site's activation is Hadamard-rotated after smoothing (option rotate). */
+  rotated?: boolean;
   /** SmoothQuant α, or PSS's per-piece α (pieces by increasing activation magnitude), or AWQ's α. */
   alphas: number[];
   /** Sampled output error Σ‖ΔY‖² of the chosen factors, and of plain (unsmoothed) quantization. */

@@ -11,7 +11,8 @@
 //  - applyQuantPlan: rewrites the graph as the quantized model runs it: smoothing factors folded
 //    into the producer's weights (through the parameter overrides) or, with no foldable producer,
 //    a mul by 1/s (what a W8A8 kernel fuses into its activation quantizer), the shift as a sub and
-//    the shifted bias on the linear, fake_quant before each quantized linear and before kv_write.
+//    the shifted bias on the linear, a matmul by the site's Hadamard rotation (option rotate),
+//    fake_quant before each quantized linear and before kv_write.
 import { type Graph, type Node } from '../ir/graph.js';
 import type { DType } from '../tensor/dtype.js';
 import './fake-quant-op.js';
@@ -23,7 +24,9 @@ export type Fold =
   | { kind: 'norm'; param: string }
   | { kind: 'linear'; weight: string; bias: string | null }
   | { kind: 'none' };
-export interface LinearSite { input: number; consumers: LinearConsumer[]; fold: Fold }
+/** `gated`: the activation is an elementwise product (the SwiGLU silu(gate)·up that the down
+ *  projection reads): the sites option rotate 'down' rotates. */
+export interface LinearSite { input: number; consumers: LinearConsumer[]; fold: Fold; gated: boolean }
 export interface KvSite { node: Node; rows: number }
 export interface QuantSites { linears: LinearSite[]; kv: KvSite[] }
 
@@ -75,7 +78,7 @@ export function findQuantSites(g: Graph): QuantSites {
         if (w && usedOnce(q.inputs[1]!) && (b === null || paramName(g, b))) { fold = { kind: 'linear', weight: w, bias: paramName(g, b) }; break; }
       }
     }
-    linears.push({ input, consumers, fold });
+    linears.push({ input, consumers, fold, gated: p?.op === 'mul' });
   }
   const kv = g.nodes.filter((n) => n.op === 'kv_write').map((node) => ({ node, rows: node.inputs[1]! }));
   return { linears, kv };
@@ -97,6 +100,9 @@ export function exposeObservedValues(g: Graph): { graph: Graph; sites: QuantSite
 /** What the rewrite does at one linear site (keyed by its consumers' weight names). */
 export interface SitePlan {
   key: string;
+  /** Parameter [K, K] the (smoothed, shifted) activation is multiplied by before it is quantized
+   *  (matmul; option rotate): an orthonormal Hadamard H (src/quant/rotation.ts). */
+  rotation?: string;
   /** Parameter [K] holding 1/s, multiplied in when the factor has no producer to fold into. */
   inverseScale?: string;
   /** Parameter [K] holding z/s, subtracted from the (smoothed) activation (the shift). */
@@ -137,6 +143,7 @@ export function applyQuantPlan(g: Graph, plan: QuantPlan, paramMeta: (name: stri
     let x = site.input;
     if (p.inverseScale) x = insertBefore(first, 'mul', [x, constant(p.inverseScale)], {});
     if (p.shift) x = insertBefore(first, 'sub', [x, constant(p.shift)], {});
+    if (p.rotation) x = insertBefore(first, 'matmul', [x, constant(p.rotation)], {});
     if (p.act) {
       const scale = p.act.scale ? constant(p.act.scale) : null;
       x = insertBefore(first, FAKE_QUANT, [x, scale], { format: p.act.format, granularity: p.act.granularity });

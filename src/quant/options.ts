@@ -35,9 +35,16 @@ export interface QuantizeOptions {
   kernel?: 'simulated' | 'w8a8' | 'qgemm';
   /** Rows of each site's activation kept for the searches (default 128). */
   maxSamples?: number;
+  /** Online Hadamard rotation (QuaRot-style, src/quant/rotation.ts). 'none' (default); 'down':
+   *  the input of every linear site fed by an elementwise product (the SwiGLU silu(gate)·up that the
+   *  down projection reads) is multiplied by an orthonormal block Hadamard H in the graph and the
+   *  consumers' weights by H, exact in f32; 'all': every quantized linear site's input (q/k/v, o,
+   *  gate/up and down) the same way. Smoothing (and the shift) act first, in x's own basis;
+   *  their factors are searched with the rotation in the site's error. Per-token activations only. */
+  rotate?: 'none' | 'down' | 'all';
 }
 
-export const QUANTIZE_OPTION_NAMES = ['weights', 'activations', 'activationScheme', 'kvCache', 'smoothing', 'shift', 'method', 'calibration', 'alpha', 'groupSize', 'pieces', 'maxSamples', 'kernel'] as const;
+export const QUANTIZE_OPTION_NAMES = ['weights', 'activations', 'activationScheme', 'kvCache', 'smoothing', 'shift', 'method', 'calibration', 'alpha', 'groupSize', 'pieces', 'maxSamples', 'kernel', 'rotate'] as const;
 const REQUIRED = ['weights', 'activations', 'kvCache', 'smoothing', 'shift', 'method', 'calibration'] as const;
 
 function oneOf(name: string, v: unknown, allowed: readonly unknown[]): void {
@@ -67,6 +74,11 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   if (options.method !== 'absmax' && options.weights === 'fp8') throw new TypeError(`quantize: option "method" "${options.method}" is for integer weights; FP8 weights use 'absmax'`);
   if (options.method === 'awq' && options.smoothing !== 'none') throw new TypeError(`quantize: option "method" 'awq' searches its own per-channel scales; set "smoothing" to 'none' (got '${options.smoothing}')`);
   oneOf('kernel', options.kernel ?? 'simulated', ['simulated', 'w8a8', 'qgemm']);
+  oneOf('rotate', options.rotate ?? 'none', ['none', 'down', 'all']);
+  if ((options.rotate ?? 'none') !== 'none' && options.activationScheme === 'per-tensor') {
+    // a static per-tensor scale is calibrated from per-channel abs max, which bounds nothing after the rotation
+    throw new TypeError(`quantize: option "rotate" '${options.rotate}' needs per-token activation scales; "activationScheme" 'per-tensor' calibrates its static scale per channel, before the rotation`);
+  }
   if (options.kernel === 'w8a8') {
     const ok = (options.weights === 'int8' && options.activations === 'int8') || (options.weights === 'fp8' && options.activations !== 'int8');
     if (!ok) throw new TypeError(`quantize: option "kernel" 'w8a8' runs int8 weights with int8 activations, or fp8 weights with fp8 / no activation quantization; got weights ${JSON.stringify(options.weights)}, activations ${JSON.stringify(options.activations)}`);
@@ -88,5 +100,5 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   if (!Number.isInteger(pieces) || pieces < 1) throw new RangeError(`quantize: option "pieces" must be a positive integer, got ${JSON.stringify(options.pieces)}`);
   const maxSamples = options.maxSamples ?? 128;
   if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`quantize: option "maxSamples" must be a positive integer, got ${JSON.stringify(options.maxSamples)}`);
-  return { ...options, activationScheme: options.activationScheme ?? 'per-token', kernel: options.kernel, alpha, groupSize: options.groupSize, pieces, maxSamples };
+  return { ...options, activationScheme: options.activationScheme ?? 'per-token', rotate: options.rotate ?? 'none', kernel: options.kernel, alpha, groupSize: options.groupSize, pieces, maxSamples };
 }

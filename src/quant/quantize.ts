@@ -5,6 +5,9 @@
 //     factors s (SmoothQuant, PSS or AWQ, search.ts), folded exactly: W ← W·diag(s), b ← b + W z,
 //     the producer's weight ← /s (an RMSNorm gain, or the rows of the SwiGLU up projection), or,
 //     with no producer to fold into, a mul by 1/s the activation quantizer would absorb;
+//     with option rotate, a rotated site (the down projection's input, or every site) is then
+//     multiplied by a Hadamard H in the graph and its smoothed weights by H (rotation.ts); its
+//     factors are searched with the rotation in the site's error;
 //  3. every consumer weight quantized (absmax round-to-nearest or GPTQ on the transformed
 //     Hessian), after all folds so no quantized weight is rescaled;
 //  4. KV cache: calibrated per-head scales for each cache write;
@@ -21,6 +24,7 @@ import { isNativeAvailable, getEagerBackend } from '../ops/dispatch.js';
 import { QuantizedDecoder, type SiteReport } from './decoder.js';
 import type { QuantPlan, SitePlan } from './graph-passes.js';
 import { selectPssSites, type PssBuild } from './pss-select.js';
+import { hadamardMatrix, rotateWeight, rotateRow } from './rotation.js';
 
 const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(Float32Array.from(v), shape, 'f32');
 
@@ -32,7 +36,7 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
   if (o.kernel === 'qgemm' && !native) {
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
-  const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples });
+  const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples, rotate: o.rotate });
   // build() re-validates the options it is given: hand it the resolved kernel, not the caller's undefined
   const resolved: QuantizeOptions = { ...options, kernel: o.kernel as QuantizeOptions['kernel'] };
   if (o.smoothing !== 'pss') return build(model, resolved, stats, null);
@@ -87,6 +91,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
       K, R, X, weights: ws,
       act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' ? 32 : undefined } : null,
       weight: o.weights ? { format: o.weights, group } : null,
+      rotate: st.rotated,
     };
     let s = new Float64Array(K).fill(1);
     let alphas: number[] = [];
@@ -112,7 +117,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
       s = r.s; alphas = [r.alpha]; error = r.error;
     }
     const sorted = [...aAbs].sort((a, b) => a - b);
-    report.push({ key: st.key, fold: st.fold.kind, alphas, error, baselineError, outlierRatio: sorted[K - 1] / Math.max(1e-30, sorted[Math.floor(K / 2)]) });
+    report.push({ key: st.key, fold: st.fold.kind, rotated: st.rotated, alphas, error, baselineError, outlierRatio: sorted[K - 1] / Math.max(1e-30, sorted[Math.floor(K / 2)]) });
 
     const site: SitePlan = { key: st.key };
     const smoothed = s.some((v) => v !== 1);
@@ -154,6 +159,17 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
         site.inverseScale = name;
       }
     }
+    // rotation after the smoothing and the shift: x' = ((x − z) / s)·H, W' = W·diag(s)·H, so
+    // x'·W'ᵀ = ((x − z) / s)·H·Hᵀ·diag(s)·Wᵀ = (x − z)·Wᵀ. Smoothing comes first because the outliers
+    // it removes are per channel, in x's own basis (after H one channel's outlier is spread over all
+    // of them and no per-channel factor can take it out again); the rotation then evens out what is
+    // left within each token, where the per-token int8 scale is set.
+    if (st.rotated) {
+      for (const { W, N } of ws) rotateWeight(W, N, K);
+      const name = `quant.${st.weights[0]}.rotation`;
+      added.set(name, fromArray(hadamardMatrix(K), [K, K], 'f32'));
+      site.rotation = name;
+    }
     // qgemm (per 32 values) and w8a8 (per token) quantize activations inside the kernel: no fake_quant node
     if (o.activations && o.kernel !== 'qgemm' && o.kernel !== 'w8a8') {
       if (o.activationScheme === 'per-tensor') {
@@ -164,7 +180,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
         site.act = { format: o.activations, granularity: 'static', scale: name };
       } else site.act = { format: o.activations, granularity: 'token' };
     }
-    if (st.hessian) hessians.set(st.key, transformHessian(st, z, s));
+    if (st.hessian) hessians.set(st.key, transformHessian(st, z, s, st.rotated));
     plan.sites.push(site);
   }
 
@@ -222,14 +238,27 @@ function int4Group(linears: LinearStats[], asked: number | undefined): number {
   return g;
 }
 
-/** Σ x' x'ᵀ for the transformed input x' = (x − z) / s, from Σ x xᵀ and Σ x. */
-function transformHessian(st: LinearStats, z: Float64Array | null, s: Float64Array): Float64Array {
+/** Σ x' x'ᵀ for the transformed input x' = (x − z) / s (then ·H when rotated: Hᵀ·Σ·H), from Σ x xᵀ and Σ x. */
+function transformHessian(st: LinearStats, z: Float64Array | null, s: Float64Array, rotated: boolean): Float64Array {
   const K = st.K, H = Float64Array.from(st.hessian!), n = st.rows;
   for (let i = 0; i < K; i++) {
     for (let j = 0; j < K; j++) {
       let h = H[i * K + j];
       if (z) h += -st.sum[i] * z[j] - z[i] * st.sum[j] + n * z[i] * z[j];
       H[i * K + j] = h / (s[i] * s[j]);
+    }
+  }
+  if (rotated) {
+    // x'·Had: Σ ← Hadᵀ·Σ·Had = Had·Σ·Had (Sylvester's matrix is symmetric): rotate Σ's rows,
+    // transpose, rotate the rows again, transpose back
+    const row = new Float64Array(K);
+    for (let pass = 0; pass < 2; pass++) {
+      for (let i = 0; i < K; i++) {
+        for (let j = 0; j < K; j++) row[j] = H[i * K + j];
+        rotateRow(row, K);
+        for (let j = 0; j < K; j++) H[i * K + j] = row[j];
+      }
+      for (let i = 0; i < K; i++) for (let j = i + 1; j < K; j++) { const t = H[i * K + j]; H[i * K + j] = H[j * K + i]; H[j * K + i] = t; }
     }
   }
   return H;

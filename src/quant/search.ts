@@ -16,6 +16,7 @@
 //   turn tries every grid α with the others fixed and keeps the best, for two sweeps.
 // AWQ: s_j = mean|X_j|^α normalised by sqrt(max s · min s), α over the grid 0…0.95 (α = 0 is
 //   plain absmax rounding, so AWQ is never worse than absmax on the sample).
+import { rotateWeight } from './rotation.js';
 import { fakeQuantRows, fakeQuantWeight, fakeQuantValue, formatMax, type ActFormat, type WeightFormat } from './numerics.js';
 
 export interface SiteProblem {
@@ -29,6 +30,9 @@ export interface SiteProblem {
    *  will use, max_j(absMax_j / s_j) over the calibration absmax (absMax given). */
   act: { format: ActFormat; perTensor: boolean; absMax?: ArrayLike<number>; block?: number } | null;
   weight: { format: WeightFormat; group: number } | null;
+  /** The site is rotated (option rotate): the smoothed activation and weights are multiplied by
+   *  the Hadamard H (rotation.ts) before they are quantized. */
+  rotate?: boolean;
 }
 
 export const ALPHA_GRID: readonly number[] = Array.from({ length: 21 }, (_, i) => i / 20);
@@ -61,6 +65,7 @@ export function siteError(p: SiteProblem): (s: Float64Array) => number {
   return (s) => {
     const Xs = new Float32Array(p.R * p.K);
     for (let i = 0; i < Xs.length; i++) Xs[i] = p.X[i] / s[i % p.K];
+    if (p.rotate) rotateWeight(Xs, p.R, p.K); // each row ·H, like a weight row
     if (p.act?.perTensor && p.act.absMax) {
       let m = 0;
       for (let j = 0; j < p.K; j++) m = Math.max(m, p.act.absMax[j] / s[j]);
@@ -71,6 +76,7 @@ export function siteError(p: SiteProblem): (s: Float64Array) => number {
     p.weights.forEach(({ W, N }, c) => {
       let Ws = new Float32Array(N * p.K);
       for (let i = 0; i < Ws.length; i++) Ws[i] = W[i] * s[i % p.K];
+      if (p.rotate) rotateWeight(Ws, N, p.K);
       if (p.weight) Ws = fakeQuantWeight(Ws, N, p.K, p.weight.format, p.weight.group);
       const Y = matmulT(Xs, p.R, p.K, Ws, N);
       const ref = refs[c];
