@@ -49,7 +49,7 @@ for (const name of args.shapes.split(',')) {
         m.weight = lin.weight;
         const jit = inferenceJit(m, { device: 'cpu' });
         const x = randn([M, K], { seed: M });
-        jit.forward(x);  // compile (and pack) now, under this layout
+        for (let w = 0; w < 3; w++) jit.forward(x);  // compile (and pack) now, under this layout
         runs.set(`${layout}:${M}`, { f: (t) => jit.forward(t), x });
       } finally { setQuantPacking(prev); }
     }
