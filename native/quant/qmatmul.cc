@@ -9,11 +9,11 @@
 //                     vpdpbusd, or AVX2 maddubs+madd), converted and scaled by d_x·d_w.
 //   packed X16 quantized: one vpdpbusd serves 16 weight rows (4 k each) against a broadcast
 //                     activation group; the 16 rows' scales apply as one vector per block.
-//                     Up to 16 activation rows stream two row groups at once (each broadcast
-//                     activation group serves both; 9..16 rows keep both groups' unpacked weights
-//                     in registers and read their activations block-major where the GEMM
-//                     quantizes them itself); more run tiles of up to 16 activation rows
-//                     per group (its weights read and unpacked once),
+//                     Activation rows stream two row groups at once (each broadcast activation
+//                     group serves both): up to 8 rows with every dot in registers, more in tiles
+//                     of 16 rows with both groups' unpacked weights in registers (9..16 rows read
+//                     their activations block-major where the GEMM quantizes them itself); a
+//                     group left alone runs tiles of up to 16 rows (its weights unpacked once),
 //                     or AMX-INT8 tiles of 16 where the CPU and OS allow it.
 #include "qmatmul.h"
 
@@ -872,18 +872,35 @@ void packedRange(const WeightRef& w, int64_t M, const BlockQ8* xq, float* y, int
       g++;
       continue;
     }
-    // 9..16 rows: two groups at once as well, the unpacked weights of both in registers
-    if (M > kTileX2MaxRows && M <= kPackRows && valid == kPackRows && (g + 1) * kPackRows < n1) {
+    // More rows: two groups at once as well, the unpacked weights of both in registers, 16 rows
+    // at a time (the pair's weights stay in L1/L2 for the later row tiles); a last tile of up to 8
+    // rows runs packedTileX2
+    if (M > kTileX2MaxRows && valid == kPackRows && (g + 1) * kPackRows < n1) {
       const int valid1 = static_cast<int>(std::min<int64_t>(kPackRows, n1 - (g + 1) * kPackRows));
-      switch (M) {
-#define IJ_X2R(R)                                                                            \
-  case R:                                                                                    \
-    if (blockMajor) packedTileX2Rows<F, R, true>(w, xq, 1, g, yg, ldy, valid1);             \
-    else packedTileX2Rows<F, R, false>(w, xq, nb, g, yg, ldy, valid1);                       \
-    break;
-        IJ_X2R(9) IJ_X2R(10) IJ_X2R(11) IJ_X2R(12) IJ_X2R(13) IJ_X2R(14) IJ_X2R(15) IJ_X2R(16)
+      if (blockMajor) {  // M in 9..16: one tile
+        switch (M) {
+#define IJ_X2R(R) \
+  case R: packedTileX2Rows<F, R, true>(w, xq, 1, g, yg, ldy, valid1); break;
+          IJ_X2R(9) IJ_X2R(10) IJ_X2R(11) IJ_X2R(12) IJ_X2R(13) IJ_X2R(14) IJ_X2R(15) IJ_X2R(16)
 #undef IJ_X2R
-        default: break;
+          default: break;
+        }
+      } else {
+        int64_t m = 0;
+        for (; m + 16 <= M; m += 16) packedTileX2Rows<F, 16, false>(w, xq + m * nb, nb, g, yg + m * ldy, ldy, valid1);
+        const BlockQ8* xm = xq + m * nb;
+        float* ym = yg + m * ldy;
+        switch (M - m) {
+#define IJ_X2(R) \
+  case R: packedTileX2<F, R>(w, xm, nb, g, ym, ldy, valid1); break;
+#define IJ_X2R(R) \
+  case R: packedTileX2Rows<F, R, false>(w, xm, nb, g, ym, ldy, valid1); break;
+          IJ_X2(1) IJ_X2(2) IJ_X2(3) IJ_X2(4) IJ_X2(5) IJ_X2(6) IJ_X2(7) IJ_X2(8)
+          IJ_X2R(9) IJ_X2R(10) IJ_X2R(11) IJ_X2R(12) IJ_X2R(13) IJ_X2R(14) IJ_X2R(15)
+#undef IJ_X2
+#undef IJ_X2R
+          default: break;
+        }
       }
       g++;
       continue;
