@@ -124,7 +124,8 @@ struct MatmulEpilogue {
 
 // Several weights sharing one input (Q/K/V, gate/up) in one parallel job on the pool; epilogues
 // (one per weight, or null) are applied in the same job. With xq null and xqFill given (M·K/32
-// blocks, non-K-quant weights of one K), the job's first tasks quantize x into xqFill.
+// blocks, non-K-quant weights of one K), the job's first tasks quantize x into xqFill (scratch: the
+// kernels choose its order, rows or, for 9..16 rows on packed Q4_0/Q8_0 weights, blocks of all rows).
 void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, const BlockQ8* xq, float* const* ys,
                    const MatmulEpilogue* epilogues = nullptr, BlockQ8* xqFill = nullptr);
 

@@ -173,6 +173,29 @@ test('Q8_0/Q4_0 weights read 16-row interleaved or in GGUF layout give the same 
   }
 });
 
+// The packed (16-row interleaved) kernels pick their tiles by row count (two groups at a time for
+// up to 8 activation rows, 16-row tiles beyond) and by the groups left in a task (an odd group count,
+// padded rows): every row count 1..17 against the GGUF-layout kernels (same int8 activations, exact
+// integer dots) and the reference, for N with an odd number of groups and padded rows and K of one,
+// two, three and five blocks (N = 21: the second group of a pair padded).
+test('Q8_0/Q4_0 packed kernels: every row count 1..17 == GGUF layout == reference (odd group counts, padded rows)', { skip }, () => {
+  for (const format of ['q4_0', 'q8_0'] as QuantFormat[]) {
+    for (const [N, K] of [[48, 96], [37, 32], [21, 64], [80, 160]] as const) {
+      const params = { w: quantizeWeight(rnd([N, K], 0.1), format) };
+      const fn = (x: Tensor): Tensor => ops.linear(x, params.w);
+      for (let M = 1; M <= 17; M++) {
+        const x = rnd([M, K]);
+        const results = (['always', 'never'] as const).map((mode) => {
+          const prev = setQuantPacking(mode);
+          try { return compile(fn, [x], params).exe.run([x])[0]; } finally { setQuantPacking(prev); }
+        });
+        assertClose(results[0], results[1], nearEager, `${format} N=${N} K=${K} M=${M}: packed vs GGUF layout`);
+        assertClose(results[0], withEagerBackend('reference', () => fn(x)), nearRefFor(format), `${format} N=${N} K=${K} M=${M}: packed vs reference`);
+      }
+    }
+  }
+});
+
 test('disk cache: a quantized model\'s compiled graph is stored and reused by a second compile (weights read as parameters)', { skip }, async () => {
   const { inferenceJit, nn } = await import('../../../src/index.js');
   const { jitRunner } = await import('../../../src/jit/index.js');
