@@ -68,6 +68,10 @@ const exe = jitRunner(model)?.compiledEntries()[0]?.executable as unknown as {
 console.log(exe.describe());
 exe.profile(true);
 const a: number[] = [], b: number[] = [], c: number[] = [];
+// process CPU time of our runs (ms): our pool spins at most ~50 µs after a kernel, so this counts
+// the work itself and, unlike wall time, barely moves when other processes take the cores
+// (ORT's workers spin longer, so its CPU time is not comparable)
+const cpu: number[] = [];
 const fns = variant ? [ours, theirs, variant] : [ours, theirs];
 const samples = [a, b, c];
 for (let r = 0; r < rounds; r++) {
@@ -75,9 +79,10 @@ for (let r = 0; r < rounds; r++) {
   if (r % 2 === 1) order.reverse();
   for (const i of order) {
     if (pause > 0) await settle(pause);
-    const s = performance.now();
+    const s = performance.now(), u = process.cpuUsage();
     fns[i]();
     samples[i].push(performance.now() - s);
+    if (i === 0) { const d = process.cpuUsage(u); cpu.push((d.user + d.system) / 1000); }
   }
 }
 const ratios = a.map((v, i) => b[i] / v);
@@ -87,6 +92,7 @@ if (variant) {
   console.log(`ratio base/variant per round ${c.map((v, i) => (a[i] / v).toFixed(3)).join(' ')}  median ${median(c.map((v, i) => a[i] / v)).toFixed(3)}`);
 }
 console.log(`compiled ms ${a.map((v) => v.toFixed(0)).join(' ')}  median ${median(a).toFixed(1)}`);
+console.log(`compiled CPU ms ${cpu.map((v) => v.toFixed(0)).join(' ')}  min ${Math.min(...cpu).toFixed(1)}  median ${median(cpu).toFixed(1)}`);
 console.log(`ORT      ms ${b.map((v) => v.toFixed(0)).join(' ')}  median ${median(b).toFixed(1)}`);
 console.log(`ratio ORT/compiled per round ${ratios.map((v) => v.toFixed(3)).join(' ')}  median ${median(ratios).toFixed(3)}`);
 // per-kernel profile, by index
