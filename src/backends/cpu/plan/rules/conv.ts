@@ -18,9 +18,12 @@ const pixelRowsMax = (): number => Number(process.env.INFERJIT_CONV_ROWS ?? 128)
 
 /** fp32 3×3 stride-1 convolutions whose output rows are at least this wide run as a direct
  *  convolution (native/ops/conv_direct.cc: output-row register tiles of 64 pixels × 6 channels,
- *  no im2col panels); narrower ones keep the implicit GEMM. INFERJIT_CONV_DIRECT_WIDTH overrides
- *  the threshold (tuning, A/B runs; 'Infinity' turns the direct form off). */
-const directMinWidth = (): number => Number(process.env.INFERJIT_CONV_DIRECT_WIDTH ?? 64);
+ *  or 32 × 12, no im2col panels); narrower ones keep the implicit GEMM. On Zen 5 (process CPU time
+ *  per call, 2 threads) the direct form beat the implicit GEMM by 6-11% at 32×32 (the VAE's 512
+ *  channels, batch 1; the UNet's 320, batch 2) and lost by 15% at 16×16 (640 channels, batch 2).
+ *  INFERJIT_CONV_DIRECT_WIDTH overrides the threshold (tuning, A/B runs; 'Infinity' turns the
+ *  direct form off). */
+const directMinWidth = (): number => Number(process.env.INFERJIT_CONV_DIRECT_WIDTH ?? 32);
 
 definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   b.needF32(node);
