@@ -3,12 +3,14 @@
 // (llama.cpp) on the same seeded GGUF files, same thread count, each engine in its own child
 // process, one after the other (they never share cores).
 //   npx tsx bench/llm.ts [--models 110m,1.1b,qwen2-160m,moe-170m] [--types Q4_0,Q4_K_M] [--prompt 128] [--gen 128]
-//     [--threads N] [--batch 1,4,16] [--prefix 512] [--engines compiled,llamacpp] [--contend] [--contenders 1]
+//     [--threads N] [--batch 1,4,16] [--rounds 1] [--prefix 512] [--engines compiled,llamacpp] [--contend] [--contenders 1]
 // Rows per file: prefill and decode tok/s of one sequence; aggregate decode tok/s with --batch
 // concurrent sequences; time to first token with a --prefix-token shared system prompt, cold
 // (first time) and warm (the prefix's KV pages reused; llama.cpp: the sequence's KV cache kept up
 // to the prefix and only the new suffix evaluated); the compiled step's overhead outside the
 // native plan (µs per decode step). Every row prints the ratio compiled / llama.cpp.
+// --rounds N: the batched rows (compiled) measure every sequence count once per round, N rounds; they
+// report medians, and the speedup vs one sequence is the median of the rounds' own ratios.
 // --contend: busy-looping child processes (--contenders, default 1) run for the whole benchmark,
 // both engines included (issue 15: robustness when another process holds a core).
 // Types: F16, Q8_0, Q4_0, Q4_K_M (mixed Q4_K/Q6_K as llama.cpp's recipe; see bench/lib/llm-models.ts).
@@ -39,6 +41,7 @@ const { values: args } = parseArgs({
     gen: { type: 'string', default: '128' },
     threads: { type: 'string' },
     batch: { type: 'string', default: '1,4,16' },
+    rounds: { type: 'string', default: '1' },
     prefix: { type: 'string', default: '512' },
     engines: { type: 'string', default: 'compiled,llamacpp' },
     contend: { type: 'boolean', default: false },
@@ -56,13 +59,17 @@ interface ChildResult {
   engine: string; prefillTps: number; decodeTps: number; rssMiB: number; loadMs: number;
   /** Aggregate decode tok/s by concurrent sequences. */
   batchedDecodeTps: Record<string, number>;
+  /** compiled with --rounds > 1: per round, tok/s by sequence count (the batched rows then give the medians). */
+  batchedRounds?: Record<string, number>[];
   /** Time to first token (ms) of prefix + SUFFIX tokens: the prefix seen for the first time, then again. */
   prefixTtftMs: { cold: number; warm: number };
   /** compiled: its plan, and the per-step time outside the native plan (µs). */
   describe?: string; decodeOverheadUs?: number;
 }
 
-interface Settings { nPrompt: number; nGen: number; batches: number[]; prefixLen: number }
+interface Settings { nPrompt: number; nGen: number; batches: number[]; prefixLen: number; rounds: number }
+
+const median = (xs: number[]): number => { const a = [...xs].sort((x, y) => x - y); return a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2; };
 
 // ---------------------------------------------------------------- children
 
@@ -100,19 +107,28 @@ async function runCompiled(file: string, s: Settings): Promise<ChildResult> {
       overheadUs = Math.min(overheadUs, ((end - second) / (s.nGen - 1) - nativeMs) * 1000);
     }
   }
-  const batchedDecodeTps: Record<string, number> = {};
-  for (const n of s.batches) {
-    // short distinct prompts so the measurement is decode-bound; time from the last first token
-    const prompts = Array.from({ length: n }, (_, i) => promptIds(8 + i, V, 2000 + i));
-    // warm-up: lowers this batch size's (tokens, sequences) buckets before timing (same lengths, other prompts)
-    await Promise.all(prompts.map((p, i) => engine.generate(promptIds(p.length, V, 2500 + i), { ...greedy, maxTokens: 3 })));
-    let started = 0, firsts = 0, decoded = 0;
-    const seen = new Set<number>();
-    await Promise.all(prompts.map((p, i) => engine.generate(p, { ...greedy, maxTokens: s.nGen + 1 }, () => {
-      if (!seen.has(i)) { seen.add(i); if (++firsts === n) started = performance.now(); } else if (started > 0) decoded++;
-    })));
-    batchedDecodeTps[String(n)] = +(decoded / ((performance.now() - started) / 1000)).toFixed(1);
+  // --rounds: every sequence count once per round, rounds back to back, so a machine whose speed drifts
+  // over minutes (this one does, by ±30%) moves all counts of a round alike; the rows give medians and
+  // the speedup vs one sequence is the median of each round's own ratio.
+  const batchedRounds: Record<string, number>[] = [];
+  for (let round = 0; round < s.rounds; round++) {
+    const tps: Record<string, number> = {};
+    for (const n of s.batches) {
+      // short distinct prompts so the measurement is decode-bound; time from the last first token
+      const prompts = Array.from({ length: n }, (_, i) => promptIds(8 + i, V, 2000 + i));
+      // warm-up: lowers this batch size's (tokens, sequences) buckets before timing (same lengths, other prompts)
+      if (round === 0) await Promise.all(prompts.map((p, i) => engine.generate(promptIds(p.length, V, 2500 + i), { ...greedy, maxTokens: 3 })));
+      let started = 0, firsts = 0, decoded = 0;
+      const seen = new Set<number>();
+      await Promise.all(prompts.map((p, i) => engine.generate(p, { ...greedy, maxTokens: s.nGen + 1 }, () => {
+        if (!seen.has(i)) { seen.add(i); if (++firsts === n) started = performance.now(); } else if (started > 0) decoded++;
+      })));
+      tps[String(n)] = +(decoded / ((performance.now() - started) / 1000)).toFixed(1);
+    }
+    batchedRounds.push(tps);
   }
+  const batchedDecodeTps: Record<string, number> = {};
+  for (const n of s.batches) batchedDecodeTps[String(n)] = +median(batchedRounds.map((r) => r[String(n)])).toFixed(1);
   const prefixTtftMs = { cold: NaN, warm: NaN };
   if (s.prefixLen > 0) {
     const prefix = promptIds(s.prefixLen, V, 3000);
@@ -130,7 +146,7 @@ async function runCompiled(file: string, s: Settings): Promise<ChildResult> {
   }
   return {
     engine: 'compiled', prefillTps: best.prefill, decodeTps: best.decode, rssMiB: process.memoryUsage().rss / 2 ** 20, loadMs,
-    batchedDecodeTps, prefixTtftMs, describe: engine.describe(), decodeOverheadUs: Number.isFinite(overheadUs) ? +overheadUs.toFixed(1) : undefined,
+    batchedDecodeTps, ...(s.rounds > 1 ? { batchedRounds } : {}), prefixTtftMs, describe: engine.describe(), decodeOverheadUs: Number.isFinite(overheadUs) ? +overheadUs.toFixed(1) : undefined,
   };
 }
 
@@ -245,8 +261,9 @@ const fmt = (v: number | undefined, digits = 1): string => (v === undefined || !
 async function main(): Promise<void> {
   const settings: Settings = {
     nPrompt: Number(args.prompt), nGen: Number(args.gen), prefixLen: Number(args.prefix),
-    batches: args.batch.split(',').filter(Boolean).map(Number),
+    batches: args.batch.split(',').filter(Boolean).map(Number), rounds: Number(args.rounds),
   };
+  if (!Number.isInteger(settings.rounds) || settings.rounds < 1) throw new RangeError(`--rounds must be a whole number ≥ 1, got ${args.rounds}`);
   for (const [k, v] of Object.entries({ prompt: settings.nPrompt, gen: settings.nGen })) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${k} must be a whole number ≥ 1, got ${v}`);
   }
@@ -271,7 +288,7 @@ async function main(): Promise<void> {
   const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
   const child = (kind: string, file: string | null, vocab: number, env: Record<string, string> = {}): any => {
     const argv = [path.join(here, 'llm.ts'), '--child', kind, '--prompt', String(settings.nPrompt), '--gen', String(settings.nGen),
-      '--threads', String(threads), '--batch', settings.batches.join(','), '--prefix', String(settings.prefixLen)];
+      '--threads', String(threads), '--batch', settings.batches.join(','), '--prefix', String(settings.prefixLen), '--rounds', String(settings.rounds)];
     if (file) argv.push('--model', file, '--vocab', String(vocab));
     const r = spawnSync(tsx, argv, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 << 20, timeout: 1_800_000 });
     if (r.stderr) process.stderr.write(r.stderr.split('\n').filter((l) => /warm run reused/.test(l)).map((l) => `${l}\n`).join(''));
@@ -336,8 +353,12 @@ async function main(): Promise<void> {
           const r = ratio(c, l);
           if (Number.isFinite(r)) br[String(n)] = r;
           const one = comp?.batchedDecodeTps['1'];
-          if (c !== undefined && one) speedup[String(n)] = +(c / one).toFixed(2);
-          batchedRows.push(`| ${name} | ${type} | ${n} | ${fmt(c)} | ${fmt(l)} | ${fmtRatio(r)} | ${one ? (c! / one).toFixed(2) : '-'} |`);
+          // paired per round where there are rounds (see runCompiled), else the ratio of the single measurements
+          const rounds = comp?.batchedRounds;
+          const sp = rounds && one ? median(rounds.map((x) => x[String(n)] / x['1'])) : c !== undefined && one ? c / one : NaN;
+          if (Number.isFinite(sp)) speedup[String(n)] = +sp.toFixed(2);
+          const perRound = rounds && one ? ` (rounds: ${rounds.map((x) => (x[String(n)] / x['1']).toFixed(2)).join(', ')})` : '';
+          batchedRows.push(`| ${name} | ${type} | ${n} | ${fmt(c)} | ${fmt(l)} | ${fmtRatio(r)} | ${Number.isFinite(sp) ? sp.toFixed(2) : '-'}${perRound} |`);
         }
         out.batched_ratio_vs_llamacpp[key] = br;
         out.batched_speedup_vs_one_sequence[key] = speedup;
