@@ -49,8 +49,15 @@ const { values: args } = parseArgs({
     child: { type: 'string' },
     model: { type: 'string' },
     vocab: { type: 'string' },
+    help: { type: 'boolean', default: false },
   },
 });
+// --help: the header comment above is the usage
+if (args.help) {
+  const header = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
+  console.log(header.slice(0, header.findIndex((l) => !l.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+  process.exit(0);
+}
 
 /** Tokens after the shared prefix in the prefix-cache rows (the user's turn). */
 const SUFFIX = 16;
