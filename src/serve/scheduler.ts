@@ -134,7 +134,7 @@ export class Scheduler {
 
   constructor(readonly engine: ServeEngine, readonly tokenizer: Tokenizer, options: SchedulerOptions = {}, private readonly hooks: SchedulerHooks = {}) {
     this.maxBatchedTokens = positiveInt('maxBatchedTokens', options.maxBatchedTokens ?? 512);
-    this.cost = new StepCostModel(undefined, engine.stepTokensComputed ? (n) => engine.stepTokensComputed!(n) : undefined);
+    this.cost = new StepCostModel(undefined, engine.stepTokensComputed?.bind(engine));
     // A step carries every running sequence's decode, so no more may run than one step holds.
     this.maxRunning = Math.min(positiveInt('maxRunning', options.maxRunning ?? 64), engine.maxStepSequences);
     this.maxWaiting = positiveInt('maxWaiting', options.maxWaiting ?? 256);

@@ -11,12 +11,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { quantize, outlierModel, randomSequences, agreement, teacherForcedLogits, saveQuantized, loadQuantized, type QuantizeOptions } from '../../src/quant/index.js';
 import { hadamardMatrix, rotateRow, rotateWeight } from '../../src/quant/rotation.js';
-import { traceStep, flatInputs } from '../../src/quant/calibrate.js';
+import { traceStep } from '../../src/quant/calibrate.js';
 import { prefillArgs } from '../../src/quant/step.js';
 import { applyQuantPlan } from '../../src/quant/graph-passes.js';
-import { optimize } from '../../src/passes/index.js';
-import { PlanExecutable } from '../../src/backends/cpu/plan/executable.js';
 import { planAddon } from '../../src/backends/cpu/plan/native.js';
+import { compiledQuantStep } from './plan-fixture.js';
 
 const model = outlierModel({ numLayers: 1 });
 const calibration = randomSequences(2, 32, 256, 51);
@@ -90,12 +89,7 @@ test('save / load keeps the rotation: identical logits from a decoder with other
 
 test('the native plan runs the rotated W8A8 graph: logits match the interpreter', { skip: planAddon ? false : 'native plan executor not built' }, () => {
   const q = quantize(model, { ...base, smoothing: 'smoothquant', rotate: 'down' });
-  const traced = traceStep(model, prefillArgs(model, seq, { allLogits: true }));
-  const graph = optimize(applyQuantPlan(traced.graph, q.plan, (n) => ({ dtype: q.params.get(n)!.dtype, shape: [...q.params.get(n)!.shape] })));
-  const constants = new Map(traced.constants);
-  for (const [name, t] of q.params) constants.set(name, t);
-  const exe = new PlanExecutable(graph, constants);
-  const logits = Float32Array.from(exe.run(flatInputs(prefillArgs(model, seq, { allLogits: true })))[0].toFlatArray());
+  const { exe, logits } = compiledQuantStep(model, q, seq);
   const interpreted = teacherForcedLogits(q, seq);
   let m = 0;
   for (const v of interpreted) m = Math.max(m, Math.abs(v));

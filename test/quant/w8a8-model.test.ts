@@ -7,13 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { quantize, outlierModel, randomSequences, teacherForcedLogits, type QuantizeOptions } from '../../src/quant/index.js';
-import { traceStep, flatInputs } from '../../src/quant/calibrate.js';
-import { prefillArgs } from '../../src/quant/step.js';
-import { applyQuantPlan } from '../../src/quant/graph-passes.js';
-import { optimize } from '../../src/passes/index.js';
-import { PlanExecutable } from '../../src/backends/cpu/plan/executable.js';
 import { planAddon } from '../../src/backends/cpu/plan/native.js';
 import type { QuantizedDecoder } from '../../src/quant/decoder.js';
+import { compiledQuantStep } from './plan-fixture.js';
 
 const skip = planAddon ? false : 'native plan executor not built';
 const model = outlierModel({ numLayers: 1 });
@@ -21,16 +17,7 @@ const calibration = randomSequences(2, 32, 256, 41);
 const seq = randomSequences(1, 48, 256, 42)[0];
 const base = { kvCache: null, shift: false, method: 'absmax', calibration, maxSamples: 32, smoothing: 'smoothquant' } as const;
 
-/** The quantized step graph for `seq`, optimized and lowered to a native plan, and its logits. */
-function compiled(q: QuantizedDecoder): { exe: PlanExecutable; logits: Float32Array } {
-  const traced = traceStep(model, prefillArgs(model, seq, { allLogits: true }));
-  const graph = optimize(applyQuantPlan(traced.graph, q.plan, (n) => ({ dtype: q.params.get(n)!.dtype, shape: [...q.params.get(n)!.shape] })));
-  const constants = new Map(traced.constants);
-  for (const [name, t] of q.params) constants.set(name, t);
-  const exe = new PlanExecutable(graph, constants);
-  const logits = Float32Array.from(exe.run(flatInputs(prefillArgs(model, seq, { allLogits: true })))[0].toFlatArray());
-  return { exe, logits };
-}
+const compiled = (q: QuantizedDecoder) => compiledQuantStep(model, q, seq);
 
 function maxRelDiff(a: Float32Array, b: Float32Array): number {
   let d = 0, m = 0;

@@ -4,7 +4,7 @@
 // to resume it, ends with an error event naming the reason (eventTimeoutMs) instead of hanging.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, spawnQueueInstance, MODEL, postJson, metric, greedyText } from './serve-fixtures.js';
+import { startServer, spawnQueueInstance, MODEL, postJson, metric, greedyText, sseData } from './serve-fixtures.js';
 import { connectQueueRedis } from '../../src/serve/queue.js';
 import { startRedis } from './redis-fixture.js';
 
@@ -20,22 +20,16 @@ async function stream(url: string, body: object, onChunk?: (n: number) => void):
   const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true, logprobs: 0, stream_options: { include_usage: true } }) });
   if (r.status !== 200) assert.fail(`status ${r.status}: ${await r.text()}`);
   const s: Streamed = { text: '', tokens: [], finish: null, error: null, done: false, usage: null };
-  let buffered = '', n = 0;
-  for await (const part of r.body as unknown as AsyncIterable<Uint8Array>) {
-    buffered += Buffer.from(part).toString();
-    let cut;
-    while ((cut = buffered.indexOf('\n\n')) >= 0) {
-      const e = buffered.slice(0, cut).replace(/^data: /, '');
-      buffered = buffered.slice(cut + 2);
-      if (e === '[DONE]') { s.done = true; continue; }
-      const c = JSON.parse(e);
-      if (c.error) { s.error = c.error.message; continue; }
-      if (c.usage) { s.usage = c.usage; continue; }
-      s.text += c.choices[0].text;
-      s.tokens.push(...(c.choices[0].logprobs?.tokens ?? []));
-      s.finish = c.choices[0].finish_reason ?? s.finish;
-      onChunk?.(++n);
-    }
+  let n = 0;
+  for await (const e of sseData(r)) {
+    if (e === '[DONE]') { s.done = true; continue; }
+    const c = JSON.parse(e);
+    if (c.error) { s.error = c.error.message; continue; }
+    if (c.usage) { s.usage = c.usage; continue; }
+    s.text += c.choices[0].text;
+    s.tokens.push(...(c.choices[0].logprobs?.tokens ?? []));
+    s.finish = c.choices[0].finish_reason ?? s.finish;
+    onChunk?.(++n);
   }
   return s;
 }

@@ -4,7 +4,7 @@
 // and the client gets the whole answer, each token once.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, spawnQueueInstance, MODEL, postJson, metric, greedyText } from './serve-fixtures.js';
+import { startServer, spawnQueueInstance, MODEL, postJson, metric, greedyText, sseData } from './serve-fixtures.js';
 import { startRedis } from './redis-fixture.js';
 
 const redis = await startRedis();
@@ -16,23 +16,17 @@ const PROMPTS = ['the quick brown fox', 'hello world', 'tokenizers split text', 
 async function streamText(url: string, body: object, onChunk?: (n: number) => void, signal?: AbortSignal): Promise<{ text: string; texts: string[]; finish: string | null; events: string[] }> {
   const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }), signal });
   if (r.status !== 200) assert.fail(`status ${r.status}: ${await r.text()}`);
-  let buffered = '', finish: string | null = null, n = 0;
+  let finish: string | null = null, n = 0;
   const texts: string[] = [];
   const events: string[] = [];
-  for await (const part of r.body as unknown as AsyncIterable<Uint8Array>) {
-    buffered += Buffer.from(part).toString();
-    let cut;
-    while ((cut = buffered.indexOf('\n\n')) >= 0) {
-      const e = buffered.slice(0, cut).replace(/^data: /, '');
-      buffered = buffered.slice(cut + 2);
-      events.push(e);
-      if (e === '[DONE]') continue;
-      const c = JSON.parse(e);
-      if (c.error) throw new Error(c.error.message);
-      texts[c.choices[0].index] = (texts[c.choices[0].index] ?? '') + c.choices[0].text;
-      finish = c.choices[0].finish_reason ?? finish;
-      onChunk?.(++n);
-    }
+  for await (const e of sseData(r)) {
+    events.push(e);
+    if (e === '[DONE]') continue;
+    const c = JSON.parse(e);
+    if (c.error) throw new Error(c.error.message);
+    texts[c.choices[0].index] = (texts[c.choices[0].index] ?? '') + c.choices[0].text;
+    finish = c.choices[0].finish_reason ?? finish;
+    onChunk?.(++n);
   }
   return { text: texts[0] ?? '', texts, finish, events };
 }

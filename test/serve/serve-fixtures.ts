@@ -65,3 +65,16 @@ export async function spawnQueueInstance(redisUrl: string, prefix: string, liven
   child.removeAllListeners('exit');
   return { child, exited: new Promise((r) => child.once('exit', r)) };
 }
+
+/** The data of each server-sent event of a streaming response, in order ('[DONE]' included). */
+export async function* sseData(r: Response): AsyncGenerator<string> {
+  let buffered = '';
+  for await (const part of r.body as unknown as AsyncIterable<Uint8Array>) {
+    buffered += Buffer.from(part).toString();
+    let cut;
+    while ((cut = buffered.indexOf('\n\n')) >= 0) {
+      yield buffered.slice(0, cut).replace(/^data: /, '');
+      buffered = buffered.slice(cut + 2);
+    }
+  }
+}
