@@ -8,6 +8,7 @@ import { registerKernel } from '../../../ops/registry.js';
 import { checkRaggedMeta, checkSlots, type PagedAttentionAttrs } from '../../../ops/llm.js';
 import { Tensor } from '../../../tensor/tensor.js';
 import type { NativeAddon } from '../addon.js';
+import { bytesOf } from './util.js';
 
 interface PagedAddon {
   pagedKvWrite(pool: Uint8Array, dtype: number, rows: Float32Array, slots: Int32Array, T: number, Hkv: number, D: number, blockSize: number, numBlocks: number): void;
@@ -17,11 +18,6 @@ interface PagedAddon {
 
 /** native/llm/paged_attention.h KvDtype of a pool. */
 const KV_DTYPE: Record<string, number> = { f32: 0, f16: 1, i8: 2 };
-
-const bytesOf = (t: Tensor): Uint8Array => {
-  const d = t.data as ArrayBufferView;
-  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-};
 
 export function registerPagedKernels(addon: NativeAddon): void {
   const p = addon as unknown as Partial<PagedAddon>;

@@ -5,6 +5,7 @@ import { Tensor } from '../../../tensor/tensor.js';
 import { QUANT_FORMAT_CODES } from '../../../tensor/quantized.js';
 import type { ExpertFormat, MoeAttrs } from '../../../ops/moe.js';
 import type { NativeAddon } from '../addon.js';
+import { bytesOf } from './util.js';
 
 type Stack = [number, ArrayBufferView];
 interface MoeAddon {
@@ -15,12 +16,6 @@ interface MoeAddon {
 /** native/quant/qmatmul.h's code of an expert format. */
 export const expertFormatCode = (f: ExpertFormat): number => (f === 'f32' ? 0 : QUANT_FORMAT_CODES[f]);
 
-/** The bytes of an expert stack as the native kernel reads them. */
-const stackBytes = (w: Tensor): Uint8Array => {
-  const d = w.data as ArrayBufferView;
-  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-};
-
 export function registerMoeKernels(addon: NativeAddon): void {
   const m = addon as unknown as Partial<MoeAddon>;
   if (typeof m.moe !== 'function') return;
@@ -29,8 +24,8 @@ export function registerMoeKernels(addon: NativeAddon): void {
     const [T, H] = out.shape as number[];
     const y = Tensor.empty('f32', [T, H]);
     run(x!.data as Float32Array, logits!.data as Float32Array, T, H, a.ffn, a.num_experts, a.top_k, a.group,
-      [expertFormatCode(a.gate_format), stackBytes(wg!)], [expertFormatCode(a.up_format), stackBytes(wu!)],
-      [expertFormatCode(a.down_format), stackBytes(wd!)], y.data as Float32Array);
+      [expertFormatCode(a.gate_format), bytesOf(wg!)], [expertFormatCode(a.up_format), bytesOf(wu!)],
+      [expertFormatCode(a.down_format), bytesOf(wd!)], y.data as Float32Array);
     return [y];
   }, (inputs) => inputs.every((t) => t !== null && (t.dtype === 'f32' || t.dtype === 'u8')));
 }

@@ -11,6 +11,11 @@ export const allF32 = (inputs: (Tensor | null)[]): boolean => inputs.every((t) =
 
 export const f32 = (t: Tensor): Float32Array => t.data as Float32Array;
 export const f32OrNull = (t: Tensor | null): Float32Array | null => (t ? (t.data as Float32Array) : null);
+/** A tensor's storage as bytes (no copy), for kernels that read its layout themselves (quantized stacks, KV pools). */
+export const bytesOf = (t: Tensor): Uint8Array => {
+  const d = t.data as ArrayBufferView;
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+};
 
 /** Row-major strides of `shape` right-aligned into `outShape`, 0 where the input broadcasts. */
 export function broadcastStrides(outShape: readonly number[], shape: readonly number[]): number[] {
