@@ -38,4 +38,9 @@ if (existsSync(devMain)) {
   process.exit(1);
 }
 const { runCli } = await import(main.href);
-process.exitCode = await runCli(args);
+const code = await runCli(args);
+// `serve` returns once the server has closed everything it owns (listeners, the engine, the Redis
+// connections). A Redis blocking read that ioredis stranded across a dropped connection keeps its
+// commandTimeout timer (up to 11 s) with nothing left to settle: exit now rather than wait for it.
+if (args[0] === 'serve') process.exit(code);
+process.exitCode = code;

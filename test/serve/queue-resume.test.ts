@@ -225,3 +225,25 @@ test('a request sitting unclaimed in a live worker\'s held list (a BLMOVE whose 
     await origin.server.close();
   }
 });
+
+test('`inferjit serve` on a queue exits with 0 within seconds of SIGTERM, also after Redis dropped its connections mid-read', { timeout: 240_000 }, async () => {
+  const admin = connectQueueRedis(redis.url);
+  await admin.connect();
+  try {
+    for (let round = 0; round < 2; round++) {
+      const { child, exited } = await spawnQueueInstance(redis.url, `exit${round}`, 3000);
+      // Drop its connections while its pull loop blocks in BLMOVE and its event loop in XREAD: ioredis may
+      // strand such a read, whose commandTimeout timer (11 s) would otherwise hold the process after close.
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'normal')) >= 1, 'the instance\'s connections were dropped');
+      await new Promise((r) => setTimeout(r, 300));
+      const t = performance.now();
+      child.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 6000))]);
+      if (code === 'still running') child.kill('SIGKILL');
+      assert.equal(code, 0, `round ${round}: exit ${String(code)} after ${Math.round(performance.now() - t)} ms`);
+    }
+  } finally {
+    await admin.quit();
+  }
+});
