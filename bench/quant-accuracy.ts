@@ -1,13 +1,14 @@
 // Accuracy of post-training quantization (src/quant) on a decoder with activation outlier channels
 // (src/quant/outlier-model.ts: a few hidden channels 30–100× the rest, as real LLMs have), against
 // the f32 model: teacher-forced top-1 agreement and mean KL(p_f32 ‖ p_quant) over every position
-// of the evaluation sequences (≥ 1024 tokens by default). Calibration and evaluation use disjoint
+// of the evaluation sequences (4096 tokens by default: at 1024, top-1 moved by ±0.2% between rows
+// whose KL ordered them the other way, two or three tokens of 1024). Calibration and evaluation use disjoint
 // token sequences. The int8 / FP8 W8A8 rows run on the w8_linear kernel where the addon is built and
 // are simulated (fake-quant in f32) elsewhere: the two compute the same rounding, so the numbers do
 // not depend on the machine or its load. The "native qgemm"
 // rows (when the addon is built) run the linears as quant_linear on the real int8 kernel, which
 // quantizes activations dynamically per 32 values rather than per token.
-// Run: npx tsx bench/quant-accuracy.ts [--tokens 1024] [--seq 128] [--calib 512] [--layers 2] [--hidden 64]
+// Run: npx tsx bench/quant-accuracy.ts [--tokens 4096] [--seq 128] [--calib 512] [--layers 2] [--hidden 64]
 import { parseArgs } from 'node:util';
 import { quantize, outlierModel, randomSequences, agreement, teacherForcedLogits, type QuantizeOptions } from '../src/quant/index.js';
 import { table } from './lib/timing.js';
@@ -15,7 +16,7 @@ import { isNativeAvailable } from '../src/ops/dispatch.js';
 
 const { values: args } = parseArgs({
   options: {
-    tokens: { type: 'string', default: '1024' }, seq: { type: 'string', default: '128' }, calib: { type: 'string', default: '512' },
+    tokens: { type: 'string', default: '4096' }, seq: { type: 'string', default: '128' }, calib: { type: 'string', default: '512' },
     layers: { type: 'string', default: '2' }, hidden: { type: 'string', default: '64' }, seed: { type: 'string', default: '1' },
   },
 });
@@ -100,6 +101,8 @@ const checks = {
   int8_kv_adds_at_most_0_005: by('W8A8 + PSS + INT8 KV').kl - by('W8A8 + PSS').kl <= 0.005,
   // rotation (issue 18 follow-up): PSS + rotate(down) against the 99% floor and against PSS alone
   pss_rotate_top1_at_least_99: by('PSS W8A8 + rotate(down)').top1 >= 0.99,
+  // the kernel the LLM path runs (activations quantized per 32 values, finer than per token)
+  pss_native_qgemm_top1_at_least_99: results.some((r) => r.row === 'W8A8 + PSS on native qgemm') ? by('W8A8 + PSS on native qgemm').top1 >= 0.99 : null,
   pss_rotate_kl_below_pss: by('PSS W8A8 + rotate(down)').kl < by('W8A8 + PSS').kl,
   gptq_no_worse_than_absmax: by('W4 (int4 g32) GPTQ').kl <= by('W4 (int4 g32) absmax').kl,
 };
