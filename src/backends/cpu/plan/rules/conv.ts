@@ -2,7 +2,8 @@
 // channel bias, an activation and a residual in the epilogue) as one implicit-GEMM kernel
 // (native/ops/conv.cc conv2dImplicit), or for wide fp32 3×3 stride-1 images a direct convolution
 // (native/ops/conv_direct.cc). In a bf16 plan the im2col panels are packed as bf16 and the product
-// runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers.
+// runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers; where bf16 plans compute
+// in fp32 (builder.bf16AsFp32) the fp32 forms, direct included, read the weight rounded to bf16.
 import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
 import type { View, WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
