@@ -23,7 +23,7 @@ import { trace } from '../src/trace/index.js';
 import { exportOnnx } from '../src/onnx/export.js';
 import { OrtSession, ortVersion } from '../src/backends/onnxruntime/session.js';
 import { graphIO } from '../src/backends/onnxruntime/index.js';
-import { reducedPrecisionSupport } from '../src/backends/cpu/bf16.js';
+import { reducedPrecisionSupport, describeBf16Compute } from '../src/backends/cpu/bf16.js';
 import { type Graph } from '../src/ir/graph.js';
 import { CompiledUNet } from '../examples/diffusion/sd/unet.js';
 import { CompiledVaeDecoder } from '../examples/diffusion/sd/vae.js';
@@ -165,7 +165,7 @@ async function main(): Promise<void> {
   const support = reducedPrecisionSupport();
   const bf16 = args.bf16 && support.bf16;
   console.log(`inferjit ${info.isa ?? 'reference'}, ${threads} threads; onnxruntime-node ${ortVersion()} intraOpNumThreads=${threads}, graphOptimizationLevel 'all'; ` +
-    `${args.tiny ? 'TINY configs (smoke run, not a measurement)' : 'SD 1.5 sizes'}; ${args.rounds} rounds; bf16: ${bf16 ? support.bf16Kernel : (args.bf16 ? `unavailable (${support.missing})` : 'off')}`);
+    `${args.tiny ? 'TINY configs (smoke run, not a measurement)' : 'SD 1.5 sizes'}; ${args.rounds} rounds; bf16: ${bf16 ? describeBf16Compute() : (args.bf16 ? `unavailable (${support.missing})` : 'off')}`);
   console.log(`load average at start ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}\n`);
 
   const dir = benchTempDir('inferjit-bench-sd');

@@ -169,6 +169,11 @@ export function bf16ComputePlan(): Bf16ComputePlan {
     : { compute: 'fp32', kernel: null, speedRatio: m.ratio, reason: `${measured}, INFERJIT_BF16_KERNEL=avx512 forces it` };
 }
 
+/** The choice in a few words, for benchmark headers: the kernel, or that it computes in fp32 and why. */
+export function describeBf16Compute(p: Bf16ComputePlan = bf16ComputePlan()): string {
+  return p.compute === 'fp32' ? `fp32 compute on bf16-rounded weights (${p.reason})` : `${p.kernel} (${p.reason})`;
+}
+
 /** An f32 copy of `t` (f32, bf16 or f16) with every value rounded to the nearest-even bf16, as the
  *  bf16 kernels' packing rounds weights: fp32-compute bf16 plans pack these. */
 export function roundedToBf16(t: Tensor): Tensor {
