@@ -18,7 +18,7 @@ import { ortVersion } from '../src/backends/onnxruntime/session.js';
 import { createDiT, type DiTName } from '../examples/diffusion/dit.js';
 import { settle, table, median, pairedRatio, timeRounds } from './lib/timing.js';
 import { ditInputs as inputs, ditOrtSession as ortSession } from './lib/dit.js';
-import { reducedPrecisionSupport } from '../src/backends/cpu/bf16.js';
+import { reducedPrecisionSupport, describeBf16Compute } from '../src/backends/cpu/bf16.js';
 
 // A benchmark must not read or fill the user's disk cache: every compile here is in memory.
 process.env.INFERJIT_CACHE = 'memory';
@@ -201,7 +201,7 @@ async function main(): Promise<void> {
   console.log(table(['model, batch', 'variant', 'ms', 'slowdown', 'max|Δ| vs eager'], familyRows));
 
   if (bf16Rows.length) {
-    console.log(`\nprecision 'bf16' (kernel: ${bf16Support.bf16Kernel}) vs fp32 compiled and ORT fp32 (ratios: median over rounds; rel. error ||y - y_eager|| / ||y_eager||):\n`);
+    console.log(`\nprecision 'bf16' (${describeBf16Compute()}) vs fp32 compiled and ORT fp32 (ratios: median over rounds; rel. error ||y - y_eager|| / ||y_eager||):\n`);
     console.log(table(['model, batch', 'compiled fp32', 'compiled bf16', 'ORT fp32', 'bf16 vs fp32', 'bf16 vs ORT', 'rel. error'], bf16Rows));
   } else console.log(`\nno bf16 rows: ${bf16Support.missing ?? 'bf16 unavailable'}`);
 

@@ -11,7 +11,7 @@ import * as ort from 'onnxruntime-node';
 import { backendInfo, getNumThreads, randn, ops } from '../src/index.js';
 import { onnxModel } from './lib/onnx.js';
 import { compare, table, timeIt, settle } from './lib/timing.js';
-import { reducedPrecisionSupport, packBf16Weight, gemmBf16, type Bf16KernelChoice } from '../src/backends/cpu/bf16.js';
+import { reducedPrecisionSupport, describeBf16Compute, packBf16Weight, gemmBf16, type Bf16KernelChoice } from '../src/backends/cpu/bf16.js';
 
 const argv = process.argv.slice(2);
 const shapesArg = argv.indexOf('--shapes');
@@ -101,7 +101,7 @@ for (const [M, K, N] of SHAPES) {
 
 console.log(table(['M×K×N', 'inferjit ms', 'inferjit GFLOP/s', 'ORT ms', 'ORT GFLOP/s', 'ratio'], rows));
 if (bf16Rows.length) {
-  console.log(`\nbf16 GEMM (${rp.bf16Kernel} by default here):\n`);
+  console.log(`\nbf16 GEMM kernels (precision 'bf16' plans here: ${describeBf16Compute()}):\n`);
   console.log(table(['M×K×N', 'kernel', 'ms', 'GFLOP/s', 'vs our fp32', 'vs ORT fp32', 'max err / max|y|'], bf16Rows));
 }
 console.log(JSON.stringify({ bench: 'gemm', min_ratio_vs_ort: Math.min(...results.map((r) => r.ratio)), threads, isa: info.isa, shapes: results, bf16: bf16Results }));

@@ -23,7 +23,7 @@ import { trace } from '../src/trace/index.js';
 import { exportOnnx } from '../src/onnx/export.js';
 import { OrtSession, ortVersion } from '../src/backends/onnxruntime/session.js';
 import { graphIO } from '../src/backends/onnxruntime/index.js';
-import { reducedPrecisionSupport } from '../src/backends/cpu/bf16.js';
+import { reducedPrecisionSupport, describeBf16Compute } from '../src/backends/cpu/bf16.js';
 import { type Graph } from '../src/ir/graph.js';
 import { CompiledUNet } from '../examples/diffusion/sd/unet.js';
 import { CompiledVaeDecoder } from '../examples/diffusion/sd/vae.js';
@@ -165,12 +165,12 @@ async function main(): Promise<void> {
   const support = reducedPrecisionSupport();
   const bf16 = args.bf16 && support.bf16;
   console.log(`inferjit ${info.isa ?? 'reference'}, ${threads} threads; onnxruntime-node ${ortVersion()} intraOpNumThreads=${threads}, graphOptimizationLevel 'all'; ` +
-    `${args.tiny ? 'TINY configs (smoke run, not a measurement)' : 'SD 1.5 sizes'}; ${args.rounds} rounds; bf16: ${bf16 ? support.bf16Kernel : (args.bf16 ? `unavailable (${support.missing})` : 'off')}`);
+    `${args.tiny ? 'TINY configs (smoke run, not a measurement)' : 'SD 1.5 sizes'}; ${args.rounds} rounds; bf16: ${bf16 ? describeBf16Compute() : (args.bf16 ? `unavailable (${support.missing})` : 'off')}`);
   console.log(`load average at start ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}\n`);
 
   const dir = benchTempDir('inferjit-bench-sd');
   const mainRows: (string | number)[][] = [], shareRows: (string | number)[][] = [], notes: string[] = [];
-  const json: Record<string, Record<string, unknown>> = { ratio_vs_ort: {}, ratio_bf16_vs_ort: {}, ratio_bf16_vs_fp32: {}, ms: {}, rel_error: {}, gflop: {}, share: {}, conv_gflops: {}, gemm_gflops: {}, kernels_ms: {}, path: {} };
+  const json: Record<string, Record<string, unknown>> = { ratio_vs_ort: {}, ratio_bf16_vs_ort: {}, ratio_bf16_vs_fp32: {}, ms: {}, rel_error: {}, gflop: {}, share: {}, conv_gflops: {}, gemm_gflops: {}, kernels_ms: {}, path: {}, path_bf16: {} };
   try {
     const rows = buildRows(args);
     const bf16Handles = new Map<object, unknown>();
@@ -220,6 +220,8 @@ async function main(): Promise<void> {
         json.rel_error[row.key] = { ort_vs_fp32: Number(relativeError(outs[1], outs[0]).toExponential(2)), ...(b16 ? { bf16_vs_fp32: Number(relativeError(outs[2], outs[0]).toExponential(2)) } : {}) };
         json.gflop[row.key] = round3(flops.total / 1e9);
         json.path[row.key] = executable?.describe?.() ?? '?';
+        // the bf16 plan's own summary: which bf16 kernel ran, or that it computed in fp32 here and why
+        if (b16 && bf16Fn) json.path_bf16[row.key] = (jitRunner(bf16Fn)?.compiledEntries()[0]?.executable as unknown as { describe?(): string } | undefined)?.describe?.() ?? '?';
         mainRows.push([row.key, (flops.total / 1e9).toFixed(1), med[0].toFixed(1), b16 ? med[2].toFixed(1) : '-', med[1].toFixed(1),
           (json.ratio_vs_ort[row.key] as number).toFixed(2), b16 ? (json.ratio_bf16_vs_ort[row.key] as number).toFixed(2) : '-',
           firstMs[0].toFixed(0), relativeError(outs[1], outs[0]).toExponential(1), b16 ? relativeError(outs[2], outs[0]).toExponential(1) : '-']);
@@ -239,7 +241,7 @@ async function main(): Promise<void> {
           shareRows.push([row.key, '-', '-', '-', '-', '-', '-', `- (${executable?.describe?.() ?? 'no plan'})`]);
         }
         // per row as it finishes (a full run takes long on a shared machine; a cut-off run keeps these)
-        console.error(`${row.key}: compiled = ${json.path[row.key]}; ORT export ${exportMs.toFixed(0)} ms; ${contenders.map((c, i) => `${c.label} ${med[i].toFixed(1)}`).join(', ')} ms; ` +
+        console.error(`${row.key}: compiled = ${json.path[row.key]}; ${b16 ? `compiled bf16 = ${json.path_bf16[row.key]}; ` : ''}ORT export ${exportMs.toFixed(0)} ms; ${contenders.map((c, i) => `${c.label} ${med[i].toFixed(1)}`).join(', ')} ms; ` +
           `ratio vs ORT fp32 ${json.ratio_vs_ort[row.key]}, bf16 ${json.ratio_bf16_vs_ort[row.key] ?? '-'}; share ${JSON.stringify(json.share[row.key] ?? null)}; ` +
           `conv GFLOP/s ${json.conv_gflops[row.key] ?? '-'}, GEMM GFLOP/s ${json.gemm_gflops[row.key] ?? '-'}; top kernels ms ${JSON.stringify(json.kernels_ms[row.key] ?? null)}`);
       } finally {

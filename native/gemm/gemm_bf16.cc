@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <utility>
+#include <vector>
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -695,6 +697,44 @@ void gemmBf16PackedTile(int64_t M, int64_t N, int64_t K, const float* a, int64_t
       kMicroBf16[mr](qc, ap + t * kMRb * qc, b + p * panelStride, c + ir * ldc + j0, ldc, nc, accumulate);
     }
   }
+}
+
+// ---- speed probe ----
+
+Bf16SpeedProbe probeBf16Speed(Bf16Kernel kernel, int64_t M, int64_t K, int64_t N, int rounds) {
+  Bf16SpeedProbe r;
+  r.M = M;
+  r.K = K;
+  r.N = N;
+  std::vector<float> a(static_cast<size_t>(M * K)), b(static_cast<size_t>(K * N)), c(static_cast<size_t>(M * N));
+  uint32_t x = 0x9e3779b9u;  // xorshift: values in [-1, 1), no denormals
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return static_cast<float>(x >> 8) * (2.0f / 16777216.0f) - 1.0f;
+  };
+  for (float& v : a) v = next();
+  for (float& v : b) v = next();
+  const std::unique_ptr<PackedB> pf = packB(b.data(), N, false, K, N);
+  const std::unique_ptr<PackedBf16> ph = packBBf16(b.data(), SrcType::kF32, N, false, K, N);
+  const Epilogue none;
+  const GemmBatch one;
+  auto timeMs = [](const auto& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  auto bf16 = [&] { gemmBf16(M, N, K, a.data(), K, false, *ph, c.data(), N, none, one, kernel); };
+  auto fp32 = [&] { gemm(M, N, K, a.data(), K, false, nullptr, 0, false, pf.get(), c.data(), N, none, one); };
+  bf16();  // warm: the threads, the A scratch, the caches
+  fp32();
+  r.bf16Ms = r.fp32Ms = 1e30;
+  for (int i = 0; i < std::max(1, rounds); i++) {  // alternating, best of each: noise only slows a round down
+    r.bf16Ms = std::min(r.bf16Ms, timeMs(bf16));
+    r.fp32Ms = std::min(r.fp32Ms, timeMs(fp32));
+  }
+  return r;
 }
 
 }  // namespace inferjit

@@ -43,6 +43,18 @@ bool resolveBf16Kernel(Bf16Kernel requested, Bf16Kernel* out, std::string* why);
 Bf16Kernel bf16KernelFromEnv();
 const char* bf16KernelName(Bf16Kernel k);
 
+// One timing of the bf16 dot-product GEMM against the fp32 GEMM on the same compute-bound shape
+// (M×K×N, all threads, packed weights, best of a few alternating rounds; a few ms in all). Some
+// AVX512_BF16 cores issue vdpbf16ps at half the FMA rate (measured on an Emerald Rapids Xeon: one
+// zmm vdpbf16ps per 2 cycles against two vfmadd231ps per cycle, so bf16 GEMMs ran at 0.5-0.6× the
+// fp32 GEMM), others at the same rate as FMA (Zen 5: bf16 1.1-2.3× fp32); which one this CPU is can
+// only be measured. `kernel` must be a resolved kernel. Not cached here: the caller caches it.
+struct Bf16SpeedProbe {
+  int64_t M = 0, K = 0, N = 0;
+  double bf16Ms = 0, fp32Ms = 0;  // best round of each
+};
+Bf16SpeedProbe probeBf16Speed(Bf16Kernel kernel, int64_t M, int64_t K, int64_t N, int rounds);
+
 // Element type of a source matrix being packed.
 enum class SrcType : int { kF32 = 0, kBf16 = 1, kF16 = 2 };
 

@@ -70,6 +70,21 @@ Napi::Value Bf16Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// bf16SpeedProbe(kernel, M, K, N, rounds): times the bf16 GEMM against the fp32 GEMM (see
+// probeBf16Speed); the caller (src/backends/cpu/bf16.ts) caches the answer per process.
+Napi::Value Bf16SpeedProbe_(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Bf16Kernel k = kernelArg(env, info[0], "bf16SpeedProbe");
+  const int64_t M = i64(info[1]), K = i64(info[2]), N = i64(info[3]), rounds = i64(info[4]);
+  need(env, M > 0 && K > 0 && N > 0 && rounds > 0, "bf16SpeedProbe: M, K, N and rounds must be positive");
+  const Bf16SpeedProbe r = probeBf16Speed(k, M, K, N, static_cast<int>(rounds));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("kernel", bf16KernelName(k));
+  o.Set("bf16Ms", r.bf16Ms);
+  o.Set("fp32Ms", r.fp32Ms);
+  return o;
+}
+
 // Source matrix of packBf16/packF16: Float32Array (type 0) or Uint16Array raw bits (1 bf16, 2 f16).
 const void* sourceOf(Napi::Env env, const Napi::Value& v, SrcType type, size_t need_, const char* what) {
   if (type == SrcType::kF32) {
@@ -239,6 +254,7 @@ const PackedF16* packedF16FromValue(Napi::Env env, const Napi::Value& v, const c
 
 void registerBf16(Napi::Env env, Napi::Object exports) {
   exports.Set("bf16Info", Napi::Function::New(env, Bf16Info));
+  exports.Set("bf16SpeedProbe", Napi::Function::New(env, Bf16SpeedProbe_));
   exports.Set("packBf16", Napi::Function::New(env, PackBf16));
   exports.Set("packF16", Napi::Function::New(env, PackF16));
   exports.Set("gemmBf16", Napi::Function::New(env, GemmBf16));

@@ -6,6 +6,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { numel } from '../../tensor/shape.js';
 import { addon as baseAddon, loadFailure, ACTIVATIONS, type Activation } from './addon.js';
 import { broadcastStrides } from './kernels/util.js';
+import { f16BitsToFloat } from '../../tensor/half.js';
 
 /** Opaque handles to packed weights (freed by the GC); the native side checks which kind it got. */
 export type PackedBf16Handle = { readonly __packedBf16: unique symbol };
@@ -16,6 +17,9 @@ type Offsets = Float64Array | null;
 
 /** The native functions behind this file (registered by native/gemm/gemm_bf16_napi.cc). */
 interface ReducedPrecisionAddon {
+  /** Times the bf16 GEMM (kernel code as gemmBf16) against the fp32 GEMM on M×K×N (best of `rounds`). */
+  bf16SpeedProbe(kernel: number, M: number, K: number, N: number, rounds: number): { kernel: 'amx' | 'avx512bf16'; bf16Ms: number; fp32Ms: number };
+  getNumThreads(): number;
   bf16Info(): { avx512f: boolean; avx512bf16: boolean; amxBf16: boolean; amxUsable: boolean; f16c: boolean; kernel: 'amx' | 'avx512bf16' | null; missing: string | null };
   /** srcType: 0 f32, 1 bf16 bits, 2 f16 bits. B is [K, N], or stored [N, K] when transB. */
   packBf16(b: F32 | Uint16Array, srcType: number, K: number, N: number, transB: boolean): PackedBf16Handle;
@@ -98,6 +102,103 @@ function hideIsa(info: Bf16Info, disabled: string | undefined): Bf16Info {
   // 'amx' only changes which kernel runs, which the native side decides: it takes effect when set
   // before the process starts.
   return i;
+}
+
+/** How precision 'bf16' plans compute on this machine (see bf16ComputePlan). */
+export interface Bf16ComputePlan {
+  /** 'bf16': bf16 products on `kernel`; 'fp32': weights rounded to bf16, computed by the fp32 kernels. */
+  compute: 'bf16' | 'fp32';
+  /** The bf16 kernel that runs ('bf16' compute only). */
+  kernel: 'amx' | 'avx512bf16' | null;
+  /** The measured speed of the AVX512_BF16 GEMM relative to the fp32 GEMM (null when not measured). */
+  speedRatio: number | null;
+  /** Why, in one phrase, for plan descriptions. */
+  reason: string;
+}
+
+/** The probe's shape: compute-bound (a DiT/UNet projection's K and N) with rows growing with the
+ *  thread count, so every thread gets work; best of 3 alternating rounds (~10-50 ms in all). */
+const PROBE = { K: 512, N: 512, rounds: 3, rowsPerThread: 128 };
+const probed = new Map<number, { ratio: number; bf16Ms: number; fp32Ms: number; M: number }>();
+
+/** Measures (once per process and thread count) the AVX512_BF16 GEMM's speed relative to the fp32
+ *  GEMM: bf16 GFLOP/s ÷ fp32 GFLOP/s on the same shape. */
+export function measureBf16Speed(): { ratio: number; bf16Ms: number; fp32Ms: number; M: number } {
+  const a = requireBf16('measureBf16Speed');
+  const threads = a.getNumThreads();
+  let hit = probed.get(threads);
+  if (!hit) {
+    const M = Math.min(4096, Math.max(256, PROBE.rowsPerThread * threads));
+    const r = a.bf16SpeedProbe(KERNEL_CODES.avx512, M, PROBE.K, PROBE.N, PROBE.rounds);
+    hit = { ratio: r.fp32Ms / r.bf16Ms, bf16Ms: r.bf16Ms, fp32Ms: r.fp32Ms, M };
+    probed.set(threads, hit);
+  }
+  return hit;
+}
+
+/**
+ * How precision 'bf16' plans compute here. INFERJIT_BF16_KERNEL chooses: 'avx512' (or
+ * 'avx512bf16') and 'amx' force that kernel, 'fp32' forces fp32 compute, 'auto' (default) takes
+ * AMX when the OS grants it, else measures once whether the AVX512_BF16 GEMM beats the fp32 GEMM
+ * and computes in fp32 when it does not. Some cores issue vdpbf16ps at half the FMA rate (an
+ * Emerald Rapids Xeon without AMX: bf16 GEMMs at 0.5-0.6× fp32), others at the FMA rate (Zen 5:
+ * 1.1-2.3× fp32); only a measurement tells them apart. fp32 compute keeps bf16 weight semantics
+ * (weights are rounded to bf16, then packed for the fp32 kernels; 2× the packed weights' memory)
+ * and computes activations and attention in fp32. Plans say which ran and why (describe()).
+ * Throws when bf16 cannot run at all (see reducedPrecisionSupport) or the env value is unknown.
+ */
+export function bf16ComputePlan(): Bf16ComputePlan {
+  const s = reducedPrecisionSupport();
+  if (!s.bf16) throw new Error(`bf16ComputePlan: precision 'bf16' is not available on this machine: ${s.missing}`);
+  const env = (process.env.INFERJIT_BF16_KERNEL ?? '').trim() || 'auto';
+  const forced = `forced by INFERJIT_BF16_KERNEL=${env}`;
+  switch (env) {
+    case 'fp32': return { compute: 'fp32', kernel: null, speedRatio: null, reason: forced };
+    case 'avx512': case 'avx512bf16': return { compute: 'bf16', kernel: 'avx512bf16', speedRatio: null, reason: forced };
+    case 'amx':
+      if (!s.amx) throw new Error(`bf16ComputePlan: INFERJIT_BF16_KERNEL=amx, but AMX-BF16 is not usable here (${s.avx512bf16 ? 'no AMX tiles, or the OS refused them' : s.missing})`);
+      return { compute: 'bf16', kernel: 'amx', speedRatio: null, reason: forced };
+    case 'auto': break;
+    default: throw new RangeError(`bf16ComputePlan: INFERJIT_BF16_KERNEL must be auto, avx512, amx or fp32, got '${env}'`);
+  }
+  if (s.amx) return { compute: 'bf16', kernel: 'amx', speedRatio: null, reason: 'AMX-BF16' };
+  const m = measureBf16Speed();
+  const measured = `the AVX512_BF16 GEMM measured ${m.ratio.toFixed(2)}× the fp32 GEMM's speed on this CPU at ${m.M}×${PROBE.K}×${PROBE.N}`;
+  return m.ratio >= 1
+    ? { compute: 'bf16', kernel: 'avx512bf16', speedRatio: m.ratio, reason: measured }
+    : { compute: 'fp32', kernel: null, speedRatio: m.ratio, reason: `${measured}, INFERJIT_BF16_KERNEL=avx512 forces it` };
+}
+
+/** The choice in a few words, for benchmark headers: the kernel, or that it computes in fp32 and why. */
+export function describeBf16Compute(p: Bf16ComputePlan = bf16ComputePlan()): string {
+  return p.compute === 'fp32' ? `fp32 compute on bf16-rounded weights (${p.reason})` : `${p.kernel} (${p.reason})`;
+}
+
+/** An f32 copy of `t` (f32, bf16 or f16) with every value rounded to the nearest-even bf16, as the
+ *  bf16 kernels' packing rounds weights: fp32-compute bf16 plans pack these. */
+export function roundedToBf16(t: Tensor): Tensor {
+  if (t.dtype === 'bf16') return Tensor.fromStorage('f32', [...t.shape], bf16BitsToF32(t.data as Uint16Array));
+  const src = t.dtype === 'f32' ? (t.data as F32) : t.dtype === 'f16' ? f16ToF32(t.data as Uint16Array) : null;
+  if (!src) throw new TypeError(`roundedToBf16: expected an f32, bf16 or f16 tensor, got ${t.dtype}[${t.shape.join(', ')}]`);
+  const out = new Float32Array(src.length);
+  const i32 = new Uint32Array(src.buffer, src.byteOffset, src.length), o32 = new Uint32Array(out.buffer);
+  for (let i = 0; i < i32.length; i++) {
+    const u = i32[i];
+    // NaN stays a quiet NaN; otherwise round the upper 16 bits to nearest even (as floatToBf16 in gemm_bf16.cc)
+    o32[i] = (u & 0x7fffffff) > 0x7f800000 ? ((u | 0x00400000) & 0xffff0000) >>> 0 : ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+  return Tensor.fromStorage('f32', [...t.shape], out);
+}
+
+function bf16BitsToF32(bits: Uint16Array): F32 {
+  const out = new Float32Array(bits.length), o32 = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) o32[i] = bits[i] << 16;
+  return out;
+}
+function f16ToF32(bits: Uint16Array): F32 {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = f16BitsToFloat(bits[i]);
+  return out;
 }
 
 function requireBf16(op: string): ReducedPrecisionAddon {

@@ -2,7 +2,8 @@
 // call per forward, plans per concrete shape) when the addon is built and every node has a plan
 // kernel; otherwise the graph is interpreted node by node on the eager kernels (native where they
 // exist), and describe() says why.
-// precision 'bf16' runs the plans' weight GEMMs and attention with bf16 products (AVX512_BF16);
+// precision 'bf16' runs the plans' weight GEMMs and attention with bf16 products (AVX512_BF16), or
+// where those are slower than fp32 on this CPU, fp32 kernels on bf16-rounded weights (bf16ComputePlan);
 // 'fp16' stores their weights as f16 (F16C) and computes in fp32. Where the CPU lacks the
 // instructions it fails naming them, or, only when the user allowed it (precisionFallback: 'fp32'),
 // warns once and compiles fp32; never silently.

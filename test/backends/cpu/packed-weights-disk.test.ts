@@ -40,6 +40,9 @@ function runWorker(cacheDir: string, env: Record<string, string> = {}): Promise<
 }
 
 const support = reducedPrecisionSupport();
+// These tests check the bf16 kernels themselves, so they pin one (unless the environment names
+// one); whether 'auto' computes bf16 plans in fp32 on this CPU is plan-bf16-compute.test.ts's subject.
+if (support.bf16) process.env.INFERJIT_BF16_KERNEL ??= support.amx ? 'amx' : 'avx512';
 const skip = !planAddon ? 'native plan executor not built' : !support.bf16 ? `no bf16 here: ${support.missing}` : false;
 const packedKeys = (dir: string): string[] => new DiskCache(dir).list().filter((e) => e.kind === 'packed-weight').map((e) => e.key).sort();
 

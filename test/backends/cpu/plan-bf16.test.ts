@@ -14,6 +14,9 @@ import { planAddon } from '../../../src/backends/cpu/plan/native.js';
 import { reducedPrecisionSupport } from '../../../src/backends/cpu/bf16.js';
 
 const support = reducedPrecisionSupport();
+// These tests check the bf16 kernels themselves, so they pin one (unless the environment names
+// one); whether 'auto' computes bf16 plans in fp32 on this CPU is plan-bf16-compute.test.ts's subject.
+if (support.bf16) process.env.INFERJIT_BF16_KERNEL ??= support.amx ? 'amx' : 'avx512';
 const skip = !planAddon ? 'native plan executor not built' : !support.bf16 ? `no bf16 here: ${support.missing}` : false;
 
 // Tolerance: bf16 keeps 8 significant bits, so rounding an operand costs a relative 2^-9 and a

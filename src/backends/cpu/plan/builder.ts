@@ -37,6 +37,13 @@ export interface LowerContext {
   packF16?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedF16Handle;
   /** 'fp16' / 'bf16': an f32 copy of an f16 / bf16 constant, cached by the caller. */
   constantF32?(name: string): Tensor;
+  /** 'bf16' only: 'bf16' (default) runs bf16 products; 'fp32' runs the fp32 kernels on weights
+   *  rounded to bf16 (where the bf16 kernels are slower than fp32: bf16ComputePlan in ../bf16.ts). */
+  bf16Compute?: 'bf16' | 'fp32';
+  /** bf16Compute 'fp32': as pack, of the weight rounded to bf16 (cached by the caller). */
+  packBf16AsF32?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle;
+  /** bf16Compute 'fp32': an f32 copy of constant weight `t` rounded to bf16 (cached by the caller). */
+  constantBf16Rounded?(name: string, t: Tensor): Tensor;
 }
 
 export type Store = { kind: 'arena' | 'input' | 'output' | 'const'; index: number };
@@ -58,7 +65,10 @@ export const normAxis = (a: number, rank: number): number => (a < 0 ? a + rank :
 
 export class PlanBuilder {
   readonly precision: PlanPrecision;
+  /** bf16 products (bf16 weight panels, bf16 attention and conv). */
   readonly bf16: boolean;
+  /** precision 'bf16' computed by the fp32 kernels on bf16-rounded weights (bf16Compute 'fp32'). */
+  readonly bf16AsFp32: boolean;
   readonly fp16: boolean;
   /** The 16-bit type a reduced-precision plan widens to f32 (null in fp32 plans). */
   readonly narrow: DType | null;
@@ -72,7 +82,7 @@ export class PlanBuilder {
   readonly packedBf16: PackedBf16Handle[] = [];
   readonly packedF16: PackedF16Handle[] = [];
   readonly widened: string[] = [];
-  readonly stats = { views: 0, copies: 0, inPlace: 0, bf16Attention: 0, subPlans: 0, subKernels: 0 };
+  readonly stats = { views: 0, copies: 0, inPlace: 0, bf16Attention: 0, bf16Rounded: 0, subPlans: 0, subKernels: 0 };
   /** Plans of control-flow sub-graphs, which cond / while_loop kernels name by index. */
   readonly subPlans: PlanDesc[] = [];
   readonly users: Map<number, Node[]>;
@@ -89,11 +99,13 @@ export class PlanBuilder {
 
   constructor(readonly graph: Graph, bindings: DimBindings, private readonly ctx: LowerContext, private readonly lowerSub?: LowerSubgraph) {
     this.precision = ctx.precision ?? 'fp32';
-    this.bf16 = this.precision === 'bf16';
+    this.bf16AsFp32 = this.precision === 'bf16' && ctx.bf16Compute === 'fp32';
+    this.bf16 = this.precision === 'bf16' && !this.bf16AsFp32;
     this.fp16 = this.precision === 'fp16';
     if (this.bf16 && !ctx.packBf16) throw new Error('lowerPlan: precision \'bf16\' needs a packBf16 callback');
+    if (this.bf16AsFp32 && !(ctx.packBf16AsF32 && ctx.constantBf16Rounded)) throw new Error('lowerPlan: bf16Compute \'fp32\' needs packBf16AsF32 and constantBf16Rounded callbacks');
     if (this.fp16 && !ctx.packF16) throw new Error('lowerPlan: precision \'fp16\' needs a packF16 callback');
-    this.narrow = this.fp16 ? 'f16' : this.bf16 ? 'bf16' : null;
+    this.narrow = this.fp16 ? 'f16' : this.precision === 'bf16' ? 'bf16' : null;
     for (const [id, v] of graph.values) this.shapeOf.set(id, evalShape(v.shape, bindings));
     this.constByValue = graph.constantByValue();
     this.inputIndex = new Map(graph.inputs.map((inp, i) => [inp.value, i]));
@@ -249,16 +261,35 @@ export class PlanBuilder {
   weightOf(v: number, K: number, N: number, transB: boolean): WeightRef {
     const c = this.constByValue.get(v)!;
     const kind = this.bf16 ? 'bf16' : this.fp16 ? 'f16' : 'f32';
-    const key = `${kind}|${c.name}|${transB ? 't' : 'n'}`;
+    const key = `${this.bf16AsFp32 ? 'f32r' : kind}|${c.name}|${transB ? 't' : 'n'}`;
     let idx = this.packIndex.get(key);
     if (idx === undefined) {
       const t = this.ctx.constant(c.name);
-      if (kind === 'bf16') idx = this.packedBf16.push(this.ctx.packBf16!(c.name, t, K, N, transB)) - 1;
+      if (this.bf16AsFp32) {
+        idx = this.packed.push(this.ctx.packBf16AsF32!(c.name, t, K, N, transB)) - 1;
+        this.stats.bf16Rounded++;
+      } else if (kind === 'bf16') idx = this.packedBf16.push(this.ctx.packBf16!(c.name, t, K, N, transB)) - 1;
       else if (kind === 'f16') idx = this.packedF16.push(this.ctx.packF16!(c.name, t, K, N, transB)) - 1;
       else idx = this.packed.push(this.ctx.pack(c.name, t, K, N, transB)) - 1;
       this.packIndex.set(key, idx);
     }
     return { packed: kind === 'f32' ? idx : -1, packedBf16: kind === 'bf16' ? idx : -1, packedF16: kind === 'f16' ? idx : -1 };
+  }
+
+  /** A weight read in place (conv2d's unpacked weight): in a bf16-as-fp32 plan a constant weight
+   *  is read from its bf16-rounded f32 copy, as the bf16 kernels would round it; otherwise viewOf. */
+  weightView(v: number): View {
+    const c = this.constByValue.get(v);
+    if (!this.bf16AsFp32 || !c) return this.contiguous(v);
+    const key = `${c.name}#bf16`;
+    let idx = this.constIndex.get(key);
+    if (idx === undefined) {
+      idx = this.constants.length;
+      this.constants.push(this.ctx.constantBf16Rounded!(c.name, this.ctx.constant(c.name)).data as ArrayBufferView);
+      this.constIndex.set(key, idx);
+      this.stats.bf16Rounded++;
+    }
+    return this.contiguousView({ kind: 'const', index: idx }, this.shape(v), 'f32');
   }
 
   // ---- kernels ----

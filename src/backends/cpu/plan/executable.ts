@@ -8,6 +8,8 @@
 // (see lower.ts; models stored in that 16-bit type are widened to fp32 compute and their weights
 // packed from it), both through the disk cache when one is on (weight-cache.ts); the interpreter
 // fallback has no reduced-precision path, so such a graph the plans cannot run is an error.
+// A 'bf16' executable decides once how it computes (bf16ComputePlan: bf16 products, or the fp32
+// kernels on bf16-rounded weights where bf16 products are slower here) and describe() says which.
 import { Tensor } from '../../../tensor/tensor.js';
 import { fromNumbers } from '../../../tensor/dtype.js';
 import { subgraphsOf, type Graph } from '../../../ir/graph.js';
@@ -16,7 +18,7 @@ import { withEagerBackend } from '../../../ops/dispatch.js';
 import { bindConstants, type BoundConstants } from '../../reference/bound-constants.js';
 import { LruCache } from '../../../cache/lru.js';
 import type { PackedHandle } from '../addon.js';
-import type { PackedBf16Handle, PackedF16Handle } from '../bf16.js';
+import { bf16ComputePlan, roundedToBf16, type Bf16ComputePlan, type PackedBf16Handle, type PackedF16Handle } from '../bf16.js';
 import type { DiskCache } from '../../../cache/disk-cache.js';
 import type { RunOptions } from '../../backend.js';
 import { WeightCache, type WeightCacheStats } from './weight-cache.js';
@@ -37,6 +39,9 @@ export interface PlanExecutableOptions {
   note?: string;
   /** The JIT's disk cache: reduced-precision panels are stored in it and loaded from it. */
   disk?: DiskCache | null;
+  /** precision 'bf16': how it computes; default bf16ComputePlan() (INFERJIT_BF16_KERNEL, else AMX,
+   *  else a one-time measurement of bf16 against fp32 GEMM speed). */
+  bf16Compute?: Bf16ComputePlan;
 }
 
 interface CachedPlan {
@@ -61,6 +66,10 @@ export class PlanExecutable {
   /** Reduced-precision weights (null in fp32 plans). */
   private readonly weights: WeightCache | null;
   readonly precision: PlanPrecision;
+  /** precision 'bf16': bf16 products or fp32 compute on bf16-rounded weights, and why (null otherwise). */
+  readonly bf16Compute: Bf16ComputePlan | null;
+  /** bf16 computed in fp32: f32 copies of weights rounded to bf16 that conv2d reads in place. */
+  private readonly rounded = new Map<string, Tensor>();
   private readonly literals = new Map<string, Tensor>();
   /** Reduced-precision plans: f32 copies of f16/bf16 constants read other than as GEMM weights. */
   private readonly widened = new Map<string, Tensor>();
@@ -83,7 +92,10 @@ export class PlanExecutable {
       if (c.kind === 'literal') this.literals.set(c.name, Tensor.fromStorage(c.dtype, c.shape as number[], fromNumbers(c.dtype, c.data ?? [])));
     }
     this.precision = options.precision ?? 'fp32';
-    this.weights = this.precision === 'fp32' ? null : new WeightCache(this.precision === 'bf16' ? 'bf16' : 'f16', options.disk ?? null);
+    this.bf16Compute = this.precision === 'bf16' ? options.bf16Compute ?? bf16ComputePlan() : null;
+    // bf16 computed in fp32 packs fp32 panels (this.packs), so it has no reduced-precision weights
+    this.weights = this.precision === 'fp32' || this.bf16Compute?.compute === 'fp32' ? null
+      : new WeightCache(this.precision === 'bf16' ? 'bf16' : 'f16', options.disk ?? null);
     this.note = options.note ?? null;
     this.fallback = planUnavailable ?? null;
     if (!this.fallback && process.env.INFERJIT_PLAN === '0') this.fallback = 'plans disabled by INFERJIT_PLAN=0';
@@ -150,8 +162,12 @@ export class PlanExecutable {
     const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
     const w = this.weights?.stats;
     const from = w ? `: ${w.packed} packed here, ${w.loaded} loaded from the disk cache` : '';
-    const bf16 = s.precision === 'bf16'
+    const c = this.bf16Compute;
+    const bf16 = s.precision === 'bf16' && s.bf16Compute === 'fp32'
+      ? ` bf16 as fp32 compute (${s.bf16Rounded} weights rounded to bf16 for the fp32 kernels, fp32 attention; why: ${c!.reason})`
+      : s.precision === 'bf16'
       ? ` bf16 (${s.bf16Weights} bf16 weights${from}; ${s.bf16Attention} bf16 attention${w!.from16Bit ? `; ${w!.from16Bit} weights read from bf16 storage, ${s.widened.length} bf16 constants widened to f32` : ''})`
+        + ` on ${c?.kernel ?? 'auto'}${c && c.reason !== 'AMX-BF16' ? ` (${c.reason})` : ''}`
       : s.precision === 'fp16' ? ` fp16 (${s.f16Weights} f16 weights${from}, ${w!.from16Bit} read from f16 storage; ${s.widened.length} f16 constants widened to f32)` : '';
     const subs = s.subPlans ? ` (+ ${s.subPlans} control-flow sub-plans, ${s.subKernels} kernels)` : '';
     // which kernels the plan runs (e.g. that a model's moe or paged_attention became one kernel each)
@@ -201,6 +217,9 @@ export class PlanExecutable {
           packBf16: (name, t, K, N, transB) => this.packBf16(name, t, K, N, transB),
           packF16: (name, t, K, N, transB) => this.weights!.get(name, t, K, N, transB) as PackedF16Handle,
           constantF32: (name) => this.constantF32(name),
+          bf16Compute: this.bf16Compute?.compute,
+          packBf16AsF32: (name, t, K, N, transB) => this.pack(`${name}#bf16`, t, K, N, transB, true),
+          constantBf16Rounded: (name, t) => this.constantBf16Rounded(name, t),
         });
       } catch (e) {
         if (!(e instanceof PlanUnsupportedError)) throw e;
@@ -267,14 +286,26 @@ export class PlanExecutable {
     return t;
   }
 
-  private pack(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle {
+  /** fp32 panels of weight t (cached by name); roundToBf16: of its values rounded to bf16 (a
+   *  temporary copy; f32 and 16-bit weights alike). */
+  private pack(name: string, t: Tensor, K: number, N: number, transB: boolean, roundToBf16 = false): PackedHandle {
     const key = `${name}|${transB ? 't' : 'n'}`;
     let h = this.packs.get(key);
     if (!h) {
-      h = (planAddon as PlanAddon).packB(t.data as Float32Array, K, N, transB);
+      const src = roundToBf16 ? roundedToBf16(t) : t;
+      h = (planAddon as PlanAddon).packB(src.data as Float32Array, K, N, transB);
       this.packs.set(key, h);
     }
     return h;
+  }
+
+  private constantBf16Rounded(name: string, t: Tensor): Tensor {
+    let r = this.rounded.get(name);
+    if (!r) {
+      r = roundedToBf16(t);
+      this.rounded.set(name, r);
+    }
+    return r;
   }
 
   private packBf16(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedBf16Handle {
@@ -294,6 +325,7 @@ export class PlanExecutable {
     this.packs.clear();
     this.weights?.clear();
     this.widened.clear();
+    this.rounded.clear();
     this.plans.clear();
     this.lastPlan = null;
     this.snapshot = this.snapshot.map((s) => ({ tensor: s.tensor, version: s.tensor.version }));

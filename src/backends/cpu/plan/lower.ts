@@ -11,6 +11,8 @@
 // sub-plan of its own (rules/control-flow.ts) that the native kernel runs. Constants are read in place; linear/matmul weights are pre-packed once per executable.
 // With precision 'bf16' those weights are packed as bf16 panels (fp32 accumulation, same fused
 // epilogues) and attention runs with bf16 products; everything else, and the arena, stays fp32.
+// Where bf16 products are slower than fp32 (bf16Compute 'fp32', see bf16ComputePlan) the weights
+// are rounded to bf16 and then packed or read as f32 for the fp32 kernels, attention runs in fp32.
 // With precision 'fp16' they are stored as f16 panels (converted to fp32 as the GEMM loads them)
 // and everything else computes in fp32. A model stored in the precision's own 16-bit type (f16
 // parameters, inputs, outputs for 'fp16'; bf16 for 'bf16') is widened: its 16-bit activations are
@@ -67,6 +69,10 @@ export interface PlanStats {
   widened: string[];
   /** Attention kernels with bf16 products. */
   bf16Attention: number;
+  /** precision 'bf16' computed by the fp32 kernels ('fp32'), or with bf16 products ('bf16'); absent otherwise. */
+  bf16Compute?: 'bf16' | 'fp32';
+  /** bf16Compute 'fp32': weights rounded to bf16 for the fp32 kernels (packed, or read in place by conv2d). */
+  bf16Rounded: number;
   /** Control-flow sub-plans (nested ones included) and their kernels (not counted in `kernels`). */
   subPlans: number;
   subKernels: number;
@@ -168,7 +174,8 @@ export function lowerPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext
     stats: {
       kernels: kernels.length, arenaBytes, naiveBytes, views: b.stats.views, copies: b.stats.copies, inPlace: b.stats.inPlace,
       packedWeights: packed.length + packedBf16.length + packedF16.length, precision: b.precision, bf16Weights: packedBf16.length, f16Weights: packedF16.length,
-      widened: b.widened, bf16Attention: b.stats.bf16Attention, subPlans: b.stats.subPlans, subKernels: b.stats.subKernels,
+      widened: b.widened, bf16Attention: b.stats.bf16Attention, ...(b.precision === 'bf16' ? { bf16Compute: b.bf16AsFp32 ? 'fp32' as const : 'bf16' as const } : {}),
+      bf16Rounded: b.stats.bf16Rounded, subPlans: b.stats.subPlans, subKernels: b.stats.subKernels,
       kernelNames: b.drafts.map((d) => d.name),
     },
   };
@@ -188,6 +195,8 @@ function lowerSubPlan(graph: Graph, bindings: DimBindings, ctx: LowerContext, wh
     pack: (name, t, K, N, transB) => ctx.pack(key(name), t, K, N, transB),
     packBf16: ctx.packBf16 && ((name, t, K, N, transB) => ctx.packBf16!(key(name), t, K, N, transB)),
     packF16: ctx.packF16 && ((name, t, K, N, transB) => ctx.packF16!(key(name), t, K, N, transB)),
+    packBf16AsF32: ctx.packBf16AsF32 && ((name, t, K, N, transB) => ctx.packBf16AsF32!(key(name), t, K, N, transB)),
+    constantBf16Rounded: ctx.constantBf16Rounded && ((name, t) => ctx.constantBf16Rounded!(key(name), t)),
     constantF32: ctx.constantF32 && ((name) => {
       if (literals.has(name)) throw new PlanUnsupportedError(`${where}: 16-bit literal @${name} inside control flow is not widened`);
       return ctx.constantF32!(name);

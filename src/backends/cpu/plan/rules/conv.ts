@@ -2,7 +2,8 @@
 // channel bias, an activation and a residual in the epilogue) as one implicit-GEMM kernel
 // (native/ops/conv.cc conv2dImplicit), or for wide fp32 3×3 stride-1 images a direct convolution
 // (native/ops/conv_direct.cc). In a bf16 plan the im2col panels are packed as bf16 and the product
-// runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers.
+// runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers; where bf16 plans compute
+// in fp32 (builder.bf16AsFp32) the fp32 forms, direct included, read the weight rounded to bf16.
 import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
 import type { View, WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
@@ -29,7 +30,8 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   b.needF32(node);
   const a = node.attrs as { stride: number[]; padding: number[]; dilation: number[]; groups: number; activation?: string };
   const [xv, wv, bv, cbv, rv] = node.inputs;
-  const x = b.contiguous(xv!), weight = b.contiguous(wv!), bias = b.optional(bv);
+  const x = b.contiguous(xv!), bias = b.optional(bv);
+  let weight = b.contiguous(wv!);
   const residual = b.optional(rv);
   // chan_bias [N or 1, O, 1, 1]: read in place when each image's O values are contiguous (SD's
   // timestep projections, merged into one GEMM by horizontal fusion, are row slices of its output)
@@ -47,6 +49,8 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   if (a.groups === 1 && b.precision !== 'fp16' && b.isConstant(wv!) && N * Ho * Wo <= pixelRowsMax()) {
     w = b.weightOf(wv!, C * kh * kw, O, true);
   }
+  // bf16 computed in fp32: the unpacked weight read as rounded to bf16 (packed ones are rounded already)
+  if (w === undefined && b.bf16AsFp32) weight = b.weightView(wv!);
   const direct = w === undefined && !b.bf16 && b.precision !== 'fp16' && a.groups === 1 && kh === 3 && kw === 3 &&
     a.stride[0] === 1 && a.stride[1] === 1 && a.dilation[0] === 1 && a.dilation[1] === 1 && Wo >= directMinWidth();
   const out = b.dest(node.outputs[0]);

@@ -1,0 +1,161 @@
+// How precision 'bf16' plans compute (bf16ComputePlan): with bf16 products on a bf16 kernel, or,
+// where that kernel is slower than fp32 (measured once per process), with the fp32 kernels on
+// bf16-rounded weights. Both forced choices (INFERJIT_BF16_KERNEL) run on every CPU with AVX512_BF16
+// and must agree with eager fp32 within bf16 tolerance, and the plan description must name which
+// one ran; the 'auto' choice must follow the measurement, whichever way it goes on this CPU.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { inferenceJit, randn, fromArray, nn, type Tensor } from '../../../src/index.js';
+import { jitRunner } from '../../../src/jit/index.js';
+import { withEagerBackend } from '../../../src/ops/dispatch.js';
+import { TinyTransformer } from '../../../examples/models/transformer.js';
+import type { PlanExecutable } from '../../../src/backends/cpu/plan/executable.js';
+import { planAddon } from '../../../src/backends/cpu/plan/native.js';
+import { bf16ComputePlan, measureBf16Speed, reducedPrecisionSupport, roundedToBf16 } from '../../../src/backends/cpu/bf16.js';
+
+const support = reducedPrecisionSupport();
+const skip = !planAddon ? 'native plan executor not built' : !support.bf16 ? `no bf16 here: ${support.missing}` : false;
+const bf16Kernel = support.amx ? 'amx' : 'avx512';
+
+// Tolerances (as plan-bf16.test.ts): rounding weights (and, on the bf16 kernels, activations) to
+// bf16 costs a relative 2^-9..2^-8 per product; a few chained GEMMs stay within 2e-2 of fp32, and
+// a plan that rounded nothing would be within ~1e-6, so 1e-4 tells rounding happened. fp32 compute
+// on bf16-rounded weights equals eager fp32 on the same rounded weights up to summation order
+// (relative ~1e-6), bounded here by 1e-4.
+const BF16_REL = 2e-2;
+const BF16_FLOOR = 1e-4;
+const FP32_REL = 1e-4;
+
+function relError(got: Tensor, ref: Tensor): number {
+  assert.deepEqual(got.shape, ref.shape);
+  const g = got.data as Float32Array, r = ref.data as Float32Array;
+  let num = 0, den = 0;
+  for (let i = 0; i < r.length; i++) {
+    assert.ok(Number.isFinite(g[i]), `element ${i} is ${g[i]}`);
+    num += (g[i] - r[i]) ** 2;
+    den += r[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+/** Runs `fn` with INFERJIT_BF16_KERNEL set to `kernel` (restored afterwards). */
+function withKernel<T>(kernel: string | undefined, fn: () => T): T {
+  const prev = process.env.INFERJIT_BF16_KERNEL;
+  if (kernel === undefined) delete process.env.INFERJIT_BF16_KERNEL;
+  else process.env.INFERJIT_BF16_KERNEL = kernel;
+  try {
+    return fn();
+  } finally {
+    if (prev === undefined) delete process.env.INFERJIT_BF16_KERNEL;
+    else process.env.INFERJIT_BF16_KERNEL = prev;
+  }
+}
+
+/** Compiles `model` in bf16 under INFERJIT_BF16_KERNEL=kernel and runs it once. */
+function runBf16(kernel: string | undefined, model: nn.Module, inputs: Tensor[]): { out: Tensor; exe: PlanExecutable } {
+  return withKernel(kernel, () => {
+    const fast = inferenceJit(model, { device: 'cpu', cache: 'memory', precision: 'bf16' });
+    const out = (fast.forward as (...a: Tensor[]) => Tensor)(...inputs);
+    const exe = jitRunner(fast)!.compiledEntries()[0].executable as unknown as PlanExecutable;
+    return { out, exe };
+  });
+}
+
+/** An eager copy of `model` whose linear and conv weights (rank ≥ 2; not biases or norm scales) are
+ *  rounded to bf16: the oracle of fp32 compute. */
+function roundedCopy<M extends nn.Module>(make: () => M, model: M): M {
+  const copy = make();
+  copy.loadStateDict(new Map([...model.stateDict()].map(([n, t]) => [n, t.rank >= 2 ? roundedToBf16(t) : t])));
+  return copy;
+}
+
+class ConvNet extends nn.Module {
+  // 3×3 stride 1: at 40 output columns and more than 128 pixels an fp32 plan takes the direct
+  // convolution (its weight read in place); a 1×1 one at few pixels packs its weight
+  a = new nn.Conv2d(8, 16, 3, { padding: 1, seed: 41 });
+  b = new nn.Conv2d(16, 8, 1, { seed: 42 });
+  forward(x: Tensor): Tensor { return this.b.forward(this.a.forward(x).silu()); }
+}
+
+test('bf16ComputePlan: INFERJIT_BF16_KERNEL forces a choice; auto follows AMX or the measured speed', { skip }, () => {
+  assert.deepEqual(withKernel('fp32', bf16ComputePlan), { compute: 'fp32', kernel: null, speedRatio: null, reason: 'forced by INFERJIT_BF16_KERNEL=fp32' });
+  assert.deepEqual(withKernel('avx512', bf16ComputePlan), { compute: 'bf16', kernel: 'avx512bf16', speedRatio: null, reason: 'forced by INFERJIT_BF16_KERNEL=avx512' });
+  assert.throws(() => withKernel('fast', bf16ComputePlan), /INFERJIT_BF16_KERNEL must be auto, avx512, amx or fp32, got 'fast'/);
+  if (!support.amx) assert.throws(() => withKernel('amx', bf16ComputePlan), /AMX-BF16/);
+  const auto = withKernel(undefined, bf16ComputePlan);
+  if (support.amx) {
+    assert.deepEqual(auto, { compute: 'bf16', kernel: 'amx', speedRatio: null, reason: 'AMX-BF16' });
+    return;
+  }
+  const m = measureBf16Speed();
+  assert.ok(m.ratio > 0 && Number.isFinite(m.ratio) && m.bf16Ms > 0 && m.fp32Ms > 0, JSON.stringify(m));
+  assert.equal(measureBf16Speed(), m, 'measured once per process');
+  assert.equal(auto.speedRatio, m.ratio);
+  assert.equal(auto.compute, m.ratio >= 1 ? 'bf16' : 'fp32', auto.reason);
+  assert.match(auto.reason, /^the AVX512_BF16 GEMM measured \d+\.\d\d× the fp32 GEMM's speed on this CPU at \d+×512×512/);
+  if (auto.compute === 'fp32') assert.match(auto.reason, /INFERJIT_BF16_KERNEL=avx512 forces it$/);
+});
+
+test('transformer in bf16: the forced bf16 kernel and fp32 compute both run, agree with fp32, and say which ran', { skip }, () => {
+  const make = () => new TinyTransformer({ dim: 64, heads: 4, depth: 2 });
+  const model = make();
+  const x = randn([2, 19, 64], { seed: 7 });
+  const ref = withEagerBackend('cpu', () => model.forward(x));
+
+  const onKernel = runBf16(bf16Kernel, model, [x]);
+  const k = onKernel.exe.planStats()!;
+  assert.equal(k.bf16Compute, 'bf16');
+  assert.ok(k.bf16Weights >= 8 && k.bf16Attention === 2 && k.bf16Rounded === 0, onKernel.exe.describe());
+  assert.match(onKernel.exe.describe(), new RegExp(`^cpu plan bf16 \\(8 bf16 weights: .*; 2 bf16 attention\\) on ${support.amx ? 'amx' : 'avx512bf16'} \\(forced by INFERJIT_BF16_KERNEL=${bf16Kernel}\\): `));
+  const errKernel = relError(onKernel.out, ref);
+  assert.ok(errKernel < BF16_REL && errKernel > BF16_FLOOR, `bf16 kernel: relative error ${errKernel}`);
+
+  const asFp32 = runBf16('fp32', model, [x]);
+  const f = asFp32.exe.planStats()!;
+  assert.equal(f.bf16Compute, 'fp32');
+  assert.ok(f.bf16Weights === 0 && f.bf16Attention === 0 && f.bf16Rounded === f.packedWeights && f.packedWeights >= 8, asFp32.exe.describe());
+  assert.match(asFp32.exe.describe(), /^cpu plan bf16 as fp32 compute \(\d+ weights rounded to bf16 for the fp32 kernels, fp32 attention; why: forced by INFERJIT_BF16_KERNEL=fp32\): /);
+  assert.equal(asFp32.exe.weightStats().packed, 0, 'no bf16 panels');
+  const errFp32 = relError(asFp32.out, ref);
+  assert.ok(errFp32 < BF16_REL && errFp32 > BF16_FLOOR, `fp32 compute: relative error ${errFp32} (weights must be bf16-rounded)`);
+  // bf16 weight semantics: exactly eager fp32 on the bf16-rounded weights, up to summation order
+  const rounded = roundedCopy(make, model);
+  const errRounded = relError(asFp32.out, withEagerBackend('cpu', () => rounded.forward(x)));
+  assert.ok(errRounded < FP32_REL, `fp32 compute vs eager on bf16-rounded weights: relative error ${errRounded}`);
+  assert.ok(relError(asFp32.out, onKernel.out) < BF16_REL, 'the two choices agree within bf16 tolerance');
+});
+
+test('conv2d in bf16 computed in fp32: packed and direct forms read bf16-rounded weights', { skip }, () => {
+  const model = new ConvNet();
+  const rounded = roundedCopy(() => new ConvNet(), model);
+  for (const shape of [[1, 8, 6, 6], [1, 8, 12, 40]]) {
+    const x = randn(shape, { seed: shape[3] });
+    const ref = withEagerBackend('cpu', () => model.forward(x));
+    const asFp32 = runBf16('fp32', model, [x]);
+    const s = asFp32.exe.planStats()!;
+    assert.equal(s.bf16Compute, 'fp32');
+    assert.equal(s.bf16Rounded, 2, asFp32.exe.describe());
+    if (shape[3] >= 32) assert.ok(s.kernelNames.some((n) => n.endsWith('_direct')), `wide 3×3: the direct form runs: ${s.kernelNames.join(', ')}`);
+    const err = relError(asFp32.out, withEagerBackend('cpu', () => rounded.forward(x)));
+    assert.ok(err < FP32_REL, `${shape}: fp32 compute vs eager on bf16-rounded weights: relative error ${err}`);
+    assert.ok(relError(asFp32.out, ref) > BF16_FLOOR, `${shape}: weights were not rounded`);
+    const onKernel = runBf16(bf16Kernel, model, [x]);
+    assert.ok(onKernel.exe.describe().startsWith('cpu plan bf16 ('), onKernel.exe.describe());
+    assert.ok(!onKernel.exe.planStats()!.kernelNames.some((n) => n.endsWith('_direct')), 'the bf16 kernels never take the fp32 direct form');
+    const errKernel = relError(onKernel.out, ref);
+    assert.ok(errKernel < BF16_REL && errKernel > BF16_FLOOR, `${shape}: bf16 kernel: relative error ${errKernel}`);
+    assert.ok(relError(asFp32.out, onKernel.out) < BF16_REL, `${shape}: the two choices agree within bf16 tolerance`);
+  }
+});
+
+test('roundedToBf16: nearest-even rounding of f32, exact widening of bf16', () => {
+  const f = new Float32Array([1, 1 + 2 ** -8, 1 + 3 * 2 ** -9, -2.5, 0, NaN, Infinity, 3.4e38]);
+  const src = fromArray([...f], [f.length], 'f32');
+  const r = roundedToBf16(src).data as Float32Array;
+  assert.deepEqual([...r.slice(0, 5)], [1, 1, 1 + 2 ** -7, -2.5, 0]);
+  assert.ok(Number.isNaN(r[5]));
+  assert.equal(r[6], Infinity);
+  const viaCast = withEagerBackend('reference', () => src.cast('bf16').cast('f32')).data as Float32Array;
+  assert.deepEqual([...r].map(String), [...viaCast].map(String), 'as the reference cast to bf16');
+  assert.deepEqual([...(roundedToBf16(src.cast('bf16')).data as Float32Array)].map(String), [...viaCast].map(String));
+});
