@@ -53,3 +53,16 @@ export function assertSame(actual: Tensor, expected: Tensor, what: string): void
   assert.equal(actual.dtype, expected.dtype, `${what}: dtype`);
   assert.deepEqual(actual.data, expected.data, `${what}: values`);
 }
+
+/** ||got − ref|| / ||ref|| over all elements (every element of `got` must be finite). */
+export function relError(got: Tensor, ref: Tensor): number {
+  assert.deepEqual(got.shape, ref.shape);
+  const g = got.data as Float32Array, r = ref.data as Float32Array;
+  let num = 0, den = 0;
+  for (let i = 0; i < r.length; i++) {
+    assert.ok(Number.isFinite(g[i]), `element ${i} is ${g[i]}`);
+    num += (g[i] - r[i]) ** 2;
+    den += r[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}

@@ -12,6 +12,7 @@ import { TinyTransformer } from '../../../examples/models/transformer.js';
 import type { PlanExecutable } from '../../../src/backends/cpu/plan/executable.js';
 import { planAddon } from '../../../src/backends/cpu/plan/native.js';
 import { bf16ComputePlan, measureBf16Speed, reducedPrecisionSupport, roundedToBf16 } from '../../../src/backends/cpu/bf16.js';
+import { relError } from './helpers.js';
 
 const support = reducedPrecisionSupport();
 const skip = !planAddon ? 'native plan executor not built' : !support.bf16 ? `no bf16 here: ${support.missing}` : false;
@@ -25,18 +26,6 @@ const bf16Kernel = support.amx ? 'amx' : 'avx512';
 const BF16_REL = 2e-2;
 const BF16_FLOOR = 1e-4;
 const FP32_REL = 1e-4;
-
-function relError(got: Tensor, ref: Tensor): number {
-  assert.deepEqual(got.shape, ref.shape);
-  const g = got.data as Float32Array, r = ref.data as Float32Array;
-  let num = 0, den = 0;
-  for (let i = 0; i < r.length; i++) {
-    assert.ok(Number.isFinite(g[i]), `element ${i} is ${g[i]}`);
-    num += (g[i] - r[i]) ** 2;
-    den += r[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 /** Runs `fn` with INFERJIT_BF16_KERNEL set to `kernel` (restored afterwards). */
 function withKernel<T>(kernel: string | undefined, fn: () => T): T {

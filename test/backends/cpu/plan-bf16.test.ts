@@ -12,6 +12,7 @@ import { createDiT } from '../../../examples/diffusion/dit.js';
 import type { PlanExecutable } from '../../../src/backends/cpu/plan/executable.js';
 import { planAddon } from '../../../src/backends/cpu/plan/native.js';
 import { reducedPrecisionSupport } from '../../../src/backends/cpu/bf16.js';
+import { relError } from './helpers.js';
 
 const support = reducedPrecisionSupport();
 // These tests check the bf16 kernels themselves, so they pin one (unless the environment names
@@ -28,18 +29,6 @@ const BF16_REL = 2e-2;
 // Lower bound: fp32 plans differ from eager fp32 by ulps (~1e-6 relative); a bf16 plan must show
 // bf16-sized differences, or it did not actually compute in bf16.
 const BF16_FLOOR = 1e-4;
-
-function relError(got: Tensor, ref: Tensor): number {
-  assert.deepEqual(got.shape, ref.shape);
-  const g = got.data as Float32Array, r = ref.data as Float32Array;
-  let num = 0, den = 0;
-  for (let i = 0; i < r.length; i++) {
-    assert.ok(Number.isFinite(g[i]), `element ${i} is ${g[i]}`);
-    num += (g[i] - r[i]) ** 2;
-    den += r[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 const executables = (compiled: object): PlanExecutable[] =>
   jitRunner(compiled)!.compiledEntries().map((e) => e.executable as unknown as PlanExecutable);

@@ -12,7 +12,7 @@ import { TinyTransformer } from '../../../examples/models/transformer.js';
 import type { PlanExecutable } from '../../../src/backends/cpu/plan/executable.js';
 import { planAddon } from '../../../src/backends/cpu/plan/native.js';
 import { reducedPrecisionSupport } from '../../../src/backends/cpu/bf16.js';
-import { U } from './helpers.js';
+import { U, relError } from './helpers.js';
 
 const support = reducedPrecisionSupport();
 const skip = !planAddon ? 'native plan executor not built' : !support.f16Storage ? `no fp16 storage here: ${support.f16Missing}` : false;
@@ -139,18 +139,6 @@ test('fp16 plan: an in-place weight update is seen (the panels are packed again)
   assert.ok(err < 4 * U16, `after the update: relative error ${err}`);
   assert.ok(err > 1e-6, `after the update: relative error ${err} is fp32-sized`);
 });
-
-function relError(got: Tensor, ref: Tensor): number {
-  assert.deepEqual(got.shape, ref.shape);
-  const g = got.data as Float32Array, r = ref.data as Float32Array;
-  let num = 0, den = 0;
-  for (let i = 0; i < r.length; i++) {
-    assert.ok(Number.isFinite(g[i]), `element ${i} is ${g[i]}`);
-    num += (g[i] - r[i]) ** 2;
-    den += r[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 test('plan cast kernel: f32 <-> f16 and f32 -> bf16 match the tensor cast bit for bit (ties, subnormals, overflow, NaN)', { skip: !planAddon ? 'native plan executor not built' : false }, () => {
   const h = 2 ** -11;
