@@ -227,6 +227,23 @@ void linkControlFlow(const Napi::Env& env, const Plan& plan, Kernel& k, const st
   }
 }
 
+// A Winograd convolution (direct == 2) with a constant weight: the weight transformed once, here,
+// into the kernel's scratch (native/ops/conv_winograd.cc); with any other weight the kernel
+// transforms it on every call.
+void prepareWinograd(const Plan& plan, Kernel& k) {
+  auto constRef = [&](int i) -> uint8_t* {
+    const Ref& r = k.refs[static_cast<size_t>(i)];
+    return r.kind == kRefConstant ? plan.consts[r.index] + r.offset : nullptr;
+  };
+  const Conv2dFusedDesc c = decodeConv2dFused(k.ints.data(), k.floats.data(), constRef);
+  if (c.direct != 2 || !c.weight || c.groups != 1 || c.kh != 3 || c.kw != 3) return;
+  const size_t bytes = static_cast<size_t>(conv2dWinogradWeightFloats(c.C, c.O)) * sizeof(float);
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 64, bytes) != 0) throw std::bad_alloc();
+  k.scratch.reset(static_cast<uint8_t*>(mem));
+  conv2dWinogradPackWeight(reinterpret_cast<const float*>(c.weight), c.C, c.O, reinterpret_cast<float*>(mem));
+}
+
 std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where) {
   auto plan = std::make_unique<Plan>();
   if (desc.Has("subPlans") && desc.Get("subPlans").IsArray()) {
@@ -330,6 +347,7 @@ std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, 
            "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its f16 weight's [K, N]");
       usesF16 = true;
     }
+    if (k.op == kKernelConv2dFused) prepareWinograd(*plan, k);
     if (k.op == kKernelCond || k.op == kKernelWhileLoop) linkControlFlow(env, *plan, k, "createPlan: " + where + "kernel " + std::to_string(i) + " (" + k.name + ")");
     if (k.op == kKernelAttention && decodeAttention(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
     if (k.op == kKernelConv2dFused && decodeConv2dFused(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;

@@ -1,0 +1,252 @@
+// Winograd F(4×4, 3×3) convolution for 3×3 stride-1 convolutions (one group, dilation 1, any
+// padding) on NCHW images: the VAE decoder's 32²..256² levels with 128..512 channels, where the
+// direct kernel (conv_direct.cc) already runs near the FMA peak and the only lever left is fewer
+// multiplies (36 per 16 outputs and channel pair instead of 144: 4× fewer).
+//
+// Each 4×4 output tile reads a 6×6 input tile d; with the transforms of Lavin & Gray (2015)
+//   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+// the channel sum moves inside the product, so for each of the 36 positions ξ of the 6×6
+// transformed tile it is one GEMM over the input channels:
+//   M[ξ][tile][o] = Σ_c V[ξ][tile][c] · U[ξ][c][o],  V = Bᵀ d B (input), U = G g Gᵀ (weight).
+// U is transformed once per weight (the plan does it at createPlan: conv2dWinogradPackWeight) into
+// the packed GEMM's B panels (gemm.h: kNR columns of O per panel, one panel set per ξ), so the 36
+// products run on the project's fp32 microkernel (gemmPackedTile).
+//
+// Work item: a block of up to kTiles consecutive tiles (raster order over all images' tiles) and
+// a range of output channels (split only when there are too few tile blocks to keep the threads
+// busy). Per item, on one thread: the input transform of the block's tiles for all input channels
+// (V, [36][tiles][C], vectorized over kLanes channels), the 36 GEMMs into M ([36][tiles][Ob]), and
+// the output transform (vectorized over kLanes output channels) with the direct kernel's epilogue
+// (bias + per-image channel bias, activation, + residual) before the store into NCHW out.
+//
+// Accuracy: the transforms' constants (4, 5, 8, 1/24, ...) amplify rounding; against the fp32
+// direct convolution the relative error is ~1e-5..1e-4 of the output's scale (measured in
+// test/backends/cpu/plan-conv-norm.test.ts and bench/vae-ab.ts's max |base - variant|).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "../common.h"
+#include "../gemm/gemm.h"
+#include "../simd.h"
+#include "../threadpool.h"
+#include "kernels_core.h"
+
+namespace inferjit {
+namespace {
+
+constexpr int kLanes = VecF::W;
+constexpr int kM = 4, kA = 6, kXi = kA * kA;  // output tile, input tile, transformed positions
+
+// Tiles per work item: the block's V and M ([36][tiles][C or Ob]) stay in L2, and each U panel
+// read from memory serves this many rows of the microkernel. INFERJIT_CONV_WINOGRAD_TILES tunes it.
+const int64_t kTiles = [] {
+  const char* e = std::getenv("INFERJIT_CONV_WINOGRAD_TILES");
+  const int64_t v = e ? std::atoll(e) : 0;
+  return v > 0 ? v : static_cast<int64_t>(4 * kMR);
+}();
+
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// r = Bᵀ d over 6 vectors (d strided by `st`), F(4, 3).
+inline void inputRows(const VecF* d, int st, VecF* r, int rs) {
+  const VecF d0 = d[0], d1 = d[st], d2 = d[2 * st], d3 = d[3 * st], d4 = d[4 * st], d5 = d[5 * st];
+  const VecF four = VecF::set1(4.0f), five = VecF::set1(5.0f), two = VecF::set1(2.0f);
+  const VecF t1 = d4 - four * d2;           // d4 - 4 d2
+  const VecF t2 = d3 - four * d1;           // d3 - 4 d1
+  const VecF t3 = d4 - d2;                  // d4 - d2
+  const VecF t4 = two * (d3 - d1);          // 2 (d3 - d1)
+  r[0] = fmadd(four, d0, d4 - five * d2);   // 4 d0 - 5 d2 + d4
+  r[rs] = t1 + t2;                          // -4 d1 - 4 d2 + d3 + d4
+  r[2 * rs] = t1 - t2;                      // 4 d1 - 4 d2 - d3 + d4
+  r[3 * rs] = t3 + t4;                      // -2 d1 - d2 + 2 d3 + d4
+  r[4 * rs] = t3 - t4;                      // 2 d1 - d2 - 2 d3 + d4
+  r[5 * rs] = fmadd(four, d1, d5 - five * d3);  // 4 d1 - 5 d3 + d5
+}
+
+// y = Aᵀ m over 6 vectors (m strided by `st`), F(4, 3).
+inline void outputRows(const VecF* m, int st, VecF* y, int ys) {
+  const VecF m0 = m[0], m1 = m[st], m2 = m[2 * st], m3 = m[3 * st], m4 = m[4 * st], m5 = m[5 * st];
+  const VecF s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+  y[0] = m0 + s12 + s34;
+  y[ys] = fmadd(VecF::set1(2.0f), d34, d12);
+  y[2 * ys] = fmadd(VecF::set1(4.0f), s34, s12);
+  y[3 * ys] = fmadd(VecF::set1(8.0f), d34, d12) + m5;
+}
+
+struct Geo {
+  int64_t Ho, Wo, tilesY, tilesX, tilesImg, tilesAll;
+};
+
+// V[ξ][i][c] (leading dims: tiles·C per ξ, C per tile) for tiles [q0, q0 + nt).
+void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, float* V) {
+  alignas(64) float d[kXi * kLanes];
+  VecF dv[kXi], r[kXi];
+  const int64_t plane = s.H * s.W;
+  for (int64_t i = 0; i < nt; i++) {
+    const int64_t q = q0 + i, n = q / g.tilesImg, t = q % g.tilesImg;
+    const int64_t iy0 = t / g.tilesX * kM - s.ph, ix0 = t % g.tilesX * kM - s.pw;
+    const bool inside = iy0 >= 0 && ix0 >= 0 && iy0 + kA <= s.H && ix0 + kA <= s.W;
+    const float* img = s.x + n * s.C * plane;
+    for (int64_t c0 = 0; c0 < s.C; c0 += kLanes) {
+      const int cl = static_cast<int>(std::min<int64_t>(kLanes, s.C - c0));
+      if (inside) {
+        for (int l = 0; l < cl; l++) {
+          const float* src = img + (c0 + l) * plane + iy0 * s.W + ix0;
+          for (int y = 0; y < kA; y++)
+            for (int x = 0; x < kA; x++) d[(y * kA + x) * kLanes + l] = src[y * s.W + x];
+        }
+      } else {
+        for (int l = 0; l < cl; l++) {
+          const float* src = img + (c0 + l) * plane;
+          for (int y = 0; y < kA; y++) {
+            const int64_t iy = iy0 + y;
+            const bool rowIn = iy >= 0 && iy < s.H;
+            for (int x = 0; x < kA; x++) {
+              const int64_t ix = ix0 + x;
+              d[(y * kA + x) * kLanes + l] = rowIn && ix >= 0 && ix < s.W ? src[iy * s.W + ix] : 0.0f;
+            }
+          }
+        }
+      }
+      for (int l = cl; l < kLanes; l++)
+        for (int p = 0; p < kXi; p++) d[p * kLanes + l] = 0.0f;
+      for (int p = 0; p < kXi; p++) dv[p] = VecF::load(d + p * kLanes);
+      // columns: r[y][x] = Σ_k Bᵀ[y][k] d[k][x]; rows: v[y][x] = Σ_k Bᵀ[x][k] r[y][k]
+      for (int x = 0; x < kA; x++) inputRows(dv + x, kA, r + x, kA);
+      for (int y = 0; y < kA; y++) inputRows(r + y * kA, 1, dv + y * kA, 1);
+      float* dst = V + i * s.C + c0;
+      const int64_t xiStride = nt * s.C;
+      if (cl == kLanes) {
+        for (int p = 0; p < kXi; p++) dv[p].store(dst + p * xiStride);
+      } else {
+        for (int p = 0; p < kXi; p++) dv[p].storePartial(dst + p * xiStride, cl);
+      }
+    }
+  }
+}
+
+// out for tiles [q0, q0 + nt) and output channels [o0, o0 + ob) from M[ξ][i][o - o0].
+void outputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, int64_t o0, int64_t ob, const float* M) {
+  alignas(64) float y[kM * kM * kLanes];
+  VecF mv[kXi], t[kM * kA], yv[kM * kM];
+  const int64_t P = g.Ho * g.Wo, xiStride = nt * ob;
+  for (int64_t i = 0; i < nt; i++) {
+    const int64_t q = q0 + i, n = q / g.tilesImg, tt = q % g.tilesImg;
+    const int64_t oy0 = tt / g.tilesX * kM, ox0 = tt % g.tilesX * kM;
+    const int rows = static_cast<int>(std::min<int64_t>(kM, g.Ho - oy0)), cols = static_cast<int>(std::min<int64_t>(kM, g.Wo - ox0));
+    for (int64_t oo = 0; oo < ob; oo += kLanes) {
+      const int cl = static_cast<int>(std::min<int64_t>(kLanes, ob - oo));
+      const float* src = M + i * ob + oo;
+      if (cl == kLanes) {
+        for (int p = 0; p < kXi; p++) mv[p] = VecF::load(src + p * xiStride);
+      } else {
+        for (int p = 0; p < kXi; p++) mv[p] = VecF::loadPartial(src + p * xiStride, cl);
+      }
+      // columns: t[a][x] = Σ_k Aᵀ[a][k] m[k][x]; rows: y[a][b] = Σ_k Aᵀ[b][k] t[a][k]
+      for (int x = 0; x < kA; x++) outputRows(mv + x, kA, t + x, kA);
+      for (int a = 0; a < kM; a++) outputRows(t + a * kA, 1, yv + a * kM, 1);
+      const int64_t o = o0 + oo;
+      VecF add = VecF::zero();
+      if (s.bias) add = cl == kLanes ? VecF::load(s.bias + o) : VecF::loadPartial(s.bias + o, cl);
+      if (s.chanBias) {
+        const float* cb = s.chanBias + n * s.chanBiasStride + o;
+        add = add + (cl == kLanes ? VecF::load(cb) : VecF::loadPartial(cb, cl));
+      }
+      for (int p = 0; p < kM * kM; p++) {
+        VecF v = yv[p] + add;
+        if (s.act != kActNone) v = activateDyn(s.act, v);
+        v.store(y + p * kLanes);
+      }
+      for (int l = 0; l < cl; l++) {
+        const int64_t base = (n * s.O + o + l) * P + oy0 * g.Wo + ox0;
+        float* dst = s.out + base;
+        const float* res = s.residual ? s.residual + base : nullptr;
+        for (int a = 0; a < rows; a++) {
+          for (int b = 0; b < cols; b++) {
+            const float v = y[(a * kM + b) * kLanes + l];
+            dst[a * g.Wo + b] = res ? v + res[a * g.Wo + b] : v;
+          }
+        }
+      }
+    }
+  }
+}
+
+std::vector<float> gWeight;  // the per-call weight transform when no pre-transformed one is given
+
+}  // namespace
+
+bool conv2dWinogradApplies(const Conv2dArgs& s) {
+  return s.groups == 1 && s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.ph >= 0 && s.pw >= 0;
+}
+
+int64_t conv2dWinogradWeightFloats(int64_t C, int64_t O) { return kXi * ceilDiv(O, kNR) * C * kNR; }
+
+void conv2dWinogradPackWeight(const float* w, int64_t C, int64_t O, float* dst) {
+  const int64_t panels = ceilDiv(O, kNR), xiStride = panels * C * kNR;
+  // G for F(4, 3), in double: u = G g Gᵀ is rounded to fp32 once
+  static const double G[kA][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                  {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  parallelFor(panels, [&](int64_t p, int) {
+    for (int xi = 0; xi < kXi; xi++) std::memset(dst + xi * xiStride + p * C * kNR, 0, static_cast<size_t>(C * kNR) * sizeof(float));
+    for (int64_t o = p * kNR; o < std::min<int64_t>(O, (p + 1) * kNR); o++) {
+      for (int64_t c = 0; c < C; c++) {
+        const float* g = w + (o * C + c) * 9;
+        double t[kA][3];  // G g
+        for (int i = 0; i < kA; i++)
+          for (int b = 0; b < 3; b++) t[i][b] = G[i][0] * g[b] + G[i][1] * g[3 + b] + G[i][2] * g[6 + b];
+        for (int i = 0; i < kA; i++) {
+          for (int j = 0; j < kA; j++) {
+            const double u = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+            dst[(i * kA + j) * xiStride + (p * C + c) * kNR + o % kNR] = static_cast<float>(u);
+          }
+        }
+      }
+    }
+  });
+}
+
+void conv2dWinograd(const Conv2dFusedArgs& s) {
+  Geo g;
+  g.Ho = s.H + 2 * s.ph - 2;
+  g.Wo = s.W + 2 * s.pw - 2;
+  if (g.Ho <= 0 || g.Wo <= 0 || s.N <= 0 || s.O <= 0) return;
+  g.tilesY = ceilDiv(g.Ho, kM);
+  g.tilesX = ceilDiv(g.Wo, kM);
+  g.tilesImg = g.tilesY * g.tilesX;
+  g.tilesAll = s.N * g.tilesImg;
+  const float* U = s.winogradW;
+  if (!U) {
+    gWeight.resize(static_cast<size_t>(conv2dWinogradWeightFloats(s.C, s.O)));
+    conv2dWinogradPackWeight(s.w, s.C, s.O, gWeight.data());
+    U = gWeight.data();
+  }
+  const int64_t panels = ceilDiv(s.O, kNR), xiStrideU = panels * s.C * kNR;
+  // Tile blocks of about kTiles, evened out; output channels split (in whole panels) only when
+  // the blocks alone give the threads under ~4 items each.
+  const int64_t T = numThreads();
+  const int64_t blocks = ceilDiv(g.tilesAll, kTiles);
+  const int64_t tb = ceilDiv(g.tilesAll, blocks);
+  int64_t oSplit = 1;
+  if (blocks < 4 * T) oSplit = std::min<int64_t>(ceilDiv(4 * T, blocks), std::max<int64_t>(1, panels * kNR / 128));
+  const int64_t obPanels = ceilDiv(panels, oSplit), ob = obPanels * kNR;
+  const int64_t oBlocks = ceilDiv(panels, obPanels);
+  parallelFor(blocks * oBlocks, [&](int64_t task, int) {
+    const int64_t bi = task / oBlocks, oi = task % oBlocks;
+    const int64_t q0 = bi * tb, nt = std::min(tb, g.tilesAll - q0);
+    const int64_t o0 = oi * ob, obw = std::min(ob, s.O - o0);
+    thread_local std::vector<float> V, M;
+    if (V.size() < static_cast<size_t>(kXi * nt * s.C)) V.resize(static_cast<size_t>(kXi * tb * s.C));
+    if (M.size() < static_cast<size_t>(kXi * nt * obw)) M.resize(static_cast<size_t>(kXi * tb * ob));
+    inputTransform(s, g, q0, nt, V.data());
+    for (int xi = 0; xi < kXi; xi++) {
+      gemmPackedTile(nt, obw, s.C, V.data() + xi * nt * s.C, s.C, U + xi * xiStrideU + o0 * s.C, s.C * kNR, M.data() + xi * nt * obw, obw,
+                     false);
+    }
+    outputTransform(s, g, q0, nt, o0, obw, M.data());
+  });
+}
+
+}  // namespace inferjit
