@@ -31,6 +31,7 @@
 #include "../gemm/gemm.h"
 #include "../simd.h"
 #include "../threadpool.h"
+#include "../transpose.h"
 #include "kernels_core.h"
 
 namespace inferjit {
@@ -79,97 +80,133 @@ struct Geo {
   int64_t Ho, Wo, tilesY, tilesX, tilesImg, tilesAll;
 };
 
-// V[ξ][i][c] (leading dims: tiles·C per ξ, C per tile) for tiles [q0, q0 + nt).
-void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, float* V) {
-  alignas(64) float d[kXi * kLanes];
+// dst[x·kLanes + l] = src[l·lds + x] for l < lanes, x < cols: kLanes channel rows as columns of
+// channel vectors (lanes >= `lanes` are left as they are).
+inline void stageColumns(const float* src, int64_t lds, int lanes, int64_t cols, float* dst) {
+#if defined(IJ_AVX512)
+  for (int64_t x = 0; x < cols; x += 16) transposeBlock16(src + x, lds, lanes, static_cast<int>(std::min<int64_t>(16, cols - x)), dst + x * kLanes, kLanes);
+#else
+  for (int l = 0; l < lanes; l++)
+    for (int64_t x = 0; x < cols; x++) dst[x * kLanes + l] = src[l * lds + x];
+#endif
+}
+// The inverse: dst[l·ldd + x] = src[x·kLanes + l] for l < lanes, x < cols.
+inline void unstageColumns(const float* src, int64_t cols, int lanes, float* dst, int64_t ldd) {
+#if defined(IJ_AVX512)
+  for (int64_t x = 0; x < cols; x += 16) transposeBlock16(src + x * kLanes, kLanes, static_cast<int>(std::min<int64_t>(16, cols - x)), lanes, dst + x, ldd);
+#else
+  for (int l = 0; l < lanes; l++)
+    for (int64_t x = 0; x < cols; x++) dst[l * ldd + x] = src[x * kLanes + l];
+#endif
+}
+
+// A run of consecutive tiles of one tile row of one image, within a block.
+struct Run {
+  int64_t n, ty, tx0, len;
+};
+inline Run runAt(const Geo& g, int64_t q, int64_t left) {
+  const int64_t n = q / g.tilesImg, t = q % g.tilesImg, tx0 = t % g.tilesX;
+  return Run{n, t / g.tilesX, tx0, std::min(left, g.tilesX - tx0)};
+}
+
+// V[ξ][i][c] (leading dims: tiles·C per ξ, C per tile) for tiles [q0, q0 + nt). Per group of
+// kLanes channels and run of tiles, the run's 6 input rows are staged as channel vectors (a
+// transpose of the contiguous rows, zero outside the image), then each tile's 36 vectors are
+// transformed and stored. `stage` holds kA·(4·nt + 2)·kLanes floats.
+void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, float* V, float* stage) {
   VecF dv[kXi], r[kXi];
-  const int64_t plane = s.H * s.W;
-  for (int64_t i = 0; i < nt; i++) {
-    const int64_t q = q0 + i, n = q / g.tilesImg, t = q % g.tilesImg;
-    const int64_t iy0 = t / g.tilesX * kM - s.ph, ix0 = t % g.tilesX * kM - s.pw;
-    const bool inside = iy0 >= 0 && ix0 >= 0 && iy0 + kA <= s.H && ix0 + kA <= s.W;
-    const float* img = s.x + n * s.C * plane;
-    for (int64_t c0 = 0; c0 < s.C; c0 += kLanes) {
-      const int cl = static_cast<int>(std::min<int64_t>(kLanes, s.C - c0));
-      if (inside) {
-        for (int l = 0; l < cl; l++) {
-          const float* src = img + (c0 + l) * plane + iy0 * s.W + ix0;
-          for (int y = 0; y < kA; y++)
-            for (int x = 0; x < kA; x++) d[(y * kA + x) * kLanes + l] = src[y * s.W + x];
+  const int64_t plane = s.H * s.W, xiStride = nt * s.C;
+  for (int64_t c0 = 0; c0 < s.C; c0 += kLanes) {
+    const int cl = static_cast<int>(std::min<int64_t>(kLanes, s.C - c0));
+    for (int64_t i = 0; i < nt;) {
+      const Run run = runAt(g, q0 + i, nt - i);
+      const int64_t ix0 = run.tx0 * kM - s.pw, wR = kM * run.len + kA - kM;
+      // columns x with 0 <= ix0 + x < W
+      const int64_t xa = std::clamp<int64_t>(-ix0, 0, wR), xb = std::clamp<int64_t>(s.W - ix0, xa, wR);
+      const float* src = s.x + (run.n * s.C + c0) * plane;
+      for (int y = 0; y < kA; y++) {
+        const int64_t iy = run.ty * kM - s.ph + y;
+        float* row = stage + y * wR * kLanes;
+        if (iy < 0 || iy >= s.H || cl < kLanes) {
+          std::memset(row, 0, static_cast<size_t>(wR * kLanes) * sizeof(float));
+          if (iy < 0 || iy >= s.H) continue;
+        } else {
+          if (xa > 0) std::memset(row, 0, static_cast<size_t>(xa * kLanes) * sizeof(float));
+          if (xb < wR) std::memset(row + xb * kLanes, 0, static_cast<size_t>((wR - xb) * kLanes) * sizeof(float));
         }
-      } else {
-        for (int l = 0; l < cl; l++) {
-          const float* src = img + (c0 + l) * plane;
-          for (int y = 0; y < kA; y++) {
-            const int64_t iy = iy0 + y;
-            const bool rowIn = iy >= 0 && iy < s.H;
-            for (int x = 0; x < kA; x++) {
-              const int64_t ix = ix0 + x;
-              d[(y * kA + x) * kLanes + l] = rowIn && ix >= 0 && ix < s.W ? src[iy * s.W + ix] : 0.0f;
-            }
-          }
+        stageColumns(src + iy * s.W + ix0 + xa, plane, cl, xb - xa, row + xa * kLanes);
+      }
+      for (int64_t j = 0; j < run.len; j++) {
+        for (int y = 0; y < kA; y++)
+          for (int x = 0; x < kA; x++) dv[y * kA + x] = VecF::load(stage + (y * wR + j * kM + x) * kLanes);
+        // columns: r[y][x] = Σ_k Bᵀ[y][k] d[k][x]; rows: v[y][x] = Σ_k Bᵀ[x][k] r[y][k]
+        for (int x = 0; x < kA; x++) inputRows(dv + x, kA, r + x, kA);
+        for (int y = 0; y < kA; y++) inputRows(r + y * kA, 1, dv + y * kA, 1);
+        float* dst = V + (i + j) * s.C + c0;
+        if (cl == kLanes) {
+          for (int p = 0; p < kXi; p++) dv[p].store(dst + p * xiStride);
+        } else {
+          for (int p = 0; p < kXi; p++) dv[p].storePartial(dst + p * xiStride, cl);
         }
       }
-      for (int l = cl; l < kLanes; l++)
-        for (int p = 0; p < kXi; p++) d[p * kLanes + l] = 0.0f;
-      for (int p = 0; p < kXi; p++) dv[p] = VecF::load(d + p * kLanes);
-      // columns: r[y][x] = Σ_k Bᵀ[y][k] d[k][x]; rows: v[y][x] = Σ_k Bᵀ[x][k] r[y][k]
-      for (int x = 0; x < kA; x++) inputRows(dv + x, kA, r + x, kA);
-      for (int y = 0; y < kA; y++) inputRows(r + y * kA, 1, dv + y * kA, 1);
-      float* dst = V + i * s.C + c0;
-      const int64_t xiStride = nt * s.C;
-      if (cl == kLanes) {
-        for (int p = 0; p < kXi; p++) dv[p].store(dst + p * xiStride);
-      } else {
-        for (int p = 0; p < kXi; p++) dv[p].storePartial(dst + p * xiStride, cl);
-      }
+      i += run.len;
     }
   }
 }
 
-// out for tiles [q0, q0 + nt) and output channels [o0, o0 + ob) from M[ξ][i][o - o0].
-void outputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, int64_t o0, int64_t ob, const float* M) {
-  alignas(64) float y[kM * kM * kLanes];
+// out for tiles [q0, q0 + nt) and output channels [o0, o0 + ob) from M[ξ][i][o - o0]. Per group
+// of kLanes channels and run of tiles, the tiles' 4 output rows (after bias, channel bias and
+// activation) are staged as channel vectors, transposed back into the channels' rows of out, and
+// the residual added there (out must not overlap the residual). `stage`: kM·4·nt·kLanes floats.
+void outputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, int64_t o0, int64_t ob, const float* M, float* stage) {
   VecF mv[kXi], t[kM * kA], yv[kM * kM];
   const int64_t P = g.Ho * g.Wo, xiStride = nt * ob;
-  for (int64_t i = 0; i < nt; i++) {
-    const int64_t q = q0 + i, n = q / g.tilesImg, tt = q % g.tilesImg;
-    const int64_t oy0 = tt / g.tilesX * kM, ox0 = tt % g.tilesX * kM;
-    const int rows = static_cast<int>(std::min<int64_t>(kM, g.Ho - oy0)), cols = static_cast<int>(std::min<int64_t>(kM, g.Wo - ox0));
-    for (int64_t oo = 0; oo < ob; oo += kLanes) {
-      const int cl = static_cast<int>(std::min<int64_t>(kLanes, ob - oo));
-      const float* src = M + i * ob + oo;
-      if (cl == kLanes) {
-        for (int p = 0; p < kXi; p++) mv[p] = VecF::load(src + p * xiStride);
-      } else {
-        for (int p = 0; p < kXi; p++) mv[p] = VecF::loadPartial(src + p * xiStride, cl);
-      }
-      // columns: t[a][x] = Σ_k Aᵀ[a][k] m[k][x]; rows: y[a][b] = Σ_k Aᵀ[b][k] t[a][k]
-      for (int x = 0; x < kA; x++) outputRows(mv + x, kA, t + x, kA);
-      for (int a = 0; a < kM; a++) outputRows(t + a * kA, 1, yv + a * kM, 1);
-      const int64_t o = o0 + oo;
-      VecF add = VecF::zero();
-      if (s.bias) add = cl == kLanes ? VecF::load(s.bias + o) : VecF::loadPartial(s.bias + o, cl);
+  for (int64_t oo = 0; oo < ob; oo += kLanes) {
+    const int cl = static_cast<int>(std::min<int64_t>(kLanes, ob - oo));
+    const int64_t o = o0 + oo;
+    VecF bias = VecF::zero();
+    if (s.bias) bias = cl == kLanes ? VecF::load(s.bias + o) : VecF::loadPartial(s.bias + o, cl);
+    for (int64_t i = 0; i < nt;) {
+      const Run run = runAt(g, q0 + i, nt - i);
+      const int64_t oy0 = run.ty * kM, ox0 = run.tx0 * kM, wR = kM * run.len;
+      const int rows = static_cast<int>(std::min<int64_t>(kM, g.Ho - oy0));
+      const int64_t valid = std::min(wR, g.Wo - ox0);
+      VecF add = bias;
       if (s.chanBias) {
-        const float* cb = s.chanBias + n * s.chanBiasStride + o;
+        const float* cb = s.chanBias + run.n * s.chanBiasStride + o;
         add = add + (cl == kLanes ? VecF::load(cb) : VecF::loadPartial(cb, cl));
       }
-      for (int p = 0; p < kM * kM; p++) {
-        VecF v = yv[p] + add;
-        if (s.act != kActNone) v = activateDyn(s.act, v);
-        v.store(y + p * kLanes);
-      }
-      for (int l = 0; l < cl; l++) {
-        const int64_t base = (n * s.O + o + l) * P + oy0 * g.Wo + ox0;
-        float* dst = s.out + base;
-        const float* res = s.residual ? s.residual + base : nullptr;
-        for (int a = 0; a < rows; a++) {
-          for (int b = 0; b < cols; b++) {
-            const float v = y[(a * kM + b) * kLanes + l];
-            dst[a * g.Wo + b] = res ? v + res[a * g.Wo + b] : v;
+      for (int64_t j = 0; j < run.len; j++) {
+        const float* src = M + (i + j) * ob + oo;
+        if (cl == kLanes) {
+          for (int p = 0; p < kXi; p++) mv[p] = VecF::load(src + p * xiStride);
+        } else {
+          for (int p = 0; p < kXi; p++) mv[p] = VecF::loadPartial(src + p * xiStride, cl);
+        }
+        // columns: t[a][x] = Σ_k Aᵀ[a][k] m[k][x]; rows: y[a][b] = Σ_k Aᵀ[b][k] t[a][k]
+        for (int x = 0; x < kA; x++) outputRows(mv + x, kA, t + x, kA);
+        for (int a = 0; a < kM; a++) outputRows(t + a * kA, 1, yv + a * kM, 1);
+        for (int a = 0; a < kM; a++) {
+          for (int b = 0; b < kM; b++) {
+            VecF v = yv[a * kM + b] + add;
+            if (s.act != kActNone) v = activateDyn(s.act, v);
+            v.store(stage + (a * wR + j * kM + b) * kLanes);
           }
         }
       }
+      for (int a = 0; a < rows; a++) {
+        const int64_t at = (run.n * s.O + o) * P + (oy0 + a) * g.Wo + ox0;
+        unstageColumns(stage + a * wR * kLanes, valid, cl, s.out + at, P);
+        if (!s.residual) continue;
+        for (int l = 0; l < cl; l++) {
+          float* d = s.out + at + l * P;
+          const float* rr = s.residual + at + l * P;
+          int64_t x = 0;
+          for (; x + kLanes <= valid; x += kLanes) (VecF::load(d + x) + VecF::load(rr + x)).store(d + x);
+          for (; x < valid; x++) d[x] += rr[x];
+        }
+      }
+      i += run.len;
     }
   }
 }
@@ -237,15 +274,16 @@ void conv2dWinograd(const Conv2dFusedArgs& s) {
     const int64_t bi = task / oBlocks, oi = task % oBlocks;
     const int64_t q0 = bi * tb, nt = std::min(tb, g.tilesAll - q0);
     const int64_t o0 = oi * ob, obw = std::min(ob, s.O - o0);
-    thread_local std::vector<float> V, M;
+    thread_local std::vector<float> V, M, stage;
     if (V.size() < static_cast<size_t>(kXi * nt * s.C)) V.resize(static_cast<size_t>(kXi * tb * s.C));
     if (M.size() < static_cast<size_t>(kXi * nt * obw)) M.resize(static_cast<size_t>(kXi * tb * ob));
-    inputTransform(s, g, q0, nt, V.data());
+    if (stage.size() < static_cast<size_t>(kA * (kM * tb + kA) * kLanes)) stage.resize(static_cast<size_t>(kA * (kM * tb + kA) * kLanes));
+    inputTransform(s, g, q0, nt, V.data(), stage.data());
     for (int xi = 0; xi < kXi; xi++) {
       gemmPackedTile(nt, obw, s.C, V.data() + xi * nt * s.C, s.C, U + xi * xiStrideU + o0 * s.C, s.C * kNR, M.data() + xi * nt * obw, obw,
                      false);
     }
-    outputTransform(s, g, q0, nt, o0, obw, M.data());
+    outputTransform(s, g, q0, nt, o0, obw, M.data(), stage.data());
   });
 }
 
