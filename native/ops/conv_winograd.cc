@@ -15,7 +15,7 @@
 // Work item: a block of up to kTiles consecutive tiles (raster order over all images' tiles) and
 // a range of output channels (split only when there are too few tile blocks to keep the threads
 // busy). Per item, on one thread: the input transform of the block's tiles for all input channels
-// (V, [36][tiles][C], vectorized over kLanes channels), the 36 GEMMs into M ([36][tiles][Ob]), and
+// (V, [tiles][36][C], vectorized over kLanes channels), the 36 GEMMs into M ([tiles][36][Ob]), and
 // the output transform (vectorized over kLanes output channels) with the direct kernel's epilogue
 // (bias + per-image channel bias, activation, + residual) before the store into NCHW out.
 //
@@ -40,7 +40,7 @@ namespace {
 constexpr int kLanes = VecF::W;
 constexpr int kM = 4, kA = 6, kXi = kA * kA;  // output tile, input tile, transformed positions
 
-// Tiles per work item: the block's V and M ([36][tiles][C or Ob]) stay in L2, and each U panel
+// Tiles per work item: the block's V and M ([tiles][36][C or Ob]) stay in L2, and each U panel
 // read from memory serves this many rows of the microkernel. INFERJIT_CONV_WINOGRAD_TILES tunes it.
 const int64_t kTiles = [] {
   const char* e = std::getenv("INFERJIT_CONV_WINOGRAD_TILES");
@@ -109,13 +109,13 @@ inline Run runAt(const Geo& g, int64_t q, int64_t left) {
   return Run{n, t / g.tilesX, tx0, std::min(left, g.tilesX - tx0)};
 }
 
-// V[ξ][i][c] (leading dims: tiles·C per ξ, C per tile) for tiles [q0, q0 + nt). Per group of
+// V[i][ξ][c] (leading dims: 36·C per tile, C per ξ: a tile's 36 stores land in one region) for tiles [q0, q0 + nt). Per group of
 // kLanes channels and run of tiles, the run's 6 input rows are staged as channel vectors (a
 // transpose of the contiguous rows, zero outside the image), then each tile's 36 vectors are
 // transformed and stored. `stage` holds kA·(4·nt + 2)·kLanes floats.
 void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, float* V, float* stage) {
   VecF dv[kXi], r[kXi];
-  const int64_t plane = s.H * s.W, xiStride = nt * s.C;
+  const int64_t plane = s.H * s.W;
   for (int64_t c0 = 0; c0 < s.C; c0 += kLanes) {
     const int cl = static_cast<int>(std::min<int64_t>(kLanes, s.C - c0));
     for (int64_t i = 0; i < nt;) {
@@ -142,11 +142,11 @@ void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t 
         // columns: r[y][x] = Σ_k Bᵀ[y][k] d[k][x]; rows: v[y][x] = Σ_k Bᵀ[x][k] r[y][k]
         for (int x = 0; x < kA; x++) inputRows(dv + x, kA, r + x, kA);
         for (int y = 0; y < kA; y++) inputRows(r + y * kA, 1, dv + y * kA, 1);
-        float* dst = V + (i + j) * s.C + c0;
+        float* dst = V + (i + j) * kXi * s.C + c0;
         if (cl == kLanes) {
-          for (int p = 0; p < kXi; p++) dv[p].store(dst + p * xiStride);
+          for (int p = 0; p < kXi; p++) dv[p].store(dst + p * s.C);
         } else {
-          for (int p = 0; p < kXi; p++) dv[p].storePartial(dst + p * xiStride, cl);
+          for (int p = 0; p < kXi; p++) dv[p].storePartial(dst + p * s.C, cl);
         }
       }
       i += run.len;
@@ -154,13 +154,13 @@ void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t 
   }
 }
 
-// out for tiles [q0, q0 + nt) and output channels [o0, o0 + ob) from M[ξ][i][o - o0]. Per group
+// out for tiles [q0, q0 + nt) and output channels [o0, o0 + ob) from M[i][ξ][o - o0]. Per group
 // of kLanes channels and run of tiles, the tiles' 4 output rows (after bias, channel bias and
 // activation) are staged as channel vectors, transposed back into the channels' rows of out, and
 // the residual added there (out must not overlap the residual). `stage`: kM·4·nt·kLanes floats.
 void outputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, int64_t o0, int64_t ob, const float* M, float* stage) {
   VecF mv[kXi], t[kM * kA], yv[kM * kM];
-  const int64_t P = g.Ho * g.Wo, xiStride = nt * ob;
+  const int64_t P = g.Ho * g.Wo;
   for (int64_t oo = 0; oo < ob; oo += kLanes) {
     const int cl = static_cast<int>(std::min<int64_t>(kLanes, ob - oo));
     const int64_t o = o0 + oo;
@@ -177,11 +177,11 @@ void outputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t
         add = add + (cl == kLanes ? VecF::load(cb) : VecF::loadPartial(cb, cl));
       }
       for (int64_t j = 0; j < run.len; j++) {
-        const float* src = M + (i + j) * ob + oo;
+        const float* src = M + (i + j) * kXi * ob + oo;
         if (cl == kLanes) {
-          for (int p = 0; p < kXi; p++) mv[p] = VecF::load(src + p * xiStride);
+          for (int p = 0; p < kXi; p++) mv[p] = VecF::load(src + p * ob);
         } else {
-          for (int p = 0; p < kXi; p++) mv[p] = VecF::loadPartial(src + p * xiStride, cl);
+          for (int p = 0; p < kXi; p++) mv[p] = VecF::loadPartial(src + p * ob, cl);
         }
         // columns: t[a][x] = Σ_k Aᵀ[a][k] m[k][x]; rows: y[a][b] = Σ_k Aᵀ[b][k] t[a][k]
         for (int x = 0; x < kA; x++) outputRows(mv + x, kA, t + x, kA);
@@ -280,8 +280,8 @@ void conv2dWinograd(const Conv2dFusedArgs& s) {
     if (stage.size() < static_cast<size_t>(kA * (kM * tb + kA) * kLanes)) stage.resize(static_cast<size_t>(kA * (kM * tb + kA) * kLanes));
     inputTransform(s, g, q0, nt, V.data(), stage.data());
     for (int xi = 0; xi < kXi; xi++) {
-      gemmPackedTile(nt, obw, s.C, V.data() + xi * nt * s.C, s.C, U + xi * xiStrideU + o0 * s.C, s.C * kNR, M.data() + xi * nt * obw, obw,
-                     false);
+      gemmPackedTile(nt, obw, s.C, V.data() + xi * s.C, kXi * s.C, U + xi * xiStrideU + o0 * s.C, s.C * kNR, M.data() + xi * obw,
+                     kXi * obw, false);
     }
     outputTransform(s, g, q0, nt, o0, obw, M.data(), stage.data());
   });
