@@ -52,8 +52,10 @@ struct Kernel {
   const PackedF16* packedF16 = nullptr;    // ... or for f16-storage GEMMs
   // decoded once for elementwise programs
   std::vector<EwInstr> prog;
-  // a while_loop's carried-value buffers (control_flow.cc)
+  // a while_loop's carried-value buffers (control_flow.cc), or a Winograd convolution's
+  // transformed weight (prepareWinograd; its size in scratchBytes, reported to the GC)
   std::unique_ptr<uint8_t, decltype(&std::free)> scratch{nullptr, &std::free};
+  int64_t scratchBytes = 0;
 };
 
 struct Plan {
@@ -171,9 +173,11 @@ Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
 // while_loop kernels name them by index, and their operand sizes are checked against them here.
 std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where);
 
-// The arena bytes a plan holds, its sub-plans' included (reported to the GC as external memory).
+// The arena bytes a plan holds and its transformed Winograd weights, its sub-plans' included
+// (reported to the GC as external memory).
 int64_t arenaBytesWithSubs(const Plan& p) {
   int64_t bytes = p.arenaBytes;
+  for (const auto& k : p.kernels) bytes += k.scratchBytes;
   for (const auto& s : p.subs) bytes += arenaBytesWithSubs(*s);
   return bytes;
 }
@@ -241,6 +245,7 @@ void prepareWinograd(const Plan& plan, Kernel& k) {
   void* mem = nullptr;
   if (posix_memalign(&mem, 64, bytes) != 0) throw std::bad_alloc();
   k.scratch.reset(static_cast<uint8_t*>(mem));
+  k.scratchBytes = static_cast<int64_t>(bytes);
   conv2dWinogradPackWeight(reinterpret_cast<const float*>(c.weight), c.C, c.O, reinterpret_cast<float*>(mem));
 }
 
