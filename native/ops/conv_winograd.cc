@@ -38,7 +38,6 @@ namespace inferjit {
 namespace {
 
 constexpr int kLanes = VecF::W;
-constexpr int kM = 4, kA = 6, kXi = kA * kA;  // output tile, input tile, transformed positions
 
 // Tiles per work item: the block's V and M ([tiles][36][C or Ob]) stay in L2, and each U panel
 // read from memory serves this many rows of the microkernel. INFERJIT_CONV_WINOGRAD_TILES tunes it.
@@ -50,31 +49,61 @@ const int64_t kTiles = [] {
 
 inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// r = Bᵀ d over 6 vectors (d strided by `st`), F(4, 3).
-inline void inputRows(const VecF* d, int st, VecF* r, int rs) {
-  const VecF d0 = d[0], d1 = d[st], d2 = d[2 * st], d3 = d[3 * st], d4 = d[4 * st], d5 = d[5 * st];
-  const VecF four = VecF::set1(4.0f), five = VecF::set1(5.0f), two = VecF::set1(2.0f);
-  const VecF t1 = d4 - four * d2;           // d4 - 4 d2
-  const VecF t2 = d3 - four * d1;           // d3 - 4 d1
-  const VecF t3 = d4 - d2;                  // d4 - d2
-  const VecF t4 = two * (d3 - d1);          // 2 (d3 - d1)
-  r[0] = fmadd(four, d0, d4 - five * d2);   // 4 d0 - 5 d2 + d4
-  r[rs] = t1 + t2;                          // -4 d1 - 4 d2 + d3 + d4
-  r[2 * rs] = t1 - t2;                      // 4 d1 - 4 d2 - d3 + d4
-  r[3 * rs] = t3 + t4;                      // -2 d1 - d2 + 2 d3 + d4
-  r[4 * rs] = t3 - t4;                      // 2 d1 - d2 - 2 d3 + d4
-  r[5 * rs] = fmadd(four, d1, d5 - five * d3);  // 4 d1 - 5 d3 + d5
-}
+// F(m×m, 3×3): output tile kM, input tile kA = kM + 2, kXi transformed positions; the 1-D
+// transforms Bᵀ (inputRows), Aᵀ (outputRows) and G (Lavin & Gray's points 0, ±1, ±2, ∞ for
+// F(4, 3); 0, ±1, ∞ for F(2, 3)).
+template <int M>
+struct Wino;
+template <>
+struct Wino<4> {
+  static constexpr int kM = 4, kA = 6, kXi = 36;
+  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  // r = Bᵀ d over 6 vectors (d strided by `st`), F(4, 3).
+  static void inputRows(const VecF* d, int st, VecF* r, int rs) {
+    const VecF d0 = d[0], d1 = d[st], d2 = d[2 * st], d3 = d[3 * st], d4 = d[4 * st], d5 = d[5 * st];
+    const VecF four = VecF::set1(4.0f), five = VecF::set1(5.0f), two = VecF::set1(2.0f);
+    const VecF t1 = d4 - four * d2;           // d4 - 4 d2
+    const VecF t2 = d3 - four * d1;           // d3 - 4 d1
+    const VecF t3 = d4 - d2;                  // d4 - d2
+    const VecF t4 = two * (d3 - d1);          // 2 (d3 - d1)
+    r[0] = fmadd(four, d0, d4 - five * d2);   // 4 d0 - 5 d2 + d4
+    r[rs] = t1 + t2;                          // -4 d1 - 4 d2 + d3 + d4
+    r[2 * rs] = t1 - t2;                      // 4 d1 - 4 d2 - d3 + d4
+    r[3 * rs] = t3 + t4;                      // -2 d1 - d2 + 2 d3 + d4
+    r[4 * rs] = t3 - t4;                      // 2 d1 - d2 - 2 d3 + d4
+    r[5 * rs] = fmadd(four, d1, d5 - five * d3);  // 4 d1 - 5 d3 + d5
+  }
 
-// y = Aᵀ m over 6 vectors (m strided by `st`), F(4, 3).
-inline void outputRows(const VecF* m, int st, VecF* y, int ys) {
-  const VecF m0 = m[0], m1 = m[st], m2 = m[2 * st], m3 = m[3 * st], m4 = m[4 * st], m5 = m[5 * st];
-  const VecF s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
-  y[0] = m0 + s12 + s34;
-  y[ys] = fmadd(VecF::set1(2.0f), d34, d12);
-  y[2 * ys] = fmadd(VecF::set1(4.0f), s34, s12);
-  y[3 * ys] = fmadd(VecF::set1(8.0f), d34, d12) + m5;
-}
+  // y = Aᵀ m over 6 vectors (m strided by `st`), F(4, 3).
+  static void outputRows(const VecF* m, int st, VecF* y, int ys) {
+    const VecF m0 = m[0], m1 = m[st], m2 = m[2 * st], m3 = m[3 * st], m4 = m[4 * st], m5 = m[5 * st];
+    const VecF s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+    y[0] = m0 + s12 + s34;
+    y[ys] = fmadd(VecF::set1(2.0f), d34, d12);
+    y[2 * ys] = fmadd(VecF::set1(4.0f), s34, s12);
+    y[3 * ys] = fmadd(VecF::set1(8.0f), d34, d12) + m5;
+  }
+};
+template <>
+struct Wino<2> {
+  static constexpr int kM = 2, kA = 4, kXi = 16;
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  // r = Bᵀ d over 4 vectors, F(2, 3)
+  static void inputRows(const VecF* d, int st, VecF* r, int rs) {
+    const VecF d0 = d[0], d1 = d[st], d2 = d[2 * st], d3 = d[3 * st];
+    r[0] = d0 - d2;
+    r[rs] = d1 + d2;
+    r[2 * rs] = d2 - d1;
+    r[3 * rs] = d1 - d3;
+  }
+  // y = Aᵀ m over 4 vectors, F(2, 3)
+  static void outputRows(const VecF* m, int st, VecF* y, int ys) {
+    const VecF m1 = m[st], m2 = m[2 * st];
+    y[0] = m[0] + m1 + m2;
+    y[ys] = m1 - m2 - m[3 * st];
+  }
+};
 
 struct Geo {
   int64_t Ho, Wo, tilesY, tilesX, tilesImg, tilesAll;
@@ -113,7 +142,10 @@ inline Run runAt(const Geo& g, int64_t q, int64_t left) {
 // kLanes channels and run of tiles, the run's 6 input rows are staged as channel vectors (a
 // transpose of the contiguous rows, zero outside the image), then each tile's 36 vectors are
 // transformed and stored. `stage` holds kA·(4·nt + 2)·kLanes floats.
+template <int TM>
 void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, float* V, float* stage) {
+  using W = Wino<TM>;
+  constexpr int kM = W::kM, kA = W::kA, kXi = W::kXi;
   VecF dv[kXi], r[kXi];
   const int64_t plane = s.H * s.W;
   for (int64_t c0 = 0; c0 < s.C; c0 += kLanes) {
@@ -140,8 +172,8 @@ void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t 
         for (int y = 0; y < kA; y++)
           for (int x = 0; x < kA; x++) dv[y * kA + x] = VecF::load(stage + (y * wR + j * kM + x) * kLanes);
         // columns: r[y][x] = Σ_k Bᵀ[y][k] d[k][x]; rows: v[y][x] = Σ_k Bᵀ[x][k] r[y][k]
-        for (int x = 0; x < kA; x++) inputRows(dv + x, kA, r + x, kA);
-        for (int y = 0; y < kA; y++) inputRows(r + y * kA, 1, dv + y * kA, 1);
+        for (int x = 0; x < kA; x++) W::inputRows(dv + x, kA, r + x, kA);
+        for (int y = 0; y < kA; y++) W::inputRows(r + y * kA, 1, dv + y * kA, 1);
         float* dst = V + (i + j) * kXi * s.C + c0;
         if (cl == kLanes) {
           for (int p = 0; p < kXi; p++) dv[p].store(dst + p * s.C);
@@ -158,7 +190,10 @@ void inputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t 
 // of kLanes channels and run of tiles, the tiles' 4 output rows (after bias, channel bias and
 // activation) are staged as channel vectors, transposed back into the channels' rows of out, and
 // the residual added there (out must not overlap the residual). `stage`: kM·4·nt·kLanes floats.
+template <int TM>
 void outputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t nt, int64_t o0, int64_t ob, const float* M, float* stage) {
+  using W = Wino<TM>;
+  constexpr int kM = W::kM, kA = W::kA, kXi = W::kXi;
   VecF mv[kXi], t[kM * kA], yv[kM * kM];
   const int64_t P = g.Ho * g.Wo;
   for (int64_t oo = 0; oo < ob; oo += kLanes) {
@@ -184,8 +219,8 @@ void outputTransform(const Conv2dFusedArgs& s, const Geo& g, int64_t q0, int64_t
           for (int p = 0; p < kXi; p++) mv[p] = VecF::loadPartial(src + p * ob, cl);
         }
         // columns: t[a][x] = Σ_k Aᵀ[a][k] m[k][x]; rows: y[a][b] = Σ_k Aᵀ[b][k] t[a][k]
-        for (int x = 0; x < kA; x++) outputRows(mv + x, kA, t + x, kA);
-        for (int a = 0; a < kM; a++) outputRows(t + a * kA, 1, yv + a * kM, 1);
+        for (int x = 0; x < kA; x++) W::outputRows(mv + x, kA, t + x, kA);
+        for (int a = 0; a < kM; a++) W::outputRows(t + a * kA, 1, yv + a * kM, 1);
         for (int a = 0; a < kM; a++) {
           for (int b = 0; b < kM; b++) {
             VecF v = yv[a * kM + b] + add;
@@ -219,13 +254,14 @@ bool conv2dWinogradApplies(const Conv2dArgs& s) {
   return s.groups == 1 && s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.ph >= 0 && s.pw >= 0;
 }
 
-int64_t conv2dWinogradWeightFloats(int64_t C, int64_t O) { return kXi * ceilDiv(O, kNR) * C * kNR; }
+namespace {
 
-void conv2dWinogradPackWeight(const float* w, int64_t C, int64_t O, float* dst) {
+template <int TM>
+void packWeight(const float* w, int64_t C, int64_t O, float* dst) {
+  using W = Wino<TM>;
+  constexpr int kA = W::kA, kXi = W::kXi;
+  const auto& G = W::G;  // in double: u = G g Gᵀ is rounded to fp32 once
   const int64_t panels = ceilDiv(O, kNR), xiStride = panels * C * kNR;
-  // G for F(4, 3), in double: u = G g Gᵀ is rounded to fp32 once
-  static const double G[kA][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                  {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
   parallelFor(panels, [&](int64_t p, int) {
     for (int xi = 0; xi < kXi; xi++) std::memset(dst + xi * xiStride + p * C * kNR, 0, static_cast<size_t>(C * kNR) * sizeof(float));
     for (int64_t o = p * kNR; o < std::min<int64_t>(O, (p + 1) * kNR); o++) {
@@ -245,7 +281,10 @@ void conv2dWinogradPackWeight(const float* w, int64_t C, int64_t O, float* dst) 
   });
 }
 
-void conv2dWinograd(const Conv2dFusedArgs& s) {
+template <int TM>
+void run(const Conv2dFusedArgs& s) {
+  using W = Wino<TM>;
+  constexpr int kM = W::kM, kA = W::kA, kXi = W::kXi;
   Geo g;
   g.Ho = s.H + 2 * s.ph - 2;
   g.Wo = s.W + 2 * s.pw - 2;
@@ -256,8 +295,8 @@ void conv2dWinograd(const Conv2dFusedArgs& s) {
   g.tilesAll = s.N * g.tilesImg;
   const float* U = s.winogradW;
   if (!U) {
-    gWeight.resize(static_cast<size_t>(conv2dWinogradWeightFloats(s.C, s.O)));
-    conv2dWinogradPackWeight(s.w, s.C, s.O, gWeight.data());
+    gWeight.resize(static_cast<size_t>(conv2dWinogradWeightFloats(s.C, s.O, TM)));
+    packWeight<TM>(s.w, s.C, s.O, gWeight.data());
     U = gWeight.data();
   }
   const int64_t panels = ceilDiv(s.O, kNR), xiStrideU = panels * s.C * kNR;
@@ -278,13 +317,27 @@ void conv2dWinograd(const Conv2dFusedArgs& s) {
     if (V.size() < static_cast<size_t>(kXi * nt * s.C)) V.resize(static_cast<size_t>(kXi * tb * s.C));
     if (M.size() < static_cast<size_t>(kXi * nt * obw)) M.resize(static_cast<size_t>(kXi * tb * ob));
     if (stage.size() < static_cast<size_t>(kA * (kM * tb + kA) * kLanes)) stage.resize(static_cast<size_t>(kA * (kM * tb + kA) * kLanes));
-    inputTransform(s, g, q0, nt, V.data(), stage.data());
+    inputTransform<TM>(s, g, q0, nt, V.data(), stage.data());
     for (int xi = 0; xi < kXi; xi++) {
       gemmPackedTile(nt, obw, s.C, V.data() + xi * s.C, kXi * s.C, U + xi * xiStrideU + o0 * s.C, s.C * kNR, M.data() + xi * obw,
                      kXi * obw, false);
     }
-    outputTransform(s, g, q0, nt, o0, obw, M.data(), stage.data());
+    outputTransform<TM>(s, g, q0, nt, o0, obw, M.data(), stage.data());
   });
+}
+
+}  // namespace
+
+int64_t conv2dWinogradWeightFloats(int64_t C, int64_t O, int m) { return static_cast<int64_t>(m + 2) * (m + 2) * ceilDiv(O, kNR) * C * kNR; }
+
+void conv2dWinogradPackWeight(const float* w, int64_t C, int64_t O, int m, float* dst) {
+  if (m == 2) packWeight<2>(w, C, O, dst);
+  else packWeight<4>(w, C, O, dst);
+}
+
+void conv2dWinograd(const Conv2dFusedArgs& s) {
+  if (s.winograd == 2) run<2>(s);
+  else run<4>(s);
 }
 
 }  // namespace inferjit

@@ -231,7 +231,7 @@ void linkControlFlow(const Napi::Env& env, const Plan& plan, Kernel& k, const st
   }
 }
 
-// A Winograd convolution (direct == 2) with a constant weight: the weight transformed once, here,
+// A Winograd convolution (direct == 2: F(4×4, 3×3), 3: F(2×2, 3×3)) with a constant weight: the weight transformed once, here,
 // into the kernel's scratch (native/ops/conv_winograd.cc); with any other weight the kernel
 // transforms it on every call.
 void prepareWinograd(const Plan& plan, Kernel& k) {
@@ -240,13 +240,14 @@ void prepareWinograd(const Plan& plan, Kernel& k) {
     return r.kind == kRefConstant ? plan.consts[r.index] + r.offset : nullptr;
   };
   const Conv2dFusedDesc c = decodeConv2dFused(k.ints.data(), k.floats.data(), constRef);
-  if (c.direct != 2 || !c.weight || c.groups != 1 || c.kh != 3 || c.kw != 3) return;
-  const size_t bytes = static_cast<size_t>(conv2dWinogradWeightFloats(c.C, c.O)) * sizeof(float);
+  if ((c.direct != 2 && c.direct != 3) || !c.weight || c.groups != 1 || c.kh != 3 || c.kw != 3) return;
+  const int m = c.direct == 2 ? 4 : 2;
+  const size_t bytes = static_cast<size_t>(conv2dWinogradWeightFloats(c.C, c.O, m)) * sizeof(float);
   void* mem = nullptr;
   if (posix_memalign(&mem, 64, bytes) != 0) throw std::bad_alloc();
   k.scratch.reset(static_cast<uint8_t*>(mem));
   k.scratchBytes = static_cast<int64_t>(bytes);
-  conv2dWinogradPackWeight(reinterpret_cast<const float*>(c.weight), c.C, c.O, reinterpret_cast<float*>(mem));
+  conv2dWinogradPackWeight(reinterpret_cast<const float*>(c.weight), c.C, c.O, m, reinterpret_cast<float*>(mem));
 }
 
 std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where) {

@@ -35,6 +35,9 @@ const directMinWidth = (): number => Number(process.env.INFERJIT_CONV_DIRECT_WID
  *  channels), 0.67× the direct form's at 32 channels 128²; at 32 channels 64² it ties.
  *  INFERJIT_CONV_WINOGRAD=0 turns it off (A/B: bench/vae-ab.ts --variant INFERJIT_CONV_WINOGRAD=0). */
 const winogradOn = (): boolean => process.env.INFERJIT_CONV_WINOGRAD !== '0';
+/** INFERJIT_CONV_WINOGRAD=2 picks F(2×2, 3×3) instead (2.25× fewer multiplies, cheaper
+ *  transforms, 16/9 the weight's size instead of 4×): an A/B variant. */
+const winogradF2 = (): boolean => process.env.INFERJIT_CONV_WINOGRAD === '2';
 const winogradMinChannels = (): number => Number(process.env.INFERJIT_CONV_WINOGRAD_MIN ?? 32);
 const winogradMinWidth = (): number => Number(process.env.INFERJIT_CONV_WINOGRAD_WIDTH ?? 16);
 
@@ -70,7 +73,7 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   b.emit(winograd ? `${node.op}_winograd` : direct ? `${node.op}_direct` : node.op, encodeConv2dFused({
     x, weight, bias, chanBias, residual, out, N, C, H, W, O, kh, kw, sh: a.stride[0], sw: a.stride[1], ph: a.padding[0], pw: a.padding[1],
     dh: a.dilation[0], dw: a.dilation[1], groups: a.groups, act,
-    chanBiasStride, bf16: b.bf16 ? 1 : 0, direct: winograd ? 2 : direct ? 1 : 0,
+    chanBiasStride, bf16: b.bf16 ? 1 : 0, direct: winograd ? (winogradF2() ? 3 : 2) : direct ? 1 : 0,
   }), w);
   b.setView(node.outputs[0], out);
 });
