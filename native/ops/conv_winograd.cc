@@ -10,7 +10,8 @@
 //   M[ξ][tile][o] = Σ_c V[ξ][tile][c] · U[ξ][c][o],  V = Bᵀ d B (input), U = G g Gᵀ (weight).
 // U is transformed once per weight (the plan does it at createPlan: conv2dWinogradPackWeight) into
 // the packed GEMM's B panels (gemm.h: kNR columns of O per panel, one panel set per ξ), so the 36
-// products run on the project's fp32 microkernel (gemmPackedTile).
+// products run on the project's fp32 microkernel (gemmPackedTile). The price is memory: U holds
+// 36/9 = 4× the weight (the SD VAE decoder's plan holds ~720 MiB more than without Winograd).
 //
 // Work item: a block of up to kTiles consecutive tiles (raster order over all images' tiles) and
 // a range of output channels (split only when there are too few tile blocks to keep the threads
@@ -19,9 +20,14 @@
 // the output transform (vectorized over kLanes output channels) with the direct kernel's epilogue
 // (bias + per-image channel bias, activation, + residual) before the store into NCHW out.
 //
+// F(2×2, 3×3) (4×4 input tiles, 16 positions, 2.25× fewer multiplies, cheaper transforms, a
+// 16/9 weight instead of 36/9) is the same code with the other transforms (Wino<2>), selected by
+// INFERJIT_CONV_WINOGRAD=2 at lowering; on the SD VAE decoder (bench/vae-ab.ts, 2 threads) F(4, 3)
+// took 0.71× F(2, 3)'s time, so it is the default.
+//
 // Accuracy: the transforms' constants (4, 5, 8, 1/24, ...) amplify rounding; against the fp32
-// direct convolution the relative error is ~1e-5..1e-4 of the output's scale (measured in
-// test/backends/cpu/plan-conv-norm.test.ts and bench/vae-ab.ts's max |base - variant|).
+// direct convolution the largest error is ~1e-5 of the output's largest magnitude for F(4, 3) and
+// ~3e-7 for F(2, 3) (test/backends/cpu/plan-conv-norm.test.ts; 2e-5 at the VAE's 512 channels).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
