@@ -22,6 +22,7 @@
         "native/ops/movement.cc",
         "native/ops/conv.cc",
         "native/ops/conv_direct.cc",
+        "native/ops/conv_winograd.cc",
         "native/ops/hash.cc",
         "native/quant/qmatmul.cc",
         "native/quant/kquants.cc",

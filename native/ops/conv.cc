@@ -308,6 +308,8 @@ void conv2dImplicit(const Conv2dFusedArgs& s) {
   const size_t outBytes = static_cast<size_t>(s.N * s.O * g.P) * sizeof(float);
   const bool residualOverlaps = s.residual && reinterpret_cast<const char*>(s.residual) < reinterpret_cast<const char*>(s.out) + outBytes &&
                                 reinterpret_cast<const char*>(s.out) < reinterpret_cast<const char*>(s.residual) + outBytes;
+  // Winograd adds the residual to rows of out it has just written: no overlap either.
+  if (s.winograd != 0 && s.bf16Kernel == 0 && !s.packedW && conv2dWinogradApplies(s) && !residualOverlaps) return conv2dWinograd(s);
   if (s.direct && s.bf16Kernel == 0 && !s.packedW && conv2dDirectApplies(s) && !residualOverlaps) return conv2dDirect(s);
   if ((s.packedW || s.packedWBf16) && s.groups == 1) return convPixelRows(s, g);
   // Images side by side when one image has under 16 panels (the deep 8×8 and 4×4 UNet levels):

@@ -120,11 +120,21 @@ struct Conv2dFusedArgs : Conv2dArgs {
   const float* residual = nullptr;
   int bf16Kernel = 0;  // 0: fp32; else a resolved inferjit::Bf16Kernel (1 avx512, 2 amx)
   bool direct = false;  // fp32 3×3 stride-1 convolutions: the direct kernel (conv_direct.cc) instead of the implicit GEMM
+  int winograd = 0;  // ... or Winograd F(m×m, 3×3) (conv_winograd.cc) with m = 4 or 2, fp32, groups == 1
+  const float* winogradW = nullptr;  // the weight as conv2dWinogradPackWeight left it (null: transformed per call)
 };
 void conv2dImplicit(const Conv2dFusedArgs& a);
 // Direct 3×3 stride-1 convolution (native/ops/conv_direct.cc); conv2dImplicit runs it when direct is set and it applies.
 bool conv2dDirectApplies(const Conv2dArgs& s);
 void conv2dDirect(const Conv2dFusedArgs& s);
+// Winograd F(m×m, 3×3) convolution, m = 4 or 2 (native/ops/conv_winograd.cc), for the same shapes
+// (groups 1); conv2dImplicit runs it when winograd (= m) is set and it applies. The weight
+// [O, C, 3, 3] transformed once into conv2dWinogradWeightFloats(C, O, m) floats (the packed GEMM's
+// B panels per transformed position).
+bool conv2dWinogradApplies(const Conv2dArgs& s);
+int64_t conv2dWinogradWeightFloats(int64_t C, int64_t O, int m);
+void conv2dWinogradPackWeight(const float* w, int64_t C, int64_t O, int m, float* dst);
+void conv2dWinograd(const Conv2dFusedArgs& s);
 
 // ---- attention (defined in native/attention/attention.cc) ----
 // Flash-style scaled-dot-product attention. Operands are addressed by element strides (batch,

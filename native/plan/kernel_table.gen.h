@@ -1457,7 +1457,7 @@ inline std::string checkMoe(const int64_t* I, size_t nInts, size_t nFloats, size
   return "";
 }
 
-// NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0), or for fp32 3×3 stride-1 convolutions with direct != 0 as a direct convolution (native/ops/conv_direct.cc): out = act(W·im2col(x) + bias + chanBias[n]) + residual.
+// NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0), or for fp32 3×3 stride-1 convolutions with direct = 1 as a direct convolution (native/ops/conv_direct.cc), with direct = 2 / 3 (groups 1) as Winograd F(4×4, 3×3) / F(2×2, 3×3) (native/ops/conv_winograd.cc; a constant weight is transformed once at createPlan): out = act(W·im2col(x) + bias + chanBias[n]) + residual.
 struct Conv2dFusedDesc {
   uint8_t* x = nullptr;
   uint8_t* weight = nullptr;

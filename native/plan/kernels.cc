@@ -571,7 +571,11 @@ void runConv2dFused(const Conv2dFusedDesc& d, const plan::KernelContext& ctx) {
   a.bf16Kernel = d.bf16 != 0 ? static_cast<int>(ctx.bf16Kernel) : 0;
   a.packedW = ctx.packed;  // the lowering packs the weight (Wᵀ panels) for the pixels-as-rows form
   a.packedWBf16 = ctx.packedBf16;
-  a.direct = d.direct != 0;
+  a.direct = d.direct == 1;
+  // direct == 2 / 3: Winograd F(4×4, 3×3) / F(2×2, 3×3), on the weight createPlan transformed
+  // into the kernel's scratch (plan.cc)
+  a.winograd = d.direct == 2 ? 4 : d.direct == 3 ? 2 : 0;
+  a.winogradW = reinterpret_cast<const float*>(ctx.scratch);
   conv2dImplicit(a);
 }
 

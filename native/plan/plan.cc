@@ -52,8 +52,10 @@ struct Kernel {
   const PackedF16* packedF16 = nullptr;    // ... or for f16-storage GEMMs
   // decoded once for elementwise programs
   std::vector<EwInstr> prog;
-  // a while_loop's carried-value buffers (control_flow.cc)
+  // a while_loop's carried-value buffers (control_flow.cc), or a Winograd convolution's
+  // transformed weight (prepareWinograd; its size in scratchBytes, reported to the GC)
   std::unique_ptr<uint8_t, decltype(&std::free)> scratch{nullptr, &std::free};
+  int64_t scratchBytes = 0;
 };
 
 struct Plan {
@@ -171,9 +173,11 @@ Plan* planOf(const Napi::Env& env, const Napi::Value& v) {
 // while_loop kernels name them by index, and their operand sizes are checked against them here.
 std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where);
 
-// The arena bytes a plan holds, its sub-plans' included (reported to the GC as external memory).
+// The arena bytes a plan holds and its transformed Winograd weights, its sub-plans' included
+// (reported to the GC as external memory).
 int64_t arenaBytesWithSubs(const Plan& p) {
   int64_t bytes = p.arenaBytes;
+  for (const auto& k : p.kernels) bytes += k.scratchBytes;
   for (const auto& s : p.subs) bytes += arenaBytesWithSubs(*s);
   return bytes;
 }
@@ -225,6 +229,25 @@ void linkControlFlow(const Napi::Env& env, const Plan& plan, Kernel& k, const st
     }
     k.scratch.reset(static_cast<uint8_t*>(mem));
   }
+}
+
+// A Winograd convolution (direct == 2: F(4×4, 3×3), 3: F(2×2, 3×3)) with a constant weight: the weight transformed once, here,
+// into the kernel's scratch (native/ops/conv_winograd.cc); with any other weight the kernel
+// transforms it on every call.
+void prepareWinograd(const Plan& plan, Kernel& k) {
+  auto constRef = [&](int i) -> uint8_t* {
+    const Ref& r = k.refs[static_cast<size_t>(i)];
+    return r.kind == kRefConstant ? plan.consts[r.index] + r.offset : nullptr;
+  };
+  const Conv2dFusedDesc c = decodeConv2dFused(k.ints.data(), k.floats.data(), constRef);
+  if ((c.direct != 2 && c.direct != 3) || !c.weight || c.groups != 1 || c.kh != 3 || c.kw != 3) return;
+  const int m = c.direct == 2 ? 4 : 2;
+  const size_t bytes = static_cast<size_t>(conv2dWinogradWeightFloats(c.C, c.O, m)) * sizeof(float);
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 64, bytes) != 0) throw std::bad_alloc();
+  k.scratch.reset(static_cast<uint8_t*>(mem));
+  k.scratchBytes = static_cast<int64_t>(bytes);
+  conv2dWinogradPackWeight(reinterpret_cast<const float*>(c.weight), c.C, c.O, m, reinterpret_cast<float*>(mem));
 }
 
 std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where) {
@@ -330,6 +353,7 @@ std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, 
            "createPlan: kernel " + std::to_string(i) + " (" + k.name + ") does not match its f16 weight's [K, N]");
       usesF16 = true;
     }
+    if (k.op == kKernelConv2dFused) prepareWinograd(*plan, k);
     if (k.op == kKernelCond || k.op == kKernelWhileLoop) linkControlFlow(env, *plan, k, "createPlan: " + where + "kernel " + std::to_string(i) + " (" + k.name + ")");
     if (k.op == kKernelAttention && decodeAttention(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;
     if (k.op == kKernelConv2dFused && decodeConv2dFused(k.ints.data(), k.floats.data(), noRef).bf16 != 0) usesBf16 = true;

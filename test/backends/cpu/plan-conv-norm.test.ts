@@ -134,7 +134,7 @@ const DIRECT_CASES: ConvCase[] = [
 ];
 const eligible = (c: ConvCase): boolean => (c.stride ?? 1) === 1 && (c.dilation ?? 1) === 1 && (c.groups ?? 1) === 1;
 function withDirect<T>(fn: () => T): T {
-  return withEnv('INFERJIT_CONV_DIRECT_WIDTH', '1', () => withRowsMax(0, fn));
+  return withEnv('INFERJIT_CONV_WINOGRAD', '0', () => withEnv('INFERJIT_CONV_DIRECT_WIDTH', '1', () => withRowsMax(0, fn)));
 }
 
 test('conv2d / conv2d_fused, direct form: matches the reference on edge shapes, with every epilogue', { skip }, () => {
@@ -157,6 +157,75 @@ test('conv2d / conv2d_fused, direct form: matches the reference on edge shapes, 
       assert.deepEqual(fused.planStats()!.kernelNames, [eligible(c) ? 'conv2d_fused_direct' : 'conv2d_fused'], `${JSON.stringify(c)}: ${fused.describe()}`);
     }
   }
+});
+
+// Winograd F(4×4, 3×3) and F(2×2, 3×3) (native/ops/conv_winograd.cc), forced on every eligible conv by
+// INFERJIT_CONV_WINOGRAD_MIN=1 and INFERJIT_CONV_WINOGRAD_WIDTH=1 (with INFERJIT_CONV_ROWS=0): H and W
+// of 1, 2 and sizes that are not multiples of the 4×4 output tile, channels that are not multiples
+// of the 16-lane transforms or the GEMM's 32-wide panels, padding 0/1/2, batch 2 (tile blocks that
+// span two images), enough tiles for several tile blocks and few enough that output channels split.
+const WINOGRAD_CASES: ConvCase[] = [
+  { x: [1, 1, 1, 1], o: 1, k: 3, padding: 1 },
+  { x: [1, 3, 2, 2], o: 2, k: 3, padding: 1 },
+  { x: [2, 17, 5, 7], o: 33, k: 3, padding: 1 },
+  { x: [1, 33, 13, 13], o: 17, k: 3, padding: 1 },
+  { x: [2, 16, 1, 9], o: 32, k: 3, padding: 1 }, // one row
+  { x: [1, 8, 7, 5], o: 40, k: 3, padding: 0 }, // no padding: 5×3 output
+  { x: [1, 5, 6, 7], o: 9, k: 3, padding: 2 }, // output larger than the input
+  { x: [2, 40, 30, 26], o: 70, k: 3, padding: 1 }, // several tile blocks, a partial last one
+  { x: [1, 64, 8, 8], o: 300, k: 3, padding: 1 }, // one tile block: output channels split
+  { x: [1, 16, 20, 20], o: 8, k: 3, stride: 2, padding: 1 }, // not eligible: implicit GEMM
+];
+// m: the output tile, F(4×4, 3×3) (the default) or F(2×2, 3×3) (INFERJIT_CONV_WINOGRAD=2)
+function withWinograd<T>(fn: () => T, m = 4): T {
+  return withEnv('INFERJIT_CONV_WINOGRAD', String(m), () =>
+    withEnv('INFERJIT_CONV_WINOGRAD_MIN', '1', () => withEnv('INFERJIT_CONV_WINOGRAD_WIDTH', '1', () => withRowsMax(0, fn))));
+}
+// F(4, 3)'s transforms amplify fp32 rounding (constants up to 8 and 5 in the data transforms, sums
+// of 36 products per position): error relative to the output's scale, not per element.
+function relErr(got: Tensor, want: Tensor): number {
+  const a = got.toFlatArray(), e = want.toFlatArray();
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) { num = Math.max(num, Math.abs(a[i] - e[i])); den = Math.max(den, Math.abs(e[i])); }
+  return num / Math.max(den, 1e-30);
+}
+const WINOGRAD_TOL = 1e-4;
+
+test('conv2d / conv2d_fused, Winograd form: matches the reference on edge shapes, with every epilogue', { skip }, () => {
+  for (const m of [4, 2]) for (const c of WINOGRAD_CASES) {
+    const [N] = c.x;
+    const w = rnd([c.o, c.x[1] / (c.groups ?? 1), c.k, c.k], 0.3), b = rnd([c.o], 0.1);
+    const conv = convFn(c, w, b);
+    const exe = withWinograd(() => compile(conv, [rnd(c.x)], { w, b }), m);
+    const x = rnd(c.x);
+    const want = reference(conv, [x])[0];
+    const got = withWinograd(() => exe.run([x])[0], m);
+    assert.deepEqual(got.shape, want.shape);
+    const e = relErr(got, want);
+    if (process.env.WINO_DEBUG) console.log(`F(${m}, 3)`, JSON.stringify(c), e.toExponential(2));
+    assert.ok(e < WINOGRAD_TOL, `winograd F(${m}, 3) conv2d ${JSON.stringify(c)}: relative error ${e.toExponential(2)}`);
+    assert.deepEqual(exe.planStats()!.kernelNames, [eligible(c) ? 'conv2d_winograd' : 'conv2d'], `${JSON.stringify(c)}: ${exe.describe()}`);
+    for (const shared of [false, true]) {
+      for (const act of ['silu', 'relu'] as const) {
+        const fn = (x: Tensor, t: Tensor, r: Tensor) => conv(x).add(t)[act]().add(r);
+        const args = [rnd(c.x), rnd([shared ? 1 : N, c.o, 1, 1]), rnd([...want.shape] as number[])];
+        const fused = withWinograd(() => compile(fn, args, { w, b }), m);
+        const inputs = [rnd(c.x), rnd([shared ? 1 : N, c.o, 1, 1]), rnd([...want.shape] as number[])];
+        const ef = relErr(withWinograd(() => fused.run(inputs)[0], m), reference(fn, inputs)[0]);
+        assert.ok(ef < WINOGRAD_TOL, `winograd F(${m}, 3) conv2d_fused ${JSON.stringify(c)} shared=${shared} ${act}: relative error ${ef.toExponential(2)}`);
+        assert.deepEqual(fused.planStats()!.kernelNames, [eligible(c) ? 'conv2d_fused_winograd' : 'conv2d_fused'], `${JSON.stringify(c)}: ${fused.describe()}`);
+      }
+    }
+  }
+});
+
+test('conv2d, Winograd form: INFERJIT_CONV_WINOGRAD=0 keeps the direct form', { skip }, () => {
+  const c = WINOGRAD_CASES[7], w = rnd([c.o, c.x[1], 3, 3], 0.3), b = rnd([c.o], 0.1);
+  const conv = convFn(c, w, b);
+  const exe = withWinograd(() => withDirect(() => compile(conv, [rnd(c.x)], { w, b })));
+  const x = rnd(c.x);
+  assertClose(withWinograd(() => withDirect(() => exe.run([x])[0])), reference(conv, [x])[0], nearK(c.x[1] * 9), 'direct');
+  assert.deepEqual(exe.planStats()!.kernelNames, ['conv2d_direct'], exe.describe());
 });
 
 const support = reducedPrecisionSupport();

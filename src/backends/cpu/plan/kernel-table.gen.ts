@@ -204,7 +204,7 @@ export function encodeMoe<R>(f: MoeFields<R>): EncodedKernel<R> {
   return { op: 60, refs: [f.x, f.logits, f.gate, f.up, f.down, f.out], ints: [Number(f.T), Number(f.H), Number(f.F), Number(f.E), Number(f.topK), Number(f.gateFormat), Number(f.upFormat), Number(f.downFormat), Number(f.group)], floats: [] };
 }
 
-/** NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0), or for fp32 3×3 stride-1 convolutions with direct != 0 as a direct convolution (native/ops/conv_direct.cc): out = act(W·im2col(x) + bias + chanBias[n]) + residual. */
+/** NCHW conv2d as an implicit GEMM (im2col panels packed straight from x; bf16 panels when bf16 != 0), or for fp32 3×3 stride-1 convolutions with direct = 1 as a direct convolution (native/ops/conv_direct.cc), with direct = 2 / 3 (groups 1) as Winograd F(4×4, 3×3) / F(2×2, 3×3) (native/ops/conv_winograd.cc; a constant weight is transformed once at createPlan): out = act(W·im2col(x) + bias + chanBias[n]) + residual. */
 export interface Conv2dFusedFields<R> { x: R; weight: R; bias: R; chanBias: R; residual: R; out: R; N: Int; C: Int; H: Int; W: Int; O: Int; kh: Int; kw: Int; sh: Int; sw: Int; ph: Int; pw: Int; dh: Int; dw: Int; groups: Int; act: Int; chanBiasStride: Int; bf16: Int; direct: Int }
 export function encodeConv2dFused<R>(f: Conv2dFusedFields<R>): EncodedKernel<R> {
   return { op: 80, refs: [f.x, f.weight, f.bias, f.chanBias, f.residual, f.out], ints: [Number(f.N), Number(f.C), Number(f.H), Number(f.W), Number(f.O), Number(f.kh), Number(f.kw), Number(f.sh), Number(f.sw), Number(f.ph), Number(f.pw), Number(f.dh), Number(f.dw), Number(f.groups), Number(f.act), Number(f.chanBiasStride), Number(f.bf16), Number(f.direct)], floats: [] };

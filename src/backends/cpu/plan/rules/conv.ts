@@ -1,9 +1,10 @@
 // Convolution rules: NCHW conv2d and conv2d_fused (groups, stride, padding, dilation; a per-image
 // channel bias, an activation and a residual in the epilogue) as one implicit-GEMM kernel
 // (native/ops/conv.cc conv2dImplicit), or for wide fp32 3×3 stride-1 images a direct convolution
-// (native/ops/conv_direct.cc). In a bf16 plan the im2col panels are packed as bf16 and the product
-// runs on the bf16 GEMM (fp32 accumulation), like the plan's linear layers; where bf16 plans compute
-// in fp32 (builder.bf16AsFp32) the fp32 forms, direct included, read the weight rounded to bf16.
+// (native/ops/conv_direct.cc) or Winograd F(4×4, 3×3) (native/ops/conv_winograd.cc). In a bf16
+// plan the im2col panels are packed as bf16 and the product runs on the bf16 GEMM (fp32
+// accumulation), like the plan's linear layers; where bf16 plans compute in fp32 (builder.bf16AsFp32)
+// the fp32 forms, direct and Winograd included, read the weight rounded to bf16.
 import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
 import type { View, WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
@@ -25,6 +26,21 @@ const pixelRowsMax = (): number => Number(process.env.INFERJIT_CONV_ROWS ?? 128)
  *  INFERJIT_CONV_DIRECT_WIDTH overrides the threshold (tuning, A/B runs; 'Infinity' turns the
  *  direct form off). */
 const directMinWidth = (): number => Number(process.env.INFERJIT_CONV_DIRECT_WIDTH ?? 32);
+
+/** fp32 3×3 stride-1 convolutions (one group, a constant weight, not in the pixels-as-rows form)
+ *  with at least INFERJIT_CONV_WINOGRAD_MIN (32) input and output channels and output rows at least
+ *  INFERJIT_CONV_WINOGRAD_WIDTH (16) wide run as Winograd F(4×4, 3×3) (native/ops/conv_winograd.cc:
+ *  4× fewer multiplies; the weight is transformed once when the plan is created). Process CPU time
+ *  per call, 2 threads, Emerald Rapids: 0.45-0.75× the direct form's time on the VAE decoder's
+ *  shapes (32²-256², 128-512 channels), 0.6-0.9× the implicit GEMM's at 16² (640 and 1280
+ *  channels), 0.67× the direct form's at 32 channels 128²; at 32 channels 64² it ties.
+ *  INFERJIT_CONV_WINOGRAD=0 turns it off (A/B: bench/vae-ab.ts --variant INFERJIT_CONV_WINOGRAD=0). */
+const winogradOn = (): boolean => process.env.INFERJIT_CONV_WINOGRAD !== '0';
+/** INFERJIT_CONV_WINOGRAD=2 picks F(2×2, 3×3) instead (2.25× fewer multiplies, cheaper
+ *  transforms, 16/9 the weight's size instead of 4×): an A/B variant. */
+const winogradF2 = (): boolean => process.env.INFERJIT_CONV_WINOGRAD === '2';
+const winogradMinChannels = (): number => Number(process.env.INFERJIT_CONV_WINOGRAD_MIN ?? 32);
+const winogradMinWidth = (): number => Number(process.env.INFERJIT_CONV_WINOGRAD_WIDTH ?? 16);
 
 definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   b.needF32(node);
@@ -51,15 +67,17 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   }
   // bf16 computed in fp32: the unpacked weight read as rounded to bf16 (packed ones are rounded already)
   if (w === undefined && b.bf16AsFp32) weight = b.weightView(wv!);
-  const direct = w === undefined && !b.bf16 && b.precision !== 'fp16' && a.groups === 1 && kh === 3 && kw === 3 &&
-    a.stride[0] === 1 && a.stride[1] === 1 && a.dilation[0] === 1 && a.dilation[1] === 1 && Wo >= directMinWidth();
+  const threeByThree = w === undefined && !b.bf16 && b.precision !== 'fp16' && a.groups === 1 && kh === 3 && kw === 3 &&
+    a.stride[0] === 1 && a.stride[1] === 1 && a.dilation[0] === 1 && a.dilation[1] === 1;
+  const winograd = threeByThree && winogradOn() && b.isConstant(wv!) && Math.min(C, O) >= winogradMinChannels() && Wo >= winogradMinWidth();
+  const direct = threeByThree && !winograd && Wo >= directMinWidth();
   const out = b.dest(node.outputs[0]);
   const act = ACTIVATION_CODES[(a.activation as keyof typeof ACTIVATION_CODES | undefined) ?? 'none'];
-  // the direct form is named apart so that plan descriptions and profiles show which form ran
-  b.emit(direct ? `${node.op}_direct` : node.op, encodeConv2dFused({
+  // the direct and Winograd forms are named apart so that plan descriptions and profiles show which form ran
+  b.emit(winograd ? `${node.op}_winograd` : direct ? `${node.op}_direct` : node.op, encodeConv2dFused({
     x, weight, bias, chanBias, residual, out, N, C, H, W, O, kh, kw, sh: a.stride[0], sw: a.stride[1], ph: a.padding[0], pw: a.padding[1],
     dh: a.dilation[0], dw: a.dilation[1], groups: a.groups, act,
-    chanBiasStride, bf16: b.bf16 ? 1 : 0, direct: direct ? 1 : 0,
+    chanBiasStride, bf16: b.bf16 ? 1 : 0, direct: winograd ? (winogradF2() ? 3 : 2) : direct ? 1 : 0,
   }), w);
   b.setView(node.outputs[0], out);
 });
