@@ -493,6 +493,16 @@ constexpr int64_t packedBlockBytes() { return F == kWQ8_0X16 ? 544 : 288; }
 // The stored weights are w + o (unsigned); Σ(w + o)·x = Σw·x + o·s.
 template <int F>
 constexpr int32_t packedOffset() { return F == kWQ8_0X16 ? 128 : 8; }
+// Block-major activations (packedBlockMajor) carry −8·Σq in s instead of Σq: the Q4 offset
+// correction ready to broadcast from memory (a load, where broadcasting −8·s from a general register
+// costs a vector ALU slot per row and block); Q8 scales it by 16.
+constexpr int32_t kBlockMajorSumScale = -8;
+// The dot's starting value −o·Σq of activation block a.
+template <int F, bool BM>
+inline int32_t packedCorrection(const BlockQ8& a) {
+  if constexpr (BM) return F == kWQ8_0X16 ? a.s * (packedOffset<F>() / -kBlockMajorSumScale) : a.s;
+  else return -packedOffset<F>() * a.s;
+}
 
 #if defined(__AVX512VNNI__) && defined(IJ_AVX512)
 #ifndef IJ_PREFETCH_AHEAD
@@ -505,7 +515,6 @@ constexpr int64_t kPrefetchAhead = IJ_PREFETCH_AHEAD;
 template <int F, int RM, bool BM = false>
 void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid, bool prefetch) {
   constexpr int64_t S = packedBlockBytes<F>();
-  constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
   const uint8_t* base = w.data + g * nb * S;
   __m512 acc[RM];
@@ -531,7 +540,7 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
       const BlockQ8& a = BM ? xq[b * RM + i] : xq[i * ldx + b];
       // The chain starts from the offset correction −o·Σq. Tiles of several rows have independent
       // chains per row; a single row splits its 8 steps over two chains so they overlap.
-      const __m512i corr = _mm512_set1_epi32(-off * a.s);
+      const __m512i corr = _mm512_set1_epi32(packedCorrection<F, BM>(a));
       __m512i dot;
       if constexpr (RM >= 4) {
         dot = corr;
@@ -626,7 +635,6 @@ void packedTileX2(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g,
 template <int F, int RM, bool BM, int RP = 4>
 void packedTileX2Rows(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid1) {
   constexpr int64_t S = packedBlockBytes<F>();
-  constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
   const uint8_t* base0 = w.data + g * nb * S;
   const uint8_t* base1 = base0 + nb * S;
@@ -664,7 +672,7 @@ void packedTileX2Rows(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_
       __m512i d0[P], d1[P];
       for (int r = 0; r < P; r++) {
         a[r] = BM ? &xq[b * RM + i0 + r] : &xq[(i0 + r) * ldx + b];
-        d0[r] = d1[r] = _mm512_set1_epi32(-off * a[r]->s);
+        d0[r] = d1[r] = _mm512_set1_epi32(packedCorrection<F, BM>(*a[r]));
       }
       for (int j = 0; j < 8; j++) {
         for (int r = 0; r < P; r++) {
@@ -701,7 +709,6 @@ constexpr int64_t kTileX2MaxRows = 8;
 template <int F, int RM, bool BM = false>
 void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, float* y, int64_t ldy, int valid, bool) {
   constexpr int64_t S = packedBlockBytes<F>();
-  constexpr int32_t off = packedOffset<F>();
   const int64_t nb = w.K / kQK;
   const uint8_t* base = w.data + g * nb * S;
   for (int i = 0; i < RM; i++) {
@@ -721,7 +728,7 @@ void packedTile(const WeightRef& w, const BlockQ8* xq, int64_t ldx, int64_t g, f
             dot += wq * a.q[4 * j + t];
           }
         }
-        dot -= off * a.s;
+        dot += packedCorrection<F, BM>(a);
         acc += static_cast<float>(dot) * (halfToFloat(dh) * a.d);
       }
       y[i * ldy + r] = acc;
@@ -1298,7 +1305,11 @@ void matmulWeights(const WeightRef* ws, int count, int64_t M, const float* x, co
   parallelFor(nQ + firstTask[count], [&](int64_t tq, int) {
     if (tq < nQ) {
       if (blockMajor) {
-        for (int64_t b = 0; b < nbx; b++) quantizeRowQ8(x + tq * ws[0].K + b * kQK, kQK, xqFill + b * M + tq);
+        for (int64_t b = 0; b < nbx; b++) {
+          BlockQ8* o = xqFill + b * M + tq;
+          quantizeRowQ8(x + tq * ws[0].K + b * kQK, kQK, o);
+          o->s *= kBlockMajorSumScale;
+        }
       } else {
         quantizeRowQ8(x + tq * ws[0].K, ws[0].K, xqFill + tq * nbx);
       }
