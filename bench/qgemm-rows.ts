@@ -5,6 +5,9 @@
 // fast) and in GGUF layout. Everything runs in this one process, the variants interleaved round by
 // round; each cell is the median over rounds of the mean over --calls calls.
 //   npx tsx bench/qgemm-rows.ts [--rows 1,4,8,16] [--shapes qkv,o,gate_up,down] [--format q4_0] [--rounds 9] [--calls 20] [--threads N]
+//                               [--ab old,new]
+// --ab A,B: packed layout only, each round timed under INFERJIT_QGEMM_ROWS_KERNEL=A and =B in turn
+// (the 9..16-row kernel before and after its rows were interleaved; qmatmul.cc), printing B / A.
 // Prints per shape: ms per call for each (layout, M), time(M) / time(first row count) (the row-count
 // cost ratio: M rows cost M× one row without any weight reuse; the issue's 16-sequence goal needs
 // well under that) and packed / GGUF. The weights of one shape (up to 13 MB in Q4_0) may stay in a large L3 between calls:
@@ -22,6 +25,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '9' },
     calls: { type: 'string', default: '20' },
     threads: { type: 'string' },
+    ab: { type: 'string' },
   },
 });
 
@@ -33,7 +37,11 @@ const format = args.format as QuantFormat;
 if (args.threads) setNumThreads(Number(args.threads));
 
 const median = (a: number[]): number => { const s = [...a].sort((x, y) => x - y); return s[s.length >> 1]!; };
-const layouts = ['packed', 'gguf'] as const;
+const layouts = args.ab ? ['packed'] as const : ['packed', 'gguf'] as const;
+const variants = args.ab ? args.ab.split(',') : [''];
+const setVariant = (v: string): void => {
+  if (v) process.env.INFERJIT_QGEMM_ROWS_KERNEL = v;
+};
 
 for (const name of args.shapes.split(',')) {
   const [N, K] = SHAPES[name]!;
@@ -54,15 +62,29 @@ for (const name of args.shapes.split(',')) {
       } finally { setQuantPacking(prev); }
     }
   }
-  const times = new Map<string, number[]>([...runs.keys()].map((k) => [k, []]));
+  const times = new Map<string, number[]>([...runs.keys()].flatMap((k) => variants.map((v) => [`${k}:${v}`, []] as [string, number[]])));
   for (let r = 0; r < rounds; r++) {
     for (const [key, { f, x }] of runs) {
-      const t0 = performance.now();
-      for (let c = 0; c < calls; c++) f(x);
-      times.get(key)!.push((performance.now() - t0) / calls);
+      for (const v of variants) {
+        setVariant(v);
+        const t0 = performance.now();
+        for (let c = 0; c < calls; c++) f(x);
+        times.get(`${key}:${v}`)!.push((performance.now() - t0) / calls);
+      }
     }
   }
-  const ms = (layout: string, M: number): number => median(times.get(`${layout}:${M}`)!);
+  if (args.ab) {
+    const [a, b] = variants as [string, string];
+    const msv = (M: number, v: string): number => median(times.get(`packed:${M}:${v}`)!);
+    console.log(`\n${name}: N=${N} K=${K} ${format} packed, ms per call (median of ${rounds} interleaved rounds × ${calls} calls)`);
+    console.log(`| rows | ${a} ms | ${b} ms | ${b} / ${a} | ${a} t(M)/t(${rows[0]}) | ${b} t(M)/t(${rows[0]}) |`);
+    console.log(`|---:|---:|---:|---:|---:|---:|`);
+    for (const M of rows) {
+      console.log(`| ${M} | ${msv(M, a).toFixed(3)} | ${msv(M, b).toFixed(3)} | ${(msv(M, b) / msv(M, a)).toFixed(3)} | ${(msv(M, a) / msv(rows[0]!, a)).toFixed(2)} | ${(msv(M, b) / msv(rows[0]!, b)).toFixed(2)} |`);
+    }
+    continue;
+  }
+  const ms = (layout: string, M: number): number => median(times.get(`${layout}:${M}:`)!);
   console.log(`\n${name}: N=${N} K=${K} ${format}, ms per call (median of ${rounds} interleaved rounds × ${calls} calls)`);
   console.log(`| rows | packed ms | gguf ms | packed t(M)/t(1) | gguf t(M)/t(1) | packed / gguf |`);
   console.log(`|---:|---:|---:|---:|---:|---:|`);

@@ -47,7 +47,8 @@
 // d = max|x|/127, bs16/bs32 = Σq per 16 / 32 values (the min terms: Σ_j m_j·Σq_j).
 // Activation blocks (BlockQ8): { float d; int32 s; int8 q[32] } per 32 inputs, d = max|x|/127,
 // s = Σq (llama.cpp's block_q8_1 with an fp32 scale and an integer sum: the packed kernels multiply
-// unsigned weights w+o by signed activations and subtract o·s).
+// unsigned weights w+o by signed activations and subtract o·s). Block-major scratch (xqFill for 9..16
+// rows on packed weights, below) holds −8·Σq in s instead: qmatmul.cc kBlockMajorSumScale.
 #pragma once
 #include <cstddef>
 #include <cstdint>

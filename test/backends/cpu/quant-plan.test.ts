@@ -196,6 +196,38 @@ test('Q8_0/Q4_0 packed kernels: every row count 1..17 == GGUF layout == referenc
   }
 });
 
+// 9..16 rows on packed weights run packedTileX2Rows (block-major activations), four rows side by
+// side through the k-groups; INFERJIT_QGEMM_ROWS_KERNEL=old runs them one at a time. Each output's
+// integer dot and float steps are the same either way, so the results must match bit for bit, for
+// row counts that leave 1..3 rows after the groups of four, N with a padded second group of a pair
+// and a group left alone, K of an odd block count.
+test('Q8_0/Q4_0 packed 9..16-row tiles: rows interleaved == one row at a time, bit for bit', { skip }, () => {
+  for (const format of ['q4_0', 'q8_0'] as QuantFormat[]) {
+    for (const [N, K] of [[21, 96], [80, 160], [48, 32]] as const) {
+      const params = { w: quantizeWeight(rnd([N, K], 0.1), format) };
+      const fn = (x: Tensor): Tensor => ops.linear(x, params.w);
+      for (const M of [9, 10, 11, 12, 15, 16]) {
+        const x = rnd([M, K]);
+        const prevPacking = setQuantPacking('always');
+        const prevEnv = process.env.INFERJIT_QGEMM_ROWS_KERNEL;
+        try {
+          const exe = compile(fn, [x], params).exe;
+          const interleaved = exe.run([x])[0]!.toFlatArray();
+          process.env.INFERJIT_QGEMM_ROWS_KERNEL = 'old';
+          const single = exe.run([x])[0]!.toFlatArray();
+          for (let i = 0; i < single.length; i++) {
+            assert.ok(Object.is(interleaved[i], single[i]), `${format} N=${N} K=${K} M=${M}: y[${i}] interleaved ${interleaved[i]}, one row at a time ${single[i]}`);
+          }
+        } finally {
+          if (prevEnv === undefined) delete process.env.INFERJIT_QGEMM_ROWS_KERNEL;
+          else process.env.INFERJIT_QGEMM_ROWS_KERNEL = prevEnv;
+          setQuantPacking(prevPacking);
+        }
+      }
+    }
+  }
+});
+
 test('disk cache: a quantized model\'s compiled graph is stored and reused by a second compile (weights read as parameters)', { skip }, async () => {
   const { inferenceJit, nn } = await import('../../../src/index.js');
   const { jitRunner } = await import('../../../src/jit/index.js');
