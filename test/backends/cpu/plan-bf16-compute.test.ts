@@ -137,6 +137,41 @@ test('conv2d in bf16 computed in fp32: packed and direct forms read bf16-rounded
   }
 });
 
+class WinogradNet extends nn.Module {
+  // 3×3 stride 1, 32 channels in and out, 20 output columns: eligible for Winograd F(4×4, 3×3) by the
+  // default thresholds (min(C, O) ≥ 32, width ≥ 16)
+  a = new nn.Conv2d(32, 32, 3, { padding: 1, seed: 43 });
+  forward(x: Tensor): Tensor { return this.a.forward(x).silu(); }
+}
+
+test('conv2d in bf16 on the bf16 kernel: eligible 3×3 convs run Winograd in fp32 on bf16-rounded weights', { skip }, () => {
+  const model = new WinogradNet();
+  const rounded = roundedCopy(() => new WinogradNet(), model);
+  const x = randn([1, 32, 16, 20], { seed: 44 });
+  const ref = withEagerBackend('cpu', () => model.forward(x));
+  const onKernel = runBf16(bf16Kernel, model, [x]);
+  const s = onKernel.exe.planStats()!;
+  assert.equal(s.bf16Compute, 'bf16');
+  assert.deepEqual(s.kernelNames, ['conv2d_fused_winograd'], onKernel.exe.describe());
+  assert.equal(s.bf16Rounded, 1, `the Winograd weight is the bf16-rounded one: ${onKernel.exe.describe()}`);
+  // fp32 Winograd on rounded weights: eager fp32 on the same rounded weights up to Winograd's rounding
+  const err = relError(onKernel.out, withEagerBackend('cpu', () => rounded.forward(x)));
+  assert.ok(err < FP32_REL, `Winograd in a bf16 plan vs eager on bf16-rounded weights: relative error ${err}`);
+  assert.ok(relError(onKernel.out, ref) > BF16_FLOOR, 'weights were not rounded');
+  // with Winograd off the bf16 plan keeps its bf16 implicit GEMM
+  const prev = process.env.INFERJIT_CONV_WINOGRAD;
+  process.env.INFERJIT_CONV_WINOGRAD = '0';
+  try {
+    const off = runBf16(bf16Kernel, model, [x]);
+    assert.deepEqual(off.exe.planStats()!.kernelNames, ['conv2d_fused'], off.exe.describe());
+    const errOff = relError(off.out, ref);
+    assert.ok(errOff < BF16_REL && errOff > BF16_FLOOR, `bf16 implicit GEMM: relative error ${errOff}`);
+  } finally {
+    if (prev === undefined) delete process.env.INFERJIT_CONV_WINOGRAD;
+    else process.env.INFERJIT_CONV_WINOGRAD = prev;
+  }
+});
+
 test('roundedToBf16: nearest-even rounding of f32, exact widening of bf16', () => {
   const f = new Float32Array([1, 1 + 2 ** -8, 1 + 3 * 2 ** -9, -2.5, 0, NaN, Infinity, 3.4e38]);
   const src = fromArray([...f], [f.length], 'f32');

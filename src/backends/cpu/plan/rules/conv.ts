@@ -3,8 +3,9 @@
 // (native/ops/conv.cc conv2dImplicit), or for wide fp32 3×3 stride-1 images a direct convolution
 // (native/ops/conv_direct.cc) or Winograd F(4×4, 3×3) (native/ops/conv_winograd.cc). In a bf16
 // plan the im2col panels are packed as bf16 and the product runs on the bf16 GEMM (fp32
-// accumulation), like the plan's linear layers; where bf16 plans compute in fp32 (builder.bf16AsFp32)
-// the fp32 forms, direct and Winograd included, read the weight rounded to bf16.
+// accumulation), like the plan's linear layers, except Winograd, which runs in fp32 on the weight
+// rounded to bf16 in every bf16 plan; where bf16 plans compute in fp32 (builder.bf16AsFp32) all the
+// fp32 forms, direct and Winograd included, read the weight rounded to bf16.
 import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
 import type { View, WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
@@ -65,19 +66,25 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   if (a.groups === 1 && b.precision !== 'fp16' && b.isConstant(wv!) && N * Ho * Wo <= pixelRowsMax()) {
     w = b.weightOf(wv!, C * kh * kw, O, true);
   }
-  // bf16 computed in fp32: the unpacked weight read as rounded to bf16 (packed ones are rounded already)
-  if (w === undefined && b.bf16AsFp32) weight = b.weightView(wv!);
-  const threeByThree = w === undefined && !b.bf16 && b.precision !== 'fp16' && a.groups === 1 && kh === 3 && kw === 3 &&
+  const threeByThree = w === undefined && b.precision !== 'fp16' && a.groups === 1 && kh === 3 && kw === 3 &&
     a.stride[0] === 1 && a.stride[1] === 1 && a.dilation[0] === 1 && a.dilation[1] === 1;
-  const winograd = threeByThree && winogradOn() && b.isConstant(wv!) && Math.min(C, O) >= winogradMinChannels() && Wo >= winogradMinWidth();
-  const direct = threeByThree && !winograd && Wo >= directMinWidth();
+  // A bf16 plan computing in bf16 runs Winograd too, in fp32 on the bf16-rounded weight: its 4× fewer
+  // multiplies beat bf16 products (1.1-2.3× fp32 FMA on Zen 5): the SD VAE decoder's bf16 plan took
+  // 1599 ms with bf16 implicit-GEMM convs against 795 ms for the fp32 plan with Winograd (Zen 5, quiet).
+  const winograd = threeByThree && (!b.bf16 || b.canRoundBf16) && winogradOn() && b.isConstant(wv!) &&
+    Math.min(C, O) >= winogradMinChannels() && Wo >= winogradMinWidth();
+  const direct = threeByThree && !b.bf16 && !winograd && Wo >= directMinWidth();
+  const fp32Kernel = winograd || !b.bf16;
+  // bf16 computed in fp32 (or this kernel in fp32 in a bf16 plan): the unpacked weight read as
+  // rounded to bf16 (packed ones are rounded already)
+  if (w === undefined && fp32Kernel && b.precision === 'bf16') weight = b.weightView(wv!);
   const out = b.dest(node.outputs[0]);
   const act = ACTIVATION_CODES[(a.activation as keyof typeof ACTIVATION_CODES | undefined) ?? 'none'];
   // the direct and Winograd forms are named apart so that plan descriptions and profiles show which form ran
   b.emit(winograd ? `${node.op}_winograd` : direct ? `${node.op}_direct` : node.op, encodeConv2dFused({
     x, weight, bias, chanBias, residual, out, N, C, H, W, O, kh, kw, sh: a.stride[0], sw: a.stride[1], ph: a.padding[0], pw: a.padding[1],
     dh: a.dilation[0], dw: a.dilation[1], groups: a.groups, act,
-    chanBiasStride, bf16: b.bf16 ? 1 : 0, direct: winograd ? (winogradF2() ? 3 : 2) : direct ? 1 : 0,
+    chanBiasStride, bf16: fp32Kernel ? 0 : 1, direct: winograd ? (winogradF2() ? 3 : 2) : direct ? 1 : 0,
   }), w);
   b.setView(node.outputs[0], out);
 });
