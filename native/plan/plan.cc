@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -52,10 +54,14 @@ struct Kernel {
   const PackedF16* packedF16 = nullptr;    // ... or for f16-storage GEMMs
   // decoded once for elementwise programs
   std::vector<EwInstr> prog;
-  // a while_loop's carried-value buffers (control_flow.cc), or a Winograd convolution's
-  // transformed weight (prepareWinograd; its size in scratchBytes, reported to the GC)
+  // a while_loop's carried-value buffers (control_flow.cc)
   std::unique_ptr<uint8_t, decltype(&std::free)> scratch{nullptr, &std::free};
+  // a Winograd convolution's transformed weight, shared with every other plan of the process that
+  // convolves the same weight the same way (prepareWinograd)
+  std::shared_ptr<float> winogradWeight;
+  // bytes of scratch or winogradWeight, reported to the GC (a shared transform counts in each plan)
   int64_t scratchBytes = 0;
+  uint8_t* kernelScratch() const { return winogradWeight ? reinterpret_cast<uint8_t*>(winogradWeight.get()) : scratch.get(); }
 };
 
 struct Plan {
@@ -129,7 +135,7 @@ struct Subs final : SubPlanRunner {
 };
 
 void runKernel(const Kernel& k, const Bound& b, const Subs& subs) {
-  const KernelContext ctx{k.packed, k.packedBf16, k.packedF16, b.p.bf16Kernel, &k.prog, &subs, k.scratch.get()};
+  const KernelContext ctx{k.packed, k.packedBf16, k.packedF16, b.p.bf16Kernel, &k.prog, &subs, k.kernelScratch()};
   auto at = [&](int i) { return b.at(k.refs[i]); };
   if (!kt::runKernel(k.op, k.ints.data(), k.floats.data(), at, ctx)) throw KernelError{"runPlan: unknown kernel code " + std::to_string(k.op)};
 }
@@ -231,9 +237,28 @@ void linkControlFlow(const Napi::Env& env, const Plan& plan, Kernel& k, const st
   }
 }
 
-// A Winograd convolution (direct == 2: F(4×4, 3×3), 3: F(2×2, 3×3)) with a constant weight: the weight transformed once, here,
-// into the kernel's scratch (native/ops/conv_winograd.cc); with any other weight the kernel
-// transforms it on every call.
+// Transformed Winograd weights by (weight address, C, O, m), held weakly: plans of one model at
+// several shapes (an SD UNet at 256² and 512², a bucketed LLM) transform each weight once, and a
+// transform is freed with the last plan using it. A plan keeps its constants alive (Plan::keep), so
+// while an entry lives no other weight can occupy its address; like packed weights, constants are
+// assumed not to change in place after a plan is created.
+struct WinogradKey {
+  const float* w;
+  int64_t C, O;
+  int m;
+  bool operator<(const WinogradKey& o) const {
+    if (w != o.w) return std::less<const float*>()(w, o.w);
+    if (C != o.C) return C < o.C;
+    if (O != o.O) return O < o.O;
+    return m < o.m;
+  }
+};
+std::mutex gWinogradMutex;
+std::map<WinogradKey, std::weak_ptr<float>> gWinogradWeights;
+
+// A Winograd convolution (direct == 2: F(4×4, 3×3), 3: F(2×2, 3×3)) with a constant weight: the weight
+// transformed once per process (native/ops/conv_winograd.cc), shared through gWinogradWeights; with
+// any other weight the kernel transforms it on every call.
 void prepareWinograd(const Plan& plan, Kernel& k) {
   auto constRef = [&](int i) -> uint8_t* {
     const Ref& r = k.refs[static_cast<size_t>(i)];
@@ -243,11 +268,39 @@ void prepareWinograd(const Plan& plan, Kernel& k) {
   if ((c.direct != 2 && c.direct != 3) || !c.weight || c.groups != 1 || c.kh != 3 || c.kw != 3) return;
   const int m = c.direct == 2 ? 4 : 2;
   const size_t bytes = static_cast<size_t>(conv2dWinogradWeightFloats(c.C, c.O, m)) * sizeof(float);
+  const WinogradKey key{reinterpret_cast<const float*>(c.weight), c.C, c.O, m};
+  k.scratchBytes = static_cast<int64_t>(bytes);
+  {
+    std::lock_guard<std::mutex> lock(gWinogradMutex);
+    auto it = gWinogradWeights.find(key);
+    if (it != gWinogradWeights.end()) k.winogradWeight = it->second.lock();
+    if (k.winogradWeight) return;
+    for (auto e = gWinogradWeights.begin(); e != gWinogradWeights.end();) e = e->second.expired() ? gWinogradWeights.erase(e) : std::next(e);
+  }
   void* mem = nullptr;
   if (posix_memalign(&mem, 64, bytes) != 0) throw std::bad_alloc();
-  k.scratch.reset(static_cast<uint8_t*>(mem));
-  k.scratchBytes = static_cast<int64_t>(bytes);
-  conv2dWinogradPackWeight(reinterpret_cast<const float*>(c.weight), c.C, c.O, m, reinterpret_cast<float*>(mem));
+  std::shared_ptr<float> w(static_cast<float*>(mem), &std::free);
+  conv2dWinogradPackWeight(key.w, c.C, c.O, m, w.get());
+  std::lock_guard<std::mutex> lock(gWinogradMutex);
+  gWinogradWeights[key] = w;
+  k.winogradWeight = std::move(w);
+}
+
+// The transformed Winograd weights alive in this process, one { C, O, m, bytes } each (tests, memory reports).
+Napi::Value WinogradWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array list = Napi::Array::New(env);
+  std::lock_guard<std::mutex> lock(gWinogradMutex);
+  for (const auto& [key, weak] : gWinogradWeights) {
+    if (weak.expired()) continue;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("C", Napi::Number::New(env, static_cast<double>(key.C)));
+    o.Set("O", Napi::Number::New(env, static_cast<double>(key.O)));
+    o.Set("m", Napi::Number::New(env, key.m));
+    o.Set("bytes", Napi::Number::New(env, static_cast<double>(conv2dWinogradWeightFloats(key.C, key.O, key.m)) * sizeof(float)));
+    list.Set(list.Length(), o);
+  }
+  return list;
 }
 
 std::unique_ptr<Plan> buildPlan(const Napi::Env& env, const Napi::Object& desc, const std::string& where) {
@@ -480,6 +533,7 @@ void registerPlan(Napi::Env env, Napi::Object exports) {
   exports.Set("runPlan", Napi::Function::New(env, RunPlan));
   exports.Set("runPlanAsync", Napi::Function::New(env, RunPlanAsync));
   exports.Set("planProfile", Napi::Function::New(env, PlanProfile));
+  exports.Set("winogradWeights", Napi::Function::New(env, WinogradWeights));
 }
 
 }  // namespace inferjit

@@ -228,6 +228,30 @@ test('conv2d, Winograd form: INFERJIT_CONV_WINOGRAD=0 keeps the direct form', { 
   assert.deepEqual(exe.planStats()!.kernelNames, ['conv2d_direct'], exe.describe());
 });
 
+test('conv2d, Winograd form: plans of one weight at several shapes share one transformed weight', { skip }, () => {
+  // C 37, O 41: channel counts no other test here uses, so the process-wide list is read exactly
+  const mine = (): number => planAddon!.winogradWeights().filter((e) => e.C === 37 && e.O === 41 && e.m === 4).length;
+  const c: ConvCase = { x: [1, 37, 9, 11], o: 41, k: 3, padding: 1 };
+  const w = rnd([41, 37, 3, 3], 0.3), b = rnd([41], 0.1);
+  const conv = convFn(c, w, b);
+  const before = mine();
+  const plans = [[1, 37, 9, 11], [2, 37, 14, 6]].map((shape) => {
+    const exe = withWinograd(() => compile(conv, [rnd(shape)], { w, b }));
+    const x = rnd(shape);
+    const e = relErr(withWinograd(() => exe.run([x])[0]), reference(conv, [x])[0]);
+    assert.ok(e < WINOGRAD_TOL, `[${shape}]: relative error ${e.toExponential(2)}`);
+    assert.deepEqual(exe.planStats()!.kernelNames, ['conv2d_winograd'], exe.describe());
+    return exe;
+  });
+  assert.equal(mine(), before + 1, 'two plans of one weight: one transform');
+  // another weight of the same shape gets its own
+  const w2 = rnd([41, 37, 3, 3], 0.3);
+  const other = withWinograd(() => compile(convFn(c, w2, b), [rnd(c.x)], { w: w2, b }));
+  withWinograd(() => other.run([rnd(c.x)])); // plans are created at the first call
+  assert.equal(mine(), before + 2, 'a different weight: a second transform');
+  assert.equal(plans.length, 2); // keeps the plans alive to here
+});
+
 const support = reducedPrecisionSupport();
 test('conv2d in a bf16 plan: bf16 panels, error of bf16 size vs fp32', { skip: skip || (!support.bf16 ? `no bf16 here: ${support.missing}` : false) }, async () => {
   for (const c of [CASES[1], CASES[4], CASES[7], CASES[8], CASES[10]]) {

@@ -46,6 +46,8 @@ export interface PlanAddon {
   /** Cumulative nanoseconds per kernel since creation (or the last reset). */
   planProfile(plan: PlanHandle, reset?: boolean): { runs: number; ns: Float64Array };
   packB(b: Float32Array, K: number, N: number, transB: boolean): PackedHandle;
+  /** Transformed Winograd weights alive in this process (shared by every plan convolving the same weight). */
+  winogradWeights(): { C: number; O: number; m: number; bytes: number }[];
 }
 
 function load(): { plan: PlanAddon | null; reason?: string } {
