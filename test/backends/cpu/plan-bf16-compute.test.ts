@@ -138,26 +138,32 @@ test('conv2d in bf16 computed in fp32: packed and direct forms read bf16-rounded
 });
 
 class WinogradNet extends nn.Module {
-  // 3×3 stride 1, 32 channels in and out, 20 output columns: eligible for Winograd F(4×4, 3×3) by the
+  // 3×3 stride 1, 34 channels in and 36 out (counts no other test uses: the process-wide list of
+  // transformed weights is read exactly), 20 output columns: eligible for Winograd F(4×4, 3×3) by the
   // default thresholds (min(C, O) ≥ 32, width ≥ 16)
-  a = new nn.Conv2d(32, 32, 3, { padding: 1, seed: 43 });
+  a = new nn.Conv2d(34, 36, 3, { padding: 1, seed: 43 });
   forward(x: Tensor): Tensor { return this.a.forward(x).silu(); }
 }
 
-test('conv2d in bf16 on the bf16 kernel: eligible 3×3 convs run Winograd in fp32 on bf16-rounded weights', { skip }, () => {
+test('conv2d in bf16: eligible 3×3 convs run Winograd in fp32 on the fp32 weight, sharing the fp32 plan\'s transform', { skip }, () => {
+  const transforms = (): number => planAddon!.winogradWeights().filter((e) => e.C === 34 && e.O === 36).length;
   const model = new WinogradNet();
-  const rounded = roundedCopy(() => new WinogradNet(), model);
-  const x = randn([1, 32, 16, 20], { seed: 44 });
+  const x = randn([1, 34, 16, 20], { seed: 44 });
   const ref = withEagerBackend('cpu', () => model.forward(x));
-  const onKernel = runBf16(bf16Kernel, model, [x]);
-  const s = onKernel.exe.planStats()!;
-  assert.equal(s.bf16Compute, 'bf16');
-  assert.deepEqual(s.kernelNames, ['conv2d_fused_winograd'], onKernel.exe.describe());
-  assert.equal(s.bf16Rounded, 1, `the Winograd weight is the bf16-rounded one: ${onKernel.exe.describe()}`);
-  // fp32 Winograd on rounded weights: eager fp32 on the same rounded weights up to Winograd's rounding
-  const err = relError(onKernel.out, withEagerBackend('cpu', () => rounded.forward(x)));
-  assert.ok(err < FP32_REL, `Winograd in a bf16 plan vs eager on bf16-rounded weights: relative error ${err}`);
-  assert.ok(relError(onKernel.out, ref) > BF16_FLOOR, 'weights were not rounded');
+  const before = transforms();
+  const fast = inferenceJit(model, { device: 'cpu', cache: 'memory' });
+  const fp32Out = (fast.forward as (x: Tensor) => Tensor)(x);
+  assert.equal(transforms(), before + 1, 'the fp32 plan transforms the weight');
+  for (const kernel of [bf16Kernel, 'fp32']) {
+    const run = runBf16(kernel, model, [x]);
+    const s = run.exe.planStats()!;
+    assert.deepEqual(s.kernelNames, ['conv2d_fused_winograd'], run.exe.describe());
+    assert.equal(s.bf16Rounded, 0, `no bf16-rounded copy of the Winograd weight: ${run.exe.describe()}`);
+    const err = relError(run.out, ref);
+    assert.ok(err < FP32_REL, `${kernel}: Winograd in a bf16 plan vs eager fp32: relative error ${err}`);
+    assert.equal(transforms(), before + 1, `${kernel}: the bf16 plan shares the fp32 plan's transformed weight`);
+  }
+  assert.ok(relError(fp32Out, ref) < FP32_REL);
   // with Winograd off the bf16 plan keeps its bf16 implicit GEMM
   const prev = process.env.INFERJIT_CONV_WINOGRAD;
   process.env.INFERJIT_CONV_WINOGRAD = '0';
@@ -170,6 +176,7 @@ test('conv2d in bf16 on the bf16 kernel: eligible 3×3 convs run Winograd in fp3
     if (prev === undefined) delete process.env.INFERJIT_CONV_WINOGRAD;
     else process.env.INFERJIT_CONV_WINOGRAD = prev;
   }
+  assert.ok(fast); // keeps the fp32 plan alive to here
 });
 
 test('roundedToBf16: nearest-even rounding of f32, exact widening of bf16', () => {

@@ -276,16 +276,11 @@ export class PlanBuilder {
     return { packed: kind === 'f32' ? idx : -1, packedBf16: kind === 'bf16' ? idx : -1, packedF16: kind === 'f16' ? idx : -1 };
   }
 
-  /** Whether weightView can round a constant weight to bf16 in this plan (a bf16 plan, either way
-   *  it computes, whose context supplies the rounded copies). */
-  get canRoundBf16(): boolean { return this.precision === 'bf16' && this.ctx.constantBf16Rounded !== undefined; }
-
-  /** A weight read in place by an fp32 kernel (conv2d's unpacked weight): in a bf16 plan (canRoundBf16)
-   *  a constant weight is read from its bf16-rounded f32 copy, as the bf16 kernels would round it;
-   *  otherwise viewOf. */
+  /** A weight read in place (conv2d's unpacked weight): in a bf16-as-fp32 plan a constant weight
+   *  is read from its bf16-rounded f32 copy, as the bf16 kernels would round it; otherwise viewOf. */
   weightView(v: number): View {
     const c = this.constByValue.get(v);
-    if (!this.canRoundBf16 || !c) return this.contiguous(v);
+    if (!this.bf16AsFp32 || !c) return this.contiguous(v);
     const key = `${c.name}#bf16`;
     let idx = this.constIndex.get(key);
     if (idx === undefined) {

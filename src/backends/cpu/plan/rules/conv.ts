@@ -3,9 +3,9 @@
 // (native/ops/conv.cc conv2dImplicit), or for wide fp32 3×3 stride-1 images a direct convolution
 // (native/ops/conv_direct.cc) or Winograd F(4×4, 3×3) (native/ops/conv_winograd.cc). In a bf16
 // plan the im2col panels are packed as bf16 and the product runs on the bf16 GEMM (fp32
-// accumulation), like the plan's linear layers, except Winograd, which runs in fp32 on the weight
-// rounded to bf16 in every bf16 plan; where bf16 plans compute in fp32 (builder.bf16AsFp32) all the
-// fp32 forms, direct and Winograd included, read the weight rounded to bf16.
+// accumulation), like the plan's linear layers, except Winograd, which runs in fp32 on the fp32
+// weight in every plan; where bf16 plans compute in fp32 (builder.bf16AsFp32) the direct and
+// implicit-GEMM fp32 forms read the weight rounded to bf16.
 import { ACTIVATION_CODES, encodeConv2dFused } from '../kernel-table.gen.js';
 import type { View, WeightRef } from '../builder.js';
 import { definePlanRule } from './registry.js';
@@ -68,16 +68,18 @@ definePlanRule(['conv2d', 'conv2d_fused'], (node, b) => {
   }
   const threeByThree = w === undefined && b.precision !== 'fp16' && a.groups === 1 && kh === 3 && kw === 3 &&
     a.stride[0] === 1 && a.stride[1] === 1 && a.dilation[0] === 1 && a.dilation[1] === 1;
-  // A bf16 plan computing in bf16 runs Winograd too, in fp32 on the bf16-rounded weight: its 4× fewer
-  // multiplies beat bf16 products (1.1-2.3× fp32 FMA on Zen 5): the SD VAE decoder's bf16 plan took
-  // 1599 ms with bf16 implicit-GEMM convs against 795 ms for the fp32 plan with Winograd (Zen 5, quiet).
-  const winograd = threeByThree && (!b.bf16 || b.canRoundBf16) && winogradOn() && b.isConstant(wv!) &&
+  // bf16 plans run Winograd too, in fp32 on the fp32 weight: its 4× fewer multiplies beat bf16
+  // products (1.1-2.3× fp32 FMA on Zen 5: the SD VAE decoder's bf16 plan took 1599 ms with bf16
+  // implicit-GEMM convs against 795 ms for the fp32 plan with Winograd, Zen 5, quiet), and the
+  // transformed weight (4× the weight's size) is the one an fp32 plan of the same model already
+  // holds (shared per weight, native/plan/plan.cc), with no bf16-rounded copy beside it.
+  const winograd = threeByThree && winogradOn() && b.isConstant(wv!) &&
     Math.min(C, O) >= winogradMinChannels() && Wo >= winogradMinWidth();
   const direct = threeByThree && !b.bf16 && !winograd && Wo >= directMinWidth();
   const fp32Kernel = winograd || !b.bf16;
-  // bf16 computed in fp32 (or this kernel in fp32 in a bf16 plan): the unpacked weight read as
-  // rounded to bf16 (packed ones are rounded already)
-  if (w === undefined && fp32Kernel && b.precision === 'bf16') weight = b.weightView(wv!);
+  // bf16 computed in fp32: the direct and implicit-GEMM forms read the unpacked weight as rounded
+  // to bf16 (packed ones are rounded already), as the bf16 kernels would
+  if (w === undefined && !winograd && b.bf16AsFp32) weight = b.weightView(wv!);
   const out = b.dest(node.outputs[0]);
   const act = ACTIVATION_CODES[(a.activation as keyof typeof ACTIVATION_CODES | undefined) ?? 'none'];
   // the direct and Winograd forms are named apart so that plan descriptions and profiles show which form ran
