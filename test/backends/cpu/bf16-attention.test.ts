@@ -22,6 +22,10 @@ import { jitRunner } from '../../../src/jit/index.js';
 import type { PlanExecutable } from '../../../src/backends/cpu/plan/executable.js';
 import type { PlanStats } from '../../../src/backends/cpu/plan/lower.js';
 
+// These tests are about the bf16 attention kernel: every attention in a bf16 plan runs on it, whatever
+// its head dim (by default, without AMX, head dims padded by more than a quarter to 32 stay fp32).
+process.env.INFERJIT_BF16_ATTENTION = 'bf16';
+
 let seed = 1500;
 const rnd = (shape: number[]): Tensor => randn(shape, { seed: seed++ });
 const toBf16 = (t: Tensor): Tensor => onRef(() => ops.cast(ops.cast(t, 'bf16'), 'f32'));

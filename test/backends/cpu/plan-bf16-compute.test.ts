@@ -5,7 +5,7 @@
 // one ran; the 'auto' choice must follow the measurement, whichever way it goes on this CPU.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inferenceJit, randn, fromArray, nn, type Tensor } from '../../../src/index.js';
+import { inferenceJit, randn, fromArray, nn, ops, type Tensor } from '../../../src/index.js';
 import { jitRunner } from '../../../src/jit/index.js';
 import { withEagerBackend } from '../../../src/ops/dispatch.js';
 import { TinyTransformer } from '../../../examples/models/transformer.js';
@@ -13,6 +13,10 @@ import type { PlanExecutable } from '../../../src/backends/cpu/plan/executable.j
 import { planAddon } from '../../../src/backends/cpu/plan/native.js';
 import { bf16ComputePlan, measureBf16Speed, reducedPrecisionSupport, roundedToBf16 } from '../../../src/backends/cpu/bf16.js';
 import { relError } from './helpers.js';
+
+// These tests are about the bf16 attention kernel: every attention in a bf16 plan runs on it, whatever
+// its head dim (by default, without AMX, head dims padded by more than a quarter to 32 stay fp32).
+process.env.INFERJIT_BF16_ATTENTION = 'bf16';
 
 const support = reducedPrecisionSupport();
 const skip = !planAddon ? 'native plan executor not built' : !support.bf16 ? `no bf16 here: ${support.missing}` : false;
@@ -177,6 +181,33 @@ test('conv2d in bf16: eligible 3×3 convs run Winograd in fp32 on the fp32 weigh
     else process.env.INFERJIT_CONV_WINOGRAD = prev;
   }
   assert.ok(fast); // keeps the fp32 plan alive to here
+});
+
+class Attend extends nn.Module {
+  forward(q: Tensor, k: Tensor, v: Tensor): Tensor { return ops.scaledDotProductAttention(q, k, v); }
+}
+
+test('bf16 attention by default: head dims padded by more than a quarter to 32 stay fp32 without AMX', { skip }, () => {
+  const prev = process.env.INFERJIT_BF16_ATTENTION;
+  try {
+    for (const [D, mode, wantBf16] of [
+      [40, 'auto', support.amx], [17, 'auto', support.amx], [64, 'auto', true], [80, 'auto', true], [160, 'auto', true],
+      [40, 'bf16', true], [64, 'fp32', false],
+    ] as [number, string, boolean][]) {
+      process.env.INFERJIT_BF16_ATTENTION = mode;
+      const [q, k, v] = [1, 2, 3].map((s) => randn([1, 2, 19, D], { seed: s }));
+      const ref = withEagerBackend('cpu', () => ops.scaledDotProductAttention(q, k, v));
+      const run = runBf16(bf16Kernel, new Attend(), [q, k, v]);
+      assert.equal(run.exe.planStats()!.bf16Attention, wantBf16 ? 1 : 0, `D ${D}, ${mode}: ${run.exe.describe()}`);
+      const err = relError(run.out, ref);
+      // no weights here: fp32 attention is fp32-exact, bf16 attention rounds q, k, v and the probabilities
+      assert.ok(wantBf16 ? err < BF16_REL && err > BF16_FLOOR : err < FP32_REL, `D ${D}, ${mode}: relative error ${err}`);
+    }
+    process.env.INFERJIT_BF16_ATTENTION = 'fast';
+    assert.throws(() => runBf16(bf16Kernel, new Attend(), [1, 2, 3].map((s) => randn([1, 1, 3, 8], { seed: s }))), /INFERJIT_BF16_ATTENTION must be auto, bf16 or fp32, got 'fast'/);
+  } finally {
+    process.env.INFERJIT_BF16_ATTENTION = prev;
+  }
 });
 
 test('roundedToBf16: nearest-even rounding of f32, exact widening of bf16', () => {

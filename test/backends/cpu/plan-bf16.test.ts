@@ -14,6 +14,10 @@ import { planAddon } from '../../../src/backends/cpu/plan/native.js';
 import { reducedPrecisionSupport } from '../../../src/backends/cpu/bf16.js';
 import { relError } from './helpers.js';
 
+// These tests are about the bf16 attention kernel: every attention in a bf16 plan runs on it, whatever
+// its head dim (by default, without AMX, head dims padded by more than a quarter to 32 stay fp32).
+process.env.INFERJIT_BF16_ATTENTION = 'bf16';
+
 const support = reducedPrecisionSupport();
 // These tests check the bf16 kernels themselves, so they pin one (unless the environment names
 // one); whether 'auto' computes bf16 plans in fp32 on this CPU is plan-bf16-compute.test.ts's subject.

@@ -40,6 +40,9 @@ export interface LowerContext {
   /** 'bf16' only: 'bf16' (default) runs bf16 products; 'fp32' runs the fp32 kernels on weights
    *  rounded to bf16 (where the bf16 kernels are slower than fp32: bf16ComputePlan in ../bf16.ts). */
   bf16Compute?: 'bf16' | 'fp32';
+  /** bf16Compute 'bf16': the bf16 kernel the plan will run on (AMX changes which attention shapes
+   *  gain from bf16; null / absent: not known, taken as the AVX512_BF16 kernel). */
+  bf16Kernel?: 'amx' | 'avx512bf16' | null;
   /** bf16Compute 'fp32': as pack, of the weight rounded to bf16 (cached by the caller). */
   packBf16AsF32?(name: string, t: Tensor, K: number, N: number, transB: boolean): PackedHandle;
   /** bf16Compute 'fp32': an f32 copy of constant weight `t` rounded to bf16 (cached by the caller). */
@@ -70,6 +73,8 @@ export class PlanBuilder {
   /** precision 'bf16' computed by the fp32 kernels on bf16-rounded weights (bf16Compute 'fp32'). */
   readonly bf16AsFp32: boolean;
   readonly fp16: boolean;
+  /** bf16 products on AMX tiles (see LowerContext.bf16Kernel). */
+  readonly bf16Amx: boolean;
   /** The 16-bit type a reduced-precision plan widens to f32 (null in fp32 plans). */
   readonly narrow: DType | null;
   readonly drafts: Draft[] = [];
@@ -102,6 +107,7 @@ export class PlanBuilder {
     this.bf16AsFp32 = this.precision === 'bf16' && ctx.bf16Compute === 'fp32';
     this.bf16 = this.precision === 'bf16' && !this.bf16AsFp32;
     this.fp16 = this.precision === 'fp16';
+    this.bf16Amx = this.bf16 && ctx.bf16Kernel === 'amx';
     if (this.bf16 && !ctx.packBf16) throw new Error('lowerPlan: precision \'bf16\' needs a packBf16 callback');
     if (this.bf16AsFp32 && !(ctx.packBf16AsF32 && ctx.constantBf16Rounded)) throw new Error('lowerPlan: bf16Compute \'fp32\' needs packBf16AsF32 and constantBf16Rounded callbacks');
     if (this.fp16 && !ctx.packF16) throw new Error('lowerPlan: precision \'fp16\' needs a packF16 callback');

@@ -218,6 +218,7 @@ export class PlanExecutable {
           packF16: (name, t, K, N, transB) => this.weights!.get(name, t, K, N, transB) as PackedF16Handle,
           constantF32: (name) => this.constantF32(name),
           bf16Compute: this.bf16Compute?.compute,
+          bf16Kernel: this.bf16Compute?.kernel,
           packBf16AsF32: (name, t, K, N, transB) => this.pack(`${name}#bf16`, t, K, N, transB, true),
           constantBf16Rounded: (name, t) => this.constantBf16Rounded(name, t),
         });

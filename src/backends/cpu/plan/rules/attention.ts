@@ -5,6 +5,23 @@ import { encodeAttention, encodeRotary } from '../kernel-table.gen.js';
 import { broadcastTo, numelOf, reshapeStrides } from '../views.js';
 import { definePlanRule } from './registry.js';
 
+/** Whether a bf16 plan runs this attention on the bf16 kernel (native/attention/attention_bf16.cc).
+ *  That kernel pads the head dims D and Dv to 32 (its packed panels' depth and width); on the
+ *  AVX512_BF16 kernel its products gain too little to pay for more: Zen 5, 2 threads, [2, 8, L, D]
+ *  (scratch A/B, bf16 ÷ fp32 time): D 40 (SD's 320-channel level, padded to 64) 1.14× at 4096
+ *  keys, 1.15× at 1024, 1.56× at 77 (cross-attention); D 80 (padded to 96) 1.02× / 0.68×; D 64
+ *  0.90×; D 160 0.75×. So without AMX a head dim padded by more than a quarter stays fp32; AMX
+ *  tiles are fast enough to keep bf16 everywhere. INFERJIT_BF16_ATTENTION=bf16 / fp32 forces
+ *  either (tests, A/B). */
+function bf16AttentionPays(D: number, Dv: number, amx: boolean): boolean {
+  const mode = process.env.INFERJIT_BF16_ATTENTION ?? 'auto';
+  if (mode === 'bf16') return true;
+  if (mode === 'fp32') return false;
+  if (mode !== 'auto') throw new Error(`INFERJIT_BF16_ATTENTION must be auto, bf16 or fp32, got '${mode}'`);
+  const padded = (d: number): number => Math.ceil(d / 32) * 32;
+  return amx || (padded(D) <= 1.25 * D && padded(Dv) <= 1.25 * Dv);
+}
+
 definePlanRule(['scaled_dot_product_attention', 'attention_fused'], (node, b) => {
   const op = node.op, a = node.attrs, outV = node.outputs[0];
   const [qv, kv, vv, mv] = node.inputs;
@@ -43,12 +60,13 @@ definePlanRule(['scaled_dot_product_attention', 'attention_fused'], (node, b) =>
     outStrides = [Hq * Lq * Dv, Lq * Dv, Dv];
   }
   const scale = (a.scale as number) === 0 ? 1 / Math.sqrt(D) : (a.scale as number);
+  const bf16 = b.bf16 && bf16AttentionPays(D, Dv, b.bf16Amx);
   // the bf16 kernel reads the same strided views
   b.emit(op, encodeAttention({
     q: q.view, k: k.view, v: v.view, mask, out, B, Hq, Hkv, Lq, Lk, D, Dv, causal: Boolean(a.causal), maskIsBool: mask?.dtype === 'bool',
-    qStrides: q.st, kStrides: k.st, vStrides: v.st, outStrides, maskStrides, bf16: b.bf16, scale,
+    qStrides: q.st, kStrides: k.st, vStrides: v.st, outStrides, maskStrides, bf16, scale,
   }));
-  if (b.bf16) b.stats.bf16Attention++;
+  if (bf16) b.stats.bf16Attention++;
   b.setView(outV, out);
 });
 
