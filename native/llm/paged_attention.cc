@@ -5,6 +5,7 @@
 #include "paged_attention.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -260,6 +261,38 @@ inline void score16(const float* qs, const void* base, const int64_t* at, int cn
   _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << cnt) - 1u), sum16(acc));
 }
 
+// Scores of two query rows qa, qb (scaled, NV vectors each) against cnt <= 8 key rows at base + at[jj]:
+// each key row is loaded once for both heads (score16 loads it once per head), and the 16 sums
+// (8 keys × 2 heads) reduce together, lanes 0-7 row a's and 8-15 row b's.
+template <int NV, bool F16>
+inline void score8x2(const float* qa, const float* qb, const void* base, const int64_t* at, int cnt, float* da, float* db) {
+  __m512 q0[NV], q1[NV];
+  for (int d = 0; d < NV; d++) { q0[d] = _mm512_loadu_ps(qa + 16 * d); q1[d] = _mm512_loadu_ps(qb + 16 * d); }
+  __m512 acc[16];
+  for (int jj = 0; jj < 8; jj++) {
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    if (jj < cnt)
+      for (int d = 0; d < NV; d++) {
+        const __m512 r = loadRow<F16>(base, at[jj] + 16 * d);
+        a = _mm512_fmadd_ps(q0[d], r, a);
+        b = _mm512_fmadd_ps(q1[d], r, b);
+      }
+    acc[jj] = a;
+    acc[8 + jj] = b;
+  }
+  const __m512 sums = sum16(acc);
+  const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
+  _mm512_mask_storeu_ps(da, mask, sums);
+  _mm512_mask_storeu_ps(db, mask, _mm512_shuffle_f32x4(sums, sums, 0xEE));
+}
+
+// Two query heads at a time through score8x2 (head dims up to 64: 2·NV query vectors and 16
+// accumulators stay in registers); INFERJIT_PAGED_SCORE_PAIRS=0 keeps one head at a time (A/B).
+const bool kScorePairs = [] {
+  const char* e = std::getenv("INFERJIT_PAGED_SCORE_PAIRS");
+  return !(e && e[0] == '0');
+}();
+
 // o[g] = Σ_j p[g·ldp + j]·V[j0 + j] for GB query heads (rows of 16·NV floats), kept in registers.
 template <int NV, bool F16, int GB>
 void accumulateV(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const float* p, int64_t ldp, float* o) {
@@ -278,6 +311,22 @@ void accumulateV(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const fl
   }
   for (int g = 0; g < GB; g++)
     for (int d = 0; d < NV; d++) _mm512_storeu_ps(o + g * 16 * NV + 16 * d, acc[g][d]);
+}
+
+// Scores of the G query heads (rows of qs) against cnt <= 16 key rows into s[g·n + c ..].
+template <int NV, bool F16>
+inline void scoreHeads(const float* qs, int64_t G, const void* base, const int64_t* at, int cnt, float* s, int64_t n, int64_t c) {
+  constexpr int64_t hd = 16 * NV;
+  int64_t g = 0;
+  if (NV <= 4 && kScorePairs) {
+    for (; g + 2 <= G; g += 2) {
+      float* sa = s + g * n + c;
+      float* sb = sa + n;
+      score8x2<NV, F16>(qs + g * hd, qs + (g + 1) * hd, base, at, std::min(cnt, 8), sa, sb);
+      if (cnt > 8) score8x2<NV, F16>(qs + g * hd, qs + (g + 1) * hd, base, at + 8, cnt - 8, sa + 8, sb + 8);
+    }
+  }
+  for (; g < G; g++) score16<NV, F16>(qs + g * hd, base, at, cnt, s + g * n + c);
 }
 
 template <int NV, bool F16>
@@ -302,9 +351,9 @@ void attendRangeBlocked(const PagedKv& kv, int64_t kvh, const float* q, int64_t 
         for (int d = 0; d < NV; d++) _mm512_storeu_ps(tile + jj * hd + 16 * d, loadRow<true>(kv.k, at[jj] + 16 * d));
         at[jj] = jj * hd;
       }
-      for (int64_t g = 0; g < G; g++) score16<NV, false>(qs + g * hd, tile, at, cnt, s + g * n + c);
+      scoreHeads<NV, false>(qs, G, tile, at, cnt, s, n, c);
     } else {
-      for (int64_t g = 0; g < G; g++) score16<NV, F16>(qs + g * hd, kv.k, at, cnt, s + g * n + c);
+      scoreHeads<NV, F16>(qs, G, kv.k, at, cnt, s, n, c);
     }
   }
   softmaxPartials(s, G, n, m, l);

@@ -89,6 +89,10 @@ const cases: Case[] = [
   { name: 'decode, f32 pools, D 48, GQA 3, window', H: 6, Hkv: 2, D: 48, BS: 8, seqs: [{ L: 50, n: 1 }, { L: 3, n: 1 }], opts: { window: 21 } },
   { name: 'decode, f32 pools, D 16, pages of 3', H: 2, Hkv: 1, D: 16, BS: 3, seqs: [{ L: 31, n: 1 }, { L: 2, n: 1 }] },
   { name: 'decode, f16 pools, D 32, long context split over threads', H: 2, Hkv: 2, D: 32, BS: 16, seqs: [{ L: 1000, n: 1 }], f16: true },
+  // two query heads per score tile (score8x2: head dims ≤ 64), over the f16 rows' L1 tile: key counts
+  // that are not multiples of 8, GQA 4 and an odd GQA 3 (one head left for the single-head tile)
+  { name: 'decode, f16 pools, D 64, GQA 4, key counts not multiples of 8', H: 8, Hkv: 2, D: 64, BS: 16, seqs: [{ L: 45, n: 1 }, { L: 9, n: 1 }, { L: 203, n: 1 }], pad: 1, f16: true },
+  { name: 'decode, f16 pools, D 32, GQA 3, pages of 5', H: 6, Hkv: 2, D: 32, BS: 5, seqs: [{ L: 3, n: 1 }, { L: 77, n: 1 }], f16: true },
   // int8 pools: the f16 cases' shapes, plus decode at context 1, odd head dims (tails past the
   // vector width), padding slots, an empty sequence, more than 8 query heads per kv head, long contexts
   { name: 'int8 pools, one decode token, context 1', H: 2, Hkv: 1, D: 8, BS: 4, seqs: [{ L: 1, n: 1 }], int8: true },
