@@ -459,6 +459,36 @@ inline void score16I16(const int16_t* q, const int8_t* const* rows, const int16_
   _mm512_mask_storeu_ps(dst, mask, _mm512_mul_ps(sum16(acc), sc));
 }
 
+// As score16I16 from the widened tile, for two query heads qa, qb (mults ma, mb) against cnt <= 8
+// rows: each tile vector loaded once for both heads (as score8x2 does for f16/f32 pools).
+template <int NV>
+inline void score8x2I16(const int16_t* qa, const int16_t* qb, const int16_t* tile, const float* scales, float ma, float mb, int cnt,
+                        float* da, float* db) {
+  constexpr int NC = (NV + 1) / 2;
+  __m512i q0[NC], q1[NC];
+  for (int c = 0; c < NC; c++) { q0[c] = _mm512_loadu_si512(qa + 32 * c); q1[c] = _mm512_loadu_si512(qb + 32 * c); }
+  __m512 acc[16];
+  for (int jj = 0; jj < 8; jj++) {
+    __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+    if (jj < cnt)
+      for (int c = 0; c < NC; c++) {
+        const __m512i k = _mm512_loadu_si512(tile + (jj * NC + c) * 32);
+        a = _mm512_dpwssd_epi32(a, k, q0[c]);
+        b = _mm512_dpwssd_epi32(b, k, q1[c]);
+      }
+    acc[jj] = _mm512_cvtepi32_ps(a);
+    acc[8 + jj] = _mm512_cvtepi32_ps(b);
+  }
+  const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
+  // lanes 0-7: row scales × ma, lanes 8-15: the same row scales × mb
+  const __m512 rs = _mm512_castps256_ps512(_mm256_maskz_loadu_ps(static_cast<__mmask8>(mask), scales));
+  const __m512 both = _mm512_shuffle_f32x4(rs, rs, 0x44);
+  const __m512 mults = _mm512_mask_blend_ps(static_cast<__mmask16>(0xFF00), _mm512_set1_ps(ma), _mm512_set1_ps(mb));
+  const __m512 sums = _mm512_mul_ps(sum16(acc), _mm512_mul_ps(both, mults));
+  _mm512_mask_storeu_ps(da, mask, sums);
+  _mm512_mask_storeu_ps(db, mask, _mm512_shuffle_f32x4(sums, sums, 0xEE));
+}
+
 // o[g] = Σ_j p[g·ldp + j]·scale_j·V[j0 + j] for GB query heads (rows of 16·NV floats).
 template <int NV, int GB>
 void accumulateVI16(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const float* p, int64_t ldp, float* o) {
@@ -553,7 +583,16 @@ void attendRangeBlockedI8(const PagedKv& kv, int64_t kvh, const float* q, int64_
         widenI16<NV>(rows[jj], k);
         for (int cc = 0; cc < NC; cc++) _mm512_storeu_si512(tile + (jj * NC + cc) * 32, k[cc]);
       }
-      for (int64_t g = 0; g < G; g++) score16I16<NV>(qi + g * NC * 32, rows, tile, scales, qScale[g], cnt, s + g * n + c);
+      int64_t g = 0;
+      if (NV <= 4 && kScorePairs) {
+        for (; g + 2 <= G; g += 2) {
+          float* sa = s + g * n + c;
+          const int16_t* qa = qi + g * NC * 32;
+          score8x2I16<NV>(qa, qa + NC * 32, tile, scales, qScale[g], qScale[g + 1], std::min(cnt, 8), sa, sa + n);
+          if (cnt > 8) score8x2I16<NV>(qa, qa + NC * 32, tile + 8 * NC * 32, scales + 8, qScale[g], qScale[g + 1], cnt - 8, sa + 8, sa + n + 8);
+        }
+      }
+      for (; g < G; g++) score16I16<NV>(qi + g * NC * 32, rows, tile, scales, qScale[g], cnt, s + g * n + c);
     } else {
       score16I16<NV>(qi, rows, nullptr, scales, qScale[0], cnt, s + c);
     }

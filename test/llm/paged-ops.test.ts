@@ -103,8 +103,13 @@ const cases: Case[] = [
   { name: 'int8 pools, window and soft-cap', H: 2, Hkv: 1, D: 33, BS: 4, seqs: [{ L: 19, n: 4 }], int8: true, opts: { window: 5, softcap: 10 } },
   { name: 'int8 pools, 10 query heads per kv head, head dim 17', H: 10, Hkv: 1, D: 17, BS: 4, seqs: [{ L: 30, n: 1 }, { L: 12, n: 3 }], int8: true, opts: { window: 8 } },
   { name: 'int8 pools, long contexts, decode (flash-decoding split)', H: 8, Hkv: 2, D: 64, BS: 16, seqs: [{ L: 700, n: 1 }, { L: 333, n: 2 }], pad: 1, int8: true },
+  { name: 'int8 pools, decode, D 32, GQA 3, key counts not multiples of 8 (two heads per score tile)', H: 6, Hkv: 2, D: 32, BS: 5, seqs: [{ L: 3, n: 1 }, { L: 77, n: 1 }, { L: 13, n: 1 }], int8: true },
   { name: 'int8 pools, long prefill (GEMM tile path)', H: 4, Hkv: 2, D: 64, BS: 16, seqs: [{ L: 700, n: 150 }], int8: true },
 ];
+
+// f32 reassociation: 2e-5. int8 pools on VNNI also round the scaled query and the softmax weights to
+// int16 (2^-16 of their maxima, paged_attention.cc): up to ~5e-5 on the GQA-3 int8 case's outputs.
+const tolerance = (c: Case): number => (c.int8 ? 1e-4 : 2e-5);
 
 for (const c of cases) {
   test(`paged attention plan == reference: ${c.name}`, { skip }, () => {
@@ -126,7 +131,7 @@ for (const c of cases) {
     const g = got.data as Float32Array, w = want.data as Float32Array;
     let worst = 0;
     for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(g[i] - w[i]));
-    assert.ok(worst < 2e-5, `max |plan − reference| = ${worst}`);
+    assert.ok(worst < tolerance(c), `max |plan − reference| = ${worst}`);
     // the plan wrote the pools in place, exactly as the reference did
     assert.deepEqual(planPools[0].data, refPools[0].data, 'k pool');
     assert.deepEqual(planPools[1].data, refPools[1].data, 'v pool');
@@ -152,7 +157,7 @@ for (const c of cases) {
     const e = eager.data as Float32Array, w = ref.data as Float32Array;
     let worst = 0;
     for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(e[i] - w[i]));
-    assert.ok(worst < 2e-5, `max |eager native − reference| = ${worst}`);
+    assert.ok(worst < tolerance(c), `max |eager native − reference| = ${worst}`);
     assert.deepEqual(eagerPools[0].data, refPools[0].data, 'k pool');
     assert.deepEqual(eagerPools[1].data, refPools[1].data, 'v pool');
   });
