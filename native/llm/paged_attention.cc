@@ -313,20 +313,32 @@ void accumulateV(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const fl
     for (int d = 0; d < NV; d++) _mm512_storeu_ps(o + g * 16 * NV + 16 * d, acc[g][d]);
 }
 
+// Scores of G query heads against cnt <= 16 keys, for both pool kinds: pairs of heads (head dims
+// up to 64, NV <= 4, unless INFERJIT_PAGED_SCORE_PAIRS=0) as pair(g, first key, keys) over keys 0-7
+// and 8-15, the rest one head at a time as single(g).
+template <int NV, typename Pair, typename Single>
+inline void scoreHeadsInPairs(int64_t G, int cnt, Pair pair, Single single) {
+  int64_t g = 0;
+  if (NV <= 4 && kScorePairs) {
+    for (; g + 2 <= G; g += 2) {
+      pair(g, 0, std::min(cnt, 8));
+      if (cnt > 8) pair(g, 8, cnt - 8);
+    }
+  }
+  for (; g < G; g++) single(g);
+}
+
 // Scores of the G query heads (rows of qs) against cnt <= 16 key rows into s[g·n + c ..].
 template <int NV, bool F16>
 inline void scoreHeads(const float* qs, int64_t G, const void* base, const int64_t* at, int cnt, float* s, int64_t n, int64_t c) {
   constexpr int64_t hd = 16 * NV;
-  int64_t g = 0;
-  if (NV <= 4 && kScorePairs) {
-    for (; g + 2 <= G; g += 2) {
-      float* sa = s + g * n + c;
-      float* sb = sa + n;
-      score8x2<NV, F16>(qs + g * hd, qs + (g + 1) * hd, base, at, std::min(cnt, 8), sa, sb);
-      if (cnt > 8) score8x2<NV, F16>(qs + g * hd, qs + (g + 1) * hd, base, at + 8, cnt - 8, sa + 8, sb + 8);
-    }
-  }
-  for (; g < G; g++) score16<NV, F16>(qs + g * hd, base, at, cnt, s + g * n + c);
+  scoreHeadsInPairs<NV>(
+      G, cnt,
+      [&](int64_t g, int j, int keys) {
+        float* sa = s + g * n + c + j;
+        score8x2<NV, F16>(qs + g * hd, qs + (g + 1) * hd, base, at + j, keys, sa, sa + n);
+      },
+      [&](int64_t g) { score16<NV, F16>(qs + g * hd, base, at, cnt, s + g * n + c); });
 }
 
 template <int NV, bool F16>
@@ -583,16 +595,14 @@ void attendRangeBlockedI8(const PagedKv& kv, int64_t kvh, const float* q, int64_
         widenI16<NV>(rows[jj], k);
         for (int cc = 0; cc < NC; cc++) _mm512_storeu_si512(tile + (jj * NC + cc) * 32, k[cc]);
       }
-      int64_t g = 0;
-      if (NV <= 4 && kScorePairs) {
-        for (; g + 2 <= G; g += 2) {
-          float* sa = s + g * n + c;
-          const int16_t* qa = qi + g * NC * 32;
-          score8x2I16<NV>(qa, qa + NC * 32, tile, scales, qScale[g], qScale[g + 1], std::min(cnt, 8), sa, sa + n);
-          if (cnt > 8) score8x2I16<NV>(qa, qa + NC * 32, tile + 8 * NC * 32, scales + 8, qScale[g], qScale[g + 1], cnt - 8, sa + 8, sa + n + 8);
-        }
-      }
-      for (; g < G; g++) score16I16<NV>(qi + g * NC * 32, rows, tile, scales, qScale[g], cnt, s + g * n + c);
+      scoreHeadsInPairs<NV>(
+          G, cnt,
+          [&](int64_t g, int j, int keys) {
+            float* sa = s + g * n + c + j;
+            const int16_t* qa = qi + g * NC * 32;
+            score8x2I16<NV>(qa, qa + NC * 32, tile + j * NC * 32, scales + j, qScale[g], qScale[g + 1], keys, sa, sa + n);
+          },
+          [&](int64_t g) { score16I16<NV>(qi + g * NC * 32, rows, tile, scales, qScale[g], cnt, s + g * n + c); });
     } else {
       score16I16<NV>(qi, rows, nullptr, scales, qScale[0], cnt, s + c);
     }
