@@ -275,14 +275,17 @@ void tileF8Scalar(const float* a, int64_t lda, const uint8_t* w, int64_t K, int6
 }
 #endif
 
-// Runs tile(mr, ng, m0, g0) over every (row block, 64-column tile) on the pool.
+// Runs tile(mr, ng, m0, g0) over every (row block, 64-column tile) on the pool. A column tile's
+// row chunks are consecutive tasks, so a thread usually finds that tile's weights (K·64 bytes) still
+// in its L2 for the next chunk; chunk-major order streamed all of N's weights from L3/DRAM once per
+// chunk (the 5632-wide gate/up GEMM at 128 rows ran at 0.6× the rate of the 2048-wide ones).
 template <typename Tile>
 void forTiles(int64_t M, int64_t N, Tile&& tile) {
   const int64_t groups = (N + kW8GroupRows - 1) / kW8GroupRows;
   const int64_t colTiles = (groups + kNG - 1) / kNG;
   const int64_t chunks = (M + kRowChunk - 1) / kRowChunk;
   parallelFor(colTiles * chunks, [&](int64_t t, int) {
-    const int64_t g0 = (t % colTiles) * kNG, chunk = t / colTiles;
+    const int64_t g0 = (t / chunks) * kNG, chunk = t % chunks;
     const int ng = static_cast<int>(std::min<int64_t>(kNG, groups - g0));
     const int64_t m1 = std::min(M, (chunk + 1) * kRowChunk);
     for (int64_t m0 = chunk * kRowChunk; m0 < m1; m0 += kMR) tile(static_cast<int>(std::min<int64_t>(kMR, m1 - m0)), ng, m0, g0);
