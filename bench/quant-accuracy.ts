@@ -44,6 +44,11 @@ const rows: [string, Omit<QuantizeOptions, 'calibration'>][] = [
   ['W8A8 per-tensor + SmoothQuant', { ...w8a8, activationScheme: 'per-tensor', smoothing: 'smoothquant' }],
   ['W8A8 per-tensor + PSS', { ...w8a8, activationScheme: 'per-tensor', smoothing: 'pss' }],
   ['W8A8 + PSS + INT8 KV', { ...w8a8, smoothing: 'pss', kvCache: 'int8' }],
+  // activation scales per 32 values of a token on the w8a8 kernel (activationScheme 'per-group')
+  ['W8A8 naive, per-group activations (32 values)', { ...w8a8, activationScheme: 'per-group' }],
+  ['W8A8 + SmoothQuant, per-group activations', { ...w8a8, activationScheme: 'per-group', smoothing: 'smoothquant' }],
+  ['W8A8 + PSS, per-group activations', { ...w8a8, activationScheme: 'per-group', smoothing: 'pss' }],
+  ['W8A8 + PSS + INT8 KV, per-group activations', { ...w8a8, activationScheme: 'per-group', smoothing: 'pss', kvCache: 'int8' }],
   ['FP8 W8A8 naive', { ...w8a8, weights: 'fp8', activations: 'fp8' }],
   ['FP8 W8A8 + PSS', { ...w8a8, weights: 'fp8', activations: 'fp8', smoothing: 'pss' }],
   ['W4 (int4 g32) absmax', w4],
@@ -77,6 +82,7 @@ for (const [name, o] of rows) {
     ['W8A8 naive on the model without outliers (per-token int8 floor)', w8a8],
     // the same with the down input rotated: the floor of per-token int8 once rotation is allowed
     ['W8A8 + rotate(down) on the model without outliers', { ...w8a8, rotate: 'down' }],
+    ['W8A8 naive per-group on the model without outliers (per-group int8 floor)', { ...w8a8, activationScheme: 'per-group' }],
   ] as [string, Omit<QuantizeOptions, 'calibration'>][]) {
     const t0 = performance.now();
     const q = quantize(clean, { ...o, calibration } as QuantizeOptions);
@@ -103,6 +109,11 @@ const checks = {
   pss_rotate_top1_at_least_99: by('PSS W8A8 + rotate(down)').top1 >= 0.99,
   // the kernel the LLM path runs (activations quantized per 32 values, finer than per token)
   pss_native_qgemm_top1_at_least_99: results.some((r) => r.row === 'W8A8 + PSS on native qgemm') ? by('W8A8 + PSS on native qgemm').top1 >= 0.99 : null,
+  // the same floors with activation scales per 32 values (the w8a8 kernel's per-group mode)
+  pss_per_group_top1_at_least_99: by('W8A8 + PSS, per-group activations').top1 >= 0.99,
+  pss_per_group_kl_at_most_0_01: by('W8A8 + PSS, per-group activations').kl <= 0.01,
+  pss_per_group_no_worse_than_smoothquant: by('W8A8 + PSS, per-group activations').kl <= by('W8A8 + SmoothQuant, per-group activations').kl && by('W8A8 + PSS, per-group activations').top1 >= by('W8A8 + SmoothQuant, per-group activations').top1,
+  int8_kv_adds_kl_per_group: by('W8A8 + PSS + INT8 KV, per-group activations').kl - by('W8A8 + PSS, per-group activations').kl,
   pss_rotate_kl_below_pss: by('PSS W8A8 + rotate(down)').kl < by('W8A8 + PSS').kl,
   gptq_no_worse_than_absmax: by('W4 (int4 g32) GPTQ').kl <= by('W4 (int4 g32) absmax').kl,
 };

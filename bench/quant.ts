@@ -1,7 +1,7 @@
 // Quantized-inference speed (issue 18): the real W8A8 and FP8 kernels (w8_linear → w8a8_gemm /
 // fp8_gemm, native/quant/w8a8.cc) against our own fp32 path and against node-llama-cpp (llama.cpp)
 // Q8_0 on the same seeded weights.
-//   npx tsx bench/quant.ts [--prompt 128] [--gen 32] [--variants fp32,w8a8,w8a8g,fp8,fp8w] [--engines ours,llamacpp]
+//   npx tsx bench/quant.ts [--prompt 128] [--gen 32] [--variants fp32,w8a8,w8a8p,w8a8g,fp8,fp8w] [--engines ours,llamacpp]
 //     [--threads N] [--gemm true]
 // Model: the 1.1B (TinyLlama) shape with 4 of its 22 layers (bench/lib/llm-models.ts '1.1b-4l';
 // fewer layers keep the f32 source model quantize() reads, and the run, short). Our side loads the
@@ -9,6 +9,8 @@
 //   fp32  the model as loaded, compiled (fp32 packed GEMMs)
 //   w8a8  quantize(int8 weights, int8 activations): per-channel int8 weights, per-token int8
 //         activations, VNNI int32 GEMM
+//   w8a8p quantize(int8 weights, int8 activations, activationScheme 'per-group'): the w8a8 kernel
+//         with an activation scale per 32 values of a token (the accuracy of Q8_0 activations)
 //   w8a8g quantize(int8 weights, int8 activations, kernel 'qgemm'): the same int8 weights on the
 //         LLM path's quant_linear kernel, activations quantized per 32 values (the finer scales
 //         that reach issue 18's accuracy floor; bench/quant-accuracy.ts)
@@ -34,7 +36,7 @@ const { values: args } = parseArgs({
   options: {
     prompt: { type: 'string', default: '128' },
     gen: { type: 'string', default: '32' },
-    variants: { type: 'string', default: 'fp32,w8a8,w8a8g,fp8,fp8w' },
+    variants: { type: 'string', default: 'fp32,w8a8,w8a8p,w8a8g,fp8,fp8w' },
     engines: { type: 'string', default: 'ours,llamacpp' },
     threads: { type: 'string' },
     gemm: { type: 'string', default: 'true' },
@@ -43,10 +45,11 @@ const { values: args } = parseArgs({
   },
 });
 
-type Variant = 'fp32' | 'w8a8' | 'w8a8g' | 'fp8' | 'fp8w';
-const VARIANTS: Record<Variant, { weights: 'int8' | 'fp8' | null; activations: 'int8' | 'fp8' | null; kernel?: 'qgemm' }> = {
+type Variant = 'fp32' | 'w8a8' | 'w8a8p' | 'w8a8g' | 'fp8' | 'fp8w';
+const VARIANTS: Record<Variant, { weights: 'int8' | 'fp8' | null; activations: 'int8' | 'fp8' | null; kernel?: 'qgemm'; activationScheme?: 'per-group' }> = {
   fp32: { weights: null, activations: null },
   w8a8: { weights: 'int8', activations: 'int8' },
+  w8a8p: { weights: 'int8', activations: 'int8', activationScheme: 'per-group' },
   w8a8g: { weights: 'int8', activations: 'int8', kernel: 'qgemm' },
   fp8: { weights: 'fp8', activations: 'fp8' },
   fp8w: { weights: 'fp8', activations: null },
@@ -139,7 +142,7 @@ async function runLlamaCpp(file: string, s: Settings, threads: number): Promise<
 }
 
 /** The layer GEMMs alone: the plan's fp32 linear vs w8_linear int8 / fp8, per 1.1B shape and row count. */
-async function gemmRows(M: number[]): Promise<{ shape: string; M: number; f32Ms: number; w8a8Ms: number; fp8Ms: number }[]> {
+async function gemmRows(M: number[]): Promise<{ shape: string; M: number; f32Ms: number; w8a8Ms: number; w8a8pMs: number; fp8Ms: number }[]> {
   const { randn, fromArray, ops } = await import('../src/index.js');
   const { trace } = await import('../src/trace/index.js');
   const { dispatch1 } = await import('../src/ops/dispatch.js');
@@ -167,6 +170,7 @@ async function gemmRows(M: number[]): Promise<{ shape: string; M: number; f32Ms:
         shape: `${name} [${N}, ${K}]`, M: m,
         f32Ms: time((x) => ops.linear(x, wf), { wf }, m, K),
         w8a8Ms: time((x) => dispatch1('w8_linear', [x, codes, sc, null, null], { weights: 'int8', activations: 'int8', activation: 'none' }), { codes, sc }, m, K),
+        w8a8pMs: time((x) => dispatch1('w8_linear', [x, codes, sc, null, null], { weights: 'int8', activations: 'int8', activation: 'none', actGroup: 32 }), { codes, sc }, m, K),
         fp8Ms: time((x) => dispatch1('w8_linear', [x, bits, sc, null, null], { weights: 'fp8', activations: 'fp8', activation: 'none' }), { bits, sc }, m, K),
       });
     }
@@ -203,17 +207,17 @@ const m = MODELS[MODEL];
 const perLayer = 2 * m.dim * m.dim + 2 * m.dim * (m.dim / m.heads) * m.kvHeads + 3 * m.dim * m.ffn;
 const linearMiB = (bytesPerWeight: number, perRowBytes: number): number => (m.layers * (perLayer * bytesPerWeight + perRowBytes * (2 * m.dim + 2 * (m.dim / m.heads) * m.kvHeads + 3 * m.ffn))) / 2 ** 20;
 const MEMORY: Record<string, number> = {
-  fp32: linearMiB(4, 0), w8a8: linearMiB(1, 4), w8a8g: linearMiB(34 / 32, 0), fp8: linearMiB(1, 4), fp8w: linearMiB(1, 4), 'llama.cpp Q8_0': linearMiB(34 / 32, 0),
+  fp32: linearMiB(4, 0), w8a8: linearMiB(1, 4), w8a8p: linearMiB(1 + 4 / 32, 4), w8a8g: linearMiB(34 / 32, 0), fp8: linearMiB(1, 4), fp8w: linearMiB(1, 4), 'llama.cpp Q8_0': linearMiB(34 / 32, 0),
 };
 
 console.log(`# bench/quant.ts: ${MODEL} (1.1B shape, ${m.layers} of 22 layers), prompt ${settings.nPrompt}, gen ${settings.nGen}, ${threads} threads, ${os.cpus()[0]?.model ?? 'cpu'}`);
 const fmt = (x: number | undefined, d = 1): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
 let gemm: Awaited<ReturnType<typeof gemmRows>> = [];
 if (args.gemm === 'true') {
-  console.log('\n| layer GEMM | M | fp32 ms | W8A8 ms | W8A8 speedup | FP8 ms | FP8 speedup |');
-  console.log('|---|---|---|---|---|---|---|');
+  console.log('\n| layer GEMM | M | fp32 ms | W8A8 ms | W8A8 speedup | W8A8 per-group ms | per-group speedup | FP8 ms | FP8 speedup |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   gemm = await gemmRows([1, settings.nPrompt]);
-  for (const g of gemm) console.log(`| ${g.shape} | ${g.M} | ${g.f32Ms.toFixed(2)} | ${g.w8a8Ms.toFixed(2)} | ${(g.f32Ms / g.w8a8Ms).toFixed(2)}× | ${g.fp8Ms.toFixed(2)} | ${(g.f32Ms / g.fp8Ms).toFixed(2)}× |`);
+  for (const g of gemm) console.log(`| ${g.shape} | ${g.M} | ${g.f32Ms.toFixed(2)} | ${g.w8a8Ms.toFixed(2)} | ${(g.f32Ms / g.w8a8Ms).toFixed(2)}× | ${g.w8a8pMs.toFixed(2)} | ${(g.f32Ms / g.w8a8pMs).toFixed(2)}× | ${g.fp8Ms.toFixed(2)} | ${(g.f32Ms / g.fp8Ms).toFixed(2)}× |`);
 }
 // rows print as each child finishes (a run cut short keeps what it measured); ratios against fp32
 // and llama.cpp use whichever of the two has already run, and the final table repeats them all
@@ -248,7 +252,9 @@ console.log(JSON.stringify({
   w8a8_prefill_vs_fp32: ratio('w8a8', 'prefillTps', base), fp8_prefill_vs_fp32: ratio('fp8', 'prefillTps', base),
   w8a8_decode_vs_fp32: ratio('w8a8', 'decodeTps', base), fp8_decode_vs_fp32: ratio('fp8', 'decodeTps', base), fp8w_decode_vs_fp32: ratio('fp8w', 'decodeTps', base),
   w8a8_prefill_vs_llamacpp_q8_0: ratio('w8a8', 'prefillTps', llama), w8a8_decode_vs_llamacpp_q8_0: ratio('w8a8', 'decodeTps', llama),
+  w8a8p_prefill_vs_fp32: ratio('w8a8p', 'prefillTps', base), w8a8p_decode_vs_fp32: ratio('w8a8p', 'decodeTps', base),
+  w8a8p_prefill_vs_llamacpp_q8_0: ratio('w8a8p', 'prefillTps', llama), w8a8p_decode_vs_llamacpp_q8_0: ratio('w8a8p', 'decodeTps', llama),
   w8a8g_prefill_vs_fp32: ratio('w8a8g', 'prefillTps', base), w8a8g_decode_vs_fp32: ratio('w8a8g', 'decodeTps', base),
   w8a8g_prefill_vs_llamacpp_q8_0: ratio('w8a8g', 'prefillTps', llama), w8a8g_decode_vs_llamacpp_q8_0: ratio('w8a8g', 'decodeTps', llama),
-  gemm: gemm.map((g) => ({ shape: g.shape, M: g.M, w8a8_speedup: +(g.f32Ms / g.w8a8Ms).toFixed(2), fp8_speedup: +(g.f32Ms / g.fp8Ms).toFixed(2) })),
+  gemm: gemm.map((g) => ({ shape: g.shape, M: g.M, w8a8_speedup: +(g.f32Ms / g.w8a8Ms).toFixed(2), w8a8_per_group_speedup: +(g.f32Ms / g.w8a8pMs).toFixed(2), fp8_speedup: +(g.f32Ms / g.fp8Ms).toFixed(2) })),
 }));

@@ -157,9 +157,9 @@ export const KERNELS = [
     ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'format' }, { name: 'group' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }],
   },
   {
-    name: 'w8a8_gemm', code: 70, doc: 'out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (dynamic absmax), int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales',
+    name: 'w8a8_gemm', code: 70, doc: 'out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (group 0) or per 32 values of a row (group 32; colSum then per block) with dynamic absmax scales, int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales',
     refs: ['a', 'weight', 'colSum', 'scales', 'bias', 'residual', 'out'],
-    ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }],
+    ints: [{ name: 'M' }, { name: 'N' }, { name: 'K' }, { name: 'act' }, { name: 'lda' }, { name: 'ldr' }, { name: 'group' }],
   },
   {
     name: 'fp8_gemm', code: 71, doc: 'out = act(A·Wᵀ · sw + bias) + residual for FP8 E4M3 W [N, K] packed 16 rows per k (native/quant/w8a8.h), converted to fp32 in registers; A optionally rounded to E4M3 per row (actFp8 = 1)',

@@ -1166,7 +1166,7 @@ inline std::string checkQgemm(const int64_t* I, size_t nInts, size_t nFloats, si
   return "";
 }
 
-// out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (dynamic absmax), int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales.
+// out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (group 0) or per 32 values of a row (group 32; colSum then per block) with dynamic absmax scales, int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales.
 struct W8a8GemmDesc {
   uint8_t* a = nullptr;
   uint8_t* weight = nullptr;
@@ -1181,6 +1181,7 @@ struct W8a8GemmDesc {
   int64_t act = 0;
   int64_t lda = 0;
   int64_t ldr = 0;
+  int64_t group = 0;
 };
 template <typename At>
 inline W8a8GemmDesc decodeW8a8Gemm(const int64_t* I, const double* F, At&& at) {
@@ -1192,6 +1193,7 @@ inline W8a8GemmDesc decodeW8a8Gemm(const int64_t* I, const double* F, At&& at) {
   a.act = I[p++];
   a.lda = I[p++];
   a.ldr = I[p++];
+  a.group = I[p++];
   int r = 0;
   a.a = at(r++);
   a.weight = at(r++);
@@ -1217,6 +1219,8 @@ inline std::string checkW8a8Gemm(const int64_t* I, size_t nInts, size_t nFloats,
   if (p + 1 > nI) return "w8a8_gemm: ints end before lda";
   p++;
   if (p + 1 > nI) return "w8a8_gemm: ints end before ldr";
+  p++;
+  if (p + 1 > nI) return "w8a8_gemm: ints end before group";
   p++;
   if (p != nI) return "w8a8_gemm: " + std::to_string(nInts) + " ints, expected " + std::to_string(p);
   if (nRefs != static_cast<size_t>(1 + 1 + 1 + 1 + 1 + 1 + 1)) return "w8a8_gemm: " + std::to_string(nRefs) + " operands, expected " + std::to_string(1 + 1 + 1 + 1 + 1 + 1 + 1);

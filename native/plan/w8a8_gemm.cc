@@ -30,6 +30,7 @@ W8GemmArgs argsOf(const D& d) {
 void runW8a8Gemm(const W8a8GemmDesc& d, const plan::KernelContext&) {
   W8GemmArgs p = argsOf(d);
   p.colSum = reinterpret_cast<const int32_t*>(d.colSum);
+  p.group = static_cast<int>(d.group);
   w8a8Gemm(p);
 }
 

@@ -1,8 +1,8 @@
 // W8A8 (int8 × int8 → int32, AVX-512 VNNI) and FP8 E4M3 weight (converted to fp32 in registers)
-// GEMM kernels; layouts and numerics in w8a8.h. Both are register-blocked: a tile of up to 6 rows
-// of A × 4 groups of 16 output channels (64 columns) keeps 24 accumulators in zmm registers, so
-// prefill reads each packed weight byte once per 6 rows and decode (M < 6) runs the same code
-// with fewer rows. Work is split over the pool by 64-column tiles and chunks of rows.
+// GEMM kernels; layouts and numerics in w8a8.h. Both are register-blocked: a tile of up to 3 (INT8)
+// or 6 (FP8) rows of A × 4 groups of 16 output channels (64 columns) keeps its accumulators in zmm
+// registers, so prefill reads each packed weight byte once per tile of rows and decode runs the same
+// code with fewer rows. Work is split over the pool by 64-column tiles and chunks of rows.
 #include "w8a8.h"
 
 #include <algorithm>
@@ -17,7 +17,7 @@ namespace inferjit {
 
 namespace {
 
-constexpr int kMR = 6;         // rows of A per register tile
+constexpr int kMR = 6;         // rows of A per register tile (FP8)
 constexpr int kNG = 4;         // 16-channel groups per register tile (64 columns)
 constexpr int64_t kRowChunk = 96;  // rows per task (a multiple of kMR): prefill splits into more tasks
 
@@ -185,6 +185,57 @@ void tileI8(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, int64_
   }
 }
 
+// Per-group activation scales (W8GemmArgs::group): per 32-value block, int32 dots start from the
+// block's −128·Σw (so they come out exact), then float(dot)·sa[m][b] joins an fp32 accumulator.
+// Int and float accumulators both live in registers, so a tile is 3 rows × 4 groups (24 of the 32
+// zmm registers; each weight vector serves 3 rows instead of 6).
+template <int MR, int NG>
+void tileI8G(const uint8_t* aq, int64_t ldq, const float* sa, int64_t nbk, const uint8_t* w, const int32_t* blockSum, int64_t Np,
+             int64_t Kq, int64_t m0, int64_t g0, const Epilogue& e) {
+  __m512 accf[MR][NG];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) accf[m][g] = _mm512_setzero_ps();
+  const int64_t gs = Kq * 64;
+  const uint8_t* wp = w + g0 * gs;
+  const uint8_t* ap = aq + m0 * ldq;
+  constexpr int64_t kQuads = kW8ActGroup / 4;
+  for (int64_t blk = 0; blk < nbk; blk++) {
+    __m512i acc[MR][NG];
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) {
+      const __m512i c = _mm512_loadu_si512(blockSum + blk * Np + (g0 + g) * kW8GroupRows);
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; m++) acc[m][g] = c;
+    }
+    const int64_t j1 = std::min(Kq, (blk + 1) * kQuads);
+    for (int64_t j = blk * kQuads; j < j1; j++) {
+      __m512i b[NG];
+#pragma GCC unroll 8
+      for (int g = 0; g < NG; g++) b[g] = _mm512_loadu_si512(wp + g * gs + j * 64);
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; m++) {
+        int32_t quad;
+        std::memcpy(&quad, ap + m * ldq + 4 * j, 4);
+        const __m512i av = _mm512_set1_epi32(quad);
+#pragma GCC unroll 8
+        for (int g = 0; g < NG; g++) acc[m][g] = _mm512_dpbusd_epi32(acc[m][g], av, b[g]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; m++) {
+      const __m512 s = _mm512_set1_ps(sa[(m0 + m) * nbk + blk]);
+#pragma GCC unroll 8
+      for (int g = 0; g < NG; g++) accf[m][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][g]), s, accf[m][g]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) finish(e, m0 + m, (g0 + g) * kW8GroupRows, VecF(accf[m][g]));
+}
+
 // E4M3 bits of 2 consecutive k (32 bytes: k's 16 channels, then k+1's) as 2 × 16 floats (value·2^-8).
 inline void e4m3x32(const uint8_t* p, __m512& lo, __m512& hi) {
   __m512i u = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -260,6 +311,27 @@ void tileI8Scalar(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, 
   }
 }
 
+void tileI8GScalar(const uint8_t* aq, int64_t ldq, const float* sa, int64_t nbk, const uint8_t* w, const int32_t* blockSum, int64_t Np,
+                   int64_t Kq, int64_t m0, int mr, int64_t g0, int ng, const Epilogue& e) {
+  for (int m = 0; m < mr; m++) {
+    for (int g = 0; g < ng; g++) {
+      float v[kW8GroupRows];
+      for (int r = 0; r < kW8GroupRows; r++) {
+        const int64_t n = (g0 + g) * kW8GroupRows + r;
+        float acc = 0.0f;
+        for (int64_t blk = 0; blk < nbk; blk++) {
+          int32_t dot = blockSum[blk * Np + n];
+          const int64_t j1 = std::min(Kq * 4, (blk + 1) * kW8ActGroup);
+          for (int64_t j = blk * kW8ActGroup; j < j1; j++) dot += static_cast<int32_t>(aq[(m0 + m) * ldq + j]) * static_cast<int8_t>(w[((g0 + g) * Kq + j / 4) * 64 + 4 * r + j % 4]);
+          acc = std::fma(static_cast<float>(dot), sa[(m0 + m) * nbk + blk], acc);
+        }
+        v[r] = acc;
+      }
+      for (int r = 0; r < kW8GroupRows; r += kW) finish(e, m0 + m, (g0 + g) * kW8GroupRows + r, VecF::load(v + r));
+    }
+  }
+}
+
 void tileF8Scalar(const float* a, int64_t lda, const uint8_t* w, int64_t K, int64_t m0, int mr, int64_t g0, int ng, const Epilogue& e) {
   for (int m = 0; m < mr; m++) {
     for (int g = 0; g < ng; g++) {
@@ -279,8 +351,9 @@ void tileF8Scalar(const float* a, int64_t lda, const uint8_t* w, int64_t K, int6
 // row chunks are consecutive tasks, so a thread usually finds that tile's weights (K·64 bytes) still
 // in its L2 for the next chunk; chunk-major order streamed all of N's weights from L3/DRAM once per
 // chunk (the 5632-wide gate/up GEMM at 128 rows ran at 0.6× the rate of the 2048-wide ones).
-template <typename Tile>
+template <int MRows = kMR, typename Tile>
 void forTiles(int64_t M, int64_t N, Tile&& tile) {
+  static_assert(kRowChunk % MRows == 0, "row chunks hold whole register tiles");
   const int64_t groups = (N + kW8GroupRows - 1) / kW8GroupRows;
   const int64_t colTiles = (groups + kNG - 1) / kNG;
   const int64_t chunks = (M + kRowChunk - 1) / kRowChunk;
@@ -288,7 +361,7 @@ void forTiles(int64_t M, int64_t N, Tile&& tile) {
     const int64_t g0 = (t / chunks) * kNG, chunk = t % chunks;
     const int ng = static_cast<int>(std::min<int64_t>(kNG, groups - g0));
     const int64_t m1 = std::min(M, (chunk + 1) * kRowChunk);
-    for (int64_t m0 = chunk * kRowChunk; m0 < m1; m0 += kMR) tile(static_cast<int>(std::min<int64_t>(kMR, m1 - m0)), ng, m0, g0);
+    for (int64_t m0 = chunk * kRowChunk; m0 < m1; m0 += MRows) tile(static_cast<int>(std::min<int64_t>(MRows, m1 - m0)), ng, m0, g0);
   });
 }
 
@@ -320,6 +393,28 @@ void forTiles(int64_t M, int64_t N, Tile&& tile) {
     default: FN<6, 4>(__VA_ARGS__); break;                                \
   }
 
+#define IJ_W8G_DISPATCH(FN, mr, ng, ...)                                  \
+  switch ((mr) * 8 + (ng)) {                                              \
+    case 1 * 8 + 1: FN<1, 1>(__VA_ARGS__); break;                         \
+    case 1 * 8 + 2: FN<1, 2>(__VA_ARGS__); break;                         \
+    case 1 * 8 + 3: FN<1, 3>(__VA_ARGS__); break;                         \
+    case 1 * 8 + 4: FN<1, 4>(__VA_ARGS__); break;                         \
+    case 2 * 8 + 1: FN<2, 1>(__VA_ARGS__); break;                         \
+    case 2 * 8 + 2: FN<2, 2>(__VA_ARGS__); break;                         \
+    case 2 * 8 + 3: FN<2, 3>(__VA_ARGS__); break;                         \
+    case 2 * 8 + 4: FN<2, 4>(__VA_ARGS__); break;                         \
+    case 3 * 8 + 1: FN<3, 1>(__VA_ARGS__); break;                         \
+    case 3 * 8 + 2: FN<3, 2>(__VA_ARGS__); break;                         \
+    case 3 * 8 + 3: FN<3, 3>(__VA_ARGS__); break;                         \
+    default: FN<3, 4>(__VA_ARGS__); break;                                \
+  }
+
+// Rows per INT8 register tile, per-token (tileI8) and per-group (tileI8G) alike. 6 rows × 4 groups
+// (24 accumulators) measured 1.4-1.6× slower than 3 × 4 at 128 rows on Zen 4 (bench/quant.ts --gemm:
+// q/o 3.3-3.8 → 1.7-2.8 ms, gate/up 7.5-8.7 → 5.1-5.6, down 7.2-9.5 → 5.1-5.9); FP8 keeps 6 rows
+// (its E4M3 → fp32 conversion of a weight vector is shared by more rows).
+constexpr int kI8MR = 3;
+
 Epilogue epilogueOf(const W8GemmArgs& p, const float* sa) {
   return Epilogue{p.colSum, p.scales, p.bias, p.residual, p.ldr, p.out, p.N, sa, p.act};
 }
@@ -334,7 +429,38 @@ const char* w8a8Isa() {
 #endif
 }
 
+// Per-group activation scales: each row quantized per block of kW8ActGroup values (the last block
+// K % 32 values), scales at s[m·nbk + b]; the k-quad padding past K is 128 (zero).
+void w8a8GemmGroups(const W8GemmArgs& p) {
+  const int64_t M = p.M, K = p.K, Kq = (K + 3) / 4, ldq = Kq * 4, nbk = (K + kW8ActGroup - 1) / kW8ActGroup;
+  const int64_t Np = (p.N + kW8GroupRows - 1) / kW8GroupRows * kW8GroupRows;
+  std::vector<uint8_t>& aq = tAq;
+  std::vector<float>& sa = tSa;
+  aq.resize(static_cast<size_t>(M * ldq));
+  sa.resize(static_cast<size_t>(M * nbk));
+  uint8_t* q = aq.data();
+  float* s = sa.data();
+  parallelFor(M, [&](int64_t m, int) {
+    const float* x = p.a + m * p.lda;
+    uint8_t* qm = q + m * ldq;
+    for (int64_t b = 0; b < nbk; b++) {
+      const int64_t k0 = b * kW8ActGroup, n = std::min<int64_t>(kW8ActGroup, K - k0);
+      s[m * nbk + b] = quantizeRowI8(x + k0, n, n, qm + k0);
+    }
+    for (int64_t k = K; k < ldq; k++) qm[k] = 128;
+  });
+  const Epilogue e = epilogueOf(p, nullptr);
+  forTiles<kI8MR>(M, p.N, [&](int mr, int ng, int64_t m0, int64_t g0) {
+#if defined(IJ_W8A8_VNNI)
+    IJ_W8G_DISPATCH(tileI8G, mr, ng, q, ldq, s, nbk, p.weight, p.colSum, Np, Kq, m0, g0, e)
+#else
+    tileI8GScalar(q, ldq, s, nbk, p.weight, p.colSum, Np, Kq, m0, mr, g0, ng, e);
+#endif
+  });
+}
+
 void w8a8Gemm(const W8GemmArgs& p) {
+  if (p.group == kW8ActGroup) return w8a8GemmGroups(p);
   const int64_t M = p.M, K = p.K, Kq = (K + 3) / 4, ldq = Kq * 4;
   std::vector<uint8_t>& aq = tAq;
   std::vector<float>& sa = tSa;
@@ -344,7 +470,7 @@ void w8a8Gemm(const W8GemmArgs& p) {
   float* s = sa.data();
   parallelFor(M, [&](int64_t m, int) { s[m] = quantizeRowI8(p.a + m * p.lda, K, ldq, q + m * ldq); });
   const Epilogue e = epilogueOf(p, s);
-  forTiles(M, p.N, [&](int mr, int ng, int64_t m0, int64_t g0) {
+  forTiles<kI8MR>(M, p.N, [&](int mr, int ng, int64_t m0, int64_t g0) {
 #if defined(IJ_W8A8_VNNI)
     IJ_W8_DISPATCH(tileI8, mr, ng, q, ldq, p.weight, Kq, m0, g0, e)
 #else

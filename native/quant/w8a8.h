@@ -8,7 +8,8 @@
 // signed bytes: activations are stored as q + 128 and the packer's column sums remove the offset,
 //   Σ_k (q+128)·w = Σ_k q·w + colSum[n],  colSum[n] = 128·Σ_k w[n][k].
 // The epilogue is y = float(acc − colSum)·(sa[m]·scales[n]) (+ bias as one fused multiply-add),
-// then activation and residual.
+// then activation and residual. With per-group activation scales (W8GemmArgs::group) each row has a
+// scale per 32 values instead, and each block's dot is scaled into an fp32 accumulator.
 //
 // Packed weight layouts (made once at plan lowering by src/backends/cpu/plan/rules/w8a8.ts; rows are
 // padded to Np = 16·ceil(N/16) with zero weights, zero scales and zero column sums):
@@ -42,7 +43,14 @@ struct W8GemmArgs {
   int64_t M = 0, N = 0, K = 0;
   int act = 0;            // simd.h Act
   bool actFp8 = false;    // FP8 only: round activations to E4M3 per row
+  // INT8 only: values per activation scale. 0: one scale per row (above). kW8ActGroup: one per 32
+  // values of a row (sa[m][b] = max over the block / 127; a last partial block of K % 32), each
+  // block's int32 dot scaled into an fp32 accumulator, y = (Σ_b float(dot_b)·sa[m][b])·scales[n]
+  // (+ bias); colSum then holds −128·Σ_{k in block b} w[n][k] at [b·Np + n] (one row of Np per block).
+  int group = 0;
 };
+
+constexpr int kW8ActGroup = 32;
 
 // Runs on the thread pool (parallel over 64-column tiles and row chunks).
 void w8a8Gemm(const W8GemmArgs& args);

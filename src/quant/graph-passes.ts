@@ -116,7 +116,8 @@ export interface KvPlan { format: 'int8' | 'fp8'; scales: string[] }
 /** A linear swapped for quant_linear on the packed weight parameter `param` (kernel 'qgemm'). */
 export interface QuantLinearPlan { param: string; format: 'int8' | 'int4'; N: number; K: number; group: number }
 /** A linear swapped for w8_linear on 8-bit codes `codes` [N, K] and per-channel `scales` [N] (kernel 'w8a8'). */
-export interface W8LinearPlan { codes: string; scales: string; weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none' }
+/** A linear swapped for w8_linear (kernel 'w8a8'); actGroup 32: activation scales per 32 values of a row (absent: per token). */
+export interface W8LinearPlan { codes: string; scales: string; weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; actGroup?: 32 }
 export interface QuantPlan { sites: SitePlan[]; kv: KvPlan | null; quantLinear?: Record<string, QuantLinearPlan>; w8Linear?: Record<string, W8LinearPlan> }
 
 /** Rewrites a traced step graph with the plan; parameters it names are new constants [K] or [1]
@@ -162,7 +163,7 @@ export function applyQuantPlan(g: Graph, plan: QuantPlan, paramMeta: (name: stri
       if (w8) {
         c.node.op = W8_LINEAR;
         c.node.inputs = [x, constant(w8.codes), constant(w8.scales), c.node.inputs[2] ?? null, null];
-        c.node.attrs = { weights: w8.weights, activations: w8.activations, activation: 'none' };
+        c.node.attrs = { weights: w8.weights, activations: w8.activations, activation: 'none', ...(w8.actGroup ? { actGroup: w8.actGroup } : {}) };
       }
     }
   }

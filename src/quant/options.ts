@@ -9,8 +9,10 @@ export interface QuantizeOptions {
   /** Activation quantization before each quantized linear (null: none, weight-only). */
   activations: 'int8' | 'fp8' | null;
   /** 'per-token' (default): one dynamic scale per token; 'per-tensor': one static scale per site,
-   *  calibrated (the naive scheme that outlier channels break). */
-  activationScheme?: 'per-token' | 'per-tensor';
+   *  calibrated (the naive scheme that outlier channels break); 'per-group': one dynamic scale per
+   *  32 values of a token (llama.cpp's Q8_0 granularity), int8 weights and activations on the
+   *  w8a8 kernel only — an outlier channel coarsens its own block of 32, not the whole token. */
+  activationScheme?: 'per-token' | 'per-tensor' | 'per-group';
   /** KV cache rows quantized with calibrated per-head scales (null: f32). */
   kvCache: 'int8' | 'fp8' | null;
   smoothing: 'none' | 'smoothquant' | 'pss';
@@ -27,7 +29,8 @@ export interface QuantizeOptions {
   pieces?: number;
   /** 'simulated': fake-quantized activations (per token / per tensor) times dequantized weights in
    *  f32. 'w8a8': the linears become w8_linear on the real 8-bit kernels (src/quant/w8-linear-op.ts):
-   *  int8 weights × int8 activations (per-token scales, int32 sums), or FP8 E4M3 weights with FP8
+   *  int8 weights × int8 activations (per-token or, with activationScheme 'per-group', per-32-value
+   *  scales; int32 sums), or FP8 E4M3 weights with FP8
    *  or f32 activations. 'qgemm': the linears become quant_linear on int8 / int4 weights and run on
    *  the native weight-only kernel, which quantizes activations itself, dynamically per 32 values.
    *  Default: 'w8a8' where it applies (native kernels built; int8 weights with per-token int8
@@ -53,7 +56,8 @@ function oneOf(name: string, v: unknown, allowed: readonly unknown[]): void {
 
 /** Whether kernel 'w8a8' runs these formats (what the default kernel is chosen by). */
 export function w8a8Applies(o: Pick<QuantizeOptions, 'weights' | 'activations' | 'activationScheme'>): boolean {
-  if ((o.activationScheme ?? 'per-token') !== 'per-token') return false;
+  if (o.activationScheme === 'per-tensor') return false;
+  if (o.activationScheme === 'per-group') return o.weights === 'int8' && o.activations === 'int8';
   return (o.weights === 'int8' && o.activations === 'int8') || (o.weights === 'fp8' && o.activations !== 'int8');
 }
 
@@ -65,7 +69,11 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   }
   oneOf('weights', options.weights, ['int8', 'int4', 'fp8', null]);
   oneOf('activations', options.activations, ['int8', 'fp8', null]);
-  oneOf('activationScheme', options.activationScheme ?? 'per-token', ['per-token', 'per-tensor']);
+  oneOf('activationScheme', options.activationScheme ?? 'per-token', ['per-token', 'per-tensor', 'per-group']);
+  if (options.activationScheme === 'per-group') {
+    if (options.weights !== 'int8' || options.activations !== 'int8') throw new TypeError(`quantize: option "activationScheme" 'per-group' (int8 activation scales per 32 values) runs int8 weights with int8 activations; got weights ${JSON.stringify(options.weights)}, activations ${JSON.stringify(options.activations)}`);
+    if (options.kernel !== undefined && options.kernel !== 'w8a8') throw new TypeError(`quantize: option "activationScheme" 'per-group' runs on kernel 'w8a8' (leave "kernel" out or say 'w8a8'); got kernel '${options.kernel}'${options.kernel === 'qgemm' ? ", which quantizes per 32 values by itself: leave \"activationScheme\" out" : ''}`);
+  }
   oneOf('kvCache', options.kvCache, ['int8', 'fp8', null]);
   oneOf('smoothing', options.smoothing, ['none', 'smoothquant', 'pss']);
   oneOf('shift', options.shift, [true, false]);
@@ -82,7 +90,7 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
   if (options.kernel === 'w8a8') {
     const ok = (options.weights === 'int8' && options.activations === 'int8') || (options.weights === 'fp8' && options.activations !== 'int8');
     if (!ok) throw new TypeError(`quantize: option "kernel" 'w8a8' runs int8 weights with int8 activations, or fp8 weights with fp8 / no activation quantization; got weights ${JSON.stringify(options.weights)}, activations ${JSON.stringify(options.activations)}`);
-    if (options.activationScheme !== undefined && options.activationScheme !== 'per-token') throw new TypeError('quantize: option "kernel" \'w8a8\' quantizes activations per token; "activationScheme" \'per-tensor\' needs kernel \'simulated\'');
+    if (options.activationScheme === 'per-tensor') throw new TypeError('quantize: option "kernel" \'w8a8\' quantizes activations per token or per 32 values; "activationScheme" \'per-tensor\' needs kernel \'simulated\'');
   }
   if (options.kernel === 'qgemm') {
     if (options.weights !== 'int8' && options.weights !== 'int4') throw new TypeError(`quantize: option "kernel" 'qgemm' runs int8 / int4 weights; "weights" is ${JSON.stringify(options.weights)}`);

@@ -32,7 +32,8 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
   const checked = checkQuantizeOptions(options);
   const native = isNativeAvailable() && getEagerBackend() !== 'reference';
   // the default: the real 8-bit kernels where they apply and are built, else simulated quantization
-  const o = { ...checked, kernel: checked.kernel ?? (native && w8a8Applies(checked) ? 'w8a8' : 'simulated') };
+  // (per-group activation scales run on the w8a8 kernel only: its reference form where the native one is not built)
+  const o = { ...checked, kernel: checked.kernel ?? (checked.activationScheme === 'per-group' || (native && w8a8Applies(checked)) ? 'w8a8' : 'simulated') };
   if (o.kernel === 'qgemm' && !native) {
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
@@ -89,7 +90,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     }
     const problem: SiteProblem = {
       K, R, X, weights: ws,
-      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' ? 32 : undefined } : null,
+      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' || o.activationScheme === 'per-group' ? 32 : undefined } : null,
       weight: o.weights ? { format: o.weights, group } : null,
       rotate: st.rotated,
     };
@@ -170,7 +171,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
       added.set(name, fromArray(hadamardMatrix(K), [K, K], 'f32'));
       site.rotation = name;
     }
-    // qgemm (per 32 values) and w8a8 (per token) quantize activations inside the kernel: no fake_quant node
+    // qgemm (per 32 values) and w8a8 (per token, or per 32 values) quantize activations inside the kernel: no fake_quant node
     if (o.activations && o.kernel !== 'qgemm' && o.kernel !== 'w8a8') {
       if (o.activationScheme === 'per-tensor') {
         let m = 0;
@@ -204,7 +205,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
           const codes = `quant.${w}.codes`, scales = `quant.${w}.scales`;
           added.set(codes, encodeCodes(q));
           added.set(scales, f32(q.scales, [N]));
-          (plan.w8Linear ??= {})[w] = { codes, scales, weights: q.format, activations: o.activations ?? 'none' };
+          (plan.w8Linear ??= {})[w] = { codes, scales, weights: q.format, activations: o.activations ?? 'none', ...(o.activationScheme === 'per-group' ? { actGroup: 32 as const } : {}) };
         }
       }
     }

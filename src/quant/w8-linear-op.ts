@@ -4,6 +4,9 @@
 //   weights 'int8', activations 'int8':  W8A8. Each row of x gets sa = max|x| / 127 and
 //       q = clamp(round_half_away(fround(x / sa)), ±127); y = fround(Σ q·w) · fround(sa · scale[n]),
 //       the sum exact in integers (the kernel's int32 accumulation).
+//       With actGroup 32 each block of 32 values of a row gets its own scale sa[m][b] (the last block
+//       K % 32 values); y = fround(Σ_b fround(Σ_{k∈b} q·w)·sa[m][b], block by block as fused
+//       multiply-adds in fp32) · scale[n] — the granularity llama.cpp's Q8_0 activations use.
 //   weights 'fp8', activations 'fp8' | 'none':  E4M3 weight codes (u8 bits) times scale[n]; with
 //       'fp8' each row of x is first rounded to E4M3 under sa = max|x| / 448 (round to nearest even).
 // then + bias, activation, + residual (the GEMM epilogue). The reference kernel below is the
@@ -21,7 +24,10 @@ import { decodeE4M3 } from './packing.js';
 
 export const W8_LINEAR = 'w8_linear';
 
-export interface W8LinearAttrs { weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; activation: FusedActivation }
+export interface W8LinearAttrs { weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; activation: FusedActivation; actGroup?: 0 | 32 }
+
+/** Values per activation scale with `actGroup` 32 (W8A8 only): a row's blocks of 32, the last K % 32. */
+export const W8_ACT_GROUP = 32;
 
 const mayEqual = (a: Dim, b: Dim): boolean => typeof a !== 'number' || typeof b !== 'number' || a === b;
 
@@ -43,6 +49,44 @@ export function quantizeRows(x: ArrayLike<number>, M: number, K: number, format:
   return { q, scales };
 }
 
+/** The per-block scales [M, ceil(K / group)] and int8 codes of x [M, K], each block of `group`
+ *  values of a row quantized like a row of quantizeRows (the last block holds K % group values). */
+export function quantizeRowBlocks(x: ArrayLike<number>, M: number, K: number, group: number): { q: Float64Array; scales: Float32Array; blocks: number } {
+  const blocks = Math.ceil(K / group);
+  const q = new Float64Array(M * K), scales = new Float32Array(M * blocks);
+  for (let m = 0; m < M; m++) {
+    for (let b = 0; b < blocks; b++) {
+      const k0 = b * group, k1 = Math.min(K, k0 + group);
+      let amax = 0;
+      for (let k = k0; k < k1; k++) amax = Math.max(amax, Math.abs(x[m * K + k]));
+      const s = Math.fround(amax / INT8_MAX);
+      scales[m * blocks + b] = s;
+      if (!(s > 0)) continue;
+      for (let k = k0; k < k1; k++) q[m * K + k] = Math.max(-INT8_MAX, Math.min(INT8_MAX, roundSym(Math.fround(x[m * K + k] / s))));
+    }
+  }
+  return { q, scales, blocks };
+}
+
+/** Σ_b fround(dot_b · sa[m][b] + acc) in block order (the kernel's fused multiply-adds; dot_b is an
+ *  exact integer below 2^24, so its product with an f32 scale is exact in f64), then · scale[n] + bias. */
+function groupedRows(xv: ArrayLike<number>, w: Float64Array, ws: ArrayLike<number>, bv: ArrayLike<number> | null, M: number, N: number, K: number): Float32Array {
+  const { q, scales, blocks } = quantizeRowBlocks(xv, M, K, W8_ACT_GROUP);
+  const y = new Float32Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let b = 0; b < blocks; b++) {
+        let dot = 0;
+        for (let k = b * W8_ACT_GROUP; k < Math.min(K, (b + 1) * W8_ACT_GROUP); k++) dot += q[m * K + k] * w[n * K + k];
+        acc = Math.fround(dot * scales[m * blocks + b] + acc);
+      }
+      y[m * N + n] = Math.fround(acc * ws[n] + (bv ? bv[n] : 0));
+    }
+  }
+  return y;
+}
+
 function define(): void {
   defineOp<W8LinearAttrs>({
     name: W8_LINEAR,
@@ -52,12 +96,15 @@ function define(): void {
       weights: { type: 'string', oneOf: ['int8', 'fp8'], required: true },
       activations: { type: 'string', oneOf: ['int8', 'fp8', 'none'], required: true },
       activation: { type: 'string', default: 'none', oneOf: FUSED_ACTIVATIONS },
+      actGroup: { type: 'int', default: 0 },
     },
     doc: 'act(x · (scales ⊙ W)ᵀ + bias) + residual for 8-bit W [N, K] (int8 codes i8, or FP8 E4M3 bits u8) with per-channel scales [N], x quantized per token (int8 with int8 weights; E4M3 or kept f32 with fp8 weights).',
     infer([x, weight, scales, bias, residual], a) {
       const op = W8_LINEAR;
       if (a.weights === 'int8' && a.activations !== 'int8') throw new TypeError(`${op}: int8 weights run with int8 activations (W8A8), got activations '${a.activations}'`);
       if (a.weights === 'fp8' && a.activations === 'int8') throw new TypeError(`${op}: fp8 weights run with fp8 or unquantized activations, got 'int8'`);
+      if (![0, W8_ACT_GROUP].includes(a.actGroup ?? 0)) throw new RangeError(`${op}: actGroup must be 0 (one activation scale per row) or ${W8_ACT_GROUP}, got ${a.actGroup}`);
+      if ((a.actGroup ?? 0) !== 0 && a.weights !== 'int8') throw new TypeError(`${op}: actGroup ${a.actGroup} (activation scales per ${a.actGroup} values) applies to int8 W8A8 only, got weights '${a.weights}'`);
       const wDtype = a.weights === 'int8' ? 'i8' : 'u8';
       if (!weight || weight.dtype !== wDtype || weight.shape.length !== 2) throw new TypeError(`${op}: ${a.weights} weight must be ${wDtype} [N, K], got ${weight ? weight.dtype + formatShape(weight.shape) : 'nothing'}`);
       const [N, K] = weight.shape;
@@ -79,10 +126,11 @@ function define(): void {
       const xv = values(x!), ws = values(scales!), bv = bias ? values(bias) : null;
       const M = K > 0 ? xv.length / K : 0;
       const w = a.weights === 'int8' ? Float64Array.from(weight!.data as Int8Array) : Float64Array.from(weight!.data as Uint8Array, decodeE4M3);
-      const quantized = a.activations === 'none' ? null : quantizeRows(xv, M, K, a.activations);
+      const grouped = (a.actGroup ?? 0) !== 0;
+      const quantized = a.activations === 'none' || grouped ? null : quantizeRows(xv, M, K, a.activations);
       const xq = quantized ? quantized.q : Float64Array.from(xv);
-      const y = new Float32Array(M * N);
-      for (let m = 0; m < M; m++) {
+      const y = grouped ? groupedRows(xv, w, ws, bv, M, N, K) : new Float32Array(M * N);
+      for (let m = 0; m < M && !grouped; m++) {
         const sa = quantized ? quantized.scales[m] : 1;
         for (let n = 0; n < N; n++) {
           let acc = 0;

@@ -34,6 +34,8 @@ test('save / load round trip gives identical logits, without calibration', () =>
     ...(isNativeAvailable() ? [['w8a8-qgemm', { ...base, weights: 'int8', activations: 'int8', smoothing: 'smoothquant', shift: true, kernel: 'qgemm' }] as [string, QuantizeOptions]] : []),
     ...(isNativeAvailable() ? [['fp8-w8a8-kernel', { ...base, weights: 'fp8', activations: 'fp8', smoothing: 'smoothquant', kernel: 'w8a8' }] as [string, QuantizeOptions]] : []),
     ['fp8-per-tensor', { ...base, weights: 'fp8', activations: 'fp8', activationScheme: 'per-tensor', smoothing: 'smoothquant', kvCache: 'fp8' }],
+    // activation scales per 32 values: the plan (actGroup) comes back, so the loaded graph quantizes alike
+    ['w8a8-per-group', { ...base, weights: 'int8', activations: 'int8', activationScheme: 'per-group', smoothing: 'smoothquant', kernel: 'w8a8' }],
   ];
   // the loading decoder has other weights: everything must come from the file
   const other = outlierModel({ numLayers: 1, seed: 99 });

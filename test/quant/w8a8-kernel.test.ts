@@ -1,7 +1,9 @@
 // The W8A8 and FP8 plan kernels (native/quant/w8a8.cc via the w8a8_gemm / fp8_gemm rule) against
 // the w8_linear reference kernel (src/quant/w8-linear-op.ts: per-token activation quantization in
 // TypeScript, exact integer dot products, the scale product) on random inputs, over decode and
-// prefill row counts (M = 1, 2, 3, 15, 16, 17, 33, 100), odd N and K not a multiple of 4 or 64.
+// prefill row counts (M = 1, 2, 3, 15, 16, 17, 33, 100), odd N and K not a multiple of 4 or 64;
+// and W8A8 with activation scales per 32 values of a row (actGroup 32: K not a multiple of 32, a
+// last partial block, blocks of one value).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randn, fromArray, type Tensor } from '../../src/index.js';
@@ -35,7 +37,7 @@ function fp8Weight(N: number, K: number): { w: Tensor; s: Tensor } {
   return { w: fromArray(bits, [N, K], 'u8'), s: fromArray(scales, [N], 'f32') };
 }
 
-interface Case { weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; M: number; N: number; K: number; bias?: boolean; residual?: boolean; activation?: string }
+interface Case { weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; M: number; N: number; K: number; bias?: boolean; residual?: boolean; activation?: string; actGroup?: 0 | 32 }
 
 function runCase(c: Case): { got: Float32Array; want: Float32Array; names: string[] } {
   const { w, s } = c.weights === 'int8' ? int8Weight(c.N, c.K) : fp8Weight(c.N, c.K);
@@ -44,7 +46,7 @@ function runCase(c: Case): { got: Float32Array; want: Float32Array; names: strin
   // a few activation channels 20× larger than the rest, as LLM hidden states have
   const x = rnd([c.M, c.K]).mul(fromArray(Float32Array.from({ length: c.K }, (_, k) => (k % 37 === 5 ? 20 : 1)), [c.K], 'f32'));
   const r = c.residual ? rnd([c.M, c.N]) : null;
-  const attrs = { weights: c.weights, activations: c.activations, activation: c.activation ?? 'none' };
+  const attrs = { weights: c.weights, activations: c.activations, activation: c.activation ?? 'none', ...(c.actGroup ? { actGroup: c.actGroup } : {}) };
   const fn = (xx: Tensor, rr?: Tensor): Tensor => dispatch1(W8_LINEAR, [xx, params.w, params.s, params.b ?? null, rr ?? null], attrs);
   const args = r ? [x, r] : [x];
   const t = trace(fn, args, { module: { namedParameters: () => Object.entries(params) } });
@@ -75,6 +77,42 @@ test('w8a8_gemm epilogue: bias (one fused multiply-add), silu and residual withi
       for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-6 * (1 + Math.abs(want[i])), `M=${M} N=${N} K=${K} [${i}]: ${got[i]} vs ${want[i]}`);
     }
   }
+});
+
+test('w8a8_gemm, activation scales per 32 values: against the reference (block dots exact, block scaling as fused multiply-adds)', { skip }, () => {
+  for (const M of ROWS) {
+    for (const [N, K] of [[1, 1], [17, 7], [16, 31], [33, 32], [63, 33], [100, 64], [130, 257]]) {
+      const c = { weights: 'int8', activations: 'int8', M, N, K, actGroup: 32, bias: M % 2 === 1, residual: M === 17, activation: M === 3 ? 'silu' : 'none' } as const;
+      const { got, want, names } = runCase(c);
+      assert.deepEqual(names, ['w8_linear']);
+      // the kernel's fused multiply-adds round once, the reference's f64 sum then fround may round twice
+      for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-6 * (1 + Math.abs(want[i])), `M=${M} N=${N} K=${K} [${i}]: ${got[i]} vs ${want[i]}`);
+    }
+  }
+});
+
+test('activation scales per 32 values are closer to the f32 product than one per token when a few channels are large', { skip }, () => {
+  const M = 17, N = 48, K = 256;
+  const { w, s } = int8Weight(N, K);
+  const x = rnd([M, K]).mul(fromArray(Float32Array.from({ length: K }, (_, k) => (k % 37 === 5 ? 40 : 1)), [K], 'f32'));
+  const exact = withEagerBackend('reference', () => dispatch1('linear', [x, dispatch1('mul', [w.cast('f32'), s.reshape([N, 1])])])).toFlatArray();
+  const err = (actGroup: 0 | 32): number => {
+    const fn = (xx: Tensor): Tensor => dispatch1(W8_LINEAR, [xx, w, s, null, null], { weights: 'int8', activations: 'int8', activation: 'none', actGroup });
+    const t = trace(fn, [x], { module: { namedParameters: () => Object.entries({ w, s }) } });
+    const got = new PlanExecutable(t.graph, t.constants).run([x])[0].toFlatArray();
+    return got.reduce((a, v, i) => a + (v - exact[i]) ** 2, 0);
+  };
+  const perToken = err(0), perGroup = err(32);
+  // (one large channel in every 37: most blocks of 32 hold one, so the gain is a few-fold, not more)
+  assert.ok(perGroup < perToken / 2, `squared error per 32 values ${perGroup} vs per token ${perToken}`);
+});
+
+test('w8_linear refuses an activation group other than 0 or 32, and one on fp8 weights', () => {
+  const { w, s } = int8Weight(16, 32);
+  const x = rnd([2, 32]);
+  assert.throws(() => dispatch1(W8_LINEAR, [x, w, s, null, null], { weights: 'int8', activations: 'int8', activation: 'none', actGroup: 16 }), /actGroup must be 0 .* or 32, got 16/);
+  const f = fp8Weight(16, 32);
+  assert.throws(() => dispatch1(W8_LINEAR, [x, f.w, f.s, null, null], { weights: 'fp8', activations: 'fp8', activation: 'none', actGroup: 32 }), /applies to int8 W8A8 only/);
 });
 
 test('a zero activation row gives a zero scale, not NaN', { skip }, () => {

@@ -64,3 +64,28 @@ test("kernel 'w8a8' refuses formats it does not run, naming them", () => {
   // where it does not apply, the default stays simulated
   assert.equal(quantize(model, { ...base, weights: 'int8', activations: null }).options.kernel, 'simulated');
 });
+
+test("activationScheme 'per-group': w8_linear with activation scales per 32 values, on w8a8_gemm; closer to f32 than per token", { skip }, () => {
+  const o = { ...base, smoothing: 'none', weights: 'int8', activations: 'int8', activationScheme: 'per-group' } as const;
+  const real = quantize(model, o);
+  assert.equal(real.options.kernel, 'w8a8');
+  const { exe, logits } = compiled(real);
+  assert.equal(exe.path, 'plan', exe.describe());
+  const names = exe.planStats()!.kernelNames;
+  assert.equal(names.filter((n) => n === 'w8_linear').length, 7, names.join(' '));
+  const interpreted = teacherForcedLogits(real, seq);
+  assert.ok(maxRelDiff(logits, interpreted) < 1e-3, `vs interpreted: ${maxRelDiff(logits, interpreted)}`);
+  // the outlier channels coarsen only their own blocks of 32: naive per-group lands much nearer f32
+  const f32 = teacherForcedLogits(model, seq);
+  const perToken = compiled(quantize(model, { ...o, activationScheme: 'per-token' })).logits;
+  const err = (x: Float32Array): number => x.reduce((a, v, i) => a + (v - f32[i]) ** 2, 0);
+  // (the int8 weights' own rounding is common to both)
+  assert.ok(err(logits) < 0.75 * err(perToken), `squared logit error per group ${err(logits)} vs per token ${err(perToken)}`);
+});
+
+test("activationScheme 'per-group' runs int8 W8A8 on kernel 'w8a8' only, and says what to change", () => {
+  const o = { ...base, weights: 'int8', activations: 'int8', activationScheme: 'per-group' } as const;
+  assert.throws(() => quantize(model, { ...o, weights: 'fp8', activations: 'fp8' }), /'per-group' .* runs int8 weights with int8 activations; got weights "fp8"/);
+  assert.throws(() => quantize(model, { ...o, kernel: 'qgemm' }), /runs on kernel 'w8a8'.*quantizes per 32 values by itself/);
+  assert.throws(() => quantize(model, { ...o, kernel: 'simulated' }), /runs on kernel 'w8a8' .* got kernel 'simulated'/);
+});

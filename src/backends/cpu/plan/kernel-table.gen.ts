@@ -167,10 +167,10 @@ export function encodeQgemm<R>(f: QgemmFields<R>): EncodedKernel<R> {
   return { op: 40, refs: [f.a, f.weight, f.bias, f.residual, f.out], ints: [Number(f.M), Number(f.N), Number(f.K), Number(f.format), Number(f.group), Number(f.act), Number(f.lda), Number(f.ldr)], floats: [] };
 }
 
-/** out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (dynamic absmax), int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales. */
-export interface W8a8GemmFields<R> { a: R; weight: R; colSum: R; scales: R; bias: R; residual: R; out: R; M: Int; N: Int; K: Int; act: Int; lda: Int; ldr: Int }
+/** out = act((Σ_k q(a)·w) · sa·sw + bias) + residual: A quantized to int8 per row (group 0) or per 32 values of a row (group 32; colSum then per block) with dynamic absmax scales, int8 W [N, K] packed 16 rows × 4 k per 64 bytes (native/quant/w8a8.h), int32 accumulation (AVX-512 VNNI), per-channel scales. */
+export interface W8a8GemmFields<R> { a: R; weight: R; colSum: R; scales: R; bias: R; residual: R; out: R; M: Int; N: Int; K: Int; act: Int; lda: Int; ldr: Int; group: Int }
 export function encodeW8a8Gemm<R>(f: W8a8GemmFields<R>): EncodedKernel<R> {
-  return { op: 70, refs: [f.a, f.weight, f.colSum, f.scales, f.bias, f.residual, f.out], ints: [Number(f.M), Number(f.N), Number(f.K), Number(f.act), Number(f.lda), Number(f.ldr)], floats: [] };
+  return { op: 70, refs: [f.a, f.weight, f.colSum, f.scales, f.bias, f.residual, f.out], ints: [Number(f.M), Number(f.N), Number(f.K), Number(f.act), Number(f.lda), Number(f.ldr), Number(f.group)], floats: [] };
 }
 
 /** out = act(A·Wᵀ · sw + bias) + residual for FP8 E4M3 W [N, K] packed 16 rows per k (native/quant/w8a8.h), converted to fp32 in registers; A optionally rounded to E4M3 per row (actFp8 = 1). */

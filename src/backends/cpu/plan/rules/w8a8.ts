@@ -1,5 +1,5 @@
 // W8A8 / FP8 GEMM rule: w8_linear (8-bit weight codes + per-channel scales, activations quantized
-// per token; src/quant/w8-linear-op.ts) becomes one w8a8_gemm (int8 weights, int8 activations,
+// per token, or per 32 values with actGroup 32; src/quant/w8-linear-op.ts) becomes one w8a8_gemm (int8 weights, int8 activations,
 // VNNI int32 accumulation) or fp8_gemm (E4M3 weights converted in registers, activations E4M3 or
 // f32) kernel, native/quant/w8a8.cc. The weight is re-laid-out once per weight version, here at
 // lowering, into the kernel's packed layout (native/quant/w8a8.h): int8 as 16 rows × 4 k per 64
@@ -18,21 +18,23 @@ const GROUP = 16;
 export interface PackedW8 { weight: Uint8Array; colSum: Int32Array | null; scales: Float32Array }
 
 /** int8 [N, K] codes in the W8A8 kernel's layout: group g, k-quad j at byte (g·Kq + j)·64, byte
- *  4r+i = w[16g+r][4j+i]; colSum[n] = 128·Σ_k w[n][k]; rows padded to a multiple of 16. */
-export function packInt8(codes: Int8Array, scales: Float32Array, N: number, K: number): PackedW8 {
+ *  4r+i = w[16g+r][4j+i]; rows padded to a multiple of 16. With one activation scale per row
+ *  (actGroup 0) colSum[n] = 128·Σ_k w[n][k]; with one per actGroup (32) values, colSum[b·Np + n] =
+ *  −128·Σ_{k in block b} w[n][k], the block's starting value of the kernel's int32 dot. */
+export function packInt8(codes: Int8Array, scales: Float32Array, N: number, K: number, actGroup: 0 | 32 = 0): PackedW8 {
   const Np = Math.ceil(N / GROUP) * GROUP, Kq = Math.ceil(K / 4);
   const weight = new Uint8Array((Np / GROUP) * Kq * 64);
   const signed = new Int8Array(weight.buffer);
-  const colSum = new Int32Array(Np), s = new Float32Array(Np);
+  const blocks = actGroup ? Math.ceil(K / actGroup) : 1;
+  const colSum = new Int32Array(blocks * Np), s = new Float32Array(Np);
   for (let n = 0; n < N; n++) {
     const g = Math.floor(n / GROUP), r = n % GROUP;
-    let sum = 0;
     for (let k = 0; k < K; k++) {
       const v = codes[n * K + k];
-      sum += v;
+      if (actGroup) colSum[Math.floor(k / actGroup) * Np + n] -= 128 * v;
+      else colSum[n] += 128 * v;
       signed[(g * Kq + (k >> 2)) * 64 + 4 * r + (k & 3)] = v;
     }
-    colSum[n] = 128 * sum;
     s[n] = scales[n];
   }
   return { weight, colSum, scales: s };
@@ -52,14 +54,14 @@ export function packFp8(bits: Uint8Array, scales: Float32Array, N: number, K: nu
   return { weight, colSum: null, scales: s };
 }
 
-const packedCopies = new WeakMap<Tensor, { version: number; scales: Tensor; scalesVersion: number; packed: PackedW8 }>();
+const packedCopies = new WeakMap<Tensor, { version: number; scales: Tensor; scalesVersion: number; actGroup: number; packed: PackedW8 }>();
 
-function packedOf(weight: Tensor, scales: Tensor, format: 'int8' | 'fp8', N: number, K: number): PackedW8 {
+function packedOf(weight: Tensor, scales: Tensor, format: 'int8' | 'fp8', N: number, K: number, actGroup: 0 | 32): PackedW8 {
   const hit = packedCopies.get(weight);
-  if (hit && hit.version === weight.version && hit.scales === scales && hit.scalesVersion === scales.version) return hit.packed;
+  if (hit && hit.version === weight.version && hit.scales === scales && hit.scalesVersion === scales.version && hit.actGroup === actGroup) return hit.packed;
   const s = scales.data as Float32Array;
-  const packed = format === 'int8' ? packInt8(weight.data as Int8Array, s, N, K) : packFp8(weight.data as Uint8Array, s, N, K);
-  packedCopies.set(weight, { version: weight.version, scales, scalesVersion: scales.version, packed });
+  const packed = format === 'int8' ? packInt8(weight.data as Int8Array, s, N, K, actGroup) : packFp8(weight.data as Uint8Array, s, N, K);
+  packedCopies.set(weight, { version: weight.version, scales, scalesVersion: scales.version, actGroup, packed });
   return packed;
 }
 
@@ -75,11 +77,12 @@ definePlanRule('w8_linear', (node, b) => {
   for (const v of [xv, bv ?? null, rv ?? null, outV]) {
     if (!b.isF32(v)) b.unsupported(`w8_linear computes in f32; got a ${b.dtypeOf(v!)} operand`);
   }
-  const { weights, activations, activation } = node.attrs as { weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; activation: keyof typeof ACTIVATION_CODES };
+  const { weights, activations, activation, actGroup } = node.attrs as { weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; activation: keyof typeof ACTIVATION_CODES; actGroup?: 0 | 32 };
+  const group = weights === 'int8' ? (actGroup ?? 0) : 0;
   const [N, K] = b.shape(wv!);
   const M = numelOf(b.shape(outV)) / N;
   const A = b.asMatrix(xv!, M, K);
-  const packed = packedOf(b.constantTensor(wv!), b.constantTensor(sv!), weights, N, K);
+  const packed = packedOf(b.constantTensor(wv!), b.constantTensor(sv!), weights, N, K, group);
   const bias = b.optional(bv);
   let residual: View | null = null, ldr = N;
   if (rv !== undefined && rv !== null) {
@@ -92,7 +95,7 @@ definePlanRule('w8_linear', (node, b) => {
     a: A.view, weight: constView(b, packed.weight, 'u8'), scales: constView(b, packed.scales, 'f32'), bias, residual, out: dst,
     M, N, K, act: ACTIVATION_CODES[activation ?? 'none'], lda: A.ld, ldr,
   };
-  if (weights === 'int8') b.emit(node.op, encodeW8a8Gemm({ ...common, colSum: constView(b, packed.colSum!, 'i32') }));
+  if (weights === 'int8') b.emit(node.op, encodeW8a8Gemm({ ...common, colSum: constView(b, packed.colSum!, 'i32'), group }));
   else b.emit(node.op, encodeFp8Gemm({ ...common, actFp8: activations === 'fp8' ? 1 : 0 }));
   b.setView(outV, dst);
 });
