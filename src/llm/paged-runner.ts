@@ -41,6 +41,9 @@ export interface StepDecoder {
   stepState?: readonly Tensor[];
   /** Prompt ids must be below this (default config.vocabSize; LLaVA's image-row ids lie past the vocabulary). */
   inputIdLimit?: number;
+  /** The KV storage the decoder was made for (quantize()'s kvCache 'int8' on the real kernels): the
+   *  pools' default when the engine's options name none. */
+  kvDtype?: KvCacheDtype;
   forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[], state?: Tensor[]): Tensor;
 }
 
@@ -159,7 +162,7 @@ export class PagedStepRunner {
     for (const [k, v] of Object.entries({ blockSize: this.blockSize, maxContext: this.maxContext, numBlocks: this.numBlocks, maxSeqs: this.maxSeqs })) {
       if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${owner}: ${k} must be a positive integer, got ${v}`);
     }
-    const kvDtype = options.kvDtype ?? 'f32';
+    const kvDtype = options.kvDtype ?? model.kvDtype ?? 'f32';
     if (!KV_CACHE_DTYPES.includes(kvDtype)) throw new TypeError(`${owner}: kvDtype must be one of ${KV_CACHE_DTYPES.map((d) => `'${d}'`).join(', ')}, got ${String(kvDtype)}`);
     const pool = kvPoolLayout(kvDtype, this.numBlocks, numKvHeads, this.blockSize, headDim);
     for (let l = 0; l < numLayers; l++) {

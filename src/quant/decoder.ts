@@ -11,7 +11,8 @@ import { interpret } from '../backends/reference/interpret.js';
 import { traceStep, flatInputs, type QuantizableDecoder } from './calibrate.js';
 import { applyQuantPlan, type QuantPlan } from './graph-passes.js';
 import type { QuantizedMatrix } from './gptq.js';
-import type { QuantizeOptions } from './options.js';
+import { kvOnPools, type QuantizeOptions } from './options.js';
+import type { KvCacheDtype } from '../llm/paged-runner.js';
 
 /** What quantize() decided at one site (for reports and the artifact's config). */
 export interface SiteReport {
@@ -35,6 +36,10 @@ export class QuantizedDecoder implements StepDecoder {
   readonly maxPositions?: number;
   #graphs = new Map<string, { graph: Graph; constants: Map<string, Tensor> }>();
 
+  /** 'int8' where the KV cache runs on the engine's int8 page pools (kvCache 'int8' on a real
+   *  kernel): StepEngine's default pools, and the pools prefillArgs builds for evaluation. */
+  readonly kvDtype?: KvCacheDtype;
+
   constructor(
     readonly model: QuantizableDecoder,
     readonly plan: QuantPlan,
@@ -47,6 +52,7 @@ export class QuantizedDecoder implements StepDecoder {
   ) {
     this.config = model.config;
     this.maxPositions = model.maxPositions;
+    if (kvOnPools(options)) this.kvDtype = 'int8';
   }
 
   /** Every tensor the quantized graph reads, by its graph name (the module's parameters with the

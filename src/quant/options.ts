@@ -13,7 +13,10 @@ export interface QuantizeOptions {
    *  32 values of a token (llama.cpp's Q8_0 granularity), int8 weights and activations on the
    *  w8a8 kernel only — an outlier channel coarsens its own block of 32, not the whole token. */
   activationScheme?: 'per-token' | 'per-tensor' | 'per-group';
-  /** KV cache rows quantized with calibrated per-head scales (null: f32). */
+  /** KV cache: 'int8' on a real kernel ('w8a8', 'qgemm') runs on the engine's int8 page pools (each
+   *  row of a kv head quantized at write with its own scale, dequantized inside paged attention: the
+   *  decoder's kvDtype); with kernel 'simulated', and for 'fp8', rows are fake-quantized with
+   *  calibrated per-head scales (null: f32). */
   kvCache: 'int8' | 'fp8' | null;
   smoothing: 'none' | 'smoothquant' | 'pss';
   /** Outlier Suppression+ shift: per-channel z = (max + min) / 2 subtracted, W z moved into the bias. */
@@ -52,6 +55,14 @@ const REQUIRED = ['weights', 'activations', 'kvCache', 'smoothing', 'shift', 'me
 
 function oneOf(name: string, v: unknown, allowed: readonly unknown[]): void {
   if (!allowed.includes(v)) throw new TypeError(`quantize: option "${name}" is ${JSON.stringify(v)}; expected one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`);
+}
+
+/** Whether the KV cache runs on the engine's int8 page pools (kvCache 'int8' with a real kernel,
+ *  'w8a8' or 'qgemm': each row of a kv head quantized at write with its own absmax scale and
+ *  dequantized inside paged attention) rather than simulated with calibrated per-head scales
+ *  (fake_quant on the cache writes: kernel 'simulated', and every 'fp8' cache). */
+export function kvOnPools(o: Pick<QuantizeOptions, 'kvCache' | 'kernel'>): boolean {
+  return o.kvCache === 'int8' && (o.kernel === 'w8a8' || o.kernel === 'qgemm');
 }
 
 /** Whether kernel 'w8a8' runs these formats (what the default kernel is chosen by). */

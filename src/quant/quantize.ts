@@ -15,7 +15,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { fromArray } from '../tensor/creation.js';
 import { calibrate, type QuantizableDecoder, type LinearStats } from './calibrate.js';
-import { checkQuantizeOptions, w8a8Applies, type QuantizeOptions } from './options.js';
+import { checkQuantizeOptions, kvOnPools, w8a8Applies, type QuantizeOptions } from './options.js';
 import { smoothQuantFactors, pssSearch, awqSearch, weightColumnAbsMax, siteError, type SiteProblem } from './search.js';
 import { absmaxQuantize, gptqQuantize, dequantMatrix, type QuantizedMatrix } from './gptq.js';
 import { formatMax } from './numerics.js';
@@ -211,7 +211,8 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     }
   }
   for (const [i, kv] of stats.kv.entries()) {
-    if (!o.kvCache) break;
+    // int8 on the real kernels: the engine's int8 page pools quantize each row at write (kvDtype below), no fake_quant
+    if (!o.kvCache || kvOnPools(o)) break;
     plan.kv ??= { format: o.kvCache, scales: [] };
     const name = `quant.kv.${i}.scale`;
     added.set(name, f32(Array.from(kv.absMax, (a) => Math.fround(a / formatMax(o.kvCache!)) || 1e-30), [kv.heads]));

@@ -1,5 +1,5 @@
 // Steps for running a paged decoder (src/llm/models, forward(step, kPools, vPools)) outside the
-// serving engine: one sequence prefilled in fresh page pools, either returning the last token's
+// serving engine: one sequence prefilled in fresh page pools (of the decoder's kvDtype), either returning the last token's
 // logits (as serving does) or, teacher-forced, every position's logits. The latter sets
 // lastIndex to every row: the decoder gathers the rows lastIndex names, so [T] indices give
 // [T, vocab] logits in one pass, which is how calibration and the accuracy benchmark see all
@@ -7,6 +7,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { fromArray, zeros } from '../tensor/creation.js';
 import type { StepInputs, StepDecoder } from '../llm/step-engine.js';
+import { kvPoolLayout } from '../llm/paged-runner.js';
 
 export interface PrefillArgs { step: StepInputs; kPools: Tensor[]; vPools: Tensor[] }
 
@@ -35,7 +36,9 @@ export function prefillArgs(decoder: StepDecoder, tokens: readonly number[], opt
     queryStart: i32([0, T], [2]),
     lastIndex: options.allLogits ? i32(range(T), [T]) : i32([T - 1], [1]),
   };
-  const pool = (): Tensor => zeros([blocks, numKvHeads, bs, headDim], 'f32');
+  // the decoder's own KV storage (int8 pages for quantize()'s int8 cache on the real kernels)
+  const layout = kvPoolLayout(decoder.kvDtype ?? 'f32', blocks, numKvHeads, bs, headDim);
+  const pool = (): Tensor => zeros(layout.shape, layout.dtype);
   return { step, kPools: range(numLayers).map(pool), vPools: range(numLayers).map(pool) };
 }
 

@@ -46,6 +46,7 @@ test('save / load round trip gives identical logits, without calibration', () =>
     assert.deepEqual(fs.readdirSync(dir).sort(), ['model.safetensors', 'quant_config.json'], 'no temp files left behind');
     const loaded = loadQuantized(dir, other);
     assert.deepEqual(loaded.plan, q.plan);
+    assert.equal(loaded.kvDtype, q.kvDtype, `${name}: the KV storage comes back with the options`);
     const a = teacherForcedLogits(q, seq), b = teacherForcedLogits(loaded, seq);
     assert.deepEqual(b, a, `${name}: logits differ after load`);
     // and they differ from the loading model's own f32 logits (the file really was used)

@@ -38,5 +38,32 @@ test('compiled (the StepEngine default): same greedy tokens as eager, weights st
   const r = trace((s: unknown, k: unknown, v: unknown) => q.forward(s as never, k as never, v as never), [a.step, a.kPools, a.vPools], { module: q });
   const big = r.graph.constants.filter((c) => c.kind === 'literal' && (c.data?.length ?? 0) > 64);
   assert.deepEqual(big.map((c) => c.name), []);
-  assert.ok(r.graph.nodes.some((n) => n.op === 'fake_quant'));
+  // the quantized linears: w8_linear on the real kernels (activations quantized inside), fake_quant when simulated
+  assert.ok(r.graph.nodes.some((n) => n.op === (q.options.kernel === 'simulated' ? 'fake_quant' : 'w8_linear')));
+});
+
+test("kvCache 'int8' on the real kernels runs on the engine's int8 page pools (no fake_quant on the cache writes); simulated keeps per-head scales", async () => {
+  const model = outlierModel({ numLayers: 1 });
+  const base = { weights: 'int8', activations: 'int8', smoothing: 'smoothquant', shift: false, method: 'absmax', calibration: randomSequences(2, 32, 256, 45), maxSamples: 32 } as const;
+  const pools = quantize(model, { ...base, kvCache: 'int8', kernel: 'w8a8' });
+  const simulated = quantize(model, { ...base, kvCache: 'int8', kernel: 'simulated' });
+  assert.equal(pools.kvDtype, 'int8');
+  assert.equal(pools.plan.kv, null);
+  assert.equal(simulated.kvDtype, undefined);
+  assert.equal(simulated.plan.kv?.format, 'int8');
+  const opts = { maxContext: 64, blockSize: 8, prefixCaching: false } as const;
+  const engine = new StepEngine(pools, opts);
+  assert.equal(engine.runner.kPools[0].dtype, 'i8', 'the decoder\'s kvDtype is the engine\'s default');
+  assert.equal(new StepEngine(pools, { ...opts, kvDtype: 'f32' }).runner.kPools[0].dtype, 'f32', 'an explicit kvDtype wins');
+  const prompt = randomSequences(1, 6, 256, 46)[0];
+  const compiled = await engine.generate(prompt, { maxTokens: 4, temperature: 0 });
+  const eager = await new StepEngine(pools, { ...opts, compile: false }).generate(prompt, { maxTokens: 4, temperature: 0 });
+  assert.deepEqual(compiled.tokens, eager.tokens);
+  // the int8 pages really hold the cache: the logits differ from the same decoder on f32 pages
+  const a = prefillArgs(pools, prompt, { allLogits: false });
+  assert.equal(a.kPools[0].dtype, 'i8');
+  const int8Logits = pools.forward(a.step, a.kPools, a.vPools).toFlatArray();
+  const f32Pools = quantize(model, { ...base, kvCache: null, kernel: 'w8a8' });
+  const b = prefillArgs(f32Pools, prompt, { allLogits: false });
+  assert.notDeepEqual(int8Logits, f32Pools.forward(b.step, b.kPools, b.vPools).toFlatArray());
 });
