@@ -151,17 +151,13 @@ inline void finish(const Epilogue& e, int64_t m, int64_t n, VecF v) {
 #if defined(IJ_AVX512) && defined(__AVX512VNNI__)
 #define IJ_W8A8_VNNI 1
 
+// acc[m][g] += the k-quads [j0, j1) of rows m (activations q + 128, rows ldq apart) against group
+// g's packed weights (groups gs bytes apart): per quad, one 4-byte broadcast per row and one
+// vpdpbusd per (row, group).
 template <int MR, int NG>
-void tileI8(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, int64_t m0, int64_t g0, const Epilogue& e) {
-  __m512i acc[MR][NG];
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; m++)
-#pragma GCC unroll 8
-    for (int g = 0; g < NG; g++) acc[m][g] = _mm512_setzero_si512();
-  const int64_t gs = Kq * 64;
-  const uint8_t* wp = w + g0 * gs;
-  const uint8_t* ap = aq + m0 * ldq;
-  for (int64_t j = 0; j < Kq; j++) {
+__attribute__((always_inline)) inline void dotQuads(const uint8_t* ap, int64_t ldq, const uint8_t* wp, int64_t gs, int64_t j0, int64_t j1,
+                                                    __m512i (&acc)[MR][NG]) {
+  for (int64_t j = j0; j < j1; j++) {
     __m512i b[NG];
 #pragma GCC unroll 8
     for (int g = 0; g < NG; g++) b[g] = _mm512_loadu_si512(wp + g * gs + j * 64);
@@ -174,6 +170,19 @@ void tileI8(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, int64_
       for (int g = 0; g < NG; g++) acc[m][g] = _mm512_dpbusd_epi32(acc[m][g], av, b[g]);
     }
   }
+}
+
+template <int MR, int NG>
+void tileI8(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, int64_t m0, int64_t g0, const Epilogue& e) {
+  __m512i acc[MR][NG];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) acc[m][g] = _mm512_setzero_si512();
+  const int64_t gs = Kq * 64;
+  const uint8_t* wp = w + g0 * gs;
+  const uint8_t* ap = aq + m0 * ldq;
+  dotQuads<MR, NG>(ap, ldq, wp, gs, 0, Kq, acc);
 #pragma GCC unroll 8
   for (int m = 0; m < MR; m++) {
 #pragma GCC unroll 8
@@ -209,20 +218,7 @@ void tileI8G(const uint8_t* aq, int64_t ldq, const float* sa, int64_t nbk, const
 #pragma GCC unroll 8
       for (int m = 0; m < MR; m++) acc[m][g] = c;
     }
-    const int64_t j1 = std::min(Kq, (blk + 1) * kQuads);
-    for (int64_t j = blk * kQuads; j < j1; j++) {
-      __m512i b[NG];
-#pragma GCC unroll 8
-      for (int g = 0; g < NG; g++) b[g] = _mm512_loadu_si512(wp + g * gs + j * 64);
-#pragma GCC unroll 8
-      for (int m = 0; m < MR; m++) {
-        int32_t quad;
-        std::memcpy(&quad, ap + m * ldq + 4 * j, 4);
-        const __m512i av = _mm512_set1_epi32(quad);
-#pragma GCC unroll 8
-        for (int g = 0; g < NG; g++) acc[m][g] = _mm512_dpbusd_epi32(acc[m][g], av, b[g]);
-      }
-    }
+    dotQuads<MR, NG>(ap, ldq, wp, gs, blk * kQuads, std::min(Kq, (blk + 1) * kQuads), acc);
 #pragma GCC unroll 8
     for (int m = 0; m < MR; m++) {
       const __m512 s = _mm512_set1_ps(sa[(m0 + m) * nbk + blk]);
