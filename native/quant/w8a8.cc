@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../simd.h"
@@ -361,49 +362,27 @@ void forTiles(int64_t M, int64_t N, Tile&& tile) {
   });
 }
 
-#define IJ_W8_DISPATCH(FN, mr, ng, ...)                                   \
-  switch ((mr) * 8 + (ng)) {                                              \
-    case 1 * 8 + 1: FN<1, 1>(__VA_ARGS__); break;                         \
-    case 1 * 8 + 2: FN<1, 2>(__VA_ARGS__); break;                         \
-    case 1 * 8 + 3: FN<1, 3>(__VA_ARGS__); break;                         \
-    case 1 * 8 + 4: FN<1, 4>(__VA_ARGS__); break;                         \
-    case 2 * 8 + 1: FN<2, 1>(__VA_ARGS__); break;                         \
-    case 2 * 8 + 2: FN<2, 2>(__VA_ARGS__); break;                         \
-    case 2 * 8 + 3: FN<2, 3>(__VA_ARGS__); break;                         \
-    case 2 * 8 + 4: FN<2, 4>(__VA_ARGS__); break;                         \
-    case 3 * 8 + 1: FN<3, 1>(__VA_ARGS__); break;                         \
-    case 3 * 8 + 2: FN<3, 2>(__VA_ARGS__); break;                         \
-    case 3 * 8 + 3: FN<3, 3>(__VA_ARGS__); break;                         \
-    case 3 * 8 + 4: FN<3, 4>(__VA_ARGS__); break;                         \
-    case 4 * 8 + 1: FN<4, 1>(__VA_ARGS__); break;                         \
-    case 4 * 8 + 2: FN<4, 2>(__VA_ARGS__); break;                         \
-    case 4 * 8 + 3: FN<4, 3>(__VA_ARGS__); break;                         \
-    case 4 * 8 + 4: FN<4, 4>(__VA_ARGS__); break;                         \
-    case 5 * 8 + 1: FN<5, 1>(__VA_ARGS__); break;                         \
-    case 5 * 8 + 2: FN<5, 2>(__VA_ARGS__); break;                         \
-    case 5 * 8 + 3: FN<5, 3>(__VA_ARGS__); break;                         \
-    case 5 * 8 + 4: FN<5, 4>(__VA_ARGS__); break;                         \
-    case 6 * 8 + 1: FN<6, 1>(__VA_ARGS__); break;                         \
-    case 6 * 8 + 2: FN<6, 2>(__VA_ARGS__); break;                         \
-    case 6 * 8 + 3: FN<6, 3>(__VA_ARGS__); break;                         \
-    default: FN<6, 4>(__VA_ARGS__); break;                                \
+// Calls f(Rows, Groups) with the register tile's height and width as compile-time constants
+// (std::integral_constant), for a tile of mr ≤ MaxRows rows and ng ≤ 4 groups: the tiles' loops
+// unroll over both.
+template <int R>
+using RowsC = std::integral_constant<int, R>;
+template <int R, typename F>
+void withGroups(int ng, F& f) {
+  switch (ng) {
+    case 1: f(RowsC<R>(), RowsC<1>()); break;
+    case 2: f(RowsC<R>(), RowsC<2>()); break;
+    case 3: f(RowsC<R>(), RowsC<3>()); break;
+    default: f(RowsC<R>(), RowsC<4>()); break;
   }
-
-#define IJ_W8G_DISPATCH(FN, mr, ng, ...)                                  \
-  switch ((mr) * 8 + (ng)) {                                              \
-    case 1 * 8 + 1: FN<1, 1>(__VA_ARGS__); break;                         \
-    case 1 * 8 + 2: FN<1, 2>(__VA_ARGS__); break;                         \
-    case 1 * 8 + 3: FN<1, 3>(__VA_ARGS__); break;                         \
-    case 1 * 8 + 4: FN<1, 4>(__VA_ARGS__); break;                         \
-    case 2 * 8 + 1: FN<2, 1>(__VA_ARGS__); break;                         \
-    case 2 * 8 + 2: FN<2, 2>(__VA_ARGS__); break;                         \
-    case 2 * 8 + 3: FN<2, 3>(__VA_ARGS__); break;                         \
-    case 2 * 8 + 4: FN<2, 4>(__VA_ARGS__); break;                         \
-    case 3 * 8 + 1: FN<3, 1>(__VA_ARGS__); break;                         \
-    case 3 * 8 + 2: FN<3, 2>(__VA_ARGS__); break;                         \
-    case 3 * 8 + 3: FN<3, 3>(__VA_ARGS__); break;                         \
-    default: FN<3, 4>(__VA_ARGS__); break;                                \
+}
+template <int MaxRows, int R = 1, typename F>
+void dispatchTile(int mr, int ng, F&& f) {
+  if constexpr (R < MaxRows) {
+    if (mr > R) return dispatchTile<MaxRows, R + 1>(mr, ng, f);
   }
+  withGroups<R>(ng, f);
+}
 
 // Rows per INT8 register tile, per-token (tileI8) and per-group (tileI8G) alike. 6 rows × 4 groups
 // (24 accumulators) measured 1.4-1.6× slower than 3 × 4 at 128 rows on Zen 4 (bench/quant.ts --gemm:
@@ -448,7 +427,7 @@ void w8a8GemmGroups(const W8GemmArgs& p) {
   const Epilogue e = epilogueOf(p, nullptr);
   forTiles<kI8MR>(M, p.N, [&](int mr, int ng, int64_t m0, int64_t g0) {
 #if defined(IJ_W8A8_VNNI)
-    IJ_W8G_DISPATCH(tileI8G, mr, ng, q, ldq, s, nbk, p.weight, p.colSum, Np, Kq, m0, g0, e)
+    dispatchTile<kI8MR>(mr, ng, [&](auto R, auto G) { tileI8G<decltype(R)::value, decltype(G)::value>(q, ldq, s, nbk, p.weight, p.colSum, Np, Kq, m0, g0, e); });
 #else
     tileI8GScalar(q, ldq, s, nbk, p.weight, p.colSum, Np, Kq, m0, mr, g0, ng, e);
 #endif
@@ -468,7 +447,7 @@ void w8a8Gemm(const W8GemmArgs& p) {
   const Epilogue e = epilogueOf(p, s);
   forTiles<kI8MR>(M, p.N, [&](int mr, int ng, int64_t m0, int64_t g0) {
 #if defined(IJ_W8A8_VNNI)
-    IJ_W8_DISPATCH(tileI8, mr, ng, q, ldq, p.weight, Kq, m0, g0, e)
+    dispatchTile<kI8MR>(mr, ng, [&](auto R, auto G) { tileI8<decltype(R)::value, decltype(G)::value>(q, ldq, p.weight, Kq, m0, g0, e); });
 #else
     tileI8Scalar(q, ldq, p.weight, Kq, m0, mr, g0, ng, e);
 #endif
@@ -495,7 +474,7 @@ void fp8Gemm(const W8GemmArgs& p) {
   const Epilogue e = epilogueOf(p, s);
   forTiles(M, p.N, [&](int mr, int ng, int64_t m0, int64_t g0) {
 #if defined(IJ_W8A8_VNNI)
-    IJ_W8_DISPATCH(tileF8, mr, ng, a, lda, p.weight, K, m0, g0, e)
+    dispatchTile<kMR>(mr, ng, [&](auto R, auto G) { tileF8<decltype(R)::value, decltype(G)::value>(a, lda, p.weight, K, m0, g0, e); });
 #else
     tileF8Scalar(a, lda, p.weight, K, m0, mr, g0, ng, e);
 #endif
