@@ -25,6 +25,7 @@ import { QuantizedDecoder, type SiteReport } from './decoder.js';
 import type { QuantPlan, SitePlan } from './graph-passes.js';
 import { selectPssSites, type PssBuild } from './pss-select.js';
 import { hadamardMatrix, rotateWeight, rotateRow } from './rotation.js';
+import { W8_ACT_GROUP } from './w8-linear-op.js';
 
 const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(Float32Array.from(v), shape, 'f32');
 
@@ -90,7 +91,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     }
     const problem: SiteProblem = {
       K, R, X, weights: ws,
-      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' || o.activationScheme === 'per-group' ? 32 : undefined } : null,
+      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' || o.activationScheme === 'per-group' ? W8_ACT_GROUP : undefined } : null,
       weight: o.weights ? { format: o.weights, group } : null,
       rotate: st.rotated,
     };
@@ -205,7 +206,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
           const codes = `quant.${w}.codes`, scales = `quant.${w}.scales`;
           added.set(codes, encodeCodes(q));
           added.set(scales, f32(q.scales, [N]));
-          (plan.w8Linear ??= {})[w] = { codes, scales, weights: q.format, activations: o.activations ?? 'none', ...(o.activationScheme === 'per-group' ? { actGroup: 32 as const } : {}) };
+          (plan.w8Linear ??= {})[w] = { codes, scales, weights: q.format, activations: o.activations ?? 'none', ...(o.activationScheme === 'per-group' ? { actGroup: W8_ACT_GROUP } : {}) };
         }
       }
     }

@@ -27,25 +27,28 @@ export const W8_LINEAR = 'w8_linear';
 export interface W8LinearAttrs { weights: 'int8' | 'fp8'; activations: 'int8' | 'fp8' | 'none'; activation: FusedActivation; actGroup?: 0 | 32 }
 
 /** Values per activation scale with `actGroup` 32 (W8A8 only): a row's blocks of 32, the last K % 32. */
-export const W8_ACT_GROUP = 32;
+export const W8_ACT_GROUP = 32 as const;
 
 const mayEqual = (a: Dim, b: Dim): boolean => typeof a !== 'number' || typeof b !== 'number' || a === b;
+
+/** Quantizes x[off, off + n) into q under its own absmax scale (int8 codes or E4M3 values) and
+ *  returns the scale (0 for an all-zero span, whose q stays 0). */
+function quantizeSpan(x: ArrayLike<number>, off: number, n: number, format: 'int8' | 'fp8', q: Float64Array): number {
+  let amax = 0;
+  for (let k = off; k < off + n; k++) amax = Math.max(amax, Math.abs(x[k]));
+  const s = Math.fround(amax / (format === 'int8' ? INT8_MAX : FP8_E4M3_MAX));
+  if (!(s > 0)) return s;
+  for (let k = off; k < off + n; k++) {
+    const v = Math.fround(x[k] / s);
+    q[k] = format === 'int8' ? Math.max(-INT8_MAX, Math.min(INT8_MAX, roundSym(v))) : roundE4M3(v);
+  }
+  return s;
+}
 
 /** The per-row scale and quantized values (codes for int8, E4M3 values for fp8) of x [M, K]. */
 export function quantizeRows(x: ArrayLike<number>, M: number, K: number, format: 'int8' | 'fp8'): { q: Float64Array; scales: Float32Array } {
   const q = new Float64Array(M * K), scales = new Float32Array(M);
-  const max = format === 'int8' ? INT8_MAX : FP8_E4M3_MAX;
-  for (let m = 0; m < M; m++) {
-    let amax = 0;
-    for (let k = 0; k < K; k++) amax = Math.max(amax, Math.abs(x[m * K + k]));
-    const s = Math.fround(amax / max);
-    scales[m] = s;
-    if (!(s > 0)) continue;
-    for (let k = 0; k < K; k++) {
-      const v = Math.fround(x[m * K + k] / s);
-      q[m * K + k] = format === 'int8' ? Math.max(-INT8_MAX, Math.min(INT8_MAX, roundSym(v))) : roundE4M3(v);
-    }
-  }
+  for (let m = 0; m < M; m++) scales[m] = quantizeSpan(x, m * K, K, format, q);
   return { q, scales };
 }
 
@@ -55,17 +58,25 @@ export function quantizeRowBlocks(x: ArrayLike<number>, M: number, K: number, gr
   const blocks = Math.ceil(K / group);
   const q = new Float64Array(M * K), scales = new Float32Array(M * blocks);
   for (let m = 0; m < M; m++) {
-    for (let b = 0; b < blocks; b++) {
-      const k0 = b * group, k1 = Math.min(K, k0 + group);
-      let amax = 0;
-      for (let k = k0; k < k1; k++) amax = Math.max(amax, Math.abs(x[m * K + k]));
-      const s = Math.fround(amax / INT8_MAX);
-      scales[m * blocks + b] = s;
-      if (!(s > 0)) continue;
-      for (let k = k0; k < k1; k++) q[m * K + k] = Math.max(-INT8_MAX, Math.min(INT8_MAX, roundSym(Math.fround(x[m * K + k] / s))));
-    }
+    for (let b = 0; b < blocks; b++) scales[m * blocks + b] = quantizeSpan(x, m * K + b * group, Math.min(group, K - b * group), 'int8', q);
   }
   return { q, scales, blocks };
+}
+
+/** y = fround(Σ_k xq·w) · fround(sa[m] · scale[n]) + bias: activations quantized per row (or kept, with 'none'). */
+function rowScaledRows(xv: ArrayLike<number>, w: Float64Array, ws: ArrayLike<number>, bv: ArrayLike<number> | null, M: number, N: number, K: number, activations: 'int8' | 'fp8' | 'none'): Float32Array {
+  const quantized = activations === 'none' ? null : quantizeRows(xv, M, K, activations);
+  const xq = quantized ? quantized.q : Float64Array.from(xv);
+  const y = new Float32Array(M * N);
+  for (let m = 0; m < M; m++) {
+    const sa = quantized ? quantized.scales[m] : 1;
+    for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += xq[m * K + k] * w[n * K + k];
+      y[m * N + n] = Math.fround(Math.fround(acc) * Math.fround(sa * ws[n]) + (bv ? bv[n] : 0));
+    }
+  }
+  return y;
 }
 
 /** Σ_b fround(dot_b · sa[m][b] + acc) in block order (the kernel's fused multiply-adds; dot_b is an
@@ -126,19 +137,7 @@ function define(): void {
       const xv = values(x!), ws = values(scales!), bv = bias ? values(bias) : null;
       const M = K > 0 ? xv.length / K : 0;
       const w = a.weights === 'int8' ? Float64Array.from(weight!.data as Int8Array) : Float64Array.from(weight!.data as Uint8Array, decodeE4M3);
-      const grouped = (a.actGroup ?? 0) !== 0;
-      const quantized = a.activations === 'none' || grouped ? null : quantizeRows(xv, M, K, a.activations);
-      const xq = quantized ? quantized.q : Float64Array.from(xv);
-      const y = grouped ? groupedRows(xv, w, ws, bv, M, N, K) : new Float32Array(M * N);
-      for (let m = 0; m < M && !grouped; m++) {
-        const sa = quantized ? quantized.scales[m] : 1;
-        for (let n = 0; n < N; n++) {
-          let acc = 0;
-          for (let k = 0; k < K; k++) acc += xq[m * K + k] * w[n * K + k];
-          const scale = Math.fround(sa * ws[n]);
-          y[m * N + n] = Math.fround(Math.fround(acc) * scale + (bv ? bv[n] : 0));
-        }
-      }
+      const y = (a.actGroup ?? 0) !== 0 ? groupedRows(xv, w, ws, bv, M, N, K) : rowScaledRows(xv, w, ws, bv, M, N, K, a.activations);
       let t: Tensor = tensorFrom(out, y);
       const run = (op: string, inputs: Tensor[]): Tensor => {
         const def = getOp(op);
