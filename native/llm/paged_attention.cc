@@ -228,14 +228,52 @@ inline __m512 sum16(__m512 v[16]) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(e, f, 0x88), _mm512_shuffle_f32x4(e, f, 0xDD));
 }
 
-// Element offsets of consecutive positions of one kv head, page by page (no division per row).
+// One kv head's rows of consecutive pages lie nKv tiles apart in the pool (a tile: a page's rows of
+// one kv head, 1-4 KiB), so the hardware prefetchers, which follow streams within a 4 KiB page, do
+// not run ahead of a sequence's pages: each tile's first touch waited a full memory latency (perf
+// on the int8 kernel: a third of its time on the first load of each tile). The walkers below ask
+// for the tile kPrefetchPages ahead whenever they enter a page (INFERJIT_PAGED_PREFETCH=N sets the
+// distance, 0 turns it off: an A/B knob for benchmarks).
+const int64_t kPrefetchPages = [] {
+  const char* e = std::getenv("INFERJIT_PAGED_PREFETCH");
+  return e ? std::max<int64_t>(0, std::atoll(e)) : int64_t{2};
+}();
+
+// Prefetches the tiles of one kv head for the pages (first, last] of a range, as bytes of a pool.
+struct TilePrefetcher {
+  const PagedKv& kv;
+  const char* base;
+  int64_t kvh, lastPage, tileBytes;
+  TilePrefetcher(const PagedKv& pk, const void* b, int64_t head, int64_t endPos)
+      : kv(pk), base(static_cast<const char*>(b)), kvh(head), lastPage((endPos - 1) / pk.blockSize),
+        tileBytes(pk.blockSize * (pk.dtype == KvDtype::i8 ? pk.headDim + 4 : pk.headDim * (pk.dtype == KvDtype::f16 ? 2 : 4))) {}
+  void page(int64_t p) const {
+    if (p > lastPage) return;
+    const char* tile = base + (static_cast<int64_t>(kv.table[p]) * kv.nKv + kvh) * tileBytes;
+    for (int64_t i = 0; i < tileBytes; i += 64) prefetchLine(tile + i);
+  }
+  void start(int64_t first) const {
+    for (int64_t p = first + 1; p <= first + kPrefetchPages; p++) page(p);
+  }
+};
+
+// Element offsets of consecutive positions [pos, endPos) of one kv head, page by page (no division
+// per row), prefetching ahead.
 struct RowWalker {
   const PagedKv& kv;
+  TilePrefetcher ahead;
   int64_t kvh, page, off;
-  RowWalker(const PagedKv& pk, int64_t head, int64_t pos) : kv(pk), kvh(head), page(pos / pk.blockSize), off(pos % pk.blockSize) {}
+  RowWalker(const PagedKv& pk, const void* base, int64_t head, int64_t pos, int64_t endPos)
+      : kv(pk), ahead(pk, base, head, endPos), kvh(head), page(pos / pk.blockSize), off(pos % pk.blockSize) {
+    ahead.start(page);
+  }
   int64_t next() {
     const int64_t at = ((static_cast<int64_t>(kv.table[page]) * kv.nKv + kvh) * kv.blockSize + off) * kv.headDim;
-    if (++off == kv.blockSize) { off = 0; page++; }
+    if (++off == kv.blockSize) {
+      off = 0;
+      page++;
+      ahead.page(page + kPrefetchPages);
+    }
     return at;
   }
 };
@@ -299,7 +337,7 @@ void accumulateV(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const fl
   __m512 acc[GB][NV];
   for (int g = 0; g < GB; g++)
     for (int d = 0; d < NV; d++) acc[g][d] = _mm512_setzero_ps();
-  RowWalker vw(kv, kvh, j0);
+  RowWalker vw(kv, kv.v, kvh, j0, j0 + n);
   for (int64_t j = 0; j < n; j++) {
     const int64_t a = vw.next();
     __m512 vr[NV];
@@ -353,7 +391,7 @@ void attendRangeBlocked(const PagedKv& kv, int64_t kvh, const float* q, int64_t 
   float* tile = qs + G * hd;
   const __m512 sv = _mm512_set1_ps(scale);
   for (int64_t i = 0; i < G * hd; i += 16) _mm512_storeu_ps(qs + i, _mm512_mul_ps(_mm512_loadu_ps(q + i), sv));
-  RowWalker kw(kv, kvh, j0);
+  RowWalker kw(kv, kv.k, kvh, j0, j0 + n);
   int64_t at[16];
   for (int64_t c = 0; c < n; c += 16) {
     const int cnt = static_cast<int>(std::min<int64_t>(16, n - c));
@@ -392,14 +430,21 @@ void attendRangeBlocked(const PagedKv& kv, int64_t kvh, const float* q, int64_t 
 struct I8Walker {
   const PagedKv& kv;
   const int8_t* base;
+  TilePrefetcher ahead;
   int64_t kvh, page, off;
-  I8Walker(const PagedKv& pk, const void* b, int64_t head, int64_t pos)
-      : kv(pk), base(static_cast<const int8_t*>(b)), kvh(head), page(pos / pk.blockSize), off(pos % pk.blockSize) {}
+  I8Walker(const PagedKv& pk, const void* b, int64_t head, int64_t pos, int64_t endPos)
+      : kv(pk), base(static_cast<const int8_t*>(b)), ahead(pk, b, head, endPos), kvh(head), page(pos / pk.blockSize), off(pos % pk.blockSize) {
+    ahead.start(page);
+  }
   const int8_t* next(float* scale) {
     const int8_t* tile = base + (static_cast<int64_t>(kv.table[page]) * kv.nKv + kvh) * kv.blockSize * (kv.headDim + 4);
     const int8_t* row = tile + off * kv.headDim;
     std::memcpy(scale, tile + kv.blockSize * kv.headDim + off * 4, 4);
-    if (++off == kv.blockSize) { off = 0; page++; }
+    if (++off == kv.blockSize) {
+      off = 0;
+      page++;
+      ahead.page(page + kPrefetchPages);
+    }
     return row;
   }
 };
@@ -509,7 +554,7 @@ void accumulateVI16(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const
   __m512 accf[GB][2 * NC];
   for (int g = 0; g < GB; g++)
     for (int c = 0; c < 2 * NC; c++) accf[g][c] = _mm512_setzero_ps();
-  I8Walker vw(kv, kv.v, kvh, j0);
+  I8Walker vw(kv, kv.v, kvh, j0, j0 + n);
   const int8_t* rows[16];
   alignas(64) float scales[16];
   alignas(64) int16_t wq[GB][16];
@@ -582,7 +627,7 @@ void attendRangeBlockedI8(const PagedKv& kv, int64_t kvh, const float* q, int64_
   int16_t* tile = G > 1 ? sized(tileStore, 16 * NC * 32) : nullptr;
   float* qScale = sized(sc.row, G);
   for (int64_t g = 0; g < G; g++) qScale[g] = roundToI16(q + g * hd, scale, hd, qi + g * NC * 32);
-  I8Walker kw(kv, kv.k, kvh, j0);
+  I8Walker kw(kv, kv.k, kvh, j0, j0 + n);
   const int8_t* rows[16];
   alignas(64) float scales[16];
   for (int64_t c = 0; c < n; c += 16) {
@@ -642,7 +687,7 @@ void accumulateVI8(const PagedKv& kv, int64_t kvh, int64_t j0, int64_t n, const 
   __m512 acc[GB][NV];
   for (int g = 0; g < GB; g++)
     for (int d = 0; d < NV; d++) acc[g][d] = _mm512_setzero_ps();
-  I8Walker vw(kv, kv.v, kvh, j0);
+  I8Walker vw(kv, kv.v, kvh, j0, j0 + n);
   for (int64_t j = 0; j < n; j++) {
     float scale;
     const int8_t* row = vw.next(&scale);
@@ -669,7 +714,7 @@ void attendRangeBlockedI8(const PagedKv& kv, int64_t kvh, const float* q, int64_
   float* tile = qs + G * hd;
   const __m512 sv = _mm512_set1_ps(scale);
   for (int64_t i = 0; i < G * hd; i += 16) _mm512_storeu_ps(qs + i, _mm512_mul_ps(_mm512_loadu_ps(q + i), sv));
-  I8Walker kw(kv, kv.k, kvh, j0);
+  I8Walker kw(kv, kv.k, kvh, j0, j0 + n);
   const int8_t* rows[16];
   float scales[16];
   for (int64_t c = 0; c < n; c += 16) {
