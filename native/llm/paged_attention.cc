@@ -236,7 +236,7 @@ inline __m512 sum16(__m512 v[16]) {
 // distance, 0 turns it off: an A/B knob for benchmarks).
 const int64_t kPrefetchPages = [] {
   const char* e = std::getenv("INFERJIT_PAGED_PREFETCH");
-  return e ? std::max<int64_t>(0, std::atoll(e)) : int64_t{2};
+  return e ? std::max<int64_t>(0, std::atoll(e)) : int64_t{4};
 }();
 
 // Prefetches the tiles of one kv head for the pages (first, last] of a range, as bytes of a pool.
