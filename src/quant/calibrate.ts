@@ -48,7 +48,7 @@ export function traceStep(model: QuantizableDecoder, args: PrefillArgs): TraceRe
 
 export const flatInputs = (args: PrefillArgs): Tensor[] => flattenArgs([args.step, args.kPools, args.vPools]).tensors;
 
-export function calibrate(model: QuantizableDecoder, sequences: readonly (readonly number[])[], options: { hessian: boolean; maxSamples?: number; rotate?: 'none' | 'down' | 'all' }): CalibrationStats {
+export function calibrate(model: QuantizableDecoder, sequences: readonly (readonly number[])[], options: { hessian: boolean; maxSamples?: number; rotate?: 'none' | 'down' | 'all'; lmHead?: boolean }): CalibrationStats {
   const maxSamples = options.maxSamples ?? 128;
   const totalTokens = sequences.reduce((n, s) => n + s.length, 0);
   const stride = Math.max(1, Math.floor(totalTokens / maxSamples));
@@ -61,7 +61,10 @@ export function calibrate(model: QuantizableDecoder, sequences: readonly (readon
     let t = traced.get(tokens.length);
     if (!t) {
       const r = traceStep(model, args);
-      const { graph, sites } = exposeObservedValues(r.graph);
+      const { graph, sites } = exposeObservedValues(r.graph, { head: options.lmHead });
+      if (sites.tiedHead) {
+        throw new TypeError(`quantize: option "lmHead" is true but the LM head reads the token embedding's weight "${sites.tiedHead}" (tied embeddings): quantizing it would change the embedding too; leave "lmHead" out for this model`);
+      }
       t = { graph, constants: r.constants, sites };
       traced.set(tokens.length, t);
     }

@@ -3,7 +3,8 @@
 //    share: q/k/v read one norm output, gate/up another), what produced that activation (an
 //    rms_norm with its own weight, or a mul with a linear's output, the SwiGLU "up" branch), so a
 //    per-channel factor can be folded there exactly; and the kv_write nodes (the KV cache rows).
-//    The LM head (a linear whose result is a graph output) stays in f32, as is usual in PTQ.
+//    The LM head (a linear whose result is a graph output) stays in f32, as is usual in PTQ,
+//    unless asked for (quantize's option lmHead); an LM head tied to the embedding is never a site.
 //  - exposeObservedValues: the observer pass. It adds every site's activation as an extra graph
 //    output, so one interpretation of the graph on calibration tokens returns what the statistics
 //    (abs max, min/max, X^T X) are computed from. Observers live in TS over those outputs rather
@@ -28,7 +29,11 @@ export type Fold =
  *  projection reads): the sites option rotate 'down' rotates. */
 export interface LinearSite { input: number; consumers: LinearConsumer[]; fold: Fold; gated: boolean }
 export interface KvSite { node: Node; rows: number }
-export interface QuantSites { linears: LinearSite[]; kv: KvSite[] }
+/** `tiedHead`: the weight of an LM head that shares it with another node (tied embeddings), when
+ *  the head was asked for: it is not a site, and the caller says why. */
+export interface QuantSites { linears: LinearSite[]; kv: KvSite[]; tiedHead: string | null }
+/** `head`: the LM head (a linear whose result is a graph output) is a site too. */
+export interface SiteOptions { head?: boolean }
 
 /** Parameter name of a value that is a parameter constant, else null. */
 function paramName(g: Graph, v: number | null): string | null {
@@ -40,7 +45,7 @@ function paramName(g: Graph, v: number | null): string | null {
 /** Group key of a site: its consumers' weight names (stable across traces of different shapes). */
 export const siteKey = (s: LinearSite): string => s.consumers.map((c) => c.weight).join('|');
 
-export function findQuantSites(g: Graph): QuantSites {
+export function findQuantSites(g: Graph, options: SiteOptions = {}): QuantSites {
   const producer = new Map<number, Node>();
   const uses = new Map<number, Node[]>();
   for (const n of g.nodes) {
@@ -49,10 +54,16 @@ export function findQuantSites(g: Graph): QuantSites {
   }
   const outputs = new Set(g.outputs.map((o) => o.value));
   const byInput = new Map<number, LinearConsumer[]>();
+  let tiedHead: string | null = null;
   for (const n of g.nodes) {
     if (n.op !== 'linear') continue;
     const weight = paramName(g, n.inputs[1]);
-    if (!weight || outputs.has(n.outputs[0])) continue;
+    if (!weight) continue;
+    if (outputs.has(n.outputs[0])) {
+      if (!options.head) continue;
+      // a weight another node reads too (the embedding's gather) cannot be smoothed or replaced
+      if ((uses.get(n.inputs[1]!) ?? []).length > 1) { tiedHead = weight; continue; }
+    }
     const bias = n.inputs[2] ?? null;
     const biasName = paramName(g, bias);
     if (bias !== null && !biasName) continue; // a computed bias cannot take the shift's correction
@@ -81,16 +92,16 @@ export function findQuantSites(g: Graph): QuantSites {
     linears.push({ input, consumers, fold, gated: p?.op === 'mul' });
   }
   const kv = g.nodes.filter((n) => n.op === 'kv_write').map((node) => ({ node, rows: node.inputs[1]! }));
-  return { linears, kv };
+  return { linears, kv, tiedHead };
 }
 
 export const observedLinearName = (i: number): string => `observe.linear.${i}`;
 export const observedKvName = (i: number): string => `observe.kv.${i}`;
 
 /** A copy of the graph that also outputs every site's activation (the observer pass). */
-export function exposeObservedValues(g: Graph): { graph: Graph; sites: QuantSites } {
+export function exposeObservedValues(g: Graph, options: SiteOptions = {}): { graph: Graph; sites: QuantSites } {
   const graph = g.clone();
-  const sites = findQuantSites(graph);
+  const sites = findQuantSites(graph, options);
   sites.linears.forEach((s, i) => graph.addOutput(observedLinearName(i), s.input));
   sites.kv.forEach((s, i) => graph.addOutput(observedKvName(i), s.rows));
   graph.verify();
@@ -124,7 +135,8 @@ export interface QuantPlan { sites: SitePlan[]; kv: KvPlan | null; quantLinear?:
  *  that the caller supplies (with the folded weights) in the constants map. */
 export function applyQuantPlan(g: Graph, plan: QuantPlan, paramMeta: (name: string) => { dtype: DType; shape: number[] }): Graph {
   const graph = g.clone();
-  const sites = findQuantSites(graph);
+  // the LM head is a candidate too: the plan's keys say which sites were quantized
+  const sites = findQuantSites(graph, { head: true });
   const byKey = new Map(sites.linears.map((s) => [siteKey(s), s]));
   const insertBefore = (target: Node, op: string, inputs: (number | null)[], attrs: Record<string, string>): number => {
     const meta = graph.value(inputs[0]!);

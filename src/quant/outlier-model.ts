@@ -17,6 +17,8 @@ export interface OutlierModelOptions {
   ffnOutliers?: { channel: number; gain: number }[];
   /** Standard deviation of the logits' scale (default 1: peaky enough that top-1 is meaningful). */
   logitScale?: number;
+  /** The LM head reads the embedding table (tied embeddings; default false). */
+  tied?: boolean;
   seed?: number;
 }
 
@@ -72,12 +74,13 @@ export function outlierModel(options: OutlierModelOptions = {}): PagedLlama {
     }
     return l;
   });
+  const embed = mat(V, D, 1);
   const weights: LlamaWeights = {
-    embed: mat(V, D, 1), outNorm: norm(), output: mat(V, D, (options.logitScale ?? 1) * 3 / Math.sqrt(D)), layers,
+    embed, outNorm: norm(), output: options.tied ? embed : mat(V, D, (options.logitScale ?? 1) * 3 / Math.sqrt(D)), layers,
   };
   const config: LlamaConfig = {
     vocabSize: V, hiddenSize: D, intermediateSize: F, numLayers: L, numHeads: H, numKvHeads: Hkv, headDim: hd, ropeDim: hd,
-    ropeTheta: 10000, ropeScaling: null, ropeInterleaved: false, rmsNormEps: 1e-5, maxPositionEmbeddings: options.maxPositions ?? 512, tieWordEmbeddings: false,
+    ropeTheta: 10000, ropeScaling: null, ropeInterleaved: false, rmsNormEps: 1e-5, maxPositionEmbeddings: options.maxPositions ?? 512, tieWordEmbeddings: options.tied ?? false,
   };
   return new PagedLlama(config, weights, { maxPositions: options.maxPositions ?? 512 });
 }

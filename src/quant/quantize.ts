@@ -38,7 +38,7 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
   if (o.kernel === 'qgemm' && !native) {
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
-  const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples, rotate: o.rotate });
+  const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples, rotate: o.rotate, lmHead: o.lmHead });
   // build() re-validates the options it is given: hand it the resolved kernel, not the caller's undefined
   const resolved: QuantizeOptions = { ...options, kernel: o.kernel as QuantizeOptions['kernel'] };
   if (o.smoothing !== 'pss') return build(model, resolved, stats, null);
