@@ -13,10 +13,10 @@ export interface QuantizeOptions {
    *  32 values of a token (llama.cpp's Q8_0 granularity), int8 weights and activations on the
    *  w8a8 kernel only — an outlier channel coarsens its own block of 32, not the whole token. */
   activationScheme?: 'per-token' | 'per-tensor' | 'per-group';
-  /** KV cache: 'int8' on a real kernel ('w8a8', 'qgemm') runs on the engine's int8 page pools (each
-   *  row of a kv head quantized at write with its own scale, dequantized inside paged attention: the
-   *  decoder's kvDtype); with kernel 'simulated', and for 'fp8', rows are fake-quantized with
-   *  calibrated per-head scales (null: f32). */
+  /** KV cache: 'int8' on a real kernel ('w8a8', 'qgemm'), or alone (weights and activations null,
+   *  no kernel given), runs on the engine's int8 page pools (each row of a kv head quantized at write
+   *  with its own scale, dequantized inside paged attention: the decoder's kvDtype); with kernel
+   *  'simulated', and for 'fp8', rows are fake-quantized with calibrated per-head scales (null: f32). */
   kvCache: 'int8' | 'fp8' | null;
   smoothing: 'none' | 'smoothquant' | 'pss';
   /** Outlier Suppression+ shift: per-channel z = (max + min) / 2 subtracted, W z moved into the bias. */
@@ -37,7 +37,9 @@ export interface QuantizeOptions {
    *  or f32 activations. 'qgemm': the linears become quant_linear on int8 / int4 weights and run on
    *  the native weight-only kernel, which quantizes activations itself, dynamically per 32 values.
    *  Default: 'w8a8' where it applies (native kernels built; int8 weights with per-token int8
-   *  activations, or fp8 weights with fp8 / no activation quantization), else 'simulated'. */
+   *  activations, or fp8 weights with fp8 / no activation quantization), else 'simulated'; with
+   *  weights and activations null there is no linear to run and no default (an int8 KV cache then
+   *  runs on the int8 pools; say 'simulated' for calibrated per-head scales instead). */
   kernel?: 'simulated' | 'w8a8' | 'qgemm';
   /** Rows of each site's activation kept for the searches (default 128). */
   maxSamples?: number;
@@ -64,11 +66,14 @@ function oneOf(name: string, v: unknown, allowed: readonly unknown[]): void {
 }
 
 /** Whether the KV cache runs on the engine's int8 page pools (kvCache 'int8' with a real kernel,
- *  'w8a8' or 'qgemm': each row of a kv head quantized at write with its own absmax scale and
- *  dequantized inside paged attention) rather than simulated with calibrated per-head scales
- *  (fake_quant on the cache writes: kernel 'simulated', and every 'fp8' cache). */
-export function kvOnPools(o: Pick<QuantizeOptions, 'kvCache' | 'kernel'>): boolean {
-  return o.kvCache === 'int8' && (o.kernel === 'w8a8' || o.kernel === 'qgemm');
+ *  'w8a8' or 'qgemm', or with no linear quantized and no kernel asked for: each row of a kv head
+ *  quantized at write with its own absmax scale and dequantized inside paged attention) rather than
+ *  simulated with calibrated per-head scales (fake_quant on the cache writes: kernel 'simulated',
+ *  and every 'fp8' cache). */
+export function kvOnPools(o: Pick<QuantizeOptions, 'kvCache' | 'kernel' | 'weights' | 'activations'>): boolean {
+  if (o.kvCache !== 'int8') return false;
+  if (o.kernel === 'w8a8' || o.kernel === 'qgemm') return true;
+  return o.kernel === undefined && o.weights === null && o.activations === null;
 }
 
 /** Whether kernel 'w8a8' runs these formats (what the default kernel is chosen by). */

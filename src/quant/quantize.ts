@@ -34,7 +34,10 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
   const native = isNativeAvailable() && getEagerBackend() !== 'reference';
   // the default: the real 8-bit kernels where they apply and are built, else simulated quantization
   // (per-group activation scales run on the w8a8 kernel only: its reference form where the native one is not built)
-  const o = { ...checked, kernel: checked.kernel ?? (checked.activationScheme === 'per-group' || (native && w8a8Applies(checked)) ? 'w8a8' : 'simulated') };
+  // with no linear quantized (weights and activations null) there is no kernel to choose: an int8 KV
+  // cache then runs on the engine's int8 pools (kvOnPools), 'simulated' only when asked for
+  const linearsQuantized = checked.weights !== null || checked.activations !== null;
+  const o = { ...checked, kernel: checked.kernel ?? (!linearsQuantized ? undefined : checked.activationScheme === 'per-group' || (native && w8a8Applies(checked)) ? 'w8a8' : 'simulated') };
   if (o.kernel === 'qgemm' && !native) {
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }

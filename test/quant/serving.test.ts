@@ -67,3 +67,26 @@ test("kvCache 'int8' on the real kernels runs on the engine's int8 page pools (n
   const b = prefillArgs(f32Pools, prompt, { allLogits: false });
   assert.notDeepEqual(int8Logits, f32Pools.forward(b.step, b.kPools, b.vPools).toFlatArray());
 });
+
+test("kvCache 'int8' alone (no linear quantized) runs on the int8 page pools; kernel 'simulated' asks for per-head scales", async () => {
+  const model = outlierModel({ numLayers: 1 });
+  const base = { weights: null, activations: null, smoothing: 'none', shift: false, method: 'absmax', calibration: randomSequences(2, 32, 256, 47), maxSamples: 32 } as const;
+  const pools = quantize(model, { ...base, kvCache: 'int8' });
+  assert.equal(pools.options.kernel, undefined, 'no linear to run: no kernel chosen');
+  assert.equal(pools.kvDtype, 'int8');
+  assert.equal(pools.plan.kv, null, 'no fake_quant on the cache writes');
+  const simulated = quantize(model, { ...base, kvCache: 'int8', kernel: 'simulated' });
+  assert.equal(simulated.kvDtype, undefined);
+  assert.equal(simulated.plan.kv?.format, 'int8');
+  const prompt = randomSequences(1, 6, 256, 48)[0];
+  const a = prefillArgs(pools, prompt, { allLogits: false });
+  assert.equal(a.kPools[0].dtype, 'i8');
+  // the int8 pages change the logits a little: the cache really is int8, and nothing else moved
+  const int8Logits = Float32Array.from(pools.forward(a.step, a.kPools, a.vPools).toFlatArray());
+  const b = prefillArgs(model, prompt, { allLogits: false });
+  const f32Logits = Float32Array.from(model.forward(b.step, b.kPools, b.vPools).toFlatArray());
+  const d = int8Logits.reduce((m, v, i) => Math.max(m, Math.abs(v - f32Logits[i])), 0);
+  assert.ok(d > 0 && d < 0.1, `max |Δlogit| ${d}`);
+  const engine = new StepEngine(pools, { maxContext: 64, blockSize: 8, prefixCaching: false });
+  assert.equal(engine.runner.kPools[0].dtype, 'i8');
+});
