@@ -115,7 +115,8 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
         c = { pss: pssSearch(problem, aAbs, o.pieces, o.alpha), sq, sqError: siteError(problem)(sq) };
         pss!.cache.set(st.key, c);
       }
-      if (pss!.choice(stats.linears.indexOf(st)) === 'pss') { s = c.pss.s; alphas = c.pss.alphas; error = c.pss.error; } else { s = c.sq; alphas = [o.alpha]; error = c.sqError; }
+      const choice = pss!.choice(stats.linears.indexOf(st));
+      if (choice === 'pss') { s = c.pss.s; alphas = c.pss.alphas; error = c.pss.error; } else if (choice === 'smoothquant') { s = c.sq; alphas = [o.alpha]; error = c.sqError; } else { alphas = []; error = baselineError; }
     } else if (o.method === 'awq') {
       const meanAbs = z ? aAbs : Float64Array.from(st.sumAbs, (v) => v / Math.max(1, st.rows));
       const r = awqSearch(problem, meanAbs);
