@@ -173,13 +173,28 @@ __attribute__((always_inline)) inline void dotQuads(const uint8_t* ap, int64_t l
   }
 }
 
-template <int MR, int NG>
-void tileI8(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, int64_t m0, int64_t g0, const Epilogue& e) {
-  __m512i acc[MR][NG];
+// Every accumulator of an MR × NG register tile set to v (the tiles' loops unroll over both).
+template <int MR, int NG, typename V>
+inline void fillTile(V (&acc)[MR][NG], V v) {
 #pragma GCC unroll 8
   for (int m = 0; m < MR; m++)
 #pragma GCC unroll 8
-    for (int g = 0; g < NG; g++) acc[m][g] = _mm512_setzero_si512();
+    for (int g = 0; g < NG; g++) acc[m][g] = v;
+}
+
+// The epilogue of an MR × NG tile of fp32 sums: rows m0.., channel groups g0...
+template <int MR, int NG>
+inline void finishTile(const Epilogue& e, int64_t m0, int64_t g0, const __m512 (&acc)[MR][NG]) {
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) finish(e, m0 + m, (g0 + g) * kW8GroupRows, VecF(acc[m][g]));
+}
+
+template <int MR, int NG>
+void tileI8(const uint8_t* aq, int64_t ldq, const uint8_t* w, int64_t Kq, int64_t m0, int64_t g0, const Epilogue& e) {
+  __m512i acc[MR][NG];
+  fillTile<MR, NG>(acc, _mm512_setzero_si512());
   const int64_t gs = Kq * 64;
   const uint8_t* wp = w + g0 * gs;
   const uint8_t* ap = aq + m0 * ldq;
@@ -203,10 +218,7 @@ template <int MR, int NG>
 void tileI8G(const uint8_t* aq, int64_t ldq, const float* sa, int64_t nbk, const uint8_t* w, const int32_t* blockSum, int64_t Np,
              int64_t Kq, int64_t m0, int64_t g0, const Epilogue& e) {
   __m512 accf[MR][NG];
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; m++)
-#pragma GCC unroll 8
-    for (int g = 0; g < NG; g++) accf[m][g] = _mm512_setzero_ps();
+  fillTile<MR, NG>(accf, _mm512_setzero_ps());
   const int64_t gs = Kq * 64;
   const uint8_t* wp = w + g0 * gs;
   const uint8_t* ap = aq + m0 * ldq;
@@ -227,10 +239,7 @@ void tileI8G(const uint8_t* aq, int64_t ldq, const float* sa, int64_t nbk, const
       for (int g = 0; g < NG; g++) accf[m][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][g]), s, accf[m][g]);
     }
   }
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; m++)
-#pragma GCC unroll 8
-    for (int g = 0; g < NG; g++) finish(e, m0 + m, (g0 + g) * kW8GroupRows, VecF(accf[m][g]));
+  finishTile<MR, NG>(e, m0, g0, accf);
 }
 
 // E4M3 bits of 2 consecutive k (32 bytes: k's 16 channels, then k+1's) as 2 × 16 floats (value·2^-8).
@@ -251,10 +260,7 @@ inline __m512 e4m3x16(const uint8_t* p) {
 template <int MR, int NG>
 void tileF8(const float* a, int64_t lda, const uint8_t* w, int64_t K, int64_t m0, int64_t g0, const Epilogue& e) {
   __m512 acc[MR][NG];
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; m++)
-#pragma GCC unroll 8
-    for (int g = 0; g < NG; g++) acc[m][g] = _mm512_setzero_ps();
+  fillTile<MR, NG>(acc, _mm512_setzero_ps());
   const int64_t gs = K * 16;
   const uint8_t* wp = w + g0 * gs;
   const float* ap = a + m0 * lda;
@@ -279,10 +285,7 @@ void tileF8(const float* a, int64_t lda, const uint8_t* w, int64_t K, int64_t m0
       for (int m = 0; m < MR; m++) acc[m][g] = _mm512_fmadd_ps(_mm512_set1_ps(ap[m * lda + k]), w0, acc[m][g]);
     }
   }
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; m++)
-#pragma GCC unroll 8
-    for (int g = 0; g < NG; g++) finish(e, m0 + m, (g0 + g) * kW8GroupRows, VecF(acc[m][g]));
+  finishTile<MR, NG>(e, m0, g0, acc);
 }
 #endif
 

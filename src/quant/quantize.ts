@@ -32,12 +32,7 @@ const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(Float32
 export function quantize(model: QuantizableDecoder, options: QuantizeOptions): QuantizedDecoder {
   const checked = checkQuantizeOptions(options);
   const native = isNativeAvailable() && getEagerBackend() !== 'reference';
-  // the default: the real 8-bit kernels where they apply and are built, else simulated quantization
-  // (per-group activation scales run on the w8a8 kernel only: its reference form where the native one is not built)
-  // with no linear quantized (weights and activations null) there is no kernel to choose: an int8 KV
-  // cache then runs on the engine's int8 pools (kvOnPools), 'simulated' only when asked for
-  const linearsQuantized = checked.weights !== null || checked.activations !== null;
-  const o = { ...checked, kernel: checked.kernel ?? (!linearsQuantized ? undefined : checked.activationScheme === 'per-group' || (native && w8a8Applies(checked)) ? 'w8a8' : 'simulated') };
+  const o = { ...checked, kernel: checked.kernel ?? defaultKernel(checked, native) };
   if (o.kernel === 'qgemm' && !native) {
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
@@ -48,6 +43,15 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
   // PSS: the per-site searches once (cached), then the model-level choice per site (pss-select.ts)
   const cache: PssBuild['cache'] = new Map();
   return selectPssSites(model, o.calibration, (choice) => build(model, resolved, stats, { choice, cache }));
+}
+
+/** The kernel when none is asked for: the real 8-bit kernels where they apply and are built, else
+ *  simulated quantization (per-group activation scales run on the w8a8 kernel only: its reference
+ *  form where the native one is not built); none with no linear quantized (weights and activations
+ *  null): an int8 KV cache then runs on the engine's int8 pools (kvOnPools). */
+function defaultKernel(o: QuantizeOptions, native: boolean): QuantizeOptions['kernel'] {
+  if (o.weights === null && o.activations === null) return undefined;
+  return o.activationScheme === 'per-group' || (native && w8a8Applies(o)) ? 'w8a8' : 'simulated';
 }
 
 /** quantize() after calibration; for PSS, `pss` says which sites take PSS's factors (the others SmoothQuant's). */
