@@ -257,24 +257,35 @@ struct TilePrefetcher {
   }
 };
 
-// Element offsets of consecutive positions [pos, endPos) of one kv head, page by page (no division
-// per row), prefetching ahead.
-struct RowWalker {
-  const PagedKv& kv;
+// Where a walk over the rows [pos, endPos) of one kv head stands, page by page (no division per
+// row), prefetching ahead as it enters each page.
+struct PageCursor {
   TilePrefetcher ahead;
-  int64_t kvh, page, off;
-  RowWalker(const PagedKv& pk, const void* base, int64_t head, int64_t pos, int64_t endPos)
-      : kv(pk), ahead(pk, base, head, endPos), kvh(head), page(pos / pk.blockSize), off(pos % pk.blockSize) {
+  int64_t page, off;
+  PageCursor(const PagedKv& kv, const void* base, int64_t kvh, int64_t pos, int64_t endPos)
+      : ahead(kv, base, kvh, endPos), page(pos / kv.blockSize), off(pos % kv.blockSize) {
     ahead.start(page);
   }
-  int64_t next() {
-    const int64_t at = ((static_cast<int64_t>(kv.table[page]) * kv.nKv + kvh) * kv.blockSize + off) * kv.headDim;
-    if (++off == kv.blockSize) {
+  void step(int64_t blockSize) {
+    if (++off == blockSize) {
       off = 0;
       page++;
       ahead.page(page + kPrefetchPages);
     }
-    return at;
+  }
+};
+
+// Element offsets of consecutive positions [pos, endPos) of one kv head (f32 / f16 pools).
+struct RowWalker {
+  const PagedKv& kv;
+  int64_t kvh;
+  PageCursor at;
+  RowWalker(const PagedKv& pk, const void* base, int64_t head, int64_t pos, int64_t endPos)
+      : kv(pk), kvh(head), at(pk, base, head, pos, endPos) {}
+  int64_t next() {
+    const int64_t o = ((static_cast<int64_t>(kv.table[at.page]) * kv.nKv + kvh) * kv.blockSize + at.off) * kv.headDim;
+    at.step(kv.blockSize);
+    return o;
   }
 };
 
@@ -430,21 +441,15 @@ void attendRangeBlocked(const PagedKv& kv, int64_t kvh, const float* q, int64_t 
 struct I8Walker {
   const PagedKv& kv;
   const int8_t* base;
-  TilePrefetcher ahead;
-  int64_t kvh, page, off;
+  int64_t kvh;
+  PageCursor at;
   I8Walker(const PagedKv& pk, const void* b, int64_t head, int64_t pos, int64_t endPos)
-      : kv(pk), base(static_cast<const int8_t*>(b)), ahead(pk, b, head, endPos), kvh(head), page(pos / pk.blockSize), off(pos % pk.blockSize) {
-    ahead.start(page);
-  }
+      : kv(pk), base(static_cast<const int8_t*>(b)), kvh(head), at(pk, b, head, pos, endPos) {}
   const int8_t* next(float* scale) {
-    const int8_t* tile = base + (static_cast<int64_t>(kv.table[page]) * kv.nKv + kvh) * kv.blockSize * (kv.headDim + 4);
-    const int8_t* row = tile + off * kv.headDim;
-    std::memcpy(scale, tile + kv.blockSize * kv.headDim + off * 4, 4);
-    if (++off == kv.blockSize) {
-      off = 0;
-      page++;
-      ahead.page(page + kPrefetchPages);
-    }
+    const int8_t* tile = base + (static_cast<int64_t>(kv.table[at.page]) * kv.nKv + kvh) * kv.blockSize * (kv.headDim + 4);
+    const int8_t* row = tile + at.off * kv.headDim;
+    std::memcpy(scale, tile + kv.blockSize * kv.headDim + at.off * 4, 4);
+    at.step(kv.blockSize);
     return row;
   }
 };
