@@ -27,6 +27,7 @@
         "native/quant/qmatmul.cc",
         "native/quant/kquants.cc",
         "native/quant/quant_napi.cc",
+        "native/quant/fake_quant.cc",
         "native/llm/paged_attention.cc",
         "native/llm/paged_napi.cc",
         "native/plan/control_flow.cc",

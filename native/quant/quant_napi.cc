@@ -12,6 +12,7 @@
 #include "../common.h"
 #include "../simd.h"
 #include "../threadpool.h"
+#include "fake_quant.h"
 #include "qmatmul.h"
 #include "quant_napi.h"
 #include "weight_napi.h"
@@ -137,12 +138,37 @@ Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// fakeQuantWeight(w: Float32Array [N, K], colScale: Float64Array [K] | null, N, K, format (0 int8, 1 int4,
+//                 2 fp8), group, out: Float32Array [N, K]): fake_quant.h.
+Napi::Value FakeQuantWeight(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto w = viewOf<float>(env, info[0], "fakeQuantWeight: w");
+  const int64_t N = i64(info[2]), K = i64(info[3]);
+  const int format = static_cast<int>(i64(info[4]));
+  const int64_t group = i64(info[5]);
+  auto out = viewOf<float>(env, info[6], "fakeQuantWeight: out");
+  need(env, N >= 0 && K > 0, "fakeQuantWeight: bad sizes");
+  need(env, format >= kFqInt8 && format <= kFqFp8, "fakeQuantWeight: format must be 0 (int8), 1 (int4) or 2 (fp8)");
+  need(env, format != kFqInt4 || (group > 0 && K % group == 0), "fakeQuantWeight: int4 needs a group that divides K");
+  need(env, w.length >= static_cast<size_t>(N * K) && out.length >= static_cast<size_t>(N * K), "fakeQuantWeight: w and out need N·K values");
+  const double* colScale = nullptr;
+  if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    need(env, info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array, "fakeQuantWeight: colScale must be a Float64Array or null");
+    Napi::Float64Array s = info[1].As<Napi::Float64Array>();
+    need(env, s.ElementLength() >= static_cast<size_t>(K), "fakeQuantWeight: colScale needs K values");
+    colScale = s.Data();
+  }
+  fakeQuantWeight(w.data, colScale, N, K, format, group, out.data);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void registerQuant(Napi::Env env, Napi::Object exports) {
   exports.Set("quantMatmul", Napi::Function::New(env, QuantMatmul));
   exports.Set("quantizeWeight", Napi::Function::New(env, QuantizeWeight));
   exports.Set("packWeight", Napi::Function::New(env, PackWeight));
+  exports.Set("fakeQuantWeight", Napi::Function::New(env, FakeQuantWeight));
   // Whether packing Q8_0/Q4_0 weights speeds this build up (AVX-512 VNNI kernels).
   exports.Set("llmPackedFast", Napi::Boolean::New(env, packedKernelsFast()));
   // Which integer-dot family the K-quant kernels compiled to (kquants.cc).

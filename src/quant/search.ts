@@ -18,6 +18,7 @@
 //   plain absmax rounding, so AWQ is never worse than absmax on the sample).
 import { rotateWeight } from './rotation.js';
 import { fakeQuantRows, fakeQuantWeight, fakeQuantValue, formatMax, type ActFormat, type WeightFormat } from './numerics.js';
+import { fakeQuantWeightNative, matmulTNative, nativeSearchAvailable } from './native-search.js';
 
 export interface SiteProblem {
   K: number;
@@ -51,9 +52,12 @@ function matmulT(X: Float32Array | Float64Array, R: number, K: number, W: Float3
   return Y;
 }
 
-/** Returns err(s) for this site, with the f32 reference outputs computed once. */
-export function siteError(p: SiteProblem): (s: Float64Array) => number {
-  const refs = p.weights.map(({ W, N }) => matmulT(p.X, p.R, p.K, W, N));
+/** Returns err(s) for this site, with the f32 reference outputs computed once. `native` (default:
+ *  where the addon is built) scores candidates on the native f32 GEMM and weight fake quantization
+ *  (native-search.ts) instead of float64 TypeScript loops: the same rounding, products summed in f32. */
+export function siteError(p: SiteProblem, options: { native?: boolean } = {}): (s: Float64Array) => number {
+  const native = (options.native ?? true) && nativeSearchAvailable;
+  const refs = p.weights.map(({ W, N }) => (native ? matmulTNative : matmulT)(p.X, p.R, p.K, W, N));
   // each output channel's squared error relative to its mean square on the sample
   const weightsOf = refs.map((Y, c) => {
     const N = p.weights[c].N, ms = new Float64Array(N);
@@ -62,6 +66,8 @@ export function siteError(p: SiteProblem): (s: Float64Array) => number {
     for (const v of ms) mean += v / N;
     return Float64Array.from(ms, (v) => 1 / Math.max(v, 1e-12 * mean, 1e-30));
   });
+  // native: one weight and one output buffer per consumer, kept across candidates
+  const scratch = native ? p.weights.map(({ N }) => ({ Ws: new Float32Array(N * p.K), Y: new Float32Array(p.R * N) })) : [];
   return (s) => {
     const Xs = new Float32Array(p.R * p.K);
     for (let i = 0; i < Xs.length; i++) Xs[i] = p.X[i] / s[i % p.K];
@@ -74,11 +80,15 @@ export function siteError(p: SiteProblem): (s: Float64Array) => number {
     } else if (p.act) fakeQuantRows(Xs, p.act.perTensor ? Xs.length : p.act.block ?? p.K, p.act.format);
     let err = 0;
     p.weights.forEach(({ W, N }, c) => {
-      let Ws = new Float32Array(N * p.K);
-      for (let i = 0; i < Ws.length; i++) Ws[i] = W[i] * s[i % p.K];
-      if (p.rotate) rotateWeight(Ws, N, p.K);
-      if (p.weight) Ws = fakeQuantWeight(Ws, N, p.K, p.weight.format, p.weight.group);
-      const Y = matmulT(Xs, p.R, p.K, Ws, N);
+      let Ws: Float32Array;
+      if (native && p.weight && !p.rotate) Ws = fakeQuantWeightNative(W, s, N, p.K, p.weight.format, p.weight.group, scratch[c].Ws);
+      else {
+        Ws = new Float32Array(N * p.K);
+        for (let i = 0; i < Ws.length; i++) Ws[i] = W[i] * s[i % p.K];
+        if (p.rotate) rotateWeight(Ws, N, p.K);
+        if (p.weight) Ws = native ? fakeQuantWeightNative(Ws, null, N, p.K, p.weight.format, p.weight.group, scratch[c].Ws) : fakeQuantWeight(Ws, N, p.K, p.weight.format, p.weight.group);
+      }
+      const Y = native ? matmulTNative(Xs, p.R, p.K, Ws, N, scratch[c].Y) : matmulT(Xs, p.R, p.K, Ws, N);
       const ref = refs[c];
       const w = weightsOf[c];
       for (let i = 0; i < Y.length; i++) { const d = Y[i] - ref[i]; err += w[i % N] * d * d; }
@@ -134,8 +144,8 @@ export function pieceAssignment(aAbs: ArrayLike<number>, pieces: number): Int32A
 
 export interface PssResult { s: Float64Array; alphas: number[]; assign: Int32Array; error: number; smoothQuantAlpha: number; smoothQuantError: number }
 
-export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number, smoothQuantAlpha = 0.5): PssResult {
-  const err = siteError(p);
+export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number, smoothQuantAlpha = 0.5, options: { native?: boolean } = {}): PssResult {
+  const err = siteError(p, options);
   const wAbs = weightColumnAbsMax(p);
   let bestGlobal = smoothQuantAlpha, bestGlobalErr = Infinity;
   for (const a of [smoothQuantAlpha, ...ALPHA_GRID.filter((x) => x !== smoothQuantAlpha)]) {
@@ -161,8 +171,8 @@ export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number, sm
   return { s: smoothQuantFactors(aAbs, wAbs, perChannel(alphas)), alphas, assign, error: bestErr, smoothQuantAlpha: bestGlobal, smoothQuantError: bestGlobalErr };
 }
 
-export function awqSearch(p: SiteProblem, meanAbs: Float64Array): { s: Float64Array; alpha: number; error: number; absmaxError: number } {
-  const err = siteError(p);
+export function awqSearch(p: SiteProblem, meanAbs: Float64Array, options: { native?: boolean } = {}): { s: Float64Array; alpha: number; error: number; absmaxError: number } {
+  const err = siteError(p, options);
   let best = { s: new Float64Array(p.K).fill(1), alpha: 0, error: Infinity };
   let absmaxError = Infinity;
   for (const a of ALPHA_GRID.filter((x) => x < 1)) {

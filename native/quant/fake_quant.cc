@@ -1,0 +1,58 @@
+// Weight fake quantization (fake_quant.h). Scalar on purpose: the searches call it once per
+// candidate on weights of up to ~25M values, where this runs at memory speed next to the GEMM that
+// scores the candidate; the arithmetic mirrors numerics.ts operation for operation (double
+// quotients and products, f32 stores) so native and TypeScript searches pick the same factors.
+#include "fake_quant.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "../threadpool.h"
+
+namespace inferjit {
+namespace {
+
+// numerics.ts roundE4M3: 3 mantissa bits below the leading one, subnormal step 2^-9 below 2^-6,
+// round to nearest even, clamped to ±448.
+double roundE4M3(double x) {
+  const double a = std::fabs(x);
+  if (a == 0.0 || std::isnan(a)) return 0.0;
+  if (a >= 448.0) return std::copysign(448.0, x);
+  int ex = 0;
+  std::frexp(a, &ex);  // a = m · 2^ex, m in [0.5, 1): floor(log2 a) = ex − 1
+  const int e = std::max(ex - 1, -6);
+  const double step = std::ldexp(1.0, e - 3);
+  const double q = std::nearbyint(a / step) * step;
+  return std::copysign(std::min(q, 448.0), x);
+}
+
+inline double code(double x, double scale, int format) {
+  if (format == kFqInt8) return std::min(127.0, std::max(-127.0, std::round(x / scale)));
+  if (format == kFqInt4) return std::min(7.0, std::max(-8.0, std::round(x / scale)));
+  return roundE4M3(x / scale);
+}
+
+}  // namespace
+
+void fakeQuantWeight(const float* w, const double* colScale, int64_t N, int64_t K, int format, int64_t group, float* out) {
+  const int64_t g = format == kFqInt4 ? group : K;
+  const double div = format == kFqInt8 ? 127.0 : format == kFqInt4 ? 7.0 : 448.0;
+  parallelFor(N, [&](int64_t n, int) {
+    const float* wr = w + n * K;
+    float* o = out + n * K;
+    for (int64_t k = 0; k < K; k++) o[k] = colScale ? static_cast<float>(static_cast<double>(wr[k]) * colScale[k]) : wr[k];
+    for (int64_t g0 = 0; g0 < K; g0 += g) {
+      float amax = 0.0f;
+      for (int64_t k = g0; k < g0 + g; k++) amax = std::max(amax, std::fabs(o[k]));
+      const float scale = static_cast<float>(static_cast<double>(amax) / div);
+      if (!(scale > 0.0f)) {
+        std::fill(o + g0, o + g0 + g, 0.0f);
+        continue;
+      }
+      const double sc = scale;
+      for (int64_t k = g0; k < g0 + g; k++) o[k] = static_cast<float>(code(o[k], sc, format) * sc);
+    }
+  });
+}
+
+}  // namespace inferjit

@@ -1,0 +1,33 @@
+// Native kernels for the calibration searches (search.ts): the f32 GEMM that scores a candidate's
+// output and the weight fake quantization (native/quant/fake_quant.cc, the same rounding as
+// numerics.ts bit for bit). A PSS search evaluates ~180 candidates per site; in TypeScript one
+// candidate on a 1.1B layer's gate/up site (2048 × 11264 weights, 128 sampled rows) took ~5 s,
+// so a 22-layer model needed hours. Where the addon is missing the searches stay in TypeScript.
+import { addon } from '../backends/cpu/addon.js';
+import type { WeightFormat } from './numerics.js';
+
+interface FakeQuantAddon {
+  fakeQuantWeight(w: Float32Array, colScale: Float64Array | null, N: number, K: number, format: number, group: number, out: Float32Array): void;
+}
+
+const fq = addon as unknown as Partial<FakeQuantAddon> | null;
+
+/** Whether the searches can run on the native kernels in this process. */
+export const nativeSearchAvailable: boolean = addon !== null && typeof fq?.fakeQuantWeight === 'function';
+
+const FORMAT_CODES: Record<WeightFormat, number> = { int8: 0, int4: 1, fp8: 2 };
+
+/** Y [R, N] = X [R, K] · Wᵀ (W row-major [N, K]) on the native f32 GEMM, into `Y` when given. The
+ *  searches pass kept buffers: a fresh 100 MB array per candidate costs more in page faults than
+ *  the GEMM itself (~13 µs per 4 KiB page on the VMs we measure on). */
+export function matmulTNative(X: Float32Array, R: number, K: number, W: Float32Array, N: number, Y = new Float32Array(R * N)): Float32Array {
+  addon!.gemm(R, N, K, X, null, false, W, null, true, Y, null, null, false, 0, null, null, 1, 1);
+  return Y;
+}
+
+/** numerics.ts fakeQuantWeight(W · diag(colScale)) on the native kernel (colScale null: W itself). */
+export function fakeQuantWeightNative(W: Float32Array, colScale: Float64Array | null, N: number, K: number, format: WeightFormat, group: number,
+  out = new Float32Array(N * K)): Float32Array {
+  (fq as FakeQuantAddon).fakeQuantWeight(W, colScale, N, K, FORMAT_CODES[format], group, out);
+  return out;
+}

@@ -1,0 +1,88 @@
+// The calibration searches' native kernels (src/quant/native-search.ts) against the TypeScript
+// numerics they replace: weight fake quantization bit for bit (int8 per row, int4 per group, FP8
+// E4M3; column scales, zero rows, size-1 and odd sizes), and a site's candidate error on the
+// native GEMM equal to the float64 TypeScript error up to f32 summation. PSS and AWQ pick the same
+// factors either way on an outlier site.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fakeQuantWeight, type WeightFormat } from '../../src/quant/numerics.js';
+import { fakeQuantWeightNative, matmulTNative, nativeSearchAvailable } from '../../src/quant/native-search.js';
+import { awqSearch, pssSearch, siteError, type SiteProblem } from '../../src/quant/search.js';
+import { normalSampler } from '../../src/quant/outlier-model.js';
+
+const skip = nativeSearchAvailable ? false : 'native addon not built';
+
+function firstDifference(a: Float32Array, b: Float32Array): string | null {
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i]) && !(a[i] === 0 && b[i] === 0)) return `index ${i}: ${a[i]} vs ${b[i]}`;
+  return null;
+}
+
+test('native weight fake quantization equals numerics.ts bit for bit', { skip }, () => {
+  const randn = normalSampler(11);
+  const cases: [number, number, WeightFormat, number][] = [
+    [1, 1, 'int8', 1], [3, 17, 'int8', 17], [16, 64, 'int8', 64], [5, 33, 'fp8', 33], [7, 128, 'fp8', 128],
+    [1, 32, 'int4', 32], [9, 96, 'int4', 32], [4, 256, 'int4', 128], [2, 8, 'int4', 1],
+  ];
+  for (const [N, K, format, group] of cases) {
+    // wide magnitudes (subnormal FP8 codes, int clamps at the scale's edge) and one all-zero row
+    const W = Float32Array.from({ length: N * K }, (_, i) => randn() * 10 ** ((i % 5) - 2));
+    if (N > 2) W.fill(0, K, 2 * K);
+    const s = Float64Array.from({ length: K }, () => Math.exp(randn()));
+    for (const colScale of [null, s]) {
+      const scaled = colScale ? Float32Array.from(W, (w, i) => w * colScale[i % K]) : W;
+      const want = fakeQuantWeight(scaled, N, K, format, group);
+      const got = fakeQuantWeightNative(W, colScale, N, K, format, group);
+      assert.equal(firstDifference(got, want), null, `${format} [${N}, ${K}] group ${group}${colScale ? ' with column scales' : ''}`);
+    }
+  }
+});
+
+test('native fake quantization refuses bad arguments with the reason', { skip }, () => {
+  assert.throws(() => fakeQuantWeightNative(new Float32Array(12), null, 2, 6, 'int4', 4), /group that divides K/);
+  assert.throws(() => fakeQuantWeightNative(new Float32Array(5), null, 2, 3, 'int8', 3), /N·K values/);
+});
+
+test('native GEMM for the searches: Y = X · Wᵀ', { skip }, () => {
+  const randn = normalSampler(3);
+  for (const [R, K, N] of [[1, 1, 1], [3, 7, 5], [17, 33, 19]]) {
+    const X = Float32Array.from({ length: R * K }, randn), W = Float32Array.from({ length: N * K }, randn);
+    const Y = matmulTNative(X, R, K, W, N);
+    for (let r = 0; r < R; r++) {
+      for (let n = 0; n < N; n++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) acc += X[r * K + k] * W[n * K + k];
+        assert.ok(Math.abs(Y[r * N + n] - acc) <= 1e-5 * (1 + Math.abs(acc)), `[${R}, ${K}, ${N}] (${r}, ${n}): ${Y[r * N + n]} vs ${acc}`);
+      }
+    }
+  }
+});
+
+function outlierSite(seed: number, weight: WeightFormat): SiteProblem {
+  const randn = normalSampler(seed);
+  const R = 24, K = 64, N = 40;
+  const gains = Float32Array.from({ length: K }, (_, j) => (j % 16 === 3 ? 60 : 1));
+  const X = Float32Array.from({ length: R * K }, (_, i) => randn() * gains[i % K]);
+  const W = Float32Array.from({ length: N * K }, () => randn() * 0.1);
+  return { K, R, X, weights: [{ W, N }, { W: W.slice(0, 8 * K), N: 8 }], act: { format: 'int8', perTensor: false }, weight: { format: weight, group: 32 } };
+}
+
+test('a site error on the native kernels equals the TypeScript error; PSS and AWQ pick the same factors', { skip }, () => {
+  for (const weight of ['int8', 'int4', 'fp8'] as WeightFormat[]) {
+    const p = outlierSite(21, weight);
+    const native = siteError(p, { native: true }), ts = siteError(p, { native: false });
+    const randn = normalSampler(4);
+    for (let t = 0; t < 4; t++) {
+      const s = Float64Array.from({ length: p.K }, () => Math.exp(randn()));
+      const a = native(s), b = ts(s);
+      assert.ok(Math.abs(a - b) <= 1e-4 * b, `${weight}: native ${a} vs TypeScript ${b}`);
+    }
+  }
+  const p = outlierSite(22, 'int8');
+  const aAbs = new Float64Array(p.K), meanAbs = new Float64Array(p.K);
+  for (let i = 0; i < p.X.length; i++) { aAbs[i % p.K] = Math.max(aAbs[i % p.K], Math.abs(p.X[i])); meanAbs[i % p.K] += Math.abs(p.X[i]) / p.R; }
+  const pssNative = pssSearch(p, aAbs, 4), pssTs = pssSearch(p, aAbs, 4, 0.5, { native: false });
+  assert.deepEqual(pssNative.alphas, pssTs.alphas);
+  assert.ok(Math.abs(pssNative.error - pssTs.error) <= 1e-4 * pssTs.error);
+  const awqNative = awqSearch(p, meanAbs), awqTs = awqSearch(p, meanAbs, { native: false });
+  assert.equal(awqNative.alpha, awqTs.alpha);
+});
