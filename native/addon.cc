@@ -155,6 +155,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerAttention(env, exports);
   registerBf16(env, exports);
   registerQuant(env, exports);
+  registerW8a8(env, exports);
   registerMoe(env, exports);
   registerPagedKv(env, exports);
   registerPlan(env, exports);

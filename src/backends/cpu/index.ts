@@ -14,6 +14,7 @@ import { registerMovementKernels } from './kernels/movement.js';
 import { registerFusedKernels } from './kernels/fused.js';
 import { registerQuantizedKernels } from './kernels/quantized.js';
 import { registerMoeKernels } from './kernels/moe.js';
+import { registerW8a8Kernels } from './kernels/w8a8.js';
 import { registerPagedKernels } from './kernels/llm.js';
 
 let loaded: boolean | null = null;
@@ -31,6 +32,7 @@ export function loadNativeBackend(): boolean {
     registerFusedKernels();
     registerQuantizedKernels(addon);
     registerMoeKernels(addon);
+    registerW8a8Kernels(addon);
     registerPagedKernels(addon);
     loaded = true;
   }

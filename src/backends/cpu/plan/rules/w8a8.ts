@@ -56,7 +56,9 @@ export function packFp8(bits: Uint8Array, scales: Float32Array, N: number, K: nu
 
 const packedCopies = new WeakMap<Tensor, { version: number; scales: Tensor; scalesVersion: number; actGroup: number; packed: PackedW8 }>();
 
-function packedOf(weight: Tensor, scales: Tensor, format: 'int8' | 'fp8', N: number, K: number, actGroup: 0 | 32): PackedW8 {
+/** The packed copy of a w8_linear weight (made once per weight and scales version; the plan rule and
+ *  the eager kernel, src/backends/cpu/kernels/w8a8.ts, share it). */
+export function packedOf(weight: Tensor, scales: Tensor, format: 'int8' | 'fp8', N: number, K: number, actGroup: 0 | 32): PackedW8 {
   const hit = packedCopies.get(weight);
   if (hit && hit.version === weight.version && hit.scales === scales && hit.scalesVersion === scales.version && hit.actGroup === actGroup) return hit.packed;
   const s = scales.data as Float32Array;
