@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "../threadpool.h"
 
@@ -34,23 +35,35 @@ inline double code(double x, double scale, int format) {
 
 }  // namespace
 
-void fakeQuantWeight(const float* w, const double* colScale, int64_t N, int64_t K, int format, int64_t group, float* out) {
+void fakeQuantWeight(const float* w, const double* colScale, int64_t N, int64_t K, int format, int64_t group, float* out, float* codes,
+                     float* scales) {
   const int64_t g = format == kFqInt4 ? group : K;
+  const int64_t groups = K / g;
   const double div = format == kFqInt8 ? 127.0 : format == kFqInt4 ? 7.0 : 448.0;
   parallelFor(N, [&](int64_t n, int) {
+    thread_local std::vector<float> rowStore;
+    if (rowStore.size() < static_cast<size_t>(K)) rowStore.resize(static_cast<size_t>(K));
     const float* wr = w + n * K;
-    float* o = out + n * K;
-    for (int64_t k = 0; k < K; k++) o[k] = colScale ? static_cast<float>(static_cast<double>(wr[k]) * colScale[k]) : wr[k];
-    for (int64_t g0 = 0; g0 < K; g0 += g) {
+    float* row = out ? out + n * K : rowStore.data();  // the scaled row, then (out) its dequantized values
+    float* c = codes ? codes + n * K : nullptr;
+    for (int64_t k = 0; k < K; k++) row[k] = colScale ? static_cast<float>(static_cast<double>(wr[k]) * colScale[k]) : wr[k];
+    for (int64_t gi = 0; gi < groups; gi++) {
+      const int64_t g0 = gi * g;
       float amax = 0.0f;
-      for (int64_t k = g0; k < g0 + g; k++) amax = std::max(amax, std::fabs(o[k]));
+      for (int64_t k = g0; k < g0 + g; k++) amax = std::max(amax, std::fabs(row[k]));
       const float scale = static_cast<float>(static_cast<double>(amax) / div);
+      if (scales) scales[n * groups + gi] = scale;
       if (!(scale > 0.0f)) {
-        std::fill(o + g0, o + g0 + g, 0.0f);
+        std::fill(row + g0, row + g0 + g, 0.0f);
+        if (c) std::fill(c + g0, c + g0 + g, 0.0f);
         continue;
       }
       const double sc = scale;
-      for (int64_t k = g0; k < g0 + g; k++) o[k] = static_cast<float>(code(o[k], sc, format) * sc);
+      for (int64_t k = g0; k < g0 + g; k++) {
+        const double q = code(row[k], sc, format);
+        if (c) c[k] = static_cast<float>(q);
+        row[k] = static_cast<float>(q * sc);
+      }
     }
   });
 }

@@ -13,7 +13,10 @@ enum FakeQuantFormat { kFqInt8 = 0, kFqInt4 = 1, kFqFp8 = 2 };
 // product rounded to f32, then per output row (int8, fp8) or per `group` values of a row (int4)
 // an absmax scale fround(amax / {127, 7, 448}) and each value's code (int8: clamp(round half away,
 // ±127); int4: clamp(round half away, −8, 7); fp8: E4M3 round to nearest even, ±448) times the
-// scale, rounded to f32. Rows run on the thread pool.
-void fakeQuantWeight(const float* w, const double* colScale, int64_t N, int64_t K, int format, int64_t group, float* out);
+// scale, rounded to f32. Each output is optional (null: not written): out [N, K] the dequantized
+// values, codes [N, K] the codes (fp8: the E4M3 value of w / scale, as numerics.ts weightCode),
+// scales [N, K / group] (int4) or [N]. Rows run on the thread pool.
+void fakeQuantWeight(const float* w, const double* colScale, int64_t N, int64_t K, int format, int64_t group, float* out, float* codes,
+                     float* scales);
 
 }  // namespace inferjit

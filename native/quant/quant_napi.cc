@@ -139,18 +139,23 @@ Napi::Value PackWeight(const Napi::CallbackInfo& info) {
 }
 
 // fakeQuantWeight(w: Float32Array [N, K], colScale: Float64Array [K] | null, N, K, format (0 int8, 1 int4,
-//                 2 fp8), group, out: Float32Array [N, K]): fake_quant.h.
+//                 2 fp8), group, out: Float32Array [N, K] | null, codes: Float32Array [N, K] | null,
+//                 scales: Float32Array | null): fake_quant.h.
 Napi::Value FakeQuantWeight(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto w = viewOf<float>(env, info[0], "fakeQuantWeight: w");
   const int64_t N = i64(info[2]), K = i64(info[3]);
   const int format = static_cast<int>(i64(info[4]));
   const int64_t group = i64(info[5]);
-  auto out = viewOf<float>(env, info[6], "fakeQuantWeight: out");
+  auto out = viewOf<float>(env, info[6], "fakeQuantWeight: out", true);
+  auto codes = viewOf<float>(env, info[7], "fakeQuantWeight: codes", true);
+  auto scales = viewOf<float>(env, info[8], "fakeQuantWeight: scales", true);
   need(env, N >= 0 && K > 0, "fakeQuantWeight: bad sizes");
   need(env, format >= kFqInt8 && format <= kFqFp8, "fakeQuantWeight: format must be 0 (int8), 1 (int4) or 2 (fp8)");
   need(env, format != kFqInt4 || (group > 0 && K % group == 0), "fakeQuantWeight: int4 needs a group that divides K");
-  need(env, w.length >= static_cast<size_t>(N * K) && out.length >= static_cast<size_t>(N * K), "fakeQuantWeight: w and out need N·K values");
+  need(env, w.length >= static_cast<size_t>(N * K), "fakeQuantWeight: w needs N·K values");
+  need(env, (!out || out.length >= static_cast<size_t>(N * K)) && (!codes || codes.length >= static_cast<size_t>(N * K)), "fakeQuantWeight: out and codes need N·K values");
+  need(env, !scales || scales.length >= static_cast<size_t>(N * (format == kFqInt4 ? K / group : 1)), "fakeQuantWeight: scales needs one value per row (int4: per group)");
   const double* colScale = nullptr;
   if (!info[1].IsNull() && !info[1].IsUndefined()) {
     need(env, info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array, "fakeQuantWeight: colScale must be a Float64Array or null");
@@ -158,7 +163,7 @@ Napi::Value FakeQuantWeight(const Napi::CallbackInfo& info) {
     need(env, s.ElementLength() >= static_cast<size_t>(K), "fakeQuantWeight: colScale needs K values");
     colScale = s.Data();
   }
-  fakeQuantWeight(w.data, colScale, N, K, format, group, out.data);
+  fakeQuantWeight(w.data, colScale, N, K, format, group, out.data, codes.data, scales.data);
   return env.Undefined();
 }
 

@@ -8,6 +8,7 @@
 // per group (int4) ("static groups"), so act order does not reshuffle groups and the result is
 // stored in the ordinary group-wise layout.
 import { type WeightFormat, weightScales, weightCode } from './numerics.js';
+import { nativeSearchAvailable, quantizeWeightNative } from './native-search.js';
 
 export interface QuantizedMatrix {
   format: WeightFormat;
@@ -22,8 +23,9 @@ export interface QuantizedMatrix {
 
 const groupOf = (m: { format: WeightFormat; K: number; group: number }): number => (m.format === 'int4' ? m.group : m.K);
 
-/** Round-to-nearest with absmax scales. */
-export function absmaxQuantize(W: Float32Array, N: number, K: number, format: WeightFormat, group: number): QuantizedMatrix {
+/** Round-to-nearest with absmax scales (on the native kernel where it is built: the same values). */
+export function absmaxQuantize(W: Float32Array, N: number, K: number, format: WeightFormat, group: number, options: { native?: boolean } = {}): QuantizedMatrix {
+  if ((options.native ?? true) && nativeSearchAvailable && (format !== 'int4' || K % group === 0)) return { format, N, K, group, ...quantizeWeightNative(W, N, K, format, group) };
   const scales = weightScales(W, N, K, format, group);
   const g = format === 'int4' ? group : K, groups = K / g;
   const codes = new Float32Array(N * K);

@@ -1,5 +1,5 @@
-// Native kernels for the calibration searches (search.ts): the f32 GEMM that scores a candidate's
-// output and the weight fake quantization (native/quant/fake_quant.cc, the same rounding as
+// Native kernels for the calibration searches (search.ts) and quantize()'s weight rounding
+// (gptq.ts absmaxQuantize): the f32 GEMM that scores a candidate's output and the weight fake quantization (native/quant/fake_quant.cc, the same rounding as
 // numerics.ts bit for bit). A PSS search evaluates ~180 candidates per site; in TypeScript one
 // candidate on a 1.1B layer's gate/up site (2048 × 11264 weights, 128 sampled rows) took ~5 s,
 // so a 22-layer model needed hours. Where the addon is missing the searches stay in TypeScript.
@@ -7,7 +7,8 @@ import { addon } from '../backends/cpu/addon.js';
 import type { WeightFormat } from './numerics.js';
 
 interface FakeQuantAddon {
-  fakeQuantWeight(w: Float32Array, colScale: Float64Array | null, N: number, K: number, format: number, group: number, out: Float32Array): void;
+  fakeQuantWeight(w: Float32Array, colScale: Float64Array | null, N: number, K: number, format: number, group: number, out: Float32Array | null,
+    codes: Float32Array | null, scales: Float32Array | null): void;
 }
 
 const fq = addon as unknown as Partial<FakeQuantAddon> | null;
@@ -28,6 +29,13 @@ export function matmulTNative(X: Float32Array, R: number, K: number, W: Float32A
 /** numerics.ts fakeQuantWeight(W · diag(colScale)) on the native kernel (colScale null: W itself). */
 export function fakeQuantWeightNative(W: Float32Array, colScale: Float64Array | null, N: number, K: number, format: WeightFormat, group: number,
   out = new Float32Array(N * K)): Float32Array {
-  (fq as FakeQuantAddon).fakeQuantWeight(W, colScale, N, K, FORMAT_CODES[format], group, out);
+  (fq as FakeQuantAddon).fakeQuantWeight(W, colScale, N, K, FORMAT_CODES[format], group, out, null, null);
   return out;
+}
+
+/** numerics.ts weightScales and weightCode of every value (gptq.ts absmaxQuantize) on the native kernel. */
+export function quantizeWeightNative(W: Float32Array, N: number, K: number, format: WeightFormat, group: number): { codes: Float32Array; scales: Float32Array } {
+  const codes = new Float32Array(N * K), scales = new Float32Array(N * (format === 'int4' ? K / group : 1));
+  (fq as FakeQuantAddon).fakeQuantWeight(W, null, N, K, FORMAT_CODES[format], group, null, codes, scales);
+  return { codes, scales };
 }

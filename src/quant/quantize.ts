@@ -27,7 +27,7 @@ import { selectPssSites, type PssBuild } from './pss-select.js';
 import { hadamardMatrix, rotateWeight, rotateRow } from './rotation.js';
 import { W8_ACT_GROUP } from './w8-linear-op.js';
 
-const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(Float32Array.from(v), shape, 'f32');
+const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(v instanceof Float32Array ? v : Float32Array.from(v), shape, 'f32');
 
 export function quantize(model: QuantizableDecoder, options: QuantizeOptions): QuantizedDecoder {
   const checked = checkQuantizeOptions(options);

@@ -102,10 +102,13 @@ export function unrepresentable(d: DType, v: number): string | null {
   if (typeof v !== 'number') return `is ${typeof v}, not a number`;
   if (d === 'bool') return Number.isNaN(v) ? 'is NaN, which is neither true nor false' : null;
   if (!INFO[d].isInt) return null;
+  const integer = Number.isInteger(v);
+  const ok = integer && (d === 'i64' ? v >= -(2 ** 63) && v < 2 ** 63 : v >= INT_LIMITS[d as 'i8' | 'u8' | 'i32'][0] && v <= INT_LIMITS[d as 'i8' | 'u8' | 'i32'][1]);
+  if (ok) return null;
+  // (the message is built only for a value that fails: this runs once per element of every array a user passes)
   const range = d === 'i64' ? '-2^63 <= v < 2^63' : `${INT_LIMITS[d as 'i8' | 'u8' | 'i32'][0]}..${INT_LIMITS[d as 'i8' | 'u8' | 'i32'][1]}`;
-  if (!Number.isInteger(v)) return `is not an integer; ${d} holds integers ${range} (round it first, or use a float dtype)`;
-  const ok = d === 'i64' ? v >= -(2 ** 63) && v < 2 ** 63 : v >= INT_LIMITS[d as 'i8' | 'u8' | 'i32'][0] && v <= INT_LIMITS[d as 'i8' | 'u8' | 'i32'][1];
-  return ok ? null : `is out of range for ${d} (${range}); use a wider dtype`;
+  if (!integer) return `is not an integer; ${d} holds integers ${range} (round it first, or use a float dtype)`;
+  return `is out of range for ${d} (${range}); use a wider dtype`;
 }
 
 /** Storage of dtype d from numbers a user supplied (fromArray, full, arange, scalars): a value d
@@ -114,6 +117,12 @@ export function unrepresentable(d: DType, v: number): string | null {
 export function fromUserNumbers(d: DType, values: ArrayLike<number>, where: string): Storage {
   const n = values.length;
   const s = allocStorage(d, n);
+  // a typed array of the storage's own element type holds only values d can: copy it as it is
+  // (quantize() builds its int8 / E4M3 code tensors this way, hundreds of millions of values)
+  if ((d === 'f32' && values instanceof Float32Array) || (d === 'i8' && values instanceof Int8Array) || (d === 'u8' && values instanceof Uint8Array) || (d === 'i32' && values instanceof Int32Array)) {
+    (s as Float32Array | Int8Array | Uint8Array | Int32Array).set(values);
+    return s;
+  }
   for (let i = 0; i < n; i++) {
     const why = unrepresentable(d, values[i]);
     if (why) throw new RangeError(`${where}: value ${values[i]}${n > 1 ? ` at index ${i}` : ''} ${why}`);

@@ -9,6 +9,7 @@ import { fakeQuantWeight, type WeightFormat } from '../../src/quant/numerics.js'
 import { fakeQuantWeightNative, matmulTNative, nativeSearchAvailable } from '../../src/quant/native-search.js';
 import { awqSearch, pssSearch, siteError, type SiteProblem } from '../../src/quant/search.js';
 import { normalSampler } from '../../src/quant/outlier-model.js';
+import { absmaxQuantize } from '../../src/quant/gptq.js';
 
 const skip = nativeSearchAvailable ? false : 'native addon not built';
 
@@ -85,4 +86,15 @@ test('a site error on the native kernels equals the TypeScript error; PSS and AW
   assert.ok(Math.abs(pssNative.error - pssTs.error) <= 1e-4 * pssTs.error);
   const awqNative = awqSearch(p, meanAbs), awqTs = awqSearch(p, meanAbs, { native: false });
   assert.equal(awqNative.alpha, awqTs.alpha);
+});
+
+test('absmaxQuantize on the native kernel: the same codes and scales as numerics.ts', { skip }, () => {
+  const randn = normalSampler(12);
+  for (const [N, K, format, group] of [[1, 1, 'int8', 1], [7, 33, 'int8', 33], [5, 64, 'int4', 32], [3, 96, 'int4', 96], [6, 40, 'fp8', 40]] as [number, number, WeightFormat, number][]) {
+    const W = Float32Array.from({ length: N * K }, (_, i) => randn() * 10 ** ((i % 4) - 2));
+    W.fill(0, 0, K); // an all-zero row: scale 0, codes 0
+    const native = absmaxQuantize(W, N, K, format, group), ts = absmaxQuantize(W, N, K, format, group, { native: false });
+    assert.equal(firstDifference(native.scales, ts.scales), null, `${format} [${N}, ${K}] scales`);
+    assert.equal(firstDifference(native.codes, ts.codes), null, `${format} [${N}, ${K}] codes`);
+  }
 });
