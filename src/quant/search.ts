@@ -77,7 +77,12 @@ export function siteError(p: SiteProblem, options: { native?: boolean } = {}): (
       for (let j = 0; j < p.K; j++) m = Math.max(m, p.act.absMax[j] / s[j]);
       const scale = Math.fround(m / formatMax(p.act.format));
       for (let i = 0; i < Xs.length; i++) Xs[i] = fakeQuantValue(Xs[i], scale, p.act.format);
-    } else if (p.act) fakeQuantRows(Xs, p.act.perTensor ? Xs.length : p.act.block ?? p.K, p.act.format);
+    } else if (p.act) {
+      const run = p.act.perTensor ? Xs.length : p.act.block ?? p.K;
+      // runs of `run` values with their own absmax scale are the weight quantizer's rows
+      if (native && Xs.length % run === 0) fakeQuantWeightNative(Xs, null, Xs.length / run, run, p.act.format, run, Xs);
+      else fakeQuantRows(Xs, run, p.act.format);
+    }
     let err = 0;
     p.weights.forEach(({ W, N }, c) => {
       let Ws: Float32Array;

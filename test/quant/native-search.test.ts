@@ -5,7 +5,7 @@
 // factors either way on an outlier site.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fakeQuantWeight, type WeightFormat } from '../../src/quant/numerics.js';
+import { fakeQuantRows, fakeQuantWeight, type WeightFormat } from '../../src/quant/numerics.js';
 import { fakeQuantWeightNative, matmulTNative, nativeSearchAvailable } from '../../src/quant/native-search.js';
 import { awqSearch, pssSearch, siteError, type SiteProblem } from '../../src/quant/search.js';
 import { normalSampler } from '../../src/quant/outlier-model.js';
@@ -96,5 +96,18 @@ test('absmaxQuantize on the native kernel: the same codes and scales as numerics
     const native = absmaxQuantize(W, N, K, format, group), ts = absmaxQuantize(W, N, K, format, group, { native: false });
     assert.equal(firstDifference(native.scales, ts.scales), null, `${format} [${N}, ${K}] scales`);
     assert.equal(firstDifference(native.codes, ts.codes), null, `${format} [${N}, ${K}] codes`);
+  }
+});
+
+test('activation rows fake-quantized by the native kernel equal fakeQuantRows (per token, per 32, per tensor; int8 and fp8)', { skip }, () => {
+  const randn = normalSampler(13);
+  for (const format of ['int8', 'fp8'] as const) {
+    for (const [R, K, run] of [[1, 1, 1], [5, 33, 33], [4, 64, 32], [3, 40, 120]]) {
+      const X = Float32Array.from({ length: R * K }, (_, i) => randn() * (i % 9 === 2 ? 50 : 1));
+      const want = Float32Array.from(X);
+      fakeQuantRows(want, run, format);
+      const got = fakeQuantWeightNative(Float32Array.from(X), null, (R * K) / run, run, format, run);
+      assert.equal(firstDifference(got, want), null, `${format} [${R}, ${K}] runs of ${run}`);
+    }
   }
 });
