@@ -1,0 +1,96 @@
+// How long quantize() takes on a 1B-scale model, and what the native search kernels buy
+// (src/quant/native-search.ts). Two parts, one process:
+//  1. per candidate: one PSS/AWQ/SmoothQuant candidate's site error (siteError: smooth, fake-quantize
+//     the activations and weights, GEMM, compare) for each 1.1B layer site shape, 128 sampled rows,
+//     W8A8 per token, on the native kernels (median of --calls) and in TypeScript float64 (one call:
+//     the search ran this way before; it takes seconds per call);
+//  2. quantize() wall time on the 1.1B shape with 4 of its 22 layers (bench/lib/llm-models.ts
+//     '1.1b-4l', f32 weights read from the F16 file), W8A8, for each --smoothing (none, smoothquant,
+//     pss) and int4 AWQ, two calibration sequences of --calib tokens; seconds in all and per layer.
+//   npx tsx bench/quantize-time.ts [--parts candidates,quantize] [--smoothing none,smoothquant,pss,awq] [--calib 64] [--calls 5]
+// Final JSON line {"bench":"quantize-time", ...}.
+import * as os from 'node:os';
+import { parseArgs } from 'node:util';
+import { MODELS, ensureModel, promptIds } from './lib/llm-models.js';
+import { siteError } from '../src/quant/search.js';
+import { nativeSearchAvailable } from '../src/quant/native-search.js';
+import { normalSampler } from '../src/quant/outlier-model.js';
+
+const { values: args } = parseArgs({
+  options: {
+    parts: { type: 'string', default: 'candidates,quantize' },
+    smoothing: { type: 'string', default: 'none,smoothquant,pss,awq' },
+    calib: { type: 'string', default: '64' },
+    calls: { type: 'string', default: '5' },
+  },
+});
+const parts = args.parts.split(',');
+const m = MODELS['1.1b-4l'];
+const median = (a: number[]): number => { const s = [...a].sort((x, y) => x - y); return s[s.length >> 1]!; };
+console.log(`# bench/quantize-time.ts: 1.1B shape, ${os.cpus().length} threads, ${os.cpus()[0]?.model ?? 'cpu'}; native search kernels: ${nativeSearchAvailable}`);
+const out: Record<string, unknown> = { bench: 'quantize-time', native: nativeSearchAvailable };
+
+if (parts.includes('candidates')) {
+  // a layer's sites: the shared input of q/k/v, o, the shared input of gate/up, down ([N, K] per consumer)
+  const SITES: Record<string, [number, number][]> = {
+    qkv: [[m.dim, m.dim], [(m.dim / m.heads) * m.kvHeads, m.dim], [(m.dim / m.heads) * m.kvHeads, m.dim]],
+    o: [[m.dim, m.dim]], gate_up: [[m.ffn, m.dim], [m.ffn, m.dim]], down: [[m.dim, m.ffn]],
+  };
+  const R = 128, randn = normalSampler(7);
+  console.log('\n| site | consumers [N, K] | native ms per candidate | TypeScript ms | speedup |\n|---|---|---|---|---|');
+  const rows: Record<string, { nativeMs: number; tsMs: number }> = {};
+  for (const [name, consumers] of Object.entries(SITES)) {
+    const K = consumers[0]![1];
+    const X = Float32Array.from({ length: R * K }, (_, i) => randn() * (i % K === 7 ? 40 : 1));
+    const weights = consumers.map(([N]) => ({ W: Float32Array.from({ length: N * K }, () => randn() * 0.02), N }));
+    const problem = { K, R, X, weights, act: { format: 'int8' as const, perTensor: false }, weight: { format: 'int8' as const, group: 32 } };
+    const s = Float64Array.from({ length: K }, (_, j) => 0.5 + (j % 5) / 4);
+    const time = (f: (s: Float64Array) => number): number => { const t = performance.now(); f(s); return performance.now() - t; };
+    const native = siteError(problem, { native: true });
+    time(native); // first call: the scratch buffers fault in
+    const nativeMs = median(Array.from({ length: Number(args.calls) }, () => time(native)));
+    const tsMs = time(siteError(problem, { native: false }));
+    rows[name] = { nativeMs: +nativeMs.toFixed(1), tsMs: +tsMs.toFixed(0) };
+    console.log(`| ${name} | ${consumers.map(([N, k]) => `[${N}, ${k}]`).join(' ')} | ${nativeMs.toFixed(1)} | ${tsMs.toFixed(0)} | ${(tsMs / nativeMs).toFixed(1)}× |`);
+  }
+  out.candidates = rows;
+}
+
+if (parts.includes('quantize')) {
+  const { loadLlamaGguf } = await import('../src/llm/weights.js');
+  const { PagedLlama } = await import('../src/llm/models/llama.js');
+  const { quantize } = await import('../src/quant/index.js');
+  const file = await ensureModel('1.1b-4l', 'F16');
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sg = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, mm = h & 1023;
+    table[h] = e === 0 ? sg * mm * 2 ** -24 : e === 31 ? (mm ? NaN : sg * Infinity) : sg * (1 + mm / 1024) * 2 ** (e - 15);
+  }
+  const calib = [promptIds(Number(args.calib), m.vocab, 71), promptIds(Number(args.calib), m.vocab, 72)];
+  console.log(`\n| configuration | quantize() s | s per layer |\n|---|---|---|`);
+  const rows: Record<string, number> = {};
+  for (const smoothing of args.smoothing.split(',')) {
+    // a fresh f32 model per configuration: quantize() leaves its source untouched, but the runs stay independent
+    const { config, weights } = loadLlamaGguf(file, {
+      transform: (w) => {
+        if (w.format !== 'f16') return w;
+        const src = w.data as Uint16Array, d = new Float32Array(src.length);
+        for (let i = 0; i < src.length; i++) d[i] = table[src[i]!]!;
+        return { ...w, format: 'f32', data: d };
+      },
+    });
+    const model = new PagedLlama(config, weights, { maxPositions: 256 });
+    const o = smoothing === 'awq'
+      ? { weights: 'int4', activations: null, smoothing: 'none', method: 'awq' }
+      : { weights: 'int8', activations: 'int8', smoothing, method: 'absmax' };
+    const t = performance.now();
+    quantize(model, { ...o, kvCache: null, shift: false, calibration: calib } as Parameters<typeof quantize>[1]);
+    const sec = (performance.now() - t) / 1000;
+    const name = smoothing === 'awq' ? 'int4 AWQ' : `W8A8 ${smoothing}`;
+    rows[name] = +sec.toFixed(1);
+    console.log(`| ${name} | ${sec.toFixed(1)} | ${(sec / m.layers).toFixed(1)} |`);
+  }
+  out.quantizeSeconds = rows;
+  out.layers = m.layers;
+}
+console.log(JSON.stringify(out));
