@@ -15,6 +15,7 @@ import { MODELS, ensureModel, promptIds } from './lib/llm-models.js';
 import { siteError } from '../src/quant/search.js';
 import { nativeSearchAvailable } from '../src/quant/native-search.js';
 import { normalSampler } from '../src/quant/outlier-model.js';
+import { f16BitsToFloat } from '../src/tensor/half.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -61,11 +62,7 @@ if (parts.includes('quantize')) {
   const { PagedLlama } = await import('../src/llm/models/llama.js');
   const { quantize } = await import('../src/quant/index.js');
   const file = await ensureModel('1.1b-4l', 'F16');
-  const table = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sg = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, mm = h & 1023;
-    table[h] = e === 0 ? sg * mm * 2 ** -24 : e === 31 ? (mm ? NaN : sg * Infinity) : sg * (1 + mm / 1024) * 2 ** (e - 15);
-  }
+  const table = Float32Array.from({ length: 65536 }, (_, h) => f16BitsToFloat(h));
   const calib = [promptIds(Number(args.calib), m.vocab, 71), promptIds(Number(args.calib), m.vocab, 72)];
   console.log(`\n| configuration | quantize() s | s per layer |\n|---|---|---|`);
   const rows: Record<string, number> = {};
