@@ -107,23 +107,25 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     let error: number | null = null;
     const ones = new Float64Array(K).fill(1);
     const searching = o.smoothing !== 'none' || o.method === 'awq';
-    const baselineError = searching ? siteError(problem)(ones) : null;
+    // one scorer per site: it computes the reference outputs and keeps its scratch buffers once
+    const score = searching ? siteError(problem) : null;
+    const baselineError = score ? score(ones) : null;
     if (o.smoothing === 'smoothquant') {
       s = smoothQuantFactors(aAbs, weightColumnAbsMax(problem), o.alpha);
       alphas = [o.alpha];
-      error = siteError(problem)(s);
+      error = score!(s);
     } else if (o.smoothing === 'pss') {
       let c = pss!.cache.get(st.key);
       if (!c) {
         const sq = smoothQuantFactors(aAbs, weightColumnAbsMax(problem), o.alpha);
-        c = { pss: pssSearch(problem, aAbs, o.pieces, o.alpha), sq, sqError: siteError(problem)(sq) };
+        c = { pss: pssSearch(problem, aAbs, o.pieces, o.alpha, { error: score! }), sq, sqError: score!(sq) };
         pss!.cache.set(st.key, c);
       }
       const choice = pss!.choice(stats.linears.indexOf(st));
       if (choice === 'pss') { s = c.pss.s; alphas = c.pss.alphas; error = c.pss.error; } else if (choice === 'smoothquant') { s = c.sq; alphas = [o.alpha]; error = c.sqError; } else { alphas = []; error = baselineError; }
     } else if (o.method === 'awq') {
       const meanAbs = z ? aAbs : Float64Array.from(st.sumAbs, (v) => v / Math.max(1, st.rows));
-      const r = awqSearch(problem, meanAbs);
+      const r = awqSearch(problem, meanAbs, { error: score! });
       s = r.s; alphas = [r.alpha]; error = r.error;
     }
     const sorted = [...aAbs].sort((a, b) => a - b);

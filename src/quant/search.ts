@@ -149,8 +149,11 @@ export function pieceAssignment(aAbs: ArrayLike<number>, pieces: number): Int32A
 
 export interface PssResult { s: Float64Array; alphas: number[]; assign: Int32Array; error: number; smoothQuantAlpha: number; smoothQuantError: number }
 
-export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number, smoothQuantAlpha = 0.5, options: { native?: boolean } = {}): PssResult {
-  const err = siteError(p, options);
+/** Options of the searches: `native` as siteError's, or `error`, a scorer siteError already made for this site. */
+export interface SearchOptions { native?: boolean; error?: (s: Float64Array) => number }
+
+export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number, smoothQuantAlpha = 0.5, options: SearchOptions = {}): PssResult {
+  const err = options.error ?? siteError(p, options);
   const wAbs = weightColumnAbsMax(p);
   let bestGlobal = smoothQuantAlpha, bestGlobalErr = Infinity;
   for (const a of [smoothQuantAlpha, ...ALPHA_GRID.filter((x) => x !== smoothQuantAlpha)]) {
@@ -176,8 +179,8 @@ export function pssSearch(p: SiteProblem, aAbs: Float64Array, pieces: number, sm
   return { s: smoothQuantFactors(aAbs, wAbs, perChannel(alphas)), alphas, assign, error: bestErr, smoothQuantAlpha: bestGlobal, smoothQuantError: bestGlobalErr };
 }
 
-export function awqSearch(p: SiteProblem, meanAbs: Float64Array, options: { native?: boolean } = {}): { s: Float64Array; alpha: number; error: number; absmaxError: number } {
-  const err = siteError(p, options);
+export function awqSearch(p: SiteProblem, meanAbs: Float64Array, options: SearchOptions = {}): { s: Float64Array; alpha: number; error: number; absmaxError: number } {
+  const err = options.error ?? siteError(p, options);
   let best = { s: new Float64Array(p.K).fill(1), alpha: 0, error: Infinity };
   let absmaxError = Infinity;
   for (const a of ALPHA_GRID.filter((x) => x < 1)) {
