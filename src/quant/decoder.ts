@@ -9,6 +9,7 @@ import type { Graph } from '../ir/graph.js';
 import type { StepInputs, StepDecoder } from '../llm/step-engine.js';
 import { interpret } from '../backends/reference/interpret.js';
 import { traceStep, flatInputs, type QuantizableDecoder } from './calibrate.js';
+import type { TraceResult } from '../trace/index.js';
 import { applyQuantPlan, type QuantPlan } from './graph-passes.js';
 import type { QuantizedMatrix } from './gptq.js';
 import { kvOnPools, type QuantizeOptions } from './options.js';
@@ -68,12 +69,22 @@ export class QuantizedDecoder implements StepDecoder {
   }
 
   forward(step: StepInputs, kPools: Tensor[], vPools: Tensor[]): Tensor {
+    const { graph, constants, inputs } = this.lowered(step, kPools, vPools);
+    return interpret(graph, inputs, constants)[0];
+  }
+
+  /** The rewritten graph of the step for these arguments' shapes (traced once per shape), the
+   *  tensors it reads by name, and the arguments as its flat inputs. `traces` shares the module's
+   *  trace between quantized decoders of one model (PSS's trial models: the module is the same,
+   *  only the plan and parameters differ). */
+  lowered(step: StepInputs, kPools: Tensor[], vPools: Tensor[], traces?: Map<string, TraceResult>): { graph: Graph; constants: Map<string, Tensor>; inputs: Tensor[] } {
     const args = { step, kPools, vPools };
     const inputs = flatInputs(args);
     const key = inputs.map((t) => `${t.dtype}[${t.shape.join(',')}]`).join(' ');
     let g = this.#graphs.get(key);
     if (!g) {
-      const traced = traceStep(this.model, args);
+      let traced = traces?.get(key);
+      if (!traced) { traced = traceStep(this.model, args); traces?.set(key, traced); }
       const metaOf = (name: string): { dtype: Tensor['dtype']; shape: number[] } => {
         const t = this.params.get(name);
         if (!t) throw new Error(`quantize: the plan names parameter "${name}", which this quantized model does not hold`);
@@ -85,6 +96,6 @@ export class QuantizedDecoder implements StepDecoder {
       g = { graph, constants };
       this.#graphs.set(key, g);
     }
-    return interpret(g.graph, inputs, g.constants)[0];
+    return { ...g, inputs };
   }
 }

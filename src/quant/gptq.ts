@@ -23,22 +23,29 @@ export interface QuantizedMatrix {
 
 const groupOf = (m: { format: WeightFormat; K: number; group: number }): number => (m.format === 'int4' ? m.group : m.K);
 
-/** Round-to-nearest with absmax scales (on the native kernel where it is built: the same values). */
-export function absmaxQuantize(W: Float32Array, N: number, K: number, format: WeightFormat, group: number, options: { native?: boolean } = {}): QuantizedMatrix {
-  if ((options.native ?? true) && nativeSearchAvailable && (format !== 'int4' || K % group === 0)) return { format, N, K, group, ...quantizeWeightNative(W, N, K, format, group) };
+/** Round-to-nearest with absmax scales (on the native kernel where it is built: the same values).
+ *  `values`, when given, receives the dequantized weights (dequantMatrix's result) from the same pass. */
+export function absmaxQuantize(W: Float32Array, N: number, K: number, format: WeightFormat, group: number, options: { native?: boolean; values?: Float32Array } = {}): QuantizedMatrix {
+  if ((options.native ?? true) && nativeSearchAvailable && (format !== 'int4' || K % group === 0)) return { format, N, K, group, ...quantizeWeightNative(W, N, K, format, group, options.values) };
   const scales = weightScales(W, N, K, format, group);
   const g = format === 'int4' ? group : K, groups = K / g;
   const codes = new Float32Array(N * K);
   for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) codes[n * K + k] = weightCode(W[n * K + k], scales[n * groups + Math.floor(k / g)], format);
-  return { format, N, K, group, codes, scales };
+  const q: QuantizedMatrix = { format, N, K, group, codes, scales };
+  if (options.values) dequantMatrix(q, options.values);
+  return q;
 }
 
 /** The f32 weight a quantized matrix stands for (the one function both the in-memory model and a
  *  loaded artifact use, so both compute identical logits). */
-export function dequantMatrix(m: QuantizedMatrix): Float32Array {
+export function dequantMatrix(m: QuantizedMatrix, out = new Float32Array(m.N * m.K)): Float32Array {
   const g = groupOf(m), groups = m.K / g;
-  const out = new Float32Array(m.N * m.K);
-  for (let n = 0; n < m.N; n++) for (let k = 0; k < m.K; k++) out[n * m.K + k] = m.codes[n * m.K + k] * m.scales[n * groups + Math.floor(k / g)];
+  for (let n = 0; n < m.N; n++) {
+    for (let gi = 0; gi < groups; gi++) {
+      const scale = m.scales[n * groups + gi], from = n * m.K + gi * g;
+      for (let i = from; i < from + g; i++) out[i] = m.codes[i] * scale;
+    }
+  }
   return out;
 }
 

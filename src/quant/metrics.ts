@@ -7,26 +7,30 @@ import { teacherForcedLogits } from './step.js';
 
 export interface Agreement { tokens: number; top1: number; kl: number }
 
-function logSoftmax(row: Float32Array): Float64Array {
+/** log Σ exp(row): the max, then the shifted sum (indexed loops: this runs over every logit of
+ *  every calibration trial in PSS's selection). */
+function logSumExp(row: Float32Array, from: number, to: number): number {
   let m = -Infinity;
-  for (const v of row) m = Math.max(m, v);
+  for (let i = from; i < to; i++) if (row[i] > m) m = row[i];
   let s = 0;
-  for (const v of row) s += Math.exp(v - m);
-  const lse = m + Math.log(s);
-  return Float64Array.from(row, (v) => v - lse);
+  for (let i = from; i < to; i++) s += Math.exp(row[i] - m);
+  return m + Math.log(s);
 }
-
-const argmax = (row: ArrayLike<number>): number => { let b = 0; for (let i = 1; i < row.length; i++) if (row[i] > row[b]) b = i; return b; };
 
 /** Compares logits [T, vocab] of a reference and a candidate. */
 export function compareLogits(ref: Float32Array, cand: Float32Array, vocab: number): Agreement {
   const T = ref.length / vocab;
   let same = 0, kl = 0;
   for (let t = 0; t < T; t++) {
-    const r = ref.subarray(t * vocab, (t + 1) * vocab), c = cand.subarray(t * vocab, (t + 1) * vocab);
-    if (argmax(r) === argmax(c)) same++;
-    const lr = logSoftmax(r), lc = logSoftmax(c);
-    for (let i = 0; i < vocab; i++) kl += Math.exp(lr[i]) * (lr[i] - lc[i]);
+    const from = t * vocab, to = from + vocab;
+    let br = from, bc = from;
+    for (let i = from + 1; i < to; i++) { if (ref[i] > ref[br]) br = i; if (cand[i] > cand[bc]) bc = i; }
+    if (br === bc) same++;
+    const lseR = logSumExp(ref, from, to), lseC = logSumExp(cand, from, to);
+    for (let i = from; i < to; i++) {
+      const lr = ref[i] - lseR, lc = cand[i] - lseC;
+      kl += Math.exp(lr) * (lr - lc);
+    }
   }
   return { tokens: T, top1: same / T, kl: kl / T };
 }
@@ -34,11 +38,15 @@ export function compareLogits(ref: Float32Array, cand: Float32Array, vocab: numb
 /** Teacher-forced agreement over sequences; `reference` logits may be passed precomputed. */
 export function agreement(reference: StepDecoder | Float32Array[], candidate: StepDecoder, sequences: readonly (readonly number[])[]): Agreement {
   const vocab = candidate.config.vocabSize;
-  let tokens = 0, same = 0, kl = 0;
-  sequences.forEach((seq, i) => {
+  return combineAgreements(sequences.map((seq, i) => {
     const ref = Array.isArray(reference) ? reference[i] : teacherForcedLogits(reference, seq);
-    const a = compareLogits(ref, teacherForcedLogits(candidate, seq), vocab);
-    tokens += a.tokens; same += a.top1 * a.tokens; kl += a.kl * a.tokens;
-  });
+    return compareLogits(ref, teacherForcedLogits(candidate, seq), vocab);
+  }));
+}
+
+/** The agreement over several sequences, each weighted by its token count. */
+export function combineAgreements(parts: readonly Agreement[]): Agreement {
+  let tokens = 0, same = 0, kl = 0;
+  for (const a of parts) { tokens += a.tokens; same += a.top1 * a.tokens; kl += a.kl * a.tokens; }
   return { tokens, top1: same / tokens, kl: kl / tokens };
 }

@@ -33,9 +33,10 @@ export function fakeQuantWeightNative(W: Float32Array, colScale: Float64Array | 
   return out;
 }
 
-/** numerics.ts weightScales and weightCode of every value (gptq.ts absmaxQuantize) on the native kernel. */
-export function quantizeWeightNative(W: Float32Array, N: number, K: number, format: WeightFormat, group: number): { codes: Float32Array; scales: Float32Array } {
+/** numerics.ts weightScales and weightCode of every value (gptq.ts absmaxQuantize) on the native
+ *  kernel; `values`, when given, receives code · scale rounded to f32 (the dequantized weights). */
+export function quantizeWeightNative(W: Float32Array, N: number, K: number, format: WeightFormat, group: number, values: Float32Array | null = null): { codes: Float32Array; scales: Float32Array } {
   const codes = new Float32Array(N * K), scales = new Float32Array(N * (format === 'int4' ? K / group : 1));
-  (fq as FakeQuantAddon).fakeQuantWeight(W, null, N, K, FORMAT_CODES[format], group, null, codes, scales);
+  (fq as FakeQuantAddon).fakeQuantWeight(W, null, N, K, FORMAT_CODES[format], group, values, codes, scales);
   return { codes, scales };
 }

@@ -24,7 +24,7 @@ export function decodeE4M3(b: number): number {
 
 export function encodeCodes(q: QuantizedMatrix): Tensor {
   const { N, K } = q;
-  if (q.format === 'int8') return fromArray(Int8Array.from(q.codes), [N, K], 'i8');
+  if (q.format === 'int8') return fromArray(new Int8Array(q.codes), [N, K], 'i8'); // integral codes in [-127, 127]: the conversion is exact
   if (q.format === 'fp8') return fromArray(Uint8Array.from(q.codes, encodeE4M3), [N, K], 'u8');
   const out = new Uint8Array((N * K) / 2);
   const nib = (n: number, k: number): number => q.codes[n * K + k] + 8;

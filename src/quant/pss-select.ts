@@ -7,13 +7,23 @@
 // KL(p_f32 ‖ p_quant) on the calibration sequences (never evaluation data): it starts from the
 // better of all-PSS and all-SmoothQuant, then tries each site's two other choices once (graph
 // order) and keeps the one that lowers the KL most (by more than rounding noise). On the calibration set PSS is thus never worse
-// than SmoothQuant in KL; the searches per site run once (cached), each trial only refolds and
-// requantizes the weights and runs the calibration tokens.
+// than SmoothQuant in KL; the searches per site run once (cached).
+//
+// A trial differs from the current best in one site, so it is built and scored incrementally: the
+// build takes every weight the change does not touch from the memo (working-params.ts: no refold,
+// requantization or repacking), and the calibration sequences run through the incremental
+// interpreter, which reuses every value computed before the changed site (the layers before it,
+// and the part of its own layer before it). Both are exact: the chosen model and its KL are the
+// ones full rebuilds and full runs give (tested).
 import type { QuantizedDecoder } from './decoder.js';
 import type { QuantizableDecoder } from './calibrate.js';
 import type { PssResult } from './search.js';
-import { agreement } from './metrics.js';
-import { teacherForcedLogits } from './step.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { TraceResult } from '../trace/index.js';
+import { agreement, compareLogits, combineAgreements } from './metrics.js';
+import { teacherForcedLogits, prefillArgs } from './step.js';
+import { BuildMemo } from './working-params.js';
+import { IncrementalCache, interpretIncremental } from '../backends/reference/incremental.js';
 
 export type SiteChoice = 'pss' | 'smoothquant' | 'none';
 
@@ -22,32 +32,83 @@ export type SiteChoice = 'pss' | 'smoothquant' | 'none';
  *  choice made on noise would, for instance, leave an outlier site unsmoothed. */
 const KL_NOISE = 1e-7;
 
-/** What one PSS build reads: the factor source of each site (by index in graph order), and the per-site searches already run. */
+/** What one PSS build reads: the factor source of each site (by index in graph order), the
+ *  per-site searches already run, and (incremental selection) the memo of earlier builds. */
 export interface PssBuild {
   choice: (site: number) => SiteChoice;
-  cache: Map<string, { pss: PssResult; sq: Float64Array; sqError: number }>;
+  cache: Map<string, { pss: PssResult; sq: Float64Array; sqError: number; baselineError: number }>;
+  memo: BuildMemo | null;
+}
+
+export interface SelectOptions {
+  /** Build and score trials incrementally (default true); false rebuilds and reruns every trial in
+   *  full (the reference the incremental path is tested and benchmarked against). */
+  incremental?: boolean;
 }
 
 export function selectPssSites(model: QuantizableDecoder, calibration: readonly (readonly number[])[],
-  build: (choice: (site: number) => SiteChoice) => QuantizedDecoder): QuantizedDecoder {
+  build: (choice: (site: number) => SiteChoice, memo: BuildMemo | null) => QuantizedDecoder, options: SelectOptions = {}): QuantizedDecoder {
   const reference = calibration.map((s) => teacherForcedLogits(model, s));
-  const score = (q: QuantizedDecoder): number => agreement(reference, q, calibration).kl;
-  const allPss = build(() => 'pss'), allSq = build(() => 'smoothquant');
+  const incremental = options.incremental ?? true;
+  const memo = incremental ? new BuildMemo() : null;
+  const scorer = incremental ? new IncrementalScorer(reference, calibration) : null;
+  const score = (q: QuantizedDecoder): number => (scorer ? scorer.kl(q) : agreement(reference, q, calibration).kl);
+  // the models still in use: the best so far (and, while a site's alternatives are tried, nothing else)
+  const keepOnly = (alive: QuantizedDecoder): void => {
+    memo?.retain(new Set(alive.params.values()));
+    scorer?.retain(alive);
+  };
+  const allPss = build(() => 'pss', memo), allSq = build(() => 'smoothquant', memo);
   const sites = allPss.report.length;
   const klPss = score(allPss);
   const klSq = score(allSq);
   const choices: SiteChoice[] = new Array(sites).fill(klSq < klPss ? 'smoothquant' : 'pss');
   let best = klSq < klPss ? allSq : allPss, bestKl = Math.min(klPss, klSq);
+  keepOnly(best);
   for (let i = 0; i < sites; i++) {
     let pick: SiteChoice | null = null;
     for (const alt of (['pss', 'smoothquant', 'none'] as const).filter((c) => c !== choices[i])) {
       const trial = [...choices];
       trial[i] = alt;
-      const q = build((site) => trial[site]);
+      const q = build((site) => trial[site], memo);
       const kl = score(q);
       if (kl < bestKl - KL_NOISE) { bestKl = kl; best = q; pick = alt; }
+      keepOnly(best);
     }
     if (pick) choices[i] = pick;
   }
   return best;
 }
+
+/** Calibration KL of trial models through the incremental interpreter: one value cache per
+ *  calibration sequence, holding what the models still in use computed. */
+class IncrementalScorer {
+  #traces = new Map<string, TraceResult>();
+  #caches: IncrementalCache[];
+  #keys = new Map<QuantizedDecoder, Set<number>[]>();
+
+  constructor(private readonly reference: Float32Array[], private readonly calibration: readonly (readonly number[])[]) {
+    this.#caches = calibration.map(() => new IncrementalCache());
+  }
+
+  kl(q: QuantizedDecoder): number {
+    const keys: Set<number>[] = [];
+    const parts = this.calibration.map((seq, i) => {
+      const { step, kPools, vPools } = prefillArgs(q, seq, { allLogits: true });
+      const { graph, constants, inputs } = q.lowered(step, kPools, vPools, this.#traces);
+      const run = interpretIncremental(graph, inputs, constants, this.#caches[i]);
+      keys.push(run.keys);
+      return compareLogits(this.reference[i], logitsOf(run.outputs[0]), q.config.vocabSize);
+    });
+    this.#keys.set(q, keys);
+    return combineAgreements(parts).kl;
+  }
+
+  retain(alive: QuantizedDecoder): void {
+    for (const q of [...this.#keys.keys()]) if (q !== alive) this.#keys.delete(q);
+    const keys = this.#keys.get(alive);
+    this.#caches.forEach((c, i) => c.retain(keys ? [keys[i]] : []));
+  }
+}
+
+const logitsOf = (t: Tensor): Float32Array => Float32Array.from(t.toFlatArray());

@@ -22,14 +22,16 @@ import { formatMax } from './numerics.js';
 import { packedWeight, encodeCodes } from './packing.js';
 import { isNativeAvailable, getEagerBackend } from '../ops/dispatch.js';
 import { QuantizedDecoder, type SiteReport } from './decoder.js';
+import { WorkingParams } from './working-params.js';
 import type { QuantPlan, SitePlan } from './graph-passes.js';
-import { selectPssSites, type PssBuild } from './pss-select.js';
+import { selectPssSites, type PssBuild, type SelectOptions } from './pss-select.js';
 import { hadamardMatrix, rotateWeight, rotateRow } from './rotation.js';
 import { W8_ACT_GROUP } from './w8-linear-op.js';
 
 const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(v instanceof Float32Array ? v : Float32Array.from(v), shape, 'f32');
 
-export function quantize(model: QuantizableDecoder, options: QuantizeOptions): QuantizedDecoder {
+/** `selection` tunes PSS's model-level step (pss-select.ts); its default is the fast exact path. */
+export function quantize(model: QuantizableDecoder, options: QuantizeOptions, selection: SelectOptions = {}): QuantizedDecoder {
   const checked = checkQuantizeOptions(options);
   const native = isNativeAvailable() && getEagerBackend() !== 'reference';
   const o = { ...checked, kernel: checked.kernel ?? defaultKernel(checked, native) };
@@ -42,7 +44,7 @@ export function quantize(model: QuantizableDecoder, options: QuantizeOptions): Q
   if (o.smoothing !== 'pss') return build(model, resolved, stats, null);
   // PSS: the per-site searches once (cached), then the model-level choice per site (pss-select.ts)
   const cache: PssBuild['cache'] = new Map();
-  return selectPssSites(model, o.calibration, (choice) => build(model, resolved, stats, { choice, cache }));
+  return selectPssSites(model, o.calibration, (choice, memo) => build(model, resolved, stats, { choice, cache, memo }), selection);
 }
 
 /** The kernel when none is asked for: the real 8-bit kernels where they apply and are built, else
@@ -62,72 +64,70 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     // fewer samples than channels: X^T X is rank-deficient and GPTQ fits the calibration set's subspace
     throw new RangeError(`quantize: method 'gptq' needs at least as many calibration tokens as the widest linear input (${widest} channels), got ${stats.tokens}; add calibration sequences (several times ${widest} tokens is better) or use method 'absmax'`);
   }
-  const live = new Map(model.namedParameters());
-  const work = new Map<string, Float32Array>();
-  const shapes = new Map<string, number[]>();
-  const valuesOf = (name: string): Float32Array => {
-    let v = work.get(name);
-    if (!v) {
-      const t = live.get(name);
-      if (!t) throw new Error(`quantize: parameter "${name}" is not in the module`);
-      if (t.dtype !== 'f32') throw new TypeError(`quantize: parameter "${name}" is ${t.dtype}; quantize() reads f32 weights (load the model with f32 weights)`);
-      v = Float32Array.from(t.data as Float32Array);
-      work.set(name, v);
-      shapes.set(name, [...t.shape]);
-    }
-    return v;
-  };
+  const work = new WorkingParams(model.namedParameters());
+  const memo = pss?.memo ?? null;
   const added = new Map<string, Tensor>();
   const group = o.weights === 'int4' ? int4Group(stats.linears, o.groupSize) : 32;
 
   const plan: QuantPlan = { sites: [], kv: null };
   const report: SiteReport[] = [];
   const hessians = new Map<string, Float64Array>();
-  for (const st of stats.linears) {
+  for (const [index, st] of stats.linears.entries()) {
     const K = st.K;
-    const R = st.samples.length;
-    const X = new Float32Array(R * K);
-    st.samples.forEach((row, r) => X.set(row, r * K));
     const z = o.shift ? Float64Array.from(st.min, (mn, j) => (Number.isFinite(mn) ? (mn + st.max[j]) / 2 : 0)) : null;
-    if (z) for (let i = 0; i < X.length; i++) X[i] -= z[i % K];
     const aAbs = z ? Float64Array.from(z, (zj, j) => Math.max(Math.abs(st.max[j] - zj), Math.abs(st.min[j] - zj))) : st.absMax;
-    const ws = st.weights.map((w) => ({ W: valuesOf(w), N: shapes.get(w)![0] }));
-    for (const [i, w] of st.weights.entries()) {
-      if (shapes.get(w)![1] !== K) throw new Error(`quantize: weight "${w}" is [${shapes.get(w)}] but its input has ${K} channels`);
-      if (o.weights && K % (o.weights === 'int4' ? group : 1) !== 0) throw new RangeError(`quantize: weight "${st.weights[i]}" has K = ${K}, not a multiple of the int4 group ${group}`);
+    for (const w of st.weights) {
+      const shape = work.shape(w);
+      if (shape[1] !== K) throw new Error(`quantize: weight "${w}" is [${shape}] but its input has ${K} channels`);
+      if (o.weights && K % (o.weights === 'int4' ? group : 1) !== 0) throw new RangeError(`quantize: weight "${w}" has K = ${K}, not a multiple of the int4 group ${group}`);
     }
-    const problem: SiteProblem = {
-      K, R, X, weights: ws,
-      act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' || o.activationScheme === 'per-group' ? W8_ACT_GROUP : undefined } : null,
-      weight: o.weights ? { format: o.weights, group } : null,
-      rotate: st.rotated,
+    // the search problem (sampled rows, the weights' current values) and its scorer, built when a
+    // search runs: a PSS trial build reuses the searches' results and reads no weight here
+    let problem: SiteProblem | null = null;
+    const problemOf = (): SiteProblem => {
+      if (problem) return problem;
+      const R = st.samples.length;
+      const X = new Float32Array(R * K);
+      st.samples.forEach((row, r) => X.set(row, r * K));
+      if (z) for (let i = 0; i < X.length; i++) X[i] -= z[i % K];
+      return problem = {
+        K, R, X, weights: st.weights.map((w) => ({ W: work.values(w), N: work.shape(w)[0] })),
+        act: o.activations ? { format: o.activations, perTensor: o.activationScheme === 'per-tensor', absMax: aAbs, block: o.kernel === 'qgemm' || o.activationScheme === 'per-group' ? W8_ACT_GROUP : undefined } : null,
+        weight: o.weights ? { format: o.weights, group } : null,
+        rotate: st.rotated,
+      };
     };
+    // one scorer per site: it computes the reference outputs and keeps its scratch buffers once
+    let scorer: ((s: Float64Array) => number) | null = null;
+    const score = (f: Float64Array): number => (scorer ??= siteError(problemOf()))(f);
     let s = new Float64Array(K).fill(1);
     let alphas: number[] = [];
     let error: number | null = null;
+    let baselineError: number | null = null;
     const ones = new Float64Array(K).fill(1);
-    const searching = o.smoothing !== 'none' || o.method === 'awq';
-    // one scorer per site: it computes the reference outputs and keeps its scratch buffers once
-    const score = searching ? siteError(problem) : null;
-    const baselineError = score ? score(ones) : null;
     if (o.smoothing === 'smoothquant') {
-      s = smoothQuantFactors(aAbs, weightColumnAbsMax(problem), o.alpha);
+      baselineError = score(ones);
+      s = smoothQuantFactors(aAbs, weightColumnAbsMax(problemOf()), o.alpha);
       alphas = [o.alpha];
-      error = score!(s);
+      error = score(s);
     } else if (o.smoothing === 'pss') {
       let c = pss!.cache.get(st.key);
       if (!c) {
-        const sq = smoothQuantFactors(aAbs, weightColumnAbsMax(problem), o.alpha);
-        c = { pss: pssSearch(problem, aAbs, o.pieces, o.alpha, { error: score! }), sq, sqError: score!(sq) };
+        const sq = smoothQuantFactors(aAbs, weightColumnAbsMax(problemOf()), o.alpha);
+        c = { pss: pssSearch(problemOf(), aAbs, o.pieces, o.alpha, { error: score }), sq, sqError: score(sq), baselineError: score(ones) };
         pss!.cache.set(st.key, c);
       }
-      const choice = pss!.choice(stats.linears.indexOf(st));
+      baselineError = c.baselineError;
+      const choice = pss!.choice(index);
       if (choice === 'pss') { s = c.pss.s; alphas = c.pss.alphas; error = c.pss.error; } else if (choice === 'smoothquant') { s = c.sq; alphas = [o.alpha]; error = c.sqError; } else { alphas = []; error = baselineError; }
     } else if (o.method === 'awq') {
+      baselineError = score(ones);
       const meanAbs = z ? aAbs : Float64Array.from(st.sumAbs, (v) => v / Math.max(1, st.rows));
-      const r = awqSearch(problem, meanAbs, { error: score! });
+      const r = awqSearch(problemOf(), meanAbs, { error: score });
       s = r.s; alphas = [r.alpha]; error = r.error;
     }
+    // what the edits below are named by in the parameters' provenance: the site and its factors' source
+    const tag = (kind: string): string => `${kind}@${index}:${pss ? pss.choice(index) : o.smoothing}`;
     const sorted = [...aAbs].sort((a, b) => a - b);
     report.push({ key: st.key, fold: st.fold.kind, rotated: st.rotated, alphas, error, baselineError, outlierRatio: sorted[K - 1] / Math.max(1e-30, sorted[Math.floor(K / 2)]) });
 
@@ -137,9 +137,9 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     if (z) {
       site.biases = {};
       st.weights.forEach((w, c) => {
-        const { W, N } = ws[c];
+        const W = work.values(w), N = work.shape(w)[0];
         const b = new Float32Array(N);
-        const old = st.biases[c] ? valuesOf(st.biases[c]!) : null;
+        const old = st.biases[c] ? work.values(st.biases[c]!) : null;
         for (let n = 0; n < N; n++) {
           let acc = old ? old[n] : 0;
           for (let k = 0; k < K; k++) acc += W[n * K + k] * z[k];
@@ -154,17 +154,22 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
       site.shift = name;
     }
     if (smoothed) {
-      for (const { W } of ws) for (let i = 0; i < W.length; i++) W[i] *= s[i % K];
+      const f = s;
+      for (const w of st.weights) {
+        work.edit(w, tag('columns'), (W) => {
+          for (let r = 0; r < W.length; r += K) for (let k = 0; k < K; k++) W[r + k] *= f[k];
+        });
+      }
       if (st.fold.kind === 'norm') {
-        const g = valuesOf(st.fold.param);
-        for (let j = 0; j < K; j++) g[j] /= s[j];
+        work.edit(st.fold.param, tag('gain'), (g) => { for (let j = 0; j < K; j++) g[j] /= f[j]; });
       } else if (st.fold.kind === 'linear') {
-        const P = valuesOf(st.fold.weight), Kp = shapes.get(st.fold.weight)![1];
-        for (let n = 0; n < K; n++) for (let k = 0; k < Kp; k++) P[n * Kp + k] /= s[n];
+        const Kp = work.shape(st.fold.weight)[1];
+        work.edit(st.fold.weight, tag('rows'), (P) => { for (let n = 0; n < K; n++) for (let k = 0; k < Kp; k++) P[n * Kp + k] /= f[n]; });
         // the producer's bias scales with its rows: its own, or the one an earlier site's shift gave it
         const shifted = added.get(`quant.${st.fold.weight}.bias`);
-        const bias = shifted ? (shifted.data as Float32Array) : st.fold.bias ? valuesOf(st.fold.bias) : null;
-        if (bias) for (let n = 0; n < K; n++) bias[n] /= s[n];
+        const divide = (bias: Float32Array): void => { for (let n = 0; n < K; n++) bias[n] /= f[n]; };
+        if (shifted) divide(shifted.data as Float32Array);
+        else if (st.fold.bias) work.edit(st.fold.bias, tag('rows'), divide);
       } else {
         const name = `quant.${st.weights[0]}.inverse_scale`;
         added.set(name, f32(Float64Array.from(s, (v) => 1 / v), [K]));
@@ -177,7 +182,10 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     // of them and no per-channel factor can take it out again); the rotation then evens out what is
     // left within each token, where the per-token int8 scale is set.
     if (st.rotated) {
-      for (const { W, N } of ws) rotateWeight(W, N, K);
+      for (const w of st.weights) {
+        const N = work.shape(w)[0];
+        work.edit(w, tag('rotation'), (W) => rotateWeight(W, N, K));
+      }
       const name = `quant.${st.weights[0]}.rotation`;
       added.set(name, fromArray(hadamardMatrix(K), [K, K], 'f32'));
       site.rotation = name;
@@ -197,26 +205,35 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
   }
 
   // weights last: every fold above has landed in the f32 values
+  // (a PSS trial build takes each weight whose provenance an earlier build saw from the memo)
   const quantized = new Map<string, QuantizedMatrix>();
+  const replaced = new Map<string, Tensor>();
   if (o.weights) {
     for (const st of stats.linears) {
       for (const w of st.weights) {
-        const [N, K] = shapes.get(w)!;
-        const W = valuesOf(w);
-        const H = hessians.get(st.key);
-        const q = o.method === 'gptq' && H ? gptqQuantize(W, N, K, H, o.weights, group) : absmaxQuantize(W, N, K, o.weights, group);
+        const [N, K] = work.shape(w);
+        const make = (): QuantizedWeight => {
+          const W = work.values(w);
+          const H = hessians.get(st.key);
+          const values = new Float32Array(N * K);
+          const q = o.method === 'gptq' && H ? dequantInto(gptqQuantize(W, N, K, H, o.weights!, group), values) : absmaxQuantize(W, N, K, o.weights!, group, { values });
+          // the tensor owns `values` (no copy: at 1B scale a copy is seconds of page faults)
+          const made: QuantizedWeight = { q, dequantized: Tensor.fromStorage('f32', [N, K], values), added: [] };
+          if (o.kernel === 'qgemm' && (q.format === 'int8' || q.format === 'int4')) made.added.push([`quant.${w}.packed`, packedWeight(q)]);
+          if (o.kernel === 'w8a8' && (q.format === 'int8' || q.format === 'fp8')) made.added.push([`quant.${w}.codes`, encodeCodes(q)], [`quant.${w}.scales`, f32(q.scales, [N])]);
+          return made;
+        };
+        const { q, dequantized, added: tensors } = memo
+          ? memo.get(w, `${o.method} ${work.provenance(w)}`, make, (m) => [m.dequantized, ...m.added.map(([, t]) => t)])
+          : make();
         quantized.set(w, q);
-        work.set(w, dequantMatrix(q));
+        replaced.set(w, dequantized);
+        for (const [name, t] of tensors) added.set(name, t);
         if (o.kernel === 'qgemm' && (q.format === 'int8' || q.format === 'int4')) {
-          const param = `quant.${w}.packed`;
-          added.set(param, packedWeight(q));
-          (plan.quantLinear ??= {})[w] = { param, format: q.format, N, K, group: q.group };
+          (plan.quantLinear ??= {})[w] = { param: `quant.${w}.packed`, format: q.format, N, K, group: q.group };
         }
         if (o.kernel === 'w8a8' && (q.format === 'int8' || q.format === 'fp8')) {
-          const codes = `quant.${w}.codes`, scales = `quant.${w}.scales`;
-          added.set(codes, encodeCodes(q));
-          added.set(scales, f32(q.scales, [N]));
-          (plan.w8Linear ??= {})[w] = { codes, scales, weights: q.format, activations: o.activations ?? 'none', ...(o.activationScheme === 'per-group' ? { actGroup: W8_ACT_GROUP } : {}) };
+          (plan.w8Linear ??= {})[w] = { codes: `quant.${w}.codes`, scales: `quant.${w}.scales`, weights: q.format, activations: o.activations ?? 'none', ...(o.activationScheme === 'per-group' ? { actGroup: W8_ACT_GROUP } : {}) };
         }
       }
     }
@@ -231,12 +248,21 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
   }
 
   const params = new Map<string, Tensor>();
-  for (const [name, v] of work) params.set(name, f32(v, shapes.get(name)!));
-  for (const [name, t] of added) params.set(name, t);
+  // every weight quantized (a memo hit reads none) and every other parameter read or edited
+  for (const name of new Set([...replaced.keys(), ...work.names()])) {
+    const make = (): Tensor => Tensor.fromStorage('f32', work.shape(name), work.values(name)); // the build's own copy
+    params.set(name, replaced.get(name) ?? (memo ? memo.get(name, work.provenance(name), make, (t) => [t]) : make()));
+  }
+  for (const [name, t] of added) params.set(name, memo && !replaced.has(name) ? memo.stable(name, t) : t);
   const { calibration, ...rest } = options;
   return new QuantizedDecoder(model, plan, params, quantized,
     { ...rest, activationScheme: o.activationScheme, kernel: o.kernel, alpha: o.alpha, pieces: o.pieces, maxSamples: o.maxSamples, groupSize: o.weights === 'int4' ? group : undefined, calibrationTokens: stats.tokens }, report);
 }
+
+const dequantInto = (q: QuantizedMatrix, values: Float32Array): QuantizedMatrix => { dequantMatrix(q, values); return q; };
+
+/** A weight's quantization: codes and scales, the dequantized f32 tensor, and the kernel's tensors (packed panels, or codes and scales). */
+interface QuantizedWeight { q: QuantizedMatrix; dequantized: Tensor; added: [string, Tensor][] }
 
 /** Largest int4 group (128, 64, 32) dividing every quantized linear's K, or the one asked for. */
 function int4Group(linears: LinearStats[], asked: number | undefined): number {

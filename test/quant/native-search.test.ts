@@ -9,7 +9,7 @@ import { fakeQuantRows, fakeQuantWeight, type WeightFormat } from '../../src/qua
 import { fakeQuantWeightNative, matmulTNative, nativeSearchAvailable } from '../../src/quant/native-search.js';
 import { awqSearch, pssSearch, siteError, type SiteProblem } from '../../src/quant/search.js';
 import { normalSampler } from '../../src/quant/outlier-model.js';
-import { absmaxQuantize } from '../../src/quant/gptq.js';
+import { absmaxQuantize, dequantMatrix } from '../../src/quant/gptq.js';
 
 const skip = nativeSearchAvailable ? false : 'native addon not built';
 
@@ -88,7 +88,7 @@ test('a site error on the native kernels equals the TypeScript error; PSS and AW
   assert.equal(awqNative.alpha, awqTs.alpha);
 });
 
-test('absmaxQuantize on the native kernel: the same codes and scales as numerics.ts', { skip }, () => {
+test('absmaxQuantize on the native kernel: the same codes and scales as numerics.ts, and the same dequantized values as dequantMatrix', { skip }, () => {
   const randn = normalSampler(12);
   for (const [N, K, format, group] of [[1, 1, 'int8', 1], [7, 33, 'int8', 33], [5, 64, 'int4', 32], [3, 96, 'int4', 96], [6, 40, 'fp8', 40]] as [number, number, WeightFormat, number][]) {
     const W = Float32Array.from({ length: N * K }, (_, i) => randn() * 10 ** ((i % 4) - 2));
@@ -96,6 +96,12 @@ test('absmaxQuantize on the native kernel: the same codes and scales as numerics
     const native = absmaxQuantize(W, N, K, format, group), ts = absmaxQuantize(W, N, K, format, group, { native: false });
     assert.equal(firstDifference(native.scales, ts.scales), null, `${format} [${N}, ${K}] scales`);
     assert.equal(firstDifference(native.codes, ts.codes), null, `${format} [${N}, ${K}] codes`);
+    // the dequantized weights from the quantizing pass (quantize() takes them so; no second pass)
+    const values = new Float32Array(N * K).fill(NaN), tsValues = new Float32Array(N * K).fill(NaN);
+    absmaxQuantize(W, N, K, format, group, { values });
+    absmaxQuantize(W, N, K, format, group, { native: false, values: tsValues });
+    assert.equal(firstDifference(values, dequantMatrix(ts)), null, `${format} [${N}, ${K}] native dequantized values`);
+    assert.equal(firstDifference(tsValues, dequantMatrix(ts)), null, `${format} [${N}, ${K}] TypeScript dequantized values`);
   }
 });
 

@@ -75,56 +75,43 @@ export function concreteAttrs(op: string, attrs: AttrValues, bindings: DimBindin
   return (out ?? attrs) as AttrValues;
 }
 
-/** Executes `graph` on concrete `inputs`; `constants` maps parameter names to tensors (literals
- *  come from the graph itself). Returns the outputs in graph.outputs order. */
-export function interpret(graph: Graph, inputs: readonly Tensor[], constants: ReadonlyMap<string, Tensor>): Tensor[] {
-  const bindings = bindInputs(graph, inputs);
-  const env = new Map<number, Tensor>();
-  graph.inputs.forEach((inp, i) => env.set(inp.value, inputs[i]));
+/** Each constant's tensor by value id: literals from the graph, parameters from `constants`
+ *  (checked against the type the graph was traced with). */
+export function constantTensors(graph: Graph, bindings: DimBindings, constants: ReadonlyMap<string, Tensor>): Map<number, Tensor> {
+  const out = new Map<number, Tensor>();
   for (const c of graph.constants) {
-    if (c.kind === 'literal') { env.set(c.value, literalTensor(c)); continue; }
+    if (c.kind === 'literal') { out.set(c.value, literalTensor(c)); continue; }
     const t = constants.get(c.name);
     if (!t) throw new Error(`interpret: parameter @${c.name} is not in the constants map (it holds ${[...constants.keys()].slice(0, 8).join(', ') || 'nothing'}${constants.size > 8 ? ', ...' : ''})`);
     const want = c.shape.map((d) => evalDim(d, bindings));
     if (t.dtype !== c.dtype || t.rank !== want.length || t.shape.some((d, k) => d !== want[k])) {
       throw new TypeError(`interpret: parameter @${c.name} is ${t.dtype}${formatShape(t.shape)} but the graph was traced with ${formatType(c.dtype, c.shape)}`);
     }
-    env.set(c.value, t);
+    out.set(c.value, t);
   }
+  return out;
+}
+
+/** Executes `graph` on concrete `inputs`; `constants` maps parameter names to tensors (literals
+ *  come from the graph itself). Returns the outputs in graph.outputs order. */
+export function interpret(graph: Graph, inputs: readonly Tensor[], constants: ReadonlyMap<string, Tensor>): Tensor[] {
+  const bindings = bindInputs(graph, inputs);
+  const env = new Map<number, Tensor>();
+  graph.inputs.forEach((inp, i) => env.set(inp.value, inputs[i]));
+  for (const [v, t] of constantTensors(graph, bindings, constants)) env.set(v, t);
   // Drop intermediates after their last use so peak memory follows liveness, not graph size.
   const lastUse = new Map<number, number>();
   graph.nodes.forEach((n, i) => { for (const v of n.inputs) if (v !== null) lastUse.set(v, i); });
   const keep = new Set(graph.outputs.map((o) => o.value));
 
   graph.nodes.forEach((node, i) => {
-    const where = `node ${i} (${node.op}${node.source ? ` at ${node.source}` : ''})`;
     const ins = node.inputs.map((v) => {
       if (v === null) return null;
       const t = env.get(v);
-      if (!t) throw new Error(`interpret: ${where} reads %${v}, which has no value (verify() the graph)`);
+      if (!t) throw new Error(`interpret: ${nodeWhere(node, i)} reads %${v}, which has no value (verify() the graph)`);
       return t;
     });
-    let outs: Tensor[];
-    try {
-      // control-flow nodes (src/ops/control.ts) run their sub-graphs through this interpreter
-      const control = node.graphs ? getOp(node.op).execute : undefined;
-      outs = control
-        ? control(ins, concreteAttrs(node.op, node.attrs, bindings), node.graphs!, (g, xs) => interpret(g, xs, constants))
-        : dispatch(node.op, ins, concreteAttrs(node.op, node.attrs, bindings));
-    } catch (e) {
-      if (e instanceof Error) e.message = `interpret: ${where}: ${e.message}`;
-      throw e;
-    }
-    if (outs.length !== node.outputs.length) throw new Error(`interpret: ${where} produced ${outs.length} outputs; the graph records ${node.outputs.length}`);
-    node.outputs.forEach((id, j) => {
-      const v = graph.value(id);
-      const want = v.shape.map((d) => evalDim(d, bindings));
-      const t = outs[j];
-      if (t.dtype !== v.dtype || t.rank !== want.length || t.shape.some((d, k) => d !== want[k])) {
-        throw new Error(`interpret: ${where} output ${j} is ${t.dtype}${formatShape(t.shape)}; the graph records ${formatType(v.dtype, v.shape)} = ${v.dtype}${formatShape(want)}`);
-      }
-      env.set(id, t);
-    });
+    runNode(graph, i, ins, bindings, constants).forEach((t, j) => env.set(node.outputs[j], t));
     for (const v of node.inputs) if (v !== null && lastUse.get(v) === i && !keep.has(v)) env.delete(v);
   });
   return graph.outputs.map((o) => {
@@ -132,4 +119,34 @@ export function interpret(graph: Graph, inputs: readonly Tensor[], constants: Re
     if (!t) throw new Error(`interpret: output "${o.name}" (%${o.value}) has no value (verify() the graph)`);
     return t;
   });
+}
+
+const nodeWhere = (node: Graph['nodes'][number], i: number): string => `node ${i} (${node.op}${node.source ? ` at ${node.source}` : ''})`;
+
+/** Runs node `i` of `graph` on its input tensors through dispatch (control-flow nodes run their
+ *  sub-graphs through interpret) and checks each output against the graph's recorded type. */
+export function runNode(graph: Graph, i: number, ins: (Tensor | null)[], bindings: DimBindings, constants: ReadonlyMap<string, Tensor>): Tensor[] {
+  const node = graph.nodes[i];
+  const where = nodeWhere(node, i);
+  let outs: Tensor[];
+  try {
+    // control-flow nodes (src/ops/control.ts) run their sub-graphs through this interpreter
+    const control = node.graphs ? getOp(node.op).execute : undefined;
+    outs = control
+      ? control(ins, concreteAttrs(node.op, node.attrs, bindings), node.graphs!, (g, xs) => interpret(g, xs, constants))
+      : dispatch(node.op, ins, concreteAttrs(node.op, node.attrs, bindings));
+  } catch (e) {
+    if (e instanceof Error) e.message = `interpret: ${where}: ${e.message}`;
+    throw e;
+  }
+  if (outs.length !== node.outputs.length) throw new Error(`interpret: ${where} produced ${outs.length} outputs; the graph records ${node.outputs.length}`);
+  node.outputs.forEach((id, j) => {
+    const v = graph.value(id);
+    const want = v.shape.map((d) => evalDim(d, bindings));
+    const t = outs[j];
+    if (t.dtype !== v.dtype || t.rank !== want.length || t.shape.some((d, k) => d !== want[k])) {
+      throw new Error(`interpret: ${where} output ${j} is ${t.dtype}${formatShape(t.shape)}; the graph records ${formatType(v.dtype, v.shape)} = ${v.dtype}${formatShape(want)}`);
+    }
+  });
+  return outs;
 }
