@@ -8,6 +8,7 @@
 //     '1.1b-4l', f32 weights read from the F16 file), W8A8, for each --smoothing (none, smoothquant,
 //     pss) and int4 AWQ, two calibration sequences of --calib tokens; seconds in all and per layer.
 //   npx tsx bench/quantize-time.ts [--parts candidates,quantize] [--smoothing none,smoothquant,pss,awq] [--calib 64] [--calls 5]
+//     [--pss-selection incremental,full]
 // Final JSON line {"bench":"quantize-time", ...}.
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -23,6 +24,8 @@ const { values: args } = parseArgs({
     smoothing: { type: 'string', default: 'none,smoothquant,pss,awq' },
     calib: { type: 'string', default: '64' },
     calls: { type: 'string', default: '5' },
+    // PSS's model-level selection: 'incremental' (default), or 'full' (every trial rebuilt and rerun: the path before session 11)
+    'pss-selection': { type: 'string', default: 'incremental' },
   },
 });
 const parts = args.parts.split(',');
@@ -66,7 +69,8 @@ if (parts.includes('quantize')) {
   const calib = [promptIds(Number(args.calib), m.vocab, 71), promptIds(Number(args.calib), m.vocab, 72)];
   console.log(`\n| configuration | quantize() s | s per layer |\n|---|---|---|`);
   const rows: Record<string, number> = {};
-  for (const smoothing of args.smoothing.split(',')) {
+  const runs = args.smoothing.split(',').flatMap((smoothing) => (smoothing === 'pss' ? args['pss-selection'].split(',').map((sel) => [smoothing, sel]) : [[smoothing, '']]));
+  for (const [smoothing, selection] of runs) {
     // a fresh f32 model per configuration: quantize() leaves its source untouched, but the runs stay independent
     const { config, weights } = loadLlamaGguf(file, {
       transform: (w) => {
@@ -81,9 +85,9 @@ if (parts.includes('quantize')) {
       ? { weights: 'int4', activations: null, smoothing: 'none', method: 'awq' }
       : { weights: 'int8', activations: 'int8', smoothing, method: 'absmax' };
     const t = performance.now();
-    quantize(model, { ...o, kvCache: null, shift: false, calibration: calib } as Parameters<typeof quantize>[1]);
+    quantize(model, { ...o, kvCache: null, shift: false, calibration: calib } as Parameters<typeof quantize>[1], { incremental: selection !== 'full' });
     const sec = (performance.now() - t) / 1000;
-    const name = smoothing === 'awq' ? 'int4 AWQ' : `W8A8 ${smoothing}`;
+    const name = smoothing === 'awq' ? 'int4 AWQ' : `W8A8 ${smoothing}${selection ? ` (${selection} selection)` : ''}`;
     rows[name] = +sec.toFixed(1);
     console.log(`| ${name} | ${sec.toFixed(1)} | ${(sec / m.layers).toFixed(1)} |`);
   }
