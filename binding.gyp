@@ -28,6 +28,7 @@
         "native/quant/kquants.cc",
         "native/quant/quant_napi.cc",
         "native/quant/fake_quant.cc",
+        "native/quant/gptq.cc",
         "native/quant/w8a8_napi.cc",
         "native/llm/paged_attention.cc",
         "native/llm/paged_napi.cc",

@@ -36,6 +36,8 @@ inline double code(double x, double scale, int format) {
 
 }  // namespace
 
+double fakeQuantCode(double x, double scale, int format) { return scale > 0.0 ? code(x, scale, format) : 0.0; }
+
 void fakeQuantWeight(const float* w, const double* colScale, int64_t N, int64_t K, int format, int64_t group, float* out, float* codes,
                      float* scales) {
   const int64_t g = format == kFqInt4 ? group : K;

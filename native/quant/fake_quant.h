@@ -16,6 +16,9 @@ enum FakeQuantFormat { kFqInt8 = 0, kFqInt4 = 1, kFqFp8 = 2 };
 // scale, rounded to f32. Each output is optional (null: not written): out [N, K] the dequantized
 // values, codes [N, K] the codes (fp8: the E4M3 value of w / scale, as numerics.ts weightCode),
 // scales [N, K / group] (int4) or [N]. Rows run on the thread pool.
+// One weight's code, as numerics.ts weightCode: 0 where the scale is not positive.
+double fakeQuantCode(double x, double scale, int format);
+
 void fakeQuantWeight(const float* w, const double* colScale, int64_t N, int64_t K, int format, int64_t group, float* out, float* codes,
                      float* scales);
 

@@ -13,6 +13,7 @@
 #include "../simd.h"
 #include "../threadpool.h"
 #include "fake_quant.h"
+#include "gptq.h"
 #include "qmatmul.h"
 #include "quant_napi.h"
 #include "weight_napi.h"
@@ -167,6 +168,39 @@ Napi::Value FakeQuantWeight(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// gptqInverseFactor(H: Float64Array [K, K], K, U: Float64Array [K, K]) -> -1 | column: gptq.h.
+Napi::Value GptqInverseFactor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto H = viewOf<double>(env, info[0], "gptqInverseFactor: H");
+  const int64_t K = i64(info[1]);
+  auto U = viewOf<double>(env, info[2], "gptqInverseFactor: U");
+  need(env, K > 0 && H.length >= static_cast<size_t>(K * K) && U.length >= static_cast<size_t>(K * K), "gptqInverseFactor: H and U need K·K values");
+  return Napi::Number::New(env, static_cast<double>(gptqInverseFactor(H.data, K, U.data)));
+}
+
+// gptqColumns(W: Float64Array [N, K], N, K, U: Float64Array [K, K], scales: Float32Array [N, K / groupSize],
+//             groupSize, perm: Int32Array [K], format (0 int8, 1 int4, 2 fp8), block, codes: Float32Array [N, K]): gptq.h.
+Napi::Value GptqColumns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto W = viewOf<double>(env, info[0], "gptqColumns: W");
+  const int64_t N = i64(info[1]), K = i64(info[2]);
+  auto U = viewOf<double>(env, info[3], "gptqColumns: U");
+  auto scales = viewOf<float>(env, info[4], "gptqColumns: scales");
+  const int64_t groupSize = i64(info[5]);
+  auto perm = viewOf<int32_t>(env, info[6], "gptqColumns: perm");
+  const int format = static_cast<int>(i64(info[7]));
+  const int64_t block = i64(info[8]);
+  auto codes = viewOf<float>(env, info[9], "gptqColumns: codes");
+  need(env, N >= 0 && K > 0 && block > 0 && groupSize > 0 && K % groupSize == 0, "gptqColumns: bad sizes (groupSize must divide K)");
+  need(env, format >= kFqInt8 && format <= kFqFp8, "gptqColumns: format must be 0 (int8), 1 (int4) or 2 (fp8)");
+  need(env, W.length >= static_cast<size_t>(N * K) && codes.length >= static_cast<size_t>(N * K), "gptqColumns: W and codes need N·K values");
+  need(env, U.length >= static_cast<size_t>(K * K) && perm.length >= static_cast<size_t>(K), "gptqColumns: U needs K·K values and perm K");
+  need(env, scales.length >= static_cast<size_t>(N * (K / groupSize)), "gptqColumns: scales needs N·K/groupSize values");
+  for (int64_t i = 0; i < K; i++) need(env, perm.data[i] >= 0 && perm.data[i] < K, "gptqColumns: perm holds a column outside [0, K)");
+  gptqColumns(W.data, N, K, U.data, scales.data, groupSize, perm.data, format, block, codes.data);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void registerQuant(Napi::Env env, Napi::Object exports) {
@@ -174,6 +208,8 @@ void registerQuant(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeWeight", Napi::Function::New(env, QuantizeWeight));
   exports.Set("packWeight", Napi::Function::New(env, PackWeight));
   exports.Set("fakeQuantWeight", Napi::Function::New(env, FakeQuantWeight));
+  exports.Set("gptqInverseFactor", Napi::Function::New(env, GptqInverseFactor));
+  exports.Set("gptqColumns", Napi::Function::New(env, GptqColumns));
   // Whether packing Q8_0/Q4_0 weights speeds this build up (AVX-512 VNNI kernels).
   exports.Set("llmPackedFast", Napi::Boolean::New(env, packedKernelsFast()));
   // Which integer-dot family the K-quant kernels compiled to (kquants.cc).

@@ -8,7 +8,7 @@
 // per group (int4) ("static groups"), so act order does not reshuffle groups and the result is
 // stored in the ordinary group-wise layout.
 import { type WeightFormat, weightScales, weightCode } from './numerics.js';
-import { nativeSearchAvailable, quantizeWeightNative } from './native-search.js';
+import { nativeSearchAvailable, quantizeWeightNative, nativeGptqAvailable, gptqInverseFactorNative, gptqColumnsNative } from './native-search.js';
 
 export interface QuantizedMatrix {
   format: WeightFormat;
@@ -49,6 +49,9 @@ export function dequantMatrix(m: QuantizedMatrix, out = new Float32Array(m.N * m
   return out;
 }
 
+const notPositiveDefinite = (column: number): RangeError =>
+  new RangeError(`gptq: the damped Hessian is not positive definite at column ${column}; calibrate on more tokens or raise the damping`);
+
 /** Lower Cholesky factor of a symmetric positive definite [K, K] matrix (throws if not SPD). */
 function cholesky(A: Float64Array, K: number): Float64Array {
   const L = new Float64Array(K * K);
@@ -57,7 +60,7 @@ function cholesky(A: Float64Array, K: number): Float64Array {
       let s = A[i * K + j];
       for (let k = 0; k < j; k++) s -= L[i * K + k] * L[j * K + k];
       if (i === j) {
-        if (!(s > 0)) throw new RangeError(`gptq: the damped Hessian is not positive definite at column ${i}; calibrate on more tokens or raise the damping`);
+        if (!(s > 0)) throw notPositiveDefinite(i);
         L[i * K + i] = Math.sqrt(s);
       } else L[i * K + j] = s / L[j * K + j];
     }
@@ -89,28 +92,63 @@ function inverseSpd(A: Float64Array, K: number): Float64Array {
   return inv;
 }
 
-export function gptqQuantize(Win: Float32Array, N: number, K: number, Hin: Float64Array, format: WeightFormat, group: number, options: { damp?: number; blockSize?: number } = {}): QuantizedMatrix {
-  const W = Float64Array.from(Win);
+/** H⁻¹'s upper Cholesky factor U (H⁻¹ = Uᵀ U) in Hessian order (columns by decreasing H diagonal,
+ *  `perm`), of H with dead columns (zero diagonal) set to 1 and `damp` of the mean diagonal added:
+ *  native (row-major `flat`) or TypeScript. */
+interface InverseFactor { perm: number[]; U: (i: number, j: number) => number; flat: Float64Array | null }
+
+/** Factors by Hessian array: the weights of one site (q/k/v, gate/up) share their input's Hessian,
+ *  and the factor is the O(K³) part. The arrays quantize() passes are never changed afterwards. */
+const factors = new WeakMap<Float64Array, Map<string, InverseFactor>>();
+
+function inverseFactor(Hin: Float64Array, K: number, dampRatio: number, native: boolean): InverseFactor {
+  const key = `${dampRatio} ${native}`;
+  const cached = factors.get(Hin)?.get(key);
+  if (cached) return cached;
   const H = Float64Array.from(Hin);
-  for (let i = 0; i < K; i++) {
-    if (H[i * K + i] === 0) { H[i * K + i] = 1; for (let n = 0; n < N; n++) W[n * K + i] = 0; }
-  }
+  for (let i = 0; i < K; i++) if (H[i * K + i] === 0) H[i * K + i] = 1;
   let meanDiag = 0;
   for (let i = 0; i < K; i++) meanDiag += H[i * K + i] / K;
-  const damp = (options.damp ?? 0.01) * meanDiag;
+  const damp = dampRatio * meanDiag;
   for (let i = 0; i < K; i++) H[i * K + i] += damp;
-
-  const scales = weightScales(Float32Array.from(W), N, K, format, group);
-  const g = format === 'int4' ? group : K, groups = K / g;
   const perm = Array.from({ length: K }, (_, i) => i).sort((a, b) => H[b * K + b] - H[a * K + a]);
   const Hp = new Float64Array(K * K);
   for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) Hp[i * K + j] = H[perm[i] * K + perm[j]];
-  // U: upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U), from the lower factor of H⁻¹
-  const Lh = cholesky(inverseSpd(Hp, K), K);
-  const U = (i: number, j: number): number => Lh[j * K + i];
+  let factor: InverseFactor;
+  if (native) {
+    const flat = gptqInverseFactorNative(Hp, K);
+    if (!(flat instanceof Float64Array)) throw notPositiveDefinite(flat.notPositiveDefiniteAt);
+    factor = { perm, U: (i, j) => flat[i * K + j], flat };
+  } else {
+    // the lower factor of H⁻¹ is Uᵀ
+    const Lh = cholesky(inverseSpd(Hp, K), K);
+    factor = { perm, U: (i, j) => Lh[j * K + i], flat: null };
+  }
+  if (!factors.has(Hin)) factors.set(Hin, new Map());
+  factors.get(Hin)!.set(key, factor);
+  return factor;
+}
 
+/** GPTQ on the Hessian H = Σ x xᵀ of the weight's input: columns in decreasing H diagonal order,
+ *  each rounded and its error spread over the columns not yet rounded through H⁻¹'s Cholesky
+ *  factor. On the native kernels where they are built (native/quant/gptq.cc: the same loop, the
+ *  factor computed another way, equal to rounding), else in TypeScript. */
+export function gptqQuantize(Win: Float32Array, N: number, K: number, Hin: Float64Array, format: WeightFormat, group: number, options: { damp?: number; blockSize?: number; native?: boolean } = {}): QuantizedMatrix {
+  const native = (options.native ?? true) && nativeGptqAvailable;
+  const W = Float64Array.from(Win);
+  // a column no calibration token reached carries no information: its weights are zeroed
+  for (let i = 0; i < K; i++) if (Hin[i * K + i] === 0) for (let n = 0; n < N; n++) W[n * K + i] = 0;
+  const scales = weightScales(Float32Array.from(W), N, K, format, group);
+  const g = format === 'int4' ? group : K, groups = K / g;
+  const { perm, U, flat } = inverseFactor(Hin, K, options.damp ?? 0.01, native);
   const codes = new Float32Array(N * K);
   const B = options.blockSize ?? 128;
+  if (flat) {
+    const Wp = new Float64Array(N * K);
+    for (let n = 0; n < N; n++) for (let i = 0; i < K; i++) Wp[n * K + i] = W[n * K + perm[i]];
+    gptqColumnsNative(Wp, N, K, flat, scales, g, Int32Array.from(perm), format, B, codes);
+    return { format, N, K, group, codes, scales };
+  }
   for (let b0 = 0; b0 < K; b0 += B) {
     const b1 = Math.min(K, b0 + B);
     const Err = new Float64Array(N * (b1 - b0));

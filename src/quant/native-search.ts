@@ -11,7 +11,13 @@ interface FakeQuantAddon {
     codes: Float32Array | null, scales: Float32Array | null): void;
 }
 
-const fq = addon as unknown as Partial<FakeQuantAddon> | null;
+interface GptqAddon {
+  gptqInverseFactor(H: Float64Array, K: number, U: Float64Array): number;
+  gptqColumns(W: Float64Array, N: number, K: number, U: Float64Array, scales: Float32Array, groupSize: number, perm: Int32Array, format: number,
+    block: number, codes: Float32Array): void;
+}
+
+const fq = addon as unknown as Partial<FakeQuantAddon & GptqAddon> | null;
 
 /** Whether the searches can run on the native kernels in this process. */
 export const nativeSearchAvailable: boolean = addon !== null && typeof fq?.fakeQuantWeight === 'function';
@@ -39,4 +45,20 @@ export function quantizeWeightNative(W: Float32Array, N: number, K: number, form
   const codes = new Float32Array(N * K), scales = new Float32Array(N * (format === 'int4' ? K / group : 1));
   (fq as FakeQuantAddon).fakeQuantWeight(W, null, N, K, FORMAT_CODES[format], group, values, codes, scales);
   return { codes, scales };
+}
+
+/** Whether GPTQ's factor and column loop can run natively (native/quant/gptq.cc). */
+export const nativeGptqAvailable: boolean = addon !== null && typeof fq?.gptqColumns === 'function';
+
+/** U, the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U) as a row-major [K, K] array, or the column where H is not positive definite. */
+export function gptqInverseFactorNative(H: Float64Array, K: number): Float64Array | { notPositiveDefiniteAt: number } {
+  const U = new Float64Array(K * K);
+  const bad = (fq as GptqAddon).gptqInverseFactor(H, K, U);
+  return bad >= 0 ? { notPositiveDefiniteAt: bad } : U;
+}
+
+/** GPTQ's column loop (gptq.ts) on W [N, K] whose columns are in Hessian order (column i is the weight's perm[i]); codes at the weight's own columns. */
+export function gptqColumnsNative(W: Float64Array, N: number, K: number, U: Float64Array, scales: Float32Array, groupSize: number, perm: Int32Array,
+  format: WeightFormat, block: number, codes: Float32Array): void {
+  (fq as GptqAddon).gptqColumns(W, N, K, U, scales, groupSize, perm, FORMAT_CODES[format], block, codes);
 }

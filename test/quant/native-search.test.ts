@@ -2,14 +2,14 @@
 // numerics they replace: weight fake quantization bit for bit (int8 per row, int4 per group, FP8
 // E4M3; column scales, zero rows, size-1 and odd sizes), and a site's candidate error on the
 // native GEMM equal to the float64 TypeScript error up to f32 summation. PSS and AWQ pick the same
-// factors either way on an outlier site.
+// factors either way on an outlier site. GPTQ's native factor and column loop give the TypeScript codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fakeQuantRows, fakeQuantWeight, type WeightFormat } from '../../src/quant/numerics.js';
-import { fakeQuantWeightNative, matmulTNative, nativeSearchAvailable } from '../../src/quant/native-search.js';
+import { fakeQuantWeightNative, matmulTNative, nativeSearchAvailable, nativeGptqAvailable } from '../../src/quant/native-search.js';
 import { awqSearch, pssSearch, siteError, type SiteProblem } from '../../src/quant/search.js';
 import { normalSampler } from '../../src/quant/outlier-model.js';
-import { absmaxQuantize, dequantMatrix } from '../../src/quant/gptq.js';
+import { absmaxQuantize, dequantMatrix, gptqQuantize } from '../../src/quant/gptq.js';
 
 const skip = nativeSearchAvailable ? false : 'native addon not built';
 
@@ -115,5 +115,33 @@ test('activation rows fake-quantized by the native kernel equal fakeQuantRows (p
       const got = fakeQuantWeightNative(Float32Array.from(X), null, (R * K) / run, run, format, run);
       assert.equal(firstDifference(got, want), null, `${format} [${R}, ${K}] runs of ${run}`);
     }
+  }
+});
+
+test('GPTQ on the native kernels (factor and column loop) gives the TypeScript codes: int8 / int4 / fp8, odd K, one row, dead columns, several blocks', { skip: nativeGptqAvailable ? false : 'native addon not built' }, () => {
+  const randn = normalSampler(14);
+  const cases: [number, number, WeightFormat, number, number][] = [
+    [1, 1, 'int8', 1, 128], [3, 33, 'int8', 33, 8], [17, 96, 'int4', 32, 16], [5, 40, 'fp8', 40, 128], [24, 256, 'int4', 128, 64], [2, 130, 'int8', 130, 128],
+  ];
+  for (const [N, K, format, group, blockSize] of cases) {
+    const R = 2 * K + 3;
+    const X = Float64Array.from({ length: R * K }, (_, i) => randn() * (i % K === 1 ? 30 : 1));
+    if (K > 4) for (let r = 0; r < R; r++) X[r * K + K - 2] = 0; // a column no token reaches
+    const H = new Float64Array(K * K);
+    for (let r = 0; r < R; r++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) H[i * K + j] += X[r * K + i] * X[r * K + j];
+    const W = Float32Array.from({ length: N * K }, () => randn() * 0.05);
+    const what = `${format} [${N}, ${K}] block ${blockSize}`;
+    const native = gptqQuantize(W, N, K, H, format, group, { blockSize }), ts = gptqQuantize(W, N, K, H, format, group, { blockSize, native: false });
+    assert.equal(firstDifference(native.scales, ts.scales), null, `${what}: scales`);
+    let differing = 0;
+    for (let i = 0; i < N * K; i++) if (native.codes[i] !== ts.codes[i]) differing++;
+    // the native factor is computed another way (equal to rounding): a code may flip at a rounding tie, no more
+    assert.ok(differing <= Math.max(1, 1e-3 * N * K), `${what}: ${differing} of ${N * K} codes differ`);
+    if (K > 4) for (let n = 0; n < N; n++) assert.equal(native.codes[n * K + K - 2], 0, `${what}: a dead column's weights are zero`);
+  }
+  // an indefinite Hessian is refused the same way on both paths
+  const bad = Float64Array.from([1, 2, 2, 1]);
+  for (const native of [true, false]) {
+    assert.throws(() => gptqQuantize(Float32Array.from([1, 2]), 1, 2, bad, 'int8', 2, { native }), /gptq: the damped Hessian is not positive definite at column \d; calibrate on more tokens/);
   }
 });
