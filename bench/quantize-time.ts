@@ -4,11 +4,16 @@
 //     the activations and weights, GEMM, compare) for each 1.1B layer site shape, 128 sampled rows,
 //     W8A8 per token, on the native kernels (median of --calls) and in TypeScript float64 (one call:
 //     the search ran this way before; it takes seconds per call);
-//  2. quantize() wall time on the 1.1B shape with 4 of its 22 layers (bench/lib/llm-models.ts
+//  2. GPTQ per 1.1B weight shape (part gptq): the Hessian of --gptq-tokens rows (Σ x xᵀ: the
+//     calibration's per-token accumulation before, the native Gram GEMM now) and gptqQuantize
+//     (H⁻¹'s factor and the column loop) on the native kernels, and in TypeScript for the q / o
+//     shapes (--gptq-ts; the down projection takes minutes there);
+//  3. quantize() wall time on the 1.1B shape with 4 of its 22 layers (bench/lib/llm-models.ts
 //     '1.1b-4l', f32 weights read from the F16 file), W8A8, for each --smoothing (none, smoothquant,
 //     pss) and int4 AWQ, two calibration sequences of --calib tokens; seconds in all and per layer.
 //   npx tsx bench/quantize-time.ts [--parts candidates,quantize] [--smoothing none,smoothquant,pss,awq] [--calib 64] [--calls 5]
-//     [--pss-selection incremental,full]
+//     [--pss-selection incremental,full] [--gptq-tokens 6144] [--gptq-ts q_o]
+//   smoothing 'gptq' is int4 GPTQ with 24 calibration sequences of 256 tokens (GPTQ needs more tokens than the widest input, 5632).
 // Final JSON line {"bench":"quantize-time", ...}.
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -26,6 +31,8 @@ const { values: args } = parseArgs({
     calls: { type: 'string', default: '5' },
     // PSS's model-level selection: 'incremental' (default), or 'full' (every trial rebuilt and rerun: the path before session 11)
     'pss-selection': { type: 'string', default: 'incremental' },
+    'gptq-tokens': { type: 'string', default: '6144' },
+    'gptq-ts': { type: 'string', default: 'q_o' },
   },
 });
 const parts = args.parts.split(',');
@@ -60,6 +67,41 @@ if (parts.includes('candidates')) {
   out.candidates = rows;
 }
 
+if (parts.includes('gptq')) {
+  const { gptqQuantize } = await import('../src/quant/gptq.js');
+  const { gramNative } = await import('../src/quant/native-search.js');
+  const T = Number(args['gptq-tokens']), randn = normalSampler(8);
+  // one Hessian per input width; rows with a few outlier channels, as a decoder's are
+  const hessianOf = (K: number): { H: Float64Array; nativeMs: number; tsMs: number } => {
+    const X = Float32Array.from({ length: T * K }, (_, i) => randn() * (i % K === 5 ? 30 : 1));
+    let t = performance.now();
+    const G = gramNative(X, T, K);
+    const H = Float64Array.from(G);
+    const nativeMs = performance.now() - t;
+    // the per-token TypeScript accumulation (calibrate.ts before), timed on 64 rows and scaled
+    const Hts = new Float64Array(K * K), rows = 64;
+    t = performance.now();
+    for (let r = 0; r < rows; r++) for (let i = 0; i < K; i++) { const xi = X[r * K + i]; for (let j = 0; j < K; j++) Hts[i * K + j] += xi * X[r * K + j]; }
+    return { H, nativeMs, tsMs: ((performance.now() - t) * T) / rows };
+  };
+  const hessians = new Map<number, ReturnType<typeof hessianOf>>([[m.dim, hessianOf(m.dim)], [m.ffn, hessianOf(m.ffn)]]);
+  console.log(`\n| Hessian of ${T} rows, K | native ms | TypeScript ms (per token, scaled from 64 rows) |\n|---|---|---|`);
+  for (const [K, h] of hessians) console.log(`| ${K} | ${h.nativeMs.toFixed(0)} | ${h.tsMs.toFixed(0)} |`);
+  const SHAPES: Record<string, [number, number]> = { q_o: [m.dim, m.dim], kv: [(m.dim / m.heads) * m.kvHeads, m.dim], gate_up: [m.ffn, m.dim], down: [m.dim, m.ffn] };
+  console.log('\n| weight | [N, K] | native s (first: with the factor) | native s (factor cached) | TypeScript s |\n|---|---|---|---|---|');
+  const rows: Record<string, { nativeS: number; cachedS: number; tsS: number | null }> = {};
+  for (const [name, [N, K]] of Object.entries(SHAPES)) {
+    const W = Float32Array.from({ length: N * K }, () => randn() * 0.02);
+    const H = Float64Array.from(hessians.get(K)!.H); // a fresh array: no factor cached for it yet
+    const time = (native: boolean): number => { const t = performance.now(); gptqQuantize(W, N, K, H, 'int4', 128, { native }); return (performance.now() - t) / 1000; };
+    const nativeS = time(true), cachedS = time(true);
+    const tsS = args['gptq-ts'].split(',').includes(name) ? time(false) : null;
+    rows[name] = { nativeS: +nativeS.toFixed(2), cachedS: +cachedS.toFixed(2), tsS: tsS === null ? null : +tsS.toFixed(1) };
+    console.log(`| ${name} | [${N}, ${K}] | ${nativeS.toFixed(2)} | ${cachedS.toFixed(2)} | ${tsS === null ? '—' : tsS.toFixed(1)} |`);
+  }
+  out.gptq = { tokens: T, hessian: Object.fromEntries([...hessians].map(([K, h]) => [K, { nativeMs: +h.nativeMs.toFixed(0), tsMs: +h.tsMs.toFixed(0) }])), weights: rows };
+}
+
 if (parts.includes('quantize')) {
   const { loadLlamaGguf } = await import('../src/llm/weights.js');
   const { PagedLlama } = await import('../src/llm/models/llama.js');
@@ -81,13 +123,15 @@ if (parts.includes('quantize')) {
       },
     });
     const model = new PagedLlama(config, weights, { maxPositions: 256 });
-    const o = smoothing === 'awq'
-      ? { weights: 'int4', activations: null, smoothing: 'none', method: 'awq' }
+    const o = smoothing === 'awq' || smoothing === 'gptq'
+      ? { weights: 'int4', activations: null, smoothing: 'none', method: smoothing }
       : { weights: 'int8', activations: 'int8', smoothing, method: 'absmax' };
+    // GPTQ needs at least as many calibration tokens as the widest linear input (5632)
+    const calibration = smoothing === 'gptq' ? Array.from({ length: 24 }, (_, i) => promptIds(256, m.vocab, 100 + i)) : calib;
     const t = performance.now();
-    quantize(model, { ...o, kvCache: null, shift: false, calibration: calib } as Parameters<typeof quantize>[1], { incremental: selection !== 'full' });
+    quantize(model, { ...o, kvCache: null, shift: false, calibration } as Parameters<typeof quantize>[1], { incremental: selection !== 'full' });
     const sec = (performance.now() - t) / 1000;
-    const name = smoothing === 'awq' ? 'int4 AWQ' : `W8A8 ${smoothing}${selection ? ` (${selection} selection)` : ''}`;
+    const name = smoothing === 'awq' ? 'int4 AWQ' : smoothing === 'gptq' ? 'int4 GPTQ (6144 calibration tokens)' : `W8A8 ${smoothing}${selection ? ` (${selection} selection)` : ''}`;
     rows[name] = +sec.toFixed(1);
     console.log(`| ${name} | ${sec.toFixed(1)} | ${(sec / m.layers).toFixed(1)} |`);
   }

@@ -14,6 +14,7 @@ import type { StepDecoder } from '../llm/step-engine.js';
 import type { Module } from '../nn/module.js';
 import { prefillArgs, type PrefillArgs } from './step.js';
 import { checkRotatable } from './rotation.js';
+import { gramNative, nativeSearchAvailable } from './native-search.js';
 import { exposeObservedValues, siteKey, type QuantSites, type Fold } from './graph-passes.js';
 
 export type QuantizableDecoder = StepDecoder & Module;
@@ -56,6 +57,7 @@ export function calibrate(model: QuantizableDecoder, sequences: readonly (readon
   let linears: LinearStats[] | null = null;
   let kv: KvStats[] | null = null;
   let seen = 0;
+  const gramScratch = new Map<number, Float32Array>();
   for (const tokens of sequences) {
     const args = prefillArgs(model, tokens, { allLogits: false });
     let t = traced.get(tokens.length);
@@ -83,7 +85,7 @@ export function calibrate(model: QuantizableDecoder, sequences: readonly (readon
       const o = outs[base + t!.sites.linears.length + i];
       return { heads: o.shape[1], absMax: new Float64Array(o.shape[1]) };
     });
-    linears.forEach((st, i) => observeLinear(st, outs[base + i].data as Float32Array, seen, stride, maxSamples));
+    linears.forEach((st, i) => observeLinear(st, outs[base + i].data as Float32Array, seen, stride, maxSamples, gramScratch));
     kv.forEach((st, i) => {
       const o = outs[base + linears!.length + i];
       const d = o.data as Float32Array, hd = o.shape[2];
@@ -98,9 +100,20 @@ export function calibrate(model: QuantizableDecoder, sequences: readonly (readon
   return { linears, kv, tokens: seen };
 }
 
-function observeLinear(st: LinearStats, x: Float32Array, seenBefore: number, stride: number, maxSamples: number): void {
+function observeLinear(st: LinearStats, x: Float32Array, seenBefore: number, stride: number, maxSamples: number, gramScratch: Map<number, Float32Array>): void {
   const K = st.K, T = x.length / K;
   if (st.rotated) checkRotatable(K); // refuses a K it cannot rotate, before any work
+  if (st.hessian && nativeSearchAvailable) {
+    // Σ x xᵀ of the sequence's rows on the native GEMM (f32 within a sequence, accumulated in f64
+    // across sequences): per token in TypeScript it was K² multiply-adds, minutes per 1B layer at
+    // the thousands of tokens GPTQ calibrates on
+    // one [K, K] scratch per width for the whole calibration: a fresh 127 MB array per sequence
+    // (K = 5632) cost more in page faults than the GEMM
+    let G = gramScratch.get(K);
+    if (!G) { G = new Float32Array(K * K); gramScratch.set(K, G); }
+    gramNative(x, T, K, G);
+    for (let i = 0; i < K * K; i++) st.hessian[i] += G[i];
+  }
   for (let t = 0; t < T; t++) {
     const row = x.subarray(t * K, (t + 1) * K);
     for (let k = 0; k < K; k++) {
@@ -112,7 +125,7 @@ function observeLinear(st: LinearStats, x: Float32Array, seenBefore: number, str
       st.sumAbs[k] += a;
       st.sum[k] += v;
     }
-    if (st.hessian) {
+    if (st.hessian && !nativeSearchAvailable) {
       const H = st.hessian;
       for (let i = 0; i < K; i++) {
         const xi = row[i];

@@ -32,6 +32,12 @@ export function matmulTNative(X: Float32Array, R: number, K: number, W: Float32A
   return Y;
 }
 
+/** G [K, K] = Xᵀ X for rows X [T, K] (the Gram matrix GPTQ's Hessian sums), on the native f32 GEMM. */
+export function gramNative(X: Float32Array, T: number, K: number, G = new Float32Array(K * K)): Float32Array {
+  addon!.gemm(K, K, T, X, null, true, X, null, false, G, null, null, false, 0, null, null, 1, 1);
+  return G;
+}
+
 /** numerics.ts fakeQuantWeight(W · diag(colScale)) on the native kernel (colScale null: W itself). */
 export function fakeQuantWeightNative(W: Float32Array, colScale: Float64Array | null, N: number, K: number, format: WeightFormat, group: number,
   out = new Float32Array(N * K)): Float32Array {

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fakeQuantRows, fakeQuantWeight, type WeightFormat } from '../../src/quant/numerics.js';
-import { fakeQuantWeightNative, matmulTNative, nativeSearchAvailable, nativeGptqAvailable } from '../../src/quant/native-search.js';
+import { fakeQuantWeightNative, matmulTNative, gramNative, nativeSearchAvailable, nativeGptqAvailable } from '../../src/quant/native-search.js';
 import { awqSearch, pssSearch, siteError, type SiteProblem } from '../../src/quant/search.js';
 import { normalSampler } from '../../src/quant/outlier-model.js';
 import { absmaxQuantize, dequantMatrix, gptqQuantize } from '../../src/quant/gptq.js';
@@ -143,5 +143,20 @@ test('GPTQ on the native kernels (factor and column loop) gives the TypeScript c
   const bad = Float64Array.from([1, 2, 2, 1]);
   for (const native of [true, false]) {
     assert.throws(() => gptqQuantize(Float32Array.from([1, 2]), 1, 2, bad, 'int8', 2, { native }), /gptq: the damped Hessian is not positive definite at column \d; calibrate on more tokens/);
+  }
+});
+
+test('the Gram matrix Xᵀ X for GPTQ\'s Hessian on the native GEMM equals a float64 loop to f32 rounding (T, K = 1, odd, above the vector width)', { skip }, () => {
+  const randn = normalSampler(15);
+  for (const [T, K] of [[1, 1], [5, 7], [33, 17], [64, 40]]) {
+    const X = Float32Array.from({ length: T * K }, (_, i) => randn() * (i % K === 2 ? 25 : 1));
+    const G = gramNative(X, T, K);
+    for (let i = 0; i < K; i++) {
+      for (let j = 0; j < K; j++) {
+        let want = 0, scale = 0;
+        for (let t = 0; t < T; t++) { want += X[t * K + i] * X[t * K + j]; scale += Math.abs(X[t * K + i] * X[t * K + j]); }
+        assert.ok(Math.abs(G[i * K + j] - want) <= 1e-5 * scale + 1e-30, `[${T}, ${K}] G[${i}, ${j}] = ${G[i * K + j]}, want ${want}`);
+      }
+    }
   }
 });
