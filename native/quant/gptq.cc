@@ -31,6 +31,24 @@ double dot(const double* a, const double* b, int64_t n) {
   return s;
 }
 
+// dot(a + r·lda, b) over n values for R rows at once (rows lda apart): b is read once for all of them
+template <int R>
+void dotRows(const double* a, int64_t lda, const double* b, int64_t n, double* out) {
+  int64_t k = 0;
+  double s[R] = {};
+#if defined(IJ_AVX512)
+  __m512d v[R];
+  for (int r = 0; r < R; r++) v[r] = _mm512_setzero_pd();
+  for (; k + 8 <= n; k += 8) {
+    const __m512d bv = _mm512_loadu_pd(b + k);
+    for (int r = 0; r < R; r++) v[r] = _mm512_fmadd_pd(_mm512_loadu_pd(a + r * lda + k), bv, v[r]);
+  }
+  for (int r = 0; r < R; r++) s[r] = _mm512_reduce_add_pd(v[r]);
+#endif
+  for (; k < n; k++) for (int r = 0; r < R; r++) s[r] += a[r * lda + k] * b[k];
+  for (int r = 0; r < R; r++) out[r] = s[r];
+}
+
 // Cholesky columns per diagonal block: the rows below a block run in parallel, each reading the
 // block's rows (kept in cache across the rows of one thread).
 constexpr int64_t kCholeskyBlock = 32;
@@ -55,28 +73,54 @@ int64_t gptqInverseFactor(const double* H, int64_t K, double* U) {
         }
       }
     }
-    parallelFor(K - je, [&](int64_t t, int) {
-      const int64_t i = je + t;
-      double* mi = M.data() + i * K;
-      for (int64_t j = jb; j < je; j++) mi[j] = (A(i, j) - dot(mi, M.data() + j * K, j)) / M[j * K + j];
+    // the rows below, eight per task: each row of the block is read once for the eight
+    constexpr int64_t kRows = 8;
+    parallelFor((K - je + kRows - 1) / kRows, [&](int64_t t, int) {
+      const int64_t i0 = je + kRows * t, rows = std::min(kRows, K - i0);
+      double* m0 = M.data() + i0 * K;
+      double s[kRows];
+      for (int64_t j = jb; j < je; j++) {
+        if (rows == kRows) dotRows<kRows>(m0, K, M.data() + j * K, j, s);
+        else for (int64_t r = 0; r < rows; r++) s[r] = dot(m0 + r * K, M.data() + j * K, j);
+        for (int64_t r = 0; r < rows; r++) m0[r * K + j] = (A(i0 + r, j) - s[r]) / M[j * K + j];
+      }
     });
   }
-  // T[j][i] = (M⁻¹)[i][j]: column j of M⁻¹ by forward substitution, stored as a row; four columns
-  // per task so each row of M is read from memory once for four of them
+  // T[j][i] = (M⁻¹)[i][j]: column j of M⁻¹ by forward substitution, stored as a row (zero before
+  // index j). Sixteen columns per task, four per dotRows from the quartet's first column (the zeros
+  // before each column's start add nothing), so each row of M is read from memory once for sixteen.
   std::vector<double> T(static_cast<size_t>(K * K), 0.0);
-  parallelFor((K + 3) / 4, [&](int64_t g, int) {
-    const int64_t j0 = 4 * g, j1 = std::min(K, j0 + 4);
+  constexpr int64_t kColumns = 16;
+  parallelFor((K + kColumns - 1) / kColumns, [&](int64_t g, int) {
+    const int64_t j0 = kColumns * g, j1 = std::min(K, j0 + kColumns);
+    double s[4];
     for (int64_t i = j0; i < K; i++) {
       const double* mi = M.data() + i * K;
-      for (int64_t j = j0; j < j1 && j <= i; j++) {
-        double* tj = T.data() + j * K;
-        tj[i] = ((i == j ? 1.0 : 0.0) - dot(mi + j, tj + j, i - j)) / mi[i];
+      for (int64_t c0 = j0; c0 < j1; c0 += 4) {
+        if (c0 + 4 <= j1 && i >= c0 + 3) {
+          double* t0 = T.data() + c0 * K;
+          dotRows<4>(t0 + c0, K, mi + c0, i - c0, s);
+          for (int64_t r = 0; r < 4; r++) t0[r * K + i] = ((i == c0 + r ? 1.0 : 0.0) - s[r]) / mi[i];
+          continue;
+        }
+        for (int64_t j = c0; j < std::min(j1, c0 + 4) && j <= i; j++) {
+          double* tj = T.data() + j * K;
+          tj[i] = ((i == j ? 1.0 : 0.0) - dot(mi + j, tj + j, i - j)) / mi[i];
+        }
       }
     }
   });
-  // U = J M⁻¹ J: U[i][j] = (M⁻¹)[K−1−i][K−1−j] = T[K−1−j][K−1−i]
-  parallelFor(K, [&](int64_t i, int) {
-    for (int64_t j = 0; j < K; j++) U[i * K + j] = j < i ? 0.0 : T[(K - 1 - j) * K + (K - 1 - i)];
+  // U = J M⁻¹ J: U[i][j] = (M⁻¹)[K−1−i][K−1−j] = T[K−1−j][K−1−i], in 16 × 16 tiles (a plain
+  // transposing loop misses the cache on every read)
+  constexpr int64_t kTile = 16;
+  parallelFor((K + kTile - 1) / kTile, [&](int64_t ib, int) {
+    const int64_t i0 = ib * kTile, i1 = std::min(K, i0 + kTile);
+    for (int64_t j0 = 0; j0 < K; j0 += kTile) {
+      const int64_t j1 = std::min(K, j0 + kTile);
+      for (int64_t i = i0; i < i1; i++) {
+        for (int64_t j = j0; j < j1; j++) U[i * K + j] = j < i ? 0.0 : T[(K - 1 - j) * K + (K - 1 - i)];
+      }
+    }
   });
   return -1;
 }
