@@ -54,16 +54,28 @@ export function selectPssSites(model: QuantizableDecoder, calibration: readonly 
   const scorer = incremental ? new IncrementalScorer(reference, calibration) : null;
   const score = (q: QuantizedDecoder): number => (scorer ? scorer.kl(q) : agreement(reference, q, calibration).kl);
   // the models still in use: the best so far (and, while a site's alternatives are tried, nothing else)
-  const keepOnly = (alive: QuantizedDecoder): void => {
-    memo?.retain(new Set(alive.params.values()));
+  const keepOnly = (alive: QuantizedDecoder | null): void => {
+    memo?.retain(new Set(alive ? alive.params.values() : []));
     scorer?.retain(alive);
   };
-  const allPss = build(() => 'pss', memo), allSq = build(() => 'smoothquant', memo);
+  // the two whole-model starting points, one alive at a time where the memo can rebuild the
+  // winner (at 1B scale a build holds ~9 GB): all-PSS is scored, dropped, rebuilt if it wins
+  let allPss: QuantizedDecoder | null = build(() => 'pss', memo);
   const sites = allPss.report.length;
   const klPss = score(allPss);
+  if (memo) { allPss = null; keepOnly(null); }
+  let allSq: QuantizedDecoder | null = build(() => 'smoothquant', memo);
   const klSq = score(allSq);
   const choices: SiteChoice[] = new Array(sites).fill(klSq < klPss ? 'smoothquant' : 'pss');
-  let best = klSq < klPss ? allSq : allPss, bestKl = Math.min(klPss, klSq);
+  let best: QuantizedDecoder, bestKl = Math.min(klPss, klSq);
+  if (klSq < klPss) best = allSq;
+  else if (allPss) best = allPss;
+  else {
+    allSq = null;
+    keepOnly(null);
+    best = build(() => 'pss', memo);
+    score(best); // the same KL (deterministic); fills the incremental caches for the trials
+  }
   keepOnly(best);
   for (let i = 0; i < sites; i++) {
     let pick: SiteChoice | null = null;
@@ -104,9 +116,9 @@ class IncrementalScorer {
     return combineAgreements(parts).kl;
   }
 
-  retain(alive: QuantizedDecoder): void {
+  retain(alive: QuantizedDecoder | null): void {
     for (const q of [...this.#keys.keys()]) if (q !== alive) this.#keys.delete(q);
-    const keys = this.#keys.get(alive);
+    const keys = alive ? this.#keys.get(alive) : undefined;
     this.#caches.forEach((c, i) => c.retain(keys ? [keys[i]] : []));
   }
 }
