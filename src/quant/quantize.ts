@@ -208,6 +208,11 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
   // (a PSS trial build takes each weight whose provenance an earlier build saw from the memo)
   const quantized = new Map<string, QuantizedMatrix>();
   const replaced = new Map<string, Tensor>();
+  // the kernels' tensors of each weight (packed panels, or codes and scales): kept apart from
+  // `added`, whose small tensors are matched by content below; these come from the memo as they are
+  const kernelTensors = new Map<string, Tensor>();
+  const onQgemm = (q: QuantizedMatrix): q is QuantizedMatrix & { format: 'int8' | 'int4' } => o.kernel === 'qgemm' && (q.format === 'int8' || q.format === 'int4');
+  const onW8a8 = (q: QuantizedMatrix): q is QuantizedMatrix & { format: 'int8' | 'fp8' } => o.kernel === 'w8a8' && (q.format === 'int8' || q.format === 'fp8');
   if (o.weights) {
     for (const st of stats.linears) {
       for (const w of st.weights) {
@@ -219,8 +224,8 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
           const q = o.method === 'gptq' && H ? dequantInto(gptqQuantize(W, N, K, H, o.weights!, group), values) : absmaxQuantize(W, N, K, o.weights!, group, { values });
           // the tensor owns `values` (no copy: at 1B scale a copy is seconds of page faults)
           const made: QuantizedWeight = { q, dequantized: Tensor.fromStorage('f32', [N, K], values), added: [] };
-          if (o.kernel === 'qgemm' && (q.format === 'int8' || q.format === 'int4')) made.added.push([`quant.${w}.packed`, packedWeight(q)]);
-          if (o.kernel === 'w8a8' && (q.format === 'int8' || q.format === 'fp8')) made.added.push([`quant.${w}.codes`, encodeCodes(q)], [`quant.${w}.scales`, f32(q.scales, [N])]);
+          if (onQgemm(q)) made.added.push([`quant.${w}.packed`, packedWeight(q)]);
+          if (onW8a8(q)) made.added.push([`quant.${w}.codes`, encodeCodes(q)], [`quant.${w}.scales`, f32(q.scales, [N])]);
           return made;
         };
         const { q, dequantized, added: tensors } = memo
@@ -228,11 +233,11 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
           : make();
         quantized.set(w, q);
         replaced.set(w, dequantized);
-        for (const [name, t] of tensors) added.set(name, t);
-        if (o.kernel === 'qgemm' && (q.format === 'int8' || q.format === 'int4')) {
+        for (const [name, t] of tensors) kernelTensors.set(name, t);
+        if (onQgemm(q)) {
           (plan.quantLinear ??= {})[w] = { param: `quant.${w}.packed`, format: q.format, N, K, group: q.group };
         }
-        if (o.kernel === 'w8a8' && (q.format === 'int8' || q.format === 'fp8')) {
+        if (onW8a8(q)) {
           (plan.w8Linear ??= {})[w] = { codes: `quant.${w}.codes`, scales: `quant.${w}.scales`, weights: q.format, activations: o.activations ?? 'none', ...(o.activationScheme === 'per-group' ? { actGroup: W8_ACT_GROUP } : {}) };
         }
       }
@@ -253,7 +258,8 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     const make = (): Tensor => Tensor.fromStorage('f32', work.shape(name), work.values(name)); // the build's own copy
     params.set(name, replaced.get(name) ?? (memo ? memo.get(name, work.provenance(name), make, (t) => [t]) : make()));
   }
-  for (const [name, t] of added) params.set(name, memo && !replaced.has(name) ? memo.stable(name, t) : t);
+  for (const [name, t] of added) params.set(name, memo ? memo.stable(name, t) : t);
+  for (const [name, t] of kernelTensors) params.set(name, t);
   const { calibration, ...rest } = options;
   return new QuantizedDecoder(model, plan, params, quantized,
     { ...rest, activationScheme: o.activationScheme, kernel: o.kernel, alpha: o.alpha, pieces: o.pieces, maxSamples: o.maxSamples, groupSize: o.weights === 'int4' ? group : undefined, calibrationTokens: stats.tokens }, report);

@@ -23,6 +23,8 @@ import { bindInputs, constantTensors, concreteAttrs, runNode } from './interpret
 
 const tensorIds = new WeakMap<Tensor, number>();
 let nextTensorId = 0;
+/** Control-flow nodes get a key no other run shares. */
+let nextUncacheable = 0;
 const identity = (t: Tensor): number => {
   let id = tensorIds.get(t);
   if (id === undefined) { id = nextTensorId++; tensorIds.set(t, id); }
@@ -78,11 +80,10 @@ export function interpretIncremental(graph: Graph, inputs: readonly Tensor[], co
       : `param:${c.name}#${identity(t)}`));
   }
   const producer = new Map<number, number>();
-  let uncacheable = 0;
   graph.nodes.forEach((node, i) => {
     const attrs = JSON.stringify(concreteAttrs(node.op, node.attrs, bindings));
     const ins = node.inputs.map((v) => (v === null ? '-' : keyOf.get(v))).join(',');
-    const nodeKey = node.graphs ? `control#${uncacheable++}:${Math.random()}` : `${node.op}|${attrs}|${ins}`;
+    const nodeKey = node.graphs ? `control#${nextUncacheable++}` : `${node.op}|${attrs}|${ins}`;
     node.outputs.forEach((v, j) => { keyOf.set(v, cache.key(`${nodeKey}#${j}`)); producer.set(v, i); });
   });
 
