@@ -8,7 +8,8 @@
 //      token budget (maxBatchedTokens), the sequence limit and the free KV blocks allow; a long
 //      prompt is prefilled in chunks, so it never stalls the others' decodes: beside decodes a
 //      step's prefill is capped by prefillChunk and by what keeps the step within
-//      maxDecodeSlowdown times the decodes alone (step costs learned online, step-cost.ts);
+//      maxDecodeSlowdown times a decode step of every sequence present (the batch the streams
+//      will share once waiting prompts are admitted; step costs learned online, step-cost.ts);
 //   4. run the step (awaited: the engine runs it off the JS thread, so requests keep arriving and
 //      streams keep flowing meanwhile), then detokenize, check stop tokens / stop strings / length,
 //      and notify.
@@ -64,7 +65,9 @@ export interface SchedulerOptions {
   prefillChunk?: number;
   /**
    * While sequences decode, size each step's prefill chunk so the step takes at most this many times
-   * as long as its decodes alone would (step costs are learned from the steps run; see
+   * as long as a decode step of every sequence present would (running and waiting, up to
+   * maxRunning: the batch the streams share once the waiting prompts decode too; step costs are
+   * learned from the steps run; see
    * step-cost.ts), within [prefillFloor, prefillChunk]. Default 2: a running stream's next token
    * waits at most about twice a decode step while prompts are prefilled beside it. 0 turns it off
    * (prefillChunk alone bounds the chunk).
@@ -315,7 +318,10 @@ export class Scheduler {
     // While sequences decode, prompts get at most prefillChunk tokens of the step, and no more than
     // keeps the step within maxDecodeSlowdown times the decodes alone (the streams' latency).
     if (chunks.length > 0) {
-      const cap = this.maxDecodeSlowdown > 0 ? this.cost.prefillCap(chunks.length, this.maxDecodeSlowdown, this.prefillFloor, this.prefillChunk) : this.prefillChunk;
+      // The bound is relative to a decode step of every sequence present (up to maxRunning): a burst
+      // of prompts arriving while few streams run is admitted at the pace the full batch allows.
+      const sharing = Math.min(this.maxRunning, this.running.length + this.waiting.length);
+      const cap = this.maxDecodeSlowdown > 0 ? this.cost.prefillCap(chunks.length, this.maxDecodeSlowdown, this.prefillFloor, this.prefillChunk, sharing) : this.prefillChunk;
       budget = Math.min(budget, cap);
     }
     // Then prefill chunks of running sequences that are still prefilling (or re-prefilling).

@@ -47,12 +47,17 @@ export class StepCostModel {
 
   /**
    * Most prefill tokens a step carrying `decodes` decodes may add so that it takes at most `factor`
-   * times the decodes alone, within [floor, cap]; `cap` while the model knows nothing yet.
+   * times a decode step, within [floor, cap]; `cap` while the model knows nothing yet. The decode
+   * step is that of `sharing` sequences (default `decodes`): the scheduler passes every sequence
+   * present, so while few streams run and many prompts wait (a burst arriving) the bound is what
+   * the streams will see anyway once the prompts decode beside them, not the few streams' own step,
+   * which would hold every waiting prompt to the floor and stretch their time to first token.
    */
-  prefillCap(decodes: number, factor: number, floor: number, cap: number): number {
+  prefillCap(decodes: number, factor: number, floor: number, cap: number, sharing = decodes): number {
     const f = this.fit();
     if (!f) return cap;
-    const alone = f.a + f.b * this.computed(decodes);
+    // sharing sequences that are not in this step yet count unpadded (the bucket they would fall in is not this step's)
+    const alone = f.a + f.b * Math.max(this.computed(decodes), sharing);
     // Most tokens the padded step may compute (the epsilon: 47.999… from rounding is 48) ...
     const most = Math.floor((factor * alone - f.a) / f.b + 1e-9);
     // ... and most it may carry: the largest n whose padded size fits (computed() is non-decreasing).
@@ -62,6 +67,9 @@ export class StepCostModel {
       const mid = Math.ceil((lo + hi) / 2);
       if (this.computed(mid) <= most) lo = mid; else hi = mid - 1;
     }
-    return Math.max(Math.min(floor, cap), Math.min(cap, lo - decodes));
+    const chosen = Math.max(Math.min(floor, cap), Math.min(cap, lo - decodes));
+    // Where the floor pushed the step into a larger padded size, the padding is computed anyway:
+    // fill it with prompt tokens (free; a step of 8 decodes + 16 prompt tokens computes 32).
+    return Math.min(cap, this.computed(decodes + chosen) - decodes);
   }
 }

@@ -52,6 +52,23 @@ test('StepCostModel on a padding engine: fitted on the tokens computed; a chunk 
   }
   // 6 decodes compute 8: the padding room (2 tokens) is free even at a tight factor
   assert.equal(m.prefillCap(6, 1.01, 1, 512), 2);
+  // The floor pushes 8 decodes + 16 prompt tokens (24) into the 32-token step: the 8 tokens of
+  // padding are computed anyway, so the chunk fills them (24, not the floor's 16) ...
+  assert.equal(m.prefillCap(8, 1.01, 16, 512), 24);
+  // ... within the hard cap
+  assert.equal(m.prefillCap(8, 1.01, 16, 20), 20);
+});
+
+test('StepCostModel: the bound follows the batch the streams will share (a burst of prompts arriving while few streams decode)', () => {
+  const exact = new StepCostModel();
+  for (const t of [1, 7, 16, 33, 64, 100, 2, 5, 9, 11]) exact.observe(t, 20 + 0.5 * t);
+  // One stream decoding (20.5 ms alone): twice that leaves 20.5 ms, 41 tokens of prefill
+  assert.equal(exact.prefillCap(1, 2, 1, 512), 41);
+  // The same stream with 15 prompts waiting: the decode step of 16 sequences is 28 ms, and the
+  // stream will see it anyway once they are admitted: twice that leaves 36 ms, 72 tokens carried
+  assert.equal(exact.prefillCap(1, 2, 1, 512, 16), 71);
+  // sharing below the decodes changes nothing
+  assert.equal(exact.prefillCap(8, 2, 16, 512, 1), exact.prefillCap(8, 2, 16, 512));
 });
 
 test('beside decodes the scheduler sizes prefill chunks from the learned step cost; outputs unchanged', async () => {
@@ -94,5 +111,37 @@ test('beside decodes the scheduler sizes prefill chunks from the learned step co
   for (const x of late) assert.ok(x.prefillTokens <= 30, `a step with ${x.decodes} decodes prefilled ${x.prefillTokens} tokens`);
   assert.ok(late.some((x) => x.prefillTokens >= 2));
   for (const [n, got] of texts) assert.deepEqual(got, await greedyIds([...req(n, 1).promptIds], got.length), `prompt of ${n} tokens`);
+  await s.close();
+});
+
+test('a burst of prompts arriving beside one decoding stream is admitted at the pace the full batch allows', async () => {
+  const model = loadServedModel(modelFile, { threads: 1, maxSeqs: 8, maxStepTokens: 128 });
+  // known step costs, as above: 10 ms + 1 ms per token carried
+  class Slowed extends PagedServeEngine {
+    override async step(chunks: readonly StepChunk[]) {
+      const out = await super.step(chunks);
+      await new Promise((r) => setTimeout(r, 10 + chunks.reduce((n, c) => n + c.tokens.length, 0)));
+      return out;
+    }
+  }
+  const engine = new Slowed((model.engine as PagedServeEngine).runner);
+  await engine.warmup(128, 8);
+  const steps: StepInfo[] = [];
+  const s = new Scheduler(engine, model.tokenizer, { maxBatchedTokens: 128, maxRunning: 8, maxDecodeSlowdown: 1.5, prefillFloor: 2 }, { onStep: (i) => steps.push(i) });
+  const run = (n: number, maxTokens: number) => new Promise<FinishReason>((resolve) => {
+    const promptIds = Array.from({ length: n }, (_, k) => 40 + ((n * 7 + k * 13) % 150));
+    s.submit([{ req: { promptIds, sampling: { temperature: 0 }, maxTokens, stopTokens: new Set(), stop: [] }, events: { onText() {}, onFinish: resolve } }]);
+  });
+  // A 9-token prompt (prefilled alone: the model sees a 16-token step) and a 3-token one, then decode steps.
+  const streams = [run(9, 2), run(3, 60)];
+  while (steps.length < 8) await new Promise((r) => setTimeout(r, 5));
+  const before = steps.length;
+  const burst = Array.from({ length: 6 }, (_, i) => run(30 + i, 2));
+  assert.deepEqual(await Promise.all([...streams, ...burst]), Array(8).fill('length'));
+  const first = steps.slice(before).find((x) => x.prefillTokens > 0)!;
+  assert.equal(first.decodes, 1);
+  // One decode alone costs ~11 ms: 1.5× that leaves room for ~6 computed tokens (a padded step of 8:
+  // 7 prompt tokens). Seven sequences present decode in ~17 ms: 1.5× that allows a 16-token step.
+  assert.ok(first.prefillTokens >= 12, `the first step after the burst prefilled ${first.prefillTokens} tokens beside 1 decode`);
   await s.close();
 });
