@@ -15,21 +15,36 @@ export interface QuantizedMatrix {
   N: number;
   K: number;
   group: number;
-  /** Integer codes (int8/int4) or the scaled E4M3 values (fp8), [N, K]; weight = code · scale. */
-  codes: Float32Array;
+  /** [N, K]; weight = code · scale. int8 / int4: the integer codes, one byte each (at 1B scale a
+   *  Float32Array of codes per weight was gigabytes per PSS build); fp8: the scaled E4M3 values. */
+  codes: Int8Array | Float32Array;
   /** [N] (int8, fp8) or [N, K / group] (int4). */
   scales: Float32Array;
 }
 
 const groupOf = (m: { format: WeightFormat; K: number; group: number }): number => (m.format === 'int4' ? m.group : m.K);
 
+/** A zeroed codes array for `n` weights of `format` (QuantizedMatrix.codes' type for it). */
+export function codeArray(format: WeightFormat, n: number): Int8Array | Float32Array {
+  return format === 'fp8' ? new Float32Array(n) : new Int8Array(n);
+}
+
+/** Codes a kernel wrote as f32 in the storage QuantizedMatrix keeps (integer codes as bytes: exact,
+ *  they lie in [-127, 127]). */
+export function compactCodes(format: WeightFormat, codes: Float32Array): Int8Array | Float32Array {
+  return format === 'fp8' ? codes : new Int8Array(codes);
+}
+
 /** Round-to-nearest with absmax scales (on the native kernel where it is built: the same values).
  *  `values`, when given, receives the dequantized weights (dequantMatrix's result) from the same pass. */
 export function absmaxQuantize(W: Float32Array, N: number, K: number, format: WeightFormat, group: number, options: { native?: boolean; values?: Float32Array } = {}): QuantizedMatrix {
-  if ((options.native ?? true) && nativeSearchAvailable && (format !== 'int4' || K % group === 0)) return { format, N, K, group, ...quantizeWeightNative(W, N, K, format, group, options.values) };
+  if ((options.native ?? true) && nativeSearchAvailable && (format !== 'int4' || K % group === 0)) {
+    const { codes, scales } = quantizeWeightNative(W, N, K, format, group, options.values);
+    return { format, N, K, group, codes: compactCodes(format, codes), scales };
+  }
   const scales = weightScales(W, N, K, format, group);
   const g = format === 'int4' ? group : K, groups = K / g;
-  const codes = new Float32Array(N * K);
+  const codes = codeArray(format, N * K);
   for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) codes[n * K + k] = weightCode(W[n * K + k], scales[n * groups + Math.floor(k / g)], format);
   const q: QuantizedMatrix = { format, N, K, group, codes, scales };
   if (options.values) dequantMatrix(q, options.values);
@@ -141,14 +156,15 @@ export function gptqQuantize(Win: Float32Array, N: number, K: number, Hin: Float
   const scales = weightScales(Float32Array.from(W), N, K, format, group);
   const g = format === 'int4' ? group : K, groups = K / g;
   const { perm, U, flat } = inverseFactor(Hin, K, options.damp ?? 0.01, native);
-  const codes = new Float32Array(N * K);
   const B = options.blockSize ?? 128;
   if (flat) {
     const Wp = new Float64Array(N * K);
     for (let n = 0; n < N; n++) for (let i = 0; i < K; i++) Wp[n * K + i] = W[n * K + perm[i]];
-    gptqColumnsNative(Wp, N, K, flat, scales, g, Int32Array.from(perm), format, B, codes);
-    return { format, N, K, group, codes, scales };
+    const out = new Float32Array(N * K);
+    gptqColumnsNative(Wp, N, K, flat, scales, g, Int32Array.from(perm), format, B, out);
+    return { format, N, K, group, codes: compactCodes(format, out), scales };
   }
+  const codes = codeArray(format, N * K);
   for (let b0 = 0; b0 < K; b0 += B) {
     const b1 = Math.min(K, b0 + B);
     const Err = new Float64Array(N * (b1 - b0));

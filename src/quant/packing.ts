@@ -6,7 +6,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { fromArray } from '../tensor/creation.js';
 import { quantizedTensor } from '../tensor/quantized.js';
-import type { QuantizedMatrix } from './gptq.js';
+import { codeArray, type QuantizedMatrix } from './gptq.js';
 
 /** E4M3 bits of a value that is exactly representable (roundE4M3's output). */
 export function encodeE4M3(v: number): number {
@@ -24,7 +24,8 @@ export function decodeE4M3(b: number): number {
 
 export function encodeCodes(q: QuantizedMatrix): Tensor {
   const { N, K } = q;
-  if (q.format === 'int8') return fromArray(new Int8Array(q.codes), [N, K], 'i8'); // integral codes in [-127, 127]: the conversion is exact
+  // int8: the codes' own bytes (shared, not copied: a kernel tensor and the matrix never write them)
+  if (q.format === 'int8') return q.codes instanceof Int8Array ? Tensor.fromStorage('i8', [N, K], q.codes) : fromArray(new Int8Array(q.codes), [N, K], 'i8');
   if (q.format === 'fp8') return fromArray(Uint8Array.from(q.codes, encodeE4M3), [N, K], 'u8');
   const out = new Uint8Array((N * K) / 2);
   const nib = (n: number, k: number): number => q.codes[n * K + k] + 8;
@@ -34,9 +35,9 @@ export function encodeCodes(q: QuantizedMatrix): Tensor {
   return fromArray(out, [N, K / 2], 'u8');
 }
 
-export function decodeCodes(t: Tensor, spec: { format: QuantizedMatrix['format']; N: number; K: number }): Float32Array {
+export function decodeCodes(t: Tensor, spec: { format: QuantizedMatrix['format']; N: number; K: number }): Int8Array | Float32Array {
   const { N, K } = spec;
-  const codes = new Float32Array(N * K);
+  const codes = codeArray(spec.format, N * K);
   if (spec.format === 'int8') codes.set(t.data as Int8Array);
   else if (spec.format === 'fp8') { const d = t.data as Uint8Array; for (let i = 0; i < d.length; i++) codes[i] = decodeE4M3(d[i]); }
   else {

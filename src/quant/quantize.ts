@@ -222,6 +222,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
           const H = hessians.get(st.key);
           const values = new Float32Array(N * K);
           const q = o.method === 'gptq' && H ? dequantInto(gptqQuantize(W, N, K, H, o.weights!, group), values) : absmaxQuantize(W, N, K, o.weights!, group, { values });
+          work.release(w); // the folded f32 is consumed: the build keeps q and its dequantized values
           // the tensor owns `values` (no copy: at 1B scale a copy is seconds of page faults)
           const made: QuantizedWeight = { q, dequantized: Tensor.fromStorage('f32', [N, K], values), added: [] };
           if (onQgemm(q)) made.added.push([`quant.${w}.packed`, packedWeight(q)]);

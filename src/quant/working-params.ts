@@ -20,6 +20,7 @@ export class WorkingParams {
   #values = new Map<string, Float32Array>();
   #pending = new Map<string, Edit[]>();
   #tags = new Map<string, string[]>();
+  #released = new Set<string>();
 
   constructor(parameters: Iterable<[string, Tensor]>) {
     this.#live = new Map(parameters);
@@ -37,6 +38,7 @@ export class WorkingParams {
   /** The parameter's current values (copied from the module on first read, queued edits applied);
    *  the array is the working copy: later edits land in it. */
   values(name: string): Float32Array {
+    this.#checkLive(name);
     let v = this.#values.get(name);
     if (!v) {
       v = (this.#tensor(name).data as Float32Array).slice();
@@ -50,17 +52,33 @@ export class WorkingParams {
   /** Applies `edit` (now if the parameter was read, else when it is); `tag` names it in the provenance. */
   edit(name: string, tag: string, edit: Edit): void {
     this.#tensor(name);
+    this.#checkLive(name);
     const v = this.#values.get(name);
     if (v) edit(v);
     else this.#pending.set(name, [...(this.#pending.get(name) ?? []), edit]);
     this.#tags.set(name, [...(this.#tags.get(name) ?? []), tag]);
   }
 
+  /**
+   * Drops the working copy of a parameter whose values were consumed: a weight once quantized (the
+   * build keeps its codes and dequantized values, not the folded f32 it was quantized from; at 1B
+   * scale those copies are ~4 GB). Its provenance stays; reading or editing it again is an error.
+   */
+  release(name: string): void {
+    this.#values.delete(name);
+    this.#pending.delete(name);
+    this.#released.add(name);
+  }
+
+  #checkLive(name: string): void {
+    if (this.#released.has(name)) throw new Error(`quantize: internal error: parameter "${name}" was used after its working copy was released`);
+  }
+
   /** What was applied to the parameter, in order ('' for none). */
   provenance(name: string): string { return (this.#tags.get(name) ?? []).join(' '); }
 
   /** Every parameter read or edited (the ones a quantized model replaces). */
-  names(): string[] { return [...new Set([...this.#values.keys(), ...this.#pending.keys()])]; }
+  names(): string[] { return [...new Set([...this.#values.keys(), ...this.#pending.keys(), ...this.#released])]; }
 }
 
 interface MemoEntry { key: string | null; value: unknown; tensors: Tensor[] }

@@ -13,7 +13,7 @@ import { absmaxQuantize, dequantMatrix, gptqQuantize } from '../../src/quant/gpt
 
 const skip = nativeSearchAvailable ? false : 'native addon not built';
 
-function firstDifference(a: Float32Array, b: Float32Array): string | null {
+function firstDifference(a: ArrayLike<number>, b: ArrayLike<number>): string | null {
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i]) && !(a[i] === 0 && b[i] === 0)) return `index ${i}: ${a[i]} vs ${b[i]}`;
   return null;
 }
@@ -96,6 +96,8 @@ test('absmaxQuantize on the native kernel: the same codes and scales as numerics
     const native = absmaxQuantize(W, N, K, format, group), ts = absmaxQuantize(W, N, K, format, group, { native: false });
     assert.equal(firstDifference(native.scales, ts.scales), null, `${format} [${N}, ${K}] scales`);
     assert.equal(firstDifference(native.codes, ts.codes), null, `${format} [${N}, ${K}] codes`);
+    // integer codes are kept as bytes (a quarter of f32's memory), E4M3 values as f32, on both paths
+    for (const q of [native, ts]) assert.equal(q.codes.constructor, format === 'fp8' ? Float32Array : Int8Array, `${format} codes storage`);
     // the dequantized weights from the quantizing pass (quantize() takes them so; no second pass)
     const values = new Float32Array(N * K).fill(NaN), tsValues = new Float32Array(N * K).fill(NaN);
     absmaxQuantize(W, N, K, format, group, { values });
