@@ -9,9 +9,10 @@
 //     (H⁻¹'s factor and the column loop) on the native kernels, and in TypeScript for the q / o
 //     shapes (--gptq-ts; the down projection takes minutes there);
 //  3. quantize() wall time on the 1.1B shape with 4 of its 22 layers (bench/lib/llm-models.ts
-//     '1.1b-4l', f32 weights read from the F16 file), W8A8, for each --smoothing (none, smoothquant,
-//     pss) and int4 AWQ, two calibration sequences of --calib tokens; seconds in all and per layer.
-//   npx tsx bench/quantize-time.ts [--parts candidates,quantize] [--smoothing none,smoothquant,pss,awq] [--calib 64] [--calls 5]
+//     '1.1b-4l', or with --model 1.1b all 22 layers; f32 weights read from the F16 file), W8A8, for each --smoothing (none, smoothquant,
+//     pss) and int4 AWQ, two calibration sequences of --calib tokens; seconds in all and per layer, the
+//     process's peak RSS so far, and (onProgress) when each phase of quantize() ended, also on stderr.
+//   npx tsx bench/quantize-time.ts [--parts candidates,quantize] [--model 1.1b-4l|1.1b] [--smoothing none,smoothquant,pss,awq] [--calib 64] [--calls 5]
 //     [--pss-selection incremental,full] [--gptq-tokens 6144] [--gptq-ts q_o]
 //   smoothing 'gptq' is int4 GPTQ with 24 calibration sequences of 256 tokens (GPTQ needs more tokens than the widest input, 5632).
 // Final JSON line {"bench":"quantize-time", ...}.
@@ -33,8 +34,11 @@ const { values: args } = parseArgs({
     'pss-selection': { type: 'string', default: 'incremental' },
     'gptq-tokens': { type: 'string', default: '6144' },
     'gptq-ts': { type: 'string', default: 'q_o' },
+    // part quantize: the 4-layer 1.1B shape (default) or the whole 22-layer 1.1B (a 2.2 GB F16 file, generated once)
+    model: { type: 'string', default: '1.1b-4l' },
   },
 });
+if (args.model !== '1.1b-4l' && args.model !== '1.1b') throw new Error(`--model: 1.1b-4l or 1.1b, got ${args.model}`);
 const parts = args.parts.split(',');
 const m = MODELS['1.1b-4l'];
 const median = (a: number[]): number => { const s = [...a].sort((x, y) => x - y); return s[s.length >> 1]!; };
@@ -106,36 +110,55 @@ if (parts.includes('quantize')) {
   const { loadLlamaGguf } = await import('../src/llm/weights.js');
   const { PagedLlama } = await import('../src/llm/models/llama.js');
   const { quantize } = await import('../src/quant/index.js');
-  const file = await ensureModel('1.1b-4l', 'F16');
+  const qm = MODELS[args.model as '1.1b' | '1.1b-4l'];
+  const file = await ensureModel(args.model as '1.1b' | '1.1b-4l', 'F16');
   const table = Float32Array.from({ length: 65536 }, (_, h) => f16BitsToFloat(h));
   const calib = [promptIds(Number(args.calib), m.vocab, 71), promptIds(Number(args.calib), m.vocab, 72)];
-  console.log(`\n| configuration | quantize() s | s per layer |\n|---|---|---|`);
+  console.log(`\n${args.model} (${qm.layers} layers)\n\n| configuration | quantize() s | s per layer | peak RSS GiB (process, so far) |\n|---|---|---|---|`);
   const rows: Record<string, number> = {};
+  const peak: Record<string, number> = {};
+  const phases: Record<string, Record<string, number>> = {};
   const runs = args.smoothing.split(',').flatMap((smoothing) => (smoothing === 'pss' ? args['pss-selection'].split(',').map((sel) => [smoothing, sel]) : [[smoothing, '']]));
   for (const [smoothing, selection] of runs) {
-    // a fresh f32 model per configuration: quantize() leaves its source untouched, but the runs stay independent
-    const { config, weights } = loadLlamaGguf(file, {
-      transform: (w) => {
-        if (w.format !== 'f16') return w;
-        const src = w.data as Uint16Array, d = new Float32Array(src.length);
-        for (let i = 0; i < src.length; i++) d[i] = table[src[i]!]!;
-        return { ...w, format: 'f32', data: d };
-      },
-    });
-    const model = new PagedLlama(config, weights, { maxPositions: 256 });
+    // a fresh f32 model per configuration: quantize() leaves its source untouched, but the runs stay
+    // independent. The loaded weights are dropped once the model holds its copy (at 1B scale: 4.4 GB).
+    const model = ((): InstanceType<typeof PagedLlama> => {
+      const { config, weights } = loadLlamaGguf(file, {
+        transform: (w) => {
+          if (w.format !== 'f16') return w;
+          const src = w.data as Uint16Array, d = new Float32Array(src.length);
+          for (let i = 0; i < src.length; i++) d[i] = table[src[i]!]!;
+          return { ...w, format: 'f32', data: d };
+        },
+      });
+      return new PagedLlama(config, weights, { maxPositions: 256 });
+    })();
     const o = smoothing === 'awq' || smoothing === 'gptq'
       ? { weights: 'int4', activations: null, smoothing: 'none', method: smoothing }
       : { weights: 'int8', activations: 'int8', smoothing, method: 'absmax' };
     // GPTQ needs at least as many calibration tokens as the widest linear input (5632)
     const calibration = smoothing === 'gptq' ? Array.from({ length: 24 }, (_, i) => promptIds(256, m.vocab, 100 + i)) : calib;
     const t = performance.now();
-    quantize(model, { ...o, kvCache: null, shift: false, calibration } as Parameters<typeof quantize>[1], { incremental: selection !== 'full' });
+    // when each phase ended (seconds into quantize()), and a line on stderr as it does
+    const ended: Record<string, number> = {};
+    const onProgress = ({ phase, done, total }: { phase: string; done: number; total: number }): void => {
+      const at = (performance.now() - t) / 1000;
+      if (done === total) ended[phase] = +at.toFixed(1);
+      if (done === total || phase === 'select') console.error(`  ${smoothing}: ${phase} ${done}/${total} at ${at.toFixed(1)} s`);
+    };
+    quantize(model, { ...o, kvCache: null, shift: false, calibration, onProgress } as Parameters<typeof quantize>[1], { incremental: selection !== 'full' });
     const sec = (performance.now() - t) / 1000;
     const name = smoothing === 'awq' ? 'int4 AWQ' : smoothing === 'gptq' ? 'int4 GPTQ (6144 calibration tokens)' : `W8A8 ${smoothing}${selection ? ` (${selection} selection)` : ''}`;
     rows[name] = +sec.toFixed(1);
-    console.log(`| ${name} | ${sec.toFixed(1)} | ${(sec / m.layers).toFixed(1)} |`);
+    phases[name] = ended;
+    const rssGiB = process.resourceUsage().maxRSS / 1024 / 1024;
+    peak[name] = +rssGiB.toFixed(2);
+    console.log(`| ${name} | ${sec.toFixed(1)} | ${(sec / qm.layers).toFixed(1)} | ${rssGiB.toFixed(2)} |`);
   }
   out.quantizeSeconds = rows;
-  out.layers = m.layers;
+  out.peakRssGiB = peak;
+  out.phaseEndSeconds = phases;
+  out.model = args.model;
+  out.layers = qm.layers;
 }
 console.log(JSON.stringify(out));

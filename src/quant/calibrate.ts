@@ -49,14 +49,14 @@ export function traceStep(model: QuantizableDecoder, args: PrefillArgs): TraceRe
 
 export const flatInputs = (args: PrefillArgs): Tensor[] => flattenArgs([args.step, args.kPools, args.vPools]).tensors;
 
-export function calibrate(model: QuantizableDecoder, sequences: readonly (readonly number[])[], options: { hessian: boolean; maxSamples?: number; rotate?: 'none' | 'down' | 'all'; lmHead?: boolean }): CalibrationStats {
+export function calibrate(model: QuantizableDecoder, sequences: readonly (readonly number[])[], options: { hessian: boolean; maxSamples?: number; rotate?: 'none' | 'down' | 'all'; lmHead?: boolean; onSequence?: ((done: number, total: number) => void) | null }): CalibrationStats {
   const maxSamples = options.maxSamples ?? 128;
   const totalTokens = sequences.reduce((n, s) => n + s.length, 0);
   const stride = Math.max(1, Math.floor(totalTokens / maxSamples));
   const traced = new Map<number, { graph: Graph; constants: Map<string, Tensor>; sites: QuantSites }>();
   let linears: LinearStats[] | null = null;
   let kv: KvStats[] | null = null;
-  let seen = 0;
+  let seen = 0, done = 0;
   const gramScratch = new Map<number, Float32Array>();
   for (const tokens of sequences) {
     const args = prefillArgs(model, tokens, { allLogits: false });
@@ -95,6 +95,7 @@ export function calibrate(model: QuantizableDecoder, sequences: readonly (readon
       }
     });
     seen += tokens.length;
+    options.onSequence?.(++done, sequences.length);
   }
   if (!linears || !kv) throw new RangeError('quantize: calibration needs at least one token sequence');
   return { linears, kv, tokens: seen };

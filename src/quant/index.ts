@@ -4,7 +4,7 @@
 export { quantize } from './quantize.js';
 export type { SelectOptions } from './pss-select.js';
 export { QuantizedDecoder, type SiteReport } from './decoder.js';
-export { type QuantizeOptions, QUANTIZE_OPTION_NAMES } from './options.js';
+export { type QuantizeOptions, type QuantizeProgress, QUANTIZE_OPTION_NAMES } from './options.js';
 export { agreement, compareLogits, type Agreement } from './metrics.js';
 export { teacherForcedLogits, prefillArgs } from './step.js';
 export { outlierModel, randomSequences } from './outlier-model.js';

@@ -56,9 +56,16 @@ export interface QuantizeOptions {
    *  of its bytes (on a 32000-token vocabulary it is the largest single weight). Refused when the
    *  LM head shares its weight with the token embedding (tied embeddings). */
   lmHead?: boolean;
+  /** Called as quantize() advances: a 1B model's PSS or GPTQ build runs for minutes. Phases in order:
+   *  'calibrate' (calibration sequences run), 'sites' (smoothing searches done, one per linear site),
+   *  'weights' (weights quantized), and with smoothing 'pss' 'select' (sites whose model-level choice
+   *  is made). `done` counts up to `total` within a phase. Not saved with the quantized model. */
+  onProgress?: (progress: QuantizeProgress) => void;
 }
 
-export const QUANTIZE_OPTION_NAMES = ['weights', 'activations', 'activationScheme', 'kvCache', 'smoothing', 'shift', 'method', 'calibration', 'alpha', 'groupSize', 'pieces', 'maxSamples', 'kernel', 'rotate', 'lmHead'] as const;
+export interface QuantizeProgress { phase: 'calibrate' | 'sites' | 'weights' | 'select'; done: number; total: number }
+
+export const QUANTIZE_OPTION_NAMES = ['weights', 'activations', 'activationScheme', 'kvCache', 'smoothing', 'shift', 'method', 'calibration', 'alpha', 'groupSize', 'pieces', 'maxSamples', 'kernel', 'rotate', 'lmHead', 'onProgress'] as const;
 const REQUIRED = ['weights', 'activations', 'kvCache', 'smoothing', 'shift', 'method', 'calibration'] as const;
 
 function oneOf(name: string, v: unknown, allowed: readonly unknown[]): void {
@@ -83,7 +90,7 @@ export function w8a8Applies(o: Pick<QuantizeOptions, 'weights' | 'activations' |
   return (o.weights === 'int8' && o.activations === 'int8') || (o.weights === 'fp8' && o.activations !== 'int8');
 }
 
-export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<QuantizeOptions, 'groupSize' | 'kernel'>> & { groupSize: number | undefined; kernel: QuantizeOptions['kernel'] } {
+export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<QuantizeOptions, 'groupSize' | 'kernel' | 'onProgress'>> & { groupSize: number | undefined; kernel: QuantizeOptions['kernel'] } {
   if (options === null || typeof options !== 'object') throw new TypeError('quantize: options must be an object');
   checkOptionNames('quantize', options as unknown as Record<string, unknown>, QUANTIZE_OPTION_NAMES);
   for (const r of REQUIRED) {
@@ -119,6 +126,9 @@ export function checkQuantizeOptions(options: QuantizeOptions): Required<Omit<Qu
     if (options.weights !== 'int8' && options.weights !== 'int4') throw new TypeError(`quantize: option "kernel" 'qgemm' runs int8 / int4 weights; "weights" is ${JSON.stringify(options.weights)}`);
     if (options.activations !== 'int8') throw new TypeError(`quantize: option "kernel" 'qgemm' always quantizes activations to int8 (per 32 values); set "activations" to 'int8' (got ${JSON.stringify(options.activations)})`);
     if (options.activationScheme !== undefined && options.activationScheme !== 'per-token') throw new TypeError('quantize: option "activationScheme" does not apply to kernel \'qgemm\' (it quantizes per 32 values); leave it out');
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw new TypeError(`quantize: option "onProgress" must be a function ({ phase, done, total }) => void, got ${typeof options.onProgress}`);
   }
   const cal = options.calibration;
   if (!Array.isArray(cal) || cal.length === 0 || !cal.every((s) => Array.isArray(s) && s.length > 0)) {

@@ -47,7 +47,8 @@ export interface SelectOptions {
 }
 
 export function selectPssSites(model: QuantizableDecoder, calibration: readonly (readonly number[])[],
-  build: (choice: (site: number) => SiteChoice, memo: BuildMemo | null) => QuantizedDecoder, options: SelectOptions = {}): QuantizedDecoder {
+  build: (choice: (site: number) => SiteChoice, memo: BuildMemo | null) => QuantizedDecoder, options: SelectOptions = {},
+  onSite: ((done: number, total: number) => void) | null = null): QuantizedDecoder {
   const reference = calibration.map((s) => teacherForcedLogits(model, s));
   const incremental = options.incremental ?? true;
   const memo = incremental ? new BuildMemo() : null;
@@ -77,6 +78,7 @@ export function selectPssSites(model: QuantizableDecoder, calibration: readonly 
     score(best); // the same KL (deterministic); fills the incremental caches for the trials
   }
   keepOnly(best);
+  onSite?.(0, sites);
   for (let i = 0; i < sites; i++) {
     let pick: SiteChoice | null = null;
     for (const alt of (['pss', 'smoothquant', 'none'] as const).filter((c) => c !== choices[i])) {
@@ -88,6 +90,7 @@ export function selectPssSites(model: QuantizableDecoder, calibration: readonly 
       keepOnly(best);
     }
     if (pick) choices[i] = pick;
+    onSite?.(i + 1, sites);
   }
   return best;
 }

@@ -15,7 +15,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { fromArray } from '../tensor/creation.js';
 import { calibrate, type QuantizableDecoder, type LinearStats } from './calibrate.js';
-import { checkQuantizeOptions, kvOnPools, w8a8Applies, type QuantizeOptions } from './options.js';
+import { checkQuantizeOptions, kvOnPools, w8a8Applies, type QuantizeOptions, type QuantizeProgress } from './options.js';
 import { smoothQuantFactors, pssSearch, awqSearch, weightColumnAbsMax, siteError, type SiteProblem } from './search.js';
 import { absmaxQuantize, gptqQuantize, dequantMatrix, type QuantizedMatrix } from './gptq.js';
 import { formatMax } from './numerics.js';
@@ -24,6 +24,7 @@ import { isNativeAvailable, getEagerBackend } from '../ops/dispatch.js';
 import { QuantizedDecoder, type SiteReport } from './decoder.js';
 import { WorkingParams } from './working-params.js';
 import type { QuantPlan, SitePlan } from './graph-passes.js';
+import { withoutWeightPacking } from '../backends/cpu/packed.js';
 import { selectPssSites, type PssBuild, type SelectOptions } from './pss-select.js';
 import { hadamardMatrix, rotateWeight, rotateRow } from './rotation.js';
 import { W8_ACT_GROUP } from './w8-linear-op.js';
@@ -32,20 +33,34 @@ const f32 = (v: ArrayLike<number>, shape: number[]): Tensor => fromArray(v insta
 
 /** `selection` tunes PSS's model-level step (pss-select.ts); its default is the fast exact path. */
 export function quantize(model: QuantizableDecoder, options: QuantizeOptions, selection: SelectOptions = {}): QuantizedDecoder {
+  // calibration and scoring run every weight more than once: caching their packed forms would hold a
+  // second copy of the model in native memory for the whole call
+  return withoutWeightPacking(() => quantizeModel(model, options, selection));
+}
+
+function quantizeModel(model: QuantizableDecoder, options: QuantizeOptions, selection: SelectOptions): QuantizedDecoder {
   const checked = checkQuantizeOptions(options);
   const native = isNativeAvailable() && getEagerBackend() !== 'reference';
   const o = { ...checked, kernel: checked.kernel ?? defaultKernel(checked, native) };
   if (o.kernel === 'qgemm' && !native) {
     throw new Error("quantize: option \"kernel\" 'qgemm' needs the native CPU kernels (the reference quant_linear does not quantize activations); build them with `npm run build:native`, or use kernel 'simulated'");
   }
-  const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples, rotate: o.rotate, lmHead: o.lmHead });
-  // build() re-validates the options it is given: hand it the resolved kernel, not the caller's undefined
-  const resolved: QuantizeOptions = { ...options, kernel: o.kernel as QuantizeOptions['kernel'] };
-  if (o.smoothing !== 'pss') return build(model, resolved, stats, null);
-  // PSS: the per-site searches once (cached), then the model-level choice per site (pss-select.ts)
+  const progress: Progress | null = options.onProgress ? (phase, done, total) => options.onProgress!({ phase, done, total }) : null;
+  const stats = calibrate(model, o.calibration, { hessian: o.method === 'gptq', maxSamples: o.maxSamples, rotate: o.rotate, lmHead: o.lmHead, onSequence: progress && ((done, total) => progress('calibrate', done, total)) });
+  // build() re-validates the options it is given: hand it the resolved kernel, not the caller's
+  // undefined (and not the progress callback: the options are kept with the quantized model)
+  const { onProgress: _, ...unobserved } = options;
+  const resolved: QuantizeOptions = { ...unobserved, kernel: o.kernel as QuantizeOptions['kernel'] };
+  if (o.smoothing !== 'pss') return build(model, resolved, stats, null, progress);
+  // PSS: the per-site searches once (cached), then the model-level choice per site (pss-select.ts).
+  // Only the first build runs the searches and quantizes every weight: it alone reports 'sites' and 'weights'.
   const cache: PssBuild['cache'] = new Map();
-  return selectPssSites(model, o.calibration, (choice, memo) => build(model, resolved, stats, { choice, cache, memo }), selection);
+  return selectPssSites(model, o.calibration, (choice, memo) => build(model, resolved, stats, { choice, cache, memo }, cache.size === 0 ? progress : null),
+    selection, progress && ((done, total) => progress('select', done, total)));
 }
+
+/** quantize()'s progress callback, one argument per field. */
+type Progress = (phase: QuantizeProgress['phase'], done: number, total: number) => void;
 
 /** The kernel when none is asked for: the real 8-bit kernels where they apply and are built, else
  *  simulated quantization (per-group activation scales run on the w8a8 kernel only: its reference
@@ -57,7 +72,7 @@ function defaultKernel(o: QuantizeOptions, native: boolean): QuantizeOptions['ke
 }
 
 /** quantize() after calibration; for PSS, `pss` says which sites take PSS's factors (the others SmoothQuant's). */
-function build(model: QuantizableDecoder, options: QuantizeOptions, stats: ReturnType<typeof calibrate>, pss: PssBuild | null): QuantizedDecoder {
+function build(model: QuantizableDecoder, options: QuantizeOptions, stats: ReturnType<typeof calibrate>, pss: PssBuild | null, progress: Progress | null): QuantizedDecoder {
   const o = checkQuantizeOptions(options);
   const widest = Math.max(...stats.linears.map((l) => l.K));
   if (o.method === 'gptq' && stats.tokens < widest) {
@@ -202,6 +217,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
     }
     if (st.hessian) hessians.set(st.key, transformHessian(st, z, s, st.rotated));
     plan.sites.push(site);
+    progress?.('sites', index + 1, stats.linears.length);
   }
 
   // weights last: every fold above has landed in the f32 values
@@ -214,6 +230,8 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
   const onQgemm = (q: QuantizedMatrix): q is QuantizedMatrix & { format: 'int8' | 'int4' } => o.kernel === 'qgemm' && (q.format === 'int8' || q.format === 'int4');
   const onW8a8 = (q: QuantizedMatrix): q is QuantizedMatrix & { format: 'int8' | 'fp8' } => o.kernel === 'w8a8' && (q.format === 'int8' || q.format === 'fp8');
   if (o.weights) {
+    const total = stats.linears.reduce((n, st) => n + st.weights.length, 0);
+    let done = 0;
     for (const st of stats.linears) {
       for (const w of st.weights) {
         const [N, K] = work.shape(w);
@@ -241,6 +259,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
         if (onW8a8(q)) {
           (plan.w8Linear ??= {})[w] = { codes: `quant.${w}.codes`, scales: `quant.${w}.scales`, weights: q.format, activations: o.activations ?? 'none', ...(o.activationScheme === 'per-group' ? { actGroup: W8_ACT_GROUP } : {}) };
         }
+        progress?.('weights', ++done, total);
       }
     }
   }
@@ -261,7 +280,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
   }
   for (const [name, t] of added) params.set(name, memo ? memo.stable(name, t) : t);
   for (const [name, t] of kernelTensors) params.set(name, t);
-  const { calibration, ...rest } = options;
+  const { calibration, onProgress, ...rest } = options;
   return new QuantizedDecoder(model, plan, params, quantized,
     { ...rest, activationScheme: o.activationScheme, kernel: o.kernel, alpha: o.alpha, pieces: o.pieces, maxSamples: o.maxSamples, groupSize: o.weights === 'int4' ? group : undefined, calibrationTokens: stats.tokens }, report);
 }

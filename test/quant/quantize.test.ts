@@ -31,6 +31,25 @@ test('quantize: unknown and invalid options are errors naming the option', () =>
   assert.throws(() => quantize(model, missing as never), /option "calibration" is required/);
 });
 
+test('onProgress reports each phase in order, counting up to its total, and is not kept with the model', () => {
+  assert.throws(() => quantize(model, { ...base, onProgress: 5 } as never), /option "onProgress" must be a function/);
+  for (const smoothing of ['none', 'pss'] as const) {
+    const events: { phase: string; done: number; total: number }[] = [];
+    const q = quantize(model, { ...base, smoothing, pieces: 2, maxSamples: 32, onProgress: (p) => events.push({ ...p }) });
+    const sites = q.report.length, weights = q.weights.size;
+    assert.equal(sites, 4, 'q/k/v, o, gate/up and down of the one layer');
+    const phases = [...new Set(events.map((e) => e.phase))];
+    assert.deepEqual(phases, smoothing === 'pss' ? ['calibrate', 'sites', 'weights', 'select'] : ['calibrate', 'sites', 'weights'], `${smoothing}: phases in order, each once`);
+    const counts = (phase: string): string => events.filter((e) => e.phase === phase).map((e) => `${e.done}/${e.total}`).join(' ');
+    const upTo = (from: number, n: number): string => Array.from({ length: n - from + 1 }, (_, i) => `${from + i}/${n}`).join(' ');
+    assert.equal(counts('calibrate'), upTo(1, calibration.length));
+    assert.equal(counts('sites'), upTo(1, sites), `${smoothing}: one search per site (PSS's trial builds search nothing and report nothing)`);
+    assert.equal(counts('weights'), upTo(1, weights));
+    if (smoothing === 'pss') assert.equal(counts('select'), upTo(0, sites));
+    assert.ok(!('onProgress' in q.options), 'the callback is not part of the options saved with the model');
+  }
+});
+
 test('observer pass: per layer q/k/v fold into the attention norm, o has no producer, gate/up into the ffn norm, down into up', () => {
   const r = traceStep(model, prefillArgs(model, [1, 2, 3], { allLogits: false }));
   const sites = findQuantSites(r.graph);

@@ -9,6 +9,20 @@ interface Entry { version: number; handle: PackedHandle }
 // One cache per orientation: linear reads weight [N, K] (transposed), matmul reads b [K, N].
 const caches = { plain: new WeakMap<Tensor, Entry>(), trans: new WeakMap<Tensor, Entry>() };
 const seenOnce = { plain: new WeakMap<Tensor, number>(), trans: new WeakMap<Tensor, number>() };
+// Off inside withoutWeightPacking: nothing new is cached (packs already cached are still used).
+let caching = true;
+
+/**
+ * Runs `fn` without caching new packed weights: for one-shot passes over a whole model (quantize()'s
+ * calibration and scoring run every weight twice or more, and at 1B scale the packs cached on the
+ * second sighting are ~4 GB of native memory that nothing uses afterwards). Weights are packed
+ * per call instead (one extra pass over each weight per call: within a few percent of a GEMM).
+ */
+export function withoutWeightPacking<T>(fn: () => T): T {
+  const was = caching;
+  caching = false;
+  try { return fn(); } finally { caching = was; }
+}
 
 /** The packed form of a 2-D weight `t` viewed as B [K, N] (or stored [N, K] when transB), or null
  *  when it should be packed per call (first sighting). `force` packs and caches immediately. */
@@ -16,6 +30,7 @@ export function packedWeight(addon: NativeAddon, t: Tensor, K: number, N: number
   const key = transB ? 'trans' : 'plain';
   const hit = caches[key].get(t);
   if (hit && hit.version === t.version) return hit.handle;
+  if (!force && !caching) return null;
   if (!force && !hit && seenOnce[key].get(t) !== t.version) {
     seenOnce[key].set(t, t.version);
     return null;

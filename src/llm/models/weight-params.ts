@@ -43,9 +43,12 @@ export function checkWeightParamOptions(o: WeightParamOptions, where: string): v
   }
 }
 
-/** f32 [rows, cols] values of a matrix (a copy only when it is not stored as f32). */
+/** f32 [rows, cols] values of a matrix. Stored as f32: a copy (the stored array may be shared, e.g.
+ *  by a tied embedding and LM head); otherwise the tensor owns the freshly dequantized array (a
+ *  second copy is gigabytes at 1B scale, if briefly). */
 export function f32Param(w: WeightMatrix): Tensor {
-  return fromArray(dequantizeMatrix(w), [w.rows, w.cols], 'f32');
+  const values = dequantizeMatrix(w);
+  return values === w.data ? fromArray(values, [w.rows, w.cols], 'f32') : Tensor.fromStorage('f32', [w.rows, w.cols], values);
 }
 
 /** The stored blocks (and int8/int4 scales) of a quantized matrix in quantizedTensor's layout. */

@@ -151,3 +151,21 @@ nativeTest('non-f32 inputs fall back to the reference kernel', () => {
   const { ref, cpu } = both(() => ops.matmul(a, b));
   assertSame(cpu, ref, 'f16 matmul');
 });
+
+nativeTest('withoutWeightPacking: a weight seen twice inside is not cached (the same results); outside, the second sighting caches it', async () => {
+  const { packedWeight, withoutWeightPacking } = await import('../../../src/backends/cpu/packed.js');
+  const w = rnd([19, 33]), x = rnd([5, 33]);
+  // the reference kernel's answer (the native addon never sees w here)
+  const expect = onRef(() => ops.linear(x, w));
+  const absProd = onRef(() => ops.linear(ops.abs(x), ops.abs(w)));
+  const check = (what: string): void => assertClose(ops.linear(x, w), expect, gemmTol(absProd, 33), what);
+  withoutWeightPacking(() => {
+    for (let i = 0; i < 3; i++) check(`inside, call ${i}`);
+    assert.equal(packedWeight(addon!, w, 33, 19, true), null, 'nothing was cached for w inside');
+  });
+  assert.equal(packedWeight(addon!, w, 33, 19, true), null, 'first sighting outside: not cached yet');
+  assert.notEqual(packedWeight(addon!, w, 33, 19, true), null, 'second sighting: cached');
+  // a pack cached before stays in use inside (no new memory either way)
+  withoutWeightPacking(() => assert.notEqual(packedWeight(addon!, w, 33, 19, true), null));
+  check('outside, cached');
+});
