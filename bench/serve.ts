@@ -10,6 +10,7 @@
 //                                  N-token prompts for one token each, back to back, all through the
 //                                  measured rounds; they are not measured, the c streams are)
 //     [--max-decode-slowdown F]   (inferjit: a step with decodes takes at most F× the decodes alone; 0: off; default the scheduler's)
+//     [--prefill-floor N]          (inferjit: prompt tokens a step may always carry beside decodes, whatever F says; default the scheduler's)
 //     [--no-warmup]                (inferjit: compile step shapes on first use instead of at start-up; the old behaviour)
 // Each of `c` clients sends a streaming completion (a distinct seeded prompt of --prompt tokens,
 // --gen tokens, greedy, ignore_eos), reads it to the end and at once sends the next, --requests
@@ -45,6 +46,7 @@ const { values: args } = parseArgs({
     'long-clients': { type: 'string', default: '1' },
     'no-warmup': { type: 'boolean', default: false },
     'max-decode-slowdown': { type: 'string' },
+    'prefill-floor': { type: 'string' },
     // child mode
     child: { type: 'string' },
     file: { type: 'string' },
@@ -73,7 +75,7 @@ async function serveInferjit(file: string, seqs: number, ctx: number, threads: n
   const server = createServer({
     model: file, modelName: 'bench',
     engine: { threads, maxContext: ctx, cacheTokens: seqs * ctx, kvDtype: 'f16' },
-    scheduler: { maxRunning: seqs, maxBatchedTokens: budget, prefillChunk, maxDecodeSlowdown: args['max-decode-slowdown'] === undefined ? undefined : Number(args['max-decode-slowdown']), maxWaiting: 4096, maxWaitingTokens: 1 << 24 },
+    scheduler: { maxRunning: seqs, maxBatchedTokens: budget, prefillChunk, maxDecodeSlowdown: args['max-decode-slowdown'] === undefined ? undefined : Number(args['max-decode-slowdown']), prefillFloor: args['prefill-floor'] === undefined ? undefined : Number(args['prefill-floor']), maxWaiting: 4096, maxWaitingTokens: 1 << 24 },
     warmup: !args['no-warmup'],
   });
   const url = await server.listen(0, '127.0.0.1');
@@ -206,7 +208,7 @@ function startChild(engine: string, file: string, seqs: number, ctx: number, thr
   // INFERJIT_SERVE_CPU_PROF=DIR: the server child writes a V8 CPU profile there when it exits
   const prof = process.env.INFERJIT_SERVE_CPU_PROF;
   const [cmd, pre] = prof ? [process.execPath, ['--cpu-prof', '--cpu-prof-dir', prof, '--import', 'tsx']] : [tsx, []];
-  const child = spawn(cmd, [...pre, path.join(here, 'serve.ts'), '--child', engine, '--file', file, '--seqs', String(seqs), '--ctx', String(ctx), '--threads', String(threads), '--max-batched-tokens', String(args['max-batched-tokens']), ...(args['prefill-chunk'] ? ['--prefill-chunk', args['prefill-chunk']] : []), ...(args['no-warmup'] ? ['--no-warmup'] : []), ...(args['max-decode-slowdown'] ? ['--max-decode-slowdown', args['max-decode-slowdown']] : [])], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(cmd, [...pre, path.join(here, 'serve.ts'), '--child', engine, '--file', file, '--seqs', String(seqs), '--ctx', String(ctx), '--threads', String(threads), '--max-batched-tokens', String(args['max-batched-tokens']), ...(args['prefill-chunk'] ? ['--prefill-chunk', args['prefill-chunk']] : []), ...(args['no-warmup'] ? ['--no-warmup'] : []), ...(args['max-decode-slowdown'] ? ['--max-decode-slowdown', args['max-decode-slowdown']] : []), ...(args['prefill-floor'] ? ['--prefill-floor', args['prefill-floor']] : [])], { env, stdio: ['pipe', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
@@ -308,7 +310,7 @@ async function main(): Promise<void> {
       console.log(`\ninferjit at 16 streams: ${(goals[m] as { scaling16: number }).scaling16}× the tok/s of one stream (goal on 1.1b: ≥ 6×); p99 ITL ${(goals[m] as { itlP99Ratio16: number }).itlP99Ratio16}× one stream's (goal ≤ 3×)`);
     }
   }
-  console.log(JSON.stringify({ bench: 'serve', type, threads, prompt: promptLen, gen, requestsPerClient: perClient, longPrompt: long.len, longClients: long.clients, warmup: !args['no-warmup'], maxDecodeSlowdown: args['max-decode-slowdown'] ?? null, prefillChunk: args['prefill-chunk'] ?? null, results, tokS_ratio_vs_llamacpp: ratios, goals }));
+  console.log(JSON.stringify({ bench: 'serve', type, threads, prompt: promptLen, gen, requestsPerClient: perClient, longPrompt: long.len, longClients: long.clients, warmup: !args['no-warmup'], maxDecodeSlowdown: args['max-decode-slowdown'] ?? null, prefillFloor: args['prefill-floor'] ?? null, prefillChunk: args['prefill-chunk'] ?? null, results, tokS_ratio_vs_llamacpp: ratios, goals }));
 }
 
 await main();
