@@ -45,7 +45,7 @@ test('usage errors exit 2 with the reason', async () => {
     [['serve', '--model', modelFile, '--port', '1', '--port=2'], /--port is given more than once/],
     [['serve', '--model', modelFile, '--prefill-chunk', '600'], /--prefill-chunk \(600\) must be at most --max-batched-tokens \(512\)/],
     [['serve', '--model', modelFile, '--max-batched-tokens', '64', '--prefill-chunk', '65'], /--prefill-chunk \(65\) must be at most --max-batched-tokens \(64\)/],
-    [['serve', '--model', modelFile, '--prefill-chunk', '8'], /--prefill-floor \(16\) must be at most --prefill-chunk \(8\)/],
+    [['serve', '--model', modelFile, '--prefill-chunk', '3'], /--prefill-floor \(4\) must be at most --prefill-chunk \(3\)/],
     [['serve', '--model', modelFile, '--max-decode-slowdown', '1'], /--max-decode-slowdown must be above 1 .*or 0 to turn it off; got 1/],
     [['serve', '--model', modelFile, '--max-decode-slowdown', '-3'], /--max-decode-slowdown must be a decimal number, got "-3"/],
     [['serve', '--model', modelFile, '--max-waiting', '0'], /--max-waiting must be an integer >= 1, got "0"/],
