@@ -48,7 +48,7 @@ export function checkWeightParamOptions(o: WeightParamOptions, where: string): v
  *  second copy is gigabytes at 1B scale, if briefly). */
 export function f32Param(w: WeightMatrix): Tensor {
   const values = dequantizeMatrix(w);
-  return values === w.data ? fromArray(values, [w.rows, w.cols], 'f32') : Tensor.fromStorage('f32', [w.rows, w.cols], values);
+  return w.format === 'f32' ? fromArray(values, [w.rows, w.cols], 'f32') : Tensor.fromStorage('f32', [w.rows, w.cols], values);
 }
 
 /** The stored blocks (and int8/int4 scales) of a quantized matrix in quantizedTensor's layout. */
