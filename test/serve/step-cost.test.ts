@@ -116,11 +116,14 @@ test('beside decodes the scheduler sizes prefill chunks from the learned step co
 
 test('a burst of prompts arriving beside one decoding stream is admitted at the pace the full batch allows', async () => {
   const model = loadServedModel(modelFile, { threads: 1, maxSeqs: 8, maxStepTokens: 128 });
-  // known step costs, as above: 10 ms + 1 ms per token carried
+  // Known step costs: 36 ms + 2 ms per token carried. The ratio fixed / per token (18) sits midway
+  // between what the old rule needs to fail (below 29) and what the new one needs to pass (above 11),
+  // so the model's own compute time (it adds to both, more to the per-token part on a loaded machine)
+  // does not decide the outcome; at 10 + 1 ms it sat at the edge and a busy CI machine got 7 tokens.
   class Slowed extends PagedServeEngine {
     override async step(chunks: readonly StepChunk[]) {
       const out = await super.step(chunks);
-      await new Promise((r) => setTimeout(r, 10 + chunks.reduce((n, c) => n + c.tokens.length, 0)));
+      await new Promise((r) => setTimeout(r, 36 + 2 * chunks.reduce((n, c) => n + c.tokens.length, 0)));
       return out;
     }
   }
@@ -140,8 +143,9 @@ test('a burst of prompts arriving beside one decoding stream is admitted at the 
   assert.deepEqual(await Promise.all([...streams, ...burst]), Array(8).fill('length'));
   const first = steps.slice(before).find((x) => x.prefillTokens > 0)!;
   assert.equal(first.decodes, 1);
-  // One decode alone costs ~11 ms: 1.5× that leaves room for ~6 computed tokens (a padded step of 8:
-  // 7 prompt tokens). Seven sequences present decode in ~17 ms: 1.5× that allows a 16-token step.
+  // One decode alone costs ~38 ms: 1.5× that (57 ms) leaves room for ~10 computed tokens (a padded step
+  // of 8: 7 prompt tokens). Seven sequences present decode in ~50 ms: 1.5× that (75 ms) allows ~19
+  // computed tokens, a padded step of 16: 15 prompt tokens.
   assert.ok(first.prefillTokens >= 12, `the first step after the burst prefilled ${first.prefillTokens} tokens beside 1 decode`);
   await s.close();
 });
