@@ -202,13 +202,16 @@ async function load(url: string, c: number, perClient: number, promptLen: number
   };
 }
 
+/** The scheduler's flags, passed on to the server child as given (absent: the scheduler's default). */
+const SCHEDULER_FLAGS = ['prefill-chunk', 'max-decode-slowdown', 'prefill-floor'] as const;
+
 function startChild(engine: string, file: string, seqs: number, ctx: number, threads: number): Promise<{ child: ChildProcess; url: string }> {
   const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
   const env = { ...process.env, ...(engine === 'llamacpp' ? { UV_THREADPOOL_SIZE: '1' } : {}) };
   // INFERJIT_SERVE_CPU_PROF=DIR: the server child writes a V8 CPU profile there when it exits
   const prof = process.env.INFERJIT_SERVE_CPU_PROF;
   const [cmd, pre] = prof ? [process.execPath, ['--cpu-prof', '--cpu-prof-dir', prof, '--import', 'tsx']] : [tsx, []];
-  const child = spawn(cmd, [...pre, path.join(here, 'serve.ts'), '--child', engine, '--file', file, '--seqs', String(seqs), '--ctx', String(ctx), '--threads', String(threads), '--max-batched-tokens', String(args['max-batched-tokens']), ...(args['prefill-chunk'] ? ['--prefill-chunk', args['prefill-chunk']] : []), ...(args['no-warmup'] ? ['--no-warmup'] : []), ...(args['max-decode-slowdown'] ? ['--max-decode-slowdown', args['max-decode-slowdown']] : []), ...(args['prefill-floor'] ? ['--prefill-floor', args['prefill-floor']] : [])], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(cmd, [...pre, path.join(here, 'serve.ts'), '--child', engine, '--file', file, '--seqs', String(seqs), '--ctx', String(ctx), '--threads', String(threads), '--max-batched-tokens', String(args['max-batched-tokens']), ...(args['no-warmup'] ? ['--no-warmup'] : []), ...SCHEDULER_FLAGS.flatMap((f) => (args[f] ? [`--${f}`, args[f]] : []))], { env, stdio: ['pipe', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {

@@ -280,7 +280,7 @@ function build(model: QuantizableDecoder, options: QuantizeOptions, stats: Retur
   }
   for (const [name, t] of added) params.set(name, memo ? memo.stable(name, t) : t);
   for (const [name, t] of kernelTensors) params.set(name, t);
-  const { calibration, onProgress, ...rest } = options;
+  const { calibration, ...rest } = options;
   return new QuantizedDecoder(model, plan, params, quantized,
     { ...rest, activationScheme: o.activationScheme, kernel: o.kernel, alpha: o.alpha, pieces: o.pieces, maxSamples: o.maxSamples, groupSize: o.weights === 'int4' ? group : undefined, calibrationTokens: stats.tokens }, report);
 }
